@@ -1,0 +1,147 @@
+"""The command line: flags -> Config -> run / list / report. Errors in what the user asked for
+(names, sizes, files) print one line and exit 2; nothing here prints a traceback for them."""
+import argparse
+import sys
+from pathlib import Path
+
+from bench import backends
+from bench.data import DataError
+from bench.records import RecordsError
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _names(values):
+    """Accept both `--step a b` and `--step a,b`."""
+    if not values:
+        return None
+    out = tuple(v for value in values for v in value.split(",") if v)
+    return out or None
+
+
+def parse_size(text):
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise UsageError(f"bad size {text!r}: expected N,M,NH (e.g. 50000,784,50)")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"bad size {text!r}: N, M and NH must be whole numbers") from None
+    if min(size) < 1:
+        raise UsageError(f"bad size {text!r}: N, M and NH must be at least 1")
+    return size
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not argparse's usage block: the message is what the user needs."""
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser():
+    p = Parser(prog="python -m bench", description="Check, then time, forward+backward passes of the lesson's MLP.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    r = sub.add_parser("run", help="check and time the grid of cases; write records, a report and plots")
+    r.add_argument("--framework", nargs="+", help="frameworks (default: tensorflow)")
+    r.add_argument("--step", nargs="+", help="steps (default: all)")
+    r.add_argument("--backend", nargs="+", help="backends (default: all)")
+    r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"))
+    r.add_argument("--size", nargs="+", metavar="N,M,NH", help="problem sizes (default: 50000,784,50)")
+    r.add_argument("--dtype", nargs="+", help="float32 and/or float64 (default: float32)")
+    r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
+    r.add_argument("--out", help="output folder (default: results/<run-id>)")
+    r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
+    r.add_argument("--seed", type=int, default=0)
+    sub.add_parser("list", help="what can run here, and why not the rest")
+    rep = sub.add_parser("report", help="rebuild report.md and plots from records")
+    rep.add_argument("results", nargs="+", help="run folders or records .jsonl files")
+    rep.add_argument("--out", help="output folder (default: the first run folder)")
+    return p
+
+
+def config_from_args(args):
+    from bench import run
+    sizes = tuple(parse_size(s) for s in args.size or ()) or None
+    dtypes = _names(args.dtype) or ("float32",)
+    for dtype in dtypes:
+        if dtype not in run.DTYPES:
+            raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(run.DTYPES)})")
+    for framework in _names(args.framework) or ():
+        if framework not in backends.FRAMEWORKS:
+            raise UsageError(f"unknown framework {framework!r} (known: {', '.join(backends.FRAMEWORKS)})")
+    if args.data and not Path(args.data).is_file():
+        raise UsageError(f"--data {args.data}: no such file")
+    run_id = run.new_run_id()
+    kwargs = dict(
+        out=Path(args.out) if args.out else Path("results") / run_id, run_id=run_id,
+        frameworks=_names(args.framework) or ("tensorflow",), steps=_names(args.step),
+        backends=_names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed)
+    if sizes:   # sizes given by the user run every step at those sizes
+        kwargs.update(sizes=sizes, step_n={})
+    if args.quick:
+        kwargs.update(warmup=1, min_samples=5, max_samples=20, budget_s=0.1)
+        if not sizes:
+            kwargs.update(sizes=(run.QUICK_SIZE,))
+    return run.Config(**kwargs)
+
+
+def cmd_run(args):
+    from bench import report, run
+    config = config_from_args(args)
+    try:
+        records = run.run(config)
+    except KeyboardInterrupt:
+        print(f"interrupted: the cases that finished are kept in {config.out / 'records.jsonl'}", file=sys.stderr)
+        return 130
+    paths = report.write(records, config.out)
+    df = report.frame(records)
+    for key, table in report.comparison_tables(df).items():
+        print(f"\n{report._title(key)}: median ms ± IQR\n{table.to_markdown()}")
+    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths)}")
+    return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def cmd_list(args):
+    from bench import run
+    for name in backends.FRAMEWORKS:
+        reason = backends.unavailable_reason(name)
+        if reason:
+            print(f"{name}: not available ({reason})")
+            continue
+        fw = backends.load(name)
+        print(f"{name} {fw.info()['version']}: available")
+        print(f"  steps:    {', '.join(fw.STEPS)}")
+        print(f"  backends: {', '.join(fw.BACKENDS)}")
+        present = fw.devices()
+        print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
+    print(f"dtypes: {', '.join(run.DTYPES)}")
+    return 0
+
+
+def cmd_report(args):
+    from bench import records, report
+    loaded = [r for path in args.results for r in records.read(path)]
+    if not loaded:
+        raise RecordsError(f"{', '.join(args.results)}: no records")
+    out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
+    for path in report.write(loaded, out):
+        print(path)
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from bench.run import ConfigError
+    try:
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[args.command](args)
+    except (UsageError, ConfigError, DataError, RecordsError, backends.FrameworkUnavailable) as e:
+        print(f"python -m bench {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Records: one frozen dataclass of raw samples and metadata per case, stored as JSON lines.
+
+Statistics (median, IQR) are derived from the samples, so any table or plot can be rebuilt
+from the file. Each record carries its run's environment, so files from many runs merge."""
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = 1
+STATUSES = ("ok", "failed", "skipped")
+
+
+class RecordsError(ValueError):
+    """A results file is missing or broken; str() is one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Record:
+    framework: str
+    step: str
+    backend: str
+    device: str
+    n: int
+    m: int
+    nh: int
+    dtype: str
+    status: str                       # ok / failed / skipped
+    error: str | None = None          # why, when not ok
+    run_id: str = ""
+    data: str = ""                    # where x and y came from
+    note: str | None = None           # e.g. why this case ran at a smaller n
+    loss: float | None = None
+    max_rel_err: float | None = None
+    rel_errs: dict = field(default_factory=dict)   # output -> relative error against float64
+    tolerance: float | None = None
+    mask_flips: int | None = None     # ReLU mask entries near zero where the case and float64 disagree
+    trace_s: float | None = None
+    first_call_s: float | None = None
+    warmup_s: tuple = ()
+    samples_s: tuple = ()
+    tracing_count: int | None = None  # after timing; >1 means the timed loop retraced
+    flops: int | None = None          # analytic, per call (kernels/cost.py)
+    min_bytes: int | None = None
+    memory_estimate_bytes: int | None = None
+    peak_bytes: int | None = None
+    peak_method: str | None = None
+    tf32: bool | None = None
+    ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
+    env: dict = field(default_factory=dict)        # the run's environment fingerprint
+    schema: int = SCHEMA
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+        for name in ("n", "m", "nh"):
+            if not isinstance(getattr(self, name), int):
+                raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        for name in ("warmup_s", "samples_s"):
+            values = getattr(self, name)
+            if not all(isinstance(v, (int, float)) for v in values):
+                raise RecordsError(f"{name} must be a list of numbers")
+            # JSON has no tuples: normalise, so a record read back equals the one written.
+            object.__setattr__(self, name, tuple(values))
+
+    @property
+    def case(self):
+        """What identifies a case across runs."""
+        return (self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
+
+    @property
+    def label(self):
+        return f"{self.framework}/{self.step}/{self.backend}/{self.device} n={self.n} m={self.m} nh={self.nh} {self.dtype}"
+
+    @property
+    def median_s(self):
+        return float(np.median(self.samples_s)) if self.samples_s else None
+
+    @property
+    def iqr_s(self):
+        if not self.samples_s:
+            return None
+        q1, q3 = np.percentile(self.samples_s, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def gflops(self):
+        return self.flops / self.median_s / 1e9 if self.flops and self.median_s else None
+
+    def to_json(self):
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in known})
+        except TypeError as e:
+            raise RecordsError(f"record is missing fields or has wrong ones ({e})") from None
+
+
+def append(path, record):
+    """Append one record as a line and make it durable now, so an interrupted run keeps it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(record.to_json() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def records_file(path):
+    """A run folder's records.jsonl, or the path itself when it is a file."""
+    path = Path(path)
+    return path / "records.jsonl" if path.is_dir() else path
+
+
+def read(path):
+    """Records of a run folder or a .jsonl file. A last line cut short by an interrupted write is
+    dropped (it never completed); any other bad line is a RecordsError naming file and line."""
+    path = records_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordsError(f"{path}: no such results file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordsError(f"{path}: cannot read ({e})") from None
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = number == len(lines)  # only the final line can lack its newline
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            if last:
+                continue
+            raise RecordsError(f"{path} line {number}: not valid JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise RecordsError(f"{path} line {number}: expected a JSON object, got {type(d).__name__}")
+        try:
+            records.append(Record.from_dict(d))
+        except RecordsError as e:
+            raise RecordsError(f"{path} line {number}: {e}") from None
+    return records

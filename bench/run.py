@@ -1,0 +1,205 @@
+"""The grid: every framework x device x size x dtype x step x backend is a case. Each case is
+checked against the float64 reference, then timed, and appended to records.jsonl as it ends."""
+import datetime
+import secrets
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from bench import backends, env, timing
+from bench.data import make_problem
+from bench.records import Record, append
+from kernels import cost, reference
+
+DEFAULT_SIZE = (50_000, 784, 50)   # the lesson's MNIST training set and hidden width
+QUICK_SIZE = (5_000, 784, 50)
+# The default suite runs these steps at a smaller n to stay within its time budget (the broadcast
+# step moves an n x m x nh tensor: 7.8 GB at the default size); records and the report say so.
+DEFAULT_STEP_N = {"broadcast": 2_000}
+DTYPES = ("float32", "float64")
+
+
+class ConfigError(ValueError):
+    """A run was asked for something that does not exist here; str() is one line."""
+
+
+@dataclass(frozen=True)
+class Config:
+    out: Path
+    frameworks: tuple = ("tensorflow",)
+    steps: tuple | None = None        # None: every step each framework has
+    backends: tuple | None = None
+    device: str = "all"               # cpu, gpu or all (every device present)
+    sizes: tuple = (DEFAULT_SIZE,)
+    dtypes: tuple = ("float32",)
+    data: str | None = None
+    seed: int = 0
+    step_n: dict = field(default_factory=lambda: dict(DEFAULT_STEP_N))
+    warmup: int = 3
+    min_samples: int = 10
+    max_samples: int = 200
+    budget_s: float = 1.0             # steady-state sampling time per case
+    memory_fraction: float = 0.5      # of the device's free memory a case may need
+    run_id: str = field(default_factory=lambda: new_run_id())
+
+
+def load_frameworks(names):
+    """{name: adapter}; ConfigError naming the framework and why it cannot load."""
+    adapters = {}
+    for name in names:
+        try:
+            adapters[name] = backends.load(name)
+        except backends.FrameworkUnavailable as e:
+            raise ConfigError(f"framework {name}: {e}") from None
+    return adapters
+
+
+def plan(config, adapters):
+    """[(adapter, device, step, backend)] for the config; ConfigError for names that exist nowhere."""
+    for kind, asked in (("step", config.steps), ("backend", config.backends)):
+        registry = "STEPS" if kind == "step" else "BACKENDS"
+        known = sorted({k for fw in adapters.values() for k in getattr(fw, registry)})
+        for name in asked or ():
+            if name not in known:
+                raise ConfigError(f"unknown {kind} {name!r} (available: {', '.join(known)})")
+    cases = []
+    for fw in adapters.values():
+        present = fw.devices()
+        if config.device == "all":
+            devices = present
+        elif config.device in present:
+            devices = [config.device]
+        else:
+            raise ConfigError(f"device {config.device!r} is not available to {fw.NAME} here (present: {', '.join(present)})")
+        for device in devices:
+            for step in config.steps or fw.STEPS:
+                for backend in config.backends or fw.BACKENDS:
+                    if step in fw.STEPS and backend in fw.BACKENDS:
+                        cases.append((fw, device, step, backend))
+    return cases
+
+
+def free_bytes(device):
+    """Free memory on `device` now, or None when it cannot be told."""
+    if device == "cpu":
+        return env.memory_bytes()[1]
+    gpus = env.gpus()
+    return gpus[0].get("memory_free_bytes") if gpus else None
+
+
+def ceilings(fw, device):
+    """This device's measured ceilings: float32 GEMM GFLOP/s and copy GB/s (the best of the samples:
+    a ceiling is what the device can reach)."""
+    k = 2048 if device == "cpu" else 8192
+    count = 2 ** 25 if device == "cpu" else 2 ** 28   # 128 MiB / 1 GiB of float32
+    rng = np.random.default_rng(0)
+    a, b = fw.to_device((rng.random((k, k), np.float32), rng.random((k, k), np.float32)), "float32", device)
+    (v,) = fw.to_device((np.ones(count, np.float32),), "float32", device)
+    with fw.placement(device):
+        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
+        copy = timing.steady(lambda: fw.copy(v), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
+    return {"gemm_gflops": 2 * k ** 3 / min(gemm.samples_s) / 1e9,
+            "copy_gbps": 2 * 4 * count / min(copy.samples_s) / 1e9,
+            "gemm_size": k, "copy_bytes": 4 * count, "measured_with": fw.NAME}
+
+
+def _one_line(e):
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
+
+
+def run_case(fw, device, step, backend, inputs, args, config, common):
+    """One Record: skipped (over the memory budget), failed (error or wrong answer), or ok (timed)."""
+    x, _, w1, _, _, _ = inputs
+    (n, m), nh, dtype = x.shape, w1.shape[1], str(x.dtype)
+    itemsize = x.dtype.itemsize
+    rec = Record(framework=fw.NAME, step=step, backend=backend, device=device, n=n, m=m, nh=nh, dtype=dtype,
+                 status="ok", flops=cost.flops(step, n, m, nh), min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
+                 memory_estimate_bytes=cost.memory_bytes(step, n, m, nh, itemsize), **common)
+    free = free_bytes(device)
+    if free is not None and rec.memory_estimate_bytes > config.memory_fraction * free:
+        return replace(rec, status="skipped", error=(
+            f"needs about {rec.memory_estimate_bytes / 2**30:.1f} GiB, over the budget of "
+            f"{config.memory_fraction * free / 2**30:.1f} GiB ({config.memory_fraction:.0%} of {device}'s free memory)"))
+    try:
+        with fw.placement(device):
+            fn = fw.BACKENDS[backend](fw.STEPS[step])
+            fw.reset_peak(device)
+            traced = fw.tracing_count(fn) is not None   # eager has nothing to trace
+            first = timing.first_call(lambda: fn(*args), fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
+            got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
+            h_pre = fw.to_numpy(fw.hidden_pre(backend)(args[0], args[2], args[3]))
+            check = reference.check(got, inputs, dtype, h_pre)
+            rec = replace(rec, loss=float(got["loss"]), max_rel_err=check.max_rel_err, rel_errs=check.errors,
+                          tolerance=check.tolerance, mask_flips=check.mask_flips)
+            if not check.ok:
+                return replace(rec, status="failed", error=f"wrong answer: {check.problem}")
+            st = timing.steady(lambda: fn(*args), fw.sync, warmup=config.warmup, min_samples=config.min_samples,
+                               max_samples=config.max_samples, budget_s=config.budget_s)
+            peak = fw.peak_bytes(device)
+            return replace(rec, trace_s=first.trace_s, first_call_s=first.first_call_s, warmup_s=st.warmup_s,
+                           samples_s=st.samples_s, tracing_count=fw.tracing_count(fn), peak_bytes=peak,
+                           peak_method=None if peak is None else f"{fw.NAME} allocator peak")
+    except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
+        return replace(rec, status="failed", error=_one_line(e))
+
+
+def new_run_id():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def run(config, progress=None):
+    """Run the grid; returns the records, each also appended to config.out/records.jsonl as it ends."""
+    progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    adapters = load_frameworks(config.frameworks)
+    for fw in adapters.values():
+        fw.configure_gpus()
+    cases = plan(config, adapters)
+    for fw in adapters.values():
+        fw.set_tf32(False)   # float32 matmuls stay float32 on Ampere+ GPUs, for the check and the timing
+    run_id = config.run_id
+    out_file = Path(config.out) / "records.jsonl"
+    problems = {}
+
+    def problem(n, m):
+        if (n, m) not in problems:
+            problems[n, m] = make_problem(n, m, data=config.data, seed=config.seed)
+        return problems[n, m]
+
+    fingerprint = env.fingerprint({name: fw.info() for name, fw in adapters.items()},
+                                  data_source=problem(*config.sizes[0][:2]).source,
+                                  seeds={"data": config.seed, "params": config.seed})
+    device_ceilings, placed = {}, {}
+    records = []
+    total = len(cases) * len(config.sizes) * len(config.dtypes)
+    for n, m, nh in config.sizes:
+        for dtype in config.dtypes:
+            for fw, device, step, backend in cases:
+                key = (fw.NAME, device)
+                if key not in device_ceilings:
+                    progress(f"measuring {device} ceilings with {fw.NAME} ...")
+                    device_ceilings[key] = ceilings(fw, device)
+                n_step = min(n, config.step_n.get(step, n))
+                p = problem(n_step, m)
+                inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
+                where = (fw.NAME, device, n_step, m, nh, dtype)
+                if where not in placed:
+                    placed[where] = fw.to_device(inputs, dtype, device)
+                note = f"{step} ran at n={n_step} instead of {n} (default suite limit)" if n_step != n else None
+                common = dict(run_id=run_id, data=p.source, note=note, tf32=False,
+                              ceilings=device_ceilings[key], env=fingerprint)
+                rec = run_case(fw, device, step, backend, inputs, placed[where], config, common)
+                append(out_file, rec)
+                records.append(rec)
+                progress(_progress_line(len(records), total, rec))
+    return records
+
+
+def _progress_line(i, total, rec):
+    if rec.status == "ok":
+        what = f"median {rec.median_s * 1e3:.2f} ms over {len(rec.samples_s)} samples, max rel err {rec.max_rel_err:.1e}"
+    else:
+        what = f"{rec.status.upper()}: {rec.error}"
+    return f"[{i}/{total}] {rec.label}: {what}"

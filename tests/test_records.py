@@ -1,0 +1,59 @@
+"""Records round-trip through JSONL; broken files give one-line errors; interrupted writes are tolerated."""
+import json
+
+import pytest
+
+from bench import records
+from bench.records import Record, RecordsError
+
+
+def make(**kw):
+    base = dict(framework="tensorflow", step="manual", backend="eager", device="cpu", n=10, m=4, nh=3,
+                dtype="float32", status="ok", samples_s=(0.3, 0.1, 0.2, 0.4), warmup_s=(1.0,), loss=1.5,
+                rel_errs={"loss": 1e-7}, env={"cpu_model": "x"}, ceilings={"gemm_gflops": 100.0}, flops=10 ** 9)
+    base.update(kw)
+    return Record(**base)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "run" / "records.jsonl"
+    written = [make(), make(step="tape", status="failed", error="wrong answer", samples_s=())]
+    for r in written:
+        records.append(path, r)
+    assert records.read(path.parent) == written
+    assert records.read(path) == written
+
+
+def test_derived_statistics():
+    r = make()
+    assert r.median_s == pytest.approx(0.25)
+    assert r.iqr_s == pytest.approx(0.325 - 0.175)
+    assert r.gflops == pytest.approx(1e9 / 0.25 / 1e9)
+
+
+def test_truncated_last_line_is_dropped(tmp_path):
+    path = tmp_path / "records.jsonl"
+    records.append(path, make())
+    with open(path, "a") as f:
+        f.write(make(step="tape").to_json()[:40])   # a write cut short by a kill
+    assert [r.step for r in records.read(path)] == ["manual"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json}\n" + make().to_json() + "\n", "line 1: not valid JSON"),
+    ("[1, 2]\n", "line 1: expected a JSON object"),
+    (json.dumps({"framework": "tensorflow"}) + "\n", "line 1: record is missing fields"),
+    (make().to_json().replace('"n": 10', '"n": "ten"') + "\n", "n must be an integer"),
+    (make().to_json().replace('"status": "ok"', '"status": "great"') + "\n", "status 'great'"),
+])
+def test_broken_files_give_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "records.jsonl"
+    path.write_text(content)
+    with pytest.raises(RecordsError) as e:
+        records.read(path)
+    assert message in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RecordsError, match="no such results file"):
+        records.read(tmp_path / "nope.jsonl")

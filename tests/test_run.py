@@ -1,0 +1,102 @@
+"""The grid runner: a wrong step fails and is not timed, an oversized case is skipped, errors are recorded."""
+import types
+
+import numpy as np
+import pytest
+
+from bench import run
+from bench.records import read
+from kernels import reference
+
+tf_backend = pytest.importorskip("bench.backend_tf", reason="TensorFlow is not installed")
+tf = tf_backend.tf
+
+
+def adapter_with(**steps):
+    """The TensorFlow adapter with extra (test-only) steps."""
+    fw = types.SimpleNamespace(**{k: getattr(tf_backend, k) for k in dir(tf_backend) if not k.startswith("__")})
+    fw.STEPS = {**tf_backend.STEPS, **steps}
+    return fw
+
+
+def case_inputs(n=300, m=20, nh=5, dtype="float32"):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, m), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.float32)
+    inputs = tuple(a.astype(dtype) for a in (x, y, *reference.init_params(m, nh, 0)))
+    return inputs, tf_backend.to_device(inputs, dtype, "cpu")
+
+
+CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0)
+COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
+
+
+def wrong_step(x, y, w1, b1, w2, b2):
+    loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.STEPS["manual"](x, y, w1, b1, w2, b2)
+    return loss, d_x, d_w1 * 1.001, d_b1, d_w2, d_b2   # a 0.1% error in one gradient
+
+
+def raising_step(*args):
+    raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor\nwith a second line")
+
+
+@pytest.mark.parametrize("backend", list(tf_backend.BACKENDS))
+def test_a_correct_case_is_checked_then_timed(backend):
+    inputs, args = case_inputs()
+    rec = run.run_case(tf_backend, "cpu", "manual", backend, inputs, args, CONFIG, COMMON)
+    assert rec.status == "ok", rec.error
+    assert len(rec.samples_s) == 3 and len(rec.warmup_s) == 1 and rec.first_call_s > 0
+    assert rec.max_rel_err < 1e-5 and set(rec.rel_errs) == set(reference.OUTPUTS)
+    assert rec.tracing_count == (None if backend == "eager" else 1)
+    assert (rec.trace_s is None) == (backend == "eager")
+
+
+@pytest.mark.parametrize("backend", list(tf_backend.BACKENDS))
+def test_a_wrong_gradient_fails_and_is_not_timed(backend):
+    inputs, args = case_inputs()
+    rec = run.run_case(adapter_with(wrong=wrong_step), "cpu", "wrong", backend, inputs, args, CONFIG, COMMON)
+    assert rec.status == "failed" and "d_w1" in rec.error
+    assert rec.samples_s == () and rec.max_rel_err > 1e-4
+
+
+def test_an_error_is_recorded_in_one_line():
+    inputs, args = case_inputs()
+    rec = run.run_case(adapter_with(oom=raising_step), "cpu", "oom", "eager", inputs, args, CONFIG, COMMON)
+    assert rec.status == "failed"
+    assert rec.error == "ResourceExhaustedError: OOM when allocating tensor"
+
+
+def test_a_case_over_the_memory_budget_is_skipped_without_running(monkeypatch):
+    inputs, args = case_inputs()
+    monkeypatch.setattr(run, "free_bytes", lambda device: 1000)
+    rec = run.run_case(adapter_with(oom=raising_step), "cpu", "oom", "eager", inputs, args, CONFIG, COMMON)
+    assert rec.status == "skipped" and "budget" in rec.error and rec.memory_estimate_bytes > 500
+
+
+def test_plan_rejects_unknown_names_and_missing_devices():
+    adapters = {"tensorflow": tf_backend}
+    with pytest.raises(run.ConfigError, match="unknown backend 'jit'"):
+        run.plan(run.Config(out=None, backends=("jit",)), adapters)
+    with pytest.raises(run.ConfigError, match="unknown step"):
+        run.plan(run.Config(out=None, steps=("nope",)), adapters)
+    if "gpu" not in tf_backend.devices():
+        with pytest.raises(run.ConfigError, match="device 'gpu' is not available"):
+            run.plan(run.Config(out=None, device="gpu"), adapters)
+    cases = run.plan(run.Config(out=None), adapters)
+    assert len(cases) == len(tf_backend.STEPS) * len(tf_backend.BACKENDS) * len(tf_backend.devices())
+
+
+def test_run_appends_every_case_with_its_environment(tmp_path):
+    config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
+                        device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
+                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0)
+    records = run.run(config, progress=lambda line: None)
+    assert read(tmp_path) == records
+    assert [(r.step, r.backend, r.n, r.status) for r in records] == [
+        ("manual", "eager", 400, "ok"), ("manual", "xla", 400, "ok"),
+        ("broadcast", "eager", 100, "ok"), ("broadcast", "xla", 100, "ok")]
+    assert "broadcast ran at n=100" in records[-1].note
+    r = records[0]
+    assert r.env["frameworks"]["tensorflow"]["version"] == tf.__version__
+    assert r.ceilings["gemm_gflops"] > 0 and r.ceilings["copy_gbps"] > 0
+    assert r.data.startswith(("synthetic", "mnist"))
