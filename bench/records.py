@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
+from bench import stats
 
 SCHEMA = 1
 STATUSES = ("ok", "failed", "skipped")
@@ -41,7 +41,14 @@ class Record:
     first_call_s: float | None = None
     warmup_s: tuple = ()
     samples_s: tuple = ()
+    rounds: tuple = ()                # round id of each sample: the cases of one run are timed in
+                                      # interleaved rounds, and samples of the same round are paired
+    stop_reason: str | None = None    # why sampling stopped: "ci" (median known to +-2%), "budget", "max_samples"
+    batch_s: float | None = None      # per call, timing a batch of calls with one sync at the end
+    dispatch_s: float | None = None   # per call, host time of that batch before its sync
+    batch_calls: int | None = None
     tracing_count: int | None = None  # after timing; >1 means the timed loop retraced
+    retraced: bool | None = None      # a retrace happened after the first call (timings then suspect)
     flops: int | None = None          # analytic, per call (kernels/cost.py)
     min_bytes: int | None = None
     memory_estimate_bytes: int | None = None
@@ -58,7 +65,7 @@ class Record:
         for name in ("n", "m", "nh"):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        for name in ("warmup_s", "samples_s"):
+        for name in ("warmup_s", "samples_s", "rounds"):
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) for v in values):
                 raise RecordsError(f"{name} must be a list of numbers")
@@ -76,18 +83,43 @@ class Record:
 
     @property
     def median_s(self):
-        return float(np.median(self.samples_s)) if self.samples_s else None
+        return stats.median(self.samples_s) if self.samples_s else None
 
     @property
     def iqr_s(self):
-        if not self.samples_s:
-            return None
-        q1, q3 = np.percentile(self.samples_s, [25, 75])
-        return float(q3 - q1)
+        return stats.iqr(self.samples_s) if self.samples_s else None
+
+    @property
+    def median_ci_s(self):
+        """95% confidence interval of the median, (nan, nan) with too few samples."""
+        return stats.median_ci(self.samples_s) if self.samples_s else None
+
+    @property
+    def noisy(self):
+        return stats.is_noisy(self.samples_s)
 
     @property
     def gflops(self):
         return self.flops / self.median_s / 1e9 if self.flops and self.median_s else None
+
+    @property
+    def pct_of_peak(self):
+        """Achieved GFLOP/s as a percentage of this device's measured float32 GEMM ceiling."""
+        peak = self.ceilings.get("gemm_gflops")
+        return 100 * self.gflops / peak if self.gflops and peak else None
+
+    @property
+    def intensity(self):
+        """Arithmetic intensity, FLOPs per byte that must move (kernels/cost.py)."""
+        return self.flops / self.min_bytes if self.flops and self.min_bytes else None
+
+    @property
+    def bound(self):
+        """'compute' or 'memory': which measured ceiling limits this case at its intensity."""
+        gemm, copy = self.ceilings.get("gemm_gflops"), self.ceilings.get("copy_gbps")
+        if not (self.intensity and gemm and copy):
+            return None
+        return "compute" if self.intensity >= gemm / copy else "memory"
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)

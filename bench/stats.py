@@ -1,0 +1,79 @@
+"""Statistics of raw samples, shared by the timing engine, reports and the gate. NumPy only.
+
+Medians, not means: timing noise is one-sided (a call is delayed, never sped up), so a median
+is robust where a mean is dragged by outliers."""
+import math
+
+import numpy as np
+
+NOISY_IQR_FRACTION = 0.10   # a case whose IQR exceeds 10% of its median is flagged noisy
+
+
+def median(samples):
+    return float(np.median(samples))
+
+
+def iqr(samples):
+    q1, q3 = np.percentile(samples, [25, 75])
+    return float(q3 - q1)
+
+
+def median_ci(samples, level=0.95):
+    """Distribution-free confidence interval of the median from order statistics (binomial),
+    (nan, nan) when there are too few samples (fewer than 6 at 95%)."""
+    x = np.sort(np.asarray(samples, float))
+    n = len(x)
+    if n == 0:
+        return (math.nan, math.nan)
+    z = _z(level)
+    half = z * math.sqrt(n) / 2
+    lo = int(math.floor(n / 2 - half))
+    hi = int(math.ceil(n / 2 + half))
+    if lo < 0 or hi > n - 1:
+        return (math.nan, math.nan)
+    return (float(x[lo]), float(x[hi]))
+
+
+def ci_half_width_fraction(samples, level=0.95):
+    """The median CI's half-width as a fraction of the median (inf until it can be computed)."""
+    lo, hi = median_ci(samples, level)
+    if math.isnan(lo):
+        return math.inf
+    return (hi - lo) / 2 / median(samples)
+
+
+def is_noisy(samples):
+    return len(samples) > 0 and iqr(samples) > NOISY_IQR_FRACTION * median(samples)
+
+
+def ratio_ci(a, b, paired=None, level=0.95, n_boot=2000, seed=0):
+    """median(a) / median(b) with a bootstrap confidence interval: (ratio, lo, hi).
+
+    paired: sequences of round ids, one per sample of a and of b. When given, rounds are
+    resampled together (a sample of a and of b taken in the same round share the machine's state
+    then, so drift cancels); otherwise a and b are resampled independently."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ratio = median(a) / median(b)
+    rng = np.random.default_rng(seed)
+    if paired is not None:
+        ra, rb = np.asarray(paired[0]), np.asarray(paired[1])
+        rounds = np.intersect1d(ra, rb)
+        if len(rounds) >= 2:
+            by_a = [a[ra == r] for r in rounds]
+            by_b = [b[rb == r] for r in rounds]
+            picks = rng.integers(0, len(rounds), (n_boot, len(rounds)))
+            boots = np.array([np.median(np.concatenate([by_a[i] for i in p])) /
+                              np.median(np.concatenate([by_b[i] for i in p])) for p in picks])
+            lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+            return (ratio, float(lo), float(hi))
+    ia = rng.integers(0, len(a), (n_boot, len(a)))
+    ib = rng.integers(0, len(b), (n_boot, len(b)))
+    boots = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+    return (ratio, float(lo), float(hi))
+
+
+def _z(level):
+    """Two-sided standard normal quantile for `level` (no SciPy needed)."""
+    from statistics import NormalDist
+    return NormalDist().inv_cdf(0.5 + level / 2)
