@@ -42,6 +42,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def parse_grid(items):
+    """['n=1000,5000', 'nh=50,100'] -> every (n, m, nh) of the grid; m and nh default to the lesson's."""
+    axes = {"n": [50_000], "m": [784], "nh": [50]}
+    for item in items:
+        axis, sep, values = item.partition("=")
+        if not sep or axis not in axes:
+            raise UsageError(f"bad --sizes item {item!r}: expected n=..., m=... or nh=... (e.g. n=1000,5000)")
+        try:
+            axes[axis] = [int(v) for v in values.split(",") if v]
+        except ValueError:
+            raise UsageError(f"bad --sizes item {item!r}: values must be whole numbers") from None
+        if not axes[axis] or min(axes[axis]) < 1:
+            raise UsageError(f"bad --sizes item {item!r}: values must be at least 1")
+    return tuple((n, m, nh) for n in axes["n"] for m in axes["m"] for nh in axes["nh"])
+
+
 def build_parser():
     p = Parser(prog="python -m bench", description="Check, then time, forward+backward passes of the lesson's MLP.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -51,11 +67,15 @@ def build_parser():
     r.add_argument("--backend", nargs="+", help="backends (default: all)")
     r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"))
     r.add_argument("--size", nargs="+", metavar="N,M,NH", help="problem sizes (default: 50000,784,50)")
+    r.add_argument("--sizes", nargs="+", metavar="AXIS=V1,V2", help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (m defaults to 784)")
     r.add_argument("--dtype", nargs="+", help="float32 and/or float64 (default: float32)")
     r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
     r.add_argument("--out", help="output folder (default: results/<run-id>)")
     r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
+    r.add_argument("--budget", type=float, metavar="SECONDS", help="timed seconds per case at most (default: 4)")
+    r.add_argument("--target-ci", type=float, metavar="FRACTION", help="stop a case once its median's 95%% CI is within +-this (default: 0.02)")
     sub.add_parser("list", help="what can run here, and why not the rest")
     rep = sub.add_parser("report", help="rebuild report.md and plots from records")
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files")
@@ -65,7 +85,13 @@ def build_parser():
 
 def config_from_args(args):
     from bench import run
-    sizes = tuple(parse_size(s) for s in args.size or ()) or None
+    sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes) if args.sizes else ())
+    sizes = tuple(dict.fromkeys(sizes)) or None
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out: the run folder whose cases to skip")
+    for name, value in (("--budget", args.budget), ("--target-ci", args.target_ci)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be positive, got {value}")
     dtypes = _names(args.dtype) or ("float32",)
     for dtype in dtypes:
         if dtype not in run.DTYPES:
@@ -79,11 +105,16 @@ def config_from_args(args):
     kwargs = dict(
         out=Path(args.out) if args.out else Path("results") / run_id, run_id=run_id,
         frameworks=_names(args.framework) or ("tensorflow",), steps=_names(args.step),
-        backends=_names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed)
+        backends=_names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed,
+        resume=args.resume)
+    if args.budget:
+        kwargs["budget_s"] = args.budget
+    if args.target_ci:
+        kwargs["target_ci"] = args.target_ci
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
     if args.quick:
-        kwargs.update(warmup=1, min_samples=5, max_samples=20, budget_s=0.1)
+        kwargs.update(warmup=1, min_samples=5, max_samples=20, budget_s=0.1, batch_s=0.02)
         if not sizes:
             kwargs.update(sizes=(run.QUICK_SIZE,))
     return run.Config(**kwargs)
@@ -100,8 +131,8 @@ def cmd_run(args):
     paths = report.write(records, config.out)
     df = report.frame(records)
     for key, table in report.comparison_tables(df).items():
-        print(f"\n{report._title(key)}: median ms ± IQR\n{table.to_markdown()}")
-    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths)}")
+        print(f"\n{report.title(key)}: median ms ±IQR%\n{report.markdown_table(table)}")
+    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths[:2])}")
     return 0 if all(r.status != "failed" for r in records) else 1
 
 

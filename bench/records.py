@@ -121,8 +121,15 @@ class Record:
             return None
         return "compute" if self.intensity >= gemm / copy else "memory"
 
+    def derived(self):
+        """The statistics, for readers of the JSON file; recomputed from the samples, never read back."""
+        ci = self.median_ci_s
+        return {"median_s": self.median_s, "iqr_s": self.iqr_s, "median_ci95_s": list(ci) if ci else None,
+                "noisy": self.noisy, "gflops": self.gflops, "pct_of_peak": self.pct_of_peak,
+                "intensity_flop_per_byte": self.intensity, "bound": self.bound}
+
     def to_json(self):
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({**asdict(self), "derived": self.derived()}, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d):
@@ -141,6 +148,19 @@ def append(path, record):
         f.write(record.to_json() + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def repair(path):
+    """Cut a last line left unfinished by an interrupted write, so appends start on a line of their own."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        data = f.seek(0) or f.read()
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def records_file(path):

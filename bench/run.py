@@ -1,16 +1,19 @@
 """The grid: every framework x device x size x dtype x step x backend is a case. Each case is
-checked against the float64 reference, then timed, and appended to records.jsonl as it ends."""
+checked against the float64 reference and warmed up; then the cases of one device, size and
+dtype are timed together in interleaved rounds, and each record is appended as soon as it ends."""
 import datetime
 import secrets
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from bench import backends, env, timing
+from bench.memory import RssPeak
 from bench.data import make_problem
-from bench.records import Record, append
+from bench.records import Record, append, read, repair
 from kernels import cost, reference
 
 DEFAULT_SIZE = (50_000, 784, 50)   # the lesson's MNIST training set and hidden width
@@ -39,9 +42,13 @@ class Config:
     step_n: dict = field(default_factory=lambda: dict(DEFAULT_STEP_N))
     warmup: int = 3
     min_samples: int = 10
-    max_samples: int = 200
-    budget_s: float = 1.0             # steady-state sampling time per case
+    max_samples: int = 1000
+    target_ci: float = 0.02           # stop sampling a case once its median's 95% CI is within +-2%
+    budget_s: float = 4.0             # or once it has spent this long in timed calls
+    round_s: float = 0.05             # timed calls per case per round: about this long
+    batch_s: float = 0.2              # the batched (one sync) measurement: about this long
     memory_fraction: float = 0.5      # of the device's free memory a case may need
+    resume: bool = False              # skip the cases already in out/records.jsonl
     run_id: str = field(default_factory=lambda: new_run_id())
 
 
@@ -110,8 +117,20 @@ def _one_line(e):
     return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
 
 
-def run_case(fw, device, step, backend, inputs, args, config, common):
-    """One Record: skipped (over the memory budget), failed (error or wrong answer), or ok (timed)."""
+@dataclass
+class Live:
+    """A case that passed its check and is warm, waiting to be timed."""
+    rec: Record
+    call: object          # () -> outputs, under the case's device placement
+    sync: object
+    traces: object        # () -> how often the compiled step has traced so far (None: eager)
+    traces_after_first: int | None
+    per_call_s: float
+
+
+def prepare_case(fw, device, step, backend, inputs, args, config, common):
+    """Record (skipped or failed) or Live (checked and warmed up): the memory estimate, trace,
+    first call, correctness check and warm-up of one case, with its peak memory meanwhile."""
     x, _, w1, _, _, _ = inputs
     (n, m), nh, dtype = x.shape, w1.shape[1], str(x.dtype)
     itemsize = x.dtype.itemsize
@@ -124,43 +143,99 @@ def run_case(fw, device, step, backend, inputs, args, config, common):
             f"needs about {rec.memory_estimate_bytes / 2**30:.1f} GiB, over the budget of "
             f"{config.memory_fraction * free / 2**30:.1f} GiB ({config.memory_fraction:.0%} of {device}'s free memory)"))
     try:
-        with fw.placement(device):
-            fn = fw.BACKENDS[backend](fw.STEPS[step])
+        fn = fw.BACKENDS[backend](fw.STEPS[step])
+
+        def call():
+            with fw.placement(device):
+                return fn(*args)
+
+        traced = fw.tracing_count(fn) is not None   # eager has nothing to trace
+        rss = RssPeak()
+        with rss, fw.placement(device):
             fw.reset_peak(device)
-            traced = fw.tracing_count(fn) is not None   # eager has nothing to trace
-            first = timing.first_call(lambda: fn(*args), fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
+            first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
             got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
             h_pre = fw.to_numpy(fw.hidden_pre(backend)(args[0], args[2], args[3]))
             check = reference.check(got, inputs, dtype, h_pre)
             rec = replace(rec, loss=float(got["loss"]), max_rel_err=check.max_rel_err, rel_errs=check.errors,
-                          tolerance=check.tolerance, mask_flips=check.mask_flips)
+                          tolerance=check.tolerance, mask_flips=check.mask_flips,
+                          trace_s=first.trace_s, first_call_s=first.first_call_s)
             if not check.ok:
-                return replace(rec, status="failed", error=f"wrong answer: {check.problem}")
-            st = timing.steady(lambda: fn(*args), fw.sync, warmup=config.warmup, min_samples=config.min_samples,
-                               max_samples=config.max_samples, budget_s=config.budget_s)
-            peak = fw.peak_bytes(device)
-            return replace(rec, trace_s=first.trace_s, first_call_s=first.first_call_s, warmup_s=st.warmup_s,
-                           samples_s=st.samples_s, tracing_count=fw.tracing_count(fn), peak_bytes=peak,
-                           peak_method=None if peak is None else f"{fw.NAME} allocator peak")
+                return replace(rec, status="failed", error=f"wrong answer: {check.problem}", first_call_s=None)
+            warm = timing.steady(call, fw.sync, warmup=0, min_samples=config.warmup, max_samples=config.warmup,
+                                 budget_s=0.0).samples_s
+            device_peak = fw.peak_bytes(device)
+        peak, method = (device_peak, f"{fw.NAME} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
+        rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up")
+        per_call = float(np.median(warm)) if warm else first.first_call_s
+        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call)
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=_one_line(e))
+
+
+def run_case(fw, device, step, backend, inputs, args, config, common):
+    """One case end to end, timed on its own: a Record."""
+    live = prepare_case(fw, device, step, backend, inputs, args, config, common)
+    return live if isinstance(live, Record) else time_cases([live], config)[0]
+
+
+def time_cases(lives, config):
+    """Time checked, warm cases together in interleaved rounds; their finished Records."""
+    sampled = timing.interleaved({i: (lv.call, lv.sync) for i, lv in enumerate(lives)},
+                                 target_ci=config.target_ci, min_samples=config.min_samples,
+                                 max_samples=config.max_samples, budget_s=config.budget_s, round_s=config.round_s,
+                                 per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)})
+    finished = []
+    for i, lv in enumerate(lives):
+        s = sampled[i]
+        try:
+            calls = max(3, min(100, int(config.batch_s / float(np.median(s.samples_s)))))
+            batch = timing.batched(lv.call, lv.sync, calls)
+            count = lv.traces()
+            rec = replace(lv.rec, samples_s=s.samples_s, rounds=s.rounds, stop_reason=s.stop_reason,
+                          batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
+                          tracing_count=count,
+                          retraced=None if count is None else count > lv.traces_after_first)
+        except Exception as e:
+            rec = replace(lv.rec, status="failed", error=_one_line(e))
+        finished.append(rec)
+    return finished
 
 
 def new_run_id():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
+class Progress:
+    """One line per event on stderr, with the case count and an ETA from the pace so far."""
+
+    def __init__(self, total, write):
+        self.total, self.done, self.write = total, 0, write
+        self.start = time.monotonic()
+
+    def eta(self):
+        if not self.done or self.done >= self.total:
+            return ""
+        left = (time.monotonic() - self.start) / self.done * (self.total - self.done)
+        return f", ETA {left:.0f} s"
+
+    def __call__(self, phase, what, finished=0):
+        self.done += finished
+        self.write(f"[{self.done}/{self.total}{self.eta()}] {phase}: {what}")
+
+
 def run(config, progress=None):
     """Run the grid; returns the records, each also appended to config.out/records.jsonl as it ends."""
-    progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    write = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     adapters = load_frameworks(config.frameworks)
     for fw in adapters.values():
         fw.configure_gpus()
     cases = plan(config, adapters)
     for fw in adapters.values():
         fw.set_tf32(False)   # float32 matmuls stay float32 on Ampere+ GPUs, for the check and the timing
-    run_id = config.run_id
     out_file = Path(config.out) / "records.jsonl"
+    repair(out_file)
+    done = {r.case for r in read(out_file)} if config.resume and out_file.exists() else set()
     problems = {}
 
     def problem(n, m):
@@ -171,35 +246,54 @@ def run(config, progress=None):
     fingerprint = env.fingerprint({name: fw.info() for name, fw in adapters.items()},
                                   data_source=problem(*config.sizes[0][:2]).source,
                                   seeds={"data": config.seed, "params": config.seed})
-    device_ceilings, placed = {}, {}
-    records = []
-    total = len(cases) * len(config.sizes) * len(config.dtypes)
+    device_ceilings, records = {}, []
+    devices = list(dict.fromkeys(device for _, device, _, _ in cases))
+    progress = Progress(len(cases) * len(config.sizes) * len(config.dtypes), write)
+
+    def finish(rec):
+        append(out_file, rec)
+        records.append(rec)
+        progress("done", _result_line(rec), finished=1)
+
     for n, m, nh in config.sizes:
         for dtype in config.dtypes:
-            for fw, device, step, backend in cases:
-                key = (fw.NAME, device)
-                if key not in device_ceilings:
-                    progress(f"measuring {device} ceilings with {fw.NAME} ...")
-                    device_ceilings[key] = ceilings(fw, device)
-                n_step = min(n, config.step_n.get(step, n))
-                p = problem(n_step, m)
-                inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
-                where = (fw.NAME, device, n_step, m, nh, dtype)
-                if where not in placed:
-                    placed[where] = fw.to_device(inputs, dtype, device)
-                note = f"{step} ran at n={n_step} instead of {n} (default suite limit)" if n_step != n else None
-                common = dict(run_id=run_id, data=p.source, note=note, tf32=False,
-                              ceilings=device_ceilings[key], env=fingerprint)
-                rec = run_case(fw, device, step, backend, inputs, placed[where], config, common)
-                append(out_file, rec)
-                records.append(rec)
-                progress(_progress_line(len(records), total, rec))
+            for device in devices:
+                lives, placed = [], {}
+                for fw, case_device, step, backend in cases:
+                    if case_device != device:
+                        continue
+                    n_step = min(n, config.step_n.get(step, n))
+                    if (fw.NAME, step, backend, device, n_step, m, nh, dtype) in done:
+                        progress("resume", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} {dtype} already recorded",
+                                 finished=1)
+                        continue
+                    if (fw.NAME, device) not in device_ceilings:
+                        progress("ceilings", f"measuring {device} GEMM and copy with {fw.NAME}")
+                        device_ceilings[fw.NAME, device] = ceilings(fw, device)
+                    p = problem(n_step, m)
+                    inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
+                    where = (fw.NAME, n_step, dtype)
+                    if where not in placed:
+                        placed[where] = fw.to_device(inputs, dtype, device)
+                    note = f"{step} ran at n={n_step} instead of {n} (default suite limit)" if n_step != n else None
+                    common = dict(run_id=config.run_id, data=p.source, note=note, tf32=False,
+                                  ceilings=device_ceilings[fw.NAME, device], env=fingerprint)
+                    progress("check", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} m={m} nh={nh} {dtype}")
+                    live = prepare_case(fw, device, step, backend, inputs, placed[where], config, common)
+                    if isinstance(live, Record):
+                        finish(live)
+                    else:
+                        lives.append(live)
+                if lives:
+                    progress("timing", f"{len(lives)} cases on {device} at n={n} nh={nh} {dtype} in interleaved rounds")
+                    for rec in time_cases(lives, config):
+                        finish(rec)
     return records
 
 
-def _progress_line(i, total, rec):
+def _result_line(rec):
     if rec.status == "ok":
-        what = f"median {rec.median_s * 1e3:.2f} ms over {len(rec.samples_s)} samples, max rel err {rec.max_rel_err:.1e}"
-    else:
-        what = f"{rec.status.upper()}: {rec.error}"
-    return f"[{i}/{total}] {rec.label}: {what}"
+        lo, hi = rec.median_ci_s
+        return (f"{rec.label}: median {rec.median_s * 1e3:.3g} ms [95% CI {lo * 1e3:.3g}, {hi * 1e3:.3g}] over "
+                f"{len(rec.samples_s)} samples ({rec.stop_reason}), max rel err {rec.max_rel_err:.1e}")
+    return f"{rec.label}: {rec.status.upper()}: {rec.error}"

@@ -44,3 +44,77 @@ def steady(call, sync, warmup=3, min_samples=10, max_samples=200, budget_s=2.0, 
     while len(samples) < max_samples and (len(samples) < min_samples or clock() - start < budget_s):
         samples.append(timed())
     return Steady(warm, tuple(samples))
+
+
+MIN_SPREAD_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Sampled:
+    samples_s: tuple        # one time per call, each call followed by its sync
+    rounds: tuple           # the round of each sample; samples of one round across cases are paired
+    stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples"
+
+
+def interleaved(cases, clock=time.perf_counter, target_ci=0.02, min_samples=10, min_rounds=5,
+                max_samples=1000, budget_s=4.0, round_s=0.05, per_call_s=None):
+    """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
+
+    cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
+    times to fill about `round_s` (at least once, by `per_call_s[key]`, e.g. from warm-up). A case
+    stops when its median's 95% CI is within +-target_ci of the median (after min_samples samples
+    and min_rounds rounds), when it has spent `budget_s` in timed calls (and has at least
+    MIN_SPREAD_SAMPLES samples, so a spread exists), or at max_samples."""
+    from bench.stats import ci_half_width_fraction
+
+    keys = list(cases)
+    per_call_s = per_call_s or {}
+    calls_per_round = {k: max(1, min(50, int(round_s / per_call_s[k]))) if per_call_s.get(k) else 1 for k in keys}
+    samples = {k: [] for k in keys}
+    rounds = {k: [] for k in keys}
+    spent = dict.fromkeys(keys, 0.0)
+    done = {}
+    r = 0
+    while len(done) < len(keys):
+        active = [k for k in keys if k not in done]
+        shift = r % len(active)
+        for k in active[shift:] + active[:shift]:
+            call, sync = cases[k]
+            for _ in range(min(calls_per_round[k], max_samples - len(samples[k]))):
+                t0 = clock()
+                call()
+                sync()
+                dt = clock() - t0
+                samples[k].append(dt)
+                rounds[k].append(r)
+                spent[k] += dt
+        r += 1
+        for k in active:
+            n = len(samples[k])
+            if n >= min_samples and r >= min_rounds and ci_half_width_fraction(samples[k]) <= target_ci:
+                done[k] = "ci"
+            elif spent[k] >= budget_s and n >= min(MIN_SPREAD_SAMPLES, max_samples):
+                done[k] = "budget"
+            elif n >= max_samples:
+                done[k] = "max_samples"
+    return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done[k]) for k in keys}
+
+
+@dataclass(frozen=True)
+class Batch:
+    calls: int
+    dispatch_s: float       # per call: host time until the last call returned, before the sync
+    batch_s: float          # per call: the whole batch including one sync at the end
+
+
+def batched(call, sync, calls, clock=time.perf_counter):
+    """Time `calls` calls with a single sync at the end. On an asynchronous device the gap between
+    dispatch_s and the synced per-call time shows what the host costs; on CPU they nearly agree."""
+    sync()
+    t0 = clock()
+    for _ in range(calls):
+        call()
+    t1 = clock()
+    sync()
+    t2 = clock()
+    return Batch(calls, (t1 - t0) / calls, (t2 - t0) / calls)

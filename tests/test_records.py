@@ -57,3 +57,15 @@ def test_broken_files_give_one_line_errors(tmp_path, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(RecordsError, match="no such results file"):
         records.read(tmp_path / "nope.jsonl")
+
+
+def test_repair_cuts_an_unfinished_last_line_so_appends_stay_valid(tmp_path):
+    path = tmp_path / "records.jsonl"
+    records.append(path, make())
+    with open(path, "a") as f:
+        f.write(make(step="tape").to_json()[:40])
+    records.repair(path)
+    records.append(path, make(step="module"))
+    assert [r.step for r in records.read(path)] == ["manual", "module"]
+    records.repair(path)   # a whole file is left alone
+    assert [r.step for r in records.read(path)] == ["manual", "module"]

@@ -27,7 +27,7 @@ def case_inputs(n=300, m=20, nh=5, dtype="float32"):
     return inputs, tf_backend.to_device(inputs, dtype, "cpu")
 
 
-CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0)
+CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0)
 COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
 
 
@@ -89,7 +89,7 @@ def test_plan_rejects_unknown_names_and_missing_devices():
 def test_run_appends_every_case_with_its_environment(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
                         device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
-                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0)
+                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0)
     records = run.run(config, progress=lambda line: None)
     assert read(tmp_path) == records
     assert [(r.step, r.backend, r.n, r.status) for r in records] == [

@@ -50,3 +50,50 @@ def test_steady_keeps_sampling_until_the_budget_then_stops_at_max():
     st = timing.steady(lambda: clock.advance(1.0), lambda: None, warmup=0, min_samples=2, max_samples=4,
                        budget_s=10.0, clock=clock)
     assert len(st.samples_s) == 4
+
+
+def fake_case(clock, durations, log, name):
+    """A call taking the next of `durations` on the fake clock, logging its name; a free sync."""
+    it = iter(durations)
+    return (lambda: (log.append(name), clock.advance(next(it))), lambda: None)
+
+
+def test_interleaved_rotates_the_order_and_pairs_rounds():
+    clock, log = FakeClock(), []
+    cases = {"a": fake_case(clock, [1.0] * 100, log, "a"), "b": fake_case(clock, [2.0] * 100, log, "b"),
+             "c": fake_case(clock, [3.0] * 100, log, "c")}
+    out = timing.interleaved(cases, clock=clock, target_ci=0.02, min_samples=8, min_rounds=8, budget_s=100.0)
+    assert log[:9] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    # constant durations: the median CI has zero width, so each stops as soon as allowed
+    for key, dt in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        assert out[key].samples_s == (dt,) * 8
+        assert out[key].rounds == tuple(range(8))
+        assert out[key].stop_reason == "ci"
+
+
+def test_interleaved_stops_a_noisy_case_on_its_budget_and_others_on_ci():
+    clock, log = FakeClock(), []
+    noisy = [1.0, 3.0] * 50          # its median's CI never narrows to +-2%
+    cases = {"steady": fake_case(clock, [1.0] * 100, log, "s"), "noisy": fake_case(clock, noisy, log, "n")}
+    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, budget_s=20.0)
+    # a 95% CI of the median needs 8 samples (order statistics), whatever min_samples says
+    assert out["steady"].stop_reason == "ci" and len(out["steady"].samples_s) == 8
+    assert out["noisy"].stop_reason == "budget"
+    assert sum(out["noisy"].samples_s) == 20.0 and len(out["noisy"].samples_s) == 10
+    assert out["noisy"].rounds == tuple(range(10))
+
+
+def test_interleaved_runs_several_calls_per_round_for_fast_cases_and_caps_at_max():
+    clock, log = FakeClock(), []
+    cases = {"fast": fake_case(clock, [0.01, 0.03] * 500, log, "f")}
+    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=2, max_samples=25, budget_s=100.0,
+                             round_s=0.1, per_call_s={"fast": 0.01})
+    assert out["fast"].stop_reason == "max_samples"
+    assert out["fast"].rounds == (0,) * 10 + (1,) * 10 + (2,) * 5
+
+
+def test_batched_separates_dispatch_from_the_synced_time():
+    clock = FakeClock()
+    b = timing.batched(lambda: clock.advance(0.5), lambda: clock.advance(2.0), calls=4, clock=clock)
+    # one sync before (not counted: it drains earlier work) and one after the 4 calls
+    assert (b.calls, b.dispatch_s, b.batch_s) == (4, 0.5, 1.0)
