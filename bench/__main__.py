@@ -77,9 +77,18 @@ def build_parser():
     r.add_argument("--budget", type=float, metavar="SECONDS", help="timed seconds per case at most (default: 4)")
     r.add_argument("--target-ci", type=float, metavar="FRACTION", help="stop a case once its median's 95%% CI is within +-this (default: 0.02)")
     sub.add_parser("list", help="what can run here, and why not the rest")
+    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop")
+    o.add_argument("--framework", default="tensorflow")
+    o.add_argument("--step", default="manual")
+    o.add_argument("--backend", default="function")
+    o.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    o.add_argument("--size", default="50000,784,50", metavar="N,M,NH")
+    o.add_argument("--rounds", type=int, default=10)
     rep = sub.add_parser("report", help="rebuild report.md and plots from records")
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files")
     rep.add_argument("--out", help="output folder (default: the first run folder)")
+    from bench import cli_gate
+    cli_gate.add_parsers(sub)
     return p
 
 
@@ -153,6 +162,34 @@ def cmd_list(args):
     return 0
 
 
+def cmd_overhead(args):
+    from bench import overhead, run
+    from bench.data import make_problem
+    from kernels import reference
+    n, m, nh = parse_size(args.size)
+    if args.rounds < 2:
+        raise UsageError("--rounds must be at least 2")
+    fw = run.load_frameworks([args.framework])[args.framework]
+    run.plan(run.Config(out=None, steps=(args.step,), backends=(args.backend,), device=args.device), {fw.NAME: fw})
+    p = make_problem(n, m)
+    inputs = (p.x, p.y, *reference.init_params(m, nh))
+    args_dev = fw.to_device(inputs, "float32", args.device)
+    fn = fw.BACKENDS[args.backend](fw.STEPS[args.step])
+
+    def call():
+        with fw.placement(args.device):
+            return fn(*args_dev)
+
+    for _ in range(3):
+        call()
+        fw.sync()
+    harness, bare, (ratio, lo, hi) = overhead.compare(call, fw.sync, rounds=args.rounds)
+    print(f"{fw.NAME}/{args.step}/{args.backend}/{args.device} n={n} m={m} nh={nh}: harness median "
+          f"{sorted(harness)[len(harness) // 2] * 1e3:.3f} ms, bare loop {sorted(bare)[len(bare) // 2] * 1e3:.3f} ms, "
+          f"harness/bare {ratio:.3f} [95% CI {lo:.3f}, {hi:.3f}] over {len(harness)} + {len(bare)} samples")
+    return 0
+
+
 def cmd_report(args):
     from bench import records, report
     loaded = [r for path in args.results for r in records.read(path)]
@@ -166,10 +203,12 @@ def cmd_report(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from bench import cli_gate
     from bench.run import ConfigError
     try:
-        return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[args.command](args)
-    except (UsageError, ConfigError, DataError, RecordsError, backends.FrameworkUnavailable) as e:
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "overhead": cmd_overhead,
+                **cli_gate.COMMANDS}[args.command](args)
+    except (UsageError, ConfigError, DataError, RecordsError, backends.FrameworkUnavailable, *cli_gate.errors()) as e:
         print(f"python -m bench {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -91,3 +91,41 @@ def test_list_says_what_is_available():
     assert result.returncode == 0, result.stderr
     assert "tensorflow" in result.stdout and "manual" in result.stdout and "xla" in result.stdout
     assert result.stderr == ""   # TensorFlow's import noise is filtered
+
+
+def test_overhead_command_runs_and_rejects_bad_input():
+    result = bench("overhead", "--size", "200,784,8", "--rounds", "2", "--backend", "eager")
+    assert result.returncode == 0, result.stderr
+    assert "harness/bare" in result.stdout
+    assert_one_line_error(bench("overhead", "--backend", "nope"), "unknown backend 'nope'")
+    assert_one_line_error(bench("overhead", "--size", "0,1,1"), "bad size")
+
+
+def test_sweep_interrupt_and_resume(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "bench", "run", "--quick", "--step", "manual", "--backend", "eager",
+            "--sizes", "n=100,200,300,400,500,600,700,800", "nh=4", "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records_path = out / "records.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (records_path.exists() and records_path.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    kept = [json.loads(line) for line in records_path.read_text().splitlines()]   # still valid JSONL
+    assert 2 <= len(kept) <= 8
+    if len(kept) < 8:
+        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    result = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    final = [json.loads(line) for line in records_path.read_text().splitlines()]
+    assert sorted(r["n"] for r in final) == [100, 200, 300, 400, 500, 600, 700, 800]
+    assert result.stderr.count("already recorded") == len(kept)
+
+
+def test_bad_sizes_grid(tmp_path):
+    assert_one_line_error(bench("run", "--sizes", "q=1", "--out", tmp_path), "bad --sizes item 'q=1'")
+    assert_one_line_error(bench("run", "--sizes", "n=0,5", "--out", tmp_path), "at least 1")
+    assert_one_line_error(bench("run", "--resume"), "--resume needs --out")
