@@ -179,9 +179,9 @@ def run_case(fw, device, step, backend, inputs, args, config, common):
     return live if isinstance(live, Record) else time_cases([live], config)[0]
 
 
-def time_cases(lives, config):
+def time_cases(lives, config, on_round=None):
     """Time checked, warm cases together in interleaved rounds; their finished Records."""
-    sampled = timing.interleaved({i: (lv.call, lv.sync) for i, lv in enumerate(lives)},
+    sampled = timing.interleaved({i: (lv.call, lv.sync) for i, lv in enumerate(lives)}, on_round=on_round,
                                  target_ci=config.target_ci, min_samples=config.min_samples,
                                  max_samples=config.max_samples, budget_s=config.budget_s, round_s=config.round_s,
                                  per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)})
@@ -218,6 +218,20 @@ class Progress:
             return ""
         left = (time.monotonic() - self.start) / self.done * (self.total - self.done)
         return f", ETA {left:.0f} s"
+
+    def rounds(self, lives, config, every_s=5.0):
+        """An on_round callback: a line at most every `every_s` with the rounds done, the cases
+        settled, and an ETA bounded by the sampling budgets still open."""
+        last = [time.monotonic()]
+
+        def on_round(r, stopped):
+            if time.monotonic() - last[0] < every_s:
+                return
+            last[0] = time.monotonic()
+            open_cases = len(lives) - len(stopped)
+            self.write(f"[{self.done}/{self.total}] timing: round {r + 1}, {len(stopped)} of {len(lives)} cases "
+                       f"settled, at most ~{open_cases * config.budget_s:.0f} s to go")
+        return on_round
 
     def __call__(self, phase, what, finished=0):
         self.done += finished
@@ -286,7 +300,7 @@ def run(config, progress=None):
                         lives.append(live)
                 if lives:
                     progress("timing", f"{len(lives)} cases on {device} at n={n} nh={nh} {dtype} in interleaved rounds")
-                    for rec in time_cases(lives, config):
+                    for rec in time_cases(lives, config, progress.rounds(lives, config)):
                         finish(rec)
     return records
 

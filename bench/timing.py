@@ -57,14 +57,15 @@ class Sampled:
 
 
 def interleaved(cases, clock=time.perf_counter, target_ci=0.02, min_samples=10, min_rounds=5,
-                max_samples=1000, budget_s=4.0, round_s=0.05, per_call_s=None):
+                max_samples=1000, budget_s=4.0, round_s=0.05, per_call_s=None, on_round=None):
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
     times to fill about `round_s` (at least once, by `per_call_s[key]`, e.g. from warm-up). A case
     stops when its median's 95% CI is within +-target_ci of the median (after min_samples samples
     and min_rounds rounds), when it has spent `budget_s` in timed calls (and has at least
-    MIN_SPREAD_SAMPLES samples, so a spread exists), or at max_samples."""
+    MIN_SPREAD_SAMPLES samples, so a spread exists), or at max_samples. on_round(round, stopped)
+    is called after each round with {key: stop reason} of the cases stopped so far."""
     from bench.stats import ci_half_width_fraction
 
     keys = list(cases)
@@ -97,6 +98,8 @@ def interleaved(cases, clock=time.perf_counter, target_ci=0.02, min_samples=10, 
                 done[k] = "budget"
             elif n >= max_samples:
                 done[k] = "max_samples"
+        if on_round:
+            on_round(r, dict(done))
     return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done[k]) for k in keys}
 
 

@@ -100,3 +100,29 @@ def test_run_appends_every_case_with_its_environment(tmp_path):
     assert r.env["frameworks"]["tensorflow"]["version"] == tf.__version__
     assert r.ceilings["gemm_gflops"] > 0 and r.ceilings["copy_gbps"] > 0
     assert r.data.startswith(("synthetic", "mnist"))
+
+
+def test_a_retrace_inside_the_timed_loop_is_flagged():
+    inputs, args = case_inputs()
+    fw = adapter_with()
+    counts = {}
+
+    def tracing_count(fn):   # pretend the step retraced after the first call (queried twice before timing)
+        counts[fn] = counts.get(fn, 0) + 1
+        return 1 if counts[fn] <= 2 else counts[fn]
+
+    fw.tracing_count = tracing_count
+    rec = run.run_case(fw, "cpu", "manual", "function", inputs, args, CONFIG, COMMON)
+    assert rec.status == "ok" and rec.retraced is True and rec.tracing_count > 1
+    rec = run.run_case(tf_backend, "cpu", "manual", "function", inputs, args, CONFIG, COMMON)
+    assert rec.retraced is False and rec.tracing_count == 1
+
+
+def test_interleaving_pairs_samples_by_round(tmp_path):
+    config = run.Config(out=tmp_path, steps=("manual", "tape"), backends=("eager",), device="cpu",
+                        sizes=((300, 784, 8),), warmup=1, min_samples=8, max_samples=8, budget_s=100.0,
+                        batch_s=0.0, round_s=0.0)
+    a, b = run.run(config, progress=lambda line: None)
+    assert a.rounds == b.rounds == tuple(range(8))
+    assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
+    assert a.peak_bytes is not None and "RSS" in a.peak_method
