@@ -62,6 +62,12 @@ class Record:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+        for name in ("rel_errs", "ceilings", "env"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, {})
+            elif not isinstance(value, dict):
+                raise RecordsError(f"{name} must be a JSON object, got {type(value).__name__}")
         for name in ("n", "m", "nh"):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")

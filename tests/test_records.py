@@ -69,3 +69,13 @@ def test_repair_cuts_an_unfinished_last_line_so_appends_stay_valid(tmp_path):
     assert [r.step for r in records.read(path)] == ["manual", "module"]
     records.repair(path)   # a whole file is left alone
     assert [r.step for r in records.read(path)] == ["manual", "module"]
+
+
+def test_null_or_wrong_nested_fields(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text(make().to_json().replace('"ceilings": {"gemm_gflops": 100.0}', '"ceilings": null') + "\n")
+    (r,) = records.read(path)
+    assert r.ceilings == {} and r.pct_of_peak is None and "derived" in r.to_json()
+    path.write_text(make().to_json().replace('"env": {"cpu_model": "x"}', '"env": [1]') + "\n")
+    with pytest.raises(RecordsError, match="env must be a JSON object"):
+        records.read(path)
