@@ -7,6 +7,10 @@ import math
 import numpy as np
 
 NOISY_IQR_FRACTION = 0.10   # a case whose IQR exceeds 10% of its median is flagged noisy
+# Pair by round only with at least this many shared rounds: with fewer, resampling rounds gives a
+# handful of distinct outcomes (2 rounds gave a CI that excluded its own ratio), so samples are
+# resampled independently instead.
+PAIRED_MIN_ROUNDS = 6
 
 
 def median(samples):
@@ -49,28 +53,33 @@ def is_noisy(samples):
 def ratio_ci(a, b, paired=None, level=0.95, n_boot=2000, seed=0):
     """median(a) / median(b) with a bootstrap confidence interval: (ratio, lo, hi).
 
-    paired: sequences of round ids, one per sample of a and of b. When given, rounds are
-    resampled together (a sample of a and of b taken in the same round share the machine's state
-    then, so drift cancels); otherwise a and b are resampled independently."""
+    paired: sequences of round ids, one per sample of a and of b. When given and they share
+    PAIRED_MIN_ROUNDS rounds (see can_pair), rounds are resampled together (a sample of a and of b
+    taken in the same round share the machine's state then, so drift cancels); otherwise a and b
+    are resampled independently."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     ratio = median(a) / median(b)
     rng = np.random.default_rng(seed)
-    if paired is not None:
+    if paired is not None and can_pair(*paired):
         ra, rb = np.asarray(paired[0]), np.asarray(paired[1])
         rounds = np.intersect1d(ra, rb)
-        if len(rounds) >= 2:
-            by_a = [a[ra == r] for r in rounds]
-            by_b = [b[rb == r] for r in rounds]
-            picks = rng.integers(0, len(rounds), (n_boot, len(rounds)))
-            boots = np.array([np.median(np.concatenate([by_a[i] for i in p])) /
-                              np.median(np.concatenate([by_b[i] for i in p])) for p in picks])
-            lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
-            return (ratio, float(lo), float(hi))
+        by_a = [a[ra == r] for r in rounds]
+        by_b = [b[rb == r] for r in rounds]
+        picks = rng.integers(0, len(rounds), (n_boot, len(rounds)))
+        boots = np.array([np.median(np.concatenate([by_a[i] for i in p])) /
+                          np.median(np.concatenate([by_b[i] for i in p])) for p in picks])
+        lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
+        return (ratio, float(lo), float(hi))
     ia = rng.integers(0, len(a), (n_boot, len(a)))
     ib = rng.integers(0, len(b), (n_boot, len(b)))
     boots = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
     lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
     return (ratio, float(lo), float(hi))
+
+
+def can_pair(rounds_a, rounds_b):
+    """Whether two cases share enough rounds for ratio_ci to pair them."""
+    return len(np.intersect1d(np.asarray(rounds_a), np.asarray(rounds_b))) >= PAIRED_MIN_ROUNDS
 
 
 def _z(level):
