@@ -1,119 +1,447 @@
-"""Records -> tables (pandas) and plots (matplotlib). Everything here is rebuilt from records alone."""
+"""Records -> report.md, a self-contained report.html, tables/*.csv and plots/*.png|svg: each run's
+environment, what to distrust, the per-device tables and the figures. Rebuilt from records alone;
+needs NumPy, pandas and matplotlib, never a framework."""
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-GROUP = ["device", "n", "m", "nh", "dtype"]
+from bench import env, plots, tables
+from bench.tables import frame, title
+
+# file name -> (heading, what the figure shows in one sentence); the order of the report.
+PLOTS = {
+    "bars": ("Time per case", "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
+            "error bars span the interquartile range and the fastest case of each step is outlined."),
+    "scaling_n": ("Scaling with n", "Time against n on log-log axes, one line per case (colour: backend, line style: device), "
+                 "with every crossing of two lines marked and numbered as in the crossover table."),
+    "scaling_nh": ("Scaling with nh", "Time against the hidden width nh on log-log axes, one line per case, crossings marked."),
+    "roofline": ("Roofline", "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings, with every case "
+                "at its analytic arithmetic intensity and achieved GFLOP/s."),
+    "payback": ("Compile pay-back", "For tf.function and XLA at each size, how many steady calls it takes for the saving per call "
+               "against eager to repay the compile overhead (trace + first call - one steady call)."),
+    "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
+                    "of the case's median: noise, drift and outliers at a glance."),
+}
 
 
-def frame(records):
-    """One row per record, with the statistics derived from its samples."""
-    rows = []
-    for r in records:
-        ceiling = r.ceilings.get("gemm_gflops")
-        rows.append({
-            "framework": r.framework, "step": r.step, "backend": r.backend, "device": r.device,
-            "n": r.n, "m": r.m, "nh": r.nh, "dtype": r.dtype, "status": r.status, "error": r.error,
-            "note": r.note, "data": r.data, "run_id": r.run_id,
-            "median_ms": r.median_s * 1e3 if r.median_s else np.nan,
-            "iqr_ms": r.iqr_s * 1e3 if r.samples_s else np.nan,
-            "samples": len(r.samples_s),
-            "first_call_ms": r.first_call_s * 1e3 if r.first_call_s is not None else np.nan,
-            "max_rel_err": r.max_rel_err if r.max_rel_err is not None else np.nan,
-            "gflops": r.gflops or np.nan,
-            "pct_of_peak": 100 * r.gflops / ceiling if r.gflops and ceiling else np.nan,
-            "gemm_peak_gflops": ceiling or np.nan,
-        })
-    return pd.DataFrame(rows)
+# ---------------------------------------------------------------- tables as text
+
+def _cell_md(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _cell(row):
-    if row.status != "ok":
-        return row.status
-    return f"{row.median_ms:.3g} ± {row.iqr_ms:.2g}"
+def markdown_table(df):
+    """A DataFrame of text as a GitHub markdown table, its index as the first column, columns padded."""
+    header = [str(df.index.name or "")] + [str(c) for c in df.columns]
+    rows = [[_cell_md(i)] + [_cell_md(v) for v in row] for i, row in zip(df.index, df.itertuples(index=False))]
+    widths = [max(3, *(len(r[k]) for r in [header, *rows])) for k in range(len(header))]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _inline_html(text):
+    """Escaped text with **bold** and `code` made HTML."""
+    text = html.escape(str(text))
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def html_table(df):
+    head = "".join(f"<th>{_inline_html(c)}</th>" for c in [df.index.name or "", *df.columns])
+    body = "".join("<tr><th>" + _inline_html(i) + "</th>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row)
+                   + "</tr>" for i, row in zip(df.index, df.itertuples(index=False)))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(value):
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+
+
+def _bold(text, on):
+    return f"**{text}**" if on else text
+
+
+def _grid_cell(c):
+    if c.status != "ok" or not c.median_ms > 0:
+        return c.status
+    return _bold(tables.round_to_spread(c.median_ms, tables.median_half_width(c)), c.best) + f" ±{_pct(c.iqr_pct)}"
 
 
 def comparison_tables(df):
-    """{(device, n, m, nh, dtype): step x backend table of 'median ± IQR' in ms}."""
-    tables = {}
-    for key, g in df.groupby(GROUP, sort=True):
-        g = g.assign(case=g.framework + "/" + g.step, cell=g.apply(_cell, axis=1))
-        tables[key] = g.pivot_table(index="case", columns="backend", values="cell", aggfunc="first", sort=False)
-    return tables
+    """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold."""
+    out = {}
+    for key, g in tables.groups(df):
+        cells = g.assign(cell=[_grid_cell(c) for c in g.itertuples()])
+        grid = cells.pivot_table(index="row", columns="backend", values="cell", aggfunc="first", sort=False)
+        grid = grid.reindex(columns=list(dict.fromkeys(g.backend))).fillna("")
+        grid.index.name, grid.columns.name = "step", None
+        out[key] = grid
+    return out
 
 
-def _title(key):
-    device, n, m, nh, dtype = key
-    return f"{device}, n={n}, m={m}, nh={nh}, {dtype}"
+def _interval(value, lo, hi, half_width, prefix=""):
+    """'value [lo–hi]' at the decimals the half-width supports."""
+    places = tables.decimals(value, half_width)
+    text = prefix + tables.fixed(value, places)
+    if math.isfinite(lo) and math.isfinite(hi):
+        text += f" [{tables.fixed(lo, places)}–{tables.fixed(hi, places)}]"
+    return text
 
 
-def bar_plot(df, path):
-    """Median time per case, grouped by step, one colour per backend, IQR as error bars; one panel per group."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def detail_table(g, short):
+    """One row per case of a group: every figure the report has for it."""
+    rows = {}
+    for c in g.itertuples():
+        name = _bold(f"{short(c.row)} · {c.backend}", c.best)
+        flags = [f for f, on in (("noisy", c.noisy), ("retraced", c.retraced is True), ("reduced n", isinstance(c.note, str) and bool(c.note)))
+                 if on]
+        if c.status != "ok":
+            rows[name] = {"median ms [95% CI]": c.status, "flags": ", ".join([*flags, "see 'What to distrust'"])}
+            continue
+        hw = tables.median_half_width(c)
+        relative = hw / c.median_ms if hw is not None and c.median_ms > 0 else None
+        if c.speedup_lo == c.speedup_hi == c.speedup == 1:
+            speedup = "reference"
+        elif math.isfinite(c.speedup):
+            speedup = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
+            speedup += "" if c.speedup_paired else " (unpaired)"
+        else:
+            speedup = "–"
+        first = (c.trace_ms if math.isfinite(c.trace_ms) else 0) + c.first_call_ms
+        rows[name] = {
+            "median ms [95% CI]": _interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, hw),
+            "IQR": _pct(c.iqr_pct),
+            "speed-up [95% CI]": speedup,
+            "GFLOP/s": tables.round_to_spread(c.gflops, c.gflops * relative if relative else None),
+            "% of peak": tables.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
+            "peak MiB": tables.sig(c.peak_mib, 3),
+            "first call ms (of it trace)": tables.sig(first, 2) + (f" ({tables.sig(c.trace_ms, 2)})"
+                                                             if math.isfinite(c.trace_ms) else ""),
+            "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
+            "samples": f"{c.samples}" + (f" ({c.stop_reason})" if c.stop_reason else ""),
+            "flags": ", ".join(flags),
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    out.index.name = "case"
+    return out
 
-    ok = df[df.status == "ok"]
-    groups = list(ok.groupby(GROUP, sort=True))
-    if not groups:
-        return None
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, 3.6 * len(groups)), squeeze=False)
-    for ax, (key, g) in zip(axes[:, 0], groups):
-        cases = list(dict.fromkeys(g.framework + "/" + g.step))
-        backends = list(dict.fromkeys(g.backend))
-        width = 0.8 / len(backends)
-        for i, backend in enumerate(backends):
-            sub = g[g.backend == backend].set_index(g[g.backend == backend].framework + "/" + g[g.backend == backend].step)
-            xs = [j + i * width for j, c in enumerate(cases) if c in sub.index]
-            ys = [sub.loc[c, "median_ms"] for c in cases if c in sub.index]
-            errs = [sub.loc[c, "iqr_ms"] / 2 for c in cases if c in sub.index]
-            ax.bar(xs, ys, width, yerr=errs, capsize=3, label=backend)
-        ax.set_xticks([j + width * (len(backends) - 1) / 2 for j in range(len(cases))], cases)
-        ax.set_ylabel("median time per step (ms)")
-        ax.set_title(f"Forward + backward, {_title(key)} (error bars: IQR)")
-        ax.legend(title="backend", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+def payback_table(pb):
+    rows = []
+    for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
+        calls = c.payback_calls
+        rows.append({"device and size": f"{c.where}, n={c.n}, {c.dtype}", "case": f"{c.row} · {c.backend}",
+                     "compile overhead ms": tables.sig(c.overhead_ms, 2), "saving ms per call": tables.sig(c.saving_ms, 2),
+                     "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
+    return pd.DataFrame(rows).set_index("device and size")
 
 
-def markdown(df):
-    lines = ["# backprop-bench report", ""]
-    runs = ", ".join(sorted(df.run_id.unique()))
-    lines += [f"Runs: {runs}", f"Data: {', '.join(sorted(df.data.unique()))}", ""]
-    for key, table in comparison_tables(df).items():
-        lines += [f"## {_title(key)}", "", "Median time per step in ms ± IQR.", "", table.to_markdown(), ""]
-    notes = df[df.note.notna()].note.unique()
-    problems = df[df.status != "ok"]
-    if len(notes) or len(problems):
-        lines += ["## Notes", ""]
-        lines += [f"- {note}" for note in notes]
-        lines += [f"- {row.framework}/{row.step}/{row.backend}/{row.device} n={row.n}: **{row.status}**: {row.error}"
-                  for row in problems.itertuples()]
-        lines.append("")
-    ok = df[df.status == "ok"]
-    if len(ok):
-        best = ok.loc[ok.gflops.idxmax()]
-        lines += ["## Best case", "",
-                  f"{best.framework}/{best.step}/{best.backend} on {best.device} at n={best.n}: "
-                  f"{best.gflops:.1f} GFLOP/s, {best.pct_of_peak:.0f}% of the measured {best.gemm_peak_gflops:.0f} "
-                  f"GFLOP/s float32 GEMM ceiling.", ""]
-    return "\n".join(lines)
+def crossover_table(crossings):
+    rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {tables.sig(c.crossing, 2)}",
+             "time ms": tables.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond}
+            for c in crossings.itertuples()]
+    return pd.DataFrame(rows).set_index("#")
+
+
+# ---------------------------------------------------------------- runs and what to distrust
+
+def _runs(records):
+    """{run_id: [records]} in order of first appearance."""
+    runs = {}
+    for r in records:
+        runs.setdefault(r.run_id or "(no run id)", []).append(r)
+    return runs
+
+
+def _onoff(value):
+    return {True: "on", False: "off"}.get(value, "unknown")
+
+
+def run_summary(records):
+    """Environment fingerprint summary: one column per run, one row per fact."""
+    columns = {}
+    for run_id, rs in _runs(records).items():
+        fp = rs[0].env or {}
+        fws = {k: v for k, v in (fp.get("frameworks") or {}).items() if isinstance(v, dict)}
+        gpus = [g for g in fp.get("gpus") or [] if isinstance(g, dict)]
+        statuses = pd.Series([r.status for r in rs]).value_counts()
+        tf = fws.get("tensorflow", {})
+        tf32 = {name: _onoff(info.get("tf32")) for name, info in fws.items() if "tf32" in info}
+        if not tf32:
+            tf32 = {"records": _onoff(rs[0].tf32)}
+        commit = fp.get("git_commit")
+        columns[run_id] = {
+            "recorded (UTC)": fp.get("time_utc") or "unknown",
+            "host": fp.get("hostname") or "unknown",
+            "CPU": f"{fp.get('cpu_model') or 'unknown'}" + (f", {fp['cpu_count_logical']} logical cores"
+                                                          if fp.get("cpu_count_logical") else ""),
+            "GPU": ", ".join(f"{g.get('name')}" + (f" (driver {g['driver_version']})" if g.get("driver_version") else "")
+                             for g in gpus) or "none",
+            "devices timed": ", ".join(sorted({tables.where(r.device, r.env) for r in rs})),
+            "frameworks": ", ".join(f"{name} {info.get('version', '?')}" + (f" (CUDA {info['cuda_version']})"
+                                    if info.get("cuda_version") and gpus else "") for name, info in fws.items())
+                          or "unknown",
+            "Python, NumPy": f"{fp.get('python') or '?'}, {fp.get('numpy') or '?'}",
+            "git": (commit[:10] + (" (uncommitted changes)" if fp.get("git_dirty") else "") if commit else "unknown"),
+            "data": fp.get("data_source") or rs[0].data or "unknown",
+            "TF32": ", ".join(f"{k}: {v}" for k, v in tf32.items()),
+            "oneDNN": str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown"),
+            "cases": ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "skipped") if s in statuses),
+        }
+    out = pd.DataFrame(columns)
+    out.index.name = "run"
+    return out
+
+
+def _case(c):
+    """A frame row (from itertuples) as one line naming its device, size and case."""
+    return f"{c.where}, n={c.n}, {c.dtype}: {c.row}/{c.backend}"
+
+
+def distrust(records, df):
+    """[(heading, [items] or None)] of everything that makes a number less trustworthy; an empty
+    list means 'checked, none found', None 'not recorded' (records without that field)."""
+    runs = _runs(records)
+    noisy = [f"{_case(c)}: IQR {_pct(c.iqr_pct)} of the median" + (f" (stopped: {c.stop_reason})" if c.stop_reason else "")
+             for c in df[df.noisy].itertuples()]
+    checked = df.retraced.notna().any()
+    retraced = None if not checked else [f"{_case(c)}: traced {int(c.tracing_count) if math.isfinite(c.tracing_count) else 'again'} times; "
+                "its timed calls include tracing" for c in df[df.retraced.eq(True)].itertuples()]
+    failed = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "failed"].itertuples()]
+    skipped = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "skipped"].itertuples()]
+    notes = df[df.note.notna() & (df.note != "")]
+    reduced = [f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
+               for note, g in notes.groupby("note", sort=False)]
+    few = [f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median (6 needed)"
+           for c in df[(df.status == "ok") & (df.samples > 0) & df.ci_lo_ms.isna()].itertuples()]
+    mismatches = []
+    (first_id, first), *others = runs.items() or [(None, None)]
+    for run_id, rs in others:
+        lines = env.differences(first[0].env or {}, rs[0].env or {})
+        mismatches += [f"{first_id} vs {run_id}: {line}" for line in lines]
+    synthetic = [f"run {run_id}: {source}" for run_id, rs in runs.items()
+                 for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
+    tf32 = [f"run {run_id}: float32 matmuls ran in TF32" for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
+    above = [f"{_case(c)}: {tables.sig(c.gflops, 3)} GFLOP/s, {tables.sig(c.pct_of_peak, 3)}% of the measured "
+             f"{tables.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
+    return [
+        ("Noisy cases (IQR over 10% of the median)", noisy),
+        ("Retraces during timing", retraced),
+        ("Failed cases", failed),
+        ("Skipped cases", skipped),
+        ("Cases at a reduced n", reduced),
+        ("Too few samples", few),
+        ("Fingerprint differences between merged runs (times across them are not like for like)", mismatches),
+        ("Synthetic data (times are valid; losses are not MNIST's)", synthetic),
+        ("TF32 (reduced-precision float32 matmuls)", tf32),
+        ("Above the measured GEMM ceiling (the ceiling was measured low, e.g. on a busy machine)", above),
+    ]
+
+
+# ---------------------------------------------------------------- the document
+
+def _summary(df):
+    items = []
+    for key, g in tables.groups(df):
+        timed = g[(g.status == "ok") & (g.median_ms > 0)]
+        if timed.empty:
+            continue
+        best = timed.loc[timed.median_ms.idxmin()]
+        text = (f"{title(key)}: fastest **{best.row}/{best.backend}**, "
+                f"{tables.round_to_spread(best.median_ms, tables.median_half_width(best))} ms")
+        if math.isfinite(best.speedup) and best.speedup != 1:
+            text += f", ×{tables.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} " \
+                    f"against {best.reference}"
+        if math.isfinite(best.pct_of_peak):
+            text += f", {tables.sig(best.pct_of_peak, 2)}% of the measured GEMM peak"
+        items.append(text)
+    return items
+
+
+def document(records, df, pb, crossings, figures):
+    """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img."""
+    short = plots._short(df)
+    files = sorted({r.data for r in records})
+    blocks = [("h1", "backprop-bench report"),
+              ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
+                    "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
+                    "Times are medians of wall-clock calls, each followed by a device sync. "
+                    f"Data: {', '.join(f'`{d}`' for d in files if d) or 'unknown'}."),
+              ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"]),
+              ("h2", "Runs"), ("table", run_summary(records)),
+              ("h2", "What to distrust")]
+    items = []
+    for heading, found in distrust(records, df):
+        count = "not recorded" if found is None else f"{len(found)}" if found else "none"
+        items.append((f"**{heading}**: {count}", found or []))
+    blocks.append(("ul", items))
+    blocks.append(("h2", "Results per device and size"))
+    blocks.append(("p", "Grid: median ms per step ±IQR as % of the median, the fastest of each step in bold. "
+                        "Digits are kept only where the 95% confidence interval of the median supports them. "
+                        "Speed-up = reference median / case median (>1 is faster) with a bootstrap 95% CI, "
+                        "paired by timing round when both cases come from one run. % of peak is against the "
+                        "device's measured float32 GEMM GFLOP/s."))
+    grids = comparison_tables(df)
+    for key, g in tables.groups(df):
+        ref = g.reference.iloc[0] if len(g) else ""
+        blocks += [("h3", title(key)), ("table", grids[key]),
+                   ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
+                   ("table", detail_table(g, short))]
+    blocks.append(("h2", "Compile pay-back"))
+    if pb.empty:
+        blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
+    else:
+        blocks += [("p", "Calls after which tf.function / XLA repay their compile overhead (trace + first call "
+                         "- one steady call) through their saving per call against eager of the same step."),
+                   ("table", payback_table(pb))]
+    blocks.append(("h2", "Crossovers"))
+    if crossings.empty:
+        blocks.append(("p", "No two cases' lines cross (or no case ran at several sizes)."))
+    else:
+        blocks += [("p", "Where one case's time line crosses another's (log-log interpolation between measured "
+                         "sizes); the numbers match the marks in the scaling plots."),
+                   ("table", crossover_table(crossings))]
+    blocks.append(("h2", "Plots"))
+    for name, (paths, reason) in figures.items():
+        heading, caption = PLOTS[name]
+        blocks.append(("h3", heading))
+        if paths:
+            blocks += [("p", caption), ("img", name)]
+        else:
+            blocks.append(("p", f"Not drawn: {reason}."))
+    blocks += [("h2", "Files"),
+               ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); "
+                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/runs.csv` and one "
+                     "`tables/median_ms_*.csv` grid per device and size hold the rest. The raw samples are in the "
+                     "records (JSON lines) this report was built from.")]
+    return blocks
+
+
+def _list_items(items):
+    return [(i, []) if isinstance(i, str) else i for i in items]
+
+
+def to_markdown(blocks):
+    out = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out += ["#" * int(kind[1]) + " " + content, ""]
+        elif kind == "p":
+            out += [content, ""]
+        elif kind == "ul":
+            for text, sub in _list_items(content):
+                out.append(f"- {text}")
+                out += [f"  - {s}" for s in sub]
+            out.append("")
+        elif kind == "table":
+            out += [markdown_table(content), ""]
+        elif kind == "img":
+            out += [f"![{content}](plots/{content}.png)", ""]
+    return "\n".join(out)
+
+
+STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}thead th{background:#f0f0f0}
+tbody th{text-align:left;font-weight:normal;background:#fafafa}code{background:#f3f3f3;padding:0 .2em}
+img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
+
+
+def to_html(blocks, images):
+    """A single HTML file: inline style, images as base64 data: URIs, no external resources.
+    images: {name: SVG bytes}."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>backprop-bench report</title>", f"<style>{STYLE}</style></head><body>"]
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{_inline_html(content)}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{_inline_html(content)}</p>")
+        elif kind == "ul":
+            out.append("<ul>")
+            for text, sub in _list_items(content):
+                inner = "".join(f"<li>{_inline_html(s)}</li>" for s in sub)
+                out.append(f"<li>{_inline_html(text)}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>")
+            out.append("</ul>")
+        elif kind == "table":
+            out.append(html_table(content))
+        elif kind == "img":
+            data = base64.b64encode(images[content]).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(content)}" src="data:image/svg+xml;base64,{data}"></figure>')
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- files
+
+def _slug(key):
+    return re.sub(r"[^a-z0-9]+", "-", "_".join(map(str, key)).lower()).strip("-")
+
+
+def write_csvs(df, pb, crossings, records, out):
+    """tables/*.csv: every number unrounded; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("median_ms_*.csv"):
+        stale.unlink()
+    paths = []
+
+    def put(name, table, index=False):
+        path = out / name
+        table.to_csv(path, index=index)
+        paths.append(path)
+
+    put("cases.csv", df.drop(columns=list(tables.OBJECT_COLUMNS)))
+    put("payback.csv", pb)
+    put("crossovers.csv", crossings)
+    put("runs.csv", run_summary(records), index=True)
+    for key, g in tables.groups(df):
+        grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
+        put(f"median_ms_{_slug(key)}.csv", grid, index=True)
+    return paths
+
+
+def _figures(df, pb, crossings, out):
+    """{plot name: (png and svg paths, None) or (None, why not drawn)}; stale files of undrawn plots go."""
+    makers = {"bars": lambda: plots.bars(df),
+              "scaling_n": lambda: plots.scaling(df, "n", crossings[crossings["var"] == "n"]),
+              "scaling_nh": lambda: plots.scaling(df, "nh", crossings[crossings["var"] == "nh"]), "roofline": lambda: plots.roofline(df),
+              "payback": lambda: plots.payback(pb), "distribution": lambda: plots.distribution(df)}
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    for name in PLOTS:
+        fig = makers[name]()
+        if isinstance(fig, str):
+            for suffix in (".png", ".svg"):
+                (out / name).with_suffix(suffix).unlink(missing_ok=True)
+            figures[name] = (None, fig)
+        else:
+            figures[name] = (plots.save(fig, out / name), None)
+    return figures
 
 
 def write(records, out_dir):
-    """report.md and bars.png in out_dir; returns their paths."""
+    """report.md, report.html, plots/ and tables/ in out_dir, from records alone (duplicates merged);
+    returns the paths written, report.md and report.html first."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    records = list({json.dumps(asdict(r), sort_keys=True, default=str): r for r in records}.values())
     df = frame(records)
-    written = [out_dir / "report.md"]
-    plot = bar_plot(df, out_dir / "bars.png")
-    text = markdown(df)
-    if plot:
-        text += "\n![median time per case](bars.png)\n"
-        written.append(plot)
-    written[0].write_text(text, encoding="utf-8")
-    return written
+    pb = tables.payback(df)
+    crossings = pd.concat([tables.scaling_crossovers(df, var) for var in tables.SIZE_VARS], ignore_index=True)
+    crossings["number"] = range(1, len(crossings) + 1)
+    figures = _figures(df, pb, crossings, out_dir / "plots")
+    csvs = write_csvs(df, pb, crossings, records, out_dir / "tables")
+    blocks = document(records, df, pb, crossings, figures)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(to_markdown(blocks), encoding="utf-8")
+    images = {name: paths[1].read_bytes() for name, (paths, _) in figures.items() if paths}
+    page.write_text(to_html(blocks, images), encoding="utf-8")
+    drawn = [p for paths, _ in figures.values() if paths for p in paths]
+    return [md, page, *drawn, *csvs]

@@ -1,0 +1,355 @@
+"""The report's figures, drawn from a tables.frame(). Each plot function returns a matplotlib
+Figure, or a str saying why the data cannot support the plot; save() writes it as PNG and SVG."""
+import math
+
+import numpy as np
+
+from bench import tables
+
+# Fixed colours, so a backend looks the same in every figure; other backends take the next free ones.
+BACKEND_COLOURS = {"eager": "#1f77b4", "function": "#ff7f0e", "xla": "#2ca02c"}
+SPARE_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728", "#7f7f7f")
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LOG_RANGE = 30   # a time axis spanning more than this factor is drawn on a log scale
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def colours(df):
+    """{backend: colour} for every backend in df."""
+    spare = iter(c for c in SPARE_COLOURS)
+    return {b: BACKEND_COLOURS.get(b) or next(spare, "#7f7f7f") for b in dict.fromkeys(df.backend)}
+
+
+def _short(df):
+    """row label -> shown label: without the framework when there is only one."""
+    single = df.framework.nunique() <= 1
+    return lambda row: row.split("/", 1)[1] if single and "/" in row else row
+
+
+def _figure(plt, count, ncols, width, height, extra_width=0.0):
+    """A constrained-layout figure with `count` panels in `ncols` columns (plus extra_width inches,
+    e.g. for a legend at the side); [axes] in reading order."""
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows), squeeze=False,
+                             layout="constrained")
+    axes = list(axes.flat)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def _log(ax, values, axis="y"):
+    """A log scale with plain-number ticks (0.5, 20, 1,000), denser the fewer decades `values` span."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    decades = math.log10(max(values) / min(values)) if values else 3
+    subs = (1, 2, 3, 5, 7) if decades < 1.2 else (1, 2, 5) if decades < 3.5 else (1,)
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(LogLocator(subs=subs))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
+    target.set_minor_locator(NullLocator())
+
+
+def _spaced(values, min_ratio=1.4):
+    """The increasing positive `values` with those closer than min_ratio to the previous one dropped,
+    so tick labels on a log axis do not overlap."""
+    kept = []
+    for v in values:
+        if not kept or v / kept[-1] >= min_ratio:
+            kept.append(v)
+    return kept
+
+
+def _log_if_wide(ax, values, axis="y"):
+    """Log scale (True) when the values span more than LOG_RANGE."""
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    wide = bool(values) and max(values) / min(values) > LOG_RANGE
+    if wide:
+        _log(ax, values, axis)
+    return wide
+
+
+def save(fig, stem):
+    """stem.png and stem.svg; closes the figure; returns both paths."""
+    plt = _pyplot()
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, dpi=110)
+    fig.savefig(svg, metadata={"Date": None})
+    plt.close(fig)
+    return png, svg
+
+
+def _panel_title(key):
+    """Device on one line, size and dtype on the next: fits a panel whatever the device's name."""
+    w, n, m, nh, dtype = key
+    return f"{w}\nn={n:,}, m={m}, nh={nh}, {dtype}"
+
+
+def _timed(df):
+    return df[(df.status == "ok") & (df.median_ms > 0)]
+
+
+# ---------------------------------------------------------------- 1. bars
+
+def bars(df):
+    """Median time per case with IQR error bars, grouped by step, one colour per backend; one panel
+    per device and size. Failed and skipped cases are written where their bar would be."""
+    if _timed(df).empty:
+        return "no case was timed"
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
+    groups, colour, short = tables.groups(df), colours(df), _short(df)
+    fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
+    for ax, (key, g) in zip(axes, groups):
+        rows, backends = list(dict.fromkeys(g.row)), [b for b in colour if b in set(g.backend)]
+        width = 0.8 / len(backends)
+        below = blended_transform_factory(ax.transData, ax.transAxes)
+        for i, backend in enumerate(backends):
+            for j, row in enumerate(rows):
+                sel = g[(g.row == row) & (g.backend == backend)]
+                if sel.empty:
+                    continue
+                c, x = sel.iloc[0], j - 0.4 + width * (i + 0.5)
+                if c.status != "ok" or not c.median_ms > 0:
+                    ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
+                            fontsize=8, color="#b22222")
+                    continue
+                err = [[c.median_ms - c.q1_ms], [c.q3_ms - c.median_ms]]
+                ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
+                       error_kw={"elinewidth": 1}, edgecolor="black" if c.best else "none",
+                       linewidth=1.6 if c.best else 0)
+                ax.annotate(tables.round_to_spread(c.median_ms, tables.median_half_width(c)), (x, c.q3_ms),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(rows)), [short(r) for r in rows])
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        log = _log_if_wide(ax, g.median_ms)
+        ax.margins(y=0.15)
+        ax.set_ylabel("median ms per step" + (" (log scale)" if log else ""))
+        ax.set_title(_panel_title(key), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(color=colour[b], label=b) for b in colour]
+    handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="fastest of its step"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
+               title="backend (error bar: interquartile range; number: median ms)")
+    fig.suptitle("Time of one forward + backward step, per case (lower is faster)", fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------- 2. scaling
+
+VAR_LABELS = {"n": "n, rows per step", "nh": "nh, hidden units"}
+
+
+def scaling(df, var, crossings=None):
+    """Median time against `var` on log-log axes, one line per case (colour: backend, style:
+    device), IQR as a band, one panel per step; crossings (tables.scaling_crossovers() rows for
+    this var, computed when None) marked with their numbers."""
+    by_step = tables.scaling_lines(df, var)
+    if not by_step:
+        return f"no case was timed at two or more values of {var}"
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+    colour = colours(df)
+    every = [k for lines in by_step.values() for k in lines]
+    wheres = list(dict.fromkeys(k[2] for k in every))
+    crossings = tables.scaling_crossovers(df, var) if crossings is None else crossings
+    fig, axes = _figure(plt, len(by_step), 2, 6.4, 4.6)
+    handles = {}
+    for ax, (step, lines) in zip(axes, by_step.items()):
+        for key, rows in lines.items():
+            w = wheres.index(key[2])
+            label = tables.line_label(key, every, var)
+            (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=LINESTYLES[w % 4],
+                              marker=MARKERS[w % len(MARKERS)], markersize=5, label=label)
+            ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[1]], alpha=0.15, linewidth=0)
+            handles.setdefault(label, line)
+        for c in crossings[crossings.step == step].itertuples():
+            ax.plot(c.crossing, c.time_ms, marker="X", color="black", markersize=9, linestyle="none", zorder=5)
+            ax.annotate(str(c.number), (c.crossing, c.time_ms), xytext=(5, -12), textcoords="offset points",
+                        fontsize=8, fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
+        values = _spaced(sorted({v for rows in lines.values() for v in rows[var]}))
+        _log(ax, [v for rows in lines.values() for v in (*rows.q1_ms, *rows.q3_ms)], "y")
+        ax.set_xscale("log")
+        ax.set_xticks(values, [f"{v:,}" for v in values])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel(VAR_LABELS.get(var, var) + " (log scale)")
+        ax.set_ylabel("median ms per step (log scale)")
+        fixed = [f"{d}={next(iter(rows[d]))}" for d in ("n", "m", "nh") if d != var
+                 if len({v for rows in lines.values() for v in rows[d]}) == 1]
+        ax.set_title(f"{step} step" + (f" ({', '.join(fixed)})" if fixed else ""), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    items = list(handles.items())
+    if len(crossings):
+        items.append(("crossover (numbered as in the report)",
+                      Line2D([], [], marker="X", color="black", linestyle="none", markersize=8)))
+    fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center",
+               ncol=2 if len(items) > 3 else len(items), frameon=False, fontsize=9)
+    fig.suptitle(f"Step time against {var} (band: interquartile range)", fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------- 3. roofline
+
+def roofline(df):
+    """Per device: its measured compute (float32 GEMM) and bandwidth (copy) ceilings, and each timed
+    case at its analytic arithmetic intensity and achieved GFLOP/s (colour: backend, marker: step).
+    The cases of one size share an intensity: each (step, backend) is nudged sideways by up to +-25%
+    so that none hides another."""
+    timed = _timed(df)
+    timed = timed[(timed.gflops > 0) & (timed.intensity > 0) & (timed.gemm_peak_gflops > 0)
+                  & (timed.copy_peak_gbps > 0)]
+    if timed.empty:
+        return "no timed case carries measured ceilings and an arithmetic intensity"
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    colour = colours(timed)
+    steps = list(dict.fromkeys(timed.step))
+    combos = list(dict.fromkeys(zip(timed.step, timed.backend)))
+    nudge = {c: 1.25 ** ((2 * i - (len(combos) - 1)) / max(len(combos) - 1, 1)) for i, c in enumerate(combos)}
+    wheres = list(dict.fromkeys(sorted(timed["where"])))
+    fig, axes = _figure(plt, len(wheres), 2, 6.0, 4.6, extra_width=2.6)
+    for ax, w in zip(axes, wheres):
+        g = timed[timed["where"] == w]
+        gemm, copy = g.gemm_peak_gflops.max(), g.copy_peak_gbps.max()
+        ridge = gemm / copy
+        lo = min(g.intensity.min(), ridge) / 8
+        hi = max(g.intensity.max(), ridge) * 8
+        xs = np.geomspace(lo, hi, 200)
+        ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=2)
+        ax.axvline(ridge, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"GEMM ceiling {tables.sig(gemm, 3)} GFLOP/s", (hi, gemm), xytext=(-4, 4),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=8)
+        ax.annotate(f"copy ceiling\n{tables.sig(copy, 3)} GB/s", (lo, copy * lo), xytext=(8, -4),
+                    textcoords="offset points", ha="left", va="top", fontsize=8)
+        ax.annotate(f"ridge {tables.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
+                    textcoords="offset points", ha="left", va="bottom", fontsize=7, color="grey")
+        for c in g.itertuples():
+            ax.plot(c.intensity * nudge[c.step, c.backend], c.gflops, marker=MARKERS[steps.index(c.step) % len(MARKERS)], linestyle="none",
+                    color=colour[c.backend], markeredgecolor="black", markeredgewidth=0.5, markersize=7, alpha=0.85)
+        best = g.loc[g.gflops.idxmax()]
+        ax.plot(best.intensity * nudge[best.step, best.backend], best.gflops, marker="o", markersize=15,
+                markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
+        ax.text(0.98, 0.03, f"ringed, the best: {best.row.split('/', 1)[-1]} · {best.backend}, n={best.n:,}\n"
+                f"{tables.sig(best.gflops, 2)} GFLOP/s = {tables.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#b22222")
+        _log(ax, [lo, hi], "x")
+        _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(min(g.gflops.min(), copy * lo) / 3, gemm * 3)
+        ax.set_xlabel("arithmetic intensity (FLOP per byte that must move)")
+        ax.set_ylabel("achieved GFLOP/s (log scale)")
+        ax.set_title(w, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = [Patch(color=colour[b], label=b) for b in colour]
+    handles += [Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="grey", markeredgecolor="black",
+                       linestyle="none", label=f"{s} step") for i, s in enumerate(steps)]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="colour: backend\nmarker: step")
+    fig.suptitle("Roofline: achieved GFLOP/s under measured float32 ceilings", fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------- 4. compile pay-back
+
+def payback(pb):
+    """Steady calls until each compiled case's overhead (trace + first call - one steady call) is
+    paid back by its saving per call against eager; one bar per case and size, one panel per device.
+    `pb`: tables.payback()."""
+    if pb.empty:
+        return "no compiled case has a first-call time and an eager case of the same step to compare with"
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+    colour = colours(pb)
+    wheres = list(dict.fromkeys(sorted(pb["where"])))
+    finite = pb.payback_calls[np.isfinite(pb.payback_calls)]
+    top = max(10.0, finite.max() if len(finite) else 10.0) * 400
+    fig, axes = _figure(plt, len(wheres), 1, 10, 0.9 + 0.3 * pb.groupby("where").size().max())
+    single = pb.framework.nunique() <= 1
+    for ax, w in zip(axes, wheres):
+        g = pb[pb["where"] == w]
+        g = g.assign(order=g.row.map({r: i for i, r in enumerate(dict.fromkeys(g.row))}))
+        g = g.sort_values(["order", "backend", "n"], kind="stable")
+        for y, c in enumerate(g.itertuples()):
+            compile_ms = f"compile {tables.sig(c.overhead_ms, 2)} ms"
+            if math.isfinite(c.payback_calls):
+                calls = max(c.payback_calls, 1)
+                ax.barh(y, calls, color=colour[c.backend], height=0.7)
+                ax.annotate(f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''}  ({compile_ms}, "
+                            f"saves {tables.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
+                            textcoords="offset points", va="center", fontsize=8)
+            else:
+                ax.barh(y, top, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
+                ax.annotate(f"never: {tables.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})",
+                            (1.2, y), va="center", fontsize=8,
+                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
+        labels = [f"{c.step if single else c.row} · {c.backend}, n={c.n:,}"
+                  + ("" if g["dtype"].nunique() <= 1 else f", {c.dtype}") for c in g.itertuples()]
+        ax.set_yticks(range(len(g)), labels, fontsize=9)
+        ax.set_ylim(len(g) - 0.5, -0.5)
+        _log(ax, [0.8, top], "x")
+        ax.set_xlim(0.8, top)
+        ax.set_xlabel("steady calls until the compile overhead is paid back (log scale)")
+        ax.set_title(w + "".join(f", {d}={g[d].iloc[0]}" for d in ("m", "nh") if g[d].nunique() == 1), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [Patch(color=colour[b], label=b) for b in colour]
+    handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    fig.suptitle("Compile pay-back: after how many steps tf.function / XLA beat eager", fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------- 5. distribution
+
+def _boxplot(ax, data, **kw):
+    """Horizontal boxes on any matplotlib >= 3.7 ('vert' gave way to 'orientation' in 3.10)."""
+    try:
+        return ax.boxplot(data, orientation="horizontal", **kw)
+    except TypeError:
+        return ax.boxplot(data, vert=False, **kw)
+
+
+def distribution(df):
+    """Every timed call of every case as a dot, over a box (quartiles, whiskers at 1.5 IQR), in % of
+    the case's median, so cases of any speed show their noise on one scale; one panel per device
+    and size; noisy cases named in red."""
+    timed = _timed(df)
+    timed = timed[timed.samples > 0]
+    if timed.empty:
+        return "no case has timed samples"
+    plt = _pyplot()
+    groups, colour, short = tables.groups(timed), colours(timed), _short(timed)
+    rng = np.random.default_rng(0)
+    fig, axes = _figure(plt, len(groups), 2, 6.6, 0.9 + 0.36 * max(len(g) for _, g in groups))
+    for ax, (key, g) in zip(axes, groups):
+        data = [100 * np.asarray(s) * 1e3 / m for s, m in zip(g.samples_s, g.median_ms)]
+        box = _boxplot(ax, data, positions=range(len(g)), widths=0.6, whis=1.5, showfliers=False,
+                       patch_artist=True, medianprops={"color": "black"})
+        for patch, backend in zip(box["boxes"], g.backend):
+            patch.set(facecolor=colour[backend], alpha=0.45)
+        for y, values in enumerate(data):
+            ax.scatter(values, y + rng.uniform(-0.22, 0.22, len(values)), s=7, color="black", alpha=0.55,
+                       linewidths=0, zorder=3, rasterized=True)
+        labels = [f"{short(c.row)} · {c.backend} ({tables.sig(c.median_ms, 3)} ms)" for c in g.itertuples()]
+        ax.set_yticks(range(len(g)), labels, fontsize=9)
+        for tick, c in zip(ax.get_yticklabels(), g.itertuples()):
+            if c.noisy:
+                tick.set_color("#b22222")
+        ax.set_ylim(len(g) - 0.5, -0.5)
+        ax.axvline(100, color="grey", linewidth=0.8)
+        ax.set_xlabel("time of one call, % of the case's median")
+        ax.set_title(_panel_title(key), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Spread of the timed calls around each case's median (dot: one call; red: IQR over 10%)",
+                 fontweight="bold")
+    return fig

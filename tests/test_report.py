@@ -1,0 +1,281 @@
+"""The report from a checked-in fixture of records (tests/fixtures/records.jsonl, written by
+make_records.py): files, decodable images, a self-contained HTML page, CSVs that round-trip, and
+the helpers behind the numbers (rounding, crossovers, pay-back, speed-ups)."""
+import base64
+import math
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import records, report, tables
+from bench.records import Record
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "records.jsonl"
+DRAWN = ("bars", "scaling_n", "roofline", "payback", "distribution")
+# The report must run where only NumPy, pandas and matplotlib are installed.
+BLOCKED = ("tensorflow", "psutil", "tabulate", "torch", "jax")
+
+
+def bench_report(*args):
+    """`python -m bench report ARGS` in a subprocess that cannot import BLOCKED."""
+    code = ("import runpy, sys\n"
+            f"for name in {BLOCKED!r}: sys.modules[name] = None\n"
+            "sys.argv = ['bench', 'report', *sys.argv[1:]]\n"
+            "runpy.run_module('bench', run_name='__main__', alter_sys=True)\n")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = bench_report(FIXTURE, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def df():
+    return tables.frame(records.read(FIXTURE))
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ---------------------------------------------------------------- the report from the fixture
+
+def test_cli_writes_every_file(built):
+    out, result = built
+    printed = result.stdout.split()
+    assert printed[:2] == [str(out / "report.md"), str(out / "report.html")]
+    for name in DRAWN:
+        for suffix in (".png", ".svg"):
+            assert (out / "plots" / (name + suffix)).stat().st_size > 1000
+    assert not (out / "plots" / "scaling_nh.png").exists()   # one nh only: skipped, with a note
+    assert "Not drawn: no case was timed at two or more values of nh" in (out / "report.md").read_text()
+    for name in ("cases", "payback", "crossovers", "runs"):
+        assert (out / "tables" / f"{name}.csv").is_file()
+    assert len(list((out / "tables").glob("median_ms_*.csv"))) == 6   # 2 devices x 3 sizes
+
+
+def test_pngs_decode(built):
+    out, _ = built
+    image = pytest.importorskip("matplotlib.image")
+    for name in DRAWN:
+        path = out / "plots" / f"{name}.png"
+        width, height = png_size(path)
+        pixels = image.imread(path)
+        assert pixels.shape[:2] == (height, width) and width > 400 and height > 300
+        assert pixels[..., :3].std() > 0.05   # not a blank canvas
+
+
+def test_html_is_self_contained_and_holds_tables_and_images(built, df):
+    out, _ = built
+    page = (out / "report.html").read_text()
+    assert page.count("<table>") >= 2 * len(tables.groups(df)) + 1
+    assert "<th>tensorflow/manual</th>" in page and "<strong>" in page
+    images = re.findall(r'<img alt="(\w+)" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page)
+    assert [name for name, _ in images] == list(DRAWN)
+    for _, data in images:
+        assert b"<svg" in base64.b64decode(data)[:2000]
+    without_images = re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", page)
+    for pattern in (r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", r"<link\b", r"<script\b", r"@import", r"url\("):
+        assert not re.search(pattern, without_images, re.I), pattern
+
+
+def test_distrust_section_names_every_problem(built):
+    out, _ = built
+    for text in ((out / "report.md").read_text(), (out / "report.html").read_text()):
+        section = text[text.index("What to distrust"):text.index("Results per device")]
+        assert "tensorflow/tape/eager: IQR 36% of the median" in section                  # noisy
+        assert "tensorflow/manual/function: traced 3 times" in section                    # retrace
+        assert "wrong answer: d_x relative error 3.2e-03" in section                      # failed
+        assert "needs about 2.4 GiB" in section                                           # skipped
+        assert "broadcast ran at n=250 instead of 16000" in section                       # reduced n
+        assert "cpu_model: &#x27;Intel" in section or "cpu_model: 'Intel" in section      # fingerprints
+        assert "git_dirty: False vs True" in section
+        assert "run 20260105-100000-aaaa: synthetic(seed=0)" in section
+
+
+def test_header_summarises_each_run(built):
+    out, _ = built
+    runs = pd.read_csv(out / "tables" / "runs.csv", index_col="run")
+    assert list(runs.columns) == ["20260105-100000-aaaa", "20260106-100000-bbbb"]
+    assert runs.loc["GPU", "20260106-100000-bbbb"] == "NVIDIA H100 80GB HBM3 (driver 550.54)"
+    assert runs.loc["git", "20260106-100000-bbbb"] == "bbbbbbbbbb (uncommitted changes)"
+    assert runs.loc["oneDNN", "20260106-100000-bbbb"] == "0"
+    assert runs.loc["TF32", "20260105-100000-aaaa"] == "tensorflow: off"
+
+
+def test_csvs_round_trip(built, df):
+    out, _ = built
+    cases = pd.read_csv(out / "tables" / "cases.csv")
+    assert list(cases.columns) == [c for c in tables.COLUMNS if c not in tables.OBJECT_COLUMNS]
+    numeric = df.drop(columns=list(tables.OBJECT_COLUMNS)).select_dtypes("number").columns
+    assert {"median_ms", "ci_lo_ms", "speedup_lo", "gflops", "pct_of_peak", "first_call_ms"} <= set(numeric)
+    for column in numeric:
+        np.testing.assert_array_equal(cases[column].to_numpy(float), df[column].to_numpy(float), err_msg=column)
+    pb = pd.read_csv(out / "tables" / "payback.csv")
+    np.testing.assert_array_equal(pb.payback_calls.to_numpy(), tables.payback(df).payback_calls.to_numpy())
+    assert np.isinf(pb.payback_calls).sum() == 3
+    key, g = tables.groups(df)[0]
+    grid = pd.read_csv(out / "tables" / f"median_ms_{report._slug(key)}.csv", index_col="row")
+    assert grid.loc["tensorflow/manual", "eager"] == g[(g.step == "manual") & (g.backend == "eager")].median_ms.item()
+
+
+def test_crossovers_in_the_fixture(built, df):
+    out, _ = built
+    crossings = pd.read_csv(out / "tables" / "crossovers.csv")
+    pairs = {(c.step, c.faster_beyond, c.slower_beyond) for c in crossings.itertuples()}
+    cpu, gpu = "cpu (Intel Xeon @ 2.20GHz)", "gpu (NVIDIA H100 80GB HBM3)"
+    assert ("manual", f"xla · {cpu}", f"function · {cpu}") in pairs   # XLA overtakes tf.function
+    assert ("manual", f"eager · {gpu}", f"eager · {cpu}") in pairs    # the GPU overtakes the CPU
+    assert len(crossings) == len(pairs) == 7 and list(crossings.number) == list(range(1, 8))
+    xla_over_function = crossings[(crossings.faster_beyond == f"xla · {cpu}")
+                                  & (crossings.slower_beyond == f"function · {cpu}")]
+    assert 250 < xla_over_function.crossing.item() < 2000 and (xla_over_function["var"] == "n").all()
+
+
+# ---------------------------------------------------------------- helpers
+
+@pytest.mark.parametrize("value, half_width, text", [
+    (1.2345, 0.037, "1.2"),      # a 3% half-width: 2 significant figures
+    (10.39, 0.2, "10.4"),
+    (27.7, 0.83, "28"),
+    (123.4, 5.0, "120"),         # rounding to tens
+    (8.88, 0.9, "8.9"),          # never fewer than 2 significant figures
+    (1.2344, 0.001, "1.234"),
+    (1.23456789, 1e-9, "1.235"),  # at most 4
+    (0.01234, 0.0004, "0.012"),
+    (1.2345, 0.0, "1.234"),
+    (1.2345, None, "1.23"),      # spread unknown: 3 significant figures
+    (1.2345, math.nan, "1.23"),
+    (math.nan, 0.1, "–"),
+    (None, 0.1, "–"),
+    (0.0, 0.1, "0"),
+    (-1.2345, 0.037, "-1.2"),
+])
+def test_round_to_spread(value, half_width, text):
+    assert tables.round_to_spread(value, half_width) == text
+
+
+def test_sig():
+    assert [tables.sig(v) for v in (0.0581, 12345, 3.0)] == ["0.058", "12000", "3.0"]
+    assert tables.sig(115.34, 3) == "115"
+
+
+@pytest.mark.parametrize("x, ya, yb, expected", [
+    ([1, 100], [1, 100], [10, 10], [(10.0, 10.0, "b")]),                       # one crossing between points
+    ([1, 2, 3], [1, 2, 3], [5, 6, 7], []),                                      # none
+    ([1, 10, 100], [1, 100, 1], [10, 10, 10], [(10 ** 0.5, 10.0, "b"), (10 ** 1.5, 10.0, "a")]),   # two
+    ([1, 10, 100], [1, 10, 100], [10, 10, 10], [(10.0, 10.0, "b")]),            # crossing at a measured point
+    ([1, 10, 100], [1, 10, 1], [10, 10, 10], []),                               # touching is not crossing
+])
+def test_crossovers(x, ya, yb, expected):
+    found = tables.crossovers(x, ya, yb)
+    assert len(found) == len(expected)
+    for (fx, fy, ff), (ex, ey, ef) in zip(found, expected):
+        assert fx == pytest.approx(ex) and fy == pytest.approx(ey) and ff == ef
+
+
+@pytest.mark.parametrize("overhead_s, saving_s, calls", [
+    (0.5, 0.01, 50), (0.5, 0.03, 17), (0.5, 0.0, math.inf), (0.5, -0.1, math.inf), (-0.1, 0.01, 0)])
+def test_payback_calls(overhead_s, saving_s, calls):
+    assert tables.payback_calls(overhead_s, saving_s) == calls
+
+
+def make(**kw):
+    base = dict(framework="tensorflow", step="manual", backend="eager", device="cpu", n=100, m=4, nh=3,
+                dtype="float32", status="ok", run_id="r1", samples_s=(0.010,) * 5, rounds=(0, 1, 2, 3, 4))
+    base.update(kw)
+    return Record(**base)
+
+
+def test_payback_against_eager():
+    rs = [make(first_call_s=0.030),
+          make(backend="xla", samples_s=(0.006,) * 5, trace_s=0.1, first_call_s=0.5),
+          make(backend="function", samples_s=(0.012,) * 5, trace_s=0.1, first_call_s=0.2)]
+    pb = tables.payback(tables.frame(rs)).set_index("backend")
+    assert pb.loc["xla", "overhead_ms"] == pytest.approx(100 + 500 - 6)
+    assert pb.loc["xla", "saving_ms"] == pytest.approx(4)
+    assert pb.loc["xla", "payback_calls"] == 149          # ceil(594 / 4)
+    assert pb.loc["function", "payback_calls"] == math.inf  # slower than eager: never
+    assert "eager" not in pb.index
+
+
+def test_speedups_pair_by_round_within_a_run():
+    rng = np.random.default_rng(1)
+    drift = np.repeat([1.0, 1.3, 0.8, 1.1, 0.9, 1.2], 1)
+    ref = tuple(0.010 * drift * (1 + 0.01 * rng.standard_normal(6)))
+    fast = tuple(0.005 * drift * (1 + 0.01 * rng.standard_normal(6)))
+    rounds = tuple(range(6))
+    df = tables.frame([make(samples_s=ref, rounds=rounds), make(backend="xla", samples_s=fast, rounds=rounds),
+                       make(backend="function", samples_s=fast, rounds=rounds, run_id="r2")])
+    by = df.set_index("backend")
+    assert by.loc["eager", "speedup"] == 1 and by.loc["eager", "reference"] == "tensorflow/manual/eager"
+    assert by.loc["xla", "speedup"] == pytest.approx(np.median(ref) / np.median(fast))
+    assert by.loc["xla", "speedup_paired"] and not by.loc["function", "speedup_paired"]
+    paired = by.loc["xla", "speedup_hi"] - by.loc["xla", "speedup_lo"]
+    independent = by.loc["function", "speedup_hi"] - by.loc["function", "speedup_lo"]
+    assert paired < independent   # pairing cancels the drift shared by a round
+    assert by.best.sum() == 1     # no case appears twice, so one row, without run ids
+
+
+def test_rows_carry_the_run_id_only_when_a_case_appears_in_two_runs():
+    df = tables.frame([make(), make(backend="xla"), make(run_id="r2"), make(step="tape", run_id="r2")])
+    assert sorted(df.row.unique()) == ["tensorflow/manual [r1]", "tensorflow/manual [r2]", "tensorflow/tape"]
+
+
+def test_best_and_reference_default_to_first_timed_case():
+    df = tables.frame([make(step="tape", samples_s=(0.02,) * 5), make(step="tape", backend="xla"),
+                       make(step="tape", backend="function", status="failed", samples_s=(), rounds=())])
+    assert list(df.reference.unique()) == ["tensorflow/tape/eager"]
+    assert df.set_index("backend").best.to_dict() == {"eager": False, "xla": True, "function": False}
+
+
+def test_records_with_empty_fields_still_report(tmp_path):
+    """Old or unfinished records: no rounds, env, ceilings, flops, first call or peak; None where a
+    dict belongs; an ok record without samples."""
+    rs = [make(rounds=()), make(backend="xla", env=None, ceilings=None, rounds=(1, 2)),
+          make(backend="function", samples_s=()),
+          make(device="gpu", status="skipped", error=None, samples_s=(), rounds=())]
+    paths = report.write(rs, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "Not drawn: no timed case carries measured ceilings" in text
+    assert "Not drawn: no compiled case has a first-call time" in text
+    assert "no reason recorded" in text
+    assert all(p.exists() for p in paths)
+
+
+def test_markdown_table_escapes_and_pads():
+    table = pd.DataFrame({"a": ["x|y", "**1.2**"]}, index=pd.Index(["r1", "row two"], name="step"))
+    assert report.markdown_table(table).splitlines() == [
+        "| step    | a       |", "| ------- | ------- |", "| r1      | x\\|y    |", "| row two | **1.2** |"]
+    assert "<td><strong>1.2</strong></td>" in report.html_table(table)
+    assert "<td>x|y</td>" in report.html_table(table)
+
+
+def test_where_names_the_hardware():
+    assert tables.where("cpu", {"cpu_model": "Intel(R) Xeon(R) CPU @ 2.20GHz"}) == "cpu (Intel Xeon @ 2.20GHz)"
+    assert tables.where("gpu", {"gpus": [{"name": "NVIDIA H100"}]}) == "gpu (NVIDIA H100)"
+    assert tables.where("gpu", None) == "gpu"
+
+
+def test_cli_report_of_a_broken_file(tmp_path):
+    bad = tmp_path / "records.jsonl"
+    bad.write_text(FIXTURE.read_text().splitlines()[0] + "\n{broken\n\n")
+    result = bench_report(FIXTURE, bad, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "line 2: not valid JSON" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "report.md").exists()
