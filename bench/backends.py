@@ -10,13 +10,18 @@ provides, under the same names for every framework:
   tracing_count(fn) -> int or None;  trace(fn, args) -> None (traces without running; no-op if eager)
   reset_peak(device), peak_bytes(device) -> int or None (None where the framework cannot tell)
   set_tf32(bool), info() -> dict for the fingerprint, gemm(a, b), copy(a)
+  configure_gpus() -> None (called before the first op; GPU memory taken as needed)
 Nothing in timing, records or reports knows which framework made a record.
 """
 import importlib
 import importlib.util
 
-# framework -> (the package it needs, its adapter module)
-FRAMEWORKS = {"tensorflow": ("tensorflow", "bench.backend_tf")}
+# framework -> (the package it needs, its adapter module); each is also a pip extra of the project.
+FRAMEWORKS = {
+    "tensorflow": ("tensorflow", "bench.backend_tf"),
+    "torch": ("torch", "bench.backend_torch"),
+    "jax": ("jax", "bench.backend_jax"),
+}
 
 
 class FrameworkUnavailable(RuntimeError):
@@ -28,8 +33,12 @@ def unavailable_reason(framework):
     if framework not in FRAMEWORKS:
         return f"unknown framework {framework!r} (known: {', '.join(FRAMEWORKS)})"
     package, _ = FRAMEWORKS[framework]
-    if importlib.util.find_spec(package) is None:
-        return f"{package} is not installed"
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):   # ValueError: blocked with sys.modules[package] = None
+        found = False
+    if not found:
+        return f"{package} is not installed: pip install -e '.[{framework}]'"
     return None
 
 

@@ -1,0 +1,168 @@
+"""PyTorch steps, the lesson's original: one forward and backward pass of lin -> relu -> lin -> mse,
+made three ways, with the same signature and outputs as kernels.steps (the order of
+kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def lin(x, w, b):
+    return x @ w + b
+
+
+def lin_grad(x, w, dy):
+    """(d_x, d_w, d_b) of `lin(x, w, b)` given dy = dL/d(out)."""
+    return dy @ w.T, x.T @ dy, dy.sum(0)
+
+
+def relu(x):
+    return torch.relu(x)
+
+
+def relu_grad(x, dy):
+    """ReLU'(0) := 0, the same convention as torch.relu's autograd (threshold_backward)."""
+    return torch.where(x > 0, dy, torch.zeros_like(dy))
+
+
+def mse(out, y):
+    return ((out[:, 0] - y) ** 2).mean()
+
+
+def mse_grad(out, y):
+    """dL/d(out), shape (n, 1)."""
+    return 2.0 * (out - y[:, None]) / out.shape[0]
+
+
+def manual_step(x, y, w1, b1, w2, b2):
+    """The lesson's hand-written backward pass, in torch ops; no autograd graph is recorded.
+
+    torch.no_grad as a context inside each step, not as a decorator: a decorated step's first frame
+    is the decorator's, whose code every decorated step shares, and torch.compile keeps its caches
+    (and its recompile limit) per code object."""
+    with torch.no_grad():
+        h_pre = lin(x, w1, b1)
+        h = relu(h_pre)
+        out = lin(h, w2, b2)
+        loss = mse(out, y)
+        d_out = mse_grad(out, y)
+        d_h, d_w2, d_b2 = lin_grad(h, w2, d_out)
+        d_x, d_w1, d_b1 = lin_grad(x, w1, relu_grad(h_pre, d_h))
+    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+
+
+class Linear(nn.Module):
+    """The lesson's linear layer as an nn.Module: out = x @ w + b, with w (m, k) and b (k,)."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        return lin(x, self.w, self.b)
+
+
+class Net(nn.Module):
+    """The lesson's nn.Module model: layers, then F.mse_loss against the targets as a column."""
+
+    def __init__(self, w1, b1, w2, b2):
+        super().__init__()
+        self.layers = [Linear(w1, b1), nn.ReLU(), Linear(w2, b2)]
+
+    def forward(self, x, y):
+        for layer in self.layers:
+            x = layer(x)
+        return F.mse_loss(x, y[:, None])
+
+
+def autograd_step(x, y, w1, b1, w2, b2):
+    """The lesson's model and loss.backward(). The leaves are made afresh on every call
+    (detach().requires_grad_(): same storage, new autograd identity), so .grad never accumulates
+    across calls and the caller's tensors are never marked as requiring grad."""
+    x, w1, b1, w2, b2 = (t.detach().requires_grad_() for t in (x, w1, b1, w2, b2))
+    with torch.enable_grad():
+        loss = Net(w1, b1, w2, b2)(x, y)
+        loss.backward()
+    return loss.detach(), x.grad, w1.grad, b1.grad, w2.grad, b2.grad
+
+
+class Module:
+    """A layer as in the lesson's refactor: calling it runs forward and keeps what backward needs
+    on the module (a Python object living for one step), never on tensors."""
+
+    def __call__(self, *args):
+        self.args = args
+        return self.forward(*args)
+
+    def forward(self, *args):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        """(gradient with respect to the first input, tuple of gradients of the parameters)."""
+        raise NotImplementedError
+
+
+class Lin(Module):
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        return lin(x, self.w, self.b)
+
+    def backward(self, dy):
+        d_x, d_w, d_b = lin_grad(self.args[0], self.w, dy)
+        return d_x, (d_w, d_b)
+
+
+class Relu(Module):
+    def forward(self, x):
+        return relu(x)
+
+    def backward(self, dy):
+        return relu_grad(self.args[0], dy), ()
+
+
+class Mse(Module):
+    def forward(self, out, y):
+        return mse(out, y)
+
+    def backward(self, dy=None):
+        return mse_grad(*self.args), ()
+
+
+class Model:
+    """Layers chained into a loss; backward returns (d_input, [parameter gradients in layer order])."""
+
+    def __init__(self, layers, loss):
+        self.layers, self.loss = layers, loss
+
+    def __call__(self, x, y):
+        for layer in self.layers:
+            x = layer(x)
+        return self.loss(x, y)
+
+    def backward(self):
+        dy, _ = self.loss.backward()
+        grads = []
+        for layer in reversed(self.layers):
+            dy, param_grads = layer.backward(dy)
+            grads[:0] = param_grads
+        return dy, grads
+
+
+def module_step(x, y, w1, b1, w2, b2):
+    """The layer-class refactor; the model is built per call, so no state outlives a step."""
+    with torch.no_grad():
+        model = Model([Lin(w1, b1), Relu(), Lin(w2, b2)], Mse())
+        loss = model(x, y)
+        d_x, (d_w1, d_b1, d_w2, d_b2) = model.backward()
+    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+
+
+def hidden_pre(x, w1, b1):
+    """The first layer's pre-activation: the correctness check reads the case's ReLU mask from it."""
+    with torch.no_grad():
+        return lin(x, w1, b1)
+
+
+STEPS = {"manual": manual_step, "autograd": autograd_step, "module": module_step}

@@ -1,0 +1,59 @@
+"""The framework registry: optional frameworks are found without importing them, say how to install
+them when missing, make up the default set when present, and are never imported by the core."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import backends
+from bench.__main__ import UsageError, default_frameworks, main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def block(monkeypatch, *packages):
+    """Make `packages` look uninstalled (importing one raises ImportError, find_spec ValueError)."""
+    for package in packages:
+        monkeypatch.setitem(sys.modules, package, None)
+
+
+def test_the_core_imports_no_framework():
+    code = ("import sys, bench.__main__, bench.run, bench.report, bench.backends, kernels.reference, kernels.cost; "
+            "print(sorted(m for m in ('tensorflow', 'torch', 'jax') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("framework", list(backends.FRAMEWORKS))
+def test_a_missing_framework_says_how_to_install_it(framework, monkeypatch):
+    package = backends.FRAMEWORKS[framework][0]
+    block(monkeypatch, package)
+    reason = f"{package} is not installed: pip install -e '.[{framework}]'"
+    assert backends.unavailable_reason(framework) == reason
+    with pytest.raises(backends.FrameworkUnavailable, match=r"pip install -e '\.\["):
+        backends.load(framework)
+
+
+def test_list_says_why_each_missing_framework_is_missing(monkeypatch, capsys):
+    block(monkeypatch, *(package for package, _ in backends.FRAMEWORKS.values()))
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "torch: not available (torch is not installed: pip install -e '.[torch]')" in out
+    assert "jax: not available (jax is not installed: pip install -e '.[jax]')" in out
+
+
+def test_the_default_frameworks_are_those_that_load(monkeypatch, capsys):
+    block(monkeypatch, *(package for package, _ in backends.FRAMEWORKS.values()))
+    monkeypatch.setitem(backends.FRAMEWORKS, "broken", ("json", "bench.no_such_adapter"))
+    with pytest.raises(UsageError, match="no framework can run here: tensorflow is not installed"):
+        default_frameworks()
+    assert "leaving out broken (broken failed to import" in capsys.readouterr().err
+
+
+def test_a_framework_present_here_is_in_the_default_set():
+    present = [name for name in backends.FRAMEWORKS if backends.unavailable_reason(name) is None]
+    if not present:
+        pytest.skip("no framework is installed")
+    assert set(default_frameworks()) == set(present)
