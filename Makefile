@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install bench test clean
+.PHONY: install bench bench-gpu test gate clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,35 @@ install: $(INSTALLED)
 bench: install  ## the default suite: every step x backend on every device; results/<run-id>/
 	$(PY) -m bench run $(ARGS)
 
+# The GPU run, on a CUDA machine that has PyTorch and JAX but maybe no TensorFlow and no network: no
+# venv, no install; python3 as it is. The default suite on every device, then a sweep over n on the
+# GPU, both frameworks in one process so their cases are timed in the same interleaved rounds;
+# records (with the measured ceilings and peak memory), report and plots all land in OUT. Every
+# step runs even if an earlier one failed; the exit status is the first failure's.
+# Rehearse it on a CPU with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50'.
+GPU_FRAMEWORKS ?= torch jax
+GPU_DEVICE ?= gpu
+GPU_SWEEP ?= 1000,784,50 5000,784,50 200000,784,50 1000000,784,50
+
+bench-gpu:  ## make bench-gpu OUT=DIR
+	@test -n "$(OUT)" || { echo "usage: make bench-gpu OUT=DIR" >&2; exit 2; }
+	status=0; keep() { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
+	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --out $(OUT) $(ARGS) || keep; \
+	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device $(GPU_DEVICE) --size $(GPU_SWEEP) \
+		--out $(OUT) $(ARGS) || keep; \
+	$(PYTHON) -m bench report $(OUT) || keep; \
+	exit $$status
+
 test: install
 	$(PY) -m pytest -q $(ARGS)
+
+# The paired regression gate: BASE's harness (a temporary git worktree) and this working tree, run
+# alternately in separate processes at a small size; exit 1 only on a regressed verdict, 0 when
+# there is nothing to compare (no parent commit, or no harness in it). See README, "The gate".
+BASE ?= HEAD~1
+
+gate: install
+	$(PY) -m bench gate --base $(BASE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

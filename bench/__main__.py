@@ -62,7 +62,7 @@ def build_parser():
     p = Parser(prog="python -m bench", description="Check, then time, forward+backward passes of the lesson's MLP.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     r = sub.add_parser("run", help="check and time the grid of cases; write records, a report and plots")
-    r.add_argument("--framework", nargs="+", help="frameworks (default: tensorflow)")
+    r.add_argument("--framework", nargs="+", help="frameworks (default: every one installed here)")
     r.add_argument("--step", nargs="+", help="steps (default: all)")
     r.add_argument("--backend", nargs="+", help="backends (default: all)")
     r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"))
@@ -84,12 +84,29 @@ def build_parser():
     o.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     o.add_argument("--size", default="50000,784,50", metavar="N,M,NH")
     o.add_argument("--rounds", type=int, default=10)
-    rep = sub.add_parser("report", help="rebuild report.md and plots from records")
-    rep.add_argument("results", nargs="+", help="run folders or records .jsonl files")
+    rep = sub.add_parser("report", help="rebuild report.md, report.html, plots/ and tables/ from the records of one or more runs")
+    rep.add_argument("results", nargs="+", help="run folders or records .jsonl files (merged)")
     rep.add_argument("--out", help="output folder (default: the first run folder)")
     from bench import cli_gate
     cli_gate.add_parsers(sub)
     return p
+
+
+def default_frameworks():
+    """Every framework installed here; one that is installed but fails to import is left out, with a note."""
+    names, reasons = [], []
+    for name in backends.FRAMEWORKS:
+        try:
+            backends.load(name)
+        except backends.FrameworkUnavailable as e:
+            reasons.append(str(e))
+            if backends.unavailable_reason(name) is None:   # installed, but broken
+                print(f"python -m bench run: leaving out {name} ({e})", file=sys.stderr)
+            continue
+        names.append(name)
+    if not names:
+        raise UsageError("no framework can run here: " + "; ".join(reasons))
+    return tuple(names)
 
 
 def config_from_args(args):
@@ -113,7 +130,7 @@ def config_from_args(args):
     run_id = run.new_run_id()
     kwargs = dict(
         out=Path(args.out) if args.out else Path("results") / run_id, run_id=run_id,
-        frameworks=_names(args.framework) or ("tensorflow",), steps=_names(args.step),
+        frameworks=_names(args.framework) or default_frameworks(), steps=_names(args.step),
         backends=_names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed,
         resume=args.resume)
     if args.budget:
@@ -152,7 +169,11 @@ def cmd_list(args):
         if reason:
             print(f"{name}: not available ({reason})")
             continue
-        fw = backends.load(name)
+        try:
+            fw = backends.load(name)
+        except backends.FrameworkUnavailable as e:
+            print(f"{name}: not available ({e})")
+            continue
         print(f"{name} {fw.info()['version']}: available")
         print(f"  steps:    {', '.join(fw.STEPS)}")
         print(f"  backends: {', '.join(fw.BACKENDS)}")

@@ -63,15 +63,15 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 def test_quick_run_then_report(tmp_path):
     out = tmp_path / "run"
-    result = bench("run", "--quick", "--step", "manual", "tape", "--backend", "eager,function",
-                   "--size", "300,784,10", "--out", out)
+    result = bench("run", "--quick", "--framework", "tensorflow", "--step", "manual", "tape",
+                   "--backend", "eager,function", "--size", "300,784,10", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "| tensorflow/manual" in result.stdout
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(line)["status"] == "ok" for line in lines)
-    for name in ("report.md", "bars.png"):
+    for name in ("report.md", "report.html", "plots/bars.png", "tables/cases.csv"):
         assert (out / name).stat().st_size > 0
-    assert (out / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "plots" / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (out / "report.md").unlink()
     result = bench("report", out)
     assert result.returncode == 0, result.stderr
@@ -105,7 +105,8 @@ def test_sweep_interrupt_and_resume(tmp_path):
     import signal
     import time
     out = tmp_path / "sweep"
-    args = [sys.executable, "-m", "bench", "run", "--quick", "--step", "manual", "--backend", "eager",
+    args = [sys.executable, "-m", "bench", "run", "--quick", "--framework", "tensorflow", "--step", "manual",
+            "--backend", "eager",
             "--sizes", "n=100,200,300,400,500,600,700,800", "nh=4", "--out", str(out)]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records_path = out / "records.jsonl"

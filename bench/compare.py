@@ -1,0 +1,326 @@
+"""Comparing runs case by case: base and candidate medians, the ratio candidate/base with a 95%
+confidence interval, and a verdict (regressed / improved / same) under per-case thresholds read
+from pyproject.toml. Pure functions of records; the CLI and the gate print what they return."""
+import fnmatch
+import math
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench import env, stats
+
+DEFAULT_THRESHOLD = 0.10
+LEVEL = 0.95
+CONFIG_TABLE = ("tool", "backprop-bench", "gate")
+
+# The rule, as one line for reports and the A/A file (a stored false-positive rate belongs to it).
+RULE = "regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio"
+
+
+class CompareError(ValueError):
+    """Input that cannot be compared (bad threshold, bad config, mismatched machines); one line."""
+
+
+# ---------------------------------------------------------------- thresholds
+
+def parse_threshold(value):
+    """A threshold as a fraction: "10%" -> 0.1, or a number already a fraction (0.1).
+    CompareError for anything else, and for fractions outside (0, 1] (write 150% for 1.5)."""
+    text = str(value).strip()
+    try:
+        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise CompareError(f"bad threshold {value!r}: expected a percentage such as 10%") from None
+    if not text.endswith("%") and fraction > 1:
+        raise CompareError(f"bad threshold {value!r}: a bare number is a fraction; did you mean {text}%?")
+    if not 0 < fraction < math.inf:
+        raise CompareError(f"bad threshold {value!r}: must be above 0%")
+    return fraction
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The default threshold and per-case overrides: (pattern, fraction) pairs matched with fnmatch
+    against "framework/step/backend/device"; the first pattern that matches wins."""
+    default: float = DEFAULT_THRESHOLD
+    overrides: tuple = ()
+
+    def for_key(self, key):
+        for pattern, fraction in self.overrides:
+            if fnmatch.fnmatchcase(key, pattern):
+                return fraction
+        return self.default
+
+
+def load_thresholds(path, default=None):
+    """Thresholds from `path` (a pyproject.toml), table [tool.backprop-bench.gate]:
+
+        threshold = "10%"                    # the default
+        [tool.backprop-bench.gate.thresholds]
+        "tensorflow/*/eager/*" = "15%"      # per-case overrides, first match wins
+
+    A missing file or table gives the defaults. `default` (e.g. from --threshold) replaces the
+    file's default; the overrides still apply. CompareError for a broken file or bad values."""
+    path = Path(path)
+    table = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
+            raise CompareError(f"{path}: cannot read ({e})") from None
+        for name in CONFIG_TABLE:
+            data = data.get(name, {}) if isinstance(data, dict) else {}
+        table = data if isinstance(data, dict) else {}
+    where = f"{path} [{'.'.join(CONFIG_TABLE)}]"
+    try:
+        fraction = parse_threshold(default if default is not None else table.get("threshold", DEFAULT_THRESHOLD))
+        overrides = table.get("thresholds", {})
+        if not isinstance(overrides, dict):
+            raise CompareError("thresholds must be a table of pattern = \"N%\"")
+        pairs = tuple((str(pattern), parse_threshold(value)) for pattern, value in overrides.items())
+    except CompareError as e:
+        raise CompareError(f"{where}: {e}") from None
+    return Thresholds(fraction, pairs)
+
+
+# ---------------------------------------------------------------- the rule
+
+def verdict(ratio, lo, hi, threshold):
+    """'regressed', 'improved' or 'same' for ratio = candidate/base time with its CI [lo, hi].
+
+    regressed: the point estimate is beyond the threshold (ratio > 1+t) AND the whole CI lies
+    above 1+t/2. The first part alone is what flags noise on shared machines (pytest-benchmark's
+    --benchmark-compare-fail=median:10% fired on 3 of 3 reruns of unchanged code here); "the CI
+    excludes 1" alone flags real but negligible changes once samples are many. Asking the CI to
+    clear half the threshold, not just 1, buys margin for the CI's own error (a bootstrap over
+    4-6 process pairs covers less than its nominal 95%) at a small cost in power: a true +25%
+    with the CI's half-width under 20% is still flagged. The measured false-positive rate of this
+    rule is stored by `gate --aa` and printed beside every gate verdict.
+    improved: the same in the other direction, in ratio space (1/ratio > 1+t and 1/hi > 1+t/2),
+    so a 10% threshold means the same size of change both ways."""
+    if any(v is None or math.isnan(v) for v in (ratio, lo, hi)):
+        return "same"
+    if ratio > 1 + threshold and lo > 1 + threshold / 2:
+        return "regressed"
+    if ratio < 1 / (1 + threshold) and hi < 1 / (1 + threshold / 2):
+        return "improved"
+    return "same"
+
+
+# ---------------------------------------------------------------- comparing cases
+
+def case_key(rec):
+    """What per-case thresholds match: "framework/step/backend/device"."""
+    return f"{rec.framework}/{rec.step}/{rec.backend}/{rec.device}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    case: tuple                # Record.case
+    label: str
+    key: str                   # framework/step/backend/device
+    threshold: float
+    verdict: str               # regressed / improved / same, or n/a (with `note` saying why)
+    base_s: float | None = None        # medians; in stored mode scaled to the baseline's machine speed
+    candidate_s: float | None = None
+    ratio: float | None = None         # candidate/base
+    lo: float | None = None
+    hi: float | None = None
+    method: str = ""           # how the CI was made
+    note: str | None = None
+
+
+def _usable(rec):
+    return rec.status == "ok" and len(rec.samples_s) > 0
+
+
+def _why_not(side, recs):
+    if not recs:
+        return f"no {side} record"
+    bad = [r for r in recs if not _usable(r)]
+    r = bad[0]
+    return f"{side} {r.status}" + (f": {r.error}" if r.error else " (no samples)")
+
+
+def compare_case(base, candidate, threshold, paired=False, scale=None):
+    """One Comparison from the records of one case on each side (lists, in group order).
+
+    One record a side: the samples are compared, paired by `rounds` when both were measured in the
+    same run (their rounds share the machine's state), else bootstrapped independently.
+    Several records a side (processes or runs): each record is reduced to its median. paired=True
+    pairs record i of one side with record i of the other (the gate's A B A B process pairs): the
+    ratio is the median of the per-pair ratios, bootstrapped over pairs, so drift between pairs
+    cancels; a None entry is a process that failed, and drops its pair.
+    Unpaired, three or more records a side are bootstrapped as run medians; fewer are pooled.
+    scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1."""
+    first = (candidate or base)[0]
+    made = Comparison(case=first.case, label=first.label, key=case_key(first), threshold=threshold, verdict="n/a")
+    scale = scale or (lambda rec: 1.0)
+    if paired:
+        pairs = [(b, c) for b, c in zip(base, candidate) if b is not None and c is not None]
+        bad = [(b, c) for b, c in pairs if not (_usable(b) and _usable(c))]
+        if bad:
+            b, c = bad[0]
+            return replace(made, note=_why_not("base", [b]) if not _usable(b) else _why_not("candidate", [c]))
+        if len(pairs) < 2:
+            return replace(made, note=f"{len(pairs)} complete pair(s); at least 2 are needed")
+        base_m = [stats.median(_scaled(b, scale)) for b, _ in pairs]
+        cand_m = [stats.median(_scaled(c, scale)) for _, c in pairs]
+        # The statistic is the median of the per-pair ratios: a machine state shared by a pair
+        # divides out of its ratio, where a ratio of the two sides' medians would still carry it.
+        # Against ones, ratio_ci's resampling of the ratios is a bootstrap over whole pairs.
+        ratios = [c / b for b, c in zip(base_m, cand_m)]
+        ratio, lo, hi = stats.ratio_ci(ratios, [1.0] * len(ratios), level=LEVEL)
+        method = f"paired over {len(pairs)} process pairs"
+    else:
+        base, candidate = [r for r in base if r is not None], [r for r in candidate if r is not None]
+        for side, recs in (("base", base), ("candidate", candidate)):
+            if not recs or not all(_usable(r) for r in recs):
+                return replace(made, note=_why_not(side, recs))
+        if len(base) == 1 and len(candidate) == 1:
+            b, c = base[0], candidate[0]
+            bs, cs = _scaled(b, scale), _scaled(c, scale)
+            same_run = b.run_id and b.run_id == c.run_id and len(b.rounds) == len(bs) and len(c.rounds) == len(cs)
+            if same_run and stats.can_pair(c.rounds, b.rounds):
+                ratio, lo, hi = stats.ratio_ci(cs, bs, paired=(c.rounds, b.rounds), level=LEVEL)
+                method = "paired by round"
+            else:
+                ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
+                method = "bootstrap over samples"
+            base_m, cand_m = [stats.median(bs)], [stats.median(cs)]
+        elif min(len(base), len(candidate)) >= 3:
+            base_m = [stats.median(_scaled(r, scale)) for r in base]
+            cand_m = [stats.median(_scaled(r, scale)) for r in candidate]
+            ratio, lo, hi = stats.ratio_ci(cand_m, base_m, level=LEVEL)
+            method = f"bootstrap over {len(base)} and {len(candidate)} run medians"
+        else:
+            bs = [s for r in base for s in _scaled(r, scale)]
+            cs = [s for r in candidate for s in _scaled(r, scale)]
+            ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
+            base_m, cand_m = [stats.median(bs)], [stats.median(cs)]
+            method = "bootstrap over pooled samples"
+    return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo, hi=hi,
+                   method=method, verdict=verdict(ratio, lo, hi, threshold))
+
+
+def _scaled(rec, scale):
+    factor = scale(rec)
+    return [s * factor for s in rec.samples_s]
+
+
+def by_case(records):
+    """{case: [records in file order]}."""
+    out = defaultdict(list)
+    for r in records:
+        out[r.case].append(r)
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class Result:
+    comparisons: tuple      # Comparison per case present on both sides, in the candidate's order
+    only_base: tuple        # labels
+    only_candidate: tuple
+    mismatch: tuple = ()    # identity differences that were allowed (--allow-mismatch)
+
+    @property
+    def regressed(self):
+        return tuple(c for c in self.comparisons if c.verdict == "regressed")
+
+
+def compare(base, candidate, thresholds, allow_mismatch=False, paired=False, scale=None):
+    """A Result for two lists of records. With paired=False each side's records of a case are runs
+    of it; with paired=True `base` and `candidate` are lists of lists, one per process pair (None
+    for a process that failed), matched by position. CompareError when the runs' identities differ
+    (machine, device, framework version), unless allow_mismatch."""
+    if paired:
+        base_cases = [by_case(recs or []) for recs in base]
+        cand_cases = [by_case(recs or []) for recs in candidate]
+        flat_base = [r for recs in base for r in recs or []]
+        flat_cand = [r for recs in candidate for r in recs or []]
+    else:
+        flat_base, flat_cand = list(base), list(candidate)
+    base_all, cand_all = by_case(flat_base), by_case(flat_cand)
+    common = [case for case in cand_all if case in base_all]
+    mismatch = identity_differences(base_all, cand_all, common)
+    if mismatch and not allow_mismatch:
+        raise CompareError("refusing to compare runs from different machines or software ("
+                           + "; ".join(mismatch) + "); pass --allow-mismatch to compare anyway")
+    comparisons = []
+    for case in common:
+        rec = cand_all[case][0]
+        threshold = thresholds.for_key(case_key(rec))
+        if paired:
+            pick = lambda groups: [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
+            comparisons.append(compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale))
+        else:
+            comparisons.append(compare_case(base_all[case], cand_all[case], threshold, scale=scale))
+    return Result(tuple(comparisons),
+                  tuple(recs[0].label for case, recs in base_all.items() if case not in cand_all),
+                  tuple(recs[0].label for case, recs in cand_all.items() if case not in base_all),
+                  tuple(mismatch))
+
+
+def identity_differences(base_cases, cand_cases, cases):
+    """One-line identity differences between the environments of matched cases: CPU model,
+    architecture, GPU names and the version of the case's own framework (a run that also loaded
+    another framework is not a mismatch)."""
+    lines = []
+    for case in cases:
+        for b in {id(r.env): r for r in base_cases[case]}.values():
+            for c in {id(r.env): r for r in cand_cases[case]}.values():
+                fw = c.framework
+                fa = {**b.env, "frameworks": {fw: (b.env.get("frameworks") or {}).get(fw)}}
+                fb = {**c.env, "frameworks": {fw: (c.env.get("frameworks") or {}).get(fw)}}
+                for line in env.differences(fa, fb, keys=env.IDENTITY_KEYS):
+                    if line not in lines:
+                        lines.append(line)
+    return lines
+
+
+# ---------------------------------------------------------------- presenting
+
+def _ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+
+
+def _ci(c):
+    if c.ratio is None:
+        return "-"
+    return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
+
+
+def table(result, base_name="base", candidate_name="candidate"):
+    """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
+    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
+    rows = [(c.label, _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
+             c.verdict + (f" ({c.note})" if c.note else "")) for c in result.comparisons]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 5) else str(v).rjust(w)
+                                  for i, (v, w) in enumerate(zip(row, widths))).rstrip()
+    lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
+    methods = sorted({c.method for c in result.comparisons if c.method})
+    if methods:
+        lines.append(f"CI: {LEVEL:.0%} bootstrap ({'; '.join(methods)}). Rule: {RULE}.")
+    for label in result.only_base:
+        lines.append(f"only in {base_name}: {label}")
+    for label in result.only_candidate:
+        lines.append(f"only in {candidate_name}: {label}")
+    for line in result.mismatch:
+        lines.append(f"warning: compared despite an identity difference: {line}")
+    return lines
+
+
+def summary(result):
+    """One line: the overall verdict."""
+    counts = defaultdict(int)
+    for c in result.comparisons:
+        counts[c.verdict] += 1
+    if not result.comparisons:
+        return "verdict: nothing to compare (no case is in both runs)"
+    parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    if result.regressed:
+        names = ", ".join(c.label for c in result.regressed)
+        return f"verdict: REGRESSED ({parts}): {names}"
+    return f"verdict: no regression ({parts})"

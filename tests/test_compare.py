@@ -1,0 +1,273 @@
+"""compare: thresholds from pyproject, the verdict rule and its error rates on synthetic samples,
+pairing, identity refusal, and the CLI's exit codes. No timing is asserted."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import compare, records
+from bench.compare import CompareError, Thresholds, compare_case, parse_threshold, verdict
+from bench.records import Record
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {"cpu_model": "Test CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "2.21.0"}}}
+
+
+def rec(samples, step="manual", backend="function", run_id="r1", rounds=(), env=None, **kw):
+    return Record(framework="tensorflow", step=step, backend=backend, device="cpu", n=100, m=784, nh=50,
+                  dtype="float32", status=kw.pop("status", "ok"), samples_s=tuple(samples), rounds=tuple(rounds),
+                  run_id=run_id, env=ENV if env is None else env, **kw)
+
+
+def noisy(median, n=30, spread=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    return median * np.exp(rng.normal(0, spread, n))
+
+
+# ---------------------------------------------------------------- thresholds
+
+@pytest.mark.parametrize("text, fraction", [("10%", 0.10), ("2.5%", 0.025), ("0.1", 0.1), (0.15, 0.15), ("150%", 1.5)])
+def test_parse_threshold(text, fraction):
+    assert parse_threshold(text) == pytest.approx(fraction)
+
+
+@pytest.mark.parametrize("text, words", [("10", "did you mean 10%"), ("ten", "percentage"), ("0%", "above 0%"),
+                                         ("-5%", "above 0%")])
+def test_bad_thresholds(text, words):
+    with pytest.raises(CompareError, match=words):
+        parse_threshold(text)
+
+
+def test_thresholds_from_pyproject(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.backprop-bench.gate]\nthreshold = "8%"\n'
+                    '[tool.backprop-bench.gate.thresholds]\n"tensorflow/*/eager/*" = "20%"\n"tensorflow/manual/*" = 0.05\n')
+    t = compare.load_thresholds(path)
+    assert t.default == pytest.approx(0.08)
+    assert t.for_key("tensorflow/manual/eager/cpu") == pytest.approx(0.20)   # first match wins
+    assert t.for_key("tensorflow/manual/xla/cpu") == pytest.approx(0.05)
+    assert t.for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.08)
+    assert compare.load_thresholds(path, default="15%").for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.15)
+    assert compare.load_thresholds(tmp_path / "missing.toml") == Thresholds()
+
+
+@pytest.mark.parametrize("content, words", [
+    ("[tool.backprop-bench.gate\n", "cannot read"),
+    ('[tool.backprop-bench.gate]\nthreshold = "lots"\n', "bad threshold 'lots'"),
+    ('[tool.backprop-bench.gate]\nthresholds = "10%"\n', "must be a table"),
+])
+def test_bad_config_is_one_line(tmp_path, content, words):
+    path = tmp_path / "pyproject.toml"
+    path.write_text(content)
+    with pytest.raises(CompareError, match=words) as e:
+        compare.load_thresholds(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_repository_config_loads():
+    t = compare.load_thresholds(REPO / "pyproject.toml")
+    assert 0 < t.default < 1
+
+
+# ---------------------------------------------------------------- the rule
+
+@pytest.mark.parametrize("ratio, lo, hi, expected", [
+    (1.25, 1.15, 1.35, "regressed"),
+    (1.12, 1.06, 1.20, "regressed"),
+    (1.12, 1.04, 1.20, "same"),         # CI reaches below 1 + t/2: not clear enough
+    (1.08, 1.06, 1.10, "same"),         # clear, but under the threshold
+    (1.50, 0.90, 2.00, "same"),         # big, but the CI includes no change
+    (0.80, 0.74, 0.86, "improved"),
+    (0.90, 0.85, 0.94, "improved"),     # 1/0.90 = 1.11 > 1.10 and 1/0.94 = 1.064 > 1.05
+    (0.90, 0.85, 0.96, "same"),         # 1/0.96 = 1.04: the CI's upper end is within half the threshold
+    (1.00, 0.99, 1.01, "same"),
+    (1.2, float("nan"), float("nan"), "same"),
+])
+def test_verdict(ratio, lo, hi, expected):
+    assert verdict(ratio, lo, hi, 0.10) == expected
+
+
+def paired_gate_run(rng, slowdown, pairs=4, process_sd=0.05, drift_sd=0.20, samples=8):
+    """One synthetic paired gate run: each process has its own offset (process_sd) on top of a
+    machine state shared by the pair (drift_sd), and noisy samples."""
+    base, cand = [], []
+    for i in range(pairs):
+        machine = np.exp(rng.normal(0, drift_sd))
+        for side, factor in ((base, 1.0), (cand, 1.0 + slowdown)):
+            level = 0.01 * factor * machine * np.exp(rng.normal(0, process_sd))
+            side.append(rec(level * np.exp(np.abs(rng.normal(0, 0.05, samples))), run_id=f"p{i}{len(side)}"))
+    return compare_case(base, cand, 0.10, paired=True)
+
+
+def test_rule_error_rates_on_synthetic_paired_runs():
+    """Unchanged code is flagged rarely and a 25% slowdown almost always, with noise larger than
+    the threshold between pairs (20%, which pairing cancels) and 5% between processes."""
+    rng = np.random.default_rng(1)
+    runs = 60
+    false_alarms = sum(paired_gate_run(rng, 0.0).verdict == "regressed" for _ in range(runs))
+    detected = sum(paired_gate_run(rng, 0.25).verdict == "regressed" for _ in range(runs))
+    assert false_alarms <= 0.05 * runs
+    assert detected >= 0.90 * runs
+
+
+# ---------------------------------------------------------------- comparing cases
+
+def test_separate_runs_are_bootstrapped_over_samples():
+    c = compare_case([rec(noisy(0.010))], [rec(noisy(0.013, seed=1), run_id="r2")], 0.10)
+    assert c.method == "bootstrap over samples"
+    assert c.ratio == pytest.approx(c.candidate_s / c.base_s)
+    assert c.lo < c.ratio < c.hi and c.verdict == "regressed"
+
+
+def test_one_run_is_paired_by_round():
+    """Both cases measured in one run, round by round: a drift shared by each round cancels."""
+    drift = np.repeat(np.exp(np.linspace(0, 1, 10)), 3)    # the machine slows 2.7x over the run
+    rounds = [int(r) for r in np.repeat(np.arange(10), 3)]
+    base = rec(0.010 * drift, rounds=rounds)
+    cand = rec(0.0105 * drift, rounds=rounds, backend="function")
+    paired = compare_case([base], [cand], 0.10)
+    assert paired.method == "paired by round"
+    assert paired.ratio == pytest.approx(1.05) and paired.hi - paired.lo < 0.01
+    unpaired = compare_case([base], [rec(0.0105 * drift, run_id="other", rounds=rounds)], 0.10)
+    assert unpaired.hi - unpaired.lo > 0.3
+
+
+def test_paired_processes_use_per_process_medians():
+    base = [rec([0.010, 0.011, 0.0105]), rec([0.020, 0.021, 0.0205]), rec([0.015] * 3)]
+    cand = [rec([0.012] * 3), rec([0.024] * 4), rec([0.018] * 5)]       # +14-20% in every pair despite 2x drift
+    c = compare_case(base, cand, 0.10, paired=True)
+    assert c.method == "paired over 3 process pairs"
+    assert c.base_s == pytest.approx(0.015) and c.candidate_s == pytest.approx(0.018)
+    assert c.ratio == pytest.approx(0.024 / 0.0205)     # the median of the pairs' ratios 1.143, 1.171, 1.2
+    assert c.verdict == "regressed"
+
+
+def test_a_failed_process_drops_its_pair():
+    base = [rec([0.010]), None, rec([0.010]), rec([0.010])]
+    cand = [rec([0.010]), rec([0.010]), None, rec([0.010])]
+    assert compare_case(base, cand, 0.10, paired=True).method == "paired over 2 process pairs"
+    c = compare_case([rec([0.01]), None], [rec([0.01]), rec([0.01])], 0.10, paired=True)
+    assert c.verdict == "n/a" and "at least 2" in c.note
+
+
+def test_a_case_not_timed_is_not_compared():
+    failed = rec((), status="failed", error="wrong answer: d_w1")
+    c = compare_case([rec(noisy(0.01))], [failed], 0.10)
+    assert c.verdict == "n/a" and c.note == "candidate failed: wrong answer: d_w1"
+
+
+def test_many_runs_a_side_are_bootstrapped_over_run_medians():
+    base = [rec(noisy(0.010, seed=i), run_id=f"b{i}") for i in range(3)]
+    cand = [rec(noisy(0.010, seed=9 + i), run_id=f"c{i}") for i in range(4)]
+    c = compare_case(base, cand, 0.10)
+    assert c.method == "bootstrap over 3 and 4 run medians" and c.verdict == "same"
+
+
+def test_scale_multiplies_samples():
+    c = compare_case([rec([0.01] * 5)], [rec([0.02] * 5, run_id="r2")], 0.10,
+                     scale=lambda r: 0.5 if r.run_id == "r2" else 1.0)
+    assert c.ratio == pytest.approx(1.0) and c.candidate_s == pytest.approx(0.01)
+
+
+def test_cases_on_one_side_are_listed():
+    result = compare.compare([rec(noisy(0.01)), rec(noisy(0.01), step="tape")],
+                             [rec(noisy(0.01), run_id="r2"), rec(noisy(0.01), step="module", run_id="r2")], Thresholds())
+    assert [c.key for c in result.comparisons] == ["tensorflow/manual/function/cpu"]
+    assert result.only_base == (rec([1], step="tape").label,) and result.only_candidate == (rec([1], step="module").label,)
+    lines = compare.table(result)
+    assert any(line.startswith("only in base: tensorflow/tape") for line in lines)
+    assert compare.summary(result).startswith("verdict: no regression")
+
+
+def test_per_case_thresholds_apply():
+    t = Thresholds(0.10, (("tensorflow/manual/*", 0.50),))
+    base = [rec(noisy(0.010)), rec(noisy(0.010), step="tape")]
+    cand = [rec(noisy(0.013, seed=1), run_id="r2"), rec(noisy(0.013, seed=1), step="tape", run_id="r2")]
+    result = compare.compare(base, cand, t)
+    assert [(c.key, c.threshold, c.verdict) for c in result.comparisons] == [
+        ("tensorflow/manual/function/cpu", 0.50, "same"), ("tensorflow/tape/function/cpu", 0.10, "regressed")]
+    assert "REGRESSED" in compare.summary(result) and "tensorflow/tape" in compare.summary(result)
+
+
+def test_different_machines_are_refused_unless_allowed():
+    other = {**ENV, "cpu_model": "Other CPU", "frameworks": {"tensorflow": {"version": "2.20.0"}}}
+    base, cand = [rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=other)]
+    with pytest.raises(CompareError) as e:
+        compare.compare(base, cand, Thresholds())
+    message = str(e.value)
+    assert "\n" not in message and "--allow-mismatch" in message
+    assert "cpu_model: 'Test CPU' vs 'Other CPU'" in message and "2.21.0" in message
+    result = compare.compare(base, cand, Thresholds(), allow_mismatch=True)
+    assert any("warning: compared despite" in line for line in compare.table(result))
+
+
+def test_another_framework_loaded_is_not_a_mismatch():
+    more = {**ENV, "frameworks": {**ENV["frameworks"], "torch": {"version": "2.5"}}}
+    result = compare.compare([rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=more)], Thresholds())
+    assert result.mismatch == ()
+
+
+# ---------------------------------------------------------------- the command line
+
+def bench(*args):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def write(path, recs):
+    for r in recs:
+        records.append(path, r)
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    base = write(tmp_path / "base.jsonl", [rec(noisy(0.010)), rec(noisy(0.010), step="tape")])
+    same = write(tmp_path / "same.jsonl", [rec(noisy(0.010, seed=2), run_id="r2"), rec(noisy(0.010, seed=3), step="tape", run_id="r2")])
+    slow = write(tmp_path / "slow.jsonl", [rec(noisy(0.010, seed=2), run_id="r3"), rec(noisy(0.015, seed=3), step="tape", run_id="r3")])
+    other = {**ENV, "gpus": [{"name": "NVIDIA H100"}]}
+    elsewhere = write(tmp_path / "elsewhere.jsonl", [rec(noisy(0.010, seed=4), run_id="r4", env=other)])
+    return base, same, slow, elsewhere
+
+
+def test_cli_exit_codes(runs, tmp_path):
+    base, same, slow, elsewhere = runs
+    ok = bench("compare", base, same)
+    assert ok.returncode == 0, ok.stderr
+    assert "ratio [95% CI]" in ok.stdout and "verdict: no regression (2 same)" in ok.stdout
+    bad = bench("compare", base, slow)
+    assert bad.returncode == 1, bad.stderr
+    assert "regressed" in bad.stdout and "REGRESSED" in bad.stdout
+    loose = bench("compare", base, slow, "--threshold", "60%")
+    assert loose.returncode == 0, loose.stdout
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--threshold", "10"], ["did you mean 10%"]),
+    (["--config", "{tmp}/broken.toml"], ["broken.toml", "cannot read"]),
+])
+def test_cli_bad_options(runs, tmp_path, extra, words):
+    (tmp_path / "broken.toml").write_text("[tool.backprop-bench.gate\n")
+    result = bench("compare", runs[0], runs[1], *[e.format(tmp=tmp_path) for e in extra])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and all(w in result.stderr for w in words)
+
+
+def test_cli_refuses_another_machine(runs):
+    base, _, _, elsewhere = runs
+    result = bench("compare", base, elsewhere)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "gpu_names" in result.stderr and "--allow-mismatch" in result.stderr
+    allowed = bench("compare", base, elsewhere, "--allow-mismatch")
+    assert allowed.returncode == 0 and "warning: compared despite an identity difference: gpu_names" in allowed.stdout
+    assert "only in base: tensorflow/tape" in allowed.stdout
+
+
+def test_cli_missing_or_empty_runs(runs, tmp_path):
+    missing = bench("compare", runs[0], tmp_path / "nope")
+    assert missing.returncode == 2 and "no such results file" in missing.stderr
+    (tmp_path / "empty.jsonl").write_text("")
+    empty = bench("compare", tmp_path / "empty.jsonl", runs[0])
+    assert empty.returncode == 2 and "no records" in empty.stderr

@@ -1,0 +1,293 @@
+"""The gate's plumbing on throwaway git repositories whose harness is a tiny fake (no TensorFlow):
+worktrees made and removed, A B B A order, pairing, the nothing-to-compare cases, exit codes,
+A/A storage and stored baselines normalised by the GEMM ceiling. No timing is asserted."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench import compare, gate
+from bench.records import Record
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A stand-in for `python -m bench run`: records whose times are 10 ms x speed.txt (with a little
+# noise seeded by the output folder), a GEMM ceiling from gflops.txt, and what it was run with.
+FAKE_HARNESS = textwrap.dedent('''
+    import json, os, pathlib, random, sys
+    tree = pathlib.Path(__file__).resolve().parent.parent
+    flag = lambda name: (tree / name).exists()
+    args = sys.argv[1:]
+    if "--help" in args:
+        print("usage: run [--quick]" + ("" if flag("nobudget.txt") else " [--budget SECONDS]"))
+        sys.exit(0)
+    if flag("crash.txt"):
+        raise RuntimeError("the harness is broken")
+    if flag("reject.txt"):
+        print("python -m bench: error: unrecognized arguments: --budget", file=sys.stderr)
+        sys.exit(2)
+    out = pathlib.Path(args[args.index("--out") + 1])
+    out.mkdir(parents=True)
+    (out / "ran.json").write_text(json.dumps({"tree": str(tree), "args": args,
+                                              "threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}))
+    speed = float((tree / "speed.txt").read_text())
+    gflops = float((tree / "gflops.txt").read_text()) if flag("gflops.txt") else 100.0
+    rng = random.Random(out.name)
+    env = {"cpu_model": "Fake CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "0"}}}
+    with open(out / "records.jsonl", "w") as f:
+        for step in ("manual", "tape"):
+            level = 0.010 * speed * (1 + rng.uniform(-0.01, 0.01))
+            f.write(json.dumps({"framework": "tensorflow", "step": step, "backend": "function", "device": "cpu",
+                                "n": 5000, "m": 784, "nh": 50, "dtype": "float32", "status": "ok",
+                                "run_id": out.name, "samples_s": [level * (1 + k / 100) for k in range(5)],
+                                "ceilings": {"gemm_gflops": gflops}, "env": env}) + "\\n")
+''')
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def commit(repo, files, message):
+    for name, text in files.items():
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+
+
+def harness(speed, **flags):
+    return {"bench/__init__.py": "", "bench/__main__.py": FAKE_HARNESS, "speed.txt": str(speed),
+            **{f"{name}.txt": "" for name in flags}}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q")
+    return path
+
+
+def bench_gate(repo, *args, aa_file=None):
+    aa_file = aa_file or repo.parent / "aa.json"
+    return subprocess.run([sys.executable, "-m", "bench", "gate", "--tree", str(repo), "--pairs", "3",
+                           "--aa-file", str(aa_file), *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def worktrees(repo):
+    return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+
+
+# ---------------------------------------------------------------- pieces
+
+def test_order_rotates():
+    assert [gate.order("ab", i) for i in range(4)] == [list("ab"), list("ba"), list("ab"), list("ba")]
+    assert [gate.order("abc", i) for i in range(3)] == [list("abc"), list("bca"), list("cab")]
+
+
+def test_interleave_runs_every_tree_once_a_round(tmp_path):
+    calls = []
+
+    def runner(tree, out, args, extra_env):
+        calls.append((tree, out.name, tuple(args), extra_env))
+        return gate.Process(str(tree), 0, (), 0.0)
+
+    got = gate.interleave({"base": "A", "candidate": "B"}, 3, ["run"], tmp_path, runner, progress=lambda line: None,
+                          extra_env={"X": "1"})
+    assert [c[:2] for c in calls] == [("A", "base-0"), ("B", "candidate-0"), ("B", "candidate-1"), ("A", "base-1"),
+                                      ("A", "base-2"), ("B", "candidate-2")]
+    assert [len(v) for v in got.values()] == [3, 3] and all(c[3] == {"X": "1"} for c in calls)
+
+
+def test_run_args_use_budget_only_where_every_tree_accepts_it():
+    spec = gate.RunSpec(steps=("manual",), backends=("xla",), device="cpu", budget_s=0.25)
+    assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: True)[:3] == ["run", "--budget", "0.25"]
+    assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: tree == "a")[:2] == ["run", "--quick"]
+    assert spec.args()[3:] == ["--framework", "tensorflow", "--size", "5000,784,50", "--step", "manual",
+                               "--backend", "xla", "--device", "cpu"]
+    assert spec.env()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).env() == {}
+
+
+def test_rate_ci():
+    lo, hi = gate.rate_ci(1, 20)
+    assert 0 < lo < 0.05 < hi < 0.3
+    assert gate.rate_ci(0, 20)[0] == pytest.approx(0.0, abs=1e-12) and gate.rate_ci(0, 0) == (0.0, 1.0)
+
+
+def test_identity_key_is_a_readable_file_name():
+    fp = {"machine": "x86_64", "cpu_model": "Intel(R) Xeon(R) Platinum 8488C", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}],
+          "frameworks": {"tensorflow": {"version": "2.21.0"}}}
+    assert gate.identity_key(fp) == "x86_64-intel-xeon-platinum-8488c-nvidia-h100-80gb-hbm3-tensorflow-2.21.0"
+
+
+def test_gemm_scale_expresses_times_at_the_baselines_speed():
+    def r(gflops, device="cpu"):
+        return Record(framework="tensorflow", step="manual", backend="xla", device=device, n=1, m=1, nh=1,
+                      dtype="float32", status="ok", ceilings={"gemm_gflops": gflops})
+    scale = gate.gemm_scale([r(90.0), r(100.0), r(110.0), r(1000.0, "gpu")])
+    assert scale(r(200.0)) == pytest.approx(2.0) and scale(r(500.0, "gpu")) == pytest.approx(0.5)
+    assert gate.gemm_scale([r(None)]) is None
+
+
+def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
+    from bench import records
+    mine = {"cpu_model": "Mine", "machine": "x86_64", "gpus": []}
+    for name, fp in (("other.jsonl", {**mine, "cpu_model": "Other"}), ("mine.jsonl", mine)):
+        records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
+                                               n=1, m=1, nh=1, dtype="float32", status="ok", env=fp))
+    monkeypatch.setattr(gate.env, "fingerprint", lambda: mine)
+    assert gate.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
+    monkeypatch.setattr(gate.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
+    with pytest.raises(gate.NothingToCompare, match="no baseline for this machine"):
+        gate.find_baseline(tmp_path)
+
+
+def test_experiments_are_stored_by_machine(tmp_path):
+    spec, t = gate.RunSpec(), compare.Thresholds()
+    path = tmp_path / "aa.json"
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}}
+    assert "not measured" in gate.rate_line(path, fp, spec, 4, t)
+    entry = {**gate.settings(spec, 4, t), "runs": 20, "flagged": 1, "rate": 0.05, "rate_ci95": [0.01, 0.24],
+             "measured_utc": "2026-01-01T00:00:00+00:00"}
+    gate.store_experiment(path, fp, "aa", entry)
+    gate.store_experiment(path, fp, "detection", {"runs": 20, "flagged": 20, "slowdown": 0.25})
+    line = gate.rate_line(path, fp, spec, 4, t)
+    assert "1/20 runs flagged (5%, 95% CI 1%-24%)" in line and "+25% slowdown was flagged in 20/20" in line
+    assert "other settings" not in line
+    assert "other settings: pairs differ" in gate.rate_line(path, fp, spec, 6, t)
+
+
+# ---------------------------------------------------------------- the paired gate, end to end
+
+def test_a_slower_working_tree_is_flagged(repo):
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"speed.txt": "1.5"}, "slower")
+    result = bench_gate(repo, "--base", "HEAD~1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdicts = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("tensorflow/")]
+    assert verdicts == ["regressed", "regressed"] and "verdict: REGRESSED" in result.stdout
+    assert "A/A false-positive rate: not measured on this machine" in result.stdout
+    assert "paired over 3 process pairs" in result.stdout and "gate wall time" in result.stdout
+    assert worktrees(repo) == [f"worktree {repo}"]
+
+
+def test_unchanged_code_passes_and_each_side_runs_its_own_tree(repo, tmp_path):
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"notes.txt": "docs only"}, "docs")
+    out = tmp_path / "runs"
+    result = bench_gate(repo, "--base", "HEAD~1", "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: no regression (2 same)" in result.stdout
+    ran = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/ran.json")}
+    assert sorted(ran) == ["base-0", "base-1", "base-2", "candidate-0", "candidate-1", "candidate-2"]
+    assert all(Path(v["tree"]) == repo for k, v in ran.items() if k.startswith("candidate"))
+    assert all(Path(v["tree"]) != repo and "bench-gate-" in v["tree"] for k, v in ran.items() if k.startswith("base"))
+    assert ran["base-0"]["args"][:3] == ["run", "--budget", "0.5"]
+    assert {v["threads"] for v in ran.values()} == {"1"}
+    assert not Path(ran["base-0"]["tree"]).exists()      # the worktree is gone
+
+
+def test_uncommitted_changes_are_the_candidate(repo):
+    commit(repo, harness(1.0), "base")
+    (repo / "speed.txt").write_text("0.5")
+    result = bench_gate(repo, "--base", "HEAD")
+    assert result.returncode == 0 and "verdict: no regression (2 improved)" in result.stdout, result.stdout
+
+
+def test_an_old_harness_without_budget_runs_both_sides_quick(repo, tmp_path):
+    commit(repo, harness(1.0, nobudget=1), "base")
+    commit(repo, {"nobudget.txt": None}, "budget flag")
+    out = tmp_path / "runs"
+    assert bench_gate(repo, "--base", "HEAD~1", "--out", out).returncode == 0
+    assert {json.loads(p.read_text())["args"][1] for p in out.glob("*/ran.json")} == {"--quick"}
+
+
+@pytest.mark.parametrize("setup, words", [
+    ("first commit", ["nothing to compare: HEAD~1 does not exist (no parent commit); passing"]),
+    ("no harness", ["nothing to compare: HEAD~1", "has no harness (bench/__main__.py); passing"]),
+    ("rejects options", ["nothing to compare: the base's harness produced no records (exit 2:", "unrecognized"]),
+])
+def test_nothing_to_compare_passes(repo, setup, words):
+    if setup == "no harness":
+        commit(repo, {"README": "before the harness"}, "start")
+    if setup == "rejects options":
+        commit(repo, harness(1.0, reject=1), "old CLI")
+        commit(repo, {"reject.txt": None}, "new CLI")
+    else:
+        commit(repo, harness(1.0), "harness")
+    result = bench_gate(repo, "--base", "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert all(w in result.stdout for w in words), result.stdout
+    assert worktrees(repo) == [f"worktree {repo}"]
+
+
+def test_not_a_git_checkout_passes(tmp_path):
+    tree = tmp_path / "copy"
+    tree.mkdir()
+    result = bench_gate(tree)
+    assert result.returncode == 0 and "is not a git checkout" in result.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--base", "no-such-branch"], ["unknown revision 'no-such-branch'"]),
+    (["--pairs", "1"], ["at least 2 pairs"]),
+    (["--size", "5000,784"], ["bad size"]),
+    (["--threshold", "ten"], ["bad threshold"]),
+    (["--aa", "0"], ["--aa 0"]),
+    (["--baseline", "/no/such/baseline"], ["no such file or folder"]),
+])
+def test_bad_input_is_one_line_and_exit_2(repo, args, words):
+    commit(repo, harness(1.0), "base")
+    result = bench_gate(repo, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and all(w in lines[-1] for w in words), result.stderr
+
+
+def test_a_candidate_that_cannot_run_is_an_error(repo):
+    commit(repo, harness(1.0), "base")
+    (repo / "crash.txt").write_text("")
+    result = bench_gate(repo, "--base", "HEAD")
+    assert result.returncode == 2
+    assert "the candidate's harness wrote no records" in result.stderr and "the harness is broken" in result.stderr
+    assert worktrees(repo) == [f"worktree {repo}"]
+
+
+def test_aa_runs_are_stored_and_then_quoted(repo, tmp_path):
+    commit(repo, harness(1.0), "base")
+    aa_file = tmp_path / "aa.json"
+    result = bench_gate(repo, "--aa", "2", aa_file=aa_file)
+    assert result.returncode == 0, result.stderr
+    assert "A/A: 0 of 2 runs flagged a regression" in result.stdout
+    (entry,) = json.loads(aa_file.read_text()).values()
+    assert entry["aa"]["runs"] == 2 and entry["aa"]["pairs"] == 3 and entry["identity"]["cpu_model"] == "Fake CPU"
+    gated = bench_gate(repo, "--base", "HEAD", aa_file=aa_file)
+    assert "A/A false-positive rate on this machine: 0/2 runs flagged" in gated.stdout
+
+
+# ---------------------------------------------------------------- stored baselines
+
+def test_stored_baseline_is_normalised_by_the_gemm_ceiling(repo, tmp_path):
+    commit(repo, harness(1.0), "base")
+    baseline = tmp_path / "baselines" / "here.jsonl"
+    saved = bench_gate(repo, "--save-baseline", baseline)
+    assert saved.returncode == 0 and baseline.exists(), saved.stderr
+    # A machine half as fast: every time doubles, and so does the GEMM's (its GFLOP/s halve).
+    (repo / "speed.txt").write_text("2.0")
+    (repo / "gflops.txt").write_text("50")
+    same = bench_gate(repo, "--baseline", baseline)
+    assert same.returncode == 0 and "verdict: no regression (2 same)" in same.stdout, same.stdout + same.stderr
+    assert "normalised by each run's measured GEMM" in same.stdout
+    # The same slowdown on the same machine is a regression.
+    (repo / "gflops.txt").write_text("100")
+    slow = bench_gate(repo, "--baseline", baseline)
+    assert slow.returncode == 1 and "REGRESSED" in slow.stdout
