@@ -31,8 +31,11 @@ def relu(x):
 
 
 def relu_grad(x, dy):
-    """ReLU'(0) := 0, the same convention as tf.nn.relu's registered gradient."""
-    return tf.where(x > 0, dy, tf.zeros_like(dy))
+    """dy where x > 0, else 0: ReLU'(0) := 0, the same convention as tf.nn.relu's gradient.
+
+    ReluGrad computes exactly that in one pass over (n, nh); tf.where(x > 0, dy, zeros_like(dy))
+    takes three ops and three passes, which made manual/function 3% slower than tape on CPU."""
+    return tf.raw_ops.ReluGrad(gradients=dy, features=x)
 
 
 def mse(out, y):
