@@ -111,15 +111,14 @@ def bars(df):
     groups, colour, short = tables.groups(df), colours(df), _short(df)
     fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
     for ax, (key, g) in zip(axes, groups):
-        rows, backends = list(dict.fromkeys(g.row)), [b for b in colour if b in set(g.backend)]
-        width = 0.8 / len(backends)
+        rows = list(dict.fromkeys(g.row))
         below = blended_transform_factory(ax.transData, ax.transAxes)
-        for i, backend in enumerate(backends):
-            for j, row in enumerate(rows):
-                sel = g[(g.row == row) & (g.backend == backend)]
-                if sel.empty:
-                    continue
-                c, x = sel.iloc[0], j - 0.4 + width * (i + 0.5)
+        for j, row in enumerate(rows):
+            # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
+            in_row = [b for b in colour if b in set(g[g.row == row].backend)]
+            width = 0.8 / len(in_row)
+            for i, backend in enumerate(in_row):
+                c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - 0.4 + width * (i + 0.5)
                 if c.status != "ok" or not c.median_ms > 0:
                     ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
                             fontsize=8, color="#b22222")
@@ -130,7 +129,7 @@ def bars(df):
                        linewidth=1.6 if c.best else 0)
                 ax.annotate(tables.round_to_spread(c.median_ms, tables.median_half_width(c)), (x, c.q3_ms),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(range(len(rows)), [short(r) for r in rows])
+        ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows])
         ax.set_xlim(-0.6, len(rows) - 0.4)
         log = _log_if_wide(ax, g.median_ms)
         ax.margins(y=0.15)
