@@ -150,7 +150,7 @@ def cmd_run(args):
     from bench import report, run
     config = config_from_args(args)
     try:
-        records = run.run(config)
+        records = run.run(config, exit_on_interrupt=True)
     except KeyboardInterrupt:
         print(f"interrupted: the cases that finished are kept in {config.out / 'records.jsonl'}", file=sys.stderr)
         return 130

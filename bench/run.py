@@ -2,8 +2,11 @@
 checked against the float64 reference and warmed up; then the cases of one device, size and
 dtype are timed together in interleaved rounds, and each record is appended as soon as it ends."""
 import datetime
+import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -238,8 +241,47 @@ class Progress:
         self.write(f"[{self.done}/{self.total}{self.eta()}] {phase}: {what}")
 
 
-def run(config, progress=None):
-    """Run the grid; returns the records, each also appended to config.out/records.jsonl as it ends."""
+class DeferredInterrupt:
+    """Ctrl-C during a run stops it at the next case or round boundary rather than inside a
+    framework call; a second Ctrl-C stops at once. check() then raises KeyboardInterrupt or, with
+    `exit_message`, prints it and ends the process at once: unwinding the stack through live
+    TensorFlow objects after an interrupt aborted the process now and then ("free(): invalid
+    pointer", SIGABRT), and every finished record is already on disk. Main thread only."""
+
+    def __init__(self, write, exit_message=None):
+        self.write, self.exit_message, self.asked = write, exit_message, False
+
+    def _handler(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        self.write("interrupt: stopping at the next case or round (Ctrl-C again to stop now)")
+
+    def check(self):
+        if not self.asked:
+            return
+        if self.exit_message:
+            self.write(self.exit_message)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def run(config, progress=None, exit_on_interrupt=False):
+    """Run the grid; returns the records, each also appended to config.out/records.jsonl as it ends.
+    exit_on_interrupt: the command line's Ctrl-C ends the process (exit 130) at the next case or round."""
     write = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     adapters = load_frameworks(config.frameworks)
     for fw in adapters.values():
@@ -269,39 +311,43 @@ def run(config, progress=None):
         records.append(rec)
         progress("done", _result_line(rec), finished=1)
 
-    for n, m, nh in config.sizes:
-        for dtype in config.dtypes:
-            for device in devices:
-                lives, placed = [], {}
-                for fw, case_device, step, backend in cases:
-                    if case_device != device:
-                        continue
-                    n_step = min(n, config.step_n.get(step, n))
-                    if (fw.NAME, step, backend, device, n_step, m, nh, dtype) in done:
-                        progress("resume", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} {dtype} already recorded",
-                                 finished=1)
-                        continue
-                    if (fw.NAME, device) not in device_ceilings:
-                        progress("ceilings", f"measuring {device} GEMM and copy with {fw.NAME}")
-                        device_ceilings[fw.NAME, device] = ceilings(fw, device)
-                    p = problem(n_step, m)
-                    inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
-                    where = (fw.NAME, n_step, dtype)
-                    if where not in placed:
-                        placed[where] = fw.to_device(inputs, dtype, device)
-                    note = f"{step} ran at n={n_step} instead of {n} (default suite limit)" if n_step != n else None
-                    common = dict(run_id=config.run_id, data=p.source, note=note, tf32=False,
-                                  ceilings=device_ceilings[fw.NAME, device], env=fingerprint)
-                    progress("check", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} m={m} nh={nh} {dtype}")
-                    live = prepare_case(fw, device, step, backend, inputs, placed[where], config, common)
-                    if isinstance(live, Record):
-                        finish(live)
-                    else:
-                        lives.append(live)
-                if lives:
-                    progress("timing", f"{len(lives)} cases on {device} at n={n} nh={nh} {dtype} in interleaved rounds")
-                    for rec in time_cases(lives, config, progress.rounds(lives, config)):
-                        finish(rec)
+    kept = f"interrupted: the cases that finished are kept in {out_file}" if exit_on_interrupt else None
+    with DeferredInterrupt(write, kept) as stop:
+        for n, m, nh in config.sizes:
+            for dtype in config.dtypes:
+                for device in devices:
+                    lives, placed = [], {}
+                    for fw, case_device, step, backend in cases:
+                        if case_device != device:
+                            continue
+                        stop.check()
+                        n_step = min(n, config.step_n.get(step, n))
+                        if (fw.NAME, step, backend, device, n_step, m, nh, dtype) in done:
+                            progress("resume", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} {dtype} already recorded",
+                                     finished=1)
+                            continue
+                        if (fw.NAME, device) not in device_ceilings:
+                            progress("ceilings", f"measuring {device} GEMM and copy with {fw.NAME}")
+                            device_ceilings[fw.NAME, device] = ceilings(fw, device)
+                        p = problem(n_step, m)
+                        inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
+                        where = (fw.NAME, n_step, dtype)
+                        if where not in placed:
+                            placed[where] = fw.to_device(inputs, dtype, device)
+                        note = f"{step} ran at n={n_step} instead of {n} (default suite limit)" if n_step != n else None
+                        common = dict(run_id=config.run_id, data=p.source, note=note, tf32=False,
+                                      ceilings=device_ceilings[fw.NAME, device], env=fingerprint)
+                        progress("check", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} m={m} nh={nh} {dtype}")
+                        live = prepare_case(fw, device, step, backend, inputs, placed[where], config, common)
+                        if isinstance(live, Record):
+                            finish(live)
+                        else:
+                            lives.append(live)
+                    if lives:
+                        progress("timing", f"{len(lives)} cases on {device} at n={n} nh={nh} {dtype} in interleaved rounds")
+                        report_round = progress.rounds(lives, config)
+                        for rec in time_cases(lives, config, lambda r, stopped: (stop.check(), report_round(r, stopped))):
+                            finish(rec)
     return records
 
 
