@@ -7,6 +7,7 @@ from functools import partial
 
 import tensorflow as tf
 
+from kernels import layers, modules
 from kernels.layers import broadcast_lin_grad, lin, lin_grad, mse, mse_grad, relu, relu_grad
 
 
@@ -37,79 +38,8 @@ def tape_step(x, y, w1, b1, w2, b2):
     return (loss, *tape.gradient(loss, [x, w1, b1, w2, b2]))
 
 
-class Module:
-    """A layer as in the lesson's refactor: calling it runs forward and keeps what backward needs.
-
-    What backward needs is kept on the module (a Python object living for one step or one trace),
-    never on tensors: `inp.g = ...` on a graph tensor runs once, at trace time, and the next call
-    of the tf.function would read a stale symbolic value."""
-
-    def __call__(self, *args):
-        self.args = args
-        return self.forward(*args)
-
-    def forward(self, *args):
-        raise NotImplementedError
-
-    def backward(self, dy):
-        """(gradient with respect to the first input, tuple of gradients of the parameters)."""
-        raise NotImplementedError
-
-
-class Lin(Module):
-    def __init__(self, w, b):
-        self.w, self.b = w, b
-
-    def forward(self, x):
-        return lin(x, self.w, self.b)
-
-    def backward(self, dy):
-        d_x, d_w, d_b = lin_grad(self.args[0], self.w, dy)
-        return d_x, (d_w, d_b)
-
-
-class Relu(Module):
-    def forward(self, x):
-        return relu(x)
-
-    def backward(self, dy):
-        return relu_grad(self.args[0], dy), ()
-
-
-class Mse(Module):
-    def forward(self, out, y):
-        return mse(out, y)
-
-    def backward(self, dy=None):
-        return mse_grad(*self.args), ()
-
-
-class Model:
-    """Layers chained into a loss; backward returns (d_input, [parameter gradients in layer order])."""
-
-    def __init__(self, layers, loss):
-        self.layers, self.loss = layers, loss
-
-    def __call__(self, x, y):
-        for layer in self.layers:
-            x = layer(x)
-        return self.loss(x, y)
-
-    def backward(self):
-        dy, _ = self.loss.backward()
-        grads = []
-        for layer in reversed(self.layers):
-            dy, param_grads = layer.backward(dy)
-            grads[:0] = param_grads
-        return dy, grads
-
-
-def module_step(x, y, w1, b1, w2, b2):
-    """The layer-class refactor; the model is built per call, so no state outlives a step."""
-    model = Model([Lin(w1, b1), Relu(), Lin(w2, b2)], Mse())
-    loss = model(x, y)
-    d_x, (d_w1, d_b1, d_w2, d_b2) = model.backward()
-    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+# The layer-class refactor: kernels/modules.py, over this module's TensorFlow math.
+module_step = partial(modules.module_step, layers)
 
 
 def hidden_pre(x, w1, b1):

@@ -1,0 +1,81 @@
+"""The lesson's layer-class refactor, written once for every framework: each layer calls the math
+(lin, lin_grad, relu, relu_grad, mse, mse_grad) of the `ops` namespace it is given."""
+
+
+class Module:
+    """A layer: calling it runs forward and keeps what backward needs.
+
+    What backward needs is kept on the module (a Python object living for one step or one trace),
+    never on tensors: `inp.g = ...` on a graph tensor runs once, at trace time, and the next call
+    of a compiled step would read a stale symbolic value."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def __call__(self, *args):
+        self.args = args
+        return self.forward(*args)
+
+    def forward(self, *args):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        """(gradient with respect to the first input, tuple of gradients of the parameters)."""
+        raise NotImplementedError
+
+
+class Lin(Module):
+    def __init__(self, ops, w, b):
+        super().__init__(ops)
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        return self.ops.lin(x, self.w, self.b)
+
+    def backward(self, dy):
+        d_x, d_w, d_b = self.ops.lin_grad(self.args[0], self.w, dy)
+        return d_x, (d_w, d_b)
+
+
+class Relu(Module):
+    def forward(self, x):
+        return self.ops.relu(x)
+
+    def backward(self, dy):
+        return self.ops.relu_grad(self.args[0], dy), ()
+
+
+class Mse(Module):
+    def forward(self, out, y):
+        return self.ops.mse(out, y)
+
+    def backward(self, dy=None):
+        return self.ops.mse_grad(*self.args), ()
+
+
+class Model:
+    """Layers chained into a loss; backward returns (d_input, [parameter gradients in layer order])."""
+
+    def __init__(self, layers, loss):
+        self.layers, self.loss = layers, loss
+
+    def __call__(self, x, y):
+        for layer in self.layers:
+            x = layer(x)
+        return self.loss(x, y)
+
+    def backward(self):
+        dy, _ = self.loss.backward()
+        grads = []
+        for layer in reversed(self.layers):
+            dy, param_grads = layer.backward(dy)
+            grads[:0] = param_grads
+        return dy, grads
+
+
+def module_step(ops, x, y, w1, b1, w2, b2):
+    """One step of the refactored model; it is built per call, so no state outlives a step."""
+    model = Model([Lin(ops, w1, b1), Relu(ops), Lin(ops, w2, b2)], Mse(ops))
+    loss = model(x, y)
+    d_x, (d_w1, d_b1, d_w2, d_b2) = model.backward()
+    return loss, d_x, d_w1, d_b1, d_w2, d_b2
