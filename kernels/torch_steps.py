@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels import modules
+from kernels import lesson
 
 
 def lin(x, w, b):
@@ -38,6 +38,9 @@ def mse_grad(out, y):
     return 2.0 * (out - y[:, None]) / out.shape[0]
 
 
+_OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
+
+
 def manual_step(x, y, w1, b1, w2, b2):
     """The lesson's hand-written backward pass, in torch ops; no autograd graph is recorded.
 
@@ -45,14 +48,7 @@ def manual_step(x, y, w1, b1, w2, b2):
     is the decorator's, whose code every decorated step shares, and torch.compile keeps its caches
     (and its recompile limit) per code object."""
     with torch.no_grad():
-        h_pre = lin(x, w1, b1)
-        h = relu(h_pre)
-        out = lin(h, w2, b2)
-        loss = mse(out, y)
-        d_out = mse_grad(out, y)
-        d_h, d_w2, d_b2 = lin_grad(h, w2, d_out)
-        d_x, d_w1, d_b1 = lin_grad(x, w1, relu_grad(h_pre, d_h))
-    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+        return lesson.manual_step(_OPS, x, y, w1, b1, w2, b2)
 
 
 class Linear(nn.Module):
@@ -90,13 +86,10 @@ def autograd_step(x, y, w1, b1, w2, b2):
     return loss.detach(), x.grad, w1.grad, b1.grad, w2.grad, b2.grad
 
 
-_OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
-
-
 def module_step(x, y, w1, b1, w2, b2):
-    """The layer-class refactor (kernels/modules.py) over this module's torch math."""
+    """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
-        return modules.module_step(_OPS, x, y, w1, b1, w2, b2)
+        return lesson.module_step(_OPS, x, y, w1, b1, w2, b2)
 
 
 def hidden_pre(x, w1, b1):

@@ -1,5 +1,20 @@
-"""The lesson's layer-class refactor, written once for every framework: each layer calls the math
-(lin, lin_grad, relu, relu_grad, mse, mse_grad) of the `ops` namespace it is given."""
+"""The lesson's hand-written backward pass and its layer-class refactor, written once for every
+framework: each calls the math (lin, lin_grad, relu, relu_grad, mse, mse_grad) of the `ops`
+namespace it is given (a framework's layers module or a SimpleNamespace of its functions)."""
+
+
+def manual_step(ops, x, y, w1, b1, w2, b2, weight_grad=None):
+    """Loss and (d_x, d_w1, d_b1, d_w2, d_b2) by the chain rule written out; `weight_grad`
+    replaces ops.lin_grad (the broadcast step's naive weight gradient)."""
+    lin_grad = weight_grad or ops.lin_grad
+    h_pre = ops.lin(x, w1, b1)
+    h = ops.relu(h_pre)
+    out = ops.lin(h, w2, b2)
+    loss = ops.mse(out, y)
+    d_out = ops.mse_grad(out, y)
+    d_h, d_w2, d_b2 = lin_grad(h, w2, d_out)
+    d_x, d_w1, d_b1 = lin_grad(x, w1, ops.relu_grad(h_pre, d_h))
+    return loss, d_x, d_w1, d_b1, d_w2, d_b2
 
 
 class Module:
