@@ -8,15 +8,7 @@ from kernels.reference import OUTPUTS
 tf_backend = pytest.importorskip("bench.backend_tf", reason="TensorFlow is not installed")
 tf = tf_backend.tf
 from kernels import layers  # noqa: E402  (TensorFlow is present past this point)
-
-
-def tiny_inputs(n=64, m=12, nh=7, seed=1, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, m))
-    y = rng.integers(0, 10, n).astype(float)
-    w1, b1, w2, b2 = reference.init_params(m, nh, seed, np.float64)
-    b1 = rng.normal(0, 0.1, nh)  # non-zero biases so their gradients are exercised through the mask
-    return tuple(np.asarray(a, dtype) for a in (x, y, w1, b1, w2, b2))
+from tests.helpers import tiny_inputs  # noqa: E402
 
 
 def run_step(step, backend, inputs, dtype="float64"):

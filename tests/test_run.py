@@ -7,6 +7,7 @@ import pytest
 from bench import run
 from bench.records import read
 from kernels import reference
+from tests.helpers import CONFIG, COMMON  # noqa: E402
 
 tf_backend = pytest.importorskip("bench.backend_tf", reason="TensorFlow is not installed")
 tf = tf_backend.tf
@@ -25,10 +26,6 @@ def case_inputs(n=300, m=20, nh=5, dtype="float32"):
     y = rng.integers(0, 10, n).astype(np.float32)
     inputs = tuple(a.astype(dtype) for a in (x, y, *reference.init_params(m, nh, 0)))
     return inputs, tf_backend.to_device(inputs, dtype, "cpu")
-
-
-CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0)
-COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
 
 
 def wrong_step(x, y, w1, b1, w2, b2):

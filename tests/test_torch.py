@@ -10,18 +10,7 @@ from kernels.reference import OUTPUTS
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install -e '.[torch]')")
 from bench import backend_torch as fw  # noqa: E402  (PyTorch is present past this point)
 from kernels import torch_steps  # noqa: E402
-
-CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0)
-COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
-
-
-def tiny_inputs(n=64, m=12, nh=7, seed=1, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, m))
-    y = rng.integers(0, 10, n).astype(float)
-    w1, b1, w2, b2 = reference.init_params(m, nh, seed, np.float64)
-    b1 = rng.normal(0, 0.1, nh)  # non-zero biases so their gradients are exercised through the mask
-    return tuple(np.asarray(a, dtype) for a in (x, y, w1, b1, w2, b2))
+from tests.helpers import CONFIG, COMMON, tiny_inputs  # noqa: E402
 
 
 def run_step(step, backend, inputs, dtype="float64", device="cpu"):

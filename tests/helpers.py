@@ -1,0 +1,19 @@
+"""What several test modules share: a tiny float64 problem and a run config that times a case in three calls."""
+import numpy as np
+
+from bench import run
+from kernels import reference
+
+# One warm-up call and exactly three timed calls, no batch: fast, and still a full case.
+CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0)
+COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
+
+
+def tiny_inputs(n=64, m=12, nh=7, seed=1, dtype=np.float64):
+    """(x, y, w1, b1, w2, b2) of a small problem, seeded."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, m))
+    y = rng.integers(0, 10, n).astype(float)
+    w1, b1, w2, b2 = reference.init_params(m, nh, seed, np.float64)
+    b1 = rng.normal(0, 0.1, nh)  # non-zero biases so their gradients are exercised through the mask
+    return tuple(np.asarray(a, dtype) for a in (x, y, w1, b1, w2, b2))
