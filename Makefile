@@ -18,22 +18,27 @@ bench: install  ## the default suite: every step x backend on every device; resu
 	$(PY) -m bench run $(ARGS)
 
 # The GPU run, on a CUDA machine that has PyTorch and JAX but maybe no TensorFlow and no network: no
-# venv, no install; python3 as it is. The default suite on every device, then a sweep over n on the
-# GPU, both frameworks in one process so their cases are timed in the same interleaved rounds;
-# records (with the measured ceilings and peak memory), report and plots all land in OUT. Every
-# step runs even if an earlier one failed; the exit status is the first failure's.
-# Rehearse it on a CPU with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50'.
+# venv, no install; python3 as it is. First the probe (ceilings per precision, launch overhead, cold
+# vs warm L2, NVML telemetry: OUT/probe.json), then a sweep over n on the GPU (it includes the default
+# n), both frameworks in one process so their cases are timed in the same interleaved rounds, then
+# the default suite on the CPU beside it; records (with the measured ceilings and peak memory),
+# report and plots all land in OUT, and OUT.tar.gz holds the whole folder (one file to copy off the
+# machine). Every step runs even if an earlier one failed; the exit status is the first failure's.
+# Rehearse it on a CPU with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says
+# there is no CUDA device and fails: that status is kept).
 GPU_FRAMEWORKS ?= torch jax
 GPU_DEVICE ?= gpu
-GPU_SWEEP ?= 1000,784,50 5000,784,50 200000,784,50 1000000,784,50
+GPU_SWEEP ?= 1000,784,50 10000,784,50 50000,784,50 1000000,784,50
 
 bench-gpu:  ## make bench-gpu OUT=DIR
 	@test -n "$(OUT)" || { echo "usage: make bench-gpu OUT=DIR" >&2; exit 2; }
-	status=0; keep() { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
-	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --out $(OUT) $(ARGS) || keep; \
+	status=0; keep() { s=$$?; [ $$status -ne 0 ] || status=$$s; }; mkdir -p $(OUT); \
+	$(PYTHON) -m bench.probe --out $(OUT)/probe.json || keep; \
 	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device $(GPU_DEVICE) --size $(GPU_SWEEP) \
 		--out $(OUT) $(ARGS) || keep; \
+	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device cpu --out $(OUT) $(ARGS) || keep; \
 	$(PYTHON) -m bench report $(OUT) || keep; \
+	tar czf $(OUT).tar.gz -C $(dir $(abspath $(OUT))) $(notdir $(abspath $(OUT))) || keep; \
 	exit $$status
 
 test: install
