@@ -131,9 +131,10 @@ class Live:
     per_call_s: float
 
 
-def prepare_case(fw, device, step, backend, inputs, args, config, common):
+def prepare_case(fw, device, step, backend, inputs, args, config, common, ref=None):
     """Record (skipped or failed) or Live (checked and warmed up): the memory estimate, trace,
-    first call, correctness check and warm-up of one case, with its peak memory meanwhile."""
+    first call, correctness check and warm-up of one case, with its peak memory meanwhile.
+    ref: the float64 Reference of `inputs`, shared by the cases that see them (made here if None)."""
     x, _, w1, _, _, _ = inputs
     (n, m), nh, dtype = x.shape, w1.shape[1], str(x.dtype)
     itemsize = x.dtype.itemsize
@@ -159,7 +160,7 @@ def prepare_case(fw, device, step, backend, inputs, args, config, common):
             first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
             got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
             h_pre = fw.to_numpy(fw.hidden_pre(backend)(args[0], args[2], args[3]))
-            check = reference.check(got, inputs, dtype, h_pre)
+            check = (ref or reference.Reference(inputs, dtype)).check(got, h_pre)
             rec = replace(rec, loss=float(got["loss"]), max_rel_err=check.max_rel_err, rel_errs=check.errors,
                           tolerance=check.tolerance, mask_flips=check.mask_flips,
                           trace_s=first.trace_s, first_call_s=first.first_call_s)
@@ -232,13 +233,13 @@ class Progress:
                 return
             last[0] = time.monotonic()
             open_cases = len(lives) - len(stopped)
-            self.write(f"[{self.done}/{self.total}] timing: round {r + 1}, {len(stopped)} of {len(lives)} cases "
+            self.write(f"[{self.done}/{self.total} +{time.monotonic() - self.start:.0f}s] timing: round {r + 1}, {len(stopped)} of {len(lives)} cases "
                        f"settled, at most ~{open_cases * config.budget_s:.0f} s to go")
         return on_round
 
     def __call__(self, phase, what, finished=0):
         self.done += finished
-        self.write(f"[{self.done}/{self.total}{self.eta()}] {phase}: {what}")
+        self.write(f"[{self.done}/{self.total} +{time.monotonic() - self.start:.0f}s{self.eta()}] {phase}: {what}")
 
 
 class DeferredInterrupt:
@@ -316,7 +317,7 @@ def run(config, progress=None, exit_on_interrupt=False):
         for n, m, nh in config.sizes:
             for dtype in config.dtypes:
                 for device in devices:
-                    lives, placed = [], {}
+                    lives, placed, refs = [], {}, {}
                     for fw, case_device, step, backend in cases:
                         if case_device != device:
                             continue
@@ -330,7 +331,11 @@ def run(config, progress=None, exit_on_interrupt=False):
                             progress("ceilings", f"measuring {device} GEMM and copy with {fw.NAME}")
                             device_ceilings[fw.NAME, device] = ceilings(fw, device)
                         p = problem(n_step, m)
-                        inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed)))
+                        if (n_step, dtype) not in refs:   # the inputs and their float64 oracle, once per group
+                            refs[n_step, dtype] = reference.Reference(tuple(
+                                a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, config.seed))), dtype)
+                        ref = refs[n_step, dtype]
+                        inputs = ref.inputs
                         where = (fw.NAME, n_step, dtype)
                         if where not in placed:
                             placed[where] = fw.to_device(inputs, dtype, device)
@@ -338,7 +343,7 @@ def run(config, progress=None, exit_on_interrupt=False):
                         common = dict(run_id=config.run_id, data=p.source, note=note, tf32=False,
                                       ceilings=device_ceilings[fw.NAME, device], env=fingerprint)
                         progress("check", f"{fw.NAME}/{step}/{backend}/{device} n={n_step} m={m} nh={nh} {dtype}")
-                        live = prepare_case(fw, device, step, backend, inputs, placed[where], config, common)
+                        live = prepare_case(fw, device, step, backend, inputs, placed[where], config, common, ref)
                         if isinstance(live, Record):
                             finish(live)
                         else:

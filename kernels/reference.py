@@ -2,6 +2,7 @@
 
 Framework-free (NumPy only), so every framework's steps are judged by the same code.
 """
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +26,9 @@ def init_params(m, nh, seed=0, dtype=np.float32):
     return tuple(a.astype(dtype) for a in (w1, np.zeros(nh), w2, np.zeros(1)))
 
 
-def forward_backward(x, y, w1, b1, w2, b2, mask=None):
-    """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0."""
+def forward_backward(x, y, w1, b1, w2, b2, mask=None, keep_out=False):
+    """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0;
+    keep_out: also the network's output under "_out"."""
     x, y, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, y, w1, b1, w2, b2))
     h_pre = x @ w1 + b1
     mask = h_pre > 0 if mask is None else mask
@@ -36,8 +38,11 @@ def forward_backward(x, y, w1, b1, w2, b2, mask=None):
     loss = np.mean(diff ** 2)
     d_out = 2.0 * diff[:, None] / len(x)
     d_h_pre = np.where(mask, d_out @ w2.T, 0.0)
-    return {"loss": loss, "d_x": d_h_pre @ w1.T, "d_w1": x.T @ d_h_pre, "d_b1": d_h_pre.sum(0),
-            "d_w2": h.T @ d_out, "d_b2": d_out.sum(0)}
+    ref = {"loss": loss, "d_x": d_h_pre @ w1.T, "d_w1": x.T @ d_h_pre, "d_b1": d_h_pre.sum(0),
+           "d_w2": h.T @ d_out, "d_b2": d_out.sum(0)}
+    if keep_out:
+        ref["_out"] = out
+    return ref
 
 
 @dataclass(frozen=True)
@@ -53,45 +58,129 @@ class Check:
         return self.problem is None
 
 
-def check(got, inputs, dtype, h_pre=None):
-    """Compare a case's outputs with the float64 reference on the same inputs.
+def _norms(got, ref, rows=1 << 16):
+    """(||ref||, ||got - ref||) in float64, a block of rows at a time: at n = 1e6 a whole float64
+    copy of d_x would be 6 GB of fresh pages per case."""
+    got = np.asarray(got)
+    if got.ndim == 0 or len(got) <= rows:
+        return np.linalg.norm(ref), np.linalg.norm(np.asarray(got, np.float64) - ref)
+    scale = diff = 0.0
+    for i in range(0, len(got), rows):
+        r = ref[i:i + rows]
+        scale += float(np.vdot(r, r))
+        d = got[i:i + rows].astype(np.float64) - r
+        diff += float(np.vdot(d, d))
+    return np.sqrt(scale), np.sqrt(diff)
 
-    got: {name: array} for every name in OUTPUTS; inputs: (x, y, w1, b1, w2, b2) as the case saw
-    them; h_pre: the case's own first-layer pre-activation, computed by the same backend.
 
-    A pre-activation within rounding of zero can be positive in one precision and negative in
-    another, and each such flip moves one row of d_x by ~1e-3 relative. So the reference uses the
-    case's own ReLU mask, and the mask is checked apart: it may differ from float64's only where
-    |h_pre| is within a forward-error bound of zero (gamma_m * (|x| @ |w1| + |b1|)); any other
-    difference is a real error.
+def _digest(mask):
+    return hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
+
+
+# The outputs a near-zero ReLU entry moves by more than rounding (see Reference).
+MASK_SENSITIVE = ("d_x", "d_w1", "d_b1")
+
+
+class Reference:
+    """The float64 oracle for one set of inputs, shared by every case that sees them.
+
+    Made once per input set (a sweep's n and dtype): the float64 pre-activation and its rounding
+    bound here, the reference outputs once per distinct ReLU mask (nearly every case sees float64's
+    own), so checking ten cases at n = 1e6 costs about one reference rather than ten.
+
+    Near-zero ReLU entries. A pre-activation within rounding of zero can be positive in one
+    precision and negative in another, and even in two computations of the same precision: on an
+    H100, torch.compile's fused step and its separately compiled mask probe put one such entry on
+    opposite sides of zero. Either sign is then right, and the choice moves d_h_pre[i, j] between 0
+    and g = d_out[i] * w2[j]: row i of d_x by g * w1[:, j], column j of d_w1 by g * x[i], d_b1[j]
+    by g (the other outputs by |h_pre[i, j]|, within rounding). So the reference takes the case's own
+    mask as its probe reports it (a difference from float64's outside the near-zero set, |h_pre|
+    within gamma_m * (|x| @ |w1| + |b1|) of zero, is an error), and if d_x, d_w1 or d_b1 then miss
+    the tolerance, the near-zero entries whose flip explains the case's d_x, row by row, are
+    flipped too and the whole check is made again against that mask, at the same tolerance. The
+    tolerance is never widened: an entry counts only if the case's own d_x shows it.
     """
-    tolerance = TOLERANCE[dtype]
-    x, _, w1, b1, _, _ = (np.asarray(a, np.float64) for a in inputs)
-    h_pre64 = x @ w1 + b1
-    mask, flips, problem = None, 0, None
-    if h_pre is not None:
-        mask = np.asarray(h_pre) > 0
-        flipped = mask != (h_pre64 > 0)
-        flips = int(flipped.sum())
+
+    def __init__(self, inputs, dtype):
+        self.inputs, self.dtype = tuple(inputs), dtype
+        self.tolerance = TOLERANCE[dtype]
+        x, _, w1, b1, _, _ = self._inputs64 = tuple(np.asarray(a, np.float64) for a in inputs)
+        self.h_pre64 = x @ w1 + b1
         m = x.shape[1]
         bound = 2 * (m + 1) * UNIT_ROUNDOFF[dtype] * (np.abs(x) @ np.abs(w1) + np.abs(b1))
-        far = int((flipped & (np.abs(h_pre64) > bound)).sum())
-        if far:
-            problem = f"ReLU mask differs from float64 at {far} entries that are not near zero"
-    ref = forward_backward(*inputs, mask=mask)
-    errors = {}
-    for name in OUTPUTS:
-        g = np.asarray(got[name], np.float64)
-        r = np.asarray(ref[name], np.float64)
-        if g.shape != r.shape:
-            problem = problem or f"{name} has shape {g.shape}, expected {r.shape}"
-            errors[name] = float("inf")
-            continue
-        scale = np.linalg.norm(r)
-        diff = np.linalg.norm(g - r)
-        errors[name] = float(diff / scale) if scale > 0 else float(diff)
-    worst = max(errors, key=errors.get)
-    max_rel_err = errors[worst]
-    if problem is None and not max_rel_err <= tolerance:  # `not <=` also catches NaN
-        problem = f"{worst} relative error {max_rel_err:.2e} exceeds the {dtype} tolerance {tolerance:.0e}"
-    return Check(errors, max_rel_err, tolerance, flips, problem)
+        self.near_zero = np.abs(self.h_pre64) <= bound
+        self.mask64 = self.h_pre64 > 0
+        self._refs = {}
+        self.outputs(self.mask64)
+
+    def outputs(self, mask):
+        """The float64 outputs under ReLU `mask` (the network's output under "_out"), kept for reuse."""
+        key = _digest(mask)
+        if key not in self._refs:
+            if len(self._refs) >= 2:   # bounded: a reference at n = 1e6 is several GB
+                self._refs.pop(next(iter(self._refs)))
+            self._refs[key] = forward_backward(*self._inputs64, mask=mask, keep_out=True)
+        return self._refs[key]
+
+    def _errors(self, got, ref):
+        errors, problem = {}, None
+        for name in OUTPUTS:
+            r = ref[name]
+            if np.shape(got[name]) != r.shape:
+                problem = problem or f"{name} has shape {np.shape(got[name])}, expected {r.shape}"
+                errors[name] = float("inf")
+                continue
+            scale, diff = _norms(got[name], r)
+            errors[name] = float(diff / scale) if scale > 0 else float(diff)
+        return errors, problem
+
+    def _explained(self, d_x, mask, ref):
+        """`mask` with the near-zero entries flipped whose flip brings the case's d_x closer to the
+        reference's, row by row (greedy; a row holds a handful of such entries at most)."""
+        x, y, w1, _, w2, _ = self._inputs64
+        rows, cols = np.nonzero(self.near_zero)
+        d_out = 2.0 * (ref["_out"][:, 0] - y) / len(y)
+        mask = mask.copy()
+        residual = {}
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            if i not in residual:
+                residual[i] = np.asarray(d_x[i], np.float64) - ref["d_x"][i]
+            # flipping a kept entry takes g * w1[:, j] out of the reference's row, a dropped one puts it in
+            move = (-1.0 if mask[i, j] else 1.0) * d_out[i] * w2[j, 0] * w1[:, j]
+            after = residual[i] - move
+            if after @ after < residual[i] @ residual[i]:
+                residual[i] = after
+                mask[i, j] = not mask[i, j]
+        return mask
+
+    def check(self, got, h_pre=None):
+        """got: {name: array} for every name in OUTPUTS; h_pre: the case's own first-layer
+        pre-activation, computed by the same backend (its ReLU mask), or None for float64's."""
+        mask, problem = self.mask64, None
+        if h_pre is not None:
+            mask = np.asarray(h_pre) > 0
+            if mask.shape != self.mask64.shape:
+                problem, mask = f"the ReLU mask has shape {mask.shape}, expected {self.mask64.shape}", self.mask64
+            far = int((mask != self.mask64)[~self.near_zero].sum())
+            if far:
+                problem = f"ReLU mask differs from float64 at {far} entries that are not near zero"
+        ref = self.outputs(mask)
+        errors, shape_problem = self._errors(got, ref)
+        problem = problem or shape_problem
+        if problem is None and self.near_zero.any() and not all(errors[k] <= self.tolerance for k in MASK_SENSITIVE):
+            explained = self._explained(got["d_x"], mask, ref)
+            if (explained != mask).any():
+                mask, ref = explained, self.outputs(explained)
+                errors, _ = self._errors(got, ref)
+        worst = max(errors, key=errors.get)
+        if problem is None and not errors[worst] <= self.tolerance:  # `not <=` also catches NaN
+            problem = f"{worst} relative error {errors[worst]:.2e} exceeds the {self.dtype} tolerance {self.tolerance:.0e}"
+        return Check(errors, errors[worst], self.tolerance, int((mask != self.mask64).sum()), problem)
+
+
+def check(got, inputs, dtype, h_pre=None):
+    """Compare a case's outputs with the float64 reference on the same inputs (see Reference).
+
+    got: {name: array} for every name in OUTPUTS; inputs: (x, y, w1, b1, w2, b2) as the case saw
+    them; h_pre: the case's own first-layer pre-activation, computed by the same backend."""
+    return Reference(inputs, dtype).check(got, h_pre)
