@@ -72,14 +72,18 @@ def commit_info(fp):
             "dirty": fp.get("git_dirty"), "project": "backprop-bench", "branch": fp.get("git_branch")}
 
 
+def _finite(value):
+    return value if math.isfinite(value) else None
+
+
 def _benchmark(rec):
-    params = {"framework": rec.framework, "step": rec.step, "backend": rec.backend, "device": rec.device,
-              "n": rec.n, "m": rec.m, "nh": rec.nh, "dtype": rec.dtype}
+    params = rec.case._asdict()
     param = "-".join(str(v) for v in params.values())
     name = f"{rec.framework}/{rec.step}/{rec.backend}[{rec.device}-{rec.n}x{rec.m}x{rec.nh}-{rec.dtype}]"
     extra = {"run_id": rec.run_id, "data": rec.data, "note": rec.note, "max_rel_err": rec.max_rel_err,
              "trace_s": rec.trace_s, "first_call_s": rec.first_call_s, "tracing_count": rec.tracing_count,
-             "gflops": rec.gflops, "pct_of_peak": rec.pct_of_peak, "stop_reason": rec.stop_reason,
+             "gflops": _finite(rec.summary.gflops), "pct_of_peak": _finite(rec.summary.pct_of_peak),
+             "stop_reason": rec.stop_reason,
              "peak_bytes": rec.peak_bytes}
     return {
         "group": f"{rec.device} n={rec.n} m={rec.m} nh={rec.nh} {rec.dtype}",

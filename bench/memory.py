@@ -1,6 +1,6 @@
 """Peak memory of a stretch of work on the host: the process's resident set, sampled from a thread.
 
-TensorFlow's own CPU allocator statistics give zeros or raise (TF-NOTES §3), and tracemalloc
+TensorFlow's own CPU allocator statistics give zeros or raise, and tracemalloc
 cannot see C++ allocations, so the harness watches RSS instead; GPU peaks come from the adapter."""
 import os
 import threading

@@ -3,9 +3,12 @@
 Statistics (median, IQR) are derived from the samples, so any table or plot can be rebuilt
 from the file. Each record carries its run's environment, so files from many runs merge."""
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from bench import stats
 
@@ -15,6 +18,86 @@ STATUSES = ("ok", "failed", "skipped")
 
 class RecordsError(ValueError):
     """A results file is missing or broken; str() is one line naming the file and the problem."""
+
+
+class CaseKey(NamedTuple):
+    """What identifies a case across runs: run, compare, export, tables and the gate key on it.
+    A new axis (precision, replicas) is a new field here, with a default that old records take."""
+    framework: str
+    step: str
+    backend: str
+    device: str
+    n: int
+    m: int
+    nh: int
+    dtype: str
+
+    @property
+    def name(self):
+        """framework/step/backend/device: what per-case gate thresholds match."""
+        return f"{self.framework}/{self.step}/{self.backend}/{self.device}"
+
+    @property
+    def label(self):
+        return f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}"
+
+
+CASE_FIELDS = CaseKey._fields
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A record's statistics, derived from its samples and analytic counts in this one place (report,
+    compare and export all read it); nan where the record lacks what a figure needs."""
+    median_s: float
+    q1_s: float
+    q3_s: float
+    ci_lo_s: float             # the median's 95% CI (order statistics); nan with under 8 samples
+    ci_hi_s: float
+    samples: int
+    noisy: bool                # IQR over stats.NOISY_IQR_FRACTION of the median
+    gflops: float
+    gemm_gflops: float         # the device's measured ceilings, from the record's run
+    copy_gbps: float
+    intensity: float           # FLOPs per byte that must move (kernels/cost.py)
+
+    @property
+    def iqr_s(self):
+        return self.q3_s - self.q1_s
+
+    @property
+    def iqr_fraction(self):
+        return self.iqr_s / self.median_s if self.median_s > 0 else math.nan
+
+    @property
+    def pct_of_peak(self):
+        """Achieved GFLOP/s as a percentage of the device's measured float32 GEMM ceiling."""
+        return 100 * self.gflops / self.gemm_gflops if self.gemm_gflops > 0 else math.nan
+
+    @property
+    def bound(self):
+        """'compute' or 'memory': which measured ceiling limits the case at its intensity; None if unknown."""
+        if not (self.intensity > 0 and self.gemm_gflops > 0 and self.copy_gbps > 0):
+            return None
+        return "compute" if self.intensity >= self.gemm_gflops / self.copy_gbps else "memory"
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def summarize(samples_s, flops=None, min_bytes=None, ceilings=None):
+    """The Summary of raw samples (seconds) and a case's analytic counts and device ceilings."""
+    samples = tuple(samples_s or ())
+    ceilings = ceilings or {}
+    median = stats.median(samples) if samples else math.nan
+    q1, q3 = stats.quartiles(samples) if samples else (math.nan, math.nan)
+    lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
+    flops, min_bytes = _number(flops), _number(min_bytes)
+    return Summary(median_s=median, q1_s=q1, q3_s=q3, ci_lo_s=lo, ci_hi_s=hi, samples=len(samples),
+                   noisy=stats.is_noisy(samples), gflops=flops / median / 1e9 if flops > 0 and median > 0 else math.nan,
+                   gemm_gflops=_number(ceilings.get("gemm_gflops")), copy_gbps=_number(ceilings.get("copy_gbps")),
+                   intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan)
 
 
 @dataclass(frozen=True)
@@ -81,58 +164,24 @@ class Record:
     @property
     def case(self):
         """What identifies a case across runs."""
-        return (self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
+        return CaseKey(self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
 
     @property
     def label(self):
-        return f"{self.framework}/{self.step}/{self.backend}/{self.device} n={self.n} m={self.m} nh={self.nh} {self.dtype}"
+        return self.case.label
 
-    @property
-    def median_s(self):
-        return stats.median(self.samples_s) if self.samples_s else None
-
-    @property
-    def iqr_s(self):
-        return stats.iqr(self.samples_s) if self.samples_s else None
-
-    @property
-    def median_ci_s(self):
-        """95% confidence interval of the median, (nan, nan) with too few samples."""
-        return stats.median_ci(self.samples_s) if self.samples_s else None
-
-    @property
-    def noisy(self):
-        return stats.is_noisy(self.samples_s)
-
-    @property
-    def gflops(self):
-        return self.flops / self.median_s / 1e9 if self.flops and self.median_s else None
-
-    @property
-    def pct_of_peak(self):
-        """Achieved GFLOP/s as a percentage of this device's measured float32 GEMM ceiling."""
-        peak = self.ceilings.get("gemm_gflops")
-        return 100 * self.gflops / peak if self.gflops and peak else None
-
-    @property
-    def intensity(self):
-        """Arithmetic intensity, FLOPs per byte that must move (kernels/cost.py)."""
-        return self.flops / self.min_bytes if self.flops and self.min_bytes else None
-
-    @property
-    def bound(self):
-        """'compute' or 'memory': which measured ceiling limits this case at its intensity."""
-        gemm, copy = self.ceilings.get("gemm_gflops"), self.ceilings.get("copy_gbps")
-        if not (self.intensity and gemm and copy):
-            return None
-        return "compute" if self.intensity >= gemm / copy else "memory"
+    @cached_property
+    def summary(self):
+        return summarize(self.samples_s, self.flops, self.min_bytes, self.ceilings)
 
     def derived(self):
         """The statistics, for readers of the JSON file; recomputed from the samples, never read back."""
-        ci = self.median_ci_s
-        return {"median_s": self.median_s, "iqr_s": self.iqr_s, "median_ci95_s": list(ci) if ci else None,
-                "noisy": self.noisy, "gflops": self.gflops, "pct_of_peak": self.pct_of_peak,
-                "intensity_flop_per_byte": self.intensity, "bound": self.bound}
+        s = self.summary
+        finite = lambda v: v if isinstance(v, float) and math.isfinite(v) else None  # noqa: E731
+        return {"median_s": finite(s.median_s), "iqr_s": finite(s.iqr_s),
+                "median_ci95_s": [finite(s.ci_lo_s), finite(s.ci_hi_s)] if s.samples else None,
+                "noisy": s.noisy, "gflops": finite(s.gflops), "pct_of_peak": finite(s.pct_of_peak),
+                "intensity_flop_per_byte": finite(s.intensity), "bound": s.bound}
 
     def to_json(self):
         return json.dumps({**asdict(self), "derived": self.derived()}, sort_keys=True)

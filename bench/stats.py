@@ -17,14 +17,19 @@ def median(samples):
     return float(np.median(samples))
 
 
-def iqr(samples):
+def quartiles(samples):
     q1, q3 = np.percentile(samples, [25, 75])
-    return float(q3 - q1)
+    return float(q1), float(q3)
+
+
+def iqr(samples):
+    q1, q3 = quartiles(samples)
+    return q3 - q1
 
 
 def median_ci(samples, level=0.95):
     """Distribution-free confidence interval of the median from order statistics (binomial),
-    (nan, nan) when there are too few samples (fewer than 6 at 95%)."""
+    (nan, nan) when there are too few samples (fewer than min_ci_samples(level): 8 at 95%)."""
     x = np.sort(np.asarray(samples, float))
     n = len(x)
     if n == 0:
@@ -36,6 +41,11 @@ def median_ci(samples, level=0.95):
     if lo < 0 or hi > n - 1:
         return (math.nan, math.nan)
     return (float(x[lo]), float(x[hi]))
+
+
+def min_ci_samples(level=0.95):
+    """The fewest samples for which median_ci gives an interval at `level`."""
+    return next(n for n in range(1, 1000) if not math.isnan(median_ci(range(n), level)[0]))
 
 
 def ci_half_width_fraction(samples, level=0.95):

@@ -3,6 +3,8 @@ sync. Imports no framework, so tests drive it with a fake clock and assert exact
 import time
 from dataclasses import dataclass
 
+from bench import defaults
+
 
 @dataclass(frozen=True)
 class FirstCall:
@@ -56,8 +58,9 @@ class Sampled:
     stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples"
 
 
-def interleaved(cases, clock=time.perf_counter, target_ci=0.02, min_samples=10, min_rounds=5,
-                max_samples=1000, budget_s=4.0, round_s=0.05, per_call_s=None, on_round=None):
+def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, min_samples=defaults.MIN_SAMPLES,
+                min_rounds=defaults.MIN_ROUNDS, max_samples=defaults.MAX_SAMPLES, budget_s=defaults.BUDGET_S,
+                round_s=defaults.ROUND_S, per_call_s=None, on_round=None):
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough

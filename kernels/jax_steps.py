@@ -1,23 +1,12 @@
 """JAX steps: one forward and backward pass of lin -> relu -> lin -> mse, by hand and by
-jax.value_and_grad, with the same signature and outputs as kernels.steps (the order of
+jax.value_and_grad, with the same signature and outputs as kernels.tf_steps (the order of
 kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
 Pure functions of arrays, so each runs op by op as it is or as one XLA program under jax.jit.
 """
-from types import SimpleNamespace
-
 import jax
 import jax.numpy as jnp
 
-from kernels import lesson
-
-
-def lin(x, w, b):
-    return x @ w + b
-
-
-def lin_grad(x, w, dy):
-    """(d_x, d_w, d_b) of `lin(x, w, b)` given dy = dL/d(out)."""
-    return dy @ w.T, x.T @ dy, dy.sum(0)
+from kernels import array_ops, lesson
 
 
 def relu(x):
@@ -29,25 +18,17 @@ def relu_grad(x, dy):
     return jnp.where(x > 0, dy, jnp.zeros_like(dy))
 
 
-def mse(out, y):
-    return jnp.mean((out[:, 0] - y) ** 2)
-
-
-def mse_grad(out, y):
-    """dL/d(out), shape (n, 1)."""
-    return 2.0 * (out - y[:, None]) / out.shape[0]
+OPS = array_ops.ops(relu, relu_grad)
+lin = array_ops.lin
 
 
 def forward(x, y, w1, b1, w2, b2):
-    return mse(lin(relu(lin(x, w1, b1)), w2, b2), y)
-
-
-_OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
+    return array_ops.forward(OPS, x, y, w1, b1, w2, b2)
 
 
 def manual_step(x, y, w1, b1, w2, b2):
     """The lesson's hand-written backward pass (kernels/lesson.py), in jax.numpy."""
-    return lesson.manual_step(_OPS, x, y, w1, b1, w2, b2)
+    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
 
 
 # Loss and its gradient with respect to x and every parameter (y, argument 1, is data).
@@ -59,10 +40,6 @@ def grad_step(x, y, w1, b1, w2, b2):
     loss, grads = _value_and_grad(x, y, w1, b1, w2, b2)
     return (loss, *grads)
 
-
-def hidden_pre(x, w1, b1):
-    """The first layer's pre-activation: the correctness check reads the case's ReLU mask from it."""
-    return lin(x, w1, b1)
 
 
 STEPS = {"manual": manual_step, "grad": grad_step}

@@ -1,23 +1,12 @@
 """PyTorch steps, the lesson's original: one forward and backward pass of lin -> relu -> lin -> mse,
-made three ways, with the same signature and outputs as kernels.steps (the order of
+made three ways, with the same signature and outputs as kernels.tf_steps (the order of
 kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
 """
-from types import SimpleNamespace
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels import lesson
-
-
-def lin(x, w, b):
-    return x @ w + b
-
-
-def lin_grad(x, w, dy):
-    """(d_x, d_w, d_b) of `lin(x, w, b)` given dy = dL/d(out)."""
-    return dy @ w.T, x.T @ dy, dy.sum(0)
+from kernels import array_ops, lesson
 
 
 def relu(x):
@@ -29,16 +18,8 @@ def relu_grad(x, dy):
     return torch.where(x > 0, dy, torch.zeros_like(dy))
 
 
-def mse(out, y):
-    return ((out[:, 0] - y) ** 2).mean()
-
-
-def mse_grad(out, y):
-    """dL/d(out), shape (n, 1)."""
-    return 2.0 * (out - y[:, None]) / out.shape[0]
-
-
-_OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
+OPS = array_ops.ops(relu, relu_grad)
+lin = array_ops.lin
 
 
 def manual_step(x, y, w1, b1, w2, b2):
@@ -48,7 +29,7 @@ def manual_step(x, y, w1, b1, w2, b2):
     is the decorator's, whose code every decorated step shares, and torch.compile keeps its caches
     (and its recompile limit) per code object."""
     with torch.no_grad():
-        return lesson.manual_step(_OPS, x, y, w1, b1, w2, b2)
+        return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
 
 
 class Linear(nn.Module):
@@ -89,13 +70,8 @@ def autograd_step(x, y, w1, b1, w2, b2):
 def module_step(x, y, w1, b1, w2, b2):
     """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
-        return lesson.module_step(_OPS, x, y, w1, b1, w2, b2)
+        return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
 
-
-def hidden_pre(x, w1, b1):
-    """The first layer's pre-activation: the correctness check reads the case's ReLU mask from it."""
-    with torch.no_grad():
-        return lin(x, w1, b1)
 
 
 STEPS = {"manual": manual_step, "autograd": autograd_step, "module": module_step}

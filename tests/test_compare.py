@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import compare, records
-from bench.compare import CompareError, Thresholds, compare_case, parse_threshold, verdict
+from bench import records
+from bench.gate import rule as compare, text
+from bench.gate.rule import CompareError, Thresholds, compare_case, parse_threshold, verdict
 from bench.records import Record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,9 +177,9 @@ def test_cases_on_one_side_are_listed():
                              [rec(noisy(0.01), run_id="r2"), rec(noisy(0.01), step="module", run_id="r2")], Thresholds())
     assert [c.key for c in result.comparisons] == ["tensorflow/manual/function/cpu"]
     assert result.only_base == (rec([1], step="tape").label,) and result.only_candidate == (rec([1], step="module").label,)
-    lines = compare.table(result)
+    lines = text.table(result)
     assert any(line.startswith("only in base: tensorflow/tape") for line in lines)
-    assert compare.summary(result).startswith("verdict: no regression")
+    assert text.summary(result).startswith("verdict: no regression")
 
 
 def test_per_case_thresholds_apply():
@@ -188,7 +189,7 @@ def test_per_case_thresholds_apply():
     result = compare.compare(base, cand, t)
     assert [(c.key, c.threshold, c.verdict) for c in result.comparisons] == [
         ("tensorflow/manual/function/cpu", 0.50, "same"), ("tensorflow/tape/function/cpu", 0.10, "regressed")]
-    assert "REGRESSED" in compare.summary(result) and "tensorflow/tape" in compare.summary(result)
+    assert "REGRESSED" in text.summary(result) and "tensorflow/tape" in text.summary(result)
 
 
 def test_different_machines_are_refused_unless_allowed():
@@ -200,7 +201,7 @@ def test_different_machines_are_refused_unless_allowed():
     assert "\n" not in message and "--allow-mismatch" in message
     assert "cpu_model: 'Test CPU' vs 'Other CPU'" in message and "2.21.0" in message
     result = compare.compare(base, cand, Thresholds(), allow_mismatch=True)
-    assert any("warning: compared despite" in line for line in compare.table(result))
+    assert any("warning: compared despite" in line for line in text.table(result))
 
 
 def test_another_framework_loaded_is_not_a_mismatch():

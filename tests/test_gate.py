@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, gate
+from bench import gate
+from bench.gate import baselines, rule as compare
 from bench.records import Record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,9 +145,9 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
     for name, fp in (("other.jsonl", {**mine, "cpu_model": "Other"}), ("mine.jsonl", mine)):
         records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
                                                n=1, m=1, nh=1, dtype="float32", status="ok", env=fp))
-    monkeypatch.setattr(gate.env, "fingerprint", lambda: mine)
+    monkeypatch.setattr(baselines.env, "fingerprint", lambda: mine)
     assert gate.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
-    monkeypatch.setattr(gate.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
+    monkeypatch.setattr(baselines.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
     with pytest.raises(gate.NothingToCompare, match="no baseline for this machine"):
         gate.find_baseline(tmp_path)
 

@@ -1,5 +1,6 @@
 """Records round-trip through JSONL; broken files give one-line errors; interrupted writes are tolerated."""
 import json
+import math
 
 import pytest
 
@@ -25,10 +26,15 @@ def test_round_trip(tmp_path):
 
 
 def test_derived_statistics():
-    r = make()
-    assert r.median_s == pytest.approx(0.25)
-    assert r.iqr_s == pytest.approx(0.325 - 0.175)
-    assert r.gflops == pytest.approx(1e9 / 0.25 / 1e9)
+    s = make().summary
+    assert s.median_s == pytest.approx(0.25)
+    assert s.iqr_s == pytest.approx(0.325 - 0.175)
+    assert s.gflops == pytest.approx(1e9 / 0.25 / 1e9)
+    assert s.pct_of_peak == pytest.approx(4.0) and s.samples == 4 and math.isnan(s.ci_lo_s)
+    assert make().case == ("tensorflow", "manual", "eager", "cpu", 10, 4, 3, "float32")
+    assert make().case.name == "tensorflow/manual/eager/cpu"
+    derived = json.loads(make().to_json())["derived"]
+    assert derived["median_s"] == pytest.approx(0.25) and derived["median_ci95_s"] == [None, None]
 
 
 def test_truncated_last_line_is_dropped(tmp_path):
@@ -75,7 +81,8 @@ def test_null_or_wrong_nested_fields(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(make().to_json().replace('"ceilings": {"gemm_gflops": 100.0}', '"ceilings": null') + "\n")
     (r,) = records.read(path)
-    assert r.ceilings == {} and r.pct_of_peak is None and "derived" in r.to_json()
+    assert r.ceilings == {} and math.isnan(r.summary.pct_of_peak) and "derived" in r.to_json()
+    assert json.loads(r.to_json())["derived"]["pct_of_peak"] is None
     path.write_text(make().to_json().replace('"env": {"cpu_model": "x"}', '"env": [1]') + "\n")
     with pytest.raises(RecordsError, match="env must be a JSON object"):
         records.read(path)

@@ -165,6 +165,15 @@ def test_nan_and_wrong_shapes_fail():
     assert not result.ok and "shape" in result.problem
 
 
+def test_the_reference_matches_finite_differences():
+    from tests.helpers import tiny_inputs
+    from tests.test_conformance import numeric_grads
+    inputs = tiny_inputs(n=6, m=4, nh=3, seed=5)
+    analytic = reference.forward_backward(*inputs)
+    for name, g in numeric_grads(inputs).items():
+        np.testing.assert_allclose(analytic[name], g, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
 def test_cost_formulas():
     n, m, nh = 10, 4, 3
     # three (n x m x nh) and three (n x nh x 1) matrix products at 2 flops per multiply-add,

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import records, report, tables
+from bench import records
+from bench.report import document as report, fmt, frames as tables
 from bench.records import Record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,12 +167,12 @@ def test_crossovers_in_the_fixture(built, df):
     (-1.2345, 0.037, "-1.2"),
 ])
 def test_round_to_spread(value, half_width, text):
-    assert tables.round_to_spread(value, half_width) == text
+    assert fmt.round_to_spread(value, half_width) == text
 
 
 def test_sig():
-    assert [tables.sig(v) for v in (0.0581, 12345, 3.0)] == ["0.058", "12000", "3.0"]
-    assert tables.sig(115.34, 3) == "115"
+    assert [fmt.sig(v) for v in (0.0581, 12345, 3.0)] == ["0.058", "12000", "3.0"]
+    assert fmt.sig(115.34, 3) == "115"
 
 
 @pytest.mark.parametrize("x, ya, yb, expected", [

@@ -1,22 +1,24 @@
 """The grid runner: a wrong step fails and is not timed, an oversized case is skipped, errors are recorded."""
-import types
+import copy
 
 import numpy as np
 import pytest
 
-from bench import run
+from bench import frameworks, run
 from bench.records import read
+from bench.run import prepare
 from kernels import reference
 from tests.helpers import CONFIG, COMMON  # noqa: E402
 
-tf_backend = pytest.importorskip("bench.backend_tf", reason="TensorFlow is not installed")
-tf = tf_backend.tf
+pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+tf_backend = frameworks.load("tensorflow")
+from bench.frameworks.tensorflow import tf  # noqa: E402
 
 
 def adapter_with(**steps):
-    """The TensorFlow adapter with extra (test-only) steps."""
-    fw = types.SimpleNamespace(**{k: getattr(tf_backend, k) for k in dir(tf_backend) if not k.startswith("__")})
-    fw.STEPS = {**tf_backend.STEPS, **steps}
+    """The TensorFlow framework with extra (test-only) steps."""
+    fw = copy.copy(tf_backend)
+    fw.steps = {**tf_backend.steps, **steps}
     return fw
 
 
@@ -29,7 +31,7 @@ def case_inputs(n=300, m=20, nh=5, dtype="float32"):
 
 
 def wrong_step(x, y, w1, b1, w2, b2):
-    loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.STEPS["manual"](x, y, w1, b1, w2, b2)
+    loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.steps["manual"](x, y, w1, b1, w2, b2)
     return loss, d_x, d_w1 * 1.001, d_b1, d_w2, d_b2   # a 0.1% error in one gradient
 
 
@@ -37,7 +39,7 @@ def raising_step(*args):
     raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor\nwith a second line")
 
 
-@pytest.mark.parametrize("backend", list(tf_backend.BACKENDS))
+@pytest.mark.parametrize("backend", list(tf_backend.backends))
 def test_a_correct_case_is_checked_then_timed(backend):
     inputs, args = case_inputs()
     rec = run.run_case(tf_backend, "cpu", "manual", backend, inputs, args, CONFIG, COMMON)
@@ -48,7 +50,7 @@ def test_a_correct_case_is_checked_then_timed(backend):
     assert (rec.trace_s is None) == (backend == "eager")
 
 
-@pytest.mark.parametrize("backend", list(tf_backend.BACKENDS))
+@pytest.mark.parametrize("backend", list(tf_backend.backends))
 def test_a_wrong_gradient_fails_and_is_not_timed(backend):
     inputs, args = case_inputs()
     rec = run.run_case(adapter_with(wrong=wrong_step), "cpu", "wrong", backend, inputs, args, CONFIG, COMMON)
@@ -65,7 +67,7 @@ def test_an_error_is_recorded_in_one_line():
 
 def test_a_case_over_the_memory_budget_is_skipped_without_running(monkeypatch):
     inputs, args = case_inputs()
-    monkeypatch.setattr(run, "free_bytes", lambda device: 1000)
+    monkeypatch.setattr(prepare, "free_bytes", lambda device: 1000)
     rec = run.run_case(adapter_with(oom=raising_step), "cpu", "oom", "eager", inputs, args, CONFIG, COMMON)
     assert rec.status == "skipped" and "budget" in rec.error and rec.memory_estimate_bytes > 500
 
@@ -79,15 +81,18 @@ def test_plan_rejects_unknown_names_and_missing_devices():
     if "gpu" not in tf_backend.devices():
         with pytest.raises(run.ConfigError, match="device 'gpu' is not available"):
             run.plan(run.Config(out=None, device="gpu"), adapters)
-    cases = run.plan(run.Config(out=None), adapters)
-    assert len(cases) == len(tf_backend.STEPS) * len(tf_backend.BACKENDS) * len(tf_backend.devices())
+    groups = run.plan(run.Config(out=None, sizes=((300, 784, 8), (400, 784, 8)), dtypes=("float32", "float64")),
+                      adapters)
+    assert [(g.n, g.dtype, g.device) for g in groups] == [
+        (n, dtype, device) for n in (300, 400) for dtype in ("float32", "float64") for device in tf_backend.devices()]
+    assert all(len(g.cases) == len(tf_backend.steps) * len(tf_backend.backends) for g in groups)
 
 
 def test_run_appends_every_case_with_its_environment(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
                         device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
                         warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0)
-    records = run.run(config, progress=lambda line: None)
+    records = run.run(config)
     assert read(tmp_path) == records
     assert [(r.step, r.backend, r.n, r.status) for r in records] == [
         ("manual", "eager", 400, "ok"), ("manual", "xla", 400, "ok"),
@@ -119,7 +124,7 @@ def test_interleaving_pairs_samples_by_round(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "tape"), backends=("eager",), device="cpu",
                         sizes=((300, 784, 8),), warmup=1, min_samples=8, max_samples=8, budget_s=100.0,
                         batch_s=0.0, round_s=0.0)
-    a, b = run.run(config, progress=lambda line: None)
+    a, b = run.run(config)
     assert a.rounds == b.rounds == tuple(range(8))
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
     assert a.peak_bytes is not None and "RSS" in a.peak_method

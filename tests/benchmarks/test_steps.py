@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: every TensorFlow step x backend x device at a small size, through the
+"""pytest-benchmark suite: every framework's step x backend x device at a small size, through the
 `benchmark` fixture with the harness's warm-up and a device sync after every call.
 
     pytest tests/benchmarks --benchmark-only --benchmark-autosave
@@ -6,50 +6,53 @@
 
 (--benchmark-compare-fail flags noise as regressions on shared machines; `python -m bench gate`
 is the gate that does not.)"""
-import dataclasses
-
 import pytest
 
-from bench import run
+from bench import defaults, frameworks
 from kernels import reference
-
-tf_backend = pytest.importorskip("bench.backend_tf", reason="TensorFlow is not installed")
 
 SIZE = (2_000, 784, 50)   # small: the broadcast step's (n, m, nh) tensor is 314 MB here
 ROUNDS = 20
-WARMUP = next(f.default for f in dataclasses.fields(run.Config) if f.name == "warmup")   # the harness's
 
 
-def device_param(device):
-    present = device in tf_backend.devices()
-    return pytest.param(device, marks=() if present else pytest.mark.skip(reason=f"no {device} visible to TensorFlow"))
+def cases():
+    """(framework, step, backend, device) of every installed framework; GPUs skip where absent."""
+    out = []
+    for name in frameworks.FRAMEWORKS:
+        reason = frameworks.unavailable_reason(name)
+        if reason:
+            out.append(pytest.param(name, None, None, "cpu", marks=pytest.mark.skip(reason=reason), id=name))
+            continue
+        fw = frameworks.load(name)
+        for device in ("cpu", "gpu"):
+            marks = () if device in fw.devices() else pytest.mark.skip(reason=f"no {device} visible to {name}")
+            out += [pytest.param(name, step, backend, device, marks=marks, id=f"{name}-{step}-{backend}-{device}")
+                    for step in fw.steps for backend in fw.backends]
+    return out
 
 
 @pytest.fixture(scope="module")
-def placed():
-    """The inputs on each device, made once."""
+def inputs():
     from bench.data import make_problem
     n, m, nh = SIZE
     p = make_problem(n, m, seed=0)
-    inputs = (p.x, p.y, *reference.init_params(m, nh, 0))
-    return {d: tf_backend.to_device(inputs, "float32", d) for d in tf_backend.devices()}
+    return (p.x, p.y, *reference.init_params(m, nh, 0))
 
 
-@pytest.mark.parametrize("device", [device_param("cpu"), device_param("gpu")])
-@pytest.mark.parametrize("backend", list(tf_backend.BACKENDS))
-@pytest.mark.parametrize("step", list(tf_backend.STEPS))
-def test_step(benchmark, placed, step, backend, device):
-    args = placed[device]
-    with tf_backend.placement(device):
-        fn = tf_backend.BACKENDS[backend](tf_backend.STEPS[step])
+@pytest.mark.parametrize("framework, step, backend, device", cases())
+def test_step(benchmark, inputs, framework, step, backend, device):
+    fw = frameworks.load(framework)
+    args = fw.to_device(inputs, "float32", device)
+    fn = fw.compile(step, backend)
 
-        def call():
-            with tf_backend.placement(device):
-                out = fn(*args)
-            tf_backend.sync()
-            return out
+    def call():
+        with fw.placement(device):
+            out = fn(*args)
+        fw.sync()
+        return out
 
-        loss = call()[0]   # the first call traces and compiles: kept out of the timed rounds
+    loss = call()[0]   # the first call traces and compiles: kept out of the timed rounds
     benchmark.group = f"{device} n={SIZE[0]} m={SIZE[1]} nh={SIZE[2]} float32"
-    benchmark.extra_info.update(step=step, backend=backend, device=device, first_loss=float(loss))
-    benchmark.pedantic(call, warmup_rounds=WARMUP, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update(framework=framework, step=step, backend=backend, device=device,
+                                first_loss=float(fw.to_numpy(loss)))
+    benchmark.pedantic(call, warmup_rounds=defaults.WARMUP, rounds=ROUNDS, iterations=1)

@@ -1,5 +1,5 @@
-"""Records -> pandas frames: per-case statistics, speed-ups with confidence intervals, compile
-pay-back and crossovers; and numbers formatted to what their spread supports. NumPy and pandas only."""
+"""Records -> pandas frames: each record's Summary (bench/records.py) as a row, speed-ups with
+confidence intervals, compile pay-back and crossovers. NumPy and pandas only."""
 import math
 import re
 
@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.records import CASE_FIELDS
 
-# A table is one device (with its hardware) at one size and dtype.
-GROUP = ["where", "n", "m", "nh", "dtype"]
+# A table is one device (with its hardware) at one size and dtype: the case key without the
+# framework, step and backend, the device named with its hardware.
+GROUP = ["where"] + [f for f in CASE_FIELDS if f not in ("framework", "step", "backend", "device")]
 SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
@@ -53,30 +55,18 @@ def frame(records):
     against its group's reference case and whether it is the best of its row."""
     rows = []
     for r in records:
+        s = r.summary
         samples = tuple(r.samples_s or ())
-        ceilings = r.ceilings or {}
-        median = stats.median(samples) if samples else math.nan
-        q1, q3 = np.percentile(samples, [25, 75]) if samples else (math.nan, math.nan)
-        ci = stats.median_ci(samples) if samples else (math.nan, math.nan)
-        gflops = r.flops / median / 1e9 if r.flops and median > 0 else math.nan
-        gemm, copy = _num(ceilings.get("gemm_gflops")), _num(ceilings.get("copy_gbps"))
-        intensity = r.flops / r.min_bytes if r.flops and r.min_bytes else math.nan
-        bound = None
-        if intensity == intensity and gemm > 0 and copy > 0:
-            bound = "compute" if intensity >= gemm / copy else "memory"
         rows.append({
-            "framework": r.framework, "step": r.step, "backend": r.backend, "device": r.device,
-            "where": where(r.device, r.env), "n": r.n, "m": r.m, "nh": r.nh, "dtype": r.dtype,
+            **r.case._asdict(), "where": where(r.device, r.env),
             "run_id": r.run_id or "", "status": r.status, "error": r.error, "note": r.note, "data": r.data or "",
-            "median_ms": median * 1e3, "q1_ms": q1 * 1e3, "q3_ms": q3 * 1e3, "iqr_ms": (q3 - q1) * 1e3,
-            "iqr_pct": 100 * (q3 - q1) / median if median > 0 else math.nan,
-            "ci_lo_ms": ci[0] * 1e3, "ci_hi_ms": ci[1] * 1e3, "samples": len(samples),
-            "noisy": stats.is_noisy(samples), "stop_reason": r.stop_reason,
+            "median_ms": s.median_s * 1e3, "q1_ms": s.q1_s * 1e3, "q3_ms": s.q3_s * 1e3, "iqr_ms": s.iqr_s * 1e3,
+            "iqr_pct": 100 * s.iqr_fraction, "ci_lo_ms": s.ci_lo_s * 1e3, "ci_hi_ms": s.ci_hi_s * 1e3,
+            "samples": s.samples, "noisy": s.noisy, "stop_reason": r.stop_reason,
             "trace_ms": _num(r.trace_s, 1e3), "first_call_ms": _num(r.first_call_s, 1e3),
-            "max_rel_err": _num(r.max_rel_err), "gflops": gflops,
-            "pct_of_peak": 100 * gflops / gemm if gemm > 0 else math.nan,
-            "gemm_peak_gflops": gemm, "copy_peak_gbps": copy, "intensity": intensity, "bound": bound,
-            "peak_mib": _num(r.peak_bytes, 2.0 ** -20), "peak_method": r.peak_method,
+            "max_rel_err": _num(r.max_rel_err), "gflops": s.gflops, "pct_of_peak": s.pct_of_peak,
+            "gemm_peak_gflops": s.gemm_gflops, "copy_peak_gbps": s.copy_gbps, "intensity": s.intensity,
+            "bound": s.bound, "peak_mib": _num(r.peak_bytes, 2.0 ** -20), "peak_method": r.peak_method,
             "tracing_count": _num(r.tracing_count), "retraced": _retraced(r),
             "samples_s": samples,
             "rounds": tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else (),
@@ -162,51 +152,6 @@ def groups(df):
 def title(key):
     w, n, m, nh, dtype = key
     return f"{w}, n={n}, m={m}, nh={nh}, {dtype}"
-
-
-# ---------------------------------------------------------------- numbers shown to their spread
-
-def decimals(value, half_width, min_sig=2, max_sig=4, default_sig=3):
-    """Decimal places (negative: tens, hundreds...) to show `value` with, given the half-width of
-    its confidence interval: the last digit kept is the finest whose unit is at least half the
-    half-width (finer digits are noise), e.g. 1.2345 +- 0.037 (3%) -> 1 place, '1.2'; keeping
-    min_sig to max_sig significant figures; default_sig when the spread is unknown (None, nan, inf)."""
-    if value is None or not math.isfinite(value) or value == 0:
-        return 0
-    lead = math.floor(math.log10(abs(value)))
-    if half_width is not None and math.isfinite(half_width) and half_width > 0:
-        sig = max(lead - math.ceil(math.log10(half_width / 2)) + 1, min_sig)
-    elif half_width == 0:
-        sig = max_sig
-    else:
-        sig = default_sig
-    return min(sig, max_sig) - 1 - lead
-
-
-def fixed(value, places):
-    """`value` rounded to `places` decimal places (negative: to tens, hundreds...); '–' when missing."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    if places >= 0:
-        return f"{value:.{places}f}"
-    return f"{round(value, places):.0f}"
-
-
-def round_to_spread(value, half_width, **kw):
-    """`value` as text with the digits its spread supports, e.g. (1.2345, 0.037) -> '1.2'."""
-    return fixed(value, decimals(value, half_width, **kw))
-
-
-def sig(value, figures=2):
-    """`value` to `figures` significant figures, without an exponent for everyday magnitudes."""
-    return round_to_spread(value, None, default_sig=figures)
-
-
-def median_half_width(row):
-    """Half-width of a row's median CI in ms; half the IQR when the CI needs more samples."""
-    if math.isfinite(row.ci_lo_ms) and math.isfinite(row.ci_hi_ms):
-        return (row.ci_hi_ms - row.ci_lo_ms) / 2
-    return row.iqr_ms / 2 if math.isfinite(row.iqr_ms) else None
 
 
 # ---------------------------------------------------------------- compile pay-back

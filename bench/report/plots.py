@@ -1,10 +1,10 @@
-"""The report's figures, drawn from a tables.frame(). Each plot function returns a matplotlib
+"""The report's figures, drawn from a frames.frame(). Each plot function returns a matplotlib
 Figure, or a str saying why the data cannot support the plot; save() writes it as PNG and SVG."""
 import math
 
 import numpy as np
 
-from bench import tables
+from bench.report import fmt, frames
 
 # Fixed colours, so a backend looks the same in every figure; other backends take the next free ones.
 BACKEND_COLOURS = {"eager": "#1f77b4", "function": "#ff7f0e", "xla": "#2ca02c"}
@@ -108,7 +108,7 @@ def bars(df):
     plt = _pyplot()
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
-    groups, colour, short = tables.groups(df), colours(df), _short(df)
+    groups, colour, short = frames.groups(df), colours(df), _short(df)
     fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
     for ax, (key, g) in zip(axes, groups):
         rows = list(dict.fromkeys(g.row))
@@ -127,7 +127,7 @@ def bars(df):
                 ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
                        error_kw={"elinewidth": 1}, edgecolor="black" if c.best else "none",
                        linewidth=1.6 if c.best else 0)
-                ax.annotate(tables.round_to_spread(c.median_ms, tables.median_half_width(c)), (x, c.q3_ms),
+                ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), (x, c.q3_ms),
                             xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows])
         ax.set_xlim(-0.6, len(rows) - 0.4)
@@ -151,9 +151,9 @@ VAR_LABELS = {"n": "n, rows per step", "nh": "nh, hidden units"}
 
 def scaling(df, var, crossings=None):
     """Median time against `var` on log-log axes, one line per case (colour: backend, style:
-    device), IQR as a band, one panel per step; crossings (tables.scaling_crossovers() rows for
+    device), IQR as a band, one panel per step; crossings (frames.scaling_crossovers() rows for
     this var, computed when None) marked with their numbers."""
-    by_step = tables.scaling_lines(df, var)
+    by_step = frames.scaling_lines(df, var)
     if not by_step:
         return f"no case was timed at two or more values of {var}"
     plt = _pyplot()
@@ -162,13 +162,13 @@ def scaling(df, var, crossings=None):
     colour = colours(df)
     every = [k for lines in by_step.values() for k in lines]
     wheres = list(dict.fromkeys(k[2] for k in every))
-    crossings = tables.scaling_crossovers(df, var) if crossings is None else crossings
+    crossings = frames.scaling_crossovers(df, var) if crossings is None else crossings
     fig, axes = _figure(plt, len(by_step), 2, 6.4, 4.6)
     handles = {}
     for ax, (step, lines) in zip(axes, by_step.items()):
         for key, rows in lines.items():
             w = wheres.index(key[2])
-            label = tables.line_label(key, every, var)
+            label = frames.line_label(key, every, var)
             (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=LINESTYLES[w % 4],
                               marker=MARKERS[w % len(MARKERS)], markersize=5, label=label)
             ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[1]], alpha=0.15, linewidth=0)
@@ -228,11 +228,11 @@ def roofline(df):
         xs = np.geomspace(lo, hi, 200)
         ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=2)
         ax.axvline(ridge, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"GEMM ceiling {tables.sig(gemm, 3)} GFLOP/s", (hi, gemm), xytext=(-4, 4),
+        ax.annotate(f"GEMM ceiling {fmt.sig(gemm, 3)} GFLOP/s", (hi, gemm), xytext=(-4, 4),
                     textcoords="offset points", ha="right", va="bottom", fontsize=8)
-        ax.annotate(f"copy ceiling\n{tables.sig(copy, 3)} GB/s", (lo, copy * lo), xytext=(8, -4),
+        ax.annotate(f"copy ceiling\n{fmt.sig(copy, 3)} GB/s", (lo, copy * lo), xytext=(8, -4),
                     textcoords="offset points", ha="left", va="top", fontsize=8)
-        ax.annotate(f"ridge {tables.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
+        ax.annotate(f"ridge {fmt.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
                     textcoords="offset points", ha="left", va="bottom", fontsize=7, color="grey")
         for c in g.itertuples():
             ax.plot(c.intensity * nudge[c.step, c.backend], c.gflops, marker=MARKERS[steps.index(c.step) % len(MARKERS)], linestyle="none",
@@ -241,7 +241,7 @@ def roofline(df):
         ax.plot(best.intensity * nudge[best.step, best.backend], best.gflops, marker="o", markersize=15,
                 markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
         ax.text(0.98, 0.03, f"ringed, the best: {best.row.split('/', 1)[-1]} · {best.backend}, n={best.n:,}\n"
-                f"{tables.sig(best.gflops, 2)} GFLOP/s = {tables.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
+                f"{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#b22222")
         _log(ax, [lo, hi], "x")
         _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
@@ -264,7 +264,7 @@ def roofline(df):
 def payback(pb):
     """Steady calls until each compiled case's overhead (trace + first call - one steady call) is
     paid back by its saving per call against eager; one bar per case and size, one panel per device.
-    `pb`: tables.payback()."""
+    `pb`: frames.payback()."""
     if pb.empty:
         return "no compiled case has a first-call time and an eager case of the same step to compare with"
     plt = _pyplot()
@@ -280,16 +280,16 @@ def payback(pb):
         g = g.assign(order=g.row.map({r: i for i, r in enumerate(dict.fromkeys(g.row))}))
         g = g.sort_values(["order", "backend", "n"], kind="stable")
         for y, c in enumerate(g.itertuples()):
-            compile_ms = f"compile {tables.sig(c.overhead_ms, 2)} ms"
+            compile_ms = f"compile {fmt.sig(c.overhead_ms, 2)} ms"
             if math.isfinite(c.payback_calls):
                 calls = max(c.payback_calls, 1)
                 ax.barh(y, calls, color=colour[c.backend], height=0.7)
                 ax.annotate(f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''}  ({compile_ms}, "
-                            f"saves {tables.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
+                            f"saves {fmt.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
                             textcoords="offset points", va="center", fontsize=8)
             else:
                 ax.barh(y, top, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
-                ax.annotate(f"never: {tables.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})",
+                ax.annotate(f"never: {fmt.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})",
                             (1.2, y), va="center", fontsize=8,
                             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
         labels = [f"{c.step if single else c.row} · {c.backend}, n={c.n:,}"
@@ -327,7 +327,7 @@ def distribution(df):
     if timed.empty:
         return "no case has timed samples"
     plt = _pyplot()
-    groups, colour, short = tables.groups(timed), colours(timed), _short(timed)
+    groups, colour, short = frames.groups(timed), colours(timed), _short(timed)
     rng = np.random.default_rng(0)
     fig, axes = _figure(plt, len(groups), 2, 6.6, 0.9 + 0.36 * max(len(g) for _, g in groups))
     for ax, (key, g) in zip(axes, groups):
@@ -339,7 +339,7 @@ def distribution(df):
         for y, values in enumerate(data):
             ax.scatter(values, y + rng.uniform(-0.22, 0.22, len(values)), s=7, color="black", alpha=0.55,
                        linewidths=0, zorder=3, rasterized=True)
-        labels = [f"{short(c.row)} · {c.backend} ({tables.sig(c.median_ms, 3)} ms)" for c in g.itertuples()]
+        labels = [f"{short(c.row)} · {c.backend} ({fmt.sig(c.median_ms, 3)} ms)" for c in g.itertuples()]
         ax.set_yticks(range(len(g)), labels, fontsize=9)
         for tick, c in zip(ax.get_yticklabels(), g.itertuples()):
             if c.noisy:

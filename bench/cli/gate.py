@@ -1,11 +1,12 @@
-"""The compare, gate and export subcommands: their flags, and flags -> bench.compare / bench.gate /
-bench.export calls. Exit codes: 0 pass, 1 a regression, 2 bad input (one line on stderr)."""
+"""The compare and gate commands: their flags -> bench.gate calls, and the lines they print.
+Exit codes: 0 pass, 1 a regression, 2 bad input (one line on stderr)."""
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import env
+from bench import defaults, env
+from bench.cli.args import names, parse_size, size_text
 
 EXIT_REGRESSED = 1
 
@@ -17,7 +18,7 @@ def add_parsers(sub):
     _rule_flags(c)
 
     g = sub.add_parser("gate", help="CI regression gate: a base revision against the working tree, paired; "
-                                    "or against a stored baseline; or A/A runs to measure false positives")
+                                    "or against a stored baseline; or experiments that measure the gate itself")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--base", metavar="REV", help="paired mode (the default, REV HEAD~1): REV's harness in a temporary "
                                                     "git worktree against the working tree, alternately, in separate processes")
@@ -27,84 +28,79 @@ def add_parsers(sub):
                                                               "<machine key>.jsonl)")
     mode.add_argument("--aa", type=int, metavar="N", help="run unchanged code against itself N times; print and store "
                                                           "the rule's false-positive rate")
-    g.add_argument("--pairs", type=int, help=f"process pairs per gate run (runs in stored mode; default {_default_pairs()})")
-    g.add_argument("--size", metavar="N,M,NH", help="problem size of every process (default 5000,784,50)")
-    g.add_argument("--step", nargs="+", help="steps (default: manual tape)")
-    g.add_argument("--backend", nargs="+", help="backends (default: eager function xla)")
+    mode.add_argument("--rates", type=int, metavar="ROUNDS",
+                      help="the A/A and detection experiment: ROUNDS rounds of the working tree, itself, and a copy "
+                           "whose manual step does 25%% more work; print and store both rates")
+    g.add_argument("--pairs", type=int, help=f"process pairs per gate run (runs in stored mode; default {defaults.GATE_PAIRS})")
+    g.add_argument("--size", metavar="N,M,NH", help=f"problem size of every process (default {size_text(defaults.GATE_SIZE)})")
+    g.add_argument("--step", nargs="+", help=f"steps (default: {' '.join(defaults.GATE_STEPS)})")
+    g.add_argument("--backend", nargs="+", help=f"backends (default: {' '.join(defaults.GATE_BACKENDS)})")
     g.add_argument("--device", choices=("cpu", "gpu", "all"), default="all")
-    g.add_argument("--budget", type=float, metavar="SECONDS", help="timed seconds a case in each process (default 0.5)")
-    g.add_argument("--threads", type=int, help="CPU threads a process (default 1; 0: the frameworks' default)")
+    g.add_argument("--budget", type=float, metavar="SECONDS",
+                   help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g})")
+    g.add_argument("--threads", type=int,
+                   help=f"CPU threads a process (default {defaults.GATE_THREADS}; 0: the frameworks' default)")
     g.add_argument("--tree", help="the git checkout whose working tree is the candidate (default: this one)")
     g.add_argument("--out", help="keep every process's records under this folder (default: a temporary one)")
     g.add_argument("--aa-file", help="where A/A rates are stored (default: <tree>/results/baselines/aa.json)")
     _rule_flags(g)
 
-    e = sub.add_parser("export", help="write a run's records in another tool's format")
-    e.add_argument("run", help="a run folder or records .jsonl file")
-    e.add_argument("--format", required=True, choices=("pytest-benchmark",))
-    e.add_argument("--out", help="output file (default: standard output)")
-
 
 def _rule_flags(p):
-    p.add_argument("--threshold", help="default threshold, e.g. 10%% (default: pyproject's, else 10%%); "
-                                       "per-case overrides in pyproject.toml still apply")
+    p.add_argument("--threshold", help=f"default threshold, e.g. 10%% (default: pyproject's, else "
+                                       f"{defaults.GATE_THRESHOLD.replace('%', '%%')}); per-case overrides in "
+                                       "pyproject.toml still apply")
     p.add_argument("--config", help="the pyproject.toml with [tool.backprop-bench.gate] (default: the repository's)")
     p.add_argument("--allow-mismatch", action="store_true", help="compare runs whose machine or framework versions differ")
 
 
-def _default_pairs():
-    from bench import gate
-    return gate.DEFAULT_PAIRS
-
-
 def _thresholds(args, tree):
-    from bench import compare
-    return compare.load_thresholds(Path(args.config) if args.config else Path(tree) / "pyproject.toml", args.threshold)
+    from bench import gate
+    return gate.load_thresholds(Path(args.config) if args.config else Path(tree) / "pyproject.toml", args.threshold)
 
 
 def cmd_compare(args):
-    from bench import compare, records
+    from bench import gate, records
+    from bench.gate import text
     thresholds = _thresholds(args, env.REPO)
     base, candidate = records.read(args.base), records.read(args.candidate)
     for name, recs in ((args.base, base), (args.candidate, candidate)):
         if not recs:
             raise records.RecordsError(f"{name}: no records")
-    result = compare.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch)
-    for line in [*compare.table(result), compare.summary(result)]:
+    result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch)
+    for line in [*text.table(result), text.summary(result)]:
         print(line)
     return EXIT_REGRESSED if result.regressed else 0
 
 
-def _names(values):
-    """`--step a b` and `--step a,b` alike; None when not given."""
-    return tuple(v for value in values or () for v in value.split(",") if v) or None
-
-
 def _spec(args):
     from bench import gate
-    size = args.size or gate.DEFAULT_SIZE
-    parts = size.split(",")
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise gate.GateError(f"bad size {size!r}: expected N,M,NH, whole numbers of at least 1 (e.g. 5000,784,50)")
-    pairs = gate.DEFAULT_PAIRS if args.pairs is None else args.pairs
+    from bench.cli.args import UsageError
+    try:
+        size = parse_size(args.size) if args.size else defaults.GATE_SIZE
+    except UsageError as e:
+        raise gate.GateError(str(e)) from None
+    pairs = defaults.GATE_PAIRS if args.pairs is None else args.pairs
     if pairs < (1 if args.baseline or args.save_baseline else 2):
         raise gate.GateError(f"--pairs {pairs}: a paired gate needs at least 2 pairs for a confidence interval")
-    if args.aa is not None and args.aa < 1:
-        raise gate.GateError(f"--aa {args.aa}: give the number of A/A runs, at least 1")
-    budget_s = gate.DEFAULT_BUDGET_S if args.budget is None else args.budget
+    for flag, value in (("--aa", args.aa), ("--rates", args.rates)):
+        if value is not None and value < (1 if flag == "--aa" else pairs):
+            raise gate.GateError(f"{flag} {value}: give the number of {'A/A runs, at least 1' if flag == '--aa' else f'rounds, at least --pairs ({pairs})'}")
+    budget_s = defaults.GATE_BUDGET_S if args.budget is None else args.budget
     if not budget_s > 0:
         raise gate.GateError(f"--budget {args.budget}: must be positive")
-    threads = gate.DEFAULT_THREADS if args.threads is None else args.threads
+    threads = defaults.GATE_THREADS if args.threads is None else args.threads
     if threads < 0:
         raise gate.GateError(f"--threads {threads}: give a number of threads, or 0 for the frameworks' default")
-    spec = gate.RunSpec(size=size, steps=_names(args.step) or gate.DEFAULT_STEPS,
-                        backends=_names(args.backend) or gate.DEFAULT_BACKENDS, device=args.device, budget_s=budget_s,
+    spec = gate.RunSpec(size=size, steps=names(args.step) or defaults.GATE_STEPS,
+                        backends=names(args.backend) or defaults.GATE_BACKENDS, device=args.device, budget_s=budget_s,
                         threads=threads)
     return spec, pairs
 
 
 def cmd_gate(args):
     from bench import gate
+    from bench.gate import text
     tree = Path(args.tree).resolve() if args.tree else env.REPO
     if not tree.is_dir():
         raise gate.GateError(f"--tree {args.tree}: no such folder")
@@ -121,19 +117,21 @@ def cmd_gate(args):
                 return 0
             if args.aa is not None:
                 return _aa(args, tree, spec, pairs, thresholds, aa_file, workdir)
+            if args.rates is not None:
+                return _rates(args, tree, spec, pairs, thresholds, aa_file, workdir)
             if args.baseline:
                 outcome = gate.stored(tree, args.baseline, spec, pairs, thresholds, workdir, args.allow_mismatch)
-                names = ("baseline", "candidate")
+                sides = ("baseline", "candidate")
             else:
                 rev = args.base or "HEAD~1"
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch)
-                names = (rev, "working tree")
+                sides = (rev, "working tree")
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")
             return 0
-    for line in gate.report(outcome, *names):
+    for line in text.report(outcome, *sides):
         print(line)
-    line = gate.rate_line(aa_file, gate.first_env(outcome), spec, pairs, thresholds)
+    line = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)
     print(f"{line} [of the paired gate; stored mode's rate is not measured]" if args.baseline else line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.flagged else 0
@@ -142,45 +140,46 @@ def cmd_gate(args):
 def _aa(args, tree, spec, pairs, thresholds, aa_file, workdir):
     """N gate runs of the working tree against itself; the share flagged is the false-positive rate."""
     from bench import gate
-    args_ = gate.run_args(spec, [tree])
+    from bench.gate import text
+    run_args = gate.run_args(spec, [tree])
     outcomes = []
     for i in range(args.aa):
-        processes = gate.interleave({"base": tree, "candidate": tree}, pairs, args_, workdir / f"aa-{i}",
+        processes = gate.interleave({"base": tree, "candidate": tree}, pairs, run_args, workdir / f"aa-{i}",
                                     extra_env=spec.env())
         outcome = gate.paired_outcome(processes, thresholds, args.allow_mismatch)
         outcomes.append(outcome)
-        print(f"A/A run {i + 1}/{args.aa}: {gate.compare.summary(outcome.result)}", flush=True)
+        print(f"A/A run {i + 1}/{args.aa}: {text.summary(outcome.result)}", flush=True)
     entry = gate.experiment_entry(outcomes, spec, pairs, thresholds,
                                   method=f"gate --aa {args.aa}: {args.aa} independent gate runs of the working tree against itself")
-    key = gate.store_experiment(aa_file, gate.first_env(outcomes[0]), "aa", entry)
+    key = gate.store_experiment(aa_file, outcomes[0].env, "aa", entry)
     lo, hi = entry["rate_ci95"]
     print(f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
           f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); stored in {aa_file} under {key}")
     return 0
 
 
-def cmd_export(args):
-    from bench import export, records
-    recs = records.read(args.run)
-    if not recs:
-        raise records.RecordsError(f"{args.run}: no records")
-    doc, left_out = export.pytest_benchmark(recs)
-    text = export.dumps(doc)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"{args.out}: {len(doc['benchmarks'])} benchmarks", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    for label in left_out:
-        print(f"not exported (not timed): {label}", file=sys.stderr)
+def _rates(args, tree, spec, pairs, thresholds, aa_file, workdir):
+    """The A/A and detection rates from one interleaved experiment (bench/gate/experiments.py)."""
+    from bench.gate import experiments
+    entries, fp = experiments.rates(tree, spec, args.rates, pairs, thresholds, workdir)
+    for kind, entry in entries.items():
+        experiments.store_experiment(aa_file, fp, kind, entry)
+        print(f"{kind}: {entry['flagged']}/{entry['runs']} disjoint runs flagged; "
+              f"{entry['sliding']['flagged']}/{entry['sliding']['runs']} sliding windows; "
+              f"{entry['resampled']['flagged']}/{entry['resampled']['runs']} random subsets")
+        for k, o in entry["other_pairs"].items():
+            print(f"  with {k} pairs: {o['disjoint_flagged']}/{o['disjoint_runs']} disjoint runs; "
+                  f"{o['subsets_flagged']}/{o['subsets']} random subsets")
+        for label, counts in entry["sliding"]["per_case"].items():
+            print(f"  {label}: {counts}")
+    print(f"stored in {aa_file}")
     return 0
 
 
-COMMANDS = {"compare": cmd_compare, "gate": cmd_gate, "export": cmd_export}
+COMMANDS = {"compare": cmd_compare, "gate": cmd_gate}
 
 
 def errors():
     """The exceptions of these commands that mean bad input (exit 2, one line)."""
-    from bench import compare, gate
-    return (compare.CompareError, gate.GateError)
+    from bench import gate
+    return (gate.CompareError, gate.GateError)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import env, plots, tables
-from bench.tables import frame, title
+from bench import env
+from bench.report import fmt, frames, plots
+from bench.report.frames import frame, title
 
 # file name -> (heading, what the figure shows in one sentence); the order of the report.
 PLOTS = {
@@ -59,12 +60,6 @@ def html_table(df):
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _pct(value):
-    if not math.isfinite(value):
-        return "–"
-    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
-
-
 def _bold(text, on):
     return f"**{text}**" if on else text
 
@@ -72,13 +67,13 @@ def _bold(text, on):
 def _grid_cell(c):
     if c.status != "ok" or not c.median_ms > 0:
         return c.status
-    return _bold(tables.round_to_spread(c.median_ms, tables.median_half_width(c)), c.best) + f" ±{_pct(c.iqr_pct)}"
+    return _bold(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), c.best) + f" ±{fmt.pct(c.iqr_pct)}"
 
 
 def comparison_tables(df):
     """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold."""
     out = {}
-    for key, g in tables.groups(df):
+    for key, g in frames.groups(df):
         cells = g.assign(cell=[_grid_cell(c) for c in g.itertuples()])
         grid = cells.pivot_table(index="row", columns="backend", values="cell", aggfunc="first", sort=False)
         grid = grid.reindex(columns=list(dict.fromkeys(g.backend))).fillna("")
@@ -89,10 +84,10 @@ def comparison_tables(df):
 
 def _interval(value, lo, hi, half_width, prefix=""):
     """'value [lo–hi]' at the decimals the half-width supports."""
-    places = tables.decimals(value, half_width)
-    text = prefix + tables.fixed(value, places)
+    places = fmt.decimals(value, half_width)
+    text = prefix + fmt.fixed(value, places)
     if math.isfinite(lo) and math.isfinite(hi):
-        text += f" [{tables.fixed(lo, places)}–{tables.fixed(hi, places)}]"
+        text += f" [{fmt.fixed(lo, places)}–{fmt.fixed(hi, places)}]"
     return text
 
 
@@ -106,7 +101,7 @@ def detail_table(g, short):
         if c.status != "ok":
             rows[name] = {"median ms [95% CI]": c.status, "flags": ", ".join([*flags, "see 'What to distrust'"])}
             continue
-        hw = tables.median_half_width(c)
+        hw = fmt.median_half_width(c)
         relative = hw / c.median_ms if hw is not None and c.median_ms > 0 else None
         if c.speedup_lo == c.speedup_hi == c.speedup == 1:
             speedup = "reference"
@@ -118,12 +113,12 @@ def detail_table(g, short):
         first = (c.trace_ms if math.isfinite(c.trace_ms) else 0) + c.first_call_ms
         rows[name] = {
             "median ms [95% CI]": _interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, hw),
-            "IQR": _pct(c.iqr_pct),
+            "IQR": fmt.pct(c.iqr_pct),
             "speed-up [95% CI]": speedup,
-            "GFLOP/s": tables.round_to_spread(c.gflops, c.gflops * relative if relative else None),
-            "% of peak": tables.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
-            "peak MiB": tables.sig(c.peak_mib, 3),
-            "first call ms (of it trace)": tables.sig(first, 2) + (f" ({tables.sig(c.trace_ms, 2)})"
+            "GFLOP/s": fmt.round_to_spread(c.gflops, c.gflops * relative if relative else None),
+            "% of peak": fmt.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
+            "peak MiB": fmt.sig(c.peak_mib, 3),
+            "first call ms (of it trace)": fmt.sig(first, 2) + (f" ({fmt.sig(c.trace_ms, 2)})"
                                                              if math.isfinite(c.trace_ms) else ""),
             "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
             "samples": f"{c.samples}" + (f" ({c.stop_reason})" if c.stop_reason else ""),
@@ -139,14 +134,14 @@ def payback_table(pb):
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
         calls = c.payback_calls
         rows.append({"device and size": f"{c.where}, n={c.n}, {c.dtype}", "case": f"{c.row} · {c.backend}",
-                     "compile overhead ms": tables.sig(c.overhead_ms, 2), "saving ms per call": tables.sig(c.saving_ms, 2),
+                     "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
                      "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
     return pd.DataFrame(rows).set_index("device and size")
 
 
 def crossover_table(crossings):
-    rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {tables.sig(c.crossing, 2)}",
-             "time ms": tables.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond}
+    rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
+             "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond}
             for c in crossings.itertuples()]
     return pd.DataFrame(rows).set_index("#")
 
@@ -185,7 +180,7 @@ def run_summary(records):
                                                           if fp.get("cpu_count_logical") else ""),
             "GPU": ", ".join(f"{g.get('name')}" + (f" (driver {g['driver_version']})" if g.get("driver_version") else "")
                              for g in gpus) or "none",
-            "devices timed": ", ".join(sorted({tables.where(r.device, r.env) for r in rs})),
+            "devices timed": ", ".join(sorted({frames.where(r.device, r.env) for r in rs})),
             "frameworks": ", ".join(f"{name} {info.get('version', '?')}" + (f" (CUDA {info['cuda_version']})"
                                     if info.get("cuda_version") and gpus else "") for name, info in fws.items())
                           or "unknown",
@@ -210,7 +205,7 @@ def distrust(records, df):
     """[(heading, [items] or None)] of everything that makes a number less trustworthy; an empty
     list means 'checked, none found', None 'not recorded' (records without that field)."""
     runs = _runs(records)
-    noisy = [f"{_case(c)}: IQR {_pct(c.iqr_pct)} of the median" + (f" (stopped: {c.stop_reason})" if c.stop_reason else "")
+    noisy = [f"{_case(c)}: IQR {fmt.pct(c.iqr_pct)} of the median" + (f" (stopped: {c.stop_reason})" if c.stop_reason else "")
              for c in df[df.noisy].itertuples()]
     checked = df.retraced.notna().any()
     retraced = None if not checked else [f"{_case(c)}: traced {int(c.tracing_count) if math.isfinite(c.tracing_count) else 'again'} times; "
@@ -230,8 +225,8 @@ def distrust(records, df):
     synthetic = [f"run {run_id}: {source}" for run_id, rs in runs.items()
                  for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
     tf32 = [f"run {run_id}: float32 matmuls ran in TF32" for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
-    above = [f"{_case(c)}: {tables.sig(c.gflops, 3)} GFLOP/s, {tables.sig(c.pct_of_peak, 3)}% of the measured "
-             f"{tables.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
+    above = [f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
+             f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
     return [
         ("Noisy cases (IQR over 10% of the median)", noisy),
         ("Retraces during timing", retraced),
@@ -250,18 +245,18 @@ def distrust(records, df):
 
 def _summary(df):
     items = []
-    for key, g in tables.groups(df):
+    for key, g in frames.groups(df):
         timed = g[(g.status == "ok") & (g.median_ms > 0)]
         if timed.empty:
             continue
         best = timed.loc[timed.median_ms.idxmin()]
         text = (f"{title(key)}: fastest **{best.row}/{best.backend}**, "
-                f"{tables.round_to_spread(best.median_ms, tables.median_half_width(best))} ms")
+                f"{fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} ms")
         if math.isfinite(best.speedup) and best.speedup != 1:
-            text += f", ×{tables.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} " \
+            text += f", ×{fmt.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} " \
                     f"against {best.reference}"
         if math.isfinite(best.pct_of_peak):
-            text += f", {tables.sig(best.pct_of_peak, 2)}% of the measured GEMM peak"
+            text += f", {fmt.sig(best.pct_of_peak, 2)}% of the measured GEMM peak"
         items.append(text)
     return items
 
@@ -290,7 +285,7 @@ def document(records, df, pb, crossings, figures):
                         "paired by timing round when both cases come from one run. % of peak is against the "
                         "device's measured float32 GEMM GFLOP/s."))
     grids = comparison_tables(df)
-    for key, g in tables.groups(df):
+    for key, g in frames.groups(df):
         ref = g.reference.iloc[0] if len(g) else ""
         blocks += [("h3", title(key)), ("table", grids[key]),
                    ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
@@ -398,11 +393,11 @@ def write_csvs(df, pb, crossings, records, out):
         table.to_csv(path, index=index)
         paths.append(path)
 
-    put("cases.csv", df.drop(columns=list(tables.OBJECT_COLUMNS)))
+    put("cases.csv", df.drop(columns=list(frames.OBJECT_COLUMNS)))
     put("payback.csv", pb)
     put("crossovers.csv", crossings)
     put("runs.csv", run_summary(records), index=True)
-    for key, g in tables.groups(df):
+    for key, g in frames.groups(df):
         grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
         put(f"median_ms_{_slug(key)}.csv", grid, index=True)
     return paths
@@ -433,8 +428,8 @@ def write(records, out_dir):
     out_dir = Path(out_dir)
     records = list({json.dumps(asdict(r), sort_keys=True, default=str): r for r in records}.values())
     df = frame(records)
-    pb = tables.payback(df)
-    crossings = pd.concat([tables.scaling_crossovers(df, var) for var in tables.SIZE_VARS], ignore_index=True)
+    pb = frames.payback(df)
+    crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
     crossings["number"] = range(1, len(crossings) + 1)
     figures = _figures(df, pb, crossings, out_dir / "plots")
     csvs = write_csvs(df, pb, crossings, records, out_dir / "tables")

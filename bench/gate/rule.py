@@ -8,9 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import env, stats
+from bench import defaults, env, stats
 
-DEFAULT_THRESHOLD = 0.10
 LEVEL = 0.95
 CONFIG_TABLE = ("tool", "backprop-bench", "gate")
 
@@ -37,6 +36,9 @@ def parse_threshold(value):
     if not 0 < fraction < math.inf:
         raise CompareError(f"bad threshold {value!r}: must be above 0%")
     return fraction
+
+
+DEFAULT_THRESHOLD = parse_threshold(defaults.GATE_THRESHOLD)
 
 
 @dataclass(frozen=True)
@@ -110,16 +112,11 @@ def verdict(ratio, lo, hi, threshold):
 
 # ---------------------------------------------------------------- comparing cases
 
-def case_key(rec):
-    """What per-case thresholds match: "framework/step/backend/device"."""
-    return f"{rec.framework}/{rec.step}/{rec.backend}/{rec.device}"
-
-
 @dataclass(frozen=True)
 class Comparison:
-    case: tuple                # Record.case
+    case: tuple                # Record.case, a records.CaseKey
     label: str
-    key: str                   # framework/step/backend/device
+    key: str                   # framework/step/backend/device (what per-case thresholds match)
     threshold: float
     verdict: str               # regressed / improved / same, or n/a (with `note` saying why)
     base_s: float | None = None        # medians; in stored mode scaled to the baseline's machine speed
@@ -155,7 +152,7 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
     Unpaired, three or more records a side are bootstrapped as run medians; fewer are pooled.
     scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1."""
     first = (candidate or base)[0]
-    made = Comparison(case=first.case, label=first.label, key=case_key(first), threshold=threshold, verdict="n/a")
+    made = Comparison(case=first.case, label=first.label, key=first.case.name, threshold=threshold, verdict="n/a")
     scale = scale or (lambda rec: 1.0)
     if paired:
         pairs = [(b, c) for b, c in zip(base, candidate) if b is not None and c is not None]
@@ -165,8 +162,8 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
             return replace(made, note=_why_not("base", [b]) if not _usable(b) else _why_not("candidate", [c]))
         if len(pairs) < 2:
             return replace(made, note=f"{len(pairs)} complete pair(s); at least 2 are needed")
-        base_m = [stats.median(_scaled(b, scale)) for b, _ in pairs]
-        cand_m = [stats.median(_scaled(c, scale)) for _, c in pairs]
+        base_m = [_median(b, scale) for b, _ in pairs]
+        cand_m = [_median(c, scale) for _, c in pairs]
         # The statistic is the median of the per-pair ratios: a machine state shared by a pair
         # divides out of its ratio, where a ratio of the two sides' medians would still carry it.
         # Against ones, ratio_ci's resampling of the ratios is a bootstrap over whole pairs.
@@ -188,10 +185,10 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
             else:
                 ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
                 method = "bootstrap over samples"
-            base_m, cand_m = [stats.median(bs)], [stats.median(cs)]
+            base_m, cand_m = [_median(b, scale)], [_median(c, scale)]
         elif min(len(base), len(candidate)) >= 3:
-            base_m = [stats.median(_scaled(r, scale)) for r in base]
-            cand_m = [stats.median(_scaled(r, scale)) for r in candidate]
+            base_m = [_median(r, scale) for r in base]
+            cand_m = [_median(r, scale) for r in candidate]
             ratio, lo, hi = stats.ratio_ci(cand_m, base_m, level=LEVEL)
             method = f"bootstrap over {len(base)} and {len(candidate)} run medians"
         else:
@@ -202,6 +199,11 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
             method = "bootstrap over pooled samples"
     return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo, hi=hi,
                    method=method, verdict=verdict(ratio, lo, hi, threshold))
+
+
+def _median(rec, scale):
+    """The record's median (its Summary's), at the scale of compare_case."""
+    return rec.summary.median_s * scale(rec)
 
 
 def _scaled(rec, scale):
@@ -250,7 +252,7 @@ def compare(base, candidate, thresholds, allow_mismatch=False, paired=False, sca
     comparisons = []
     for case in common:
         rec = cand_all[case][0]
-        threshold = thresholds.for_key(case_key(rec))
+        threshold = thresholds.for_key(rec.case.name)
         if paired:
             pick = lambda groups: [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
             comparisons.append(compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale))
@@ -277,50 +279,3 @@ def identity_differences(base_cases, cand_cases, cases):
                     if line not in lines:
                         lines.append(line)
     return lines
-
-
-# ---------------------------------------------------------------- presenting
-
-def _ms(seconds):
-    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
-
-
-def _ci(c):
-    if c.ratio is None:
-        return "-"
-    return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
-
-
-def table(result, base_name="base", candidate_name="candidate"):
-    """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
-    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
-    rows = [(c.label, _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
-             c.verdict + (f" ({c.note})" if c.note else "")) for c in result.comparisons]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 5) else str(v).rjust(w)
-                                  for i, (v, w) in enumerate(zip(row, widths))).rstrip()
-    lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
-    methods = sorted({c.method for c in result.comparisons if c.method})
-    if methods:
-        lines.append(f"CI: {LEVEL:.0%} bootstrap ({'; '.join(methods)}). Rule: {RULE}.")
-    for label in result.only_base:
-        lines.append(f"only in {base_name}: {label}")
-    for label in result.only_candidate:
-        lines.append(f"only in {candidate_name}: {label}")
-    for line in result.mismatch:
-        lines.append(f"warning: compared despite an identity difference: {line}")
-    return lines
-
-
-def summary(result):
-    """One line: the overall verdict."""
-    counts = defaultdict(int)
-    for c in result.comparisons:
-        counts[c.verdict] += 1
-    if not result.comparisons:
-        return "verdict: nothing to compare (no case is in both runs)"
-    parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    if result.regressed:
-        names = ", ".join(c.label for c in result.regressed)
-        return f"verdict: REGRESSED ({parts}): {names}"
-    return f"verdict: no regression ({parts})"

@@ -1,0 +1,157 @@
+"""The run, list and overhead commands: flags -> run.Config -> the run engine, with progress and
+Ctrl-C handled here."""
+import sys
+from pathlib import Path
+
+from bench import defaults, frameworks
+from bench.cli.args import UsageError, names, parse_grid, parse_size, size_text
+
+
+def add_parsers(sub):
+    r = sub.add_parser("run", help="check and time the grid of cases; write records, a report and plots")
+    r.add_argument("--framework", nargs="+", help="frameworks (default: every one installed here)")
+    r.add_argument("--step", nargs="+", help="steps (default: all)")
+    r.add_argument("--backend", nargs="+", help="backends (default: all)")
+    r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"))
+    r.add_argument("--size", nargs="+", metavar="N,M,NH", help=f"problem sizes (default: {size_text(defaults.SIZE)})")
+    r.add_argument("--sizes", nargs="+", metavar="AXIS=V1,V2",
+                   help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)")
+    r.add_argument("--dtype", nargs="+", help=f"{' and/or '.join(defaults.DTYPES)} (default: {defaults.DTYPE})")
+    r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
+    r.add_argument("--out", help="output folder (default: results/<run-id>)")
+    r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
+    r.add_argument("--seed", type=int, default=defaults.SEED)
+    r.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
+    r.add_argument("--budget", type=float, metavar="SECONDS",
+                   help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})")
+    r.add_argument("--target-ci", type=float, metavar="FRACTION",
+                   help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
+    sub.add_parser("list", help="what can run here, and why not the rest")
+    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop")
+    o.add_argument("--framework", default="tensorflow")
+    o.add_argument("--step", default="manual")
+    o.add_argument("--backend", default="function")
+    o.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    o.add_argument("--size", default=size_text(defaults.SIZE), metavar="N,M,NH")
+    o.add_argument("--rounds", type=int, default=10)
+
+
+def default_frameworks():
+    """Every framework installed here; one that is installed but fails to import is left out, with a note."""
+    found, reasons = [], []
+    for name in frameworks.FRAMEWORKS:
+        try:
+            frameworks.load(name)
+        except frameworks.FrameworkUnavailable as e:
+            reasons.append(str(e))
+            if frameworks.unavailable_reason(name) is None:   # installed, but broken
+                print(f"python -m bench run: leaving out {name} ({e})", file=sys.stderr)
+            continue
+        found.append(name)
+    if not found:
+        raise UsageError("no framework can run here: " + "; ".join(reasons))
+    return tuple(found)
+
+
+def config_from_args(args):
+    from bench import run
+    sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes, defaults.SIZE) if args.sizes else ())
+    sizes = tuple(dict.fromkeys(sizes)) or None
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out: the run folder whose cases to skip")
+    for name, value in (("--budget", args.budget), ("--target-ci", args.target_ci)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be positive, got {value}")
+    dtypes = names(args.dtype) or (defaults.DTYPE,)
+    for dtype in dtypes:
+        if dtype not in defaults.DTYPES:
+            raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
+    for framework in names(args.framework) or ():
+        if framework not in frameworks.FRAMEWORKS:
+            raise UsageError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    if args.data and not Path(args.data).is_file():
+        raise UsageError(f"--data {args.data}: no such file")
+    run_id = run.new_run_id()
+    kwargs = dict(
+        out=Path(args.out) if args.out else Path("results") / run_id, run_id=run_id,
+        frameworks=names(args.framework) or default_frameworks(), steps=names(args.step),
+        backends=names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed,
+        resume=args.resume)
+    if args.budget:
+        kwargs["budget_s"] = args.budget
+    if args.target_ci:
+        kwargs["target_ci"] = args.target_ci
+    if sizes:   # sizes given by the user run every step at those sizes
+        kwargs.update(sizes=sizes, step_n={})
+    if args.quick:
+        kwargs.update(defaults.QUICK)
+        if not sizes:
+            kwargs.update(sizes=(defaults.QUICK_SIZE,))
+    return run.Config(**kwargs)
+
+
+def cmd_run(args):
+    from bench import report, run
+    from bench.cli.progress import DeferredInterrupt, Progress
+    config = config_from_args(args)
+    write = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    kept = f"interrupted: the cases that finished are kept in {config.out / 'records.jsonl'}"
+    with DeferredInterrupt(write, kept) as interrupt:
+        try:
+            records = run.run(config, Progress(write, interrupt, config.budget_s))
+        except KeyboardInterrupt:
+            write(kept)
+            return 130
+    paths = report.write(records, config.out)
+    df = report.frame(records)
+    for key, table in report.comparison_tables(df).items():
+        print(f"\n{report.title(key)}: median ms ±IQR%\n{report.markdown_table(table)}")
+    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths[:2])}")
+    return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def cmd_list(args):
+    for name in frameworks.FRAMEWORKS:
+        try:
+            fw = frameworks.load(name)
+        except frameworks.FrameworkUnavailable as e:
+            print(f"{name}: not available ({e})")
+            continue
+        print(f"{name} {fw.info()['version']}: available")
+        print(f"  steps:    {', '.join(fw.steps)}")
+        print(f"  backends: {', '.join(fw.backends)}")
+        present = fw.devices()
+        print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
+    print(f"dtypes: {', '.join(defaults.DTYPES)}")
+    return 0
+
+
+def cmd_overhead(args):
+    from bench import overhead, run
+    from bench.data import make_problem
+    from kernels import reference
+    n, m, nh = parse_size(args.size)
+    if args.rounds < 2:
+        raise UsageError("--rounds must be at least 2")
+    fw = run.load_frameworks([args.framework])[args.framework]
+    run.plan(run.Config(out=None, frameworks=(args.framework,), steps=(args.step,), backends=(args.backend,),
+                        device=args.device), {fw.name: fw})
+    p = make_problem(n, m)
+    args_dev = fw.to_device((p.x, p.y, *reference.init_params(m, nh)), "float32", args.device)
+    fn = fw.compile(args.step, args.backend)
+
+    def call():
+        with fw.placement(args.device):
+            return fn(*args_dev)
+
+    for _ in range(3):
+        call()
+        fw.sync()
+    harness, bare, (ratio, lo, hi) = overhead.compare(call, fw.sync, rounds=args.rounds)
+    print(f"{fw.name}/{args.step}/{args.backend}/{args.device} n={n} m={m} nh={nh}: harness median "
+          f"{sorted(harness)[len(harness) // 2] * 1e3:.3f} ms, bare loop {sorted(bare)[len(bare) // 2] * 1e3:.3f} ms, "
+          f"harness/bare {ratio:.3f} [95% CI {lo:.3f}, {hi:.3f}] over {len(harness)} + {len(bare)} samples")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "overhead": cmd_overhead}

@@ -1,0 +1,40 @@
+"""Every default of the harness in one place: the run engine, the gate, the command line's help and
+the README's figures come from here (a test holds the README to them)."""
+
+# ---- the grid
+SIZE = (50_000, 784, 50)          # n, m, nh: the lesson's MNIST training set and hidden width
+QUICK_SIZE = (5_000, 784, 50)     # --quick: a smoke test, not a measurement
+# The default suite runs these steps at a smaller n to stay within its time budget (the broadcast
+# step moves an n x m x nh tensor: 7.8 GB at the default size); records and the report say so.
+STEP_N = {"broadcast": 2_000}
+DTYPES = ("float32", "float64")   # what --dtype accepts
+DTYPE = "float32"
+SEED = 0
+
+# ---- checking and timing one case
+WARMUP = 3                        # untimed calls after the checked first call
+MIN_SAMPLES = 10
+MIN_ROUNDS = 5
+MAX_SAMPLES = 1000
+TARGET_CI = 0.02                  # stop sampling once the median's 95% CI is within +-2%
+BUDGET_S = 4.0                    # or once a case has spent this long in timed calls
+ROUND_S = 0.05                    # timed calls per case per round: about this long
+BATCH_S = 0.2                     # the batched (one sync) measurement: about this long
+MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
+QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02}
+
+# ---- the regression gate
+GATE_THRESHOLD = "10%"            # a case regressed when its time grew by more (see bench/gate/rule.py)
+GATE_PAIRS = 4                    # process pairs per gate run
+GATE_SIZE = (5_000, 784, 50)
+GATE_FRAMEWORK = "tensorflow"
+GATE_STEPS = ("manual", "tape")
+GATE_BACKENDS = ("eager", "function", "xla")
+GATE_BUDGET_S = 0.5               # timed seconds a case in each gate process
+# One CPU thread a process: the gate asks whether the code got slower, not how it scales, and a
+# one-thread process does not depend on whether a neighbour holds the machine's other cores. On
+# the shared 2-core machine this was tuned on, two-thread processes switched between two speeds
+# about 2x apart with the other core's load (A/A pair ratios 0.55-1.97, sd of log 0.22-0.29);
+# one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
+GATE_THREADS = 1
+GATE_PROCESS_TIMEOUT_S = 600

@@ -1,0 +1,107 @@
+"""The contract every framework implements: one class per framework, subclassing Framework.
+
+A framework brings its steps (how gradients are made), its backends (how a step runs: eager, a
+graph, a compiler), the devices it sees, and the plumbing the harness needs around a call:
+placement, transfer, sync, compile bookkeeping, peak memory, precision switches, the ceiling
+kernels and the facts for the fingerprint. What frameworks share is written here once; a
+subclass overrides only what its framework does differently. Nothing in timing, records or
+reports knows which framework made a record.
+"""
+import contextlib
+
+import numpy as np
+
+
+class Framework:
+    """One framework as the harness sees it (an instance per process: bench.frameworks.load).
+
+    Class attributes a subclass sets:
+      name      how records, the command line and reports name it
+      ops       its lesson math (kernels/*_steps.py OPS); ops.lin is the ReLU-mask probe
+      steps     {step: step(x, y, w1, b1, w2, b2) -> (loss, d_x, d_w1, d_b1, d_w2, d_b2)}
+      backends  {backend: compile(step) -> callable with the step's signature}
+    """
+    name: str
+    ops: object
+    steps: dict
+    backends: dict
+
+    def __init__(self):
+        self._probes = {}
+
+    # ------------------------------------------------------------ devices and data
+
+    def devices(self):
+        """The harness's device names present here, "cpu" first ("gpu": the first GPU)."""
+        return ["cpu"]
+
+    def configure(self):
+        """Settings that must precede the first op (GPU memory taken as needed, not all at once)."""
+
+    def placement(self, device):
+        """A context under which calls run on `device` (a step's outputs follow its inputs' device
+        in most frameworks, so the default places nothing)."""
+        return contextlib.nullcontext()
+
+    def to_device(self, arrays, dtype, device):
+        """Copies of NumPy `arrays` as `dtype` arrays on `device`, complete when returned."""
+        raise NotImplementedError
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def sync(self):
+        """Wait for every queued kernel. The default suits frameworks whose calls finish when they
+        return (CPU-only ones)."""
+
+    # ------------------------------------------------------------ compiled steps
+
+    def compile(self, step, backend):
+        """The step named `step` as `backend` runs it: a new compiled object per call, so each case
+        has its own trace count and first compile."""
+        return self.backends[backend](self.steps[step])
+
+    def mask_probe(self, backend):
+        """ops.lin(x, w1, b1) under `backend`: the correctness check reads a case's ReLU mask from
+        it. One per backend for the life of the process (a new one per case would trace again)."""
+        if backend not in self._probes:
+            self._probes[backend] = self.backends[backend](self.ops.lin)
+        return self._probes[backend]
+
+    def tracing_count(self, fn):
+        """How often a compiled `fn` has traced (graphs made); None for an eager step."""
+        return None
+
+    def trace(self, fn, args):
+        """Trace `fn` for `args` without running it, so trace time is measured apart; a no-op for
+        eager steps and for compilers that trace only when called."""
+
+    # ------------------------------------------------------------ memory, precision, facts
+
+    def reset_peak(self, device):
+        """Start a new peak-memory interval on `device`, where the framework keeps one."""
+
+    def peak_bytes(self, device):
+        """Peak bytes the framework's allocator handed out since reset_peak; None where it cannot
+        tell (then the harness measures the process's resident memory instead)."""
+        return None
+
+    def set_tf32(self, enabled):
+        """Whether float32 matrix products may use TF32 on GPUs that have it (a no-op elsewhere)."""
+
+    def tf32_enabled(self):
+        return False
+
+    def info(self):
+        """Facts for the run's fingerprint: at least the version."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the ceiling kernels
+
+    def gemm(self, a, b):
+        """a @ b: the compute ceiling is timed on this."""
+        return a @ b
+
+    def copy(self, a):
+        """A result that reads and writes every element of `a` once: the bandwidth ceiling."""
+        return a * 2

@@ -1,0 +1,156 @@
+"""JAX: the steps of kernels/jax_steps.py op by op (eager) and as one XLA program (jax.jit), on CPU and GPU.
+
+Importing this module imports JAX with float64 enabled and GPU memory taken as needed (_import_jax).
+"""
+import functools
+import os
+
+import numpy as np
+
+from bench.frameworks.base import Framework
+
+
+def _import_jax():
+    """Import JAX as the harness needs it; both settings must be made before the first array exists.
+    float64: off by default in JAX; float32 cases stay float32 (Python scalars are weakly typed).
+    GPU memory: by default JAX takes 75% of it up front, which would hide every case's needs from the
+    memory budget (nvidia-smi's free memory); an explicit XLA_PYTHON_CLIENT_PREALLOCATE is kept."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+jax = _import_jax()
+
+from kernels import jax_steps  # noqa: E402  (after JAX's settings)
+
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}
+
+
+# The outputs of the latest call made through this framework; Jax.sync() waits for them. JAX
+# returns before the work is done, and a device runs calls in the order they were made, so waiting
+# for the latest call's outputs waits for every queued kernel.
+_latest = []
+
+
+def _kept(out):
+    _latest[:] = [out]
+    return out
+
+
+def _synced(compile):
+    """compile(step) -> a step whose outputs Jax.sync() waits for."""
+    def make(step):
+        fn = compile(step)
+
+        @functools.wraps(step)
+        def call(*args):
+            return _kept(fn(*args))
+
+        call.compiled = fn
+        return call
+    return make
+
+
+def _jit(step):
+    """jax.jit of a new function object: jit keeps its trace cache per function, shared by every
+    jit of the same step, so each case gets its own trace count and first compile this way."""
+    @functools.wraps(step)
+    def fresh(*args):
+        return step(*args)
+    return jax.jit(fresh)
+
+
+@functools.cache
+def _device(name):
+    """The first JAX device of the harness's device `name`, or None where there is none (looked up
+    once: placement runs inside every timed call)."""
+    try:
+        return jax.devices(_PLATFORMS[name])[0]
+    except RuntimeError:   # no backend of that platform here
+        return None
+
+
+def _peak(device):
+    stats = _device(device).memory_stats() if device == "gpu" else None
+    return (stats or {}).get("peak_bytes_in_use")
+
+
+class Jax(Framework):
+    name = "jax"
+    ops = jax_steps.OPS
+    steps = jax_steps.STEPS
+    backends = {"eager": _synced(lambda step: step), "jit": _synced(_jit)}
+
+    def __init__(self):
+        super().__init__()
+        self._peak_at_reset = {}
+
+    def devices(self):
+        return ["cpu", "gpu"] if _device("gpu") else ["cpu"]
+
+    def placement(self, device):
+        return jax.default_device(_device(device))
+
+    def to_device(self, arrays, dtype, device):
+        out = tuple(jax.device_put(np.asarray(a, dtype), _device(device)) for a in arrays)
+        return jax.block_until_ready(out)
+
+    def sync(self):
+        """Every call the harness times is followed by sync() or is one of a batch ended by it."""
+        if _latest:
+            jax.block_until_ready(_latest.pop())
+
+    def tracing_count(self, fn):
+        """Programs jax.jit has traced and compiled for `fn`; None for an eager step."""
+        size = getattr(getattr(fn, "compiled", None), "_cache_size", None)
+        return size() if size else None
+
+    def trace(self, fn, args):
+        """Trace to a jaxpr without compiling or running (a no-op for eager)."""
+        compiled = getattr(fn, "compiled", None)
+        if hasattr(compiled, "trace"):
+            compiled.trace(*args)
+        elif hasattr(compiled, "lower"):
+            compiled.lower(*args)
+
+    def reset_peak(self, device):
+        """JAX keeps one peak per device for the process and cannot reset it: remember where it stands."""
+        self._peak_at_reset[device] = _peak(device)
+
+    def peak_bytes(self, device):
+        """The GPU allocator's peak if it rose since reset_peak (then this stretch of work reached it);
+        None if it did not (the work's own peak is then unknown, below an earlier one), or on CPU."""
+        peak = _peak(device)
+        if peak is None or peak <= (self._peak_at_reset.get(device) or 0):
+            return None
+        return int(peak)
+
+    def set_tf32(self, enabled):
+        """TF32 off: float32 matmuls at full precision ("float32", alias "highest") on every backend."""
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if enabled else "float32")
+
+    def tf32_enabled(self):
+        """Whether float32 matmuls may use TF32: on a GPU, unless the precision says float32."""
+        return _device("gpu") is not None and jax.config.jax_default_matmul_precision not in ("float32", "highest")
+
+    def info(self):
+        present = jax.devices()
+        client = getattr(present[0], "client", None)
+        return {
+            "version": jax.__version__,
+            "default_backend": jax.default_backend(),
+            "platform_version": getattr(client, "platform_version", None),
+            "devices": [f"{d.platform}:{d.device_kind}" for d in present],
+            "x64": bool(jax.config.jax_enable_x64),
+            "matmul_precision": jax.config.jax_default_matmul_precision,
+            "tf32": self.tf32_enabled(),
+            "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+        }
+
+    def gemm(self, a, b):
+        return _kept(a @ b)
+
+    def copy(self, a):
+        return _kept(a * 2)

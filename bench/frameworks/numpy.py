@@ -1,0 +1,29 @@
+"""NumPy: the lesson's hand-written steps (kernels/numpy_steps.py) on plain NumPy, on the CPU: the
+baseline every other framework is asked against."""
+import os
+
+import numpy as np
+
+from bench.frameworks.base import Framework
+from kernels import numpy_steps
+
+
+class NumPy(Framework):
+    name = "numpy"
+    ops = numpy_steps.OPS
+    steps = numpy_steps.STEPS
+    backends = {"eager": lambda step: step}
+
+    def to_device(self, arrays, dtype, device):
+        return tuple(np.array(a, dtype) for a in arrays)
+
+    def info(self):
+        blas = {}
+        try:
+            config = np.show_config(mode="dicts")
+            blas = config.get("Build Dependencies", {}).get("blas", {})
+        except TypeError:   # NumPy 1.x prints its configuration only
+            pass
+        return {"version": np.__version__, "blas": blas.get("name"), "blas_version": blas.get("version"),
+                "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                               "MKL_NUM_THREADS")}}

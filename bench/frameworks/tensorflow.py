@@ -1,0 +1,142 @@
+"""TensorFlow: the steps of kernels/tf_steps.py eagerly, under tf.function and under XLA, on CPU and GPU.
+
+Importing this module imports TensorFlow, with its import-time log noise filtered out.
+"""
+import contextlib
+import functools
+import os
+import re
+import sys
+import tempfile
+from functools import partial
+
+import numpy as np
+
+from bench.frameworks.base import Framework
+
+# Lines TensorFlow's C++ side prints whatever TF_CPP_MIN_LOG_LEVEL says.
+_IMPORT_NOISE = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|cudart_stub|Could not find cuda drivers"
+    r"|Unable to register cu(DNN|FFT|BLAS)|computation placer|TF-TRT Warning"
+    r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
+    r"|E0000 00:00|W0000 00:00|I0000 00:00")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Run the block with file descriptor 2 captured, then pass on every line that is not known
+    noise: TensorFlow's C++ side logs at import and at its first device query (a failed cuInit on a
+    machine without a GPU) whatever TF_CPP_MIN_LOG_LEVEL says."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            for line in text.splitlines():
+                if line.strip() and not _IMPORT_NOISE.search(line):
+                    print(line, file=sys.stderr)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+with _quiet():
+    import tensorflow as tf
+
+from kernels import tf_steps  # noqa: E402  (after TensorFlow's quiet import)
+
+_DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
+
+
+@functools.cache
+def _gpus():
+    """The GPUs TensorFlow sees, asked once, quietly."""
+    with _quiet():
+        return tuple(tf.config.list_physical_devices("GPU"))
+_MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
+
+
+class TensorFlow(Framework):
+    name = "tensorflow"
+    ops = tf_steps.OPS
+    steps = tf_steps.STEPS
+    backends = {
+        "eager": lambda step: step,
+        "function": tf.function,
+        "xla": partial(tf.function, jit_compile=True),
+    }
+
+    def devices(self):
+        return ["cpu", "gpu"] if _gpus() else ["cpu"]
+
+    def configure(self):
+        """Allocate GPU memory as needed rather than all at once, so peaks and nvidia-smi mean
+        something. Must run before the first op; a no-op without a GPU."""
+        for gpu in _gpus():
+            with contextlib.suppress(RuntimeError, ValueError):
+                tf.config.experimental.set_memory_growth(gpu, True)
+
+    def placement(self, device):
+        return tf.device(_DEVICE_NAMES[device])
+
+    def to_device(self, arrays, dtype, device):
+        """tf.identity makes the copy now, on `device`, not at first use."""
+        with self.placement(device):
+            return tuple(tf.identity(tf.constant(np.asarray(a, dtype))) for a in arrays)
+
+    def to_numpy(self, a):
+        return a.numpy()
+
+    def sync(self):
+        """Wait until every device has finished its queued work (tf.test.experimental.sync_devices, an
+        eager-mode call: the harness calls it between timed calls, never inside a graph)."""
+        tf.test.experimental.sync_devices()
+
+    def tracing_count(self, fn):
+        get = getattr(fn, "experimental_get_tracing_count", None)
+        return get() if get else None
+
+    def trace(self, fn, args):
+        if hasattr(fn, "get_concrete_function"):
+            fn.get_concrete_function(*args)
+
+    def reset_peak(self, device):
+        if device == "gpu":
+            tf.config.experimental.reset_memory_stats(_MEMORY_NAMES[device])
+
+    def peak_bytes(self, device):
+        """None on CPU, where get_memory_info gives zeros or raises: the harness measures the process."""
+        if device != "gpu":
+            return None
+        try:
+            return int(tf.config.experimental.get_memory_info(_MEMORY_NAMES[device])["peak"])
+        except (ValueError, RuntimeError):
+            return None
+
+    def set_tf32(self, enabled):
+        tf.config.experimental.enable_tensor_float_32_execution(bool(enabled))
+
+    def tf32_enabled(self):
+        return bool(tf.config.experimental.tensor_float_32_execution_enabled())
+
+    def info(self):
+        build = dict(tf.sysconfig.get_build_info())
+        return {
+            "version": tf.__version__,
+            "cuda_build": bool(build.get("is_cuda_build")),
+            "cuda_version": build.get("cuda_version"),
+            "cudnn_version": build.get("cudnn_version"),
+            "gpus_visible": [d.name for d in _gpus()],
+            "tf32": self.tf32_enabled(),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux builds)"),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "jit_autoclustering": str(tf.config.optimizer.get_jit()),
+        }
+
+    def gemm(self, a, b):
+        return tf.linalg.matmul(a, b)

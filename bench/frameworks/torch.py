@@ -1,0 +1,107 @@
+"""PyTorch, the lesson's original: the steps of kernels/torch_steps.py eagerly and under
+torch.compile (Inductor), on CPU and CUDA.
+
+Importing this module imports PyTorch; nothing else happens until a method is called.
+"""
+import warnings
+
+import numpy as np
+import torch
+
+from bench.frameworks.base import Framework
+from kernels import torch_steps
+
+_DEVICE_NAMES = {"cpu": "cpu", "gpu": "cuda"}
+
+# Inductor advises TF32 on every compile on an Ampere+ GPU; the harness keeps it off on purpose
+# (the check and the timing are of float32), and each record says so in `tf32`.
+warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
+
+# Dynamo's settings for the compile backend, made when a step is first compiled.
+# Recompile limits: Dynamo keeps compiled code per code object, so every case of a step (its own
+# shapes, dtype, device, and torch.compile object) adds an entry there, and past the limit (8) a
+# step silently runs eagerly; a sweep needs more. trace_autograd_ops (PyTorch 2.11+): trace
+# Tensor.backward() into the graph; where it is missing, the autograd step breaks the graph and
+# runs eagerly, which tracing_count shows as 0 graphs.
+_DYNAMO_CONFIG = {"recompile_limit": 1024, "cache_size_limit": 1024, "trace_autograd_ops": True}
+
+
+def _compile(fn):
+    """torch.compile(fn) that counts the graphs Inductor compiled for it (`fn.graphs()`): one per
+    graph, so a graph break or a recompile adds one. dynamic=False: every case's shapes are compiled
+    as constants, as XLA does, never as symbolic sizes."""
+    config = torch._dynamo.config
+    for name, value in _DYNAMO_CONFIG.items():
+        if hasattr(config, name):
+            setattr(config, name, value)
+    graphs = 0
+    inductor = torch._dynamo.lookup_backend("inductor")
+
+    def backend(gm, example_inputs):
+        nonlocal graphs
+        graphs += 1
+        return inductor(gm, example_inputs)
+
+    compiled = torch.compile(fn, backend=backend, dynamic=False)
+    compiled.graphs = lambda: graphs
+    return compiled
+
+
+class Torch(Framework):
+    name = "torch"
+    ops = torch_steps.OPS
+    steps = torch_steps.STEPS
+    backends = {"eager": lambda step: step, "compile": _compile}
+
+    def devices(self):
+        return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
+
+    def to_device(self, arrays, dtype, device):
+        """torch.tensor always copies. Every tensor a step makes follows its inputs' device, so
+        placement() needs to do nothing (a default-device mode would intercept every op, a cost
+        inside the timed calls)."""
+        out = tuple(torch.tensor(np.asarray(a, dtype), device=_DEVICE_NAMES[device]) for a in arrays)
+        self.sync()
+        return out
+
+    def to_numpy(self, a):
+        return a.detach().cpu().numpy()
+
+    def sync(self):
+        """CUDA kernels are queued; CPU ops have finished when they return."""
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    def tracing_count(self, fn):
+        graphs = getattr(fn, "graphs", None)
+        return graphs() if graphs else None
+
+    def reset_peak(self, device):
+        if device == "gpu":
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_bytes(self, device):
+        """The CUDA caching allocator's peak; PyTorch keeps no count on CPU."""
+        return int(torch.cuda.max_memory_allocated()) if device == "gpu" else None
+
+    def set_tf32(self, enabled):
+        torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+        torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+    def tf32_enabled(self):
+        return bool(torch.backends.cuda.matmul.allow_tf32)
+
+    def info(self):
+        cuda = torch.cuda.is_available()
+        return {
+            "version": torch.__version__,
+            "cuda_build": torch.version.cuda is not None,
+            "cuda_version": torch.version.cuda,
+            "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "gpus_visible": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+            "tf32": self.tf32_enabled(),
+            "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+        }

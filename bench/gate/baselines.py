@@ -1,0 +1,103 @@
+"""Stored baselines: the working tree against a file of earlier runs of this machine, times
+normalised by each run's measured GEMM ceiling (unpaired: the baseline was measured at another time)."""
+import re
+import time
+from pathlib import Path
+
+from bench import env, records
+from bench.gate import rule
+from bench.gate.errors import GateError, NothingToCompare
+from bench.gate.paired import Outcome
+from bench.gate.processes import accepts, interleave, run_args, run_harness, stderr_line
+
+
+def gemm_scale(base_records):
+    """scale(rec) for compare_case: a record's times expressed at the baseline machine's speed,
+    t * gemm_gflops(run) / gemm_gflops(baseline), the baseline's being the median over its runs
+    on that device. None when some record lacks the GEMM ceiling (times are then compared raw)."""
+    refs = {}
+    for r in base_records:
+        refs.setdefault(r.device, []).append(r.ceilings.get("gemm_gflops"))
+    if not refs or any(v is None for vs in refs.values() for v in vs):
+        return None
+    ref = {device: sorted(vs)[len(vs) // 2] for device, vs in refs.items()}
+
+    def scale(rec):
+        own = rec.ceilings.get("gemm_gflops")
+        return own / ref[rec.device] if own and rec.device in ref else 1.0
+    return scale
+
+
+def identity_key(fp):
+    """A readable file-name-safe key of a fingerprint's identity, e.g.
+    x86_64-intel-xeon-platinum-8488c-nogpu-tensorflow-2.21.0."""
+    ident = env.identity(fp or {})
+    parts = [ident["machine"] or "unknown", ident["cpu_model"] or "unknown-cpu",
+             "+".join(ident["gpu_names"]) or "nogpu",
+             *(f"{k}-{v}" for k, v in sorted(ident["framework_versions"].items()))]
+    return re.sub(r"[^a-z0-9._+]+", "-", "-".join(parts).lower().replace("(r)", "").replace("(tm)", "")).strip("-")
+
+
+def _hardware(fp):
+    ident = env.identity(fp or {})
+    return (ident["cpu_model"], ident["machine"], ident["gpu_names"])
+
+
+def find_baseline(path):
+    """The baseline file to use: `path` itself, or in a folder the .jsonl whose machine (CPU model,
+    architecture, GPUs) is this one. NothingToCompare when the folder has none for this machine."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise GateError(f"--baseline {path}: no such file or folder")
+    here = _hardware(env.fingerprint())
+    for candidate in sorted(path.glob("*.jsonl")):
+        recs = records.read(candidate)
+        if recs and _hardware(recs[0].env) == here:
+            return candidate
+    raise NothingToCompare(f"no baseline for this machine ({here[0]}) in {path}; make one with --save-baseline {path}")
+
+
+def stored(tree, baseline, spec, runs, thresholds, workdir, allow_mismatch=False, runner=run_harness, probe=accepts,
+           progress=None):
+    """The working tree run `runs` times against a stored baseline's runs, times normalised by
+    each run's GEMM ceiling (unpaired: the baseline was measured at another time)."""
+    progress = progress or stderr_line
+    path = find_baseline(baseline)
+    base = records.read(path)
+    t0 = time.perf_counter()
+    progress(f"gate: the working tree {tree} against {path}: {runs} runs, {spec.describe()}")
+    processes = interleave({"candidate": Path(tree)}, runs, run_args(spec, [tree], probe), workdir, runner, progress,
+                           spec.env())
+    cand = [r for p in processes["candidate"] for r in p.records or ()]
+    if not cand:
+        p = processes["candidate"][0]
+        raise GateError(f"the candidate's harness wrote no records (exit {p.rc}: {p.last_line})")
+    scale = gemm_scale(base + cand)
+    notes = [f"baseline {path} ({len({r.run_id for r in base})} runs)",
+             "times normalised by each run's measured GEMM GFLOP/s" if scale else
+             "warning: times NOT normalised (some records lack the GEMM ceiling)"]
+    result = rule.compare(base, cand, thresholds, allow_mismatch=allow_mismatch, scale=scale)
+    return Outcome(result, processes, time.perf_counter() - t0, tuple(notes))
+
+
+def save_baseline(tree, path, spec, runs, workdir, runner=run_harness, probe=accepts, progress=None):
+    """Run the working tree `runs` times and write every record to the baseline file (a folder gets
+    <identity key>.jsonl); returns the file."""
+    processes = interleave({"candidate": Path(tree)}, runs, run_args(spec, [tree], probe), workdir, runner, progress,
+                           spec.env())
+    recs = [r for p in processes["candidate"] for r in p.records or ()]
+    if not recs:
+        p = processes["candidate"][0]
+        raise GateError(f"the harness wrote no records (exit {p.rc}: {p.last_line})")
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / f"{identity_key(recs[0].env)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.unlink(missing_ok=True)
+    for r in recs:
+        records.append(tmp, r)
+    tmp.replace(path)
+    return path

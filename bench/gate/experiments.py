@@ -1,0 +1,174 @@
+"""Measuring the gate itself: the A/A false-positive rate (unchanged code against itself) and the
+detection rate (a candidate whose manual step does 25% more work, bench/gate/slower.py), stored per
+machine in results/baselines/aa.json and printed beside every verdict."""
+import datetime
+import json
+import math
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+from bench import env
+from bench.gate import rule
+from bench.gate.baselines import identity_key
+from bench.gate.paired import paired_outcome
+from bench.gate.processes import interleave, run_args
+
+AA_FILE = Path("results") / "baselines" / "aa.json"
+
+# Appended to the candidate copy's kernels/tf_steps.py: its manual step made slower.
+SLOWER_HOOK = '''
+from kernels._gate_slowdown import slower as _slower  # a gate detection experiment's candidate only
+STEPS = {**STEPS, "manual": _slower(STEPS["manual"])}
+'''
+SLOWDOWN = 0.25
+
+
+def rate_ci(k, n, level=0.95):
+    """Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def settings(spec, pairs, thresholds):
+    """What a stored rate was measured with; a rate applies to a gate run with the same settings."""
+    return {"pairs": pairs, "run": spec.describe(), "threshold": thresholds.default,
+            "overrides": [list(o) for o in thresholds.overrides], "rule": rule.RULE}
+
+
+def experiment_entry(outcomes, spec, pairs, thresholds, method):
+    """The stored summary of repeated gate runs (A/A or detection)."""
+    flagged = sum(o.flagged for o in outcomes)
+    per_case = {}
+    for o in outcomes:
+        for c in o.result.comparisons:
+            per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "n/a": 0})[c.verdict] += 1
+    lo, hi = rate_ci(flagged, len(outcomes))
+    return {**settings(spec, pairs, thresholds), "method": method, "runs": len(outcomes), "flagged": flagged,
+            "rate": flagged / len(outcomes) if outcomes else None, "rate_ci95": [lo, hi], "per_case": per_case,
+            "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def load_experiments(path):
+    """{identity key: {"identity": ..., "aa": entry, "detection": entry}}; {} when absent or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def store_experiment(path, fp, name, entry):
+    """Set experiments[identity key][name] = entry in the JSON file at `path`."""
+    path = Path(path)
+    data = load_experiments(path)
+    key = identity_key(fp)
+    data.setdefault(key, {})["identity"] = env.identity(fp)
+    data[key][name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return key
+
+
+def rate_line(path, fp, spec, pairs, thresholds):
+    """The stored A/A false-positive rate for this machine, as a line to print beside a verdict."""
+    entry = load_experiments(path).get(identity_key(fp), {})
+    aa = entry.get("aa")
+    if not aa:
+        return "A/A false-positive rate: not measured on this machine (measure it: python -m bench gate --aa 20)"
+    lo, hi = aa.get("rate_ci95", [math.nan, math.nan])
+    line = (f"A/A false-positive rate on this machine: {aa['flagged']}/{aa['runs']} runs flagged "
+            f"({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)}), measured {aa.get('measured_utc', '?')[:10]}")
+    det = entry.get("detection")
+    if det:
+        line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
+                 f"{_resampled(det, ' (', ')')}")
+    now = settings(spec, pairs, thresholds)
+    differ = [k for k in ("pairs", "run", "threshold", "overrides", "rule") if aa.get(k) != now[k]]
+    if differ:
+        line += f" (with other settings: {', '.join(differ)} differ)"
+    return line
+
+
+def _resampled(entry, before="; ", after=""):
+    r = entry.get("resampled")
+    return f"{before}{r['flagged']}/{r['runs']} resampled runs{after}" if r else ""
+
+
+# ---------------------------------------------------------------- the rates experiment
+
+def slower_copy(tree, dest):
+    """A copy of `tree`'s working tree (tracked and untracked, not ignored, files) whose manual
+    TensorFlow step does about 25% more work."""
+    files = subprocess.run(["git", "-C", str(tree), "ls-files", "-co", "--exclude-standard", "-z"],
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        src = Path(tree) / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    shutil.copy2(Path(__file__).with_name("slower.py"), dest / "kernels" / "_gate_slowdown.py")
+    with open(dest / "kernels" / "tf_steps.py", "a", encoding="utf-8") as f:
+        f.write(SLOWER_HOOK)
+    return dest
+
+
+def windows(rounds, pairs, sliding):
+    step = 1 if sliding else pairs
+    return [list(range(j, j + pairs)) for j in range(0, rounds - pairs + 1, step)]
+
+
+def _judge(procs, candidate, window, thresholds):
+    return paired_outcome({"base": [procs["base"][i] for i in window],
+                           "candidate": [procs[candidate][i] for i in window]}, thresholds)
+
+
+def rates(tree, spec, rounds, pairs, thresholds, workdir, subsets=100, also_pairs=(6, 8), progress=None):
+    """One interleaved sequence of `rounds` rounds, each running three processes in rotating order:
+    `tree` (base), `tree` again (the A/A candidate) and a copy whose manual step is slower (the
+    detection candidate). Every `pairs` consecutive rounds form one gate run of each kind, judged by
+    the gate's own rule; disjoint windows are the independent runs counted, sliding windows and
+    random subsets of rounds add overlapping ones. Returns ({"aa": entry, "detection": entry}, env)."""
+    t0 = time.perf_counter()
+    trees = {"base": Path(tree), "same": Path(tree), "slower": slower_copy(tree, Path(workdir) / "slower-tree")}
+    procs = interleave(trees, rounds, run_args(spec, trees.values()), Path(workdir) / "runs", progress=progress,
+                       extra_env=spec.env())
+    wall_s = time.perf_counter() - t0
+    fp = next((r.env for p in procs["base"] for r in p.records or ()), {})
+    entries = {}
+    for kind, candidate in (("aa", "same"), ("detection", "slower")):
+        judged = {s: [_judge(procs, candidate, w, thresholds) for w in windows(rounds, pairs, s)] for s in (False, True)}
+        method = (f"gate --rates {rounds}: {rounds} rounds of 3 processes (base, A/A candidate, slower candidate) in "
+                  f"rotating order; {len(judged[False])} disjoint windows of {pairs} pairs are the runs counted; "
+                  f"{pairs}-round sliding windows reported apart; {wall_s:.0f} s")
+        entry = experiment_entry(judged[False], spec, pairs, thresholds, method)
+        slide = judged[True]
+        entry["sliding"] = {"runs": len(slide), "flagged": sum(o.flagged for o in slide),
+                            "per_case": experiment_entry(slide, spec, pairs, thresholds, "")["per_case"]}
+        rng = random.Random(0)
+        picks = [sorted(rng.sample(range(rounds), pairs)) for _ in range(subsets)] if pairs <= rounds else []
+        entry["resampled"] = {"runs": len(picks),
+                              "flagged": sum(_judge(procs, candidate, w, thresholds).flagged for w in picks),
+                              "note": f"random {pairs}-round subsets of the {rounds} rounds (not independent)"}
+        entry["other_pairs"] = {}
+        for k in also_pairs:
+            ks = [sorted(rng.sample(range(rounds), k)) for _ in range(subsets)] if k <= rounds else []
+            entry["other_pairs"][k] = {"disjoint_runs": rounds // k,
+                                       "disjoint_flagged": sum(_judge(procs, candidate, w, thresholds).flagged
+                                                               for w in windows(rounds, k, False)),
+                                       "subsets": len(ks),
+                                       "subsets_flagged": sum(_judge(procs, candidate, w, thresholds).flagged for w in ks)}
+        if kind == "detection":
+            entry.update(slowdown=SLOWDOWN, slowed="manual step: one extra (0.75n x m) @ (m x nh) matmul")
+        entries[kind] = entry
+    return entries, fp

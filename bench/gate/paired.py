@@ -1,0 +1,74 @@
+"""The paired gate: a base revision's harness (a temporary git worktree) and the working tree's, run
+alternately in separate processes (A B B A ...) and compared pair by pair."""
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.gate import rule
+from bench.gate.errors import GateError, NothingToCompare
+from bench.gate.processes import accepts, interleave, run_args, run_harness, stderr_line
+from bench.gate.worktree import git, resolve, worktree
+
+HARNESS = "bench/__main__.py"            # a revision without it has nothing to compare
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: rule.Result
+    processes: dict = field(default_factory=dict)   # {side: [Process]}
+    wall_s: float = 0.0
+    notes: tuple = ()
+
+    @property
+    def flagged(self):
+        return bool(self.result.regressed)
+
+    @property
+    def env(self):
+        """The fingerprint of the first record any process wrote ({} if none)."""
+        for procs in self.processes.values():
+            for p in procs:
+                for r in p.records or ():
+                    return r.env
+        return {}
+
+
+def _check_processes(processes):
+    """GateError when the candidate could not run at all; NothingToCompare when the base's harness
+    rejects the gate's options (an older CLI) or never produced records."""
+    cand = processes["candidate"]
+    if not any(p.records for p in cand):
+        raise GateError(f"the candidate's harness wrote no records (exit {cand[0].rc}: {cand[0].last_line})")
+    base = processes["base"]
+    if not any(p.records for p in base):
+        raise NothingToCompare(f"the base's harness produced no records (exit {base[0].rc}: {base[0].last_line})")
+
+
+def paired_outcome(processes, thresholds, allow_mismatch=False, wall_s=0.0, notes=()):
+    """Compare interleaved processes pair by pair (round i of base with round i of candidate)."""
+    _check_processes(processes)
+    result = rule.compare([p.records for p in processes["base"]], [p.records for p in processes["candidate"]],
+                          thresholds, allow_mismatch=allow_mismatch, paired=True)
+    return Outcome(result, processes, wall_s, tuple(notes))
+
+
+def paired(tree, rev, spec, pairs, thresholds, workdir, allow_mismatch=False, runner=run_harness, probe=accepts,
+           progress=None):
+    """The paired gate: `rev`'s harness (in a temporary worktree) against `tree`'s working tree."""
+    progress = progress or stderr_line
+    sha = resolve(tree, rev)
+    if git(tree, "cat-file", "-e", f"{sha}:{HARNESS}").returncode != 0:
+        raise NothingToCompare(f"{rev} ({sha[:10]}) has no harness ({HARNESS})")
+    t0 = time.perf_counter()
+    with worktree(tree, sha) as base_tree:
+        progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {pairs} pairs, {spec.describe()}")
+        trees = {"base": base_tree, "candidate": Path(tree)}
+        processes = interleave(trees, pairs, run_args(spec, trees.values(), probe), workdir, runner, progress,
+                               spec.env())
+    notes = [f"base is {rev} = {sha[:10]}"]
+    for p in processes["base"]:
+        commits = {(r.env or {}).get("git_commit") for r in p.records or ()} - {None}
+        if commits and commits != {sha}:
+            notes.append(f"warning: a base process reported commit {sorted(commits)[0][:10]}, not {sha[:10]}")
+            break
+    return paired_outcome(processes, thresholds, allow_mismatch, time.perf_counter() - t0, notes)

@@ -1,0 +1,125 @@
+"""Gate processes: what each measures (RunSpec), running one tree's own harness in a process of its
+own (run_harness), and rounds of such processes in rotating order (interleave)."""
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import defaults, records
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every process measures, as `python -m bench run` flags (besides --out). The base
+    revision's CLI runs them too, so only long-standing flags are used, and --budget only where
+    both harnesses accept it (--quick otherwise)."""
+    size: tuple = defaults.GATE_SIZE  # n, m, nh
+    steps: tuple = defaults.GATE_STEPS
+    backends: tuple = defaults.GATE_BACKENDS
+    device: str = "all"
+    framework: str = defaults.GATE_FRAMEWORK
+    budget_s: float = defaults.GATE_BUDGET_S
+    threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
+
+    def env(self):
+        """Environment variables every process runs with (both sides alike; records keep them)."""
+        if not self.threads:
+            return {}
+        n = str(self.threads)
+        return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+    def args(self, budget=True):
+        timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
+        return ["run", *timing, "--framework", self.framework, "--size", ",".join(map(str, self.size)), "--step", *self.steps,
+                "--backend", *self.backends, "--device", self.device]
+
+    def describe(self):
+        threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "default threads"
+        return (f"{self.framework} steps {','.join(self.steps)} x backends {','.join(self.backends)} "
+                f"at {','.join(map(str, self.size))} on {self.device}, {self.budget_s:g} s a case, {threads}")
+
+
+@dataclass(frozen=True)
+class Process:
+    """One `python -m bench run` in one tree: its exit code, its records (None when it wrote none)
+    and the last line of its stderr."""
+    tree: str
+    rc: int
+    records: tuple | None
+    wall_s: float
+    last_line: str = ""
+
+
+def _last_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _child_env(tree, extra=None):
+    """This environment (plus `extra`) with `tree`'s packages first on the path, so its own bench
+    and kernels load."""
+    path = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return dict(os.environ, **(extra or {}), PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path)
+
+
+def accepts(tree, flag):
+    """Whether `tree`'s `python -m bench run` has `flag` (read from its --help)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench", "run", "--help"], cwd=tree, env=_child_env(tree),
+                              capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and flag in done.stdout
+
+
+def run_harness(tree, out, args, extra_env=None, timeout_s=defaults.GATE_PROCESS_TIMEOUT_S):
+    """Run `tree`'s own harness with this interpreter: `python -m bench <args> --out <out>`, with
+    `extra_env` set; a Process."""
+    tree, out = Path(tree), Path(out)
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench", *args, "--out", str(out)], cwd=tree,
+                              env=_child_env(tree, extra_env), capture_output=True, text=True, timeout=timeout_s)
+        rc, stderr = done.returncode, done.stderr
+    except subprocess.TimeoutExpired:
+        rc, stderr = 124, f"timed out after {timeout_s} s"
+    wall_s = time.perf_counter() - t0
+    try:
+        recs = tuple(records.read(out))
+    except records.RecordsError:
+        recs = None
+    return Process(str(tree), rc, recs, wall_s, _last_line(stderr))
+
+
+def run_args(spec, trees, probe=accepts):
+    """The run arguments for processes in every one of `trees`."""
+    return spec.args(budget=all(probe(tree, "--budget") for tree in dict.fromkeys(map(str, trees))))
+
+
+def order(names, i):
+    """The order of round i: names rotated by i (A B, B A, A B ... for two). A fixed order would
+    turn any effect of going first or second (caches warmed by the previous process, a slow start)
+    into a bias of one side; rotating cancels it over the rounds."""
+    names = list(names)
+    k = i % len(names)
+    return names[k:] + names[:k]
+
+
+def interleave(trees, rounds, args, workdir, runner=run_harness, progress=None, extra_env=None):
+    """{name: [Process of round 0, 1, ...]}: each round runs every tree once, in order(names, i),
+    each in its own process (`runner(tree, out, args, extra_env)`) writing to workdir/<name>-<round>."""
+    progress = progress or stderr_line
+    out = {name: [] for name in trees}
+    for i in range(rounds):
+        for name in order(trees, i):
+            p = runner(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env)
+            out[name].append(p)
+            status = "ok" if p.rc in (0, 1) and p.records else f"exit {p.rc}: {p.last_line}"
+            progress(f"[round {i + 1}/{rounds}] {name}: {status} ({p.wall_s:.1f} s)")
+    return out
+
+
+def stderr_line(line):
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,54 @@
+"""The gate's comparisons as text lines, for the command line to print."""
+from collections import defaultdict
+
+from bench.gate.rule import LEVEL, RULE
+
+
+def _ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+
+
+def _ci(c):
+    if c.ratio is None:
+        return "-"
+    return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
+
+
+def table(result, base_name="base", candidate_name="candidate"):
+    """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
+    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
+    rows = [(c.label, _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
+             c.verdict + (f" ({c.note})" if c.note else "")) for c in result.comparisons]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 5) else str(v).rjust(w)
+                                  for i, (v, w) in enumerate(zip(row, widths))).rstrip()
+    lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
+    methods = sorted({c.method for c in result.comparisons if c.method})
+    if methods:
+        lines.append(f"CI: {LEVEL:.0%} bootstrap ({'; '.join(methods)}). Rule: {RULE}.")
+    for label in result.only_base:
+        lines.append(f"only in {base_name}: {label}")
+    for label in result.only_candidate:
+        lines.append(f"only in {candidate_name}: {label}")
+    for line in result.mismatch:
+        lines.append(f"warning: compared despite an identity difference: {line}")
+    return lines
+
+
+def summary(result):
+    """One line: the overall verdict."""
+    counts = defaultdict(int)
+    for c in result.comparisons:
+        counts[c.verdict] += 1
+    if not result.comparisons:
+        return "verdict: nothing to compare (no case is in both runs)"
+    parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    if result.regressed:
+        names = ", ".join(c.label for c in result.regressed)
+        return f"verdict: REGRESSED ({parts}): {names}"
+    return f"verdict: no regression ({parts})"
+
+
+def report(outcome, base_name="base", candidate_name="candidate"):
+    """Lines to print for one gate run."""
+    return [*table(outcome.result, base_name, candidate_name), *outcome.notes, summary(outcome.result)]

@@ -1,0 +1,52 @@
+"""Numbers as the report shows them: rounded to the digits their confidence interval supports."""
+import math
+
+
+def decimals(value, half_width, min_sig=2, max_sig=4, default_sig=3):
+    """Decimal places (negative: tens, hundreds...) to show `value` with, given the half-width of
+    its confidence interval: the last digit kept is the finest whose unit is at least half the
+    half-width (finer digits are noise), e.g. 1.2345 +- 0.037 (3%) -> 1 place, '1.2'; keeping
+    min_sig to max_sig significant figures; default_sig when the spread is unknown (None, nan, inf)."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return 0
+    lead = math.floor(math.log10(abs(value)))
+    if half_width is not None and math.isfinite(half_width) and half_width > 0:
+        sig = max(lead - math.ceil(math.log10(half_width / 2)) + 1, min_sig)
+    elif half_width == 0:
+        sig = max_sig
+    else:
+        sig = default_sig
+    return min(sig, max_sig) - 1 - lead
+
+
+def fixed(value, places):
+    """`value` rounded to `places` decimal places (negative: to tens, hundreds...); '–' when missing."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if places >= 0:
+        return f"{value:.{places}f}"
+    return f"{round(value, places):.0f}"
+
+
+def round_to_spread(value, half_width, **kw):
+    """`value` as text with the digits its spread supports, e.g. (1.2345, 0.037) -> '1.2'."""
+    return fixed(value, decimals(value, half_width, **kw))
+
+
+def sig(value, figures=2):
+    """`value` to `figures` significant figures, without an exponent for everyday magnitudes."""
+    return round_to_spread(value, None, default_sig=figures)
+
+
+def median_half_width(row):
+    """Half-width of a row's median CI in ms; half the IQR when the CI needs more samples."""
+    if math.isfinite(row.ci_lo_ms) and math.isfinite(row.ci_hi_ms):
+        return (row.ci_hi_ms - row.ci_lo_ms) / 2
+    return row.iqr_ms / 2 if math.isfinite(row.iqr_ms) else None
+
+
+def pct(value):
+    """A percentage with no false precision: '12%', '0.5%', '–' when unknown."""
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"

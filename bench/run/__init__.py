@@ -1,0 +1,18 @@
+"""Running the grid: plan.py (the configuration and its cases), caches.py (what a run computes
+once), prepare.py (check and warm up one case), measure.py (time a group's cases together),
+loop.py (the run, one record appended per case)."""
+from bench.run.loop import Observer, run
+from bench.run.plan import Case, Config, ConfigError, Group, load_frameworks, new_run_id, plan
+from bench.run.prepare import Live, prepare_case
+
+__all__ = ["Case", "Config", "ConfigError", "Group", "Live", "Observer", "load_frameworks", "new_run_id", "plan",
+           "prepare_case", "run", "run_case"]
+
+
+def run_case(fw, device, step, backend, inputs, args, config, common):
+    """One case end to end, timed on its own, from its inputs (x, y, w1, b1, w2, b2) as NumPy arrays
+    and as `args` on `device`: a Record."""
+    from bench.run.measure import time_cases
+    from kernels.reference import Reference
+    live = prepare_case(fw, device, step, backend, Reference(inputs, str(inputs[0].dtype)), args, config, common)
+    return live if not isinstance(live, Live) else time_cases([live], config)[0]

@@ -1,0 +1,72 @@
+"""What one run computes once and its cases share: the problems, the inputs with their float64
+reference, the inputs placed on each device, and each device's measured ceilings."""
+import numpy as np
+
+from bench import env, timing
+from bench.data import make_problem
+from kernels import reference
+
+
+def ceilings(fw, device):
+    """This device's measured ceilings: float32 GEMM GFLOP/s and copy GB/s (the best of the samples:
+    a ceiling is what the device can reach)."""
+    k = 2048 if device == "cpu" else 8192
+    count = 2 ** 25 if device == "cpu" else 2 ** 28   # 128 MiB / 1 GiB of float32
+    rng = np.random.default_rng(0)
+    a, b = fw.to_device((rng.random((k, k), np.float32), rng.random((k, k), np.float32)), "float32", device)
+    (v,) = fw.to_device((np.ones(count, np.float32),), "float32", device)
+    with fw.placement(device):
+        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
+        copy = timing.steady(lambda: fw.copy(v), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
+    return {"gemm_gflops": 2 * k ** 3 / min(gemm.samples_s) / 1e9,
+            "copy_gbps": 2 * 4 * count / min(copy.samples_s) / 1e9,
+            "gemm_size": k, "copy_bytes": 4 * count, "measured_with": fw.name}
+
+
+class Caches:
+    """Per run: problems by (n, m); the inputs and float64 Reference of the current size and dtype
+    (every case of a group shares them; the default suite's smaller steps add a second set); the
+    inputs placed per framework and device; ceilings per framework and device."""
+
+    def __init__(self, config):
+        self.config = config
+        self._problems, self._references, self._placed, self._ceilings = {}, {}, {}, {}
+
+    def problem(self, n, m):
+        if (n, m) not in self._problems:
+            self._problems[n, m] = make_problem(n, m, data=self.config.data, seed=self.config.seed)
+        return self._problems[n, m]
+
+    def reference(self, n, m, nh, dtype):
+        """The inputs (x, y, w1, b1, w2, b2) as `dtype` and their float64 Reference."""
+        key = (n, m, nh, dtype)
+        if key not in self._references:
+            if len(self._references) >= 2:   # at n = 1e6 a Reference holds several GB
+                self._references.pop(next(iter(self._references)))
+            p = self.problem(n, m)
+            inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed)))
+            self._references[key] = reference.Reference(inputs, dtype)
+        return self._references[key]
+
+    def placed(self, fw, device, ref):
+        """`ref`'s inputs on `device` as `fw` arrays; only the latest group's are kept."""
+        key = (fw.name, device, id(ref))
+        if key not in self._placed:
+            self._placed = {k: v for k, v in self._placed.items() if k[2] == id(ref)}
+            self._placed[key] = fw.to_device(ref.inputs, ref.dtype, device)
+        return self._placed[key]
+
+    def ceilings(self, fw, device):
+        if (fw.name, device) not in self._ceilings:
+            self._ceilings[fw.name, device] = ceilings(fw, device)
+        return self._ceilings[fw.name, device]
+
+    def has_ceilings(self, fw, device):
+        return (fw.name, device) in self._ceilings
+
+    def fingerprint(self, loaded):
+        """The run's environment, with each framework's facts and the first size's data source."""
+        n, m, _ = self.config.sizes[0]
+        return env.fingerprint({name: fw.info() for name, fw in loaded.items()},
+                               data_source=self.problem(n, m).source,
+                               seeds={"data": self.config.seed, "params": self.config.seed})

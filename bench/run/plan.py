@@ -1,0 +1,119 @@
+"""The grid: a run's configuration, and every framework x device x size x dtype x step x backend
+case it asks for, grouped as the loop times them (the cases of one device, size and dtype together)."""
+import datetime
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from bench import defaults, frameworks
+from bench.records import CaseKey
+
+
+class ConfigError(ValueError):
+    """A run was asked for something that does not exist here; str() is one line."""
+
+
+def new_run_id():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+@dataclass(frozen=True)
+class Config:
+    out: Path | None
+    frameworks: tuple = ("tensorflow",)
+    steps: tuple | None = None        # None: every step each framework has
+    backends: tuple | None = None
+    device: str = "all"               # cpu, gpu or all (every device present)
+    sizes: tuple = (defaults.SIZE,)
+    dtypes: tuple = (defaults.DTYPE,)
+    data: str | None = None
+    seed: int = defaults.SEED
+    step_n: dict = field(default_factory=lambda: dict(defaults.STEP_N))
+    warmup: int = defaults.WARMUP
+    min_samples: int = defaults.MIN_SAMPLES
+    max_samples: int = defaults.MAX_SAMPLES
+    target_ci: float = defaults.TARGET_CI
+    budget_s: float = defaults.BUDGET_S
+    round_s: float = defaults.ROUND_S
+    batch_s: float = defaults.BATCH_S
+    memory_fraction: float = defaults.MEMORY_FRACTION
+    resume: bool = False              # skip the cases already in out/records.jsonl
+    run_id: str = field(default_factory=new_run_id)
+
+
+class Case(NamedTuple):
+    """One case of the grid: a framework (its Framework instance), a device, a step and a backend at
+    one size and dtype; n is the step's own n (the default suite runs some steps smaller)."""
+    fw: object
+    device: str
+    step: str
+    backend: str
+    n: int
+    m: int
+    nh: int
+    dtype: str
+
+    @property
+    def key(self):
+        return CaseKey(self.fw.name, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
+
+
+class Group(NamedTuple):
+    """The cases of one device, size and dtype: checked one by one, then timed together."""
+    device: str
+    n: int
+    m: int
+    nh: int
+    dtype: str
+    cases: list
+
+
+def load_frameworks(names):
+    """{name: Framework}; ConfigError naming the framework and why it cannot load."""
+    loaded = {}
+    for name in names:
+        try:
+            loaded[name] = frameworks.load(name)
+        except frameworks.FrameworkUnavailable as e:
+            raise ConfigError(f"framework {name}: {e}") from None
+    return loaded
+
+
+def _combinations(config, loaded):
+    """[(fw, device, step, backend)] of the config; ConfigError for names that exist nowhere."""
+    for kind, asked in (("step", config.steps), ("backend", config.backends)):
+        known = sorted({k for fw in loaded.values() for k in (fw.steps if kind == "step" else fw.backends)})
+        for name in asked or ():
+            if name not in known:
+                raise ConfigError(f"unknown {kind} {name!r} (available: {', '.join(known)})")
+    out = []
+    for fw in loaded.values():
+        present = fw.devices()
+        if config.device == "all":
+            devices = present
+        elif config.device in present:
+            devices = [config.device]
+        else:
+            raise ConfigError(f"device {config.device!r} is not available to {fw.name} here (present: {', '.join(present)})")
+        for device in devices:
+            for step in config.steps or fw.steps:
+                for backend in config.backends or fw.backends:
+                    if step in fw.steps and backend in fw.backends:
+                        out.append((fw, device, step, backend))
+    return out
+
+
+def plan(config, loaded):
+    """[Group] in the order they run: size, then dtype, then device; ConfigError for unknown names
+    and missing devices, before anything runs."""
+    combos = _combinations(config, loaded)
+    devices = list(dict.fromkeys(device for _, device, _, _ in combos))
+    groups = []
+    for n, m, nh in config.sizes:
+        for dtype in config.dtypes:
+            for device in devices:
+                cases = [Case(fw, d, step, backend, min(n, config.step_n.get(step, n)), m, nh, dtype)
+                         for fw, d, step, backend in combos if d == device]
+                groups.append(Group(device, n, m, nh, dtype, cases))
+    return groups

@@ -1,0 +1,80 @@
+"""One case before it is timed: its memory estimate, trace, first call, correctness check against
+the float64 reference and warm-up, with its peak memory meanwhile."""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from bench import env, timing
+from bench.memory import RssPeak
+from bench.records import Record
+from kernels import cost, reference
+
+
+def free_bytes(device):
+    """Free memory on `device` now, or None when it cannot be told."""
+    if device == "cpu":
+        return env.memory_bytes()[1]
+    gpus = env.gpus()
+    return gpus[0].get("memory_free_bytes") if gpus else None
+
+
+def one_line(e):
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
+
+
+@dataclass
+class Live:
+    """A case that passed its check and is warm, waiting to be timed."""
+    rec: Record
+    call: object          # () -> outputs, under the case's device placement
+    sync: object
+    traces: object        # () -> how often the compiled step has traced so far (None: eager)
+    traces_after_first: int | None
+    per_call_s: float
+
+
+def prepare_case(fw, device, step, backend, ref, args, config, common, free=None):
+    """Record (skipped or failed) or Live (checked and warmed up). ref: the float64
+    reference.Reference of the case's inputs; args: those inputs on `device`; common: the Record
+    fields every case of the run shares; free(device): free bytes, or None where unknown."""
+    x, _, w1, _, _, _ = ref.inputs
+    (n, m), nh, dtype = x.shape, w1.shape[1], str(x.dtype)
+    itemsize = x.dtype.itemsize
+    rec = Record(framework=fw.name, step=step, backend=backend, device=device, n=n, m=m, nh=nh, dtype=dtype,
+                 status="ok", flops=cost.flops(step, n, m, nh), min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
+                 memory_estimate_bytes=cost.memory_bytes(step, n, m, nh, itemsize), **common)
+    available = (free or free_bytes)(device)
+    if available is not None and rec.memory_estimate_bytes > config.memory_fraction * available:
+        return replace(rec, status="skipped", error=(
+            f"needs about {rec.memory_estimate_bytes / 2**30:.1f} GiB, over the budget of "
+            f"{config.memory_fraction * available / 2**30:.1f} GiB ({config.memory_fraction:.0%} of {device}'s free memory)"))
+    try:
+        fn = fw.compile(step, backend)
+
+        def call():
+            with fw.placement(device):
+                return fn(*args)
+
+        traced = fw.tracing_count(fn) is not None   # eager has nothing to trace
+        rss = RssPeak()
+        with rss, fw.placement(device):
+            fw.reset_peak(device)
+            first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
+            got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
+            h_pre = fw.to_numpy(fw.mask_probe(backend)(args[0], args[2], args[3]))
+            check = ref.check(got, h_pre)
+            rec = replace(rec, loss=float(got["loss"]), max_rel_err=check.max_rel_err, rel_errs=check.errors,
+                          tolerance=check.tolerance, mask_flips=check.mask_flips,
+                          trace_s=first.trace_s, first_call_s=first.first_call_s)
+            if not check.ok:
+                return replace(rec, status="failed", error=f"wrong answer: {check.problem}", first_call_s=None)
+            warm = timing.steady(call, fw.sync, warmup=0, min_samples=config.warmup, max_samples=config.warmup,
+                                 budget_s=0.0).samples_s
+            device_peak = fw.peak_bytes(device)
+        peak, method = (device_peak, f"{fw.name} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
+        rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up")
+        per_call = float(np.median(warm)) if warm else first.first_call_s
+        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call)
+    except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
+        return replace(rec, status="failed", error=one_line(e))

@@ -1,0 +1,190 @@
+"""The framework contract (bench/frameworks/base.py), checked the same way for every framework in the
+registry: each step under each backend against the float64 reference, the plumbing around a call,
+and a case through the run engine. A framework that is not installed skips with its install hint;
+GPU cases skip where the framework sees no GPU."""
+import importlib.metadata
+
+import numpy as np
+import pytest
+
+from bench import frameworks, run
+from kernels import reference
+from kernels.reference import OUTPUTS
+from tests.helpers import CONFIG, COMMON, tiny_inputs
+
+
+def _param(name):
+    reason = frameworks.unavailable_reason(name)
+    return pytest.param(name, marks=pytest.mark.skip(reason=reason) if reason else (), id=name)
+
+
+FRAMEWORKS = [_param(name) for name in frameworks.FRAMEWORKS]
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def fw(request):
+    return frameworks.load(request.param)
+
+
+def outputs(fw, fn, args, device="cpu"):
+    with fw.placement(device):
+        out = fn(*args)
+        fw.sync()
+    return dict(zip(OUTPUTS, (fw.to_numpy(t) for t in out)))
+
+
+def assert_matches_reference(got, inputs, rtol=1e-10):
+    ref = reference.forward_backward(*inputs)
+    for name in OUTPUTS:
+        assert np.shape(got[name]) == np.shape(ref[name]), name
+        np.testing.assert_allclose(got[name], ref[name], rtol=rtol, atol=1e-12, err_msg=name)
+
+
+def every_step_and_backend(fw):
+    return [(step, backend) for step in fw.steps for backend in fw.backends]
+
+
+def test_the_contract_is_filled(fw):
+    assert fw.name in frameworks.FRAMEWORKS and frameworks.load(fw.name) is fw
+    assert fw.steps and fw.backends and "manual" in fw.steps and "eager" in fw.backends
+    assert fw.devices()[0] == "cpu" and set(fw.devices()) <= {"cpu", "gpu"}
+    for name in ("lin", "lin_grad", "relu", "relu_grad", "mse", "mse_grad"):
+        assert callable(getattr(fw.ops, name)), name
+
+
+def test_every_step_under_every_backend_matches_the_reference_in_float64(fw):
+    """One compile per step and backend (torch.compile is slow on CPU), on two inputs of the same
+    shape, so a step that kept state from its first call fails on the second."""
+    a, b = tiny_inputs(seed=7), tiny_inputs(seed=8)
+    for step, backend in every_step_and_backend(fw):
+        fn = fw.compile(step, backend)
+        for inputs in (a, b):
+            got = outputs(fw, fn, fw.to_device(inputs, "float64", "cpu"))
+            assert all(np.asarray(got[k]).dtype == np.float64 for k in OUTPUTS), (step, backend)
+            assert_matches_reference(got, inputs)
+
+
+def test_steps_agree_with_the_manual_step_in_float64(fw):
+    inputs = tiny_inputs(n=300, m=40, nh=9, seed=3)
+    args = fw.to_device(inputs, "float64", "cpu")
+    manual = outputs(fw, fw.compile("manual", "eager"), args)
+    for step in fw.steps:
+        got = outputs(fw, fw.compile(step, "eager"), args)
+        for name in OUTPUTS:
+            np.testing.assert_allclose(got[name], manual[name], rtol=1e-10, atol=1e-13, err_msg=f"{step}: {name}")
+
+
+def numeric_grads(inputs, eps=1e-6):
+    """Central differences of the reference loss with respect to every input but y."""
+    grads = {}
+    for name, i in zip(("d_x", "d_w1", "d_b1", "d_w2", "d_b2"), (0, 2, 3, 4, 5)):
+        g = np.zeros_like(inputs[i])
+        for idx in np.ndindex(g.shape):
+            for sign in (1, -1):
+                args = [a.copy() for a in inputs]
+                args[i][idx] += sign * eps
+                g[idx] += sign * reference.forward_backward(*args)["loss"] / (2 * eps)
+        grads[name] = g
+    return grads
+
+
+def test_the_manual_step_matches_finite_differences(fw):
+    inputs = tiny_inputs(n=6, m=4, nh=3, seed=6)
+    got = outputs(fw, fw.compile("manual", "eager"), fw.to_device(inputs, "float64", "cpu"))
+    for name, g in numeric_grads(inputs).items():
+        np.testing.assert_allclose(got[name], g, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_relu_grad_at_zero_is_zero(fw):
+    x, dy = fw.to_device((np.array([-1.0, 0.0, 2.0]), np.ones(3)), "float64", "cpu")
+    np.testing.assert_array_equal(fw.to_numpy(fw.ops.relu_grad(x, dy)), [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(fw.to_numpy(fw.ops.relu(x)), [0.0, 0.0, 2.0])
+
+
+def test_float32_steps_stay_float32_and_pass_the_check(fw):
+    inputs = tiny_inputs(n=500, m=30, nh=8, dtype=np.float32)
+    args = fw.to_device(inputs, "float32", "cpu")
+    ref = reference.Reference(inputs, "float32")
+    for backend in fw.backends:
+        h_pre = fw.to_numpy(fw.mask_probe(backend)(args[0], args[2], args[3]))
+        for step in fw.steps:
+            got = outputs(fw, fw.compile(step, backend), args)
+            assert all(np.asarray(got[k]).dtype == np.float32 for k in OUTPUTS), (step, backend)
+            result = ref.check(got, h_pre)
+            assert result.ok, f"{step}/{backend}: {result.problem}"
+            assert 0 < result.max_rel_err < 1e-5
+
+
+def test_tracing_is_counted_and_no_call_retraces(fw):
+    inputs = tiny_inputs(n=33)
+    args = fw.to_device(inputs, "float64", "cpu")
+    for backend in fw.backends:
+        fn = fw.compile("manual", backend)
+        fw.trace(fn, args)
+        outputs(fw, fn, args)
+        after_first = fw.tracing_count(fn)
+        outputs(fw, fn, args)
+        if backend == "eager":
+            assert after_first is None and fw.tracing_count(fn) is None
+        else:
+            assert after_first >= 1 and fw.tracing_count(fn) == after_first, backend
+    assert fw.mask_probe("eager") is fw.mask_probe("eager")
+
+
+def test_plumbing_on_cpu(fw):
+    assert fw.peak_bytes("cpu") is None
+    fw.reset_peak("cpu")
+    fw.set_tf32(False)
+    assert fw.tf32_enabled() is False
+    facts = fw.info()
+    package = frameworks.FRAMEWORKS[fw.name][0]
+    assert facts["version"].split("+")[0] == importlib.metadata.version(package).split("+")[0]
+    a, b = fw.to_device((np.eye(3), np.ones((3, 3))), "float32", "cpu")
+    with fw.placement("cpu"):
+        np.testing.assert_array_equal(fw.to_numpy(fw.gemm(a, b)), np.ones((3, 3)))
+        np.testing.assert_array_equal(fw.to_numpy(fw.copy(b)), 2 * np.ones((3, 3)))
+        fw.sync()
+
+
+def case_inputs(fw, n=300, m=20, nh=5, dtype="float32", device="cpu"):
+    rng = np.random.default_rng(0)
+    x = rng.random((n, m), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.float32)
+    inputs = tuple(a.astype(dtype) for a in (x, y, *reference.init_params(m, nh, 0)))
+    return inputs, fw.to_device(inputs, dtype, device)
+
+
+def test_a_case_is_checked_then_timed_under_every_backend(fw):
+    inputs, args = case_inputs(fw)
+    for backend in fw.backends:
+        rec = run.run_case(fw, "cpu", "manual", backend, inputs, args, CONFIG, COMMON)
+        assert rec.status == "ok", f"{backend}: {rec.error}"
+        assert rec.framework == fw.name and rec.backend == backend
+        assert len(rec.samples_s) == 3 and len(rec.warmup_s) == 1 and rec.first_call_s > 0
+        assert rec.max_rel_err < 1e-5 and set(rec.rel_errs) == set(OUTPUTS)
+        assert (rec.tracing_count is None) == (backend == "eager") and rec.retraced in (None, False)
+        assert rec.peak_method and rec.peak_bytes is not None
+
+
+def require_gpu(fw):
+    if "gpu" not in fw.devices():
+        pytest.skip(f"no GPU visible to {fw.name}")
+
+
+def test_gpu_every_step_matches_the_reference_in_float64(fw):
+    require_gpu(fw)
+    inputs = tiny_inputs()
+    for step, backend in every_step_and_backend(fw):
+        assert_matches_reference(outputs(fw, fw.compile(step, backend), fw.to_device(inputs, "float64", "gpu"), "gpu"),
+                                 inputs)
+
+
+def test_gpu_cases_with_tf32_off_pass_and_report_peak_memory(fw):
+    require_gpu(fw)
+    fw.set_tf32(False)
+    inputs, args = case_inputs(fw, n=4000, m=784, nh=50, device="gpu")
+    for step, backend in every_step_and_backend(fw):
+        rec = run.run_case(fw, "gpu", step, backend, inputs, args, CONFIG, COMMON)
+        assert rec.status == "ok", f"{step}/{backend}: {rec.error}"
+        assert rec.max_rel_err < 1e-5
+        assert rec.peak_bytes is not None and rec.peak_method
