@@ -31,7 +31,7 @@ class Steady:
     samples_s: tuple        # one wall-clock time per call, each call followed by a sync
 
 
-def steady(call, sync, warmup=3, min_samples=10, max_samples=200, budget_s=2.0, clock=time.perf_counter):
+def steady(call, sync, *, warmup, min_samples, max_samples, budget_s, clock=time.perf_counter):
     """Time `call` (then `sync`) repeatedly: `warmup` calls, then samples until at least
     `min_samples` are taken and `budget_s` has passed, or `max_samples` are taken."""
     def timed():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import env
+from bench import env, stats
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
@@ -19,13 +19,16 @@ from bench.report.frames import frame, title
 PLOTS = {
     "bars": ("Time per case", "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
             "error bars span the interquartile range and the fastest case of each step is outlined."),
-    "scaling_n": ("Scaling with n", "Time against n on log-log axes, one line per case (colour: backend, line style: device), "
-                 "with every crossing of two lines marked and numbered as in the crossover table."),
+    "scaling_n": ("Scaling with n", "Time against n on log-log axes, one line per case (colour: backend, marker: framework, "
+                  "line style: what else differs, e.g. the device or nh), with every crossing of two lines marked and "
+                  "numbered as in the crossover table."),
     "scaling_nh": ("Scaling with nh", "Time against the hidden width nh on log-log axes, one line per case, crossings marked."),
     "roofline": ("Roofline", "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings, with every case "
-                "at its analytic arithmetic intensity and achieved GFLOP/s."),
-    "payback": ("Compile pay-back", "For tf.function and XLA at each size, how many steady calls it takes for the saving per call "
-               "against eager to repay the compile overhead (trace + first call - one steady call)."),
+                 "at its analytic arithmetic intensity and achieved GFLOP/s (the cases of one size share an intensity: "
+                 "their markers are spread sideways, and the plot says so)."),
+    "payback": ("Compile pay-back", "For each compiled backend (tf.function, XLA, torch.compile, jax.jit) at each size, how "
+                "many steady calls it takes for the saving per call against eager to repay the compile overhead "
+                "(trace + first call - one steady call)."),
     "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
                     "of the case's median: noise, drift and outliers at a glance."),
 }
@@ -198,7 +201,7 @@ def run_summary(records):
 
 def _case(c):
     """A frame row (from itertuples) as one line naming its device, size and case."""
-    return f"{c.where}, n={c.n}, {c.dtype}: {c.row}/{c.backend}"
+    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {c.dtype}: {c.row}/{c.backend}"
 
 
 def distrust(records, df):
@@ -215,7 +218,8 @@ def distrust(records, df):
     notes = df[df.note.notna() & (df.note != "")]
     reduced = [f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
                for note, g in notes.groupby("note", sort=False)]
-    few = [f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median (6 needed)"
+    few = [f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median "
+           f"({stats.min_ci_samples()} needed)"
            for c in df[(df.status == "ok") & (df.samples > 0) & df.ci_lo_ms.isna()].itertuples()]
     mismatches = []
     (first_id, first), *others = runs.items() or [(None, None)]
@@ -294,7 +298,7 @@ def document(records, df, pb, crossings, figures):
     if pb.empty:
         blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
     else:
-        blocks += [("p", "Calls after which tf.function / XLA repay their compile overhead (trace + first call "
+        blocks += [("p", "Calls after which a compiled backend repays its compile overhead (trace + first call "
                          "- one steady call) through their saving per call against eager of the same step."),
                    ("table", payback_table(pb))]
     blocks.append(("h2", "Crossovers"))

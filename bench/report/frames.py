@@ -235,13 +235,22 @@ def line_label(key, keys, var):
     the run id only when the rest does not tell the lines apart."""
     columns = line_key_columns(var)
 
+    def part(column, value):
+        return f"{column}={value:,}" if column in ("n", "m", "nh") else str(value)
+
     def label(k, with_run):
-        return " · ".join(str(k[i]) for i, column in enumerate(columns)
+        return " · ".join(part(column, k[i]) for i, column in enumerate(columns)
                           if column == "backend" or (len({kk[i] for kk in keys}) > 1
                                                      and (with_run or column != "run_id")))
 
     with_run = len({label(k, False) for k in keys}) < len(set(keys))
     return label(key, with_run)
+
+
+def line_variant(key, var):
+    """The parts of a line's key other than its framework and backend (device, run, the other
+    sizes, dtype): lines of one framework and backend that differ in these differ in line style."""
+    return tuple(v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend"))
 
 
 def scaling_crossovers(df, var):

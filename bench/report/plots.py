@@ -6,9 +6,11 @@ import numpy as np
 
 from bench.report import fmt, frames
 
-# Fixed colours, so a backend looks the same in every figure; other backends take the next free ones.
-BACKEND_COLOURS = {"eager": "#1f77b4", "function": "#ff7f0e", "xla": "#2ca02c"}
-SPARE_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728", "#7f7f7f")
+# Fixed colours, so a backend looks the same in every figure and every report: one per backend of
+# every framework; a backend not listed takes the next spare colour.
+BACKEND_COLOURS = {"eager": "#1f77b4", "function": "#ff7f0e", "xla": "#2ca02c", "compile": "#9467bd",
+                   "jit": "#8c564b"}
+SPARE_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#d62728", "#7f7f7f")
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LOG_RANGE = 30   # a time axis spanning more than this factor is drawn on a log scale
@@ -161,16 +163,17 @@ def scaling(df, var, crossings=None):
     from matplotlib.ticker import NullLocator
     colour = colours(df)
     every = [k for lines in by_step.values() for k in lines]
-    wheres = list(dict.fromkeys(k[2] for k in every))
+    fws = list(dict.fromkeys(k[0] for k in every))
+    variants = list(dict.fromkeys(frames.line_variant(k, var) for k in every))
     crossings = frames.scaling_crossovers(df, var) if crossings is None else crossings
     fig, axes = _figure(plt, len(by_step), 2, 6.4, 4.6)
     handles = {}
     for ax, (step, lines) in zip(axes, by_step.items()):
         for key, rows in lines.items():
-            w = wheres.index(key[2])
+            style = LINESTYLES[variants.index(frames.line_variant(key, var)) % len(LINESTYLES)]
             label = frames.line_label(key, every, var)
-            (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=LINESTYLES[w % 4],
-                              marker=MARKERS[w % len(MARKERS)], markersize=5, label=label)
+            (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=style,
+                              marker=MARKERS[fws.index(key[0]) % len(MARKERS)], markersize=5, label=label)
             ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[1]], alpha=0.15, linewidth=0)
             handles.setdefault(label, line)
         for c in crossings[crossings.step == step].itertuples():
@@ -202,9 +205,10 @@ def scaling(df, var, crossings=None):
 
 def roofline(df):
     """Per device: its measured compute (float32 GEMM) and bandwidth (copy) ceilings, and each timed
-    case at its analytic arithmetic intensity and achieved GFLOP/s (colour: backend, marker: step).
-    The cases of one size share an intensity: each (step, backend) is nudged sideways by up to +-25%
-    so that none hides another."""
+    case at its analytic arithmetic intensity and achieved GFLOP/s (colour: backend, marker: the
+    framework, or the step when there is one framework). The cases of one size share an intensity:
+    each (framework, step, backend) is nudged sideways by up to +-25% so that none hides another,
+    and the x axis's label says so."""
     timed = _timed(df)
     timed = timed[(timed.gflops > 0) & (timed.intensity > 0) & (timed.gemm_peak_gflops > 0)
                   & (timed.copy_peak_gbps > 0)]
@@ -214,8 +218,10 @@ def roofline(df):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     colour = colours(timed)
-    steps = list(dict.fromkeys(timed.step))
-    combos = list(dict.fromkeys(zip(timed.step, timed.backend)))
+    by = "step" if timed.framework.nunique() <= 1 else "framework"
+    kinds = list(dict.fromkeys(timed[by]))
+    short = _short(timed)
+    combos = list(dict.fromkeys(zip(timed.row, timed.backend)))
     nudge = {c: 1.25 ** ((2 * i - (len(combos) - 1)) / max(len(combos) - 1, 1)) for i, c in enumerate(combos)}
     wheres = list(dict.fromkeys(sorted(timed["where"])))
     fig, axes = _figure(plt, len(wheres), 2, 6.0, 4.6, extra_width=2.6)
@@ -235,26 +241,28 @@ def roofline(df):
         ax.annotate(f"ridge {fmt.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
                     textcoords="offset points", ha="left", va="bottom", fontsize=7, color="grey")
         for c in g.itertuples():
-            ax.plot(c.intensity * nudge[c.step, c.backend], c.gflops, marker=MARKERS[steps.index(c.step) % len(MARKERS)], linestyle="none",
-                    color=colour[c.backend], markeredgecolor="black", markeredgewidth=0.5, markersize=7, alpha=0.85)
+            ax.plot(c.intensity * nudge[c.row, c.backend], c.gflops, marker=MARKERS[kinds.index(getattr(c, by)) % len(MARKERS)],
+                    linestyle="none", color=colour[c.backend], markeredgecolor="black", markeredgewidth=0.5,
+                    markersize=7, alpha=0.85)
         best = g.loc[g.gflops.idxmax()]
-        ax.plot(best.intensity * nudge[best.step, best.backend], best.gflops, marker="o", markersize=15,
+        ax.plot(best.intensity * nudge[best.row, best.backend], best.gflops, marker="o", markersize=15,
                 markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
-        ax.text(0.98, 0.03, f"ringed, the best: {best.row.split('/', 1)[-1]} · {best.backend}, n={best.n:,}\n"
+        ax.text(0.98, 0.03, f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}\n"
                 f"{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
                 transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#b22222")
         _log(ax, [lo, hi], "x")
         _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
         ax.set_xlim(lo, hi)
         ax.set_ylim(min(g.gflops.min(), copy * lo) / 3, gemm * 3)
-        ax.set_xlabel("arithmetic intensity (FLOP per byte that must move)")
+        ax.set_xlabel("arithmetic intensity (FLOP per byte that must move)\n"
+                      "cases of one size share an intensity: their markers are spread up to ±25% sideways", fontsize=9)
         ax.set_ylabel("achieved GFLOP/s (log scale)")
         ax.set_title(w, fontsize=10)
         ax.grid(alpha=0.3)
     handles = [Patch(color=colour[b], label=b) for b in colour]
     handles += [Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="grey", markeredgecolor="black",
-                       linestyle="none", label=f"{s} step") for i, s in enumerate(steps)]
-    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="colour: backend\nmarker: step")
+                       linestyle="none", label=f"{k} step" if by == "step" else k) for i, k in enumerate(kinds)]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title=f"colour: backend\nmarker: {by}")
     fig.suptitle("Roofline: achieved GFLOP/s under measured float32 ceilings", fontweight="bold")
     return fig
 
@@ -275,6 +283,7 @@ def payback(pb):
     top = max(10.0, finite.max() if len(finite) else 10.0) * 400
     fig, axes = _figure(plt, len(wheres), 1, 10, 0.9 + 0.3 * pb.groupby("where").size().max())
     single = pb.framework.nunique() <= 1
+    ends = {}   # axes -> the labels at the ends of its bars
     for ax, w in zip(axes, wheres):
         g = pb[pb["where"] == w]
         g = g.assign(order=g.row.map({r: i for i, r in enumerate(dict.fromkeys(g.row))}))
@@ -284,11 +293,12 @@ def payback(pb):
             if math.isfinite(c.payback_calls):
                 calls = max(c.payback_calls, 1)
                 ax.barh(y, calls, color=colour[c.backend], height=0.7)
-                ax.annotate(f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''}  ({compile_ms}, "
-                            f"saves {fmt.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=8)
+                ends.setdefault(ax, []).append(ax.annotate(
+                    f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''}  ({compile_ms}, "
+                    f"saves {fmt.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8))
             else:
-                ax.barh(y, top, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
+                ax.barh(y, 1e30, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
                 ax.annotate(f"never: {fmt.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})",
                             (1.2, y), va="center", fontsize=8,
                             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
@@ -304,8 +314,28 @@ def payback(pb):
     handles = [Patch(color=colour[b], label=b) for b in colour]
     handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    fig.suptitle("Compile pay-back: after how many steps tf.function / XLA beat eager", fontweight="bold")
+    fig.suptitle("Compile pay-back: after how many steps a compiled backend beats eager", fontweight="bold")
+    _fit_labels(fig, ends)
     return fig
+
+
+def _fit_labels(fig, ends):
+    """Widen each log x axis until the labels at its bars' ends lie inside it (a label is drawn at a
+    fixed offset in points, so widening moves it left; a few passes settle)."""
+    for _ in range(4):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        widened = False
+        for ax, labels in ends.items():
+            box = ax.get_window_extent(renderer)
+            right = max(label.get_window_extent(renderer).x1 for label in labels)
+            if right > box.x1:
+                lo, hi = ax.get_xlim()
+                decades = math.log10(hi / lo) * (right - box.x0) / box.width * 1.05
+                ax.set_xlim(lo, lo * 10 ** decades)
+                widened = True
+        if not widened:
+            return
 
 
 # ---------------------------------------------------------------- 5. distribution
@@ -349,6 +379,6 @@ def distribution(df):
         ax.set_xlabel("time of one call, % of the case's median")
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Spread of the timed calls around each case's median (dot: one call; red: IQR over 10%)",
+    fig.suptitle("Spread of the timed calls around each case's median\n(dot: one call; red label: IQR over 10%)",
                  fontweight="bold")
     return fig

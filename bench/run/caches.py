@@ -2,7 +2,7 @@
 reference, the inputs placed on each device, and each device's measured ceilings."""
 import numpy as np
 
-from bench import env, timing
+from bench import defaults, env, timing
 from bench.data import make_problem
 from kernels import reference
 
@@ -16,8 +16,8 @@ def ceilings(fw, device):
     a, b = fw.to_device((rng.random((k, k), np.float32), rng.random((k, k), np.float32)), "float32", device)
     (v,) = fw.to_device((np.ones(count, np.float32),), "float32", device)
     with fw.placement(device):
-        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
-        copy = timing.steady(lambda: fw.copy(v), fw.sync, warmup=2, min_samples=5, max_samples=20, budget_s=0.5)
+        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, **defaults.CEILING_SAMPLES)
+        copy = timing.steady(lambda: fw.copy(v), fw.sync, **defaults.CEILING_SAMPLES)
     return {"gemm_gflops": 2 * k ** 3 / min(gemm.samples_s) / 1e9,
             "copy_gbps": 2 * 4 * count / min(copy.samples_s) / 1e9,
             "gemm_size": k, "copy_bytes": 4 * count, "measured_with": fw.name}
