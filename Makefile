@@ -21,7 +21,8 @@ bench: install  ## the default suite: every step x backend on every device; resu
 # venv, no install; python3 as it is. First the probe (ceilings per precision, launch overhead, cold
 # vs warm L2, NVML telemetry: OUT/probe.json), then a sweep over n on the GPU (it includes the default
 # n), both frameworks in one process so their cases are timed in the same interleaved rounds, then
-# the default suite on the CPU beside it; records (with the measured ceilings and peak memory),
+# the default suite on the CPU beside it (--resume: the same run, so one folder); records (with the
+# measured ceilings and peak memory),
 # report and plots all land in OUT, and OUT.tar.gz holds the whole folder (one file to copy off the
 # machine). Every step runs even if an earlier one failed; the exit status is the first failure's.
 # Rehearse it on a CPU with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says
@@ -36,7 +37,7 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 	$(PYTHON) -m bench.probe --out $(OUT)/probe.json || keep; \
 	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device $(GPU_DEVICE) --size $(GPU_SWEEP) \
 		--out $(OUT) $(ARGS) || keep; \
-	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device cpu --out $(OUT) $(ARGS) || keep; \
+	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device cpu --out $(OUT) --resume $(ARGS) || keep; \
 	$(PYTHON) -m bench report $(OUT) || keep; \
 	tar czf $(OUT).tar.gz -C $(dir $(abspath $(OUT))) $(notdir $(abspath $(OUT))) || keep; \
 	exit $$status

@@ -8,6 +8,7 @@ import importlib
 import operator
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ PIXELS = SIDE * SIDE
 CLASSES = 10
 
 PICKLE_SUFFIXES = (".pkl.gz", ".pkl", ".gz")
+MAX_UNPACKED_BYTES = 1 << 30   # a data file may unpack to 1 GiB at most (MNIST's training set: 188 MB)
 NPZ_SUFFIX = ".npz"
 
 
@@ -99,44 +101,112 @@ class _ArrayUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _read_pickle(path: Path, shown: str):
+class _Capped:
+    """A binary stream that refuses to give more than `cap` bytes (a small gzip file can unpack to
+    gigabytes, and a pickle holds its arrays' bytes)."""
+
+    def __init__(self, f, cap: int, shown: str):
+        self.f, self.left, self.shown = f, cap, shown
+
+    def _take(self, data: bytes) -> bytes:
+        self.left -= len(data)
+        if self.left < 0:
+            raise DataError(f"{self.shown}: unpacks to over {MAX_UNPACKED_BYTES >> 20} MiB; not the lesson's MNIST")
+        return data
+
+    def read(self, n: int = -1) -> bytes:
+        return self._take(self.f.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1)))
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._take(self.f.readline(self.left + 1 if limit is None or limit < 0 else min(limit, self.left + 1)))
+
+
+def _read_pickle(path: Path, shown: str, rows: int | None):
     """(images, labels) of the training split of the lesson's ((train), (valid), (test)) pickle."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as f:
-        obj = _ArrayUnpickler(f, shown).load()
+        obj = _ArrayUnpickler(_Capped(f, MAX_UNPACKED_BYTES, shown), shown).load()
     train = obj[0] if isinstance(obj, (tuple, list)) and obj else None
     if not isinstance(train, (tuple, list)) or len(train) != 2:
         raise DataError(
             f"{shown}: expected ((x_train, y_train), (x_valid, y_valid), (x_test, y_test)), "
             f"got {type(obj).__name__}"
         )
-    return train[0], train[1]
+    x, y = train
+    if not (_is_real_number_array(x) and x.ndim >= 1 and _is_real_number_array(y)):
+        return x, y, None   # _checked names what is wrong
+    return x[:rows] if rows is not None else x, y[:rows] if rows is not None else y, x.shape[0]
 
 
-def _read_npz(path: Path, shown: str):
-    """(x_train, y_train) of Keras' mnist.npz, read without unpickling anything."""
-    archive = np.load(path, allow_pickle=False)
-    if isinstance(archive, np.ndarray):
-        raise DataError(f"{shown}: is a single .npy array, expected an .npz archive with x_train and y_train")
+def _npy_rows(f, shown: str, key: str, rows: int | None):
+    """The first `rows` rows (all with None) of the .npy array in stream `f`, read after its header
+    is checked: a plain numeric dtype, C order; nothing else is read or allocated."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise DataError(f"{shown}: {key} is a .npy of version {version}, expected 1.0 or 2.0")
+        shape, fortran, dtype = read_header(f)
+    except DataError:
+        raise
+    except ValueError as e:
+        raise DataError(f"{shown}: {key} has no valid .npy header ({str(e).splitlines()[0][:200]})") from None
+    if dtype.kind not in "iuf" or dtype.hasobject or dtype.itemsize == 0:
+        raise DataError(f"{shown}: {key} has dtype {dtype}, expected integer or float numbers")
+    if not shape or fortran and len(shape) > 1:
+        raise DataError(f"{shown}: {key} has shape {shape}{' in Fortran order' if fortran else ''}, expected rows in C order")
+    take = shape[0] if rows is None else min(rows, shape[0])
+    per_row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    if take * per_row > MAX_UNPACKED_BYTES:
+        raise DataError(f"{shown}: {key} would need {take * per_row >> 20} MiB for {take} rows; the cap is "
+                        f"{MAX_UNPACKED_BYTES >> 20} MiB")
+    data = f.read(take * per_row)
+    if len(data) != take * per_row:
+        raise DataError(f"{shown}: {key} is truncated ({len(data)} of {take * per_row} bytes)")
+    return np.frombuffer(data, dtype).reshape((take, *shape[1:])), shape[0]
+
+
+def _read_npz(path: Path, shown: str, rows: int | None):
+    """(x_train, y_train) of Keras' mnist.npz, read without unpickling anything: each array's header
+    first, then only the rows asked for."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(f"{shown}: not a zip archive (an .npz holds x_train.npy and y_train.npy)") from None
     with archive:
-        missing = [k for k in ("x_train", "y_train") if k not in archive.files]
+        members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+        missing = [k for k in ("x_train", "y_train") if k not in members]
         if missing:
-            has = ", ".join(archive.files) or "nothing"
-            raise DataError(f"{shown}: no {', '.join(missing)} in the archive (has {has})")
-        return archive["x_train"], archive["y_train"]
+            has = ", ".join(sorted(members)) or "nothing"
+            raise DataError(f"{shown}: no {', '.join(missing)} in the archive (has {has[:200]})")
+        out = []
+        for key in ("x_train", "y_train"):
+            with archive.open(members[key]) as f:
+                out.append(_npy_rows(f, shown, key, rows))
+    (x, n_x), (y, n_y) = out
+    if n_x != n_y:
+        raise DataError(f"{shown}: {n_x} images but {n_y} labels")
+    return x, y, n_x
 
 
 def _is_real_number_array(a) -> bool:
-    return isinstance(a, np.ndarray) and (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+    """Integers or floats, nothing else (timedelta64 counts as an integer to np.issubdtype)."""
+    return isinstance(a, np.ndarray) and a.dtype.kind in "iuf" and a.dtype.itemsize > 0
 
 
 def _checked(shown: str, x, y) -> tuple[np.ndarray, np.ndarray]:
-    """Validated copies: x (N, 784) float32 in [0, 1], y (N,) float32 integral in 0..9.
-    Integer images are bytes 0..255 and are scaled by 1/255; float images must already be in [0, 1]."""
+    """Validated copies: x (N, 784) float32 in [0, 1], y (N,) float32 integral in 0..9 (N: the rows
+    read). Integer images are bytes 0..255 and are scaled by 1/255; float images must already be in [0, 1]."""
     if not _is_real_number_array(x):
-        raise DataError(f"{shown}: images are {_describe(x)}, expected a numeric array")
+        raise DataError(f"{shown}: images are {_describe(x)}, expected integer or float numbers")
     if not _is_real_number_array(y):
-        raise DataError(f"{shown}: labels are {_describe(y)}, expected a numeric array")
+        raise DataError(f"{shown}: labels are {_describe(y)}, expected integer or float numbers")
     if not (x.ndim == 2 and x.shape[1] == PIXELS or x.ndim == 3 and x.shape[1:] == (SIDE, SIDE)):
         raise DataError(f"{shown}: images have shape {x.shape}, expected (N, {PIXELS}) or (N, {SIDE}, {SIDE})")
     N = x.shape[0]
@@ -175,8 +245,10 @@ def _describe(a) -> str:
     return f"a {type(a).__name__}"
 
 
-def load_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Training images (N, 784) float32 in [0,1] and labels (N,) float32 from the lesson's pickle or Keras' npz."""
+def load_mnist(path: str | Path, rows: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training images (r, 784) float32 in [0,1], labels (r,) float32, and the rows the file holds,
+    from the lesson's pickle or Keras' npz; r = min(rows, the file's rows) (all with None): only
+    those rows are read and converted, within MAX_UNPACKED_BYTES."""
     path = Path(path)
     shown = _shown(path)
     name = path.name.lower()
@@ -193,14 +265,30 @@ def load_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     # A corrupt or hostile file can make gzip, zipfile, pickle or numpy raise nearly anything;
     # every failure while reading becomes a DataError naming the file.
     try:
-        x, y = read(path, shown)
+        x, y, held = read(path, shown, rows)
+        if held is None:
+            _checked(shown, x, y)   # raises: the arrays are not what MNIST is
+        x, y = _checked(shown, x, y)
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{shown}: truncated or not a valid gzip/pickle stream ({type(e).__name__}: {e})") from e
     except Exception as e:
-        raise DataError(f"{shown}: unreadable ({type(e).__name__}: {e})") from e
-    return _checked(shown, x, y)
+        raise DataError(f"{shown}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    return x, y, held
+
+
+def check_fits(path: str | Path, sizes) -> None:
+    """DataError unless the explicit data file `path` can serve every (n, m) of `sizes`: checked
+    before a run starts, so it never stops halfway for a size the file cannot give."""
+    sizes = list(sizes)
+    for n, m in sizes:
+        if m != PIXELS:
+            raise DataError(f"{_shown(path)}: MNIST has {PIXELS} columns, m={m} asked")
+    _, _, held = load_mnist(path, rows=1)
+    too_big = sorted({n for n, _ in sizes if n > held})
+    if too_big:
+        raise DataError(f"{_shown(path)}: has {held} rows, n={too_big[0]:,} asked (drop --data to use synthetic data)")
 
 
 def _synthetic(n: int, m: int, seed: int, why: str = "") -> Problem:
@@ -234,12 +322,9 @@ def make_problem(n: int, m: int, *, data: str | Path | None = None, seed: int = 
         if data is not None:
             raise DataError(f"{_shown(path)}: MNIST has {PIXELS} columns, m={m} asked")
         return _synthetic(n, m, seed, f"{source} has {PIXELS} columns, m={m} asked")
-    x, y = load_mnist(path)
-    N = x.shape[0]
+    x, y, N = load_mnist(path, rows=n)
     if n > N:
         if data is not None:
             raise DataError(f"{_shown(path)}: has {N} rows, n={n} asked")
         return _synthetic(n, m, seed, f"{source} has {N} rows, n={n} asked")
-    if n < N:
-        x, y = x[:n].copy(), y[:n].copy()
     return Problem(x, y, source)

@@ -22,6 +22,7 @@ ROUND_S = 0.05                    # timed calls per case per round: about this l
 BATCH_S = 0.2                     # the batched (one sync) measurement: about this long
 # The ceilings: the best of a few calls of a float32 GEMM (2048^3 on CPU, 8192^3 on GPU) and a copy.
 CEILING_SAMPLES = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
+CHECKPOINT_S = 5.0                # timing samples written at least this often: what a kill -9 can lose
 MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
 QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02}
 

@@ -317,6 +317,11 @@ def differences(a: dict, b: dict, keys=None) -> list[str]:
     # A key in IDENTITY_KEYS is read from identity(); any other from the fingerprint itself.
     # Missing keys (older records) count as None, and a missing dict as an empty one.
     ida, idb = identity(a), identity(b)
+    # A framework one run loaded and the other did not is no difference between them (each run's
+    # frameworks are listed on their own); the versions of the frameworks both loaded are.
+    shared = set(ida["framework_versions"]) & set(idb["framework_versions"])
+    for ident in (ida, idb):
+        ident["framework_versions"] = {k: v for k, v in ident["framework_versions"].items() if k in shared}
     lines = []
     for key in DEFAULT_DIFF_KEYS if keys is None else keys:
         va = ida[key] if key in IDENTITY_KEYS else a.get(key)

@@ -188,11 +188,154 @@ class Record:
 
     @classmethod
     def from_dict(cls, d):
+        """A Record from a JSON object; RecordsError naming the first bad field (`field: problem`)."""
+        problem = check(d)
+        if problem:
+            raise RecordsError(problem)
         known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except TypeError as e:
-            raise RecordsError(f"record is missing fields or has wrong ones ({e})") from None
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------- validation on read
+
+STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
+MAX_INT = 2 ** 62                 # counts and sizes beyond this are not real
+MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measurement
+MAX_SAMPLES = 10 ** 6             # samples a record may carry
+_KEY_STRINGS = ("framework", "step", "backend", "device", "dtype", "status")
+_STRINGS = ("run_id", "data")
+_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method")
+_OPTIONAL_COUNTS = ("mask_flips", "batch_calls", "tracing_count", "flops", "min_bytes", "memory_estimate_bytes",
+                    "peak_bytes", "schema")
+_OPTIONAL_TIMES = ("trace_s", "first_call_s", "batch_s", "dispatch_s")
+_OPTIONAL_NUMBERS = ("loss", "max_rel_err", "tolerance")   # may be nan or inf in a failed case
+_OPTIONAL_BOOLS = ("tf32", "retraced")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (not isinstance(v, int) or abs(v) < MAX_INT)
+
+
+def _finite(v):
+    return _is_number(v) and math.isfinite(v)
+
+
+def _problem_of(d):
+    for name in _KEY_STRINGS:
+        if name not in d:
+            return f"{name}: missing"
+        if not isinstance(d[name], str) or not d[name] or len(d[name]) > 200:
+            return f"{name}: expected a short non-empty string, got {_shown(d[name])}"
+    if d["status"] not in STATUSES:
+        return f"status: {d['status']!r} is not one of {', '.join(STATUSES)}"
+    for name in ("n", "m", "nh"):
+        if name not in d:
+            return f"{name}: missing"
+        if not _is_int(d[name]) or not 1 <= d[name] < MAX_INT:
+            return f"{name}: expected a whole number of at least 1, got {_shown(d[name])}"
+    for name in _STRINGS:
+        if name in d and not isinstance(d[name], str):
+            return f"{name}: expected a string, got {_shown(d[name])}"
+    for name in _OPTIONAL_STRINGS:
+        if d.get(name) is not None and not isinstance(d[name], str):
+            return f"{name}: expected a string or null, got {_shown(d[name])}"
+    if d.get("stop_reason") is not None and d["stop_reason"] not in STOP_REASONS:
+        return f"stop_reason: {d['stop_reason']!r} is not one of {', '.join(STOP_REASONS)}"
+    for name in _OPTIONAL_COUNTS:
+        if d.get(name) is not None and (not _is_int(d[name]) or not 0 <= d[name] < MAX_INT):
+            return f"{name}: expected a whole number of at least 0, got {_shown(d[name])}"
+    for name in _OPTIONAL_TIMES:
+        if d.get(name) is not None and (not _finite(d[name]) or not 0 <= d[name] <= MAX_SAMPLE_S):
+            return f"{name}: expected a time in seconds, got {_shown(d[name])}"
+    for name in _OPTIONAL_NUMBERS:
+        if d.get(name) is not None and not _is_number(d[name]):
+            return f"{name}: expected a number or null, got {_shown(d[name])}"
+    for name in _OPTIONAL_BOOLS:
+        if d.get(name) is not None and not isinstance(d[name], bool):
+            return f"{name}: expected true, false or null, got {_shown(d[name])}"
+    for name in ("samples_s", "warmup_s"):
+        values = d.get(name, [])
+        if not isinstance(values, list) or len(values) > MAX_SAMPLES:
+            return f"{name}: expected a list of at most {MAX_SAMPLES:,} times, got {_shown(values)}"
+        bad = next((v for v in values if not _finite(v) or not 0 < v <= MAX_SAMPLE_S
+                    and not (name == "warmup_s" and v == 0)), None)
+        if bad is not None or any(not _finite(v) for v in values):
+            return f"{name}: {_shown(bad)} is not a time in seconds (finite, positive)"
+    samples = d.get("samples_s", [])
+    if d["status"] == "ok" and not samples:
+        return "samples_s: a case with status ok needs at least one sample"
+    rounds = d.get("rounds", [])
+    if not isinstance(rounds, list) or not all(_is_int(r) and 0 <= r < MAX_INT for r in rounds):
+        return f"rounds: expected a list of whole numbers, got {_shown(rounds)}"
+    if rounds and len(rounds) != len(samples):
+        return f"rounds: {len(rounds)} round ids for {len(samples)} samples"
+    for name in ("rel_errs", "ceilings", "env"):
+        value = d.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name}: expected a JSON object, got {_shown(value)}"
+    for key, value in (d.get("rel_errs") or {}).items():
+        if not _is_number(value):
+            return f"rel_errs.{_shown(key)}: expected a number, got {_shown(value)}"
+    ceilings = d.get("ceilings") or {}
+    for key in ("gemm_gflops", "copy_gbps"):
+        if ceilings.get(key) is not None and (not _finite(ceilings[key]) or ceilings[key] <= 0):
+            return f"ceilings.{key}: expected a positive number, got {_shown(ceilings[key])}"
+    return _env_problem(d.get("env") or {})
+
+
+def _env_problem(fp):
+    """The fingerprint fields readers use, checked for shape (the rest is kept as it is)."""
+    for key in ("hostname", "cpu_model", "machine", "os", "python", "numpy", "git_commit", "git_branch",
+                "data_source", "time_utc", "kernel"):
+        if fp.get(key) is not None and not isinstance(fp[key], str):
+            return f"env.{key}: expected a string, got {_shown(fp[key])}"
+    gpus = fp.get("gpus")
+    if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus)):
+        return f"env.gpus: expected a list of objects, got {_shown(gpus)}"
+    for g in gpus or ():
+        if g.get("name") is not None and not isinstance(g["name"], str):
+            return f"env.gpus.name: expected a string, got {_shown(g['name'])}"
+    frameworks = fp.get("frameworks")
+    if frameworks is not None and (not isinstance(frameworks, dict)
+                                   or not all(isinstance(v, dict) for v in frameworks.values())):
+        return f"env.frameworks: expected an object of objects, got {_shown(frameworks)}"
+    for name, info in (frameworks or {}).items():
+        if info.get("version") is not None and not isinstance(info["version"], str):
+            return f"env.frameworks.{_shown(name)}.version: expected a string"
+    for key in ("env", "packages", "seeds"):
+        if fp.get(key) is not None and not isinstance(fp[key], dict):
+            return f"env.{key}: expected an object, got {_shown(fp[key])}"
+    for key in ("cpu_count_logical",):
+        if fp.get(key) is not None and not (_is_int(fp[key]) and 0 < fp[key] < MAX_INT):
+            return f"env.{key}: expected a whole number, got {_shown(fp[key])}"
+    return None
+
+
+def _shown(value, limit=40):
+    """A value as an error message shows it: short, one line, no control characters."""
+    text = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT:
+        text = f"a {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'huge'}-digit number"
+    return printable(text)[:limit]
+
+
+def printable(text):
+    """`text` without control characters (terminal escapes, newlines): what a terminal may be shown."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def check(d):
+    """None if the JSON object `d` is a record every reader can use, else 'field: problem'."""
+    if not isinstance(d, dict):
+        return f"expected a JSON object, got {type(d).__name__}"
+    try:
+        return _problem_of(d)
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        return f"unreadable ({type(e).__name__})"
 
 
 def append(path, record):
@@ -224,32 +367,84 @@ def records_file(path):
     return path / "records.jsonl" if path.is_dir() else path
 
 
-def read(path):
-    """Records of a run folder or a .jsonl file. A last line cut short by an interrupted write is
-    dropped (it never completed); any other bad line is a RecordsError naming file and line."""
+MAX_FILE_BYTES = 1 << 30          # readers refuse records files over 1 GiB
+MAX_LINE_BYTES = 64 << 20         # and lines over 64 MiB
+
+
+def _lines(path):
+    """(number, bytes) of each line of `path`, within MAX_FILE_BYTES and MAX_LINE_BYTES (a device
+    such as /dev/zero, whose size says nothing, is read up to the cap and then refused)."""
+    total = 0
+    with open(path, "rb") as f:
+        for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            total += len(line)
+            if len(line) > MAX_LINE_BYTES:
+                raise RecordsError(f"{path}:{number}: a line over {MAX_LINE_BYTES >> 20} MiB; not a records file")
+            if total > MAX_FILE_BYTES:
+                raise RecordsError(f"{path}: over {MAX_FILE_BYTES >> 30} GiB; split it, or report its runs apart")
+            yield number, line
+
+
+def load(path):
+    """(records, problems) of a run folder or a .jsonl file: every record that passes check(), the
+    newest of each case per run when a case was recorded again (a resumed case replaces its
+    interrupted record), and one 'file:line: field: problem' per line that does not. A last line cut
+    short by an interrupted write is no problem (it never completed). RecordsError when the file
+    cannot be read at all."""
     path = records_file(path)
+    if path.is_dir():
+        raise RecordsError(f"{path}: a folder without records.jsonl")
     try:
-        text = path.read_text(encoding="utf-8")
+        lines = list(_lines(path))
     except FileNotFoundError:
         raise RecordsError(f"{path}: no such results file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RecordsError(f"{path}: cannot read ({e})") from None
-    lines = text.split("\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    except OSError as e:
+        raise RecordsError(f"{path}: cannot read ({printable(e.strerror or e)})") from None
+    newest, problems = {}, []
+    for number, raw in lines:
+        if not raw.strip():
             continue
-        last = number == len(lines)  # only the final line can lack its newline
+        last = number == len(lines) and not raw.endswith(b"\n")
         try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
+            d = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as e:   # bad JSON or UTF-8, numbers past Python's digit limit
             if last:
                 continue
-            raise RecordsError(f"{path} line {number}: not valid JSON ({e.msg})") from None
-        if not isinstance(d, dict):
-            raise RecordsError(f"{path} line {number}: expected a JSON object, got {type(d).__name__}")
-        try:
-            records.append(Record.from_dict(d))
-        except RecordsError as e:
-            raise RecordsError(f"{path} line {number}: {e}") from None
+            why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+            problems.append(f"{path}:{number}: not a valid JSON line ({printable(why)})")
+            continue
+        problem = check(d)
+        if problem:
+            problems.append(f"{path}:{number}: {problem}")
+            continue
+        rec = Record.from_dict(d)
+        key = (rec.run_id, rec.case)
+        newest.pop(key, None)   # re-inserted: the file order of the newest records
+        newest[key] = rec
+    return list(newest.values()), problems
+
+
+def read(path):
+    """The records of a run folder or .jsonl file (see load); RecordsError naming the first bad line."""
+    records, problems = load(path)
+    if problems:
+        raise RecordsError(problems[0])
     return records
+
+
+def read_usable(paths, warn):
+    """The good records of every path, each bad line passed to warn() and their count summed up;
+    RecordsError when no path has a usable record."""
+    good, bad = [], []
+    for path in paths:
+        records, problems = load(path)
+        good += records
+        bad += problems
+    if not good:
+        first = f" ({len(bad)} bad line{'s' if len(bad) != 1 else ''}, the first {bad[0]})" if bad else ""
+        raise RecordsError(f"{', '.join(map(str, paths))}: no usable records{first}")
+    for line in bad:
+        warn(line)
+    if bad:
+        warn(f"dropped {len(bad)} bad record{'s' if len(bad) != 1 else ''}; kept {len(good)}")
+    return good

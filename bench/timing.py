@@ -55,12 +55,14 @@ MIN_SPREAD_SAMPLES = 3
 class Sampled:
     samples_s: tuple        # one time per call, each call followed by its sync
     rounds: tuple           # the round of each sample; samples of one round across cases are paired
-    stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples"
+    stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples";
+                            # "interrupted": stopped from outside (a signal) with what it had
 
 
 def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, min_samples=defaults.MIN_SAMPLES,
                 min_rounds=defaults.MIN_ROUNDS, max_samples=defaults.MAX_SAMPLES, budget_s=defaults.BUDGET_S,
-                round_s=defaults.ROUND_S, per_call_s=None, on_round=None):
+                round_s=defaults.ROUND_S, per_call_s=None, on_round=None, stop=None, checkpoint=None,
+                checkpoint_s=defaults.CHECKPOINT_S):
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
@@ -68,7 +70,12 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
     stops when its median's 95% CI is within +-target_ci of the median (after min_samples samples
     and min_rounds rounds), when it has spent `budget_s` in timed calls (and has at least
     MIN_SPREAD_SAMPLES samples, so a spread exists), or at max_samples. on_round(round, stopped)
-    is called after each round with {key: stop reason} of the cases stopped so far."""
+    is called after each round with {key: stop reason} of the cases stopped so far.
+
+    stop() is asked after every call: when it is true, sampling ends there and the cases not done
+    stop with reason "interrupted", keeping what they have. checkpoint({key: Sampled}) receives
+    the samples so far (reason "interrupted" where not done) every `checkpoint_s` of clock time,
+    so whoever keeps them loses at most that much timing if the process is killed."""
     from bench.stats import ci_half_width_fraction
 
     keys = list(cases)
@@ -78,6 +85,11 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
     rounds = {k: [] for k in keys}
     spent = dict.fromkeys(keys, 0.0)
     done = {}
+
+    def so_far():
+        return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted")) for k in keys}
+
+    last_checkpoint = clock()
     r = 0
     while len(done) < len(keys):
         active = [k for k in keys if k not in done]
@@ -92,6 +104,11 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
                 samples[k].append(dt)
                 rounds[k].append(r)
                 spent[k] += dt
+                if stop and stop():
+                    return so_far()
+                if checkpoint and clock() - last_checkpoint >= checkpoint_s:
+                    checkpoint(so_far())
+                    last_checkpoint = clock()
         r += 1
         for k in active:
             n = len(samples[k])
@@ -103,7 +120,7 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
                 done[k] = "max_samples"
         if on_round:
             on_round(r, dict(done))
-    return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done[k]) for k in keys}
+    return so_far()
 
 
 @dataclass(frozen=True)

@@ -139,16 +139,19 @@ def test_paired_processes_use_per_process_medians():
     base = [rec([0.010, 0.011, 0.0105]), rec([0.020, 0.021, 0.0205]), rec([0.015] * 3)]
     cand = [rec([0.012] * 3), rec([0.024] * 4), rec([0.018] * 5)]       # +14-20% in every pair despite 2x drift
     c = compare_case(base, cand, 0.10, paired=True)
-    assert c.method == "paired over 3 process pairs"
+    assert c.method == "t over 3 process pairs' log-ratios"
     assert c.base_s == pytest.approx(0.015) and c.candidate_s == pytest.approx(0.018)
-    assert c.ratio == pytest.approx(0.024 / 0.0205)     # the median of the pairs' ratios 1.143, 1.171, 1.2
+    ratios = np.array([0.012 / 0.0105, 0.024 / 0.0205, 0.018 / 0.015])   # 1.143, 1.171, 1.2
+    assert c.ratio == pytest.approx(np.exp(np.log(ratios).mean()))       # their geometric mean
+    half = 4.302653 * np.log(ratios).std(ddof=1) / np.sqrt(3)            # t(0.975, 2 df)
+    assert (c.lo, c.hi) == pytest.approx((c.ratio * np.exp(-half), c.ratio * np.exp(half)))
     assert c.verdict == "regressed"
 
 
 def test_a_failed_process_drops_its_pair():
     base = [rec([0.010]), None, rec([0.010]), rec([0.010])]
     cand = [rec([0.010]), rec([0.010]), None, rec([0.010])]
-    assert compare_case(base, cand, 0.10, paired=True).method == "paired over 2 process pairs"
+    assert compare_case(base, cand, 0.10, paired=True).method == "t over 2 process pairs' log-ratios"
     c = compare_case([rec([0.01]), None], [rec([0.01]), rec([0.01])], 0.10, paired=True)
     assert c.verdict == "n/a" and "at least 2" in c.note
 
@@ -159,11 +162,12 @@ def test_a_case_not_timed_is_not_compared():
     assert c.verdict == "n/a" and c.note == "candidate failed: wrong answer: d_w1"
 
 
-def test_many_runs_a_side_are_bootstrapped_over_run_medians():
+def test_many_runs_a_side_get_a_welch_interval_over_run_medians():
     base = [rec(noisy(0.010, seed=i), run_id=f"b{i}") for i in range(3)]
     cand = [rec(noisy(0.010, seed=9 + i), run_id=f"c{i}") for i in range(4)]
     c = compare_case(base, cand, 0.10)
-    assert c.method == "bootstrap over 3 and 4 run medians" and c.verdict == "same"
+    assert c.method == "Welch t over 3 and 4 run medians' logarithms" and c.verdict == "same"
+    assert c.lo < 1 < c.hi
 
 
 def test_scale_multiplies_samples():
@@ -271,4 +275,4 @@ def test_cli_missing_or_empty_runs(runs, tmp_path):
     assert missing.returncode == 2 and "no such results file" in missing.stderr
     (tmp_path / "empty.jsonl").write_text("")
     empty = bench("compare", tmp_path / "empty.jsonl", runs[0])
-    assert empty.returncode == 2 and "no records" in empty.stderr
+    assert empty.returncode == 2 and "no usable records" in empty.stderr

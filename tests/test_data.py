@@ -119,7 +119,7 @@ def test_non_integer_size_is_refused(no_default_files):
 def test_lesson_pickle_loads(tmp_path, protocol, name):
     x, y = lesson_arrays()
     path = write_lesson(tmp_path / name, x, y, protocol)
-    lx, ly = load_mnist(path)
+    lx, ly, _ = load_mnist(path)
     assert lx.shape == (N, 784) and ly.shape == (N,)
     assert lx.dtype == np.float32 and ly.dtype == np.float32
     assert lx.flags.c_contiguous and ly.flags.c_contiguous
@@ -152,7 +152,7 @@ def test_python2_style_pickle_with_numpy_core_names_loads(tmp_path):
     body = body.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
     path = tmp_path / "mnist.pkl.gz"
     path.write_bytes(gzip.compress(body))
-    lx, ly = load_mnist(path)
+    lx, ly, _ = load_mnist(path)
     np.testing.assert_array_equal(lx, x)
     np.testing.assert_array_equal(ly, y)
 
@@ -225,7 +225,7 @@ def test_pickle_of_wrong_structure_is_refused(tmp_path, obj):
 
 def test_keras_npz_loads_and_is_scaled(tmp_path):
     x, y = keras_arrays()
-    lx, ly = load_mnist(write_keras(tmp_path / "mnist.npz", x, y))
+    lx, ly, _ = load_mnist(write_keras(tmp_path / "mnist.npz", x, y))
     assert lx.shape == (N, 784) and ly.shape == (N,)
     assert lx.dtype == np.float32 and ly.dtype == np.float32
     assert lx.flags.c_contiguous and ly.flags.c_contiguous
@@ -318,7 +318,7 @@ def test_npz_labels_out_of_range_are_refused(tmp_path):
 
 def test_flat_npz_images_are_accepted(tmp_path):
     x, y = keras_arrays()
-    lx, _ = load_mnist(write_keras(tmp_path / "mnist.npz", x.reshape(N, 784), y))
+    lx, _, _ = load_mnist(write_keras(tmp_path / "mnist.npz", x.reshape(N, 784), y))
     assert lx.shape == (N, 784)
 
 
@@ -411,3 +411,67 @@ def test_repo_paths_are_shown_relative(monkeypatch, tmp_path):
     path = write_keras(tmp_path / "data" / "mnist.npz", x, y)
     assert make_problem(5, 784, data=path).source == "mnist:data/mnist.npz"
     assert data_error(tmp_path / "data" / "x.pkl.gz").startswith("data/x.pkl.gz: ")
+
+
+# ---------------------------------------------------------------- bounded memory (hostile files)
+
+def _peak_mib(fn):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak / 2 ** 20
+
+
+def test_a_tiny_pickle_declaring_a_huge_array_is_refused_without_allocating_it(tmp_path):
+    x = np.zeros((1_000_000, 784), dtype="V0")        # no bytes at all, a 3 GB array once converted
+    path = write_lesson(tmp_path / "mnist.pkl", x, np.zeros(1_000_000, "V0"), pickle.HIGHEST_PROTOCOL)
+    assert path.stat().st_size < 20_000
+    errors = []
+
+    def load():
+        try:
+            load_mnist(path, rows=500)
+        except DataError as e:
+            errors.append(str(e))
+
+    assert _peak_mib(load) < 50
+    assert errors and "images are an array of dtype |V0" in errors[0]
+
+
+def test_a_compressed_npz_of_a_million_rows_converts_only_the_rows_needed(tmp_path):
+    path = tmp_path / "mnist.npz"
+    np.savez_compressed(path, x_train=np.zeros((1_000_000, 28, 28), np.uint8), y_train=np.zeros(1_000_000, np.uint8))
+    assert path.stat().st_size < 2_000_000
+    got = {}
+    peak = _peak_mib(lambda: got.update(zip("xyn", load_mnist(path, rows=500))))
+    assert got["x"].shape == (500, 784) and got["n"] == 1_000_000
+    assert peak < 20, f"{peak:.0f} MiB for 500 rows"
+
+
+def test_a_pickle_that_unpacks_past_the_cap_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_UNPACKED_BYTES", 1 << 20)
+    x, y = np.zeros((2000, 784), np.float32), np.zeros(2000, np.float32)   # 6 MB of pixels
+    path = write_lesson(tmp_path / "mnist.pkl.gz", x, y, 2)
+    with pytest.raises(DataError, match="unpacks to over 1 MiB"):
+        load_mnist(path)
+
+
+def test_timedelta_labels_are_refused_in_one_line(tmp_path):
+    path = write_keras(tmp_path / "mnist.npz", np.zeros((10, 28, 28), np.uint8), np.zeros(10, "timedelta64[s]"))
+    with pytest.raises(DataError, match="y_train has dtype timedelta64"):
+        load_mnist(path)
+    x = np.zeros((10, 784), np.float32)
+    with pytest.raises(DataError, match="labels are an array of dtype timedelta64"):
+        load_mnist(write_lesson(tmp_path / "mnist.pkl", x, np.zeros(10, "timedelta64[s]"), 2))
+
+
+def test_a_non_zip_npz_gets_no_advice_about_pickles(tmp_path):
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(b"\x93NUMPY" + b"x" * 100)
+    with pytest.raises(DataError) as e:
+        load_mnist(path)
+    assert "not a zip archive" in str(e.value) and "pickle" not in str(e.value)

@@ -144,7 +144,8 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
     mine = {"cpu_model": "Mine", "machine": "x86_64", "gpus": []}
     for name, fp in (("other.jsonl", {**mine, "cpu_model": "Other"}), ("mine.jsonl", mine)):
         records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
-                                               n=1, m=1, nh=1, dtype="float32", status="ok", env=fp))
+                                               n=1, m=1, nh=1, dtype="float32", status="ok", env=fp,
+                                               samples_s=(0.01,)))
     monkeypatch.setattr(baselines.env, "fingerprint", lambda: mine)
     assert gate.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
     monkeypatch.setattr(baselines.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
@@ -177,7 +178,7 @@ def test_a_slower_working_tree_is_flagged(repo):
     verdicts = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("tensorflow/")]
     assert verdicts == ["regressed", "regressed"] and "verdict: REGRESSED" in result.stdout
     assert "A/A false-positive rate: not measured on this machine" in result.stdout
-    assert "paired over 3 process pairs" in result.stdout and "gate wall time" in result.stdout
+    assert "t over 3 process pairs' log-ratios" in result.stdout and "gate wall time" in result.stdout
     assert worktrees(repo) == [f"worktree {repo}"]
 
 
@@ -213,7 +214,7 @@ def test_an_old_harness_without_budget_runs_both_sides_quick(repo, tmp_path):
 
 
 @pytest.mark.parametrize("setup, words", [
-    ("first commit", ["nothing to compare: HEAD~1 does not exist (no parent commit); passing"]),
+    ("first commit", ["nothing to compare: HEAD~1: HEAD is the first commit, so it has no parent to compare with; passing"]),
     ("no harness", ["nothing to compare: HEAD~1", "has no harness (bench/__main__.py); passing"]),
     ("rejects options", ["nothing to compare: the base's harness produced no records (exit 2:", "unrecognized"]),
 ])
@@ -231,6 +232,16 @@ def test_nothing_to_compare_passes(repo, setup, words):
     assert worktrees(repo) == [f"worktree {repo}"]
 
 
+def test_a_shallow_clone_passes_and_says_so(repo, tmp_path):
+    commit(repo, harness(1.0), "first")
+    commit(repo, {"notes.txt": "second"}, "second")
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow)], check=True)
+    result = bench_gate(shallow, "--base", "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert "beyond this shallow clone's 1 commit(s) of history" in result.stdout
+
+
 def test_not_a_git_checkout_passes(tmp_path):
     tree = tmp_path / "copy"
     tree.mkdir()
@@ -240,6 +251,12 @@ def test_not_a_git_checkout_passes(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--base", "no-such-branch"], ["unknown revision 'no-such-branch'"]),
+    (["--base", "HEAD~1x"], ["unknown revision 'HEAD~1x'"]),
+    (["--base", "HEAD^{tree}"], ["unknown revision 'HEAD^{tree}'"]),
+    (["--base", "^HEAD"], ["bad revision '^HEAD'"]),
+    (["--base", "HEAD:README"], ["unknown revision 'HEAD:README'"]),
+    (["--base", "HEAD~100"], ["unknown revision 'HEAD~100': HEAD has 0 ancestor(s)"]),
+    (["--base=--all"], ["bad revision '--all'"]),
     (["--pairs", "1"], ["at least 2 pairs"]),
     (["--size", "5000,784"], ["bad size"]),
     (["--threshold", "ten"], ["bad threshold"]),

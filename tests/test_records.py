@@ -46,11 +46,11 @@ def test_truncated_last_line_is_dropped(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("{not json}\n" + make().to_json() + "\n", "line 1: not valid JSON"),
-    ("[1, 2]\n", "line 1: expected a JSON object"),
-    (json.dumps({"framework": "tensorflow"}) + "\n", "line 1: record is missing fields"),
-    (make().to_json().replace('"n": 10', '"n": "ten"') + "\n", "n must be an integer"),
-    (make().to_json().replace('"status": "ok"', '"status": "great"') + "\n", "status 'great'"),
+    ("{not json}\n" + make().to_json() + "\n", ":1: not a valid JSON line"),
+    ("[1, 2]\n", ":1: expected a JSON object"),
+    (json.dumps({"framework": "tensorflow"}) + "\n", ":1: step: missing"),
+    (make().to_json().replace('"n": 10', '"n": "ten"') + "\n", ":1: n: expected a whole number"),
+    (make().to_json().replace('"status": "ok"', '"status": "great"') + "\n", ":1: status: 'great' is not one of"),
 ])
 def test_broken_files_give_one_line_errors(tmp_path, content, message):
     path = tmp_path / "records.jsonl"
@@ -84,5 +84,5 @@ def test_null_or_wrong_nested_fields(tmp_path):
     assert r.ceilings == {} and math.isnan(r.summary.pct_of_peak) and "derived" in r.to_json()
     assert json.loads(r.to_json())["derived"]["pct_of_peak"] is None
     path.write_text(make().to_json().replace('"env": {"cpu_model": "x"}', '"env": [1]') + "\n")
-    with pytest.raises(RecordsError, match="env must be a JSON object"):
+    with pytest.raises(RecordsError, match="env: expected a JSON object"):
         records.read(path)

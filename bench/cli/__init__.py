@@ -1,11 +1,22 @@
 """The command line: one parser module per command group (run.py: run, list, overhead; report.py:
-report, export; gate.py: compare, gate), the shared parsing in args.py, progress and Ctrl-C in
-progress.py. Errors in what the user asked for (names, sizes, files) print one line and exit 2;
-nothing here prints a traceback for them."""
+report, export; gate.py: compare, gate), the shared parsing in args.py, progress and signals in
+progress.py.
+
+One exit-code contract for every command: 0 fine; 1 what the command exists to find (a failed
+case, a regression); 2 bad input (one line naming it); 3 an internal error (one line saying where
+the traceback was written); 130 / 143 stopped by SIGINT / SIGTERM. No traceback reaches the terminal.
+"""
+import datetime
+import os
 import sys
+import tempfile
+import traceback
 
 from bench.cli import gate, report, run
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
+from bench.records import printable
+
+EXIT_INTERNAL = 3
 
 GROUPS = (run, report, gate)
 
@@ -28,5 +39,23 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except (UsageError, ConfigError, DataError, RecordsError, FrameworkUnavailable, *gate.errors()) as e:
-        print(f"python -m bench {args.command}: error: {e}", file=sys.stderr)
+        print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"python -m bench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:   # a bug: one line here, the traceback in a file
+        where = write_traceback(args.command)
+        print(f"python -m bench {args.command}: internal error: {type(e).__name__}: "
+              f"{printable(str(e).splitlines()[0] if str(e) else '')[:300]} (traceback in {where})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def write_traceback(command):
+    """The current exception's traceback in a new file under the temporary folder; its path."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"bench-{command}-{stamp}-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"python -m bench {' '.join(sys.argv[1:])}\n\n")
+        traceback.print_exc(file=f)
+    return path

@@ -56,17 +56,16 @@ def _rule_flags(p):
 
 def _thresholds(args, tree):
     from bench import gate
-    return gate.load_thresholds(Path(args.config) if args.config else Path(tree) / "pyproject.toml", args.threshold)
+    return gate.load_thresholds(Path(args.config) if args.config else Path(tree) / "pyproject.toml", args.threshold,
+                                explicit=bool(args.config))
 
 
 def cmd_compare(args):
     from bench import gate, records
+    from bench.cli.report import warn
     from bench.gate import text
     thresholds = _thresholds(args, env.REPO)
-    base, candidate = records.read(args.base), records.read(args.candidate)
-    for name, recs in ((args.base, base), (args.candidate, candidate)):
-        if not recs:
-            raise records.RecordsError(f"{name}: no records")
+    base, candidate = records.read_usable([args.base], warn), records.read_usable([args.candidate], warn)
     result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch)
     for line in [*text.table(result), text.summary(result)]:
         print(line)

@@ -1,5 +1,5 @@
 """The terminal side of a run: one line per event with the case count, elapsed time and an ETA
-(Progress, a run Observer), and Ctrl-C handled at case and round boundaries (DeferredInterrupt)."""
+(Progress, a run Observer), and SIGINT / SIGTERM turned into a stop at the next call (Signals)."""
 import math
 import os
 import signal
@@ -20,12 +20,11 @@ def result_line(rec):
 
 
 class Progress(Observer):
-    """Writes one line per event (to stderr by default); `interrupt` (a DeferredInterrupt) is
-    consulted at every checkpoint."""
+    """Writes one line per event (to stderr by default)."""
 
-    def __init__(self, write=None, interrupt=None, budget_s=None, every_s=5.0):
+    def __init__(self, write=None, budget_s=None, every_s=5.0):
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.interrupt, self.budget_s, self.every_s = interrupt, budget_s, every_s
+        self.budget_s, self.every_s = budget_s, every_s
         self.total, self.done = 0, 0
         self.start = self._last_round = time.monotonic()
 
@@ -65,44 +64,48 @@ class Progress(Observer):
         self.done += 1
         self.write(f"{self._prefix()} done: {result_line(rec)}")
 
-    def checkpoint(self):
-        if self.interrupt:
-            self.interrupt.check()
 
 
-class DeferredInterrupt:
-    """Ctrl-C during a run stops it at the next case or round boundary rather than inside a
-    framework call; a second Ctrl-C stops at once. check() then raises KeyboardInterrupt or, with
-    `exit_message`, prints it and ends the process at once: unwinding the stack through live
-    TensorFlow objects after an interrupt aborted the process now and then ("free(): invalid
-    pointer", SIGABRT), and every finished record is already on disk. Main thread only."""
+class Signals:
+    """SIGINT and SIGTERM as a request to stop: the first sets `received` (the run engine asks
+    stop() after every timed call and between cases, writes what it has, and the command exits
+    128 + the signal: 130, 143); a second ends the process at once, leaving every record already
+    written (each is flushed and synced as it is appended).
 
-    def __init__(self, write, exit_message=None):
-        self.write, self.exit_message, self.asked = write, exit_message, False
+    The handler only sets a flag and writes with os.write: raising from it (KeyboardInterrupt)
+    unwound the stack from wherever the signal landed, at times inside TensorFlow's Python layer
+    around a native call, and a double Ctrl-C then aborted the process now and then ("corrupted
+    size vs. prev_size", SIGABRT). Main thread only."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
 
     def _handler(self, signum, frame):
-        if self.asked:
-            raise KeyboardInterrupt
-        self.asked = True
-        self.write("interrupt: stopping at the next case or round (Ctrl-C again to stop now)")
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            os.write(2, f"{name} again: stopping now; every record written so far is kept\n".encode())
+            os._exit(128 + signum)
+        self.received = signum
+        os.write(2, f"{name}: stopping after the current call, keeping what was measured "
+                    f"({name} again to stop at once)\n".encode())
 
-    def check(self):
-        if not self.asked:
-            return
-        if self.exit_message:
-            self.write(self.exit_message)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(130)
-        raise KeyboardInterrupt
+    def stop(self):
+        return self.received is not None
+
+    @property
+    def exit_code(self):
+        return 128 + self.received if self.received is not None else 0
 
     def __enter__(self):
-        self.previous = None
+        self.previous = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
         return False

@@ -2,7 +2,6 @@
 import sys
 from pathlib import Path
 
-from bench.records import RecordsError
 
 
 def add_parsers(sub):
@@ -15,11 +14,13 @@ def add_parsers(sub):
     e.add_argument("--out", help="output file (default: standard output)")
 
 
+def warn(line):
+    print(f"warning: {line}", file=sys.stderr)
+
+
 def cmd_report(args):
     from bench import records, report
-    loaded = [r for path in args.results for r in records.read(path)]
-    if not loaded:
-        raise RecordsError(f"{', '.join(args.results)}: no records")
+    loaded = records.read_usable(args.results, warn)
     out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
     for path in report.write(loaded, out):
         print(path)
@@ -28,9 +29,7 @@ def cmd_report(args):
 
 def cmd_export(args):
     from bench import export, records
-    recs = records.read(args.run)
-    if not recs:
-        raise RecordsError(f"{args.run}: no records")
+    recs = records.read_usable([args.run], warn)
     doc, left_out = export.pytest_benchmark(recs)
     text = export.dumps(doc)
     if args.out:
@@ -40,7 +39,7 @@ def cmd_export(args):
     else:
         sys.stdout.write(text)
     for label in left_out:
-        print(f"not exported (not timed): {label}", file=sys.stderr)
+        print(f"not exported (not timed): {records.printable(label)}", file=sys.stderr)
     return 0
 
 

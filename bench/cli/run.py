@@ -1,10 +1,13 @@
 """The run, list and overhead commands: flags -> run.Config -> the run engine, with progress and
 Ctrl-C handled here."""
+import argparse
+import os
 import sys
 from pathlib import Path
 
 from bench import defaults, frameworks
 from bench.cli.args import UsageError, names, parse_grid, parse_size, size_text
+from bench.records import printable
 
 
 def add_parsers(sub):
@@ -12,7 +15,8 @@ def add_parsers(sub):
     r.add_argument("--framework", nargs="+", help="frameworks (default: every one installed here)")
     r.add_argument("--step", nargs="+", help="steps (default: all)")
     r.add_argument("--backend", nargs="+", help="backends (default: all)")
-    r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"))
+    r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"),
+                   help="cpu, gpu, or all: every device each framework sees (default: all)")
     r.add_argument("--size", nargs="+", metavar="N,M,NH", help=f"problem sizes (default: {size_text(defaults.SIZE)})")
     r.add_argument("--sizes", nargs="+", metavar="AXIS=V1,V2",
                    help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)")
@@ -20,20 +24,22 @@ def add_parsers(sub):
     r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
     r.add_argument("--out", help="output folder (default: results/<run-id>)")
     r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
-    r.add_argument("--seed", type=int, default=defaults.SEED)
+    r.add_argument("--seed", type=int, default=defaults.SEED,
+                   help=f"seed of the synthetic data and of the parameters (default: {defaults.SEED})")
     r.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
     r.add_argument("--budget", type=float, metavar="SECONDS",
                    help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     sub.add_parser("list", help="what can run here, and why not the rest")
-    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop")
-    o.add_argument("--framework", default="tensorflow")
-    o.add_argument("--step", default="manual")
-    o.add_argument("--backend", default="function")
-    o.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    o.add_argument("--size", default=size_text(defaults.SIZE), metavar="N,M,NH")
-    o.add_argument("--rounds", type=int, default=10)
+    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o.add_argument("--framework", default="tensorflow", help="framework")
+    o.add_argument("--step", default="manual", help="step")
+    o.add_argument("--backend", default="function", help="backend")
+    o.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="device")
+    o.add_argument("--size", default=size_text(defaults.QUICK_SIZE), metavar="N,M,NH", help="problem size")
+    o.add_argument("--rounds", type=int, default=10, help="rounds, each timing the case both ways")
 
 
 def default_frameworks():
@@ -69,45 +75,73 @@ def config_from_args(args):
     for framework in names(args.framework) or ():
         if framework not in frameworks.FRAMEWORKS:
             raise UsageError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    if args.data and Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
     if args.data and not Path(args.data).is_file():
         raise UsageError(f"--data {args.data}: no such file")
     run_id = run.new_run_id()
+    out = Path(args.out) if args.out else Path("results") / run_id
+    check_out(out, args.resume)
     kwargs = dict(
-        out=Path(args.out) if args.out else Path("results") / run_id, run_id=run_id,
+        out=out, run_id=run_id,
         frameworks=names(args.framework) or default_frameworks(), steps=names(args.step),
         backends=names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed,
         resume=args.resume)
-    if args.budget:
-        kwargs["budget_s"] = args.budget
-    if args.target_ci:
-        kwargs["target_ci"] = args.target_ci
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
     if args.quick:
         kwargs.update(defaults.QUICK)
         if not sizes:
             kwargs.update(sizes=(defaults.QUICK_SIZE,))
+    if args.budget:   # explicit flags win over --quick's settings
+        kwargs["budget_s"] = args.budget
+    if args.target_ci:
+        kwargs["target_ci"] = args.target_ci
     return run.Config(**kwargs)
 
 
+def check_out(out, resume):
+    """UsageError unless `out` can take this run's records: a folder (made if missing) that this
+    process can write to, holding no records unless the run resumes them."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    existing = out / "records.jsonl"
+    if not resume and existing.is_file() and existing.stat().st_size > 0:
+        raise UsageError(f"--out {out}: already holds records; --resume continues that run, or choose another folder")
+
+
 def cmd_run(args):
-    from bench import report, run
-    from bench.cli.progress import DeferredInterrupt, Progress
+    from bench import records as records_io, report, run
+    from bench.cli.progress import Progress, Signals
     config = config_from_args(args)
-    write = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    kept = f"interrupted: the cases that finished are kept in {config.out / 'records.jsonl'}"
-    with DeferredInterrupt(write, kept) as interrupt:
-        try:
-            records = run.run(config, Progress(write, interrupt, config.budget_s))
-        except KeyboardInterrupt:
-            write(kept)
-            return 130
-    paths = report.write(records, config.out)
+    out_file = config.out / "records.jsonl"
+    with Signals() as signals:
+        records = run.run(config, Progress(budget_s=config.budget_s), stop=signals.stop)
+    if signals.received is not None:
+        print(f"stopped by {signal_name(signals.received)}: every checked case is in {out_file} (those cut short "
+              f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",
+              file=sys.stderr)
+        return signals.exit_code
+    everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
+    paths = report.write(everything, config.out)
     df = report.frame(records)
     for key, table in report.comparison_tables(df).items():
-        print(f"\n{report.title(key)}: median ms ±IQR%\n{report.markdown_table(table)}")
+        print(printable(f"{report.title(key)}: median ms ±IQR%"))
+        print("\n".join(printable(line) for line in report.markdown_table(table).splitlines()))
     print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths[:2])}")
     return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def signal_name(signum):
+    import signal
+    return signal.Signals(signum).name
 
 
 def cmd_list(args):

@@ -53,7 +53,7 @@ def find_baseline(path):
         raise GateError(f"--baseline {path}: no such file or folder")
     here = _hardware(env.fingerprint())
     for candidate in sorted(path.glob("*.jsonl")):
-        recs = records.read(candidate)
+        recs, _ = records.load(candidate)
         if recs and _hardware(recs[0].env) == here:
             return candidate
     raise NothingToCompare(f"no baseline for this machine ({here[0]}) in {path}; make one with --save-baseline {path}")
@@ -65,7 +65,9 @@ def stored(tree, baseline, spec, runs, thresholds, workdir, allow_mismatch=False
     each run's GEMM ceiling (unpaired: the baseline was measured at another time)."""
     progress = progress or stderr_line
     path = find_baseline(baseline)
-    base = records.read(path)
+    base, problems = records.load(path)
+    if not base:
+        raise GateError(f"--baseline {path}: no usable records" + (f" ({problems[0]})" if problems else ""))
     t0 = time.perf_counter()
     progress(f"gate: the working tree {tree} against {path}: {runs} runs, {spec.describe()}")
     processes = interleave({"candidate": Path(tree)}, runs, run_args(spec, [tree], probe), workdir, runner, progress,

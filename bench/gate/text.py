@@ -2,6 +2,7 @@
 from collections import defaultdict
 
 from bench.gate.rule import LEVEL, RULE
+from bench.records import printable
 
 
 def _ms(seconds):
@@ -17,8 +18,8 @@ def _ci(c):
 def table(result, base_name="base", candidate_name="candidate"):
     """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
     header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
-    rows = [(c.label, _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
-             c.verdict + (f" ({c.note})" if c.note else "")) for c in result.comparisons]
+    rows = [(printable(c.label), _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
+             c.verdict + (f" ({printable(c.note)})" if c.note else "")) for c in result.comparisons]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 5) else str(v).rjust(w)
                                   for i, (v, w) in enumerate(zip(row, widths))).rstrip()
@@ -27,11 +28,11 @@ def table(result, base_name="base", candidate_name="candidate"):
     if methods:
         lines.append(f"CI: {LEVEL:.0%} bootstrap ({'; '.join(methods)}). Rule: {RULE}.")
     for label in result.only_base:
-        lines.append(f"only in {base_name}: {label}")
+        lines.append(f"only in {base_name}: {printable(label)}")
     for label in result.only_candidate:
-        lines.append(f"only in {candidate_name}: {label}")
+        lines.append(f"only in {candidate_name}: {printable(label)}")
     for line in result.mismatch:
-        lines.append(f"warning: compared despite an identity difference: {line}")
+        lines.append(f"warning: compared despite an identity difference: {printable(line)}")
     return lines
 
 
@@ -44,7 +45,7 @@ def summary(result):
         return "verdict: nothing to compare (no case is in both runs)"
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     if result.regressed:
-        names = ", ".join(c.label for c in result.regressed)
+        names = ", ".join(printable(c.label) for c in result.regressed)
         return f"verdict: REGRESSED ({parts}): {names}"
     return f"verdict: no regression ({parts})"
 

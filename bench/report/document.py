@@ -37,7 +37,9 @@ PLOTS = {
 # ---------------------------------------------------------------- tables as text
 
 def _cell_md(text):
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell: its own text is already inert (fmt.md for what came from records); a bare |
+    would still end the cell."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(text).replace("\n", " "))
 
 
 def markdown_table(df):
@@ -49,11 +51,26 @@ def markdown_table(df):
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+_INLINE = re.compile(r"\\(.)|\*\*|`([^`]*)`")
+
+
 def _inline_html(text):
-    """Escaped text with **bold** and `code` made HTML."""
-    text = html.escape(str(text))
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    """The report's inline Markdown as HTML: backslash escapes (fmt.md) read back as the character,
+    **bold** and `code`; everything else escaped."""
+    out, bold, at = [], False, 0
+    text = str(text)
+    for m in _INLINE.finditer(text):
+        out.append(html.escape(text[at:m.start()]))
+        if m.group(1) is not None:
+            out.append(html.escape(m.group(1)))
+        elif m.group(0) == "**":
+            out.append("</strong>" if bold else "<strong>")
+            bold = not bold
+        else:
+            out.append(f"<code>{html.escape(m.group(2))}</code>")
+        at = m.end()
+    out.append(html.escape(text[at:]))
+    return "".join(out) + ("</strong>" if bold else "")
 
 
 def html_table(df):
@@ -218,6 +235,8 @@ def distrust(records, df):
     notes = df[df.note.notna() & (df.note != "")]
     reduced = [f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
                for note, g in notes.groupby("note", sort=False)]
+    interrupted = [f"{_case(c)}: {c.samples} samples when a signal stopped the run (--resume times it again)"
+                   for c in df[(df.stop_reason == "interrupted") & (df.status == "ok")].itertuples()]
     few = [f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median "
            f"({stats.min_ci_samples()} needed)"
            for c in df[(df.status == "ok") & (df.samples > 0) & df.ci_lo_ms.isna()].itertuples()]
@@ -225,10 +244,10 @@ def distrust(records, df):
     (first_id, first), *others = runs.items() or [(None, None)]
     for run_id, rs in others:
         lines = env.differences(first[0].env or {}, rs[0].env or {})
-        mismatches += [f"{first_id} vs {run_id}: {line}" for line in lines]
-    synthetic = [f"run {run_id}: {source}" for run_id, rs in runs.items()
+        mismatches += [fmt.md(f"{first_id} vs {run_id}: {line}") for line in lines]
+    synthetic = [fmt.md(f"run {run_id}: {source}") for run_id, rs in runs.items()
                  for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
-    tf32 = [f"run {run_id}: float32 matmuls ran in TF32" for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
+    tf32 = [fmt.md(f"run {run_id}: float32 matmuls ran in TF32") for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
     above = [f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
              f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
     return [
@@ -236,6 +255,7 @@ def distrust(records, df):
         ("Retraces during timing", retraced),
         ("Failed cases", failed),
         ("Skipped cases", skipped),
+        ("Interrupted cases (timing cut short)", interrupted),
         ("Cases at a reduced n", reduced),
         ("Too few samples", few),
         ("Fingerprint differences between merged runs (times across them are not like for like)", mismatches),
@@ -265,17 +285,37 @@ def _summary(df):
     return items
 
 
+def escaped(frame):
+    """A copy of a frame whose text (all of it from records) is inert Markdown (fmt.md); numbers,
+    and the tuples of samples, as they were."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda v: fmt.md(v) if isinstance(v, str) else v)
+    return frame
+
+
+def _escaped_table(table):
+    out = table.map(lambda v: fmt.md(v) if isinstance(v, str) else v)
+    out.index = out.index.map(fmt.md)
+    out.columns = out.columns.map(fmt.md)
+    out.index.name = table.index.name
+    return out
+
+
 def document(records, df, pb, crossings, figures):
-    """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img."""
+    """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img. Every text that
+    comes from records is escaped here (df, pb and crossings are the raw frames)."""
+    df, pb, crossings = escaped(df), escaped(pb), escaped(crossings)
     short = plots._short(df)
-    files = sorted({r.data for r in records})
+    files = sorted({fmt.md(r.data) for r in records})
     blocks = [("h1", "backprop-bench report"),
               ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
                     "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
                     "Times are medians of wall-clock calls, each followed by a device sync. "
-                    f"Data: {', '.join(f'`{d}`' for d in files if d) or 'unknown'}."),
+                    f"Data: {', '.join(d for d in files if d) or 'unknown'}."),
               ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"]),
-              ("h2", "Runs"), ("table", run_summary(records)),
+              ("h2", "Runs"), ("table", _escaped_table(run_summary(records))),
               ("h2", "What to distrust")]
     items = []
     for heading, found in distrust(records, df):

@@ -1,5 +1,9 @@
-"""Numbers as the report shows them: rounded to the digits their confidence interval supports."""
+"""Numbers as the report shows them, rounded to the digits their confidence interval supports; and
+text from records made inert in Markdown."""
 import math
+import re
+
+from bench.records import printable
 
 
 def decimals(value, half_width, min_sig=2, max_sig=4, default_sig=3):
@@ -50,3 +54,14 @@ def pct(value):
     if not math.isfinite(value):
         return "–"
     return f"{value:.0f}%" if value >= 1 else f"{value:.1f}%"
+
+
+# Characters that can start Markdown markup inline (newlines, which could start a heading or a
+# list, are gone before this): escaped with a backslash, which report.html reads back.
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!#$])")
+
+
+def md(text):
+    """Text from a record (an error message, a note, a name) as inert Markdown: one line, no
+    control characters, every character that could start markup escaped."""
+    return MD_SPECIAL.sub(r"\\\1", printable(" ".join(str(text).split())))

@@ -1,19 +1,21 @@
 """The loop of a run: for each group of the plan, check and warm each case, time the group's cases
-together, and append each record to out/records.jsonl as soon as it ends. No terminal code: an
-Observer hears what happens (bench/cli/progress.py prints it)."""
+together, and append each record to out/records.jsonl as soon as it ends (and the group's samples
+so far every few seconds while it is timed). No terminal code: an Observer hears what happens
+(bench/cli/progress.py prints it), and a stop() callable ends the run at the next call."""
+from dataclasses import replace
 from pathlib import Path
 
-from bench.records import Record, append, read, repair
+from bench.data import check_fits
+from bench.records import Record, append, load, repair
 from bench.run.caches import Caches
-from bench.run.measure import time_cases
+from bench.run.measure import sampled_record, time_cases
 from bench.run.plan import load_frameworks, plan
 from bench.run.prepare import prepare_case
+from bench.timing import Sampled
 
 
 class Observer:
-    """What the loop tells whoever watches it; every method is a no-op here. checkpoint() is called
-    between cases and between timing rounds: raising there (KeyboardInterrupt) stops the run with
-    every finished record on disk."""
+    """What the loop tells whoever watches it; every method is a no-op here."""
 
     def started(self, total):
         pass
@@ -36,23 +38,39 @@ class Observer:
     def finished(self, rec):
         pass
 
-    def checkpoint(self):
-        pass
+
+def resumable(out_file):
+    """(cases recorded complete, the latest run id) of an existing records file; an interrupted
+    case (stop_reason "interrupted") is not complete, so a resume times it again."""
+    if not out_file.exists():
+        return set(), None
+    records, _ = load(out_file)
+    done = {r.case for r in records if r.stop_reason != "interrupted"}
+    return done, records[-1].run_id if records else None
 
 
-def run(config, observer=None):
+def run(config, observer=None, stop=None):
     """Run the grid of `config`; returns the records, each also appended to config.out/records.jsonl
-    as it ends (with config.resume, cases already there are skipped)."""
+    as it ends. With config.resume, cases already complete there are skipped and the run keeps the
+    file's run id, so a re-timed case replaces its interrupted record. stop() is asked between
+    cases and after every timed call: once it is true, the group being timed is written with the
+    samples taken so far (stop_reason "interrupted") and the run returns."""
     observer = observer or Observer()
+    stop = stop or (lambda: False)
     loaded = load_frameworks(config.frameworks)
     for fw in loaded.values():
         fw.configure()
     groups = plan(config, loaded)
+    if config.data:
+        check_fits(config.data, {(case.n, case.m) for group in groups for case in group.cases})
     for fw in loaded.values():
         fw.set_tf32(False)   # float32 matmuls stay float32 on Ampere+ GPUs, for the check and the timing
     out_file = Path(config.out) / "records.jsonl"
     repair(out_file)
-    done = {r.case for r in read(out_file)} if config.resume and out_file.exists() else set()
+    done = set()
+    if config.resume:
+        done, run_id = resumable(out_file)
+        config = replace(config, run_id=run_id or config.run_id)
     caches = Caches(config)
     fingerprint = caches.fingerprint(loaded)
     records = []
@@ -63,10 +81,17 @@ def run(config, observer=None):
         records.append(rec)
         observer.finished(rec)
 
+    def checkpoint(recs):
+        for rec in recs:
+            append(out_file, rec)
+
     for group in groups:
         lives = []
         for case in group.cases:
-            observer.checkpoint()
+            if stop():
+                for live in lives:   # checked and warm, never timed
+                    finish(sampled_record(live, Sampled((), (), "interrupted")))
+                return records
             fw = case.fw
             if case.key in done:
                 observer.resumed(case)
@@ -87,11 +112,9 @@ def run(config, observer=None):
                 lives.append(live)
         if lives:
             observer.timing(group, lives)
-
-            def on_round(r, stopped):
-                observer.checkpoint()
-                observer.round(r, stopped, lives)
-
-            for rec in time_cases(lives, config, on_round):
+            for rec in time_cases(lives, config, lambda r, stopped: observer.round(r, stopped, lives), stop,
+                                  checkpoint):
                 finish(rec)
+        if stop():
+            return records
     return records

@@ -7,25 +7,41 @@ import numpy as np
 from bench import timing
 from bench.run.prepare import one_line
 
+INTERRUPTED = "interrupted before it was timed"
 
-def time_cases(lives, config, on_round=None):
+
+def sampled_record(live, sampled):
+    """The Record of a case with the samples it has: the final one, or a checkpoint or an
+    interrupted one (stop_reason "interrupted"; a case with no sample yet is "skipped")."""
+    if not sampled.samples_s:
+        return replace(live.rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
+    return replace(live.rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason)
+
+
+def time_cases(lives, config, on_round=None, stop=None, checkpoint=None):
     """The finished Records of `lives` (prepare.Live), timed in interleaved rounds;
-    on_round(round, stopped) after each round."""
-    sampled = timing.interleaved({i: (lv.call, lv.sync) for i, lv in enumerate(lives)}, on_round=on_round,
-                                 target_ci=config.target_ci, min_samples=config.min_samples,
-                                 max_samples=config.max_samples, budget_s=config.budget_s, round_s=config.round_s,
-                                 per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)})
+    on_round(round, stopped) after each round; stop() asked after every call; checkpoint([Record])
+    given the records so far every config's checkpoint_s."""
+    sampled = timing.interleaved(
+        {i: (lv.call, lv.sync) for i, lv in enumerate(lives)}, on_round=on_round, target_ci=config.target_ci,
+        min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
+        round_s=config.round_s, per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)}, stop=stop,
+        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(lv, so_far[i])
+                                                              for i, lv in enumerate(lives)])),
+        checkpoint_s=config.checkpoint_s)
     finished = []
     for i, lv in enumerate(lives):
         s = sampled[i]
+        rec = sampled_record(lv, s)
+        if s.stop_reason == "interrupted":
+            finished.append(rec)
+            continue
         try:
             calls = max(3, min(100, int(config.batch_s / float(np.median(s.samples_s)))))
             batch = timing.batched(lv.call, lv.sync, calls)
             count = lv.traces()
-            rec = replace(lv.rec, samples_s=s.samples_s, rounds=s.rounds, stop_reason=s.stop_reason,
-                          batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
-                          tracing_count=count,
-                          retraced=None if count is None else count > lv.traces_after_first)
+            rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
+                          tracing_count=count, retraced=None if count is None else count > lv.traces_after_first)
         except Exception as e:
             rec = replace(lv.rec, status="failed", error=one_line(e))
         finished.append(rec)

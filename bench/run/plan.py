@@ -38,6 +38,7 @@ class Config:
     round_s: float = defaults.ROUND_S
     batch_s: float = defaults.BATCH_S
     memory_fraction: float = defaults.MEMORY_FRACTION
+    checkpoint_s: float = defaults.CHECKPOINT_S
     resume: bool = False              # skip the cases already in out/records.jsonl
     run_id: str = field(default_factory=new_run_id)
 
