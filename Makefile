@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install bench bench-gpu test gate clean
+.PHONY: install bench bench-gpu test fuzz gate clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 
 test: install
 	$(PY) -m pytest -q $(ARGS)
+
+# Property-based fuzzing of every entry point that reads a file or a revision, many more examples
+# than `make test` runs (tests/test_fuzz.py): FUZZ_EXAMPLES a test, FUZZ_REPORTS whole reports.
+FUZZ_EXAMPLES ?= 2500
+FUZZ_REPORTS ?= 25
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz BENCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BENCH_FUZZ_REPORTS=$(FUZZ_REPORTS) \
+		$(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/test_fuzz.py $(ARGS)
 
 # The paired regression gate: BASE's harness (a temporary git worktree) and this working tree, run
 # alternately in separate processes at a small size; exit 1 only on a regressed verdict, 0 when

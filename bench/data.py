@@ -8,6 +8,7 @@ import importlib
 import operator
 import os
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,15 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     """Everything a pickle of plain NumPy arrays names, under the module names numpy 1.x and 2.x write."""
     multiarray = ("numpy._core.multiarray", "numpy.core.multiarray")
     numeric = ("numpy._core.numeric", "numpy.core.numeric")
-    reconstruct = _numpy_attr(multiarray, "_reconstruct")
+    numpy_reconstruct = _numpy_attr(multiarray, "_reconstruct")
     frombuffer = _numpy_attr(numeric, "_frombuffer")
+
+    def reconstruct(subtype, shape, typecode):
+        """NumPy's pickles make an empty array here and fill it in __setstate__ from the pickle's own
+        bytes; a non-empty shape here would allocate it out of nothing (a tiny file, gigabytes)."""
+        if subtype is not np.ndarray or not isinstance(shape, tuple) or np.prod(shape, dtype=np.float64) > 1:
+            raise DataError(f"refused an array reconstruction of shape {str(shape)[:40]} (not one NumPy writes)")
+        return numpy_reconstruct(subtype, shape, typecode)
     allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
     for module in multiarray:
         allowed[(module, "_reconstruct")] = reconstruct
@@ -83,13 +91,28 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
-class _ArrayUnpickler(pickle.Unpickler):
-    """Resolves only the globals in _allowed_globals(); never imports what the pickle names."""
+class _ArrayUnpickler(pickle._Unpickler):
+    """Resolves only the globals in _allowed_globals(); never imports what the pickle names.
+
+    The pure-Python unpickler, not the C one: the C unpickler allocates the size a bytes or string
+    opcode declares before reading it, so a few hundred bytes can claim gigabytes; this one reads
+    first (in chunks, see _Capped), so memory follows the data that is really there."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, shown: str):
         super().__init__(file, encoding="latin1")
         self._shown = shown
         self._allowed = _allowed_globals()
+
+    def _load_bytearray8(self):
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = self.read(size)
+        if len(data) < size:
+            raise EOFError("pickle data was truncated")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module: str, name: str):
         try:
@@ -105,6 +128,8 @@ class _Capped:
     """A binary stream that refuses to give more than `cap` bytes (a small gzip file can unpack to
     gigabytes, and a pickle holds its arrays' bytes)."""
 
+    CHUNK = 1 << 24
+
     def __init__(self, f, cap: int, shown: str):
         self.f, self.left, self.shown = f, cap, shown
 
@@ -115,7 +140,16 @@ class _Capped:
         return data
 
     def read(self, n: int = -1) -> bytes:
-        return self._take(self.f.read(self.left + 1 if n is None or n < 0 else min(n, self.left + 1)))
+        """At most n bytes, read CHUNK at a time: a declared size is not an allocation."""
+        want = self.left + 1 if n is None or n < 0 else min(n, self.left + 1)
+        parts = []
+        while want > 0:
+            part = self.f.read(min(want, self.CHUNK))
+            if not part:
+                break
+            parts.append(self._take(part))
+            want -= len(part)
+        return b"".join(parts)
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))

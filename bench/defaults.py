@@ -26,6 +26,9 @@ CHECKPOINT_S = 5.0                # timing samples written at least this often: 
 MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
 QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02}
 
+# ---- the report
+REPORT_BOOTSTRAP = 1000           # resamples for each speed-up's CI (linear in cases: 2,000 cases in seconds)
+
 # ---- the regression gate
 GATE_THRESHOLD = "10%"            # a case regressed when its time grew by more (see bench/gate/rule.py)
 GATE_PAIRS = 4                    # process pairs per gate run

@@ -60,29 +60,62 @@ def is_noisy(samples):
     return len(samples) > 0 and iqr(samples) > NOISY_IQR_FRACTION * median(samples)
 
 
+BOOTSTRAP_CELLS = 2_000_000   # resampled values held at once: bootstrap memory is bounded whatever the sample count
+
+
+def _resampled_medians(x, group, counts):
+    """The median of `x` with each value taken counts[k, group[value]] times, for every row k of
+    `counts` (k resamples x G groups): np.median of the resampled concatenation, computed as a
+    weighted median over x sorted once, so no resample is ever materialised."""
+    order = np.argsort(x, kind="stable")
+    xs, weights = x[order], counts[:, group[order]]
+    cum = np.cumsum(weights, axis=1)
+    total = cum[:, -1]
+    lower = np.argmax(cum >= ((total + 1) // 2)[:, None], axis=1)     # rank ceil(T/2), 1-based
+    upper = np.argmax(cum >= (total // 2 + 1)[:, None], axis=1)       # rank T/2 + 1 (the same for odd T)
+    return (xs[lower] + xs[upper]) / 2
+
+
+def _resample_counts(rng, k, groups):
+    """(k, groups) counts of each group in k resamples of `groups` groups with replacement."""
+    picks = rng.integers(0, groups, (k, groups)) + (np.arange(k) * groups)[:, None]
+    return np.bincount(picks.ravel(), minlength=k * groups).reshape(k, groups)
+
+
+def _bootstrap(x, group, groups, n_boot, rng):
+    """n_boot resampled medians of x, resampling its `groups` (ids 0..groups-1 in `group`) with
+    replacement, in chunks of at most BOOTSTRAP_CELLS values."""
+    out = np.empty(n_boot)
+    chunk = max(1, BOOTSTRAP_CELLS // max(len(x), groups))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        out[start:start + k] = _resampled_medians(x, group, _resample_counts(rng, k, groups))
+    return out
+
+
 def ratio_ci(a, b, paired=None, level=0.95, n_boot=2000, seed=0):
     """median(a) / median(b) with a bootstrap confidence interval: (ratio, lo, hi).
 
     paired: sequences of round ids, one per sample of a and of b. When given and they share
     PAIRED_MIN_ROUNDS rounds (see can_pair), rounds are resampled together (a sample of a and of b
     taken in the same round share the machine's state then, so drift cancels); otherwise a and b
-    are resampled independently."""
+    are resampled independently. Memory is bounded (BOOTSTRAP_CELLS) whatever the sample count."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     ratio = median(a) / median(b)
     rng = np.random.default_rng(seed)
     if paired is not None and can_pair(*paired):
         ra, rb = np.asarray(paired[0]), np.asarray(paired[1])
         rounds = np.intersect1d(ra, rb)
-        by_a = [a[ra == r] for r in rounds]
-        by_b = [b[rb == r] for r in rounds]
-        picks = rng.integers(0, len(rounds), (n_boot, len(rounds)))
-        boots = np.array([np.median(np.concatenate([by_a[i] for i in p])) /
-                          np.median(np.concatenate([by_b[i] for i in p])) for p in picks])
-        lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
-        return (ratio, float(lo), float(hi))
-    ia = rng.integers(0, len(a), (n_boot, len(a)))
-    ib = rng.integers(0, len(b), (n_boot, len(b)))
-    boots = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+        keep_a, keep_b = np.isin(ra, rounds), np.isin(rb, rounds)
+        ga, gb = np.searchsorted(rounds, ra[keep_a]), np.searchsorted(rounds, rb[keep_b])
+        boots = np.empty(n_boot)
+        chunk = max(1, BOOTSTRAP_CELLS // max(keep_a.sum(), keep_b.sum(), len(rounds)))
+        for start in range(0, n_boot, chunk):
+            k = min(chunk, n_boot - start)
+            counts = _resample_counts(rng, k, len(rounds))
+            boots[start:start + k] = _resampled_medians(a[keep_a], ga, counts) / _resampled_medians(b[keep_b], gb, counts)
+    else:
+        boots = _bootstrap(a, np.arange(len(a)), len(a), n_boot, rng) / _bootstrap(b, np.arange(len(b)), len(b), n_boot, rng)
     lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
     return (ratio, float(lo), float(hi))
 

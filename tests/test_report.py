@@ -291,3 +291,19 @@ def test_cli_report_refuses_when_no_record_is_usable(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert "no usable records (2 bad lines, the first" in line
     assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_plots_summarise_a_fleet_instead_of_drawing_every_row():
+    from bench.report import plots
+    from tests.benchmarks import fleet
+    df = tables.frame(fleet.records(250, samples=8))
+    assert len(tables.groups(df)) > plots.MAX_PANELS
+    for fig in (plots.bars(df), plots.distribution(df), plots.scaling(df, "n")):
+        visible = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(visible) <= plots.MAX_PANELS
+        assert fig.bench_notes and "drawn" in fig.bench_notes[0]
+        for ax in visible:
+            assert len(ax.get_yticklabels()) <= plots.MAX_ROWS or len(ax.get_lines()) <= 3 * plots.MAX_LINES
+    pb = tables.payback(df)
+    fig = plots.payback(pb)
+    assert all(len(ax.patches) <= plots.MAX_ROWS for ax in fig.axes if ax.get_visible())

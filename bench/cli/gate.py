@@ -153,7 +153,8 @@ def _aa(args, tree, spec, pairs, thresholds, aa_file, workdir):
     key = gate.store_experiment(aa_file, outcomes[0].env, "aa", entry)
     lo, hi = entry["rate_ci95"]
     print(f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
-          f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); stored in {aa_file} under {key}")
+          f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of {entry['intervals']} "
+          f"case intervals excluded 1 (95% intervals should, about 5% of the time); stored in {aa_file} under {key}")
     return 0
 
 

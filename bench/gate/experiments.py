@@ -52,8 +52,12 @@ def experiment_entry(outcomes, spec, pairs, thresholds, method):
         for c in o.result.comparisons:
             per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "n/a": 0})[c.verdict] += 1
     lo, hi = rate_ci(flagged, len(outcomes))
+    intervals = [c for o in outcomes for c in o.result.comparisons if c.lo is not None and c.hi is not None]
+    excluding = sum(not c.lo <= 1 <= c.hi for c in intervals)
     return {**settings(spec, pairs, thresholds), "method": method, "runs": len(outcomes), "flagged": flagged,
             "rate": flagged / len(outcomes) if outcomes else None, "rate_ci95": [lo, hi], "per_case": per_case,
+            # For unchanged code a 95% interval should exclude 1 about 5% of the time: its coverage.
+            "intervals": len(intervals), "intervals_excluding_1": excluding,
             "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -7,12 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.gate.errors import GateError, NothingToCompare
+from bench.records import printable
 
 
 def git(tree, *args):
     try:
         return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as e:
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
         return subprocess.CompletedProcess(args, 127, "", str(e))
 
 
@@ -37,8 +38,8 @@ def resolve(tree, rev):
     base is an ancestor of a first commit, or lies beyond a shallow clone's history (or `tree` is
     not a checkout). GateError, naming it, for anything git cannot resolve to a commit otherwise:
     a typo, a tree or blob, an ancestor deeper than the history."""
-    if not rev or rev.startswith(("-", "^")):
-        raise GateError(f"bad revision {rev!r}: expected a commit such as HEAD~1, a branch or a tag")
+    if not rev or rev.startswith(("-", "^")) or not rev.isprintable() or len(rev) > 256:
+        raise GateError(f"bad revision {printable(rev)[:60]!r}: expected a commit such as HEAD~1, a branch or a tag")
     if git(tree, "rev-parse", "--show-toplevel").returncode != 0:
         raise NothingToCompare(f"{tree} is not a git checkout, so there is no base revision to run")
     done = git(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")

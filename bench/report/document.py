@@ -3,10 +3,9 @@ environment, what to distrust, the per-device tables and the figures. Rebuilt fr
 needs NumPy, pandas and matplotlib, never a framework."""
 import base64
 import html
-import json
 import math
+import os
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -349,11 +348,11 @@ def document(records, df, pb, crossings, figures):
                          "sizes); the numbers match the marks in the scaling plots."),
                    ("table", crossover_table(crossings))]
     blocks.append(("h2", "Plots"))
-    for name, (paths, reason) in figures.items():
+    for name, (paths, reason, notes) in figures.items():
         heading, caption = PLOTS[name]
         blocks.append(("h3", heading))
         if paths:
-            blocks += [("p", caption), ("img", name)]
+            blocks += [("p", caption + "".join(f" Summarised: {note}." for note in notes)), ("img", name)]
         else:
             blocks.append(("p", f"Not drawn: {reason}."))
     blocks += [("h2", "Files"),
@@ -447,30 +446,51 @@ def write_csvs(df, pb, crossings, records, out):
     return paths
 
 
+def figure(name, df, pb, crossings, out):
+    """Draw and save one plot from frames whose text is inert for matplotlib (plots.inert): (png and
+    svg paths, None, notes) or (None, why not drawn, []); the files of a plot not drawn are removed."""
+    if name.startswith("scaling_"):
+        var = name.split("_", 1)[1]
+        fig = plots.scaling(df, var, crossings[crossings["var"] == var])
+    else:
+        fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution,
+               "payback": lambda _: plots.payback(pb)}[name](df)
+    if isinstance(fig, str):
+        for suffix in (".png", ".svg"):
+            (out / name).with_suffix(suffix).unlink(missing_ok=True)
+        return None, fig, []
+    return plots.save(fig, out / name), None, getattr(fig, "bench_notes", [])
+
+
 def _figures(df, pb, crossings, out):
-    """{plot name: (png and svg paths, None) or (None, why not drawn)}; stale files of undrawn plots go."""
-    makers = {"bars": lambda: plots.bars(df),
-              "scaling_n": lambda: plots.scaling(df, "n", crossings[crossings["var"] == "n"]),
-              "scaling_nh": lambda: plots.scaling(df, "nh", crossings[crossings["var"] == "nh"]), "roofline": lambda: plots.roofline(df),
-              "payback": lambda: plots.payback(pb), "distribution": lambda: plots.distribution(df)}
+    """{plot name: figure(...)} for every plot, drawn in parallel processes where there are several
+    CPUs (matplotlib draws on one core); forked, or spawned when a run loaded a framework (its
+    threads must not be forked)."""
     out.mkdir(parents=True, exist_ok=True)
-    figures = {}
-    for name in PLOTS:
-        fig = makers[name]()
-        if isinstance(fig, str):
-            for suffix in (".png", ".svg"):
-                (out / name).with_suffix(suffix).unlink(missing_ok=True)
-            figures[name] = (None, fig)
-        else:
-            figures[name] = (plots.save(fig, out / name), None)
-    return figures
+    shown, pb = plots.inert(df), plots.inert(pb)
+    if not shown[frames.line_key_columns("n")].equals(df[frames.line_key_columns("n")]):
+        # text the figures show differently: crossings named as the figures name their lines
+        crossings = pd.concat([frames.scaling_crossovers(shown, var) for var in frames.SIZE_VARS], ignore_index=True)
+        crossings["number"] = range(1, len(crossings) + 1)   # as the report's crossover table numbers them
+    df = shown
+    workers = min(len(PLOTS), os.cpu_count() or 1)
+    if workers < 2:
+        return {name: figure(name, df, pb, crossings, out) for name in PLOTS}
+    import concurrent.futures
+    import multiprocessing
+    import sys
+    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))   # threads a fork would copy
+    context = multiprocessing.get_context("spawn" if loaded else "fork")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
+        return {name: job.result() for name, job in jobs.items()}
 
 
 def write(records, out_dir):
     """report.md, report.html, plots/ and tables/ in out_dir, from records alone (duplicates merged);
     returns the paths written, report.md and report.html first."""
     out_dir = Path(out_dir)
-    records = list({json.dumps(asdict(r), sort_keys=True, default=str): r for r in records}.values())
+    records = list({(r.run_id, r.case, r.status, r.samples_s, r.first_call_s, r.error): r for r in records}.values())
     df = frame(records)
     pb = frames.payback(df)
     crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
@@ -480,7 +500,7 @@ def write(records, out_dir):
     blocks = document(records, df, pb, crossings, figures)
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(to_markdown(blocks), encoding="utf-8")
-    images = {name: paths[1].read_bytes() for name, (paths, _) in figures.items() if paths}
+    images = {name: paths[1].read_bytes() for name, (paths, _, _) in figures.items() if paths}
     page.write_text(to_html(blocks, images), encoding="utf-8")
-    drawn = [p for paths, _ in figures.values() if paths for p in paths]
+    drawn = [p for paths, _, _ in figures.values() if paths for p in paths]
     return [md, page, *drawn, *csvs]

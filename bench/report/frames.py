@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench import defaults, stats
 from bench.records import CASE_FIELDS
 
 # A table is one device (with its hardware) at one size and dtype: the case key without the
@@ -108,27 +108,26 @@ def _speedups(df):
     """speedup = reference median / case median (>1: faster than the reference), with its 95%
     bootstrap CI; paired by round when both share a run_id and enough rounds (stats.can_pair)."""
     df = df.copy()
-    for column in ("speedup", "speedup_lo", "speedup_hi"):
-        df[column] = math.nan
-    df["speedup_paired"] = False
-    df["reference"] = ""
+    found = {}   # index -> (speedup, lo, hi, paired, reference)
     for _, group in df.groupby(GROUP, sort=False):
         ref = reference_index(group)
         if ref is None:
             continue
         r = df.loc[ref]
-        for i in group.index:
-            c = df.loc[i]
-            df.at[i, "reference"] = f"{r.row}/{r.backend}"
+        name = f"{r.row}/{r.backend}"
+        for i, c in zip(group.index, group.itertuples()):
             if c.status != "ok" or not c.samples:
-                continue
-            if i == ref:
-                df.loc[i, ["speedup", "speedup_lo", "speedup_hi"]] = 1.0, 1.0, 1.0
-                continue
-            paired = c.run_id == r.run_id and stats.can_pair(r.rounds, c.rounds)
-            ratio, lo, hi = stats.ratio_ci(r.samples_s, c.samples_s, paired=(r.rounds, c.rounds) if paired else None)
-            df.loc[i, ["speedup", "speedup_lo", "speedup_hi"]] = ratio, lo, hi
-            df.at[i, "speedup_paired"] = paired
+                found[i] = (math.nan, math.nan, math.nan, False, name)
+            elif i == ref:
+                found[i] = (1.0, 1.0, 1.0, False, name)
+            else:
+                paired = c.run_id == r.run_id and stats.can_pair(r.rounds, c.rounds)
+                ratio, lo, hi = stats.ratio_ci(r.samples_s, c.samples_s, paired=(r.rounds, c.rounds) if paired else None,
+                                               n_boot=defaults.REPORT_BOOTSTRAP)
+                found[i] = (ratio, lo, hi, paired, name)
+    for k, column in enumerate(("speedup", "speedup_lo", "speedup_hi", "speedup_paired", "reference")):
+        missing = {"speedup_paired": False, "reference": ""}.get(column, math.nan)
+        df[column] = [found[i][k] if i in found else missing for i in df.index]
     return df
 
 
@@ -170,14 +169,15 @@ def payback(df):
     same run when there is one), and the calls it takes to pay back (inf: never)."""
     out = []
     timed = df[(df.status == "ok") & df.median_ms.notna()]
-    for i, c in timed[timed.backend != "eager"].iterrows():
-        eager = timed[(timed.backend == "eager") & (timed.framework == c.framework) & (timed.step == c.step)
-                      & (timed["where"] == c["where"]) & (timed.n == c.n) & (timed.m == c.m)
-                      & (timed.nh == c.nh) & (timed["dtype"] == c["dtype"])]
-        if eager.empty or not math.isfinite(c.first_call_ms):
+    match = ["framework", "step", "where", "n", "m", "nh", "dtype"]
+    eagers = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
+    for e in timed[timed.backend == "eager"].itertuples(index=False):
+        eagers.setdefault(tuple(getattr(e, k) for k in match), []).append(e)
+    for _, c in timed[timed.backend != "eager"].iterrows():
+        eager = eagers.get(tuple(c[k] for k in match), [])
+        if not eager or not math.isfinite(c.first_call_ms):
             continue
-        same_run = eager[eager.run_id == c.run_id]
-        e = (same_run if len(same_run) else eager).iloc[0]
+        e = next((x for x in eager if x.run_id == c.run_id), eager[0])
         overhead = (c.trace_ms if math.isfinite(c.trace_ms) else 0.0) + c.first_call_ms - c.median_ms
         saving = e.median_ms - c.median_ms
         out.append({**{k: c[k] for k in GROUP + ["framework", "step", "backend", "run_id", "row"]},
@@ -220,31 +220,38 @@ def line_key_columns(var):
 
 def scaling_lines(df, var):
     """{step: {line key: rows sorted by var}} for the lines with at least two values of var."""
-    timed = df[(df.status == "ok") & (df.median_ms > 0)]
-    lines = {}
-    for step, g in timed.groupby("step", sort=False):
-        for key, rows in g.groupby(line_key_columns(var), sort=False):
-            rows = rows.drop_duplicates(var).sort_values(var)
-            if len(rows) >= 2:
-                lines.setdefault(step, {})[key] = rows
-    return lines
-
-
-def line_label(key, keys, var):
-    """A line's legend label: the backend and the parts of its key that differ between `keys`;
-    the run id only when the rest does not tell the lines apart."""
     columns = line_key_columns(var)
+    timed = df[(df.status == "ok") & (df.median_ms > 0)]
+    timed = timed.drop_duplicates(["step", *columns, var]).sort_values(var, kind="stable")
+    lines = {}
+    for (step, *key), rows in timed.groupby(["step", *columns], sort=False):
+        if len(rows) >= 2:
+            lines.setdefault(step, {})[tuple(key)] = rows
+    order = list(dict.fromkeys(timed.step))   # steps in the order they first appear
+    return {step: lines[step] for step in order if step in lines}
+
+
+def line_labels(keys, var):
+    """{key: legend label} of a scaling plot's lines: the backend and the parts of the key that
+    differ between `keys`; the run id only when the rest does not tell the lines apart. Linear in
+    the number of lines."""
+    keys = list(dict.fromkeys(keys))
+    columns = line_key_columns(var)
+    differ = [column == "backend" or len({k[i] for k in keys}) > 1 for i, column in enumerate(columns)]
 
     def part(column, value):
         return f"{column}={value:,}" if column in ("n", "m", "nh") else str(value)
 
     def label(k, with_run):
         return " · ".join(part(column, k[i]) for i, column in enumerate(columns)
-                          if column == "backend" or (len({kk[i] for kk in keys}) > 1
-                                                     and (with_run or column != "run_id")))
+                          if differ[i] and (with_run or column != "run_id"))
 
-    with_run = len({label(k, False) for k in keys}) < len(set(keys))
-    return label(key, with_run)
+    with_run = len({label(k, False) for k in keys}) < len(keys)
+    return {k: label(k, with_run) for k in keys}
+
+
+def line_label(key, keys, var):
+    return line_labels(keys, var)[key]
 
 
 def line_variant(key, var):
@@ -253,25 +260,53 @@ def line_variant(key, var):
     return tuple(v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend"))
 
 
+def _context(key, var):
+    """What two lines must share for their crossing to mean something: the other sizes and the dtype."""
+    return tuple(v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend", "where",
+                                                                                       "run_id"))
+
+
+def _comparable_runs(keys, var):
+    """(run a, run b) -> whether lines of the two runs are paired: always within one run; across
+    two runs only when they timed different kinds of device (a CPU run here, a GPU run elsewhere),
+    not when they are two machines of a fleet timing the same kind (that crossing means nothing)."""
+    columns = line_key_columns(var)
+    run, where = columns.index("run_id"), columns.index("where")
+    kinds = {}
+    for k in keys:
+        kinds.setdefault(k[run], set()).add(str(k[where]).split(" ", 1)[0])
+    return lambda a, b: a == b or not kinds[a] & kinds[b]
+
+
 def scaling_crossovers(df, var):
-    """Every crossing between two lines of the same step in the scaling plot against `var`:
-    one row each, numbered panel by panel from left to right."""
+    """Every crossing between two lines of the same step and context in the scaling plot against
+    `var` (lines of one run, or of two runs of different devices: _comparable_runs): one row each,
+    numbered panel by panel from left to right. Linear in the runs of a fleet."""
     out = []
     by_step = scaling_lines(df, var)
-    every = [k for lines in by_step.values() for k in lines]   # labels as the plot's legend shows them
+    every = [k for lines in by_step.values() for k in lines]
+    labels = line_labels(every, var)   # as the legend shows them
+    comparable = _comparable_runs(every, var)
+    run = line_key_columns(var).index("run_id")
     for step, lines in by_step.items():
-        keys = list(lines)
-        for ia, ka in enumerate(keys):
-            for kb in keys[ia + 1:]:
-                a, b = lines[ka].set_index(var).median_ms, lines[kb].set_index(var).median_ms
-                shared = sorted(set(a.index) & set(b.index))
+        contexts = {}
+        for key in lines:
+            contexts.setdefault(_context(key, var), {}).setdefault(key[run], []).append(key)
+        for runs in contexts.values():
+            series = {k: dict(zip(lines[k][var], lines[k].median_ms)) for keys in runs.values() for k in keys}
+            names = list(runs)
+            pairs = [(ka, kb) for i, ra in enumerate(names) for rb in names[i:] if comparable(ra, rb)
+                     for ia, ka in enumerate(runs[ra]) for kb in (runs[rb][ia + 1:] if ra == rb else runs[rb])]
+            for ka, kb in pairs:
+                shared = sorted(set(series[ka]) & set(series[kb]))
                 if len(shared) < 2:
                     continue
-                for x, y, faster in crossovers(shared, a[shared].to_numpy(), b[shared].to_numpy()):
+                ya = [series[ka][x] for x in shared]
+                yb = [series[kb][x] for x in shared]
+                for x, y, faster in crossovers(shared, ya, yb):
                     fast, slow = (ka, kb) if faster == "a" else (kb, ka)
                     out.append({"step": step, "var": var, "crossing": x, "time_ms": y,
-                                "faster_beyond": line_label(fast, every, var),
-                                "slower_beyond": line_label(slow, every, var)})
+                                "faster_beyond": labels[fast], "slower_beyond": labels[slow]})
     df_out = pd.DataFrame(out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond"])
     order = {step: i for i, step in enumerate(by_step)}
     df_out = df_out.sort_values(["step", "crossing"], key=lambda c: c.map(order) if c.name == "step" else c,

@@ -14,11 +14,57 @@ SPARE_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#d62728", "#7f7f7f")
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LOG_RANGE = 30   # a time axis spanning more than this factor is drawn on a log scale
+# What a figure draws at most; a merged fleet's results are summarised to these, and the figure
+# says what it left out (every number stays in the report's tables and tables/*.csv).
+MAX_PANELS = 6
+MAX_ROWS = 24    # cases in a panel of the distribution plot, bars in a panel of the pay-back plot
+MAX_LINES = 12   # lines in a panel of a scaling plot
+MAX_BAR_ROWS = 12   # steps (framework/step, with the run where several runs share a panel) in a bars panel
+
+
+MAX_TEXT = 48    # characters of a record's text (a name, a label) a figure shows
+
+
+def _inert_text(text):
+    from bench.records import printable
+    text = printable(text)
+    return (text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…").replace("$", r"\$")
+
+
+def inert(frame):
+    """A copy of a frame whose text (from records) matplotlib draws as it is: no control characters,
+    no '$' (it would start mathtext, and a malformed formula stops the drawing), and no name so long
+    that the panels collapse around it."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or str(frame[column].dtype) in ("str", "string"):
+            frame[column] = frame[column].map(lambda v: _inert_text(v) if isinstance(v, str) else v)
+    return frame
+
+
+def _note(fig, text):
+    """Attach a line saying what the figure summarised (document.py prints it under the caption)."""
+    if text:
+        fig.bench_notes = [*getattr(fig, "bench_notes", []), text]
+    return fig
+
+
+def _busiest(groups, limit=MAX_PANELS):
+    """The `limit` groups [(key, rows)] with the most timed cases (then the larger size), in
+    their order; and a note when some were left out."""
+    if len(groups) <= limit:
+        return groups, None
+    ranked = sorted(range(len(groups)), key=lambda i: (-int((groups[i][1].status == "ok").sum()), -groups[i][0][1]))
+    keep = sorted(ranked[:limit])
+    return [groups[i] for i in keep], (f"{limit} of {len(groups)} device/size panels drawn (those with the most "
+                                       "timed cases); the tables hold every case")
 
 
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
+    # SVG text as text, not a path per glyph: many times faster to write, smaller, and searchable.
+    matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
     return plt
 
@@ -110,10 +156,16 @@ def bars(df):
     plt = _pyplot()
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
-    groups, colour, short = frames.groups(df), colours(df), _short(df)
+    (groups, note), colour, short = _busiest(frames.groups(df)), colours(df), _short(df)
     fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
+    _note(fig, note)
+    cut = False
     for ax, (key, g) in zip(axes, groups):
         rows = list(dict.fromkeys(g.row))
+        if len(rows) > MAX_BAR_ROWS:
+            rows = rows[:MAX_BAR_ROWS]
+            g = g[g.row.isin(rows)]
+            cut = True
         below = blended_transform_factory(ax.transData, ax.transAxes)
         for j, row in enumerate(rows):
             # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
@@ -143,6 +195,8 @@ def bars(df):
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
                title="backend (error bar: interquartile range; number: median ms)")
     fig.suptitle("Time of one forward + backward step, per case (lower is faster)", fontweight="bold")
+    if cut:
+        _note(fig, f"at most {MAX_BAR_ROWS} steps a panel drawn")
     return fig
 
 
@@ -158,6 +212,10 @@ def scaling(df, var, crossings=None):
     by_step = frames.scaling_lines(df, var)
     if not by_step:
         return f"no case was timed at two or more values of {var}"
+    total = sum(len(lines) for lines in by_step.values())
+    labels = frames.line_labels([k for lines in by_step.values() for k in lines], var)   # as the crossings name them
+    by_step = {step: dict(list(lines.items())[:MAX_LINES]) for step, lines in list(by_step.items())[:MAX_PANELS]}
+    drawn = sum(len(lines) for lines in by_step.values())
     plt = _pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
@@ -171,12 +229,14 @@ def scaling(df, var, crossings=None):
     for ax, (step, lines) in zip(axes, by_step.items()):
         for key, rows in lines.items():
             style = LINESTYLES[variants.index(frames.line_variant(key, var)) % len(LINESTYLES)]
-            label = frames.line_label(key, every, var)
+            label = labels[key]
             (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=style,
                               marker=MARKERS[fws.index(key[0]) % len(MARKERS)], markersize=5, label=label)
             ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[1]], alpha=0.15, linewidth=0)
             handles.setdefault(label, line)
-        for c in crossings[crossings.step == step].itertuples():
+        shown = {labels[k] for k in lines}
+        for c in crossings[(crossings.step == step) & crossings.faster_beyond.isin(shown)
+                           & crossings.slower_beyond.isin(shown)].itertuples():
             ax.plot(c.crossing, c.time_ms, marker="X", color="black", markersize=9, linestyle="none", zorder=5)
             ax.annotate(str(c.number), (c.crossing, c.time_ms), xytext=(5, -12), textcoords="offset points",
                         fontsize=8, fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
@@ -198,6 +258,9 @@ def scaling(df, var, crossings=None):
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center",
                ncol=2 if len(items) > 3 else len(items), frameon=False, fontsize=9)
     fig.suptitle(f"Step time against {var} (band: interquartile range)", fontweight="bold")
+    if drawn < total:
+        _note(fig, f"{drawn} of {total} lines drawn (at most {MAX_LINES} a step, {MAX_PANELS} steps); "
+                   "the crossover table covers them all")
     return fig
 
 
@@ -224,7 +287,10 @@ def roofline(df):
     combos = list(dict.fromkeys(zip(timed.row, timed.backend)))
     nudge = {c: 1.25 ** ((2 * i - (len(combos) - 1)) / max(len(combos) - 1, 1)) for i, c in enumerate(combos)}
     wheres = list(dict.fromkeys(sorted(timed["where"])))
+    note = (f"{MAX_PANELS} of {len(wheres)} devices drawn" if len(wheres) > MAX_PANELS else None)
+    wheres = wheres[:MAX_PANELS]
     fig, axes = _figure(plt, len(wheres), 2, 6.0, 4.6, extra_width=2.6)
+    _note(fig, note)
     for ax, w in zip(axes, wheres):
         g = timed[timed["where"] == w]
         gemm, copy = g.gemm_peak_gflops.max(), g.copy_peak_gbps.max()
@@ -279,33 +345,41 @@ def payback(pb):
     from matplotlib.patches import Patch
     colour = colours(pb)
     wheres = list(dict.fromkeys(sorted(pb["where"])))
+    notes = [f"{MAX_PANELS // 2} of {len(wheres)} devices drawn"] if len(wheres) > MAX_PANELS // 2 else []
+    wheres = wheres[:MAX_PANELS // 2]
+    if (pb[pb["where"].isin(wheres)].groupby("where").size() > MAX_ROWS).any():
+        notes.append(f"at most {MAX_ROWS} cases a device drawn, the largest n first; the pay-back table lists them all")
     finite = pb.payback_calls[np.isfinite(pb.payback_calls)]
-    top = max(10.0, finite.max() if len(finite) else 10.0) * 400
-    fig, axes = _figure(plt, len(wheres), 1, 10, 0.9 + 0.3 * pb.groupby("where").size().max())
+    top = max(10.0, finite.max() if len(finite) else 10.0) * 10
+    rows = min(MAX_ROWS, pb[pb["where"].isin(wheres)].groupby("where").size().max())
+    fig, axes = _figure(plt, len(wheres), 1, 12, 0.9 + 0.3 * rows)
+    _note(fig, "; ".join(notes))
     single = pb.framework.nunique() <= 1
-    ends = {}   # axes -> the labels at the ends of its bars
     for ax, w in zip(axes, wheres):
         g = pb[pb["where"] == w]
+        if len(g) > MAX_ROWS:
+            g = g.sort_values("n", ascending=False, kind="stable").head(MAX_ROWS)
         g = g.assign(order=g.row.map({r: i for i, r in enumerate(dict.fromkeys(g.row))}))
         g = g.sort_values(["order", "backend", "n"], kind="stable")
+        said = []   # what each bar means, written at the right of the panel (laid out with it, never clipped)
         for y, c in enumerate(g.itertuples()):
             compile_ms = f"compile {fmt.sig(c.overhead_ms, 2)} ms"
             if math.isfinite(c.payback_calls):
-                calls = max(c.payback_calls, 1)
-                ax.barh(y, calls, color=colour[c.backend], height=0.7)
-                ends.setdefault(ax, []).append(ax.annotate(
-                    f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''}  ({compile_ms}, "
-                    f"saves {fmt.sig(c.saving_ms, 2)} ms per call)", (calls, y), xytext=(4, 0),
-                    textcoords="offset points", va="center", fontsize=8))
+                ax.barh(y, max(c.payback_calls, 1), color=colour[c.backend], height=0.7)
+                said.append(f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''} ({compile_ms}, "
+                            f"saves {fmt.sig(c.saving_ms, 2)} ms per call)")
             else:
                 ax.barh(y, 1e30, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
-                ax.annotate(f"never: {fmt.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})",
-                            (1.2, y), va="center", fontsize=8,
-                            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none"})
+                said.append(f"never: {fmt.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})")
         labels = [f"{c.step if single else c.row} · {c.backend}, n={c.n:,}"
+                  + ("" if g["nh"].nunique() <= 1 else f", nh={c.nh}")
                   + ("" if g["dtype"].nunique() <= 1 else f", {c.dtype}") for c in g.itertuples()]
         ax.set_yticks(range(len(g)), labels, fontsize=9)
         ax.set_ylim(len(g) - 0.5, -0.5)
+        right = ax.twinx()
+        right.set_ylim(len(g) - 0.5, -0.5)
+        right.set_yticks(range(len(g)), said, fontsize=8)
+        right.tick_params(axis="y", length=0)
         _log(ax, [0.8, top], "x")
         ax.set_xlim(0.8, top)
         ax.set_xlabel("steady calls until the compile overhead is paid back (log scale)")
@@ -315,27 +389,7 @@ def payback(pb):
     handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     fig.suptitle("Compile pay-back: after how many steps a compiled backend beats eager", fontweight="bold")
-    _fit_labels(fig, ends)
     return fig
-
-
-def _fit_labels(fig, ends):
-    """Widen each log x axis until the labels at its bars' ends lie inside it (a label is drawn at a
-    fixed offset in points, so widening moves it left; a few passes settle)."""
-    for _ in range(4):
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        widened = False
-        for ax, labels in ends.items():
-            box = ax.get_window_extent(renderer)
-            right = max(label.get_window_extent(renderer).x1 for label in labels)
-            if right > box.x1:
-                lo, hi = ax.get_xlim()
-                decades = math.log10(hi / lo) * (right - box.x0) / box.width * 1.05
-                ax.set_xlim(lo, lo * 10 ** decades)
-                widened = True
-        if not widened:
-            return
 
 
 # ---------------------------------------------------------------- 5. distribution
@@ -357,9 +411,14 @@ def distribution(df):
     if timed.empty:
         return "no case has timed samples"
     plt = _pyplot()
-    groups, colour, short = frames.groups(timed), colours(timed), _short(timed)
+    (groups, note), colour, short = _busiest(frames.groups(timed)), colours(timed), _short(timed)
+    if any(len(g) > MAX_ROWS for _, g in groups):
+        groups = [(key, g.loc[g.iqr_pct.sort_values(ascending=False, kind="stable").index[:MAX_ROWS]].sort_index()
+                   if len(g) > MAX_ROWS else g) for key, g in groups]
+        note = "; ".join(filter(None, [note, f"at most {MAX_ROWS} cases a panel drawn, the noisiest"]))
     rng = np.random.default_rng(0)
     fig, axes = _figure(plt, len(groups), 2, 6.6, 0.9 + 0.36 * max(len(g) for _, g in groups))
+    _note(fig, note)
     for ax, (key, g) in zip(axes, groups):
         data = [100 * np.asarray(s) * 1e3 / m for s, m in zip(g.samples_s, g.median_ms)]
         box = _boxplot(ax, data, positions=range(len(g)), widths=0.6, whis=1.5, showfliers=False,
