@@ -1,6 +1,6 @@
 """The command line: one parser module per command group (run.py: run, list, overhead; report.py:
-report, export; gate.py: compare, gate), the shared parsing in args.py, progress and signals in
-progress.py.
+report, export; gate.py: compare, gate; history.py: history), the shared parsing in args.py,
+progress and signals in progress.py.
 
 One exit-code contract for every command: 0 fine; 1 what the command exists to find (a failed
 case, a regression); 2 bad input (one line naming it); 3 an internal error (one line saying where
@@ -12,13 +12,13 @@ import sys
 import tempfile
 import traceback
 
-from bench.cli import gate, report, run
+from bench.cli import gate, history, report, run
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
 from bench.records import printable
 
 EXIT_INTERNAL = 3
 
-GROUPS = (run, report, gate)
+GROUPS = (run, report, gate, history)
 
 
 def build_parser():
@@ -38,7 +38,8 @@ def main(argv=None):
     commands = {name: cmd for group in GROUPS for name, cmd in group.COMMANDS.items()}
     try:
         return commands[args.command](args)
-    except (UsageError, ConfigError, DataError, RecordsError, FrameworkUnavailable, *gate.errors()) as e:
+    except (UsageError, ConfigError, DataError, RecordsError, FrameworkUnavailable, *gate.errors(),
+            *history.errors()) as e:
         print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

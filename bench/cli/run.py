@@ -29,6 +29,8 @@ def add_parsers(sub):
     r.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
     r.add_argument("--budget", type=float, metavar="SECONDS",
                    help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})")
+    r.add_argument("--history", metavar="URL", help="also add each case to this history store as it is recorded "
+                                                    "(sqlite:///FILE or postgresql://...; see `history`)")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     sub.add_parser("list", help="what can run here, and why not the rest")
@@ -122,8 +124,12 @@ def cmd_run(args):
     from bench.cli.progress import Progress, Signals
     config = config_from_args(args)
     out_file = config.out / "records.jsonl"
+    observer = Progress(budget_s=config.budget_s)
+    if args.history:
+        from bench.history.recorder import Recorder
+        observer = Recorder(args.history, observer, source=out_file)   # checked now, before anything runs
     with Signals() as signals:
-        records = run.run(config, Progress(budget_s=config.budget_s), stop=signals.stop)
+        records = run.run(config, observer, stop=signals.stop)
     if signals.received is not None:
         print(f"stopped by {signal_name(signals.received)}: every checked case is in {out_file} (those cut short "
               f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",

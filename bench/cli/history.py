@@ -1,0 +1,209 @@
+"""The history commands: add runs to the store, show the series and their change points, check the
+last commits for a slowdown (the CI's second gate, for creep), write the dashboard, export it,
+and simulate the detector on this machine's noise. Exit codes as every command's: 1 from `check`
+when a slowdown is found."""
+import math
+import sys
+from pathlib import Path
+
+from bench import defaults, env
+from bench.cli.args import Parser, UsageError
+from bench.records import printable
+
+EXIT_SLOWDOWN = 1
+
+
+def add_parsers(sub):
+    h = sub.add_parser("history", help="the results history per commit: add runs, show trends and change points, "
+                                       "check for creep, write a dashboard")
+    hsub = h.add_subparsers(dest="history_command", required=True, parser_class=Parser)
+
+    def db(p):
+        p.add_argument("--db", metavar="URL", help="the store: sqlite:///FILE or postgresql://... "
+                                                   "(default: sqlite:///results/history.sqlite)")
+
+    def series_flags(p):
+        p.add_argument("--case", metavar="PATTERN", help="only cases matching this fnmatch pattern, "
+                                                         "e.g. 'tensorflow/manual/*' or '*n=50000*'")
+        p.add_argument("--normalise", action="store_true", help="one series per case across machines, each run's "
+                                                                "times scaled by its measured GEMM ceiling")
+        p.add_argument("--include-dirty", action="store_true", help="also runs of trees with uncommitted changes")
+        p.add_argument("--repo", help="the git checkout the commits are in (default: this one)")
+
+    a = hsub.add_parser("add", help="add run folders or records files to the store")
+    a.add_argument("runs", nargs="+", metavar="RUN")
+    db(a)
+    a.add_argument("--repo", help="the git checkout the runs' commits are in (default: this one)")
+    s = hsub.add_parser("show", help="the latest value, trend and change points of each series")
+    db(s)
+    series_flags(s)
+    s.add_argument("--since", metavar="REV", help="only commits from REV on (by commit time)")
+    c = hsub.add_parser("check", help="exit 1 when a change point among the last N commits is a slowdown over the "
+                                      "threshold")
+    db(c)
+    series_flags(c)
+    c.add_argument("--last", type=int, default=20, help="commits of each series to look at (default: 20)")
+    c.add_argument("--threshold", help=f"a slowdown over this fails (default: {defaults.GATE_THRESHOLD.replace('%', '%%')})")
+    d = hsub.add_parser("dashboard", help="write the history as a static site (index.html) that opens from disk")
+    db(d)
+    series_flags(d)
+    d.add_argument("--out", required=True, help="output folder")
+    e = hsub.add_parser("export", help="write the history in another tool's format")
+    db(e)
+    series_flags(e)
+    e.add_argument("--format", required=True, choices=("github-action-benchmark",))
+    e.add_argument("--out", help="output file (default: standard output)")
+    e.add_argument("--repo-url", help="the repository's web address, for commit links (e.g. https://github.com/o/r)")
+    m = hsub.add_parser("simulate", help="the change-point detector on synthetic histories with this machine's noise")
+    m.add_argument("runs", nargs="+", metavar="RUN", help="records of repeated runs of unchanged code (the noise)")
+    m.add_argument("--commits", type=int, default=200)
+    m.add_argument("--cases", type=int, default=12)
+    m.add_argument("--series", type=int, default=20, help="synthetic histories per case and scenario")
+
+
+def _store(args):
+    from bench.history.store import Store
+    return Store(args.db)
+
+
+def _repo(args):
+    return Path(args.repo).resolve() if getattr(args, "repo", None) else env.REPO
+
+
+def _series(args, store, since=None, required=True):
+    from bench.history import series
+    since_time = None
+    if since:
+        from bench.gate.worktree import resolve
+        sha = resolve(_repo(args), since)
+        import subprocess
+        out = subprocess.run(["git", "-C", str(_repo(args)), "show", "-s", "--format=%ct", sha],
+                             capture_output=True, text=True).stdout.strip()
+        since_time = float(out) if out else None
+    found = series.build(store.points(args.case, args.include_dirty), normalise=args.normalise, since_time=since_time)
+    if not found and required:
+        dirty = not args.include_dirty and store.points(args.case, include_dirty=True)
+        raise UsageError(f"{store.shown}: no history" + (f" for cases matching {args.case!r}" if args.case else "")
+                         + (" but of trees with uncommitted changes (--include-dirty shows those)" if dirty else ""))
+    return found
+
+
+def cmd_add(args):
+    from bench import records
+    from bench.cli.report import warn
+    from bench.history.commits import commit_of
+    store = _store(args)
+    plan = []
+    for path in args.runs:   # every run is checked before anything is written
+        recs = records.read_usable([path], warn)
+        by_run = {}
+        for r in recs:
+            by_run.setdefault(r.run_id, []).append(r)
+        for run_id, rs in by_run.items():
+            plan.append((path, rs, commit_of(rs, _repo(args), source=f"{path} (run {run_id})")))
+    for path, rs, commit in plan:
+        added = store.add(rs, commit, source=records.records_file(path).resolve())
+        print(f"{printable(path)}: run {printable(rs[0].run_id)} at {commit['sha'][:10]}: "
+              f"{added} result(s) added, {len(rs) - added} already there")
+    return 0
+
+
+def _change_line(s, ch):
+    from bench.history.dashboard import _change_text
+    return _change_text(s, ch)[0]
+
+
+def cmd_show(args):
+    store = _store(args)
+    for s in _series(args, store, args.since):
+        trend = s.trend()
+        print(printable(f"{s.case} [{s.machine}]: {len(s.points)} commits, latest {s.latest.commit[:10]} "
+                        f"{s.latest.median_s * 1e3:.4g} ms"
+                        + (f", {trend * 100:+.1f}% against the 10 before" if math.isfinite(trend) else "")))
+        for ch in s.changes:
+            print(printable(f"  change: {_change_line(s, ch)}"))
+    return 0
+
+
+def cmd_check(args):
+    from bench.gate.rule import CompareError, parse_threshold
+    try:
+        threshold = parse_threshold(args.threshold or defaults.GATE_THRESHOLD)
+    except CompareError as e:
+        raise UsageError(f"--threshold: {e}") from None
+    if args.last < 1:
+        raise UsageError("--last must be at least 1")
+    store = _store(args)
+    slow = []
+    found = _series(args, store, required=False)
+    if not found:
+        print(f"history check: {store.shown} holds no history yet; nothing to check; passing")
+        return 0
+    for s in found:
+        recent = len(s.points) - args.last
+        for ch in s.changes:
+            if ch.end >= recent and ch.ratio > 1 + threshold:
+                slow.append((s, ch))
+    for s, ch in slow:
+        print(printable(f"SLOWER: {s.case} [{s.machine}]: {_change_line(s, ch)}"))
+    print(f"history check: {len(slow)} slowdown(s) over {threshold:.0%} among the last {args.last} commits"
+          + ("" if slow else "; passing"))
+    return EXIT_SLOWDOWN if slow else 0
+
+
+def cmd_dashboard(args):
+    import time
+    from bench.history import dashboard
+    t0 = time.perf_counter()
+    store = _store(args)
+    path = dashboard.write(_series(args, store), args.out, store.shown)
+    print(f"{path} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_export(args):
+    from bench.history import export
+    store = _store(args)
+    text = export.data_js(_series(args, store), _repo(args), args.repo_url)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(args.out, file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_simulate(args):
+    from bench import records
+    from bench.cli.report import warn
+    from bench.history import simulate
+    noise = simulate.residuals(records.read_usable(args.runs, warn))
+    if not noise:
+        raise UsageError("no case has 4 or more repeated runs in the records given: nothing to take the noise from")
+    for case, r in noise.items():
+        print(printable(f"noise: {case}: {len(r)} repeated medians, sd of log {r.std():.3f}"))
+    for o in simulate.run(noise, args.commits, args.cases, args.series):
+        per_200 = o.false_alarms / o.series * 200 / args.commits
+        line = f"{o.scenario}: {o.series} series of {args.commits} commits: {o.false_alarms} false alarm(s) " \
+               f"({per_200:.2f} per case per 200 commits)"
+        if o.scenario != "none":
+            exact = sum(1 for d in o.offsets if d == 0)
+            near = sum(1 for d in o.offsets if abs(d) <= 1)
+            line += (f"; detected {o.detected} ({o.detected / o.series:.0%}), at the first commit {exact}, "
+                     f"within one commit {near}")
+        print(line)
+    return 0
+
+
+def cmd_history(args):
+    return {"add": cmd_add, "show": cmd_show, "check": cmd_check, "dashboard": cmd_dashboard,
+            "export": cmd_export, "simulate": cmd_simulate}[args.history_command](args)
+
+
+COMMANDS = {"history": cmd_history}
+
+
+def errors():
+    from bench.history.store import HistoryError
+    return (HistoryError,)

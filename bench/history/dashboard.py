@@ -1,0 +1,121 @@
+"""The history as a static site: index.html with every series in a table, and a section per series
+(case x machine): its time over commits with the 95% CI band, the change points marked, and a link
+to the latest run's report. Opens from disk: no server, no network, no script; the plots are inline
+SVG, the style is inline."""
+import datetime
+import html
+import math
+import os
+from pathlib import Path
+
+from bench.records import printable
+from bench.report import fmt
+
+STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ccc;
+padding:.25em .6em;text-align:right;vertical-align:top}th{background:#f0f0f0}td.case,td.machine,th.left{text-align:left}
+.slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}section{border-top:1px solid #ddd;margin-top:1.5em}
+figure{margin:.5em 0}figure svg{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
+
+
+def _e(text):
+    return html.escape(printable(text))
+
+
+def _ms(seconds):
+    return fmt.sig(seconds * 1e3, 3) if seconds and math.isfinite(seconds) else "–"
+
+
+def _anchor(i):
+    return f"series-{i}"
+
+
+def _change_text(series, ch):
+    pts = series.points
+    first, last = pts[ch.start].commit[:10], pts[ch.end].commit[:10]
+    span = f"at {first}" if ch.start == ch.end else f"from {first} to {last}"
+    direction = "slower" if ch.ratio > 1 else "faster"
+    return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}) {span}", direction
+
+
+def plot_svg(series):
+    """The series' plot as SVG text: median per commit, its CI band, change points marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    import io
+
+    import matplotlib.pyplot as plt
+    pts = series.points
+    x = list(range(len(pts)))
+    y = [p.median_s * 1e3 for p in pts]
+    lo = [p.lo_s * 1e3 if math.isfinite(p.lo_s) else p.median_s * 1e3 for p in pts]
+    hi = [p.hi_s * 1e3 if math.isfinite(p.hi_s) else p.median_s * 1e3 for p in pts]
+    fig, ax = plt.subplots(figsize=(11, 3.4), layout="constrained")
+    ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.2, linewidth=0, label="95% CI of the median")
+    ax.plot(x, y, marker="o", markersize=3, color="#1f77b4", linewidth=1.2, label="median per commit")
+    for ch in series.changes:
+        colour = "#b22222" if ch.ratio > 1 else "#1a7f37"
+        ax.axvspan(ch.start - 0.5, ch.end + 0.5, color=colour, alpha=0.15, linewidth=0)
+        ax.axvline(ch.start - 0.5, color=colour, linewidth=1.2, linestyle="--")
+        ax.annotate(f"{(ch.ratio - 1) * 100:+.1f}%", (ch.start - 0.5, 1), xycoords=("data", "axes fraction"),
+                    xytext=(3, -12), textcoords="offset points", color=colour, fontsize=9, fontweight="bold")
+    step = max(1, len(pts) // 25)
+    ax.set_xticks(x[::step], [p.commit[:7] for p in pts][::step], rotation=60, fontsize=7)
+    ax.set_xlim(-0.5, len(pts) - 0.5)
+    ax.set_ylabel("median ms per step")
+    ax.set_xlabel("commit (oldest left)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _report_link(series, out):
+    """A relative link to the latest run's report.html when its folder is still there."""
+    for source in reversed(series.points[-1].sources):
+        report = Path(source).parent / "report.html" if Path(source).name == "records.jsonl" else Path(source) / "report.html"
+        if report.is_file():
+            return os.path.relpath(report.resolve(), out.resolve())
+    return None
+
+
+def write(all_series, out, db_shown):
+    """out/index.html for `all_series` (series.Series); returns its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    commits = {p.commit for s in all_series for p in s.points}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rows, sections = [], []
+    for i, s in enumerate(all_series):
+        found = [_change_text(s, ch) for ch in s.changes]
+        trend = s.trend()
+        rows.append(
+            f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td><td class="machine">{_e(s.machine)}</td>'
+            f"<td>{len(s.points)}</td><td>{_ms(s.latest.median_s)}</td>"
+            f"<td>{'–' if not math.isfinite(trend) else f'{trend * 100:+.1f}%'}</td>"
+            f"<td>{'; '.join(f'<span class={d!r}>{_e(t)}</span>' for t, d in found) or 'none'}</td></tr>")
+        link = _report_link(s, out)
+        sections.append(
+            f'<section id="{_anchor(i)}"><h2>{_e(s.case)}</h2><p>{_e(s.machine)}: {len(s.points)} commits, latest '
+            f"{_e(s.latest.commit[:10])} at {_ms(s.latest.median_s)} ms"
+            + (f' (<a href="{_e(link)}">its report</a>)' if link else "") + ". Changes: "
+            + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none") + ".</p>"
+            f"<figure>{plot_svg(s)}</figure></section>")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>backprop-bench history</title><style>{STYLE}</style></head><body>
+<h1>backprop-bench history</h1>
+<p>{len(all_series)} series (case x machine), {len(commits)} commits, from {_e(db_shown)}; written {now}.
+Each point is the median of a commit's runs; the band, the 95% confidence interval of that median; a dashed line and a
+shaded span mark a change point (PELT on the log times, located to its first commit; a creep spans its commits).</p>
+<table><thead><tr><th class="left">case</th><th class="left">machine</th><th>commits</th><th>latest ms</th><th>latest vs the 10 before</th>
+<th>change points</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+{''.join(sections)}
+</body></html>
+"""
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path

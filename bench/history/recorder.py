@@ -1,0 +1,43 @@
+"""`bench run --history URL`: each record added to the history store as the run records it, after
+passing on every event to the run's own observer (the progress lines)."""
+from bench import env
+from bench.history.commits import commit_of
+from bench.history.store import HistoryError, Store
+from bench.run import Observer
+
+
+class Recorder(Observer):
+    """An Observer that adds finished records to a Store; the store and this checkout's commit are
+    checked when it is made, so a run that could not be kept fails before it starts."""
+
+    def __init__(self, url, inner, source=None):
+        self.inner, self.source = inner, source
+        self.store = Store(url)
+        if not env._git_info()["git_commit"]:
+            raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
+                               "kept per commit")
+        self.commit = None
+
+    def started(self, total):
+        self.inner.started(total)
+
+    def measuring_ceilings(self, fw, device):
+        self.inner.measuring_ceilings(fw, device)
+
+    def resumed(self, case):
+        self.inner.resumed(case)
+
+    def checking(self, case):
+        self.inner.checking(case)
+
+    def timing(self, group, lives):
+        self.inner.timing(group, lives)
+
+    def round(self, r, stopped, lives):
+        self.inner.round(r, stopped, lives)
+
+    def finished(self, rec):
+        self.inner.finished(rec)
+        if self.commit is None:
+            self.commit = commit_of([rec], env.REPO)
+        self.store.add([rec], self.commit, source=self.source)

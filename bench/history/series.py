@@ -1,0 +1,83 @@
+"""A case's history as a series: one point per commit and machine (the median of that commit's runs,
+with the median's 95% CI over their pooled samples), in commit order, and its change points.
+
+Series of different machines are never mixed; with normalise=True each run's times are scaled by
+its own measured GEMM ceiling (to the median ceiling of the case's runs), as the stored baseline
+does, and the machines of a case become one series.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench import stats
+from bench.history import changes
+
+
+@dataclass(frozen=True)
+class Point:
+    commit: str
+    time: float | None        # committer time, seconds since the epoch
+    branch: str | None
+    median_s: float
+    lo_s: float               # the median's 95% CI over the commit's pooled samples (nan with few)
+    hi_s: float
+    runs: tuple               # run ids
+    sources: tuple            # the records files they were added from
+
+
+@dataclass(frozen=True)
+class Series:
+    case: str
+    machine: str
+    points: tuple
+    changes: tuple = field(default=())
+
+    @property
+    def latest(self):
+        return self.points[-1] if self.points else None
+
+    def trend(self, last=10):
+        """The latest median over the median of the `last` points before it, minus 1 (nan if too short)."""
+        if len(self.points) < 2:
+            return math.nan
+        before = [p.median_s for p in self.points[-last - 1:-1]]
+        return self.points[-1].median_s / float(np.median(before)) - 1
+
+
+def build(points, normalise=False, since_time=None):
+    """[Series] from Store.points() rows, each with its change points found."""
+    groups = {}
+    for p in points:
+        if since_time is not None and (p["commit_time"] or 0) < since_time:
+            continue
+        key = (p["case"], "all machines, normalised by each run's GEMM ceiling" if normalise else p["machine"])
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (case, machine), rows in groups.items():
+        scale = _scale(rows) if normalise else (lambda row: 1.0)
+        if scale is None:
+            continue   # some run lacks a ceiling: it cannot be normalised
+        by_commit = {}
+        for row in rows:
+            by_commit.setdefault(row["commit_sha"], []).append(row)
+        pts = []
+        for sha, rs in by_commit.items():   # rows come in commit order
+            medians = [r["median_s"] * scale(r) for r in rs if r["median_s"]]
+            samples = [s * scale(r) for r in rs for s in r["samples_s"]]
+            if not medians:
+                continue
+            lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
+            pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
+                             tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source"))))
+        if pts:
+            out.append(Series(case, machine, tuple(pts), tuple(changes.find([p.median_s for p in pts]))))
+    return sorted(out, key=lambda s: (s.case, s.machine))
+
+
+def _scale(rows):
+    ceilings = [r["gemm_gflops"] for r in rows]
+    if not all(c and c > 0 for c in ceilings):
+        return None
+    reference = float(np.median(ceilings))
+    return lambda row: row["gemm_gflops"] / reference

@@ -1,0 +1,246 @@
+"""The history store: every run's records with their raw samples, keyed by commit (with its parent
+and time), branch, machine and case, in one SQL database through SQLAlchemy Core: an SQLite file
+by default (embedded, no server), or PostgreSQL for a team or a fleet of benchmark machines.
+
+Schema version in table `schema`; MIGRATIONS bring an older database up to SCHEMA_VERSION, under a
+lock, once; a database written by a newer harness is refused. Adding is idempotent: a run is known
+by its run id, a result by its run and case, and a complete record replaces an interrupted one.
+"""
+import json
+import math
+from pathlib import Path
+
+from bench import env
+from bench.records import CASE_FIELDS, Record, printable
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path("results") / "history.sqlite"
+
+
+class HistoryError(ValueError):
+    """The store cannot be used as asked (unreachable, corrupt, newer schema, a run without a
+    commit); str() is one line."""
+
+
+def _sa():
+    import sqlalchemy
+    return sqlalchemy
+
+
+def _tables(metadata):
+    sa = _sa()
+    schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+    runs = sa.Table(
+        "runs", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(80), nullable=False, unique=True),
+        sa.Column("commit_sha", sa.String(64), nullable=False),
+        sa.Column("parent_sha", sa.String(64)),
+        sa.Column("commit_time", sa.Float),          # committer time, seconds since the epoch
+        sa.Column("branch", sa.String(255)),
+        sa.Column("dirty", sa.Boolean, nullable=False),
+        sa.Column("machine", sa.String(255), nullable=False),   # the hardware: machine_key()
+        sa.Column("recorded_utc", sa.String(40)),
+        sa.Column("source", sa.Text),                # the records file it was added from
+        sa.Column("fingerprint", sa.Text, nullable=False),   # JSON
+        sa.Index("runs_commit", "commit_sha"), sa.Index("runs_machine", "machine"))
+    results = sa.Table(
+        "results", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+        *(sa.Column(f, sa.Integer if f in ("n", "m", "nh") else sa.String(200), nullable=False) for f in CASE_FIELDS),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("interrupted", sa.Boolean, nullable=False),
+        sa.Column("median_s", sa.Float),
+        sa.Column("gemm_gflops", sa.Float),
+        sa.Column("record", sa.Text, nullable=False),  # the whole record as JSON, raw samples included
+        sa.UniqueConstraint("run", *CASE_FIELDS, name="results_run_case"))
+    return schema, runs, results
+
+
+def _create_v1(conn, tables):
+    schema, runs, results = tables
+    for table in (schema, runs, results):
+        table.create(conn, checkfirst=True)
+
+
+# version -> what brings a database at version - 1 to it
+MIGRATIONS = {1: _create_v1}
+
+
+def machine_key(fp):
+    """The hardware a run measured, as a key: architecture, CPU model and GPUs (not software: a
+    framework upgrade is a change in a machine's history, not a new machine)."""
+    ident = env.identity(fp or {})
+    return " | ".join([ident["machine"] or "unknown", ident["cpu_model"] or "unknown CPU",
+                       "+".join(g for g in ident["gpu_names"] if g) or "no GPU"])[:255]
+
+
+class Store:
+    """A history database. `Store(url)` connects and migrates; HistoryError for any failure."""
+
+    def __init__(self, url=None):
+        sa = _sa()
+        self.url = str(url or f"sqlite:///{DEFAULT_DB}")
+        self.metadata = sa.MetaData()
+        self.tables = _tables(self.metadata)
+        self.schema, self.runs, self.results = self.tables
+        try:
+            self.engine = self._engine(sa)
+            self._migrate()
+        except HistoryError:
+            raise
+        except Exception as e:
+            raise HistoryError(f"{self.shown}: {_why(e)}") from None
+
+    @property
+    def shown(self):
+        """The URL without a password."""
+        try:
+            return _sa().engine.make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return printable(self.url)[:200]
+
+    def _engine(self, sa):
+        try:
+            url = sa.engine.make_url(self.url)
+        except Exception:
+            raise HistoryError(f"{printable(self.url)[:200]}: not a database URL (sqlite:///FILE or "
+                               "postgresql://USER@HOST/DB)") from None
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                path = Path(url.database)
+                if path.is_dir():
+                    raise HistoryError(f"{path}: is a folder, not an SQLite database")
+                path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+            @sa.event.listens_for(engine, "connect")
+            def _connect(dbapi_connection, _):
+                dbapi_connection.isolation_level = None   # SQLAlchemy, not pysqlite, begins transactions
+                dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+            @sa.event.listens_for(engine, "begin")
+            def _begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")   # writers queue (busy timeout) instead of deadlocking
+            return engine
+        if url.get_backend_name() == "postgresql":
+            if url.drivername == "postgresql":
+                url = url.set(drivername="postgresql+psycopg")
+            try:
+                return sa.create_engine(url, connect_args={"connect_timeout": 10}, pool_pre_ping=True)
+            except ModuleNotFoundError:
+                raise HistoryError(f"{self.shown}: PostgreSQL needs psycopg (pip install 'psycopg[binary]')") from None
+        raise HistoryError(f"{self.shown}: only SQLite and PostgreSQL are supported")
+
+    def _migrate(self):
+        sa = _sa()
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4274211)"))   # one migrator at a time
+            inspector = sa.inspect(conn)
+            version = 0
+            if inspector.has_table("schema"):
+                row = conn.execute(sa.select(self.schema.c.version)).first()
+                version = row.version if row else 0
+            elif inspector.get_table_names():
+                raise HistoryError(f"{self.shown}: holds other tables, not a backprop-bench history")
+            if version > SCHEMA_VERSION:
+                raise HistoryError(f"{self.shown}: written by a newer backprop-bench (schema {version}; this one "
+                                   f"reads up to {SCHEMA_VERSION}); upgrade it")
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[v](conn, self.tables)
+            if version < SCHEMA_VERSION:
+                conn.execute(self.schema.delete())
+                conn.execute(self.schema.insert().values(version=SCHEMA_VERSION))
+
+    # ------------------------------------------------------------ writing
+
+    def _insert(self, conn, table):
+        sa = _sa()
+        module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[conn.dialect.name]
+        return __import__(module, fromlist=["insert"]).insert(table)
+
+    def add(self, records, commit, source=None):
+        """Add the records of one run (one run id) and its commit {sha, parent, time, branch, dirty};
+        returns the results newly added or replaced. Idempotent."""
+        sa = _sa()
+        first = records[0]
+        try:
+            with self.engine.begin() as conn:
+                insert = self._insert(conn, self.runs)
+                conn.execute(insert.values(
+                    run_id=first.run_id, commit_sha=commit["sha"], parent_sha=commit.get("parent"),
+                    commit_time=commit.get("time"), branch=commit.get("branch"), dirty=bool(commit.get("dirty")),
+                    machine=machine_key(first.env), recorded_utc=(first.env or {}).get("time_utc"),
+                    source=str(source) if source else None, fingerprint=json.dumps(first.env or {}, default=str),
+                ).on_conflict_do_nothing(index_elements=["run_id"]))
+                run = conn.execute(sa.select(self.runs.c.id).where(self.runs.c.run_id == first.run_id)).scalar_one()
+                added = 0
+                for rec in records:
+                    row = self._row(rec, run)
+                    stmt = self._insert(conn, self.results).values(**row)
+                    # a complete record replaces an interrupted one (a resumed run); otherwise nothing
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["run", *CASE_FIELDS], set_={k: stmt.excluded[k] for k in row if k != "run"},
+                        where=self.results.c.interrupted & ~stmt.excluded.interrupted)
+                    added += len(conn.execute(stmt.returning(self.results.c.id)).all())   # 0: already there
+                return added
+        except HistoryError:
+            raise
+        except Exception as e:
+            raise HistoryError(f"{self.shown}: {_why(e)}") from None
+
+    @staticmethod
+    def _row(rec, run):
+        s = rec.summary
+        return {"run": run, **rec.case._asdict(), "status": rec.status, "interrupted": rec.stop_reason == "interrupted",
+                "median_s": s.median_s if math.isfinite(s.median_s) else None,
+                "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
+                "record": rec.to_json()}
+
+    # ------------------------------------------------------------ reading
+
+    def points(self, case_pattern=None, include_dirty=False):
+        """Every timed result joined with its run: dicts with the case fields, machine, commit,
+        parent, commit_time, branch, dirty, run_id, median_s, gemm_gflops and the record's
+        samples, ordered by commit time then recording time."""
+        import fnmatch
+        sa = _sa()
+        r, x = self.runs, self.results
+        query = (sa.select(r.c.run_id, r.c.commit_sha, r.c.parent_sha, r.c.commit_time, r.c.branch, r.c.dirty,
+                           r.c.machine, r.c.recorded_utc, r.c.source, *(x.c[f] for f in CASE_FIELDS), x.c.median_s,
+                           x.c.gemm_gflops, x.c.record)
+                 .join(x, x.c.run == r.c.id).where(x.c.status == "ok")
+                 .order_by(r.c.commit_time, r.c.recorded_utc, r.c.id))
+        if not include_dirty:
+            query = query.where(r.c.dirty == sa.false())
+        try:
+            with self.engine.connect() as conn:
+                rows = [dict(row._mapping) for row in conn.execute(query)]
+        except Exception as e:
+            raise HistoryError(f"{self.shown}: {_why(e)}") from None
+        out = []
+        for row in rows:
+            name = "/".join(str(row[f]) for f in ("framework", "step", "backend", "device"))
+            label = f"{name} n={row['n']} m={row['m']} nh={row['nh']} {row['dtype']}"
+            if case_pattern and not fnmatch.fnmatchcase(label, case_pattern) and not fnmatch.fnmatchcase(name, case_pattern):
+                continue
+            record = Record.from_dict(json.loads(row.pop("record")))
+            out.append({**row, "case": label, "samples_s": record.samples_s})
+        return out
+
+    def counts(self):
+        sa = _sa()
+        with self.engine.connect() as conn:
+            return (conn.execute(sa.select(sa.func.count()).select_from(self.runs)).scalar_one(),
+                    conn.execute(sa.select(sa.func.count()).select_from(self.results)).scalar_one())
+
+
+def _why(e):
+    """A database error as one line, without SQLAlchemy's background links and statement echo."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if "file is not a database" in text:
+        text = "not an SQLite database (a corrupt or foreign file)"
+    return printable(f"{type(orig).__name__}: {text}")[:300]

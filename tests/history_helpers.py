@@ -1,0 +1,49 @@
+"""Synthetic histories for the history tests and benchmarks: a throwaway git repository of N commits
+and, for each commit, a run of records whose medians follow a given series per case."""
+import subprocess
+
+import numpy as np
+
+from bench.records import Record
+
+ENV = {"cpu_model": "Synthetic CPU", "machine": "x86_64", "gpus": [], "hostname": "synthetic",
+       "frameworks": {"numpy": {"version": "2.0"}}, "git_dirty": False, "git_branch": "main",
+       "time_utc": "2026-11-27T00:00:00+00:00"}
+
+
+def git_repo(path, commits):
+    """A git repository at `path` with `commits` empty commits; their shas, oldest first."""
+    path.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True, capture_output=True, text=True)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    script = "; ".join(f"GIT_COMMITTER_DATE='{1_700_000_000 + 3600 * i} +0000' git -c user.name=t -c user.email=t@t "
+                       f"commit -q --allow-empty -m 'commit {i}'" for i in range(commits))
+    subprocess.run(["bash", "-c", f"cd {path} && {script}"], check=True)
+    return run("rev-list", "--reverse", "HEAD").stdout.split()
+
+
+def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0):
+    """One run at commit `sha`: a record per case whose samples have the given median (seconds)."""
+    rng = np.random.default_rng(seed + index)
+    out = []
+    for c, median in enumerate(medians):
+        times = tuple(float(t) for t in median * rng.lognormal(0, 0.01, samples) / np.exp(0))
+        times = tuple(t * median / float(np.median(times)) for t in times)   # exactly this median
+        out.append(Record(framework="numpy", step="manual", backend="eager", device="cpu", n=1000 * (c + 1), m=784,
+                          nh=50, dtype="float32", status="ok", run_id=f"synthetic-{index:04d}", samples_s=times,
+                          rounds=tuple(range(samples)), stop_reason="ci", ceilings={"gemm_gflops": gemm},
+                          env={**ENV, "git_commit": sha}))
+    return out
+
+
+def series(commits, cases, sigma=0.03, step_at=None, creep_at=None, seed=0):
+    """(commits x cases) medians in seconds: noise of `sigma` (log), a +10% step at commit step_at
+    and ten commits of +2% creep from creep_at, in every case."""
+    rng = np.random.default_rng(seed)
+    logs = rng.normal(0, sigma, (commits, cases)) + np.log(0.01)
+    k = np.arange(commits)[:, None]
+    if step_at is not None:
+        logs += (k >= step_at) * np.log(1.10)
+    if creep_at is not None:
+        logs += np.clip(k - creep_at + 1, 0, 10) * np.log(1.02)
+    return np.exp(logs)

@@ -1,0 +1,265 @@
+"""The history store on SQLite and on a real PostgreSQL server (started here when installed, else
+skipped), idempotent and safe under concurrent writers; change points; the history commands; and the
+dashboard in a real browser (skipped where Chromium or Playwright is missing)."""
+import contextlib
+import io
+import json
+import math
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sqlalchemy", reason="SQLAlchemy is not installed (pip install -e '.')")
+from bench import records  # noqa: E402
+from bench.cli import main  # noqa: E402
+from bench.history import changes, series as history_series  # noqa: E402
+from bench.history.store import SCHEMA_VERSION, HistoryError, Store  # noqa: E402
+from tests.history_helpers import git_repo, run_records, series  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PGBIN = next((Path(p) for p in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+              if (Path(p) / "initdb").exists()), None)
+
+
+# ---------------------------------------------------------------- databases
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on a Unix socket (no TCP), for the session."""
+    if PGBIN is None or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'psycopg[binary]')")
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    shutil.chown(folder, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, str(PGBIN / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "bench"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(PGBIN / "pg_ctl"), "-D", str(folder / "data"), "-o",
+                    f"-p 54329 -k {folder} -c listen_addresses=''", "-l", str(folder / "log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://bench@/postgres?host={folder}&port=54329"
+    finally:
+        subprocess.run([*as_postgres, str(PGBIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w",
+                        "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite'}"
+    url = request.getfixturevalue("postgres_url")
+    import sqlalchemy
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:   # a clean database for each test
+        for table in ("results", "runs", "schema"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+    engine.dispose()
+    return url
+
+
+COMMIT = {"sha": "a" * 40, "parent": "b" * 40, "time": 1_700_000_000.0, "branch": "main", "dirty": False}
+
+
+def test_adding_a_run_twice_adds_nothing(db_url):
+    store = Store(db_url)
+    recs = run_records("a" * 40, 0, [0.01, 0.02, 0.03])
+    assert store.add(recs, COMMIT) == 3
+    assert store.add(recs, COMMIT) == 0
+    assert Store(db_url).counts() == (1, 3)
+    pts = store.points()
+    assert len(pts) == 3 and pts[0]["commit_sha"] == "a" * 40 and pts[0]["samples_s"] == recs[0].samples_s
+    assert pts[0]["machine"] == "x86_64 | Synthetic CPU | no GPU"
+
+
+def test_a_complete_record_replaces_an_interrupted_one(db_url):
+    store = Store(db_url)
+    rec = run_records("a" * 40, 0, [0.01])[0]
+    cut = replace(rec, samples_s=rec.samples_s[:3], rounds=rec.rounds[:3], stop_reason="interrupted")
+    assert store.add([cut], COMMIT) == 1
+    assert store.add([rec], COMMIT) == 1
+    assert store.add([cut], COMMIT) == 0        # never the other way round
+    (point,) = store.points()
+    assert len(point["samples_s"]) == len(rec.samples_s)
+
+
+def test_a_newer_schema_is_refused(db_url):
+    store = Store(db_url)
+    with store.engine.begin() as conn:
+        conn.execute(store.schema.update().values(version=SCHEMA_VERSION + 1))
+    with pytest.raises(HistoryError, match=f"newer backprop-bench \\(schema {SCHEMA_VERSION + 1}"):
+        Store(db_url)
+
+
+def test_bad_databases_are_one_line_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not an SQLite database file" * 100)
+    for url, words in ((f"sqlite:///{corrupt}", "not an SQLite database"),
+                       (f"sqlite:///{tmp_path}", "is a folder"),
+                       ("postgresql://bench@127.0.0.1:1/nothing", "OperationalError"),
+                       ("mysql://x@y/z", "only SQLite and PostgreSQL"),
+                       ("not a url", "not a database URL")):
+        with pytest.raises(HistoryError) as e:
+            Store(url)
+        assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("create table things (x int)").connection.commit()
+    with pytest.raises(HistoryError, match="other tables"):
+        Store(f"sqlite:///{other}")
+
+
+def test_four_processes_adding_at_once_lose_nothing(db_url, tmp_path):
+    """Four `history add` processes at once, each adding two runs and one run they all add."""
+    repo = tmp_path / "repo"
+    shas = git_repo(repo, 9)
+    shared = tmp_path / "shared.jsonl"
+    for r in run_records(shas[8], 8, [0.01, 0.02]):
+        records.append(shared, r)
+    paths = []
+    for p in range(4):
+        for k in range(2):
+            path = tmp_path / f"run-{p}-{k}.jsonl"
+            for r in run_records(shas[2 * p + k], 2 * p + k, [0.01, 0.02]):
+                records.append(path, r)
+            paths.append(path)
+    procs = [subprocess.Popen([sys.executable, "-m", "bench", "history", "add", str(paths[2 * p]), str(shared),
+                               str(paths[2 * p + 1]), "--db", db_url, "--repo", str(repo)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert Store(db_url).counts() == (9, 18)
+
+
+# ---------------------------------------------------------------- change points
+
+@pytest.mark.parametrize("kind", ["step", "creep"])
+def test_a_step_and_a_creep_are_found_at_their_first_commit(kind):
+    values = series(200, 1, sigma=0.02, step_at=120 if kind == "step" else None,
+                    creep_at=60 if kind == "creep" else None, seed=3)[:, 0]
+    (found,) = changes.find(values)
+    if kind == "step":
+        assert (found.start, found.end, found.kind) == (120, 120, "step")
+        assert found.ratio == pytest.approx(1.10, abs=0.02)
+    else:
+        assert abs(found.start - 60) <= 1 and 68 <= found.end <= 70 and found.kind.startswith("creep")
+        assert found.ratio == pytest.approx(1.02 ** 10, abs=0.03)
+
+
+def test_no_change_is_found_in_noise():
+    for seed in range(5):
+        assert changes.find(series(200, 1, sigma=0.03, seed=seed)[:, 0]) == []
+
+
+def test_noise_ignores_the_change_itself():
+    logs = np.log(series(200, 1, sigma=0.02, step_at=100, seed=1)[:, 0])
+    assert changes.noise(logs) == pytest.approx(0.02, rel=0.3)
+
+
+# ---------------------------------------------------------------- the commands
+
+def cli(*args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def synthetic_history(tmp_path):
+    """A repository of 60 commits, 3 cases, a +10% step at commit 40 of every case, in a SQLite store."""
+    repo = tmp_path / "repo"
+    shas = git_repo(repo, 60)
+    medians = series(60, 3, sigma=0.01, step_at=40, seed=5)
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    store = Store(url)
+    for i, sha in enumerate(shas):
+        store.add(run_records(sha, i, medians[i]), {"sha": sha, "parent": shas[i - 1] if i else None,
+                                                    "time": 1_700_000_000 + 3600 * i, "branch": "main", "dirty": False})
+    return url, repo, shas
+
+
+def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
+    url, repo, shas = synthetic_history
+    code, out, err = cli("history", "show", "--db", url, "--repo", repo)
+    assert code == 0, err
+    assert out.count("change: +") == 3 and f"step) at {shas[40][:10]}" in out
+    code, out, _ = cli("history", "check", "--db", url, "--last", "25", "--threshold", "5%")
+    assert code == 1 and out.count("SLOWER:") == 3
+    code, out, _ = cli("history", "check", "--db", url, "--last", "10", "--threshold", "5%")
+    assert code == 0 and "passing" in out
+    code, out, _ = cli("history", "check", "--db", url, "--last", "25", "--threshold", "15%")
+    assert code == 0
+    code, out, _ = cli("history", "export", "--format", "github-action-benchmark", "--db", url, "--repo", repo)
+    data = json.loads(out[out.index("{"):])
+    (suite,) = data["entries"].values()
+    assert [e["commit"]["id"] for e in suite] == shas and len(suite[0]["benches"]) == 3
+    assert suite[0]["tool"] == "customSmallerIsBetter" and suite[0]["commit"]["message"] == "commit 0"
+    code, out, err = cli("history", "dashboard", "--db", url, "--out", tmp_path / "dash")
+    assert code == 0, err
+    page = (tmp_path / "dash" / "index.html").read_text()
+    assert page.count("<svg") == 3 and page.count('<section id="series-') == 3 and "+10." in page
+    import re
+    assert "<script" not in page and not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)|url\(\s*['\"]?https?:", page)
+
+
+def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path):
+    path = tmp_path / "run.jsonl"
+    for r in run_records("a" * 40, 0, [0.01]):
+        records.append(path, replace(r, env={**r.env, "git_commit": None}))
+    good = tmp_path / "good.jsonl"
+    repo = tmp_path / "repo"
+    shas = git_repo(repo, 1)
+    for r in run_records(shas[0], 0, [0.01]):
+        records.append(good, r)
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    code, _, err = cli("history", "add", good, path, "--db", url, "--repo", repo)
+    assert code == 2 and "name no git commit" in err and len(err.strip().splitlines()) == 1
+    assert Store(url).counts() == (0, 0)   # the good run was not added either: nothing half written
+
+
+def test_run_with_history_adds_each_case_as_it_is_recorded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    result = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--size",
+                             "300,784,8", "--out", str(tmp_path / "run"), "--history", url], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert Store(url).counts() == (1, 2)
+    bad = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--out",
+                          str(tmp_path / "run2"), "--history", "postgresql://x@127.0.0.1:1/y"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "OperationalError" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run2" / "records.jsonl").exists()
+
+
+def test_the_dashboard_renders_in_a_real_browser(synthetic_history, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    url, _, _ = synthetic_history
+    assert cli("history", "dashboard", "--db", url, "--out", tmp_path / "dash")[0] == 0
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+        page.goto(f"file://{tmp_path / 'dash' / 'index.html'}")
+        sizes = page.eval_on_selector_all("figure svg", "els => els.map(e => [e.getBoundingClientRect().width, "
+                                                        "e.getBoundingClientRect().height, e.querySelectorAll('path').length])")
+        rows = page.eval_on_selector_all("table tbody tr", "els => els.length")
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert rows == 3 and len(sizes) == 3 and all(w > 300 and h > 100 and paths > 10 for w, h, paths in sizes)
