@@ -18,26 +18,38 @@ bench: install  ## the default suite: every step x backend on every device; resu
 	$(PY) -m bench run $(ARGS)
 
 # The GPU run, on a CUDA machine that has PyTorch and JAX but maybe no TensorFlow and no network: no
-# venv, no install; python3 as it is. First the probe (ceilings per precision, launch overhead, cold
-# vs warm L2, NVML telemetry: OUT/probe.json), then a sweep over n on the GPU (it includes the default
-# n), both frameworks in one process so their cases are timed in the same interleaved rounds, then
-# the default suite on the CPU beside it (--resume: the same run, so one folder); records (with the
-# measured ceilings and peak memory),
-# report and plots all land in OUT, and OUT.tar.gz holds the whole folder (one file to copy off the
-# machine). Every step runs even if an earlier one failed; the exit status is the first failure's.
-# Rehearse it on a CPU with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says
-# there is no CUDA device and fails: that status is kept).
-GPU_FRAMEWORKS ?= torch jax
+# venv, no install; python3 as it is, every framework importable there (GPU_FRAMEWORKS to choose).
+# 1. the probe: ceilings per precision, launch overhead, cold vs warm L2, NVML telemetry (OUT/probe.json);
+# 2. the sweep: the manual step under every backend at n = 1e3 .. 1e6, float32, warm (the launch-bound
+#    end and the % of peak at 1e6);
+# 3. precisions: TF32 and bfloat16 beside it at the sweep's ends;
+# 4. cold L2 at the small sizes, where the data fits in L2 and flushing it matters;
+# 5. the report, and OUT.tar.gz holding the whole folder (one file to copy off the machine).
+# Steps 2-4 are one run (--resume: one run id, one folder), each case checked against float64
+# first and timed with CUDA events where the framework has them, beside the host clock. Every step
+# runs even if an earlier one failed; the exit status is the first failure's. GPU_STEPS=all (or a
+# list) for every step; GPU_CPU=1 adds the default suite on the machine's CPU. Rehearse it on a CPU
+# with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says there is no CUDA
+# device and fails: that status is kept).
+GPU_FRAMEWORKS ?=
 GPU_DEVICE ?= gpu
-GPU_SWEEP ?= 1000,784,50 10000,784,50 50000,784,50 1000000,784,50
+GPU_STEPS ?= manual
+GPU_SWEEP ?= 1000,784,50 10000,784,50 100000,784,50 1000000,784,50
+GPU_ENDS ?= $(firstword $(GPU_SWEEP)) $(lastword $(GPU_SWEEP))
+GPU_COLD ?= $(wordlist 1,2,$(GPU_SWEEP))
+GPU_CPU ?=
+GPU_RUN = $(PYTHON) -m bench run $(if $(GPU_FRAMEWORKS),--framework $(GPU_FRAMEWORKS)) \
+	$(if $(filter all,$(GPU_STEPS)),,--step $(GPU_STEPS)) --out $(OUT) --resume $(ARGS)
 
 bench-gpu:  ## make bench-gpu OUT=DIR
 	@test -n "$(OUT)" || { echo "usage: make bench-gpu OUT=DIR" >&2; exit 2; }
 	status=0; keep() { s=$$?; [ $$status -ne 0 ] || status=$$s; }; mkdir -p $(OUT); \
 	$(PYTHON) -m bench.probe --out $(OUT)/probe.json || keep; \
-	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device $(GPU_DEVICE) --size $(GPU_SWEEP) \
-		--out $(OUT) $(ARGS) || keep; \
-	$(PYTHON) -m bench run --framework $(GPU_FRAMEWORKS) --device cpu --out $(OUT) --resume $(ARGS) || keep; \
+	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_SWEEP) || keep; \
+	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_ENDS) --dtype float32 bfloat16 --tf32 off on || keep; \
+	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_COLD) --cache cold || keep; \
+	$(if $(GPU_CPU),$(PYTHON) -m bench run $(if $(GPU_FRAMEWORKS),--framework $(GPU_FRAMEWORKS)) --device cpu \
+		--out $(OUT) --resume $(ARGS) || keep;) \
 	$(PYTHON) -m bench report $(OUT) || keep; \
 	tar czf $(OUT).tar.gz -C $(dir $(abspath $(OUT))) $(notdir $(abspath $(OUT))) || keep; \
 	exit $$status

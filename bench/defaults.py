@@ -7,7 +7,7 @@ QUICK_SIZE = (5_000, 784, 50)     # --quick: a smoke test, not a measurement
 # The default suite runs these steps at a smaller n to stay within its time budget (the broadcast
 # step moves an n x m x nh tensor: 7.8 GB at the default size); records and the report say so.
 STEP_N = {"broadcast": 2_000}
-DTYPES = ("float32", "float64")   # what --dtype accepts
+DTYPES = ("float32", "float64", "bfloat16", "float16")   # what --dtype accepts
 DTYPE = "float32"
 SEED = 0
 

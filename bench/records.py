@@ -31,6 +31,12 @@ class CaseKey(NamedTuple):
     m: int
     nh: int
     dtype: str
+    tf32: bool = False      # float32 matrix products in TF32 (a GPU feature)
+    cache: str = "warm"     # "cold": the device's last-level cache flushed before each timed call
+
+    @property
+    def precision(self):
+        return "tf32" if self.tf32 and self.dtype == "float32" else self.dtype
 
     @property
     def name(self):
@@ -39,7 +45,8 @@ class CaseKey(NamedTuple):
 
     @property
     def label(self):
-        return f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}"
+        return (f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}" + ("+tf32" if self.tf32 else "")
+                + (f" {self.cache}" if self.cache != "warm" else ""))
 
 
 CASE_FIELDS = CaseKey._fields
@@ -138,6 +145,11 @@ class Record:
     peak_bytes: int | None = None
     peak_method: str | None = None
     tf32: bool | None = None
+    cache: str = "warm"               # "cold": the device's last-level cache flushed before each timed call
+    timer: str | None = None          # what timed samples_s: "host clock + sync", "CUDA events"
+    host_samples_s: tuple = ()        # the host clock around each sampled call and its sync, where the
+                                      # timer is another (the gap is launch and sync overhead)
+    telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
     ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
     env: dict = field(default_factory=dict)        # the run's environment fingerprint
     schema: int = SCHEMA
@@ -145,7 +157,7 @@ class Record:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("rel_errs", "ceilings", "env"):
+        for name in ("rel_errs", "ceilings", "env", "telemetry"):
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, {})
@@ -154,7 +166,7 @@ class Record:
         for name in ("n", "m", "nh"):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        for name in ("warmup_s", "samples_s", "rounds"):
+        for name in ("warmup_s", "samples_s", "rounds", "host_samples_s"):
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) for v in values):
                 raise RecordsError(f"{name} must be a list of numbers")
@@ -164,7 +176,8 @@ class Record:
     @property
     def case(self):
         """What identifies a case across runs."""
-        return CaseKey(self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
+        return CaseKey(self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype,
+                       bool(self.tf32), self.cache or "warm")
 
     @property
     def label(self):
@@ -204,7 +217,7 @@ MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measur
 MAX_SAMPLES = 10 ** 6             # samples a record may carry
 _KEY_STRINGS = ("framework", "step", "backend", "device", "dtype", "status")
 _STRINGS = ("run_id", "data")
-_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method")
+_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer")
 _OPTIONAL_COUNTS = ("mask_flips", "batch_calls", "tracing_count", "flops", "min_bytes", "memory_estimate_bytes",
                     "peak_bytes", "schema")
 _OPTIONAL_TIMES = ("trace_s", "first_call_s", "batch_s", "dispatch_s")
@@ -257,7 +270,9 @@ def _problem_of(d):
     for name in _OPTIONAL_BOOLS:
         if d.get(name) is not None and not isinstance(d[name], bool):
             return f"{name}: expected true, false or null, got {_shown(d[name])}"
-    for name in ("samples_s", "warmup_s"):
+    if d.get("cache", "warm") not in ("warm", "cold"):
+        return f"cache: {_shown(d['cache'])} is not warm or cold"
+    for name in ("samples_s", "warmup_s", "host_samples_s"):
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
             return f"{name}: expected a list of at most {MAX_SAMPLES:,} times, got {_shown(values)}"
@@ -273,7 +288,10 @@ def _problem_of(d):
         return f"rounds: expected a list of whole numbers, got {_shown(rounds)}"
     if rounds and len(rounds) != len(samples):
         return f"rounds: {len(rounds)} round ids for {len(samples)} samples"
-    for name in ("rel_errs", "ceilings", "env"):
+    host = d.get("host_samples_s", [])
+    if host and len(host) != len(samples):
+        return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
+    for name in ("rel_errs", "ceilings", "env", "telemetry"):
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
             return f"{name}: expected a JSON object, got {_shown(value)}"

@@ -48,21 +48,39 @@ def steady(call, sync, *, warmup, min_samples, max_samples, budget_s, clock=time
     return Steady(warm, tuple(samples))
 
 
+class HostTimer:
+    """The host clock around a call and its sync: all there is on a CPU, and on a device without
+    its own timers what the host waits (launch and sync overhead included)."""
+    name = "host clock + sync"
+
+    def measure(self, call, sync, clock):
+        """(the time to report, the host-clock time), in seconds: here one and the same."""
+        t0 = clock()
+        call()
+        sync()
+        dt = clock() - t0
+        return dt, dt
+
+
+HOST = HostTimer()
+
 MIN_SPREAD_SAMPLES = 3
 
 
 @dataclass(frozen=True)
 class Sampled:
-    samples_s: tuple        # one time per call, each call followed by its sync
+    samples_s: tuple        # one time per call by the case's timer (device time where it has one)
     rounds: tuple           # the round of each sample; samples of one round across cases are paired
     stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples";
                             # "interrupted": stopped from outside (a signal) with what it had
+    host_s: tuple = ()      # the host-clock time of each call and its sync, where the timer is another
+    starts: tuple = ()      # the clock when each call began (to place telemetry readings)
 
 
 def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, min_samples=defaults.MIN_SAMPLES,
                 min_rounds=defaults.MIN_ROUNDS, max_samples=defaults.MAX_SAMPLES, budget_s=defaults.BUDGET_S,
                 round_s=defaults.ROUND_S, per_call_s=None, on_round=None, stop=None, checkpoint=None,
-                checkpoint_s=defaults.CHECKPOINT_S):
+                checkpoint_s=defaults.CHECKPOINT_S, timers=None, flush=None):
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
@@ -75,19 +93,29 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
     stop() is asked after every call: when it is true, sampling ends there and the cases not done
     stop with reason "interrupted", keeping what they have. checkpoint({key: Sampled}) receives
     the samples so far (reason "interrupted" where not done) every `checkpoint_s` of clock time,
-    so whoever keeps them loses at most that much timing if the process is killed."""
+    so whoever keeps them loses at most that much timing if the process is killed.
+
+    timers: {key: timer} (a HostTimer by default): timer.measure(call, sync, clock) -> (seconds to
+    report, host seconds); the host times are kept apart where the timer is another (CUDA events).
+    flush: {key: callable}, run untimed before each of that case's calls (a cold-cache sample)."""
     from bench.stats import ci_half_width_fraction
 
     keys = list(cases)
     per_call_s = per_call_s or {}
     calls_per_round = {k: max(1, min(50, int(round_s / per_call_s[k]))) if per_call_s.get(k) else 1 for k in keys}
     samples = {k: [] for k in keys}
+    hosts = {k: [] for k in keys}
+    starts = {k: [] for k in keys}
     rounds = {k: [] for k in keys}
     spent = dict.fromkeys(keys, 0.0)
     done = {}
+    timers = timers or {}
+    flush = flush or {}
 
     def so_far():
-        return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted")) for k in keys}
+        return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted"),
+                           tuple(hosts[k]) if timers.get(k, HOST) is not HOST else (), tuple(starts[k]))
+                for k in keys}
 
     last_checkpoint = clock()
     r = 0
@@ -96,14 +124,16 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
         shift = r % len(active)
         for k in active[shift:] + active[:shift]:
             call, sync = cases[k]
+            timer, cold = timers.get(k, HOST), flush.get(k)
             for _ in range(min(calls_per_round[k], max_samples - len(samples[k]))):
-                t0 = clock()
-                call()
-                sync()
-                dt = clock() - t0
+                if cold:
+                    cold()
+                starts[k].append(clock())
+                dt, host = timer.measure(call, sync, clock)
                 samples[k].append(dt)
+                hosts[k].append(host)
                 rounds[k].append(r)
-                spent[k] += dt
+                spent[k] += host
                 if stop and stop():
                     return so_far()
                 if checkpoint and clock() - last_checkpoint >= checkpoint_s:

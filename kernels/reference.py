@@ -9,13 +9,38 @@ import numpy as np
 
 OUTPUTS = ("loss", "d_x", "d_w1", "d_b1", "d_w2", "d_b2")
 
-# Largest relative error ||got - ref|| / ||ref|| accepted per output, by the case's dtype.
-# float32 (unit roundoff 6e-8): outputs are sums over n = 5e4 rows or m = 784 columns, and
-# backends sum in different orders (oneDNN, Eigen, XLA, cuBLAS), which gives about 1e-7..1e-6
-# here; 1e-4 leaves headroom for larger n while any wrong formula errs by 1e-2 or more.
-# float64 (unit roundoff 1.1e-16): observed errors are about 1e-15; 1e-10 is the same headroom.
-TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
-UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+# The precision a case computes in: its storage dtype, or "tf32" (float32 storage, matrix products
+# with 10-bit-mantissa inputs on GPUs that have it). Unit roundoff u of each, and of the sums inside
+# a matrix product (frameworks and libraries accumulate bfloat16 and float16 products in float32).
+UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "tf32": 2.0 ** -11, "float16": 2.0 ** -11,
+                 "bfloat16": 2.0 ** -8}
+ACCUMULATE = {"float64": "float64", "float32": "float32", "tf32": "tf32", "float16": "float32", "bfloat16": "float32"}
+
+# Largest relative error ||got - ref|| / ||ref|| accepted per output, by the case's precision.
+# float32 (u = 6e-8): outputs are sums over n = 5e4 rows or m = 784 columns, and backends sum in
+# different orders (oneDNN, Eigen, XLA, cuBLAS), which gives about 1e-7..1e-6 here (2-16 u); 1e-4
+# leaves headroom for larger n while any wrong formula errs by 1e-2 or more.
+# float64 (u = 1.1e-16): observed errors are about 1e-15; 1e-10 is the same headroom.
+# Reduced precisions cannot keep that headroom (100 x u is a relative error of 39% in bfloat16):
+# their reference takes the inputs as rounded to the case's dtype, so what is left is the rounding
+# of the step's own results and intermediates, about 1 u per output here (bfloat16 d_x 3.4e-3-3.6e-3
+# = 0.9 u, float16 4.4e-4-9.2e-4 = 0.9-1.9 u, torch, JAX and TensorFlow on this CPU at n = 5000);
+# 16 u leaves 8-16 x headroom and still fails a wrong formula, which errs by order 1 (a forgotten
+# ReLU mask, a transposed weight) or overflows (float16's largest value is 65504).
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4, **{p: 16 * UNIT_ROUNDOFF[p] for p in ("tf32", "float16", "bfloat16")}}
+
+
+def numpy_dtype(name):
+    """The NumPy dtype of a dtype name; bfloat16 is ml_dtypes' (NumPy has none)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def precision(dtype, tf32=False):
+    """The precision a case computes in: "tf32" for float32 with TF32 on, else its dtype."""
+    return "tf32" if tf32 and dtype == "float32" else dtype
 
 
 def init_params(m, nh, seed=0, dtype=np.float32):
@@ -101,13 +126,19 @@ class Reference:
     tolerance is never widened: an entry counts only if the case's own d_x shows it.
     """
 
-    def __init__(self, inputs, dtype):
-        self.inputs, self.dtype = tuple(inputs), dtype
-        self.tolerance = TOLERANCE[dtype]
+    def __init__(self, inputs, precision):
+        """inputs: (x, y, w1, b1, w2, b2) as the case sees them (rounded to its dtype); precision:
+        its dtype's name, or "tf32"."""
+        self.inputs, self.dtype = tuple(inputs), precision
+        self.tolerance = TOLERANCE[precision]
         x, _, w1, b1, _, _ = self._inputs64 = tuple(np.asarray(a, np.float64) for a in inputs)
         self.h_pre64 = x @ w1 + b1
         m = x.shape[1]
-        bound = 2 * (m + 1) * UNIT_ROUNDOFF[dtype] * (np.abs(x) @ np.abs(w1) + np.abs(b1))
+        # the sums of x @ w1 (in the accumulating precision), then the product and the bias added
+        # in the case's own dtype: where |h_pre| is within this of zero, either sign is right
+        u_sum, u_own = UNIT_ROUNDOFF[ACCUMULATE[precision]], UNIT_ROUNDOFF[precision]
+        bound = 2 * (m + 1) * u_sum * (np.abs(x) @ np.abs(w1) + np.abs(b1)) \
+            + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
         self.near_zero = np.abs(self.h_pre64) <= bound
         self.mask64 = self.h_pre64 > 0
         self._refs = {}

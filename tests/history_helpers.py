@@ -1,5 +1,6 @@
 """Synthetic histories for the history tests and benchmarks: a throwaway git repository of N commits
 and, for each commit, a run of records whose medians follow a given series per case."""
+import json
 import subprocess
 
 import numpy as np
@@ -47,3 +48,44 @@ def series(commits, cases, sigma=0.03, step_at=None, creep_at=None, seed=0):
     if creep_at is not None:
         logs += np.clip(k - creep_at + 1, 0, 10) * np.log(1.02)
     return np.exp(logs)
+
+
+def make_v1_store(url, recs, commit):
+    """A history database as schema 1 left it (before TF32 and the cache state were part of a case),
+    holding `recs` of one run: what migration 2 starts from."""
+    import sqlalchemy as sa
+    from bench.history.store import machine_key
+    fields = ("framework", "step", "backend", "device", "n", "m", "nh", "dtype")
+    md = sa.MetaData()
+    schema = sa.Table("schema", md, sa.Column("version", sa.Integer, nullable=False))
+    runs = sa.Table(
+        "runs", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(80), nullable=False, unique=True),
+        sa.Column("commit_sha", sa.String(64), nullable=False), sa.Column("parent_sha", sa.String(64)),
+        sa.Column("commit_time", sa.Float), sa.Column("branch", sa.String(255)),
+        sa.Column("dirty", sa.Boolean, nullable=False), sa.Column("machine", sa.String(255), nullable=False),
+        sa.Column("recorded_utc", sa.String(40)), sa.Column("source", sa.Text),
+        sa.Column("fingerprint", sa.Text, nullable=False),
+        sa.Index("runs_commit", "commit_sha"), sa.Index("runs_machine", "machine"))
+    results = sa.Table(
+        "results", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+        *(sa.Column(f, sa.Integer if f in ("n", "m", "nh") else sa.String(200), nullable=False) for f in fields),
+        sa.Column("status", sa.String(16), nullable=False), sa.Column("interrupted", sa.Boolean, nullable=False),
+        sa.Column("median_s", sa.Float), sa.Column("gemm_gflops", sa.Float),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.UniqueConstraint("run", *fields, name="results_run_case"))
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        md.create_all(conn)
+        conn.execute(schema.insert().values(version=1))
+        run = conn.execute(runs.insert().values(
+            run_id=recs[0].run_id, commit_sha=commit["sha"], parent_sha=commit["parent"], commit_time=commit["time"],
+            branch=commit["branch"], dirty=False, machine=machine_key(recs[0].env), fingerprint="{}")).inserted_primary_key[0]
+        for r in recs:
+            old = {k: v for k, v in json.loads(r.to_json()).items() if k not in ("cache", "timer", "host_samples_s",
+                                                                                 "telemetry")}
+            conn.execute(results.insert().values(run=run, **{f: getattr(r, f) for f in fields}, status=r.status,
+                                                 interrupted=False, median_s=r.summary.median_s, gemm_gflops=None,
+                                                 record=json.dumps(old)))
+    engine.dispose()

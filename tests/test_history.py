@@ -22,7 +22,7 @@ from bench import records  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.history import changes, series as history_series  # noqa: E402
 from bench.history.store import SCHEMA_VERSION, HistoryError, Store  # noqa: E402
-from tests.history_helpers import git_repo, run_records, series  # noqa: E402
+from tests.history_helpers import git_repo, make_v1_store, run_records, series  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PGBIN = next((Path(p) for p in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
@@ -98,6 +98,24 @@ def test_a_newer_schema_is_refused(db_url):
         conn.execute(store.schema.update().values(version=SCHEMA_VERSION + 1))
     with pytest.raises(HistoryError, match=f"newer backprop-bench \\(schema {SCHEMA_VERSION + 1}"):
         Store(db_url)
+
+
+def test_a_schema_1_database_is_migrated_keeping_every_result(db_url):
+    old = run_records("a" * 40, 0, [0.01, 0.02])
+    make_v1_store(db_url, old, COMMIT)
+    store = Store(db_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(store.schema.select()).scalar_one() == SCHEMA_VERSION
+    assert store.counts() == (1, 2)
+    points = store.points()
+    assert [p["samples_s"] for p in points] == [r.samples_s for r in old]
+    assert all(p["tf32"] is False and p["cache"] == "warm" for p in points)
+    assert store.add(old, COMMIT) == 0            # still the same results: adding again adds nothing
+    # the same case with TF32 on or a cold cache is a result of its own now, in its own series
+    variants = [replace(old[0], tf32=True), replace(old[0], cache="cold")]
+    assert store.add(variants, COMMIT) == 2 and Store(db_url).counts() == (1, 4)
+    labels = {p["case"] for p in store.points()}
+    assert {old[0].case.label, variants[0].case.label, variants[1].case.label} <= labels and len(labels) == 4
 
 
 def test_bad_databases_are_one_line_errors(tmp_path):

@@ -20,7 +20,13 @@ def add_parsers(sub):
     r.add_argument("--size", nargs="+", metavar="N,M,NH", help=f"problem sizes (default: {size_text(defaults.SIZE)})")
     r.add_argument("--sizes", nargs="+", metavar="AXIS=V1,V2",
                    help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)")
-    r.add_argument("--dtype", nargs="+", help=f"{' and/or '.join(defaults.DTYPES)} (default: {defaults.DTYPE})")
+    r.add_argument("--dtype", nargs="+", help=f"any of {', '.join(defaults.DTYPES)} (default: {defaults.DTYPE}); "
+                                              "inputs and parameters in that dtype")
+    r.add_argument("--tf32", nargs="+", metavar="off|on", help="float32 matrix products in TF32 too (on GPUs that "
+                                                               "have it; on a CPU the case is skipped, saying so) "
+                                                               "(default: off)")
+    r.add_argument("--cache", nargs="+", metavar="warm|cold", help="cold: flush the device's last-level cache "
+                                                                   "before each timed call (default: warm)")
     r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
     r.add_argument("--out", help="output folder (default: results/<run-id>)")
     r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
@@ -74,6 +80,8 @@ def config_from_args(args):
     for dtype in dtypes:
         if dtype not in defaults.DTYPES:
             raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
+    tf32s = tuple(dict.fromkeys(_switch(v, "--tf32", {"off": False, "on": True}) for v in names(args.tf32) or ("off",)))
+    caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"}) for v in names(args.cache) or ("warm",)))
     for framework in names(args.framework) or ():
         if framework not in frameworks.FRAMEWORKS:
             raise UsageError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
@@ -87,7 +95,8 @@ def config_from_args(args):
     kwargs = dict(
         out=out, run_id=run_id,
         frameworks=names(args.framework) or default_frameworks(), steps=names(args.step),
-        backends=names(args.backend), device=args.device, dtypes=dtypes, data=args.data, seed=args.seed,
+        backends=names(args.backend), device=args.device, dtypes=dtypes, tf32s=tf32s, caches=caches, data=args.data,
+        seed=args.seed,
         resume=args.resume)
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
@@ -100,6 +109,12 @@ def config_from_args(args):
     if args.target_ci:
         kwargs["target_ci"] = args.target_ci
     return run.Config(**kwargs)
+
+
+def _switch(value, flag, choices):
+    if value not in choices:
+        raise UsageError(f"{flag} {value!r}: expected {' or '.join(choices)}")
+    return choices[value]
 
 
 def check_out(out, resume):

@@ -8,8 +8,36 @@ subclass overrides only what its framework does differently. Nothing in timing, 
 reports knows which framework made a record.
 """
 import contextlib
+import functools
+from pathlib import Path
 
 import numpy as np
+
+from bench import timing
+
+GPU_FLUSH_BYTES = 256 << 20   # over any GPU's L2 today (H100 50 MB, H200 60 MB, B200 126 MB)
+
+
+def _llc_bytes():
+    """The CPU's last-level cache in bytes (from sysfs), or 64 MiB where it cannot be read."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+            sizes.append(int(text[:-1]) << {"K": 10, "M": 20, "G": 30}[text[-1]] if text[-1] in "KMG" else int(text))
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return max(sizes) if sizes else 64 << 20
+
+
+@functools.cache
+def cpu_cache_flush():
+    """A flush of the CPU's last-level cache: writing every line of a buffer twice its size."""
+    buffer = np.zeros(2 * _llc_bytes() // 8)
+
+    def flush():
+        np.add(buffer, 1.0, out=buffer)
+    return flush
 
 
 class Framework:
@@ -25,6 +53,8 @@ class Framework:
     ops: object
     steps: dict
     backends: dict
+    dtypes = ("float32", "float64", "bfloat16", "float16")   # what to_device and the steps handle
+    gpu_backends = ()   # backends that only mean something on a GPU (skipped elsewhere, saying so)
 
     def __init__(self):
         self._probes = {}
@@ -53,6 +83,18 @@ class Framework:
     def sync(self):
         """Wait for every queued kernel. The default suits frameworks whose calls finish when they
         return (CPU-only ones)."""
+
+    def timer(self, device):
+        """What times a call on `device`: an object with `name` and measure(call, sync, clock) ->
+        (seconds to report, host seconds) (bench/timing.py). The host clock around the call and its
+        sync unless the framework has device-side timers there (PyTorch's CUDA events)."""
+        return timing.HOST
+
+    def flusher(self, device):
+        """A callable that evicts `device`'s caches and returns when done (a cold-cache sample
+        runs it before each call, untimed): the CPU's last-level cache by writing a buffer twice
+        its size; None where the framework cannot flush that device."""
+        return cpu_cache_flush() if device == "cpu" else None
 
     # ------------------------------------------------------------ compiled steps
 

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from bench.frameworks.base import Framework
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from kernels import reference
 
 
 def _import_jax():
@@ -94,7 +95,7 @@ class Jax(Framework):
         return jax.default_device(_device(device))
 
     def to_device(self, arrays, dtype, device):
-        out = tuple(jax.device_put(np.asarray(a, dtype), _device(device)) for a in arrays)
+        out = tuple(jax.device_put(np.asarray(a, reference.numpy_dtype(dtype)), _device(device)) for a in arrays)
         return jax.block_until_ready(out)
 
     def sync(self):
@@ -148,6 +149,15 @@ class Jax(Framework):
             "tf32": self.tf32_enabled(),
             "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
         }
+
+    def flusher(self, device):
+        if device != "gpu":
+            return super().flusher(device)
+        buffer = [jax.device_put(np.zeros(GPU_FLUSH_BYTES // 4, np.float32), _device("gpu"))]
+
+        def flush():
+            buffer[0] = jax.block_until_ready(buffer[0] + 1.0)   # reads and writes every line
+        return flush
 
     def gemm(self, a, b):
         return _kept(a @ b)

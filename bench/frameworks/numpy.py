@@ -13,6 +13,7 @@ class NumPy(Framework):
     ops = numpy_steps.OPS
     steps = numpy_steps.STEPS
     backends = {"eager": lambda step: step}
+    dtypes = ("float32", "float64", "float16")   # bfloat16 (ml_dtypes) matrix products come back as float32
 
     def to_device(self, arrays, dtype, device):
         return tuple(np.array(a, dtype) for a in arrays)

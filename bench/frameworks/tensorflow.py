@@ -3,7 +3,6 @@
 Importing this module imports TensorFlow, with its import-time log noise filtered out.
 """
 import contextlib
-import functools
 import os
 import re
 import sys
@@ -12,7 +11,7 @@ from functools import partial
 
 import numpy as np
 
-from bench.frameworks.base import Framework
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
 
 # Lines TensorFlow's C++ side prints whatever TF_CPP_MIN_LOG_LEVEL says.
 _IMPORT_NOISE = re.compile(
@@ -46,17 +45,23 @@ def _quiet():
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 with _quiet():
     import tensorflow as tf
+    # GPU memory taken as needed rather than all at once, so peaks and nvidia-smi mean something:
+    # this must precede the first op, which initialises the devices, and that first op logs (a
+    # failed cuInit on a machine without a GPU) whatever the log level: both happen here, quietly.
+    _GPUS = tuple(tf.config.list_physical_devices("GPU"))
+    for _gpu in _GPUS:
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.experimental.set_memory_growth(_gpu, True)
+    tf.constant(0.0)
 
-from kernels import tf_steps  # noqa: E402  (after TensorFlow's quiet import)
+from kernels import reference, tf_steps  # noqa: E402  (after TensorFlow's quiet import)
 
 _DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
 
 
-@functools.cache
 def _gpus():
-    """The GPUs TensorFlow sees, asked once, quietly."""
-    with _quiet():
-        return tuple(tf.config.list_physical_devices("GPU"))
+    """The GPUs TensorFlow sees (asked once, at import)."""
+    return _GPUS
 _MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
 
 
@@ -73,20 +78,13 @@ class TensorFlow(Framework):
     def devices(self):
         return ["cpu", "gpu"] if _gpus() else ["cpu"]
 
-    def configure(self):
-        """Allocate GPU memory as needed rather than all at once, so peaks and nvidia-smi mean
-        something. Must run before the first op; a no-op without a GPU."""
-        for gpu in _gpus():
-            with contextlib.suppress(RuntimeError, ValueError):
-                tf.config.experimental.set_memory_growth(gpu, True)
-
     def placement(self, device):
         return tf.device(_DEVICE_NAMES[device])
 
     def to_device(self, arrays, dtype, device):
         """tf.identity makes the copy now, on `device`, not at first use."""
         with self.placement(device):
-            return tuple(tf.identity(tf.constant(np.asarray(a, dtype))) for a in arrays)
+            return tuple(tf.identity(tf.constant(np.asarray(a, reference.numpy_dtype(dtype)))) for a in arrays)
 
     def to_numpy(self, a):
         return a.numpy()
@@ -137,6 +135,18 @@ class TensorFlow(Framework):
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "jit_autoclustering": str(tf.config.optimizer.get_jit()),
         }
+
+    def flusher(self, device):
+        if device != "gpu":
+            return super().flusher(device)
+        with self.placement("gpu"):
+            buffer = tf.Variable(tf.zeros(GPU_FLUSH_BYTES // 4))
+
+        def flush():
+            with self.placement("gpu"):
+                buffer.assign_add(tf.ones_like(buffer))   # reads and writes every line
+            self.sync()
+        return flush
 
     def gemm(self, a, b):
         return tf.linalg.matmul(a, b)

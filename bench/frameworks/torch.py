@@ -8,10 +8,33 @@ import warnings
 import numpy as np
 import torch
 
-from bench.frameworks.base import Framework
-from kernels import torch_steps
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from kernels import reference, torch_steps
+
+
+def _exact(a):
+    """A NumPy array torch.tensor takes without changing a value: bfloat16 (which NumPy only has
+    through ml_dtypes) widened to float32, exactly."""
+    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 _DEVICE_NAMES = {"cpu": "cpu", "gpu": "cuda"}
+_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class CudaEventTimer:
+    """CUDA events recorded around the call on its stream: the GPU's own time for the kernels,
+    without the host's launch and sync overhead, which the host clock around it still gives."""
+    name = "CUDA events"
+
+    def measure(self, call, sync, clock):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0 = clock()
+        start.record()
+        call()
+        end.record()
+        sync()
+        host = clock() - t0
+        return start.elapsed_time(end) / 1e3, host
 
 # Inductor advises TF32 on every compile on an Ampere+ GPU; the harness keeps it off on purpose
 # (the check and the timing are of float32), and each record says so in `tf32`.
@@ -26,20 +49,26 @@ warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float3
 _DYNAMO_CONFIG = {"recompile_limit": 1024, "cache_size_limit": 1024, "trace_autograd_ops": True}
 
 
-def _compile(fn):
+def _compile(fn, mode=None):
     """torch.compile(fn) that counts the graphs Inductor compiled for it (`fn.graphs()`): one per
     graph, so a graph break or a recompile adds one. dynamic=False: every case's shapes are compiled
-    as constants, as XLA does, never as symbolic sizes."""
+    as constants, as XLA does, never as symbolic sizes. mode="reduce-overhead" (the `graphs`
+    backend) replays the compiled kernels as a CUDA graph: one launch a step instead of one a kernel,
+    what launch-bound small steps need (a GPU-only backend: skipped on a CPU)."""
     config = torch._dynamo.config
     for name, value in _DYNAMO_CONFIG.items():
         if hasattr(config, name):
             setattr(config, name, value)
     graphs = 0
     inductor = torch._dynamo.lookup_backend("inductor")
+    patches = torch._inductor.list_mode_options(mode) if mode else None   # reduce-overhead: triton.cudagraphs
 
     def backend(gm, example_inputs):
         nonlocal graphs
         graphs += 1
+        if patches:
+            from torch._inductor.compile_fx import compile_fx
+            return compile_fx(gm, example_inputs, config_patches=patches)
         return inductor(gm, example_inputs)
 
     compiled = torch.compile(fn, backend=backend, dynamic=False)
@@ -51,7 +80,9 @@ class Torch(Framework):
     name = "torch"
     ops = torch_steps.OPS
     steps = torch_steps.STEPS
-    backends = {"eager": lambda step: step, "compile": _compile}
+    backends = {"eager": lambda step: step, "compile": _compile,
+                "graphs": lambda step: _compile(step, mode="reduce-overhead")}
+    gpu_backends = ("graphs",)
 
     def devices(self):
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
@@ -60,12 +91,27 @@ class Torch(Framework):
         """torch.tensor always copies. Every tensor a step makes follows its inputs' device, so
         placement() needs to do nothing (a default-device mode would intercept every op, a cost
         inside the timed calls)."""
-        out = tuple(torch.tensor(np.asarray(a, dtype), device=_DEVICE_NAMES[device]) for a in arrays)
+        out = tuple(torch.tensor(_exact(np.asarray(a, reference.numpy_dtype(dtype))), dtype=_DTYPES[dtype],
+                                 device=_DEVICE_NAMES[device]) for a in arrays)
         self.sync()
         return out
 
     def to_numpy(self, a):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()   # float32 holds bfloat16 exactly
+
+    def timer(self, device):
+        return CudaEventTimer() if device == "gpu" else super().timer(device)
+
+    def flusher(self, device):
+        if device != "gpu":
+            return super().flusher(device)
+        buffer = torch.empty(GPU_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
+
+        def flush():
+            buffer.zero_()
+            torch.cuda.synchronize()
+        return flush
 
     def sync(self):
         """CUDA kernels are queued; CPU ops have finished when they return."""

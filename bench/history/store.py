@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 
 from bench import env
-from bench.records import CASE_FIELDS, Record, printable
+from bench.records import CASE_FIELDS, CaseKey, Record, printable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -28,7 +28,9 @@ def _sa():
 
 
 def _tables(metadata):
+    """The tables of the current schema (a fresh database is made with these)."""
     sa = _sa()
+    types = {"n": sa.Integer, "m": sa.Integer, "nh": sa.Integer, "tf32": sa.Boolean}   # the others are text
     schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
         "runs", metadata,
@@ -48,7 +50,7 @@ def _tables(metadata):
         "results", metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
-        *(sa.Column(f, sa.Integer if f in ("n", "m", "nh") else sa.String(200), nullable=False) for f in CASE_FIELDS),
+        *(sa.Column(f, types.get(f, sa.String(200)), nullable=False) for f in CASE_FIELDS),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("interrupted", sa.Boolean, nullable=False),
         sa.Column("median_s", sa.Float),
@@ -58,14 +60,32 @@ def _tables(metadata):
     return schema, runs, results
 
 
-def _create_v1(conn, tables):
-    schema, runs, results = tables
-    for table in (schema, runs, results):
+def _create(conn, tables):
+    for table in tables:
         table.create(conn, checkfirst=True)
 
 
-# version -> what brings a database at version - 1 to it
-MIGRATIONS = {1: _create_v1}
+def _to_v2(conn, tables):
+    """Schema 2 (issue 12): a case is also its TF32 setting and its cache state. Two columns (the
+    results of schema 1 were all float32 without TF32, warm), and the unique key of a result with
+    them: PostgreSQL alters it in place; SQLite, which cannot alter a constraint, rebuilds the table."""
+    sa = _sa()
+    _, _, results = tables
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE results ADD COLUMN tf32 BOOLEAN NOT NULL DEFAULT false"))
+        conn.execute(sa.text("ALTER TABLE results ADD COLUMN cache VARCHAR(200) NOT NULL DEFAULT 'warm'"))
+        conn.execute(sa.text("ALTER TABLE results DROP CONSTRAINT results_run_case"))
+        conn.execute(sa.text(f"ALTER TABLE results ADD CONSTRAINT results_run_case UNIQUE (run, {', '.join(CASE_FIELDS)})"))
+        return
+    kept = ", ".join(c.name for c in results.columns if c.name not in ("tf32", "cache"))
+    conn.execute(sa.text("ALTER TABLE results RENAME TO results_v1"))
+    results.create(conn)
+    conn.execute(sa.text(f"INSERT INTO results ({kept}, tf32, cache) SELECT {kept}, 0, 'warm' FROM results_v1"))
+    conn.execute(sa.text("DROP TABLE results_v1"))
+
+
+# version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
+MIGRATIONS = {2: _to_v2}
 
 
 def machine_key(fp):
@@ -148,8 +168,11 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise HistoryError(f"{self.shown}: written by a newer backprop-bench (schema {version}; this one "
                                    f"reads up to {SCHEMA_VERSION}); upgrade it")
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[v](conn, self.tables)
+            if version == 0:
+                _create(conn, self.tables)
+            else:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[v](conn, self.tables)
             if version < SCHEMA_VERSION:
                 conn.execute(self.schema.delete())
                 conn.execute(self.schema.insert().values(version=SCHEMA_VERSION))
@@ -222,8 +245,8 @@ class Store:
             raise HistoryError(f"{self.shown}: {_why(e)}") from None
         out = []
         for row in rows:
-            name = "/".join(str(row[f]) for f in ("framework", "step", "backend", "device"))
-            label = f"{name} n={row['n']} m={row['m']} nh={row['nh']} {row['dtype']}"
+            key = CaseKey(**{f: row[f] for f in CASE_FIELDS})
+            name, label = key.name, key.label
             if case_pattern and not fnmatch.fnmatchcase(label, case_pattern) and not fnmatch.fnmatchcase(name, case_pattern):
                 continue
             record = Record.from_dict(json.loads(row.pop("record")))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import env, stats
+from bench import env, stats, telemetry
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
@@ -28,6 +28,10 @@ PLOTS = {
     "payback": ("Compile pay-back", "For each compiled backend (tf.function, XLA, torch.compile, jax.jit) at each size, how "
                 "many steady calls it takes for the saving per call against eager to repay the compile overhead "
                 "(trace + first call - one steady call)."),
+    "launch": ("Launch overhead", "Per device, step and precision, each backend's timed median against n (solid: the "
+               "case's timer, CUDA events where it has them), the host clock around the same calls and their sync "
+               "(dashed) and the time a call takes to return without a sync (dotted). Where the lines flatten "
+               "towards small n, launching and synchronising, not the arithmetic, set the time."),
     "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
                     "of the case's median: noise, drift and outliers at a glance."),
 }
@@ -137,6 +141,9 @@ def detail_table(g, short):
             "GFLOP/s": fmt.round_to_spread(c.gflops, c.gflops * relative if relative else None),
             "% of peak": fmt.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
             "peak MiB": fmt.sig(c.peak_mib, 3),
+            **({"host-clock ms (gap)": f"{fmt.sig(c.host_median_ms, 3)} (+{fmt.sig(c.host_median_ms - c.median_ms, 2)})"}
+               if math.isfinite(c.host_median_ms) else {}),
+            **({"dispatch ms": fmt.sig(c.dispatch_ms, 2)} if math.isfinite(c.dispatch_ms) else {}),
             "first call ms (of it trace)": fmt.sig(first, 2) + (f" ({fmt.sig(c.trace_ms, 2)})"
                                                              if math.isfinite(c.trace_ms) else ""),
             "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
@@ -152,10 +159,33 @@ def payback_table(pb):
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
         calls = c.payback_calls
-        rows.append({"device and size": f"{c.where}, n={c.n}, {c.dtype}", "case": f"{c.row} · {c.backend}",
+        rows.append({"device and size": f"{c.where}, n={c.n}, {frames._variant(c.dtype, c.tf32, c.cache)}", "case": f"{c.row} · {c.backend}",
                      "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
                      "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
     return pd.DataFrame(rows).set_index("device and size")
+
+
+def precision_tables(pr):
+    """{(where, n, m, nh, cache): one row per case and precision}: median, speed-up against float32, error."""
+    out = {}
+    for key, g in pr.groupby(["where", "n", "m", "nh", "cache"], sort=False):
+        rows = []
+        for c in g.itertuples():
+            if c.status != "ok":
+                timing = c.status
+            else:
+                timing = fmt.sig(c.median_ms, 3)
+            if c.speedup == c.speedup_lo == c.speedup_hi == 1:
+                speedup = "float32"
+            elif math.isfinite(c.speedup):
+                speedup = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
+            else:
+                speedup = "–"
+            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "precision": c.precision, "median ms": timing,
+                         "against float32 [95% CI]": speedup,
+                         "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–"})
+        out[key] = pd.DataFrame(rows).set_index("case")
+    return out
 
 
 def crossover_table(crossings):
@@ -249,8 +279,20 @@ def distrust(records, df):
     tf32 = [fmt.md(f"run {run_id}: float32 matmuls ran in TF32") for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
     above = [f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
              f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
+    throttled = None
+    if df.throttled_samples.notna().any():
+        share = df.throttled_samples / df.samples.where(df.samples > 0)
+        throttled = [f"{_case(c)}: {int(c.throttled_samples)} of {c.samples} samples taken while the GPU held its "
+                     "clocks down (power or thermal)" for c in df[share > telemetry.THROTTLED_SHARE].itertuples()]
+    busy = None
+    if df.other_cores.notna().any():
+        busy = [f"{_case(c)}: other processes kept {fmt.sig(c.other_cores, 2)} cores busy (median) while it was timed"
+                for c in df[df.other_cores > telemetry.BUSY_CORES].itertuples()]
     return [
         ("Noisy cases (IQR over 10% of the median)", noisy),
+        (f"Throttled cases (over {telemetry.THROTTLED_SHARE:.0%} of samples under a power or thermal clock limit)",
+         throttled),
+        (f"Busy machine (other processes kept over {telemetry.BUSY_CORES} of a core busy while a case was timed)", busy),
         ("Retraces during timing", retraced),
         ("Failed cases", failed),
         ("Skipped cases", skipped),
@@ -302,16 +344,18 @@ def _escaped_table(table):
     return out
 
 
-def document(records, df, pb, crossings, figures):
+def document(records, df, pb, crossings, figures, pr=None):
     """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img. Every text that
-    comes from records is escaped here (df, pb and crossings are the raw frames)."""
-    df, pb, crossings = escaped(df), escaped(pb), escaped(crossings)
+    comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames)."""
+    pr = frames.precisions(df) if pr is None else pr
+    df, pb, crossings, pr = escaped(df), escaped(pb), escaped(crossings), escaped(pr)
     short = plots._short(df)
     files = sorted({fmt.md(r.data) for r in records})
     blocks = [("h1", "backprop-bench report"),
               ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
                     "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
-                    "Times are medians of wall-clock calls, each followed by a device sync. "
+                    "Times are medians of single calls, each followed by a device sync, timed by the host clock or, where a "
+                    "record says so, by device events (its host-clock time kept beside). "
                     f"Data: {', '.join(d for d in files if d) or 'unknown'}."),
               ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"]),
               ("h2", "Runs"), ("table", _escaped_table(run_summary(records))),
@@ -333,6 +377,17 @@ def document(records, df, pb, crossings, figures):
         blocks += [("h3", title(key)), ("table", grids[key]),
                    ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
                    ("table", detail_table(g, short))]
+    blocks.append(("h2", "Precisions"))
+    if pr.empty:
+        blocks.append(("p", "No case ran at more than one precision (--dtype, --tf32)."))
+    else:
+        blocks.append(("p", "Each case at every precision it ran in: its median, its speed against the same case in "
+                            "float32 (unpaired bootstrap 95% CI: precisions are timed in separate groups) and its "
+                            "largest error against the float64 reference, which passed the precision's own "
+                            "tolerance (kernels/reference.py) unless the case failed."))
+        for (w, n, m, nh, cache), table in precision_tables(pr).items():
+            blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}" + (f", {cache} cache" if cache != "warm" else "")),
+                       ("table", table)]
     blocks.append(("h2", "Compile pay-back"))
     if pb.empty:
         blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
@@ -357,7 +412,7 @@ def document(records, df, pb, crossings, figures):
             blocks.append(("p", f"Not drawn: {reason}."))
     blocks += [("h2", "Files"),
                ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); "
-                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/runs.csv` and one "
+                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv` and one "
                      "`tables/median_ms_*.csv` grid per device and size hold the rest. The raw samples are in the "
                      "records (JSON lines) this report was built from.")]
     return blocks
@@ -424,7 +479,7 @@ def _slug(key):
     return re.sub(r"[^a-z0-9]+", "-", "_".join(map(str, key)).lower()).strip("-")
 
 
-def write_csvs(df, pb, crossings, records, out):
+def write_csvs(df, pb, crossings, records, out, pr=None):
     """tables/*.csv: every number unrounded; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("median_ms_*.csv"):
@@ -439,6 +494,7 @@ def write_csvs(df, pb, crossings, records, out):
     put("cases.csv", df.drop(columns=list(frames.OBJECT_COLUMNS)))
     put("payback.csv", pb)
     put("crossovers.csv", crossings)
+    put("precisions.csv", frames.precisions(df) if pr is None else pr)
     put("runs.csv", run_summary(records), index=True)
     for key, g in frames.groups(df):
         grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
@@ -453,7 +509,7 @@ def figure(name, df, pb, crossings, out):
         var = name.split("_", 1)[1]
         fig = plots.scaling(df, var, crossings[crossings["var"] == var])
     else:
-        fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution,
+        fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution, "launch": plots.launch,
                "payback": lambda _: plots.payback(pb)}[name](df)
     if isinstance(fig, str):
         for suffix in (".png", ".svg"):
@@ -496,8 +552,9 @@ def write(records, out_dir):
     crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
     crossings["number"] = range(1, len(crossings) + 1)
     figures = _figures(df, pb, crossings, out_dir / "plots")
-    csvs = write_csvs(df, pb, crossings, records, out_dir / "tables")
-    blocks = document(records, df, pb, crossings, figures)
+    pr = frames.precisions(df)
+    csvs = write_csvs(df, pb, crossings, records, out_dir / "tables", pr)
+    blocks = document(records, df, pb, crossings, figures, pr)
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     images = {name: paths[1].read_bytes() for name, (paths, _, _) in figures.items() if paths}

@@ -16,7 +16,8 @@ SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
 COLUMNS = [
-    "framework", "step", "backend", "device", "where", "n", "m", "nh", "dtype", "run_id", "status",
+    "framework", "step", "backend", "device", "where", "n", "m", "nh", "dtype", "tf32", "cache", "precision",
+    "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
     "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "intensity", "bound", "peak_mib",
@@ -57,8 +58,13 @@ def frame(records):
     for r in records:
         s = r.summary
         samples = tuple(r.samples_s or ())
+        host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
         rows.append({
-            **r.case._asdict(), "where": where(r.device, r.env),
+            **r.case._asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
+            "timer": r.timer or "host clock + sync", "host_median_ms": host,
+            "dispatch_ms": _num(r.dispatch_s, 1e3), "batch_ms": _num(r.batch_s, 1e3),
+            "throttled_samples": _num((r.telemetry or {}).get("throttled_samples")),
+            "other_cores": _other_cores(r.telemetry),
             "run_id": r.run_id or "", "status": r.status, "error": r.error, "note": r.note, "data": r.data or "",
             "median_ms": s.median_s * 1e3, "q1_ms": s.q1_s * 1e3, "q3_ms": s.q3_s * 1e3, "iqr_ms": s.iqr_s * 1e3,
             "iqr_pct": 100 * s.iqr_fraction, "ci_lo_ms": s.ci_lo_s * 1e3, "ci_hi_ms": s.ci_hi_s * 1e3,
@@ -76,6 +82,12 @@ def frame(records):
         return df
     df["row"] = _row_labels(df)
     return _mark_best(_speedups(df))
+
+
+def _other_cores(telemetry):
+    """The median number of cores other processes kept busy while the case was timed (nan: not recorded)."""
+    value = (telemetry or {}).get("other_cores")
+    return float(value[0]) if isinstance(value, list) and value and isinstance(value[0], (int, float)) else math.nan
 
 
 def _retraced(r):
@@ -148,9 +160,72 @@ def groups(df):
     return list(df.groupby(GROUP, sort=True))
 
 
+def _variant(dtype, tf32, cache):
+    return f"{dtype}" + ("+tf32" if tf32 else "") + (f", {cache} cache" if cache != "warm" else "")
+
+
 def title(key):
-    w, n, m, nh, dtype = key
-    return f"{w}, n={n}, m={m}, nh={nh}, {dtype}"
+    """A group's title: 'cpu (AMD EPYC), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
+    w, n, m, nh, *variant = key
+    return f"{w}, n={n}, m={m}, nh={nh}, {_variant(*variant)}"
+
+
+# ---------------------------------------------------------------- precisions
+
+PRECISIONS = ("float64", "float32", "tf32", "bfloat16", "float16")   # the order tables list them in
+PRECISION_KEY = ["where", "n", "m", "nh", "cache", "framework", "step", "backend"]
+
+
+def precisions(df):
+    """Every case that ran at two or more precisions, one row per precision: its median, its time
+    against the same case in float32 (speed-up = float32 median / this median, >1 faster, with a
+    bootstrap 95% CI; unpaired, as precisions are timed in separate groups) and its max relative
+    error. Columns: PRECISION_KEY + precision, status, median_ms, speedup, speedup_lo, speedup_hi,
+    max_rel_err."""
+    columns = PRECISION_KEY + ["precision", "status", "median_ms", "speedup", "speedup_lo", "speedup_hi",
+                               "max_rel_err"]
+    out = []
+    for key, g in df.groupby(PRECISION_KEY, sort=False):
+        if g.precision.nunique() < 2:
+            continue
+        base = g[(g.precision == "float32") & (g.status == "ok") & (g.samples > 0)]
+        base = base.iloc[0] if len(base) else None
+        rank = {p: i for i, p in enumerate(PRECISIONS)}
+        for c in sorted(g.itertuples(), key=lambda c: rank.get(c.precision, len(rank))):
+            ratio = lo = hi = math.nan
+            if base is not None and c.status == "ok" and c.samples:
+                if c.Index == base.name:
+                    ratio = lo = hi = 1.0
+                else:
+                    ratio, lo, hi = stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP)
+            out.append({**dict(zip(PRECISION_KEY, key)), "precision": c.precision, "status": c.status,
+                        "median_ms": c.median_ms if c.status == "ok" else math.nan, "speedup": ratio,
+                        "speedup_lo": lo, "speedup_hi": hi, "max_rel_err": c.max_rel_err})
+    return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------- launch overhead
+
+LAUNCH_KEY = ["where", "framework", "step", "backend", "m", "nh", "precision", "cache", "run_id"]
+
+
+def launch_lines(df):
+    """{(where, step, precision, cache): {(framework, backend): rows}} of the cases timed at two or
+    more n, each line's rows sorted by n, where at least one of them has a host-clock time beside
+    its timer's (host_median_ms) or a dispatch time: the data of the launch-overhead plot. A line
+    that ran in several runs is drawn from the first (every run is in the tables)."""
+    timed = df[(df.status == "ok") & (df.median_ms > 0)]
+    timed = timed[timed.host_median_ms.notna() | timed.dispatch_ms.notna()]
+    out = {}
+    for key, rows in timed.groupby(LAUNCH_KEY, sort=False):
+        if rows.n.nunique() < 2:
+            continue
+        line = dict(zip(LAUNCH_KEY, key))
+        panel = out.setdefault((line["where"], line["step"], line["precision"], line["cache"]), {})
+        name = (line["framework"], line["backend"])
+        if name not in panel:
+            panel[name] = rows.sort_values("n").drop_duplicates("n")
+    return out
 
 
 # ---------------------------------------------------------------- compile pay-back
@@ -169,7 +244,7 @@ def payback(df):
     same run when there is one), and the calls it takes to pay back (inf: never)."""
     out = []
     timed = df[(df.status == "ok") & df.median_ms.notna()]
-    match = ["framework", "step", "where", "n", "m", "nh", "dtype"]
+    match = ["framework", "step", *GROUP]
     eagers = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
     for e in timed[timed.backend == "eager"].itertuples(index=False):
         eagers.setdefault(tuple(getattr(e, k) for k in match), []).append(e)
@@ -215,7 +290,8 @@ def crossovers(x, ya, yb):
 
 def line_key_columns(var):
     """What identifies one line of a scaling plot against `var` (every column but var and the step)."""
-    return ["framework", "backend", "where", "run_id"] + [v for v in ("n", "m", "nh") if v != var] + ["dtype"]
+    return ["framework", "backend", "where", "run_id"] + [v for v in ("n", "m", "nh") if v != var] + ["dtype", "tf32",
+                                                                                                    "cache"]
 
 
 def scaling_lines(df, var):
@@ -240,6 +316,8 @@ def line_labels(keys, var):
     differ = [column == "backend" or len({k[i] for k in keys}) > 1 for i, column in enumerate(columns)]
 
     def part(column, value):
+        if column == "tf32":
+            return "tf32" if value else "no tf32"
         return f"{column}={value:,}" if column in ("n", "m", "nh") else str(value)
 
     def label(k, with_run):

@@ -138,8 +138,8 @@ def save(fig, stem):
 
 def _panel_title(key):
     """Device on one line, size and dtype on the next: fits a panel whatever the device's name."""
-    w, n, m, nh, dtype = key
-    return f"{w}\nn={n:,}, m={m}, nh={nh}, {dtype}"
+    w, n, m, nh, *variant = key
+    return f"{w}\nn={n:,}, m={m}, nh={nh}, {frames._variant(*variant)}"
 
 
 def _timed(df):
@@ -440,4 +440,66 @@ def distribution(df):
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Spread of the timed calls around each case's median\n(dot: one call; red label: IQR over 10%)",
                  fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------- 6. launch overhead
+
+LAUNCH_STYLES = (("median_ms", "-", "timed: the case's timer (device time where it has one, else host clock + sync)"),
+                 ("host_median_ms", "--", "host clock around call + sync (where a device timer timed)"),
+                 ("dispatch_ms", ":", "dispatch: host time for the call to return, no sync"))
+
+
+def launch(df):
+    """Where launch and sync overhead bound a step: per device, step and precision, each backend's
+    timed median against n (solid), beside the host clock around the same calls (dashed, where a
+    device timer timed) and the time the call takes to return without a sync (dotted). Lines that
+    flatten towards small n, and a wide gap between solid and dashed, are the launch-bound regime."""
+    panels = frames.launch_lines(df)
+    if not panels:
+        return "no case with a host-clock or dispatch time was timed at two or more values of n"
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+    total = len(panels)
+    keys = sorted(panels, key=lambda k: (-len(panels[k]), k))[:MAX_PANELS]
+    keys = [k for k in panels if k in keys]
+    colour = colours(df)
+    fws = list(dict.fromkeys(fw for k in keys for fw, _ in panels[k]))
+    fig, axes = _figure(plt, len(keys), 2, 6.4, 4.6)
+    if len(keys) < total:
+        _note(fig, f"{len(keys)} of {total} device/step/precision panels drawn (those with the most lines)")
+    cut = [k for k in keys if len(panels[k]) > MAX_LINES]
+    if cut:
+        _note(fig, f"at most {MAX_LINES} backends a panel drawn; the tables hold every case")
+    drawn = set()
+    for ax, key in zip(axes, keys):
+        where, step, precision, cache = key
+        values, sizes = [], set()
+        for (fw, backend), rows in list(panels[key].items())[:MAX_LINES]:
+            for column, style, _ in LAUNCH_STYLES:
+                have = rows[rows[column].notna() & (rows[column] > 0)]
+                if len(have) >= 2:
+                    ax.plot(have.n, have[column], color=colour[backend], linestyle=style,
+                            marker=MARKERS[fws.index(fw) % len(MARKERS)], markersize=4 if style != "-" else 5)
+                    values += list(have[column])
+                    sizes |= set(have.n)
+                    drawn.add(style)
+        _log(ax, values, "y")
+        ax.set_xscale("log")
+        ticks = _spaced(sorted(sizes))
+        ax.set_xticks(ticks, [f"{v:,}" for v in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("n, rows per step (log scale)")
+        ax.set_ylabel("ms per step (log scale)")
+        ax.set_title(f"{where}\n{step} step, {precision}" + (f", {cache} cache" if cache != "warm" else ""), fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    handles = [Line2D([], [], color="black", linestyle=style, label=label) for _, style, label in LAUNCH_STYLES
+               if style in drawn]
+    handles += [Line2D([], [], color=colour[b], linewidth=3, label=b)
+                for b in dict.fromkeys(b for k in keys for _, b in panels[k])]
+    handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="none", label=fw)
+                for i, fw in enumerate(fws)] if len(fws) > 1 else []
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
+    fig.suptitle("Launch overhead: device, host and dispatch time against n", fontweight="bold")
     return fig

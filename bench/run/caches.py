@@ -37,15 +37,17 @@ class Caches:
             self._problems[n, m] = make_problem(n, m, data=self.config.data, seed=self.config.seed)
         return self._problems[n, m]
 
-    def reference(self, n, m, nh, dtype):
-        """The inputs (x, y, w1, b1, w2, b2) as `dtype` and their float64 Reference."""
-        key = (n, m, nh, dtype)
+    def reference(self, n, m, nh, dtype, tf32=False):
+        """The inputs (x, y, w1, b1, w2, b2) rounded to `dtype` and their float64 Reference at the
+        precision the case computes in (TF32 has its own tolerance)."""
+        key = (n, m, nh, dtype, tf32)
         if key not in self._references:
             if len(self._references) >= 2:   # at n = 1e6 a Reference holds several GB
                 self._references.pop(next(iter(self._references)))
             p = self.problem(n, m)
-            inputs = tuple(a.astype(dtype) for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed)))
-            self._references[key] = reference.Reference(inputs, dtype)
+            inputs = tuple(a.astype(reference.numpy_dtype(dtype))
+                           for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed)))
+            self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
 
     def placed(self, fw, device, ref):
@@ -53,7 +55,7 @@ class Caches:
         key = (fw.name, device, id(ref))
         if key not in self._placed:
             self._placed = {k: v for k, v in self._placed.items() if k[2] == id(ref)}
-            self._placed[key] = fw.to_device(ref.inputs, ref.dtype, device)
+            self._placed[key] = fw.to_device(ref.inputs, ref.inputs[0].dtype.name, device)
         return self._placed[key]
 
     def ceilings(self, fw, device):

@@ -10,7 +10,8 @@ from bench.records import Record, append, load, repair
 from bench.run.caches import Caches
 from bench.run.measure import sampled_record, time_cases
 from bench.run.plan import load_frameworks, plan
-from bench.run.prepare import prepare_case
+from bench.run.prepare import prepare_case, skip_reason
+from bench.telemetry import Sampler
 from bench.timing import Sampled
 
 
@@ -63,8 +64,6 @@ def run(config, observer=None, stop=None):
     groups = plan(config, loaded)
     if config.data:
         check_fits(config.data, {(case.n, case.m) for group in groups for case in group.cases})
-    for fw in loaded.values():
-        fw.set_tf32(False)   # float32 matmuls stay float32 on Ampere+ GPUs, for the check and the timing
     out_file = Path(config.out) / "records.jsonl"
     repair(out_file)
     done = set()
@@ -85,36 +84,55 @@ def run(config, observer=None, stop=None):
         for rec in recs:
             append(out_file, rec)
 
-    for group in groups:
-        lives = []
-        for case in group.cases:
-            if stop():
-                for live in lives:   # checked and warm, never timed
-                    finish(sampled_record(live, Sampled((), (), "interrupted")))
-                return records
-            fw = case.fw
-            if case.key in done:
-                observer.resumed(case)
-                continue
-            if not caches.has_ceilings(fw, case.device):
-                observer.measuring_ceilings(fw, case.device)
-            ref = caches.reference(case.n, case.m, case.nh, case.dtype)
-            note = (f"{case.step} ran at n={case.n} instead of {group.n} (default suite limit)"
-                    if case.n != group.n else None)
-            common = dict(run_id=config.run_id, data=caches.problem(case.n, case.m).source, note=note, tf32=False,
-                          ceilings=caches.ceilings(fw, case.device), env=fingerprint)
-            observer.checking(case)
-            live = prepare_case(fw, case.device, case.step, case.backend, ref,
-                                caches.placed(fw, case.device, ref), config, common)
-            if isinstance(live, Record):
-                finish(live)
-            else:
-                lives.append(live)
-        if lives:
-            observer.timing(group, lives)
-            for rec in time_cases(lives, config, lambda r, stopped: observer.round(r, stopped, lives), stop,
-                                  checkpoint):
-                finish(rec)
-        if stop():
-            return records
+    try:
+        for group in groups:
+            if not run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish, checkpoint):
+                break
+    finally:
+        for fw in loaded.values():
+            fw.set_tf32(False)   # float32 matrix products in float32 again
     return records
+
+
+def run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish, checkpoint):
+    """Check and warm each case of `group`, then time them together; False when stop() ended it."""
+    lives = []
+    for fw in loaded.values():
+        fw.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
+    for case in group.cases:
+        if stop():
+            for live in lives:   # checked and warm, never timed
+                finish(sampled_record(live, Sampled((), (), "interrupted")))
+            return False
+        fw = case.fw
+        if case.key in done:
+            observer.resumed(case)
+            continue
+        skipped = skip_reason(fw, case.device, case.dtype, case.tf32, case.cache, case.backend)
+        if skipped:
+            finish(Record(**case.key._asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
+            continue
+        if not caches.has_ceilings(fw, case.device):
+            observer.measuring_ceilings(fw, case.device)
+            fw.set_tf32(False)   # the ceilings are float32's
+            caches.ceilings(fw, case.device)
+            fw.set_tf32(group.tf32)
+        ref = caches.reference(case.n, case.m, case.nh, case.dtype, case.tf32)
+        note = f"{case.step} ran at n={case.n} instead of {group.n} (default suite limit)" if case.n != group.n else None
+        common = dict(run_id=config.run_id, data=caches.problem(case.n, case.m).source, note=note, tf32=case.tf32,
+                      ceilings=caches.ceilings(fw, case.device), env=fingerprint)
+        observer.checking(case)
+        live = prepare_case(fw, case.device, case.step, case.backend, ref, caches.placed(fw, case.device, ref),
+                            config, common, cache=case.cache)
+        if isinstance(live, Record):
+            finish(live)
+        else:
+            lives.append(live)
+    if lives:
+        observer.timing(group, lives)
+        with Sampler(group.device) as telemetry:
+            timed = time_cases(lives, config, lambda r, stopped: observer.round(r, stopped, lives), stop,
+                               checkpoint, telemetry)
+        for rec in timed:
+            finish(rec)
+    return not stop()

@@ -10,29 +10,35 @@ from bench.run.prepare import one_line
 INTERRUPTED = "interrupted before it was timed"
 
 
-def sampled_record(live, sampled):
+def sampled_record(live, sampled, telemetry=None):
     """The Record of a case with the samples it has: the final one, or a checkpoint or an
-    interrupted one (stop_reason "interrupted"; a case with no sample yet is "skipped")."""
+    interrupted one (stop_reason "interrupted"; a case with no sample yet is "skipped"), with what
+    `telemetry` (a bench.telemetry.Sampler) read while they were taken."""
     if not sampled.samples_s:
         return replace(live.rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
-    return replace(live.rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason)
+    return replace(live.rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason,
+                   host_samples_s=sampled.host_s,
+                   telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
 
 
-def time_cases(lives, config, on_round=None, stop=None, checkpoint=None):
-    """The finished Records of `lives` (prepare.Live), timed in interleaved rounds;
-    on_round(round, stopped) after each round; stop() asked after every call; checkpoint([Record])
-    given the records so far every config's checkpoint_s."""
+def time_cases(lives, config, on_round=None, stop=None, checkpoint=None, telemetry=None):
+    """The finished Records of `lives` (prepare.Live), timed in interleaved rounds, each call by its
+    case's timer and after its flush (a cold cache); on_round(round, stopped) after each round;
+    stop() asked after every call; checkpoint([Record]) given the records so far every config's
+    checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each record."""
     sampled = timing.interleaved(
         {i: (lv.call, lv.sync) for i, lv in enumerate(lives)}, on_round=on_round, target_ci=config.target_ci,
         min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
         round_s=config.round_s, per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)}, stop=stop,
-        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(lv, so_far[i])
+        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(lv, so_far[i], telemetry)
                                                               for i, lv in enumerate(lives)])),
-        checkpoint_s=config.checkpoint_s)
+        checkpoint_s=config.checkpoint_s,
+        timers={i: lv.timer for i, lv in enumerate(lives) if lv.timer is not None},
+        flush={i: lv.flush for i, lv in enumerate(lives) if lv.flush is not None})
     finished = []
     for i, lv in enumerate(lives):
         s = sampled[i]
-        rec = sampled_record(lv, s)
+        rec = sampled_record(lv, s, telemetry)
         if s.stop_reason == "interrupted":
             finished.append(rec)
             continue

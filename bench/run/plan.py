@@ -27,6 +27,8 @@ class Config:
     device: str = "all"               # cpu, gpu or all (every device present)
     sizes: tuple = (defaults.SIZE,)
     dtypes: tuple = (defaults.DTYPE,)
+    tf32s: tuple = (False,)           # TF32 off and/or on (for float32; a GPU feature)
+    caches: tuple = ("warm",)         # warm and/or cold (the device's cache flushed before each call)
     data: str | None = None
     seed: int = defaults.SEED
     step_n: dict = field(default_factory=lambda: dict(defaults.STEP_N))
@@ -54,19 +56,25 @@ class Case(NamedTuple):
     m: int
     nh: int
     dtype: str
+    tf32: bool = False
+    cache: str = "warm"
 
     @property
     def key(self):
-        return CaseKey(self.fw.name, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype)
+        return CaseKey(self.fw.name, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype,
+                       self.tf32, self.cache)
 
 
 class Group(NamedTuple):
-    """The cases of one device, size and dtype: checked one by one, then timed together."""
+    """The cases of one device, size, dtype, TF32 setting and cache state: checked one by one, then
+    timed together (TF32 is a switch of the whole framework, so a group shares it)."""
     device: str
     n: int
     m: int
     nh: int
     dtype: str
+    tf32: bool
+    cache: str
     cases: list
 
 
@@ -100,21 +108,26 @@ def _combinations(config, loaded):
         for device in devices:
             for step in config.steps or fw.steps:
                 for backend in config.backends or fw.backends:
-                    if step in fw.steps and backend in fw.backends:
+                    # a GPU-only backend runs on a CPU only when asked for by name (it is then
+                    # recorded as skipped, saying why)
+                    unasked = backend in fw.gpu_backends and device != "gpu" and not config.backends
+                    if step in fw.steps and backend in fw.backends and not unasked:
                         out.append((fw, device, step, backend))
     return out
 
 
 def plan(config, loaded):
-    """[Group] in the order they run: size, then dtype, then device; ConfigError for unknown names
-    and missing devices, before anything runs."""
+    """[Group] in the order they run: size, then dtype, TF32 (float32 only), cache, then device;
+    ConfigError for unknown names and missing devices, before anything runs."""
     combos = _combinations(config, loaded)
     devices = list(dict.fromkeys(device for _, device, _, _ in combos))
     groups = []
     for n, m, nh in config.sizes:
         for dtype in config.dtypes:
-            for device in devices:
-                cases = [Case(fw, d, step, backend, min(n, config.step_n.get(step, n)), m, nh, dtype)
-                         for fw, d, step, backend in combos if d == device]
-                groups.append(Group(device, n, m, nh, dtype, cases))
+            for tf32 in (config.tf32s if dtype == "float32" else (False,)):
+                for cache in config.caches:
+                    for device in devices:
+                        cases = [Case(fw, d, step, backend, min(n, config.step_n.get(step, n)), m, nh, dtype, tf32,
+                                      cache) for fw, d, step, backend in combos if d == device]
+                        groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases))
     return groups

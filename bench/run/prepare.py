@@ -32,9 +32,32 @@ class Live:
     traces: object        # () -> how often the compiled step has traced so far (None: eager)
     traces_after_first: int | None
     per_call_s: float
+    timer: object = None  # what times each call (bench/timing.py HOST where None)
+    flush: object = None  # run before each timed call: a cold-cache sample
 
 
-def prepare_case(fw, device, step, backend, ref, args, config, common, free=None):
+def flush_of(fw, device):
+    """fw.flusher(device), made once per framework and device (a GPU's holds a buffer over its L2)."""
+    made = fw.__dict__.setdefault("_flushers", {})
+    if device not in made:
+        made[device] = fw.flusher(device)
+    return made[device]
+
+
+def skip_reason(fw, device, dtype, tf32, cache, backend=None):
+    """Why a case of this kind cannot run here (it is recorded as skipped, with this), or None."""
+    if backend in fw.gpu_backends and device != "gpu":
+        return f"{fw.name}'s {backend} backend is a GPU feature"
+    if tf32 and device != "gpu":
+        return f"TF32 is a GPU feature: on the {device} this is the float32 case"
+    if dtype not in fw.dtypes:
+        return f"{fw.name} has no {dtype} steps here (it has {', '.join(fw.dtypes)})"
+    if cache == "cold" and flush_of(fw, device) is None:
+        return f"{fw.name} cannot flush the {device}'s cache here"
+    return None
+
+
+def prepare_case(fw, device, step, backend, ref, args, config, common, free=None, cache="warm"):
     """Record (skipped or failed) or Live (checked and warmed up). ref: the float64
     reference.Reference of the case's inputs; args: those inputs on `device`; common: the Record
     fields every case of the run shares; free(device): free bytes, or None where unknown."""
@@ -73,8 +96,11 @@ def prepare_case(fw, device, step, backend, ref, args, config, common, free=None
                                  budget_s=0.0).samples_s
             device_peak = fw.peak_bytes(device)
         peak, method = (device_peak, f"{fw.name} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
-        rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up")
+        timer = fw.timer(device)
+        rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up",
+                      timer=timer.name, cache=cache)
         per_call = float(np.median(warm)) if warm else first.first_call_s
-        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call)
+        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer,
+                    flush_of(fw, device) if cache == "cold" else None)
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=one_line(e))
