@@ -50,7 +50,8 @@ class Progress(Observer):
 
     def timing(self, group, lives):
         self.write(f"{self._prefix()} timing: {len(lives)} cases on {group.device} at n={group.n} nh={group.nh} "
-                   f"{group.dtype} in interleaved rounds")
+                   f"{group.dtype}{'+tf32' if group.tf32 else ''}{', cold cache' if group.cache == 'cold' else ''} "
+                   "in interleaved rounds")
 
     def round(self, r, stopped, lives):
         if time.monotonic() - self._last_round < self.every_s:
