@@ -363,6 +363,39 @@ def test_throttled_and_busy_cases_are_listed_under_what_to_distrust():
     assert [v for k, v in found.items() if k.startswith(("Throttled", "Busy"))] == [None, None]   # not recorded
 
 
+def test_what_to_distrust_names_the_precision_and_cache_of_a_case():
+    rs = [make(samples_s=(0.01, 0.02) * 10), make(cache="cold", samples_s=(0.01, 0.03) * 10),
+          make(tf32=True, status="skipped", error="TF32 is a GPU feature")]
+    found = dict(document.distrust(rs, frames.frame(rs)))
+    noisy = found["Noisy cases (IQR over 10% of the median)"]
+    assert sorted(line.split(":")[0] for line in noisy) == ["gpu, n=1000, m=784, nh=50, float32",
+                                                             "gpu, n=1000, m=784, nh=50, float32, cold cache"]
+    (skipped,) = found["Skipped cases"]
+    assert "float32+tf32: torch/manual/eager: TF32 is a GPU feature" in skipped
+    assert found["TF32 (reduced-precision float32 matmuls)"] == []    # skipped: nothing ran in TF32
+    rs.append(make(tf32=True, backend="compile"))
+    (tf32,) = dict(document.distrust(rs, frames.frame(rs)))["TF32 (reduced-precision float32 matmuls)"]
+    assert "1 case(s) timed" in tf32
+
+
+def test_a_long_distrust_list_is_cut_and_counted():
+    rs = [make(n=n, samples_s=(0.01, 0.02) * 10) for n in range(100, 100 + 3 * document.MAX_DISTRUST_ITEMS)]
+    text = document.to_markdown(document.document(rs, frames.frame(rs), frames.payback(frames.frame(rs)),
+                                                  frames.frame(rs).iloc[:0], {}))
+    assert f"**Noisy cases (IQR over 10% of the median)**: {3 * document.MAX_DISTRUST_ITEMS}" in text
+    assert f"... and {2 * document.MAX_DISTRUST_ITEMS} more" in text
+
+
+def test_groups_run_in_precision_order_warm_before_cold():
+    rs = [make(dtype="bfloat16"), make(cache="cold"), make(dtype="float16"), make(tf32=True), make(),
+          make(dtype="float64"), make(n=500, dtype="bfloat16")]
+    titles = [frames.title(key) for key, _ in frames.groups(frames.frame(rs))]
+    assert [t.split(", ", 1)[1] for t in titles] == [
+        "n=500, m=784, nh=50, bfloat16", "n=1000, m=784, nh=50, float64", "n=1000, m=784, nh=50, float32",
+        "n=1000, m=784, nh=50, float32, cold cache", "n=1000, m=784, nh=50, float32+tf32",
+        "n=1000, m=784, nh=50, bfloat16", "n=1000, m=784, nh=50, float16"]
+
+
 def test_host_time_and_dispatch_appear_beside_the_device_time():
     rs = [make(timer="CUDA events", host_samples_s=(0.012,) * 20, dispatch_s=0.009)]
     df = frames.frame(rs)

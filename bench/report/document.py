@@ -14,6 +14,8 @@ from bench import env, stats, telemetry
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
+MAX_DISTRUST_ITEMS = 20   # items listed under one heading of "What to distrust"; the rest are counted
+
 # file name -> (heading, what the figure shows in one sentence); the order of the report.
 PLOTS = {
     "bars": ("Time per case", "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
@@ -247,7 +249,7 @@ def run_summary(records):
 
 def _case(c):
     """A frame row (from itertuples) as one line naming its device, size and case."""
-    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {c.dtype}: {c.row}/{c.backend}"
+    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames._variant(c.dtype, c.tf32, c.cache)}: {c.row}/{c.backend}"
 
 
 def distrust(records, df):
@@ -276,7 +278,8 @@ def distrust(records, df):
         mismatches += [fmt.md(f"{first_id} vs {run_id}: {line}") for line in lines]
     synthetic = [fmt.md(f"run {run_id}: {source}") for run_id, rs in runs.items()
                  for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
-    tf32 = [fmt.md(f"run {run_id}: float32 matmuls ran in TF32") for run_id, rs in runs.items() if any(r.tf32 for r in rs)]
+    tf32 = [fmt.md(f"run {run_id}: {ran} case(s) timed with float32 matmuls in TF32 (labelled +tf32)")
+            for run_id, rs in runs.items() if (ran := sum(1 for r in rs if r.tf32 and r.status == "ok"))]
     above = [f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
              f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
     throttled = None
@@ -363,7 +366,11 @@ def document(records, df, pb, crossings, figures, pr=None):
     items = []
     for heading, found in distrust(records, df):
         count = "not recorded" if found is None else f"{len(found)}" if found else "none"
-        items.append((f"**{heading}**: {count}", found or []))
+        found = found or []
+        if len(found) > MAX_DISTRUST_ITEMS:   # a fleet's merged report: the tables hold every case
+            found = found[:MAX_DISTRUST_ITEMS] + [f"... and {len(found) - MAX_DISTRUST_ITEMS} more "
+                                                  "(tables/cases.csv lists every case)"]
+        items.append((f"**{heading}**: {count}", found))
     blocks.append(("ul", items))
     blocks.append(("h2", "Results per device and size"))
     blocks.append(("p", "Grid: median ms per step ±IQR as % of the median, the fastest of each step in bold. "

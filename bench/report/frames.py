@@ -154,10 +154,17 @@ def _mark_best(df):
 
 
 def groups(df):
-    """[(key, rows)] for each table, in a stable order: device, then size, then dtype."""
+    """[(key, rows)] for each table, in a stable order: device, then size, then precision (float64,
+    float32, tf32, bfloat16, float16), warm cache before cold."""
     if df.empty:
         return []
-    return list(df.groupby(GROUP, sort=True))
+
+    def order(item):
+        k = dict(zip(GROUP, item[0]))
+        rank = PRECISIONS.index(k["dtype"]) if k["dtype"] in PRECISIONS else len(PRECISIONS)
+        return (k["where"], k["n"], k["m"], k["nh"], rank, k["dtype"], bool(k["tf32"]), k["cache"] != "warm",
+                k["cache"])
+    return sorted(df.groupby(GROUP, sort=True), key=order)
 
 
 def _variant(dtype, tf32, cache):
