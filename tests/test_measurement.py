@@ -396,6 +396,16 @@ def test_groups_run_in_precision_order_warm_before_cold():
         "n=1000, m=784, nh=50, bfloat16", "n=1000, m=784, nh=50, float16"]
 
 
+def test_a_case_that_failed_its_check_keeps_its_place_in_the_grid():
+    # a failed case is written when it is checked, ahead of the group's timed cases
+    rs = [make(step="module", status="failed", error="wrong answer", samples_s=()),
+          make(step="manual"), make(step="manual", backend="compile"), make(step="autograd"), make(step="module",
+                                                                                               backend="compile")]
+    (grid,) = document.comparison_tables(frames.frame(rs)).values()
+    assert list(grid.index) == ["torch/manual", "torch/autograd", "torch/module"]
+    assert list(grid.columns) == ["eager", "compile"] and grid.loc["torch/module", "eager"] == "failed"
+
+
 def test_host_time_and_dispatch_appear_beside_the_device_time():
     rs = [make(timer="CUDA events", host_samples_s=(0.012,) * 20, dispatch_s=0.009)]
     df = frames.frame(rs)

@@ -81,7 +81,19 @@ def frame(records):
     if df.empty:
         return df
     df["row"] = _row_labels(df)
-    return _mark_best(_speedups(df))
+    return _mark_best(_speedups(_in_plan_order(df)))
+
+
+def _in_plan_order(df):
+    """Rows ordered by framework, step and backend as the run planned them, which is the order its
+    timed cases were written in; a failed or skipped case is written as soon as it is checked, ahead
+    of the group's timed ones, so first appearances among the timed cases come first."""
+    ranks = []
+    for col in ("framework", "row", "backend"):
+        seen = list(dict.fromkeys([*df.loc[df.status == "ok", col], *df[col]]))
+        ranks.append(df[col].map({v: i for i, v in enumerate(seen)}))
+    order = pd.DataFrame({"f": ranks[0], "r": ranks[1], "b": ranks[2]}).sort_values(["f", "r", "b"], kind="stable").index
+    return df.loc[order].reset_index(drop=True)
 
 
 def _other_cores(telemetry):
