@@ -33,6 +33,8 @@ class CaseKey(NamedTuple):
     dtype: str
     tf32: bool = False      # float32 matrix products in TF32 (a GPU feature)
     cache: str = "warm"     # "cold": the device's last-level cache flushed before each timed call
+    engine: str = ""        # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
+    replicas: int = 1       # devices the global batch n is split over
 
     @property
     def precision(self):
@@ -46,7 +48,8 @@ class CaseKey(NamedTuple):
     @property
     def label(self):
         return (f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}" + ("+tf32" if self.tf32 else "")
-                + (f" {self.cache}" if self.cache != "warm" else ""))
+                + (f" {self.cache}" if self.cache != "warm" else "")
+                + (f" {self.engine} x{self.replicas}" if self.engine else ""))
 
 
 CASE_FIELDS = CaseKey._fields
@@ -146,6 +149,10 @@ class Record:
     peak_method: str | None = None
     tf32: bool | None = None
     cache: str = "warm"               # "cold": the device's last-level cache flushed before each timed call
+    engine: str = ""                  # data-parallel: the framework's engine ("" one device, no engine)
+    replicas: int = 1                 # data-parallel: devices the global batch n is split over
+    distributed: dict = field(default_factory=dict)  # data-parallel: hosts, processes, the engine's settings,
+                                      # all-reduce times where the engine exposes them
     timer: str | None = None          # what timed samples_s: "host clock + sync", "CUDA events"
     host_samples_s: tuple = ()        # the host clock around each sampled call and its sync, where the
                                       # timer is another (the gap is launch and sync overhead)
@@ -157,13 +164,13 @@ class Record:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("rel_errs", "ceilings", "env", "telemetry"):
+        for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed"):
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, {})
             elif not isinstance(value, dict):
                 raise RecordsError(f"{name} must be a JSON object, got {type(value).__name__}")
-        for name in ("n", "m", "nh"):
+        for name in ("n", "m", "nh", "replicas"):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
         for name in ("warmup_s", "samples_s", "rounds", "host_samples_s"):
@@ -177,7 +184,7 @@ class Record:
     def case(self):
         """What identifies a case across runs."""
         return CaseKey(self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype,
-                       bool(self.tf32), self.cache or "warm")
+                       bool(self.tf32), self.cache or "warm", self.engine or "", self.replicas)
 
     @property
     def label(self):
@@ -217,7 +224,7 @@ MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measur
 MAX_SAMPLES = 10 ** 6             # samples a record may carry
 _KEY_STRINGS = ("framework", "step", "backend", "device", "dtype", "status")
 _STRINGS = ("run_id", "data")
-_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer")
+_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer", "engine")
 _OPTIONAL_COUNTS = ("mask_flips", "batch_calls", "tracing_count", "flops", "min_bytes", "memory_estimate_bytes",
                     "peak_bytes", "schema")
 _OPTIONAL_TIMES = ("trace_s", "first_call_s", "batch_s", "dispatch_s")
@@ -270,6 +277,10 @@ def _problem_of(d):
     for name in _OPTIONAL_BOOLS:
         if d.get(name) is not None and not isinstance(d[name], bool):
             return f"{name}: expected true, false or null, got {_shown(d[name])}"
+    if "replicas" in d and (not _is_int(d["replicas"]) or not 1 <= d["replicas"] <= 1 << 20):
+        return f"replicas: expected a whole number of at least 1, got {_shown(d['replicas'])}"
+    if len(d.get("engine") or "") > 200:
+        return f"engine: expected a short string, got {_shown(d['engine'])}"
     if d.get("cache", "warm") not in ("warm", "cold"):
         return f"cache: {_shown(d['cache'])} is not warm or cold"
     for name in ("samples_s", "warmup_s", "host_samples_s"):
@@ -291,7 +302,7 @@ def _problem_of(d):
     host = d.get("host_samples_s", [])
     if host and len(host) != len(samples):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
-    for name in ("rel_errs", "ceilings", "env", "telemetry"):
+    for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed"):
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
             return f"{name}: expected a JSON object, got {_shown(value)}"

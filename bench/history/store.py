@@ -13,7 +13,7 @@ from pathlib import Path
 from bench import env
 from bench.records import CASE_FIELDS, CaseKey, Record, printable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -30,7 +30,7 @@ def _sa():
 def _tables(metadata):
     """The tables of the current schema (a fresh database is made with these)."""
     sa = _sa()
-    types = {"n": sa.Integer, "m": sa.Integer, "nh": sa.Integer, "tf32": sa.Boolean}   # the others are text
+    types = {"n": sa.Integer, "m": sa.Integer, "nh": sa.Integer, "tf32": sa.Boolean, "replicas": sa.Integer}   # the others are text
     schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
         "runs", metadata,
@@ -65,27 +65,36 @@ def _create(conn, tables):
         table.create(conn, checkfirst=True)
 
 
-def _to_v2(conn, tables):
-    """Schema 2 (issue 12): a case is also its TF32 setting and its cache state. Two columns (the
-    results of schema 1 were all float32 without TF32, warm), and the unique key of a result with
-    them: PostgreSQL alters it in place; SQLite, which cannot alter a constraint, rebuilds the table."""
+def _case_columns(conn, tables):
+    """Bring the results table to the case key of this version: each case field it lacks is added
+    with the value CaseKey gives an old record (schema 2, issue 12: tf32 false, cache warm; schema 3,
+    issue 13: engine "", replicas 1), and the unique key of a result is made of every field.
+    PostgreSQL alters the table in place; SQLite, which cannot alter a constraint, rebuilds it."""
     sa = _sa()
     _, _, results = tables
+    have = {c["name"] for c in sa.inspect(conn).get_columns("results")}
+    missing = [f for f in CASE_FIELDS if f not in have]
+    if not missing:
+        return
+    defaults = CaseKey._field_defaults
+    literal = {f: str(results.c[f].type.literal_processor(conn.dialect)(defaults[f])) for f in missing}
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ALTER TABLE results ADD COLUMN tf32 BOOLEAN NOT NULL DEFAULT false"))
-        conn.execute(sa.text("ALTER TABLE results ADD COLUMN cache VARCHAR(200) NOT NULL DEFAULT 'warm'"))
+        for f in missing:
+            ddl = results.c[f].type.compile(conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE results ADD COLUMN {f} {ddl} NOT NULL DEFAULT {literal[f]}"))
         conn.execute(sa.text("ALTER TABLE results DROP CONSTRAINT results_run_case"))
         conn.execute(sa.text(f"ALTER TABLE results ADD CONSTRAINT results_run_case UNIQUE (run, {', '.join(CASE_FIELDS)})"))
         return
-    kept = ", ".join(c.name for c in results.columns if c.name not in ("tf32", "cache"))
-    conn.execute(sa.text("ALTER TABLE results RENAME TO results_v1"))
+    kept = ", ".join(c.name for c in results.columns if c.name in have)
+    conn.execute(sa.text("ALTER TABLE results RENAME TO results_old"))
     results.create(conn)
-    conn.execute(sa.text(f"INSERT INTO results ({kept}, tf32, cache) SELECT {kept}, 0, 'warm' FROM results_v1"))
-    conn.execute(sa.text("DROP TABLE results_v1"))
+    conn.execute(sa.text(f"INSERT INTO results ({kept}, {', '.join(missing)}) "
+                         f"SELECT {kept}, {', '.join(literal[f] for f in missing)} FROM results_old"))
+    conn.execute(sa.text("DROP TABLE results_old"))
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _to_v2}
+MIGRATIONS = {2: _case_columns, 3: _case_columns}
 
 
 def machine_key(fp):

@@ -161,7 +161,7 @@ def payback_table(pb):
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
         calls = c.payback_calls
-        rows.append({"device and size": f"{c.where}, n={c.n}, {frames._variant(c.dtype, c.tf32, c.cache)}", "case": f"{c.row} · {c.backend}",
+        rows.append({"device and size": f"{c.where}, n={c.n}, {frames._variant(c.dtype, c.tf32, c.cache, c.engine, c.replicas)}", "case": f"{c.row} · {c.backend}",
                      "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
                      "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
     return pd.DataFrame(rows).set_index("device and size")
@@ -249,7 +249,7 @@ def run_summary(records):
 
 def _case(c):
     """A frame row (from itertuples) as one line naming its device, size and case."""
-    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames._variant(c.dtype, c.tf32, c.cache)}: {c.row}/{c.backend}"
+    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames._variant(c.dtype, c.tf32, c.cache, c.engine, c.replicas)}: {c.row}/{c.backend}"
 
 
 def distrust(records, df):

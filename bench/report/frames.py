@@ -16,13 +16,13 @@ SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
 COLUMNS = [
-    "framework", "step", "backend", "device", "where", "n", "m", "nh", "dtype", "tf32", "cache", "precision",
+    "framework", "step", "backend", "device", "where", "n", "m", "nh", "dtype", "tf32", "cache", "engine", "replicas", "precision",
     "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
     "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "intensity", "bound", "peak_mib",
     "peak_method", "tracing_count", "retraced", "speedup", "speedup_lo", "speedup_hi", "speedup_paired",
-    "reference", "best", "samples_s", "rounds",
+    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms",
 ]
 OBJECT_COLUMNS = ("samples_s", "rounds")
 
@@ -76,6 +76,7 @@ def frame(records):
             "tracing_count": _num(r.tracing_count), "retraced": _retraced(r),
             "samples_s": samples,
             "rounds": tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else (),
+            "hosts": _num((r.distributed or {}).get("hosts")), "allreduce_ms": _allreduce_ms(r.distributed),
         })
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
@@ -94,6 +95,13 @@ def _in_plan_order(df):
         ranks.append(df[col].map({v: i for i, v in enumerate(seen)}))
     order = pd.DataFrame({"f": ranks[0], "r": ranks[1], "b": ranks[2]}).sort_values(["f", "r", "b"], kind="stable").index
     return df.loc[order].reset_index(drop=True)
+
+
+def _allreduce_ms(distributed):
+    """The median time of the all-reduce alone, where the engine exposes it (nan: not recorded)."""
+    values = (distributed or {}).get("allreduce_samples_s")
+    ok = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)] if isinstance(values, list) else []
+    return stats.median(ok) * 1e3 if ok else math.nan
 
 
 def _other_cores(telemetry):
@@ -179,8 +187,9 @@ def groups(df):
     return sorted(df.groupby(GROUP, sort=True), key=order)
 
 
-def _variant(dtype, tf32, cache):
-    return f"{dtype}" + ("+tf32" if tf32 else "") + (f", {cache} cache" if cache != "warm" else "")
+def _variant(dtype, tf32, cache, engine="", replicas=1):
+    return (f"{dtype}" + ("+tf32" if tf32 else "") + (f", {cache} cache" if cache != "warm" else "")
+            + (f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}" if engine else ""))
 
 
 def title(key):
@@ -204,7 +213,7 @@ def precisions(df):
     columns = PRECISION_KEY + ["precision", "status", "median_ms", "speedup", "speedup_lo", "speedup_hi",
                                "max_rel_err"]
     out = []
-    for key, g in df.groupby(PRECISION_KEY, sort=False):
+    for key, g in df[df.engine == ""].groupby(PRECISION_KEY, sort=False):   # one device: no engine
         if g.precision.nunique() < 2:
             continue
         base = g[(g.precision == "float32") & (g.status == "ok") & (g.samples > 0)]
@@ -233,7 +242,7 @@ def launch_lines(df):
     more n, each line's rows sorted by n, where at least one of them has a host-clock time beside
     its timer's (host_median_ms) or a dispatch time: the data of the launch-overhead plot. A line
     that ran in several runs is drawn from the first (every run is in the tables)."""
-    timed = df[(df.status == "ok") & (df.median_ms > 0)]
+    timed = df[(df.status == "ok") & (df.median_ms > 0) & (df.engine == "")]
     timed = timed[timed.host_median_ms.notna() | timed.dispatch_ms.notna()]
     out = {}
     for key, rows in timed.groupby(LAUNCH_KEY, sort=False):
