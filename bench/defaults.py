@@ -44,3 +44,10 @@ GATE_BUDGET_S = 0.5               # timed seconds a case in each gate process
 # one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
 GATE_THREADS = 1
 GATE_PROCESS_TIMEOUT_S = 600
+
+# ---- data-parallel (python -m bench scale; bench/distributed/)
+SCALE_SIZE = (4_000, 784, 50)     # global n: split over 1, 2, ... replicas it stays divisible
+SCALE_REPLICAS = (1, 2)
+SCALE_WARMUP = 3
+SCALE_SAMPLES = 20                # every process times the same number of steps (a collective needs all)
+SCALE_TIMEOUT_S = 300             # a case's processes are killed after this: a hung worker never hangs the run

@@ -1,5 +1,5 @@
 """The command line: one parser module per command group (run.py: run, list, overhead; report.py:
-report, export; gate.py: compare, gate; history.py: history), the shared parsing in args.py,
+report, export; gate.py: compare, gate; history.py: history; scale.py: scale), the shared parsing in args.py,
 progress and signals in progress.py.
 
 One exit-code contract for every command: 0 fine; 1 what the command exists to find (a failed
@@ -12,13 +12,13 @@ import sys
 import tempfile
 import traceback
 
-from bench.cli import gate, history, report, run
+from bench.cli import gate, history, report, run, scale
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
 from bench.records import printable
 
 EXIT_INTERNAL = 3
 
-GROUPS = (run, report, gate, history)
+GROUPS = (run, report, gate, history, scale)
 
 
 def build_parser():
@@ -39,7 +39,7 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except (UsageError, ConfigError, DataError, RecordsError, FrameworkUnavailable, *gate.errors(),
-            *history.errors()) as e:
+            *history.errors(), *scale.errors()) as e:
         print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -34,6 +34,9 @@ PLOTS = {
                "case's timer, CUDA events where it has them), the host clock around the same calls and their sync "
                "(dashed) and the time a call takes to return without a sync (dotted). Where the lines flatten "
                "towards small n, launching and synchronising, not the arithmetic, set the time."),
+    "replicas": ("Data-parallel scaling", "Per device and scaling kind, the efficiency of each engine and backend against "
+                 "the replicas R (strong: the same global n, speed-up / R; weak: the same n per replica, T1 / TR), "
+                 "with its 95% CI; 1 is perfect scaling."),
     "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
                     "of the case's median: noise, drift and outliers at a glance."),
 }
@@ -188,6 +191,41 @@ def precision_tables(pr):
                          "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–"})
         out[key] = pd.DataFrame(rows).set_index("case")
     return out
+
+
+def scaling_tables(sc):
+    """{(where, m, nh, precision, kind): one row per case and R}: median, speed-up and efficiency
+    with their CIs, the all-reduce's time where the engine exposes it."""
+    out = {}
+    for key, g in sc.groupby(["where", "m", "nh", "precision", "kind"], sort=False):
+        rows = []
+        for c in g.sort_values(["framework", "engine", "backend", "n_per_replica" if key[-1] == "weak" else "n",
+                                "replicas"], kind="stable").itertuples():
+            half = (c.speedup_hi - c.speedup_lo) / 2
+            base = c.speedup == c.speedup_lo == c.speedup_hi == 1
+            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "R": c.replicas,
+                         "n": f"{c.n:,}", "n per replica": f"{c.n_per_replica:,}", "median ms": fmt.sig(c.median_ms, 3),
+                         "speed-up [95% CI]": "×1 (base)" if base else _interval(c.speedup, c.speedup_lo,
+                                                                                   c.speedup_hi, half, "×"),
+                         "efficiency [95% CI]": "1 (base)" if base else _interval(
+                             c.efficiency, c.efficiency_lo, c.efficiency_hi,
+                             half / (c.replicas if key[-1] == "strong" else 1)),
+                         "all-reduce ms (share)": f"{fmt.sig(c.allreduce_ms, 2)} ({c.allreduce_share:.0%})"
+                         if math.isfinite(c.allreduce_ms) else "not exposed"})
+        table = pd.DataFrame(rows).set_index("case")
+        out[key] = table.drop(columns=["speed-up [95% CI]"]) if key[-1] == "weak" else table
+    return out
+
+
+def engine_overhead_table(sc):
+    """R=1 under each engine against the plain single-device case, both timed by the same loop."""
+    one = sc[(sc.kind == "strong") & (sc.replicas == 1) & sc.overhead.notna()]
+    rows = [{"device": c.where, "case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "n": f"{c.n:,}",
+             "one device ms": fmt.sig(c.single_ms, 3), "R=1 under the engine ms": fmt.sig(c.median_ms, 3),
+             "overhead [95% CI]": _interval(c.overhead, c.overhead_lo, c.overhead_hi,
+                                            (c.overhead_hi - c.overhead_lo) / 2, "×")}
+            for c in one.itertuples()]
+    return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
 
 
 def crossover_table(crossings):
@@ -395,6 +433,23 @@ def document(records, df, pb, crossings, figures, pr=None):
         for (w, n, m, nh, cache), table in precision_tables(pr).items():
             blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}" + (f", {cache} cache" if cache != "warm" else "")),
                        ("table", table)]
+    sc = frames.scaling(df)
+    if not sc.empty:
+        blocks += [("h2", "Data-parallel scaling"),
+                   ("p", "The manual step over R replicas under each framework's own engine (bench/distributed/), every "
+                         "case checked against the float64 reference on the global batch first; times are each "
+                         "step's slowest process. Strong scaling keeps the global n (ideal speed-up R, efficiency "
+                         "speed-up / R); weak scaling keeps n per replica (ideal efficiency T1 / TR = 1). CIs are "
+                         "unpaired bootstrap 95% intervals (each R runs in its own processes).")]
+        for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
+            blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
+        overhead = engine_overhead_table(sc)
+        if not overhead.empty:
+            blocks += [("h3", "The engine's cost at R=1"),
+                       ("p", "R=1 under each engine against the plain case on one device (same framework, backend, "
+                             "n and timing loop): overhead = engine time / one-device time, >1 is what the engine "
+                             "adds."),
+                       ("table", overhead)]
     blocks.append(("h2", "Compile pay-back"))
     if pb.empty:
         blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
@@ -502,6 +557,7 @@ def write_csvs(df, pb, crossings, records, out, pr=None):
     put("payback.csv", pb)
     put("crossovers.csv", crossings)
     put("precisions.csv", frames.precisions(df) if pr is None else pr)
+    put("scaling.csv", frames.scaling(df))
     put("runs.csv", run_summary(records), index=True)
     for key, g in frames.groups(df):
         grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
@@ -517,6 +573,7 @@ def figure(name, df, pb, crossings, out):
         fig = plots.scaling(df, var, crossings[crossings["var"] == var])
     else:
         fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution, "launch": plots.launch,
+               "replicas": plots.replicas,
                "payback": lambda _: plots.payback(pb)}[name](df)
     if isinstance(fig, str):
         for suffix in (".png", ".svg"):

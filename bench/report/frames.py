@@ -232,6 +232,50 @@ def precisions(df):
     return pd.DataFrame(out, columns=columns)
 
 
+# ---------------------------------------------------------------- data-parallel scaling
+
+SCALING_KEY = ["where", "framework", "step", "engine", "backend", "m", "nh", "precision", "run_id"]
+SCALING_COLUMNS = SCALING_KEY + ["kind", "n", "n_per_replica", "replicas", "median_ms", "speedup", "speedup_lo",
+                                 "speedup_hi", "efficiency", "efficiency_lo", "efficiency_hi", "allreduce_ms",
+                                 "allreduce_share", "single_ms", "overhead", "overhead_lo", "overhead_hi"]
+
+
+def scaling(df):
+    """The data-parallel cases (an engine over R replicas) against R=1 under the same engine:
+    strong scaling (the same global n; speed-up T1/TR, efficiency speed-up/R) and weak scaling (the
+    same n per replica; efficiency T1/TR, ideal 1), each with a bootstrap 95% CI (unpaired: each R is
+    its own set of processes). The R=1 rows also compare with the plain single-device case of the
+    same framework, backend and n timed by the same loop (engine ""): overhead = T(R=1) / T(one
+    device), >1 is the engine's cost. Columns: SCALING_COLUMNS."""
+    timed = df[(df.status == "ok") & (df.samples > 0)]
+    dist = timed[timed.engine != ""]
+    single = {(c.where, c.framework, c.step, c.backend, c.m, c.nh, c.precision, c.run_id, c.n): c
+              for c in timed[timed.engine == ""].itertuples()}
+    out = []
+    for key, g in dist.groupby(SCALING_KEY, sort=False):
+        ones = {c.n: c for c in g[g.replicas == 1].itertuples()}
+        for c in sorted(g.itertuples(), key=lambda c: (c.n // c.replicas, c.replicas)):
+            row = {**dict(zip(SCALING_KEY, key)), "n": c.n, "n_per_replica": c.n // c.replicas,
+                   "replicas": c.replicas, "median_ms": c.median_ms, "allreduce_ms": c.allreduce_ms,
+                   "allreduce_share": c.allreduce_ms / c.median_ms if c.median_ms > 0 else math.nan}
+            strong, weak = ones.get(c.n), ones.get(c.n // c.replicas)
+            for kind, base in (("strong", strong), ("weak", weak)):
+                if base is None:
+                    continue
+                ratio, lo, hi = (1.0, 1.0, 1.0) if base.Index == c.Index else stats.ratio_ci(
+                    base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP)
+                per = c.replicas if kind == "strong" else 1
+                extra = {}
+                if c.replicas == 1:
+                    plain = single.get((*key[:3], key[4], *key[5:], c.n))
+                    if plain is not None:
+                        o, olo, ohi = stats.ratio_ci(c.samples_s, plain.samples_s, n_boot=defaults.REPORT_BOOTSTRAP)
+                        extra = {"single_ms": plain.median_ms, "overhead": o, "overhead_lo": olo, "overhead_hi": ohi}
+                out.append({**row, "kind": kind, "speedup": ratio, "speedup_lo": lo, "speedup_hi": hi,
+                            "efficiency": ratio / per, "efficiency_lo": lo / per, "efficiency_hi": hi / per, **extra})
+    return pd.DataFrame(out, columns=SCALING_COLUMNS)
+
+
 # ---------------------------------------------------------------- launch overhead
 
 LAUNCH_KEY = ["where", "framework", "step", "backend", "m", "nh", "precision", "cache", "run_id"]

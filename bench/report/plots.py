@@ -503,3 +503,51 @@ def launch(df):
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
     fig.suptitle("Launch overhead: device, host and dispatch time against n", fontweight="bold")
     return fig
+
+
+# ---------------------------------------------------------------- 8. data-parallel scaling
+
+def replicas(df):
+    """Efficiency against replicas: one panel per device and scaling kind (strong, weak), a line per
+    engine, backend and size (colour: backend, marker: engine, line style: the size), its 95% CI as
+    error bars; the dashed line at 1 is perfect scaling."""
+    sc = frames.scaling(df)
+    if sc.empty or sc.replicas.nunique() < 2:
+        return "no engine ran at two or more replica counts"
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    keys = list(dict.fromkeys(zip(sc["where"], sc["kind"])))[:MAX_PANELS]
+    colour = colours(df)
+    engines = list(dict.fromkeys(sc.engine))
+    fig, axes = _figure(plt, len(keys), 2, 6.4, 4.4)
+    sizes_seen = []
+    for ax, (where, kind) in zip(axes, keys):
+        g = sc[(sc["where"] == where) & (sc["kind"] == kind)]
+        size_col = "n" if kind == "strong" else "n_per_replica"
+        lines = list(g.groupby(["framework", "engine", "backend", size_col], sort=False))[:MAX_LINES]
+        for (fw, engine, backend, size), rows in lines:
+            rows = rows.sort_values("replicas")
+            if size not in sizes_seen:
+                sizes_seen.append(size)
+            err = [rows.efficiency - rows.efficiency_lo, rows.efficiency_hi - rows.efficiency]
+            ax.errorbar(rows.replicas, rows.efficiency, yerr=err, color=colour.get(backend, "grey"),
+                        marker=MARKERS[engines.index(engine) % len(MARKERS)],
+                        linestyle=LINESTYLES[sizes_seen.index(size) % len(LINESTYLES)], capsize=3, markersize=6)
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xticks(sorted(g.replicas.unique()))
+        ax.set_xlabel("replicas R")
+        ax.set_ylabel("efficiency (1 = perfect)")
+        ax.set_ylim(bottom=0)
+        what = "the same global n: speed-up / R" if kind == "strong" else "the same n per replica: T1 / TR"
+        ax.set_title(f"{where}\n{kind} scaling ({what})", fontsize=10)
+        ax.grid(alpha=0.3)
+    items = [(f"{b}", Line2D([], [], color=colour.get(b, "grey"), linewidth=3)) for b in dict.fromkeys(sc.backend)]
+    items += [(f"engine {e}", Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="none"))
+              for i, e in enumerate(engines)]
+    items += [(f"n={s:,} (strong: global; weak: per replica)", Line2D([], [], color="grey",
+                                                                       linestyle=LINESTYLES[i % len(LINESTYLES)]))
+              for i, s in enumerate(sizes_seen)]
+    fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center", ncol=2,
+               frameon=False, fontsize=9)
+    fig.suptitle("Data-parallel scaling: efficiency against replicas (error bars: 95% CI)", fontweight="bold")
+    return fig

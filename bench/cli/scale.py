@@ -1,0 +1,152 @@
+"""The scale command: the manual step data-parallel over 1, 2, ... replicas under each framework's
+own engine (bench/distributed/), beside the plain single-device case, each checked then timed; the
+records, then the report with its scaling tables and plot."""
+import importlib.util
+import signal
+import sys
+from pathlib import Path
+
+from bench import defaults
+from bench.cli.args import UsageError, names, parse_size, size_text
+from bench.records import CaseKey, printable
+
+
+def add_parsers(sub):
+    s = sub.add_parser("scale", help="data-parallel scaling: the manual step over R replicas under tf.distribute, "
+                                     "jax.sharding and torch.distributed")
+    s.add_argument("--engine", nargs="+", help="mirrored, multiworker, sharding, torch.distributed "
+                                               "(default: every one whose framework is installed)")
+    s.add_argument("--backend", nargs="+", help="backends (default: every one the engine has)")
+    s.add_argument("--replicas", nargs="+", metavar="R",
+                   help=f"replica counts (default: {' '.join(map(str, defaults.SCALE_REPLICAS))})")
+    s.add_argument("--size", nargs="+", metavar="N,M,NH", help=f"problem sizes (default: {size_text(defaults.SCALE_SIZE)})")
+    s.add_argument("--scaling", nargs="+", metavar="strong|weak",
+                   help="strong: each size's n is the global batch at every R; weak: it is the batch of each "
+                        "replica (global n x R) (default: both)")
+    s.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu: a core a replica; gpu: a GPU a "
+                                                                           "replica (default: cpu)")
+    s.add_argument("--samples", type=int, default=defaults.SCALE_SAMPLES,
+                   help=f"timed steps in every process (default: {defaults.SCALE_SAMPLES})")
+    s.add_argument("--warmup", type=int, default=defaults.SCALE_WARMUP,
+                   help=f"untimed steps after the first call (default: {defaults.SCALE_WARMUP})")
+    s.add_argument("--timeout", type=float, default=defaults.SCALE_TIMEOUT_S, metavar="SECONDS",
+                   help=f"a case's processes are killed after this (default: {defaults.SCALE_TIMEOUT_S:g})")
+    s.add_argument("--port", type=int, help="first TCP port for the workers (default: free ports chosen)")
+    s.add_argument("--no-single", action="store_true", help="leave out the single-device cases that R=1 is "
+                                                            "compared with")
+    s.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed (default: {defaults.SEED})")
+    s.add_argument("--out", help="output folder (default: results/<run-id>)")
+    s.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
+
+
+def _ints(values, flag):
+    out = []
+    for v in names(values) or ():
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise UsageError(f"{flag} {v!r}: expected a whole number") from None
+        if out[-1] < 1:
+            raise UsageError(f"{flag} {v!r}: expected at least 1")
+    return tuple(dict.fromkeys(out))
+
+
+def plan(args):
+    """[launch.Request] in the order they run: per size, the single-device cases, then each engine x
+    backend x R."""
+    from bench.distributed import launch
+    engines = names(args.engine) or [e for e, spec in launch.ENGINES.items()
+                                     if importlib.util.find_spec(spec.framework) is not None]
+    for e in engines:
+        if e not in launch.ENGINES:
+            raise UsageError(f"unknown engine {e!r} (available: {', '.join(launch.ENGINES)})")
+        if importlib.util.find_spec(launch.ENGINES[e].framework) is None:
+            raise UsageError(f"engine {e} needs {launch.ENGINES[e].framework}, which is not installed here")
+    if not engines:
+        raise UsageError("no engine's framework is installed here (tensorflow, jax or torch)")
+    replicas = _ints(args.replicas, "--replicas") or defaults.SCALE_REPLICAS
+    kinds = names(args.scaling) or ("strong", "weak")
+    for k in kinds:
+        if k not in ("strong", "weak"):
+            raise UsageError(f"--scaling {k!r}: expected strong or weak")
+    sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
+    asked = names(args.backend)
+    for b in asked or ():
+        if not any(b in launch.ENGINES[e].backends for e in engines):
+            raise UsageError(f"unknown backend {b!r} for engines {', '.join(engines)}")
+    if args.samples < 1 or args.warmup < 0 or not args.timeout > 0:
+        raise UsageError("--samples must be at least 1, --warmup at least 0 and --timeout positive")
+    requests = []
+    for n, m, nh in sizes:
+        globals_ = sorted({n * (r if kind == "weak" else 1) for kind in kinds for r in replicas})
+        for e in engines:
+            spec = launch.ENGINES[e]
+            for b in (b for b in spec.backends if not asked or b in asked):
+                if not args.no_single:
+                    requests += [launch.Request("", spec.framework, b, args.device, 1, g, m, nh) for g in globals_]
+                for r in replicas:
+                    ns = sorted({n * r if kind == "weak" else n for kind in kinds})
+                    requests += [launch.Request(e, spec.framework, b, args.device, r, g, m, nh) for g in ns]
+    return list(dict.fromkeys(requests))
+
+
+def cmd_scale(args):
+    from bench import env, records as records_io, report
+    from bench.cli.run import check_out
+    from bench.distributed import launch
+    from bench.run.plan import new_run_id
+    requests = plan(args)
+    for req in requests:   # everything this machine cannot serve is said before anything runs
+        launch.validate(req, args.port)
+    run_id = new_run_id()
+    out = Path(args.out) if args.out else Path("results") / run_id
+    check_out(out, args.resume)
+    out_file = out / "records.jsonl"
+    done = set()
+    if args.resume and out_file.exists():
+        old, _ = records_io.load(out_file)
+        done = {r.case for r in old if r.status == "ok"}
+        run_id = next((r.run_id for r in old if r.run_id), run_id)
+    fp = env.fingerprint(data_source=f"synthetic(seed={args.seed})", seeds={"data": args.seed})
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)   # unwinds through the launcher, which kills its workers
+    previous = signal.signal(signal.SIGTERM, terminated)
+    written = []
+    try:
+        for i, req in enumerate(requests, 1):
+            key = CaseKey(req.framework, "manual", req.backend, req.device, req.n, req.m, req.nh, "float32",
+                          False, "warm", req.engine, req.replicas)
+            if key in done:
+                continue
+            print(printable(f"[{i}/{len(requests)}] {req.label}"), file=sys.stderr, flush=True)
+            rec = launch.run(req, out / "work" / f"case{i}", samples=args.samples, warmup=args.warmup,
+                             timeout_s=args.timeout, seed=args.seed, port=args.port, run_id=run_id, fp=fp)
+            records_io.append(out_file, rec)
+            written.append(rec)
+            what = (f"median {rec.summary.median_s * 1e3:.3g} ms, max rel err {rec.max_rel_err:.1e}"
+                    if rec.status == "ok" else f"FAILED: {rec.error}")
+            print(printable(f"[{i}/{len(requests)}] done: {req.label}: {what}"), file=sys.stderr, flush=True)
+    except (KeyboardInterrupt, SystemExit) as e:
+        code = e.code if isinstance(e, SystemExit) else 130
+        print(f"stopped: every finished case is in {out_file}; --resume runs the rest", file=sys.stderr)
+        return code if isinstance(code, int) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    everything, _ = records_io.load(out_file) if out_file.exists() else ([], 0)
+    paths = report.write(everything, out)
+    from bench.report import document, frames
+    sc = frames.scaling(report.frame(everything))
+    for (w, m, nh, precision, kind), table in document.scaling_tables(sc).items():
+        print(printable(f"{kind} scaling, {w}, m={m}, nh={nh}, {precision}"))
+        print("\n".join(printable(line) for line in report.markdown_table(table).splitlines()))
+    print(f"\nrecords: {out_file}\nreport: {', '.join(str(p) for p in paths[:2])}")
+    return 0 if all(r.status != "failed" for r in written) else 1
+
+
+COMMANDS = {"scale": cmd_scale}
+
+
+def errors():
+    from bench.distributed.launch import DistributedError
+    return (DistributedError,)

@@ -1,0 +1,312 @@
+"""Launching a data-parallel case: its processes (ports, devices, environment), a deadline that no
+worker outlives, the results collected from every rank, the check against the float64 reference on
+the global batch, and the record.
+
+Faults: a request the machine cannot serve (more replicas than devices, a port in use, n that does
+not split evenly) is a DistributedError before anything starts; a worker that fails ends the case
+as failed with its one-line error and the others are stopped; a worker that hangs is killed with
+all of its process group at the deadline, and the case fails saying so. Every process is started
+in a session of its own and killed by group, so torchrun's children go with it.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import defaults
+from bench.records import Record
+from kernels import cost, reference
+
+ROOT = Path(__file__).resolve().parents[2]
+GRACE_S = 10.0          # after one worker fails, how long the others get to stop on their own
+
+
+class DistributedError(ValueError):
+    """A data-parallel request this machine cannot serve; str() is one line."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    framework: str
+    backends: tuple
+    per_replica_process: bool     # one process a replica (multi-process engines) or one for all
+    what: str
+
+
+ENGINES = {
+    "mirrored": Engine("tensorflow", ("eager", "function", "xla"), False,
+                       "tf.distribute.MirroredStrategy over R local devices"),
+    "multiworker": Engine("tensorflow", ("eager", "function", "xla"), True,
+                          "tf.distribute.MultiWorkerMirroredStrategy, one worker process a replica (TF_CONFIG)"),
+    "sharding": Engine("jax", ("jit",), False, "jax.sharding: a Mesh over R devices, the batch sharded, XLA's all-reduce"),
+    "torch.distributed": Engine("torch", ("eager", "compile"), True,
+                                "torch.distributed all_reduce, one process a replica (torchrun; gloo on CPU, NCCL on GPU)"),
+}
+SINGLE = {"tensorflow": ("eager", "function", "xla"), "jax": ("jit",), "torch": ("eager", "compile")}
+
+
+@dataclass(frozen=True)
+class Request:
+    engine: str           # "" : the plain single-device case, timed by the same loop
+    framework: str
+    backend: str
+    device: str
+    replicas: int
+    n: int
+    m: int
+    nh: int
+
+    @property
+    def label(self):
+        where = f"{self.engine} x{self.replicas}" if self.engine else "one device"
+        return f"{self.framework}/manual/{self.backend}/{self.device} n={self.n} m={self.m} nh={self.nh} {where}"
+
+
+def devices_available(device):
+    """Devices a replica can have here: CPU cores (one a replica) or CUDA GPUs."""
+    if device == "cpu":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from bench import env
+    return len(env.gpus())
+
+
+def port_in_use(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def free_ports(count):
+    """`count` ports free now (bound together, so distinct)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def validate(req, port=None):
+    """DistributedError naming the problem, before any process starts."""
+    if req.engine and req.engine not in ENGINES:
+        raise DistributedError(f"unknown engine {req.engine!r} (available: {', '.join(ENGINES)})")
+    backends = ENGINES[req.engine].backends if req.engine else SINGLE.get(req.framework, ())
+    if req.backend not in backends:
+        raise DistributedError(f"{req.engine or req.framework} has no backend {req.backend!r} (it has {', '.join(backends)})")
+    if req.replicas < 1:
+        raise DistributedError(f"replicas must be at least 1, got {req.replicas}")
+    if not req.engine and req.replicas != 1:
+        raise DistributedError("a single-device case has one replica")
+    have = devices_available(req.device)
+    if req.replicas > have:
+        kind = "CPU cores" if req.device == "cpu" else "CUDA GPUs"
+        raise DistributedError(f"{req.replicas} replicas asked, but this machine has {have} {kind} "
+                               f"(one a replica{'; multi-host runs: see README' if req.device != 'cpu' else ''})")
+    if req.n % req.replicas:
+        raise DistributedError(f"n={req.n} does not split evenly over {req.replicas} replicas")
+    if port is not None:
+        needed = req.replicas if req.engine == "multiworker" else 1
+        for p in range(port, port + needed):
+            if not 0 < p < 65536:
+                raise DistributedError(f"--port {port}: not a TCP port")
+            if port_in_use(p):
+                raise DistributedError(f"port {p} is in use (--port {port}); choose another or leave --port out")
+
+
+def write_inputs(folder, n, m, nh, seed):
+    """The global batch and parameters as every process reads them: x, y, w1, b1, w2, b2 (float32)."""
+    from bench.data import make_problem
+    path = Path(folder) / f"inputs-{n}-{m}-{nh}-{seed}.npz"
+    p = make_problem(n, m, seed=seed)
+    if not path.exists():
+        w1, b1, w2, b2 = reference.init_params(m, nh, seed)
+        np.savez(path, x=p.x.astype(np.float32), y=p.y.astype(np.float32), w1=w1, b1=b1, w2=w2, b2=b2)
+    return path, p.source
+
+
+def _commands(req, spec_path, port):
+    """[(argv, extra environment)], one per process to start."""
+    worker = [sys.executable, "-m", "bench.distributed.worker", str(spec_path)]
+    engine = req.engine
+    if engine == "multiworker":
+        ports = list(range(port, port + req.replicas)) if port else free_ports(req.replicas)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        return [(worker, {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                          "BENCH_RANK": str(i)}) for i in range(req.replicas)]
+    if engine == "torch.distributed":
+        master = port or free_ports(1)[0]
+        return [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
+                  str(req.replicas), "--master-addr", "127.0.0.1", "--master-port", str(master),
+                  "--module", "bench.distributed.worker", str(spec_path)], {"OMP_NUM_THREADS": str(_threads(req))})]
+    extra = {}
+    if engine == "sharding" or (not engine and req.framework == "jax"):
+        if req.device == "cpu":
+            flags = os.environ.get("XLA_FLAGS", "")
+            extra = {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={req.replicas}".strip(),
+                     "JAX_PLATFORMS": "cpu"}
+    return [(worker, extra)]
+
+
+def _threads(req):
+    """CPU threads a process gets: its replicas' share of the cores, so R processes do not
+    oversubscribe the machine (None: the framework's default, for one process)."""
+    if req.device != "cpu" or not ENGINES.get(req.engine, Engine("", (), False, "")).per_replica_process:
+        return None
+    return max(1, devices_available("cpu") // req.replicas)
+
+
+def _tree(pid):
+    """pid's descendants: torchrun's workers may leave its process group, so they are found by parentage."""
+    try:
+        import psutil
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except Exception:   # noqa: BLE001 - no psutil, or the process is gone: the group kill still runs
+        return []
+
+
+def _kill(procs):
+    for p in procs:
+        children = _tree(p.pid)
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _last_line(path):
+    """What a process's log says went wrong: torchrun's root cause (the rank and its exit code) where
+    it names one, else the last line."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    if "Root Cause (first observed failure):" in lines:
+        cause = lines[lines.index("Root Cause (first observed failure):"):]
+        fields = dict(line.split(":", 1) for line in cause if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "rank" in fields and "exitcode" in fields:
+            return f"torchrun: rank {fields['rank'].split()[0]} exited with code {fields['exitcode'].split()[0]}"
+    return lines[-1][:300] if lines else "nothing logged"
+
+
+def _start(commands, folder):
+    procs = []
+    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                    PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    try:
+        for i, (argv, extra) in enumerate(commands):
+            log = open(Path(folder) / f"process{i}.log", "wb")
+            procs.append(subprocess.Popen(argv, cwd=ROOT, env={**env_base, **extra}, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True))
+            log.close()
+    except BaseException:
+        _kill(procs)
+        raise
+    return procs
+
+
+def _wait(procs, timeout_s):
+    """None when every process ended (whatever its status), else why they were stopped."""
+    deadline = time.monotonic() + timeout_s
+    failed_at = None
+    try:
+        while any(p.poll() is None for p in procs):
+            now = time.monotonic()
+            if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+                failed_at = now
+            if failed_at is not None and now - failed_at > GRACE_S:
+                _kill(procs)
+                return f"a worker failed; the others were stopped {GRACE_S:g} s later"
+            if now > deadline:
+                _kill(procs)
+                return f"timed out after {timeout_s:g} s (every worker process killed)"
+            time.sleep(0.05)
+    except BaseException:
+        _kill(procs)
+        raise
+    return None
+
+
+def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id="", fp=None):
+    """Launch, collect, check: a Record (status ok or failed; never raises for a worker's fault)."""
+    validate(req, port)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs_path, source = write_inputs(folder.parent, req.n, req.m, req.nh, seed)
+    for stale in folder.glob("rank*"):
+        stale.unlink()
+    spec = {"engine": req.engine, "framework": req.framework, "backend": req.backend, "device": req.device,
+            "replicas": req.replicas, "warmup": warmup, "samples": samples, "inputs": str(inputs_path),
+            "out": str(folder), "threads": _threads(req)}
+    spec_path = folder / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    commands = _commands(req, spec_path, port)
+    base = dict(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
+                nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, data=source,
+                env=fp or {}, flops=cost.flops("manual", req.n, req.m, req.nh),
+                min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4))
+    distributed = {"hosts": 1, "processes": len(commands) if req.engine != "torch.distributed" else req.replicas,
+                   "engine": ENGINES[req.engine].what if req.engine else "none: one device",
+                   "timeout_s": timeout_s}
+    started = time.perf_counter()
+    procs = _start(commands, folder)
+    stopped = _wait(procs, timeout_s)
+    wall = time.perf_counter() - started
+    errors = sorted(folder.glob("rank*.error"))
+    ranks = req.replicas if ENGINES.get(req.engine, Engine("", (), False, "")).per_replica_process else 1
+    missing = [k for k in range(ranks) if not (folder / f"rank{k}.json").exists()]
+    if errors or stopped or missing:
+        why = errors[0].read_text().strip() if errors else None
+        why = "; ".join(filter(None, [f"{errors[0].stem}: {why}" if why else None, stopped]))
+        if not why:
+            codes = [p.returncode for p in procs]
+            bad = next((i for i, c in enumerate(codes) if c), 0)
+            why = (f"process {bad} exited with status {codes[bad]} before rank {missing[0]} wrote its result: "
+                   f"{_last_line(folder / f'process{bad}.log')} (log: {folder / f'process{bad}.log'})")
+        return Record(**base, status="failed", error=why[:500], distributed={**distributed, "wall_s": wall})
+    parts = [json.loads((folder / f"rank{k}.json").read_text()) for k in range(ranks)]
+    arrays = [np.load(folder / f"rank{k}.npz") for k in range(ranks)]
+    got = {"d_x": np.concatenate([a["d_x"] for a in arrays]), **{k: arrays[0][k] for k in arrays[0].files if k != "d_x"}}
+    with np.load(inputs_path) as f:
+        inputs = tuple(f[k] for k in ("x", "y", "w1", "b1", "w2", "b2"))
+    check = reference.check(got, inputs, "float32")
+    # the step time of the group: each step's slowest process
+    samples_s = np.max(np.array([p["samples_s"] for p in parts]), axis=0).tolist()
+    allreduce = [max(v) for v in zip(*[p["allreduce_samples_s"] for p in parts])] if parts[0]["allreduce_samples_s"] else []
+    distributed.update(settings=parts[0]["settings"], allreduce_samples_s=allreduce, wall_s=wall,
+                       allreduce="timed apart" if allreduce else "inside the engine's step: not exposed")
+    common = dict(base, loss=float(np.asarray(got["loss"])), max_rel_err=check.max_rel_err, rel_errs=check.errors,
+                  tolerance=check.tolerance, mask_flips=check.mask_flips, distributed=distributed,
+                  first_call_s=max(p["first_call_s"] for p in parts),
+                  warmup_s=tuple(max(v) for v in zip(*[p["warmup_s"] for p in parts])),
+                  timer="host clock + sync, slowest process")
+    if check.problem:
+        return Record(**common, status="failed", error=f"wrong answer: {check.problem}")
+    return Record(**common, status="ok", samples_s=tuple(samples_s), stop_reason="max_samples")
+
+
+def default_timeout(req):
+    return defaults.SCALE_TIMEOUT_S

@@ -1,0 +1,48 @@
+"""One worker process of a data-parallel case: `python -m bench.distributed.worker SPEC.json`.
+
+The spec (written by launch.py) names the engine, backend, device, replicas, warm-up and sample
+counts, the inputs file (x, y, w1, b1, w2, b2 of the global batch) and the folder for results. The
+process's rank comes from torchrun (RANK) or the launcher (BENCH_RANK). It writes rank<k>.npz (its
+rows of d_x; on rank 0 also the all-reduced loss and gradients) and rank<k>.json (its timing and the
+engine's settings); on failure rank<k>.error, one line, and exit status 1.
+"""
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+FAULT = "BENCH_WORKER_FAULT"   # "die:RANK" or "hang:RANK": for the fault tests only
+
+
+def main(argv):
+    spec = json.loads(Path(argv[0]).read_text())
+    rank = int(os.environ.get("RANK", os.environ.get("BENCH_RANK", "0")))
+    out = Path(spec["out"])
+    fault = os.environ.get(FAULT, "")   # tests: make one rank die or hang, as a crashed or stuck worker would
+    if fault and fault.split(":")[1:] == [str(rank)]:
+        if fault.startswith("die"):
+            os._exit(9)
+        while fault.startswith("hang"):
+            time.sleep(60)
+    try:
+        import numpy as np
+
+        from bench.distributed import engines
+        with np.load(spec["inputs"]) as f:
+            inputs = tuple(f[k] for k in ("x", "y", "w1", "b1", "w2", "b2"))
+        result = engines.run({**spec, "rank": rank}, inputs)
+        arrays = {"d_x": result.pop("d_x"), **result.pop("outputs")}
+        np.savez(out / f"rank{rank}.npz", **arrays)
+        (out / f"rank{rank}.json").write_text(json.dumps(result, default=str))
+        return 0
+    except BaseException as e:   # noqa: BLE001 - the launcher reads the line; the traceback goes beside it
+        line = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+        (out / f"rank{rank}.error").write_text(line + "\n")
+        (out / f"rank{rank}.traceback").write_text(traceback.format_exc())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
