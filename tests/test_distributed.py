@@ -6,6 +6,7 @@ import os
 import socket
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -174,3 +175,21 @@ def test_records_from_before_the_replicas_axis_read_as_one_device():
     assert rec.case.engine == "" and rec.case.replicas == 1
     assert check({**old, "replicas": 0}) == "replicas: expected a whole number of at least 1, got 0"
     assert check({**old, "distributed": [1]}).startswith("distributed: expected a JSON object")
+
+
+@needs("jax")
+@two_cores()
+def test_sigterm_stops_the_scale_run_keeping_its_records_and_no_worker(tmp_path):
+    import time
+    out = tmp_path / "out"
+    common = ["scale", "--engine", "sharding", "--size", f"{N},{M},{NH}", "--scaling", "strong", "--no-single",
+              "--out", str(out)]
+    assert bench(*common, "--replicas", "1", "--samples", "3").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *common, "--replicas", "1", "2", "--samples", "1000000",
+                             "--resume"], cwd=launch.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)                                 # R=2 is timing its million steps
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "--resume runs the rest" in err, err
+    assert [(r.engine, r.replicas) for r in read(out)] == [("sharding", 1)]
+    assert workers_left(tmp_path) == []

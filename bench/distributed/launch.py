@@ -143,8 +143,10 @@ def _commands(req, spec_path, port):
     if engine == "multiworker":
         ports = list(range(port, port + req.replicas)) if port else free_ports(req.replicas)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        # one device a worker: on GPUs each worker sees only its own (else each would mirror over all)
         return [(worker, {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                          "BENCH_RANK": str(i)}) for i in range(req.replicas)]
+                          "BENCH_RANK": str(i), **({"CUDA_VISIBLE_DEVICES": str(i)} if req.device != "cpu" else {})})
+                for i in range(req.replicas)]
     if engine == "torch.distributed":
         master = port or free_ports(1)[0]
         return [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
