@@ -78,12 +78,11 @@ def plan(args):
         raise UsageError("--samples must be at least 1, --warmup at least 0 and --timeout positive")
     requests = []
     for n, m, nh in sizes:
-        globals_ = sorted({n * (r if kind == "weak" else 1) for kind in kinds for r in replicas})
         for e in engines:
             spec = launch.ENGINES[e]
             for b in (b for b in spec.backends if not asked or b in asked):
-                if not args.no_single:
-                    requests += [launch.Request("", spec.framework, b, args.device, 1, g, m, nh) for g in globals_]
+                if not args.no_single and 1 in replicas:   # what R=1 under the engine is compared with
+                    requests.append(launch.Request("", spec.framework, b, args.device, 1, n, m, nh))
                 for r in replicas:
                     ns = sorted({n * r if kind == "weak" else n for kind in kinds})
                     requests += [launch.Request(e, spec.framework, b, args.device, r, g, m, nh) for g in ns]
@@ -120,8 +119,11 @@ def cmd_scale(args):
             if key in done:
                 continue
             print(printable(f"[{i}/{len(requests)}] {req.label}"), file=sys.stderr, flush=True)
-            rec = launch.run(req, out / "work" / f"case{i}", samples=args.samples, warmup=args.warmup,
-                             timeout_s=args.timeout, seed=args.seed, port=args.port, run_id=run_id, fp=fp)
+            try:
+                rec = launch.run(req, out / "work" / f"case{i}", samples=args.samples, warmup=args.warmup,
+                                 timeout_s=args.timeout, seed=args.seed, port=args.port, run_id=run_id, fp=fp)
+            except launch.DistributedError as e:   # e.g. --port taken since the check: this case, not the run
+                rec = launch.failed(req, str(e), run_id, fp)
             records_io.append(out_file, rec)
             written.append(rec)
             what = (f"median {rec.summary.median_s * 1e3:.3g} ms, max rel err {rec.max_rel_err:.1e}"

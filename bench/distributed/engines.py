@@ -2,7 +2,7 @@
 backend, device, replicas, rank, warmup, samples, inputs) and the inputs (x, y, w1, b1, w2, b2 as
 NumPy arrays, the global batch), and returning this process's part of the result:
 
-    {"outputs": {"loss", "d_w1", "d_b1", "d_w2", "d_b2"} (rank 0 only: they are all-reduced),
+    {"outputs": {"loss", "d_w1", "d_b1", "d_w2", "d_b2"} (all-reduced: every rank's is checked),
      "d_x": this process's rows of d_x, "first_call_s", "warmup_s", "samples_s",
      "allreduce_samples_s" (where the engine exposes the all-reduce apart), "settings"}
 
@@ -85,20 +85,22 @@ def tensorflow(spec, inputs):
         lambda ctx: tf.constant(shard(x, R, ctx.replica_id_in_sync_group)))
     ys = strategy.experimental_distribute_values_from_function(
         lambda ctx: tf.constant(shard(y, R, ctx.replica_id_in_sync_group)))
-    params = [tf.constant(p) for p in (w1, b1, w2, b2)]
+    # the parameters as each replica's own copy on its device (not copied from one device every step)
+    params = [strategy.experimental_distribute_values_from_function(lambda ctx, p=p: tf.constant(p))
+              for p in (w1, b1, w2, b2)]
     local_step = tf_steps.manual_step
     if spec["backend"] == "xla":
         # XLA compiles each replica's step; the all-reduce stays the strategy's collective
         local_step = tf.function(tf_steps.manual_step, jit_compile=True)
 
-    def replica_step(xr, yr):
-        loss, d_x, d_w1, d_b1, d_w2, d_b2 = local_step(xr, yr, *params)
+    def replica_step(xr, yr, *ps):
+        loss, d_x, d_w1, d_b1, d_w2, d_b2 = local_step(xr, yr, *ps)
         ctx = tf.distribute.get_replica_context()
         reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss, d_w1, d_b1, d_w2, d_b2])
         return [d_x / R] + [g / R for g in reduced]
 
     def step():
-        return strategy.run(replica_step, args=(xs, ys))
+        return strategy.run(replica_step, args=(xs, ys, *params))
     if spec["backend"] in ("function", "xla"):
         step = tf.function(step)
 
@@ -114,7 +116,7 @@ def tensorflow(spec, inputs):
     first = results[0]
     settings = {"strategy": type(strategy).__name__, "devices": list(devices),
                 "replicas_in_sync": strategy.num_replicas_in_sync, "local_replicas": len(results),
-                "threads": threads or "default",
+                "threads": threads or "default", "cores": spec.get("cores"),
                 "xla": "each replica's step jit-compiled; the all-reduce by the strategy" if spec["backend"] == "xla"
                 else None,
                 "cross_device_ops": type(getattr(strategy.extended, "_cross_device_ops", None)).__name__}
@@ -145,8 +147,8 @@ def jax(spec, inputs):
                   out_shardings=(every, rows, every, every, every, every))
     out, timing = _loop(spec, lambda: step(*placed), jx.block_until_ready)
     hlo = step.lower(*placed).compile().as_text() or ""
-    settings = {"mesh": {"batch": R}, "devices": [str(d) for d in devices[:R]],
-                "all_reduces_in_program": hlo.count("all-reduce("),
+    settings = {"mesh": {"batch": R}, "devices": [str(d) for d in devices[:R]], "cores": spec.get("cores"),
+                "all_reduces_in_program": hlo.count("all-reduce(") + hlo.count("all-reduce-start("),
                 "xla_flags": os.environ.get("XLA_FLAGS", "")}
     loss, d_x, *grads = out
     return {"outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in (loss, *grads)))), "d_x": np.asarray(d_x),
@@ -206,8 +208,8 @@ def torch(spec, inputs):
             return out
         out, timing = _loop(spec, step, sync, barrier=dist.barrier, allreduce=allreduce)
         settings = {"process_group": backend, "world_size": world, "launcher": "torchrun",
-                    "threads": th.get_num_threads(), "all_reduce": "one flat buffer of loss and every gradient, SUM / R"}
-        return {"outputs": dict(zip(OUTPUTS, (o.cpu().numpy() for o in out[1:]))) if rank == 0 else {},
+                    "threads": th.get_num_threads(), "cores": spec.get("cores"), "all_reduce": "one flat buffer of loss and every gradient, SUM / R"}
+        return {"outputs": dict(zip(OUTPUTS, (o.cpu().numpy() for o in out[1:]))),   # every rank's, all checked
                 "d_x": out[0].cpu().numpy(), "settings": settings, **timing}
     finally:
         dist.destroy_process_group()
@@ -224,6 +226,8 @@ def single(spec, inputs):
         from kernels import tf_steps
         if not gpu:
             tf.config.set_visible_devices([], "GPU")
+            tf.config.threading.set_intra_op_parallelism_threads(spec["threads"] or 1)
+            tf.config.threading.set_inter_op_parallelism_threads(spec["threads"] or 1)
         with tf.device("/GPU:0" if gpu else "/CPU:0"):
             args = [tf.constant(a) for a in inputs]
         fn = {"eager": tf_steps.manual_step, "function": tf.function(tf_steps.manual_step),
@@ -244,13 +248,16 @@ def single(spec, inputs):
 
         from kernels import torch_steps
         device = th.device("cuda" if gpu else "cpu")
+        if not gpu:
+            th.set_num_threads(spec["threads"] or 1)
         args = [th.from_numpy(a).to(device) for a in inputs]
         fn = th.compile(torch_steps.manual_step) if backend == "compile" else torch_steps.manual_step
         sync = th.cuda.synchronize if gpu else (lambda: None)
         out, timing = _loop(spec, lambda: fn(*args), lambda o: (sync(), o)[1])
         devices = [str(device)]
     loss, d_x, *grads = (_host(o) for o in out)
-    return {"outputs": dict(zip(OUTPUTS, (loss, *grads))), "d_x": d_x, "settings": {"devices": devices},
+    return {"outputs": dict(zip(OUTPUTS, (loss, *grads))), "d_x": d_x,
+            "settings": {"devices": devices, "threads": spec.get("threads") or "default", "cores": spec.get("cores")},
             **timing}
 
 

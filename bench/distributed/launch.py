@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import defaults
 from bench.records import Record
 from kernels import cost, reference
 
 ROOT = Path(__file__).resolve().parents[2]
-GRACE_S = 10.0          # after one worker fails, how long the others get to stop on their own
+GRACE_S = 10.0
+# a launcher's settings that must not leak from this process's environment into its workers
+INHERITED = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG",
+             "BENCH_RANK")          # after one worker fails, how long the others get to stop on their own
 
 
 class DistributedError(ValueError):
@@ -79,6 +81,7 @@ def devices_available(device):
 
 def port_in_use(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT of a previous case is not "in use"
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -151,7 +154,8 @@ def _commands(req, spec_path, port):
         master = port or free_ports(1)[0]
         return [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
                   str(req.replicas), "--master-addr", "127.0.0.1", "--master-port", str(master),
-                  "--module", "bench.distributed.worker", str(spec_path)], {"OMP_NUM_THREADS": str(_threads(req))})]
+                  "--module", "bench.distributed.worker", str(spec_path)],
+                 {"OMP_NUM_THREADS": str(_threads(req))} if _threads(req) else {})]
     extra = {}
     if engine == "sharding" or (not engine and req.framework == "jax"):
         if req.device == "cpu":
@@ -161,12 +165,25 @@ def _commands(req, spec_path, port):
     return [(worker, extra)]
 
 
-def _threads(req):
-    """CPU threads a process gets: its replicas' share of the cores, so R processes do not
-    oversubscribe the machine (None: the framework's default, for one process)."""
-    if req.device != "cpu" or not ENGINES.get(req.engine, Engine("", (), False, "")).per_replica_process:
+def _per_process(req):
+    return ENGINES[req.engine].per_replica_process if req.engine else False
+
+
+def _cores(req):
+    """On a CPU, a core a replica: the first R cores this process may use. A process of a multi-
+    process engine is pinned to its replica's core with one thread; a single process (mirrored,
+    sharding, or the one-device case) to all R cores with R threads. So R replicas use R cores at
+    every R, and R=1 under an engine and the one-device case both use one. None on GPUs."""
+    if req.device != "cpu" or not hasattr(os, "sched_getaffinity"):
         return None
-    return max(1, devices_available("cpu") // req.replicas)
+    return sorted(os.sched_getaffinity(0))[:req.replicas]
+
+
+def _threads(req):
+    """CPU threads a process is given (None on GPUs: the framework's default)."""
+    if req.device != "cpu":
+        return None
+    return 1 if _per_process(req) else req.replicas
 
 
 def _tree(pid):
@@ -180,7 +197,7 @@ def _tree(pid):
 
 def _kill(procs):
     for p in procs:
-        children = _tree(p.pid)
+        children = _tree(p.pid) if p.poll() is None else []   # a reaped pid may be another program's now
         if p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -216,7 +233,8 @@ def _last_line(path):
 
 def _start(commands, folder):
     procs = []
-    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    inherited = {k: v for k, v in os.environ.items() if k not in INHERITED}
+    env_base = dict(inherited, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     try:
         for i, (argv, extra) in enumerate(commands):
@@ -262,7 +280,8 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
         stale.unlink()
     spec = {"engine": req.engine, "framework": req.framework, "backend": req.backend, "device": req.device,
             "replicas": req.replicas, "warmup": warmup, "samples": samples, "inputs": str(inputs_path),
-            "out": str(folder), "threads": _threads(req)}
+            "out": str(folder), "threads": _threads(req), "cores": _cores(req),
+            "per_process": _per_process(req)}
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     commands = _commands(req, spec_path, port)
@@ -277,8 +296,8 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     procs = _start(commands, folder)
     stopped = _wait(procs, timeout_s)
     wall = time.perf_counter() - started
-    errors = sorted(folder.glob("rank*.error"))
-    ranks = req.replicas if ENGINES.get(req.engine, Engine("", (), False, "")).per_replica_process else 1
+    errors = sorted(folder.glob("rank*.error"), key=lambda p: p.stat().st_mtime)   # the first to fail, not its victims
+    ranks = req.replicas if _per_process(req) else 1
     missing = [k for k in range(ranks) if not (folder / f"rank{k}.json").exists()]
     if errors or stopped or missing:
         why = errors[0].read_text().strip() if errors else None
@@ -291,10 +310,14 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
         return Record(**base, status="failed", error=why[:500], distributed={**distributed, "wall_s": wall})
     parts = [json.loads((folder / f"rank{k}.json").read_text()) for k in range(ranks)]
     arrays = [np.load(folder / f"rank{k}.npz") for k in range(ranks)]
-    got = {"d_x": np.concatenate([a["d_x"] for a in arrays]), **{k: arrays[0][k] for k in arrays[0].files if k != "d_x"}}
+    d_x = np.concatenate([a["d_x"] for a in arrays])
     with np.load(inputs_path) as f:
         inputs = tuple(f[k] for k in ("x", "y", "w1", "b1", "w2", "b2"))
-    check = reference.check(got, inputs, "float32")
+    ref = reference.Reference(inputs, "float32")
+    # every rank holds the all-reduced loss and gradients: each rank's are checked, the worst kept
+    checks = [ref.check({"d_x": d_x, **{k: a[k] for k in a.files if k != "d_x"}}) for a in arrays]
+    check = next((c for c in checks if c.problem), max(checks, key=lambda c: c.max_rel_err))
+    got = {k: arrays[0][k] for k in arrays[0].files}
     # the step time of the group: each step's slowest process
     samples_s = np.max(np.array([p["samples_s"] for p in parts]), axis=0).tolist()
     allreduce = [max(v) for v in zip(*[p["allreduce_samples_s"] for p in parts])] if parts[0]["allreduce_samples_s"] else []
@@ -310,5 +333,8 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     return Record(**common, status="ok", samples_s=tuple(samples_s), stop_reason="max_samples")
 
 
-def default_timeout(req):
-    return defaults.SCALE_TIMEOUT_S
+def failed(req, why, run_id="", fp=None):
+    """The record of a case that could not start."""
+    return Record(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
+                  nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, env=fp or {},
+                  status="failed", error=why[:500])

@@ -2,7 +2,8 @@
 
 The spec (written by launch.py) names the engine, backend, device, replicas, warm-up and sample
 counts, the inputs file (x, y, w1, b1, w2, b2 of the global batch) and the folder for results. The
-process's rank comes from torchrun (RANK) or the launcher (BENCH_RANK). It writes rank<k>.npz (its
+process's rank comes from the launcher (BENCH_RANK) or torchrun (RANK); on a CPU it is pinned to
+its cores (spec["cores"]) before any framework loads. It writes rank<k>.npz (its
 rows of d_x; on rank 0 also the all-reduced loss and gradients) and rank<k>.json (its timing and the
 engine's settings); on failure rank<k>.error, one line, and exit status 1.
 """
@@ -18,7 +19,10 @@ FAULT = "BENCH_WORKER_FAULT"   # "die:RANK" or "hang:RANK": for the fault tests 
 
 def main(argv):
     spec = json.loads(Path(argv[0]).read_text())
-    rank = int(os.environ.get("RANK", os.environ.get("BENCH_RANK", "0")))
+    rank = int(os.environ.get("BENCH_RANK", os.environ.get("RANK", "0")))
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if spec.get("cores"):   # before any framework starts its threads: they size their pools by it
+        os.sched_setaffinity(0, {spec["cores"][local]} if spec.get("per_process") else set(spec["cores"]))
     out = Path(spec["out"])
     fault = os.environ.get(FAULT, "")   # tests: make one rank die or hang, as a crashed or stuck worker would
     if fault and fault.split(":")[1:] == [str(rank)]:

@@ -507,6 +507,9 @@ def launch(df):
 
 # ---------------------------------------------------------------- 8. data-parallel scaling
 
+VARIANT = ("m", "nh", "precision", "run_id")   # what else tells two scaling lines apart
+
+
 def replicas(df):
     """Efficiency against replicas: one panel per device and scaling kind (strong, weak), a line per
     engine, backend and size (colour: backend, marker: engine, line style: the size), its 95% CI as
@@ -524,8 +527,9 @@ def replicas(df):
     for ax, (where, kind) in zip(axes, keys):
         g = sc[(sc["where"] == where) & (sc["kind"] == kind)]
         size_col = "n" if kind == "strong" else "n_per_replica"
-        lines = list(g.groupby(["framework", "engine", "backend", size_col], sort=False))[:MAX_LINES]
-        for (fw, engine, backend, size), rows in lines:
+        lines = list(g.groupby(["framework", "engine", "backend", size_col, *VARIANT], sort=False))[:MAX_LINES]
+        for (fw, engine, backend, *size), rows in lines:
+            size = tuple(size)   # n and whatever else tells two lines of one engine and backend apart
             rows = rows.sort_values("replicas")
             if size not in sizes_seen:
                 sizes_seen.append(size)
@@ -544,8 +548,10 @@ def replicas(df):
     items = [(f"{b}", Line2D([], [], color=colour.get(b, "grey"), linewidth=3)) for b in dict.fromkeys(sc.backend)]
     items += [(f"engine {e}", Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="none"))
               for i, e in enumerate(engines)]
-    items += [(f"n={s:,} (strong: global; weak: per replica)", Line2D([], [], color="grey",
-                                                                       linestyle=LINESTYLES[i % len(LINESTYLES)]))
+    varies = [c for c in VARIANT if sc[c].nunique() > 1]
+    items += [(", ".join([f"n={s[0]:,} (strong: global; weak: per replica)",
+                          *(f"{c}={v}" for c, v in zip(VARIANT, s[1:]) if c in varies)]),
+               Line2D([], [], color="grey", linestyle=LINESTYLES[i % len(LINESTYLES)]))
               for i, s in enumerate(sizes_seen)]
     fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center", ncol=2,
                frameon=False, fontsize=9)
