@@ -285,11 +285,10 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     commands = _commands(req, spec_path, port)
-    base = dict(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
-                nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, data=source,
-                env=fp or {}, flops=cost.flops("manual", req.n, req.m, req.nh),
+    base = dict(_key(req, run_id, fp), data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
                 min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4))
-    distributed = {"hosts": 1, "processes": len(commands) if req.engine != "torch.distributed" else req.replicas,
+    ranks = req.replicas if _per_process(req) else 1
+    distributed = {"hosts": 1, "processes": ranks,
                    "engine": ENGINES[req.engine].what if req.engine else "none: one device",
                    "timeout_s": timeout_s}
     started = time.perf_counter()
@@ -297,7 +296,6 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     stopped = _wait(procs, timeout_s)
     wall = time.perf_counter() - started
     errors = sorted(folder.glob("rank*.error"), key=lambda p: p.stat().st_mtime)   # the first to fail, not its victims
-    ranks = req.replicas if _per_process(req) else 1
     missing = [k for k in range(ranks) if not (folder / f"rank{k}.json").exists()]
     if errors or stopped or missing:
         why = errors[0].read_text().strip() if errors else None
@@ -333,8 +331,11 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     return Record(**common, status="ok", samples_s=tuple(samples_s), stop_reason="max_samples")
 
 
+def _key(req, run_id, fp):
+    return dict(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
+                nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, env=fp or {})
+
+
 def failed(req, why, run_id="", fp=None):
     """The record of a case that could not start."""
-    return Record(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
-                  nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, env=fp or {},
-                  status="failed", error=why[:500])
+    return Record(**_key(req, run_id, fp), status="failed", error=why[:500])
