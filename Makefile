@@ -24,7 +24,9 @@ bench: install  ## the default suite: every step x backend on every device; resu
 #    end and the % of peak at 1e6);
 # 3. precisions: TF32 and bfloat16 beside it at the sweep's ends;
 # 4. cold L2 at the small sizes, where the data fits in L2 and flushing it matters;
-# 5. the report, and OUT.tar.gz holding the whole folder (one file to copy off the machine).
+# 5. the data-parallel engines at R=1 on the one GPU against the single-device case (OUT/scale/,
+#    its own report; GPU_SCALE= leaves it out);
+# 6. the report, and OUT.tar.gz holding the whole folder (one file to copy off the machine).
 # Steps 2-4 are one run (--resume: one run id, one folder), each case checked against float64
 # first and timed with CUDA events where the framework has them, beside the host clock. Every step
 # runs even if an earlier one failed; the exit status is the first failure's. GPU_STEPS=all (or a
@@ -38,6 +40,7 @@ GPU_SWEEP ?= 1000,784,50 10000,784,50 100000,784,50 1000000,784,50
 GPU_ENDS ?= $(firstword $(GPU_SWEEP)) $(lastword $(GPU_SWEEP))
 GPU_COLD ?= $(wordlist 1,2,$(GPU_SWEEP))
 GPU_CPU ?=
+GPU_SCALE ?= 100000,784,50
 GPU_RUN = $(PYTHON) -m bench run $(if $(GPU_FRAMEWORKS),--framework $(GPU_FRAMEWORKS)) \
 	$(if $(filter all,$(GPU_STEPS)),,--step $(GPU_STEPS)) --out $(OUT) --resume $(ARGS)
 
@@ -48,6 +51,8 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_SWEEP) || keep; \
 	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_ENDS) --dtype float32 bfloat16 --tf32 off on || keep; \
 	$(GPU_RUN) --device $(GPU_DEVICE) --size $(GPU_COLD) --cache cold || keep; \
+	$(if $(GPU_SCALE),$(PYTHON) -m bench scale --device $(GPU_DEVICE) --replicas 1 --scaling strong \
+		--size $(GPU_SCALE) --out $(OUT)/scale --resume || keep;) \
 	$(if $(GPU_CPU),$(PYTHON) -m bench run $(if $(GPU_FRAMEWORKS),--framework $(GPU_FRAMEWORKS)) --device cpu \
 		--out $(OUT) --resume $(ARGS) || keep;) \
 	$(PYTHON) -m bench report $(OUT) || keep; \

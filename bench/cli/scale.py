@@ -1,12 +1,11 @@
 """The scale command: the manual step data-parallel over 1, 2, ... replicas under each framework's
 own engine (bench/distributed/), beside the plain single-device case, each checked then timed; the
 records, then the report with its scaling tables and plot."""
-import importlib.util
 import signal
 import sys
 from pathlib import Path
 
-from bench import defaults
+from bench import defaults, frameworks
 from bench.cli.args import UsageError, names, parse_size, size_text
 from bench.records import CaseKey, printable
 
@@ -55,13 +54,27 @@ def plan(args):
     """[launch.Request] in the order they run: per size, the single-device cases, then each engine x
     backend x R."""
     from bench.distributed import launch
-    engines = names(args.engine) or [e for e, spec in launch.ENGINES.items()
-                                     if importlib.util.find_spec(spec.framework) is not None]
-    for e in engines:
+    engines = names(args.engine)
+    for e in engines or ():
         if e not in launch.ENGINES:
             raise UsageError(f"unknown engine {e!r} (available: {', '.join(launch.ENGINES)})")
-        if importlib.util.find_spec(launch.ENGINES[e].framework) is None:
-            raise UsageError(f"engine {e} needs {launch.ENGINES[e].framework}, which is not installed here")
+        reason = frameworks.unavailable_reason(launch.ENGINES[e].framework)
+        if reason:
+            raise UsageError(f"engine {e}: {reason}")
+    if not engines:   # every engine whose framework loads here, as `run` picks its frameworks
+        engines, usable = [], {}
+        for e, spec in launch.ENGINES.items():
+            if spec.framework not in usable:
+                try:
+                    frameworks.load(spec.framework)
+                    usable[spec.framework] = True
+                except frameworks.FrameworkUnavailable as why:
+                    usable[spec.framework] = False
+                    if frameworks.unavailable_reason(spec.framework) is None:   # installed but broken: say so
+                        print(printable(f"python -m bench scale: leaving out {spec.framework}'s engines ({why})"),
+                              file=sys.stderr)
+            if usable[spec.framework]:
+                engines.append(e)
     if not engines:
         raise UsageError("no engine's framework is installed here (tensorflow, jax or torch)")
     replicas = _ints(args.replicas, "--replicas") or defaults.SCALE_REPLICAS

@@ -198,6 +198,8 @@ def scaling_tables(sc):
     with their CIs, the all-reduce's time where the engine exposes it."""
     out = {}
     for key, g in sc.groupby(["where", "m", "nh", "precision", "kind"], sort=False):
+        if g.replicas.nunique() < 2:
+            continue   # R=1 alone scales nothing (the engine's cost at R=1 has its own table)
         rows = []
         for c in g.sort_values(["framework", "engine", "backend", "n_per_replica" if key[-1] == "weak" else "n",
                                 "replicas"], kind="stable").itertuples():
