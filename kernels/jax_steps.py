@@ -40,6 +40,3 @@ def grad_step(x, y, w1, b1, w2, b2):
     loss, grads = _value_and_grad(x, y, w1, b1, w2, b2)
     return (loss, *grads)
 
-
-
-STEPS = {"manual": manual_step, "grad": grad_step}

@@ -117,6 +117,3 @@ def keras_step(x, y, w1, b1, w2, b2):
         loss = mse(model(x), y)
     return (loss, *tape.gradient(loss, [x, *model.trainable_variables]))
 
-
-STEPS = {"manual": manual_step, "tape": tape_step, "module": module_step, "broadcast": broadcast_step,
-         "keras": keras_step}

@@ -72,6 +72,3 @@ def module_step(x, y, w1, b1, w2, b2):
     with torch.no_grad():
         return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
 
-
-
-STEPS = {"manual": manual_step, "autograd": autograd_step, "module": module_step}

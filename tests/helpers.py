@@ -17,3 +17,14 @@ def tiny_inputs(n=64, m=12, nh=7, seed=1, dtype=np.float64):
     w1, b1, w2, b2 = reference.init_params(m, nh, seed, np.float64)
     b1 = rng.normal(0, 0.1, nh)  # non-zero biases so their gradients are exercised through the mask
     return tuple(np.asarray(a, dtype) for a in (x, y, w1, b1, w2, b2))
+
+
+def load_or_skip(name):
+    """The Framework instance of `name`, or the calling test module skipped with the reason it cannot load."""
+    import pytest
+
+    from bench import frameworks
+    reason = frameworks.unavailable_reason(name)
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+    return frameworks.load(name)

@@ -137,7 +137,7 @@ def test_plumbing_on_cpu(fw):
     fw.set_tf32(False)
     assert fw.tf32_enabled() is False
     facts = fw.info()
-    package = frameworks.FRAMEWORKS[fw.name][0]
+    package = fw.package
     assert facts["version"].split("+")[0] == importlib.metadata.version(package).split("+")[0]
     a, b = fw.to_device((np.eye(3), np.ones((3, 3))), "float32", "cpu")
     with fw.placement("cpu"):

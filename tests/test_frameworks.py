@@ -10,6 +10,7 @@ from bench import frameworks as backends
 from bench.cli import main
 from bench.cli.args import UsageError
 from bench.cli.run import default_frameworks
+from bench.frameworks.base import Framework
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,8 +21,17 @@ def block(monkeypatch, *packages):
         monkeypatch.setitem(sys.modules, package, None)
 
 
+class Broken(Framework):
+    """A framework that is installed (its package is json) but fails to import."""
+    name, package, kernels, steps, backends = "broken", "json", "kernels.numpy_steps", {}, {}
+
+    def load_framework(self):
+        raise ImportError("no module named broken_native")
+
+
 def test_the_core_imports_no_framework():
     code = ("import sys, bench.__main__, bench.run, bench.report, bench.gate, bench.frameworks, kernels.reference, kernels.cost; "
+            "from bench import frameworks; [frameworks.spec(f) for f in frameworks.FRAMEWORKS]; "
             "print(sorted(m for m in ('tensorflow', 'torch', 'jax') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -30,7 +40,7 @@ def test_the_core_imports_no_framework():
 
 @pytest.mark.parametrize("framework", list(backends.FRAMEWORKS))
 def test_a_missing_framework_says_how_to_install_it(framework, monkeypatch):
-    package = backends.FRAMEWORKS[framework][0]
+    package = backends.spec(framework).package
     block(monkeypatch, package)
     reason = f"{package} is not installed: pip install -e '.[{framework}]'"
     assert backends.unavailable_reason(framework) == reason
@@ -39,7 +49,7 @@ def test_a_missing_framework_says_how_to_install_it(framework, monkeypatch):
 
 
 def test_list_says_why_each_missing_framework_is_missing(monkeypatch, capsys):
-    block(monkeypatch, *(package for package, _ in backends.FRAMEWORKS.values() if package != "numpy"))
+    block(monkeypatch, *(backends.spec(name).package for name in backends.FRAMEWORKS if name != "numpy"))
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "torch: not available (torch is not installed: pip install -e '.[torch]')" in out
@@ -47,9 +57,9 @@ def test_list_says_why_each_missing_framework_is_missing(monkeypatch, capsys):
 
 
 def test_the_default_frameworks_are_those_that_load(monkeypatch, capsys):
-    block(monkeypatch, *(package for package, _ in backends.FRAMEWORKS.values() if package != "numpy"))
+    block(monkeypatch, *(backends.spec(name).package for name in backends.FRAMEWORKS if name != "numpy"))
     monkeypatch.delitem(backends.FRAMEWORKS, "numpy")   # the core needs NumPy: it cannot be made missing here
-    monkeypatch.setitem(backends.FRAMEWORKS, "broken", ("json", "bench.no_such_adapter:Broken"))
+    monkeypatch.setitem(backends.FRAMEWORKS, "broken", "tests.test_frameworks:Broken")
     with pytest.raises(UsageError, match="no framework can run here: tensorflow is not installed"):
         default_frameworks()
     assert "leaving out broken (broken failed to import" in capsys.readouterr().err

@@ -3,16 +3,14 @@ call, jit traces again for a new shape, ReLU'(0) as JAX differentiates it, array
 import numpy as np
 import pytest
 
-pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]')")
+from tests.helpers import load_or_skip, tiny_inputs
+
+fw = load_or_skip("jax")   # JAX with its settings (float64) first
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from bench import frameworks  # noqa: E402
 from bench.frameworks import jax as jax_framework  # noqa: E402
 from kernels import jax_steps  # noqa: E402
-from tests.helpers import tiny_inputs  # noqa: E402
-
-fw = frameworks.load("jax")
 
 
 def test_relu_grad_at_zero_is_zero_like_jax_nn_relu():

@@ -1,5 +1,6 @@
 """The grid runner: a wrong step fails and is not timed, an oversized case is skipped, errors are recorded."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,17 +9,17 @@ from bench import frameworks, run
 from bench.records import read
 from bench.run import prepare
 from kernels import reference
-from tests.helpers import CONFIG, COMMON  # noqa: E402
+from tests.helpers import CONFIG, COMMON, load_or_skip
 
-pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
-tf_backend = frameworks.load("tensorflow")
-from bench.frameworks.tensorflow import tf  # noqa: E402
+tf_backend = load_or_skip("tensorflow")
+import tensorflow as tf  # noqa: E402
 
 
 def adapter_with(**steps):
-    """The TensorFlow framework with extra (test-only) steps."""
+    """The TensorFlow framework with extra (test-only) steps: named in its `steps`, found in its module."""
     fw = copy.copy(tf_backend)
-    fw.steps = {**tf_backend.steps, **steps}
+    fw.module = SimpleNamespace(**vars(tf_backend.module), **{f"{name}_step": fn for name, fn in steps.items()})
+    fw.steps = {**tf_backend.steps, **{name: f"{name}_step" for name in steps}}
     return fw
 
 
@@ -31,7 +32,7 @@ def case_inputs(n=300, m=20, nh=5, dtype="float32"):
 
 
 def wrong_step(x, y, w1, b1, w2, b2):
-    loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.steps["manual"](x, y, w1, b1, w2, b2)
+    loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.step("manual")(x, y, w1, b1, w2, b2)
     return loss, d_x, d_w1 * 1.001, d_b1, d_w2, d_b2   # a 0.1% error in one gradient
 
 

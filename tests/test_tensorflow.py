@@ -3,13 +3,12 @@ switch, ReLU'(0) as tf.nn.relu differentiates it, the keras step's variables, th
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
-from bench import frameworks  # noqa: E402
-from bench.frameworks.tensorflow import tf  # noqa: E402
-from kernels import reference, tf_steps  # noqa: E402
-from tests.helpers import tiny_inputs  # noqa: E402
+from tests.helpers import load_or_skip, tiny_inputs
 
-fw = frameworks.load("tensorflow")
+fw = load_or_skip("tensorflow")
+import tensorflow as tf  # noqa: E402
+
+from kernels import reference, tf_steps  # noqa: E402
 
 
 def test_the_steps_and_backends():

@@ -39,7 +39,8 @@ def add_parsers(sub):
                                                     "(sqlite:///FILE or postgresql://...; see `history`)")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
-    sub.add_parser("list", help="what can run here, and why not the rest")
+    ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
+    ls.add_argument("--devices", action="store_true", help="also load each framework and ask which devices it sees")
     o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     o.add_argument("--framework", default="tensorflow", help="framework")
@@ -67,6 +68,19 @@ def default_frameworks():
     return tuple(found)
 
 
+def check_names(asked_frameworks, steps, backends):
+    """UsageError for a framework, step or backend that no registered framework has (the ones asked
+    for, else any): checked against the frameworks' classes, before any framework is imported."""
+    for framework in asked_frameworks or ():
+        if framework not in frameworks.FRAMEWORKS:
+            raise UsageError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    for axis, asked in (("steps", steps), ("backends", backends)):
+        known = frameworks.names(axis, asked_frameworks)
+        for name in asked or ():
+            if name not in known:
+                raise UsageError(f"unknown {axis[:-1]} {name!r} (available: {', '.join(known)})")
+
+
 def config_from_args(args):
     from bench import run
     sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes, defaults.SIZE) if args.sizes else ())
@@ -82,9 +96,7 @@ def config_from_args(args):
             raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
     tf32s = tuple(dict.fromkeys(_switch(v, "--tf32", {"off": False, "on": True}) for v in names(args.tf32) or ("off",)))
     caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"}) for v in names(args.cache) or ("warm",)))
-    for framework in names(args.framework) or ():
-        if framework not in frameworks.FRAMEWORKS:
-            raise UsageError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    check_names(names(args.framework), names(args.step), names(args.backend))
     if args.data and Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
     if args.data and not Path(args.data).is_file():
@@ -166,17 +178,29 @@ def signal_name(signum):
 
 
 def cmd_list(args):
+    """What can run here, read from the frameworks' classes and package metadata: no framework is
+    imported unless --devices asks each which devices it sees."""
+    from bench import env
     for name in frameworks.FRAMEWORKS:
-        try:
-            fw = frameworks.load(name)
-        except frameworks.FrameworkUnavailable as e:
-            print(f"{name}: not available ({e})")
+        fw = frameworks.spec(name)
+        reason = frameworks.unavailable_reason(name)
+        if reason:
+            print(f"{name}: not available ({reason})")
             continue
-        print(f"{name} {fw.info()['version']}: available")
+        print(f"{name} {frameworks.version(name) or '(version unknown)'}: installed")
         print(f"  steps:    {', '.join(fw.steps)}")
-        print(f"  backends: {', '.join(fw.backends)}")
-        present = fw.devices()
-        print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
+        print(f"  backends: {', '.join(fw.backends)}" + (f" ({', '.join(fw.gpu_backends)}: GPU only)"
+                                                          if fw.gpu_backends else ""))
+        if args.devices:
+            try:
+                present = frameworks.load(name).devices()
+            except frameworks.FrameworkUnavailable as e:
+                print(f"  devices:  none: {e}")
+                continue
+            print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
+    gpus = [g.get("name") or "a GPU" for g in env.gpus()]
+    print(f"GPUs on this machine: {', '.join(gpus) if gpus else 'none (nvidia-smi finds none)'}"
+          + ("" if args.devices else "; --devices asks each framework what it sees (imports it)"))
     print(f"dtypes: {', '.join(defaults.DTYPES)}")
     return 0
 

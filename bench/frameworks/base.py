@@ -9,7 +9,11 @@ reports knows which framework made a record.
 """
 import contextlib
 import functools
+import importlib
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,21 +47,41 @@ def cpu_cache_flush():
 class Framework:
     """One framework as the harness sees it (an instance per process: bench.frameworks.load).
 
-    Class attributes a subclass sets:
+    The class is plain data, importable without its framework, so names are checked and listed
+    before anything heavy loads; making an instance imports the framework (load_framework) and
+    its kernels module. Class attributes a subclass sets:
       name      how records, the command line and reports name it
-      ops       its lesson math (kernels/*_steps.py OPS); ops.lin is the ReLU-mask probe
-      steps     {step: step(x, y, w1, b1, w2, b2) -> (loss, d_x, d_w1, d_b1, d_w2, d_b2)}
-      backends  {backend: compile(step) -> callable with the step's signature}
+      package   the package it imports (and the pip extra that installs it)
+      kernels   the module of its math: OPS (the lesson's layers; OPS.lin is the ReLU-mask probe)
+                and the step functions
+      steps     {step: the name of its function in `kernels`, step(x, y, w1, b1, w2, b2) ->
+                (loss, d_x, d_w1, d_b1, d_w2, d_b2)}
+      backends  {backend: compile(step) -> callable with the step's signature}; the compile
+                functions may use the framework's module, which is there once an instance exists
     """
-    name: str
-    ops: object
-    steps: dict
-    backends: dict
-    dtypes = ("float32", "float64", "bfloat16", "float16")   # what to_device and the steps handle
-    gpu_backends = ()   # backends that only mean something on a GPU (skipped elsewhere, saying so)
+    name: ClassVar[str]
+    package: ClassVar[str]
+    kernels: ClassVar[str]
+    steps: ClassVar[dict[str, str]]
+    backends: ClassVar[dict[str, Callable[[Callable], Callable]]]
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")   # what to_device and the steps handle
+    gpu_backends: ClassVar[tuple[str, ...]] = ()   # backends that only mean something on a GPU (skipped elsewhere, saying so)
 
-    def __init__(self):
-        self._probes = {}
+    def __init__(self) -> None:
+        self.load_framework()
+        self.module: ModuleType = importlib.import_module(self.kernels)
+        self._probes: dict[str, Callable] = {}
+
+    def load_framework(self) -> None:
+        """Import the framework and make the settings its import needs (once per process)."""
+
+    @property
+    def ops(self) -> Any:
+        return self.module.OPS
+
+    def step(self, step: str) -> Callable:
+        """The function of the step named `step`."""
+        return getattr(self.module, self.steps[step])
 
     # ------------------------------------------------------------ devices and data
 
@@ -101,7 +125,7 @@ class Framework:
     def compile(self, step, backend):
         """The step named `step` as `backend` runs it: a new compiled object per call, so each case
         has its own trace count and first compile."""
-        return self.backends[backend](self.steps[step])
+        return self.backends[backend](self.step(step))
 
     def mask_probe(self, backend):
         """ops.lin(x, w1, b1) under `backend`: the correctness check reads a case's ReLU mask from

@@ -1,9 +1,11 @@
 """JAX: the steps of kernels/jax_steps.py op by op (eager) and as one XLA program (jax.jit), on CPU and GPU.
 
-Importing this module imports JAX with float64 enabled and GPU memory taken as needed (_import_jax).
+Loading the framework (Jax()) imports JAX with float64 enabled and GPU memory taken as needed
+(_import); importing this module does not.
 """
 import functools
 import os
+from typing import Any
 
 import numpy as np
 
@@ -11,20 +13,21 @@ from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
 from kernels import reference
 
 
-def _import_jax():
+jax: Any = None   # JAX, imported when the framework loads (_import)
+
+
+def _import():
     """Import JAX as the harness needs it; both settings must be made before the first array exists.
     float64: off by default in JAX; float32 cases stay float32 (Python scalars are weakly typed).
     GPU memory: by default JAX takes 75% of it up front, which would hide every case's needs from the
     memory budget (nvidia-smi's free memory); an explicit XLA_PYTHON_CLIENT_PREALLOCATE is kept."""
+    global jax
+    if jax is not None:
+        return
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-jax = _import_jax()
-
-from kernels import jax_steps  # noqa: E402  (after JAX's settings)
+    import jax as imported
+    imported.config.update("jax_enable_x64", True)
+    jax = imported
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}
 
@@ -80,13 +83,17 @@ def _peak(device):
 
 class Jax(Framework):
     name = "jax"
-    ops = jax_steps.OPS
-    steps = jax_steps.STEPS
+    package = "jax"
+    kernels = "kernels.jax_steps"
+    steps = {"manual": "manual_step", "grad": "grad_step"}
     backends = {"eager": _synced(lambda step: step), "jit": _synced(_jit)}
 
     def __init__(self):
-        super().__init__()
         self._peak_at_reset = {}
+        super().__init__()
+
+    def load_framework(self):
+        _import()
 
     def devices(self):
         return ["cpu", "gpu"] if _device("gpu") else ["cpu"]

@@ -5,13 +5,13 @@ import os
 import numpy as np
 
 from bench.frameworks.base import Framework
-from kernels import numpy_steps
 
 
 class NumPy(Framework):
     name = "numpy"
-    ops = numpy_steps.OPS
-    steps = numpy_steps.STEPS
+    package = "numpy"
+    kernels = "kernels.numpy_steps"
+    steps = {"manual": "manual_step", "module": "module_step"}
     backends = {"eager": lambda step: step}
     dtypes = ("float32", "float64", "float16")   # bfloat16 (ml_dtypes) matrix products come back as float32
 

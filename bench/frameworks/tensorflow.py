@@ -1,17 +1,19 @@
 """TensorFlow: the steps of kernels/tf_steps.py eagerly, under tf.function and under XLA, on CPU and GPU.
 
-Importing this module imports TensorFlow, with its import-time log noise filtered out.
+Loading the framework (TensorFlow()) imports TensorFlow, with its import-time log noise filtered
+out; importing this module does not.
 """
 import contextlib
 import os
 import re
 import sys
 import tempfile
-from functools import partial
+from typing import Any
 
 import numpy as np
 
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from kernels import reference
 
 # Lines TensorFlow's C++ side prints whatever TF_CPP_MIN_LOG_LEVEL says.
 _IMPORT_NOISE = re.compile(
@@ -42,38 +44,50 @@ def _quiet():
                     print(line, file=sys.stderr)
 
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-with _quiet():
-    import tensorflow as tf
-    # GPU memory taken as needed rather than all at once, so peaks and nvidia-smi mean something:
-    # this must precede the first op, which initialises the devices, and that first op logs (a
-    # failed cuInit on a machine without a GPU) whatever the log level: both happen here, quietly.
-    _GPUS = tuple(tf.config.list_physical_devices("GPU"))
-    for _gpu in _GPUS:
-        with contextlib.suppress(RuntimeError, ValueError):
-            tf.config.experimental.set_memory_growth(_gpu, True)
-    tf.constant(0.0)
-
-from kernels import reference, tf_steps  # noqa: E402  (after TensorFlow's quiet import)
-
+tf: Any = None   # TensorFlow, imported when the framework loads (_import)
+_GPUS: tuple = ()
 _DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
+_MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
+
+
+def _import():
+    """Import TensorFlow quietly, once. GPU memory is taken as needed rather than all at once, so
+    peaks and nvidia-smi mean something: this must precede the first op, which initialises the
+    devices, and that first op logs (a failed cuInit on a machine without a GPU) whatever the log
+    level: both happen here, quietly."""
+    global tf, _GPUS
+    if tf is not None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _quiet():
+        import tensorflow
+        gpus = tuple(tensorflow.config.list_physical_devices("GPU"))
+        for gpu in gpus:
+            with contextlib.suppress(RuntimeError, ValueError):
+                tensorflow.config.experimental.set_memory_growth(gpu, True)
+        tensorflow.constant(0.0)
+    tf, _GPUS = tensorflow, gpus
 
 
 def _gpus():
     """The GPUs TensorFlow sees (asked once, at import)."""
     return _GPUS
-_MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
 
 
 class TensorFlow(Framework):
     name = "tensorflow"
-    ops = tf_steps.OPS
-    steps = tf_steps.STEPS
+    package = "tensorflow"
+    kernels = "kernels.tf_steps"
+    steps = {"manual": "manual_step", "tape": "tape_step", "module": "module_step", "broadcast": "broadcast_step",
+             "keras": "keras_step"}
     backends = {
         "eager": lambda step: step,
-        "function": tf.function,
-        "xla": partial(tf.function, jit_compile=True),
+        "function": lambda step: tf.function(step),
+        "xla": lambda step: tf.function(step, jit_compile=True),
     }
+
+    def load_framework(self):
+        _import()
 
     def devices(self):
         return ["cpu", "gpu"] if _gpus() else ["cpu"]

@@ -1,15 +1,31 @@
 """PyTorch, the lesson's original: the steps of kernels/torch_steps.py eagerly and under
 torch.compile (Inductor), on CPU and CUDA.
 
-Importing this module imports PyTorch; nothing else happens until a method is called.
+Loading the framework (Torch()) imports PyTorch; importing this module does not.
 """
 import warnings
+from typing import Any
 
 import numpy as np
-import torch
 
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
-from kernels import reference, torch_steps
+from kernels import reference
+
+torch: Any = None   # PyTorch, imported when the framework loads (_import)
+_DTYPES: dict = {}
+
+
+def _import():
+    global torch, _DTYPES
+    if torch is not None:
+        return
+    import torch as imported
+    # Inductor advises TF32 on every compile on an Ampere+ GPU; the harness keeps it off on purpose
+    # (the check and the timing are of float32), and each record says so in `tf32`.
+    warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
+    torch = imported
+    _DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16,
+               "float16": torch.float16}
 
 
 def _exact(a):
@@ -18,7 +34,6 @@ def _exact(a):
     return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 _DEVICE_NAMES = {"cpu": "cpu", "gpu": "cuda"}
-_DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class CudaEventTimer:
@@ -35,10 +50,6 @@ class CudaEventTimer:
         sync()
         host = clock() - t0
         return start.elapsed_time(end) / 1e3, host
-
-# Inductor advises TF32 on every compile on an Ampere+ GPU; the harness keeps it off on purpose
-# (the check and the timing are of float32), and each record says so in `tf32`.
-warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
 
 # Dynamo's settings for the compile backend, made when a step is first compiled.
 # Recompile limits: Dynamo keeps compiled code per code object, so every case of a step (its own
@@ -78,11 +89,15 @@ def _compile(fn, mode=None):
 
 class Torch(Framework):
     name = "torch"
-    ops = torch_steps.OPS
-    steps = torch_steps.STEPS
-    backends = {"eager": lambda step: step, "compile": _compile,
+    package = "torch"
+    kernels = "kernels.torch_steps"
+    steps = {"manual": "manual_step", "autograd": "autograd_step", "module": "module_step"}
+    backends = {"eager": lambda step: step, "compile": lambda step: _compile(step),
                 "graphs": lambda step: _compile(step, mode="reduce-overhead")}
     gpu_backends = ("graphs",)
+
+    def load_framework(self):
+        _import()
 
     def devices(self):
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]

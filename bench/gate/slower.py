@@ -1,5 +1,6 @@
 """Test-only: a step made to do about 25% more work, for measuring the gate's detection rate. Never
-in the shipped STEPS: gate_rates.py copies this file into a candidate tree only."""
+in the shipped kernels: `gate --rates` (bench/gate/experiments.py) copies this file into a candidate
+tree only, and rebinds that tree's manual step to it."""
 import tensorflow as tf
 
 
