@@ -20,8 +20,11 @@ TARGET_CI = 0.02                  # stop sampling once the median's 95% CI is wi
 BUDGET_S = 4.0                    # or once a case has spent this long in timed calls
 ROUND_S = 0.05                    # timed calls per case per round: about this long
 BATCH_S = 0.2                     # the batched (one sync) measurement: about this long
-# The ceilings: the best of a few calls of a float32 GEMM (2048^3 on CPU, 8192^3 on GPU) and a copy.
+# The ceilings: the best of a few calls of a float32 GEMM (2048^3 on CPU, 8192^3 on GPU) and a copy
+# (128 MiB on CPU, 1 GiB on GPU: far beyond the caches).
 CEILING_SAMPLES = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
+CEILING_GEMM = {"cpu": 2048, "gpu": 8192}
+CEILING_COPY_BYTES = {"cpu": 128 << 20, "gpu": 1 << 30}
 CHECKPOINT_S = 5.0                # timing samples written at least this often: what a kill -9 can lose
 MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
 QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02}

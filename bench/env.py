@@ -223,7 +223,7 @@ def _git(*args: str) -> str | None:
     return out.strip() if out is not None else None
 
 
-def _git_info() -> dict:
+def git_info() -> dict:
     """git_commit, git_dirty, git_branch of REPO; all None without git or without REPO/.git."""
     info = {"git_commit": None, "git_dirty": None, "git_branch": None}
     # Require REPO itself to be the checkout, so a copied tree inside some other repo reports None.
@@ -278,7 +278,7 @@ def fingerprint(frameworks: dict[str, dict] | None = None, *, data_source: str |
         "memory_available_bytes": memory_available,
         "gpus": gpus(),
         "env": {name: os.environ.get(name) for name in ENV_VARS},
-        **_git_info(),
+        **git_info(),
         "numpy": packages["numpy"],
         "packages": packages,
         "frameworks": dict(frameworks or {}),

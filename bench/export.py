@@ -5,6 +5,8 @@ import json
 import math
 import statistics
 
+from bench.records import CASE_DEFAULTS
+
 PYTEST_BENCHMARK_VERSION = "5.1.0"   # the file format written here (unchanged from 4.0 to 5.x)
 
 
@@ -76,10 +78,18 @@ def _finite(value):
     return value if math.isfinite(value) else None
 
 
+def benchmark_name(case):
+    """A case's pytest-benchmark name: 'tensorflow/manual/xla[cpu-2000x784x50-float32]', with every
+    other key field that differs from its default after it ('-cache=cold', '-engine=mirrored-replicas=2'),
+    so no two cases share a name."""
+    extras = "".join(f"-{k}={v}" for k, v in case.asdict().items() if k in CASE_DEFAULTS and v != CASE_DEFAULTS[k])
+    return f"{case.framework}/{case.step}/{case.backend}[{case.device}-{case.n}x{case.m}x{case.nh}-{case.dtype}{extras}]"
+
+
 def _benchmark(rec):
-    params = rec.case._asdict()
+    params = rec.case.asdict()
     param = "-".join(str(v) for v in params.values())
-    name = f"{rec.framework}/{rec.step}/{rec.backend}[{rec.device}-{rec.n}x{rec.m}x{rec.nh}-{rec.dtype}]"
+    name = benchmark_name(rec.case)
     extra = {"run_id": rec.run_id, "data": rec.data, "note": rec.note, "max_rel_err": rec.max_rel_err,
              "trace_s": rec.trace_s, "first_call_s": rec.first_call_s, "tracing_count": rec.tracing_count,
              "gflops": _finite(rec.summary.gflops), "pct_of_peak": _finite(rec.summary.pct_of_peak),

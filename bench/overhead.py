@@ -1,35 +1,26 @@
-"""The harness's own cost: one case timed by the harness's engine and by a bare perf_counter loop,
-alternately, so the ratio of their medians shows what the harness adds (it should be ~1.00)."""
-import time
-
+"""The harness's own cost: one case timed in the run engine's interleaved rounds and by the timing
+core's plainest loop (timing.steady: the timer around each call and its sync, nothing else),
+alternately, so the ratio of their medians shows what the rounds' bookkeeping adds (it should be ~1.00)."""
 from bench import stats, timing
 
 
-def bare_loop(call, sync, count):
-    """The simplest honest timing: perf_counter around each call and its sync."""
-    samples = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        call()
-        sync()
-        samples.append(time.perf_counter() - t0)
-    return samples
-
-
-def compare(call, sync, rounds=10, per_round=5):
-    """(harness samples, bare samples, (ratio, lo, hi)): `rounds` rounds, each taking `per_round`
-    samples with the harness engine and then with the bare loop (order alternating by round)."""
-    harness, bare, r_h, r_b = [], [], [], []
+def compare(call, sync, rounds=10, per_round=5, timer=None):
+    """(harness samples, plain samples, (ratio, lo, hi)): `rounds` rounds, each taking `per_round`
+    samples with the run engine's rounds and then with the plain loop (order alternating by round)."""
+    harness, plain, r_h, r_p = [], [], [], []
+    timers = {0: timer} if timer else None
     for r in range(rounds):
-        order = ("harness", "bare") if r % 2 == 0 else ("bare", "harness")
+        order = ("harness", "plain") if r % 2 == 0 else ("plain", "harness")
         for who in order:
             if who == "harness":
                 got = timing.interleaved({0: (call, sync)}, min_samples=per_round, min_rounds=per_round,
-                                         max_samples=per_round, budget_s=float("inf"), round_s=0.0)[0].samples_s
+                                         max_samples=per_round, budget_s=float("inf"), round_s=0.0,
+                                         timers=timers)[0].samples_s
                 harness += got
                 r_h += [r] * len(got)
             else:
-                got = bare_loop(call, sync, per_round)
-                bare += got
-                r_b += [r] * len(got)
-    return harness, bare, stats.ratio_ci(harness, bare, paired=(r_h, r_b))
+                got = timing.steady(call, sync, warmup=0, min_samples=per_round, max_samples=per_round, budget_s=0.0,
+                                    timer=timer).samples_s
+                plain += got
+                r_p += [r] * len(got)
+    return harness, plain, stats.ratio_ci(harness, plain, paired=(r_h, r_p))

@@ -1,236 +1,161 @@
-"""A GPU probe: the device's measured ceilings per precision, the launch overhead of the lesson's
-step, cold against warm L2, and NVML telemetry meanwhile, in well under a minute.
+"""A device probe: what a device can do, per framework and precision, in about a minute: its GEMM
+ceiling in every precision the framework has (and TF32 on a GPU) and its copy bandwidth, then the
+lesson's manual step at a few sizes, warm and cold, its dispatch time, and each compiled backend's
+first call at the smallest size, with the device's telemetry meanwhile.
 
-`python3 -m bench.probe --out FILE.json` on a CUDA machine with PyTorch (JAX optional). This is the
-first measurement the project makes on a GPU; the harness proper (`bench run`) measures only float32
-ceilings. Times come from CUDA events (device time) and from the host clock around the same calls
-with a synchronize (host time), side by side, so their gap is the launch and sync overhead.
+`python -m bench.probe --out FILE.json [--framework ...] [--device gpu|cpu]`. Everything goes
+through the framework contract (bench/frameworks/: placement, transfer, sync, its device timer,
+its cache flush, its TF32 switch), the run's check and warm-up (bench/run/prepare.py) and the
+timing core (bench/timing.py), so a framework that implements the contract gets the probe too. The
+harness proper (`bench run`) measures float32 ceilings only; the probe is the first measurement of
+a new device, and its times are the framework's timer's (CUDA events where it has them) with the
+host clock's beside them, so their gap is the launch and sync overhead.
 """
 import argparse
 import json
 import sys
-import threading
 import time
 
 import numpy as np
 
-# NVML "clock event reasons" that mean the clocks were held down (not idle, not an app setting).
-THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80   # sw power cap, hw slowdown, sw/hw thermal, power brake
+from bench import defaults, frameworks, timing
+from bench.records import CaseKey
+from bench.run import Config, prepare_case
+from bench.run.caches import Caches, ceilings
+from bench.telemetry import Sampler
+
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
+M, NH = defaults.SIZE[1], defaults.SIZE[2]
 
 
-class Telemetry:
-    """Samples SM/memory clocks, power, temperature and throttle reasons every `every_s` in a thread."""
-
-    def __init__(self, every_s=0.05):
-        self.every_s, self.samples, self.static = every_s, [], {}
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self.nv, self.h = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-        except Exception as e:   # no NVML: the probe still times, without telemetry
-            self.nv, self.error = None, f"{type(e).__name__}: {e}"
-            return
-        nv, h = self.nv, self.h
-        reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
-        self._reasons = lambda: reasons(h)
-        self.static = {
-            "name": nv.nvmlDeviceGetName(h),
-            "driver": nv.nvmlSystemGetDriverVersion(),
-            "max_sm_mhz": nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM),
-            "max_mem_mhz": nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM),
-            "power_limit_w": nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000,
-        }
-
-    def _one(self):
-        nv, h = self.nv, self.h
-        return {"t": time.monotonic(), "sm_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),
-                "mem_mhz": nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),
-                "power_w": nv.nvmlDeviceGetPowerUsage(h) / 1000,
-                "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
-                "reasons": int(self._reasons())}
-
-    def _loop(self):
-        while not self._stop.wait(self.every_s):
-            self.samples.append(self._one())
-
-    def __enter__(self):
-        if self.nv:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._loop, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.nv:
-            self._stop.set()
-            self._thread.join()
-
-    def between(self, t0, t1):
-        s = [x for x in self.samples if t0 <= x["t"] <= t1]
-        if not s:
-            return {}
-        throttled = [x for x in s if x["reasons"] & THROTTLE_MASK]
-        return {"samples": len(s), "throttled": len(throttled),
-                "reasons_seen": sorted({hex(x["reasons"]) for x in s}),
-                "sm_mhz": [min(x["sm_mhz"] for x in s), max(x["sm_mhz"] for x in s)],
-                "power_w_max": max(x["power_w"] for x in s), "temp_c_max": max(x["temp_c"] for x in s)}
+# The step's precisions (float16 left out: the lesson's loss overflows it at these sizes; README, precisions).
+STEP_PRECISIONS = (("float32", "float32", False), ("tf32", "float32", True), ("bfloat16", "bfloat16", False))
 
 
-def timed(torch, fn, reps, warmup=3, flush=None):
-    """(device ms per call by CUDA events, host ms per call synced), medians over `reps` calls;
-    `flush` (untimed) runs before every call: the cold-cache case."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    dev, host = [], []
-    for _ in range(reps):
-        if flush:
-            flush()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
+def precisions(fw, device):
+    """(name, dtype, tf32) of each precision `fw` computes in on `device` (TF32 only on a GPU)."""
+    out = [(d, d, False) for d in ("float32", "bfloat16", "float16") if d in fw.dtypes]
+    return out[:1] + ([("tf32", "float32", True)] if device == "gpu" else []) + out[1:]
+
+
+def _median_ms(samples):
+    return float(np.median(samples)) * 1e3 if len(samples) else None
+
+
+def probe_ceilings(fw, device, gemm_size, sampler):
+    """{precision: {gemm_tflops, copy_gbps, telemetry}} of `fw` on `device`."""
+    out = {}
+    for name, dtype, tf32 in precisions(fw, device):
+        fw.set_tf32(tf32)
         t0 = time.perf_counter()
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        host.append((time.perf_counter() - t0) * 1e3)
-        dev.append(start.elapsed_time(end))
-    return float(np.median(dev)), float(np.median(host))
+        try:
+            c = ceilings(fw, device, dtype, gemm_size=gemm_size)
+            out[name] = {"gemm_tflops": c["gemm_gflops"] / 1e3, "copy_gbps": c["copy_gbps"], "gemm_size": c["gemm_size"],
+                         "timer": c["timer"], "telemetry": sampler.between(t0, time.perf_counter())}
+        except Exception as e:   # noqa: BLE001 - a precision the device cannot do is recorded, the rest goes on
+            out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        finally:
+            fw.set_tf32(False)
+        _say(fw, device, "ceiling", name, out[name])
+    return out
 
 
-def dispatch_ms(torch, fn, calls=200):
-    """Host ms per call with no sync between calls (what the CPU spends launching)."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / calls * 1e3, (time.perf_counter() - t0) / calls * 1e3
+def probe_case(fw, key, caches, config, reps, sampler):
+    """The case `key`: checked against float64 and warmed up as a run does, then `reps` calls warm
+    and `reps` cold by the framework's timer, and a batch with one sync."""
+    fw.set_tf32(key.tf32)
+    try:
+        ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32)
+        args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32)
+        flush = caches.flusher(fw, key.device)
+        t0 = time.perf_counter()
+        live = prepare_case(fw, key, ref, args, config, {"run_id": "probe"})
+        if not hasattr(live, "call"):
+            return {"status": live.status, "error": live.error}
+        warm = timing.steady(live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0,
+                             timer=live.timer)
+        cold = (timing.steady(live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0,
+                              timer=live.timer, before=flush) if flush else None)
+        batch = timing.batched(live.call, live.sync, max(3, min(200, int(0.2 / max(live.per_call_s, 1e-6)))))
+        return {"status": "ok", "max_rel_err": live.rec.max_rel_err,
+                "first_call_ms": live.rec.first_call_s * 1e3, "timer": live.timer.name,
+                "warm_ms": _median_ms(warm.samples_s), "warm_host_ms": _median_ms(warm.host_s or warm.samples_s),
+                "cold_ms": _median_ms(cold.samples_s) if cold else None,
+                "cold_host_ms": _median_ms(cold.host_s or cold.samples_s) if cold else None,
+                "dispatch_ms": batch.dispatch_s * 1e3, "batched_ms": batch.batch_s * 1e3,
+                "telemetry": sampler.between(t0, time.perf_counter())}
+    except Exception as e:   # noqa: BLE001 - out of memory at the largest size, say: recorded, the rest goes on
+        return {"status": "failed", "error": f"{type(e).__name__}: {e}"[:300]}
+    finally:
+        fw.set_tf32(False)
 
 
-def torch_probe(tel, out, k):
-    import torch
-    from kernels import reference, torch_steps
-    dev = torch.device("cuda")
-    props = torch.cuda.get_device_properties(0)
-    out["gpu"] = {"name": props.name, "sms": props.multi_processor_count,
-                  "l2_bytes": getattr(props, "L2_cache_size", None), "memory_bytes": props.total_memory,
-                  "torch": torch.__version__, "cuda": torch.version.cuda, **tel.static}
-    ceilings = out["ceilings"] = {}
-    for name, dtype, tf32 in (("float32", torch.float32, False), ("tf32", torch.float32, True),
-                              ("bfloat16", torch.bfloat16, False), ("float16", torch.float16, False)):
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        a = torch.randn(k, k, device=dev, dtype=dtype)
-        b = torch.randn(k, k, device=dev, dtype=dtype)
-        t0 = time.monotonic()
-        d, h = timed(torch, lambda: a @ b, reps=10)
-        ceilings[f"gemm_{name}_tflops"] = 2 * k ** 3 / d / 1e9
-        ceilings[f"gemm_{name}_telemetry"] = tel.between(t0, time.monotonic())
-    torch.backends.cuda.matmul.allow_tf32 = False
-    v = torch.ones(2 ** 28, device=dev)   # 1 GiB
-    d, _ = timed(torch, lambda: v.clone(), reps=10)
-    ceilings["copy_gbps"] = 2 * v.numel() * 4 / d / 1e6
-    del a, b, v
+def probe(loaded, device, sizes, gemm_size, reps, sampler):
+    """Everything the probe measures on `device`: {framework: {version, timer, ceilings, steps}}.
+    The steps run size by size, each precision's float64 reference shared by the frameworks."""
+    config = Config(out=None, warmup=3, memory_fraction=0.8)
+    caches = Caches(config)
+    out = {name: {"version": fw.info().get("version"), "timer": fw.timer(device).name,
+                  "ceilings": probe_ceilings(fw, device, gemm_size, sampler), "steps": []}
+           for name, fw in loaded.items()}
 
-    # The lesson's step: device vs host time, dispatch, cold vs warm L2, per precision.
-    flush_buf = torch.empty(256 * 2 ** 20, dtype=torch.uint8, device=dev)   # 256 MiB > any L2
-    flush = lambda: flush_buf.zero_()   # noqa: E731
-    steps = out["steps"] = []
-    rng = np.random.default_rng(0)
-    for n in (1000, 10_000, 100_000, 1_000_000):
-        x64 = rng.random((n, 784))
-        y64 = rng.random(n)
-        params = reference.init_params(784, 50, 0, np.float64)
-        for prec, dtype, tf32 in (("float32", torch.float32, False), ("tf32", torch.float32, True),
-                                  ("bfloat16", torch.bfloat16, False)):
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            args = tuple(torch.tensor(a, dtype=dtype, device=dev) for a in (x64, y64, *params))
-            for step in ("manual", "autograd"):
-                fn = lambda: torch_steps.STEPS[step](*args)   # noqa: E731
-                got = fn()
-                err = None
-                if n <= 100_000:   # the float64 check, against the inputs as rounded to this precision
-                    inputs = tuple(t.float().cpu().double().numpy() for t in args)
-                    ref = reference.forward_backward(*inputs)
-                    err = max(float(np.linalg.norm(g.float().cpu().double().numpy() - ref[o]) / np.linalg.norm(ref[o]))
-                              for g, o in zip(got, reference.OUTPUTS))
-                reps = 50 if n <= 100_000 else 20
-                t0 = time.monotonic()
-                warm_dev, warm_host = timed(torch, fn, reps)
-                cold_dev, cold_host = timed(torch, fn, reps, flush=flush)
-                disp, batch = dispatch_ms(torch, fn, calls=200 if n <= 100_000 else 20)
-                steps.append({"n": n, "precision": prec, "step": step, "backend": "eager", "max_rel_err": err,
-                              "warm_device_ms": warm_dev, "warm_host_ms": warm_host,
-                              "cold_device_ms": cold_dev, "cold_host_ms": cold_host,
-                              "dispatch_ms": disp, "batched_ms": batch,
-                              "telemetry": tel.between(t0, time.monotonic())})
-                print(json.dumps(steps[-1]), flush=True)
-        if n == 1000:   # launch overhead: CUDA graphs through torch.compile(mode="reduce-overhead")
-            torch.backends.cuda.matmul.allow_tf32 = False
-            args = tuple(torch.tensor(a, dtype=torch.float32, device=dev) for a in (x64, y64, *params))
-            for mode in ("default", "reduce-overhead"):
-                try:
-                    c = torch.compile(torch_steps.manual_step, mode=mode, dynamic=False)
-                    t0 = time.monotonic()
-                    for _ in range(3):
-                        c(*args)
-                    compile_s = time.monotonic() - t0
-                    d, h = timed(torch, lambda: c(*args), 50)
-                    disp, batch = dispatch_ms(torch, lambda: c(*args))
-                    steps.append({"n": n, "precision": "float32", "step": "manual", "backend": f"compile:{mode}",
-                                  "warm_device_ms": d, "warm_host_ms": h, "dispatch_ms": disp, "batched_ms": batch,
-                                  "first_calls_s": compile_s})
-                except Exception as e:
-                    steps.append({"n": n, "backend": f"compile:{mode}", "error": f"{type(e).__name__}: {e}"[:300]})
-                print(json.dumps(steps[-1]), flush=True)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    def case(fw, key, name):
+        out[fw.name]["steps"].append({"n": key.n, "precision": name, "backend": key.backend,
+                                      **probe_case(fw, key, caches, config, reps, sampler)})
+        _say(fw, device, f"n={key.n}", f"{key.backend} {name}", out[fw.name]["steps"][-1])
+    for n in sizes:
+        for name, dtype, tf32 in STEP_PRECISIONS:
+            for fw in loaded.values():
+                if (name, dtype, tf32) in precisions(fw, device):
+                    case(fw, CaseKey(fw.name, "manual", "eager", device, n, M, NH, dtype, tf32), name)
+    for fw in loaded.values():   # each compiled backend at the smallest size: its first call and launch cost
+        for backend in fw.backends:
+            if backend != "eager" and (backend not in fw.gpu_backends or device == "gpu"):
+                case(fw, CaseKey(fw.name, "manual", backend, device, sizes[0], M, NH, "float32"), "float32")
+    return out
 
 
-def jax_probe(out, k):
-    import jax
-    import jax.numpy as jnp
-    res = out["jax"] = {"version": jax.__version__, "devices": [str(d) for d in jax.devices()]}
-    for name, dtype, prec in (("float32", jnp.float32, "highest"), ("tf32", jnp.float32, "tensorfloat32"),
-                              ("bfloat16", jnp.bfloat16, "default")):
-        a = jax.random.normal(jax.random.key(0), (k, k), dtype)
-        f = jax.jit(lambda a, b, p=prec: jnp.matmul(a, b, precision=p))
-        f(a, a).block_until_ready()
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(10):
-                r = f(a, a)
-            r.block_until_ready()
-            best = min(best, (time.perf_counter() - t0) / 10)
-        res[f"gemm_{name}_tflops"] = 2 * k ** 3 / best / 1e12
+def _say(fw, device, what, name, result):
+    print(json.dumps({"framework": fw.name, "device": device, "what": what, "name": name,
+                      **{k: v for k, v in result.items() if k != "telemetry"}}, default=str), flush=True)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m bench.probe")
-    p.add_argument("--out", required=True)
-    p.add_argument("--gemm-size", type=int, default=8192, help="k of the k x k x k GEMMs")
+    p = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--framework", nargs="+", help="frameworks (default: every one installed that sees the device)")
+    p.add_argument("--device", default="gpu", choices=("cpu", "gpu"), help="the device to probe (default: gpu)")
+    p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), metavar="N",
+                   help=f"n of the lesson's step (default: {' '.join(map(str, SIZES))})")
+    p.add_argument("--gemm-size", type=int, help="k of the k x k x k GEMMs (default: 2048 on a CPU, 8192 on a GPU)")
+    p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (default: 30)")
     args = p.parse_args(argv)
-    out = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    import torch
-    if not torch.cuda.is_available():
-        print("bench.probe: no CUDA device here", file=sys.stderr)
+    for name in args.framework or ():
+        if name not in frameworks.FRAMEWORKS:
+            p.error(f"unknown framework {name!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    if min(args.sizes) < 1 or args.reps < 3 or (args.gemm_size is not None and args.gemm_size < 1):
+        p.error("--sizes and --gemm-size must be at least 1, --reps at least 3")
+    loaded = {}
+    for name in args.framework or frameworks.FRAMEWORKS:
+        try:
+            fw = frameworks.load(name)
+        except frameworks.FrameworkUnavailable as e:
+            print(f"bench.probe: leaving out {name} ({e})", file=sys.stderr)
+            continue
+        if args.device in fw.devices():
+            loaded[name] = fw
+    if not loaded:
+        print(f"bench.probe: no framework here sees a {args.device} device", file=sys.stderr)
         return 2
-    tel = Telemetry()
-    with tel:
-        t0 = time.monotonic()
-        try:
-            torch_probe(tel, out, args.gemm_size)
-        except Exception as e:
-            out["torch_error"] = f"{type(e).__name__}: {e}"[:500]
-        try:
-            jax_probe(out, args.gemm_size)
-        except Exception as e:
-            out["jax_error"] = f"{type(e).__name__}: {e}"[:500]
-        out["telemetry"] = tel.between(t0, time.monotonic()) or {"error": getattr(tel, "error", None)}
+    out = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": args.device, "frameworks": {}}
+    with Sampler(args.device) as sampler:
+        out["gpu"] = sampler.static()
+        t0 = time.perf_counter()
+        out["frameworks"] = probe(loaded, args.device, sorted(args.sizes), args.gemm_size, args.reps, sampler)
+        out["telemetry"] = sampler.between(t0, time.perf_counter())
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1, default=str)
-    print(json.dumps({k: v for k, v in out.items() if k != "steps"}, indent=1, default=str))
+    print(f"probe: {args.out}", file=sys.stderr)
     return 0
 
 

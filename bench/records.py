@@ -5,14 +5,15 @@ from the file. Each record carries its run's environment, so files from many run
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
 
 from bench import stats
 
-SCHEMA = 1
+# The records file's schema: 2 since each case has one final record in records.jsonl (checkpoints in
+# a journal beside it). A reader takes any schema up to its own and refuses a newer one.
+SCHEMA = 2
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -20,9 +21,12 @@ class RecordsError(ValueError):
     """A results file is missing or broken; str() is one line naming the file and the problem."""
 
 
-class CaseKey(NamedTuple):
-    """What identifies a case across runs: run, compare, export, tables and the gate key on it.
-    A new axis (precision, replicas) is a new field here, with a default that old records take."""
+@dataclass(frozen=True)
+class CaseKey:
+    """What identifies a case across runs: the ONE definition. Records take their key fields from
+    here (Record subclasses it), and the validator, compare, export, the history's table and the
+    report's tables and plot lines derive their columns from CASE_FIELDS. A new axis is one field
+    here, with the default that older records take."""
     framework: str
     step: str
     backend: str
@@ -32,27 +36,40 @@ class CaseKey(NamedTuple):
     nh: int
     dtype: str
     tf32: bool = False      # float32 matrix products in TF32 (a GPU feature)
-    cache: str = "warm"     # "cold": the device's last-level cache flushed before each timed call
+    cache: str = field(default="warm", metadata={"choices": ("warm", "cold")})   # "cold": the device's
+                            # last-level cache flushed before each timed call
     engine: str = ""        # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
     replicas: int = 1       # devices the global batch n is split over
 
+    def asdict(self) -> dict:
+        return {f: getattr(self, f) for f in CASE_FIELDS}
+
     @property
-    def precision(self):
+    def key(self) -> "CaseKey":
+        """The case alone (a Record's key without its measurement)."""
+        return CaseKey(**self.asdict())
+
+    @property
+    def precision(self) -> str:
         return "tf32" if self.tf32 and self.dtype == "float32" else self.dtype
 
     @property
-    def name(self):
+    def name(self) -> str:
         """framework/step/backend/device: what per-case gate thresholds match."""
         return f"{self.framework}/{self.step}/{self.backend}/{self.device}"
 
     @property
-    def label(self):
+    def label(self) -> str:
+        """The case in one line of text, every field that differs from its default shown: export
+        names, the gate's rows and progress lines use it, so two cases never share a label."""
         return (f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}" + ("+tf32" if self.tf32 else "")
                 + (f" {self.cache}" if self.cache != "warm" else "")
-                + (f" {self.engine} x{self.replicas}" if self.engine else ""))
+                + (f" {self.engine} x{self.replicas}" if self.engine else "")
+                + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else ""))
 
 
-CASE_FIELDS = CaseKey._fields
+CASE_FIELDS = tuple(f.name for f in fields(CaseKey))
+CASE_DEFAULTS = {f.name: f.default for f in fields(CaseKey) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)
@@ -110,16 +127,10 @@ def summarize(samples_s, flops=None, min_bytes=None, ceilings=None):
                    intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan)
 
 
-@dataclass(frozen=True)
-class Record:
-    framework: str
-    step: str
-    backend: str
-    device: str
-    n: int
-    m: int
-    nh: int
-    dtype: str
+@dataclass(frozen=True, kw_only=True)
+class Record(CaseKey):
+    """One case's measurement: its key fields (CaseKey's), its status, and the raw samples and
+    facts every figure is derived from."""
     status: str                       # ok / failed / skipped
     error: str | None = None          # why, when not ok
     run_id: str = ""
@@ -147,10 +158,6 @@ class Record:
     memory_estimate_bytes: int | None = None
     peak_bytes: int | None = None
     peak_method: str | None = None
-    tf32: bool | None = None
-    cache: str = "warm"               # "cold": the device's last-level cache flushed before each timed call
-    engine: str = ""                  # data-parallel: the framework's engine ("" one device, no engine)
-    replicas: int = 1                 # data-parallel: devices the global batch n is split over
     distributed: dict = field(default_factory=dict)  # data-parallel: hosts, processes, the engine's settings,
                                       # all-reduce times where the engine exposes them
     timer: str | None = None          # what timed samples_s: "host clock + sync", "CUDA events"
@@ -162,6 +169,9 @@ class Record:
     schema: int = SCHEMA
 
     def __post_init__(self):
+        for name, default in CASE_DEFAULTS.items():   # older records: null (or no value) is the default
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
         for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed"):
@@ -170,7 +180,7 @@ class Record:
                 object.__setattr__(self, name, {})
             elif not isinstance(value, dict):
                 raise RecordsError(f"{name} must be a JSON object, got {type(value).__name__}")
-        for name in ("n", "m", "nh", "replicas"):
+        for name in (f.name for f in fields(CaseKey) if f.type is int):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
         for name in ("warmup_s", "samples_s", "rounds", "host_samples_s"):
@@ -180,15 +190,10 @@ class Record:
             # JSON has no tuples: normalise, so a record read back equals the one written.
             object.__setattr__(self, name, tuple(values))
 
-    @property
-    def case(self):
+    @cached_property
+    def case(self) -> CaseKey:
         """What identifies a case across runs."""
-        return CaseKey(self.framework, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype,
-                       bool(self.tf32), self.cache or "warm", self.engine or "", self.replicas)
-
-    @property
-    def label(self):
-        return self.case.label
+        return self.key
 
     @cached_property
     def summary(self):
@@ -222,14 +227,13 @@ STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
 MAX_INT = 2 ** 62                 # counts and sizes beyond this are not real
 MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measurement
 MAX_SAMPLES = 10 ** 6             # samples a record may carry
-_KEY_STRINGS = ("framework", "step", "backend", "device", "dtype", "status")
 _STRINGS = ("run_id", "data")
-_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer", "engine")
+_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer")
 _OPTIONAL_COUNTS = ("mask_flips", "batch_calls", "tracing_count", "flops", "min_bytes", "memory_estimate_bytes",
                     "peak_bytes", "schema")
 _OPTIONAL_TIMES = ("trace_s", "first_call_s", "batch_s", "dispatch_s")
 _OPTIONAL_NUMBERS = ("loss", "max_rel_err", "tolerance")   # may be nan or inf in a failed case
-_OPTIONAL_BOOLS = ("tf32", "retraced")
+_OPTIONAL_BOOLS = ("retraced",)
 
 
 def _is_int(v):
@@ -244,19 +248,39 @@ def _finite(v):
     return _is_number(v) and math.isfinite(v)
 
 
+def _key_problem(d):
+    """The case's key fields checked by their type in CaseKey: a field without a default must be
+    there; one with a default may be missing or null (an older record: the default)."""
+    for f in fields(CaseKey):
+        required = f.default is MISSING
+        if f.name not in d or d[f.name] is None:
+            if required:
+                return f"{f.name}: missing"
+            continue
+        value = d[f.name]
+        if f.type is str and (not isinstance(value, str) or len(value) > 200 or required and not value):
+            return f"{f.name}: expected a short{' non-empty' if required else ''} string, got {_shown(value)}"
+        if f.type is int and (not _is_int(value) or not 1 <= value < MAX_INT):
+            return f"{f.name}: expected a whole number of at least 1, got {_shown(value)}"
+        if f.type is bool and not isinstance(value, bool):
+            return f"{f.name}: expected true, false or null, got {_shown(value)}"
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            return f"{f.name}: {_shown(value)} is not one of {', '.join(choices)}"
+    return None
+
+
 def _problem_of(d):
-    for name in _KEY_STRINGS:
-        if name not in d:
-            return f"{name}: missing"
-        if not isinstance(d[name], str) or not d[name] or len(d[name]) > 200:
-            return f"{name}: expected a short non-empty string, got {_shown(d[name])}"
+    problem = _key_problem(d)
+    if problem:
+        return problem
+    if "status" not in d:
+        return "status: missing"
     if d["status"] not in STATUSES:
-        return f"status: {d['status']!r} is not one of {', '.join(STATUSES)}"
-    for name in ("n", "m", "nh"):
-        if name not in d:
-            return f"{name}: missing"
-        if not _is_int(d[name]) or not 1 <= d[name] < MAX_INT:
-            return f"{name}: expected a whole number of at least 1, got {_shown(d[name])}"
+        return f"status: {_shown(d['status'])} is not one of {', '.join(STATUSES)}"
+    if _is_int(d.get("schema")) and d["schema"] > SCHEMA:
+        return (f"schema: {d['schema']} is newer than this harness reads ({SCHEMA}); "
+                "update backprop-bench to read this file")
     for name in _STRINGS:
         if name in d and not isinstance(d[name], str):
             return f"{name}: expected a string, got {_shown(d[name])}"
@@ -277,12 +301,6 @@ def _problem_of(d):
     for name in _OPTIONAL_BOOLS:
         if d.get(name) is not None and not isinstance(d[name], bool):
             return f"{name}: expected true, false or null, got {_shown(d[name])}"
-    if "replicas" in d and (not _is_int(d["replicas"]) or not 1 <= d["replicas"] <= 1 << 20):
-        return f"replicas: expected a whole number of at least 1, got {_shown(d['replicas'])}"
-    if len(d.get("engine") or "") > 200:
-        return f"engine: expected a short string, got {_shown(d['engine'])}"
-    if d.get("cache", "warm") not in ("warm", "cold"):
-        return f"cache: {_shown(d['cache'])} is not warm or cold"
     for name in ("samples_s", "warmup_s", "host_samples_s"):
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
@@ -396,6 +414,80 @@ def records_file(path):
     return path / "records.jsonl" if path.is_dir() else path
 
 
+# ---------------------------------------------------------------- the journal of cases in progress
+# records.jsonl holds one final record per case. While a group is timed, the samples so far are
+# kept apart, in journal.jsonl beside it, replaced whole (atomically) every few seconds and removed
+# once the group's records are final: a process killed outright (kill -9, out of memory) leaves it,
+# and every reader takes its records for the cases records.jsonl lacks ("interrupted": a signal
+# stopped them); `run --resume` folds it into records.jsonl.
+
+JOURNAL = "journal.jsonl"
+
+
+def journal_file(path):
+    """The journal beside `path`'s records file."""
+    return records_file(path).with_name(JOURNAL)
+
+
+def _replace(path, text):
+    """Write `text` to `path` atomically: a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)   # the rename itself, durable
+    finally:
+        os.close(fd)
+
+
+def write_journal(path, recs):
+    """The samples so far of the cases being timed, replacing the journal beside `path`'s records."""
+    journal = journal_file(path)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    _replace(journal, "".join(r.to_json() + "\n" for r in recs))
+
+
+def clear_journal(path):
+    journal_file(path).unlink(missing_ok=True)
+
+
+def replace_case(path, record):
+    """Append `record` to `path`, dropping the records of the same run and case already there (a
+    case timed again after an interruption): the file keeps one final record per case. Lines that
+    are not records are kept as they are."""
+    path = Path(path)
+    kept = []
+    for _, raw in _lines(path) if path.exists() else ():
+        try:
+            d = json.loads(raw)
+            same = (isinstance(d, dict) and d.get("run_id", "") == record.run_id and check(d) is None
+                    and Record.from_dict(d).case == record.case)
+        except (ValueError, RecursionError, RecordsError):
+            same = False
+        if not same:
+            kept.append(raw.decode("utf-8", errors="replace").rstrip("\n") + "\n")
+    _replace(path, "".join(kept) + record.to_json() + "\n")
+
+
+def fold_journal(path):
+    """Move the journal's records of cases that records.jsonl lacks into it (as they are, each an
+    interrupted case), then remove the journal; the records folded."""
+    journal = journal_file(path)
+    if not journal.exists():
+        return []
+    main = records_file(path)
+    have = {(r.run_id, r.case) for r in load_file(main)[0]} if main.exists() else set()
+    folded = [r for r in load_file(journal)[0] if (r.run_id, r.case) not in have]
+    for rec in folded:
+        append(main, rec)
+    clear_journal(path)
+    return folded
+
+
 MAX_FILE_BYTES = 1 << 30          # readers refuse records files over 1 GiB
 MAX_LINE_BYTES = 64 << 20         # and lines over 64 MiB
 
@@ -417,12 +509,27 @@ def _lines(path):
 def load(path):
     """(records, problems) of a run folder or a .jsonl file: every record that passes check(), the
     newest of each case per run when a case was recorded again (a resumed case replaces its
-    interrupted record), and one 'file:line: field: problem' per line that does not. A last line cut
-    short by an interrupted write is no problem (it never completed). RecordsError when the file
-    cannot be read at all."""
+    interrupted record), and one 'file:line: field: problem' per line that does not; with the
+    journal's records (see JOURNAL) of the cases the file lacks, where a killed run left one. A last
+    line cut short by an interrupted write is no problem (it never completed). RecordsError when
+    the file cannot be read at all."""
     path = records_file(path)
     if path.is_dir():
         raise RecordsError(f"{path}: a folder without records.jsonl")
+    journal = journal_file(path)
+    with_journal = path.name == "records.jsonl" and journal.exists()
+    records, problems = load_file(path) if path.exists() or not with_journal else ([], [])
+    if with_journal:
+        have = {(r.run_id, r.case) for r in records}
+        extra, bad = load_file(journal)
+        records += [r for r in extra if (r.run_id, r.case) not in have]
+        problems += bad
+    return records, problems
+
+
+def load_file(path):
+    """(records, problems) of one .jsonl file, as load() describes, without the journal."""
+    path = Path(path)
     try:
         lines = list(_lines(path))
     except FileNotFoundError:

@@ -99,6 +99,7 @@ class Sampler:
         inside = [r for _, r in self.readings[first:max(first + 1, int(np.searchsorted(times, hi, side="right")))]]
         out = {"source": self.source, "readings": len(inside)}
         if self.nvml is not None:
+            out["throttled_readings"] = sum(bool(r["reasons"] & THROTTLE_MASK) for r in inside)
             # each sample takes the state of the last reading before it began (or the first one after)
             at = np.clip(np.searchsorted(times, np.asarray(starts), side="right") - 1, 0, len(times) - 1)
             throttled = [bool(self.readings[i][1]["reasons"] & THROTTLE_MASK) for i in at]
@@ -112,4 +113,25 @@ class Sampler:
             other = [r["other_cores"] for r in inside]
             out.update(cpu_mhz=[min(mhz), max(mhz)] if mhz else None,
                        other_cores=[float(np.median(other)), max(other)] if other else None)
+        return out
+
+    def between(self, t0, t1):
+        """What held from clock time t0 to t1 (a stretch of work rather than timed samples)."""
+        return self.summary([t0], [t1 - t0])
+
+    def static(self):
+        """The device's fixed facts NVML gives (name, driver, clock and power limits); {} without NVML."""
+        if self.nvml is None:
+            return {}
+        nv, h = self.nvml, self.handle
+        facts = {"name": nv.nvmlDeviceGetName, "driver": lambda h: nv.nvmlSystemGetDriverVersion(),
+                 "max_sm_mhz": lambda h: nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM),
+                 "max_mem_mhz": lambda h: nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM),
+                 "power_limit_w": lambda h: nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000}
+        out = {}
+        for name, get in facts.items():
+            try:
+                out[name] = get(h)
+            except Exception:   # noqa: BLE001 - a fact NVML does not give here is left out
+                continue
         return out

@@ -1,5 +1,8 @@
-"""The timing core: phases of one case (trace, first call, steady state) on an injected clock and
-sync. Imports no framework, so tests drive it with a fake clock and assert exact numbers."""
+"""The timing core, the one every command times with (run, scale, overhead, the probe): phases of
+one case (trace, first call, steady state), interleaved rounds of several cases, a batch with one
+sync, each call measured by a timer (the host clock around the call and its sync, or a device's own
+timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
+drive it with a fake clock and assert exact numbers."""
 import time
 from dataclasses import dataclass
 
@@ -27,25 +30,33 @@ def first_call(call, sync, trace=None, clock=time.perf_counter):
 
 @dataclass(frozen=True)
 class Steady:
-    warmup_s: tuple         # untimed-for-statistics calls before sampling (kept, to show settling)
-    samples_s: tuple        # one wall-clock time per call, each call followed by a sync
+    warmup_s: tuple         # calls before sampling, not in the statistics (kept, to show settling)
+    samples_s: tuple        # one time per call by the timer, each call followed by a sync
+    host_s: tuple = ()      # the host clock around each sampled call and its sync, where the timer is another
 
 
-def steady(call, sync, *, warmup, min_samples, max_samples, budget_s, clock=time.perf_counter):
-    """Time `call` (then `sync`) repeatedly: `warmup` calls, then samples until at least
-    `min_samples` are taken and `budget_s` has passed, or `max_samples` are taken."""
-    def timed():
-        t0 = clock()
-        call()
-        sync()
-        return clock() - t0
-
-    warm = tuple(timed() for _ in range(warmup))
-    samples = []
-    start = clock()
-    while len(samples) < max_samples and (len(samples) < min_samples or clock() - start < budget_s):
-        samples.append(timed())
-    return Steady(warm, tuple(samples))
+def steady(call, sync, *, warmup, min_samples, max_samples, budget_s, clock=time.perf_counter, timer=None,
+           before=None):
+    """Time `call` (then `sync`) repeatedly by `timer` (the host clock by default): `warmup` calls,
+    then samples until at least `min_samples` are taken and `budget_s` of host time has passed, or
+    `max_samples` are taken. before(), when given, runs untimed before each call (a cache flush, a
+    barrier between processes)."""
+    timer = timer or HOST
+    warm, samples, hosts = [], [], []
+    spent = 0.0
+    for i in range(warmup + max_samples):
+        if i >= warmup and len(samples) >= min_samples and spent >= budget_s:
+            break
+        if before:
+            before()
+        dt, host = timer.measure(call, sync, clock)
+        if i < warmup:
+            warm.append(dt)
+            continue
+        samples.append(dt)
+        hosts.append(host)
+        spent += host
+    return Steady(tuple(warm), tuple(samples), tuple(hosts) if timer is not HOST else ())
 
 
 class HostTimer:

@@ -310,10 +310,10 @@ def test_cuda_graphs_are_left_out_on_a_cpu_unless_asked_for():
     pytest.importorskip("torch")
     loaded = run.load_frameworks(["torch"])
     groups = run.plan(run.Config(out=None, device="cpu", steps=("manual",)), loaded)
-    assert {c.backend for g in groups for c in g.cases} == {"eager", "compile"}
+    assert {c.key.backend for g in groups for c in g.cases} == {"eager", "compile"}
     groups = run.plan(run.Config(out=None, device="cpu", steps=("manual",), backends=("graphs",)), loaded)
     (case,) = [c for g in groups for c in g.cases]
-    assert run.prepare.skip_reason(case.fw, "cpu", "float32", False, "warm", "graphs") == \
+    assert run.prepare.skip_reason(case.fw, case.key) == \
         "torch's graphs backend is a GPU feature"
 
 

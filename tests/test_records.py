@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bench import records
-from bench.records import Record, RecordsError
+from bench.records import CaseKey, Record, RecordsError
 
 
 def make(**kw):
@@ -31,7 +31,7 @@ def test_derived_statistics():
     assert s.iqr_s == pytest.approx(0.325 - 0.175)
     assert s.gflops == pytest.approx(1e9 / 0.25 / 1e9)
     assert s.pct_of_peak == pytest.approx(4.0) and s.samples == 4 and math.isnan(s.ci_lo_s)
-    assert make().case == ("tensorflow", "manual", "eager", "cpu", 10, 4, 3, "float32", False, "warm", "", 1)
+    assert make().case == CaseKey("tensorflow", "manual", "eager", "cpu", 10, 4, 3, "float32", False, "warm", "", 1)
     assert make(engine="sharding", replicas=2).case.label.endswith("float32 sharding x2")
     assert make(tf32=True, cache="cold").case.label.endswith("float32+tf32 cold")
     assert make(tf32=True).case.precision == "tf32" and make(dtype="bfloat16", tf32=True).case.precision == "bfloat16"

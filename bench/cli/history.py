@@ -109,8 +109,8 @@ def cmd_add(args):
 
 
 def _change_line(s, ch):
-    from bench.history.dashboard import _change_text
-    return _change_text(s, ch)[0]
+    from bench.history.dashboard import change_text
+    return change_text(s, ch)[0]
 
 
 def cmd_show(args):

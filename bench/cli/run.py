@@ -41,7 +41,7 @@ def add_parsers(sub):
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
     ls.add_argument("--devices", action="store_true", help="also load each framework and ask which devices it sees")
-    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare perf_counter loop",
+    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare loop of the same timer",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     o.add_argument("--framework", default="tensorflow", help="framework")
     o.add_argument("--step", default="manual", help="step")
@@ -212,6 +212,7 @@ def cmd_overhead(args):
     n, m, nh = parse_size(args.size)
     if args.rounds < 2:
         raise UsageError("--rounds must be at least 2")
+    check_names((args.framework,), (args.step,), (args.backend,))
     fw = run.load_frameworks([args.framework])[args.framework]
     run.plan(run.Config(out=None, frameworks=(args.framework,), steps=(args.step,), backends=(args.backend,),
                         device=args.device), {fw.name: fw})
@@ -226,7 +227,7 @@ def cmd_overhead(args):
     for _ in range(3):
         call()
         fw.sync()
-    harness, bare, (ratio, lo, hi) = overhead.compare(call, fw.sync, rounds=args.rounds)
+    harness, bare, (ratio, lo, hi) = overhead.compare(call, fw.sync, rounds=args.rounds, timer=fw.timer(args.device))
     print(f"{fw.name}/{args.step}/{args.backend}/{args.device} n={n} m={m} nh={nh}: harness median "
           f"{sorted(harness)[len(harness) // 2] * 1e3:.3f} ms, bare loop {sorted(bare)[len(bare) // 2] * 1e3:.3f} ms, "
           f"harness/bare {ratio:.3f} [95% CI {lo:.3f}, {hi:.3f}] over {len(harness)} + {len(bare)} samples")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench import defaults, frameworks
 from bench.cli.args import UsageError, names, parse_size, size_text
-from bench.records import CaseKey, printable
+from bench.records import printable
 
 
 def add_parsers(sub):
@@ -127,9 +127,7 @@ def cmd_scale(args):
     written = []
     try:
         for i, req in enumerate(requests, 1):
-            key = CaseKey(req.framework, "manual", req.backend, req.device, req.n, req.m, req.nh, "float32",
-                          False, "warm", req.engine, req.replicas)
-            if key in done:
+            if req.key in done:
                 continue
             print(printable(f"[{i}/{len(requests)}] {req.label}"), file=sys.stderr, flush=True)
             try:

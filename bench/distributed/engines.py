@@ -9,22 +9,18 @@ NumPy arrays, the global batch), and returning this process's part of the result
 Every replica computes the lesson's manual step on its n/R rows: the loss and gradients of its own
 mean. The global mean's gradients are their average over replicas, so the engine all-reduces the
 sum and each replica divides by R; d_x is per row and stays with its replica (divided by R too).
-The samples are host-clock times of whole steps, each ending when this process's results are
-ready; the launcher keeps the slowest process's time of each step.
+The samples are times of whole steps by the timing core (bench/timing.py; the host clock around
+the step and its wait, or the framework's device timer for the one-device case), each ending when
+this process's results are ready; the launcher keeps the slowest process's time of each step.
 """
 import os
 import time
 
 import numpy as np
 
+from bench import frameworks, timing
+
 OUTPUTS = ("loss", "d_w1", "d_b1", "d_w2", "d_b2")
-
-
-def _host(value):
-    """A framework's array as a NumPy array on the host."""
-    if type(value).__module__.startswith("torch"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def shard(a, replicas, index):
@@ -32,25 +28,25 @@ def shard(a, replicas, index):
     return a[index * rows:(index + 1) * rows]
 
 
-def _loop(spec, call, sync, barrier=lambda: None, allreduce=None):
-    """First call, warm-up and `samples` timed steps, the same count in every process (a
-    collective engine hangs if one process stops early)."""
-    t0 = time.perf_counter()
-    out = sync(call())
-    first = time.perf_counter() - t0
-    warm = []
-    for _ in range(spec["warmup"]):
-        t0 = time.perf_counter()
-        sync(call())
-        warm.append(time.perf_counter() - t0)
-    samples = []
-    for _ in range(spec["samples"]):
-        barrier()
-        t0 = time.perf_counter()
-        sync(call())
-        samples.append(time.perf_counter() - t0)
-    return out, {"first_call_s": first, "warmup_s": warm, "samples_s": samples,
-                 "allreduce_samples_s": list(allreduce or [])[-len(samples):] if allreduce else []}
+def _loop(spec, call, wait, timer=None, before=None):
+    """The first call, then `warmup` and `samples` steps timed by the timing core (bench/timing.py)
+    with `timer` (the host clock by default), the same count in every process (a collective engine
+    hangs if one process stops early); before() runs untimed before each (a barrier). wait(out)
+    returns once `out` is ready, and what to keep of it. (the first call's outputs, the timings)."""
+    last = [None]
+
+    def step():
+        last[0] = call()
+
+    def sync():
+        last[0] = wait(last[0])
+    first = timing.first_call(step, sync)
+    out = last[0]
+    timed = timing.steady(step, sync, warmup=spec["warmup"], min_samples=spec["samples"],
+                          max_samples=spec["samples"], budget_s=0.0, timer=timer, before=before)
+    return out, {"first_call_s": first.first_call_s, "warmup_s": list(timed.warmup_s),
+                 "samples_s": list(timed.samples_s), "host_samples_s": list(timed.host_s),
+                 "allreduce_samples_s": [], "timer": (timer or timing.HOST).name}
 
 
 # ---------------------------------------------------------------- TensorFlow: tf.distribute
@@ -111,7 +107,7 @@ def tensorflow(spec, inputs):
             r[1].numpy(), r[-1].numpy()
         return results
 
-    results, timing = _loop(spec, step, sync)
+    results, timed = _loop(spec, step, sync)
     rows = [np.asarray(part[0]) for part in results]
     first = results[0]
     settings = {"strategy": type(strategy).__name__, "devices": list(devices),
@@ -121,7 +117,7 @@ def tensorflow(spec, inputs):
                 else None,
                 "cross_device_ops": type(getattr(strategy.extended, "_cross_device_ops", None)).__name__}
     return {"outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in first[1:]))), "d_x": np.concatenate(rows),
-            "settings": settings, **timing}
+            "settings": settings, **timed}
 
 
 # ---------------------------------------------------------------- JAX: jax.sharding
@@ -145,14 +141,14 @@ def jax(spec, inputs):
     # sum over it (the loss, the weight and bias gradients); d_x stays sharded by rows
     step = jx.jit(jax_steps.manual_step, in_shardings=(rows, rows, every, every, every, every),
                   out_shardings=(every, rows, every, every, every, every))
-    out, timing = _loop(spec, lambda: step(*placed), jx.block_until_ready)
+    out, timed = _loop(spec, lambda: step(*placed), jx.block_until_ready)
     hlo = step.lower(*placed).compile().as_text() or ""
     settings = {"mesh": {"batch": R}, "devices": [str(d) for d in devices[:R]], "cores": spec.get("cores"),
                 "all_reduces_in_program": hlo.count("all-reduce(") + hlo.count("all-reduce-start("),
                 "xla_flags": os.environ.get("XLA_FLAGS", "")}
     loss, d_x, *grads = out
     return {"outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in (loss, *grads)))), "d_x": np.asarray(d_x),
-            "settings": settings, **timing}
+            "settings": settings, **timed}
 
 
 # ---------------------------------------------------------------- PyTorch: torch.distributed
@@ -206,11 +202,12 @@ def torch(spec, inputs):
         def sync(out):
             sync_device()
             return out
-        out, timing = _loop(spec, step, sync, barrier=dist.barrier, allreduce=allreduce)
+        out, timed = _loop(spec, step, sync, before=dist.barrier)
+        timed["allreduce_samples_s"] = allreduce[-spec["samples"]:] if spec["samples"] else []
         settings = {"process_group": backend, "world_size": world, "launcher": "torchrun",
                     "threads": th.get_num_threads(), "cores": spec.get("cores"), "all_reduce": "one flat buffer of loss and every gradient, SUM / R"}
         return {"outputs": dict(zip(OUTPUTS, (o.cpu().numpy() for o in out[1:]))),   # every rank's, all checked
-                "d_x": out[0].cpu().numpy(), "settings": settings, **timing}
+                "d_x": out[0].cpu().numpy(), "settings": settings, **timed}
     finally:
         dist.destroy_process_group()
 
@@ -218,47 +215,26 @@ def torch(spec, inputs):
 # ---------------------------------------------------------------- one device, the same loop
 
 def single(spec, inputs):
-    """The plain case on one device, timed by the same loop: what R=1 under an engine is compared with."""
-    fw, backend, gpu = spec["framework"], spec["backend"], spec["device"] != "cpu"
-    if fw == "tensorflow":
-        import tensorflow as tf
+    """The plain case on one device, through the framework's contract (bench/frameworks/: its
+    placement, compiled backend, sync and timer), timed by the same loop: what R=1 under an engine is
+    compared with. Its CPU threads come from the launcher's environment (frameworks.thread_env)."""
+    fw, device = frameworks.load(spec["framework"]), spec["device"]
+    args = fw.to_device(inputs, "float32", device)
+    fn = fw.compile("manual", spec["backend"])
 
-        from kernels import tf_steps
-        if not gpu:
-            tf.config.set_visible_devices([], "GPU")
-            tf.config.threading.set_intra_op_parallelism_threads(spec["threads"] or 1)
-            tf.config.threading.set_inter_op_parallelism_threads(spec["threads"] or 1)
-        with tf.device("/GPU:0" if gpu else "/CPU:0"):
-            args = [tf.constant(a) for a in inputs]
-        fn = {"eager": tf_steps.manual_step, "function": tf.function(tf_steps.manual_step),
-              "xla": tf.function(tf_steps.manual_step, jit_compile=True)}[backend]
-        out, timing = _loop(spec, lambda: fn(*args), lambda o: (o[0].numpy(), o[-1].numpy()) and o)
-        devices = [args[0].device]
-    elif fw == "jax":
-        import jax as jx
+    def call():
+        with fw.placement(device):
+            return fn(*args)
 
-        from kernels import jax_steps
-        device = jx.devices("gpu" if gpu else "cpu")[0]
-        args = [jx.device_put(a, device) for a in inputs]
-        fn = jx.jit(jax_steps.manual_step)
-        out, timing = _loop(spec, lambda: fn(*args), jx.block_until_ready)
-        devices = [str(device)]
-    else:
-        import torch as th
-
-        from kernels import torch_steps
-        device = th.device("cuda" if gpu else "cpu")
-        if not gpu:
-            th.set_num_threads(spec["threads"] or 1)
-        args = [th.from_numpy(a).to(device) for a in inputs]
-        fn = th.compile(torch_steps.manual_step) if backend == "compile" else torch_steps.manual_step
-        sync = th.cuda.synchronize if gpu else (lambda: None)
-        out, timing = _loop(spec, lambda: fn(*args), lambda o: (sync(), o)[1])
-        devices = [str(device)]
-    loss, d_x, *grads = (_host(o) for o in out)
+    def wait(out):
+        fw.sync()
+        return out
+    out, timed = _loop(spec, call, wait, timer=fw.timer(device))
+    loss, d_x, *grads = (fw.to_numpy(o) for o in out)
     return {"outputs": dict(zip(OUTPUTS, (loss, *grads))), "d_x": d_x,
-            "settings": {"devices": devices, "threads": spec.get("threads") or "default", "cores": spec.get("cores")},
-            **timing}
+            "settings": {"devices": [device], "threads": spec.get("threads") or "default",
+                         "cores": spec.get("cores")},
+            **timed}
 
 
 ENGINES = {"": single, "mirrored": tensorflow, "multiworker": tensorflow, "sharding": jax, "torch.distributed": torch}

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.records import Record
+from bench import frameworks
+from bench.records import CaseKey, Record
 from kernels import cost, reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,6 @@ ENGINES = {
     "torch.distributed": Engine("torch", ("eager", "compile"), True,
                                 "torch.distributed all_reduce, one process a replica (torchrun; gloo on CPU, NCCL on GPU)"),
 }
-SINGLE = {"tensorflow": ("eager", "function", "xla"), "jax": ("jit",), "torch": ("eager", "compile")}
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,14 @@ class Request:
     nh: int
 
     @property
+    def key(self):
+        """The case this request records: the manual step in float32, its engine and replicas."""
+        return CaseKey(self.framework, "manual", self.backend, self.device, self.n, self.m, self.nh, "float32",
+                       engine=self.engine, replicas=self.replicas)
+
+    @property
     def label(self):
-        where = f"{self.engine} x{self.replicas}" if self.engine else "one device"
-        return f"{self.framework}/manual/{self.backend}/{self.device} n={self.n} m={self.m} nh={self.nh} {where}"
+        return self.key.label + ("" if self.engine else " one device")
 
 
 def devices_available(device):
@@ -105,7 +110,7 @@ def validate(req, port=None):
     """DistributedError naming the problem, before any process starts."""
     if req.engine and req.engine not in ENGINES:
         raise DistributedError(f"unknown engine {req.engine!r} (available: {', '.join(ENGINES)})")
-    backends = ENGINES[req.engine].backends if req.engine else SINGLE.get(req.framework, ())
+    backends = ENGINES[req.engine].backends if req.engine else tuple(frameworks.spec(req.framework).backends)
     if req.backend not in backends:
         raise DistributedError(f"{req.engine or req.framework} has no backend {req.backend!r} (it has {', '.join(backends)})")
     if req.replicas < 1:
@@ -155,13 +160,13 @@ def _commands(req, spec_path, port):
         return [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
                   str(req.replicas), "--master-addr", "127.0.0.1", "--master-port", str(master),
                   "--module", "bench.distributed.worker", str(spec_path)],
-                 {"OMP_NUM_THREADS": str(_threads(req))} if _threads(req) else {})]
-    extra = {}
+                 frameworks.thread_env(_threads(req), (req.framework,)) if _threads(req) else {})]
+    extra = frameworks.thread_env(_threads(req), (req.framework,)) if _threads(req) and not engine else {}
     if engine == "sharding" or (not engine and req.framework == "jax"):
         if req.device == "cpu":
             flags = os.environ.get("XLA_FLAGS", "")
             extra = {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={req.replicas}".strip(),
-                     "JAX_PLATFORMS": "cpu"}
+                     "JAX_PLATFORMS": "cpu", **extra}
     return [(worker, extra)]
 
 
@@ -285,7 +290,7 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     commands = _commands(req, spec_path, port)
-    base = dict(_key(req, run_id, fp), data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
+    base = dict(req.key.asdict(), run_id=run_id, env=fp or {}, data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
                 min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4))
     ranks = req.replicas if _per_process(req) else 1
     distributed = {"hosts": 1, "processes": ranks,
@@ -325,17 +330,14 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
                   tolerance=check.tolerance, mask_flips=check.mask_flips, distributed=distributed,
                   first_call_s=max(p["first_call_s"] for p in parts),
                   warmup_s=tuple(max(v) for v in zip(*[p["warmup_s"] for p in parts])),
-                  timer="host clock + sync, slowest process")
+                  timer=f"{parts[0].get('timer', 'host clock + sync')}, slowest process")
     if check.problem:
         return Record(**common, status="failed", error=f"wrong answer: {check.problem}")
-    return Record(**common, status="ok", samples_s=tuple(samples_s), stop_reason="max_samples")
-
-
-def _key(req, run_id, fp):
-    return dict(framework=req.framework, step="manual", backend=req.backend, device=req.device, n=req.n, m=req.m,
-                nh=req.nh, dtype="float32", engine=req.engine, replicas=req.replicas, run_id=run_id, env=fp or {})
+    hosts = [p.get("host_samples_s") or [] for p in parts]
+    host_s = tuple(np.max(np.array(hosts), axis=0).tolist()) if all(len(h) == len(samples_s) for h in hosts) else ()
+    return Record(**common, status="ok", samples_s=tuple(samples_s), host_samples_s=host_s, stop_reason="max_samples")
 
 
 def failed(req, why, run_id="", fp=None):
     """The record of a case that could not start."""
-    return Record(**_key(req, run_id, fp), status="failed", error=why[:500])
+    return Record(**req.key.asdict(), run_id=run_id, env=fp or {}, status="failed", error=why[:500])

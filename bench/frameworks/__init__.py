@@ -63,6 +63,13 @@ def version(framework: str) -> str | None:
         return None
 
 
+def thread_env(threads: int, among: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The environment that gives each of `among` (default: every framework) `threads` CPU threads,
+    for a process about to load them (each class's thread_env; JAX's XLA sizes its pool by the
+    cores the process may use: pin it instead)."""
+    return {var: str(threads) for fw in among or tuple(FRAMEWORKS) for var in spec(fw).thread_env}
+
+
 @functools.cache
 def _instance(framework: str) -> Framework:
     return spec(framework)()

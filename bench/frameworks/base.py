@@ -66,6 +66,8 @@ class Framework:
     backends: ClassVar[dict[str, Callable[[Callable], Callable]]]
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")   # what to_device and the steps handle
     gpu_backends: ClassVar[tuple[str, ...]] = ()   # backends that only mean something on a GPU (skipped elsewhere, saying so)
+    thread_env: ClassVar[tuple[str, ...]] = ()      # environment variables that size its CPU thread pools
+                                                    # when set before it loads (bench.frameworks.thread_env)
 
     def __init__(self) -> None:
         self.load_framework()

@@ -11,6 +11,7 @@ class NumPy(Framework):
     name = "numpy"
     package = "numpy"
     kernels = "kernels.numpy_steps"
+    thread_env = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     steps = {"manual": "manual_step", "module": "module_step"}
     backends = {"eager": lambda step: step}
     dtypes = ("float32", "float64", "float16")   # bfloat16 (ml_dtypes) matrix products come back as float32

@@ -78,6 +78,7 @@ class TensorFlow(Framework):
     name = "tensorflow"
     package = "tensorflow"
     kernels = "kernels.tf_steps"
+    thread_env = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
     steps = {"manual": "manual_step", "tape": "tape_step", "module": "module_step", "broadcast": "broadcast_step",
              "keras": "keras_step"}
     backends = {

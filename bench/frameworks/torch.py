@@ -91,6 +91,7 @@ class Torch(Framework):
     name = "torch"
     package = "torch"
     kernels = "kernels.torch_steps"
+    thread_env = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
     steps = {"manual": "manual_step", "autograd": "autograd_step", "module": "module_step"}
     backends = {"eager": lambda step: step, "compile": lambda step: _compile(step),
                 "graphs": lambda step: _compile(step, mode="reduce-overhead")}

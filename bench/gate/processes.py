@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import defaults, records
+from bench import defaults, frameworks, records
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,7 @@ class RunSpec:
 
     def env(self):
         """Environment variables every process runs with (both sides alike; records keep them)."""
-        if not self.threads:
-            return {}
-        n = str(self.threads)
-        return {"TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        return frameworks.thread_env(self.threads) if self.threads else {}
 
     def args(self, budget=True):
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]

@@ -30,7 +30,7 @@ def _anchor(i):
     return f"series-{i}"
 
 
-def _change_text(series, ch):
+def change_text(series, ch):
     pts = series.points
     first, last = pts[ch.start].commit[:10], pts[ch.end].commit[:10]
     span = f"at {first}" if ch.start == ch.end else f"from {first} to {last}"
@@ -91,7 +91,7 @@ def write(all_series, out, db_shown):
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows, sections = [], []
     for i, s in enumerate(all_series):
-        found = [_change_text(s, ch) for ch in s.changes]
+        found = [change_text(s, ch) for ch in s.changes]
         trend = s.trend()
         rows.append(
             f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td><td class="machine">{_e(s.machine)}</td>'

@@ -13,7 +13,7 @@ class Recorder(Observer):
     def __init__(self, url, inner, source=None):
         self.inner, self.source = inner, source
         self.store = Store(url)
-        if not env._git_info()["git_commit"]:
+        if not env.git_info()["git_commit"]:
             raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
                                "kept per commit")
         self.commit = None

@@ -6,12 +6,13 @@ Schema version in table `schema`; MIGRATIONS bring an older database up to SCHEM
 lock, once; a database written by a newer harness is refused. Adding is idempotent: a run is known
 by its run id, a result by its run and case, and a complete record replaces an interrupted one.
 """
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 from bench import env
-from bench.records import CASE_FIELDS, CaseKey, Record, printable
+from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
 
 SCHEMA_VERSION = 3
 DEFAULT_DB = Path("results") / "history.sqlite"
@@ -30,7 +31,7 @@ def _sa():
 def _tables(metadata):
     """The tables of the current schema (a fresh database is made with these)."""
     sa = _sa()
-    types = {"n": sa.Integer, "m": sa.Integer, "nh": sa.Integer, "tf32": sa.Boolean, "replicas": sa.Integer}   # the others are text
+    types = {int: sa.Integer, bool: sa.Boolean, str: sa.String(200)}   # a case field's column, by its type
     schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
         "runs", metadata,
@@ -50,7 +51,7 @@ def _tables(metadata):
         "results", metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
-        *(sa.Column(f, types.get(f, sa.String(200)), nullable=False) for f in CASE_FIELDS),
+        *(sa.Column(f.name, types[f.type], nullable=False) for f in dataclasses.fields(CaseKey)),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("interrupted", sa.Boolean, nullable=False),
         sa.Column("median_s", sa.Float),
@@ -76,7 +77,7 @@ def _case_columns(conn, tables):
     missing = [f for f in CASE_FIELDS if f not in have]
     if not missing:
         return
-    defaults = CaseKey._field_defaults
+    defaults = CASE_DEFAULTS
     literal = {f: str(results.c[f].type.literal_processor(conn.dialect)(defaults[f])) for f in missing}
     if conn.dialect.name == "postgresql":
         for f in missing:
@@ -226,7 +227,7 @@ class Store:
     @staticmethod
     def _row(rec, run):
         s = rec.summary
-        return {"run": run, **rec.case._asdict(), "status": rec.status, "interrupted": rec.stop_reason == "interrupted",
+        return {"run": run, **rec.case.asdict(), "status": rec.status, "interrupted": rec.stop_reason == "interrupted",
                 "median_s": s.median_s if math.isfinite(s.median_s) else None,
                 "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
                 "record": rec.to_json()}

@@ -164,7 +164,7 @@ def payback_table(pb):
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
         calls = c.payback_calls
-        rows.append({"device and size": f"{c.where}, n={c.n}, {frames._variant(c.dtype, c.tf32, c.cache, c.engine, c.replicas)}", "case": f"{c.row} · {c.backend}",
+        rows.append({"device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}", "case": f"{c.row} · {c.backend}",
                      "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
                      "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
     return pd.DataFrame(rows).set_index("device and size")
@@ -289,7 +289,7 @@ def run_summary(records):
 
 def _case(c):
     """A frame row (from itertuples) as one line naming its device, size and case."""
-    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames._variant(c.dtype, c.tf32, c.cache, c.engine, c.replicas)}: {c.row}/{c.backend}"
+    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}: {c.row}/{c.backend}"
 
 
 def distrust(records, df):
@@ -392,7 +392,7 @@ def document(records, df, pb, crossings, figures, pr=None):
     comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames)."""
     pr = frames.precisions(df) if pr is None else pr
     df, pb, crossings, pr = escaped(df), escaped(pb), escaped(crossings), escaped(pr)
-    short = plots._short(df)
+    short = plots.short_names(df)
     files = sorted({fmt.md(r.data) for r in records})
     blocks = [("h1", "backprop-bench report"),
               ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "

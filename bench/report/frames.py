@@ -7,16 +7,18 @@ import numpy as np
 import pandas as pd
 
 from bench import defaults, stats
-from bench.records import CASE_FIELDS
+from bench.records import CASE_DEFAULTS, CASE_FIELDS
 
 # A table is one device (with its hardware) at one size and dtype: the case key without the
 # framework, step and backend, the device named with its hardware.
 GROUP = ["where"] + [f for f in CASE_FIELDS if f not in ("framework", "step", "backend", "device")]
+# What tells cases of one device and size apart besides their framework, step and backend.
+VARIANT = [f for f in GROUP if f not in ("where", "n", "m", "nh")]
 SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
 COLUMNS = [
-    "framework", "step", "backend", "device", "where", "n", "m", "nh", "dtype", "tf32", "cache", "engine", "replicas", "precision",
+    *CASE_FIELDS, "where", "precision",
     "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
@@ -60,7 +62,7 @@ def frame(records):
         samples = tuple(r.samples_s or ())
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
         rows.append({
-            **r.case._asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
+            **r.case.asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
             "timer": r.timer or "host clock + sync", "host_median_ms": host,
             "dispatch_ms": _num(r.dispatch_s, 1e3), "batch_ms": _num(r.batch_s, 1e3),
             "throttled_samples": _num((r.telemetry or {}).get("throttled_samples")),
@@ -187,15 +189,23 @@ def groups(df):
     return sorted(df.groupby(GROUP, sort=True), key=order)
 
 
-def _variant(dtype, tf32, cache, engine="", replicas=1):
-    return (f"{dtype}" + ("+tf32" if tf32 else "") + (f", {cache} cache" if cache != "warm" else "")
-            + (f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}" if engine else ""))
+def variant(values):
+    """A case's VARIANT fields (their values, in that order) as text: 'float32', 'float32+tf32, cold
+    cache', 'float32, mirrored over 2 replicas'; a field without words of its own is named with its
+    value where it differs from its default."""
+    v = dict(zip(VARIANT, values))
+    text = f"{v.pop('dtype')}" + ("+tf32" if v.pop("tf32") else "")
+    cache, engine, replicas = v.pop("cache"), v.pop("engine"), v.pop("replicas")
+    text += f", {cache} cache" if cache != "warm" else ""
+    text += (f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}" if engine
+             else f", {replicas} replicas" if replicas != 1 else "")
+    return text + "".join(f", {k}={value}" for k, value in v.items() if value != CASE_DEFAULTS.get(k))
 
 
 def title(key):
-    """A group's title: 'cpu (AMD EPYC), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
-    w, n, m, nh, *variant = key
-    return f"{w}, n={n}, m={m}, nh={nh}, {_variant(*variant)}"
+    """A group's title (a GROUP key): 'cpu (AMD EPYC), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
+    w, n, m, nh, *rest = key
+    return f"{w}, n={n}, m={m}, nh={nh}, {variant(rest)}"
 
 
 # ---------------------------------------------------------------- precisions

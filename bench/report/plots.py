@@ -75,7 +75,7 @@ def colours(df):
     return {b: BACKEND_COLOURS.get(b) or next(spare, "#7f7f7f") for b in dict.fromkeys(df.backend)}
 
 
-def _short(df):
+def short_names(df):
     """row label -> shown label: without the framework when there is only one."""
     single = df.framework.nunique() <= 1
     return lambda row: row.split("/", 1)[1] if single and "/" in row else row
@@ -138,8 +138,8 @@ def save(fig, stem):
 
 def _panel_title(key):
     """Device on one line, size and dtype on the next: fits a panel whatever the device's name."""
-    w, n, m, nh, *variant = key
-    return f"{w}\nn={n:,}, m={m}, nh={nh}, {frames._variant(*variant)}"
+    w, n, m, nh, *rest = key
+    return f"{w}\nn={n:,}, m={m}, nh={nh}, {frames.variant(rest)}"
 
 
 def _timed(df):
@@ -156,7 +156,7 @@ def bars(df):
     plt = _pyplot()
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
-    (groups, note), colour, short = _busiest(frames.groups(df)), colours(df), _short(df)
+    (groups, note), colour, short = _busiest(frames.groups(df)), colours(df), short_names(df)
     fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
     _note(fig, note)
     cut = False
@@ -283,7 +283,7 @@ def roofline(df):
     colour = colours(timed)
     by = "step" if timed.framework.nunique() <= 1 else "framework"
     kinds = list(dict.fromkeys(timed[by]))
-    short = _short(timed)
+    short = short_names(timed)
     combos = list(dict.fromkeys(zip(timed.row, timed.backend)))
     nudge = {c: 1.25 ** ((2 * i - (len(combos) - 1)) / max(len(combos) - 1, 1)) for i, c in enumerate(combos)}
     wheres = list(dict.fromkeys(sorted(timed["where"])))
@@ -411,7 +411,7 @@ def distribution(df):
     if timed.empty:
         return "no case has timed samples"
     plt = _pyplot()
-    (groups, note), colour, short = _busiest(frames.groups(timed)), colours(timed), _short(timed)
+    (groups, note), colour, short = _busiest(frames.groups(timed)), colours(timed), short_names(timed)
     if any(len(g) > MAX_ROWS for _, g in groups):
         groups = [(key, g.loc[g.iqr_pct.sort_values(ascending=False, kind="stable").index[:MAX_ROWS]].sort_index()
                    if len(g) > MAX_ROWS else g) for key, g in groups]

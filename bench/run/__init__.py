@@ -12,7 +12,10 @@ __all__ = ["Case", "Config", "ConfigError", "Group", "Live", "Observer", "load_f
 def run_case(fw, device, step, backend, inputs, args, config, common):
     """One case end to end, timed on its own, from its inputs (x, y, w1, b1, w2, b2) as NumPy arrays
     and as `args` on `device`: a Record."""
+    from bench.records import CaseKey
     from bench.run.measure import time_cases
     from kernels.reference import Reference
-    live = prepare_case(fw, device, step, backend, Reference(inputs, str(inputs[0].dtype)), args, config, common)
+    (n, m), nh, dtype = inputs[0].shape, inputs[2].shape[1], str(inputs[0].dtype)
+    key = CaseKey(fw.name, step, backend, device, n, m, nh, dtype)
+    live = prepare_case(fw, key, Reference(inputs, dtype), args, config, common)
     return live if not isinstance(live, Live) else time_cases([live], config)[0]

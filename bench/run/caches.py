@@ -7,20 +7,25 @@ from bench.data import make_problem
 from kernels import reference
 
 
-def ceilings(fw, device):
-    """This device's measured ceilings: float32 GEMM GFLOP/s and copy GB/s (the best of the samples:
-    a ceiling is what the device can reach)."""
-    k = 2048 if device == "cpu" else 8192
-    count = 2 ** 25 if device == "cpu" else 2 ** 28   # 128 MiB / 1 GiB of float32
+def ceilings(fw, device, dtype="float32", gemm_size=None, copy_bytes=None):
+    """This device's measured ceilings with `fw`: GEMM GFLOP/s of a k x k x k product and copy GB/s
+    of a buffer of `copy_bytes` (defaults.CEILING_GEMM / CEILING_COPY_BYTES by device), in `dtype`,
+    each the best of its samples (a ceiling is what the device can reach), timed by the
+    framework's timer (CUDA events where it has them)."""
+    k = gemm_size or defaults.CEILING_GEMM[device]
+    itemsize = reference.numpy_dtype(dtype).itemsize
+    count = (copy_bytes or defaults.CEILING_COPY_BYTES[device]) // itemsize
     rng = np.random.default_rng(0)
-    a, b = fw.to_device((rng.random((k, k), np.float32), rng.random((k, k), np.float32)), "float32", device)
-    (v,) = fw.to_device((np.ones(count, np.float32),), "float32", device)
+    a, b = fw.to_device((rng.random((k, k), np.float32), rng.random((k, k), np.float32)), dtype, device)
+    (v,) = fw.to_device((np.ones(count, np.float32),), dtype, device)
+    timer = fw.timer(device)
     with fw.placement(device):
-        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, **defaults.CEILING_SAMPLES)
-        copy = timing.steady(lambda: fw.copy(v), fw.sync, **defaults.CEILING_SAMPLES)
+        gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, timer=timer, **defaults.CEILING_SAMPLES)
+        copy = timing.steady(lambda: fw.copy(v), fw.sync, timer=timer, **defaults.CEILING_SAMPLES)
     return {"gemm_gflops": 2 * k ** 3 / min(gemm.samples_s) / 1e9,
-            "copy_gbps": 2 * 4 * count / min(copy.samples_s) / 1e9,
-            "gemm_size": k, "copy_bytes": 4 * count, "measured_with": fw.name}
+            "copy_gbps": 2 * itemsize * count / min(copy.samples_s) / 1e9,
+            "gemm_size": k, "copy_bytes": itemsize * count, "dtype": dtype, "measured_with": fw.name,
+            "timer": timer.name}
 
 
 class Caches:
@@ -30,7 +35,7 @@ class Caches:
 
     def __init__(self, config):
         self.config = config
-        self._problems, self._references, self._placed, self._ceilings = {}, {}, {}, {}
+        self._problems, self._references, self._placed, self._ceilings, self._flushers = {}, {}, {}, {}, {}
 
     def problem(self, n, m):
         if (n, m) not in self._problems:
@@ -50,17 +55,27 @@ class Caches:
             self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
 
-    def placed(self, fw, device, ref):
-        """`ref`'s inputs on `device` as `fw` arrays; only the latest group's are kept."""
-        key = (fw.name, device, id(ref))
+    def placed(self, fw, device, n, m, nh, dtype, tf32=False):
+        """The inputs of reference(n, m, nh, dtype, tf32) on `device` as `fw` arrays; only those of
+        the latest inputs are kept."""
+        inputs = (n, m, nh, dtype, tf32)
+        key = (fw.name, device, inputs)
         if key not in self._placed:
-            self._placed = {k: v for k, v in self._placed.items() if k[2] == id(ref)}
-            self._placed[key] = fw.to_device(ref.inputs, ref.inputs[0].dtype.name, device)
+            ref = self.reference(*inputs)
+            self._placed = {k: v for k, v in self._placed.items() if k[2] == inputs}
+            self._placed[key] = fw.to_device(ref.inputs, dtype, device)
         return self._placed[key]
+
+    def flusher(self, fw, device):
+        """fw.flusher(device), made once per framework and device (a GPU's holds a buffer over its L2)."""
+        if (fw.name, device) not in self._flushers:
+            self._flushers[fw.name, device] = fw.flusher(device)
+        return self._flushers[fw.name, device]
 
     def ceilings(self, fw, device):
         if (fw.name, device) not in self._ceilings:
-            self._ceilings[fw.name, device] = ceilings(fw, device)
+            self._ceilings[fw.name, device] = ceilings(fw, device, gemm_size=self.config.ceiling_gemm,
+                                                       copy_bytes=self.config.ceiling_copy_bytes)
         return self._ceilings[fw.name, device]
 
     def has_ceilings(self, fw, device):

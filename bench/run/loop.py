@@ -6,7 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.data import check_fits
-from bench.records import Record, append, load, repair
+from bench.records import (Record, append, clear_journal, fold_journal, load, repair, replace_case,
+                           write_journal)
 from bench.run.caches import Caches
 from bench.run.measure import sampled_record, time_cases
 from bench.run.plan import load_frameworks, plan
@@ -41,21 +42,25 @@ class Observer:
 
 
 def resumable(out_file):
-    """(cases recorded complete, the latest run id) of an existing records file; an interrupted
-    case (stop_reason "interrupted") is not complete, so a resume times it again."""
+    """(cases recorded complete, cases recorded interrupted, the latest run id) of an existing
+    records file, after folding in the journal a killed run left; an interrupted case (stop_reason
+    "interrupted") is not complete, so a resume times it again."""
+    fold_journal(out_file)
     if not out_file.exists():
-        return set(), None
+        return set(), set(), None
     records, _ = load(out_file)
     done = {r.case for r in records if r.stop_reason != "interrupted"}
-    return done, records[-1].run_id if records else None
+    return done, {r.case for r in records} - done, records[-1].run_id if records else None
 
 
 def run(config, observer=None, stop=None):
     """Run the grid of `config`; returns the records, each also appended to config.out/records.jsonl
     as it ends. With config.resume, cases already complete there are skipped and the run keeps the
-    file's run id, so a re-timed case replaces its interrupted record. stop() is asked between
-    cases and after every timed call: once it is true, the group being timed is written with the
-    samples taken so far (stop_reason "interrupted") and the run returns."""
+    file's run id, and a re-timed case replaces its interrupted record: the file holds one final
+    record per case. While a group is timed, its samples so far go to the journal beside the file
+    every config.checkpoint_s (bench/records.py JOURNAL), which its final records replace. stop()
+    is asked between cases and after every timed call: once it is true, the group being timed is
+    written with the samples taken so far (stop_reason "interrupted") and the run returns."""
     observer = observer or Observer()
     stop = stop or (lambda: False)
     loaded = load_frameworks(config.frameworks)
@@ -63,12 +68,12 @@ def run(config, observer=None, stop=None):
         fw.configure()
     groups = plan(config, loaded)
     if config.data:
-        check_fits(config.data, {(case.n, case.m) for group in groups for case in group.cases})
+        check_fits(config.data, {(case.key.n, case.key.m) for group in groups for case in group.cases})
     out_file = Path(config.out) / "records.jsonl"
     repair(out_file)
-    done = set()
+    done, superseded = set(), set()
     if config.resume:
-        done, run_id = resumable(out_file)
+        done, superseded, run_id = resumable(out_file)
         config = replace(config, run_id=run_id or config.run_id)
     caches = Caches(config)
     fingerprint = caches.fingerprint(loaded)
@@ -76,17 +81,19 @@ def run(config, observer=None, stop=None):
     observer.started(sum(len(g.cases) for g in groups))
 
     def finish(rec):
-        append(out_file, rec)
+        if rec.case in superseded:
+            replace_case(out_file, rec)
+        else:
+            append(out_file, rec)
         records.append(rec)
         observer.finished(rec)
 
-    def checkpoint(recs):
-        for rec in recs:
-            append(out_file, rec)
-
     try:
         for group in groups:
-            if not run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish, checkpoint):
+            going = run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish,
+                              lambda recs: write_journal(out_file, recs))
+            clear_journal(out_file)   # the group's records are final now
+            if not going:
                 break
     finally:
         for fw in loaded.values():
@@ -104,26 +111,27 @@ def run_group(group, loaded, config, caches, done, fingerprint, observer, stop, 
             for live in lives:   # checked and warm, never timed
                 finish(sampled_record(live, Sampled((), (), "interrupted")))
             return False
-        fw = case.fw
-        if case.key in done:
+        fw, key = case
+        if key in done:
             observer.resumed(case)
             continue
-        skipped = skip_reason(fw, case.device, case.dtype, case.tf32, case.cache, case.backend)
+        flush = caches.flusher(fw, key.device) if key.cache == "cold" else None
+        skipped = skip_reason(fw, key, flush)
         if skipped:
-            finish(Record(**case.key._asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
+            finish(Record(**key.asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
             continue
-        if not caches.has_ceilings(fw, case.device):
-            observer.measuring_ceilings(fw, case.device)
+        if not caches.has_ceilings(fw, key.device):
+            observer.measuring_ceilings(fw, key.device)
             fw.set_tf32(False)   # the ceilings are float32's
-            caches.ceilings(fw, case.device)
+            caches.ceilings(fw, key.device)
             fw.set_tf32(group.tf32)
-        ref = caches.reference(case.n, case.m, case.nh, case.dtype, case.tf32)
-        note = f"{case.step} ran at n={case.n} instead of {group.n} (default suite limit)" if case.n != group.n else None
-        common = dict(run_id=config.run_id, data=caches.problem(case.n, case.m).source, note=note, tf32=case.tf32,
-                      ceilings=caches.ceilings(fw, case.device), env=fingerprint)
+        inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
+        ref = caches.reference(*inputs)
+        note = f"{key.step} ran at n={key.n} instead of {group.n} (default suite limit)" if key.n != group.n else None
+        common = dict(run_id=config.run_id, data=caches.problem(key.n, key.m).source, note=note,
+                      ceilings=caches.ceilings(fw, key.device), env=fingerprint)
         observer.checking(case)
-        live = prepare_case(fw, case.device, case.step, case.backend, ref, caches.placed(fw, case.device, ref),
-                            config, common, cache=case.cache)
+        live = prepare_case(fw, key, ref, caches.placed(fw, key.device, *inputs), config, common, flush=flush)
         if isinstance(live, Record):
             finish(live)
         else:

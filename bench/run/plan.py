@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench import defaults, frameworks
+from bench.frameworks.base import Framework
 from bench.records import CaseKey
 
 
@@ -40,29 +41,18 @@ class Config:
     round_s: float = defaults.ROUND_S
     batch_s: float = defaults.BATCH_S
     memory_fraction: float = defaults.MEMORY_FRACTION
+    ceiling_gemm: int | None = None         # k of the ceiling's k x k x k GEMM (None: defaults.CEILING_GEMM)
+    ceiling_copy_bytes: int | None = None   # the ceiling's copy (None: defaults.CEILING_COPY_BYTES)
     checkpoint_s: float = defaults.CHECKPOINT_S
     resume: bool = False              # skip the cases already in out/records.jsonl
     run_id: str = field(default_factory=new_run_id)
 
 
 class Case(NamedTuple):
-    """One case of the grid: a framework (its Framework instance), a device, a step and a backend at
-    one size and dtype; n is the step's own n (the default suite runs some steps smaller)."""
-    fw: object
-    device: str
-    step: str
-    backend: str
-    n: int
-    m: int
-    nh: int
-    dtype: str
-    tf32: bool = False
-    cache: str = "warm"
-
-    @property
-    def key(self):
-        return CaseKey(self.fw.name, self.step, self.backend, self.device, self.n, self.m, self.nh, self.dtype,
-                       self.tf32, self.cache)
+    """One case of the grid: its key, and the Framework instance that runs it (the key's n is the
+    step's own n: the default suite runs some steps smaller)."""
+    fw: Framework
+    key: CaseKey
 
 
 class Group(NamedTuple):
@@ -127,7 +117,7 @@ def plan(config, loaded):
             for tf32 in (config.tf32s if dtype == "float32" else (False,)):
                 for cache in config.caches:
                     for device in devices:
-                        cases = [Case(fw, d, step, backend, min(n, config.step_n.get(step, n)), m, nh, dtype, tf32,
-                                      cache) for fw, d, step, backend in combos if d == device]
+                        cases = [Case(fw, CaseKey(fw.name, step, backend, d, min(n, config.step_n.get(step, n)), m, nh,
+                                                  dtype, tf32, cache)) for fw, d, step, backend in combos if d == device]
                         groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases))
     return groups

@@ -36,36 +36,29 @@ class Live:
     flush: object = None  # run before each timed call: a cold-cache sample
 
 
-def flush_of(fw, device):
-    """fw.flusher(device), made once per framework and device (a GPU's holds a buffer over its L2)."""
-    made = fw.__dict__.setdefault("_flushers", {})
-    if device not in made:
-        made[device] = fw.flusher(device)
-    return made[device]
-
-
-def skip_reason(fw, device, dtype, tf32, cache, backend=None):
-    """Why a case of this kind cannot run here (it is recorded as skipped, with this), or None."""
-    if backend in fw.gpu_backends and device != "gpu":
-        return f"{fw.name}'s {backend} backend is a GPU feature"
-    if tf32 and device != "gpu":
-        return f"TF32 is a GPU feature: on the {device} this is the float32 case"
-    if dtype not in fw.dtypes:
-        return f"{fw.name} has no {dtype} steps here (it has {', '.join(fw.dtypes)})"
-    if cache == "cold" and flush_of(fw, device) is None:
-        return f"{fw.name} cannot flush the {device}'s cache here"
+def skip_reason(fw, key, flush=None):
+    """Why the case `key` cannot run here (it is recorded as skipped, with this), or None; `flush`
+    is the device's cache flush, for a cold case (None where the framework has none)."""
+    if key.backend in fw.gpu_backends and key.device != "gpu":
+        return f"{fw.name}'s {key.backend} backend is a GPU feature"
+    if key.tf32 and key.device != "gpu":
+        return f"TF32 is a GPU feature: on the {key.device} this is the float32 case"
+    if key.dtype not in fw.dtypes:
+        return f"{fw.name} has no {key.dtype} steps here (it has {', '.join(fw.dtypes)})"
+    if key.cache == "cold" and flush is None:
+        return f"{fw.name} cannot flush the {key.device}'s cache here"
     return None
 
 
-def prepare_case(fw, device, step, backend, ref, args, config, common, free=None, cache="warm"):
-    """Record (skipped or failed) or Live (checked and warmed up). ref: the float64
-    reference.Reference of the case's inputs; args: those inputs on `device`; common: the Record
-    fields every case of the run shares; free(device): free bytes, or None where unknown."""
-    x, _, w1, _, _, _ = ref.inputs
-    (n, m), nh, dtype = x.shape, w1.shape[1], str(x.dtype)
-    itemsize = x.dtype.itemsize
-    rec = Record(framework=fw.name, step=step, backend=backend, device=device, n=n, m=m, nh=nh, dtype=dtype,
-                 status="ok", flops=cost.flops(step, n, m, nh), min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
+def prepare_case(fw, key, ref, args, config, common, free=None, flush=None):
+    """Record (skipped or failed) or Live (checked and warmed up) of the case `key`. ref: the
+    float64 reference.Reference of the case's inputs; args: those inputs on the key's device;
+    common: the Record fields every case of the run shares; free(device): free bytes, or None
+    where unknown; flush: run before each timed call (a cold cache)."""
+    n, m, nh, step, device, backend = key.n, key.m, key.nh, key.step, key.device, key.backend
+    itemsize = ref.inputs[0].dtype.itemsize
+    rec = Record(**key.asdict(), status="ok", flops=cost.flops(step, n, m, nh),
+                 min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
                  memory_estimate_bytes=cost.memory_bytes(step, n, m, nh, itemsize), **common)
     available = (free or free_bytes)(device)
     if available is not None and rec.memory_estimate_bytes > config.memory_fraction * available:
@@ -98,9 +91,8 @@ def prepare_case(fw, device, step, backend, ref, args, config, common, free=None
         peak, method = (device_peak, f"{fw.name} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
         timer = fw.timer(device)
         rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up",
-                      timer=timer.name, cache=cache)
+                      timer=timer.name)
         per_call = float(np.median(warm)) if warm else first.first_call_s
-        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer,
-                    flush_of(fw, device) if cache == "cold" else None)
+        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer, flush)
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=one_line(e))
