@@ -316,7 +316,7 @@ def check_fits(path: str | Path, sizes) -> None:
     """DataError unless the explicit data file `path` can serve every (n, m) of `sizes`: checked
     before a run starts, so it never stops halfway for a size the file cannot give."""
     sizes = list(sizes)
-    for n, m in sizes:
+    for _, m in sizes:
         if m != PIXELS:
             raise DataError(f"{_shown(path)}: MNIST has {PIXELS} columns, m={m} asked")
     _, _, held = load_mnist(path, rows=1)

@@ -1,4 +1,5 @@
-"""Statistics of raw samples, shared by the timing engine, reports and the gate. NumPy only.
+"""Statistics of raw samples, shared by the timing engine, reports and the gate: NumPy and the
+standard library (SciPy only for the Student t quantile, imported where used).
 
 Medians, not means: timing noise is one-sided (a call is delayed, never sped up), so a median
 is robust where a mean is dragged by outliers."""

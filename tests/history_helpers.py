@@ -54,6 +54,7 @@ def make_v1_store(url, recs, commit):
     """A history database as schema 1 left it (before TF32 and the cache state were part of a case),
     holding `recs` of one run: what migration 2 starts from."""
     import sqlalchemy as sa
+
     from bench.history.store import machine_key
     fields = ("framework", "step", "backend", "device", "n", "m", "nh", "dtype")
     md = sa.MetaData()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bench import records
-from bench.gate import rule as compare, text
+from bench.gate import rule as compare
+from bench.gate import text
 from bench.gate.rule import CompareError, Thresholds, compare_case, parse_threshold, verdict
 from bench.records import Record
 

@@ -10,7 +10,7 @@ import pytest
 from bench import frameworks, run
 from kernels import reference
 from kernels.reference import OUTPUTS
-from tests.helpers import CONFIG, COMMON, tiny_inputs
+from tests.helpers import COMMON, CONFIG, tiny_inputs
 
 
 def _param(name):

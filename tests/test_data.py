@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from bench import data
 from bench.data import DataError, Problem, load_mnist, make_problem
+
+ROOT = Path(__file__).resolve().parent.parent
 
 N = 100
 

@@ -2,9 +2,9 @@
 reference on the global batch and recorded; faults (a worker that dies or hangs, a port in use, more
 replicas than devices) end in one line, within the timeout, with no process left behind."""
 import importlib.util
+import json
 import os
 import socket
-import json
 import subprocess
 import sys
 

@@ -42,3 +42,43 @@ def test_the_readme_quotes_the_defaults():
 def defaults_noisy():
     from bench.stats import NOISY_IQR_FRACTION
     return f"{NOISY_IQR_FRACTION:.0%}"
+
+
+# A path the project's text names: under one of its folders, or a dotted module of bench/kernels.
+PATH = re.compile(r"(?<![\w./-])((?:bench|kernels|tests|data|results|\.ci|\.github)/[\w./-]*[\w/])")
+MODULE = re.compile(r"(?<![\w./])((?:bench|kernels)(?:\.[a-z_][a-z0-9_]*)+)")
+GENERATED = ("results/", "data/mnist")   # what a run writes, and the user's data file: named, not shipped
+
+
+def _texts():
+    """(where, text) of the README, pyproject.toml, the Makefile, .ci/run and every module's docstring."""
+    import ast
+    for name in ("README.md", "pyproject.toml", "Makefile", ".ci/run"):
+        yield name, (REPO / name).read_text(encoding="utf-8")
+    for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        yield str(path.relative_to(REPO)), doc
+
+
+def _module_exists(dotted):
+    """Whether the leading names of `dotted` (at least two) are a module or package of this tree
+    (what follows may be an attribute: bench.frameworks.load)."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 1, -1):
+        base = REPO.joinpath(*parts[:k])
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return True
+    return False
+
+
+def test_every_file_and_module_the_text_names_exists():
+    missing = []
+    for where, text in _texts():
+        for path in PATH.findall(text):
+            if path.startswith(GENERATED) and not (REPO / path).exists() and "examples" not in path \
+                    and "baselines" not in path:
+                continue
+            if not (REPO / path.rstrip("/.")).exists():
+                missing.append(f"{where}: {path}")
+        missing += [f"{where}: {m}" for m in MODULE.findall(text) if not _module_exists(m)]
+    assert not missing, "named but not in the tree: " + "; ".join(sorted(set(missing)))

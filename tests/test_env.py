@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from bench import env
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {
     "hostname", "os", "kernel", "python", "python_impl", "machine",

@@ -9,19 +9,18 @@ import contextlib
 import gzip
 import io
 import json
-import math
 import os
 import pickle
 import subprocess
 import tracemalloc
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (pip install -e '.[test]')")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from bench.cli import main  # noqa: E402
 from bench.data import DataError, load_mnist  # noqa: E402

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench import gate
-from bench.gate import baselines, rule as compare
+from bench.gate import baselines
+from bench.gate import rule as compare
 from bench.records import Record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,6 @@ dashboard in a real browser (skipped where Chromium or Playwright is missing).""
 import contextlib
 import io
 import json
-import math
 import os
 import shutil
 import sqlite3
@@ -20,7 +19,7 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="SQLAlchemy is not installed (pip install -e '.')")
 from bench import records  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.history import changes, series as history_series  # noqa: E402
+from bench.history import changes  # noqa: E402
 from bench.history.store import SCHEMA_VERSION, HistoryError, Store  # noqa: E402
 from tests.history_helpers import git_repo, make_v1_store, run_records, series  # noqa: E402
 

@@ -14,7 +14,6 @@ from bench.report import document, frames, plots
 from kernels import reference
 from tests.test_timing import FakeClock
 
-
 # ---------------------------------------------------------------- timers and flushes
 
 class HalfTimer(timing.HostTimer):

@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 
 from bench import records
-from bench.report import document as report, fmt, frames as tables
 from bench.records import Record
+from bench.report import document as report
+from bench.report import fmt
+from bench.report import frames as tables
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "records.jsonl"

@@ -5,11 +5,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench import frameworks, run
+from bench import run
 from bench.records import read
 from bench.run import prepare
 from kernels import reference
-from tests.helpers import CONFIG, COMMON, load_or_skip
+from tests.helpers import COMMON, CONFIG, load_or_skip
 
 tf_backend = load_or_skip("tensorflow")
 import tensorflow as tf  # noqa: E402

@@ -62,7 +62,7 @@ def test_keras_step_differentiates_a_keras_model_through_its_variables():
 @pytest.mark.skipif("gpu" not in fw.devices(), reason="no GPU visible to TensorFlow")
 def test_gpu_case_runs_on_the_gpu_with_a_peak():
     from bench import run
-    from tests.helpers import CONFIG, COMMON
+    from tests.helpers import COMMON, CONFIG
     from tests.test_conformance import case_inputs
     inputs, args = case_inputs(fw, n=500, m=30, nh=5, device="gpu")
     assert args[0].device.endswith("GPU:0")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from kernels.reference import OUTPUTS
-
 from tests.helpers import load_or_skip, tiny_inputs
 
 fw = load_or_skip("torch")
@@ -48,7 +47,7 @@ def test_gpu_peak_is_the_caching_allocators():
     if "gpu" not in fw.devices():
         pytest.skip("no CUDA GPU")
     from bench import run
-    from tests.helpers import CONFIG, COMMON
+    from tests.helpers import COMMON, CONFIG
     from tests.test_conformance import case_inputs
     inputs, args = case_inputs(fw, n=4000, m=784, nh=50, device="gpu")
     rec = run.run_case(fw, "gpu", "manual", "eager", inputs, args, CONFIG, COMMON)

@@ -1,6 +1,5 @@
 """The compare and gate commands: their flags -> bench.gate calls, and the lines they print.
 Exit codes: 0 pass, 1 a regression, 2 bad input (one line on stderr)."""
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -153,6 +153,7 @@ def cmd_check(args):
 
 def cmd_dashboard(args):
     import time
+
     from bench.history import dashboard
     t0 = time.perf_counter()
     store = _store(args)

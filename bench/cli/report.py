@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 
-
 def add_parsers(sub):
     rep = sub.add_parser("report", help="rebuild report.md, report.html, plots/ and tables/ from the records of one or more runs")
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files (merged)")

@@ -147,14 +147,15 @@ def check_out(out, resume):
 
 
 def cmd_run(args):
-    from bench import records as records_io, report, run
+    from bench import records as records_io
+    from bench import report, run
     from bench.cli.progress import Progress, Signals
     config = config_from_args(args)
     out_file = config.out / "records.jsonl"
     observer = Progress(budget_s=config.budget_s)
     if args.history:
         from bench.history.recorder import Recorder
-        observer = Recorder(args.history, observer, source=out_file)   # checked now, before anything runs
+        observer = run.Observers(observer, Recorder(args.history, source=out_file))   # checked now, before anything runs
     with Signals() as signals:
         records = run.run(config, observer, stop=signals.stop)
     if signals.received is not None:

@@ -103,7 +103,8 @@ def plan(args):
 
 
 def cmd_scale(args):
-    from bench import env, records as records_io, report
+    from bench import env, report
+    from bench import records as records_io
     from bench.cli.run import check_out
     from bench.distributed import launch
     from bench.run.plan import new_run_id

@@ -12,7 +12,6 @@ import numpy as np
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
 from kernels import reference
 
-
 jax: Any = None   # JAX, imported when the framework loads (_import)
 
 

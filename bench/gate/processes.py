@@ -49,7 +49,8 @@ class Process:
     last_line: str = ""
 
 
-def _last_line(text):
+def last_line(text):
+    """The last non-empty line of `text` (a process's stderr), cut to 300 characters."""
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
 
@@ -87,7 +88,7 @@ def run_harness(tree, out, args, extra_env=None, timeout_s=defaults.GATE_PROCESS
         recs = tuple(records.read(out))
     except records.RecordsError:
         recs = None
-    return Process(str(tree), rc, recs, wall_s, _last_line(stderr))
+    return Process(str(tree), rc, recs, wall_s, last_line(stderr))
 
 
 def run_args(spec, trees, probe=accepts):

@@ -3,10 +3,11 @@ confidence interval, and a verdict (regressed / improved / same) under per-case 
 from pyproject.toml. Pure functions of records; the CLI and the gate print what they return."""
 import fnmatch
 import math
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import tomllib
 
 from bench import defaults, env, stats
 
@@ -274,7 +275,8 @@ def compare(base, candidate, thresholds, allow_mismatch=False, paired=False, sca
         rec = cand_all[case][0]
         threshold = thresholds.for_key(rec.case.name)
         if paired:
-            pick = lambda groups: [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
+            def pick(groups, case=case):
+                return [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
             comparisons.append(compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale))
         else:
             comparisons.append(compare_case(base_all[case], cand_all[case], threshold, scale=scale))

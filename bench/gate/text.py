@@ -26,7 +26,7 @@ def table(result, base_name="base", candidate_name="candidate"):
     lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
     methods = sorted({c.method for c in result.comparisons if c.method})
     if methods:
-        lines.append(f"CI: {LEVEL:.0%} bootstrap ({'; '.join(methods)}). Rule: {RULE}.")
+        lines.append(f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}.")
     for label in result.only_base:
         lines.append(f"only in {base_name}: {printable(label)}")
     for label in result.only_candidate:

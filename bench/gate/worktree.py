@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.gate.errors import GateError, NothingToCompare
+from bench.gate.processes import last_line
 from bench.records import printable
 
 
@@ -68,7 +69,7 @@ def worktree(tree, sha):
     done = git(tree, "worktree", "add", "--detach", "--quiet", "--", str(path), sha)
     if done.returncode != 0:
         shutil.rmtree(parent, ignore_errors=True)
-        raise GateError(f"git worktree add failed: {_last_line(done.stderr)}")
+        raise GateError(f"git worktree add failed: {last_line(done.stderr) or f'exit status {done.returncode}'}")
     try:
         yield path
     finally:

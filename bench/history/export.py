@@ -6,23 +6,32 @@ import json
 import subprocess
 
 
-def _message(repo, sha):
+def messages(repo, shas):
+    """{sha: subject line} of every commit in `shas` that `repo` knows, from one git process (one
+    commit's absence, a shallow clone, leaves it out rather than failing the rest)."""
+    shas = sorted({s for s in shas if s and s.isalnum()})
+    if not shas:
+        return {}
     try:
-        done = subprocess.run(["git", "-C", str(repo), "show", "-s", "--format=%s", "--end-of-options", sha],
-                              capture_output=True, text=True, timeout=30)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        done = subprocess.run(["git", "-C", str(repo), "show", "-s", "--no-walk=unsorted", "--format=%H%x00%s",
+                               "--ignore-missing", "--end-of-options", *shas],
+                              capture_output=True, text=True, timeout=60)
     except (OSError, ValueError, subprocess.SubprocessError):
-        return ""
+        return {}
+    if done.returncode != 0:   # an unknown sha fails the lot on older gits: ask one by one then
+        return {} if len(shas) == 1 else {k: v for s in shas for k, v in messages(repo, [s]).items()}
+    return dict(line.split("\0", 1) for line in done.stdout.splitlines() if "\0" in line)
 
 
 def data_js(all_series, repo, repo_url=None):
     """The text of a data.js holding every series (series.Series), grouped by machine."""
+    subject = messages(repo, [p.commit for s in all_series for p in s.points])
     entries = {}
     for s in all_series:
         suite = entries.setdefault(f"backprop-bench on {s.machine}", {})
         for p in s.points:
             entry = suite.setdefault(p.commit, {
-                "commit": {"id": p.commit, "message": _message(repo, p.commit),
+                "commit": {"id": p.commit, "message": subject.get(p.commit, ""),
                            "timestamp": datetime.datetime.fromtimestamp(p.time or 0, datetime.timezone.utc).isoformat(),
                            **({"url": f"{repo_url}/commit/{p.commit}"} if repo_url else {})},
                 "date": int((p.time or 0) * 1000), "tool": "customSmallerIsBetter", "benches": []})

@@ -8,36 +8,18 @@ from bench.run import Observer
 
 class Recorder(Observer):
     """An Observer that adds finished records to a Store; the store and this checkout's commit are
-    checked when it is made, so a run that could not be kept fails before it starts."""
+    checked when it is made, so a run that could not be kept fails before it starts. Compose it
+    with the run's own observer (bench.run.Observers)."""
 
-    def __init__(self, url, inner, source=None):
-        self.inner, self.source = inner, source
+    def __init__(self, url, source=None):
+        self.source = source
         self.store = Store(url)
         if not env.git_info()["git_commit"]:
             raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
                                "kept per commit")
         self.commit = None
 
-    def started(self, total):
-        self.inner.started(total)
-
-    def measuring_ceilings(self, fw, device):
-        self.inner.measuring_ceilings(fw, device)
-
-    def resumed(self, case):
-        self.inner.resumed(case)
-
-    def checking(self, case):
-        self.inner.checking(case)
-
-    def timing(self, group, lives):
-        self.inner.timing(group, lives)
-
-    def round(self, r, stopped, lives):
-        self.inner.round(r, stopped, lives)
-
     def finished(self, rec):
-        self.inner.finished(rec)
         if self.commit is None:
             self.commit = commit_of([rec], env.REPO)
         self.store.add([rec], self.commit, source=self.source)

@@ -190,7 +190,6 @@ class Store:
     # ------------------------------------------------------------ writing
 
     def _insert(self, conn, table):
-        sa = _sa()
         module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[conn.dialect.name]
         return __import__(module, fromlist=["insert"]).insert(table)
 

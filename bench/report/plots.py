@@ -528,7 +528,7 @@ def replicas(df):
         g = sc[(sc["where"] == where) & (sc["kind"] == kind)]
         size_col = "n" if kind == "strong" else "n_per_replica"
         lines = list(g.groupby(["framework", "engine", "backend", size_col, *VARIANT], sort=False))[:MAX_LINES]
-        for (fw, engine, backend, *size), rows in lines:
+        for (_, engine, backend, *size), rows in lines:
             size = tuple(size)   # n and whatever else tells two lines of one engine and backend apart
             rows = rows.sort_values("replicas")
             if size not in sizes_seen:

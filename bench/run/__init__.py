@@ -1,11 +1,11 @@
 """Running the grid: plan.py (the configuration and its cases), caches.py (what a run computes
 once), prepare.py (check and warm up one case), measure.py (time a group's cases together),
 loop.py (the run, one record appended per case)."""
-from bench.run.loop import Observer, run
+from bench.run.loop import Observer, Observers, run
 from bench.run.plan import Case, Config, ConfigError, Group, load_frameworks, new_run_id, plan
 from bench.run.prepare import Live, prepare_case
 
-__all__ = ["Case", "Config", "ConfigError", "Group", "Live", "Observer", "load_frameworks", "new_run_id", "plan",
+__all__ = ["Case", "Config", "ConfigError", "Group", "Live", "Observer", "Observers", "load_frameworks", "new_run_id", "plan",
            "prepare_case", "run", "run_case"]
 
 

@@ -6,8 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.data import check_fits
-from bench.records import (Record, append, clear_journal, fold_journal, load, repair, replace_case,
-                           write_journal)
+from bench.records import Record, append, clear_journal, fold_journal, load, repair, replace_case, write_journal
 from bench.run.caches import Caches
 from bench.run.measure import sampled_record, time_cases
 from bench.run.plan import load_frameworks, plan
@@ -39,6 +38,24 @@ class Observer:
 
     def finished(self, rec):
         pass
+
+
+class Observers(Observer):
+    """Several observers as one: each event of Observer's goes to every one of them, in order."""
+
+    def __init__(self, *observers):
+        self.observers = observers
+
+
+def _to_each(event):
+    def forward(self, *args):
+        for observer in self.observers:
+            getattr(observer, event)(*args)
+    return forward
+
+
+for _event in [name for name in vars(Observer) if not name.startswith("_")]:
+    setattr(Observers, _event, _to_each(_event))
 
 
 def resumable(out_file):
