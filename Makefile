@@ -7,9 +7,12 @@ ARGS ?=
 
 .PHONY: install bench bench-gpu test fuzz gate clean
 
+# uv installs in seconds what pip takes a minute for; pip is the fallback where uv cannot run.
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check uv \
+		&& $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test]' \
+		|| $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
 install: $(INSTALLED)
@@ -59,7 +62,11 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 	tar czf $(OUT).tar.gz -C $(dir $(abspath $(OUT))) $(notdir $(abspath $(OUT))) || keep; \
 	exit $$status
 
+# Lint (ruff), types (mypy over bench/ and kernels/), then the tests; a test whose framework,
+# browser or database is missing skips, saying why.
 test: install
+	$(PY) -m ruff check bench kernels tests
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(ARGS)
 
 # Property-based fuzzing of every entry point that reads a file or a revision, many more examples

@@ -10,8 +10,10 @@ import os
 import pickle
 import struct
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,7 +32,7 @@ NPZ_SUFFIX = ".npz"
 class DataError(ValueError):
     """A data file is missing, unreadable, unsafe or of the wrong shape; str() is a one-line message naming the file and the problem."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).splitlines()))
 
 
@@ -98,7 +100,9 @@ class _ArrayUnpickler(pickle._Unpickler):
     opcode declares before reading it, so a few hundred bytes can claim gigabytes; this one reads
     first (in chunks, see _Capped), so memory follows the data that is really there."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
+    read: Callable[[int], bytes]        # both set by pickle._Unpickler.load()
+    append: Callable[[object], None]
 
     def __init__(self, file, shown: str):
         super().__init__(file, encoding="latin1")
@@ -312,7 +316,7 @@ def load_mnist(path: str | Path, rows: int | None = None) -> tuple[np.ndarray, n
     return x, y, held
 
 
-def check_fits(path: str | Path, sizes) -> None:
+def check_fits(path: str | Path, sizes: Iterable[tuple[int, int]]) -> None:
     """DataError unless the explicit data file `path` can serve every (n, m) of `sizes`: checked
     before a run starts, so it never stops halfway for a size the file cannot give."""
     sizes = list(sizes)

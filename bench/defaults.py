@@ -1,5 +1,15 @@
 """Every default of the harness in one place: the run engine, the gate, the command line's help and
 the README's figures come from here (a test holds the README to them)."""
+from typing import TypedDict
+
+
+class Sampling(TypedDict):
+    """How bench.timing.steady samples: its keyword arguments."""
+    warmup: int
+    min_samples: int
+    max_samples: int
+    budget_s: float
+
 
 # ---- the grid
 SIZE = (50_000, 784, 50)          # n, m, nh: the lesson's MNIST training set and hidden width
@@ -22,7 +32,7 @@ ROUND_S = 0.05                    # timed calls per case per round: about this l
 BATCH_S = 0.2                     # the batched (one sync) measurement: about this long
 # The ceilings: the best of a few calls of a float32 GEMM (2048^3 on CPU, 8192^3 on GPU) and a copy
 # (128 MiB on CPU, 1 GiB on GPU: far beyond the caches).
-CEILING_SAMPLES = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
+CEILING_SAMPLES: Sampling = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
 CEILING_GEMM = {"cpu": 2048, "gpu": 8192}
 CEILING_COPY_BYTES = {"cpu": 128 << 20, "gpu": 1 << 30}
 CHECKPOINT_S = 5.0                # timing samples written at least this often: what a kill -9 can lose

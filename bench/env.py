@@ -8,6 +8,7 @@ import platform
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 # The repository that contains bench/ (git facts are read from here).
@@ -225,7 +226,7 @@ def _git(*args: str) -> str | None:
 
 def git_info() -> dict:
     """git_commit, git_dirty, git_branch of REPO; all None without git or without REPO/.git."""
-    info = {"git_commit": None, "git_dirty": None, "git_branch": None}
+    info: dict[str, str | bool | None] = {"git_commit": None, "git_dirty": None, "git_branch": None}
     # Require REPO itself to be the checkout, so a copied tree inside some other repo reports None.
     if shutil.which("git") is None or not (REPO / ".git").exists():
         return info
@@ -312,7 +313,7 @@ def _diff(path: str, a, b) -> list[str]:
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
 
-def differences(a: dict, b: dict, keys=None) -> list[str]:
+def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str]:
     """Human-readable one-line descriptions of how two fingerprints differ, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'"; by default compares identity(a) with identity(b) plus env, cpu_count_logical, git_commit, git_dirty and data_source; nested dicts compared key by key (e.g. "env.TF_ENABLE_ONEDNN_OPTS: None vs '0'", "frameworks.tensorflow.version: '2.21.0' vs '2.20.0'")."""
     # A key in IDENTITY_KEYS is read from identity(); any other from the fingerprint itself.
     # Missing keys (older records) count as None, and a missing dict as an empty one.

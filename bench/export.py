@@ -4,13 +4,15 @@ import bisect
 import json
 import math
 import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from bench.records import CASE_DEFAULTS
+from bench.records import CASE_DEFAULTS, CaseKey, Record
 
 PYTEST_BENCHMARK_VERSION = "5.1.0"   # the file format written here (unchanged from 4.0 to 5.x)
 
 
-def sample_stats(data):
+def sample_stats(data: Iterable[float]) -> dict[str, Any]:
     """pytest-benchmark's stats of one benchmark from its raw samples (seconds, one call each),
     with its own definitions: sample stddev, quartiles by its Wikipedia methods 2/3, Tukey fences."""
     data = [float(v) for v in data]
@@ -48,7 +50,7 @@ def _quartiles(s):
     return statistics.median(s[: n // 2]), statistics.median(s[n // 2:])   # method 2
 
 
-def machine_info(fp):
+def machine_info(fp: dict[str, Any] | None) -> dict[str, Any]:
     """pytest-benchmark's machine_info from a run's fingerprint."""
     fp = fp or {}
     return {
@@ -68,7 +70,7 @@ def machine_info(fp):
     }
 
 
-def commit_info(fp):
+def commit_info(fp: dict[str, Any] | None) -> dict[str, Any]:
     fp = fp or {}
     return {"id": fp.get("git_commit"), "time": fp.get("time_utc"), "author_time": fp.get("time_utc"),
             "dirty": fp.get("git_dirty"), "project": "backprop-bench", "branch": fp.get("git_branch")}
@@ -78,7 +80,7 @@ def _finite(value):
     return value if math.isfinite(value) else None
 
 
-def benchmark_name(case):
+def benchmark_name(case: CaseKey) -> str:
     """A case's pytest-benchmark name: 'tensorflow/manual/xla[cpu-2000x784x50-float32]', with every
     other key field that differs from its default after it ('-cache=cold', '-engine=mirrored-replicas=2'),
     so no two cases share a name."""
@@ -108,12 +110,12 @@ def _benchmark(rec):
     }
 
 
-def pytest_benchmark(records):
+def pytest_benchmark(records: Sequence[Record]) -> tuple[dict[str, Any], list[str]]:
     """(document, labels left out): a pytest-benchmark JSON document of the timed records (status
     ok, with samples), machine and commit taken from the first one's fingerprint."""
     is_timed = lambda r: r.status == "ok" and len(r.samples_s) > 0
     timed = [r for r in records if is_timed(r)]
-    first = (timed or records or [None])[0]
+    first = next(iter(timed or records), None)
     fp = first.env if first is not None else {}
     doc = {
         "machine_info": machine_info(fp),
@@ -125,7 +127,7 @@ def pytest_benchmark(records):
     return doc, [r.label for r in records if not is_timed(r)]
 
 
-def dumps(doc):
+def dumps(doc: dict[str, Any]) -> str:
     """JSON text; non-finite floats (which JSON cannot hold) become null."""
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):

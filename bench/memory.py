@@ -5,11 +5,12 @@ cannot see C++ allocations, so the harness watches RSS instead; GPU peaks come f
 import os
 import threading
 import time
+from typing import Literal
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def rss_bytes():
+def rss_bytes() -> int | None:
     """Resident set size of this process now, or None where it cannot be read."""
     try:
         with open("/proc/self/statm") as f:
@@ -27,13 +28,13 @@ class RssPeak:
     entry (sampled every `interval_s`; a spike shorter than that can be missed), None if unreadable."""
     method = "process RSS above the level before the case, sampled every 1 ms"
 
-    def __init__(self, interval_s=0.001):
+    def __init__(self, interval_s: float = 0.001) -> None:
         self.interval_s = interval_s
-        self.peak_bytes = None
+        self.peak_bytes: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> "RssPeak":
         self._base = rss_bytes()
-        self._peak = self._base
+        self._peak = self._base or 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         if self._base is not None:
@@ -47,7 +48,7 @@ class RssPeak:
                 self._peak = now
             time.sleep(self.interval_s)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self._stop.set()
         if self._base is not None:
             self._thread.join()

@@ -1,13 +1,19 @@
 """The harness's own cost: one case timed in the run engine's interleaved rounds and by the timing
 core's plainest loop (timing.steady: the timer around each call and its sync, nothing else),
 alternately, so the ratio of their medians shows what the rounds' bookkeeping adds (it should be ~1.00)."""
+from collections.abc import Callable
+
 from bench import stats, timing
 
 
-def compare(call, sync, rounds=10, per_round=5, timer=None):
+def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int = 10, per_round: int = 5,
+            timer: timing.Timer | None = None) -> tuple[list[float], list[float], tuple[float, float, float]]:
     """(harness samples, plain samples, (ratio, lo, hi)): `rounds` rounds, each taking `per_round`
     samples with the run engine's rounds and then with the plain loop (order alternating by round)."""
-    harness, plain, r_h, r_p = [], [], [], []
+    harness: list[float] = []
+    plain: list[float] = []
+    r_h: list[int] = []
+    r_p: list[int] = []
     timers = {0: timer} if timer else None
     for r in range(rounds):
         order = ("harness", "plain") if r % 2 == 0 else ("plain", "harness")

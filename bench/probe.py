@@ -15,11 +15,14 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from bench import defaults, frameworks, timing
-from bench.records import CaseKey
+from bench.frameworks.base import Framework
+from bench.records import CaseKey, Record
 from bench.run import Config, prepare_case
 from bench.run.caches import Caches, ceilings
 from bench.telemetry import Sampler
@@ -32,7 +35,7 @@ M, NH = defaults.SIZE[1], defaults.SIZE[2]
 STEP_PRECISIONS = (("float32", "float32", False), ("tf32", "float32", True), ("bfloat16", "bfloat16", False))
 
 
-def precisions(fw, device):
+def precisions(fw: Framework, device: str) -> list[tuple[str, str, bool]]:
     """(name, dtype, tf32) of each precision `fw` computes in on `device` (TF32 only on a GPU)."""
     out = [(d, d, False) for d in ("float32", "bfloat16", "float16") if d in fw.dtypes]
     return out[:1] + ([("tf32", "float32", True)] if device == "gpu" else []) + out[1:]
@@ -42,9 +45,9 @@ def _median_ms(samples):
     return float(np.median(samples)) * 1e3 if len(samples) else None
 
 
-def probe_ceilings(fw, device, gemm_size, sampler):
+def probe_ceilings(fw: Framework, device: str, gemm_size: int | None, sampler: Sampler) -> dict[str, dict[str, Any]]:
     """{precision: {gemm_tflops, copy_gbps, telemetry}} of `fw` on `device`."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, dtype, tf32 in precisions(fw, device):
         fw.set_tf32(tf32)
         t0 = time.perf_counter()
@@ -60,7 +63,8 @@ def probe_ceilings(fw, device, gemm_size, sampler):
     return out
 
 
-def probe_case(fw, key, caches, config, reps, sampler):
+def probe_case(fw: Framework, key: CaseKey, caches: Caches, config: Config, reps: int,
+               sampler: Sampler) -> dict[str, Any]:
     """The case `key`: checked against float64 and warmed up as a run does, then `reps` calls warm
     and `reps` cold by the framework's timer, and a batch with one sync."""
     fw.set_tf32(key.tf32)
@@ -70,7 +74,7 @@ def probe_case(fw, key, caches, config, reps, sampler):
         flush = caches.flusher(fw, key.device)
         t0 = time.perf_counter()
         live = prepare_case(fw, key, ref, args, config, {"run_id": "probe"})
-        if not hasattr(live, "call"):
+        if isinstance(live, Record):
             return {"status": live.status, "error": live.error}
         warm = timing.steady(live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0,
                              timer=live.timer)
@@ -78,7 +82,8 @@ def probe_case(fw, key, caches, config, reps, sampler):
                               timer=live.timer, before=flush) if flush else None)
         batch = timing.batched(live.call, live.sync, max(3, min(200, int(0.2 / max(live.per_call_s, 1e-6)))))
         return {"status": "ok", "max_rel_err": live.rec.max_rel_err,
-                "first_call_ms": live.rec.first_call_s * 1e3, "timer": live.timer.name,
+                "first_call_ms": live.rec.first_call_s * 1e3,   # type: ignore[operator]  # set in every Live
+                "timer": live.timer.name,   # type: ignore[union-attr]  # prepare_case gives every Live one
                 "warm_ms": _median_ms(warm.samples_s), "warm_host_ms": _median_ms(warm.host_s or warm.samples_s),
                 "cold_ms": _median_ms(cold.samples_s) if cold else None,
                 "cold_host_ms": _median_ms(cold.host_s or cold.samples_s) if cold else None,
@@ -90,14 +95,16 @@ def probe_case(fw, key, caches, config, reps, sampler):
         fw.set_tf32(False)
 
 
-def probe(loaded, device, sizes, gemm_size, reps, sampler):
+def probe(loaded: dict[str, Framework], device: str, sizes: Sequence[int], gemm_size: int | None, reps: int,
+          sampler: Sampler) -> dict[str, dict[str, Any]]:
     """Everything the probe measures on `device`: {framework: {version, timer, ceilings, steps}}.
     The steps run size by size, each precision's float64 reference shared by the frameworks."""
     config = Config(out=None, warmup=3, memory_fraction=0.8)
     caches = Caches(config)
-    out = {name: {"version": fw.info().get("version"), "timer": fw.timer(device).name,
-                  "ceilings": probe_ceilings(fw, device, gemm_size, sampler), "steps": []}
-           for name, fw in loaded.items()}
+    out: dict[str, dict[str, Any]] = {
+        name: {"version": fw.info().get("version"), "timer": fw.timer(device).name,
+               "ceilings": probe_ceilings(fw, device, gemm_size, sampler), "steps": []}
+        for name, fw in loaded.items()}
 
     def case(fw, key, name):
         out[fw.name]["steps"].append({"n": key.n, "precision": name, "backend": key.backend,
@@ -120,7 +127,7 @@ def _say(fw, device, what, name, result):
                       **{k: v for k, v in result.items() if k != "telemetry"}}, default=str), flush=True)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probe", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--framework", nargs="+", help="frameworks (default: every one installed that sees the device)")

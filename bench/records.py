@@ -5,9 +5,11 @@ from the file. Each record carries its run's environment, so files from many run
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from bench import stats
 
@@ -89,20 +91,20 @@ class Summary:
     intensity: float           # FLOPs per byte that must move (kernels/cost.py)
 
     @property
-    def iqr_s(self):
+    def iqr_s(self) -> float:
         return self.q3_s - self.q1_s
 
     @property
-    def iqr_fraction(self):
+    def iqr_fraction(self) -> float:
         return self.iqr_s / self.median_s if self.median_s > 0 else math.nan
 
     @property
-    def pct_of_peak(self):
+    def pct_of_peak(self) -> float:
         """Achieved GFLOP/s as a percentage of the device's measured float32 GEMM ceiling."""
         return 100 * self.gflops / self.gemm_gflops if self.gemm_gflops > 0 else math.nan
 
     @property
-    def bound(self):
+    def bound(self) -> str | None:
         """'compute' or 'memory': which measured ceiling limits the case at its intensity; None if unknown."""
         if not (self.intensity > 0 and self.gemm_gflops > 0 and self.copy_gbps > 0):
             return None
@@ -113,7 +115,8 @@ def _number(value):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def summarize(samples_s, flops=None, min_bytes=None, ceilings=None):
+def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min_bytes: float | None = None,
+              ceilings: Mapping[str, Any] | None = None) -> Summary:
     """The Summary of raw samples (seconds) and a case's analytic counts and device ceilings."""
     samples = tuple(samples_s or ())
     ceilings = ceilings or {}
@@ -168,7 +171,7 @@ class Record(CaseKey):
     env: dict = field(default_factory=dict)        # the run's environment fingerprint
     schema: int = SCHEMA
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, default in CASE_DEFAULTS.items():   # older records: null (or no value) is the default
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
@@ -196,10 +199,10 @@ class Record(CaseKey):
         return self.key
 
     @cached_property
-    def summary(self):
+    def summary(self) -> Summary:
         return summarize(self.samples_s, self.flops, self.min_bytes, self.ceilings)
 
-    def derived(self):
+    def derived(self) -> dict[str, Any]:
         """The statistics, for readers of the JSON file; recomputed from the samples, never read back."""
         s = self.summary
         finite = lambda v: v if isinstance(v, float) and math.isfinite(v) else None  # noqa: E731
@@ -208,11 +211,11 @@ class Record(CaseKey):
                 "noisy": s.noisy, "gflops": finite(s.gflops), "pct_of_peak": finite(s.pct_of_peak),
                 "intensity_flop_per_byte": finite(s.intensity), "bound": s.bound}
 
-    def to_json(self):
+    def to_json(self) -> str:
         return json.dumps({**asdict(self), "derived": self.derived()}, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
         """A Record from a JSON object; RecordsError naming the first bad field (`field: problem`)."""
         problem = check(d)
         if problem:
@@ -370,12 +373,12 @@ def _shown(value, limit=40):
     return printable(text)[:limit]
 
 
-def printable(text):
+def printable(text: object) -> str:
     """`text` without control characters (terminal escapes, newlines): what a terminal may be shown."""
     return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
-def check(d):
+def check(d: object) -> str | None:
     """None if the JSON object `d` is a record every reader can use, else 'field: problem'."""
     if not isinstance(d, dict):
         return f"expected a JSON object, got {type(d).__name__}"
@@ -385,7 +388,7 @@ def check(d):
         return f"unreadable ({type(e).__name__})"
 
 
-def append(path, record):
+def append(path: str | Path, record: Record) -> None:
     """Append one record as a line and make it durable now, so an interrupted run keeps it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,7 +398,7 @@ def append(path, record):
         os.fsync(f.fileno())
 
 
-def repair(path):
+def repair(path: str | Path) -> None:
     """Cut a last line left unfinished by an interrupted write, so appends start on a line of their own."""
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
@@ -404,11 +407,12 @@ def repair(path):
         f.seek(-1, os.SEEK_END)
         if f.read(1) == b"\n":
             return
-        data = f.seek(0) or f.read()
+        f.seek(0)
+        data = f.read()
         f.truncate(data.rfind(b"\n") + 1)
 
 
-def records_file(path):
+def records_file(path: str | Path) -> Path:
     """A run folder's records.jsonl, or the path itself when it is a file."""
     path = Path(path)
     return path / "records.jsonl" if path.is_dir() else path
@@ -424,7 +428,7 @@ def records_file(path):
 JOURNAL = "journal.jsonl"
 
 
-def journal_file(path):
+def journal_file(path: str | Path) -> Path:
     """The journal beside `path`'s records file."""
     return records_file(path).with_name(JOURNAL)
 
@@ -444,18 +448,18 @@ def _replace(path, text):
         os.close(fd)
 
 
-def write_journal(path, recs):
+def write_journal(path: str | Path, recs: Iterable[Record]) -> None:
     """The samples so far of the cases being timed, replacing the journal beside `path`'s records."""
     journal = journal_file(path)
     journal.parent.mkdir(parents=True, exist_ok=True)
     _replace(journal, "".join(r.to_json() + "\n" for r in recs))
 
 
-def clear_journal(path):
+def clear_journal(path: str | Path) -> None:
     journal_file(path).unlink(missing_ok=True)
 
 
-def replace_case(path, record):
+def replace_case(path: str | Path, record: Record) -> None:
     """Append `record` to `path`, dropping the records of the same run and case already there (a
     case timed again after an interruption): the file keeps one final record per case. Lines that
     are not records are kept as they are."""
@@ -473,7 +477,7 @@ def replace_case(path, record):
     _replace(path, "".join(kept) + record.to_json() + "\n")
 
 
-def fold_journal(path):
+def fold_journal(path: str | Path) -> list[Record]:
     """Move the journal's records of cases that records.jsonl lacks into it (as they are, each an
     interrupted case), then remove the journal; the records folded."""
     journal = journal_file(path)
@@ -506,7 +510,7 @@ def _lines(path):
             yield number, line
 
 
-def load(path):
+def load(path: str | Path) -> tuple[list[Record], list[str]]:
     """(records, problems) of a run folder or a .jsonl file: every record that passes check(), the
     newest of each case per run when a case was recorded again (a resumed case replaces its
     interrupted record), and one 'file:line: field: problem' per line that does not; with the
@@ -527,7 +531,7 @@ def load(path):
     return records, problems
 
 
-def load_file(path):
+def load_file(path: str | Path) -> tuple[list[Record], list[str]]:
     """(records, problems) of one .jsonl file, as load() describes, without the journal."""
     path = Path(path)
     try:
@@ -536,7 +540,8 @@ def load_file(path):
         raise RecordsError(f"{path}: no such results file") from None
     except OSError as e:
         raise RecordsError(f"{path}: cannot read ({printable(e.strerror or e)})") from None
-    newest, problems = {}, []
+    newest: dict[tuple[str, CaseKey], Record] = {}
+    problems: list[str] = []
     for number, raw in lines:
         if not raw.strip():
             continue
@@ -560,7 +565,7 @@ def load_file(path):
     return list(newest.values()), problems
 
 
-def read(path):
+def read(path: str | Path) -> list[Record]:
     """The records of a run folder or .jsonl file (see load); RecordsError naming the first bad line."""
     records, problems = load(path)
     if problems:
@@ -568,7 +573,7 @@ def read(path):
     return records
 
 
-def read_usable(paths, warn):
+def read_usable(paths: Sequence[str | Path], warn: Callable[[str], object]) -> list[Record]:
     """The good records of every path, each bad line passed to warn() and their count summed up;
     RecordsError when no path has a usable record."""
     good, bad = [], []

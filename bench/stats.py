@@ -4,6 +4,7 @@ standard library (SciPy only for the Student t quantile, imported where used).
 Medians, not means: timing noise is one-sided (a call is delayed, never sped up), so a median
 is robust where a mean is dragged by outliers."""
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,22 +14,24 @@ NOISY_IQR_FRACTION = 0.10   # a case whose IQR exceeds 10% of its median is flag
 # resampled independently instead.
 PAIRED_MIN_ROUNDS = 6
 
+Samples = Sequence[float] | np.ndarray
 
-def median(samples):
+
+def median(samples: Samples) -> float:
     return float(np.median(samples))
 
 
-def quartiles(samples):
+def quartiles(samples: Samples) -> tuple[float, float]:
     q1, q3 = np.percentile(samples, [25, 75])
     return float(q1), float(q3)
 
 
-def iqr(samples):
+def iqr(samples: Samples) -> float:
     q1, q3 = quartiles(samples)
     return q3 - q1
 
 
-def median_ci(samples, level=0.95):
+def median_ci(samples: Samples, level: float = 0.95) -> tuple[float, float]:
     """Distribution-free confidence interval of the median from order statistics (binomial),
     (nan, nan) when there are too few samples (fewer than min_ci_samples(level): 8 at 95%)."""
     x = np.sort(np.asarray(samples, float))
@@ -44,12 +47,12 @@ def median_ci(samples, level=0.95):
     return (float(x[lo]), float(x[hi]))
 
 
-def min_ci_samples(level=0.95):
+def min_ci_samples(level: float = 0.95) -> int:
     """The fewest samples for which median_ci gives an interval at `level`."""
     return next(n for n in range(1, 1000) if not math.isnan(median_ci(range(n), level)[0]))
 
 
-def ci_half_width_fraction(samples, level=0.95):
+def ci_half_width_fraction(samples: Samples, level: float = 0.95) -> float:
     """The median CI's half-width as a fraction of the median (inf until it can be computed)."""
     lo, hi = median_ci(samples, level)
     if math.isnan(lo):
@@ -57,7 +60,7 @@ def ci_half_width_fraction(samples, level=0.95):
     return (hi - lo) / 2 / median(samples)
 
 
-def is_noisy(samples):
+def is_noisy(samples: Samples) -> bool:
     return len(samples) > 0 and iqr(samples) > NOISY_IQR_FRACTION * median(samples)
 
 
@@ -94,7 +97,8 @@ def _bootstrap(x, group, groups, n_boot, rng):
     return out
 
 
-def ratio_ci(a, b, paired=None, level=0.95, n_boot=2000, seed=0):
+def ratio_ci(a: Samples, b: Samples, paired: tuple[Samples, Samples] | None = None, level: float = 0.95,
+             n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """median(a) / median(b) with a bootstrap confidence interval: (ratio, lo, hi).
 
     paired: sequences of round ids, one per sample of a and of b. When given and they share
@@ -121,7 +125,7 @@ def ratio_ci(a, b, paired=None, level=0.95, n_boot=2000, seed=0):
     return (ratio, float(lo), float(hi))
 
 
-def can_pair(rounds_a, rounds_b):
+def can_pair(rounds_a: Samples, rounds_b: Samples) -> bool:
     """Whether two cases share enough rounds for ratio_ci to pair them."""
     return len(np.intersect1d(np.asarray(rounds_a), np.asarray(rounds_b))) >= PAIRED_MIN_ROUNDS
 
@@ -132,7 +136,7 @@ def _z(level):
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
-def log_t_ci(ratios, level=0.95):
+def log_t_ci(ratios: Samples, level: float = 0.95) -> tuple[float, float, float]:
     """(geometric mean, lo, hi) of positive paired `ratios`: a Student t interval over their
     logarithms. Exact coverage for log-normal ratios, and close to it for few pairs, where a
     percentile bootstrap of 4-8 values is too narrow. (nan, nan, nan) with fewer than 2."""
@@ -145,7 +149,7 @@ def log_t_ci(ratios, level=0.95):
     return (math.exp(mean), math.exp(mean - half), math.exp(mean + half))
 
 
-def log_welch_ci(a, b, level=0.95):
+def log_welch_ci(a: Samples, b: Samples, level: float = 0.95) -> tuple[float, float, float]:
     """(ratio of geometric means a/b, lo, hi): Welch's t interval for the difference of the mean
     logarithms of two independent samples (run medians), back-transformed."""
     from scipy.stats import t

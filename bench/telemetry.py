@@ -5,6 +5,8 @@ timed sample is given the state of the reading in force when it began; a GPU sam
 throttle reason held (power cap, thermal, hardware slowdown) is counted as throttled."""
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,10 +31,12 @@ class Sampler:
     """`with Sampler(device) as s:` then s.summary(starts, samples_s) for each case timed meanwhile.
     nvml / psutil: the modules to read from (fakes in tests); found here when None."""
 
-    def __init__(self, device, interval_s=0.05, nvml=None, psutil=None, clock=time.perf_counter):
+    def __init__(self, device: str, interval_s: float = 0.05, nvml: Any = None, psutil: Any = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.device, self.interval_s, self.clock = device, interval_s, clock
-        self.readings = []   # (time, {name: value})
-        self.nvml = self.psutil = None
+        self.readings: list[tuple[float, dict[str, Any]]] = []
+        self.nvml: Any = None
+        self.psutil: Any = None
         if device == "gpu":
             self.nvml = nvml or _nvml()
             if self.nvml is not None:
@@ -50,10 +54,10 @@ class Sampler:
                 self.psutil = None
 
     @property
-    def source(self):
+    def source(self) -> str | None:
         return "nvml" if self.nvml is not None else "psutil" if self.psutil is not None else None
 
-    def read(self):
+    def read(self) -> dict[str, Any]:
         """One reading now: {name: value}."""
         if self.nvml is not None:
             nv, h = self.nvml, self.handle
@@ -74,20 +78,20 @@ class Sampler:
             except Exception:   # a reading that fails is a reading missed, not a failed case
                 continue
 
-    def __enter__(self):
+    def __enter__(self) -> "Sampler":
         if self.source:
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self.source:
             self._stop.set()
             self._thread.join()
         return False
 
-    def summary(self, starts, samples_s):
+    def summary(self, starts: Sequence[float], samples_s: Sequence[float]) -> dict[str, Any]:
         """What held while the case's samples (begun at `starts`, lasting `samples_s`) were taken:
         a dict for its record ({} without readings)."""
         if not self.readings or not len(starts):
@@ -97,7 +101,7 @@ class Sampler:
         # the reading in force when the first sample began, and every one until the last ended
         first = max(0, int(np.searchsorted(times, lo, side="right")) - 1)
         inside = [r for _, r in self.readings[first:max(first + 1, int(np.searchsorted(times, hi, side="right")))]]
-        out = {"source": self.source, "readings": len(inside)}
+        out: dict[str, Any] = {"source": self.source, "readings": len(inside)}
         if self.nvml is not None:
             out["throttled_readings"] = sum(bool(r["reasons"] & THROTTLE_MASK) for r in inside)
             # each sample takes the state of the last reading before it began (or the first one after)
@@ -115,11 +119,11 @@ class Sampler:
                        other_cores=[float(np.median(other)), max(other)] if other else None)
         return out
 
-    def between(self, t0, t1):
+    def between(self, t0: float, t1: float) -> dict[str, Any]:
         """What held from clock time t0 to t1 (a stretch of work rather than timed samples)."""
         return self.summary([t0], [t1 - t0])
 
-    def static(self):
+    def static(self) -> dict[str, Any]:
         """The device's fixed facts NVML gives (name, driver, clock and power limits); {} without NVML."""
         if self.nvml is None:
             return {}

@@ -4,19 +4,32 @@ sync, each call measured by a timer (the host clock around the call and its sync
 timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
 drive it with a fake clock and assert exact numbers."""
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from bench import defaults
+
+Clock = Callable[[], float]
+_K = TypeVar("_K")
+
+
+class Timer(Protocol):
+    """What times each call: HOST, or a framework's device timer (bench/frameworks/base.py, Framework.timer)."""
+    name: str
+
+    def measure(self, call: Callable[[], object], sync: Callable[[], object], clock: Clock) -> tuple[float, float]: ...
 
 
 @dataclass(frozen=True)
 class FirstCall:
     trace_s: float | None   # building the graph only (None where nothing is traced: eager)
     first_call_s: float     # the first real call and its sync: graph optimisation or XLA compile, plus one run
-    result: object          # what the first call returned, for the correctness check
+    result: Any             # what the first call returned, for the correctness check
 
 
-def first_call(call, sync, trace=None, clock=time.perf_counter):
+def first_call(call: Callable[[], Any], sync: Callable[[], object], trace: Callable[[], object] | None = None,
+               clock: Clock = time.perf_counter) -> FirstCall:
     trace_s = None
     if trace is not None:
         t0 = clock()
@@ -35,14 +48,17 @@ class Steady:
     host_s: tuple = ()      # the host clock around each sampled call and its sync, where the timer is another
 
 
-def steady(call, sync, *, warmup, min_samples, max_samples, budget_s, clock=time.perf_counter, timer=None,
-           before=None):
+def steady(call: Callable[[], object], sync: Callable[[], object], *, warmup: int, min_samples: int, max_samples: int,
+           budget_s: float, clock: Clock = time.perf_counter, timer: Timer | None = None,
+           before: Callable[[], object] | None = None) -> Steady:
     """Time `call` (then `sync`) repeatedly by `timer` (the host clock by default): `warmup` calls,
     then samples until at least `min_samples` are taken and `budget_s` of host time has passed, or
     `max_samples` are taken. before(), when given, runs untimed before each call (a cache flush, a
     barrier between processes)."""
     timer = timer or HOST
-    warm, samples, hosts = [], [], []
+    warm: list[float] = []
+    samples: list[float] = []
+    hosts: list[float] = []
     spent = 0.0
     for i in range(warmup + max_samples):
         if i >= warmup and len(samples) >= min_samples and spent >= budget_s:
@@ -64,7 +80,7 @@ class HostTimer:
     its own timers what the host waits (launch and sync overhead included)."""
     name = "host clock + sync"
 
-    def measure(self, call, sync, clock):
+    def measure(self, call: Callable[[], object], sync: Callable[[], object], clock: Clock) -> tuple[float, float]:
         """(the time to report, the host-clock time), in seconds: here one and the same."""
         t0 = clock()
         call()
@@ -88,10 +104,15 @@ class Sampled:
     starts: tuple = ()      # the clock when each call began (to place telemetry readings)
 
 
-def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, min_samples=defaults.MIN_SAMPLES,
-                min_rounds=defaults.MIN_ROUNDS, max_samples=defaults.MAX_SAMPLES, budget_s=defaults.BUDGET_S,
-                round_s=defaults.ROUND_S, per_call_s=None, on_round=None, stop=None, checkpoint=None,
-                checkpoint_s=defaults.CHECKPOINT_S, timers=None, flush=None):
+def interleaved(cases: Mapping[_K, tuple[Callable[[], object], Callable[[], object]]], clock: Clock = time.perf_counter,
+                target_ci: float = defaults.TARGET_CI, min_samples: int = defaults.MIN_SAMPLES,
+                min_rounds: int = defaults.MIN_ROUNDS, max_samples: int = defaults.MAX_SAMPLES,
+                budget_s: float = defaults.BUDGET_S, round_s: float = defaults.ROUND_S,
+                per_call_s: Mapping[_K, float] | None = None,
+                on_round: Callable[[int, dict[_K, str]], object] | None = None, stop: Callable[[], bool] | None = None,
+                checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
+                checkpoint_s: float = defaults.CHECKPOINT_S, timers: Mapping[_K, Timer] | None = None,
+                flush: Mapping[_K, Callable[[], object]] | None = None) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
@@ -114,12 +135,12 @@ def interleaved(cases, clock=time.perf_counter, target_ci=defaults.TARGET_CI, mi
     keys = list(cases)
     per_call_s = per_call_s or {}
     calls_per_round = {k: max(1, min(50, int(round_s / per_call_s[k]))) if per_call_s.get(k) else 1 for k in keys}
-    samples = {k: [] for k in keys}
-    hosts = {k: [] for k in keys}
-    starts = {k: [] for k in keys}
-    rounds = {k: [] for k in keys}
+    samples: dict[_K, list[float]] = {k: [] for k in keys}
+    hosts: dict[_K, list[float]] = {k: [] for k in keys}
+    starts: dict[_K, list[float]] = {k: [] for k in keys}
+    rounds: dict[_K, list[int]] = {k: [] for k in keys}
     spent = dict.fromkeys(keys, 0.0)
-    done = {}
+    done: dict[_K, str] = {}
     timers = timers or {}
     flush = flush or {}
 
@@ -171,7 +192,8 @@ class Batch:
     batch_s: float          # per call: the whole batch including one sync at the end
 
 
-def batched(call, sync, calls, clock=time.perf_counter):
+def batched(call: Callable[[], object], sync: Callable[[], object], calls: int,
+            clock: Clock = time.perf_counter) -> Batch:
     """Time `calls` calls with a single sync at the end. On an asynchronous device the gap between
     dispatch_s and the synced per-call time shows what the host costs; on CPU they nearly agree."""
     sync()

@@ -4,7 +4,7 @@ Framework-free. n rows, m inputs, nh hidden units, one output; `itemsize` in byt
 """
 
 
-def flops(step, n, m, nh):
+def flops(step: str, n: int, m: int, nh: int) -> int:
     """Floating-point operations of one forward and backward pass.
 
     Layer 1 does three (n x m x nh) products (forward, d_x, d_w1): 6*n*m*nh. Layer 2 does three
@@ -14,14 +14,14 @@ def flops(step, n, m, nh):
     return 6 * n * m * nh + 10 * n * nh + 8 * n
 
 
-def min_bytes(step, n, m, nh, itemsize):
+def min_bytes(step: str, n: int, m: int, nh: int, itemsize: int) -> int:
     """Bytes any implementation must move: read x and y, write d_x, read and write the parameters
     and their gradients once. (Intermediates could stay in cache or registers.)"""
     params = m * nh + nh + nh + 1
     return itemsize * (2 * n * m + n + 2 * params)
 
 
-def memory_bytes(step, n, m, nh, itemsize):
+def memory_bytes(step: str, n: int, m: int, nh: int, itemsize: int) -> int:
     """A working-set estimate, used to skip a case that would not fit before running it.
 
     Every step holds x, d_x and about six (n, nh) intermediates; the broadcast step also builds

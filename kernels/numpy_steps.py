@@ -6,13 +6,14 @@ from functools import partial
 import numpy as np
 
 from kernels import array_ops, lesson
+from kernels.lesson import Array
 
 
-def relu(x):
+def relu(x: Array) -> Array:
     return np.maximum(x, 0)
 
 
-def relu_grad(x, dy):
+def relu_grad(x: Array, dy: Array) -> Array:
     """ReLU'(0) := 0, as in every other framework here."""
     return np.where(x > 0, dy, 0).astype(dy.dtype, copy=False)
 

@@ -3,9 +3,11 @@
 Framework-free (NumPy only), so every framework's steps are judged by the same code.
 """
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 OUTPUTS = ("loss", "d_x", "d_w1", "d_b1", "d_w2", "d_b2")
 
@@ -30,7 +32,7 @@ ACCUMULATE = {"float64": "float64", "float32": "float32", "tf32": "tf32", "float
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, **{p: 16 * UNIT_ROUNDOFF[p] for p in ("tf32", "float16", "bfloat16")}}
 
 
-def numpy_dtype(name):
+def numpy_dtype(name: str) -> np.dtype:
     """The NumPy dtype of a dtype name; bfloat16 is ml_dtypes' (NumPy has none)."""
     if name == "bfloat16":
         import ml_dtypes
@@ -38,12 +40,12 @@ def numpy_dtype(name):
     return np.dtype(name)
 
 
-def precision(dtype, tf32=False):
+def precision(dtype: str, tf32: bool = False) -> str:
     """The precision a case computes in: "tf32" for float32 with TF32 on, else its dtype."""
     return "tf32" if tf32 and dtype == "float32" else dtype
 
 
-def init_params(m, nh, seed=0, dtype=np.float32):
+def init_params(m: int, nh: int, seed: int = 0, dtype: npt.DTypeLike = np.float32) -> tuple[np.ndarray, ...]:
     """w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,): Kaiming-scaled normals and zero biases, seeded."""
     rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((m, nh)) * np.sqrt(2.0 / m)
@@ -51,7 +53,9 @@ def init_params(m, nh, seed=0, dtype=np.float32):
     return tuple(a.astype(dtype) for a in (w1, np.zeros(nh), w2, np.zeros(1)))
 
 
-def forward_backward(x, y, w1, b1, w2, b2, mask=None, keep_out=False):
+def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: npt.ArrayLike, w2: npt.ArrayLike,
+                     b2: npt.ArrayLike, mask: np.ndarray | None = None,
+                     keep_out: bool = False) -> dict[str, np.ndarray | np.floating]:
     """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0;
     keep_out: also the network's output under "_out"."""
     x, y, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, y, w1, b1, w2, b2))
@@ -72,14 +76,14 @@ def forward_backward(x, y, w1, b1, w2, b2, mask=None, keep_out=False):
 
 @dataclass(frozen=True)
 class Check:
-    errors: dict          # output name -> relative error
+    errors: dict[str, float]   # output name -> relative error
     max_rel_err: float
     tolerance: float
     mask_flips: int       # ReLU mask entries where the case and float64 disagree, all near zero
     problem: str | None   # why the case failed, or None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.problem is None
 
 
@@ -126,7 +130,7 @@ class Reference:
     tolerance is never widened: an entry counts only if the case's own d_x shows it.
     """
 
-    def __init__(self, inputs, precision):
+    def __init__(self, inputs: Iterable[np.ndarray], precision: str) -> None:
         """inputs: (x, y, w1, b1, w2, b2) as the case sees them (rounded to its dtype); precision:
         its dtype's name, or "tf32"."""
         self.inputs, self.dtype = tuple(inputs), precision
@@ -141,16 +145,17 @@ class Reference:
             + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
         self.near_zero = np.abs(self.h_pre64) <= bound
         self.mask64 = self.h_pre64 > 0
-        self._refs = {}
+        self._refs: dict[bytes, dict[str, np.ndarray | np.floating]] = {}
         self.outputs(self.mask64)
 
-    def outputs(self, mask):
+    def outputs(self, mask: np.ndarray) -> dict[str, np.ndarray | np.floating]:
         """The float64 outputs under ReLU `mask` (the network's output under "_out"), kept for reuse."""
         key = _digest(mask)
         if key not in self._refs:
             if len(self._refs) >= 2:   # bounded: a reference at n = 1e6 is several GB
                 self._refs.pop(next(iter(self._refs)))
-            self._refs[key] = forward_backward(*self._inputs64, mask=mask, keep_out=True)
+            x, y, w1, b1, w2, b2 = self._inputs64
+            self._refs[key] = forward_backward(x, y, w1, b1, w2, b2, mask=mask, keep_out=True)
         return self._refs[key]
 
     def _errors(self, got, ref):
@@ -184,7 +189,7 @@ class Reference:
                 mask[i, j] = not mask[i, j]
         return mask
 
-    def check(self, got, h_pre=None):
+    def check(self, got: Mapping[str, npt.ArrayLike], h_pre: npt.ArrayLike | None = None) -> Check:
         """got: {name: array} for every name in OUTPUTS; h_pre: the case's own first-layer
         pre-activation, computed by the same backend (its ReLU mask), or None for float64's."""
         mask, problem = self.mask64, None
@@ -209,7 +214,8 @@ class Reference:
         return Check(errors, errors[worst], self.tolerance, int((mask != self.mask64).sum()), problem)
 
 
-def check(got, inputs, dtype, h_pre=None):
+def check(got: Mapping[str, npt.ArrayLike], inputs: Iterable[np.ndarray], dtype: str,
+          h_pre: npt.ArrayLike | None = None) -> Check:
     """Compare a case's outputs with the float64 reference on the same inputs (see Reference).
 
     got: {name: array} for every name in OUTPUTS; inputs: (x, y, w1, b1, w2, b2) as the case saw

@@ -7,17 +7,19 @@ Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, 
 """
 from functools import partial
 from types import SimpleNamespace
+from typing import Any
 
 import tensorflow as tf
 
 from kernels import lesson
+from kernels.lesson import Array
 
 
-def lin(x, w, b):
+def lin(x: Array, w: Array, b: Array) -> Array:
     return tf.linalg.matmul(x, w) + b
 
 
-def lin_grad(x, w, dy):
+def lin_grad(x: Array, w: Array, dy: Array) -> tuple[Array, Array, Array]:
     """(d_x, d_w, d_b) of `lin(x, w, b)` given dy = dL/d(out).
 
     transpose_a/b rather than tf.transpose, so eager and graph do the same work (Grappler would
@@ -27,18 +29,18 @@ def lin_grad(x, w, dy):
             tf.reduce_sum(dy, 0))
 
 
-def broadcast_lin_grad(x, w, dy):
+def broadcast_lin_grad(x: Array, w: Array, dy: Array) -> tuple[Array, Array, Array]:
     """The lesson's first weight gradient: materialises an (n, m, k) tensor before summing over n."""
     return (tf.linalg.matmul(dy, w, transpose_b=True),
             tf.reduce_sum(x[:, :, None] * dy[:, None, :], 0),
             tf.reduce_sum(dy, 0))
 
 
-def relu(x):
+def relu(x: Array) -> Array:
     return tf.nn.relu(x)
 
 
-def relu_grad(x, dy):
+def relu_grad(x: Array, dy: Array) -> Array:
     """dy where x > 0, else 0: ReLU'(0) := 0, the same convention as tf.nn.relu's gradient.
 
     ReluGrad computes exactly that in one pass over (n, nh); tf.where(x > 0, dy, zeros_like(dy))
@@ -46,11 +48,11 @@ def relu_grad(x, dy):
     return tf.raw_ops.ReluGrad(gradients=dy, features=x)
 
 
-def mse(out, y):
+def mse(out: Array, y: Array) -> Array:
     return tf.reduce_mean(tf.square(out[:, 0] - y))
 
 
-def mse_grad(out, y):
+def mse_grad(out: Array, y: Array) -> Array:
     """dL/d(out), shape (n, 1)."""
     n = tf.cast(tf.shape(out)[0], out.dtype)
     return 2.0 * (out - y[:, None]) / n
@@ -59,7 +61,7 @@ def mse_grad(out, y):
 OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
 
 
-def forward(x, y, w1, b1, w2, b2):
+def forward(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> Array:
     return mse(lin(relu(lin(x, w1, b1)), w2, b2), y)
 
 
@@ -69,7 +71,7 @@ manual_step = partial(lesson.manual_step, OPS)
 broadcast_step = partial(lesson.manual_step, OPS, weight_grad=broadcast_lin_grad)
 
 
-def tape_step(x, y, w1, b1, w2, b2):
+def tape_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
     """Autodiff of the same forward with tf.GradientTape (x is watched: its gradient is an output)."""
     with tf.GradientTape() as tape:
         tape.watch([x, w1, b1, w2, b2])
@@ -83,7 +85,7 @@ module_step = partial(lesson.module_step, OPS)
 
 # ---------------------------------------------------------------- keras
 
-_keras_models = {}
+_keras_models: dict[tuple[int, int, str], Any] = {}
 
 
 def _keras_model(m, nh, dtype):
@@ -102,7 +104,7 @@ def _keras_model(m, nh, dtype):
     return _keras_models[key]
 
 
-def keras_step(x, y, w1, b1, w2, b2):
+def keras_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
     """The lesson's own TensorFlow refactor made to work. The lesson subclasses tf.keras.Model, keeps
     its layers in a list and asks tape.gradient(loss, self._layers), which fails (a layer is not a
     tensor). What TF users write instead: a Keras model whose weights are variables, gradients by

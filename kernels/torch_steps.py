@@ -7,13 +7,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels import array_ops, lesson
+from kernels.lesson import Array
 
 
-def relu(x):
+def relu(x: Array) -> Array:
     return torch.relu(x)
 
 
-def relu_grad(x, dy):
+def relu_grad(x: Array, dy: Array) -> Array:
     """ReLU'(0) := 0, the same convention as torch.relu's autograd (threshold_backward)."""
     return torch.where(x > 0, dy, torch.zeros_like(dy))
 
@@ -22,7 +23,7 @@ OPS = array_ops.ops(relu, relu_grad)
 lin = array_ops.lin
 
 
-def manual_step(x, y, w1, b1, w2, b2):
+def manual_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
     """The lesson's hand-written backward pass, in torch ops; no autograd graph is recorded.
 
     torch.no_grad as a context inside each step, not as a decorator: a decorated step's first frame
@@ -35,28 +36,28 @@ def manual_step(x, y, w1, b1, w2, b2):
 class Linear(nn.Module):
     """The lesson's linear layer as an nn.Module: out = x @ w + b, with w (m, k) and b (k,)."""
 
-    def __init__(self, w, b):
+    def __init__(self, w: Array, b: Array) -> None:
         super().__init__()
         self.w, self.b = w, b
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         return lin(x, self.w, self.b)
 
 
 class Net(nn.Module):
     """The lesson's nn.Module model: layers, then F.mse_loss against the targets as a column."""
 
-    def __init__(self, w1, b1, w2, b2):
+    def __init__(self, w1: Array, b1: Array, w2: Array, b2: Array) -> None:
         super().__init__()
         self.layers = [Linear(w1, b1), nn.ReLU(), Linear(w2, b2)]
 
-    def forward(self, x, y):
+    def forward(self, x: Array, y: Array) -> Array:
         for layer in self.layers:
             x = layer(x)
         return F.mse_loss(x, y[:, None])
 
 
-def autograd_step(x, y, w1, b1, w2, b2):
+def autograd_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
     """The lesson's model and loss.backward(). The leaves are made afresh on every call
     (detach().requires_grad_(): same storage, new autograd identity), so .grad never accumulates
     across calls and the caller's tensors are never marked as requiring grad."""
@@ -67,7 +68,7 @@ def autograd_step(x, y, w1, b1, w2, b2):
     return loss.detach(), x.grad, w1.grad, b1.grad, w2.grad, b2.grad
 
 
-def module_step(x, y, w1, b1, w2, b2):
+def module_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
         return lesson.module_step(OPS, x, y, w1, b1, w2, b2)

@@ -277,3 +277,10 @@ def test_cli_missing_or_empty_runs(runs, tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     empty = bench("compare", tmp_path / "empty.jsonl", runs[0])
     assert empty.returncode == 2 and "no usable records" in empty.stderr
+
+
+def test_a_failed_first_process_drops_its_pair_instead_of_failing_the_gate():
+    r = rec(noisy(0.1, n=10))
+    result = compare.compare([[r], [r], [r]], [None, [r], [r]], Thresholds(), paired=True)
+    (c,) = result.comparisons
+    assert c.verdict == "same" and c.ratio == pytest.approx(1.0) and "2 process pairs" in c.method

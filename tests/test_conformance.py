@@ -102,7 +102,7 @@ def test_relu_grad_at_zero_is_zero(fw):
 
 
 def test_float32_steps_stay_float32_and_pass_the_check(fw):
-    inputs = tiny_inputs(n=500, m=30, nh=8, dtype=np.float32)
+    inputs = tiny_inputs(dtype=np.float32)
     args = fw.to_device(inputs, "float32", "cpu")
     ref = reference.Reference(inputs, "float32")
     for backend in fw.backends:
@@ -116,7 +116,7 @@ def test_float32_steps_stay_float32_and_pass_the_check(fw):
 
 
 def test_tracing_is_counted_and_no_call_retraces(fw):
-    inputs = tiny_inputs(n=33)
+    inputs = tiny_inputs()
     args = fw.to_device(inputs, "float64", "cpu")
     for backend in fw.backends:
         fn = fw.compile("manual", backend)
@@ -146,7 +146,11 @@ def test_plumbing_on_cpu(fw):
         fw.sync()
 
 
-def case_inputs(fw, n=300, m=20, nh=5, dtype="float32", device="cpu"):
+def case_inputs(fw, n=None, m=None, nh=None, dtype="float32", device="cpu"):
+    """A float32 case's inputs, by default the tiny problem's shape (a compiler's cache then serves
+    every test that compiles a step at it: torch.compile costs seconds a shape on a CPU)."""
+    tiny = tiny_inputs()
+    n, m, nh = n or tiny[0].shape[0], m or tiny[0].shape[1], nh or tiny[2].shape[1]
     rng = np.random.default_rng(0)
     x = rng.random((n, m), dtype=np.float32)
     y = rng.integers(0, 10, n).astype(np.float32)

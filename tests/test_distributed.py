@@ -89,8 +89,8 @@ def test_a_worker_that_dies_fails_the_case_naming_it(tmp_path, monkeypatch):
 @two_cores()
 def test_a_worker_that_hangs_is_killed_at_the_timeout_with_its_peers(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_WORKER_FAULT", "hang:1")
-    rec = run(tmp_path, "torch.distributed", "eager", 2, timeout_s=15)
-    assert rec.status == "failed" and rec.error.startswith("timed out after 15 s")
+    rec = run(tmp_path, "torch.distributed", "eager", 2, timeout_s=3)   # rank 1 hangs before importing anything
+    assert rec.status == "failed" and rec.error.startswith("timed out after 3 s")
     assert workers_left(tmp_path) == []
 
 
@@ -112,8 +112,8 @@ def test_requests_the_machine_cannot_serve_are_refused_before_anything_starts():
 
 
 def test_scale_refuses_bad_input_in_one_line(tmp_path):
-    cores = launch.devices_available("cpu")
-    assert_one_line_error(bench("scale", "--engine", "sharding", "--replicas", str(cores + 1), "--out", tmp_path / "a"),
+    cores = launch.devices_available("cpu")   # mirrored: TensorFlow's engine, a core dependency
+    assert_one_line_error(bench("scale", "--engine", "mirrored", "--replicas", str(cores + 1), "--out", tmp_path / "a"),
                           f"{cores + 1} replicas asked")
     assert_one_line_error(bench("scale", "--engine", "horovod", "--out", tmp_path / "b"), "unknown engine 'horovod'")
     assert_one_line_error(bench("scale", "--replicas", "two", "--out", tmp_path / "c"), "--replicas 'two'")
@@ -122,7 +122,7 @@ def test_scale_refuses_bad_input_in_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert_one_line_error(bench("scale", "--engine", "sharding", "--port", str(port), "--out", tmp_path / "e"),
+        assert_one_line_error(bench("scale", "--engine", "mirrored", "--port", str(port), "--out", tmp_path / "e"),
                               f"port {port} is in use")
     assert not any((tmp_path / d / "records.jsonl").exists() for d in "abcde")
 
@@ -189,9 +189,13 @@ def test_sigterm_stops_the_scale_run_keeping_its_records_and_no_worker(tmp_path)
     assert bench(*common, "--replicas", "1", "--samples", "3").returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "bench", *common, "--replicas", "1", "2", "--samples", "1000000",
                              "--resume"], cwd=launch.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)                                 # R=2 is timing its million steps
+    err = ""
+    while proc.poll() is None and "sharding x2" not in err:   # R=2 has started: its million steps
+        err += proc.stderr.readline()
+    time.sleep(1)
     proc.terminate()
-    _, err = proc.communicate(timeout=60)
+    _, rest = proc.communicate(timeout=60)
+    err += rest
     assert proc.returncode == 143 and "--resume runs the rest" in err, err
     assert [(r.engine, r.replicas) for r in read(out)] == [("sharding", 1)]
     assert workers_left(tmp_path) == []

@@ -82,3 +82,24 @@ def test_every_file_and_module_the_text_names_exists():
                 missing.append(f"{where}: {path}")
         missing += [f"{where}: {m}" for m in MODULE.findall(text) if not _module_exists(m)]
     assert not missing, "named but not in the tree: " + "; ".join(sorted(set(missing)))
+
+
+def test_public_functions_are_annotated():
+    """Every public function and method of bench/ and kernels/ says its types (mypy checks them):
+    what another module may call is written down where it is defined."""
+    import ast
+    missing = []
+    for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
+        def visit(body, owner=""):
+            for node in body:
+                if isinstance(node, ast.ClassDef) and not owner and not node.name.startswith("_"):
+                    visit(node.body, node.name + ".")
+                elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                    a = node.args
+                    params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, [a.vararg, a.kwarg])]
+                    if owner and params and params[0].arg in ("self", "cls"):
+                        params = params[1:]
+                    if node.returns is None or any(p.annotation is None for p in params):
+                        missing.append(f"{path.relative_to(REPO)}:{node.lineno} {owner}{node.name}")
+        visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    assert not missing, "public functions without annotations: " + ", ".join(missing)

@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Sequence
 
 from bench.cli import gate, history, report, run, scale
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
@@ -21,7 +22,7 @@ EXIT_INTERNAL = 3
 GROUPS = (run, report, gate, history, scale)
 
 
-def build_parser():
+def build_parser() -> Parser:
     p = Parser(prog="python -m bench", description="Check, then time, forward+backward passes of the lesson's MLP.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
@@ -29,7 +30,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     from bench.data import DataError
     from bench.frameworks import FrameworkUnavailable
     from bench.records import RecordsError
@@ -52,7 +53,7 @@ def main(argv=None):
         return EXIT_INTERNAL
 
 
-def write_traceback(command):
+def write_traceback(command: str) -> str:
     """The current exception's traceback in a new file under the temporary folder; its path."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     fd, path = tempfile.mkstemp(prefix=f"bench-{command}-{stamp}-", suffix=".txt")

@@ -1,6 +1,8 @@
 """What the command groups share: the parser that prints one-line errors, and the parsing of names,
 sizes and size grids."""
 import argparse
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 EXIT_BAD_INPUT = 2
 
@@ -10,22 +12,22 @@ class UsageError(ValueError):
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         """One line, not argparse's usage block: the message is what the user needs."""
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def names(values):
+def names(values: Iterable[str] | None) -> tuple[str, ...] | None:
     """`--step a b` and `--step a,b` alike; None when not given."""
     out = tuple(v for value in values or () for v in value.split(",") if v)
     return out or None
 
 
-def size_text(size):
+def size_text(size: Iterable[int]) -> str:
     return ",".join(map(str, size))
 
 
-def parse_size(text):
+def parse_size(text: str) -> tuple[int, ...]:
     """'N,M,NH' -> (n, m, nh); UsageError naming the problem."""
     parts = text.split(",")
     if len(parts) != 3:
@@ -39,7 +41,7 @@ def parse_size(text):
     return size
 
 
-def parse_grid(items, base):
+def parse_grid(items: Iterable[str], base: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
     """['n=1000,5000', 'nh=50,100'] -> every (n, m, nh) of the grid; the axes not given keep `base`'s."""
     axes = {"n": [base[0]], "m": [base[1]], "nh": [base[2]]}
     for item in items:

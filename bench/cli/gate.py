@@ -1,16 +1,21 @@
 """The compare and gate commands: their flags -> bench.gate calls, and the lines they print.
 Exit codes: 0 pass, 1 a regression, 2 bad input (one line on stderr)."""
+import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import defaults, env
-from bench.cli.args import names, parse_size, size_text
+from bench.cli.args import Parser, names, parse_size, size_text
+
+if TYPE_CHECKING:
+    from bench.gate import CompareError, GateError
 
 EXIT_REGRESSED = 1
 
 
-def add_parsers(sub):
+def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     c = sub.add_parser("compare", help="compare two runs case by case: ratio with a 95%% CI and a verdict")
     c.add_argument("base", help="the base run: a run folder or records .jsonl file")
     c.add_argument("candidate", help="the candidate run")
@@ -59,7 +64,7 @@ def _thresholds(args, tree):
                                 explicit=bool(args.config))
 
 
-def cmd_compare(args):
+def cmd_compare(args: argparse.Namespace) -> int:
     from bench import gate, records
     from bench.cli.report import warn
     from bench.gate import text
@@ -96,7 +101,7 @@ def _spec(args):
     return spec, pairs
 
 
-def cmd_gate(args):
+def cmd_gate(args: argparse.Namespace) -> int:
     from bench import gate
     from bench.gate import text
     tree = Path(args.tree).resolve() if args.tree else env.REPO
@@ -178,7 +183,7 @@ def _rates(args, tree, spec, pairs, thresholds, aa_file, workdir):
 COMMANDS = {"compare": cmd_compare, "gate": cmd_gate}
 
 
-def errors():
+def errors() -> "tuple[type[CompareError], type[GateError]]":
     """The exceptions of these commands that mean bad input (exit 2, one line)."""
     from bench import gate
     return (gate.CompareError, gate.GateError)

@@ -2,18 +2,23 @@
 last commits for a slowdown (the CI's second gate, for creep), write the dashboard, export it,
 and simulate the detector on this machine's noise. Exit codes as every command's: 1 from `check`
 when a slowdown is found."""
+import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import defaults, env
 from bench.cli.args import Parser, UsageError
-from bench.records import printable
+from bench.records import Record, printable
+
+if TYPE_CHECKING:
+    from bench.history.store import HistoryError
 
 EXIT_SLOWDOWN = 1
 
 
-def add_parsers(sub):
+def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     h = sub.add_parser("history", help="the results history per commit: add runs, show trends and change points, "
                                        "check for creep, write a dashboard")
     hsub = h.add_subparsers(dest="history_command", required=True, parser_class=Parser)
@@ -88,7 +93,7 @@ def _series(args, store, since=None, required=True):
     return found
 
 
-def cmd_add(args):
+def cmd_add(args: argparse.Namespace) -> int:
     from bench import records
     from bench.cli.report import warn
     from bench.history.commits import commit_of
@@ -96,7 +101,7 @@ def cmd_add(args):
     plan = []
     for path in args.runs:   # every run is checked before anything is written
         recs = records.read_usable([path], warn)
-        by_run = {}
+        by_run: dict[str, list[Record]] = {}
         for r in recs:
             by_run.setdefault(r.run_id, []).append(r)
         for run_id, rs in by_run.items():
@@ -113,7 +118,7 @@ def _change_line(s, ch):
     return change_text(s, ch)[0]
 
 
-def cmd_show(args):
+def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
     for s in _series(args, store, args.since):
         trend = s.trend()
@@ -125,7 +130,7 @@ def cmd_show(args):
     return 0
 
 
-def cmd_check(args):
+def cmd_check(args: argparse.Namespace) -> int:
     from bench.gate.rule import CompareError, parse_threshold
     try:
         threshold = parse_threshold(args.threshold or defaults.GATE_THRESHOLD)
@@ -151,7 +156,7 @@ def cmd_check(args):
     return EXIT_SLOWDOWN if slow else 0
 
 
-def cmd_dashboard(args):
+def cmd_dashboard(args: argparse.Namespace) -> int:
     import time
 
     from bench.history import dashboard
@@ -162,7 +167,7 @@ def cmd_dashboard(args):
     return 0
 
 
-def cmd_export(args):
+def cmd_export(args: argparse.Namespace) -> int:
     from bench.history import export
     store = _store(args)
     text = export.data_js(_series(args, store), _repo(args), args.repo_url)
@@ -175,7 +180,7 @@ def cmd_export(args):
     return 0
 
 
-def cmd_simulate(args):
+def cmd_simulate(args: argparse.Namespace) -> int:
     from bench import records
     from bench.cli.report import warn
     from bench.history import simulate
@@ -197,7 +202,7 @@ def cmd_simulate(args):
     return 0
 
 
-def cmd_history(args):
+def cmd_history(args: argparse.Namespace) -> int:
     return {"add": cmd_add, "show": cmd_show, "check": cmd_check, "dashboard": cmd_dashboard,
             "export": cmd_export, "simulate": cmd_simulate}[args.history_command](args)
 
@@ -205,6 +210,6 @@ def cmd_history(args):
 COMMANDS = {"history": cmd_history}
 
 
-def errors():
+def errors() -> "tuple[type[HistoryError]]":
     from bench.history.store import HistoryError
     return (HistoryError,)

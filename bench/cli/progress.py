@@ -6,11 +6,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
-from bench.run import Observer
+from bench.frameworks.base import Framework
+from bench.records import Record
+from bench.run import Case, Group, Live, Observer
 
 
-def result_line(rec):
+def result_line(rec: Record) -> str:
     if rec.status == "ok":
         s = rec.summary
         ci = (f" [95% CI {s.ci_lo_s * 1e3:.3g}, {s.ci_hi_s * 1e3:.3g}]" if math.isfinite(s.ci_lo_s) else "")
@@ -22,7 +26,8 @@ def result_line(rec):
 class Progress(Observer):
     """Writes one line per event (to stderr by default)."""
 
-    def __init__(self, write=None, budget_s=None, every_s=5.0):
+    def __init__(self, write: Callable[[str], None] | None = None, budget_s: float | None = None,
+                 every_s: float = 5.0) -> None:
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.budget_s, self.every_s = budget_s, every_s
         self.total, self.done = 0, 0
@@ -35,25 +40,25 @@ class Progress(Observer):
             eta = f", ETA {elapsed / self.done * (self.total - self.done):.0f} s"
         return f"[{self.done}/{self.total} +{elapsed:.0f}s{eta}]"
 
-    def started(self, total):
+    def started(self, total: int) -> None:
         self.total = total
 
-    def measuring_ceilings(self, fw, device):
+    def measuring_ceilings(self, fw: Framework, device: str) -> None:
         self.write(f"{self._prefix()} ceilings: measuring {device} GEMM and copy with {fw.name}")
 
-    def resumed(self, case):
+    def resumed(self, case: Case) -> None:
         self.done += 1
         self.write(f"{self._prefix()} resume: {case.key.label} already recorded")
 
-    def checking(self, case):
+    def checking(self, case: Case) -> None:
         self.write(f"{self._prefix()} check: {case.key.label}")
 
-    def timing(self, group, lives):
+    def timing(self, group: Group, lives: Sequence[Live]) -> None:
         self.write(f"{self._prefix()} timing: {len(lives)} cases on {group.device} at n={group.n} nh={group.nh} "
                    f"{group.dtype}{'+tf32' if group.tf32 else ''}{', cold cache' if group.cache == 'cold' else ''} "
                    "in interleaved rounds")
 
-    def round(self, r, stopped, lives):
+    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Live]) -> None:
         if time.monotonic() - self._last_round < self.every_s:
             return
         self._last_round = time.monotonic()
@@ -61,7 +66,7 @@ class Progress(Observer):
         bound = f", at most ~{open_cases * self.budget_s:.0f} s to go" if self.budget_s else ""
         self.write(f"{self._prefix()} timing: round {r}, {len(stopped)} of {len(lives)} cases settled{bound}")
 
-    def finished(self, rec):
+    def finished(self, rec: Record) -> None:
         self.done += 1
         self.write(f"{self._prefix()} done: {result_line(rec)}")
 
@@ -80,8 +85,8 @@ class Signals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
-        self.received = None
+    def __init__(self) -> None:
+        self.received: int | None = None
 
     def _handler(self, signum, frame):
         name = signal.Signals(signum).name
@@ -92,21 +97,21 @@ class Signals:
         os.write(2, f"{name}: stopping after the current call, keeping what was measured "
                     f"({name} again to stop at once)\n".encode())
 
-    def stop(self):
+    def stop(self) -> bool:
         return self.received is not None
 
     @property
-    def exit_code(self):
+    def exit_code(self) -> int:
         return 128 + self.received if self.received is not None else 0
 
-    def __enter__(self):
+    def __enter__(self) -> "Signals":
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         return False

@@ -1,9 +1,12 @@
 """The report and export commands: records of one or more runs -> a report, or another tool's format."""
+import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.args import Parser
 
-def add_parsers(sub):
+
+def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     rep = sub.add_parser("report", help="rebuild report.md, report.html, plots/ and tables/ from the records of one or more runs")
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files (merged)")
     rep.add_argument("--out", help="output folder (default: the first run folder)")
@@ -13,11 +16,11 @@ def add_parsers(sub):
     e.add_argument("--out", help="output file (default: standard output)")
 
 
-def warn(line):
+def warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
 
 
-def cmd_report(args):
+def cmd_report(args: argparse.Namespace) -> int:
     from bench import records, report
     loaded = records.read_usable(args.results, warn)
     out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
@@ -26,7 +29,7 @@ def cmd_report(args):
     return 0
 
 
-def cmd_export(args):
+def cmd_export(args: argparse.Namespace) -> int:
     from bench import export, records
     recs = records.read_usable([args.run], warn)
     doc, left_out = export.pytest_benchmark(recs)

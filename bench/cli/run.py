@@ -4,13 +4,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import defaults, frameworks
-from bench.cli.args import UsageError, names, parse_grid, parse_size, size_text
+from bench.cli.args import Parser, UsageError, names, parse_grid, parse_size, size_text
 from bench.records import printable
 
+if TYPE_CHECKING:
+    from bench.run import Config
 
-def add_parsers(sub):
+
+def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     r = sub.add_parser("run", help="check and time the grid of cases; write records, a report and plots")
     r.add_argument("--framework", nargs="+", help="frameworks (default: every one installed here)")
     r.add_argument("--step", nargs="+", help="steps (default: all)")
@@ -51,7 +55,7 @@ def add_parsers(sub):
     o.add_argument("--rounds", type=int, default=10, help="rounds, each timing the case both ways")
 
 
-def default_frameworks():
+def default_frameworks() -> tuple[str, ...]:
     """Every framework installed here; one that is installed but fails to import is left out, with a note."""
     found, reasons = [], []
     for name in frameworks.FRAMEWORKS:
@@ -68,7 +72,8 @@ def default_frameworks():
     return tuple(found)
 
 
-def check_names(asked_frameworks, steps, backends):
+def check_names(asked_frameworks: tuple[str, ...] | None, steps: tuple[str, ...] | None,
+                backends: tuple[str, ...] | None) -> None:
     """UsageError for a framework, step or backend that no registered framework has (the ones asked
     for, else any): checked against the frameworks' classes, before any framework is imported."""
     for framework in asked_frameworks or ():
@@ -81,8 +86,9 @@ def check_names(asked_frameworks, steps, backends):
                 raise UsageError(f"unknown {axis[:-1]} {name!r} (available: {', '.join(known)})")
 
 
-def config_from_args(args):
+def config_from_args(args: argparse.Namespace) -> "Config":
     from bench import run
+    sizes: tuple[tuple[int, ...], ...] | None
     sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes, defaults.SIZE) if args.sizes else ())
     sizes = tuple(dict.fromkeys(sizes)) or None
     if args.resume and not args.out:
@@ -129,7 +135,7 @@ def _switch(value, flag, choices):
     return choices[value]
 
 
-def check_out(out, resume):
+def check_out(out: Path, resume: bool) -> None:
     """UsageError unless `out` can take this run's records: a folder (made if missing) that this
     process can write to, holding no records unless the run resumes them."""
     if out.exists() and not out.is_dir():
@@ -146,13 +152,14 @@ def check_out(out, resume):
         raise UsageError(f"--out {out}: already holds records; --resume continues that run, or choose another folder")
 
 
-def cmd_run(args):
+def cmd_run(args: argparse.Namespace) -> int:
     from bench import records as records_io
     from bench import report, run
     from bench.cli.progress import Progress, Signals
     config = config_from_args(args)
+    assert config.out is not None   # config_from_args always sets it
     out_file = config.out / "records.jsonl"
-    observer = Progress(budget_s=config.budget_s)
+    observer: run.Observer = Progress(budget_s=config.budget_s)
     if args.history:
         from bench.history.recorder import Recorder
         observer = run.Observers(observer, Recorder(args.history, source=out_file))   # checked now, before anything runs
@@ -173,12 +180,12 @@ def cmd_run(args):
     return 0 if all(r.status != "failed" for r in records) else 1
 
 
-def signal_name(signum):
+def signal_name(signum: int) -> str:
     import signal
     return signal.Signals(signum).name
 
 
-def cmd_list(args):
+def cmd_list(args: argparse.Namespace) -> int:
     """What can run here, read from the frameworks' classes and package metadata: no framework is
     imported unless --devices asks each which devices it sees."""
     from bench import env
@@ -206,7 +213,7 @@ def cmd_list(args):
     return 0
 
 
-def cmd_overhead(args):
+def cmd_overhead(args: argparse.Namespace) -> int:
     from bench import overhead, run
     from bench.data import make_problem
     from kernels import reference

@@ -1,16 +1,22 @@
 """The scale command: the manual step data-parallel over 1, 2, ... replicas under each framework's
 own engine (bench/distributed/), beside the plain single-device case, each checked then timed; the
 records, then the report with its scaling tables and plot."""
+import argparse
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench import defaults, frameworks
-from bench.cli.args import UsageError, names, parse_size, size_text
+from bench.cli.args import Parser, UsageError, names, parse_size, size_text
 from bench.records import printable
 
+if TYPE_CHECKING:
+    from bench.distributed.launch import DistributedError, Request
 
-def add_parsers(sub):
+
+def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     s = sub.add_parser("scale", help="data-parallel scaling: the manual step over R replicas under tf.distribute, "
                                      "jax.sharding and torch.distributed")
     s.add_argument("--engine", nargs="+", help="mirrored, multiworker, sharding, torch.distributed "
@@ -50,11 +56,11 @@ def _ints(values, flag):
     return tuple(dict.fromkeys(out))
 
 
-def plan(args):
+def plan(args: argparse.Namespace) -> "list[Request]":
     """[launch.Request] in the order they run: per size, the single-device cases, then each engine x
     backend x R."""
     from bench.distributed import launch
-    engines = names(args.engine)
+    engines: Sequence[str] | None = names(args.engine)
     for e in engines or ():
         if e not in launch.ENGINES:
             raise UsageError(f"unknown engine {e!r} (available: {', '.join(launch.ENGINES)})")
@@ -102,7 +108,7 @@ def plan(args):
     return list(dict.fromkeys(requests))
 
 
-def cmd_scale(args):
+def cmd_scale(args: argparse.Namespace) -> int:
     from bench import env, report
     from bench import records as records_io
     from bench.cli.run import check_out
@@ -161,6 +167,6 @@ def cmd_scale(args):
 COMMANDS = {"scale": cmd_scale}
 
 
-def errors():
+def errors() -> "tuple[type[DistributedError]]":
     from bench.distributed.launch import DistributedError
     return (DistributedError,)

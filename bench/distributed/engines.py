@@ -15,6 +15,7 @@ this process's results are ready; the launcher keeps the slowest process's time 
 """
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from bench import frameworks, timing
 OUTPUTS = ("loss", "d_w1", "d_b1", "d_w2", "d_b2")
 
 
-def shard(a, replicas, index):
+def shard(a: np.ndarray, replicas: int, index: int) -> np.ndarray:
     rows = len(a) // replicas
     return a[index * rows:(index + 1) * rows]
 
@@ -51,7 +52,7 @@ def _loop(spec, call, wait, timer=None, before=None):
 
 # ---------------------------------------------------------------- TensorFlow: tf.distribute
 
-def tensorflow(spec, inputs):
+def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     import tensorflow as tf
 
     from kernels import tf_steps
@@ -122,7 +123,7 @@ def tensorflow(spec, inputs):
 
 # ---------------------------------------------------------------- JAX: jax.sharding
 
-def jax(spec, inputs):
+def jax(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     import jax as jx
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -153,7 +154,7 @@ def jax(spec, inputs):
 
 # ---------------------------------------------------------------- PyTorch: torch.distributed
 
-def torch(spec, inputs):
+def torch(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     import torch as th
     import torch.distributed as dist
 
@@ -214,7 +215,7 @@ def torch(spec, inputs):
 
 # ---------------------------------------------------------------- one device, the same loop
 
-def single(spec, inputs):
+def single(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     """The plain case on one device, through the framework's contract (bench/frameworks/: its
     placement, compiled backend, sync and timer), timed by the same loop: what R=1 under an engine is
     compared with. Its CPU threads come from the launcher's environment (frameworks.thread_env)."""
@@ -240,7 +241,7 @@ def single(spec, inputs):
 ENGINES = {"": single, "mirrored": tensorflow, "multiworker": tensorflow, "sharding": jax, "torch.distributed": torch}
 
 
-def run(spec, inputs):
+def run(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     started = time.perf_counter()
     out = ENGINES[spec["engine"]](spec, inputs)
     out["wall_s"] = time.perf_counter() - started

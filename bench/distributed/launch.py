@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,17 +67,17 @@ class Request:
     nh: int
 
     @property
-    def key(self):
+    def key(self) -> CaseKey:
         """The case this request records: the manual step in float32, its engine and replicas."""
         return CaseKey(self.framework, "manual", self.backend, self.device, self.n, self.m, self.nh, "float32",
                        engine=self.engine, replicas=self.replicas)
 
     @property
-    def label(self):
+    def label(self) -> str:
         return self.key.label + ("" if self.engine else " one device")
 
 
-def devices_available(device):
+def devices_available(device: str) -> int:
     """Devices a replica can have here: CPU cores (one a replica) or CUDA GPUs."""
     if device == "cpu":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -84,7 +85,7 @@ def devices_available(device):
     return len(env.gpus())
 
 
-def port_in_use(port):
+def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT of a previous case is not "in use"
         try:
@@ -94,7 +95,7 @@ def port_in_use(port):
     return False
 
 
-def free_ports(count):
+def free_ports(count: int) -> list[int]:
     """`count` ports free now (bound together, so distinct)."""
     socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
@@ -106,7 +107,7 @@ def free_ports(count):
             s.close()
 
 
-def validate(req, port=None):
+def validate(req: Request, port: int | None = None) -> None:
     """DistributedError naming the problem, before any process starts."""
     if req.engine and req.engine not in ENGINES:
         raise DistributedError(f"unknown engine {req.engine!r} (available: {', '.join(ENGINES)})")
@@ -133,7 +134,7 @@ def validate(req, port=None):
                 raise DistributedError(f"port {p} is in use (--port {port}); choose another or leave --port out")
 
 
-def write_inputs(folder, n, m, nh, seed):
+def write_inputs(folder: str | Path, n: int, m: int, nh: int, seed: int) -> tuple[Path, str]:
     """The global batch and parameters as every process reads them: x, y, w1, b1, w2, b2 (float32)."""
     from bench.data import make_problem
     path = Path(folder) / f"inputs-{n}-{m}-{nh}-{seed}.npz"
@@ -275,7 +276,8 @@ def _wait(procs, timeout_s):
     return None
 
 
-def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id="", fp=None):
+def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_s: float, seed: int = 0,
+        port: int | None = None, run_id: str = "", fp: dict[str, Any] | None = None) -> Record:
     """Launch, collect, check: a Record (status ok or failed; never raises for a worker's fault)."""
     validate(req, port)
     folder = Path(folder)
@@ -303,7 +305,7 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     errors = sorted(folder.glob("rank*.error"), key=lambda p: p.stat().st_mtime)   # the first to fail, not its victims
     missing = [k for k in range(ranks) if not (folder / f"rank{k}.json").exists()]
     if errors or stopped or missing:
-        why = errors[0].read_text().strip() if errors else None
+        why = (errors[0].read_text().strip() or "failed without a message") if errors else None
         why = "; ".join(filter(None, [f"{errors[0].stem}: {why}" if why else None, stopped]))
         if not why:
             codes = [p.returncode for p in procs]
@@ -338,6 +340,6 @@ def run(req, folder, *, samples, warmup, timeout_s, seed=0, port=None, run_id=""
     return Record(**common, status="ok", samples_s=tuple(samples_s), host_samples_s=host_s, stop_reason="max_samples")
 
 
-def failed(req, why, run_id="", fp=None):
+def failed(req: Request, why: str, run_id: str = "", fp: dict[str, Any] | None = None) -> Record:
     """The record of a case that could not start."""
     return Record(**req.key.asdict(), run_id=run_id, env=fp or {}, status="failed", error=why[:500])

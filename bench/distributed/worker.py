@@ -17,7 +17,7 @@ from pathlib import Path
 FAULT = "BENCH_WORKER_FAULT"   # "die:RANK" or "hang:RANK": for the fault tests only
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     rank = int(os.environ.get("BENCH_RANK", os.environ.get("RANK", "0")))
     local = int(os.environ.get("LOCAL_RANK", rank))

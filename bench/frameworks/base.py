@@ -10,7 +10,7 @@ reports knows which framework made a record.
 import contextlib
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -35,7 +35,7 @@ def _llc_bytes():
 
 
 @functools.cache
-def cpu_cache_flush():
+def cpu_cache_flush() -> Callable[[], None]:
     """A flush of the CPU's last-level cache: writing every line of a buffer twice its size."""
     buffer = np.zeros(2 * _llc_bytes() // 8)
 
@@ -87,36 +87,36 @@ class Framework:
 
     # ------------------------------------------------------------ devices and data
 
-    def devices(self):
+    def devices(self) -> list[str]:
         """The harness's device names present here, "cpu" first ("gpu": the first GPU)."""
         return ["cpu"]
 
-    def configure(self):
+    def configure(self) -> None:
         """Settings that must precede the first op (GPU memory taken as needed, not all at once)."""
 
-    def placement(self, device):
+    def placement(self, device: str) -> contextlib.AbstractContextManager[Any]:
         """A context under which calls run on `device` (a step's outputs follow its inputs' device
         in most frameworks, so the default places nothing)."""
         return contextlib.nullcontext()
 
-    def to_device(self, arrays, dtype, device):
+    def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         """Copies of NumPy `arrays` as `dtype` arrays on `device`, complete when returned."""
         raise NotImplementedError
 
-    def to_numpy(self, a):
+    def to_numpy(self, a: Any) -> np.ndarray:
         return np.asarray(a)
 
-    def sync(self):
+    def sync(self) -> None:
         """Wait for every queued kernel. The default suits frameworks whose calls finish when they
         return (CPU-only ones)."""
 
-    def timer(self, device):
+    def timer(self, device: str) -> timing.Timer:
         """What times a call on `device`: an object with `name` and measure(call, sync, clock) ->
         (seconds to report, host seconds) (bench/timing.py). The host clock around the call and its
         sync unless the framework has device-side timers there (PyTorch's CUDA events)."""
         return timing.HOST
 
-    def flusher(self, device):
+    def flusher(self, device: str) -> Callable[[], None] | None:
         """A callable that evicts `device`'s caches and returns when done (a cold-cache sample
         runs it before each call, untimed): the CPU's last-level cache by writing a buffer twice
         its size; None where the framework cannot flush that device."""
@@ -124,52 +124,52 @@ class Framework:
 
     # ------------------------------------------------------------ compiled steps
 
-    def compile(self, step, backend):
+    def compile(self, step: str, backend: str) -> Callable:
         """The step named `step` as `backend` runs it: a new compiled object per call, so each case
         has its own trace count and first compile."""
         return self.backends[backend](self.step(step))
 
-    def mask_probe(self, backend):
+    def mask_probe(self, backend: str) -> Callable:
         """ops.lin(x, w1, b1) under `backend`: the correctness check reads a case's ReLU mask from
         it. One per backend for the life of the process (a new one per case would trace again)."""
         if backend not in self._probes:
             self._probes[backend] = self.backends[backend](self.ops.lin)
         return self._probes[backend]
 
-    def tracing_count(self, fn):
+    def tracing_count(self, fn: Callable) -> int | None:
         """How often a compiled `fn` has traced (graphs made); None for an eager step."""
         return None
 
-    def trace(self, fn, args):
+    def trace(self, fn: Callable, args: Sequence[Any]) -> None:
         """Trace `fn` for `args` without running it, so trace time is measured apart; a no-op for
         eager steps and for compilers that trace only when called."""
 
     # ------------------------------------------------------------ memory, precision, facts
 
-    def reset_peak(self, device):
+    def reset_peak(self, device: str) -> None:
         """Start a new peak-memory interval on `device`, where the framework keeps one."""
 
-    def peak_bytes(self, device):
+    def peak_bytes(self, device: str) -> int | None:
         """Peak bytes the framework's allocator handed out since reset_peak; None where it cannot
         tell (then the harness measures the process's resident memory instead)."""
         return None
 
-    def set_tf32(self, enabled):
+    def set_tf32(self, enabled: bool) -> None:
         """Whether float32 matrix products may use TF32 on GPUs that have it (a no-op elsewhere)."""
 
-    def tf32_enabled(self):
+    def tf32_enabled(self) -> bool:
         return False
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         """Facts for the run's fingerprint: at least the version."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ the ceiling kernels
 
-    def gemm(self, a, b):
+    def gemm(self, a: Any, b: Any) -> Any:
         """a @ b: the compute ceiling is timed on this."""
         return a @ b
 
-    def copy(self, a):
+    def copy(self, a: Any) -> Any:
         """A result that reads and writes every element of `a` once: the bandwidth ceiling."""
         return a * 2

@@ -3,8 +3,10 @@
 Loading the framework (Jax()) imports JAX with float64 enabled and GPU memory taken as needed
 (_import); importing this module does not.
 """
+import contextlib
 import functools
 import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ _PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}
 # The outputs of the latest call made through this framework; Jax.sync() waits for them. JAX
 # returns before the work is done, and a device runs calls in the order they were made, so waiting
 # for the latest call's outputs waits for every queued kernel.
-_latest = []
+_latest: list[Any] = []
 
 
 def _kept(out):
@@ -51,7 +53,7 @@ def _synced(compile):
         def call(*args):
             return _kept(fn(*args))
 
-        call.compiled = fn
+        call.compiled = fn   # type: ignore[attr-defined]  # a function attribute: tracing_count and trace read it
         return call
     return make
 
@@ -87,46 +89,46 @@ class Jax(Framework):
     steps = {"manual": "manual_step", "grad": "grad_step"}
     backends = {"eager": _synced(lambda step: step), "jit": _synced(_jit)}
 
-    def __init__(self):
-        self._peak_at_reset = {}
+    def __init__(self) -> None:
+        self._peak_at_reset: dict[str, int | None] = {}
         super().__init__()
 
-    def load_framework(self):
+    def load_framework(self) -> None:
         _import()
 
-    def devices(self):
+    def devices(self) -> list[str]:
         return ["cpu", "gpu"] if _device("gpu") else ["cpu"]
 
-    def placement(self, device):
+    def placement(self, device: str) -> contextlib.AbstractContextManager[Any]:
         return jax.default_device(_device(device))
 
-    def to_device(self, arrays, dtype, device):
+    def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         out = tuple(jax.device_put(np.asarray(a, reference.numpy_dtype(dtype)), _device(device)) for a in arrays)
         return jax.block_until_ready(out)
 
-    def sync(self):
+    def sync(self) -> None:
         """Every call the harness times is followed by sync() or is one of a batch ended by it."""
         if _latest:
             jax.block_until_ready(_latest.pop())
 
-    def tracing_count(self, fn):
+    def tracing_count(self, fn: Callable) -> int | None:
         """Programs jax.jit has traced and compiled for `fn`; None for an eager step."""
         size = getattr(getattr(fn, "compiled", None), "_cache_size", None)
         return size() if size else None
 
-    def trace(self, fn, args):
+    def trace(self, fn: Callable, args: Sequence[Any]) -> None:
         """Trace to a jaxpr without compiling or running (a no-op for eager)."""
-        compiled = getattr(fn, "compiled", None)
+        compiled: Any = getattr(fn, "compiled", None)
         if hasattr(compiled, "trace"):
             compiled.trace(*args)
         elif hasattr(compiled, "lower"):
             compiled.lower(*args)
 
-    def reset_peak(self, device):
+    def reset_peak(self, device: str) -> None:
         """JAX keeps one peak per device for the process and cannot reset it: remember where it stands."""
         self._peak_at_reset[device] = _peak(device)
 
-    def peak_bytes(self, device):
+    def peak_bytes(self, device: str) -> int | None:
         """The GPU allocator's peak if it rose since reset_peak (then this stretch of work reached it);
         None if it did not (the work's own peak is then unknown, below an earlier one), or on CPU."""
         peak = _peak(device)
@@ -134,15 +136,15 @@ class Jax(Framework):
             return None
         return int(peak)
 
-    def set_tf32(self, enabled):
+    def set_tf32(self, enabled: bool) -> None:
         """TF32 off: float32 matmuls at full precision ("float32", alias "highest") on every backend."""
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if enabled else "float32")
 
-    def tf32_enabled(self):
+    def tf32_enabled(self) -> bool:
         """Whether float32 matmuls may use TF32: on a GPU, unless the precision says float32."""
         return _device("gpu") is not None and jax.config.jax_default_matmul_precision not in ("float32", "highest")
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         present = jax.devices()
         client = getattr(present[0], "client", None)
         return {
@@ -156,7 +158,7 @@ class Jax(Framework):
             "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
         }
 
-    def flusher(self, device):
+    def flusher(self, device: str) -> Callable[[], None] | None:
         if device != "gpu":
             return super().flusher(device)
         buffer = [jax.device_put(np.zeros(GPU_FLUSH_BYTES // 4, np.float32), _device("gpu"))]
@@ -165,8 +167,8 @@ class Jax(Framework):
             buffer[0] = jax.block_until_ready(buffer[0] + 1.0)   # reads and writes every line
         return flush
 
-    def gemm(self, a, b):
+    def gemm(self, a: Any, b: Any) -> Any:
         return _kept(a @ b)
 
-    def copy(self, a):
+    def copy(self, a: Any) -> Any:
         return _kept(a * 2)

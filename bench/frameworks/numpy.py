@@ -1,6 +1,8 @@
 """NumPy: the lesson's hand-written steps (kernels/numpy_steps.py) on plain NumPy, on the CPU: the
 baseline every other framework is asked against."""
 import os
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,11 +18,11 @@ class NumPy(Framework):
     backends = {"eager": lambda step: step}
     dtypes = ("float32", "float64", "float16")   # bfloat16 (ml_dtypes) matrix products come back as float32
 
-    def to_device(self, arrays, dtype, device):
+    def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         return tuple(np.array(a, dtype) for a in arrays)
 
-    def info(self):
-        blas = {}
+    def info(self) -> dict[str, Any]:
+        blas: Mapping[str, object] = {}
         try:
             config = np.show_config(mode="dicts")
             blas = config.get("Build Dependencies", {}).get("blas", {})

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,41 +88,41 @@ class TensorFlow(Framework):
         "xla": lambda step: tf.function(step, jit_compile=True),
     }
 
-    def load_framework(self):
+    def load_framework(self) -> None:
         _import()
 
-    def devices(self):
+    def devices(self) -> list[str]:
         return ["cpu", "gpu"] if _gpus() else ["cpu"]
 
-    def placement(self, device):
+    def placement(self, device: str) -> contextlib.AbstractContextManager[Any]:
         return tf.device(_DEVICE_NAMES[device])
 
-    def to_device(self, arrays, dtype, device):
+    def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         """tf.identity makes the copy now, on `device`, not at first use."""
         with self.placement(device):
             return tuple(tf.identity(tf.constant(np.asarray(a, reference.numpy_dtype(dtype)))) for a in arrays)
 
-    def to_numpy(self, a):
+    def to_numpy(self, a: Any) -> np.ndarray:
         return a.numpy()
 
-    def sync(self):
+    def sync(self) -> None:
         """Wait until every device has finished its queued work (tf.test.experimental.sync_devices, an
         eager-mode call: the harness calls it between timed calls, never inside a graph)."""
         tf.test.experimental.sync_devices()
 
-    def tracing_count(self, fn):
+    def tracing_count(self, fn: Callable) -> int | None:
         get = getattr(fn, "experimental_get_tracing_count", None)
         return get() if get else None
 
-    def trace(self, fn, args):
+    def trace(self, fn: Callable, args: Sequence[Any]) -> None:
         if hasattr(fn, "get_concrete_function"):
             fn.get_concrete_function(*args)
 
-    def reset_peak(self, device):
+    def reset_peak(self, device: str) -> None:
         if device == "gpu":
             tf.config.experimental.reset_memory_stats(_MEMORY_NAMES[device])
 
-    def peak_bytes(self, device):
+    def peak_bytes(self, device: str) -> int | None:
         """None on CPU, where get_memory_info gives zeros or raises: the harness measures the process."""
         if device != "gpu":
             return None
@@ -130,13 +131,13 @@ class TensorFlow(Framework):
         except (ValueError, RuntimeError):
             return None
 
-    def set_tf32(self, enabled):
+    def set_tf32(self, enabled: bool) -> None:
         tf.config.experimental.enable_tensor_float_32_execution(bool(enabled))
 
-    def tf32_enabled(self):
+    def tf32_enabled(self) -> bool:
         return bool(tf.config.experimental.tensor_float_32_execution_enabled())
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         build = dict(tf.sysconfig.get_build_info())
         return {
             "version": tf.__version__,
@@ -151,7 +152,7 @@ class TensorFlow(Framework):
             "jit_autoclustering": str(tf.config.optimizer.get_jit()),
         }
 
-    def flusher(self, device):
+    def flusher(self, device: str) -> Callable[[], None] | None:
         if device != "gpu":
             return super().flusher(device)
         with self.placement("gpu"):
@@ -163,5 +164,5 @@ class TensorFlow(Framework):
             self.sync()
         return flush
 
-    def gemm(self, a, b):
+    def gemm(self, a: Any, b: Any) -> Any:
         return tf.linalg.matmul(a, b)

@@ -4,10 +4,12 @@ torch.compile (Inductor), on CPU and CUDA.
 Loading the framework (Torch()) imports PyTorch; importing this module does not.
 """
 import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from bench import timing
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
 from kernels import reference
 
@@ -41,7 +43,8 @@ class CudaEventTimer:
     without the host's launch and sync overhead, which the host clock around it still gives."""
     name = "CUDA events"
 
-    def measure(self, call, sync, clock):
+    def measure(self, call: Callable[[], object], sync: Callable[[], object],
+                clock: Callable[[], float]) -> tuple[float, float]:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0 = clock()
         start.record()
@@ -97,13 +100,13 @@ class Torch(Framework):
                 "graphs": lambda step: _compile(step, mode="reduce-overhead")}
     gpu_backends = ("graphs",)
 
-    def load_framework(self):
+    def load_framework(self) -> None:
         _import()
 
-    def devices(self):
+    def devices(self) -> list[str]:
         return ["cpu", "gpu"] if torch.cuda.is_available() else ["cpu"]
 
-    def to_device(self, arrays, dtype, device):
+    def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         """torch.tensor always copies. Every tensor a step makes follows its inputs' device, so
         placement() needs to do nothing (a default-device mode would intercept every op, a cost
         inside the timed calls)."""
@@ -112,14 +115,14 @@ class Torch(Framework):
         self.sync()
         return out
 
-    def to_numpy(self, a):
+    def to_numpy(self, a: Any) -> np.ndarray:
         a = a.detach().cpu()
         return (a.float() if a.dtype == torch.bfloat16 else a).numpy()   # float32 holds bfloat16 exactly
 
-    def timer(self, device):
+    def timer(self, device: str) -> timing.Timer:
         return CudaEventTimer() if device == "gpu" else super().timer(device)
 
-    def flusher(self, device):
+    def flusher(self, device: str) -> Callable[[], None] | None:
         if device != "gpu":
             return super().flusher(device)
         buffer = torch.empty(GPU_FLUSH_BYTES, dtype=torch.uint8, device="cuda")
@@ -129,31 +132,31 @@ class Torch(Framework):
             torch.cuda.synchronize()
         return flush
 
-    def sync(self):
+    def sync(self) -> None:
         """CUDA kernels are queued; CPU ops have finished when they return."""
         if torch.cuda.is_initialized():
             torch.cuda.synchronize()
 
-    def tracing_count(self, fn):
+    def tracing_count(self, fn: Callable) -> int | None:
         graphs = getattr(fn, "graphs", None)
         return graphs() if graphs else None
 
-    def reset_peak(self, device):
+    def reset_peak(self, device: str) -> None:
         if device == "gpu":
             torch.cuda.reset_peak_memory_stats()
 
-    def peak_bytes(self, device):
+    def peak_bytes(self, device: str) -> int | None:
         """The CUDA caching allocator's peak; PyTorch keeps no count on CPU."""
         return int(torch.cuda.max_memory_allocated()) if device == "gpu" else None
 
-    def set_tf32(self, enabled):
+    def set_tf32(self, enabled: bool) -> None:
         torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
         torch.backends.cudnn.allow_tf32 = bool(enabled)
 
-    def tf32_enabled(self):
+    def tf32_enabled(self) -> bool:
         return bool(torch.backends.cuda.matmul.allow_tf32)
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         cuda = torch.cuda.is_available()
         return {
             "version": torch.__version__,

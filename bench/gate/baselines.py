@@ -2,25 +2,27 @@
 normalised by each run's measured GEMM ceiling (unpaired: the baseline was measured at another time)."""
 import re
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, cast
 
 from bench import env, records
 from bench.gate import rule
 from bench.gate.errors import GateError, NothingToCompare
 from bench.gate.paired import Outcome
-from bench.gate.processes import accepts, interleave, run_args, run_harness, stderr_line
+from bench.gate.processes import Runner, RunSpec, accepts, interleave, run_args, run_harness, stderr_line
 
 
-def gemm_scale(base_records):
+def gemm_scale(base_records: Iterable[records.Record]) -> Callable[[records.Record], float] | None:
     """scale(rec) for compare_case: a record's times expressed at the baseline machine's speed,
     t * gemm_gflops(run) / gemm_gflops(baseline), the baseline's being the median over its runs
     on that device. None when some record lacks the GEMM ceiling (times are then compared raw)."""
-    refs = {}
+    refs: dict[str, list[float | None]] = {}
     for r in base_records:
         refs.setdefault(r.device, []).append(r.ceilings.get("gemm_gflops"))
     if not refs or any(v is None for vs in refs.values() for v in vs):
         return None
-    ref = {device: sorted(vs)[len(vs) // 2] for device, vs in refs.items()}
+    ref = {device: sorted(cast("list[float]", vs))[len(vs) // 2] for device, vs in refs.items()}
 
     def scale(rec):
         own = rec.ceilings.get("gemm_gflops")
@@ -28,7 +30,7 @@ def gemm_scale(base_records):
     return scale
 
 
-def identity_key(fp):
+def identity_key(fp: dict[str, Any] | None) -> str:
     """A readable file-name-safe key of a fingerprint's identity, e.g.
     x86_64-intel-xeon-platinum-8488c-nogpu-tensorflow-2.21.0."""
     ident = env.identity(fp or {})
@@ -43,7 +45,7 @@ def _hardware(fp):
     return (ident["cpu_model"], ident["machine"], ident["gpu_names"])
 
 
-def find_baseline(path):
+def find_baseline(path: Path | str) -> Path:
     """The baseline file to use: `path` itself, or in a folder the .jsonl whose machine (CPU model,
     architecture, GPUs) is this one. NothingToCompare when the folder has none for this machine."""
     path = Path(path)
@@ -59,8 +61,9 @@ def find_baseline(path):
     raise NothingToCompare(f"no baseline for this machine ({here[0]}) in {path}; make one with --save-baseline {path}")
 
 
-def stored(tree, baseline, spec, runs, thresholds, workdir, allow_mismatch=False, runner=run_harness, probe=accepts,
-           progress=None):
+def stored(tree: Path | str, baseline: Path | str, spec: RunSpec, runs: int, thresholds: rule.Thresholds,
+           workdir: Path | str, allow_mismatch: bool = False, runner: Runner = run_harness,
+           probe: Callable[[str, str], bool] = accepts, progress: Callable[[str], None] | None = None) -> Outcome:
     """The working tree run `runs` times against a stored baseline's runs, times normalised by
     each run's GEMM ceiling (unpaired: the baseline was measured at another time)."""
     progress = progress or stderr_line
@@ -84,7 +87,9 @@ def stored(tree, baseline, spec, runs, thresholds, workdir, allow_mismatch=False
     return Outcome(result, processes, time.perf_counter() - t0, tuple(notes))
 
 
-def save_baseline(tree, path, spec, runs, workdir, runner=run_harness, probe=accepts, progress=None):
+def save_baseline(tree: Path | str, path: Path | str, spec: RunSpec, runs: int, workdir: Path | str,
+                  runner: Runner = run_harness, probe: Callable[[str, str], bool] = accepts,
+                  progress: Callable[[str], None] | None = None) -> Path:
     """Run the working tree `runs` times and write every record to the baseline file (a folder gets
     <identity key>.jsonl); returns the file."""
     processes = interleave({"candidate": Path(tree)}, runs, run_args(spec, [tree], probe), workdir, runner, progress,

@@ -8,14 +8,16 @@ import random
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 from bench import env
 from bench.gate import rule
 from bench.gate.baselines import identity_key
-from bench.gate.paired import paired_outcome
-from bench.gate.processes import interleave, run_args
+from bench.gate.paired import Outcome, paired_outcome
+from bench.gate.processes import RunSpec, interleave, run_args
 
 AA_FILE = Path("results") / "baselines" / "aa.json"
 
@@ -27,7 +29,7 @@ manual_step = _slower(manual_step)
 SLOWDOWN = 0.25
 
 
-def rate_ci(k, n, level=0.95):
+def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of a proportion k/n."""
     if n == 0:
         return (0.0, 1.0)
@@ -38,16 +40,17 @@ def rate_ci(k, n, level=0.95):
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def settings(spec, pairs, thresholds):
+def settings(spec: RunSpec, pairs: int, thresholds: rule.Thresholds) -> dict[str, Any]:
     """What a stored rate was measured with; a rate applies to a gate run with the same settings."""
     return {"pairs": pairs, "run": spec.describe(), "threshold": thresholds.default,
             "overrides": [list(o) for o in thresholds.overrides], "rule": rule.RULE}
 
 
-def experiment_entry(outcomes, spec, pairs, thresholds, method):
+def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thresholds: rule.Thresholds,
+                     method: str) -> dict[str, Any]:
     """The stored summary of repeated gate runs (A/A or detection)."""
     flagged = sum(o.flagged for o in outcomes)
-    per_case = {}
+    per_case: dict[str, dict[str, int]] = {}
     for o in outcomes:
         for c in o.result.comparisons:
             per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "n/a": 0})[c.verdict] += 1
@@ -61,7 +64,7 @@ def experiment_entry(outcomes, spec, pairs, thresholds, method):
             "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def load_experiments(path):
+def load_experiments(path: Path | str) -> dict[str, Any]:
     """{identity key: {"identity": ..., "aa": entry, "detection": entry}}; {} when absent or unreadable."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -70,7 +73,7 @@ def load_experiments(path):
     return data if isinstance(data, dict) else {}
 
 
-def store_experiment(path, fp, name, entry):
+def store_experiment(path: Path | str, fp: dict[str, Any], name: str, entry: dict[str, Any]) -> str:
     """Set experiments[identity key][name] = entry in the JSON file at `path`."""
     path = Path(path)
     data = load_experiments(path)
@@ -84,7 +87,7 @@ def store_experiment(path, fp, name, entry):
     return key
 
 
-def rate_line(path, fp, spec, pairs, thresholds):
+def rate_line(path: Path | str, fp: dict[str, Any], spec: RunSpec, pairs: int, thresholds: rule.Thresholds) -> str:
     """The stored A/A false-positive rate for this machine, as a line to print beside a verdict."""
     entry = load_experiments(path).get(identity_key(fp), {})
     aa = entry.get("aa")
@@ -111,7 +114,7 @@ def _resampled(entry, before="; ", after=""):
 
 # ---------------------------------------------------------------- the rates experiment
 
-def slower_copy(tree, dest):
+def slower_copy(tree: Path | str, dest: Path) -> Path:
     """A copy of `tree`'s working tree (tracked and untracked, not ignored, files) whose manual
     TensorFlow step does about 25% more work."""
     files = subprocess.run(["git", "-C", str(tree), "ls-files", "-co", "--exclude-standard", "-z"],
@@ -127,7 +130,7 @@ def slower_copy(tree, dest):
     return dest
 
 
-def windows(rounds, pairs, sliding):
+def windows(rounds: int, pairs: int, sliding: bool) -> list[list[int]]:
     step = 1 if sliding else pairs
     return [list(range(j, j + pairs)) for j in range(0, rounds - pairs + 1, step)]
 
@@ -137,7 +140,9 @@ def _judge(procs, candidate, window, thresholds):
                            "candidate": [procs[candidate][i] for i in window]}, thresholds)
 
 
-def rates(tree, spec, rounds, pairs, thresholds, workdir, subsets=100, also_pairs=(6, 8), progress=None):
+def rates(tree: Path | str, spec: RunSpec, rounds: int, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
+          subsets: int = 100, also_pairs: Iterable[int] = (6, 8),
+          progress: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """One interleaved sequence of `rounds` rounds, each running three processes in rotating order:
     `tree` (base), `tree` again (the A/A candidate) and a copy whose manual step is slower (the
     detection candidate). Every `pairs` consecutive rounds form one gate run of each kind, judged by
@@ -148,7 +153,7 @@ def rates(tree, spec, rounds, pairs, thresholds, workdir, subsets=100, also_pair
     procs = interleave(trees, rounds, run_args(spec, trees.values()), Path(workdir) / "runs", progress=progress,
                        extra_env=spec.env())
     wall_s = time.perf_counter() - t0
-    fp = next((r.env for p in procs["base"] for r in p.records or ()), {})
+    fp: dict[str, Any] = next((r.env for p in procs["base"] for r in p.records or ()), {})
     entries = {}
     for kind, candidate in (("aa", "same"), ("detection", "slower")):
         judged = {s: [_judge(procs, candidate, w, thresholds) for w in windows(rounds, pairs, s)] for s in (False, True)}

@@ -1,12 +1,14 @@
 """The paired gate: a base revision's harness (a temporary git worktree) and the working tree's, run
 alternately in separate processes (A B B A ...) and compared pair by pair."""
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from bench.gate import rule
 from bench.gate.errors import GateError, NothingToCompare
-from bench.gate.processes import accepts, interleave, run_args, run_harness, stderr_line
+from bench.gate.processes import Process, Runner, RunSpec, accepts, interleave, run_args, run_harness, stderr_line
 from bench.gate.worktree import git, resolve, worktree
 
 HARNESS = "bench/__main__.py"            # a revision without it has nothing to compare
@@ -20,11 +22,11 @@ class Outcome:
     notes: tuple = ()
 
     @property
-    def flagged(self):
+    def flagged(self) -> bool:
         return bool(self.result.regressed)
 
     @property
-    def env(self):
+    def env(self) -> dict[str, Any]:
         """The fingerprint of the first record any process wrote ({} if none)."""
         for procs in self.processes.values():
             for p in procs:
@@ -44,7 +46,8 @@ def _check_processes(processes):
         raise NothingToCompare(f"the base's harness produced no records (exit {base[0].rc}: {base[0].last_line})")
 
 
-def paired_outcome(processes, thresholds, allow_mismatch=False, wall_s=0.0, notes=()):
+def paired_outcome(processes: dict[str, list[Process]], thresholds: rule.Thresholds, allow_mismatch: bool = False,
+                   wall_s: float = 0.0, notes: Iterable[str] = ()) -> Outcome:
     """Compare interleaved processes pair by pair (round i of base with round i of candidate)."""
     _check_processes(processes)
     result = rule.compare([p.records for p in processes["base"]], [p.records for p in processes["candidate"]],
@@ -52,8 +55,9 @@ def paired_outcome(processes, thresholds, allow_mismatch=False, wall_s=0.0, note
     return Outcome(result, processes, wall_s, tuple(notes))
 
 
-def paired(tree, rev, spec, pairs, thresholds, workdir, allow_mismatch=False, runner=run_harness, probe=accepts,
-           progress=None):
+def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
+           allow_mismatch: bool = False, runner: Runner = run_harness, probe: Callable[[str, str], bool] = accepts,
+           progress: Callable[[str], None] | None = None) -> Outcome:
     """The paired gate: `rev`'s harness (in a temporary worktree) against `tree`'s working tree."""
     progress = progress or stderr_line
     sha = resolve(tree, rev)
@@ -67,7 +71,7 @@ def paired(tree, rev, spec, pairs, thresholds, workdir, allow_mismatch=False, ru
                                spec.env())
     notes = [f"base is {rev} = {sha[:10]}"]
     for p in processes["base"]:
-        commits = {(r.env or {}).get("git_commit") for r in p.records or ()} - {None}
+        commits = cast("set[str]", {(r.env or {}).get("git_commit") for r in p.records or ()} - {None})
         if commits and commits != {sha}:
             notes.append(f"warning: a base process reported commit {sorted(commits)[0][:10]}, not {sha[:10]}")
             break

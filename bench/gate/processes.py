@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +24,16 @@ class RunSpec:
     budget_s: float = defaults.GATE_BUDGET_S
     threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
 
-    def env(self):
+    def env(self) -> dict[str, str]:
         """Environment variables every process runs with (both sides alike; records keep them)."""
         return frameworks.thread_env(self.threads) if self.threads else {}
 
-    def args(self, budget=True):
+    def args(self, budget: bool = True) -> list[str]:
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
         return ["run", *timing, "--framework", self.framework, "--size", ",".join(map(str, self.size)), "--step", *self.steps,
                 "--backend", *self.backends, "--device", self.device]
 
-    def describe(self):
+    def describe(self) -> str:
         threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "default threads"
         return (f"{self.framework} steps {','.join(self.steps)} x backends {','.join(self.backends)} "
                 f"at {','.join(map(str, self.size))} on {self.device}, {self.budget_s:g} s a case, {threads}")
@@ -49,7 +50,11 @@ class Process:
     last_line: str = ""
 
 
-def last_line(text):
+# runner(tree, out, args, extra_env): run_harness, or a stand-in for it
+Runner = Callable[[Path | str, Path, Sequence[str], Mapping[str, str] | None], Process]
+
+
+def last_line(text: str | None) -> str:
     """The last non-empty line of `text` (a process's stderr), cut to 300 characters."""
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
@@ -62,7 +67,7 @@ def _child_env(tree, extra=None):
     return dict(os.environ, **(extra or {}), PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path)
 
 
-def accepts(tree, flag):
+def accepts(tree: Path | str, flag: str) -> bool:
     """Whether `tree`'s `python -m bench run` has `flag` (read from its --help)."""
     try:
         done = subprocess.run([sys.executable, "-m", "bench", "run", "--help"], cwd=tree, env=_child_env(tree),
@@ -72,7 +77,8 @@ def accepts(tree, flag):
     return done.returncode == 0 and flag in done.stdout
 
 
-def run_harness(tree, out, args, extra_env=None, timeout_s=defaults.GATE_PROCESS_TIMEOUT_S):
+def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_env: Mapping[str, str] | None = None,
+                timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S) -> Process:
     """Run `tree`'s own harness with this interpreter: `python -m bench <args> --out <out>`, with
     `extra_env` set; a Process."""
     tree, out = Path(tree), Path(out)
@@ -91,12 +97,12 @@ def run_harness(tree, out, args, extra_env=None, timeout_s=defaults.GATE_PROCESS
     return Process(str(tree), rc, recs, wall_s, last_line(stderr))
 
 
-def run_args(spec, trees, probe=accepts):
+def run_args(spec: RunSpec, trees: Iterable[Path | str], probe: Callable[[str, str], bool] = accepts) -> list[str]:
     """The run arguments for processes in every one of `trees`."""
     return spec.args(budget=all(probe(tree, "--budget") for tree in dict.fromkeys(map(str, trees))))
 
 
-def order(names, i):
+def order(names: Iterable[str], i: int) -> list[str]:
     """The order of round i: names rotated by i (A B, B A, A B ... for two). A fixed order would
     turn any effect of going first or second (caches warmed by the previous process, a slow start)
     into a bias of one side; rotating cancels it over the rounds."""
@@ -105,11 +111,13 @@ def order(names, i):
     return names[k:] + names[:k]
 
 
-def interleave(trees, rounds, args, workdir, runner=run_harness, progress=None, extra_env=None):
+def interleave(trees: Mapping[str, Path | str], rounds: int, args: Sequence[str], workdir: Path | str,
+               runner: Runner = run_harness, progress: Callable[[str], None] | None = None,
+               extra_env: Mapping[str, str] | None = None) -> dict[str, list[Process]]:
     """{name: [Process of round 0, 1, ...]}: each round runs every tree once, in order(names, i),
     each in its own process (`runner(tree, out, args, extra_env)`) writing to workdir/<name>-<round>."""
     progress = progress or stderr_line
-    out = {name: [] for name in trees}
+    out: dict[str, list[Process]] = {name: [] for name in trees}
     for i in range(rounds):
         for name in order(trees, i):
             p = runner(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env)
@@ -119,5 +127,5 @@ def interleave(trees, rounds, args, workdir, runner=run_harness, progress=None, 
     return out
 
 
-def stderr_line(line):
+def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)

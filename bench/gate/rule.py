@@ -4,12 +4,15 @@ from pyproject.toml. Pure functions of records; the CLI and the gate print what 
 import fnmatch
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import tomllib
 
 from bench import defaults, env, stats
+from bench.records import CaseKey, Record
 
 LEVEL = 0.95
 CONFIG_TABLE = ("tool", "backprop-bench", "gate")
@@ -24,7 +27,7 @@ class CompareError(ValueError):
 
 # ---------------------------------------------------------------- thresholds
 
-def parse_threshold(value):
+def parse_threshold(value: str | float) -> float:
     """A threshold as a fraction: "10%" -> 0.1, or a number already a fraction (0.1).
     CompareError for anything else, and for fractions outside (0, 1] (write 150% for 1.5)."""
     text = str(value).strip()
@@ -49,14 +52,14 @@ class Thresholds:
     default: float = DEFAULT_THRESHOLD
     overrides: tuple = ()
 
-    def for_key(self, key):
+    def for_key(self, key: str) -> float:
         for pattern, fraction in self.overrides:
             if fnmatch.fnmatchcase(key, pattern):
                 return fraction
         return self.default
 
 
-def load_thresholds(path, default=None, explicit=False):
+def load_thresholds(path: Path | str, default: str | float | None = None, explicit: bool = False) -> Thresholds:
     """Thresholds from `path` (a pyproject.toml), table [tool.backprop-bench.gate]:
 
         threshold = "10%"                    # the default
@@ -104,7 +107,7 @@ def load_thresholds(path, default=None, explicit=False):
 
 # ---------------------------------------------------------------- the rule
 
-def verdict(ratio, lo, hi, threshold):
+def verdict(ratio: float, lo: float, hi: float, threshold: float) -> str:
     """'regressed', 'improved' or 'same' for ratio = candidate/base time with its CI [lo, hi].
 
     regressed: the point estimate is beyond the threshold (ratio > 1+t) AND the whole CI lies
@@ -130,7 +133,7 @@ def verdict(ratio, lo, hi, threshold):
 
 @dataclass(frozen=True)
 class Comparison:
-    case: tuple                # Record.case, a records.CaseKey
+    case: CaseKey              # Record.case
     label: str
     key: str                   # framework/step/backend/device (what per-case thresholds match)
     threshold: float
@@ -160,7 +163,8 @@ def _why_not(side, recs):
     return f"{side} {r.status}" + (f": {r.error}" if r.error else " (no samples)")
 
 
-def compare_case(base, candidate, threshold, paired=False, scale=None):
+def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | None], threshold: float,
+                 paired: bool = False, scale: Callable[[Record], float] | None = None) -> Comparison:
     """One Comparison from the records of one case on each side (lists, in group order).
 
     One record a side: the samples are compared, paired by `rounds` when both were measured in the
@@ -172,7 +176,7 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
     drops its pair. Unpaired, three or more records a side: the ratio of the geometric means of the
     run medians with a Welch t interval; fewer are pooled and bootstrapped.
     scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1."""
-    first = (candidate or base)[0]
+    first = next(r for r in (*candidate, *base) if r is not None)   # a failed process is None: any other names the case
     made = Comparison(case=first.case, label=first.label, key=first.case.name, threshold=threshold, verdict="n/a")
     scale = scale or (lambda rec: 1.0)
     if paired:
@@ -197,7 +201,7 @@ def compare_case(base, candidate, threshold, paired=False, scale=None):
             if not recs or not all(_usable(r) for r in recs):
                 return replace(made, note=_why_not(side, recs))
         if len(base) == 1 and len(candidate) == 1:
-            b, c = base[0], candidate[0]
+            b, c = base[0], candidate[0]   # type: ignore[assignment]  # base and candidate hold no None here
             bs, cs = _scaled(b, scale), _scaled(c, scale)
             same_run = b.run_id and b.run_id == c.run_id and len(b.rounds) == len(bs) and len(c.rounds) == len(cs)
             if same_run and stats.can_pair(c.rounds, b.rounds):
@@ -232,7 +236,7 @@ def _scaled(rec, scale):
     return [s * factor for s in rec.samples_s]
 
 
-def by_case(records):
+def by_case(records: Iterable[Record]) -> dict[CaseKey, list[Record]]:
     """{case: [records in file order]}."""
     out = defaultdict(list)
     for r in records:
@@ -248,11 +252,23 @@ class Result:
     mismatch: tuple = ()    # identity differences that were allowed (--allow-mismatch)
 
     @property
-    def regressed(self):
+    def regressed(self) -> tuple[Comparison, ...]:
         return tuple(c for c in self.comparisons if c.verdict == "regressed")
 
 
-def compare(base, candidate, thresholds, allow_mismatch=False, paired=False, scale=None):
+@overload
+def compare(base: Iterable[Record], candidate: Iterable[Record], thresholds: Thresholds, allow_mismatch: bool = False,
+            paired: Literal[False] = False, scale: Callable[[Record], float] | None = None) -> Result: ...
+
+
+@overload
+def compare(base: Sequence[Sequence[Record] | None], candidate: Sequence[Sequence[Record] | None],
+            thresholds: Thresholds, allow_mismatch: bool = False, *, paired: Literal[True],
+            scale: Callable[[Record], float] | None = None) -> Result: ...
+
+
+def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Thresholds, allow_mismatch: bool = False,
+            paired: bool = False, scale: Callable[[Record], float] | None = None) -> Result:
     """A Result for two lists of records. With paired=False each side's records of a case are runs
     of it; with paired=True `base` and `candidate` are lists of lists, one per process pair (None
     for a process that failed), matched by position. CompareError when the runs' identities differ
@@ -286,7 +302,8 @@ def compare(base, candidate, thresholds, allow_mismatch=False, paired=False, sca
                   tuple(mismatch))
 
 
-def identity_differences(base_cases, cand_cases, cases):
+def identity_differences(base_cases: Mapping[CaseKey, list[Record]], cand_cases: Mapping[CaseKey, list[Record]],
+                         cases: Iterable[CaseKey]) -> list[str]:
     """One-line identity differences between the environments of matched cases: CPU model,
     architecture, GPU names and the version of the case's own framework (a run that also loaded
     another framework is not a mismatch)."""

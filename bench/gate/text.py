@@ -1,7 +1,8 @@
 """The gate's comparisons as text lines, for the command line to print."""
 from collections import defaultdict
 
-from bench.gate.rule import LEVEL, RULE
+from bench.gate.paired import Outcome
+from bench.gate.rule import LEVEL, RULE, Result
 from bench.records import printable
 
 
@@ -15,7 +16,7 @@ def _ci(c):
     return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
 
 
-def table(result, base_name="base", candidate_name="candidate"):
+def table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
     """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
     header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
     rows = [(printable(c.label), _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
@@ -36,9 +37,9 @@ def table(result, base_name="base", candidate_name="candidate"):
     return lines
 
 
-def summary(result):
+def summary(result: Result) -> str:
     """One line: the overall verdict."""
-    counts = defaultdict(int)
+    counts: defaultdict[str, int] = defaultdict(int)
     for c in result.comparisons:
         counts[c.verdict] += 1
     if not result.comparisons:
@@ -50,6 +51,6 @@ def summary(result):
     return f"verdict: no regression ({parts})"
 
 
-def report(outcome, base_name="base", candidate_name="candidate"):
+def report(outcome: Outcome, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
     """Lines to print for one gate run."""
     return [*table(outcome.result, base_name, candidate_name), *outcome.notes, summary(outcome.result)]

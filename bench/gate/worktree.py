@@ -3,6 +3,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from bench.gate.processes import last_line
 from bench.records import printable
 
 
-def git(tree, *args):
+def git(tree: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, timeout=120)
     except (OSError, ValueError, subprocess.SubprocessError) as e:
@@ -34,7 +35,7 @@ def _generations(walk):
     return total, other
 
 
-def resolve(tree, rev):
+def resolve(tree: Path | str, rev: str) -> str:
     """The commit `rev` names in `tree`'s repository. NothingToCompare only for a real absence: the
     base is an ancestor of a first commit, or lies beyond a shallow clone's history (or `tree` is
     not a checkout). GateError, naming it, for anything git cannot resolve to a commit otherwise:
@@ -48,7 +49,7 @@ def resolve(tree, rev):
         return done.stdout.strip()
     walk = _ANCESTRY.match(rev)
     start = walk and git(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{walk['start']}^{{commit}}")
-    if start and start.returncode == 0:
+    if walk and start and start.returncode == 0:
         generations, other = _generations(walk["walk"])
         depth = int(git(tree, "rev-list", "--first-parent", "--count", start.stdout.strip(), "--").stdout.strip() or 1)
         if git(tree, "rev-parse", "--is-shallow-repository").stdout.strip() == "true" and generations >= depth:
@@ -62,7 +63,7 @@ def resolve(tree, rev):
 
 
 @contextmanager
-def worktree(tree, sha):
+def worktree(tree: Path | str, sha: str) -> Iterator[Path]:
     """A temporary detached worktree of commit `sha`, removed (and pruned) on exit."""
     parent = Path(tempfile.mkdtemp(prefix="bench-gate-"))
     path = parent / "base"

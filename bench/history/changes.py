@@ -11,7 +11,9 @@ a ramp of one commit. Changes of one direction whose ramps nearly touch (MERGE_G
 PELT may cut a long creep in two or three.
 """
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,15 +32,15 @@ class Change:
     after: float        # the level after
 
     @property
-    def ratio(self):
+    def ratio(self) -> float:
         return self.after / self.before
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         return "step" if self.end == self.start else f"creep over {self.end - self.start + 1} commits"
 
 
-def noise(logs):
+def noise(logs: np.ndarray) -> float:
     """The commit-to-commit noise of log times: the MAD of first differences / sqrt(2), scaled to a
     normal's standard deviation; a step or a ramp moves few differences, so it barely shows here."""
     d = np.diff(logs)
@@ -47,7 +49,7 @@ def noise(logs):
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
 
 
-def locate(y, b, sigma):
+def locate(y: np.ndarray, b: int, sigma: float) -> tuple[int, int, float, float]:
     """(start, end, a, c) of the change PELT put at index b of the window y (log times): of every
     ramp [start, end] around b (a step: start == end), the one with the least squared error plus
     RAMP_COST per ramp commit, levels a before and c after fitted by least squares. All candidate
@@ -71,7 +73,8 @@ def locate(y, b, sigma):
     return int(pairs[i, 0]), int(pairs[i, 1]), float(a[i]), float(c[i])
 
 
-def find(values, penalty=PENALTY, min_segment=MIN_SEGMENT):
+def find(values: Sequence[float] | np.ndarray, penalty: float = PENALTY,
+         min_segment: int = MIN_SEGMENT) -> list[Change]:
     """The changes in a series of median times (one per commit, in commit order): [Change]."""
     import ruptures as rpt
     values = np.asarray(values, float)
@@ -88,7 +91,7 @@ def find(values, penalty=PENALTY, min_segment=MIN_SEGMENT):
         lo, hi = bounds[i - 1], bounds[i + 1]
         s, e, a, c = locate(logs[lo:hi], b - lo, sigma)
         found.append([lo + s, lo + e, a, c])
-    merged = []
+    merged: list[list[Any]] = []
     for s, e, a, c in found:
         if merged and (c > a) == (merged[-1][3] > merged[-1][2]) and s <= merged[-1][1] + MERGE_GAP:
             merged[-1][1], merged[-1][3] = e, c   # one change cut in two: from the first start to the last end

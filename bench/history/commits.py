@@ -2,8 +2,12 @@
 time (from git, in the repository given), branch and whether the tree was dirty."""
 import re
 import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from bench.history.store import HistoryError
+from bench.records import Record
 
 
 def _git(repo, *args):
@@ -14,7 +18,7 @@ def _git(repo, *args):
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def commit_of(records, repo, source="the run"):
+def commit_of(records: Sequence[Record], repo: Path | str, source: str = "the run") -> dict[str, Any]:
     """{sha, parent, time, branch, dirty} of the run `records` (one run id) came from; HistoryError
     when they name no commit (a run outside a git checkout) or a commit `repo` does not have."""
     fp = records[0].env or {}

@@ -6,8 +6,11 @@ import datetime
 import html
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from bench.history.changes import Change
+from bench.history.series import Series
 from bench.records import printable
 from bench.report import fmt
 
@@ -30,7 +33,7 @@ def _anchor(i):
     return f"series-{i}"
 
 
-def change_text(series, ch):
+def change_text(series: Series, ch: Change) -> tuple[str, str]:
     pts = series.points
     first, last = pts[ch.start].commit[:10], pts[ch.end].commit[:10]
     span = f"at {first}" if ch.start == ch.end else f"from {first} to {last}"
@@ -38,7 +41,7 @@ def change_text(series, ch):
     return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}) {span}", direction
 
 
-def plot_svg(series):
+def plot_svg(series: Series) -> str:
     """The series' plot as SVG text: median per commit, its CI band, change points marked."""
     import matplotlib
     matplotlib.use("Agg")
@@ -83,7 +86,7 @@ def _report_link(series, out):
     return None
 
 
-def write(all_series, out, db_shown):
+def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
     """out/index.html for `all_series` (series.Series); returns its path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,7 @@ def write(all_series, out, db_shown):
     for i, s in enumerate(all_series):
         found = [change_text(s, ch) for ch in s.changes]
         trend = s.trend()
+        assert s.latest is not None   # series.build() makes no series without points
         rows.append(
             f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td><td class="machine">{_e(s.machine)}</td>'
             f"<td>{len(s.points)}</td><td>{_ms(s.latest.median_s)}</td>"

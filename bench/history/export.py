@@ -4,9 +4,15 @@ one entry per commit (tool "customSmallerIsBetter", unit ms, the CI half-width a
 import datetime
 import json
 import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.history.series import Series
 
 
-def messages(repo, shas):
+def messages(repo: Path | str, shas: Iterable[str]) -> dict[str, str]:
     """{sha: subject line} of every commit in `shas` that `repo` knows, from one git process (one
     commit's absence, a shallow clone, leaves it out rather than failing the rest)."""
     shas = sorted({s for s in shas if s and s.isalnum()})
@@ -23,10 +29,10 @@ def messages(repo, shas):
     return dict(line.split("\0", 1) for line in done.stdout.splitlines() if "\0" in line)
 
 
-def data_js(all_series, repo, repo_url=None):
+def data_js(all_series: "Sequence[Series]", repo: Path | str, repo_url: str | None = None) -> str:
     """The text of a data.js holding every series (series.Series), grouped by machine."""
     subject = messages(repo, [p.commit for s in all_series for p in s.points])
-    entries = {}
+    entries: dict[str, dict[str, dict[str, Any]]] = {}
     for s in all_series:
         suite = entries.setdefault(f"backprop-bench on {s.machine}", {})
         for p in s.points:

@@ -1,8 +1,12 @@
 """`bench run --history URL`: each record added to the history store as the run records it, after
 passing on every event to the run's own observer (the progress lines)."""
+from pathlib import Path
+from typing import Any
+
 from bench import env
 from bench.history.commits import commit_of
 from bench.history.store import HistoryError, Store
+from bench.records import Record
 from bench.run import Observer
 
 
@@ -11,15 +15,15 @@ class Recorder(Observer):
     checked when it is made, so a run that could not be kept fails before it starts. Compose it
     with the run's own observer (bench.run.Observers)."""
 
-    def __init__(self, url, source=None):
+    def __init__(self, url: str | None, source: Path | str | None = None) -> None:
         self.source = source
         self.store = Store(url)
         if not env.git_info()["git_commit"]:
             raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
                                "kept per commit")
-        self.commit = None
+        self.commit: dict[str, Any] | None = None
 
-    def finished(self, rec):
+    def finished(self, rec: Record) -> None:
         if self.commit is None:
             self.commit = commit_of([rec], env.REPO)
         self.store.add([rec], self.commit, source=self.source)

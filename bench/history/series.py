@@ -6,7 +6,9 @@ its own measured GEMM ceiling (to the median ceiling of the case's runs), as the
 does, and the machines of a case become one series.
 """
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,10 +36,10 @@ class Series:
     changes: tuple = field(default=())
 
     @property
-    def latest(self):
+    def latest(self) -> Point | None:
         return self.points[-1] if self.points else None
 
-    def trend(self, last=10):
+    def trend(self, last: int = 10) -> float:
         """The latest median over the median of the `last` points before it, minus 1 (nan if too short)."""
         if len(self.points) < 2:
             return math.nan
@@ -45,9 +47,9 @@ class Series:
         return self.points[-1].median_s / float(np.median(before)) - 1
 
 
-def build(points, normalise=False, since_time=None):
+def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time: float | None = None) -> list[Series]:
     """[Series] from Store.points() rows, each with its change points found."""
-    groups = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for p in points:
         if since_time is not None and (p["commit_time"] or 0) < since_time:
             continue
@@ -58,7 +60,7 @@ def build(points, normalise=False, since_time=None):
         scale = _scale(rows) if normalise else (lambda row: 1.0)
         if scale is None:
             continue   # some run lacks a ceiling: it cannot be normalised
-        by_commit = {}
+        by_commit: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_commit.setdefault(row["commit_sha"], []).append(row)
         pts = []

@@ -6,11 +6,13 @@ change, a +10% step, or ten commits of +2% creep, at a random commit.
     python -m bench history simulate RUNS... [--commits 200] [--cases 12] [--series 20]
 """
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from bench.history import changes
+from bench.records import Record
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,10 @@ class Outcome:
     offsets: tuple               # found start - true start, of each detection
 
 
-def residuals(records):
+def residuals(records: Iterable[Record]) -> dict[str, np.ndarray]:
     """{case label: log deviations of each repeated median from the case's mean}, from records of
     repeated runs of the same code."""
-    by_case = {}
+    by_case: dict[str, list[float]] = {}
     for r in records:
         if r.status == "ok" and r.samples_s:
             by_case.setdefault(r.label, []).append(math.log(r.summary.median_s))
@@ -45,7 +47,8 @@ def _series(noise, commits, rng, scenario):
     return np.exp(logs) * 0.01, start
 
 
-def run(noise_by_case, commits=200, cases=12, series=20, seed=0, tolerance=3):
+def run(noise_by_case: Mapping[str, np.ndarray], commits: int = 200, cases: int = 12, series: int = 20, seed: int = 0,
+        tolerance: int = 3) -> list[Outcome]:
     """Outcome per scenario ("none", "step", "creep") over cases x series synthetic histories. A
     change counts as detected when its first commit is within `tolerance` commits of the true one
     and it is a slowdown; any other change found is a false alarm."""

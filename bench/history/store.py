@@ -9,7 +9,9 @@ by its run id, a result by its run and case, and a complete record replaces an i
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench import env
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
@@ -31,7 +33,8 @@ def _sa():
 def _tables(metadata):
     """The tables of the current schema (a fresh database is made with these)."""
     sa = _sa()
-    types = {int: sa.Integer, bool: sa.Boolean, str: sa.String(200)}   # a case field's column, by its type
+    # a case field's column, by its type
+    types: dict[type | str, Any] = {int: sa.Integer, bool: sa.Boolean, str: sa.String(200)}
     schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
         "runs", metadata,
@@ -98,7 +101,7 @@ def _case_columns(conn, tables):
 MIGRATIONS = {2: _case_columns, 3: _case_columns}
 
 
-def machine_key(fp):
+def machine_key(fp: dict[str, Any] | None) -> str:
     """The hardware a run measured, as a key: architecture, CPU model and GPUs (not software: a
     framework upgrade is a change in a machine's history, not a new machine)."""
     ident = env.identity(fp or {})
@@ -109,7 +112,7 @@ def machine_key(fp):
 class Store:
     """A history database. `Store(url)` connects and migrates; HistoryError for any failure."""
 
-    def __init__(self, url=None):
+    def __init__(self, url: str | None = None) -> None:
         sa = _sa()
         self.url = str(url or f"sqlite:///{DEFAULT_DB}")
         self.metadata = sa.MetaData()
@@ -124,7 +127,7 @@ class Store:
             raise HistoryError(f"{self.shown}: {_why(e)}") from None
 
     @property
-    def shown(self):
+    def shown(self) -> str:
         """The URL without a password."""
         try:
             return _sa().engine.make_url(self.url).render_as_string(hide_password=True)
@@ -193,7 +196,7 @@ class Store:
         module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[conn.dialect.name]
         return __import__(module, fromlist=["insert"]).insert(table)
 
-    def add(self, records, commit, source=None):
+    def add(self, records: Sequence[Record], commit: dict[str, Any], source: Path | str | None = None) -> int:
         """Add the records of one run (one run id) and its commit {sha, parent, time, branch, dirty};
         returns the results newly added or replaced. Idempotent."""
         sa = _sa()
@@ -233,7 +236,7 @@ class Store:
 
     # ------------------------------------------------------------ reading
 
-    def points(self, case_pattern=None, include_dirty=False):
+    def points(self, case_pattern: str | None = None, include_dirty: bool = False) -> list[dict[str, Any]]:
         """Every timed result joined with its run: dicts with the case fields, machine, commit,
         parent, commit_time, branch, dirty, run_id, median_s, gemm_gflops and the record's
         samples, ordered by commit time then recording time."""
@@ -262,7 +265,7 @@ class Store:
             out.append({**row, "case": label, "samples_s": record.samples_s})
         return out
 
-    def counts(self):
+    def counts(self) -> tuple[int, int]:
         sa = _sa()
         with self.engine.connect() as conn:
             return (conn.execute(sa.select(sa.func.count()).select_from(self.runs)).scalar_one(),

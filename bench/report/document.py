@@ -6,11 +6,14 @@ import html
 import math
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bench import env, stats, telemetry
+from bench.records import Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
@@ -41,6 +44,8 @@ PLOTS = {
                     "of the case's median: noise, drift and outliers at a glance."),
 }
 
+_Drawn = tuple[tuple[Path, Path] | None, str | None, list[str]]   # what figure() returns
+
 
 # ---------------------------------------------------------------- tables as text
 
@@ -50,7 +55,7 @@ def _cell_md(text):
     return re.sub(r"(?<!\\)\|", r"\\|", str(text).replace("\n", " "))
 
 
-def markdown_table(df):
+def markdown_table(df: pd.DataFrame) -> str:
     """A DataFrame of text as a GitHub markdown table, its index as the first column, columns padded."""
     header = [str(df.index.name or "")] + [str(c) for c in df.columns]
     rows = [[_cell_md(i)] + [_cell_md(v) for v in row] for i, row in zip(df.index, df.itertuples(index=False))]
@@ -81,7 +86,7 @@ def _inline_html(text):
     return "".join(out) + ("</strong>" if bold else "")
 
 
-def html_table(df):
+def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{_inline_html(c)}</th>" for c in [df.index.name or "", *df.columns])
     body = "".join("<tr><th>" + _inline_html(i) + "</th>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row)
                    + "</tr>" for i, row in zip(df.index, df.itertuples(index=False)))
@@ -98,7 +103,7 @@ def _grid_cell(c):
     return _bold(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), c.best) + f" ±{fmt.pct(c.iqr_pct)}"
 
 
-def comparison_tables(df):
+def comparison_tables(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold."""
     out = {}
     for key, g in frames.groups(df):
@@ -119,7 +124,7 @@ def _interval(value, lo, hi, half_width, prefix=""):
     return text
 
 
-def detail_table(g, short):
+def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
     """One row per case of a group: every figure the report has for it."""
     rows = {}
     for c in g.itertuples():
@@ -160,7 +165,7 @@ def detail_table(g, short):
     return out
 
 
-def payback_table(pb):
+def payback_table(pb: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
         calls = c.payback_calls
@@ -170,7 +175,7 @@ def payback_table(pb):
     return pd.DataFrame(rows).set_index("device and size")
 
 
-def precision_tables(pr):
+def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """{(where, n, m, nh, cache): one row per case and precision}: median, speed-up against float32, error."""
     out = {}
     for key, g in pr.groupby(["where", "n", "m", "nh", "cache"], sort=False):
@@ -193,7 +198,7 @@ def precision_tables(pr):
     return out
 
 
-def scaling_tables(sc):
+def scaling_tables(sc: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """{(where, m, nh, precision, kind): one row per case and R}: median, speed-up and efficiency
     with their CIs, the all-reduce's time where the engine exposes it."""
     out = {}
@@ -219,7 +224,7 @@ def scaling_tables(sc):
     return out
 
 
-def engine_overhead_table(sc):
+def engine_overhead_table(sc: pd.DataFrame) -> pd.DataFrame:
     """R=1 under each engine against the plain single-device case, both timed by the same loop."""
     one = sc[(sc.kind == "strong") & (sc.replicas == 1) & sc.overhead.notna()]
     rows = [{"device": c.where, "case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "n": f"{c.n:,}",
@@ -230,7 +235,7 @@ def engine_overhead_table(sc):
     return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
 
 
-def crossover_table(crossings):
+def crossover_table(crossings: pd.DataFrame) -> pd.DataFrame:
     rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
              "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond}
             for c in crossings.itertuples()]
@@ -241,7 +246,7 @@ def crossover_table(crossings):
 
 def _runs(records):
     """{run_id: [records]} in order of first appearance."""
-    runs = {}
+    runs: dict[str, list[Record]] = {}
     for r in records:
         runs.setdefault(r.run_id or "(no run id)", []).append(r)
     return runs
@@ -251,7 +256,7 @@ def _onoff(value):
     return {True: "on", False: "off"}.get(value, "unknown")
 
 
-def run_summary(records):
+def run_summary(records: Iterable[Record]) -> pd.DataFrame:
     """Environment fingerprint summary: one column per run, one row per fact."""
     columns = {}
     for run_id, rs in _runs(records).items():
@@ -292,7 +297,7 @@ def _case(c):
     return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}: {c.row}/{c.backend}"
 
 
-def distrust(records, df):
+def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, list[str] | None]]:
     """[(heading, [items] or None)] of everything that makes a number less trustworthy; an empty
     list means 'checked, none found', None 'not recorded' (records without that field)."""
     runs = _runs(records)
@@ -369,7 +374,7 @@ def _summary(df):
     return items
 
 
-def escaped(frame):
+def escaped(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of a frame whose text (all of it from records) is inert Markdown (fmt.md); numbers,
     and the tuples of samples, as they were."""
     frame = frame.copy()
@@ -387,7 +392,8 @@ def _escaped_table(table):
     return out
 
 
-def document(records, df, pb, crossings, figures, pr=None):
+def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame,
+             figures: dict[str, _Drawn], pr: pd.DataFrame | None = None) -> list[tuple[str, Any]]:
     """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img. Every text that
     comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames)."""
     pr = frames.precisions(df) if pr is None else pr
@@ -486,7 +492,7 @@ def _list_items(items):
     return [(i, []) if isinstance(i, str) else i for i in items]
 
 
-def to_markdown(blocks):
+def to_markdown(blocks: Iterable[tuple[str, Any]]) -> str:
     out = []
     for kind, content in blocks:
         if kind in ("h1", "h2", "h3"):
@@ -512,7 +518,7 @@ tbody th{text-align:left;font-weight:normal;background:#fafafa}code{background:#
 img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
 
 
-def to_html(blocks, images):
+def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
     """A single HTML file: inline style, images as base64 data: URIs, no external resources.
     images: {name: SVG bytes}."""
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -543,7 +549,8 @@ def _slug(key):
     return re.sub(r"[^a-z0-9]+", "-", "_".join(map(str, key)).lower()).strip("-")
 
 
-def write_csvs(df, pb, crossings, records, out, pr=None):
+def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, records: Iterable[Record], out: Path,
+               pr: pd.DataFrame | None = None) -> list[Path]:
     """tables/*.csv: every number unrounded; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("median_ms_*.csv"):
@@ -567,7 +574,7 @@ def write_csvs(df, pb, crossings, records, out, pr=None):
     return paths
 
 
-def figure(name, df, pb, crossings, out):
+def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, out: Path) -> _Drawn:
     """Draw and save one plot from frames whose text is inert for matplotlib (plots.inert): (png and
     svg paths, None, notes) or (None, why not drawn, []); the files of a plot not drawn are removed."""
     if name.startswith("scaling_"):
@@ -608,7 +615,7 @@ def _figures(df, pb, crossings, out):
         return {name: job.result() for name, job in jobs.items()}
 
 
-def write(records, out_dir):
+def write(records: Iterable[Record], out_dir: Path | str) -> list[Path]:
     """report.md, report.html, plots/ and tables/ in out_dir, from records alone (duplicates merged);
     returns the paths written, report.md and report.html first."""
     out_dir = Path(out_dir)

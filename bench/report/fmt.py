@@ -2,11 +2,13 @@
 text from records made inert in Markdown."""
 import math
 import re
+from typing import Any
 
 from bench.records import printable
 
 
-def decimals(value, half_width, min_sig=2, max_sig=4, default_sig=3):
+def decimals(value: float | None, half_width: float | None, min_sig: int = 2, max_sig: int = 4,
+             default_sig: int = 3) -> int:
     """Decimal places (negative: tens, hundreds...) to show `value` with, given the half-width of
     its confidence interval: the last digit kept is the finest whose unit is at least half the
     half-width (finer digits are noise), e.g. 1.2345 +- 0.037 (3%) -> 1 place, '1.2'; keeping
@@ -23,7 +25,7 @@ def decimals(value, half_width, min_sig=2, max_sig=4, default_sig=3):
     return min(sig, max_sig) - 1 - lead
 
 
-def fixed(value, places):
+def fixed(value: float | None, places: int) -> str:
     """`value` rounded to `places` decimal places (negative: to tens, hundreds...); '–' when missing."""
     if value is None or not math.isfinite(value):
         return "–"
@@ -32,24 +34,24 @@ def fixed(value, places):
     return f"{round(value, places):.0f}"
 
 
-def round_to_spread(value, half_width, **kw):
+def round_to_spread(value: float | None, half_width: float | None, **kw: int) -> str:
     """`value` as text with the digits its spread supports, e.g. (1.2345, 0.037) -> '1.2'."""
     return fixed(value, decimals(value, half_width, **kw))
 
 
-def sig(value, figures=2):
+def sig(value: float | None, figures: int = 2) -> str:
     """`value` to `figures` significant figures, without an exponent for everyday magnitudes."""
     return round_to_spread(value, None, default_sig=figures)
 
 
-def median_half_width(row):
+def median_half_width(row: Any) -> float | None:
     """Half-width of a row's median CI in ms; half the IQR when the CI needs more samples."""
     if math.isfinite(row.ci_lo_ms) and math.isfinite(row.ci_hi_ms):
         return (row.ci_hi_ms - row.ci_lo_ms) / 2
     return row.iqr_ms / 2 if math.isfinite(row.iqr_ms) else None
 
 
-def pct(value):
+def pct(value: float) -> str:
     """A percentage with no false precision: '12%', '0.5%', '–' when unknown."""
     if not math.isfinite(value):
         return "–"
@@ -61,7 +63,7 @@ def pct(value):
 MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!#$])")
 
 
-def md(text):
+def md(text: object) -> str:
     """Text from a record (an error message, a note, a name) as inert Markdown: one line, no
     control characters, every character that could start markup escaped."""
     return MD_SPECIAL.sub(r"\\\1", printable(" ".join(str(text).split())))

@@ -2,12 +2,14 @@
 confidence intervals, compile pay-back and crossovers. NumPy and pandas only."""
 import math
 import re
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bench import defaults, stats
-from bench.records import CASE_DEFAULTS, CASE_FIELDS
+from bench.records import CASE_DEFAULTS, CASE_FIELDS, Record
 
 # A table is one device (with its hardware) at one size and dtype: the case key without the
 # framework, step and backend, the device named with its hardware.
@@ -34,7 +36,7 @@ def _num(value, scale=1.0):
     return float(value) * scale if value is not None else math.nan
 
 
-def hardware(device, fingerprint):
+def hardware(device: str, fingerprint: dict[str, Any] | None) -> str | None:
     """A short name of the hardware behind `device` in a run's fingerprint, or None when unknown."""
     fingerprint = fingerprint or {}
     if device == "gpu":
@@ -47,13 +49,13 @@ def hardware(device, fingerprint):
     return re.sub(r"\s+", " ", model).strip() or None
 
 
-def where(device, fingerprint):
+def where(device: str, fingerprint: dict[str, Any] | None) -> str:
     """The device as tables and plots name it: 'cpu (AMD EPYC)', or just 'cpu' when the hardware is unknown."""
     name = hardware(device, fingerprint)
     return f"{device} ({name})" if name else device
 
 
-def frame(records):
+def frame(records: Iterable[Record]) -> pd.DataFrame:
     """One row per record (COLUMNS), with the statistics derived from its samples, the speed-up
     against its group's reference case and whether it is the best of its row."""
     rows = []
@@ -128,7 +130,7 @@ def _row_labels(df):
     return label.where(~clash, label + " [" + df.run_id + "]")
 
 
-def reference_index(group):
+def reference_index(group: pd.DataFrame) -> Hashable | None:
     """Index of a group's reference case: its first ok manual/eager case, else its first ok case;
     None when nothing in the group was timed."""
     ok = group[(group.status == "ok") & (group.samples > 0)]
@@ -175,7 +177,7 @@ def _mark_best(df):
     return df
 
 
-def groups(df):
+def groups(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     """[(key, rows)] for each table, in a stable order: device, then size, then precision (float64,
     float32, tf32, bfloat16, float16), warm cache before cold."""
     if df.empty:
@@ -189,7 +191,7 @@ def groups(df):
     return sorted(df.groupby(GROUP, sort=True), key=order)
 
 
-def variant(values):
+def variant(values: Iterable[object]) -> str:
     """A case's VARIANT fields (their values, in that order) as text: 'float32', 'float32+tf32, cold
     cache', 'float32, mirrored over 2 replicas'; a field without words of its own is named with its
     value where it differs from its default."""
@@ -202,7 +204,7 @@ def variant(values):
     return text + "".join(f", {k}={value}" for k, value in v.items() if value != CASE_DEFAULTS.get(k))
 
 
-def title(key):
+def title(key: tuple) -> str:
     """A group's title (a GROUP key): 'cpu (AMD EPYC), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
     w, n, m, nh, *rest = key
     return f"{w}, n={n}, m={m}, nh={nh}, {variant(rest)}"
@@ -214,7 +216,7 @@ PRECISIONS = ("float64", "float32", "tf32", "bfloat16", "float16")   # the order
 PRECISION_KEY = ["where", "n", "m", "nh", "cache", "framework", "step", "backend"]
 
 
-def precisions(df):
+def precisions(df: pd.DataFrame) -> pd.DataFrame:
     """Every case that ran at two or more precisions, one row per precision: its median, its time
     against the same case in float32 (speed-up = float32 median / this median, >1 faster, with a
     bootstrap 95% CI; unpaired, as precisions are timed in separate groups) and its max relative
@@ -250,7 +252,7 @@ SCALING_COLUMNS = SCALING_KEY + ["kind", "n", "n_per_replica", "replicas", "medi
                                  "allreduce_share", "single_ms", "overhead", "overhead_lo", "overhead_hi"]
 
 
-def scaling(df):
+def scaling(df: pd.DataFrame) -> pd.DataFrame:
     """The data-parallel cases (an engine over R replicas) against R=1 under the same engine:
     strong scaling (the same global n; speed-up T1/TR, efficiency speed-up/R) and weak scaling (the
     same n per replica; efficiency T1/TR, ideal 1), each with a bootstrap 95% CI (unpaired: each R is
@@ -291,14 +293,14 @@ def scaling(df):
 LAUNCH_KEY = ["where", "framework", "step", "backend", "m", "nh", "precision", "cache", "run_id"]
 
 
-def launch_lines(df):
+def launch_lines(df: pd.DataFrame) -> dict[tuple[str, str, str, str], dict[tuple[str, str], pd.DataFrame]]:
     """{(where, step, precision, cache): {(framework, backend): rows}} of the cases timed at two or
     more n, each line's rows sorted by n, where at least one of them has a host-clock time beside
     its timer's (host_median_ms) or a dispatch time: the data of the launch-overhead plot. A line
     that ran in several runs is drawn from the first (every run is in the tables)."""
     timed = df[(df.status == "ok") & (df.median_ms > 0) & (df.engine == "")]
     timed = timed[timed.host_median_ms.notna() | timed.dispatch_ms.notna()]
-    out = {}
+    out: dict[tuple[str, str, str, str], dict[tuple[str, str], pd.DataFrame]] = {}
     for key, rows in timed.groupby(LAUNCH_KEY, sort=False):
         if rows.n.nunique() < 2:
             continue
@@ -312,7 +314,7 @@ def launch_lines(df):
 
 # ---------------------------------------------------------------- compile pay-back
 
-def payback_calls(overhead_s, saving_s):
+def payback_calls(overhead_s: float, saving_s: float) -> float:
     """Steady calls after which a compile overhead is paid back by a per-call saving:
     ceil(overhead / saving), 0 when there is no overhead, inf (never) when there is no saving."""
     if not saving_s > 0:
@@ -320,14 +322,14 @@ def payback_calls(overhead_s, saving_s):
     return max(0, math.ceil(overhead_s / saving_s))
 
 
-def payback(df):
+def payback(df: pd.DataFrame) -> pd.DataFrame:
     """One row per timed non-eager case: its compile overhead (trace + first call - steady median),
     its saving per call against the eager case of the same step, device, size and dtype (from the
     same run when there is one), and the calls it takes to pay back (inf: never)."""
     out = []
     timed = df[(df.status == "ok") & df.median_ms.notna()]
     match = ["framework", "step", *GROUP]
-    eagers = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
+    eagers: dict[tuple, list] = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
     for e in timed[timed.backend == "eager"].itertuples(index=False):
         eagers.setdefault(tuple(getattr(e, k) for k in match), []).append(e)
     for _, c in timed[timed.backend != "eager"].iterrows():
@@ -348,7 +350,7 @@ def payback(df):
 
 # ---------------------------------------------------------------- crossovers
 
-def crossovers(x, ya, yb):
+def crossovers(x: Sequence[float], ya: Sequence[float], yb: Sequence[float]) -> list[tuple[float, float, str]]:
     """Where line a crosses line b, both linear between points on log-log axes.
 
     x: increasing positive values; ya, yb: positive, one per x. Returns [(x, y, faster)], faster
@@ -370,18 +372,18 @@ def crossovers(x, ya, yb):
     return found
 
 
-def line_key_columns(var):
+def line_key_columns(var: str) -> list[str]:
     """What identifies one line of a scaling plot against `var` (every column but var and the step)."""
     return ["framework", "backend", "where", "run_id"] + [v for v in ("n", "m", "nh") if v != var] + ["dtype", "tf32",
                                                                                                     "cache"]
 
 
-def scaling_lines(df, var):
+def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFrame]]:
     """{step: {line key: rows sorted by var}} for the lines with at least two values of var."""
     columns = line_key_columns(var)
     timed = df[(df.status == "ok") & (df.median_ms > 0)]
     timed = timed.drop_duplicates(["step", *columns, var]).sort_values(var, kind="stable")
-    lines = {}
+    lines: dict[str, dict[tuple, pd.DataFrame]] = {}
     for (step, *key), rows in timed.groupby(["step", *columns], sort=False):
         if len(rows) >= 2:
             lines.setdefault(step, {})[tuple(key)] = rows
@@ -389,7 +391,7 @@ def scaling_lines(df, var):
     return {step: lines[step] for step in order if step in lines}
 
 
-def line_labels(keys, var):
+def line_labels(keys: Iterable[tuple], var: str) -> dict[tuple, str]:
     """{key: legend label} of a scaling plot's lines: the backend and the parts of the key that
     differ between `keys`; the run id only when the rest does not tell the lines apart. Linear in
     the number of lines."""
@@ -410,11 +412,11 @@ def line_labels(keys, var):
     return {k: label(k, with_run) for k in keys}
 
 
-def line_label(key, keys, var):
+def line_label(key: tuple, keys: Iterable[tuple], var: str) -> str:
     return line_labels(keys, var)[key]
 
 
-def line_variant(key, var):
+def line_variant(key: tuple, var: str) -> tuple:
     """The parts of a line's key other than its framework and backend (device, run, the other
     sizes, dtype): lines of one framework and backend that differ in these differ in line style."""
     return tuple(v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend"))
@@ -432,13 +434,13 @@ def _comparable_runs(keys, var):
     not when they are two machines of a fleet timing the same kind (that crossing means nothing)."""
     columns = line_key_columns(var)
     run, where = columns.index("run_id"), columns.index("where")
-    kinds = {}
+    kinds: dict[str, set[str]] = {}
     for k in keys:
         kinds.setdefault(k[run], set()).add(str(k[where]).split(" ", 1)[0])
     return lambda a, b: a == b or not kinds[a] & kinds[b]
 
 
-def scaling_crossovers(df, var):
+def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
     """Every crossing between two lines of the same step and context in the scaling plot against
     `var` (lines of one run, or of two runs of different devices: _comparable_runs): one row each,
     numbered panel by panel from left to right. Linear in the runs of a fleet."""
@@ -449,7 +451,7 @@ def scaling_crossovers(df, var):
     comparable = _comparable_runs(every, var)
     run = line_key_columns(var).index("run_id")
     for step, lines in by_step.items():
-        contexts = {}
+        contexts: dict[tuple, dict[str, list[tuple]]] = {}
         for key in lines:
             contexts.setdefault(_context(key, var), {}).setdefault(key[run], []).append(key)
         for runs in contexts.values():

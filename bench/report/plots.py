@@ -1,17 +1,26 @@
 """The report's figures, drawn from a frames.frame(). Each plot function returns a matplotlib
 Figure, or a str saying why the data cannot support the plot; save() writes it as PNG and SVG."""
 import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.report import fmt, frames
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.artist import Artist
+    from matplotlib.figure import Figure
+    from matplotlib.typing import LineStyleType
 
 # Fixed colours, so a backend looks the same in every figure and every report: one per backend of
 # every framework; a backend not listed takes the next spare colour.
 BACKEND_COLOURS = {"eager": "#1f77b4", "function": "#ff7f0e", "xla": "#2ca02c", "compile": "#9467bd",
                    "jit": "#8c564b"}
 SPARE_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#d62728", "#7f7f7f")
-LINESTYLES = ("-", "--", ":", "-.")
+LINESTYLES: "tuple[LineStyleType, ...]" = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 LOG_RANGE = 30   # a time axis spanning more than this factor is drawn on a log scale
 # What a figure draws at most; a merged fleet's results are summarised to these, and the figure
@@ -31,7 +40,7 @@ def _inert_text(text):
     return (text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…").replace("$", r"\$")
 
 
-def inert(frame):
+def inert(frame: "pd.DataFrame") -> "pd.DataFrame":
     """A copy of a frame whose text (from records) matplotlib draws as it is: no control characters,
     no '$' (it would start mathtext, and a malformed formula stops the drawing), and no name so long
     that the panels collapse around it."""
@@ -69,13 +78,13 @@ def _pyplot():
     return plt
 
 
-def colours(df):
+def colours(df: "pd.DataFrame") -> dict[str, str]:
     """{backend: colour} for every backend in df."""
     spare = iter(c for c in SPARE_COLOURS)
     return {b: BACKEND_COLOURS.get(b) or next(spare, "#7f7f7f") for b in dict.fromkeys(df.backend)}
 
 
-def short_names(df):
+def short_names(df: "pd.DataFrame") -> Callable[[str], str]:
     """row label -> shown label: without the framework when there is only one."""
     single = df.framework.nunique() <= 1
     return lambda row: row.split("/", 1)[1] if single and "/" in row else row
@@ -110,7 +119,7 @@ def _log(ax, values, axis="y"):
 def _spaced(values, min_ratio=1.4):
     """The increasing positive `values` with those closer than min_ratio to the previous one dropped,
     so tick labels on a log axis do not overlap."""
-    kept = []
+    kept: list[float] = []
     for v in values:
         if not kept or v / kept[-1] >= min_ratio:
             kept.append(v)
@@ -126,7 +135,7 @@ def _log_if_wide(ax, values, axis="y"):
     return wide
 
 
-def save(fig, stem):
+def save(fig: "Figure", stem: Path) -> tuple[Path, Path]:
     """stem.png and stem.svg; closes the figure; returns both paths."""
     plt = _pyplot()
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
@@ -148,7 +157,7 @@ def _timed(df):
 
 # ---------------------------------------------------------------- 1. bars
 
-def bars(df):
+def bars(df: "pd.DataFrame") -> "Figure | str":
     """Median time per case with IQR error bars, grouped by step, one colour per backend; one panel
     per device and size. Failed and skipped cases are written where their bar would be."""
     if _timed(df).empty:
@@ -205,7 +214,7 @@ def bars(df):
 VAR_LABELS = {"n": "n, rows per step", "nh": "nh, hidden units"}
 
 
-def scaling(df, var, crossings=None):
+def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = None) -> "Figure | str":
     """Median time against `var` on log-log axes, one line per case (colour: backend, style:
     device), IQR as a band, one panel per step; crossings (frames.scaling_crossovers() rows for
     this var, computed when None) marked with their numbers."""
@@ -225,7 +234,7 @@ def scaling(df, var, crossings=None):
     variants = list(dict.fromkeys(frames.line_variant(k, var) for k in every))
     crossings = frames.scaling_crossovers(df, var) if crossings is None else crossings
     fig, axes = _figure(plt, len(by_step), 2, 6.4, 4.6)
-    handles = {}
+    handles: dict[str, Line2D] = {}
     for ax, (step, lines) in zip(axes, by_step.items()):
         for key, rows in lines.items():
             style = LINESTYLES[variants.index(frames.line_variant(key, var)) % len(LINESTYLES)]
@@ -266,7 +275,7 @@ def scaling(df, var, crossings=None):
 
 # ---------------------------------------------------------------- 3. roofline
 
-def roofline(df):
+def roofline(df: "pd.DataFrame") -> "Figure | str":
     """Per device: its measured compute (float32 GEMM) and bandwidth (copy) ceilings, and each timed
     case at its analytic arithmetic intensity and achieved GFLOP/s (colour: backend, marker: the
     framework, or the step when there is one framework). The cases of one size share an intensity:
@@ -325,7 +334,7 @@ def roofline(df):
         ax.set_ylabel("achieved GFLOP/s (log scale)")
         ax.set_title(w, fontsize=10)
         ax.grid(alpha=0.3)
-    handles = [Patch(color=colour[b], label=b) for b in colour]
+    handles: list[Artist] = [Patch(color=colour[b], label=b) for b in colour]
     handles += [Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="grey", markeredgecolor="black",
                        linestyle="none", label=f"{k} step" if by == "step" else k) for i, k in enumerate(kinds)]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title=f"colour: backend\nmarker: {by}")
@@ -335,7 +344,7 @@ def roofline(df):
 
 # ---------------------------------------------------------------- 4. compile pay-back
 
-def payback(pb):
+def payback(pb: "pd.DataFrame") -> "Figure | str":
     """Steady calls until each compiled case's overhead (trace + first call - one steady call) is
     paid back by its saving per call against eager; one bar per case and size, one panel per device.
     `pb`: frames.payback()."""
@@ -402,7 +411,7 @@ def _boxplot(ax, data, **kw):
         return ax.boxplot(data, vert=False, **kw)
 
 
-def distribution(df):
+def distribution(df: "pd.DataFrame") -> "Figure | str":
     """Every timed call of every case as a dot, over a box (quartiles, whiskers at 1.5 IQR), in % of
     the case's median, so cases of any speed show their noise on one scale; one panel per device
     and size; noisy cases named in red."""
@@ -445,12 +454,13 @@ def distribution(df):
 
 # ---------------------------------------------------------------- 6. launch overhead
 
-LAUNCH_STYLES = (("median_ms", "-", "timed: the case's timer (device time where it has one, else host clock + sync)"),
-                 ("host_median_ms", "--", "host clock around call + sync (where a device timer timed)"),
-                 ("dispatch_ms", ":", "dispatch: host time for the call to return, no sync"))
+LAUNCH_STYLES: "tuple[tuple[str, LineStyleType, str], ...]" = (
+    ("median_ms", "-", "timed: the case's timer (device time where it has one, else host clock + sync)"),
+    ("host_median_ms", "--", "host clock around call + sync (where a device timer timed)"),
+    ("dispatch_ms", ":", "dispatch: host time for the call to return, no sync"))
 
 
-def launch(df):
+def launch(df: "pd.DataFrame") -> "Figure | str":
     """Where launch and sync overhead bound a step: per device, step and precision, each backend's
     timed median against n (solid), beside the host clock around the same calls (dashed, where a
     device timer timed) and the time the call takes to return without a sync (dotted). Lines that
@@ -510,7 +520,7 @@ def launch(df):
 VARIANT = ("m", "nh", "precision", "run_id")   # what else tells two scaling lines apart
 
 
-def replicas(df):
+def replicas(df: "pd.DataFrame") -> "Figure | str":
     """Efficiency against replicas: one panel per device and scaling kind (strong, weak), a line per
     engine, backend and size (colour: backend, marker: engine, line style: the size), its 95% CI as
     error bars; the dashed line at 1 is perfect scaling."""

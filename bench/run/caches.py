@@ -1,13 +1,19 @@
 """What one run computes once and its cases share: the problems, the inputs with their float64
 reference, the inputs placed on each device, and each device's measured ceilings."""
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from bench import defaults, env, timing
-from bench.data import make_problem
+from bench.data import Problem, make_problem
+from bench.frameworks.base import Framework
+from bench.run.plan import Config
 from kernels import reference
 
 
-def ceilings(fw, device, dtype="float32", gemm_size=None, copy_bytes=None):
+def ceilings(fw: Framework, device: str, dtype: str = "float32", gemm_size: int | None = None,
+             copy_bytes: int | None = None) -> dict[str, Any]:
     """This device's measured ceilings with `fw`: GEMM GFLOP/s of a k x k x k product and copy GB/s
     of a buffer of `copy_bytes` (defaults.CEILING_GEMM / CEILING_COPY_BYTES by device), in `dtype`,
     each the best of its samples (a ceiling is what the device can reach), timed by the
@@ -33,16 +39,20 @@ class Caches:
     (every case of a group shares them; the default suite's smaller steps add a second set); the
     inputs placed per framework and device; ceilings per framework and device."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._problems, self._references, self._placed, self._ceilings, self._flushers = {}, {}, {}, {}, {}
+        self._problems: dict[tuple[int, int], Problem] = {}
+        self._references: dict[tuple[int, int, int, str, bool], reference.Reference] = {}
+        self._placed: dict[tuple[str, str, tuple[int, int, int, str, bool]], tuple[Any, ...]] = {}
+        self._ceilings: dict[tuple[str, str], dict[str, Any]] = {}
+        self._flushers: dict[tuple[str, str], Callable[[], None] | None] = {}
 
-    def problem(self, n, m):
+    def problem(self, n: int, m: int) -> Problem:
         if (n, m) not in self._problems:
             self._problems[n, m] = make_problem(n, m, data=self.config.data, seed=self.config.seed)
         return self._problems[n, m]
 
-    def reference(self, n, m, nh, dtype, tf32=False):
+    def reference(self, n: int, m: int, nh: int, dtype: str, tf32: bool = False) -> reference.Reference:
         """The inputs (x, y, w1, b1, w2, b2) rounded to `dtype` and their float64 Reference at the
         precision the case computes in (TF32 has its own tolerance)."""
         key = (n, m, nh, dtype, tf32)
@@ -55,7 +65,8 @@ class Caches:
             self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
 
-    def placed(self, fw, device, n, m, nh, dtype, tf32=False):
+    def placed(self, fw: Framework, device: str, n: int, m: int, nh: int, dtype: str,
+               tf32: bool = False) -> tuple[Any, ...]:
         """The inputs of reference(n, m, nh, dtype, tf32) on `device` as `fw` arrays; only those of
         the latest inputs are kept."""
         inputs = (n, m, nh, dtype, tf32)
@@ -66,22 +77,22 @@ class Caches:
             self._placed[key] = fw.to_device(ref.inputs, dtype, device)
         return self._placed[key]
 
-    def flusher(self, fw, device):
+    def flusher(self, fw: Framework, device: str) -> Callable[[], None] | None:
         """fw.flusher(device), made once per framework and device (a GPU's holds a buffer over its L2)."""
         if (fw.name, device) not in self._flushers:
             self._flushers[fw.name, device] = fw.flusher(device)
         return self._flushers[fw.name, device]
 
-    def ceilings(self, fw, device):
+    def ceilings(self, fw: Framework, device: str) -> dict[str, Any]:
         if (fw.name, device) not in self._ceilings:
             self._ceilings[fw.name, device] = ceilings(fw, device, gemm_size=self.config.ceiling_gemm,
                                                        copy_bytes=self.config.ceiling_copy_bytes)
         return self._ceilings[fw.name, device]
 
-    def has_ceilings(self, fw, device):
+    def has_ceilings(self, fw: Framework, device: str) -> bool:
         return (fw.name, device) in self._ceilings
 
-    def fingerprint(self, loaded):
+    def fingerprint(self, loaded: dict[str, Framework]) -> dict[str, Any]:
         """The run's environment, with each framework's facts and the first size's data source."""
         n, m, _ = self.config.sizes[0]
         return env.fingerprint({name: fw.info() for name, fw in loaded.items()},

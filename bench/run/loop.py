@@ -2,15 +2,28 @@
 together, and append each record to out/records.jsonl as soon as it ends (and the group's samples
 so far every few seconds while it is timed). No terminal code: an Observer hears what happens
 (bench/cli/progress.py prints it), and a stop() callable ends the run at the next call."""
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bench.data import check_fits
-from bench.records import Record, append, clear_journal, fold_journal, load, repair, replace_case, write_journal
+from bench.frameworks.base import Framework
+from bench.records import (
+    CaseKey,
+    Record,
+    append,
+    clear_journal,
+    fold_journal,
+    load,
+    repair,
+    replace_case,
+    write_journal,
+)
 from bench.run.caches import Caches
 from bench.run.measure import sampled_record, time_cases
-from bench.run.plan import load_frameworks, plan
-from bench.run.prepare import prepare_case, skip_reason
+from bench.run.plan import Case, Config, Group, load_frameworks, plan
+from bench.run.prepare import Live, prepare_case, skip_reason
 from bench.telemetry import Sampler
 from bench.timing import Sampled
 
@@ -18,32 +31,32 @@ from bench.timing import Sampled
 class Observer:
     """What the loop tells whoever watches it; every method is a no-op here."""
 
-    def started(self, total):
+    def started(self, total: int) -> None:
         pass
 
-    def measuring_ceilings(self, fw, device):
+    def measuring_ceilings(self, fw: Framework, device: str) -> None:
         pass
 
-    def resumed(self, case):
+    def resumed(self, case: Case) -> None:
         pass
 
-    def checking(self, case):
+    def checking(self, case: Case) -> None:
         pass
 
-    def timing(self, group, lives):
+    def timing(self, group: Group, lives: list[Live]) -> None:
         pass
 
-    def round(self, r, stopped, lives):
+    def round(self, r: int, stopped: dict[int, str], lives: list[Live]) -> None:
         pass
 
-    def finished(self, rec):
+    def finished(self, rec: Record) -> None:
         pass
 
 
 class Observers(Observer):
     """Several observers as one: each event of Observer's goes to every one of them, in order."""
 
-    def __init__(self, *observers):
+    def __init__(self, *observers: Observer) -> None:
         self.observers = observers
 
 
@@ -58,7 +71,7 @@ for _event in [name for name in vars(Observer) if not name.startswith("_")]:
     setattr(Observers, _event, _to_each(_event))
 
 
-def resumable(out_file):
+def resumable(out_file: Path) -> tuple[set[CaseKey], set[CaseKey], str | None]:
     """(cases recorded complete, cases recorded interrupted, the latest run id) of an existing
     records file, after folding in the journal a killed run left; an interrupted case (stop_reason
     "interrupted") is not complete, so a resume times it again."""
@@ -70,7 +83,7 @@ def resumable(out_file):
     return done, {r.case for r in records} - done, records[-1].run_id if records else None
 
 
-def run(config, observer=None, stop=None):
+def run(config: Config, observer: Observer | None = None, stop: Callable[[], bool] | None = None) -> list[Record]:
     """Run the grid of `config`; returns the records, each also appended to config.out/records.jsonl
     as it ends. With config.resume, cases already complete there are skipped and the run keeps the
     file's run id, and a re-timed case replaces its interrupted record: the file holds one final
@@ -86,15 +99,16 @@ def run(config, observer=None, stop=None):
     groups = plan(config, loaded)
     if config.data:
         check_fits(config.data, {(case.key.n, case.key.m) for group in groups for case in group.cases})
-    out_file = Path(config.out) / "records.jsonl"
+    out_file = Path(config.out) / "records.jsonl"   # type: ignore[arg-type]  # None only in the probe's Config
     repair(out_file)
-    done, superseded = set(), set()
+    done: set[CaseKey] = set()
+    superseded: set[CaseKey] = set()
     if config.resume:
         done, superseded, run_id = resumable(out_file)
         config = replace(config, run_id=run_id or config.run_id)
     caches = Caches(config)
     fingerprint = caches.fingerprint(loaded)
-    records = []
+    records: list[Record] = []
     observer.started(sum(len(g.cases) for g in groups))
 
     def finish(rec):
@@ -118,15 +132,17 @@ def run(config, observer=None, stop=None):
     return records
 
 
-def run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish, checkpoint):
+def run_group(group: Group, loaded: dict[str, Framework], config: Config, caches: Caches, done: set[CaseKey],
+              fingerprint: dict[str, Any], observer: Observer, stop: Callable[[], bool],
+              finish: Callable[[Record], None], checkpoint: Callable[[list[Record]], None]) -> bool:
     """Check and warm each case of `group`, then time them together; False when stop() ended it."""
-    lives = []
+    lives: list[Live] = []
     for fw in loaded.values():
         fw.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
     for case in group.cases:
         if stop():
-            for live in lives:   # checked and warm, never timed
-                finish(sampled_record(live, Sampled((), (), "interrupted")))
+            for lv in lives:   # checked and warm, never timed
+                finish(sampled_record(lv, Sampled((), (), "interrupted")))
             return False
         fw, key = case
         if key in done:

@@ -1,16 +1,20 @@
 """Timing checked, warm cases together: interleaved rounds (bench/timing.py), then a batch of calls
 with one sync for the dispatch time, and the trace count once more to catch a retrace."""
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from bench import timing
-from bench.run.prepare import one_line
+from bench.records import Record
+from bench.run.plan import Config
+from bench.run.prepare import Live, one_line
+from bench.telemetry import Sampler
 
 INTERRUPTED = "interrupted before it was timed"
 
 
-def sampled_record(live, sampled, telemetry=None):
+def sampled_record(live: Live, sampled: timing.Sampled, telemetry: Sampler | None = None) -> Record:
     """The Record of a case with the samples it has: the final one, or a checkpoint or an
     interrupted one (stop_reason "interrupted"; a case with no sample yet is "skipped"), with what
     `telemetry` (a bench.telemetry.Sampler) read while they were taken."""
@@ -21,7 +25,9 @@ def sampled_record(live, sampled, telemetry=None):
                    telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
 
 
-def time_cases(lives, config, on_round=None, stop=None, checkpoint=None, telemetry=None):
+def time_cases(lives: list[Live], config: Config, on_round: Callable[[int, dict[int, str]], object] | None = None,
+               stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
+               telemetry: Sampler | None = None) -> list[Record]:
     """The finished Records of `lives` (prepare.Live), timed in interleaved rounds, each call by its
     case's timer and after its flush (a cold cache); on_round(round, stopped) after each round;
     stop() asked after every call; checkpoint([Record]) given the records so far every config's
@@ -45,9 +51,10 @@ def time_cases(lives, config, on_round=None, stop=None, checkpoint=None, telemet
         try:
             calls = max(3, min(100, int(config.batch_s / float(np.median(s.samples_s)))))
             batch = timing.batched(lv.call, lv.sync, calls)
-            count = lv.traces()
+            count = lv.traces()   # None exactly when traces_after_first is (an eager step)
             rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
-                          tracing_count=count, retraced=None if count is None else count > lv.traces_after_first)
+                          tracing_count=count,
+                          retraced=None if count is None else count > lv.traces_after_first)  # type: ignore[operator]
         except Exception as e:
             rec = replace(lv.rec, status="failed", error=one_line(e))
         finished.append(rec)

@@ -2,6 +2,7 @@
 case it asks for, grouped as the loop times them (the cases of one device, size and dtype together)."""
 import datetime
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -15,7 +16,7 @@ class ConfigError(ValueError):
     """A run was asked for something that does not exist here; str() is one line."""
 
 
-def new_run_id():
+def new_run_id() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
@@ -65,12 +66,12 @@ class Group(NamedTuple):
     dtype: str
     tf32: bool
     cache: str
-    cases: list
+    cases: list[Case]
 
 
-def load_frameworks(names):
+def load_frameworks(names: Iterable[str]) -> dict[str, Framework]:
     """{name: Framework}; ConfigError naming the framework and why it cannot load."""
-    loaded = {}
+    loaded: dict[str, Framework] = {}
     for name in names:
         try:
             loaded[name] = frameworks.load(name)
@@ -106,7 +107,7 @@ def _combinations(config, loaded):
     return out
 
 
-def plan(config, loaded):
+def plan(config: Config, loaded: dict[str, Framework]) -> list[Group]:
     """[Group] in the order they run: size, then dtype, TF32 (float32 only), cache, then device;
     ConfigError for unknown names and missing devices, before anything runs."""
     combos = _combinations(config, loaded)

@@ -1,16 +1,20 @@
 """One case before it is timed: its memory estimate, trace, first call, correctness check against
 the float64 reference and warm-up, with its peak memory meanwhile."""
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from bench import env, timing
+from bench.frameworks.base import Framework
 from bench.memory import RssPeak
-from bench.records import Record
+from bench.records import CaseKey, Record
+from bench.run.plan import Config
 from kernels import cost, reference
 
 
-def free_bytes(device):
+def free_bytes(device: str) -> int | None:
     """Free memory on `device` now, or None when it cannot be told."""
     if device == "cpu":
         return env.memory_bytes()[1]
@@ -18,7 +22,7 @@ def free_bytes(device):
     return gpus[0].get("memory_free_bytes") if gpus else None
 
 
-def one_line(e):
+def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
 
@@ -27,16 +31,16 @@ def one_line(e):
 class Live:
     """A case that passed its check and is warm, waiting to be timed."""
     rec: Record
-    call: object          # () -> outputs, under the case's device placement
-    sync: object
-    traces: object        # () -> how often the compiled step has traced so far (None: eager)
+    call: Callable[[], Any]            # the step's outputs, under the case's device placement
+    sync: Callable[[], None]
+    traces: Callable[[], int | None]   # how often the compiled step has traced so far (None: eager)
     traces_after_first: int | None
     per_call_s: float
-    timer: object = None  # what times each call (bench/timing.py HOST where None)
-    flush: object = None  # run before each timed call: a cold-cache sample
+    timer: timing.Timer | None = None        # what times each call (bench/timing.py HOST where None)
+    flush: Callable[[], None] | None = None  # run before each timed call: a cold-cache sample
 
 
-def skip_reason(fw, key, flush=None):
+def skip_reason(fw: Framework, key: CaseKey, flush: Callable[[], None] | None = None) -> str | None:
     """Why the case `key` cannot run here (it is recorded as skipped, with this), or None; `flush`
     is the device's cache flush, for a cold case (None where the framework has none)."""
     if key.backend in fw.gpu_backends and key.device != "gpu":
@@ -50,20 +54,22 @@ def skip_reason(fw, key, flush=None):
     return None
 
 
-def prepare_case(fw, key, ref, args, config, common, free=None, flush=None):
+def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tuple[Any, ...], config: Config,
+                 common: dict[str, Any], free: Callable[[str], int | None] | None = None,
+                 flush: Callable[[], None] | None = None) -> Record | Live:
     """Record (skipped or failed) or Live (checked and warmed up) of the case `key`. ref: the
     float64 reference.Reference of the case's inputs; args: those inputs on the key's device;
     common: the Record fields every case of the run shares; free(device): free bytes, or None
     where unknown; flush: run before each timed call (a cold cache)."""
     n, m, nh, step, device, backend = key.n, key.m, key.nh, key.step, key.device, key.backend
     itemsize = ref.inputs[0].dtype.itemsize
+    estimate = cost.memory_bytes(step, n, m, nh, itemsize)
     rec = Record(**key.asdict(), status="ok", flops=cost.flops(step, n, m, nh),
-                 min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
-                 memory_estimate_bytes=cost.memory_bytes(step, n, m, nh, itemsize), **common)
+                 min_bytes=cost.min_bytes(step, n, m, nh, itemsize), memory_estimate_bytes=estimate, **common)
     available = (free or free_bytes)(device)
-    if available is not None and rec.memory_estimate_bytes > config.memory_fraction * available:
+    if available is not None and estimate > config.memory_fraction * available:
         return replace(rec, status="skipped", error=(
-            f"needs about {rec.memory_estimate_bytes / 2**30:.1f} GiB, over the budget of "
+            f"needs about {estimate / 2**30:.1f} GiB, over the budget of "
             f"{config.memory_fraction * available / 2**30:.1f} GiB ({config.memory_fraction:.0%} of {device}'s free memory)"))
     try:
         fn = fw.compile(step, backend)
