@@ -62,12 +62,11 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 	tar czf $(OUT).tar.gz -C $(dir $(abspath $(OUT))) $(notdir $(abspath $(OUT))) || keep; \
 	exit $$status
 
-# Lint (ruff), types (mypy over bench/ and kernels/), then the tests; a test whose framework,
-# browser or database is missing skips, saying why.
+# Every test, lint (ruff) and types (mypy) among them, in as many worker processes as the machine
+# has cores (pytest-xdist); a test whose framework, browser or database is missing skips, saying
+# why. ARGS="-n 0" runs them in this process, one by one.
 test: install
-	$(PY) -m ruff check bench kernels tests
-	$(PY) -m mypy
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
 
 # Property-based fuzzing of every entry point that reads a file or a revision, many more examples
 # than `make test` runs (tests/test_fuzz.py): FUZZ_EXAMPLES a test, FUZZ_REPORTS whole reports.

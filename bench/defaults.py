@@ -37,7 +37,10 @@ CEILING_GEMM = {"cpu": 2048, "gpu": 8192}
 CEILING_COPY_BYTES = {"cpu": 128 << 20, "gpu": 1 << 30}
 CHECKPOINT_S = 5.0                # timing samples written at least this often: what a kill -9 can lose
 MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
-QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02}
+# --quick, a smoke test: few samples, and ceilings from a 512^3 GEMM and a 16 MiB copy (rough, and
+# said so: the report's % of peak then rests on them)
+QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02,
+         "ceiling_gemm": 512, "ceiling_copy_bytes": 16 << 20}
 
 # ---- the report
 REPORT_BOOTSTRAP = 1000           # resamples for each speed-up's CI (linear in cases: 2,000 cases in seconds)

@@ -90,10 +90,10 @@ def test_public_functions_are_annotated():
     import ast
     missing = []
     for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
-        def visit(body, owner=""):
+        def visit(body, owner="", path=path):
             for node in body:
                 if isinstance(node, ast.ClassDef) and not owner and not node.name.startswith("_"):
-                    visit(node.body, node.name + ".")
+                    visit(node.body, node.name + ".", path)
                 elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
                     a = node.args
                     params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, [a.vararg, a.kwarg])]

@@ -12,6 +12,7 @@ from bench.frameworks import base
 from bench.records import Record, read
 from bench.report import document, frames, plots
 from kernels import reference
+from tests.helpers import SMALL_CEILINGS
 from tests.test_timing import FakeClock
 
 # ---------------------------------------------------------------- timers and flushes
@@ -285,6 +286,7 @@ def test_every_step_passes_its_own_tolerance_in_every_reduced_precision_it_has(n
 
 def numpy_config(tmp_path, **kw):
     return run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((300, 784, 8),), warmup=1,
+                      **SMALL_CEILINGS,
                       min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0, **kw)
 
 

@@ -309,3 +309,25 @@ def test_plots_summarise_a_fleet_instead_of_drawing_every_row():
     pb = tables.payback(df)
     fig = plots.payback(pb)
     assert all(len(ax.patches) <= plots.MAX_ROWS for ax in fig.axes if ax.get_visible())
+
+
+def test_a_report_killed_while_it_draws_leaves_no_plot_worker(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    import os
+    import signal
+    import time
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("plots are drawn in worker processes only with two or more CPUs")
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "report", str(FIXTURE), "--out", str(tmp_path / "out")],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent, workers = psutil.Process(proc.pid), []
+    deadline = time.monotonic() + 60
+    while not workers and proc.poll() is None and time.monotonic() < deadline:
+        workers = parent.children(recursive=True)
+        time.sleep(0.01)
+    if not workers:
+        pytest.skip("the report finished before its plot workers could be seen")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"plot workers left running: {[p.pid for p in alive]}"

@@ -9,7 +9,7 @@ from bench import run
 from bench.records import read
 from bench.run import prepare
 from kernels import reference
-from tests.helpers import COMMON, CONFIG, load_or_skip
+from tests.helpers import COMMON, CONFIG, SMALL_CEILINGS, load_or_skip
 
 tf_backend = load_or_skip("tensorflow")
 import tensorflow as tf  # noqa: E402
@@ -92,7 +92,8 @@ def test_plan_rejects_unknown_names_and_missing_devices():
 def test_run_appends_every_case_with_its_environment(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
                         device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
-                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0)
+                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0,
+                        **SMALL_CEILINGS)
     records = run.run(config)
     assert read(tmp_path) == records
     assert [(r.step, r.backend, r.n, r.status) for r in records] == [
@@ -124,7 +125,7 @@ def test_a_retrace_inside_the_timed_loop_is_flagged():
 def test_interleaving_pairs_samples_by_round(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "tape"), backends=("eager",), device="cpu",
                         sizes=((300, 784, 8),), warmup=1, min_samples=8, max_samples=8, budget_s=100.0,
-                        batch_s=0.0, round_s=0.0)
+                        batch_s=0.0, round_s=0.0, **SMALL_CEILINGS)
     a, b = run.run(config)
     assert a.rounds == b.rounds == tuple(range(8))
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench import defaults, frameworks
 from bench.cli.args import Parser, UsageError, names, parse_grid, parse_size, size_text
@@ -108,14 +108,9 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     if args.data and not Path(args.data).is_file():
         raise UsageError(f"--data {args.data}: no such file")
     run_id = run.new_run_id()
-    out = Path(args.out) if args.out else Path("results") / run_id
-    check_out(out, args.resume)
-    kwargs = dict(
-        out=out, run_id=run_id,
-        frameworks=names(args.framework) or default_frameworks(), steps=names(args.step),
-        backends=names(args.backend), device=args.device, dtypes=dtypes, tf32s=tf32s, caches=caches, data=args.data,
-        seed=args.seed,
-        resume=args.resume)
+    kwargs: dict[str, Any] = dict(
+        run_id=run_id, steps=names(args.step), backends=names(args.backend), device=args.device, dtypes=dtypes,
+        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume)
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
     if args.quick:
@@ -126,7 +121,15 @@ def config_from_args(args: argparse.Namespace) -> "Config":
         kwargs["budget_s"] = args.budget
     if args.target_ci:
         kwargs["target_ci"] = args.target_ci
-    return run.Config(**kwargs)
+    if args.data:   # the file read and checked against every size now, before any framework loads
+        from bench.data import check_fits
+        steps = names(args.step) or frameworks.names("steps", names(args.framework))
+        step_n = kwargs.get("step_n", defaults.STEP_N)
+        check_fits(args.data, {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,))
+                               for s in steps})
+    out = Path(args.out) if args.out else Path("results") / run_id
+    check_out(out, args.resume)
+    return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(), **kwargs)
 
 
 def _switch(value, flag, choices):

@@ -60,6 +60,12 @@ def plan(args: argparse.Namespace) -> "list[Request]":
     """[launch.Request] in the order they run: per size, the single-device cases, then each engine x
     backend x R."""
     from bench.distributed import launch
+    replicas = _ints(args.replicas, "--replicas") or defaults.SCALE_REPLICAS
+    kinds = names(args.scaling) or ("strong", "weak")
+    for k in kinds:
+        if k not in ("strong", "weak"):
+            raise UsageError(f"--scaling {k!r}: expected strong or weak")
+    sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
     engines: Sequence[str] | None = names(args.engine)
     for e in engines or ():
         if e not in launch.ENGINES:
@@ -67,28 +73,10 @@ def plan(args: argparse.Namespace) -> "list[Request]":
         reason = frameworks.unavailable_reason(launch.ENGINES[e].framework)
         if reason:
             raise UsageError(f"engine {e}: {reason}")
-    if not engines:   # every engine whose framework loads here, as `run` picks its frameworks
-        engines, usable = [], {}
-        for e, spec in launch.ENGINES.items():
-            if spec.framework not in usable:
-                try:
-                    frameworks.load(spec.framework)
-                    usable[spec.framework] = True
-                except frameworks.FrameworkUnavailable as why:
-                    usable[spec.framework] = False
-                    if frameworks.unavailable_reason(spec.framework) is None:   # installed but broken: say so
-                        print(printable(f"python -m bench scale: leaving out {spec.framework}'s engines ({why})"),
-                              file=sys.stderr)
-            if usable[spec.framework]:
-                engines.append(e)
+    if not engines:   # every engine whose framework is installed here (the workers load it, not this process)
+        engines = [e for e, spec in launch.ENGINES.items() if frameworks.unavailable_reason(spec.framework) is None]
     if not engines:
         raise UsageError("no engine's framework is installed here (tensorflow, jax or torch)")
-    replicas = _ints(args.replicas, "--replicas") or defaults.SCALE_REPLICAS
-    kinds = names(args.scaling) or ("strong", "weak")
-    for k in kinds:
-        if k not in ("strong", "weak"):
-            raise UsageError(f"--scaling {k!r}: expected strong or weak")
-    sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
     asked = names(args.backend)
     for b in asked or ():
         if not any(b in launch.ENGINES[e].backends for e in engines):
