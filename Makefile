@@ -11,7 +11,7 @@ ARGS ?=
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv \
-		&& $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test]' \
+		&& $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[test]' \
 		|| $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 

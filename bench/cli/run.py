@@ -157,7 +157,7 @@ def check_out(out: Path, resume: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import records as records_io
-    from bench import report, run
+    from bench import run
     from bench.cli.progress import Progress, Signals
     config = config_from_args(args)
     assert config.out is not None   # config_from_args always sets it
@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",
               file=sys.stderr)
         return signals.exit_code
+    from bench import report  # pandas and matplotlib: only once there is something to report
     everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
     paths = report.write(everything, config.out)
     df = report.frame(records)

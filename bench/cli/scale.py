@@ -97,7 +97,7 @@ def plan(args: argparse.Namespace) -> "list[Request]":
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench import env, report
+    from bench import env
     from bench import records as records_io
     from bench.cli.run import check_out
     from bench.distributed import launch
@@ -142,6 +142,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     everything, _ = records_io.load(out_file) if out_file.exists() else ([], 0)
+    from bench import report  # pandas and matplotlib: only once there is something to report
     paths = report.write(everything, out)
     from bench.report import document, frames
     sc = frames.scaling(report.frame(everything))
