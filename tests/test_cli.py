@@ -136,6 +136,7 @@ def test_sweep_interrupt_and_resume(tmp_path):
     assert result.returncode == 0, result.stderr
     final, _ = records.load(records_path)
     assert sorted(r.n for r in final) == [100, 200, 300, 400, 500, 600, 700, 800]
+    assert len(records_path.read_text().splitlines()) == 8   # one final record a case, in the file itself
     assert len({r.run_id for r in final}) == 1   # the resumed run continues the same run
     done = {r["n"] for r in kept if r.get("stop_reason") != "interrupted"}
     assert result.stderr.count("already recorded") == len(done)
@@ -165,6 +166,7 @@ def test_sigterm_mid_timing_keeps_every_checked_case(tmp_path):
     assert "stopped by SIGTERM" in err and "Traceback" not in err
     got, problems = records.load(out)
     assert not problems and len(got) == 4
+    assert len((out / "records.jsonl").read_text().splitlines()) == 4 and not (out / records.JOURNAL).exists()
     assert all(r.status == "ok" and r.stop_reason == "interrupted" and len(r.samples_s) > 3 for r in got)
     assert not (out / "report.md").exists()
     # an interrupted case gets no gate verdict from a handful of samples, but does from enough

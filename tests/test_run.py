@@ -1,5 +1,7 @@
 """The grid runner: a wrong step fails and is not timed, an oversized case is skipped, errors are recorded."""
 import copy
+import dataclasses
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,3 +132,33 @@ def test_interleaving_pairs_samples_by_round(tmp_path):
     assert a.rounds == b.rounds == tuple(range(8))
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
     assert a.peak_bytes is not None and "RSS" in a.peak_method
+
+
+class Killed(BaseException):
+    """A process killed outright (kill -9): nothing after it runs."""
+
+
+def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(tmp_path):
+    from bench import records
+    from tests.helpers import SMALL_CEILINGS
+    config = run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8), (300, 784, 8)),
+                        warmup=1, min_samples=50, max_samples=50, budget_s=100.0, batch_s=0.0, round_s=0.0,
+                        checkpoint_s=0.0, **SMALL_CEILINGS)
+    journal = tmp_path / records.JOURNAL
+
+    def kill_once_the_second_group_is_journalled():
+        if journal.exists() and all(r.n == 300 for r in records.load_file(journal)[0]):
+            raise Killed
+        return False
+    with pytest.raises(Killed):
+        run.run(config, stop=kill_once_the_second_group_is_journalled)
+    final = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert sorted((r["step"], r["n"]) for r in final) == [("manual", 200), ("module", 200)]   # the first group
+    kept, problems = records.load(tmp_path)   # the journal's cases too, as interrupted
+    assert not problems and len(kept) == 4
+    assert {(r.n, r.stop_reason) for r in kept if r.n == 300} == {(300, "interrupted")}
+    again = run.run(dataclasses.replace(config, resume=True))
+    assert sorted((r.step, r.n) for r in again) == [("manual", 300), ("module", 300)]
+    lines = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and len({(r["step"], r["n"]) for r in lines}) == 4   # one final record a case
+    assert all(r["stop_reason"] != "interrupted" for r in lines) and not journal.exists()
