@@ -167,6 +167,7 @@ class Record(CaseKey):
     host_samples_s: tuple = ()        # the host clock around each sampled call and its sync, where the
                                       # timer is another (the gap is launch and sync overhead)
     telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
+    counters: dict = field(default_factory=dict)   # what a step executes, counted exactly (bench/counters.py)
     ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
     env: dict = field(default_factory=dict)        # the run's environment fingerprint
     schema: int = SCHEMA
@@ -177,7 +178,7 @@ class Record(CaseKey):
                 object.__setattr__(self, name, default)
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed"):
+        for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed", "counters"):
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, {})
@@ -323,10 +324,13 @@ def _problem_of(d):
     host = d.get("host_samples_s", [])
     if host and len(host) != len(samples):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
-    for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed"):
+    for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed", "counters"):
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
             return f"{name}: expected a JSON object, got {_shown(value)}"
+    problem = _counters_problem(d.get("counters") or {})
+    if problem:
+        return problem
     for key, value in (d.get("rel_errs") or {}).items():
         if not _is_number(value):
             return f"rel_errs.{_shown(key)}: expected a number, got {_shown(value)}"
@@ -335,6 +339,26 @@ def _problem_of(d):
         if ceilings.get(key) is not None and (not _finite(ceilings[key]) or ceilings[key] <= 0):
             return f"ceilings.{key}: expected a positive number, got {_shown(ceilings[key])}"
     return _env_problem(d.get("env") or {})
+
+
+def _counters_problem(c):
+    """The counters readers compare, checked for shape: counts whole and not negative, figures finite."""
+    for name in ("ops", "kernels"):
+        counts = c.get(name)
+        if counts is None:
+            continue
+        if not isinstance(counts, dict):
+            return f"counters.{name}: expected a JSON object, got {_shown(counts)}"
+        for key, value in counts.items():
+            if not _is_int(value) or not 0 <= value < MAX_INT:
+                return f"counters.{name}.{_shown(key)}: expected a whole number of at least 0, got {_shown(value)}"
+    for name in ("fusions", "retraces"):
+        if c.get(name) is not None and (not _is_int(c[name]) or not 0 <= c[name] < MAX_INT):
+            return f"counters.{name}: expected a whole number of at least 0, got {_shown(c[name])}"
+    for name in ("flops", "bytes"):
+        if c.get(name) is not None and (not _finite(c[name]) or c[name] < 0):
+            return f"counters.{name}: expected a finite number of at least 0, got {_shown(c[name])}"
+    return None
 
 
 def _env_problem(fp):

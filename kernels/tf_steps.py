@@ -5,7 +5,6 @@ Every step has the signature step(x, y, w1, b1, w2, b2) -> (loss, d_x, d_w1, d_b
 (the order of kernels.reference.OUTPUTS), so every backend does the same, complete work.
 Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, never stored.
 """
-from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -65,10 +64,15 @@ def forward(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> A
     return mse(lin(relu(lin(x, w1, b1)), w2, b2), y)
 
 
-# The hand-written backward pass (kernels/lesson.py) over this module's TensorFlow math, and the
-# lesson's first version of it, whose weight gradient materialises an (n, m, nh) tensor.
-manual_step = partial(lesson.manual_step, OPS)
-broadcast_step = partial(lesson.manual_step, OPS, weight_grad=broadcast_lin_grad)
+def manual_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+    """The hand-written backward pass (kernels/lesson.py) over this module's TensorFlow math."""
+    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
+
+
+def broadcast_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+    """The lesson's first version of the backward pass, whose weight gradient materialises an
+    (n, m, nh) tensor."""
+    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2, weight_grad=broadcast_lin_grad)
 
 
 def tape_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
@@ -79,8 +83,9 @@ def tape_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) ->
     return (loss, *tape.gradient(loss, [x, w1, b1, w2, b2]))
 
 
-# The layer-class refactor (kernels/lesson.py) over the same math.
-module_step = partial(lesson.module_step, OPS)
+def module_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+    """The layer-class refactor (kernels/lesson.py) over the same math."""
+    return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
 
 
 # ---------------------------------------------------------------- keras

@@ -73,7 +73,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch)
     for line in [*text.table(result), text.summary(result)]:
         print(line)
-    return EXIT_REGRESSED if result.regressed else 0
+    return EXIT_REGRESSED if result.failed else 0
 
 
 def _spec(args):
@@ -137,7 +137,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     line = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)
     print(f"{line} [of the paired gate; stored mode's rate is not measured]" if args.baseline else line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
-    return EXIT_REGRESSED if outcome.flagged else 0
+    return EXIT_REGRESSED if outcome.result.failed else 0
 
 
 def _aa(args, tree, spec, pairs, thresholds, aa_file, workdir):

@@ -127,6 +127,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                         + (f", {trend * 100:+.1f}% against the 10 before" if math.isfinite(trend) else "")))
         for ch in s.changes:
             print(printable(f"  change: {_change_line(s, ch)}"))
+        for w in s.work_changes:
+            print(printable(f"  work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"))
     return 0
 
 
@@ -151,9 +153,26 @@ def cmd_check(args: argparse.Namespace) -> int:
                 slow.append((s, ch))
     for s, ch in slow:
         print(printable(f"SLOWER: {s.case} [{s.machine}]: {_change_line(s, ch)}"))
+    policy = _counter_policy(args)
+    work = [(s, w) for s in found for w in s.work_changes if w.index >= len(s.points) - args.last]
+    failing = [(s, w) for s, w in work if policy(s.case) == "fail"]
+    for s, w in work:
+        print(printable(f"{'WORK CHANGED' if (s, w) in failing else 'work changed'}: {s.case} [{s.machine}] at "
+                        f"{w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"))
     print(f"history check: {len(slow)} slowdown(s) over {threshold:.0%} among the last {args.last} commits"
-          + ("" if slow else "; passing"))
-    return EXIT_SLOWDOWN if slow else 0
+          + (f", {len(work)} work change(s) ({len(failing)} set to fail)" if work else "")
+          + ("" if slow or failing else "; passing"))
+    return EXIT_SLOWDOWN if slow or failing else 0
+
+
+def _counter_policy(args):
+    """case label -> "report" or "fail": the gate's counter policy in this tree's pyproject.toml."""
+    from bench.gate.rule import CompareError, load_thresholds
+    try:
+        thresholds = load_thresholds(Path(_repo(args)) / "pyproject.toml")
+    except CompareError as e:
+        raise UsageError(str(e)) from None
+    return lambda label: thresholds.counters_for(label.split(" ")[0])
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -41,6 +41,8 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                    help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})")
     r.add_argument("--history", metavar="URL", help="also add each case to this history store as it is recorded "
                                                     "(sqlite:///FILE or postgresql://...; see `history`)")
+    r.add_argument("--no-counters", action="store_true",
+                   help="leave out each case's counters (what a step executes; an untimed pass after its timing)")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
@@ -110,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     run_id = run.new_run_id()
     kwargs: dict[str, Any] = dict(
         run_id=run_id, steps=names(args.step), backends=names(args.backend), device=args.device, dtypes=dtypes,
-        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume)
+        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume, counters=not args.no_counters)
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
     if args.quick:

@@ -10,7 +10,14 @@ reports knows which framework made a record.
 import contextlib
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Sequence
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -20,6 +27,37 @@ import numpy as np
 from bench import timing
 
 GPU_FLUSH_BYTES = 256 << 20   # over any GPU's L2 today (H100 50 MB, H200 60 MB, B200 126 MB)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """An op type's executions in a profiled stretch of steps, and the time they took."""
+    count: int
+    host_s: float              # summed over its executions: its span on the host (on a GPU, its launch)
+    device_s: float = 0.0      # summed time of its kernels on the device (0 where it ran on the host)
+
+
+class ProfilerUnavailable(RuntimeError):
+    """A framework cannot profile this call here; str() says why in one line."""
+
+
+@contextlib.contextmanager
+def quiet_stderr(noise: re.Pattern) -> Iterator[None]:
+    """Run the block with file descriptor 2 captured, then pass on every line that `noise` does not
+    match: what a framework's C++ side prints whatever its log level says."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not noise.search(line):
+                    print(line, file=sys.stderr)
 
 
 def _llc_bytes():
@@ -143,6 +181,58 @@ class Framework:
     def trace(self, fn: Callable, args: Sequence[Any]) -> None:
         """Trace `fn` for `args` without running it, so trace time is measured apart; a no-op for
         eager steps and for compilers that trace only when called."""
+
+    # ------------------------------------------------------------ what a step executes
+
+    def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
+        """{op type: OpTime} of what `steps` calls of `call` (then one sync) executed, as the
+        framework's own profiler saw them, its trace written under `trace_dir` in the format its
+        own tools open. The default counts and times the lesson's ops namespace (each call of
+        ops.lin, ops.relu_grad, ...: what the manual and module steps are made of) and writes a
+        Chrome trace (chrome://tracing, Perfetto); ProfilerUnavailable where a step does not go
+        through it (an autodiff step)."""
+        calls: list[tuple[str, float, float]] = []
+        originals = dict(vars(self.ops))
+
+        def timed(name: str, fn: Callable) -> Callable:
+            def wrapper(*args: Any) -> Any:
+                t0 = time.perf_counter()
+                out = fn(*args)
+                calls.append((name, t0, time.perf_counter() - t0))
+                return out
+            return wrapper
+        for name, fn in originals.items():
+            setattr(self.ops, name, timed(name, fn))
+        try:
+            with self.placement(device):
+                for _ in range(steps):
+                    call()
+                self.sync()
+        finally:
+            for name, fn in originals.items():
+                setattr(self.ops, name, fn)
+        if steps and not calls:
+            raise ProfilerUnavailable(f"{self.name} has no profiler, and this step does not go through the lesson's "
+                                      "ops namespace the harness can count")
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        (trace_dir / "trace.json").write_text(json.dumps({"traceEvents": [
+            {"name": name, "ph": "X", "ts": t0 * 1e6, "dur": dt * 1e6, "pid": 0, "tid": 0} for name, t0, dt in calls]}))
+        out: dict[str, OpTime] = {}
+        for name, _, dt in calls:
+            seen = out.get(name, OpTime(0, 0.0))
+            out[name] = OpTime(seen.count + 1, seen.host_s + dt)
+        return out
+
+    def compiled(self, fn: Callable, args: Sequence[Any], backend: str) -> dict[str, Any]:
+        """What the compiler made of the compiled step `fn` for `args`, as it reports it:
+        {"ops": {opcode: count}, "fusions": n, "flops": f, "bytes": b, "source": "..."} (what it
+        does not report left out); {} for an eager step or a compiler that reports nothing."""
+        return {}
+
+    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
+        """(FLOPs of one call of `fn`, what counted them) where the framework counts them for this
+        backend; None where it does not."""
+        return None
 
     # ------------------------------------------------------------ memory, precision, facts
 

@@ -6,12 +6,15 @@ Loading the framework (Jax()) imports JAX with float64 enabled and GPU memory ta
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from bench.frameworks import hlo, xplane
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime
 from kernels import reference
 
 jax: Any = None   # JAX, imported when the framework loads (_import)
@@ -77,6 +80,32 @@ def _device(name):
         return None
 
 
+def _jax_op(e: xplane.Event) -> str | None:
+    """The op type an event of JAX's trace is an execution of, or None."""
+    name = e.name
+    if e.plane.startswith("/device:"):
+        return f"kernel:{name}" if name else None
+    if name.startswith("PjitFunction("):
+        return name[len("PjitFunction("):-1]
+    if "XLA" in e.line and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor", "Slinky")) \
+            and "::" not in name and not name.startswith("$"):
+        return "xla:" + re.sub(r"\.\d+$", "", name)   # a thunk, by its instruction's name
+    return None
+
+
+def _cost(analysis: Any) -> dict[str, float]:
+    """FLOPs and bytes accessed from XLA's cost analysis (a dict, or a list of one in older JAX)."""
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    analysis = analysis or {}
+    out = {}
+    if analysis.get("flops") is not None:
+        out["flops"] = float(analysis["flops"])
+    if analysis.get("bytes accessed") is not None:
+        out["bytes"] = float(analysis["bytes accessed"])
+    return out
+
+
 def _peak(device):
     stats = _device(device).memory_stats() if device == "gpu" else None
     return (stats or {}).get("peak_bytes_in_use")
@@ -123,6 +152,42 @@ class Jax(Framework):
             compiled.trace(*args)
         elif hasattr(compiled, "lower"):
             compiled.lower(*args)
+
+    def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
+        """jax.profiler: each op eager execution dispatched ("PjitFunction(matmul)": one a
+        jax.numpy call), the XLA thunks of a compiled program by instruction (sampled across
+        threads: timed here, counted from the compiled module), a GPU's kernels; the trace is
+        TensorBoard's and XProf's (plugins/profile/)."""
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        with jax.profiler.trace(str(trace_dir)):
+            with self.placement(device):
+                for _ in range(steps):
+                    call()
+            self.sync()
+        events = xplane.events_from_jax(xplane.trace_file(trace_dir), jax.profiler.ProfileData)
+        return {op: OpTime(*c) for op, c in xplane.tally(events, _jax_op).items()}
+
+    def compiled(self, fn: Callable, args: Sequence[Any], backend: str) -> dict[str, Any]:
+        """Under jit: the instructions of the optimized module and XLA's cost analysis of it."""
+        if backend != "jit":
+            return {}
+        jitted: Any = fn   # the harness's jit wrapper: .compiled is jax.jit's function
+        program = jitted.compiled.lower(*args).compile()
+        ops = hlo.entry_ops(program.as_text())
+        return {"ops": ops, "fusions": hlo.fusions(ops), **_cost(program.cost_analysis()),
+                "source": "XLA's optimized HLO module, ENTRY computation; its cost analysis"}
+
+    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
+        """XLA's cost analysis: of the optimized program under jit, of the unoptimized one (each
+        op as eager dispatches it) for an eager step."""
+        wrapped: Any = fn   # the harness's wrapper: .compiled is what it calls (jax.jit's, or the step)
+        if backend == "jit":
+            cost = _cost(wrapped.compiled.lower(*args).compile().cost_analysis())
+            source = "XLA cost analysis of the optimized program"
+        else:
+            cost = _cost(jax.jit(wrapped.compiled).lower(*args).cost_analysis())
+            source = "XLA cost analysis of the unoptimized program (the ops eager dispatches)"
+        return (cost["flops"], source) if "flops" in cost else None
 
     def reset_peak(self, device: str) -> None:
         """JAX keeps one peak per device for the process and cannot reset it: remember where it stands."""

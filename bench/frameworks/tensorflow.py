@@ -4,16 +4,17 @@ Loading the framework (TensorFlow()) imports TensorFlow, with its import-time lo
 out; importing this module does not.
 """
 import contextlib
+import io
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from bench.frameworks import hlo, xplane
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime, ProfilerUnavailable, quiet_stderr
 from kernels import reference
 
 # Lines TensorFlow's C++ side prints whatever TF_CPP_MIN_LOG_LEVEL says.
@@ -24,25 +25,10 @@ _IMPORT_NOISE = re.compile(
     r"|E0000 00:00|W0000 00:00|I0000 00:00")
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Run the block with file descriptor 2 captured, then pass on every line that is not known
-    noise: TensorFlow's C++ side logs at import and at its first device query (a failed cuInit on a
-    machine without a GPU) whatever TF_CPP_MIN_LOG_LEVEL says."""
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            for line in text.splitlines():
-                if line.strip() and not _IMPORT_NOISE.search(line):
-                    print(line, file=sys.stderr)
+def _quiet() -> contextlib.AbstractContextManager:
+    """TensorFlow's C++ side logs at import and at its first device query (a failed cuInit on a
+    machine without a GPU) whatever TF_CPP_MIN_LOG_LEVEL says: that noise dropped."""
+    return quiet_stderr(_IMPORT_NOISE)
 
 
 tf: Any = None   # TensorFlow, imported when the framework loads (_import)
@@ -68,6 +54,23 @@ def _import():
                 tensorflow.config.experimental.set_memory_growth(gpu, True)
         tensorflow.constant(0.0)
     tf, _GPUS = tensorflow, gpus
+
+
+def _tf_op(e: xplane.Event) -> str | None:
+    """The op type an event of TensorFlow's trace is an execution of, or None."""
+    name = e.name
+    if e.plane.startswith("/device:"):
+        return f"kernel:{name}" if name else None
+    if name.startswith("EagerLocalExecute: "):
+        op = name[len("EagerLocalExecute: "):]
+        if op == "SyncDevice":
+            return None   # the harness's sync, not the step's
+        return "function call" if op.startswith("__inference_") else op
+    if e.line.startswith("tf_Compute") and name.count(":") == 1 and "::" not in name and not name.startswith("end:"):
+        return name.split(":")[1]
+    if "Eigen" in e.line and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor")) and "::" not in name:
+        return "xla:" + re.sub(r"\.\d+$", "", name)   # an XLA thunk, by its instruction's name
+    return None
 
 
 def _gpus():
@@ -117,6 +120,48 @@ class TensorFlow(Framework):
     def trace(self, fn: Callable, args: Sequence[Any]) -> None:
         if hasattr(fn, "get_concrete_function"):
             fn.get_concrete_function(*args)
+
+    def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
+        """TensorFlow's profiler (tf.profiler.experimental): the ops eager execution ran
+        ("EagerLocalExecute: MatMul"), the graph ops a tf.function's executor ran after Grappler
+        ("node:_MklMatMul"), XLA's thunks ("dot.3", "fusion.2", by instruction), a GPU's kernels;
+        the trace is TensorBoard's (plugins/profile/)."""
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            tf.profiler.experimental.start(str(trace_dir))
+        except Exception as e:   # noqa: BLE001 - another profile in progress, no profiler in this build
+            raise ProfilerUnavailable(f"TensorFlow's profiler did not start: {e}") from None
+        try:
+            with self.placement(device):
+                for _ in range(steps):
+                    call()
+            self.sync()
+        finally:
+            tf.profiler.experimental.stop()
+        counts = xplane.tally(xplane.events_from_protobuf(xplane.trace_file(trace_dir), xplane_pb2), _tf_op)
+        return {op: OpTime(*c) for op, c in counts.items()}
+
+    def compiled(self, fn: Callable, args: Sequence[Any], backend: str) -> dict[str, Any]:
+        """Under XLA, the instructions of the optimized module (experimental_get_compiler_ir);
+        TensorFlow reports no XLA cost analysis and compiles nothing else."""
+        if backend != "xla":
+            return {}
+        function: Any = fn   # a tf.function
+        ops = hlo.entry_ops(function.experimental_get_compiler_ir(*args)(stage="optimized_hlo"))
+        return {"ops": ops, "fusions": hlo.fusions(ops), "source": "XLA's optimized HLO module, ENTRY computation"}
+
+    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
+        """TensorFlow's graph profiler: the FLOP statistics its ops register (MatMul's 2mnk, ...),
+        summed over the step's traced graph (before Grappler; XLA's own count is not exposed)."""
+        function: Any = fn if backend != "eager" else tf.function(fn)
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        from tensorflow.python.util import deprecation  # its v1-API notice, said once per process otherwise
+        with deprecation.silence(), contextlib.redirect_stdout(io.StringIO()):
+            graph = function.get_concrete_function(*args).graph
+            total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+        return float(total), "TensorFlow's graph profiler (registered FLOP statistics of the traced graph)"
 
     def reset_peak(self, device: str) -> None:
         if device == "gpu":

@@ -3,14 +3,16 @@ torch.compile (Inductor), on CPU and CUDA.
 
 Loading the framework (Torch()) imports PyTorch; importing this module does not.
 """
+import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench import timing
-from bench.frameworks.base import GPU_FLUSH_BYTES, Framework
+from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime, quiet_stderr
 from kernels import reference
 
 torch: Any = None   # PyTorch, imported when the framework loads (_import)
@@ -36,6 +38,8 @@ def _exact(a):
     return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 _DEVICE_NAMES = {"cpu": "cpu", "gpu": "cuda"}
+# What Kineto prints to stderr around every profile, whatever KINETO_LOG_LEVEL says.
+_PROFILER_NOISE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\]")
 
 
 class CudaEventTimer:
@@ -140,6 +144,38 @@ class Torch(Framework):
     def tracing_count(self, fn: Callable) -> int | None:
         graphs = getattr(fn, "graphs", None)
         return graphs() if graphs else None
+
+    def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
+        """torch.profiler: the ATen ops that ran (under torch.compile, those Inductor left as calls:
+        a matmul it hands to a library, say) and, on a GPU, every CUDA kernel; the trace is a
+        Chrome trace (trace.json: Perfetto, chrome://tracing)."""
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "gpu" else [])
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        with quiet_stderr(_PROFILER_NOISE), torch_profile(activities=activities) as prof:
+            for _ in range(steps):
+                call()
+            self.sync()
+        prof.export_chrome_trace(str(trace_dir / "trace.json"))
+        out = {}
+        for e in prof.key_averages():
+            device_s = (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0) / 1e6
+            if str(getattr(e, "device_type", "")).endswith("CUDA"):
+                out[f"kernel:{e.key}"] = OpTime(e.count, 0.0, device_s)
+            elif e.key.startswith("aten::"):
+                out[e.key] = OpTime(e.count, e.self_cpu_time_total / 1e6, device_s)
+        return out
+
+    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
+        """torch.utils.flop_counter's count of an eager call (its FLOP formulas per ATen op, the
+        backward pass's included); a compiled call runs below the dispatcher it counts at."""
+        if backend != "eager":
+            return None
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            fn(*args)
+        return float(counter.get_total_flops()), "torch.utils.flop_counter"
 
     def reset_peak(self, device: str) -> None:
         if device == "gpu":

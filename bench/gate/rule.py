@@ -45,12 +45,18 @@ def parse_threshold(value: str | float) -> float:
 DEFAULT_THRESHOLD = parse_threshold(defaults.GATE_THRESHOLD)
 
 
+COUNTER_POLICIES = ("report", "fail")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The default threshold and per-case overrides: (pattern, fraction) pairs matched with fnmatch
-    against "framework/step/backend/device"; the first pattern that matches wins."""
+    against "framework/step/backend/device"; the first pattern that matches wins. The same for what
+    a change of a case's counters does: "report" it (the default) or "fail" the gate."""
     default: float = DEFAULT_THRESHOLD
     overrides: tuple = ()
+    counters: str = "report"
+    counter_overrides: tuple = ()
 
     def for_key(self, key: str) -> float:
         for pattern, fraction in self.overrides:
@@ -58,13 +64,22 @@ class Thresholds:
                 return fraction
         return self.default
 
+    def counters_for(self, key: str) -> str:
+        for pattern, policy in self.counter_overrides:
+            if fnmatch.fnmatchcase(key, pattern):
+                return policy
+        return self.counters
+
 
 def load_thresholds(path: Path | str, default: str | float | None = None, explicit: bool = False) -> Thresholds:
     """Thresholds from `path` (a pyproject.toml), table [tool.backprop-bench.gate]:
 
         threshold = "10%"                    # the default
+        counters = "report"                  # a counter change: "report" it, or "fail" the gate
         [tool.backprop-bench.gate.thresholds]
         "tensorflow/*/eager/*" = "15%"      # per-case overrides, first match wins
+        [tool.backprop-bench.gate.counters-by-case]
+        "*/*/xla/*" = "fail"                 # per-case counter policies, first match wins
 
     A missing file or table gives the defaults, unless `explicit` (the user named the file: it
     must exist and be one). `default` (e.g. from --threshold) replaces the file's default; the
@@ -91,18 +106,30 @@ def load_thresholds(path: Path | str, default: str | float | None = None, explic
                 raise CompareError(f"{path}: [{'.'.join(CONFIG_TABLE[:depth + 1])}] must be a table, "
                                    f"got {type(data).__name__}")
         table = data
-        unknown = sorted(set(table) - {"threshold", "thresholds"})
+        known = {"threshold", "thresholds", "counters", "counters-by-case"}
+        unknown = sorted(set(table) - known)
         if unknown:
-            raise CompareError(f"{where}: unknown key {unknown[0]!r} (known: threshold, thresholds)")
+            raise CompareError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     try:
         fraction = parse_threshold(default if default is not None else table.get("threshold", DEFAULT_THRESHOLD))
         overrides = table.get("thresholds", {})
         if not isinstance(overrides, dict):
             raise CompareError("thresholds must be a table of pattern = \"N%\"")
         pairs = tuple((str(pattern), parse_threshold(value)) for pattern, value in overrides.items())
+        policy = _counter_policy(table.get("counters", "report"), "counters")
+        by_case = table.get("counters-by-case", {})
+        if not isinstance(by_case, dict):
+            raise CompareError('counters-by-case must be a table of pattern = "report" or "fail"')
+        policies = tuple((str(pattern), _counter_policy(value, pattern)) for pattern, value in by_case.items())
     except CompareError as e:
         raise CompareError(f"{where}: {e}") from None
-    return Thresholds(fraction, pairs)
+    return Thresholds(fraction, pairs, policy, policies)
+
+
+def _counter_policy(value: Any, name: str) -> str:
+    if value not in COUNTER_POLICIES:
+        raise CompareError(f"{name}: {value!r} is not one of {', '.join(COUNTER_POLICIES)}")
+    return value
 
 
 # ---------------------------------------------------------------- the rule
@@ -145,6 +172,8 @@ class Comparison:
     hi: float | None = None
     method: str = ""           # how the CI was made
     note: str | None = None
+    counters: tuple = ()       # what the two sides' counters differ in, exactly (bench/counters.py changes)
+    counters_fail: bool = False   # a change under a "fail" policy: the gate fails whatever the times say
 
 
 def _usable(rec):
@@ -255,6 +284,16 @@ class Result:
     def regressed(self) -> tuple[Comparison, ...]:
         return tuple(c for c in self.comparisons if c.verdict == "regressed")
 
+    @property
+    def counter_failures(self) -> tuple[Comparison, ...]:
+        """Cases whose counters changed under a "fail" policy."""
+        return tuple(c for c in self.comparisons if c.counters_fail)
+
+    @property
+    def failed(self) -> bool:
+        """What makes compare and gate exit 1: a regression, or a counter change set to fail."""
+        return bool(self.regressed or self.counter_failures)
+
 
 @overload
 def compare(base: Iterable[Record], candidate: Iterable[Record], thresholds: Thresholds, allow_mismatch: bool = False,
@@ -293,13 +332,29 @@ def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Threshold
         if paired:
             def pick(groups, case=case):
                 return [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
-            comparisons.append(compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale))
+            made = compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale)
         else:
-            comparisons.append(compare_case(base_all[case], cand_all[case], threshold, scale=scale))
+            made = compare_case(base_all[case], cand_all[case], threshold, scale=scale)
+        changed = counter_changes(base_all[case], cand_all[case])
+        comparisons.append(replace(made, counters=tuple(changed), counters_fail=bool(changed) and
+                                   thresholds.counters_for(rec.case.name) == "fail"))
     return Result(tuple(comparisons),
                   tuple(recs[0].label for case, recs in base_all.items() if case not in cand_all),
                   tuple(recs[0].label for case, recs in cand_all.items() if case not in base_all),
                   tuple(mismatch))
+
+
+def counter_changes(base: Sequence[Record], candidate: Sequence[Record]) -> list[str]:
+    """How the counters of a case differ between the two sides (bench/counters.py changes), and
+    whether either side's own records disagree (counters are exact: they should not); [] where a
+    side has none (records from before counters, or a case not timed)."""
+    from bench import counters
+    sides = [[r.counters for r in recs if r.counters and r.status == "ok"] for recs in (base, candidate)]
+    if not all(sides):
+        return []
+    unsteady = [name for name, side in zip(("base", "candidate"), sides) if any(c != side[0] for c in side)]
+    changed = counters.changes(sides[0][0], sides[1][0])
+    return changed + [f"the {name}'s own runs differ in their counters" for name in unsteady]
 
 
 def identity_differences(base_cases: Mapping[CaseKey, list[Record]], cand_cases: Mapping[CaseKey, list[Record]],

@@ -28,6 +28,10 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
     methods = sorted({c.method for c in result.comparisons if c.method})
     if methods:
         lines.append(f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}.")
+    for c in result.comparisons:   # exact, whatever the noise: what a case executes changed
+        if c.counters:
+            lines.append(f"counters changed{' (FAIL by policy)' if c.counters_fail else ''}: {printable(c.key)} "
+                         f"{printable(c.label[len(c.key):].strip())}: {printable('; '.join(c.counters))}")
     for label in result.only_base:
         lines.append(f"only in {base_name}: {printable(label)}")
     for label in result.only_candidate:
@@ -45,9 +49,15 @@ def summary(result: Result) -> str:
     if not result.comparisons:
         return "verdict: nothing to compare (no case is in both runs)"
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    changed = sum(bool(c.counters) for c in result.comparisons)
+    if changed:
+        parts += f"; counters changed in {changed} case{'s' if changed != 1 else ''}"
     if result.regressed:
         names = ", ".join(printable(c.label) for c in result.regressed)
         return f"verdict: REGRESSED ({parts}): {names}"
+    if result.counter_failures:
+        names = ", ".join(printable(c.label) for c in result.counter_failures)
+        return f"verdict: COUNTERS CHANGED, set to fail ({parts}): {names}"
     return f"verdict: no regression ({parts})"
 
 

@@ -17,7 +17,7 @@ from bench.report import fmt
 STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ccc;
 padding:.25em .6em;text-align:right;vertical-align:top}th{background:#f0f0f0}td.case,td.machine,th.left{text-align:left}
-.slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}section{border-top:1px solid #ddd;margin-top:1.5em}
+.slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}.work{color:#6a3d9a;font-weight:bold}section{border-top:1px solid #ddd;margin-top:1.5em}
 figure{margin:.5em 0}figure svg{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
 
 
@@ -95,6 +95,8 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
     rows, sections = [], []
     for i, s in enumerate(all_series):
         found = [change_text(s, ch) for ch in s.changes]
+        found += [(f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
+                  for w in s.work_changes]
         trend = s.trend()
         assert s.latest is not None   # series.build() makes no series without points
         rows.append(

@@ -26,6 +26,15 @@ class Point:
     hi_s: float
     runs: tuple               # run ids
     sources: tuple            # the records files they were added from
+    counters: dict = field(default_factory=dict)   # what the case executes at this commit ({} before counters)
+
+
+@dataclass(frozen=True)
+class WorkChange:
+    """A commit at which what the case executes changed: known exactly, whatever the noise."""
+    index: int                # the point (commit) whose counters differ from the point before it
+    commit: str
+    what: tuple               # bench/counters.py changes(): "MatMul 6 -> 7", "FLOPs +25.0% ..."
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class Series:
     machine: str
     points: tuple
     changes: tuple = field(default=())
+    work_changes: tuple = field(default=())   # WorkChange per commit whose counters differ from its predecessor's
 
     @property
     def latest(self) -> Point | None:
@@ -71,10 +81,27 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
                 continue
             lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
             pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
-                             tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source"))))
+                             tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
+                             next((r["counters"] for r in rs if r.get("counters")), {})))
         if pts:
-            out.append(Series(case, machine, tuple(pts), tuple(changes.find([p.median_s for p in pts]))))
+            out.append(Series(case, machine, tuple(pts), tuple(changes.find([p.median_s for p in pts])),
+                              tuple(work_changes(pts))))
     return sorted(out, key=lambda s: (s.case, s.machine))
+
+
+def work_changes(points: list[Point]) -> list[WorkChange]:
+    """Each commit whose counters differ from those of the commit before it that has counters."""
+    from bench import counters
+    out, before = [], None
+    for i, p in enumerate(points):
+        if not p.counters:
+            continue
+        if before is not None:
+            what = counters.changes(before, p.counters)
+            if what:
+                out.append(WorkChange(i, p.commit, tuple(what)))
+        before = p.counters
+    return out
 
 
 def _scale(rows):

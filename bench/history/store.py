@@ -262,7 +262,7 @@ class Store:
             if case_pattern and not fnmatch.fnmatchcase(label, case_pattern) and not fnmatch.fnmatchcase(name, case_pattern):
                 continue
             record = Record.from_dict(json.loads(row.pop("record")))
-            out.append({**row, "case": label, "samples_s": record.samples_s})
+            out.append({**row, "case": label, "samples_s": record.samples_s, "counters": record.counters})
         return out
 
     def counts(self) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bench import env, stats, telemetry
-from bench.records import Record
+from bench.records import CASE_FIELDS, Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
@@ -233,6 +233,43 @@ def engine_overhead_table(sc: pd.DataFrame) -> pd.DataFrame:
                                             (c.overhead_hi - c.overhead_lo) / 2, "×")}
             for c in one.itertuples()]
     return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
+
+
+MAX_COUNTER_ROWS = 40
+
+
+def counters_table(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per timed case with counters: its ops a step, the most frequent types, fusions, the
+    framework's FLOPs against the analytic count, retraces (newest record of a case, in order)."""
+    from bench import counters
+    rows = {}
+    for r in records:
+        c = r.counters
+        if r.status != "ok" or not c:
+            continue
+        ops = c.get("ops") or {}
+        top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
+        flops = c.get("flops")
+        rows[r.case] = {
+            "case": f"{r.framework}/{r.step} · {r.backend}", "where": f"{r.device}, n={r.n:,}, {r.case.precision}",
+            "ops a step": counters.total(ops) if ops else "-",
+            "most frequent": ", ".join(f"{n} {k}" for k, n in top) + (", ..." if len(ops) > 4 else ""),
+            "fusions": c.get("fusions", "-"),
+            "kernels a step": counters.total(c["kernels"]) if c.get("kernels") else "-",
+            "FLOPs (framework)": f"{flops:.4g}" if flops else "-",
+            "vs analytic": f"{flops / r.flops:.3f}" if flops and r.flops else "-",
+            "retraces": c.get("retraces", "-")}
+    return pd.DataFrame(list(rows.values())).set_index("case") if rows else pd.DataFrame()
+
+
+def counters_long(records: Iterable[Record]) -> pd.DataFrame:
+    """Every counted op type of every case, long format: one row per case and op type."""
+    out = []
+    for r in records:
+        for field in ("ops", "kernels"):
+            for op, n in sorted((r.counters.get(field) or {}).items()):
+                out.append({**r.case.asdict(), "run_id": r.run_id, "counter": field, "type": op, "per_step": n})
+    return pd.DataFrame(out, columns=[*CASE_FIELDS, "run_id", "counter", "type", "per_step"])
 
 
 def crossover_table(crossings: pd.DataFrame) -> pd.DataFrame:
@@ -458,6 +495,19 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                              "n and timing loop): overhead = engine time / one-device time, >1 is what the engine "
                              "adds."),
                        ("table", overhead)]
+    executes = counters_table(records)
+    if not executes.empty:
+        shown = executes.head(MAX_COUNTER_ROWS)
+        blocks += [("h2", "What each backend executes"),
+                   ("p", "Counted exactly in an untimed pass after each case's timing (bench/counters.py): the ops a "
+                         "step runs, by type (the compiler's instructions where a compiler made the step, else what "
+                         "the framework's profiler saw run), fusions, and FLOPs as the framework or compiler counts "
+                         "them beside the analytic count (kernels/cost.py). Two runs of the same code count the "
+                         "same; a change here is a change of the work, whatever the times say."
+                         + (f" The first {MAX_COUNTER_ROWS} of {len(executes)} cases; tables/counters.csv has every "
+                            "op type of every case." if len(executes) > MAX_COUNTER_ROWS else
+                            " tables/counters.csv has every op type of every case.")),
+                   ("table", escaped(shown))]
     blocks.append(("h2", "Compile pay-back"))
     if pb.empty:
         blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
@@ -568,6 +618,7 @@ def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, reco
     put("precisions.csv", frames.precisions(df) if pr is None else pr)
     put("scaling.csv", frames.scaling(df))
     put("runs.csv", run_summary(records), index=True)
+    put("counters.csv", counters_long(records))
     for key, g in frames.groups(df):
         grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
         put(f"median_ms_{_slug(key)}.csv", grid, index=True)

@@ -57,5 +57,7 @@ def time_cases(lives: list[Live], config: Config, on_round: Callable[[int, dict[
                           retraced=None if count is None else count > lv.traces_after_first)  # type: ignore[operator]
         except Exception as e:
             rec = replace(lv.rec, status="failed", error=one_line(e))
+        if rec.status == "ok" and lv.count and config.counters and not (stop and stop()):
+            rec = replace(rec, counters=lv.count())   # untimed: after the case's samples and batch
         finished.append(rec)
     return finished

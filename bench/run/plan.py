@@ -42,6 +42,7 @@ class Config:
     round_s: float = defaults.ROUND_S
     batch_s: float = defaults.BATCH_S
     memory_fraction: float = defaults.MEMORY_FRACTION
+    counters: bool = True                   # each case's counters, in an untimed pass after its timing
     ceiling_gemm: int | None = None         # k of the ceiling's k x k x k GEMM (None: defaults.CEILING_GEMM)
     ceiling_copy_bytes: int | None = None   # the ceiling's copy (None: defaults.CEILING_COPY_BYTES)
     checkpoint_s: float = defaults.CHECKPOINT_S

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import env, timing
+from bench import counters, env, timing
 from bench.frameworks.base import Framework
 from bench.memory import RssPeak
 from bench.records import CaseKey, Record
@@ -38,6 +38,7 @@ class Live:
     per_call_s: float
     timer: timing.Timer | None = None        # what times each call (bench/timing.py HOST where None)
     flush: Callable[[], None] | None = None  # run before each timed call: a cold-cache sample
+    count: Callable[[], dict] | None = None  # the case's counters (bench/counters.py), an untimed pass
 
 
 def skip_reason(fw: Framework, key: CaseKey, flush: Callable[[], None] | None = None) -> str | None:
@@ -99,6 +100,7 @@ def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tu
         rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up",
                       timer=timer.name)
         per_call = float(np.median(warm)) if warm else first.first_call_s
-        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer, flush)
+        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer, flush,
+                    count=lambda: counters.count(fw, key, fn, call, args))
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=one_line(e))

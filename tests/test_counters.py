@@ -1,0 +1,204 @@
+"""What a step executes (bench/counters.py, the frameworks' profile/compiled/flops): counted exactly,
+the same on every run of the same code, compared exactly by compare, the gate and the history, and
+explained op by op (`bench explain`)."""
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import counters, frameworks, run
+from bench.frameworks.base import ProfilerUnavailable
+from bench.gate import rule
+from bench.records import CaseKey, Record, check
+from kernels import reference
+from tests.helpers import CONFIG, tiny_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _param(name):
+    reason = frameworks.unavailable_reason(name)
+    return pytest.param(name, marks=pytest.mark.skip(reason=reason) if reason else (), id=name)
+
+
+def counted(fw, step, backend, n=200, m=30, nh=6):
+    """The counters of one case, as the run's counting pass takes them (a fresh compile each time)."""
+    inputs = tiny_inputs(n=n, m=m, nh=nh, dtype=np.float32)
+    args = fw.to_device(inputs, "float32", "cpu")
+    fn = fw.compile(step, backend)
+
+    def call():
+        with fw.placement("cpu"):
+            return fn(*args)
+    for _ in range(3):   # warm, as after a case's timing
+        call()
+        fw.sync()
+    return counters.count(fw, CaseKey(fw.name, step, backend, "cpu", n, m, nh, "float32"), fn, call, args)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in frameworks.FRAMEWORKS])
+def test_every_step_and_backend_counts_the_same_twice(name):
+    """Exact: two counting passes over fresh compiles of unchanged code give identical counters."""
+    fw = frameworks.load(name)
+    for step in fw.steps:
+        for backend in fw.backends:
+            if backend in fw.gpu_backends:
+                continue
+            first, second = counted(fw, step, backend), counted(fw, step, backend)
+            assert first == second, (step, backend)
+            assert first.get("ops") and all(isinstance(v, int) and v > 0 for v in first["ops"].values()), \
+                (step, backend, first)
+            assert first.get("retraces", 0) == 0, (step, backend)
+
+
+def test_counters_in_every_record_and_identical_across_processes(tmp_path):
+    """Two runs in two processes: every case's counters recorded, and the same."""
+    def runs(out):
+        done = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "tensorflow", "--step",
+                               "manual", "--size", "300,784,8", "--out", str(out)], cwd=REPO, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return {(d["backend"]): d["counters"] for d in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
+    a, b = runs(tmp_path / "a"), runs(tmp_path / "b")
+    assert set(a) == {"eager", "function", "xla"} and a == b
+    assert a["eager"]["ops"]["MatMul"] == 6                       # the step's six matrix products, as run
+    assert a["xla"]["fusions"] > 0 and a["xla"]["ops"].get("dot")   # the compiled module's instructions
+    assert a["function"]["flops"] == pytest.approx(a["eager"]["flops"])
+
+
+def test_changes_name_what_differs_exactly():
+    base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "fusions": 3}
+    assert counters.changes(base, dict(base)) == []
+    assert counters.changes(base, {}) == [] and counters.changes({}, base) == []   # records from before counters
+    more = {"ops": {"MatMul": 7, "Relu": 1, "IsNan": 1}, "flops": 1.25e9, "fusions": 2}
+    assert counters.changes(base, more) == ["ops 7 -> 9 a step", "IsNan 0 -> 1", "MatMul 6 -> 7", "fusions 3 -> 2",
+                                            "FLOPs +25.0% (1e+09 -> 1.25e+09)"]
+
+
+def record(ops, run_id="a", samples=(0.01,) * 10, **kw):
+    return Record(framework="tensorflow", step="manual", backend="function", device="cpu", n=100, m=784, nh=50,
+                  dtype="float32", status="ok", run_id=run_id, samples_s=samples, rounds=tuple(range(len(samples))),
+                  counters={"ops": ops}, **kw)
+
+
+def test_compare_reports_a_counter_change_and_fails_only_where_the_policy_says():
+    base, cand = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
+    result = rule.compare(base, cand, rule.Thresholds())
+    (c,) = result.comparisons
+    assert c.verdict == "same" and c.counters == ("ops 6 -> 7 a step", "MatMul 6 -> 7") and not result.failed
+    strict = rule.Thresholds(counter_overrides=(("tensorflow/*/function/*", "fail"),))
+    assert rule.compare(base, cand, strict).failed
+    same = rule.compare(base, [record({"MatMul": 6}, run_id="b")], strict)
+    assert not same.failed and not same.comparisons[0].counters
+
+
+def test_the_counter_policy_is_read_from_pyproject(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.backprop-bench.gate]\ncounters = "fail"\n'
+                    '[tool.backprop-bench.gate.counters-by-case]\n"numpy/*" = "report"\n')
+    t = rule.load_thresholds(path)
+    assert t.counters_for("tensorflow/manual/xla/cpu") == "fail" and t.counters_for("numpy/manual/eager/cpu") == "report"
+    path.write_text('[tool.backprop-bench.gate]\ncounters = "maybe"\n')
+    with pytest.raises(rule.CompareError, match="'maybe' is not one of report, fail"):
+        rule.load_thresholds(path)
+
+
+def test_a_planted_extra_matmul_is_counted_whatever_the_times(tmp_path):
+    """The gate's detection candidate (bench/gate/slower.py): a quarter more matmul work, in the
+    counters exactly, while a single run's times may or may not show it."""
+    from bench.gate.slower import slower
+    fw = frameworks.load("tensorflow") if frameworks.unavailable_reason("tensorflow") is None else None
+    if fw is None:
+        pytest.skip("TensorFlow is not installed")
+    import copy
+    from types import SimpleNamespace
+    slow = copy.copy(fw)
+    slow.module = SimpleNamespace(**{**vars(fw.module), "manual_step": slower(fw.step("manual"))})
+    a, b = counted(fw, "manual", "function"), counted(slow, "manual", "function")
+    what = counters.changes(a, b)
+    assert any(line.startswith("_MklMatMul ") or line.startswith("MatMul ") for line in what), what
+    assert any(line.startswith("FLOPs +") for line in what), what
+
+
+def test_a_framework_without_a_profiler_still_gets_its_other_counters():
+    fw = frameworks.load("numpy")
+
+    class NoProfiler(type(fw)):
+        def profile(self, call, steps, device, trace_dir):
+            raise ProfilerUnavailable("no profiler in this build")
+    c = counters.count(NoProfiler(), CaseKey("numpy", "manual", "eager", "cpu", 10, 4, 3, "float32"),
+                       fw.step("manual"), lambda: None, ())
+    assert "ops" not in c and c["absent"]["ops"] == "ProfilerUnavailable: no profiler in this build"
+
+
+def test_records_carry_counters_and_bad_ones_are_refused(tmp_path):
+    config = dataclasses.replace(CONFIG, out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8),),
+                                 counters=True)
+    recs = run.run(config)
+    assert all(r.counters["ops"] == {"lin": 2, "lin_grad": 2, "mse": 1, "mse_grad": 1, "relu": 1, "relu_grad": 1}
+               for r in recs)
+    d = json.loads(recs[0].to_json())
+    assert check({**d, "counters": {"ops": {"MatMul": -1}}}) == \
+        "counters.ops.'MatMul': expected a whole number of at least 0, got -1"
+    assert check({**d, "counters": {"flops": float("inf")}}).startswith("counters.flops: expected a finite number")
+    assert check({**d, "counters": [1]}).startswith("counters: expected a JSON object")
+    none = run.run(dataclasses.replace(config, out=tmp_path / "none", counters=False))
+    assert all(r.counters == {} for r in none)
+
+
+def test_the_history_marks_a_work_change_at_its_commit():
+    from bench.history import series
+    points = [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
+               "median_s": 0.01, "samples_s": (0.01,) * 5, "run_id": f"r{i}", "source": None,
+               "counters": {"ops": {"MatMul": 6 if i < 3 else 7}} if i != 1 else {}} for i in range(5)]
+    (s,) = series.build(points)
+    assert [(w.index, w.what) for w in s.work_changes] == [(3, ("ops 6 -> 7 a step", "MatMul 6 -> 7"))]
+
+
+# ---------------------------------------------------------------- explain
+
+def bench(*args):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("tensorflow/manul/eager", ["unknown case 'tensorflow/manul/eager'", "close: tensorflow/manual/eager/cpu"]),
+    ("manual/eager", ["ambiguous case 'manual/eager'", "numpy/manual/eager/cpu"]),
+    ("numpy/manual/eager n=abc", ["'n=abc': n must be a whole number"]),
+    ("n=5 numpy/manual/eager", ["'n=5' comes before any case"]),
+])
+def test_explain_refuses_a_case_it_cannot_name_in_one_line(case, words):
+    done = bench("explain", *case.split())
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    for word in words:
+        assert word in done.stderr
+
+
+def test_explain_shows_where_the_time_goes_and_writes_the_trace(tmp_path):
+    done = bench("explain", "numpy/manual/eager", "n=2000", "numpy/module/eager/cpu", "--size", "1000,784,20",
+                 "--budget", "0.1", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "numpy/manual/eager/cpu n=2000 m=784 nh=20 float32" in out and "numpy/module/eager/cpu n=1000" in out
+    assert "lin_grad" in out and "counters: 8 ops a step" in out and "side by side" in out
+    traces = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("trace.json"))
+    assert traces == ["numpy-manual-eager-cpu-n2000-float32/trace.json", "numpy-module-eager-cpu-n1000-float32/trace.json"]
+    assert json.loads((tmp_path / traces[0]).read_text())["traceEvents"]
+
+
+def test_explain_of_a_case_that_fails_its_check_says_so(tmp_path, monkeypatch):
+    from bench import explain
+    real = reference.Reference
+
+    class Wrong(real):
+        def check(self, got, h_pre=None):
+            return super().check({**got, "d_w1": got["d_w1"] * 2}, h_pre)
+    monkeypatch.setattr(reference, "Reference", Wrong)
+    monkeypatch.setattr("bench.run.caches.reference.Reference", Wrong)
+    with pytest.raises(explain.ExplainError, match="failed: wrong answer: d_w1"):
+        explain.explain(CaseKey("numpy", "manual", "eager", "cpu", 100, 20, 5, "float32"), tmp_path)
