@@ -78,17 +78,33 @@ def test_the_repository_config_loads():
 @pytest.mark.parametrize("ratio, lo, hi, expected", [
     (1.25, 1.15, 1.35, "regressed"),
     (1.12, 1.06, 1.20, "regressed"),
-    (1.12, 1.04, 1.20, "same"),         # CI reaches below 1 + t/2: not clear enough
-    (1.08, 1.06, 1.10, "same"),         # clear, but under the threshold
-    (1.50, 0.90, 2.00, "same"),         # big, but the CI includes no change
+    (1.12, 1.04, 1.20, "inconclusive"),  # CI reaches below 1 + t/2: not clear enough, and past 1 + t
+    (1.08, 1.06, 1.10, "same"),          # clear, but under the threshold: the CI rules out +10%
+    (1.50, 0.90, 2.00, "inconclusive"),  # big, but the CI includes no change
     (0.80, 0.74, 0.86, "improved"),
-    (0.90, 0.85, 0.94, "improved"),     # 1/0.90 = 1.11 > 1.10 and 1/0.94 = 1.064 > 1.05
-    (0.90, 0.85, 0.96, "same"),         # 1/0.96 = 1.04: the CI's upper end is within half the threshold
+    (0.90, 0.85, 0.94, "improved"),      # 1/0.90 = 1.11 > 1.10 and 1/0.94 = 1.064 > 1.05
+    (0.90, 0.85, 0.96, "inconclusive"),  # 1/0.96 = 1.04: not clearly faster, nor clearly within 10%
     (1.00, 0.99, 1.01, "same"),
-    (1.2, float("nan"), float("nan"), "same"),
+    (1.00, 0.95, 1.09, "same"),
+    (1.00, 0.80, 1.25, "inconclusive"),  # no change measured, but +25% not ruled out: not "same"
+    (1.2, float("nan"), float("nan"), "inconclusive"),
 ])
 def test_verdict(ratio, lo, hi, expected):
     assert verdict(ratio, lo, hi, 0.10) == expected
+
+
+@pytest.mark.parametrize("ratio, lo, hi, seen", [
+    (1.00, 0.99, 1.01, 0.10),             # a tight interval: the threshold itself
+    (1.00, 0.80, 1.25, 1.05 * 1.25 - 1),  # half-width log(1.25): the low end must clear 1.05 from R / 1.25
+    (1.0, float("nan"), float("nan"), float("nan")),
+])
+def test_the_smallest_slowdown_a_run_could_see(ratio, lo, hi, seen):
+    from bench.gate.rule import detectable
+    got = detectable(ratio, lo, hi, 0.10)
+    assert got == pytest.approx(seen, nan_ok=True)
+    if got == got:   # a true slowdown that size, with this interval around it, is flagged
+        r = 1 + got + 1e-9
+        assert verdict(r, r * lo / ratio, r * hi / ratio, 0.10) == "regressed"
 
 
 def paired_gate_run(rng, slowdown, pairs=4, process_sd=0.05, drift_sd=0.20, samples=8):
@@ -242,7 +258,10 @@ def test_cli_exit_codes(runs, tmp_path):
     base, same, slow, elsewhere = runs
     ok = bench("compare", base, same)
     assert ok.returncode == 0, ok.stderr
-    assert "ratio [95% CI]" in ok.stdout and "verdict: no regression (2 same)" in ok.stdout
+    # separate runs, the machine's run-to-run noise unmeasured: the default 10% widens each interval,
+    # so two unchanged runs cannot rule out a 10% change ("inconclusive", exit 0), a +50% one still fails
+    assert "ratio [95% CI]" in ok.stdout and "verdict: no regression (2 inconclusive)" in ok.stdout
+    assert "widened by this machine's run-to-run noise, sd 10% (not measured on this machine" in ok.stdout
     bad = bench("compare", base, slow)
     assert bad.returncode == 1, bad.stderr
     assert "regressed" in bad.stdout and "REGRESSED" in bad.stdout

@@ -70,7 +70,7 @@ COMMIT = {"sha": "a" * 40, "parent": "b" * 40, "time": 1_700_000_000.0, "branch"
 
 
 def test_adding_a_run_twice_adds_nothing(db_url):
-    store = Store(db_url)
+    store = Store(db_url, create=True)
     recs = run_records("a" * 40, 0, [0.01, 0.02, 0.03])
     assert store.add(recs, COMMIT) == 3
     assert store.add(recs, COMMIT) == 0
@@ -81,7 +81,7 @@ def test_adding_a_run_twice_adds_nothing(db_url):
 
 
 def test_a_complete_record_replaces_an_interrupted_one(db_url):
-    store = Store(db_url)
+    store = Store(db_url, create=True)
     rec = run_records("a" * 40, 0, [0.01])[0]
     cut = replace(rec, samples_s=rec.samples_s[:3], rounds=rec.rounds[:3], stop_reason="interrupted")
     assert store.add([cut], COMMIT) == 1
@@ -92,7 +92,7 @@ def test_a_complete_record_replaces_an_interrupted_one(db_url):
 
 
 def test_a_newer_schema_is_refused(db_url):
-    store = Store(db_url)
+    store = Store(db_url, create=True)
     with store.engine.begin() as conn:
         conn.execute(store.schema.update().values(version=SCHEMA_VERSION + 1))
     with pytest.raises(HistoryError, match=f"newer backprop-bench \\(schema {SCHEMA_VERSION + 1}"):
@@ -134,6 +134,25 @@ def test_bad_databases_are_one_line_errors(tmp_path):
         Store(f"sqlite:///{other}")
 
 
+def test_a_store_that_is_not_there_or_holds_nothing_fails_closed(tmp_path, monkeypatch):
+    """A typo in the URL must never read as an empty history that passes: every command but init
+    says so in one line, exit 2, and makes nothing."""
+    missing = f"sqlite:///{tmp_path / 'typo.sqlite'}"
+    for command in ("check", "show", "add"):
+        code, out, err = cli("history", command, *(["x.jsonl"] if command == "add" else []), "--db", missing)
+        assert code == 2 and "no history database at" in err and "history init" in err, (command, err)
+    assert not (tmp_path / "typo.sqlite").exists()
+    code, out, _ = cli("history", "init", "--db", missing)
+    assert code == 0 and "ready (empty)" in out
+    code, _, err = cli("history", "check", "--db", missing)
+    assert code == 2 and "no history" in err
+    # three slashes where four were meant: a relative path, inside the repository
+    monkeypatch.chdir(REPO)
+    code, _, err = cli("history", "init", "--db", "sqlite:///tmp/bench-history.sqlite")
+    assert code == 2 and "a relative path" in err and "sqlite:////tmp/bench-history.sqlite" in err
+    assert not (REPO / "tmp").exists()
+
+
 def test_four_processes_adding_at_once_lose_nothing(db_url, tmp_path):
     """Four `history add` processes at once, each adding two runs and one run they all add."""
     repo = tmp_path / "repo"
@@ -148,8 +167,9 @@ def test_four_processes_adding_at_once_lose_nothing(db_url, tmp_path):
             for r in run_records(shas[2 * p + k], 2 * p + k, [0.01, 0.02]):
                 records.append(path, r)
             paths.append(path)
-    procs = [subprocess.Popen([sys.executable, "-m", "bench", "history", "add", str(paths[2 * p]), str(shared),
-                               str(paths[2 * p + 1]), "--db", db_url, "--repo", str(repo)], cwd=REPO,
+    bench = f"{sys.executable} -m bench history"   # each process makes the store if none is there yet, then adds
+    procs = [subprocess.Popen(["bash", "-c", f"{bench} init --db '{db_url}' && {bench} add {paths[2 * p]} {shared} "
+                               f"{paths[2 * p + 1]} --db '{db_url}' --repo {repo}"], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -198,7 +218,7 @@ def synthetic_history(tmp_path):
     shas = git_repo(repo, 60)
     medians = series(60, 3, sigma=0.01, step_at=40, seed=5)
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
-    store = Store(url)
+    store = Store(url, create=True)
     for i, sha in enumerate(shas):
         store.add(run_records(sha, i, medians[i]), {"sha": sha, "parent": shas[i - 1] if i else None,
                                                     "time": 1_700_000_000 + 3600 * i, "branch": "main", "dirty": False})
@@ -239,6 +259,7 @@ def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path
     for r in run_records(shas[0], 0, [0.01]):
         records.append(good, r)
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    Store(url, create=True)
     code, _, err = cli("history", "add", good, path, "--db", url, "--repo", repo)
     assert code == 2 and "name no git commit" in err and len(err.strip().splitlines()) == 1
     assert Store(url).counts() == (0, 0)   # the good run was not added either: nothing half written
@@ -246,6 +267,7 @@ def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path
 
 def test_run_with_history_adds_each_case_as_it_is_recorded(tmp_path):
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    Store(url, create=True)
     result = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--size",
                              "300,784,8", "--out", str(tmp_path / "run"), "--history", url], cwd=REPO,
                             capture_output=True, text=True, timeout=300)

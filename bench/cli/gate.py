@@ -67,12 +67,15 @@ def _thresholds(args, tree):
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import gate, records
     from bench.cli.report import warn
-    from bench.gate import text
+    from bench.gate import experiments, text
     thresholds = _thresholds(args, env.REPO)
     base, candidate = records.read_usable([args.base], warn), records.read_usable([args.candidate], warn)
-    result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch)
+    run_sd, where = gate.run_noise(experiments.AA_FILE, candidate[0].env)
+    result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch, run_sd=run_sd)
     for line in [*text.table(result), text.summary(result)]:
         print(line)
+    if any("run-to-run" in c.method for c in result.comparisons):
+        print(f"separate runs: intervals widened by this machine's run-to-run noise, sd {run_sd:.0%} ({where})")
     return EXIT_REGRESSED if result.failed else 0
 
 

@@ -35,6 +35,8 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         p.add_argument("--include-dirty", action="store_true", help="also runs of trees with uncommitted changes")
         p.add_argument("--repo", help="the git checkout the commits are in (default: this one)")
 
+    i = hsub.add_parser("init", help="create the store (every other command needs one that exists)")
+    db(i)
     a = hsub.add_parser("add", help="add run folders or records files to the store")
     a.add_argument("runs", nargs="+", metavar="RUN")
     db(a)
@@ -66,9 +68,17 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     m.add_argument("--series", type=int, default=20, help="synthetic histories per case and scenario")
 
 
-def _store(args):
+def _store(args, create=False):
     from bench.history.store import Store
-    return Store(args.db)
+    return Store(args.db, create=create)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = _store(args, create=True)
+    runs, results = store.counts()
+    print(f"{store.shown}: a history of {runs} run(s), {results} result(s)" if runs else
+          f"{store.shown}: ready (empty)")
+    return 0
 
 
 def _repo(args):
@@ -142,10 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--last must be at least 1")
     store = _store(args)
     slow = []
-    found = _series(args, store, required=False)
-    if not found:
-        print(f"history check: {store.shown} holds no history yet; nothing to check; passing")
-        return 0
+    found = _series(args, store)   # none: exit 2 (a store that holds nothing must not pass silently)
     for s in found:
         recent = len(s.points) - args.last
         for ch in s.changes:
@@ -222,7 +229,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    return {"add": cmd_add, "show": cmd_show, "check": cmd_check, "dashboard": cmd_dashboard,
+    return {"init": cmd_init, "add": cmd_add, "show": cmd_show, "check": cmd_check, "dashboard": cmd_dashboard,
             "export": cmd_export, "simulate": cmd_simulate}[args.history_command](args)
 
 

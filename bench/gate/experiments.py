@@ -6,6 +6,7 @@ import json
 import math
 import random
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -53,15 +54,45 @@ def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thr
     per_case: dict[str, dict[str, int]] = {}
     for o in outcomes:
         for c in o.result.comparisons:
-            per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "n/a": 0})[c.verdict] += 1
+            per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "inconclusive": 0,
+                                          "n/a": 0})[c.verdict] += 1
     lo, hi = rate_ci(flagged, len(outcomes))
+    sd = run_sd_of(outcomes)
     intervals = [c for o in outcomes for c in o.result.comparisons if c.lo is not None and c.hi is not None]
     excluding = sum(not c.lo <= 1 <= c.hi for c in intervals)
     return {**settings(spec, pairs, thresholds), "method": method, "runs": len(outcomes), "flagged": flagged,
             "rate": flagged / len(outcomes) if outcomes else None, "rate_ci95": [lo, hi], "per_case": per_case,
             # For unchanged code a 95% interval should exclude 1 about 5% of the time: its coverage.
             "intervals": len(intervals), "intervals_excluding_1": excluding,
+            # the noise between separate runs (A/A: of unchanged code), what `compare` widens an unpaired interval by
+            **({"run_sd_log": sd} if sd is not None else {}),
             "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def run_sd_of(outcomes: Iterable[Outcome]) -> float | None:
+    """The sd of the log of a case's median between separate processes: from each pair of
+    processes' medians of the same case (a pair's log-ratio has twice one process's variance)."""
+    logs = []
+    for o in outcomes:
+        sides = [procs for procs in o.processes.values()]
+        if len(sides) != 2:
+            continue
+        for a, b in zip(*sides):
+            ma = {r.case: r.summary.median_s for r in a.records or () if r.status == "ok" and r.samples_s}
+            mb = {r.case: r.summary.median_s for r in b.records or () if r.status == "ok" and r.samples_s}
+            logs += [math.log(mb[k] / ma[k]) for k in ma.keys() & mb.keys() if ma[k] > 0 and mb[k] > 0]
+    if len(logs) < 4:
+        return None
+    return float(statistics.stdev(logs) / math.sqrt(2))
+
+
+def run_noise(path: Path | str, fp: dict[str, Any]) -> tuple[float, str]:
+    """(this machine's run-to-run noise, where the figure comes from): the stored A/A experiment's
+    for the machine `fp` describes, else rule.DEFAULT_RUN_SD."""
+    aa = load_experiments(path).get(identity_key(fp), {}).get("aa") or {}
+    if aa.get("run_sd_log"):
+        return float(aa["run_sd_log"]), f"this machine's A/A experiment of {aa.get('measured_utc', '?')[:10]}"
+    return rule.DEFAULT_RUN_SD, "not measured on this machine, the default; `python -m bench gate --aa 20` measures it"
 
 
 def load_experiments(path: Path | str) -> dict[str, Any]:
@@ -94,8 +125,9 @@ def rate_line(path: Path | str, fp: dict[str, Any], spec: RunSpec, pairs: int, t
     if not aa:
         return "A/A false-positive rate: not measured on this machine (measure it: python -m bench gate --aa 20)"
     lo, hi = aa.get("rate_ci95", [math.nan, math.nan])
-    line = (f"A/A false-positive rate on this machine: {aa['flagged']}/{aa['runs']} runs flagged "
-            f"({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)}), measured {aa.get('measured_utc', '?')[:10]}")
+    machine = fp.get("cpu_model") or fp.get("machine") or "this machine"
+    line = (f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
+            f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})")
     det = entry.get("detection")
     if det:
         line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"

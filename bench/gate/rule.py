@@ -18,7 +18,8 @@ LEVEL = 0.95
 CONFIG_TABLE = ("tool", "backprop-bench", "gate")
 
 # The rule, as one line for reports and the A/A file (a stored false-positive rate belongs to it).
-RULE = "regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio"
+RULE = ("regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio; same iff the CI lies "
+        "within [1/(1+t), 1+t]; else inconclusive")
 
 
 class CompareError(ValueError):
@@ -135,25 +136,39 @@ def _counter_policy(value: Any, name: str) -> str:
 # ---------------------------------------------------------------- the rule
 
 def verdict(ratio: float, lo: float, hi: float, threshold: float) -> str:
-    """'regressed', 'improved' or 'same' for ratio = candidate/base time with its CI [lo, hi].
+    """'regressed', 'improved', 'same' or 'inconclusive' for ratio = candidate/base time with its CI
+    [lo, hi].
 
     regressed: the point estimate is beyond the threshold (ratio > 1+t) AND the whole CI lies
     above 1+t/2. The first part alone is what flags noise on shared machines (pytest-benchmark's
     --benchmark-compare-fail=median:10% fired on 3 of 3 reruns of unchanged code here); "the CI
     excludes 1" alone flags real but negligible changes once samples are many. Asking the CI to
-    clear half the threshold, not just 1, buys margin for the CI's own error (a bootstrap over
-    4-6 process pairs covers less than its nominal 95%) at a small cost in power: a true +25%
-    with the CI's half-width under 20% is still flagged. The measured false-positive rate of this
-    rule is stored by `gate --aa` and printed beside every gate verdict.
-    improved: the same in the other direction, in ratio space (1/ratio > 1+t and 1/hi > 1+t/2),
-    so a 10% threshold means the same size of change both ways."""
+    clear half the threshold, not just 1, buys margin for the CI's own error at a small cost in
+    power. improved: the same in the other direction, in ratio space (1/ratio > 1+t and 1/hi >
+    1+t/2), so a 10% threshold means the same size of change both ways.
+    same: neither, and the CI lies within [1/(1+t), 1+t]: the run rules out a change beyond the
+    threshold either way. inconclusive: neither, and the CI reaches beyond: the run could not have
+    told a change of the threshold's size from none (detectable() says what it could have seen)."""
     if any(v is None or math.isnan(v) for v in (ratio, lo, hi)):
-        return "same"
+        return "inconclusive"
     if ratio > 1 + threshold and lo > 1 + threshold / 2:
         return "regressed"
     if ratio < 1 / (1 + threshold) and hi < 1 / (1 + threshold / 2):
         return "improved"
-    return "same"
+    if lo >= 1 / (1 + threshold) and hi <= 1 + threshold:
+        return "same"
+    return "inconclusive"
+
+
+def detectable(ratio: float, lo: float, hi: float, threshold: float) -> float:
+    """The smallest slowdown (a fraction: 0.14 for +14%) this run's interval could have flagged:
+    the rule needs ratio > 1+t and the CI's low end above 1+t/2, and an interval as wide as this one
+    (its half-width in log space) around a true ratio R has its low end at R / exp(half). nan
+    without an interval."""
+    if any(v is None or math.isnan(v) or v <= 0 for v in (ratio, lo, hi)):
+        return math.nan
+    half = math.log(hi / lo) / 2
+    return max(1 + threshold, (1 + threshold / 2) * math.exp(half)) - 1
 
 
 # ---------------------------------------------------------------- comparing cases
@@ -172,6 +187,7 @@ class Comparison:
     hi: float | None = None
     method: str = ""           # how the CI was made
     note: str | None = None
+    detectable: float = math.nan   # the smallest slowdown this comparison could have flagged (detectable())
     counters: tuple = ()       # what the two sides' counters differ in, exactly (bench/counters.py changes)
     counters_fail: bool = False   # a change under a "fail" policy: the gate fails whatever the times say
 
@@ -193,7 +209,8 @@ def _why_not(side, recs):
 
 
 def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | None], threshold: float,
-                 paired: bool = False, scale: Callable[[Record], float] | None = None) -> Comparison:
+                 paired: bool = False, scale: Callable[[Record], float] | None = None,
+                 run_sd: float | None = None) -> Comparison:
     """One Comparison from the records of one case on each side (lists, in group order).
 
     One record a side: the samples are compared, paired by `rounds` when both were measured in the
@@ -204,7 +221,9 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
     (stats.log_t_ci), so drift between pairs cancels; a None entry is a process that failed, and
     drops its pair. Unpaired, three or more records a side: the ratio of the geometric means of the
     run medians with a Welch t interval; fewer are pooled and bootstrapped.
-    scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1."""
+    scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1.
+    run_sd: the machine's run-to-run noise (sd of the log of a median between separate runs): an
+    unpaired comparison of one or two runs a side has its interval widened by it (None: not)."""
     first = next(r for r in (*candidate, *base) if r is not None)   # a failed process is None: any other names the case
     made = Comparison(case=first.case, label=first.label, key=first.case.name, threshold=threshold, verdict="n/a")
     scale = scale or (lambda rec: 1.0)
@@ -239,6 +258,8 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             else:
                 ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
                 method = "bootstrap over samples"
+                if run_sd:
+                    ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, 1, 1)
             base_m, cand_m = [_median(b, scale)], [_median(c, scale)]
         elif min(len(base), len(candidate)) >= 3:
             base_m = [_median(r, scale) for r in base]
@@ -251,8 +272,44 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
             base_m, cand_m = [stats.median(bs)], [stats.median(cs)]
             method = "bootstrap over pooled samples"
+            if run_sd:
+                ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, len(base), len(candidate))
+        made = replace(made, note=_load_note(base, candidate))
     return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo, hi=hi,
-                   method=method, verdict=verdict(ratio, lo, hi, threshold))
+                   method=method, verdict=verdict(ratio, lo, hi, threshold),
+                   detectable=detectable(ratio, lo, hi, threshold))
+
+
+# A machine's run-to-run noise: the sd of the log of a case's median between separate runs of
+# unchanged code, where `gate --aa` / `--rates` has not measured it (this VM kind measured 0.16-0.17
+# between processes minutes apart; a quiet benchmark machine a few hundredths).
+DEFAULT_RUN_SD = 0.10
+
+
+def _between_runs(ratio: float, lo: float, hi: float, method: str, run_sd: float, n_base: int,
+                  n_candidate: int) -> tuple[float, float, float, str]:
+    """The interval of two separate runs' ratio widened by the machine's run-to-run noise: samples
+    of one run say nothing of how far the next run's median lands, so an unpaired comparison is
+    only as sure as the noise between runs allows (sd run_sd of the log of a run's median)."""
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
+    within = math.log(hi / lo) / 2 if lo > 0 and hi > 0 else 0.0
+    half = math.hypot(within, z * run_sd * math.sqrt(1 / n_base + 1 / n_candidate))
+    return (ratio, ratio * math.exp(-half), ratio * math.exp(half),
+            f"{method}, widened by the run-to-run noise between separate runs (sd {run_sd:.0%} of a median)")
+
+
+def _load_note(base: Sequence[Record | None], candidate: Sequence[Record | None]) -> str | None:
+    """Said when the two sides ran under different loads: other processes' cores busy (CPU), or
+    throttled samples (GPU), from the records' telemetry."""
+    def busy(recs):
+        got = [r.telemetry.get("other_cores") for r in recs if r is not None and r.telemetry.get("other_cores")]
+        return stats.median([g[0] for g in got]) if got else None
+    b, c = busy(base), busy(candidate)
+    if b is not None and c is not None and abs(b - c) >= 0.5:
+        return (f"different load: other processes kept {b:.1f} cores busy in the base's run, {c:.1f} in the "
+                "candidate's")
+    return None
 
 
 def _median(rec, scale):
@@ -297,17 +354,19 @@ class Result:
 
 @overload
 def compare(base: Iterable[Record], candidate: Iterable[Record], thresholds: Thresholds, allow_mismatch: bool = False,
-            paired: Literal[False] = False, scale: Callable[[Record], float] | None = None) -> Result: ...
+            paired: Literal[False] = False, scale: Callable[[Record], float] | None = None,
+            run_sd: float | None = None) -> Result: ...
 
 
 @overload
 def compare(base: Sequence[Sequence[Record] | None], candidate: Sequence[Sequence[Record] | None],
             thresholds: Thresholds, allow_mismatch: bool = False, *, paired: Literal[True],
-            scale: Callable[[Record], float] | None = None) -> Result: ...
+            scale: Callable[[Record], float] | None = None, run_sd: float | None = None) -> Result: ...
 
 
 def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Thresholds, allow_mismatch: bool = False,
-            paired: bool = False, scale: Callable[[Record], float] | None = None) -> Result:
+            paired: bool = False, scale: Callable[[Record], float] | None = None,
+            run_sd: float | None = None) -> Result:
     """A Result for two lists of records. With paired=False each side's records of a case are runs
     of it; with paired=True `base` and `candidate` are lists of lists, one per process pair (None
     for a process that failed), matched by position. CompareError when the runs' identities differ
@@ -334,7 +393,7 @@ def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Threshold
                 return [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
             made = compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale)
         else:
-            made = compare_case(base_all[case], cand_all[case], threshold, scale=scale)
+            made = compare_case(base_all[case], cand_all[case], threshold, scale=scale, run_sd=run_sd)
         changed = counter_changes(base_all[case], cand_all[case])
         comparisons.append(replace(made, counters=tuple(changed), counters_fail=bool(changed) and
                                    thresholds.counters_for(rec.case.name) == "fail"))

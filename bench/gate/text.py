@@ -2,12 +2,16 @@
 from collections import defaultdict
 
 from bench.gate.paired import Outcome
-from bench.gate.rule import LEVEL, RULE, Result
+from bench.gate.rule import LEVEL, RULE, Comparison, Result
 from bench.records import printable
 
 
 def _ms(seconds):
     return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+
+
+def _seen(c: Comparison) -> str:
+    return "-" if c.detectable != c.detectable else f">= {c.detectable:+.0%}"
 
 
 def _ci(c):
@@ -18,16 +22,24 @@ def _ci(c):
 
 def table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
     """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
-    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "verdict")
-    rows = [(printable(c.label), _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}",
+    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "could see",
+              "verdict")
+    rows = [(printable(c.label), _ms(c.base_s), _ms(c.candidate_s), _ci(c), f"{c.threshold:.0%}", _seen(c),
              c.verdict + (f" ({printable(c.note)})" if c.note else "")) for c in result.comparisons]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 5) else str(v).rjust(w)
+    align = lambda row: "  ".join(str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
                                   for i, (v, w) in enumerate(zip(row, widths))).rstrip()
     lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
     methods = sorted({c.method for c in result.comparisons if c.method})
     if methods:
-        lines.append(f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}.")
+        lines.append(f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}. 'could see': the smallest "
+                     "slowdown each comparison's own interval could have flagged.")
+    seen = [c.detectable for c in result.comparisons if c.detectable == c.detectable]
+    if seen:
+        lines.append(f"This run could see a slowdown of {min(seen):+.0%} in its clearest case and {max(seen):+.0%} in "
+                     "its least clear" + (f"; {sum(c.verdict == 'inconclusive' for c in result.comparisons)} "
+                                          "inconclusive: their interval reaches past the threshold"
+                                          if any(c.verdict == "inconclusive" for c in result.comparisons) else "") + ".")
     for c in result.comparisons:   # exact, whatever the noise: what a case executes changed
         if c.counters:
             lines.append(f"counters changed{' (FAIL by policy)' if c.counters_fail else ''}: {printable(c.key)} "

@@ -101,6 +101,19 @@ def _case_columns(conn, tables):
 MIGRATIONS = {2: _case_columns, 3: _case_columns}
 
 
+def _check_relative(path: Path, url: str) -> None:
+    """HistoryError for a relative SQLite path that lands inside this repository outside results/:
+    what `sqlite:///home/me/db` (three slashes, meant absolute) gives. An absolute path takes four."""
+    if path.is_absolute():
+        return
+    where = (Path.cwd() / path).resolve()
+    repo = env.REPO.resolve()
+    if where.is_relative_to(repo) and not where.is_relative_to(repo / "results"):
+        raise HistoryError(f"{printable(url)[:200]}: a relative path, {where} inside the repository; an absolute path "
+                           f"takes four slashes (sqlite:////{str(path).lstrip('/')}), a relative one belongs under "
+                           "results/ (the default: sqlite:///results/history.sqlite)")
+
+
 def machine_key(fp: dict[str, Any] | None) -> str:
     """The hardware a run measured, as a key: architecture, CPU model and GPUs (not software: a
     framework upgrade is a change in a machine's history, not a new machine)."""
@@ -110,11 +123,15 @@ def machine_key(fp: dict[str, Any] | None) -> str:
 
 
 class Store:
-    """A history database. `Store(url)` connects and migrates; HistoryError for any failure."""
+    """A history database. `Store(url)` connects to an existing one and migrates it; `Store(url,
+    create=True)` makes it first where there is none (`history init`). HistoryError for any
+    failure: a database that is not there is one, so a typo in a URL never reads as an empty
+    history that passes."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, create: bool = False) -> None:
         sa = _sa()
         self.url = str(url or f"sqlite:///{DEFAULT_DB}")
+        self.create = create
         self.metadata = sa.MetaData()
         self.tables = _tables(self.metadata)
         self.schema, self.runs, self.results = self.tables
@@ -145,6 +162,10 @@ class Store:
                 path = Path(url.database)
                 if path.is_dir():
                     raise HistoryError(f"{path}: is a folder, not an SQLite database")
+                _check_relative(path, self.url)
+                if not path.exists() and not self.create:
+                    raise HistoryError(f"{self.shown}: no history database at {path.resolve()} "
+                                       f"(`python -m bench history init --db {self.shown}` creates one)")
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 60})
 
@@ -178,6 +199,9 @@ class Store:
                 version = row.version if row else 0
             elif inspector.get_table_names():
                 raise HistoryError(f"{self.shown}: holds other tables, not a backprop-bench history")
+            if version == 0 and not self.create:
+                raise HistoryError(f"{self.shown}: holds no backprop-bench history "
+                                   f"(`python -m bench history init --db {self.shown}` creates one)")
             if version > SCHEMA_VERSION:
                 raise HistoryError(f"{self.shown}: written by a newer backprop-bench (schema {version}; this one "
                                    f"reads up to {SCHEMA_VERSION}); upgrade it")
