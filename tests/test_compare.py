@@ -303,3 +303,18 @@ def test_a_failed_first_process_drops_its_pair_instead_of_failing_the_gate():
     result = compare.compare([[r], [r], [r]], [None, [r], [r]], Thresholds(), paired=True)
     (c,) = result.comparisons
     assert c.verdict == "same" and c.ratio == pytest.approx(1.0) and "2 process pairs" in c.method
+
+
+def test_separate_runs_are_widened_by_the_machines_run_to_run_noise_and_name_a_different_load():
+    base = rec(noisy(0.010), telemetry={"other_cores": [0.1, 0.3]})
+    cand = rec(noisy(0.0105, seed=1), run_id="r2", telemetry={"other_cores": [1.2, 1.5]})
+    tight = compare_case([base], [cand], 0.10)
+    wide = compare_case([base], [cand], 0.10, run_sd=0.05)
+    assert wide.ratio == pytest.approx(tight.ratio) and wide.lo < tight.lo and wide.hi > tight.hi
+    assert "widened by the run-to-run noise" in wide.method and wide.detectable > tight.detectable
+    assert wide.note == "different load: other processes kept 0.1 cores busy in the base's run, 1.2 in the candidate's"
+    # within one run the cases are paired by round: the machine's run-to-run noise does not enter
+    rounds = list(range(30))
+    paired = compare_case([rec(noisy(0.010), rounds=rounds)], [rec(noisy(0.0105, seed=1), rounds=rounds,
+                                                                   backend="xla")], 0.10, run_sd=0.05)
+    assert paired.method == "paired by round"
