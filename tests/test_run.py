@@ -142,8 +142,8 @@ def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(
     from bench import records
     from tests.helpers import SMALL_CEILINGS
     config = run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8), (300, 784, 8)),
-                        warmup=1, min_samples=50, max_samples=50, budget_s=100.0, batch_s=0.0, round_s=0.0,
-                        checkpoint_s=0.0, **SMALL_CEILINGS)
+                        warmup=1, min_samples=30, max_samples=30, budget_s=100.0, batch_s=0.0, round_s=0.0,
+                        checkpoint_s=0.01, **SMALL_CEILINGS)
     journal = tmp_path / records.JOURNAL
 
     def kill_once_the_second_group_is_journalled():
