@@ -166,7 +166,7 @@ def sigterm_while_timing(out):
 def test_sigterm_mid_timing_keeps_every_checked_case(tmp_path):
     """SIGTERM while a group of four cases is being timed: all four are written with the samples
     taken so far, marked interrupted, and the run exits 143. Known and not root-caused: now and then
-    (about 1 run in 25 on this VM kind) TensorFlow's process aborts (SIGABRT, glibc "corrupted
+    (2 of 45 stress runs here) TensorFlow's process aborts (SIGABRT, glibc "corrupted
     size") or faults while it stops; such a run is tried once more, in a fresh folder."""
     out = tmp_path / "run"
     code, err = sigterm_while_timing(out)
