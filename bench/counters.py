@@ -16,12 +16,9 @@ if TYPE_CHECKING:
     from bench.frameworks.base import Framework, OpTime
     from bench.records import CaseKey
 
+from bench.records import one_line  # noqa: E402  (after the TYPE_CHECKING block)
+
 STEPS = 2   # steps profiled: the ops of a profile of none (the sync alone) taken from it, over STEPS
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
 def per_step(empty: dict[str, OpTime], profiled: dict[str, OpTime], steps: int) -> tuple[dict[str, int], list[str]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench import counters, defaults, frameworks, stats, timing
 from bench.frameworks.base import OpTime
-from bench.records import CaseKey, Record
+from bench.records import CaseKey, Record, one_line
 
 DEVICES = ("cpu", "gpu")
 SIZE_KEYS = ("n", "m", "nh")
@@ -173,7 +173,7 @@ def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: fl
         else:   # the profiled steps with the other case's between them: only this framework's ops are seen
             ops = fw.profile(_alternating(live.call, other), steps, key.device, trace)
     except Exception as e:   # noqa: BLE001 - no profiler: the counters and times still stand
-        ops, note = {}, f"no profile: {counters.one_line(e)}"
+        ops, note = {}, f"no profile: {one_line(e)}"
     if any(op.startswith("xla:") for op in ops):
         note = ("XLA's thunks are timed as the profiler sampled them (not every execution is traced): shares "
                 "under-count; the counters count the compiled module exactly")

@@ -397,6 +397,12 @@ def _shown(value, limit=40):
     return printable(text)[:limit]
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as a record's error and a command's message show it: its type and first line."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
+
+
 def printable(text: object) -> str:
     """`text` without control characters (terminal escapes, newlines): what a terminal may be shown."""
     return "".join(c if c.isprintable() else "?" for c in str(text))

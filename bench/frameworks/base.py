@@ -204,10 +204,7 @@ class Framework:
         for name, fn in originals.items():
             setattr(self.ops, name, timed(name, fn))
         try:
-            with self.placement(device):
-                for _ in range(steps):
-                    call()
-                self.sync()
+            self.run_steps(call, steps, device)
         finally:
             for name, fn in originals.items():
                 setattr(self.ops, name, fn)
@@ -222,6 +219,13 @@ class Framework:
             seen = out.get(name, OpTime(0, 0.0))
             out[name] = OpTime(seen.count + 1, seen.host_s + dt)
         return out
+
+    def run_steps(self, call: Callable[[], Any], steps: int, device: str) -> None:
+        """`steps` calls of `call` on `device`, then one sync: what a profile records."""
+        with self.placement(device):
+            for _ in range(steps):
+                call()
+        self.sync()
 
     def compiled(self, fn: Callable, args: Sequence[Any], backend: str) -> dict[str, Any]:
         """What the compiler made of the compiled step `fn` for `args`, as it reports it:

@@ -160,10 +160,7 @@ class Jax(Framework):
         TensorBoard's and XProf's (plugins/profile/)."""
         trace_dir.mkdir(parents=True, exist_ok=True)
         with jax.profiler.trace(str(trace_dir)):
-            with self.placement(device):
-                for _ in range(steps):
-                    call()
-            self.sync()
+            self.run_steps(call, steps, device)
         events = xplane.events_from_jax(xplane.trace_file(trace_dir), jax.profiler.ProfileData)
         return {op: OpTime(*c) for op, c in xplane.tally(events, _jax_op).items()}
 

@@ -133,10 +133,7 @@ class TensorFlow(Framework):
         except Exception as e:   # noqa: BLE001 - another profile in progress, no profiler in this build
             raise ProfilerUnavailable(f"TensorFlow's profiler did not start: {e}") from None
         try:
-            with self.placement(device):
-                for _ in range(steps):
-                    call()
-            self.sync()
+            self.run_steps(call, steps, device)
         finally:
             tf.profiler.experimental.stop()
         counts = xplane.tally(xplane.events_from_protobuf(xplane.trace_file(trace_dir), xplane_pb2), _tf_op)

@@ -154,9 +154,7 @@ class Torch(Framework):
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "gpu" else [])
         trace_dir.mkdir(parents=True, exist_ok=True)
         with quiet_stderr(_PROFILER_NOISE), torch_profile(activities=activities) as prof:
-            for _ in range(steps):
-                call()
-            self.sync()
+            self.run_steps(call, steps, device)
         prof.export_chrome_trace(str(trace_dir / "trace.json"))
         out = {}
         for e in prof.key_averages():

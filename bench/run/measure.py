@@ -6,9 +6,9 @@ from dataclasses import replace
 import numpy as np
 
 from bench import timing
-from bench.records import Record
+from bench.records import Record, one_line
 from bench.run.plan import Config
-from bench.run.prepare import Live, one_line
+from bench.run.prepare import Live
 from bench.telemetry import Sampler
 
 INTERRUPTED = "interrupted before it was timed"

@@ -9,7 +9,7 @@ import numpy as np
 from bench import counters, env, timing
 from bench.frameworks.base import Framework
 from bench.memory import RssPeak
-from bench.records import CaseKey, Record
+from bench.records import CaseKey, Record, one_line
 from bench.run.plan import Config
 from kernels import cost, reference
 
@@ -20,11 +20,6 @@ def free_bytes(device: str) -> int | None:
         return env.memory_bytes()[1]
     gpus = env.gpus()
     return gpus[0].get("memory_free_bytes") if gpus else None
-
-
-def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
 
 
 @dataclass
