@@ -9,7 +9,7 @@ import difflib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +105,6 @@ class Explained:
     trace: Path
     note: str = ""
     beside: str = ""
-    failed: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def per_step_ms(self, op: str) -> float:
         t = self.ops.get(op)
@@ -123,7 +121,6 @@ def _slug(key: CaseKey) -> str:
 
 def prepare(key: CaseKey, seed: int = defaults.SEED) -> tuple[Any, Any]:
     """(Framework, a checked and warm prepare.Live) of the case `key`; ExplainError when it cannot run."""
-    from bench.data import make_problem
     from bench.run import Config, prepare_case
     from bench.run.caches import Caches
     from bench.run.prepare import skip_reason
@@ -138,7 +135,6 @@ def prepare(key: CaseKey, seed: int = defaults.SEED) -> tuple[Any, Any]:
         raise ExplainError(f"{key.label}: {reason}")
     config = Config(out=None, warmup=defaults.WARMUP, seed=seed)
     caches = Caches(config)
-    make_problem(key.n, key.m, seed=seed)
     ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32)
     args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32)
     live = prepare_case(fw, key, ref, args, config, {"run_id": "explain"})
@@ -156,7 +152,7 @@ def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: fl
     fw, live = prepare(key, seed)
     other: Callable[[], Any] | None = None
     if beside is not None:
-        other_fw, other_live = prepare(beside, seed)
+        _, other_live = prepare(beside, seed)
 
         def other() -> None:
             other_live.call()
