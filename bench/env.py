@@ -329,3 +329,14 @@ def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str
         vb = idb[key] if key in IDENTITY_KEYS else b.get(key)
         lines += _diff(key, va, vb)
     return lines
+
+
+def die_with_parent() -> None:
+    """Make this process end when its parent does (Linux's PR_SET_PDEATHSIG): a plot worker or a
+    run's framework worker is never left behind by a process killed (SIGTERM, kill -9) meanwhile."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):   # not Linux: the executor's own shutdown is all there is
+        pass

@@ -3,10 +3,11 @@ one case (trace, first call, steady state), interleaved rounds of several cases,
 sync, each call measured by a timer (the host clock around the call and its sync, or a device's own
 timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
 drive it with a fake clock and assert exact numbers."""
+import gc
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from bench import defaults
 
@@ -60,18 +61,24 @@ def steady(call: Callable[[], object], sync: Callable[[], object], *, warmup: in
     samples: list[float] = []
     hosts: list[float] = []
     spent = 0.0
-    for i in range(warmup + max_samples):
-        if i >= warmup and len(samples) >= min_samples and spent >= budget_s:
-            break
-        if before:
-            before()
-        dt, host = timer.measure(call, sync, clock)
-        if i < warmup:
-            warm.append(dt)
-            continue
-        samples.append(dt)
-        hosts.append(host)
-        spent += host
+    collecting = gc.isenabled()
+    gc.disable()   # as in taker(): a collection is not the step's
+    try:
+        for i in range(warmup + max_samples):
+            if i >= warmup and len(samples) >= min_samples and spent >= budget_s:
+                break
+            if before:
+                before()
+            dt, host = timer.measure(call, sync, clock)
+            if i < warmup:
+                warm.append(dt)
+                continue
+            samples.append(dt)
+            hosts.append(host)
+            spent += host
+    finally:
+        if collecting:
+            gc.enable()
     return Steady(tuple(warm), tuple(samples), tuple(hosts) if timer is not HOST else ())
 
 
@@ -94,42 +101,76 @@ HOST = HostTimer()
 MIN_SPREAD_SAMPLES = 3
 
 
+class Taken(NamedTuple):
+    """What one take of a case's calls measured."""
+    starts: tuple[float, ...]      # the clock when each call began (to place telemetry readings)
+    samples_s: tuple[float, ...]   # one time per call by the case's timer
+    host_s: tuple[float, ...]      # the host clock around each call and its sync; () where that is the timer
+
+
+Take = Callable[[int], Taken]      # take(count): time `count` calls of one case
+
+
+def taker(call: Callable[[], object], sync: Callable[[], object], timer: Timer | None = None,
+          flush: Callable[[], object] | None = None, clock: Clock = time.perf_counter) -> Take:
+    """The Take of one case in this process: each call (then `sync`) measured by `timer` (the host
+    clock by default), after flush() where given (untimed: a cold-cache sample), with Python's
+    garbage collector off meanwhile (as timeit and pytest-benchmark do: a collection is not the step's)."""
+    timer = timer or HOST
+
+    def take(count: int) -> Taken:
+        starts, samples, hosts = [], [], []
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(count):
+                if flush:
+                    flush()
+                starts.append(clock())
+                dt, host = timer.measure(call, sync, clock)
+                samples.append(dt)
+                hosts.append(host)
+        finally:
+            if collecting:
+                gc.enable()
+        return Taken(tuple(starts), tuple(samples), tuple(hosts) if timer is not HOST else ())
+    return take
+
+
 @dataclass(frozen=True)
 class Sampled:
     samples_s: tuple        # one time per call by the case's timer (device time where it has one)
     rounds: tuple           # the round of each sample; samples of one round across cases are paired
     stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples";
-                            # "interrupted": stopped from outside (a signal) with what it had
+                            # "interrupted": stopped from outside (a signal) with what it had;
+                            # "failed": a take measured nothing (a worker process died)
     host_s: tuple = ()      # the host-clock time of each call and its sync, where the timer is another
     starts: tuple = ()      # the clock when each call began (to place telemetry readings)
 
 
-def interleaved(cases: Mapping[_K, tuple[Callable[[], object], Callable[[], object]]], clock: Clock = time.perf_counter,
+def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 target_ci: float = defaults.TARGET_CI, min_samples: int = defaults.MIN_SAMPLES,
                 min_rounds: int = defaults.MIN_ROUNDS, max_samples: int = defaults.MAX_SAMPLES,
                 budget_s: float = defaults.BUDGET_S, round_s: float = defaults.ROUND_S,
                 per_call_s: Mapping[_K, float] | None = None,
                 on_round: Callable[[int, dict[_K, str]], object] | None = None, stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
-                checkpoint_s: float = defaults.CHECKPOINT_S, timers: Mapping[_K, Timer] | None = None,
-                flush: Mapping[_K, Callable[[], object]] | None = None) -> dict[_K, Sampled]:
+                checkpoint_s: float = defaults.CHECKPOINT_S) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
-    cases: {key: (call, sync)}. Each round runs each active case's call (then its sync) enough
-    times to fill about `round_s` (at least once, by `per_call_s[key]`, e.g. from warm-up). A case
-    stops when its median's 95% CI is within +-target_ci of the median (after min_samples samples
-    and min_rounds rounds), when it has spent `budget_s` in timed calls (and has at least
-    MIN_SPREAD_SAMPLES samples, so a spread exists), or at max_samples. on_round(round, stopped)
-    is called after each round with {key: stop reason} of the cases stopped so far.
+    cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
+    round takes each active case's calls enough times to fill about `round_s` (at least once, by
+    `per_call_s[key]`, e.g. from warm-up). A case stops when its median's 95% CI is within
+    +-target_ci of the median (after min_samples samples and min_rounds rounds), when it has spent
+    `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
+    spread exists), or at max_samples. on_round(round, stopped) is called after each round with
+    {key: stop reason} of the cases stopped so far.
 
-    stop() is asked after every call: when it is true, sampling ends there and the cases not done
-    stop with reason "interrupted", keeping what they have. checkpoint({key: Sampled}) receives
-    the samples so far (reason "interrupted" where not done) every `checkpoint_s` of clock time,
-    so whoever keeps them loses at most that much timing if the process is killed.
-
-    timers: {key: timer} (a HostTimer by default): timer.measure(call, sync, clock) -> (seconds to
-    report, host seconds); the host times are kept apart where the timer is another (CUDA events).
-    flush: {key: callable}, run untimed before each of that case's calls (a cold-cache sample)."""
+    stop() is asked after every take (a round's calls of one case, about round_s): when it is
+    true, sampling ends there and the cases not done stop with reason "interrupted", keeping what
+    they have. checkpoint({key: Sampled}) receives the samples so far (reason "interrupted" where
+    not done) every `checkpoint_s` of clock time, so whoever keeps them loses at most that much
+    timing if the process is killed."""
     from bench.stats import ci_half_width_fraction
 
     keys = list(cases)
@@ -137,16 +178,15 @@ def interleaved(cases: Mapping[_K, tuple[Callable[[], object], Callable[[], obje
     calls_per_round = {k: max(1, min(50, int(round_s / per_call_s[k]))) if per_call_s.get(k) else 1 for k in keys}
     samples: dict[_K, list[float]] = {k: [] for k in keys}
     hosts: dict[_K, list[float]] = {k: [] for k in keys}
+    device_timed: set[_K] = set()   # the cases whose timer is not the host clock
     starts: dict[_K, list[float]] = {k: [] for k in keys}
     rounds: dict[_K, list[int]] = {k: [] for k in keys}
     spent = dict.fromkeys(keys, 0.0)
     done: dict[_K, str] = {}
-    timers = timers or {}
-    flush = flush or {}
 
     def so_far():
         return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted"),
-                           tuple(hosts[k]) if timers.get(k, HOST) is not HOST else (), tuple(starts[k]))
+                           tuple(hosts[k]) if k in device_timed else (), tuple(starts[k]))
                 for k in keys}
 
     last_checkpoint = clock()
@@ -155,22 +195,25 @@ def interleaved(cases: Mapping[_K, tuple[Callable[[], object], Callable[[], obje
         active = [k for k in keys if k not in done]
         shift = r % len(active)
         for k in active[shift:] + active[:shift]:
-            call, sync = cases[k]
-            timer, cold = timers.get(k, HOST), flush.get(k)
-            for _ in range(min(calls_per_round[k], max_samples - len(samples[k]))):
-                if cold:
-                    cold()
-                starts[k].append(clock())
-                dt, host = timer.measure(call, sync, clock)
-                samples[k].append(dt)
-                hosts[k].append(host)
-                rounds[k].append(r)
-                spent[k] += host
-                if stop and stop():
-                    return so_far()
-                if checkpoint and clock() - last_checkpoint >= checkpoint_s:
-                    checkpoint(so_far())
-                    last_checkpoint = clock()
+            count = min(calls_per_round[k], max_samples - len(samples[k]))
+            if count <= 0:
+                continue
+            got = cases[k](count)
+            if not got.samples_s:   # it measured nothing (its worker died): it is done
+                done[k] = "failed"
+                continue
+            if got.host_s:
+                device_timed.add(k)
+            samples[k] += got.samples_s
+            hosts[k] += got.host_s or got.samples_s
+            starts[k] += got.starts
+            rounds[k] += [r] * len(got.samples_s)
+            spent[k] += sum(got.host_s or got.samples_s)
+            if stop and stop():
+                return so_far()
+            if checkpoint and clock() - last_checkpoint >= checkpoint_s:
+                checkpoint(so_far())
+                last_checkpoint = clock()
         r += 1
         for k in active:
             n = len(samples[k])

@@ -7,9 +7,10 @@ from kernels import reference
 # Ceilings from a small GEMM and copy: a test asks that they are measured and recorded, not what they are.
 SMALL_CEILINGS = dict(ceiling_gemm=128, ceiling_copy_bytes=1 << 20)
 # One warm-up call and exactly three timed calls, no batch, no counters (tests/test_counters.py
-# counts every framework's steps): fast, and still a full case.
+# counts every framework's steps), in this process (tests/test_run.py tests the worker processes):
+# fast, and still a full case.
 CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0,
-                    counters=False, **SMALL_CEILINGS)
+                    counters=False, isolate=False, **SMALL_CEILINGS)
 COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
 
 

@@ -28,10 +28,9 @@ class HalfTimer(timing.HostTimer):
 
 def test_a_device_timer_reports_its_time_and_keeps_the_host_time_beside_it():
     clock = FakeClock()
-    cases = {"gpu": (lambda: clock.advance(2.0), lambda: clock.advance(1.0)),
-             "cpu": (lambda: clock.advance(3.0), lambda: None)}
-    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0,
-                             timers={"gpu": HalfTimer()})
+    cases = {"gpu": timing.taker(lambda: clock.advance(2.0), lambda: clock.advance(1.0), HalfTimer(), clock=clock),
+             "cpu": timing.taker(lambda: clock.advance(3.0), lambda: None, clock=clock)}
+    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0)
     assert out["gpu"].samples_s == (1.5,) * 8 and out["gpu"].host_s == (3.0,) * 8
     assert out["cpu"].samples_s == (3.0,) * 8 and out["cpu"].host_s == ()   # the host clock is its timer
     # each call starts when the one before ended, 3 s apart, the order rotating each round
@@ -40,9 +39,9 @@ def test_a_device_timer_reports_its_time_and_keeps_the_host_time_beside_it():
 
 def test_a_cold_sample_runs_the_flush_first_and_leaves_it_out_of_the_time():
     clock, log = FakeClock(), []
-    cases = {"a": (lambda: (log.append("call"), clock.advance(1.0)), lambda: None)}
-    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0,
-                             flush={"a": lambda: (log.append("flush"), clock.advance(50.0))})
+    flush = lambda: (log.append("flush"), clock.advance(50.0))   # noqa: E731
+    cases = {"a": timing.taker(lambda: (log.append("call"), clock.advance(1.0)), lambda: None, flush=flush, clock=clock)}
+    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0)
     assert log == ["flush", "call"] * 8
     assert out["a"].samples_s == (1.0,) * 8
 
@@ -50,8 +49,8 @@ def test_a_cold_sample_runs_the_flush_first_and_leaves_it_out_of_the_time():
 def test_the_budget_counts_host_time_not_the_shorter_device_time():
     clock = FakeClock()
     durations = iter([1.0, 3.0] * 50)   # its median's CI never narrows
-    cases = {"a": (lambda: clock.advance(next(durations)), lambda: None)}
-    out = timing.interleaved(cases, clock=clock, min_samples=2, min_rounds=2, budget_s=10.0, timers={"a": HalfTimer()})
+    cases = {"a": timing.taker(lambda: clock.advance(next(durations)), lambda: None, HalfTimer(), clock=clock)}
+    out = timing.interleaved(cases, clock=clock, min_samples=2, min_rounds=2, budget_s=10.0)
     host = out["a"].host_s
     assert out["a"].stop_reason == "budget" and sum(host[:-1]) < 10.0 <= sum(host)
     assert sum(out["a"].samples_s) == sum(host) / 2
@@ -286,7 +285,7 @@ def test_every_step_passes_its_own_tolerance_in_every_reduced_precision_it_has(n
 
 def numpy_config(tmp_path, **kw):
     return run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((300, 784, 8),), warmup=1,
-                      **SMALL_CEILINGS,
+                      isolate=False, **SMALL_CEILINGS,
                       min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0, **kw)
 
 

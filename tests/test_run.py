@@ -2,6 +2,7 @@
 import copy
 import dataclasses
 import json
+import multiprocessing
 from types import SimpleNamespace
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_run_appends_every_case_with_its_environment(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
                         device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
                         warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0,
-                        **SMALL_CEILINGS)
+                        isolate=False, **SMALL_CEILINGS)
     records = run.run(config)
     assert read(tmp_path) == records
     assert [(r.step, r.backend, r.n, r.status) for r in records] == [
@@ -127,7 +128,7 @@ def test_a_retrace_inside_the_timed_loop_is_flagged():
 def test_interleaving_pairs_samples_by_round(tmp_path):
     config = run.Config(out=tmp_path, steps=("manual", "tape"), backends=("eager",), device="cpu",
                         sizes=((300, 784, 8),), warmup=1, min_samples=8, max_samples=8, budget_s=100.0,
-                        batch_s=0.0, round_s=0.0, **SMALL_CEILINGS)
+                        batch_s=0.0, round_s=0.0, isolate=False, **SMALL_CEILINGS)
     a, b = run.run(config)
     assert a.rounds == b.rounds == tuple(range(8))
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
@@ -152,6 +153,7 @@ def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(
         return False
     with pytest.raises(Killed):
         run.run(config, stop=kill_once_the_second_group_is_journalled)
+    assert multiprocessing.active_children() == []   # its framework's worker process went with it
     final = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert sorted((r["step"], r["n"]) for r in final) == [("manual", 200), ("module", 200)]   # the first group
     kept, problems = records.load(tmp_path)   # the journal's cases too, as interrupted

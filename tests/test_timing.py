@@ -55,7 +55,7 @@ def test_steady_keeps_sampling_until_the_budget_then_stops_at_max():
 def fake_case(clock, durations, log, name):
     """A call taking the next of `durations` on the fake clock, logging its name; a free sync."""
     it = iter(durations)
-    return (lambda: (log.append(name), clock.advance(next(it))), lambda: None)
+    return timing.taker(lambda: (log.append(name), clock.advance(next(it))), lambda: None, clock=clock)
 
 
 def test_interleaved_rotates_the_order_and_pairs_rounds():

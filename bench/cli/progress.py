@@ -7,11 +7,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
-from bench.frameworks.base import Framework
 from bench.records import Record
-from bench.run import Case, Group, Live, Observer
+from bench.run import Case, Group, Observer
+from bench.run.measure import Timed
 
 
 def result_line(rec: Record) -> str:
@@ -43,7 +43,7 @@ class Progress(Observer):
     def started(self, total: int) -> None:
         self.total = total
 
-    def measuring_ceilings(self, fw: Framework, device: str) -> None:
+    def measuring_ceilings(self, fw: Any, device: str) -> None:
         self.write(f"{self._prefix()} ceilings: measuring {device} GEMM and copy with {fw.name}")
 
     def resumed(self, case: Case) -> None:
@@ -53,12 +53,12 @@ class Progress(Observer):
     def checking(self, case: Case) -> None:
         self.write(f"{self._prefix()} check: {case.key.label}")
 
-    def timing(self, group: Group, lives: Sequence[Live]) -> None:
+    def timing(self, group: Group, lives: Sequence[Timed]) -> None:
         self.write(f"{self._prefix()} timing: {len(lives)} cases on {group.device} at n={group.n} nh={group.nh} "
                    f"{group.dtype}{'+tf32' if group.tf32 else ''}{', cold cache' if group.cache == 'cold' else ''} "
                    "in interleaved rounds")
 
-    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Live]) -> None:
+    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed]) -> None:
         if time.monotonic() - self._last_round < self.every_s:
             return
         self._last_round = time.monotonic()
@@ -74,7 +74,7 @@ class Progress(Observer):
 
 class Signals:
     """SIGINT and SIGTERM as a request to stop: the first sets `received` (the run engine asks
-    stop() after every timed call and between cases, writes what it has, and the command exits
+    stop() after every take of a case's calls and between cases, writes what it has, and the command exits
     128 + the signal: 130, 143); a second ends the process at once, leaving every record already
     written (each is flushed and synced as it is appended).
 
@@ -94,7 +94,7 @@ class Signals:
             os.write(2, f"{name} again: stopping now; every record written so far is kept\n".encode())
             os._exit(128 + signum)
         self.received = signum
-        os.write(2, f"{name}: stopping after the current call, keeping what was measured "
+        os.write(2, f"{name}: stopping after the current round of calls, keeping what was measured "
                     f"({name} again to stop at once)\n".encode())
 
     def stop(self) -> bool:

@@ -642,17 +642,6 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
     return plots.save(fig, out / name), None, getattr(fig, "bench_notes", [])
 
 
-def die_with_parent() -> None:
-    """Make this process end when its parent does (Linux's PR_SET_PDEATHSIG): a plot worker is never
-    left behind by a report whose process was killed (SIGTERM, kill -9) while it drew."""
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):   # not Linux: the executor's own shutdown is all there is
-        pass
-
-
 def _figures(df, pb, crossings, out):
     """{plot name: figure(...)} for every plot, drawn in parallel processes where there are several
     CPUs (matplotlib draws on one core); forked, or spawned when a run loaded a framework (its
@@ -672,7 +661,7 @@ def _figures(df, pb, crossings, out):
     import sys
     loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))   # threads a fork would copy
     context = multiprocessing.get_context("spawn" if loaded else "fork")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=env.die_with_parent) as pool:
         jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
         return {name: job.result() for name, job in jobs.items()}
 

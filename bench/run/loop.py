@@ -1,14 +1,15 @@
-"""The loop of a run: for each group of the plan, check and warm each case, time the group's cases
-together, and append each record to out/records.jsonl as soon as it ends (and the group's samples
-so far every few seconds while it is timed). No terminal code: an Observer hears what happens
-(bench/cli/progress.py prints it), and a stop() callable ends the run at the next call."""
-from collections.abc import Callable
+"""The loop of a run: for each group of the plan, check and warm each case in its framework's
+runner (a worker process of its own by default), time the group's cases together, taking turns
+between the runners, and append each record to out/records.jsonl as soon as it ends (and the
+group's samples so far every few seconds while it is timed). No terminal code: an Observer hears
+what happens (bench/cli/progress.py prints it), and a stop() callable ends the run at the next take."""
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench import env, frameworks
 from bench.data import check_fits
-from bench.frameworks.base import Framework
 from bench.records import (
     CaseKey,
     Record,
@@ -20,12 +21,12 @@ from bench.records import (
     replace_case,
     write_journal,
 )
-from bench.run.caches import Caches
-from bench.run.measure import sampled_record, time_cases
-from bench.run.plan import Case, Config, Group, load_frameworks, plan
-from bench.run.prepare import Live, prepare_case, skip_reason
+from bench.run.measure import Timed, sampled_record, time_cases
+from bench.run.plan import Case, Config, ConfigError, Group, plan
+from bench.run.runner import Runner
+from bench.run.worker import Worker, WorkerDied, WorkerError
 from bench.telemetry import Sampler
-from bench.timing import Sampled
+from bench.timing import Sampled, Taken
 
 
 class Observer:
@@ -34,8 +35,8 @@ class Observer:
     def started(self, total: int) -> None:
         pass
 
-    def measuring_ceilings(self, fw: Framework, device: str) -> None:
-        pass
+    def measuring_ceilings(self, fw: Any, device: str) -> None:
+        """fw: the framework's runner (its .name)."""
 
     def resumed(self, case: Case) -> None:
         pass
@@ -43,10 +44,10 @@ class Observer:
     def checking(self, case: Case) -> None:
         pass
 
-    def timing(self, group: Group, lives: list[Live]) -> None:
+    def timing(self, group: Group, lives: Sequence[Timed]) -> None:
         pass
 
-    def round(self, r: int, stopped: dict[int, str], lives: list[Live]) -> None:
+    def round(self, r: int, stopped: dict[int, str], lives: Sequence[Timed]) -> None:
         pass
 
     def finished(self, rec: Record) -> None:
@@ -83,31 +84,131 @@ def resumable(out_file: Path) -> tuple[set[CaseKey], set[CaseKey], str | None]:
     return done, {r.case for r in records} - done, records[-1].run_id if records else None
 
 
+class Prepared:
+    """A checked, warm case living in a runner (bench/run/runner.py, or a worker's): what
+    measure.time_cases times. `turns` gives the CPU to its runner before each take."""
+
+    def __init__(self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns") -> None:
+        self.runner, self.rec, self.per_call_s, self.turns = runner, rec, per_call_s, turns
+
+    def take(self, count: int) -> Taken:
+        try:
+            self.turns.to(self.runner)
+            return self.runner.take(self.rec.case, count)
+        except WorkerDied:
+            return Taken((), (), ())   # measured nothing: time_cases records it as failed, saying why
+
+    def finish(self, rec: Record, counters: bool) -> Record:
+        try:
+            return self.runner.finish(rec.case, rec, counters)
+        except (WorkerDied, WorkerError) as e:
+            return replace(self.rec, status="failed", error=str(e))
+
+    def failed(self) -> str:
+        return getattr(self.runner, "dead", None) or "its take measured nothing"
+
+
+class Turns:
+    """Whose turn it is to use the CPU: before another runner's take or check, the one before it
+    settles (bench/run/worker.py: its threads stop spinning), so that no idle framework's threads
+    run while another is timed."""
+
+    def __init__(self) -> None:
+        self.last: Runner | Worker | None = None
+
+    def to(self, runner: Runner | Worker) -> None:
+        if self.last is not None and self.last is not runner:
+            try:
+                self.last.settle()
+            except (WorkerDied, WorkerError):
+                pass   # a dead worker spins nothing
+        self.last = runner
+
+
+def start_runners(config: Config) -> dict[str, Runner | Worker]:
+    """{framework: its Runner}: each in a worker process of its own when config.isolate (started
+    together, so their imports overlap), else in this process; ConfigError naming a framework that
+    cannot load."""
+    runners: dict[str, Runner | Worker] = {}
+    try:
+        for name in config.frameworks:
+            runners[name] = Worker(name, config) if config.isolate else _local(name, config)
+        for name, runner in runners.items():
+            if isinstance(runner, Worker):
+                try:
+                    runner.ready()
+                except (WorkerError, WorkerDied) as e:
+                    raise ConfigError(f"framework {name}: {e}") from None
+    except BaseException:
+        close_runners(runners)
+        raise
+    return runners
+
+
+def _local(name: str, config: Config) -> Runner:
+    try:
+        return Runner(name, config)
+    except frameworks.FrameworkUnavailable as e:
+        raise ConfigError(f"framework {name}: {e}") from None
+
+
+def restart_dead(runners: dict[str, Runner | Worker], config: Config) -> None:
+    """A new worker for each that died (its cases so far are recorded as failed, saying how); one
+    that cannot start again stays dead, and its later cases fail the same way."""
+    for name, runner in runners.items():
+        if isinstance(runner, Worker) and runner.dead:
+            runner.close()
+            fresh = Worker(name, config)
+            try:
+                runners[name] = fresh.ready()
+            except (WorkerDied, WorkerError):
+                fresh.close()
+
+
+def close_runners(runners: dict[str, Runner | Worker]) -> None:
+    for runner in runners.values():
+        runner.close()
+
+
 def run(config: Config, observer: Observer | None = None, stop: Callable[[], bool] | None = None) -> list[Record]:
     """Run the grid of `config`; returns the records, each also appended to config.out/records.jsonl
-    as it ends. With config.resume, cases already complete there are skipped and the run keeps the
-    file's run id, and a re-timed case replaces its interrupted record: the file holds one final
-    record per case. While a group is timed, its samples so far go to the journal beside the file
-    every config.checkpoint_s (bench/records.py JOURNAL), which its final records replace. stop()
-    is asked between cases and after every timed call: once it is true, the group being timed is
-    written with the samples taken so far (stop_reason "interrupted") and the run returns."""
+    as it ends. Each framework's cases run in its own runner (a worker process when config.isolate),
+    the groups' cases interleaved across them. With config.resume, cases already complete there are
+    skipped and the run keeps the file's run id, and a re-timed case replaces its interrupted
+    record: the file holds one final record per case. While a group is timed, its samples so far go
+    to the journal beside the file every config.checkpoint_s (bench/records.py JOURNAL), which its
+    final records replace. stop() is asked between cases and after every take of a case's calls:
+    once it is true, the group being timed is written with the samples taken so far (stop_reason
+    "interrupted") and the run returns."""
     observer = observer or Observer()
     stop = stop or (lambda: False)
-    loaded = load_frameworks(config.frameworks)
-    for fw in loaded.values():
-        fw.configure()
-    groups = plan(config, loaded)
+    runners = start_runners(config)
+    try:
+        return _run(config, runners, observer, stop)
+    finally:
+        for runner in runners.values():
+            try:
+                runner.set_tf32(False)   # float32 matrix products in float32 again
+            except (WorkerDied, WorkerError):
+                pass
+        close_runners(runners)
+
+
+def _run(config, runners, observer, stop):
+    groups = plan(config, runners)
     if config.data:
         check_fits(config.data, {(case.key.n, case.key.m) for group in groups for case in group.cases})
-    out_file = Path(config.out) / "records.jsonl"   # type: ignore[arg-type]  # None only in the probe's Config
+    out_file = Path(config.out) / "records.jsonl"
     repair(out_file)
     done: set[CaseKey] = set()
     superseded: set[CaseKey] = set()
     if config.resume:
         done, superseded, run_id = resumable(out_file)
         config = replace(config, run_id=run_id or config.run_id)
-    caches = Caches(config)
-    fingerprint = caches.fingerprint(loaded)
+    n, m, _ = config.sizes[0]
+    fingerprint = env.fingerprint({name: r.info() for name, r in runners.items()},
+                                  data_source=next(iter(runners.values())).data_source(n, m),
+                                  seeds={"data": config.seed, "params": config.seed})
     records: list[Record] = []
     observer.started(sum(len(g.cases) for g in groups))
 
@@ -119,61 +220,60 @@ def run(config: Config, observer: Observer | None = None, stop: Callable[[], boo
         records.append(rec)
         observer.finished(rec)
 
-    try:
-        for group in groups:
-            going = run_group(group, loaded, config, caches, done, fingerprint, observer, stop, finish,
-                              lambda recs: write_journal(out_file, recs))
-            clear_journal(out_file)   # the group's records are final now
-            if not going:
-                break
-    finally:
-        for fw in loaded.values():
-            fw.set_tf32(False)   # float32 matrix products in float32 again
+    for group in groups:
+        restart_dead(runners, config)
+        going = run_group(group, runners, config, done, fingerprint, observer, stop, finish,
+                          lambda recs: write_journal(out_file, recs))
+        clear_journal(out_file)   # the group's records are final now
+        if not going:
+            break
     return records
 
 
-def run_group(group: Group, loaded: dict[str, Framework], config: Config, caches: Caches, done: set[CaseKey],
+def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config, done: set[CaseKey],
               fingerprint: dict[str, Any], observer: Observer, stop: Callable[[], bool],
               finish: Callable[[Record], None], checkpoint: Callable[[list[Record]], None]) -> bool:
     """Check and warm each case of `group`, then time them together; False when stop() ended it."""
-    lives: list[Live] = []
-    for fw in loaded.values():
-        fw.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
+    prepared: list[Prepared] = []
+    turns = Turns()
+    for runner in runners.values():
+        try:
+            runner.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
+        except (WorkerDied, WorkerError):
+            pass   # its cases fail below, saying why
     for case in group.cases:
         if stop():
-            for lv in lives:   # checked and warm, never timed
-                finish(sampled_record(lv, Sampled((), (), "interrupted")))
+            for p in prepared:   # checked and warm, never timed
+                finish(sampled_record(p.rec, Sampled((), (), "interrupted")))
             return False
-        fw, key = case
+        key = case.key
+        runner = runners[key.framework]
         if key in done:
             observer.resumed(case)
             continue
-        flush = caches.flusher(fw, key.device) if key.cache == "cold" else None
-        skipped = skip_reason(fw, key, flush)
-        if skipped:
-            finish(Record(**key.asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
+        common = dict(run_id=config.run_id, env=fingerprint)
+        try:
+            turns.to(runner)
+            skipped = runner.skip_reason(key)
+            if skipped:
+                finish(Record(**key.asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
+                continue
+            if not runner.has_ceilings(key.device):
+                observer.measuring_ceilings(runner, key.device)
+            observer.checking(case)
+            rec, per_call_s = runner.prepare(key, group.n, group.tf32, common)
+        except (WorkerDied, WorkerError) as e:
+            finish(Record(**key.asdict(), status="failed", error=str(e), run_id=config.run_id, env=fingerprint))
             continue
-        if not caches.has_ceilings(fw, key.device):
-            observer.measuring_ceilings(fw, key.device)
-            fw.set_tf32(False)   # the ceilings are float32's
-            caches.ceilings(fw, key.device)
-            fw.set_tf32(group.tf32)
-        inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
-        ref = caches.reference(*inputs)
-        note = f"{key.step} ran at n={key.n} instead of {group.n} (default suite limit)" if key.n != group.n else None
-        common = dict(run_id=config.run_id, data=caches.problem(key.n, key.m).source, note=note,
-                      ceilings=caches.ceilings(fw, key.device), env=fingerprint)
-        observer.checking(case)
-        live = prepare_case(fw, key, ref, caches.placed(fw, key.device, *inputs), config, common, flush=flush)
-        if isinstance(live, Record):
-            finish(live)
+        if per_call_s is None:
+            finish(rec)
         else:
-            lives.append(live)
-    if lives:
-        observer.timing(group, lives)
+            prepared.append(Prepared(runner, rec, per_call_s, turns))
+    if prepared:
+        observer.timing(group, prepared)
         with Sampler(group.device) as telemetry:
-            timed = time_cases(lives, config, lambda r, stopped: observer.round(r, stopped, lives), stop,
-                               checkpoint, telemetry)
+            timed = time_cases(prepared, config, lambda r, stopped: observer.round(r, stopped, prepared), stop,  # type: ignore[arg-type]
+                               checkpoint, telemetry, failed=lambda p: p.failed())  # type: ignore[attr-defined]
         for rec in timed:
             finish(rec)
     return not stop()

@@ -1,63 +1,63 @@
-"""Timing checked, warm cases together: interleaved rounds (bench/timing.py), then a batch of calls
-with one sync for the dispatch time, and the trace count once more to catch a retrace."""
+"""Timing checked, warm cases together: interleaved rounds (bench/timing.py), then each case
+finished where it lives (a batch of calls with one sync for the dispatch time, the trace count once
+more to catch a retrace, its counters)."""
 from collections.abc import Callable
 from dataclasses import replace
-
-import numpy as np
+from typing import Protocol
 
 from bench import timing
-from bench.records import Record, one_line
+from bench.records import Record
 from bench.run.plan import Config
-from bench.run.prepare import Live
 from bench.telemetry import Sampler
 
 INTERRUPTED = "interrupted before it was timed"
 
 
-def sampled_record(live: Live, sampled: timing.Sampled, telemetry: Sampler | None = None) -> Record:
-    """The Record of a case with the samples it has: the final one, or a checkpoint or an
+class Timed(Protocol):
+    """A checked, warm case as it is timed: prepare.Live in this process, or a handle on a case
+    that lives in a worker process (bench/run/loop.py)."""
+    rec: Record          # the case, checked and warm, with no samples yet
+    per_call_s: float    # about how long a call takes (from its warm-up)
+
+    def take(self, count: int) -> timing.Taken: ...
+
+    def finish(self, rec: Record, counters: bool) -> Record: ...
+
+
+def sampled_record(rec: Record, sampled: timing.Sampled, telemetry: Sampler | None = None) -> Record:
+    """The Record `rec` of a case with the samples it has: the final one, or a checkpoint or an
     interrupted one (stop_reason "interrupted"; a case with no sample yet is "skipped"), with what
     `telemetry` (a bench.telemetry.Sampler) read while they were taken."""
     if not sampled.samples_s:
-        return replace(live.rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
-    return replace(live.rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason,
+        return replace(rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
+    return replace(rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason,
                    host_samples_s=sampled.host_s,
                    telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
 
 
-def time_cases(lives: list[Live], config: Config, on_round: Callable[[int, dict[int, str]], object] | None = None,
+def time_cases(cases: list[Timed], config: Config, on_round: Callable[[int, dict[int, str]], object] | None = None,
                stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
-               telemetry: Sampler | None = None) -> list[Record]:
-    """The finished Records of `lives` (prepare.Live), timed in interleaved rounds, each call by its
-    case's timer and after its flush (a cold cache); on_round(round, stopped) after each round;
-    stop() asked after every call; checkpoint([Record]) given the records so far every config's
-    checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each record."""
+               telemetry: Sampler | None = None,
+               failed: Callable[[Timed], str] = lambda case: "its take measured nothing") -> list[Record]:
+    """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped) after
+    each round; stop() asked after every take; checkpoint([Record]) given the records so far every
+    config's checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each
+    record; failed(case): why a case whose take measured nothing failed (its worker died)."""
     sampled = timing.interleaved(
-        {i: (lv.call, lv.sync) for i, lv in enumerate(lives)}, on_round=on_round, target_ci=config.target_ci,
+        {i: case.take for i, case in enumerate(cases)}, on_round=on_round, target_ci=config.target_ci,
         min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
-        round_s=config.round_s, per_call_s={i: lv.per_call_s for i, lv in enumerate(lives)}, stop=stop,
-        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(lv, so_far[i], telemetry)
-                                                              for i, lv in enumerate(lives)])),
-        checkpoint_s=config.checkpoint_s,
-        timers={i: lv.timer for i, lv in enumerate(lives) if lv.timer is not None},
-        flush={i: lv.flush for i, lv in enumerate(lives) if lv.flush is not None})
+        round_s=config.round_s, per_call_s={i: case.per_call_s for i, case in enumerate(cases)}, stop=stop,
+        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(case.rec, so_far[i], telemetry)
+                                                              for i, case in enumerate(cases)])),
+        checkpoint_s=config.checkpoint_s)
     finished = []
-    for i, lv in enumerate(lives):
+    for i, case in enumerate(cases):
         s = sampled[i]
-        rec = sampled_record(lv, s, telemetry)
-        if s.stop_reason == "interrupted":
-            finished.append(rec)
-            continue
-        try:
-            calls = max(3, min(100, int(config.batch_s / float(np.median(s.samples_s)))))
-            batch = timing.batched(lv.call, lv.sync, calls)
-            count = lv.traces()   # None exactly when traces_after_first is (an eager step)
-            rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
-                          tracing_count=count,
-                          retraced=None if count is None else count > lv.traces_after_first)  # type: ignore[operator]
-        except Exception as e:
-            rec = replace(lv.rec, status="failed", error=one_line(e))
-        if rec.status == "ok" and lv.count and config.counters and not (stop and stop()):
-            rec = replace(rec, counters=lv.count())   # untimed: after the case's samples and batch
-        finished.append(rec)
+        if s.stop_reason == "failed":
+            finished.append(replace(case.rec, status="failed", error=failed(case)))
+        elif s.stop_reason == "interrupted":
+            finished.append(sampled_record(case.rec, s, telemetry))
+        else:
+            finished.append(case.finish(sampled_record(case.rec, s, telemetry),
+                                        counters=config.counters and not (stop and stop())))
     return finished

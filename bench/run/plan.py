@@ -2,10 +2,10 @@
 case it asks for, grouped as the loop times them (the cases of one device, size and dtype together)."""
 import datetime
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bench import defaults, frameworks
 from bench.frameworks.base import Framework
@@ -47,13 +47,14 @@ class Config:
     ceiling_copy_bytes: int | None = None   # the ceiling's copy (None: defaults.CEILING_COPY_BYTES)
     checkpoint_s: float = defaults.CHECKPOINT_S
     resume: bool = False              # skip the cases already in out/records.jsonl
+    isolate: bool = True              # each framework's cases in a worker process of its own (bench/run/worker.py)
     run_id: str = field(default_factory=new_run_id)
 
 
 class Case(NamedTuple):
-    """One case of the grid: its key, and the Framework instance that runs it (the key's n is the
-    step's own n: the default suite runs some steps smaller)."""
-    fw: Framework
+    """One case of the grid: its key, and what runs it (a Framework, or its Runner or Worker; the
+    key's n is the step's own n: the default suite runs some steps smaller)."""
+    fw: Any
     key: CaseKey
 
 
@@ -108,9 +109,10 @@ def _combinations(config, loaded):
     return out
 
 
-def plan(config: Config, loaded: dict[str, Framework]) -> list[Group]:
+def plan(config: Config, loaded: Mapping[str, Any]) -> list[Group]:
     """[Group] in the order they run: size, then dtype, TF32 (float32 only), cache, then device;
-    ConfigError for unknown names and missing devices, before anything runs."""
+    ConfigError for unknown names and missing devices, before anything runs. loaded: {name: a
+    Framework, or the Runner or Worker holding one} (its name, steps, backends, gpu_backends, devices())."""
     combos = _combinations(config, loaded)
     devices = list(dict.fromkeys(device for _, device, _, _ in combos))
     groups = []

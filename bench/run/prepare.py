@@ -34,6 +34,28 @@ class Live:
     timer: timing.Timer | None = None        # what times each call (bench/timing.py HOST where None)
     flush: Callable[[], None] | None = None  # run before each timed call: a cold-cache sample
     count: Callable[[], dict] | None = None  # the case's counters (bench/counters.py), an untimed pass
+    batch_s: float = 0.0                     # how long its batch of calls with one sync should take
+
+    def take(self, count: int) -> timing.Taken:
+        """`count` timed calls (bench/timing.py taker)."""
+        return timing.taker(self.call, self.sync, self.timer, self.flush)(count)
+
+    def finish(self, rec: Record, counters: bool) -> Record:
+        """The final Record from `rec` (the case with its samples): a batch of calls with one sync
+        for the dispatch time, the trace count once more to catch a retrace, and the counters
+        (an untimed pass) when `counters`."""
+        try:
+            calls = max(3, min(100, int(self.batch_s / float(np.median(rec.samples_s)))))
+            batch = timing.batched(self.call, self.sync, calls)
+            count = self.traces()   # None exactly when traces_after_first is (an eager step)
+            rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
+                          tracing_count=count,
+                          retraced=None if count is None else count > self.traces_after_first)  # type: ignore[operator]
+        except Exception as e:
+            return replace(self.rec, status="failed", error=one_line(e))
+        if rec.status == "ok" and counters and self.count:
+            rec = replace(rec, counters=self.count())
+        return rec
 
 
 def skip_reason(fw: Framework, key: CaseKey, flush: Callable[[], None] | None = None) -> str | None:
@@ -96,6 +118,6 @@ def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tu
                       timer=timer.name)
         per_call = float(np.median(warm)) if warm else first.first_call_s
         return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer, flush,
-                    count=lambda: counters.count(fw, key, fn, call, args))
+                    count=lambda: counters.count(fw, key, fn, call, args), batch_s=config.batch_s)
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=one_line(e))

@@ -1,0 +1,93 @@
+"""One framework's side of a run: it loads the framework, makes the inputs and their float64
+reference, measures the device's ceilings, checks and warms each case, times takes of its calls and
+finishes it (batch, trace count, counters). The loop talks to a Runner in this process or, through
+bench/run/worker.py, to one in a worker process of the framework's own: the same methods, whose
+arguments and results are plain data (CaseKey, Record, Taken)."""
+from typing import Any
+
+from bench import frameworks, timing
+from bench.records import CaseKey, Record
+from bench.run.caches import Caches
+from bench.run.plan import Config
+from bench.run.prepare import Live, prepare_case, skip_reason
+
+
+class Runner:
+    """The cases of one framework, in this process. Its name, steps, backends and gpu_backends are
+    the framework class's (what the plan reads); devices() asks the loaded framework."""
+
+    def __init__(self, name: str, config: Config) -> None:
+        self.fw = frameworks.load(name)
+        self.fw.configure()
+        self.name, self.steps, self.backends, self.gpu_backends = (self.fw.name, self.fw.steps, self.fw.backends,
+                                                                  self.fw.gpu_backends)
+        self.config = config
+        self.caches = Caches(config)
+        self.lives: dict[CaseKey, Live] = {}
+
+    def devices(self) -> list[str]:
+        return self.fw.devices()
+
+    def info(self) -> dict[str, Any]:
+        """The framework's facts for the run's environment fingerprint."""
+        return self.fw.info()
+
+    def data_source(self, n: int, m: int) -> str:
+        return self.caches.problem(n, m).source
+
+    def set_tf32(self, on: bool) -> None:
+        self.fw.set_tf32(on)
+
+    def has_ceilings(self, device: str) -> bool:
+        return self.caches.has_ceilings(self.fw, device)
+
+    def skip_reason(self, key: CaseKey) -> str | None:
+        """Why the case `key` cannot run here (bench/run/prepare.py skip_reason), or None."""
+        flush = self.caches.flusher(self.fw, key.device) if key.cache == "cold" else None
+        return skip_reason(self.fw, key, flush)
+
+    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any]) -> tuple[Record, float | None]:
+        """(Record, seconds a call takes) of the case `key`: a skipped or failed Record is final
+        (None); an ok one is checked and warm, kept here for take() and finish(). `common`: the
+        Record fields every case of the run shares; group_n: the group's n (a smaller key.n is said)."""
+        fw = self.fw
+        flush = self.caches.flusher(fw, key.device) if key.cache == "cold" else None
+        skipped = skip_reason(fw, key, flush)
+        if skipped:
+            return Record(**key.asdict(), status="skipped", error=skipped, run_id=common["run_id"],
+                          env=common["env"]), None
+        if not self.caches.has_ceilings(fw, key.device):
+            fw.set_tf32(False)   # the ceilings are float32's
+            self.caches.ceilings(fw, key.device)
+            fw.set_tf32(tf32)
+        inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
+        ref = self.caches.reference(*inputs)
+        note = f"{key.step} ran at n={key.n} instead of {group_n} (default suite limit)" if key.n != group_n else None
+        case_common = dict(common, data=self.caches.problem(key.n, key.m).source, note=note,
+                           ceilings=self.caches.ceilings(fw, key.device))
+        live = prepare_case(fw, key, ref, self.caches.placed(fw, key.device, *inputs), self.config, case_common,
+                            flush=flush)
+        if isinstance(live, Record):
+            return live, None
+        self.lives[key] = live
+        return live.rec, live.per_call_s
+
+    def take(self, key: CaseKey, count: int) -> timing.Taken:
+        return self.lives[key].take(count)
+
+    def finish(self, key: CaseKey, rec: Record, counters: bool) -> Record:
+        """The final Record of a timed case from `rec` (its samples and telemetry): its batch, its
+        trace count once more (a retrace), and, when `counters`, its counters; then it is let go."""
+        return self.lives.pop(key).finish(rec, counters)
+
+    def drop(self, key: CaseKey) -> None:
+        """Let go of a case that will not be finished (interrupted)."""
+        self.lives.pop(key, None)
+
+    def settle(self) -> float:
+        """Nothing to wait for in this process: its threads are the run's own. 0 seconds."""
+        return 0.0
+
+    def close(self) -> None:
+        self.lives.clear()
+

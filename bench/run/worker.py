@@ -1,0 +1,187 @@
+"""A framework's Runner in a worker process of its own, so that no framework's threads, allocator
+or BLAS share a process with another's and a case's time does not depend on which others run
+beside it. Worker has Runner's methods; each call goes over a pipe to the process, which runs it
+and sends back the result (plain data). The process loads nothing but its framework, ignores
+SIGINT and SIGTERM (the run stops it), and dies with the run (PR_SET_PDEATHSIG).
+
+Before another process's turn, a worker settles: it waits until its own threads have stopped
+using the CPU (NumPy's OpenBLAS threads spin about 0.1 s after a product, PyTorch's OpenMP
+threads a few ms), so an idle worker holds no spinning thread while another is timed."""
+import glob
+import multiprocessing
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench import env, frameworks
+from bench.records import CaseKey, Record, one_line
+from bench.run.plan import Config
+from bench.timing import Taken
+
+SETTLE_WINDOW_S = 0.01   # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
+SETTLE_QUIET = 0.1       # quiet: the other threads used under this fraction of one window's CPU
+SETTLE_LIMIT_S = 1.0     # give up waiting after this long (said in the settle time returned)
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended while the run needed it; str() says which and how."""
+
+
+class WorkerError(RuntimeError):
+    """A Runner method raised in the worker process; str() is its one line."""
+
+
+def other_threads_cpu_s() -> float:
+    """CPU seconds used so far by every thread of this process but the calling one (Linux's
+    /proc/self/task/*/schedstat; 0 where it cannot be read)."""
+    me = str(threading.get_native_id())
+    total = 0
+    for task in glob.glob("/proc/self/task/*"):
+        if task.rsplit("/", 1)[-1] == me:
+            continue
+        try:
+            with open(task + "/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+def settle(window_s: float = SETTLE_WINDOW_S, limit_s: float = SETTLE_LIMIT_S) -> float:
+    """Wait until this process's other threads are quiet (under SETTLE_QUIET of one window's CPU
+    over a window), at most `limit_s`; the seconds waited."""
+    start = time.perf_counter()
+    before = other_threads_cpu_s()
+    while time.perf_counter() - start < limit_s:
+        time.sleep(window_s)
+        now = other_threads_cpu_s()
+        if now - before < SETTLE_QUIET * window_s:
+            break
+        before = now
+    return time.perf_counter() - start
+
+
+def serve(conn: Connection, name: str, config: Config) -> None:
+    """The worker process: a Runner for `name`, answering (method, args) until "close" or EOF."""
+    env.die_with_parent()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
+    from bench.run.runner import Runner
+    try:
+        runner = Runner(name, config)
+    except Exception as e:
+        conn.send(("error", one_line(e)))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:
+            return
+        if method == "close":
+            runner.close()
+            conn.send(("ok", None))
+            return
+        try:
+            result = settle() if method == "settle" else getattr(runner, method)(*args)
+        except Exception as e:
+            conn.send(("error", one_line(e)))
+        else:
+            conn.send(("ok", result))
+
+
+class Worker:
+    """A Runner of `name` in a worker process (spawned: a fork would copy the parent's threads).
+    start() returns at once; ready() waits until the framework has loaded (several start at once)."""
+
+    def __init__(self, name: str, config: Config) -> None:
+        cls = frameworks.spec(name)   # the class's plain data: nothing imported here
+        self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child, name, config), name=f"bench-{name}")
+        self.process.start()
+        child.close()
+        self._ready = False
+        self.dead: str | None = None
+
+    def ready(self) -> "Worker":
+        """Wait for the framework to load; WorkerError with the reason where it cannot."""
+        if not self._ready:
+            self._receive()
+            self._ready = True
+        return self
+
+    def _receive(self) -> Any:
+        try:
+            kind, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(5)
+            code = self.process.exitcode
+            how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else \
+                f"exited with code {code}" if code is not None else "stopped answering"
+            self.dead = f"{self.name}'s worker process {how}"
+            raise WorkerDied(self.dead) from None
+        if kind == "error":
+            raise WorkerError(value)
+        return value
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self.dead:
+            raise WorkerDied(self.dead)
+        self.ready()
+        try:
+            self.conn.send((method, args))
+        except OSError:
+            return self._receive()   # it died: say how
+        return self._receive()
+
+    def devices(self) -> list[str]:
+        return self._call("devices")
+
+    def info(self) -> dict[str, Any]:
+        return self._call("info")
+
+    def data_source(self, n: int, m: int) -> str:
+        return self._call("data_source", n, m)
+
+    def set_tf32(self, on: bool) -> None:
+        self._call("set_tf32", on)
+
+    def has_ceilings(self, device: str) -> bool:
+        return self._call("has_ceilings", device)
+
+    def skip_reason(self, key: CaseKey) -> str | None:
+        return self._call("skip_reason", key)
+
+    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any]) -> tuple[Record, float | None]:
+        return self._call("prepare", key, group_n, tf32, common)
+
+    def take(self, key: CaseKey, count: int) -> Taken:
+        return self._call("take", key, count)
+
+    def finish(self, key: CaseKey, rec: Record, counters: bool) -> Record:
+        return self._call("finish", key, rec, counters)
+
+    def drop(self, key: CaseKey) -> None:
+        self._call("drop", key)
+
+    def settle(self) -> float:
+        """Wait until the worker's threads are quiet (settle()); the seconds it waited."""
+        return self._call("settle")
+
+    def close(self) -> None:
+        """Stop the process (asked, then killed if it does not end within a few seconds)."""
+        if self.process.is_alive() and not self.dead:
+            try:
+                self.conn.send(("close", ()))
+                self.conn.poll(10) and self.conn.recv()
+            except (OSError, EOFError):
+                pass
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()

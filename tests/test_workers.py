@@ -1,0 +1,86 @@
+"""Each framework's cases in a worker process of its own (bench/run/worker.py): the run's process
+loads no framework, a worker that dies fails its cases (saying how) and the next group gets a new
+one, none is left behind, and a worker settles (its threads stop spinning) before another's turn."""
+import dataclasses
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench import run
+from bench.run import worker
+from tests.helpers import CONFIG
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def numpy_config(out, **kw):
+    return dataclasses.replace(CONFIG, **{**dict(out=out, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8),),
+                                                isolate=True), **kw})
+
+
+class Seen(run.Observer):
+    def __init__(self, on_timing=None):
+        self.runners, self.on_timing = [], on_timing
+
+    def checking(self, case):
+        self.runners.append(case.fw)
+
+    def timing(self, group, lives):
+        if self.on_timing:
+            self.on_timing(group, lives)
+
+
+def test_each_framework_runs_in_a_worker_process_and_none_is_left(tmp_path):
+    seen = Seen()
+    records = run.run(numpy_config(tmp_path), seen)
+    assert records and all(r.status == "ok" and len(r.samples_s) == 3 for r in records)
+    (runner,) = set(seen.runners)
+    assert isinstance(runner, worker.Worker) and runner.process.pid != os.getpid()
+    assert not runner.process.is_alive() and multiprocessing.active_children() == []
+
+
+def test_the_runs_process_loads_no_framework():
+    """The framework's kernels are imported in its worker only (in this process with isolate=False)."""
+    code = ("import sys, tempfile\n"
+            "from bench import frameworks, run\n"
+            "from tests.helpers import CONFIG\n"
+            "import dataclasses\n"
+            "config = dataclasses.replace(CONFIG, out=tempfile.mkdtemp(), frameworks=('numpy',), device='cpu',\n"
+            "                             sizes=((200, 784, 8),), isolate=sys.argv[1] == 'isolate')\n"
+            "assert all(r.status == 'ok' for r in run.run(config))\n"
+            "print(frameworks.spec('numpy').kernels in sys.modules)\n")
+    for how, loaded in (("isolate", "False"), ("here", "True")):
+        out = subprocess.run([sys.executable, "-c", code, how], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == loaded, how
+
+
+def test_a_worker_that_dies_fails_its_cases_and_the_next_group_gets_a_new_one(tmp_path):
+    killed = []
+
+    def kill_the_first(group, lives):
+        if not killed:
+            pid = lives[0].runner.process.pid
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+    records = run.run(numpy_config(tmp_path, sizes=((200, 784, 8), (300, 784, 8))), Seen(kill_the_first))
+    first = [r for r in records if r.n == 200]
+    later = [r for r in records if r.n == 300]
+    assert first and all(r.status == "failed" and r.error == "numpy's worker process was killed by SIGKILL"
+                         for r in first)
+    assert later and all(r.status == "ok" for r in later)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_settles_until_its_threads_stop_spinning():
+    end = time.perf_counter() + 0.3
+    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: time.perf_counter() < end, False)])
+    spinner.start()
+    waited = worker.settle(limit_s=5.0)
+    assert not spinner.is_alive() and waited < 5.0   # it waited for the spin to end, and no longer than the limit
+    spinner.join()
