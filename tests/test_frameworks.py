@@ -70,3 +70,20 @@ def test_a_framework_present_here_is_in_the_default_set():
     if not present:
         pytest.skip("no framework is installed")
     assert set(default_frameworks()) == set(present)
+
+
+def test_a_framework_takes_its_steps_from_another_checkout_leaving_its_own(tmp_path):
+    """Framework.with_kernels (the one-process gate): the other checkout's steps, with that
+    checkout's own lesson.py, while this process's kernels modules stay the ones it had."""
+    import shutil
+
+    import kernels.numpy_steps
+    shutil.copytree(REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    steps = tmp_path / "kernels" / "numpy_steps.py"
+    steps.write_text(steps.read_text() + "\nWHICH = 'the other checkout'\n")
+    fw = backends.load("numpy")
+    other = fw.with_kernels(tmp_path)
+    assert other.module.WHICH == "the other checkout" and not hasattr(fw.module, "WHICH")
+    assert Path(other.module.lesson.__file__).parent == tmp_path / "kernels"    # its own lesson, not ours
+    assert sys.modules["kernels.numpy_steps"] is kernels.numpy_steps is fw.module
+    assert other.step("manual") is not fw.step("manual") and other.name == fw.name

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gate
+from bench import gate, records
 from bench.gate import baselines
 from bench.gate import rule as compare
 from bench.records import Record
@@ -310,3 +310,52 @@ def test_stored_baseline_is_normalised_by_the_gemm_ceiling(repo, tmp_path):
     (repo / "gflops.txt").write_text("100")
     slow = bench_gate(repo, "--baseline", baseline)
     assert slow.returncode == 1 and "REGRESSED" in slow.stdout
+
+
+# ---------------------------------------------------------------- a change to the steps alone: one process
+
+def real_project(repo):
+    """`repo` holding this project's harness and steps (the working copy's), committed."""
+    import shutil
+    for part in ("bench", "kernels"):
+        shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", repo / "pyproject.toml")
+    commit(repo, {}, "base")
+
+
+WRONG_LOSS = '''
+
+def _wrong(*args):
+    loss, *grads = lesson.manual_step(OPS, *args)
+    return (loss * 2, *grads)
+
+
+manual_step = _wrong
+'''
+
+
+def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_path):
+    """Only kernels/ changed: one process holds the base's steps and the working tree's, told apart
+    (the candidate's wrong loss fails its check, the base's passes), in one run, paired by round."""
+    real_project(repo)
+    steps = repo / "kernels" / "numpy_steps.py"
+    steps.write_text(steps.read_text() + WRONG_LOSS)
+    out = tmp_path / "out"
+    result = bench_gate(repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "module", "--backend",
+                        "eager", "--size", "300,784,8", "--budget", "0.05", "--out", out)
+    assert "only the steps' code (kernels/) changed, so both sides' steps run in one process" in result.stderr, \
+        result.stderr
+    base, = [records.read(out / "base")]
+    cand = records.read(out / "candidate")
+    assert {(r.step, r.status) for r in base} == {("manual", "ok"), ("module", "ok")}
+    assert {(r.step, r.status) for r in cand} == {("manual", "failed"), ("module", "ok")}
+    assert "wrong answer: loss" in next(r.error for r in cand if r.step == "manual")
+    assert len({r.run_id for r in base + cand}) == 1                       # one process, one run
+    assert "paired by round" in result.stdout and "paired in one process" in result.stdout
+    assert worktrees(repo) == [f"worktree {repo}"]
+    from bench.gate import calls
+    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")   # now the harness changed too
+    (repo / "notes.md").write_text("text")
+    changed = calls.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
+    assert changed == ["kernels/numpy_steps.py", "notes.md", "pyproject.toml"]
+    assert calls.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes

@@ -44,6 +44,10 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                    help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g})")
     g.add_argument("--threads", type=int,
                    help=f"CPU threads a process (default {defaults.GATE_THREADS}; 0: the frameworks' default)")
+    g.add_argument("--pairing", choices=("auto", "calls", "processes"), default="auto",
+                   help="paired mode: calls (both sides' steps in one process, interleaved take by take), processes "
+                        "(each side's own harness, alternately), or auto (calls when only kernels/ changed; default)")
+    g.add_argument("--framework", help=f"the framework every gate process times (default {defaults.GATE_FRAMEWORK})")
     g.add_argument("--tree", help="the git checkout whose working tree is the candidate (default: this one)")
     g.add_argument("--out", help="keep every process's records under this folder (default: a temporary one)")
     g.add_argument("--aa-file", help="where A/A rates are stored (default: <tree>/results/baselines/aa.json)")
@@ -98,7 +102,11 @@ def _spec(args):
     threads = defaults.GATE_THREADS if args.threads is None else args.threads
     if threads < 0:
         raise gate.GateError(f"--threads {threads}: give a number of threads, or 0 for the frameworks' default")
-    spec = gate.RunSpec(size=size, steps=names(args.step) or defaults.GATE_STEPS,
+    from bench import frameworks
+    framework = args.framework or defaults.GATE_FRAMEWORK
+    if framework not in frameworks.FRAMEWORKS:
+        raise gate.GateError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    spec = gate.RunSpec(framework=framework, size=size, steps=names(args.step) or defaults.GATE_STEPS,
                         backends=names(args.backend) or defaults.GATE_BACKENDS, device=args.device, budget_s=budget_s,
                         threads=threads)
     return spec, pairs
@@ -130,7 +138,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 sides = ("baseline", "candidate")
             else:
                 rev = args.base or "HEAD~1"
-                outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch)
+                outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
+                                      pairing=args.pairing)
                 sides = (rev, "working tree")
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")

@@ -8,6 +8,7 @@ subclass overrides only what its framework does differently. Nothing in timing, 
 reports knows which framework made a record.
 """
 import contextlib
+import copy
 import functools
 import importlib
 import json
@@ -118,6 +119,15 @@ class Framework:
     @property
     def ops(self) -> Any:
         return self.module.OPS
+
+    def with_kernels(self, root: Path | str) -> "Framework":
+        """This framework with its steps from the kernels package under `root` (another
+        revision's checkout) instead of this process's: the gate times a base revision's steps
+        beside the working tree's in one process. This process's own kernels stay as they were."""
+        other = copy.copy(self)
+        other.module = import_from(root, self.kernels)
+        other._probes = {}
+        return other
 
     def step(self, step: str) -> Callable:
         """The function of the step named `step`."""
@@ -267,3 +277,25 @@ class Framework:
     def copy(self, a: Any) -> Any:
         """A result that reads and writes every element of `a` once: the bandwidth ceiling."""
         return a * 2
+
+
+def import_from(root: Path | str, name: str) -> ModuleType:
+    """Module `name` (e.g. "kernels.tf_steps") as the checkout at `root` has it, imported with
+    that checkout's own package (its modules import one another by their usual names), without
+    replacing this process's modules of that package: those are set aside while it imports and
+    put back after. The returned module keeps its own package's modules as its globals."""
+    package = name.split(".")[0]
+    ours = {k: v for k, v in sys.modules.items() if k == package or k.startswith(package + ".")}
+    for k in ours:
+        del sys.modules[k]
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(name)
+        if not str(getattr(module, "__file__", "")).startswith(str(Path(root).resolve())):
+            raise ImportError(f"{name} did not come from {root}")
+        return module
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
+            del sys.modules[k]
+        sys.modules.update(ours)

@@ -55,16 +55,35 @@ def paired_outcome(processes: dict[str, list[Process]], thresholds: rule.Thresho
     return Outcome(result, processes, wall_s, tuple(notes))
 
 
+PAIRINGS = ("auto", "calls", "processes")
+
+
 def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
            allow_mismatch: bool = False, runner: Runner = run_harness, probe: Callable[[str, str], bool] = accepts,
-           progress: Callable[[str], None] | None = None) -> Outcome:
-    """The paired gate: `rev`'s harness (in a temporary worktree) against `tree`'s working tree."""
+           progress: Callable[[str], None] | None = None, pairing: str = "auto") -> Outcome:
+    """The paired gate: `rev`'s code (in a temporary worktree) against `tree`'s working tree. With
+    pairing "calls" (and "auto" when the change is to the steps' code, kernels/, alone): both sides' steps in
+    one process, interleaved take by take (bench/gate/calls.py); with "processes" (and "auto"
+    otherwise): each side's own harness in its own processes, alternately."""
+    from bench.gate import calls
     progress = progress or stderr_line
     sha = resolve(tree, rev)
     if git(tree, "cat-file", "-e", f"{sha}:{HARNESS}").returncode != 0:
         raise NothingToCompare(f"{rev} ({sha[:10]}) has no harness ({HARNESS})")
     t0 = time.perf_counter()
+    changed = calls.changed_files(tree, sha)
+    outside = calls.outside_kernels(changed)
+    only_steps = bool(changed) and not outside and any(f.startswith("kernels/") for f in changed)
     with worktree(tree, sha) as base_tree:
+        if pairing == "calls" or (pairing == "auto" and only_steps):
+            why = "asked for" if pairing == "calls" else "only the steps' code (kernels/) changed"
+            progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {why}, so both sides' steps run in "
+                     f"one process, interleaved take by take; {spec.describe()}")
+            return calls.one_process(base_tree, tree, spec, pairs, thresholds, workdir, allow_mismatch, progress,
+                                     notes=(f"base is {rev} = {sha[:10]}; paired in one process ({why})",))
+        if pairing == "auto" and outside:
+            progress(f"gate: {len(outside)} file(s) outside kernels/ changed ({', '.join(outside[:3])}"
+                     f"{', ...' if len(outside) > 3 else ''}): each side in its own processes")
         progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {pairs} pairs, {spec.describe()}")
         trees = {"base": base_tree, "candidate": Path(tree)}
         processes = interleave(trees, pairs, run_args(spec, trees.values(), probe), workdir, runner, progress,

@@ -86,21 +86,23 @@ def resumable(out_file: Path) -> tuple[set[CaseKey], set[CaseKey], str | None]:
 
 class Prepared:
     """A checked, warm case living in a runner (bench/run/runner.py, or a worker's): what
-    measure.time_cases times. `turns` gives the CPU to its runner before each take."""
+    measure.time_cases times. `turns` gives the CPU to its runner before each take; `side`: which
+    of the runner's steps ("candidate", or the gate's "base": bench/run/runner.py)."""
 
-    def __init__(self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns") -> None:
-        self.runner, self.rec, self.per_call_s, self.turns = runner, rec, per_call_s, turns
+    def __init__(self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns",
+                 side: str = "candidate") -> None:
+        self.runner, self.rec, self.per_call_s, self.turns, self.side = runner, rec, per_call_s, turns, side
 
     def take(self, count: int) -> Taken:
         try:
             self.turns.to(self.runner)
-            return self.runner.take(self.rec.case, count)
+            return self.runner.take(self.rec.case, count, self.side)
         except WorkerDied:
             return Taken((), (), ())   # measured nothing: time_cases records it as failed, saying why
 
     def finish(self, rec: Record, counters: bool) -> Record:
         try:
-            return self.runner.finish(rec.case, rec, counters)
+            return self.runner.finish(rec.case, rec, counters, self.side)
         except (WorkerDied, WorkerError) as e:
             return replace(self.rec, status="failed", error=str(e))
 

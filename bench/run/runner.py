@@ -14,16 +14,21 @@ from bench.run.prepare import Live, prepare_case, skip_reason
 
 class Runner:
     """The cases of one framework, in this process. Its name, steps, backends and gpu_backends are
-    the framework class's (what the plan reads); devices() asks the loaded framework."""
+    the framework class's (what the plan reads); devices() asks the loaded framework. Each case
+    runs on a side: "candidate", this process's steps, unless `kernels` ({side: a checkout's
+    folder}) gives each side the steps of that checkout's kernels (Framework.with_kernels): the
+    gate times a base revision's steps beside the working tree's in one process (bench/gate/calls.py)."""
 
-    def __init__(self, name: str, config: Config) -> None:
+    def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
         self.fw = frameworks.load(name)
         self.fw.configure()
+        self.sides = {side: self.fw.with_kernels(root) for side, root in kernels.items()} if kernels else \
+            {"candidate": self.fw}
         self.name, self.steps, self.backends, self.gpu_backends = (self.fw.name, self.fw.steps, self.fw.backends,
                                                                   self.fw.gpu_backends)
         self.config = config
         self.caches = Caches(config)
-        self.lives: dict[CaseKey, Live] = {}
+        self.lives: dict[tuple[str, CaseKey], Live] = {}
 
     def devices(self) -> list[str]:
         return self.fw.devices()
@@ -46,11 +51,12 @@ class Runner:
         flush = self.caches.flusher(self.fw, key.device) if key.cache == "cold" else None
         return skip_reason(self.fw, key, flush)
 
-    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any]) -> tuple[Record, float | None]:
+    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any],
+                side: str = "candidate") -> tuple[Record, float | None]:
         """(Record, seconds a call takes) of the case `key`: a skipped or failed Record is final
         (None); an ok one is checked and warm, kept here for take() and finish(). `common`: the
         Record fields every case of the run shares; group_n: the group's n (a smaller key.n is said)."""
-        fw = self.fw
+        fw = self.sides[side]
         flush = self.caches.flusher(fw, key.device) if key.cache == "cold" else None
         skipped = skip_reason(fw, key, flush)
         if skipped:
@@ -69,20 +75,16 @@ class Runner:
                             flush=flush)
         if isinstance(live, Record):
             return live, None
-        self.lives[key] = live
+        self.lives[side, key] = live
         return live.rec, live.per_call_s
 
-    def take(self, key: CaseKey, count: int) -> timing.Taken:
-        return self.lives[key].take(count)
+    def take(self, key: CaseKey, count: int, side: str = "candidate") -> timing.Taken:
+        return self.lives[side, key].take(count)
 
-    def finish(self, key: CaseKey, rec: Record, counters: bool) -> Record:
+    def finish(self, key: CaseKey, rec: Record, counters: bool, side: str = "candidate") -> Record:
         """The final Record of a timed case from `rec` (its samples and telemetry): its batch, its
         trace count once more (a retrace), and, when `counters`, its counters; then it is let go."""
-        return self.lives.pop(key).finish(rec, counters)
-
-    def drop(self, key: CaseKey) -> None:
-        """Let go of a case that will not be finished (interrupted)."""
-        self.lives.pop(key, None)
+        return self.lives.pop((side, key)).finish(rec, counters)
 
     def settle(self) -> float:
         """Nothing to wait for in this process: its threads are the run's own. 0 seconds."""

@@ -9,6 +9,7 @@ using the CPU (NumPy's OpenBLAS threads spin about 0.1 s after a product, PyTorc
 threads a few ms), so an idle worker holds no spinning thread while another is timed."""
 import glob
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -63,14 +64,14 @@ def settle(window_s: float = SETTLE_WINDOW_S, limit_s: float = SETTLE_LIMIT_S) -
     return time.perf_counter() - start
 
 
-def serve(conn: Connection, name: str, config: Config) -> None:
+def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
     """The worker process: a Runner for `name`, answering (method, args) until "close" or EOF."""
     env.die_with_parent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
     from bench.run.runner import Runner
     try:
-        runner = Runner(name, config)
+        runner = Runner(name, config, kernels)
     except Exception as e:
         conn.send(("error", one_line(e)))
         return
@@ -93,16 +94,27 @@ def serve(conn: Connection, name: str, config: Config) -> None:
 
 
 class Worker:
-    """A Runner of `name` in a worker process (spawned: a fork would copy the parent's threads).
-    start() returns at once; ready() waits until the framework has loaded (several start at once)."""
+    """A Runner of `name` in a worker process (spawned: a fork would copy the parent's threads),
+    started at once; ready() waits until the framework has loaded (several start at once). `env`:
+    environment variables the process starts with (thread settings, read as the framework loads)."""
 
-    def __init__(self, name: str, config: Config) -> None:
+    def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         cls = frameworks.spec(name)   # the class's plain data: nothing imported here
         self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, name, config), name=f"bench-{name}")
-        self.process.start()
+        self.process = context.Process(target=serve, args=(child, name, config, kernels), name=f"bench-{name}")
+        saved = {k: os.environ.get(k) for k in env or {}}
+        os.environ.update(env or {})   # a spawned process takes this process's environment as it starts
+        try:
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         child.close()
         self._ready = False
         self.dead: str | None = None
@@ -156,17 +168,15 @@ class Worker:
     def skip_reason(self, key: CaseKey) -> str | None:
         return self._call("skip_reason", key)
 
-    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any]) -> tuple[Record, float | None]:
-        return self._call("prepare", key, group_n, tf32, common)
+    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any],
+                side: str = "candidate") -> tuple[Record, float | None]:
+        return self._call("prepare", key, group_n, tf32, common, side)
 
-    def take(self, key: CaseKey, count: int) -> Taken:
-        return self._call("take", key, count)
+    def take(self, key: CaseKey, count: int, side: str = "candidate") -> Taken:
+        return self._call("take", key, count, side)
 
-    def finish(self, key: CaseKey, rec: Record, counters: bool) -> Record:
-        return self._call("finish", key, rec, counters)
-
-    def drop(self, key: CaseKey) -> None:
-        self._call("drop", key)
+    def finish(self, key: CaseKey, rec: Record, counters: bool, side: str = "candidate") -> Record:
+        return self._call("finish", key, rec, counters, side)
 
     def settle(self) -> float:
         """Wait until the worker's threads are quiet (settle()); the seconds it waited."""

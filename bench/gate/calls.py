@@ -1,0 +1,102 @@
+"""The gate for a change confined to the steps' code (kernels/): the base revision's steps loaded
+beside the working tree's in one process (the framework's worker, bench/run/runner.py `kernels`)
+and timed take by take in interleaved rounds, as a run interleaves its cases, so whatever drifts
+between processes or over time (the machine's load, clocks, a process's layout) hits both sides
+alike and the comparison is paired by round. A change to anything else (the harness, pyproject,
+a dependency) still needs each side's own process: bench/gate/paired.py."""
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import defaults, env, records
+from bench.gate import rule
+from bench.gate.paired import Outcome
+from bench.gate.processes import Process, RunSpec
+from bench.gate.worktree import git
+from bench.records import Record
+from bench.run.loop import Prepared, Turns
+from bench.run.measure import time_cases
+from bench.run.plan import Config, plan
+from bench.run.worker import Worker, WorkerDied, WorkerError
+from bench.telemetry import Sampler
+
+SIDES = ("base", "candidate")
+ROUNDS = 20   # at least about this many rounds (each side's takes as short as that needs): pairs by round
+# What may differ for the steps to be the only code that changed: the steps, tests, text.
+UNTIMED_PREFIXES = ("kernels/", "tests/")
+UNTIMED_SUFFIXES = (".md",)
+
+
+def changed_files(tree: Path | str, sha: str) -> list[str]:
+    """The files the working tree of `tree` changes against commit `sha` (tracked, staged or not,
+    and untracked ones git does not ignore)."""
+    tracked = git(tree, "diff", "--name-only", sha, "--").stdout.split("\n")
+    untracked = git(tree, "ls-files", "--others", "--exclude-standard").stdout.split("\n")
+    return sorted({f for f in tracked + untracked if f})
+
+
+def outside_kernels(files: list[str]) -> list[str]:
+    """The files of `files` that could change what the harness does, not only the steps it times."""
+    return [f for f in files if not f.startswith(UNTIMED_PREFIXES) and not f.endswith(UNTIMED_SUFFIXES)]
+
+
+def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
+                allow_mismatch: bool = False, progress: Callable[[str], None] | None = None,
+                notes: tuple[str, ...] = ()) -> Outcome:
+    """Both sides' steps in one worker process (the base's from `base_tree`, the candidate's from
+    `tree`, both loaded alike: Framework.with_kernels), every case of `spec`
+    checked on each side, then all timed together in interleaved rounds for `pairs` x the spec's
+    budget a side (the time `pairs` process pairs would have given it); an Outcome whose processes
+    are this one process's records of each side, written under workdir/<side>/records.jsonl."""
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    config = Config(out=workdir, frameworks=(spec.framework,), steps=spec.steps, backends=spec.backends,
+                    device=spec.device, sizes=(tuple(spec.size),), step_n={}, budget_s=spec.budget_s * pairs,
+                    target_ci=1e-9,   # no early stop: both sides sample the same rounds
+                    round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS))
+    worker = Worker(spec.framework, config, kernels={"base": str(base_tree), "candidate": str(tree)}, env=spec.env())
+    kept: dict[str, list[Record]] = {side: [] for side in SIDES}
+    try:
+        worker.ready()
+        groups = plan(config, {spec.framework: worker})
+        n, m, _ = spec.size
+        fingerprint = env.fingerprint({spec.framework: worker.info()}, data_source=worker.data_source(n, m),
+                                      seeds={"data": config.seed, "params": config.seed})
+        common: dict[str, Any] = dict(run_id=config.run_id, env=fingerprint)
+        for group in groups:
+            turns, prepared = Turns(), []
+            worker.set_tf32(group.tf32)
+            for case in group.cases:
+                skipped = worker.skip_reason(case.key)
+                for side in SIDES:
+                    if skipped:
+                        kept[side].append(Record(**case.key.asdict(), status="skipped", error=skipped, **common))
+                        continue
+                    rec, per_call_s = worker.prepare(case.key, group.n, group.tf32, common, side)
+                    if per_call_s is None:
+                        kept[side].append(rec)
+                    else:
+                        prepared.append(Prepared(worker, rec, per_call_s, turns, side))
+            if prepared:
+                (progress or (lambda line: None))(f"gate: timing {len(prepared) // 2} cases, base and candidate "
+                                                  "interleaved in one process")
+                with Sampler(group.device) as telemetry:
+                    timed = time_cases(prepared, config, telemetry=telemetry,  # type: ignore[arg-type]
+                                       failed=lambda p: p.failed())  # type: ignore[attr-defined]
+                for p, rec in zip(prepared, timed):
+                    kept[p.side].append(rec)
+    except (WorkerDied, WorkerError) as e:
+        from bench.gate.errors import GateError
+        raise GateError(f"the one-process gate could not run: {e}") from None
+    finally:
+        worker.close()
+    wall_s = time.perf_counter() - t0
+    processes = {}
+    for side in SIDES:
+        (workdir / side).mkdir(parents=True, exist_ok=True)
+        for rec in kept[side]:
+            records.append(workdir / side / "records.jsonl", rec)
+        processes[side] = [Process(str(base_tree if side == "base" else tree), 0, tuple(kept[side]), wall_s)]
+    result = rule.compare(kept["base"], kept["candidate"], thresholds, allow_mismatch=allow_mismatch)
+    return Outcome(result, processes, wall_s, notes)
