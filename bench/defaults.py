@@ -60,6 +60,15 @@ GATE_BUDGET_S = 0.5               # timed seconds a case in each gate process
 # one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
 GATE_THREADS = 1
 GATE_PROCESS_TIMEOUT_S = 600
+# The one-process gate (a change to kernels/ alone: bench/gate/calls.py) times the regime users
+# run as well as the small one: both sizes, every installed framework with its default threads
+# (a neighbour's load hits both sides of a take alike there), each framework's hand-written and
+# autodiff steps (those of these names it has) under every backend, for GATE_CALLS_BUDGET_S x
+# pairs of timed calls a side.
+GATE_CALLS_SIZES = (GATE_SIZE, SIZE)
+GATE_CALLS_STEPS = ("manual", "tape", "autograd", "grad")
+GATE_CALLS_THREADS = 0
+GATE_CALLS_BUDGET_S = 0.25
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)
 SCALE_SIZE = (4_000, 784, 50)     # global n: split over 1, 2, ... replicas it stays divisible

@@ -155,7 +155,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 per_call_s: Mapping[_K, float] | None = None,
                 on_round: Callable[[int, dict[_K, str]], object] | None = None, stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
-                checkpoint_s: float = defaults.CHECKPOINT_S) -> dict[_K, Sampled]:
+                checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
 
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
@@ -163,7 +163,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     `per_call_s[key]`, e.g. from warm-up). A case stops when its median's 95% CI is within
     +-target_ci of the median (after min_samples samples and min_rounds rounds), when it has spent
     `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
-    spread exists), or at max_samples. on_round(round, stopped) is called after each round with
+    spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples. on_round(round, stopped) is called after each round with
     {key: stop reason} of the cases stopped so far.
 
     stop() is asked after every take (a round's calls of one case, about round_s): when it is
@@ -219,7 +219,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
             n = len(samples[k])
             if n >= min_samples and r >= min_rounds and ci_half_width_fraction(samples[k]) <= target_ci:
                 done[k] = "ci"
-            elif spent[k] >= budget_s and n >= min(MIN_SPREAD_SAMPLES, max_samples):
+            elif spent[k] >= budget_s and n >= min(MIN_SPREAD_SAMPLES, max_samples) and r >= budget_rounds:
                 done[k] = "budget"
             elif n >= max_samples:
                 done[k] = "max_samples"

@@ -36,18 +36,26 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                       help="the A/A and detection experiment: ROUNDS rounds of the working tree, itself, and a copy "
                            "whose manual step does 25%% more work; print and store both rates")
     g.add_argument("--pairs", type=int, help=f"process pairs per gate run (runs in stored mode; default {defaults.GATE_PAIRS})")
-    g.add_argument("--size", metavar="N,M,NH", help=f"problem size of every process (default {size_text(defaults.GATE_SIZE)})")
-    g.add_argument("--step", nargs="+", help=f"steps (default: {' '.join(defaults.GATE_STEPS)})")
-    g.add_argument("--backend", nargs="+", help=f"backends (default: {' '.join(defaults.GATE_BACKENDS)})")
+    g.add_argument("--size", metavar="N,M,NH", nargs="+",
+                   help=f"problem sizes (default: {size_text(defaults.GATE_SIZE)} in process pairs; "
+                        f"{' and '.join(size_text(s) for s in defaults.GATE_CALLS_SIZES)} in one process)")
+    g.add_argument("--step", nargs="+", help=f"steps (default: {' '.join(defaults.GATE_STEPS)} in process pairs; "
+                                              f"those of {' '.join(defaults.GATE_CALLS_STEPS)} each framework has, "
+                                              "in one process)")
+    g.add_argument("--backend", nargs="+", help=f"backends (default: {' '.join(defaults.GATE_BACKENDS)} in process "
+                                                "pairs; every backend in one process)")
     g.add_argument("--device", choices=("cpu", "gpu", "all"), default="all")
     g.add_argument("--budget", type=float, metavar="SECONDS",
-                   help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g})")
+                   help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g}); in one process, "
+                        f"--pairs x this a side (default {defaults.GATE_CALLS_BUDGET_S:g})")
     g.add_argument("--threads", type=int,
-                   help=f"CPU threads a process (default {defaults.GATE_THREADS}; 0: the frameworks' default)")
+                   help=f"CPU threads a process (default {defaults.GATE_THREADS} in process pairs, the frameworks' "
+                        "default in one process; 0: the frameworks' default)")
     g.add_argument("--pairing", choices=("auto", "calls", "processes"), default="auto",
                    help="paired mode: calls (both sides' steps in one process, interleaved take by take), processes "
                         "(each side's own harness, alternately), or auto (calls when only kernels/ changed; default)")
-    g.add_argument("--framework", help=f"the framework every gate process times (default {defaults.GATE_FRAMEWORK})")
+    g.add_argument("--framework", nargs="+", help=f"frameworks to time (default: {defaults.GATE_FRAMEWORK} in process "
+                                                  "pairs; every installed one in one process)")
     g.add_argument("--tree", help="the git checkout whose working tree is the candidate (default: this one)")
     g.add_argument("--out", help="keep every process's records under this folder (default: a temporary one)")
     g.add_argument("--aa-file", help="where A/A rates are stored (default: <tree>/results/baselines/aa.json)")
@@ -84,10 +92,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _spec(args):
-    from bench import gate
+    """(the process pairs' RunSpec, the one-process gate's RunSpec, pairs): each flag given applies to
+    both; what is not given takes each mode's default (defaults.GATE_* and GATE_CALLS_*)."""
+    from bench import frameworks, gate
     from bench.cli.args import UsageError
+    from bench.cli.run import default_frameworks
     try:
-        size = parse_size(args.size) if args.size else defaults.GATE_SIZE
+        sizes = tuple(parse_size(s) for s in args.size or ())
     except UsageError as e:
         raise gate.GateError(str(e)) from None
     pairs = defaults.GATE_PAIRS if args.pairs is None else args.pairs
@@ -96,20 +107,27 @@ def _spec(args):
     for flag, value in (("--aa", args.aa), ("--rates", args.rates)):
         if value is not None and value < (1 if flag == "--aa" else pairs):
             raise gate.GateError(f"{flag} {value}: give the number of {'A/A runs, at least 1' if flag == '--aa' else f'rounds, at least --pairs ({pairs})'}")
-    budget_s = defaults.GATE_BUDGET_S if args.budget is None else args.budget
-    if not budget_s > 0:
+    if args.budget is not None and not args.budget > 0:
         raise gate.GateError(f"--budget {args.budget}: must be positive")
-    threads = defaults.GATE_THREADS if args.threads is None else args.threads
-    if threads < 0:
-        raise gate.GateError(f"--threads {threads}: give a number of threads, or 0 for the frameworks' default")
-    from bench import frameworks
-    framework = args.framework or defaults.GATE_FRAMEWORK
-    if framework not in frameworks.FRAMEWORKS:
-        raise gate.GateError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
-    spec = gate.RunSpec(framework=framework, size=size, steps=names(args.step) or defaults.GATE_STEPS,
-                        backends=names(args.backend) or defaults.GATE_BACKENDS, device=args.device, budget_s=budget_s,
-                        threads=threads)
-    return spec, pairs
+    if args.threads is not None and args.threads < 0:
+        raise gate.GateError(f"--threads {args.threads}: give a number of threads, or 0 for the frameworks' default")
+    for framework in names(args.framework) or ():
+        if framework not in frameworks.FRAMEWORKS:
+            raise gate.GateError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
+    given = lambda value, default: default if value is None else value   # noqa: E731
+    steps, backends = names(args.step), names(args.backend)
+    spec = gate.RunSpec(frameworks=names(args.framework) or (defaults.GATE_FRAMEWORK,),
+                        sizes=sizes or (defaults.GATE_SIZE,), steps=steps or defaults.GATE_STEPS,
+                        backends=backends or defaults.GATE_BACKENDS, device=args.device,
+                        budget_s=given(args.budget, defaults.GATE_BUDGET_S), threads=given(args.threads, defaults.GATE_THREADS))
+    calls_fws = names(args.framework) or tuple(default_frameworks())
+    has = frameworks.names("steps", calls_fws)
+    calls = gate.RunSpec(frameworks=calls_fws, sizes=sizes or defaults.GATE_CALLS_SIZES,
+                         steps=steps or tuple(s for s in defaults.GATE_CALLS_STEPS if s in has),
+                         backends=backends or None, device=args.device,
+                         budget_s=given(args.budget, defaults.GATE_CALLS_BUDGET_S),
+                         threads=given(args.threads, defaults.GATE_CALLS_THREADS))
+    return spec, calls, pairs
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -118,7 +136,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     tree = Path(args.tree).resolve() if args.tree else env.REPO
     if not tree.is_dir():
         raise gate.GateError(f"--tree {args.tree}: no such folder")
-    spec, pairs = _spec(args)
+    spec, calls_spec, pairs = _spec(args)
     thresholds = _thresholds(args, tree)
     aa_file = Path(args.aa_file) if args.aa_file else tree / gate.AA_FILE
     t0 = time.perf_counter()
@@ -139,7 +157,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             else:
                 rev = args.base or "HEAD~1"
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
-                                      pairing=args.pairing)
+                                      pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")

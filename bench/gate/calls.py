@@ -11,18 +11,19 @@ from typing import Any
 
 from bench import defaults, env, records
 from bench.gate import rule
+from bench.gate.errors import GateError
 from bench.gate.paired import Outcome
 from bench.gate.processes import Process, RunSpec
 from bench.gate.worktree import git
 from bench.records import Record
 from bench.run.loop import Prepared, Turns
 from bench.run.measure import time_cases
-from bench.run.plan import Config, plan
+from bench.run.plan import Config, ConfigError, plan
 from bench.run.worker import Worker, WorkerDied, WorkerError
 from bench.telemetry import Sampler
 
 SIDES = ("base", "candidate")
-ROUNDS = 20   # at least about this many rounds (each side's takes as short as that needs): pairs by round
+ROUNDS = 20   # at least this many rounds, each side's takes as short as that needs: it pairs by round
 # What may differ for the steps to be the only code that changed: the steps, tests, text.
 UNTIMED_PREFIXES = ("kernels/", "tests/")
 UNTIMED_SUFFIXES = (".md",)
@@ -41,33 +42,41 @@ def outside_kernels(files: list[str]) -> list[str]:
     return [f for f in files if not f.startswith(UNTIMED_PREFIXES) and not f.endswith(UNTIMED_SUFFIXES)]
 
 
-def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
-                allow_mismatch: bool = False, progress: Callable[[str], None] | None = None,
+def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds,
+                workdir: Path | str, allow_mismatch: bool = False, progress: Callable[[str], None] | None = None,
                 notes: tuple[str, ...] = ()) -> Outcome:
-    """Both sides' steps in one worker process (the base's from `base_tree`, the candidate's from
-    `tree`, both loaded alike: Framework.with_kernels), every case of `spec`
-    checked on each side, then all timed together in interleaved rounds for `pairs` x the spec's
-    budget a side (the time `pairs` process pairs would have given it); an Outcome whose processes
-    are this one process's records of each side, written under workdir/<side>/records.jsonl."""
+    """Both sides' steps in one worker process per framework (the base's from `base_tree`, the
+    candidate's from `tree`, both loaded alike: Framework.with_kernels), every case of `spec`
+    checked on each side, then each group's cases timed together, the frameworks taking turns, for
+    `pairs` x the spec's budget a side (the time `pairs` process pairs would give it); an Outcome
+    whose processes are these processes' records of each side, written under workdir/<side>/."""
     t0 = time.perf_counter()
     workdir = Path(workdir)
-    config = Config(out=workdir, frameworks=(spec.framework,), steps=spec.steps, backends=spec.backends,
-                    device=spec.device, sizes=(tuple(spec.size),), step_n={}, budget_s=spec.budget_s * pairs,
-                    target_ci=1e-9,   # no early stop: both sides sample the same rounds
-                    round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS))
-    worker = Worker(spec.framework, config, kernels={"base": str(base_tree), "candidate": str(tree)}, env=spec.env())
+    say = progress or (lambda line: None)
+    config = Config(out=workdir, frameworks=spec.frameworks, steps=spec.steps, backends=spec.backends,
+                    device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={},
+                    budget_s=spec.budget_s * pairs, target_ci=1e-9,   # no early stop: both sides sample the same rounds
+                    round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS), budget_rounds=ROUNDS)
+    kernels = {"base": str(base_tree), "candidate": str(tree)}
+    workers = {name: Worker(name, config, kernels=kernels, env=spec.env()) for name in spec.frameworks}
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     try:
-        worker.ready()
-        groups = plan(config, {spec.framework: worker})
-        n, m, _ = spec.size
-        fingerprint = env.fingerprint({spec.framework: worker.info()}, data_source=worker.data_source(n, m),
+        for worker in workers.values():
+            worker.ready()
+        groups = plan(config, workers)
+        n, m, _ = spec.sizes[0]
+        first = next(iter(workers.values()))
+        fingerprint = env.fingerprint({name: w.info() for name, w in workers.items()},
+                                      data_source=first.data_source(n, m),
                                       seeds={"data": config.seed, "params": config.seed})
         common: dict[str, Any] = dict(run_id=config.run_id, env=fingerprint)
         for group in groups:
             turns, prepared = Turns(), []
-            worker.set_tf32(group.tf32)
+            for worker in workers.values():
+                worker.set_tf32(group.tf32)
             for case in group.cases:
+                worker = workers[case.key.framework]
+                turns.to(worker)
                 skipped = worker.skip_reason(case.key)
                 for side in SIDES:
                     if skipped:
@@ -79,18 +88,18 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                     else:
                         prepared.append(Prepared(worker, rec, per_call_s, turns, side))
             if prepared:
-                (progress or (lambda line: None))(f"gate: timing {len(prepared) // 2} cases, base and candidate "
-                                                  "interleaved in one process")
+                say(f"gate: timing {len(prepared) // 2} cases at n={group.n}, base and candidate interleaved "
+                    "in one process per framework")
                 with Sampler(group.device) as telemetry:
                     timed = time_cases(prepared, config, telemetry=telemetry,  # type: ignore[arg-type]
                                        failed=lambda p: p.failed())  # type: ignore[attr-defined]
                 for p, rec in zip(prepared, timed):
                     kept[p.side].append(rec)
-    except (WorkerDied, WorkerError) as e:
-        from bench.gate.errors import GateError
+    except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
-        worker.close()
+        for worker in workers.values():
+            worker.close()
     wall_s = time.perf_counter() - t0
     processes = {}
     for side in SIDES:

@@ -60,11 +60,13 @@ PAIRINGS = ("auto", "calls", "processes")
 
 def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
            allow_mismatch: bool = False, runner: Runner = run_harness, probe: Callable[[str, str], bool] = accepts,
-           progress: Callable[[str], None] | None = None, pairing: str = "auto") -> Outcome:
+           progress: Callable[[str], None] | None = None, pairing: str = "auto",
+           calls_spec: RunSpec | None = None) -> Outcome:
     """The paired gate: `rev`'s code (in a temporary worktree) against `tree`'s working tree. With
     pairing "calls" (and "auto" when the change is to the steps' code, kernels/, alone): both sides' steps in
     one process, interleaved take by take (bench/gate/calls.py); with "processes" (and "auto"
-    otherwise): each side's own harness in its own processes, alternately."""
+    otherwise): each side's own harness in its own processes, alternately. calls_spec: what the
+    one process times (default: `spec`)."""
     from bench.gate import calls
     progress = progress or stderr_line
     sha = resolve(tree, rev)
@@ -77,9 +79,10 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     with worktree(tree, sha) as base_tree:
         if pairing == "calls" or (pairing == "auto" and only_steps):
             why = "asked for" if pairing == "calls" else "only the steps' code (kernels/) changed"
+            calls_spec = calls_spec or spec
             progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {why}, so both sides' steps run in "
-                     f"one process, interleaved take by take; {spec.describe()}")
-            return calls.one_process(base_tree, tree, spec, pairs, thresholds, workdir, allow_mismatch, progress,
+                     f"one process, interleaved take by take; {calls_spec.describe()}")
+            return calls.one_process(base_tree, tree, calls_spec, pairs, thresholds, workdir, allow_mismatch, progress,
                                      notes=(f"base is {rev} = {sha[:10]}; paired in one process ({why})",))
         if pairing == "auto" and outside:
             progress(f"gate: {len(outside)} file(s) outside kernels/ changed ({', '.join(outside[:3])}"

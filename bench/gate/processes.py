@@ -15,28 +15,31 @@ from bench import defaults, frameworks, records
 class RunSpec:
     """What every process measures, as `python -m bench run` flags (besides --out). The base
     revision's CLI runs them too, so only long-standing flags are used, and --budget only where
-    both harnesses accept it (--quick otherwise)."""
-    size: tuple = defaults.GATE_SIZE  # n, m, nh
+    both harnesses accept it (--quick otherwise). backends None: every backend."""
+    sizes: tuple = (defaults.GATE_SIZE,)  # (n, m, nh) each
     steps: tuple = defaults.GATE_STEPS
-    backends: tuple = defaults.GATE_BACKENDS
+    backends: tuple | None = defaults.GATE_BACKENDS
     device: str = "all"
-    framework: str = defaults.GATE_FRAMEWORK
+    frameworks: tuple = (defaults.GATE_FRAMEWORK,)
     budget_s: float = defaults.GATE_BUDGET_S
     threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
 
     def env(self) -> dict[str, str]:
         """Environment variables every process runs with (both sides alike; records keep them)."""
-        return frameworks.thread_env(self.threads) if self.threads else {}
+        return frameworks.thread_env(self.threads, self.frameworks) if self.threads else {}
 
     def args(self, budget: bool = True) -> list[str]:
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
-        return ["run", *timing, "--framework", self.framework, "--size", ",".join(map(str, self.size)), "--step", *self.steps,
-                "--backend", *self.backends, "--device", self.device]
+        return ["run", *timing, "--framework", *self.frameworks, "--size", *(",".join(map(str, s)) for s in self.sizes),
+                "--step", *self.steps, *(["--backend", *self.backends] if self.backends else []),
+                "--device", self.device]
 
     def describe(self) -> str:
         threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "default threads"
-        return (f"{self.framework} steps {','.join(self.steps)} x backends {','.join(self.backends)} "
-                f"at {','.join(map(str, self.size))} on {self.device}, {self.budget_s:g} s a case, {threads}")
+        return (f"{','.join(self.frameworks)} steps {','.join(self.steps)} x backends "
+                f"{','.join(self.backends) if self.backends else 'all'} at "
+                f"{' and '.join(','.join(map(str, s)) for s in self.sizes)} on {self.device}, {self.budget_s:g} s a case, "
+                f"{threads}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def time_cases(cases: list[Timed], config: Config, on_round: Callable[[int, dict
         round_s=config.round_s, per_call_s={i: case.per_call_s for i, case in enumerate(cases)}, stop=stop,
         checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(case.rec, so_far[i], telemetry)
                                                               for i, case in enumerate(cases)])),
-        checkpoint_s=config.checkpoint_s)
+        checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds)
     finished = []
     for i, case in enumerate(cases):
         s = sampled[i]

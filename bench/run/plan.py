@@ -39,6 +39,7 @@ class Config:
     max_samples: int = defaults.MAX_SAMPLES
     target_ci: float = defaults.TARGET_CI
     budget_s: float = defaults.BUDGET_S
+    budget_rounds: int = 0            # a case's budget ends it only after this many rounds (the gate's pairing)
     round_s: float = defaults.ROUND_S
     batch_s: float = defaults.BATCH_S
     memory_fraction: float = defaults.MEMORY_FRACTION
