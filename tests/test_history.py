@@ -302,3 +302,26 @@ def test_the_dashboard_renders_in_a_real_browser(synthetic_history, tmp_path):
         browser.close()
     assert errors == []
     assert rows == 3 and len(sizes) == 3 and all(w > 300 and h > 100 and paths > 10 for w, h, paths in sizes)
+
+
+def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter():
+    """A machine whose speed wanders run to run slows a run's GEMM ceiling as much as its cases: the
+    medians scaled by each run's ceiling cancel that, show the +10% step the raw medians hide, and
+    are chosen; where the ceiling itself is the noisy one, the medians are kept."""
+    from bench.history import series as history_series
+    rng = np.random.default_rng(4)
+    n, step_at = 40, 25
+    speed = np.exp(rng.normal(0, 0.15, n))            # the machine, run to run
+    work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
+
+    def rows(medians, gflops):
+        return [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
+                 "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}",
+                 "source": None, "counters": {}, "gemm_gflops": float(gflops[i])} for i in range(n)]
+    (s,) = history_series.build(rows(0.01 * work * speed, 100.0 / speed))
+    assert s.basis == "ceiling"
+    (found,) = s.changes
+    assert found.start == step_at and found.ratio == pytest.approx(1.10, abs=0.03)
+    assert changes.find(0.01 * work * speed) == []      # the raw medians alone miss it
+    (quiet,) = history_series.build(rows(0.01 * work, 100.0 * speed))
+    assert quiet.basis == "median" and [c.start for c in quiet.changes] == [step_at]

@@ -129,12 +129,15 @@ def _change_line(s, ch):
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from bench.history import series
     store = _store(args)
     for s in _series(args, store, args.since):
-        trend = s.trend()
-        print(printable(f"{s.case} [{s.machine}]: {len(s.points)} commits, latest {s.latest.commit[:10]} "
-                        f"{s.latest.median_s * 1e3:.4g} ms"
-                        + (f", {trend * 100:+.1f}% against the 10 before" if math.isfinite(trend) else "")))
+        trend, before = s.trend()
+        print(printable(f"{s.case} [{s.machine}]: {len(s.points)} commit{'s' if len(s.points) != 1 else ''}, latest "
+                        f"{s.latest.commit[:10]} {s.latest.median_s * 1e3:.4g} ms"
+                        + (f", {trend * 100:+.1f}% against the median of the {before} before it" if math.isfinite(trend)
+                           else "")
+                        + (f"; change points on {series.BASES[s.basis]} (the quieter)" if s.basis != "median" else "")))
         for ch in s.changes:
             print(printable(f"  change: {_change_line(s, ch)}"))
         for w in s.work_changes:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.history.changes import Change
+from bench.history.series import BASES as series_bases
 from bench.history.series import Series
 from bench.records import printable
 from bench.report import fmt
@@ -97,7 +98,7 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
         found = [change_text(s, ch) for ch in s.changes]
         found += [(f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
                   for w in s.work_changes]
-        trend = s.trend()
+        trend, _ = s.trend()
         assert s.latest is not None   # series.build() makes no series without points
         rows.append(
             f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td><td class="machine">{_e(s.machine)}</td>'
@@ -106,10 +107,12 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
             f"<td>{'; '.join(f'<span class={d!r}>{_e(t)}</span>' for t, d in found) or 'none'}</td></tr>")
         link = _report_link(s, out)
         sections.append(
-            f'<section id="{_anchor(i)}"><h2>{_e(s.case)}</h2><p>{_e(s.machine)}: {len(s.points)} commits, latest '
+            f'<section id="{_anchor(i)}"><h2>{_e(s.case)}</h2><p>{_e(s.machine)}: {len(s.points)} '
+            f"commit{'s' if len(s.points) != 1 else ''}, latest "
             f"{_e(s.latest.commit[:10])} at {_ms(s.latest.median_s)} ms"
             + (f' (<a href="{_e(link)}">its report</a>)' if link else "") + ". Changes: "
-            + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none") + ".</p>"
+            + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none")
+            + (f" (change points on {_e(series_bases[s.basis])}, the quieter)" if s.basis != "median" else "") + ".</p>"
             f"<figure>{plot_svg(s)}</figure></section>")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>backprop-bench history</title><style>{STYLE}</style></head><body>

@@ -3,7 +3,8 @@ with the median's 95% CI over their pooled samples), in commit order, and its ch
 
 Series of different machines are never mixed; with normalise=True each run's times are scaled by
 its own measured GEMM ceiling (to the median ceiling of the case's runs), as the stored baseline
-does, and the machines of a case become one series.
+does, and the machines of a case become one series. Within a machine, the change points run on the
+medians or on the medians scaled by each run's ceiling, whichever is quieter (Series.basis).
 """
 import math
 from collections.abc import Iterable
@@ -44,17 +45,19 @@ class Series:
     points: tuple
     changes: tuple = field(default=())
     work_changes: tuple = field(default=())   # WorkChange per commit whose counters differ from its predecessor's
+    basis: str = "median"                     # what the change points ran on: BASES, the quieter
 
     @property
     def latest(self) -> Point | None:
         return self.points[-1] if self.points else None
 
-    def trend(self, last: int = 10) -> float:
-        """The latest median over the median of the `last` points before it, minus 1 (nan if too short)."""
-        if len(self.points) < 2:
-            return math.nan
+    def trend(self, last: int = 10, least: int = 3) -> tuple[float, int]:
+        """(the latest median over the median of up to `last` points before it, minus 1; how many
+        points that was): nan with fewer than `least` points before it (too few to say anything)."""
         before = [p.median_s for p in self.points[-last - 1:-1]]
-        return self.points[-1].median_s / float(np.median(before)) - 1
+        if len(before) < least:
+            return math.nan, len(before)
+        return self.points[-1].median_s / float(np.median(before)) - 1, len(before)
 
 
 def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time: float | None = None) -> list[Series]:
@@ -73,7 +76,8 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
         by_commit: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_commit.setdefault(row["commit_sha"], []).append(row)
-        pts = []
+        pts, scaled = [], []
+        ceiling = None if normalise else _scale(rows)   # a run's own GEMM ceiling, measured in its process
         for sha, rs in by_commit.items():   # rows come in commit order
             medians = [r["median_s"] * scale(r) for r in rs if r["median_s"]]
             samples = [s * scale(r) for r in rs for s in r["samples_s"]]
@@ -83,10 +87,26 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
             pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
                              tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
                              next((r["counters"] for r in rs if r.get("counters")), {})))
+            if ceiling:
+                scaled.append(float(np.median([r["median_s"] * ceiling(r) for r in rs if r["median_s"]])))
         if pts:
-            out.append(Series(case, machine, tuple(pts), tuple(changes.find([p.median_s for p in pts])),
-                              tuple(work_changes(pts))))
+            basis, values = quieter(case_medians=[p.median_s for p in pts], scaled=scaled)
+            out.append(Series(case, machine, tuple(pts), tuple(changes.find(values)), tuple(work_changes(pts)), basis))
     return sorted(out, key=lambda s: (s.case, s.machine))
+
+
+BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)"}
+
+
+def quieter(case_medians: list[float], scaled: list[float]) -> tuple[str, list[float]]:
+    """(basis, values) for the change points: the medians, or the medians scaled by each run's own
+    measured GEMM ceiling where every run has one, whichever has the smaller commit-to-commit
+    noise (changes.noise): a machine that runs slower in one run runs its GEMM slower too, and the
+    ratio to it cancels that, unless the ceiling's own noise is the larger."""
+    if len(scaled) != len(case_medians) or len(scaled) < 4 or not all(v > 0 for v in scaled + case_medians):
+        return "median", case_medians
+    raw, by_ceiling = changes.noise(np.log(case_medians)), changes.noise(np.log(scaled))
+    return ("ceiling", scaled) if by_ceiling < raw else ("median", case_medians)
 
 
 def work_changes(points: list[Point]) -> list[WorkChange]:
@@ -105,7 +125,7 @@ def work_changes(points: list[Point]) -> list[WorkChange]:
 
 
 def _scale(rows):
-    ceilings = [r["gemm_gflops"] for r in rows]
+    ceilings = [r.get("gemm_gflops") for r in rows]
     if not all(c and c > 0 for c in ceilings):
         return None
     reference = float(np.median(ceilings))
