@@ -24,21 +24,39 @@ def result_line(rec: Record) -> str:
 
 
 class Progress(Observer):
-    """Writes one line per event (to stderr by default)."""
+    """Writes one line per event (to stderr by default), each with an ETA from a model of what is
+    left, not from the rate of finished cases (a group's cases all finish together, at its end):
+    each case not yet checked costs the mean check so far plus its budget of timed calls, and the
+    group being timed at most its cases' budgets, less the time it has been timed. The ETA so only
+    falls while nothing happens, and is an upper bound where cases use their whole budget."""
 
     def __init__(self, write: Callable[[str], None] | None = None, budget_s: float | None = None,
-                 every_s: float = 5.0) -> None:
+                 every_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.budget_s, self.every_s = budget_s, every_s
+        self.budget_s, self.every_s, self.clock = budget_s, every_s, clock
         self.total, self.done = 0, 0
-        self.start = self._last_round = time.monotonic()
+        self.seen: set = set()   # the cases checked, skipped or resumed so far
+        self.start = self._last_round = clock()
+        self._check_started: float | None = None
+        self._checks_s = 0.0
+        self._timing: tuple[float, int] | None = None   # (when the group's timing began, its cases)
+
+    def eta_s(self) -> float | None:
+        """Seconds left by the model above; None before anything can be said."""
+        if not self.budget_s or self.done >= self.total:
+            return None if self.done < self.total else 0.0
+        now = self.clock()
+        check_s = self._checks_s / len(self.seen) if self.seen else 1.0
+        left = max(0, self.total - len(self.seen)) * (check_s + self.budget_s)
+        if self._timing:
+            began, cases = self._timing
+            left += max(0.0, cases * self.budget_s - (now - began))
+        return left
 
     def _prefix(self):
-        elapsed = time.monotonic() - self.start
-        eta = ""
-        if 0 < self.done < self.total:
-            eta = f", ETA {elapsed / self.done * (self.total - self.done):.0f} s"
-        return f"[{self.done}/{self.total} +{elapsed:.0f}s{eta}]"
+        elapsed = self.clock() - self.start
+        eta = self.eta_s()
+        return f"[{self.done}/{self.total} +{elapsed:.0f}s{f', ETA {eta:.0f} s' if eta else ''}]"
 
     def started(self, total: int) -> None:
         self.total = total
@@ -48,28 +66,44 @@ class Progress(Observer):
 
     def resumed(self, case: Case) -> None:
         self.done += 1
+        self.seen.add(case.key)
         self.write(f"{self._prefix()} resume: {case.key.label} already recorded")
 
     def checking(self, case: Case) -> None:
+        now = self.clock()
+        if self._check_started is not None:
+            self._checks_s += now - self._check_started
+        self._check_started = now
+        self.seen.add(case.key)
         self.write(f"{self._prefix()} check: {case.key.label}")
 
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
-        self.write(f"{self._prefix()} timing: {len(lives)} cases on {group.device} at n={group.n} nh={group.nh} "
-                   f"{group.dtype}{'+tf32' if group.tf32 else ''}{', cold cache' if group.cache == 'cold' else ''} "
-                   "in interleaved rounds")
+        now = self.clock()
+        if self._check_started is not None:
+            self._checks_s += now - self._check_started
+            self._check_started = None
+        self._timing = (now, len(lives))
+        other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
+        smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
+        self.write(f"{self._prefix()} timing: {len(lives)} case{'s' if len(lives) != 1 else ''} on {group.device} "
+                   f"at n={group.n}{smaller} nh={group.nh} {group.dtype}{'+tf32' if group.tf32 else ''}"
+                   f"{', cold cache' if group.cache == 'cold' else ''} in interleaved rounds")
 
     def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed]) -> None:
-        if time.monotonic() - self._last_round < self.every_s:
+        if self.clock() - self._last_round < self.every_s:
             return
-        self._last_round = time.monotonic()
-        open_cases = len(lives) - len(stopped)
-        bound = f", at most ~{open_cases * self.budget_s:.0f} s to go" if self.budget_s else ""
-        self.write(f"{self._prefix()} timing: round {r}, {len(stopped)} of {len(lives)} cases settled{bound}")
+        self._last_round = self.clock()
+        self.write(f"{self._prefix()} timing: round {r}, {len(stopped)} of {len(lives)} cases settled")
 
     def finished(self, rec: Record) -> None:
         self.done += 1
+        self.seen.add(rec.case)   # a skipped case finishes without a check
+        if self._check_started is not None:   # a case finished without timing (skipped, failed)
+            self._checks_s += self.clock() - self._check_started
+            self._check_started = None
+        if self._timing and self.done >= len(self.seen):
+            self._timing = None   # the group is written
         self.write(f"{self._prefix()} done: {result_line(rec)}")
-
 
 
 class Signals:
