@@ -1,5 +1,6 @@
 """The framework registry: optional frameworks are found without importing them, say how to install
 them when missing, make up the default set when present, and are never imported by the core."""
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -56,13 +57,30 @@ def test_list_says_why_each_missing_framework_is_missing(monkeypatch, capsys):
     assert "jax: not available (jax is not installed: pip install -e '.[jax]')" in out
 
 
-def test_the_default_frameworks_are_those_that_load(monkeypatch, capsys):
+def test_the_default_frameworks_are_found_and_a_broken_one_is_left_out_of_the_run(monkeypatch, tmp_path):
+    """The default set is every framework installed, found without importing any; a run of that set
+    leaves out (saying why) one that is installed but fails to load; asked for by name, it is an error."""
+    from bench import run
+    from tests.helpers import CONFIG
     block(monkeypatch, *(backends.spec(name).package for name in backends.FRAMEWORKS if name != "numpy"))
-    monkeypatch.delitem(backends.FRAMEWORKS, "numpy")   # the core needs NumPy: it cannot be made missing here
     monkeypatch.setitem(backends.FRAMEWORKS, "broken", "tests.test_frameworks:Broken")
+    assert default_frameworks() == ("numpy", "broken")
+    said = []
+
+    class Heard(run.Observer):
+        def left_out(self, framework, reason):
+            said.append((framework, reason))
+    config = dataclasses.replace(CONFIG, out=tmp_path, frameworks=("numpy", "broken"), device="cpu",
+                                 sizes=((200, 784, 8),), leave_out_broken=True)
+    records = run.run(config, Heard())
+    assert {r.framework for r in records} == {"numpy"} and said and said[0][0] == "broken"
+    assert "no module named broken_native" in said[0][1]
+    with pytest.raises(run.ConfigError, match="framework broken: .*no module named broken_native"):
+        run.run(dataclasses.replace(config, out=tmp_path / "asked", leave_out_broken=False))
+    monkeypatch.delitem(backends.FRAMEWORKS, "numpy")   # the core needs NumPy: it cannot be made missing here
+    monkeypatch.delitem(backends.FRAMEWORKS, "broken")
     with pytest.raises(UsageError, match="no framework can run here: tensorflow is not installed"):
         default_frameworks()
-    assert "leaving out broken (broken failed to import" in capsys.readouterr().err
 
 
 def test_a_framework_present_here_is_in_the_default_set():

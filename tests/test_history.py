@@ -325,3 +325,11 @@ def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter
     assert changes.find(0.01 * work * speed) == []      # the raw medians alone miss it
     (quiet,) = history_series.build(rows(0.01 * work, 100.0 * speed))
     assert quiet.basis == "median" and [c.start for c in quiet.changes] == [step_at]
+
+
+def test_thread_settings_are_part_of_a_series_machine():
+    from bench.history.store import machine_key
+    fp = {"machine": "x86_64", "cpu_model": "Fake CPU", "gpus": [], "env": {"TF_NUM_INTRAOP_THREADS": None}}
+    one = {**fp, "env": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}}
+    assert machine_key(fp) == "x86_64 | Fake CPU | no GPU"           # a default run, as before
+    assert machine_key(one) == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series

@@ -128,7 +128,7 @@ def test_header_summarises_each_run(built):
     assert runs.loc["GPU", "20260106-100000-bbbb"] == "NVIDIA H100 80GB HBM3 (driver 550.54)"
     assert runs.loc["git", "20260106-100000-bbbb"] == "bbbbbbbbbb (uncommitted changes)"
     assert runs.loc["oneDNN", "20260106-100000-bbbb"] == "0"
-    assert runs.loc["TF32", "20260105-100000-aaaa"] == "tensorflow: off"
+    assert runs.loc["TF32", "20260105-100000-aaaa"] == "off in every case"
 
 
 def test_csvs_round_trip(built, df):
@@ -345,3 +345,59 @@ def test_a_report_killed_while_it_draws_leaves_no_plot_worker(tmp_path):
     proc.wait(timeout=30)
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"plot workers left running: {[p.pid for p in alive]}"
+
+
+# ---------------------------------------------------------------- the page in a real browser
+
+# Per text element of an SVG shown as a page: its box, and the SVG's own box; JavaScript.
+SVG_TEXTS = """() => {
+    const svg = document.querySelector('svg'), outer = svg.getBoundingClientRect();
+    const texts = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim()).map(t => {
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent.trim(), x0: r.left, y0: r.top, x1: r.right, y1: r.bottom,
+                size: parseFloat(getComputedStyle(t).fontSize)};
+    });
+    return {width: outer.width, height: outer.height, units: svg.viewBox.baseVal.width || outer.width, texts};
+}"""
+
+
+def test_the_report_reads_in_a_real_browser(built, tmp_path):
+    """Headless Chromium: the page loads without errors; in every figure, no text runs outside the
+    figure (clipped) or over another text, and at the page's width (figures are scaled to fit it)
+    every text is at least 11 px high."""
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    out, _ = built
+    problems = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"file://{out / 'report.html'}")
+        shown = page.eval_on_selector_all("figure img", "els => els.map(e => [e.alt, e.getBoundingClientRect().width, "
+                                                        "e.naturalWidth])")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        for name, width, _ in shown:
+            svg = out / "plots" / f"{name}.svg"
+            page.goto(f"file://{svg}")
+            got = page.evaluate(SVG_TEXTS)
+            scale = width / got["units"]   # a text's size is in the SVG's own units (its viewBox)
+            for t in got["texts"]:
+                if t["x0"] < -1 or t["y0"] < -1 or t["x1"] > got["width"] + 1 or t["y1"] > got["height"] + 1:
+                    problems.append(f"{name}: {t['text']!r} runs outside the figure")
+                if t["size"] * scale < 11:
+                    problems.append(f"{name}: {t['text']!r} is {t['size'] * scale:.1f} px high on the page")
+            texts = got["texts"]
+            for i, a in enumerate(texts):
+                for b in texts[i + 1:]:
+                    w = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+                    h = min(a["y1"], b["y1"]) - max(a["y0"], b["y0"])
+                    if w > 2 and h > 2:
+                        problems.append(f"{name}: {a['text']!r} overlaps {b['text']!r}")
+        browser.close()
+    assert errors == [] and len(shown) >= len(DRAWN)
+    assert problems == [], "\n".join(problems[:40])

@@ -120,7 +120,7 @@ def _spec(args):
                         sizes=sizes or (defaults.GATE_SIZE,), steps=steps or defaults.GATE_STEPS,
                         backends=backends or defaults.GATE_BACKENDS, device=args.device,
                         budget_s=given(args.budget, defaults.GATE_BUDGET_S), threads=given(args.threads, defaults.GATE_THREADS))
-    calls_fws = names(args.framework) or tuple(default_frameworks())
+    calls_fws = names(args.framework) or default_frameworks()   # found, not imported
     has = frameworks.names("steps", calls_fws)
     calls = gate.RunSpec(frameworks=calls_fws, sizes=sizes or defaults.GATE_CALLS_SIZES,
                          steps=steps or tuple(s for s in defaults.GATE_CALLS_STEPS if s in has),

@@ -61,6 +61,9 @@ class Progress(Observer):
     def started(self, total: int) -> None:
         self.total = total
 
+    def left_out(self, framework: str, reason: str) -> None:
+        self.write(f"python -m bench run: leaving out {framework} ({reason})")
+
     def measuring_ceilings(self, fw: Any, device: str) -> None:
         self.write(f"{self._prefix()} ceilings: measuring {device} GEMM and copy with {fw.name}")
 

@@ -58,19 +58,12 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
 
 
 def default_frameworks() -> tuple[str, ...]:
-    """Every framework installed here; one that is installed but fails to import is left out, with a note."""
-    found, reasons = [], []
-    for name in frameworks.FRAMEWORKS:
-        try:
-            frameworks.load(name)
-        except frameworks.FrameworkUnavailable as e:
-            reasons.append(str(e))
-            if frameworks.unavailable_reason(name) is None:   # installed, but broken
-                print(f"python -m bench run: leaving out {name} ({e})", file=sys.stderr)
-            continue
-        found.append(name)
+    """Every framework installed here, found without importing any (a run loads each in its own
+    worker, and leaves out, with a note, one that is installed but fails to load)."""
+    found = [name for name in frameworks.FRAMEWORKS if frameworks.unavailable_reason(name) is None]
     if not found:
-        raise UsageError("no framework can run here: " + "; ".join(reasons))
+        raise UsageError("no framework can run here: "
+                         + "; ".join(str(frameworks.unavailable_reason(name)) for name in frameworks.FRAMEWORKS))
     return tuple(found)
 
 
@@ -131,7 +124,8 @@ def config_from_args(args: argparse.Namespace) -> "Config":
                                for s in steps})
     out = Path(args.out) if args.out else Path("results") / run_id
     check_out(out, args.resume)
-    return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(), **kwargs)
+    return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
+                      leave_out_broken=not names(args.framework), **kwargs)
 
 
 def _switch(value, flag, choices):

@@ -27,7 +27,9 @@ PLOTS = {
                   "line style: what else differs, e.g. the device or nh), with every crossing of two lines marked and "
                   "numbered as in the crossover table."),
     "scaling_nh": ("Scaling with nh", "Time against the hidden width nh on log-log axes, one line per case, crossings marked."),
-    "roofline": ("Roofline", "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings, with every case "
+    "roofline": ("Roofline", "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings (the best any "
+                 "framework reached there, which % of peak in the tables is also against; a framework's own, where "
+                 "lower, dashed), with every case (hollow: bfloat16, float16 or TF32) "
                  "at its analytic arithmetic intensity and achieved GFLOP/s (the cases of one size share an intensity: "
                  "their markers are spread sideways, and the plot says so)."),
     "payback": ("Compile pay-back", "For each compiled backend (tf.function, XLA, torch.compile, jax.jit) at each size, how "
@@ -35,7 +37,8 @@ PLOTS = {
                 "(trace + first call - one steady call)."),
     "launch": ("Launch overhead", "Per device, step and precision, each backend's timed median against n (solid: the "
                "case's timer, CUDA events where it has them), the host clock around the same calls and their sync "
-               "(dashed) and the time a call takes to return without a sync (dotted). Where the lines flatten "
+               "(dashed, where the timer is a device's own: on a CPU the host clock is the timer, so no dashed line) "
+               "and the time a call takes to return without a sync (dotted). Where the lines flatten "
                "towards small n, launching and synchronising, not the arithmetic, set the time."),
     "replicas": ("Data-parallel scaling", "Per device and scaling kind, the efficiency of each engine and backend against "
                  "the replicas R (strong: the same global n, speed-up / R; weak: the same n per replica, T1 / TR), "
@@ -171,7 +174,8 @@ def payback_table(pb: pd.DataFrame) -> pd.DataFrame:
         calls = c.payback_calls
         rows.append({"device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}", "case": f"{c.row} · {c.backend}",
                      "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
-                     "pays back after": f"{int(calls):,} calls" if math.isfinite(calls) else "never"})
+                     "pays back after": f"{int(calls):,} call{'s' if int(calls) != 1 else ''}" if math.isfinite(calls)
+                     else "never"})
     return pd.DataFrame(rows).set_index("device and size")
 
 
@@ -289,10 +293,6 @@ def _runs(records):
     return runs
 
 
-def _onoff(value):
-    return {True: "on", False: "off"}.get(value, "unknown")
-
-
 def run_summary(records: Iterable[Record]) -> pd.DataFrame:
     """Environment fingerprint summary: one column per run, one row per fact."""
     columns = {}
@@ -302,9 +302,8 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
         gpus = [g for g in fp.get("gpus") or [] if isinstance(g, dict)]
         statuses = pd.Series([r.status for r in rs]).value_counts()
         tf = fws.get("tensorflow", {})
-        tf32 = {name: _onoff(info.get("tf32")) for name, info in fws.items() if "tf32" in info}
-        if not tf32:
-            tf32 = {"records": _onoff(rs[0].tf32)}
+        on = sum(bool(r.tf32) for r in rs)   # what the cases ran with, not a framework's default switch
+        tf32 = "off in every case" if not on else "on in every case" if on == len(rs) else f"on in {on} of {len(rs)} cases"
         commit = fp.get("git_commit")
         columns[run_id] = {
             "recorded (UTC)": fp.get("time_utc") or "unknown",
@@ -320,7 +319,7 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
             "Python, NumPy": f"{fp.get('python') or '?'}, {fp.get('numpy') or '?'}",
             "git": (commit[:10] + (" (uncommitted changes)" if fp.get("git_dirty") else "") if commit else "unknown"),
             "data": fp.get("data_source") or rs[0].data or "unknown",
-            "TF32": ", ".join(f"{k}: {v}" for k, v in tf32.items()),
+            "TF32": tf32,
             "oneDNN": str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown"),
             "cases": ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "skipped") if s in statuses),
         }
@@ -394,19 +393,32 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
 # ---------------------------------------------------------------- the document
 
 def _summary(df):
+    """One line per table: the fastest case, claimed only where its median's 95% CI lies below the
+    runner-up's (else both are named, indistinguishable), and its speed-up with its CI, claimed only
+    where that CI excludes 1."""
     items = []
     for key, g in frames.groups(df):
-        timed = g[(g.status == "ok") & (g.median_ms > 0)]
+        timed = g[(g.status == "ok") & (g.median_ms > 0)].sort_values("median_ms", kind="stable")
         if timed.empty:
             continue
-        best = timed.loc[timed.median_ms.idxmin()]
-        text = (f"{title(key)}: fastest **{best.row}/{best.backend}**, "
-                f"{fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} ms")
-        if math.isfinite(best.speedup) and best.speedup != 1:
-            text += f", ×{fmt.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} " \
-                    f"against {best.reference}"
+        best = timed.iloc[0]
+        name = f"**{best.row}/{best.backend}**"
+        text = f"{title(key)}: fastest {name}, {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} ms"
+        if len(timed) > 1:
+            second = timed.iloc[1]
+            apart = math.isfinite(best.ci_hi_ms) and math.isfinite(second.ci_lo_ms) and best.ci_hi_ms < second.ci_lo_ms
+            if not apart:
+                text = (f"{title(key)}: fastest {name} and **{second.row}/{second.backend}**, indistinguishable (their "
+                        f"medians' 95% CIs overlap), {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} "
+                        f"and {fmt.round_to_spread(second.median_ms, fmt.median_half_width(second))} ms")
+        if math.isfinite(best.speedup) and best.speedup != 1 and math.isfinite(best.speedup_lo):
+            ci = f"[{fmt.sig(best.speedup_lo, 2)}, {fmt.sig(best.speedup_hi, 2)}]"
+            if best.speedup_lo > 1 or best.speedup_hi < 1:
+                text += f", ×{fmt.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} {ci} against {best.reference}"
+            else:
+                text += f", against {best.reference} indistinguishable (×{fmt.sig(best.speedup, 2)} {ci})"
         if math.isfinite(best.pct_of_peak):
-            text += f", {fmt.sig(best.pct_of_peak, 2)}% of the measured GEMM peak"
+            text += f", {best.pct_of_peak:.0f}% of the measured GEMM peak"
         items.append(text)
     return items
 
@@ -446,15 +458,24 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
               ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"]),
               ("h2", "Runs"), ("table", _escaped_table(run_summary(records))),
               ("h2", "What to distrust")]
-    items = []
+    items, clean, unrecorded = [], [], []
     for heading, found in distrust(records, df):
-        count = "not recorded" if found is None else f"{len(found)}" if found else "none"
-        found = found or []
-        if len(found) > MAX_DISTRUST_ITEMS:   # a fleet's merged report: the tables hold every case
-            found = found[:MAX_DISTRUST_ITEMS] + [f"... and {len(found) - MAX_DISTRUST_ITEMS} more "
+        if found is None:
+            unrecorded.append(heading.split(" (")[0].lower())
+            continue
+        if not found:
+            clean.append(heading.split(" (")[0].lower())
+            continue
+        count = len(found)
+        if count > MAX_DISTRUST_ITEMS:   # a fleet's merged report: the tables hold every case
+            found = found[:MAX_DISTRUST_ITEMS] + [f"... and {count - MAX_DISTRUST_ITEMS} more "
                                                   "(tables/cases.csv lists every case)"]
         items.append((f"**{heading}**: {count}", found))
-    blocks.append(("ul", items))
+    if clean:
+        items.append((f"Checked, none found: {', '.join(clean)}", []))
+    if unrecorded:
+        items.append((f"Not recorded in these records: {', '.join(unrecorded)}", []))
+    blocks.append(("causes", items))
     blocks.append(("h2", "Results per device and size"))
     blocks.append(("p", "Grid: median ms per step ±IQR as % of the median, the fastest of each step in bold. "
                         "Digits are kept only where the 95% confidence interval of the median supports them. "
@@ -549,7 +570,7 @@ def to_markdown(blocks: Iterable[tuple[str, Any]]) -> str:
             out += ["#" * int(kind[1]) + " " + content, ""]
         elif kind == "p":
             out += [content, ""]
-        elif kind == "ul":
+        elif kind in ("ul", "causes"):
             for text, sub in _list_items(content):
                 out.append(f"- {text}")
                 out += [f"  - {s}" for s in sub]
@@ -578,11 +599,15 @@ def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
             out.append(f"<{kind}>{_inline_html(content)}</{kind}>")
         elif kind == "p":
             out.append(f"<p>{_inline_html(content)}</p>")
-        elif kind == "ul":
+        elif kind in ("ul", "causes"):
             out.append("<ul>")
             for text, sub in _list_items(content):
                 inner = "".join(f"<li>{_inline_html(s)}</li>" for s in sub)
-                out.append(f"<li>{_inline_html(text)}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>")
+                if inner and kind == "causes":   # one line a cause; its cases folded away
+                    inner = f"<details><summary>the cases</summary><ul>{inner}</ul></details>"
+                elif inner:
+                    inner = f"<ul>{inner}</ul>"
+                out.append(f"<li>{_inline_html(text)}{inner}</li>")
             out.append("</ul>")
         elif kind == "table":
             out.append(html_table(content))

@@ -24,7 +24,8 @@ COLUMNS = [
     "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
-    "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "intensity", "bound", "peak_mib",
+    "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "own_gemm_gflops", "own_copy_gbps", "intensity",
+    "bound", "peak_mib",
     "peak_method", "tracing_count", "retraced", "speedup", "speedup_lo", "speedup_hi", "speedup_paired",
     "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms",
 ]
@@ -86,7 +87,23 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
     if df.empty:
         return df
     df["row"] = _row_labels(df)
-    return _mark_best(_speedups(_in_plan_order(df)))
+    return _mark_best(_speedups(_in_plan_order(_machine_ceilings(df))))
+
+
+def _machine_ceilings(df: pd.DataFrame) -> pd.DataFrame:
+    """Each device's ceilings as the best any framework measured there (a framework whose copy
+    kernel allocates its output measures page faults, not bandwidth): gemm_peak_gflops and
+    copy_peak_gbps become the device's, % of peak and the bound follow from them, and each case's
+    own framework's measurement stays in own_gemm_gflops and own_copy_gbps."""
+    df["own_gemm_gflops"], df["own_copy_gbps"] = df.gemm_peak_gflops, df.copy_peak_gbps
+    for column in ("gemm_peak_gflops", "copy_peak_gbps"):
+        df[column] = df.groupby("where", sort=False)[column].transform("max")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["pct_of_peak"] = 100 * df.gflops / df.gemm_peak_gflops
+        ridge = df.gemm_peak_gflops / df.copy_peak_gbps
+    known = df.intensity.notna() & ridge.notna()
+    df["bound"] = df.bound.where(~known, np.where(df.intensity < ridge, "memory", "compute"))
+    return df
 
 
 def _in_plan_order(df):
@@ -373,20 +390,35 @@ def crossovers(x: Sequence[float], ya: Sequence[float], yb: Sequence[float]) -> 
 
 
 def line_key_columns(var: str) -> list[str]:
-    """What identifies one line of a scaling plot against `var` (every column but var and the step)."""
-    return ["framework", "backend", "where", "run_id"] + [v for v in ("n", "m", "nh") if v != var] + ["dtype", "tf32",
-                                                                                                    "cache"]
+    """What identifies one line of a scaling plot against `var`: every field of the case
+    (records.CASE_FIELDS) but the step and var, the device named with its hardware, and the run. A
+    line so joins only cases that differ in var alone (an engine's x2 case never continues a
+    one-device line)."""
+    return (["framework", "backend", "where", "run_id"]
+            + [f for f in CASE_FIELDS if f not in ("framework", "backend", "step", "device", var)])
+
+
+JOINED = "runs joined"   # the run_id of a line whose points come from several runs
 
 
 def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFrame]]:
-    """{step: {line key: rows sorted by var}} for the lines with at least two values of var."""
+    """{step: {line key: rows sorted by var}} for the lines with at least two values of var. A
+    case's points of several runs (a report merging a run at n=2000 with one at n=5000) are one line
+    (its run_id JOINED) when no value of var repeats among them; else each run's points are its own."""
     columns = line_key_columns(var)
+    run = columns.index("run_id")
     timed = df[(df.status == "ok") & (df.median_ms > 0)]
     timed = timed.drop_duplicates(["step", *columns, var]).sort_values(var, kind="stable")
+    across = [c for c in columns if c != "run_id"]
     lines: dict[str, dict[tuple, pd.DataFrame]] = {}
-    for (step, *key), rows in timed.groupby(["step", *columns], sort=False):
-        if len(rows) >= 2:
-            lines.setdefault(step, {})[tuple(key)] = rows
+    for (step, *rest), rows in timed.groupby(["step", *across], sort=False, dropna=False):
+        if rows.run_id.nunique() > 1 and not rows[var].duplicated().any():
+            parts = {JOINED: rows}
+        else:
+            parts = dict(tuple(rows.groupby("run_id", sort=False)))
+        for run_id, part in parts.items():
+            if len(part) >= 2:
+                lines.setdefault(step, {})[tuple(rest[:run] + [run_id] + rest[run:])] = part
     order = list(dict.fromkeys(timed.step))   # steps in the order they first appear
     return {step: lines[step] for step in order if step in lines}
 

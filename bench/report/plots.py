@@ -1,7 +1,7 @@
 """The report's figures, drawn from a frames.frame(). Each plot function returns a matplotlib
 Figure, or a str saying why the data cannot support the plot; save() writes it as PNG and SVG."""
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,9 +69,24 @@ def _busiest(groups, limit=MAX_PANELS):
                                        "timed cases); the tables hold every case")
 
 
+MAX_WIDTH_IN = 12.0   # a figure's width; with 9 pt text at least, >= 11 px at the HTML page's width
+MIN_FONT_PT = 9
+
+
+def _bottom_legend(fig: "Figure", handles: list, labels: list[str], ncol: int, title: str | None = None) -> None:
+    """A legend below the panels in at most `ncol` columns, and in as few as it needs to fit the
+    figure's width (a legend wider than its figure is cut at the edges: "tensorflo")."""
+    item_in = max((len(label) for label in labels), default=1) * 0.55 * MIN_FONT_PT / 72 + 0.8   # text + handle
+    fits = max(1, int(fig.get_figwidth() // item_in))
+    fig.legend(handles, labels, loc="outside lower center", ncol=max(1, min(ncol, fits)), frameon=False,
+               fontsize=MIN_FONT_PT, title=title, title_fontsize=MIN_FONT_PT)
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams.update({"font.size": 10, "legend.fontsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
+                                "ytick.labelsize": MIN_FONT_PT, "legend.title_fontsize": MIN_FONT_PT})
     # SVG text as text, not a path per glyph: many times faster to write, smaller, and searchable.
     matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
@@ -80,8 +95,28 @@ def _pyplot():
 
 def colours(df: "pd.DataFrame") -> dict[str, str]:
     """{backend: colour} for every backend in df."""
+    return backend_colours(df.backend)
+
+
+def backend_colours(backends: Iterable[str]) -> dict[str, str]:
     spare = iter(c for c in SPARE_COLOURS)
-    return {b: BACKEND_COLOURS.get(b) or next(spare, "#7f7f7f") for b in dict.fromkeys(df.backend)}
+    return {b: BACKEND_COLOURS.get(b) or next(spare, "#7f7f7f") for b in dict.fromkeys(backends)}
+
+
+def pair_colours(keys: Iterable[tuple]) -> dict[tuple, str]:
+    """{(framework, backend): colour} for line keys starting with those two: the backend's own
+    colour where one framework is drawn, else a colour per pair, distinct (tab20) up to 20 pairs."""
+    pairs = list(dict.fromkeys(tuple(k[:2]) for k in keys))
+    if len({fw for fw, _ in pairs}) <= 1:
+        backend = backend_colours(b for _, b in pairs)
+        return {pair: backend[pair[1]] for pair in pairs}
+    from matplotlib import colormaps
+    palette = [colormaps["tab20"](i) for i in range(20)]
+    return {pair: _hex(palette[(2 * i) % 20 + (i // 10) % 2]) for i, pair in enumerate(pairs)}
+
+
+def _hex(rgb: tuple) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb[:3])
 
 
 def short_names(df: "pd.DataFrame") -> Callable[[str], str]:
@@ -95,6 +130,9 @@ def _figure(plt, count, ncols, width, height, extra_width=0.0):
     e.g. for a legend at the side); [axes] in reading order."""
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
+    # At most MAX_WIDTH_IN wide: the HTML report shows a figure at the page's width (1200 px), where
+    # MIN_FONT_PT text stays at least 11 px high (a wider figure is scaled down, and its text with it).
+    width = min(width, (MAX_WIDTH_IN - extra_width) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows), squeeze=False,
                              layout="constrained")
     axes = list(axes.flat)
@@ -169,6 +207,7 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
     fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
     _note(fig, note)
     cut = False
+    same_size: dict[tuple, list] = {}   # panels of one device and size (precisions, caches): one y scale
     for ax, (key, g) in zip(axes, groups):
         rows = list(dict.fromkeys(g.row))
         if len(rows) > MAX_BAR_ROWS:
@@ -176,33 +215,48 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
             g = g[g.row.isin(rows)]
             cut = True
         below = blended_transform_factory(ax.transData, ax.transAxes)
+        slots = max(len(set(g[g.row == row].backend)) for row in rows)
+        width = 0.8 / slots   # one width for every bar of the panel, whatever its row's backends
         for j, row in enumerate(rows):
             # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
             in_row = [b for b in colour if b in set(g[g.row == row].backend)]
-            width = 0.8 / len(in_row)
+            timed_in_row = ((g.row == row) & (g.status == "ok") & (g.median_ms > 0)).sum()
             for i, backend in enumerate(in_row):
-                c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - 0.4 + width * (i + 0.5)
+                c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - width * len(in_row) / 2 + width * (i + 0.5)
                 if c.status != "ok" or not c.median_ms > 0:
                     ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
-                            fontsize=8, color="#b22222")
+                            fontsize=9, color="#b22222")
                     continue
                 err = [[c.median_ms - c.q1_ms], [c.q3_ms - c.median_ms]]
+                marked = c.best and timed_in_row > 1   # a step with one backend has nothing to be fastest of
                 ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
-                       error_kw={"elinewidth": 1}, edgecolor="black" if c.best else "none",
-                       linewidth=1.6 if c.best else 0)
+                       error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
+                       linewidth=1.6 if marked else 0)
                 ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), (x, c.q3_ms),
-                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7)
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9)
         ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows])
         ax.set_xlim(-0.6, len(rows) - 0.4)
+        if not ((g.status == "ok") & (g.median_ms > 0)).any():   # every case skipped or failed: no time axis
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "no case of this panel was timed", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, color="#b22222")
+            ax.set_title(_panel_title(key), fontsize=10)
+            continue
         log = _log_if_wide(ax, g.median_ms)
         ax.margins(y=0.15)
+        same_size.setdefault(tuple(key[:4]), []).append(ax)
         ax.set_ylabel("median ms per step" + (" (log scale)" if log else ""))
         ax.set_title(_panel_title(key), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
+    for shared in same_size.values():
+        if len(shared) > 1 and len({a.get_yscale() for a in shared}) == 1:
+            lows, highs = zip(*(a.get_ylim() for a in shared))
+            for a in shared:
+                a.set_ylim(min(lows), max(highs))
     handles = [Patch(color=colour[b], label=b) for b in colour]
     handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="fastest of its step"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False,
-               title="backend (error bar: interquartile range; number: median ms)")
+    _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], len(handles),
+                   title="backend (error bar: interquartile range; number: median ms)")
     fig.suptitle("Time of one forward + backward step, per case (lower is faster)", fontweight="bold")
     if cut:
         _note(fig, f"at most {MAX_BAR_ROWS} steps a panel drawn")
@@ -215,8 +269,8 @@ VAR_LABELS = {"n": "n, rows per step", "nh": "nh, hidden units"}
 
 
 def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = None) -> "Figure | str":
-    """Median time against `var` on log-log axes, one line per case (colour: backend, style:
-    device), IQR as a band, one panel per step; crossings (frames.scaling_crossovers() rows for
+    """Median time against `var` on log-log axes, one line per case (colour: framework and backend,
+    distinct within the figure; marker: framework; style: device and run), IQR as a band, one panel per step; crossings (frames.scaling_crossovers() rows for
     this var, computed when None) marked with their numbers."""
     by_step = frames.scaling_lines(df, var)
     if not by_step:
@@ -228,9 +282,9 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
     plt = _pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
-    colour = colours(df)
     every = [k for lines in by_step.values() for k in lines]
     fws = list(dict.fromkeys(k[0] for k in every))
+    colour = pair_colours(every)
     variants = list(dict.fromkeys(frames.line_variant(k, var) for k in every))
     crossings = frames.scaling_crossovers(df, var) if crossings is None else crossings
     fig, axes = _figure(plt, len(by_step), 2, 6.4, 4.6)
@@ -239,16 +293,16 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
         for key, rows in lines.items():
             style = LINESTYLES[variants.index(frames.line_variant(key, var)) % len(LINESTYLES)]
             label = labels[key]
-            (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[1]], linestyle=style,
+            (line,) = ax.plot(rows[var], rows.median_ms, color=colour[key[:2]], linestyle=style,
                               marker=MARKERS[fws.index(key[0]) % len(MARKERS)], markersize=5, label=label)
-            ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[1]], alpha=0.15, linewidth=0)
+            ax.fill_between(rows[var], rows.q1_ms, rows.q3_ms, color=colour[key[:2]], alpha=0.15, linewidth=0)
             handles.setdefault(label, line)
         shown = {labels[k] for k in lines}
         for c in crossings[(crossings.step == step) & crossings.faster_beyond.isin(shown)
                            & crossings.slower_beyond.isin(shown)].itertuples():
             ax.plot(c.crossing, c.time_ms, marker="X", color="black", markersize=9, linestyle="none", zorder=5)
             ax.annotate(str(c.number), (c.crossing, c.time_ms), xytext=(5, -12), textcoords="offset points",
-                        fontsize=8, fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
+                        fontsize=9, fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
         values = _spaced(sorted({v for rows in lines.values() for v in rows[var]}))
         _log(ax, [v for rows in lines.values() for v in (*rows.q1_ms, *rows.q3_ms)], "y")
         ax.set_xscale("log")
@@ -264,8 +318,7 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
     if len(crossings):
         items.append(("crossover (numbered as in the report)",
                       Line2D([], [], marker="X", color="black", linestyle="none", markersize=8)))
-    fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center",
-               ncol=2 if len(items) > 3 else len(items), frameon=False, fontsize=9)
+    _bottom_legend(fig, [h for _, h in items], [label for label, _ in items], 2 if len(items) > 3 else len(items))
     fig.suptitle(f"Step time against {var} (band: interquartile range)", fontweight="bold")
     if drawn < total:
         _note(fig, f"{drawn} of {total} lines drawn (at most {MAX_LINES} a step, {MAX_PANELS} steps); "
@@ -310,21 +363,30 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
         ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=2)
         ax.axvline(ridge, color="grey", linestyle=":", linewidth=1)
         ax.annotate(f"GEMM ceiling {fmt.sig(gemm, 3)} GFLOP/s", (hi, gemm), xytext=(-4, 4),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=8)
+                    textcoords="offset points", ha="right", va="bottom", fontsize=9)
         ax.annotate(f"copy ceiling\n{fmt.sig(copy, 3)} GB/s", (lo, copy * lo), xytext=(8, -4),
-                    textcoords="offset points", ha="left", va="top", fontsize=8)
+                    textcoords="offset points", ha="left", va="top", fontsize=9)
         ax.annotate(f"ridge {fmt.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
-                    textcoords="offset points", ha="left", va="bottom", fontsize=7, color="grey")
+                    textcoords="offset points", ha="left", va="bottom", fontsize=9, color="grey")
+        own = g.groupby("framework", sort=False)[["own_gemm_gflops", "own_copy_gbps"]].max()
+        for fw, (own_gemm, own_copy) in own.iterrows():   # a framework's own ceilings, where they differ
+            if own_gemm > 0 and own_copy > 0 and (own_gemm < 0.9 * gemm or own_copy < 0.9 * copy):
+                ax.plot(xs, np.minimum(own_gemm, own_copy * xs), color="grey", linewidth=0.8, linestyle="--")
+                ax.annotate(f"{fw}'s own: {fmt.sig(own_gemm, 3)} GFLOP/s, {fmt.sig(own_copy, 3)} GB/s",
+                            (hi, own_gemm), xytext=(-4, -4), textcoords="offset points", ha="right", va="top",
+                            fontsize=9, color="grey")
         for c in g.itertuples():
+            reduced = c.dtype in ("bfloat16", "float16") or c.tf32
             ax.plot(c.intensity * nudge[c.row, c.backend], c.gflops, marker=MARKERS[kinds.index(getattr(c, by)) % len(MARKERS)],
-                    linestyle="none", color=colour[c.backend], markeredgecolor="black", markeredgewidth=0.5,
+                    linestyle="none", color=colour[c.backend], markeredgecolor="black" if not reduced else colour[c.backend],
+                    markerfacecolor="none" if reduced else colour[c.backend], markeredgewidth=0.5 if not reduced else 1.6,
                     markersize=7, alpha=0.85)
         best = g.loc[g.gflops.idxmax()]
         ax.plot(best.intensity * nudge[best.row, best.backend], best.gflops, marker="o", markersize=15,
                 markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
         ax.text(0.98, 0.03, f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}\n"
                 f"{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#b22222")
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="#b22222")
         _log(ax, [lo, hi], "x")
         _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
         ax.set_xlim(lo, hi)
@@ -337,8 +399,11 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
     handles: list[Artist] = [Patch(color=colour[b], label=b) for b in colour]
     handles += [Line2D([], [], marker=MARKERS[i % len(MARKERS)], color="grey", markeredgecolor="black",
                        linestyle="none", label=f"{k} step" if by == "step" else k) for i, k in enumerate(kinds)]
+    if (timed.dtype.isin(["bfloat16", "float16"]) | timed.tf32.astype(bool)).any():
+        handles.append(Line2D([], [], marker="o", color="grey", markerfacecolor="none", markeredgewidth=1.6,
+                              linestyle="none", label="hollow: bfloat16, float16\nor TF32"))
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title=f"colour: backend\nmarker: {by}")
-    fig.suptitle("Roofline: achieved GFLOP/s under measured float32 ceilings", fontweight="bold")
+    fig.suptitle("Roofline: achieved GFLOP/s under each device's measured float32 ceilings", fontweight="bold")
     return fig
 
 
@@ -387,7 +452,7 @@ def payback(pb: "pd.DataFrame") -> "Figure | str":
         ax.set_ylim(len(g) - 0.5, -0.5)
         right = ax.twinx()
         right.set_ylim(len(g) - 0.5, -0.5)
-        right.set_yticks(range(len(g)), said, fontsize=8)
+        right.set_yticks(range(len(g)), said, fontsize=9)
         right.tick_params(axis="y", length=0)
         _log(ax, [0.8, top], "x")
         ax.set_xlim(0.8, top)
@@ -396,7 +461,7 @@ def payback(pb: "pd.DataFrame") -> "Figure | str":
         ax.grid(axis="x", alpha=0.3)
     handles = [Patch(color=colour[b], label=b) for b in colour]
     handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], len(handles))
     fig.suptitle("Compile pay-back: after how many steps a compiled backend beats eager", fontweight="bold")
     return fig
 
@@ -510,7 +575,7 @@ def launch(df: "pd.DataFrame") -> "Figure | str":
                 for b in dict.fromkeys(b for k in keys for _, b in panels[k])]
     handles += [Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="none", label=fw)
                 for i, fw in enumerate(fws)] if len(fws) > 1 else []
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
+    _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], 2)
     fig.suptitle("Launch overhead: device, host and dispatch time against n", fontweight="bold")
     return fig
 
@@ -563,7 +628,6 @@ def replicas(df: "pd.DataFrame") -> "Figure | str":
                           *(f"{c}={v}" for c, v in zip(VARIANT, s[1:]) if c in varies)]),
                Line2D([], [], color="grey", linestyle=LINESTYLES[i % len(LINESTYLES)]))
               for i, s in enumerate(sizes_seen)]
-    fig.legend([h for _, h in items], [label for label, _ in items], loc="outside lower center", ncol=2,
-               frameon=False, fontsize=9)
+    _bottom_legend(fig, [h for _, h in items], [label for label, _ in items], 2)
     fig.suptitle("Data-parallel scaling: efficiency against replicas (error bars: 95% CI)", fontweight="bold")
     return fig

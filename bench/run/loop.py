@@ -35,6 +35,9 @@ class Observer:
     def started(self, total: int) -> None:
         pass
 
+    def left_out(self, framework: str, reason: str) -> None:
+        """A framework of the default set that failed to load, left out of the run."""
+
     def measuring_ceilings(self, fw: Any, device: str) -> None:
         """fw: the framework's runner (its .name)."""
 
@@ -127,31 +130,38 @@ class Turns:
         self.last = runner
 
 
-def start_runners(config: Config) -> dict[str, Runner | Worker]:
+def start_runners(config: Config, observer: Observer | None = None) -> dict[str, Runner | Worker]:
     """{framework: its Runner}: each in a worker process of its own when config.isolate (started
-    together, so their imports overlap), else in this process; ConfigError naming a framework that
-    cannot load."""
+    together, so their imports overlap), else in this process. A framework that cannot load is a
+    ConfigError naming it, or, with config.leave_out_broken, left out (observer.left_out) unless
+    none is left."""
     runners: dict[str, Runner | Worker] = {}
+    reasons = []
     try:
         for name in config.frameworks:
-            runners[name] = Worker(name, config) if config.isolate else _local(name, config)
-        for name, runner in runners.items():
+            if config.isolate:
+                runners[name] = Worker(name, config)
+                continue
+            try:
+                runners[name] = Runner(name, config)
+            except frameworks.FrameworkUnavailable as e:
+                reasons.append((name, str(e)))
+        for name, runner in list(runners.items()):
             if isinstance(runner, Worker):
                 try:
                     runner.ready()
                 except (WorkerError, WorkerDied) as e:
-                    raise ConfigError(f"framework {name}: {e}") from None
+                    runner.close()
+                    del runners[name]
+                    reasons.append((name, str(e)))
+        if reasons and not (config.leave_out_broken and runners):
+            raise ConfigError("; ".join(f"framework {name}: {why}" for name, why in reasons))
+        for name, why in reasons:
+            (observer or Observer()).left_out(name, why)
     except BaseException:
         close_runners(runners)
         raise
     return runners
-
-
-def _local(name: str, config: Config) -> Runner:
-    try:
-        return Runner(name, config)
-    except frameworks.FrameworkUnavailable as e:
-        raise ConfigError(f"framework {name}: {e}") from None
 
 
 def restart_dead(runners: dict[str, Runner | Worker], config: Config) -> None:
@@ -184,7 +194,7 @@ def run(config: Config, observer: Observer | None = None, stop: Callable[[], boo
     "interrupted") and the run returns."""
     observer = observer or Observer()
     stop = stop or (lambda: False)
-    runners = start_runners(config)
+    runners = start_runners(config, observer)
     try:
         return _run(config, runners, observer, stop)
     finally:

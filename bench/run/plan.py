@@ -49,6 +49,7 @@ class Config:
     checkpoint_s: float = defaults.CHECKPOINT_S
     resume: bool = False              # skip the cases already in out/records.jsonl
     isolate: bool = True              # each framework's cases in a worker process of its own (bench/run/worker.py)
+    leave_out_broken: bool = False    # a framework that fails to load is left out (said), not an error: the default set
     run_id: str = field(default_factory=new_run_id)
 
 
