@@ -156,7 +156,8 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 on_round: Callable[[int, dict[_K, str]], object] | None = None, stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
                 checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0) -> dict[_K, Sampled]:
-    """Time several cases in rounds (A B C, B C A, C A B, ...) so machine drift hits all alike.
+    """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
+    alike and no case always follows the same other.
 
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
     round takes each active case's calls enough times to fill about `round_s` (at least once, by
@@ -193,8 +194,12 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     r = 0
     while len(done) < len(keys):
         active = [k for k in keys if k not in done]
-        shift = r % len(active)
-        for k in active[shift:] + active[:shift]:
+        shift = (r // 2) % len(active)
+        order = active[shift:] + active[:shift]
+        # rotated every other round, and reversed every other: each case goes first in turn, and
+        # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B
+        # would always find A's data in the caches)
+        for k in (order if r % 2 == 0 else order[::-1]):
             count = min(calls_per_round[k], max_samples - len(samples[k]))
             if count <= 0:
                 continue

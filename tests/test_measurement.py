@@ -33,8 +33,8 @@ def test_a_device_timer_reports_its_time_and_keeps_the_host_time_beside_it():
     out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0)
     assert out["gpu"].samples_s == (1.5,) * 8 and out["gpu"].host_s == (3.0,) * 8
     assert out["cpu"].samples_s == (3.0,) * 8 and out["cpu"].host_s == ()   # the host clock is its timer
-    # each call starts when the one before ended, 3 s apart, the order rotating each round
-    assert out["gpu"].starts == (0.0, 9.0, 12.0, 21.0, 24.0, 33.0, 36.0, 45.0)
+    # each call starts when the one before ended, 3 s apart, the order rotated and reversed by turns
+    assert out["gpu"].starts == (0.0, 9.0, 15.0, 18.0, 24.0, 33.0, 39.0, 42.0)
 
 
 def test_a_cold_sample_runs_the_flush_first_and_leaves_it_out_of_the_time():

@@ -63,7 +63,7 @@ def test_interleaved_rotates_the_order_and_pairs_rounds():
     cases = {"a": fake_case(clock, [1.0] * 100, log, "a"), "b": fake_case(clock, [2.0] * 100, log, "b"),
              "c": fake_case(clock, [3.0] * 100, log, "c")}
     out = timing.interleaved(cases, clock=clock, target_ci=0.02, min_samples=8, min_rounds=8, budget_s=100.0)
-    assert log[:9] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert log[:12] == ["a", "b", "c", "c", "b", "a", "b", "c", "a", "a", "c", "b"]   # each pair in both orders
     # constant durations: the median CI has zero width, so each stops as soon as allowed
     for key, dt in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
         assert out[key].samples_s == (dt,) * 8

@@ -4,6 +4,7 @@ and timed take by take in interleaved rounds, as a run interleaves its cases, so
 between processes or over time (the machine's load, clocks, a process's layout) hits both sides
 alike and the comparison is paired by round. A change to anything else (the harness, pyproject,
 a dependency) still needs each side's own process: bench/gate/paired.py."""
+import concurrent.futures
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from bench.run.worker import Worker, WorkerDied, WorkerError
 from bench.telemetry import Sampler
 
 SIDES = ("base", "candidate")
-ROUNDS = 20   # at least this many rounds, each side's takes as short as that needs: it pairs by round
+ROUNDS = 12   # at least this many rounds, each side's takes as short as that needs: it pairs by round
 # What may differ for the steps to be the only code that changed: the steps, tests, text.
 UNTIMED_PREFIXES = ("kernels/", "tests/")
 UNTIMED_SUFFIXES = (".md",)
@@ -71,22 +72,33 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                                       seeds={"data": config.seed, "params": config.seed})
         common: dict[str, Any] = dict(run_id=config.run_id, env=fingerprint)
         for group in groups:
-            turns, prepared = Turns(), []
+            turns = Turns()
             for worker in workers.values():
                 worker.set_tf32(group.tf32)
-            for case in group.cases:
-                worker = workers[case.key.framework]
-                turns.to(worker)
-                skipped = worker.skip_reason(case.key)
-                for side in SIDES:
-                    if skipped:
-                        kept[side].append(Record(**case.key.asdict(), status="skipped", error=skipped, **common))
-                        continue
-                    rec, per_call_s = worker.prepare(case.key, group.n, group.tf32, common, side)
+
+            def check(name: str, worker: Worker, group=group, turns=turns) -> list[tuple[str, Record, float | None]]:
+                """Each case of this framework checked and warmed on both sides: [(side, record, per call)]."""
+                out: list[tuple[str, Record, float | None]] = []
+                for case in [c for c in group.cases if c.key.framework == name]:
+                    skipped = worker.skip_reason(case.key)
+                    for side in SIDES:
+                        if skipped:
+                            out.append((side, Record(**case.key.asdict(), status="skipped", error=skipped, **common),
+                                        None))
+                        else:
+                            out.append((side, *worker.prepare(case.key, group.n, group.tf32, common, side)))
+                return out
+            # The frameworks check their cases at once, each in its own process (the gate reads no
+            # first-call time, which a neighbour's compile would disturb); the timing takes turns.
+            with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+                checked = dict(zip(workers, pool.map(check, workers, workers.values())))
+            prepared = []
+            for name, results in checked.items():
+                for side, rec, per_call_s in results:
                     if per_call_s is None:
                         kept[side].append(rec)
                     else:
-                        prepared.append(Prepared(worker, rec, per_call_s, turns, side))
+                        prepared.append(Prepared(workers[name], rec, per_call_s, turns, side))
             if prepared:
                 say(f"gate: timing {len(prepared) // 2} cases at n={group.n}, base and candidate interleaved "
                     "in one process per framework")
