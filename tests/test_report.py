@@ -79,7 +79,9 @@ def test_cli_writes_every_file(built):
     assert "Not drawn: no case was timed at two or more values of nh" in (out / "report.md").read_text()
     for name in ("cases", "payback", "crossovers", "runs"):
         assert (out / "tables" / f"{name}.csv").is_file()
-    assert len(list((out / "tables").glob("median_ms_*.csv"))) == 6   # 2 devices x 3 sizes
+    assert not list((out / "tables").glob("median_ms_*.csv"))            # one long table, not one per group
+    long = pd.read_csv(out / "tables" / "median_ms.csv")
+    assert len(long.groupby(["where", "n"])) == 6 and len(long) == len(FIXTURE.read_text().splitlines())   # 2 devices x 3 sizes
 
 
 def test_pngs_decode(built):
@@ -142,9 +144,9 @@ def test_csvs_round_trip(built, df):
     pb = pd.read_csv(out / "tables" / "payback.csv")
     np.testing.assert_array_equal(pb.payback_calls.to_numpy(), tables.payback(df).payback_calls.to_numpy())
     assert np.isinf(pb.payback_calls).sum() == 3
-    key, g = tables.groups(df)[0]
-    grid = pd.read_csv(out / "tables" / f"median_ms_{report._slug(key)}.csv", index_col="row")
-    assert grid.loc["tensorflow/manual", "eager"] == g[(g.step == "manual") & (g.backend == "eager")].median_ms.item()
+    long = pd.read_csv(out / "tables" / "median_ms.csv")
+    np.testing.assert_array_equal(long.median_ms.to_numpy(float), df.median_ms.to_numpy(float))
+    assert list(long.columns[:len(tables.GROUP)]) == tables.GROUP
 
 
 def test_crossovers_in_the_fixture(built, df):

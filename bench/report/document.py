@@ -553,8 +553,9 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
             blocks.append(("p", f"Not drawn: {reason}."))
     blocks += [("h2", "Files"),
                ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); "
-                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv` and one "
-                     "`tables/median_ms_*.csv` grid per device and size hold the rest. The raw samples are in the "
+                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, "
+                     "`tables/scaling.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
+                     "with their CIs, in long format) hold the rest. The raw samples are in the "
                      "records (JSON lines) this report was built from.")]
     return blocks
 
@@ -620,15 +621,11 @@ def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
 
 # ---------------------------------------------------------------- files
 
-def _slug(key):
-    return re.sub(r"[^a-z0-9]+", "-", "_".join(map(str, key)).lower()).strip("-")
-
-
 def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, records: Iterable[Record], out: Path,
                pr: pd.DataFrame | None = None) -> list[Path]:
     """tables/*.csv: every number unrounded; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("median_ms_*.csv"):
+    for stale in out.glob("median_ms_*.csv"):   # the per-group grids of earlier versions
         stale.unlink()
     paths = []
 
@@ -644,9 +641,8 @@ def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, reco
     put("scaling.csv", frames.scaling(df))
     put("runs.csv", run_summary(records), index=True)
     put("counters.csv", counters_long(records))
-    for key, g in frames.groups(df):
-        grid = g.pivot_table(index="row", columns="backend", values="median_ms", aggfunc="first", sort=False)
-        put(f"median_ms_{_slug(key)}.csv", grid, index=True)
+    # every table of the report in one long file (a fleet's 2,000 sizes are 2,000 rows' groups, not files)
+    put("median_ms.csv", df[[*frames.GROUP, "row", "backend", "status", "median_ms", "ci_lo_ms", "ci_hi_ms"]])
     return paths
 
 
