@@ -403,3 +403,17 @@ def test_the_report_reads_in_a_real_browser(built, tmp_path):
         browser.close()
     assert errors == [] and len(shown) >= len(DRAWN)
     assert problems == [], "\n".join(problems[:40])
+
+
+def test_the_headline_claims_a_fastest_case_only_where_its_interval_does():
+    rng = np.random.default_rng(0)
+
+    def case(backend, level, spread):
+        samples = tuple(level * (1 + spread * rng.standard_normal(30)))
+        return Record(framework="torch", step="manual", backend=backend, device="cpu", n=1000, m=784, nh=50,
+                      dtype="float32", status="ok", run_id="r", samples_s=samples, rounds=tuple(range(30)))
+    clear = report._summary(tables.frame([case("eager", 0.020, 0.01), case("compile", 0.010, 0.01)]))
+    assert "fastest **torch/manual/compile**, " in clear[0] and "indistinguishable" not in clear[0]
+    close = report._summary(tables.frame([case("eager", 0.0102, 0.3), case("compile", 0.0100, 0.3)]))
+    assert "and **torch/manual/" in close[0] and "indistinguishable (their medians' 95% CIs overlap)" in close[0]
+    assert "against torch/manual/eager indistinguishable" in close[0] or "×" not in close[0].split("ms")[-1]

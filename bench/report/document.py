@@ -413,13 +413,14 @@ def _summary(df):
                         f"medians' 95% CIs overlap), {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} "
                         f"and {fmt.round_to_spread(second.median_ms, fmt.median_half_width(second))} ms")
         if math.isfinite(best.speedup) and best.speedup != 1 and math.isfinite(best.speedup_lo):
-            ci = f"[{fmt.sig(best.speedup_lo, 2)}, {fmt.sig(best.speedup_hi, 2)}]"
+            ci = f"[{fmt.sig(best.speedup_lo, 3)}, {fmt.sig(best.speedup_hi, 3)}]"
             if best.speedup_lo > 1 or best.speedup_hi < 1:
                 text += f", ×{fmt.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} {ci} against {best.reference}"
             else:
-                text += f", against {best.reference} indistinguishable (×{fmt.sig(best.speedup, 2)} {ci})"
+                text += f", against {best.reference} indistinguishable (×{fmt.sig(best.speedup, 3)} {ci})"
         if math.isfinite(best.pct_of_peak):
-            text += f", {best.pct_of_peak:.0f}% of the measured GEMM peak"
+            pct = best.pct_of_peak
+            text += f", {fmt.sig(pct, 2) if pct < 100 else f'{pct:.0f}'}% of the measured GEMM peak"
         items.append(text)
     return items
 
