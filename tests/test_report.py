@@ -417,3 +417,21 @@ def test_the_headline_claims_a_fastest_case_only_where_its_interval_does():
     close = report._summary(tables.frame([case("eager", 0.0102, 0.3), case("compile", 0.0100, 0.3)]))
     assert "and **torch/manual/" in close[0] and "indistinguishable (their medians' 95% CIs overlap)" in close[0]
     assert "against torch/manual/eager indistinguishable" in close[0] or "×" not in close[0].split("ms")[-1]
+
+
+def test_a_crossing_is_supported_only_where_the_intervals_are_apart_on_both_sides():
+    rng = np.random.default_rng(1)
+
+    def case(backend, n, level, spread):
+        return Record(framework="torch", step="manual", backend=backend, device="cpu", n=n, m=784, nh=50,
+                      dtype="float32", status="ok", run_id="r", samples_s=tuple(level * (1 + spread * rng.standard_normal(40))),
+                      rounds=tuple(range(40)))
+    sharp = [case("eager", 1000, 0.010, 0.01), case("eager", 2000, 0.030, 0.01),
+             case("compile", 1000, 0.015, 0.01), case("compile", 2000, 0.020, 0.01)]
+    blurred = [case("eager", 1000, 0.010, 0.5), case("eager", 2000, 0.030, 0.01),
+               case("compile", 1000, 0.013, 0.5), case("compile", 2000, 0.020, 0.01)]
+    (clear,) = tables.scaling_crossovers(tables.frame(sharp), "n").itertuples()
+    (unclear,) = tables.scaling_crossovers(tables.frame(blurred), "n").itertuples()
+    assert clear.supported and not unclear.supported
+    assert "overlap: not shown to cross" in report.crossover_table(tables.scaling_crossovers(tables.frame(blurred), "n")
+                                                                   ).iloc[0]["the CIs either side"]

@@ -113,7 +113,8 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
             + (f' (<a href="{_e(link)}">its report</a>)' if link else "") + ". Changes: "
             + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none")
             + (f" (change points on {_e(series_bases[s.basis])}, the quieter)" if s.basis != "median" else "") + ".</p>"
-            f"<figure>{plot_svg(s)}</figure></section>")
+            + (f"<figure>{plot_svg(s)}</figure></section>" if len(s.points) > 1
+               else "<p>One commit so far: nothing to chart yet.</p></section>"))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>backprop-bench history</title><style>{STYLE}</style></head><body>
 <h1>backprop-bench history</h1>

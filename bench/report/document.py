@@ -279,7 +279,8 @@ def counters_long(records: Iterable[Record]) -> pd.DataFrame:
 
 def crossover_table(crossings: pd.DataFrame) -> pd.DataFrame:
     rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
-             "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond}
+             "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond,
+             "the CIs either side": "apart" if c.supported else "overlap: not shown to cross"}
             for c in crossings.itertuples()]
     return pd.DataFrame(rows).set_index("#")
 
@@ -543,7 +544,8 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
         blocks.append(("p", "No two cases' lines cross (or no case ran at several sizes)."))
     else:
         blocks += [("p", "Where one case's time line crosses another's (log-log interpolation between measured "
-                         "sizes); the numbers match the marks in the scaling plots."),
+                         "sizes); the numbers match the marks in the scaling plots. A crossing is shown by the data "
+                         "only where the two medians' 95% CIs are apart at the measured sizes on both sides of it."),
                    ("table", crossover_table(crossings))]
     blocks.append(("h2", "Plots"))
     for name, (paths, reason, notes) in figures.items():

@@ -472,10 +472,18 @@ def _comparable_runs(keys, var):
     return lambda a, b: a == b or not kinds[a] & kinds[b]
 
 
+def _apart(a: dict, b: dict, x: float) -> bool:
+    """Whether two lines' medians' 95% CIs at x are disjoint (a CI not known: not apart)."""
+    (lo_a, hi_a), (lo_b, hi_b) = a[x], b[x]
+    return bool(np.isfinite([lo_a, hi_a, lo_b, hi_b]).all() and (hi_a < lo_b or hi_b < lo_a))
+
+
 def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
     """Every crossing between two lines of the same step and context in the scaling plot against
     `var` (lines of one run, or of two runs of different devices: _comparable_runs): one row each,
-    numbered panel by panel from left to right. Linear in the runs of a fleet."""
+    numbered panel by panel from left to right, `supported` where the two medians' 95% CIs are
+    apart at the measured sizes on both sides of it (else the order may be noise). Linear in the
+    runs of a fleet."""
     out = []
     by_step = scaling_lines(df, var)
     every = [k for lines in by_step.values() for k in lines]
@@ -488,6 +496,8 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
             contexts.setdefault(_context(key, var), {}).setdefault(key[run], []).append(key)
         for runs in contexts.values():
             series = {k: dict(zip(lines[k][var], lines[k].median_ms)) for keys in runs.values() for k in keys}
+            cis = {k: dict(zip(lines[k][var], zip(lines[k].ci_lo_ms, lines[k].ci_hi_ms))) for keys in runs.values()
+                   for k in keys}
             names = list(runs)
             pairs = [(ka, kb) for i, ra in enumerate(names) for rb in names[i:] if comparable(ra, rb)
                      for ia, ka in enumerate(runs[ra]) for kb in (runs[rb][ia + 1:] if ra == rb else runs[rb])]
@@ -499,9 +509,12 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
                 yb = [series[kb][x] for x in shared]
                 for x, y, faster in crossovers(shared, ya, yb):
                     fast, slow = (ka, kb) if faster == "a" else (kb, ka)
+                    left, right = max(v for v in shared if v <= x), min(v for v in shared if v >= x)
                     out.append({"step": step, "var": var, "crossing": x, "time_ms": y,
-                                "faster_beyond": labels[fast], "slower_beyond": labels[slow]})
-    df_out = pd.DataFrame(out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond"])
+                                "faster_beyond": labels[fast], "slower_beyond": labels[slow],
+                                "supported": _apart(cis[ka], cis[kb], left) and _apart(cis[ka], cis[kb], right)})
+    df_out = pd.DataFrame(out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond",
+                                        "supported"])
     order = {step: i for i, step in enumerate(by_step)}
     df_out = df_out.sort_values(["step", "crossing"], key=lambda c: c.map(order) if c.name == "step" else c,
                                 kind="stable", ignore_index=True)

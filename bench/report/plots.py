@@ -300,7 +300,9 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
         shown = {labels[k] for k in lines}
         for c in crossings[(crossings.step == step) & crossings.faster_beyond.isin(shown)
                            & crossings.slower_beyond.isin(shown)].itertuples():
-            ax.plot(c.crossing, c.time_ms, marker="X", color="black", markersize=9, linestyle="none", zorder=5)
+            supported = bool(getattr(c, "supported", True))   # grey: the CIs either side overlap
+            ax.plot(c.crossing, c.time_ms, marker="X", color="black" if supported else "#9a9a9a", markersize=9,
+                    linestyle="none", zorder=5)
             ax.annotate(str(c.number), (c.crossing, c.time_ms), xytext=(5, -12), textcoords="offset points",
                         fontsize=9, fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
         values = _spaced(sorted({v for rows in lines.values() for v in rows[var]}))
@@ -316,7 +318,7 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
         ax.grid(alpha=0.3, which="both")
     items = list(handles.items())
     if len(crossings):
-        items.append(("crossover (numbered as in the report)",
+        items.append(("crossover (numbered as in the report; grey: the CIs either side overlap)",
                       Line2D([], [], marker="X", color="black", linestyle="none", markersize=8)))
     _bottom_legend(fig, [h for _, h in items], [label for label, _ in items], 2 if len(items) > 3 else len(items))
     fig.suptitle(f"Step time against {var} (band: interquartile range)", fontweight="bold")
