@@ -204,7 +204,10 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
     (groups, note), colour, short = _busiest(frames.groups(df)), colours(df), short_names(df)
-    fig, axes = _figure(plt, len(groups), 2, 7.2, 3.9)
+    # A panel's bars: one column of panels where a panel holds many (its labels need the width)
+    bars_in = [len(g) for _, g in groups]
+    crowded = max(bars_in) > 12
+    fig, axes = _figure(plt, len(groups), 1 if crowded else 2, 12.0 if crowded else 7.2, 3.9)
     _note(fig, note)
     cut = False
     same_size: dict[tuple, list] = {}   # panels of one device and size (precisions, caches): one y scale
@@ -232,9 +235,13 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
                 ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
                        error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
                        linewidth=1.6 if marked else 0)
-                ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), (x, c.q3_ms),
-                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9)
-        ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows])
+                if len(g) <= 24:   # a number a bar while they fit above it (the tables hold them all)
+                    ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), (x, c.q3_ms),
+                                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                                rotation=90 if len(g) > 12 else 0)
+        ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows],
+                      rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center",
+                      rotation_mode="anchor")
         ax.set_xlim(-0.6, len(rows) - 0.4)
         if not ((g.status == "ok") & (g.median_ms > 0)).any():   # every case skipped or failed: no time axis
             ax.set_yticks([])
@@ -355,6 +362,7 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
     wheres = wheres[:MAX_PANELS]
     fig, axes = _figure(plt, len(wheres), 2, 6.0, 4.6, extra_width=2.6)
     _note(fig, note)
+    own_lines: "dict[str, LineStyleType]" = {}   # legend label -> line style of a framework's own ceilings
     for ax, w in zip(axes, wheres):
         g = timed[timed["where"] == w]
         gemm, copy = g.gemm_peak_gflops.max(), g.copy_peak_gbps.max()
@@ -371,12 +379,12 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
         ax.annotate(f"ridge {fmt.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), xytext=(3, 0),
                     textcoords="offset points", ha="left", va="bottom", fontsize=9, color="grey")
         own = g.groupby("framework", sort=False)[["own_gemm_gflops", "own_copy_gbps"]].max()
-        for fw, (own_gemm, own_copy) in own.iterrows():   # a framework's own ceilings, where they differ
+        for i, (fw, (own_gemm, own_copy)) in enumerate(own.iterrows()):   # a framework's own, where lower
             if own_gemm > 0 and own_copy > 0 and (own_gemm < 0.9 * gemm or own_copy < 0.9 * copy):
-                ax.plot(xs, np.minimum(own_gemm, own_copy * xs), color="grey", linewidth=0.8, linestyle="--")
-                ax.annotate(f"{fw}'s own: {fmt.sig(own_gemm, 3)} GFLOP/s, {fmt.sig(own_copy, 3)} GB/s",
-                            (hi, own_gemm), xytext=(-4, -4), textcoords="offset points", ha="right", va="top",
-                            fontsize=9, color="grey")
+                style = LINESTYLES[1 + i % (len(LINESTYLES) - 1)]
+                ax.plot(xs, np.minimum(own_gemm, own_copy * xs), color="grey", linewidth=0.9, linestyle=style)
+                own_lines.setdefault(f"{fw}'s own: {fmt.sig(own_gemm, 3)} GFLOP/s, {fmt.sig(own_copy, 3)} GB/s",
+                                     style)
         for c in g.itertuples():
             reduced = c.dtype in ("bfloat16", "float16") or c.tf32
             ax.plot(c.intensity * nudge[c.row, c.backend], c.gflops, marker=MARKERS[kinds.index(getattr(c, by)) % len(MARKERS)],
@@ -404,7 +412,9 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
     if (timed.dtype.isin(["bfloat16", "float16"]) | timed.tf32.astype(bool)).any():
         handles.append(Line2D([], [], marker="o", color="grey", markerfacecolor="none", markeredgewidth=1.6,
                               linestyle="none", label="hollow: bfloat16, float16\nor TF32"))
-    fig.legend(handles=handles, loc="outside right upper", frameon=False, title=f"colour: backend\nmarker: {by}")
+    handles += [Line2D([], [], color="grey", linestyle=style, label=label.replace(": ", ":\n", 1))
+                for label, style in own_lines.items()]
+    fig.legend(handles=handles, loc="outside right center", frameon=False, title=f"colour: backend\nmarker: {by}")
     fig.suptitle("Roofline: achieved GFLOP/s under each device's measured float32 ceilings", fontweight="bold")
     return fig
 
