@@ -153,7 +153,8 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 min_rounds: int = defaults.MIN_ROUNDS, max_samples: int = defaults.MAX_SAMPLES,
                 budget_s: float = defaults.BUDGET_S, round_s: float = defaults.ROUND_S,
                 per_call_s: Mapping[_K, float] | None = None,
-                on_round: Callable[[int, dict[_K, str]], object] | None = None, stop: Callable[[], bool] | None = None,
+                on_round: Callable[[int, dict[_K, str], dict[_K, float]], object] | None = None,
+                stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
                 checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
@@ -164,8 +165,9 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     `per_call_s[key]`, e.g. from warm-up). A case stops when its median's 95% CI is within
     +-target_ci of the median (after min_samples samples and min_rounds rounds), when it has spent
     `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
-    spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples. on_round(round, stopped) is called after each round with
-    {key: stop reason} of the cases stopped so far.
+    spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples.
+    on_round(round, stopped, spent) is called after each round with {key: stop reason} of the
+    cases stopped so far and {key: host seconds of timed calls} of every case.
 
     stop() is asked after every take (a round's calls of one case, about round_s): when it is
     true, sampling ends there and the cases not done stop with reason "interrupted", keeping what
@@ -229,7 +231,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
             elif n >= max_samples:
                 done[k] = "max_samples"
         if on_round:
-            on_round(r, dict(done))
+            on_round(r, dict(done), dict(spent))
     return so_far()
 
 

@@ -63,3 +63,22 @@ def test_the_timing_line_says_which_cases_run_smaller():
              for s, n in (("manual", 50000), ("module", 50000), ("broadcast", 2000))]
     p.timing(Group("cpu", 50000, 784, 50, "float32", False, "warm", []), lives)
     assert "timing: 3 cases on cpu at n=50000 (1 at n=2000: their default-suite limit) nh=50" in lines[-1]
+
+
+def test_a_groups_eta_is_calibrated_by_the_wall_seconds_its_timed_seconds_took():
+    clock, lines = Clock(), []
+    p = Progress(lines.append, budget_s=10.0, clock=clock)
+    keys = [key("manual"), key("module")]
+    p.started(2)
+    for k in keys:
+        p.checking(Case(None, k))
+    lives = [SimpleNamespace(rec=Record(**k.asdict(), status="ok")) for k in keys]
+    p.timing(Group("cpu", 1000, 784, 50, "float32", False, "warm", []), lives)
+    clock.now = 3.0    # one round: 1 s of timed calls each took 3 s of wall time (1.5 wall s a timed s)
+    p.round(1, {}, lives, {0: 1.0, 1: 1.0})
+    assert p.eta_s() == pytest.approx((9.0 + 9.0) * 1.5)
+    clock.now = 5.0
+    assert p.eta_s() == pytest.approx(27.0 - 2.0)          # counting down until the next round
+    clock.now = 6.0
+    p.round(2, {0: "ci"}, lives, {0: 1.5, 1: 2.0})        # a case settled: only the other's budget is left
+    assert p.eta_s() == pytest.approx(8.0 * 6.0 / 3.5)

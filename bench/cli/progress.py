@@ -27,8 +27,9 @@ class Progress(Observer):
     """Writes one line per event (to stderr by default), each with an ETA from a model of what is
     left, not from the rate of finished cases (a group's cases all finish together, at its end):
     each case not yet checked costs the mean check so far plus its budget of timed calls, and the
-    group being timed at most its cases' budgets, less the time it has been timed. The ETA so only
-    falls while nothing happens, and is an upper bound where cases use their whole budget."""
+    group being timed its open cases' budgets left, at the wall seconds per timed second its rounds
+    have taken so far (settling, bookkeeping; before its first round: the budgets, less the time it
+    has been timed). Between events the ETA only falls."""
 
     def __init__(self, write: Callable[[str], None] | None = None, budget_s: float | None = None,
                  every_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -40,6 +41,8 @@ class Progress(Observer):
         self._check_started: float | None = None
         self._checks_s = 0.0
         self._timing: tuple[float, int] | None = None   # (when the group's timing began, its cases)
+        self._spent: tuple[float, float] | None = None   # (timed seconds so far, budget seconds left) of the group
+        self._last_round_at = 0.0
 
     def eta_s(self) -> float | None:
         """Seconds left by the model above; None before anything can be said."""
@@ -50,7 +53,12 @@ class Progress(Observer):
         left = max(0, self.total - len(self.seen)) * (check_s + self.budget_s)
         if self._timing:
             began, cases = self._timing
-            left += max(0.0, cases * self.budget_s - (now - began))
+            if self._spent:   # calibrated: wall seconds per timed second so far, times the budgets left
+                timed_s, open_left = self._spent
+                left += open_left * (self._last_round_at - began) / timed_s if timed_s > 0 else 0.0
+                left = max(0.0, left - (now - self._last_round_at))
+            else:
+                left += max(0.0, cases * self.budget_s - (now - began))
         return left
 
     def _prefix(self):
@@ -85,14 +93,19 @@ class Progress(Observer):
         if self._check_started is not None:
             self._checks_s += now - self._check_started
             self._check_started = None
-        self._timing = (now, len(lives))
+        self._timing, self._spent = (now, len(lives)), None
         other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
         smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
         self.write(f"{self._prefix()} timing: {len(lives)} case{'s' if len(lives) != 1 else ''} on {group.device} "
                    f"at n={group.n}{smaller} nh={group.nh} {group.dtype}{'+tf32' if group.tf32 else ''}"
                    f"{', cold cache' if group.cache == 'cold' else ''} in interleaved rounds")
 
-    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed]) -> None:
+    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed],
+              spent: Mapping[int, float] | None = None) -> None:
+        if spent and self.budget_s:
+            open_left = sum(max(0.0, self.budget_s - s) for k, s in spent.items() if k not in stopped)
+            self._spent = (sum(spent.values()), open_left)
+            self._last_round_at = self.clock()
         if self.clock() - self._last_round < self.every_s:
             return
         self._last_round = self.clock()

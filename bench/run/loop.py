@@ -50,8 +50,9 @@ class Observer:
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
         pass
 
-    def round(self, r: int, stopped: dict[int, str], lives: Sequence[Timed]) -> None:
-        pass
+    def round(self, r: int, stopped: dict[int, str], lives: Sequence[Timed],
+              spent: dict[int, float] | None = None) -> None:
+        """After each round: the cases stopped so far, and the host seconds of timed calls each has spent."""
 
     def finished(self, rec: Record) -> None:
         pass
@@ -284,7 +285,8 @@ def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config,
     if prepared:
         observer.timing(group, prepared)
         with Sampler(group.device) as telemetry:
-            timed = time_cases(prepared, config, lambda r, stopped: observer.round(r, stopped, prepared), stop,  # type: ignore[arg-type]
+            timed = time_cases(prepared, config,  # type: ignore[arg-type]
+                               lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop,
                                checkpoint, telemetry, failed=lambda p: p.failed())  # type: ignore[attr-defined]
         for rec in timed:
             finish(rec)

@@ -35,12 +35,13 @@ def sampled_record(rec: Record, sampled: timing.Sampled, telemetry: Sampler | No
                    telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
 
 
-def time_cases(cases: list[Timed], config: Config, on_round: Callable[[int, dict[int, str]], object] | None = None,
+def time_cases(cases: list[Timed], config: Config,
+               on_round: Callable[[int, dict[int, str], dict[int, float]], object] | None = None,
                stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
                telemetry: Sampler | None = None,
                failed: Callable[[Timed], str] = lambda case: "its take measured nothing") -> list[Record]:
-    """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped) after
-    each round; stop() asked after every take; checkpoint([Record]) given the records so far every
+    """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped, spent)
+    after each round (timing.interleaved); stop() asked after every take; checkpoint([Record]) given the records so far every
     config's checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each
     record; failed(case): why a case whose take measured nothing failed (its worker died)."""
     sampled = timing.interleaved(
