@@ -42,6 +42,7 @@ class Progress(Observer):
         self._checks_s = 0.0
         self._timing: tuple[float, int] | None = None   # (when the group's timing began, its cases)
         self._spent: tuple[float, float] | None = None   # (timed seconds so far, budget seconds left) of the group
+        self._waiting = 0   # cases checked and warm, their group's timing not begun
         self._last_round_at = 0.0
 
     def eta_s(self) -> float | None:
@@ -50,7 +51,7 @@ class Progress(Observer):
             return None if self.done < self.total else 0.0
         now = self.clock()
         check_s = self._checks_s / len(self.seen) if self.seen else 1.0
-        left = max(0, self.total - len(self.seen)) * (check_s + self.budget_s)
+        left = max(0, self.total - len(self.seen)) * (check_s + self.budget_s) + self._waiting * self.budget_s
         if self._timing:
             began, cases = self._timing
             if self._spent:   # calibrated: wall seconds per timed second so far, times the budgets left
@@ -86,6 +87,7 @@ class Progress(Observer):
             self._checks_s += now - self._check_started
         self._check_started = now
         self.seen.add(case.key)
+        self._waiting += 1
         self.write(f"{self._prefix()} check: {case.key.label}")
 
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
@@ -93,7 +95,7 @@ class Progress(Observer):
         if self._check_started is not None:
             self._checks_s += now - self._check_started
             self._check_started = None
-        self._timing, self._spent = (now, len(lives)), None
+        self._timing, self._spent, self._waiting = (now, len(lives)), None, 0
         other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
         smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
         self.write(f"{self._prefix()} timing: {len(lives)} case{'s' if len(lives) != 1 else ''} on {group.device} "
@@ -113,6 +115,8 @@ class Progress(Observer):
 
     def finished(self, rec: Record) -> None:
         self.done += 1
+        if not self._timing and rec.case in self.seen and self._waiting:
+            self._waiting -= 1    # checked, then failed or skipped: it will not be timed
         self.seen.add(rec.case)   # a skipped case finishes without a check
         if self._check_started is not None:   # a case finished without timing (skipped, failed)
             self._checks_s += self.clock() - self._check_started
