@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bench.distributed import launch
@@ -199,3 +200,15 @@ def test_sigterm_stops_the_scale_run_keeping_its_records_and_no_worker(tmp_path)
     assert proc.returncode == 143 and "--resume runs the rest" in err, err
     assert [(r.engine, r.replicas) for r in read(out)] == [("sharding", 1)]
     assert workers_left(tmp_path) == []
+
+
+def test_an_engine_faster_at_one_replica_is_not_read_as_its_cost():
+    rng = np.random.default_rng(0)
+    noisy = lambda level: tuple(level * (1 + 0.01 * rng.standard_normal(20)))   # noqa: E731
+    sc = frames.scaling(frames.frame([make(engine="", samples_s=noisy(0.010)), make(samples_s=noisy(0.008)),
+                                      make(backend="eager", engine="", samples_s=noisy(0.010)),
+                                      make(backend="eager", samples_s=noisy(0.013))]))
+    table = document.engine_overhead_table(sc)
+    readings = dict(zip(table["case"], table["reading"]))
+    assert readings["jax/manual · jit"].startswith("faster under the engine: no cost can be")
+    assert readings["jax/manual · eager"] == "the engine's cost"

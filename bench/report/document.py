@@ -229,13 +229,26 @@ def scaling_tables(sc: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return out
 
 
+def _overhead_reading(lo: float, hi: float) -> str:
+    """What an R=1 ratio's interval says: a cost only where it lies above 1."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "no interval"
+    if lo > 1:
+        return "the engine's cost"
+    if hi < 1:
+        return ("faster under the engine: no cost can be; the two runs differ in more than the engine "
+                "(its process's settings: a core a replica, threads)")
+    return "no difference shown"
+
+
 def engine_overhead_table(sc: pd.DataFrame) -> pd.DataFrame:
     """R=1 under each engine against the plain single-device case, both timed by the same loop."""
     one = sc[(sc.kind == "strong") & (sc.replicas == 1) & sc.overhead.notna()]
     rows = [{"device": c.where, "case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "n": f"{c.n:,}",
              "one device ms": fmt.sig(c.single_ms, 3), "R=1 under the engine ms": fmt.sig(c.median_ms, 3),
              "overhead [95% CI]": _interval(c.overhead, c.overhead_lo, c.overhead_hi,
-                                            (c.overhead_hi - c.overhead_lo) / 2, "×")}
+                                            (c.overhead_hi - c.overhead_lo) / 2, "×"),
+             "reading": _overhead_reading(c.overhead_lo, c.overhead_hi)}
             for c in one.itertuples()]
     return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
 
@@ -516,8 +529,8 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
         if not overhead.empty:
             blocks += [("h3", "The engine's cost at R=1"),
                        ("p", "R=1 under each engine against the plain case on one device (same framework, backend, "
-                             "n and timing loop): overhead = engine time / one-device time, >1 is what the engine "
-                             "adds."),
+                             "n and timing loop): overhead = engine time / one-device time. Only an interval above 1 "
+                             "is a cost; one below 1 means the runs differ in more than the engine (the reading says)."),
                        ("table", overhead)]
     executes = counters_table(records)
     if not executes.empty:
