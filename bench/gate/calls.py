@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import defaults, env, records
+from bench import defaults, records
 from bench.gate import rule
 from bench.gate.errors import GateError
 from bench.gate.paired import Outcome
 from bench.gate.processes import Process, RunSpec
 from bench.gate.worktree import git
 from bench.records import Record
-from bench.run.loop import Prepared, Turns
+from bench.run.loop import Prepared, Turns, close_runners, run_fingerprint, start_runners
 from bench.run.measure import time_cases
 from bench.run.plan import Config, ConfigError, plan
 from bench.run.worker import Worker, WorkerDied, WorkerError
@@ -58,25 +58,18 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                     device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={},
                     budget_s=spec.budget_s * pairs, target_ci=1e-9,   # no early stop: both sides sample the same rounds
                     round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS), budget_rounds=ROUNDS)
-    kernels = {"base": str(base_tree), "candidate": str(tree)}
-    workers = {name: Worker(name, config, kernels=kernels, env=spec.env()) for name in spec.frameworks}
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
+    workers: dict[str, Any] = {}
     try:
-        for worker in workers.values():
-            worker.ready()
+        workers = start_runners(config, kernels={"base": str(base_tree), "candidate": str(tree)}, env=spec.env())
         groups = plan(config, workers)
-        n, m, _ = spec.sizes[0]
-        first = next(iter(workers.values()))
-        fingerprint = env.fingerprint({name: w.info() for name, w in workers.items()},
-                                      data_source=first.data_source(n, m),
-                                      seeds={"data": config.seed, "params": config.seed})
-        common: dict[str, Any] = dict(run_id=config.run_id, env=fingerprint)
+        common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers))
         for group in groups:
             turns = Turns()
             for worker in workers.values():
                 worker.set_tf32(group.tf32)
 
-            def check(name: str, worker: Worker, group=group, turns=turns) -> list[tuple[str, Record, float | None]]:
+            def check(name: str, worker: Worker, group=group) -> list[tuple[str, Record, float | None]]:
                 """Each case of this framework checked and warmed on both sides: [(side, record, per call)]."""
                 out: list[tuple[str, Record, float | None]] = []
                 for case in [c for c in group.cases if c.key.framework == name]:
@@ -110,8 +103,7 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
-        for worker in workers.values():
-            worker.close()
+        close_runners(workers)
     wall_s = time.perf_counter() - t0
     processes = {}
     for side in SIDES:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import env
+from bench import env, frameworks
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
 
 SCHEMA_VERSION = 3
@@ -114,17 +114,14 @@ def _check_relative(path: Path, url: str) -> None:
                            "results/ (the default: sqlite:///results/history.sqlite)")
 
 
-THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "OPENBLAS_NUM_THREADS")
-
-
 def machine_key(fp: dict[str, Any] | None) -> str:
     """The hardware a run measured, as a key: architecture, CPU model and GPUs, and the thread
     settings where the run set any (the gate's one-thread processes are another series than a
     default run's); not software: a framework upgrade is a change in a machine's history."""
     ident = env.identity(fp or {})
     variables = (fp or {}).get("env") or {}
-    threads = sorted({variables[v] for v in THREAD_VARS if isinstance(variables, dict) and variables.get(v)})
+    thread_vars = frameworks.thread_env(1)   # every framework's thread variables (their classes say which)
+    threads = sorted({variables[v] for v in thread_vars if isinstance(variables, dict) and variables.get(v)})
     return " | ".join([ident["machine"] or "unknown", ident["cpu_model"] or "unknown CPU",
                        "+".join(g for g in ident["gpu_names"] if g) or "no GPU"]
                       + ([f"{'/'.join(threads)} thread(s)"] if threads else []))[:255]

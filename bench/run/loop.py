@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import env, frameworks
+from bench import env as environment
+from bench import frameworks
 from bench.data import check_fits
 from bench.records import (
     CaseKey,
@@ -111,7 +112,7 @@ class Prepared:
             return replace(self.rec, status="failed", error=str(e))
 
     def failed(self) -> str:
-        return getattr(self.runner, "dead", None) or "its take measured nothing"
+        return self.runner.dead or "its take measured nothing"
 
 
 class Turns:
@@ -131,20 +132,21 @@ class Turns:
         self.last = runner
 
 
-def start_runners(config: Config, observer: Observer | None = None) -> dict[str, Runner | Worker]:
+def start_runners(config: Config, observer: Observer | None = None, kernels: dict[str, str] | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, Runner | Worker]:
     """{framework: its Runner}: each in a worker process of its own when config.isolate (started
-    together, so their imports overlap), else in this process. A framework that cannot load is a
-    ConfigError naming it, or, with config.leave_out_broken, left out (observer.left_out) unless
-    none is left."""
+    together, so their imports overlap; `env` set in them), else in this process; `kernels`: each
+    side's checkout (bench/run/runner.py). A framework that cannot load is a ConfigError naming it,
+    or, with config.leave_out_broken, left out (observer.left_out) unless none is left."""
     runners: dict[str, Runner | Worker] = {}
     reasons = []
     try:
         for name in config.frameworks:
             if config.isolate:
-                runners[name] = Worker(name, config)
+                runners[name] = Worker(name, config, kernels, env)
                 continue
             try:
-                runners[name] = Runner(name, config)
+                runners[name] = Runner(name, config, kernels)
             except frameworks.FrameworkUnavailable as e:
                 reasons.append((name, str(e)))
         for name, runner in list(runners.items()):
@@ -163,6 +165,14 @@ def start_runners(config: Config, observer: Observer | None = None) -> dict[str,
         close_runners(runners)
         raise
     return runners
+
+
+def run_fingerprint(config: Config, runners: dict[str, Runner | Worker]) -> dict[str, Any]:
+    """The run's environment: each runner's framework facts and the first size's data source."""
+    n, m, _ = config.sizes[0]
+    return environment.fingerprint({name: r.info() for name, r in runners.items()},
+                                   data_source=next(iter(runners.values())).data_source(n, m),
+                                   seeds={"data": config.seed, "params": config.seed})
 
 
 def restart_dead(runners: dict[str, Runner | Worker], config: Config) -> None:
@@ -218,10 +228,7 @@ def _run(config, runners, observer, stop):
     if config.resume:
         done, superseded, run_id = resumable(out_file)
         config = replace(config, run_id=run_id or config.run_id)
-    n, m, _ = config.sizes[0]
-    fingerprint = env.fingerprint({name: r.info() for name, r in runners.items()},
-                                  data_source=next(iter(runners.values())).data_source(n, m),
-                                  seeds={"data": config.seed, "params": config.seed})
+    fingerprint = run_fingerprint(config, runners)
     records: list[Record] = []
     observer.started(sum(len(g.cases) for g in groups))
 

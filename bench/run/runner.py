@@ -29,6 +29,7 @@ class Runner:
         self.config = config
         self.caches = Caches(config)
         self.lives: dict[tuple[str, CaseKey], Live] = {}
+        self.dead: str | None = None   # as a Worker's: a runner in this process dies with it
 
     def devices(self) -> list[str]:
         return self.fw.devices()
