@@ -132,8 +132,9 @@ def test_sweep_interrupt_and_resume(tmp_path):
     if len({r["n"] for r in kept}) < 8:
         assert proc.returncode == 130, err[-3000:]
         assert "stopped by SIGINT" in err and "Traceback" not in err, err[-3000:]
-    result = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(args + ["--resume", "--no-report"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert "report: not written (--no-report" in result.stdout
     final, _ = records.load(records_path)
     assert sorted(r.n for r in final) == [100, 200, 300, 400, 500, 600, 700, 800]
     assert len(records_path.read_text().splitlines()) == 8   # one final record a case, in the file itself

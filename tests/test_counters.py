@@ -60,7 +60,7 @@ def test_counters_in_every_record_and_identical_across_processes(tmp_path):
     every case's counters, and they are the ones this process counts for the same cases."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--quick", "--framework", "tensorflow",
-                             "--step", "manual", "--size", "300,784,8", "--out", str(out)], cwd=REPO,
+                             "--step", "manual", "--size", "300,784,8", "--no-report", "--out", str(out)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fw = frameworks.load("tensorflow")
     here = {backend: counted(fw, "manual", backend, n=300, m=784, nh=8) for backend in ("eager", "function", "xla")}

@@ -114,6 +114,8 @@ def test_run_args_use_budget_only_where_every_tree_accepts_it():
     spec = gate.RunSpec(steps=("manual",), backends=("xla",), device="cpu", budget_s=0.25)
     assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: True)[:3] == ["run", "--budget", "0.25"]
     assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: tree == "a")[:2] == ["run", "--quick"]
+    assert "--no-report" in gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: True)   # records are all it reads
+    assert "--no-report" not in gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: flag != "--no-report" or tree == "a")
     assert spec.args()[3:] == ["--framework", "tensorflow", "--size", "5000,784,50", "--step", "manual",
                                "--backend", "xla", "--device", "cpu"]
     assert spec.env()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).env() == {}

@@ -269,7 +269,7 @@ def test_run_with_history_adds_each_case_as_it_is_recorded(tmp_path):
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     Store(url, create=True)
     result = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--size",
-                             "300,784,8", "--out", str(tmp_path / "run"), "--history", url], cwd=REPO,
+                             "300,784,8", "--out", str(tmp_path / "run"), "--history", url, "--no-report"], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert Store(url).counts() == (1, 2)

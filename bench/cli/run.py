@@ -43,6 +43,8 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                                                     "(sqlite:///FILE or postgresql://...; see `history`)")
     r.add_argument("--no-counters", action="store_true",
                    help="leave out each case's counters (what a step executes; an untimed pass after its timing)")
+    r.add_argument("--no-report", action="store_true",
+                   help="records only: no report files (python -m bench report OUT writes them later)")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
@@ -170,13 +172,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return signals.exit_code
     from bench import report  # pandas and matplotlib: only once there is something to report
-    everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
-    paths = report.write(everything, config.out)
+    if args.no_report:
+        written = f"not written (--no-report; python -m bench report {config.out} writes it)"
+    else:
+        everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
+        written = ", ".join(str(p) for p in report.write(everything, config.out)[:2])
     df = report.frame(records)
     for key, table in report.comparison_tables(df).items():
         print(printable(f"{report.title(key)}: median ms ±IQR%"))
         print("\n".join(printable(line) for line in report.markdown_table(table).splitlines()))
-    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {', '.join(str(p) for p in paths[:2])}")
+    print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {written}")
     return 0 if all(r.status != "failed" for r in records) else 1
 
 

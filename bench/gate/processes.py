@@ -1,5 +1,6 @@
 """Gate processes: what each measures (RunSpec), running one tree's own harness in a process of its
 own (run_harness), and rounds of such processes in rotating order (interleave)."""
+import functools
 import os
 import subprocess
 import sys
@@ -28,9 +29,11 @@ class RunSpec:
         """Environment variables every process runs with (both sides alike; records keep them)."""
         return frameworks.thread_env(self.threads, self.frameworks) if self.threads else {}
 
-    def args(self, budget: bool = True) -> list[str]:
+    def args(self, budget: bool = True, report: bool = True) -> list[str]:
+        """budget: both harnesses take --budget (else --quick); report: False adds --no-report
+        (a gate reads records only: a report is two seconds of plots a process)."""
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
-        return ["run", *timing, "--framework", *self.frameworks, "--size", *(",".join(map(str, s)) for s in self.sizes),
+        return ["run", *timing, *([] if report else ["--no-report"]), "--framework", *self.frameworks, "--size", *(",".join(map(str, s)) for s in self.sizes),
                 "--step", *self.steps, *(["--backend", *self.backends] if self.backends else []),
                 "--device", self.device]
 
@@ -70,14 +73,20 @@ def _child_env(tree, extra=None):
     return dict(os.environ, **(extra or {}), PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path)
 
 
-def accepts(tree: Path | str, flag: str) -> bool:
-    """Whether `tree`'s `python -m bench run` has `flag` (read from its --help)."""
+@functools.lru_cache(maxsize=32)
+def _run_help(tree: str) -> str:
+    """`tree`'s `python -m bench run --help` ("" when it fails): one process a tree."""
     try:
         done = subprocess.run([sys.executable, "-m", "bench", "run", "--help"], cwd=tree, env=_child_env(tree),
                               capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0 and flag in done.stdout
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def accepts(tree: Path | str, flag: str) -> bool:
+    """Whether `tree`'s `python -m bench run` has `flag` (read from its --help)."""
+    return flag in _run_help(str(tree))
 
 
 def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_env: Mapping[str, str] | None = None,
@@ -101,8 +110,10 @@ def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_en
 
 
 def run_args(spec: RunSpec, trees: Iterable[Path | str], probe: Callable[[str, str], bool] = accepts) -> list[str]:
-    """The run arguments for processes in every one of `trees`."""
-    return spec.args(budget=all(probe(tree, "--budget") for tree in dict.fromkeys(map(str, trees))))
+    """The run arguments for processes in every one of `trees`: the flags every tree's harness takes."""
+    names = list(dict.fromkeys(map(str, trees)))
+    return spec.args(budget=all(probe(tree, "--budget") for tree in names),
+                     report=not all(probe(tree, "--no-report") for tree in names))
 
 
 def order(names: Iterable[str], i: int) -> list[str]:

@@ -681,9 +681,10 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
 
 
 def _figures(df, pb, crossings, out):
-    """{plot name: figure(...)} for every plot, drawn in parallel processes where there are several
-    CPUs (matplotlib draws on one core); forked, or spawned when a run loaded a framework (its
-    threads must not be forked)."""
+    """{plot name: figure(...)} for every plot, drawn in forked processes where there are several
+    CPUs (matplotlib draws on one core), else here. A process that loaded a framework (its threads
+    must not be forked) draws here too: a spawned process would spend longer importing pandas and
+    matplotlib again than drawing."""
     out.mkdir(parents=True, exist_ok=True)
     shown, pb = plots.inert(df), plots.inert(pb)
     if not shown[frames.line_key_columns("n")].equals(df[frames.line_key_columns("n")]):
@@ -691,14 +692,14 @@ def _figures(df, pb, crossings, out):
         crossings = pd.concat([frames.scaling_crossovers(shown, var) for var in frames.SIZE_VARS], ignore_index=True)
         crossings["number"] = range(1, len(crossings) + 1)   # as the report's crossover table numbers them
     df = shown
+    import sys
     workers = min(len(PLOTS), os.cpu_count() or 1)
-    if workers < 2:
+    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))   # threads a fork would copy
+    if workers < 2 or loaded:
         return {name: figure(name, df, pb, crossings, out) for name in PLOTS}
     import concurrent.futures
     import multiprocessing
-    import sys
-    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))   # threads a fork would copy
-    context = multiprocessing.get_context("spawn" if loaded else "fork")
+    context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=env.die_with_parent) as pool:
         jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
         return {name: job.result() for name, job in jobs.items()}
