@@ -354,6 +354,7 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert "wrong answer: loss" in next(r.error for r in cand if r.step == "manual")
     assert len({r.run_id for r in base + cand}) == 1                       # one process, one run
     assert "paired by round" in result.stdout and "paired in one process" in result.stdout
+    assert "A/A false-positive rate of this one-process gate: not measured" in result.stdout   # the stored one is of pairs
     assert worktrees(repo) == [f"worktree {repo}"]
     from bench.gate import calls
     (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")   # now the harness changed too

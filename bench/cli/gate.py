@@ -165,7 +165,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     for line in text.report(outcome, *sides):
         print(line)
     line = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)
-    print(f"{line} [of the paired gate; stored mode's rate is not measured]" if args.baseline else line)
+    if args.baseline:
+        line += " [of the paired gate; stored mode's rate is not measured]"
+    elif outcome.pairing == "calls":   # the stored experiment runs process pairs: another gate
+        line = ("A/A false-positive rate of this one-process gate: not measured (gate --aa measures process "
+                f"pairs; {line[0].lower()}{line[1:]})")
+    print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0
 

@@ -112,4 +112,4 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
             records.append(workdir / side / "records.jsonl", rec)
         processes[side] = [Process(str(base_tree if side == "base" else tree), 0, tuple(kept[side]), wall_s)]
     result = rule.compare(kept["base"], kept["candidate"], thresholds, allow_mismatch=allow_mismatch)
-    return Outcome(result, processes, wall_s, notes)
+    return Outcome(result, processes, wall_s, notes, pairing="calls")

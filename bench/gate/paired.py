@@ -20,6 +20,7 @@ class Outcome:
     processes: dict = field(default_factory=dict)   # {side: [Process]}
     wall_s: float = 0.0
     notes: tuple = ()
+    pairing: str = "processes"   # or "calls": both sides' steps in one process (bench/gate/calls.py)
 
     @property
     def flagged(self) -> bool:

@@ -125,15 +125,16 @@ def short_names(df: "pd.DataFrame") -> Callable[[str], str]:
     return lambda row: row.split("/", 1)[1] if single and "/" in row else row
 
 
-def _figure(plt, count, ncols, width, height, extra_width=0.0):
-    """A constrained-layout figure with `count` panels in `ncols` columns (plus extra_width inches,
-    e.g. for a legend at the side); [axes] in reading order."""
+def _figure(plt, count, ncols, width, height, extra_width=0.0, extra_height=0.0):
+    """A constrained-layout figure with `count` panels in `ncols` columns, each `height` inches high
+    (plus extra_width inches, e.g. for a legend at the side, and extra_height once, e.g. for a
+    two-line title above panels whose height follows their rows); [axes] in reading order."""
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
     # At most MAX_WIDTH_IN wide: the HTML report shows a figure at the page's width (1200 px), where
     # MIN_FONT_PT text stays at least 11 px high (a wider figure is scaled down, and its text with it).
     width = min(width, (MAX_WIDTH_IN - extra_width) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + extra_width, height * nrows + extra_height), squeeze=False,
                              layout="constrained")
     axes = list(axes.flat)
     for ax in axes[count:]:
@@ -438,7 +439,7 @@ def payback(pb: "pd.DataFrame") -> "Figure | str":
     finite = pb.payback_calls[np.isfinite(pb.payback_calls)]
     top = max(10.0, finite.max() if len(finite) else 10.0) * 10
     rows = min(MAX_ROWS, pb[pb["where"].isin(wheres)].groupby("where").size().max())
-    fig, axes = _figure(plt, len(wheres), 1, 12, 0.9 + 0.3 * rows)
+    fig, axes = _figure(plt, len(wheres), 1, 12, 0.9 + 0.3 * rows, extra_height=0.4)
     _note(fig, "; ".join(notes))
     single = pb.framework.nunique() <= 1
     for ax, w in zip(axes, wheres):
@@ -503,7 +504,7 @@ def distribution(df: "pd.DataFrame") -> "Figure | str":
                    if len(g) > MAX_ROWS else g) for key, g in groups]
         note = "; ".join(filter(None, [note, f"at most {MAX_ROWS} cases a panel drawn, the noisiest"]))
     rng = np.random.default_rng(0)
-    fig, axes = _figure(plt, len(groups), 2, 6.6, 0.9 + 0.36 * max(len(g) for _, g in groups))
+    fig, axes = _figure(plt, len(groups), 2, 6.6, 0.9 + 0.36 * max(len(g) for _, g in groups), extra_height=0.6)
     _note(fig, note)
     for ax, (key, g) in zip(axes, groups):
         data = [100 * np.asarray(s) * 1e3 / m for s, m in zip(g.samples_s, g.median_ms)]
