@@ -44,6 +44,11 @@ QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "bat
 
 # ---- the report
 REPORT_BOOTSTRAP = 1000           # resamples for each speed-up's CI (linear in cases: 2,000 cases in seconds)
+# The noise between separate processes' medians of one case (sd of the log), where a machine's own
+# (gate --aa) is not at hand: an unpaired ratio's interval is widened by it. On the 2-core VM, three
+# scale runs of TensorFlow mirrored R=1 against one device gave ratios 0.87, 1.09, 1.07 (sd 0.12 of
+# the log of a ratio of two processes, about 0.085 a process), each with a within-run CI of +-2%.
+RUN_SD = 0.10
 
 # ---- the regression gate
 GATE_THRESHOLD = "10%"            # a case regressed when its time grew by more (see bench/gate/rule.py)

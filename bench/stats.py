@@ -139,6 +139,17 @@ def _z(level):
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
+def between_runs(ratio: float, lo: float, hi: float, run_sd: float, n_a: int = 1, n_b: int = 1,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """The interval (lo, hi) of a ratio of two separate runs' medians widened by the machine's
+    run-to-run noise: one run's samples say nothing of where the next run's median lands, so an
+    unpaired ratio is only as sure as that noise allows (run_sd: the sd of the log of a run's
+    median; n_a, n_b: runs averaged on each side)."""
+    within = math.log(hi / lo) / 2 if lo > 0 and hi > 0 else 0.0
+    half = math.hypot(within, _z(level) * run_sd * math.sqrt(1 / n_a + 1 / n_b))
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
 def log_t_ci(ratios: Samples, level: float = 0.95) -> tuple[float, float, float]:
     """(geometric mean, lo, hi) of positive paired `ratios`: a Student t interval over their
     logarithms. Exact coverage for log-normal ratios, and close to it for few pairs, where a

@@ -283,20 +283,14 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
 # A machine's run-to-run noise: the sd of the log of a case's median between separate runs of
 # unchanged code, where `gate --aa` / `--rates` has not measured it (this VM kind measured 0.16-0.17
 # between processes minutes apart; a quiet benchmark machine a few hundredths).
-DEFAULT_RUN_SD = 0.10
+DEFAULT_RUN_SD = defaults.RUN_SD
 
 
 def _between_runs(ratio: float, lo: float, hi: float, method: str, run_sd: float, n_base: int,
                   n_candidate: int) -> tuple[float, float, float, str]:
-    """The interval of two separate runs' ratio widened by the machine's run-to-run noise: samples
-    of one run say nothing of how far the next run's median lands, so an unpaired comparison is
-    only as sure as the noise between runs allows (sd run_sd of the log of a run's median)."""
-    from statistics import NormalDist
-    z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
-    within = math.log(hi / lo) / 2 if lo > 0 and hi > 0 else 0.0
-    half = math.hypot(within, z * run_sd * math.sqrt(1 / n_base + 1 / n_candidate))
-    return (ratio, ratio * math.exp(-half), ratio * math.exp(half),
-            f"{method}, widened by the run-to-run noise between separate runs (sd {run_sd:.0%} of a median)")
+    """stats.between_runs, with the method's text saying so."""
+    ratio, lo, hi = stats.between_runs(ratio, lo, hi, run_sd, n_base, n_candidate, level=LEVEL)
+    return ratio, lo, hi, f"{method}, widened by the run-to-run noise between separate runs (sd {run_sd:.0%} of a median)"
 
 
 def _load_note(base: Sequence[Record | None], candidate: Sequence[Record | None]) -> str | None:

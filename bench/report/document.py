@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import env, stats, telemetry
+from bench import defaults, env, stats, telemetry
 from bench.records import CASE_FIELDS, Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
@@ -236,8 +236,8 @@ def _overhead_reading(lo: float, hi: float) -> str:
     if lo > 1:
         return "the engine's cost"
     if hi < 1:
-        return ("faster under the engine: no cost can be; the two runs differ in more than the engine "
-                "(its process's settings: a core a replica, threads)")
+        return ("faster under the engine beyond the noise between processes: no cost can be; the two runs "
+                "differ in more than the engine")
     return "no difference shown"
 
 
@@ -522,7 +522,10 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                          "case checked against the float64 reference on the global batch first; times are each "
                          "step's slowest process. Strong scaling keeps the global n (ideal speed-up R, efficiency "
                          "speed-up / R); weak scaling keeps n per replica (ideal efficiency T1 / TR = 1). CIs are "
-                         "unpaired bootstrap 95% intervals (each R runs in its own processes).")]
+                         "unpaired bootstrap 95% intervals widened by the noise between processes (each R runs in its own "
+                         f"processes, at another time; sd {defaults.RUN_SD:.0%} of a process's median assumed: on the 2-core "
+                         "test VM three runs of one R=1 comparison read x0.87, x1.09 and x1.07, each with a +-2% "
+                         "interval of its own samples).")]
         for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
             blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
         overhead = engine_overhead_table(sc)
@@ -530,7 +533,8 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
             blocks += [("h3", "The engine's cost at R=1"),
                        ("p", "R=1 under each engine against the plain case on one device (same framework, backend, "
                              "n and timing loop): overhead = engine time / one-device time. Only an interval above 1 "
-                             "is a cost; one below 1 means the runs differ in more than the engine (the reading says)."),
+                             "is a cost, one below 1 a difference beyond the engine (the reading says); both intervals "
+                             "include the noise between processes."),
                        ("table", overhead)]
     executes = counters_table(records)
     if not executes.empty:
