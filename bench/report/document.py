@@ -107,7 +107,8 @@ def _grid_cell(c):
 
 
 def comparison_tables(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-    """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold."""
+    """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold
+    where it is shown to be (frames: best)."""
     out = {}
     for key, g in frames.groups(df):
         cells: dict[str, dict[str, str]] = {}
@@ -408,8 +409,8 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
 # ---------------------------------------------------------------- the document
 
 def _summary(df):
-    """One line per table: the fastest case, claimed only where its median's 95% CI lies below the
-    runner-up's (else both are named, indistinguishable), and its speed-up with its CI, claimed only
+    """One line per table: the fastest case, claimed only where it is shown faster than the runner-up
+    (frames.shown_faster; else both are named, indistinguishable), and its speed-up with its CI, claimed only
     where that CI excludes 1."""
     items = []
     for key, g in frames.groups(df):
@@ -421,10 +422,9 @@ def _summary(df):
         text = f"{title(key)}: fastest {name}, {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} ms"
         if len(timed) > 1:
             second = timed.iloc[1]
-            apart = math.isfinite(best.ci_hi_ms) and math.isfinite(second.ci_lo_ms) and best.ci_hi_ms < second.ci_lo_ms
-            if not apart:
+            if not frames.shown_faster(best, second):
                 text = (f"{title(key)}: fastest {name} and **{second.row}/{second.backend}**, indistinguishable (their "
-                        f"medians' 95% CIs overlap), {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} "
+                        f"95% CIs overlap), {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} "
                         f"and {fmt.round_to_spread(second.median_ms, fmt.median_half_width(second))} ms")
         if math.isfinite(best.speedup) and best.speedup != 1 and math.isfinite(best.speedup_lo):
             ci = f"[{fmt.sig(best.speedup_lo, 3)}, {fmt.sig(best.speedup_hi, 3)}]"
@@ -493,10 +493,13 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
         items.append((f"Not recorded in these records: {', '.join(unrecorded)}", []))
     blocks.append(("causes", items))
     blocks.append(("h2", "Results per device and size"))
-    blocks.append(("p", "Grid: median ms per step ±IQR as % of the median, the fastest of each step in bold. "
+    blocks.append(("p", "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step where "
+                        "its median's 95% CI lies below the runner-up's (none in bold: indistinguishable). "
                         "Digits are kept only where the 95% confidence interval of the median supports them. "
                         "Speed-up = reference median / case median (>1 is faster) with a bootstrap 95% CI, "
-                        "paired by timing round when both cases come from one run. % of peak is against the "
+                        "paired by timing round when both cases come from one run; 'unpaired' ones (separate runs "
+                        f"or processes) widened by the noise between processes (sd {defaults.RUN_SD:.0%} of a median), "
+                        "and so is the bold mark between such cases. % of peak is against the "
                         "device's measured float32 GEMM GFLOP/s."))
     grids = comparison_tables(df)
     for key, g in frames.groups(df):

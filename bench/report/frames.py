@@ -157,6 +157,24 @@ def reference_index(group: pd.DataFrame) -> Hashable | None:
     return (manual if len(manual) else ok).index[0]
 
 
+def _paired(a, b) -> bool:
+    """Whether two cases (frame rows) were timed round by round in one run, so their ratio pairs."""
+    return a.run_id == b.run_id and stats.can_pair(a.rounds, b.rounds)
+
+
+def shown_faster(a, b) -> bool:
+    """Whether case `a` (a frame row) is shown faster than `b`: in one run's rounds, their medians'
+    95% CIs apart; from separate runs or processes, also a ratio interval (widened by the noise
+    between processes, defaults.RUN_SD) wholly above 1."""
+    if not (a.ci_hi_ms < b.ci_lo_ms):
+        return False
+    if _paired(a, b):
+        return True
+    _, lo, _ = stats.between_runs(*stats.ratio_ci(b.samples_s, a.samples_s, n_boot=defaults.REPORT_BOOTSTRAP),
+                                  defaults.RUN_SD)
+    return lo > 1
+
+
 def _speedups(df):
     """speedup = reference median / case median (>1: faster than the reference), with its 95%
     bootstrap CI; paired by round when both share a run_id and enough rounds (stats.can_pair)."""
@@ -174,9 +192,11 @@ def _speedups(df):
             elif i == ref:
                 found[i] = (1.0, 1.0, 1.0, False, name)
             else:
-                paired = c.run_id == r.run_id and stats.can_pair(r.rounds, c.rounds)
+                paired = _paired(r, c)
                 ratio, lo, hi = stats.ratio_ci(r.samples_s, c.samples_s, paired=(r.rounds, c.rounds) if paired else None,
                                                n_boot=defaults.REPORT_BOOTSTRAP)
+                if not paired:   # separate processes or runs: as sure as the noise between them allows
+                    ratio, lo, hi = stats.between_runs(ratio, lo, hi, defaults.RUN_SD)
                 found[i] = (ratio, lo, hi, paired, name)
     for k, column in enumerate(("speedup", "speedup_lo", "speedup_hi", "speedup_paired", "reference")):
         missing = {"speedup_paired": False, "reference": ""}.get(column, math.nan)
@@ -185,12 +205,18 @@ def _speedups(df):
 
 
 def _mark_best(df):
-    """best: the lowest median of its row (one step) in its group."""
+    """best: the fastest of its row (one step) in its group, where that is shown: the lowest median,
+    shown faster than the runner-up (shown_faster). A row with one timed case has nothing to be fastest of;
+    one whose two lowest CIs overlap has no fastest (the tables bold and the bars outline `best`)."""
     df = df.copy()
     df["best"] = False
     timed = df[(df.status == "ok") & df.median_ms.notna()]
     for _, g in timed.groupby(GROUP + ["row"], sort=False):
-        df.at[g.median_ms.idxmin(), "best"] = True
+        if len(g) < 2:
+            continue
+        first, second = g.sort_values("median_ms", kind="stable").iloc[:2].itertuples()
+        if shown_faster(first, second):
+            df.at[first.Index, "best"] = True
     return df
 
 

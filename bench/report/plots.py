@@ -75,10 +75,19 @@ MIN_FONT_PT = 9
 
 def _bottom_legend(fig: "Figure", handles: list, labels: list[str], ncol: int, title: str | None = None) -> None:
     """A legend below the panels in at most `ncol` columns, and in as few as it needs to fit the
-    figure's width (a legend wider than its figure is cut at the edges: "tensorflo")."""
-    item_in = max((len(label) for label in labels), default=1) * 0.55 * MIN_FONT_PT / 72 + 0.8   # text + handle
-    fits = max(1, int(fig.get_figwidth() // item_in))
-    fig.legend(handles, labels, loc="outside lower center", ncol=max(1, min(ncol, fits)), frameon=False,
+    figure's width (a legend wider than its figure is cut at the edges: "tensorflo"); the figure
+    grows by the legend's height, so a long legend does not squeeze the panels above it."""
+    char_in, handle_in = 0.55 * MIN_FONT_PT / 72, 0.8
+
+    def width(k):   # matplotlib fills a legend column by column; each column is as wide as its widest label
+        rows = math.ceil(len(labels) / k)
+        return sum(max(map(len, labels[i:i + rows])) * char_in + handle_in for i in range(0, len(labels), rows))
+    k = max(1, min(ncol, len(labels)))
+    while k > 1 and width(k) > fig.get_figwidth():
+        k -= 1
+    rows = math.ceil(len(labels) / k) + (1 if title else 0)
+    fig.set_figheight(fig.get_figheight() + rows * 1.45 * MIN_FONT_PT / 72)
+    fig.legend(handles, labels, loc="outside lower center", ncol=k, frameon=False,
                fontsize=MIN_FONT_PT, title=title, title_fontsize=MIN_FONT_PT)
 
 
@@ -224,7 +233,6 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
         for j, row in enumerate(rows):
             # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
             in_row = [b for b in colour if b in set(g[g.row == row].backend)]
-            timed_in_row = ((g.row == row) & (g.status == "ok") & (g.median_ms > 0)).sum()
             for i, backend in enumerate(in_row):
                 c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - width * len(in_row) / 2 + width * (i + 0.5)
                 if c.status != "ok" or not c.median_ms > 0:
@@ -232,7 +240,7 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
                             fontsize=9, color="#b22222")
                     continue
                 err = [[c.median_ms - c.q1_ms], [c.q3_ms - c.median_ms]]
-                marked = c.best and timed_in_row > 1   # a step with one backend has nothing to be fastest of
+                marked = c.best   # the fastest of its step, its CI apart from the runner-up's
                 ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
                        error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
                        linewidth=1.6 if marked else 0)
@@ -262,7 +270,9 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
             for a in shared:
                 a.set_ylim(min(lows), max(highs))
     handles = [Patch(color=colour[b], label=b) for b in colour]
-    handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6, label="fastest of its step"))
+    if any(g.best.any() for _, g in groups):
+        handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6,
+                             label="fastest of its step (95% CIs apart)"))
     _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], len(handles),
                    title="backend (error bar: interquartile range; number: median ms)")
     fig.suptitle("Time of one forward + backward step, per case (lower is faster)", fontweight="bold")
@@ -326,7 +336,7 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
         ax.grid(alpha=0.3, which="both")
     items = list(handles.items())
     if len(crossings):
-        items.append(("crossover (numbered as in the report; grey: the CIs either side overlap)",
+        items.append(("crossover, as numbered in the report (grey: CIs overlap)",
                       Line2D([], [], marker="X", color="black", linestyle="none", markersize=8)))
     _bottom_legend(fig, [h for _, h in items], [label for label, _ in items], 2 if len(items) > 3 else len(items))
     fig.suptitle(f"Step time against {var} (band: interquartile range)", fontweight="bold")
