@@ -114,7 +114,10 @@ def cmd_scale(args: argparse.Namespace) -> int:
         old, _ = records_io.load(out_file)
         done = {r.case for r in old if r.status == "ok"}
         run_id = next((r.run_id for r in old if r.run_id), run_id)
-    fp = env.fingerprint(data_source=f"synthetic(seed={args.seed})", seeds={"data": args.seed})
+    # the frameworks' versions from their package metadata: they load in the workers, not here
+    used = dict.fromkeys(req.key.framework for req in requests)
+    fp = env.fingerprint({name: {"version": frameworks.version(name)} for name in used},
+                         data_source=f"synthetic(seed={args.seed})", seeds={"data": args.seed})
 
     def terminated(signum, frame):
         raise SystemExit(128 + signum)   # unwinds through the launcher, which kills its workers

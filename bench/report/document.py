@@ -336,7 +336,8 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
             "git": (commit[:10] + (" (uncommitted changes)" if fp.get("git_dirty") else "") if commit else "unknown"),
             "data": fp.get("data_source") or rs[0].data or "unknown",
             "TF32": tf32,
-            "oneDNN": str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown"),
+            "oneDNN": (str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown")
+                       if "tensorflow" in {r.framework for r in rs} else "no TensorFlow case"),
             "cases": ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "skipped") if s in statuses),
         }
     out = pd.DataFrame(columns)
