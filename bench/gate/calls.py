@@ -17,11 +17,9 @@ from bench.gate.paired import Outcome
 from bench.gate.processes import Process, RunSpec
 from bench.gate.worktree import git
 from bench.records import Record
-from bench.run.loop import Prepared, Turns, close_runners, run_fingerprint, start_runners
-from bench.run.measure import time_cases
+from bench.run.loop import Prepared, Turns, check_case, close_runners, run_fingerprint, start_runners, time_group
 from bench.run.plan import Config, ConfigError, plan
-from bench.run.worker import Worker, WorkerDied, WorkerError
-from bench.telemetry import Sampler
+from bench.run.worker import WorkerDied, WorkerError
 
 SIDES = ("base", "candidate")
 ROUNDS = 12   # at least this many rounds, each side's takes as short as that needs: it pairs by round
@@ -69,36 +67,22 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
             for worker in workers.values():
                 worker.set_tf32(group.tf32)
 
-            def check(name: str, worker: Worker, group=group) -> list[tuple[str, Record, float | None]]:
-                """Each case of this framework checked and warmed on both sides: [(side, record, per call)]."""
-                out: list[tuple[str, Record, float | None]] = []
-                for case in [c for c in group.cases if c.key.framework == name]:
-                    skipped = worker.skip_reason(case.key)
-                    for side in SIDES:
-                        if skipped:
-                            out.append((side, Record(**case.key.asdict(), status="skipped", error=skipped, **common),
-                                        None))
-                        else:
-                            out.append((side, *worker.prepare(case.key, group.n, group.tf32, common, side)))
-                return out
+            def check(name: str, group=group, turns=turns) -> list[tuple[str, Record | Prepared]]:
+                """Each case of this framework checked and warmed on both sides: [(side, checked)]."""
+                return [(side, check_case(case, workers[name], group, common, turns, side, settle=False))
+                        for case in group.cases if case.key.framework == name for side in SIDES]
             # The frameworks check their cases at once, each in its own process (the gate reads no
             # first-call time, which a neighbour's compile would disturb); the timing takes turns.
             with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
-                checked = dict(zip(workers, pool.map(check, workers, workers.values())))
-            prepared = []
-            for name, results in checked.items():
-                for side, rec, per_call_s in results:
-                    if per_call_s is None:
-                        kept[side].append(rec)
-                    else:
-                        prepared.append(Prepared(workers[name], rec, per_call_s, turns, side))
+                checked = [item for results in pool.map(check, workers) for item in results]
+            prepared = [p for _, p in checked if isinstance(p, Prepared)]
+            for side, rec in checked:
+                if isinstance(rec, Record):
+                    kept[side].append(rec)
             if prepared:
                 say(f"gate: timing {len(prepared) // 2} cases at n={group.n}, base and candidate interleaved "
                     "in one process per framework")
-                with Sampler(group.device) as telemetry:
-                    timed = time_cases(prepared, config, telemetry=telemetry,  # type: ignore[arg-type]
-                                       failed=lambda p: p.failed())  # type: ignore[attr-defined]
-                for p, rec in zip(prepared, timed):
+                for p, rec in zip(prepared, time_group(group, prepared, config)):
                     kept[p.side].append(rec)
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None

@@ -250,6 +250,40 @@ def _run(config, runners, observer, stop):
     return records
 
 
+def check_case(case: Case, runner: Runner | Worker, group: Group, common: dict[str, Any], turns: Turns,
+               side: str = "candidate", settle: bool = True, observer: Observer | None = None) -> Record | Prepared:
+    """One case of `group` checked against the float64 reference and warmed in its runner (`side`:
+    which of the runner's steps, bench/run/runner.py): a Prepared to time, or the case's final record
+    (skipped, failed its check, or its runner failed). settle=False: this check shares the machine
+    with others on purpose (the gate checks its frameworks at once), so no turn is taken."""
+    key = case.key
+    try:
+        if settle:
+            turns.to(runner)
+        skipped = runner.skip_reason(key)
+        if skipped:
+            return Record(**key.asdict(), status="skipped", error=skipped, **common)
+        if observer is not None:
+            if not runner.has_ceilings(key.device):
+                observer.measuring_ceilings(runner, key.device)
+            observer.checking(case)
+        rec, per_call_s = runner.prepare(key, group.n, group.tf32, common, side)
+    except (WorkerDied, WorkerError) as e:
+        return Record(**key.asdict(), status="failed", error=str(e), **common)
+    return rec if per_call_s is None else Prepared(runner, rec, per_call_s, turns, side)
+
+
+def time_group(group: Group, prepared: list[Prepared], config: Config,
+               on_round: Callable[[int, dict[int, str], dict[int, float]], None] | None = None,
+               stop: Callable[[], bool] | None = None,
+               checkpoint: Callable[[list[Record]], None] | None = None) -> list[Record]:
+    """The checked cases of `group` timed together in interleaved rounds (measure.time_cases), the
+    machine's load sampled meanwhile; their final records, in order."""
+    with Sampler(group.device) as telemetry:
+        return time_cases(prepared, config, on_round, stop, checkpoint, telemetry,  # type: ignore[arg-type]
+                          failed=lambda p: p.failed())  # type: ignore[attr-defined]
+
+
 def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config, done: set[CaseKey],
               fingerprint: dict[str, Any], observer: Observer, stop: Callable[[], bool],
               finish: Callable[[Record], None], checkpoint: Callable[[list[Record]], None]) -> bool:
@@ -261,40 +295,24 @@ def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config,
             runner.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
         except (WorkerDied, WorkerError):
             pass   # its cases fail below, saying why
+    common = dict(run_id=config.run_id, env=fingerprint)
     for case in group.cases:
         if stop():
             for p in prepared:   # checked and warm, never timed
                 finish(sampled_record(p.rec, Sampled((), (), "interrupted")))
             return False
-        key = case.key
-        runner = runners[key.framework]
-        if key in done:
+        runner = runners[case.key.framework]
+        if case.key in done:
             observer.resumed(case)
             continue
-        common = dict(run_id=config.run_id, env=fingerprint)
-        try:
-            turns.to(runner)
-            skipped = runner.skip_reason(key)
-            if skipped:
-                finish(Record(**key.asdict(), status="skipped", error=skipped, run_id=config.run_id, env=fingerprint))
-                continue
-            if not runner.has_ceilings(key.device):
-                observer.measuring_ceilings(runner, key.device)
-            observer.checking(case)
-            rec, per_call_s = runner.prepare(key, group.n, group.tf32, common)
-        except (WorkerDied, WorkerError) as e:
-            finish(Record(**key.asdict(), status="failed", error=str(e), run_id=config.run_id, env=fingerprint))
-            continue
-        if per_call_s is None:
-            finish(rec)
+        checked = check_case(case, runner, group, common, turns, observer=observer)
+        if isinstance(checked, Prepared):
+            prepared.append(checked)
         else:
-            prepared.append(Prepared(runner, rec, per_call_s, turns))
+            finish(checked)
     if prepared:
         observer.timing(group, prepared)
-        with Sampler(group.device) as telemetry:
-            timed = time_cases(prepared, config,  # type: ignore[arg-type]
-                               lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop,
-                               checkpoint, telemetry, failed=lambda p: p.failed())  # type: ignore[attr-defined]
-        for rec in timed:
+        for rec in time_group(group, prepared, config,
+                              lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, checkpoint):
             finish(rec)
     return not stop()
