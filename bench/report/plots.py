@@ -332,6 +332,9 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
         ax.set_ylabel("median ms per step (log scale)")
         fixed = [f"{d}={next(iter(rows[d]))}" for d in ("n", "m", "nh") if d != var
                  if len({v for rows in lines.values() for v in rows[d]}) == 1]
+        replicas = {r for rows in lines.values() for r in rows.replicas}
+        if len(replicas) == 1 and next(iter(replicas)) > 1:   # every line under an engine at one R: say so
+            fixed.append(f"{next(iter(replicas))} replicas")
         ax.set_title(f"{step} step" + (f" ({', '.join(fixed)})" if fixed else ""), fontsize=10)
         ax.grid(alpha=0.3, which="both")
     items = list(handles.items())
