@@ -162,7 +162,7 @@ def _paired(a, b) -> bool:
     return a.run_id == b.run_id and stats.can_pair(a.rounds, b.rounds)
 
 
-def shown_faster(a, b) -> bool:
+def shown_faster(a: Any, b: Any) -> bool:
     """Whether case `a` (a frame row) is shown faster than `b`: in one run's rounds, their medians'
     95% CIs apart; from separate runs or processes, also a ratio interval (widened by the noise
     between processes, defaults.RUN_SD) wholly above 1."""
