@@ -22,7 +22,7 @@ MAX_DISTRUST_ITEMS = 20   # items listed under one heading of "What to distrust"
 # file name -> (heading, what the figure shows in one sentence); the order of the report.
 PLOTS = {
     "bars": ("Time per case", "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
-            "error bars span the interquartile range and the fastest case of each step is outlined."),
+            "error bars span the interquartile range and the fastest case of each step is outlined where it is shown to be (as the bold cells)."),
     "scaling_n": ("Scaling with n", "Time against n on log-log axes, one line per case (colour: backend, marker: framework, "
                   "line style: what else differs, e.g. the device or nh), with every crossing of two lines marked and "
                   "numbered as in the crossover table."),

@@ -188,6 +188,7 @@ def save(fig: "Figure", stem: Path) -> tuple[Path, Path]:
     plt = _pyplot()
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     fig.savefig(png, dpi=110)
+    fig.set_layout_engine("none")   # the layout the PNG computed, kept: the SVG need not lay it out again
     fig.savefig(svg, metadata={"Date": None})
     plt.close(fig)
     return png, svg
