@@ -1,6 +1,7 @@
 """What the device was doing while a group was timed, read every 50 ms from a thread: on a GPU its SM
 and memory clocks, power, temperature and throttle reasons (NVML, through nvidia-ml-py); on a CPU
-its frequency and the load of other processes (psutil), so a shared machine's noise shows. Each
+its frequency and the load of other processes than the harness's own (psutil; the harness's own:
+this process and its workers), so a shared machine's noise shows. Each
 timed sample is given the state of the reading in force when it began; a GPU sample taken while a
 throttle reason held (power cap, thermal, hardware slowdown) is counted as throttled."""
 import threading
@@ -48,8 +49,9 @@ class Sampler:
                 self.psutil = psutil or __import__("psutil")
                 self.process = self.psutil.Process()
                 self.cores = self.psutil.cpu_count() or 1
+                self._tree: dict[int, Any] = {}   # this process and its workers, by pid (each keeps its last reading)
                 self.psutil.cpu_percent(None)
-                self.process.cpu_percent(None)
+                self._harness_cores()
             except Exception:
                 self.psutil = None
 
@@ -67,9 +69,25 @@ class Sampler:
                     "temp_c": nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
                     "reasons": int(self._reasons(h))}
         freq = self.psutil.cpu_freq()
-        busy = self.psutil.cpu_percent(None) / 100 * self.cores      # cores busy, this process included
-        own = self.process.cpu_percent(None) / 100                   # cores this process kept busy
+        busy = self.psutil.cpu_percent(None) / 100 * self.cores      # cores busy, the harness's included
+        own = self._harness_cores()                                  # cores the harness's processes kept busy
         return {"cpu_mhz": float(freq.current) if freq else None, "other_cores": max(0.0, busy - own)}
+
+    def _harness_cores(self) -> float:
+        """Cores this process and its descendants (the frameworks' workers, which run the timed
+        calls) kept busy since the last reading: what is not a neighbour's load."""
+        total = 0.0
+        try:
+            now = [self.process, *self.process.children(recursive=True)]
+        except self.psutil.Error:
+            now = [self.process]
+        for proc in now:
+            known = self._tree.setdefault(proc.pid, proc)   # a new worker's first reading is 0: it has no last one
+            try:
+                total += known.cpu_percent(None) / 100
+            except self.psutil.Error:   # ended between the listing and the reading
+                self._tree.pop(proc.pid, None)
+        return total
 
     def _loop(self):
         while not self._stop.wait(self.interval_s):

@@ -136,17 +136,26 @@ def test_the_older_nvml_name_for_throttle_reasons_is_used_where_the_new_one_is_m
 
 
 class FakePsutil:
-    """psutil as the Sampler reads it: 2 cores, 75% busy in all, this process 50% of one core."""
+    """psutil as the Sampler reads it: 2 cores, both busy; this process half a core, its worker one."""
+
+    Error = OSError
 
     class Process:
+        """The harness's process (half a core) with one worker (a whole core) running the timed calls."""
+        def __init__(self, pid=1, share=50.0):
+            self.pid, self.share = pid, share
+
         def cpu_percent(self, interval):
-            return 50.0
+            return self.share
+
+        def children(self, recursive=False):
+            return [type(self)(2, 100.0)] if self.pid == 1 else []
 
     def cpu_count(self):
         return 2
 
     def cpu_percent(self, interval):
-        return 75.0
+        return 100.0   # of both cores: 2 cores busy, 1.5 of them the harness's
 
     def cpu_freq(self):
         return type("freq", (), {"current": 2100.0})()
@@ -159,7 +168,8 @@ def test_on_a_cpu_the_load_of_other_processes_is_recorded():
     read_at(sampler, clock, 0.0)
     read_at(sampler, clock, 1.0)
     out = sampler.summary([0.0, 0.5], [0.4, 0.4])
-    assert out["other_cores"] == [1.0, 1.0] and out["cpu_mhz"] == [2100.0, 2100.0]
+    # a neighbour's half core: the worker timing the calls is the harness's own, not another process
+    assert out["other_cores"] == [0.5, 0.5] and out["cpu_mhz"] == [2100.0, 2100.0]
     assert "throttled_samples" not in out
 
 
