@@ -69,3 +69,26 @@ def test_gpu_case_runs_on_the_gpu_with_a_peak():
     rec = run.run_case(fw, "gpu", "manual", "xla", inputs, args, CONFIG, COMMON)
     assert rec.status == "ok", rec.error
     assert rec.peak_bytes > 0 and "allocator" in rec.peak_method
+
+
+def test_tensorflow_imports_without_jax_and_leaves_jax_importable():
+    """TFLite imports jax where it is installed (a second of every TensorFlow process's start); while
+    TensorFlow imports it is blocked, and afterwards it imports as usual."""
+    import importlib
+    import sys
+
+    from bench.frameworks.tensorflow import without_jax
+    saved = {name: mod for name, mod in sys.modules.items() if name == "jax" or name.startswith("jax.")}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        with without_jax():
+            with pytest.raises(ImportError):
+                importlib.import_module("jax")
+        assert "jax" not in sys.modules   # nothing left behind that would block a later import
+        sys.modules["jax"] = sys   # already imported: left as it is
+        with without_jax():
+            assert sys.modules["jax"] is sys
+    finally:
+        sys.modules.pop("jax", None)
+        sys.modules.update(saved)

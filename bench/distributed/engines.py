@@ -53,7 +53,9 @@ def _loop(spec, call, wait, timer=None, before=None):
 # ---------------------------------------------------------------- TensorFlow: tf.distribute
 
 def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
-    import tensorflow as tf
+    from bench.frameworks.tensorflow import without_jax
+    with without_jax():   # a second of each worker's start (no op runs yet: the threads are set below)
+        import tensorflow as tf
 
     from kernels import tf_steps
     R, engine = spec["replicas"], spec["engine"]
