@@ -60,6 +60,23 @@ def test_the_runs_process_loads_no_framework():
         assert out.stdout.strip() == loaded, how
 
 
+def test_a_frameworks_facts_travel_as_plain_data():
+    """What a runner tells the run (its framework's facts, in every case's env) unpickles anywhere
+    without importing that framework: PyTorch's version is a TorchVersion, and sending it to NumPy's
+    worker loaded PyTorch and its threads there."""
+    import pickle
+
+    from bench import frameworks
+    from bench.run.runner import Runner
+    for name in [n for n in frameworks.FRAMEWORKS if not frameworks.unavailable_reason(n)]:
+        blob = pickle.dumps(Runner(name, CONFIG).info())
+        code = ("import pickle, sys\n"
+                f"pickle.loads({blob!r})\n"
+                "print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))\n")
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "[]", (name, out.stdout, out.stderr[-500:])
+
+
 def test_a_worker_that_dies_fails_its_cases_and_the_next_group_gets_a_new_one(tmp_path):
     killed = []
 

@@ -3,6 +3,7 @@ reference, measures the device's ceilings, checks and warms each case, times tak
 finishes it (batch, trace count, counters). The loop talks to a Runner in this process or, through
 bench/run/worker.py, to one in a worker process of the framework's own: the same methods, whose
 arguments and results are plain data (CaseKey, Record, Taken)."""
+import json
 from typing import Any
 
 from bench import frameworks, timing
@@ -35,8 +36,11 @@ class Runner:
         return self.fw.devices()
 
     def info(self) -> dict[str, Any]:
-        """The framework's facts for the run's environment fingerprint."""
-        return self.fw.info()
+        """The framework's facts for the run's environment fingerprint, as plain JSON data: they
+        travel to the run's process and from it to every worker (each case's `env`), and a
+        framework's own type among them (torch.__version__ is a TorchVersion) would import that
+        framework wherever it is unpickled: PyTorch's threads in NumPy's worker."""
+        return json.loads(json.dumps(self.fw.info(), default=str))
 
     def data_source(self, n: int, m: int) -> str:
         return self.caches.problem(n, m).source
