@@ -295,11 +295,11 @@ SCALING_COLUMNS = SCALING_KEY + ["kind", "n", "n_per_replica", "replicas", "medi
                                  "allreduce_share", "single_ms", "overhead", "overhead_lo", "overhead_hi"]
 
 
-def scaling(df: pd.DataFrame, run_sd: float = defaults.RUN_SD) -> pd.DataFrame:
+def scaling(df: pd.DataFrame) -> pd.DataFrame:
     """The data-parallel cases (an engine over R replicas) against R=1 under the same engine:
     strong scaling (the same global n; speed-up T1/TR, efficiency speed-up/R) and weak scaling (the
     same n per replica; efficiency T1/TR, ideal 1), each with a bootstrap 95% CI widened by the
-    noise between processes (run_sd, the sd of the log of a process's median: each R is its own set
+    noise between processes (defaults.RUN_SD, the sd of the log of a process's median: each R is its own set
     of processes, timed at another time, so the samples' own interval would claim a certainty that
     a second run does not repeat). The R=1 rows also compare with the plain single-device case of
     the same framework, backend and n timed by the same loop (engine ""): overhead = T(R=1) / T(one
@@ -320,14 +320,14 @@ def scaling(df: pd.DataFrame, run_sd: float = defaults.RUN_SD) -> pd.DataFrame:
                 if base is None:
                     continue
                 ratio, lo, hi = (1.0, 1.0, 1.0) if base.Index == c.Index else stats.between_runs(
-                    *stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), run_sd)
+                    *stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), defaults.RUN_SD)
                 per = c.replicas if kind == "strong" else 1
                 extra = {}
                 if c.replicas == 1:
                     plain = single.get((*key[:3], key[4], *key[5:], c.n))
                     if plain is not None:
                         o, olo, ohi = stats.between_runs(
-                            *stats.ratio_ci(c.samples_s, plain.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), run_sd)
+                            *stats.ratio_ci(c.samples_s, plain.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), defaults.RUN_SD)
                         extra = {"single_ms": plain.median_ms, "overhead": o, "overhead_lo": olo, "overhead_hi": ohi}
                 out.append({**row, "kind": kind, "speedup": ratio, "speedup_lo": lo, "speedup_hi": hi,
                             "efficiency": ratio / per, "efficiency_lo": lo / per, "efficiency_hi": hi / per, **extra})
