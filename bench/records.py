@@ -14,8 +14,9 @@ from typing import Any
 from bench import stats
 
 # The records file's schema: 2 since each case has one final record in records.jsonl (checkpoints in
-# a journal beside it). A reader takes any schema up to its own and refuses a newer one.
-SCHEMA = 2
+# a journal beside it), 3 since a case may name its environment (deps). A reader takes any schema up
+# to its own and refuses a newer one.
+SCHEMA = 3
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -42,6 +43,8 @@ class CaseKey:
                             # last-level cache flushed before each timed call
     engine: str = ""        # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
     replicas: int = 1       # devices the global batch n is split over
+    deps: str = ""          # the requirement set whose environment ran it (run --env, bench/envs.py); "" the
+                            # harness's own environment
 
     def asdict(self) -> dict:
         return {f: getattr(self, f) for f in CASE_FIELDS}
@@ -67,7 +70,8 @@ class CaseKey:
         return (f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}" + ("+tf32" if self.tf32 else "")
                 + (f" {self.cache}" if self.cache != "warm" else "")
                 + (f" {self.engine} x{self.replicas}" if self.engine else "")
-                + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else ""))
+                + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else "")
+                + (f" [{self.deps}]" if self.deps else ""))
 
 
 CASE_FIELDS = tuple(f.name for f in fields(CaseKey))

@@ -33,3 +33,10 @@ def load_or_skip(name):
     if reason:
         pytest.skip(reason, allow_module_level=True)
     return frameworks.load(name)
+
+
+def worker_processes():
+    """The framework worker processes (bench/run/worker.py) this process has that are still running."""
+    import psutil
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE and "bench.run.worker" in " ".join(p.cmdline())]

@@ -2,7 +2,6 @@
 import copy
 import dataclasses
 import json
-import multiprocessing
 from types import SimpleNamespace
 
 import numpy as np
@@ -141,7 +140,7 @@ class Killed(BaseException):
 
 def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(tmp_path):
     from bench import records
-    from tests.helpers import SMALL_CEILINGS
+    from tests.helpers import SMALL_CEILINGS, worker_processes
     config = run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8), (300, 784, 8)),
                         warmup=1, min_samples=30, max_samples=30, budget_s=100.0, batch_s=0.0, round_s=0.0,
                         checkpoint_s=0.01, **SMALL_CEILINGS)
@@ -153,7 +152,7 @@ def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(
         return False
     with pytest.raises(Killed):
         run.run(config, stop=kill_once_the_second_group_is_journalled)
-    assert multiprocessing.active_children() == []   # its framework's worker process went with it
+    assert worker_processes() == []   # its framework's worker process went with it
     final = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert sorted((r["step"], r["n"]) for r in final) == [("manual", 200), ("module", 200)]   # the first group
     kept, problems = records.load(tmp_path)   # the journal's cases too, as interrupted

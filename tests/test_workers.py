@@ -2,7 +2,6 @@
 loads no framework, a worker that dies fails its cases (saying how) and the next group gets a new
 one, none is left behind, and a worker settles (its threads stop spinning) before another's turn."""
 import dataclasses
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from bench import run
 from bench.run import worker
-from tests.helpers import CONFIG
+from tests.helpers import CONFIG, worker_processes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,14 +40,14 @@ def test_each_framework_runs_in_a_worker_process_and_none_is_left(tmp_path):
     assert records and all(r.status == "ok" and len(r.samples_s) == 3 for r in records)
     (runner,) = set(seen.runners)
     assert isinstance(runner, worker.Worker) and runner.process.pid != os.getpid()
-    assert not runner.process.is_alive() and multiprocessing.active_children() == []
+    assert not runner.alive() and worker_processes() == []
 
 
 def test_the_runs_process_loads_no_framework():
     """The framework's kernels are imported in its worker only (in this process with isolate=False)."""
     code = ("import sys, tempfile\n"
             "from bench import frameworks, run\n"
-            "from tests.helpers import CONFIG\n"
+            "from tests.helpers import CONFIG, worker_processes\n"
             "import dataclasses\n"
             "config = dataclasses.replace(CONFIG, out=tempfile.mkdtemp(), frameworks=('numpy',), device='cpu',\n"
             "                             sizes=((200, 784, 8),), isolate=sys.argv[1] == 'isolate')\n"
@@ -91,7 +90,7 @@ def test_a_worker_that_dies_fails_its_cases_and_the_next_group_gets_a_new_one(tm
     assert first and all(r.status == "failed" and r.error == "numpy's worker process was killed by SIGKILL"
                          for r in first)
     assert later and all(r.status == "ok" for r in later)
-    assert multiprocessing.active_children() == []
+    assert worker_processes() == []
 
 
 def test_a_worker_settles_until_its_threads_stop_spinning():

@@ -45,6 +45,11 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                    help="leave out each case's counters (what a step executes; an untimed pass after its timing)")
     r.add_argument("--no-report", action="store_true",
                    help="records only: no report files (python -m bench report OUT writes them later)")
+    r.add_argument("--env", action="append", metavar="SET",
+                   help="run the cases in the environment of this requirement set (repeat: one environment each, "
+                        "their workers taking turns), e.g. --env tensorflow==2.20.0 --env 'tensorflow==2.21.0 numpy<2', "
+                        "or a requirements / pyproject / pylock file; built with uv once, cached "
+                        "(python -m bench env list); default frameworks: those the sets name")
     r.add_argument("--target-ci", type=float, metavar="FRACTION",
                    help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
     ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
@@ -126,8 +131,28 @@ def config_from_args(args: argparse.Namespace) -> "Config":
                                for s in steps})
     out = Path(args.out) if args.out else Path("results") / run_id
     check_out(out, args.resume)
+    if args.env:   # every set resolved (a typo, an unknown version, no network: refused here), then built
+        from bench import envs
+        built = tuple(envs.build_all(args.env, log=lambda line: print(line, file=sys.stderr, flush=True)))
+        return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), envs=built, **kwargs)
     return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
                       leave_out_broken=not names(args.framework), **kwargs)
+
+
+def env_frameworks(built: tuple) -> tuple[str, ...]:
+    """The frameworks an --env run times by default: those whose package the sets name (a file's set:
+    those it pins); UsageError when no set has any."""
+    from packaging.requirements import Requirement
+
+    from bench import envs
+    named = {envs.normalise(Requirement(r).name) for e in built for r in e.requirements if not Path(r).is_file()}
+    pinned = {d for e in built for d in e.versions()}
+    for want in (named, pinned):
+        found = tuple(n for n in frameworks.FRAMEWORKS if envs.normalise(frameworks.spec(n).package) in want)
+        if found:
+            return found
+    raise UsageError(f"no framework in the --env sets (known: {', '.join(frameworks.FRAMEWORKS)}); name one, "
+                     "e.g. --env tensorflow==2.20.0")
 
 
 def _switch(value, flag, choices):

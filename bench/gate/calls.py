@@ -17,7 +17,16 @@ from bench.gate.paired import Outcome
 from bench.gate.processes import Process, RunSpec
 from bench.gate.worktree import git
 from bench.records import Record
-from bench.run.loop import Prepared, Turns, check_case, close_runners, run_fingerprint, start_runners, time_group
+from bench.run.loop import (
+    Prepared,
+    Turns,
+    check_case,
+    close_runners,
+    run_fingerprint,
+    runner_key,
+    start_runners,
+    time_group,
+)
 from bench.run.plan import Config, ConfigError, plan
 from bench.run.worker import WorkerDied, WorkerError
 
@@ -57,20 +66,20 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                     budget_s=spec.budget_s * pairs, target_ci=1e-9,   # no early stop: both sides sample the same rounds
                     round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS), budget_rounds=ROUNDS)
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
-    workers: dict[str, Any] = {}
+    workers: dict[tuple[str, str], Any] = {}
     try:
         workers = start_runners(config, kernels={"base": str(base_tree), "candidate": str(tree)}, env=spec.env())
         groups = plan(config, workers)
-        common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers))
+        common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers)[""])
         for group in groups:
             turns = Turns()
             for worker in workers.values():
                 worker.set_tf32(group.tf32)
 
-            def check(name: str, group=group, turns=turns) -> list[tuple[str, Record | Prepared]]:
-                """Each case of this framework checked and warmed on both sides: [(side, checked)]."""
-                return [(side, check_case(case, workers[name], group, common, turns, side, settle=False))
-                        for case in group.cases if case.key.framework == name for side in SIDES]
+            def check(which: tuple[str, str], group=group, turns=turns) -> list[tuple[str, Record | Prepared]]:
+                """Each case of this runner checked and warmed on both sides: [(side, checked)]."""
+                return [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
+                        for case in group.cases if runner_key(case.key) == which for side in SIDES]
             # The frameworks check their cases at once, each in its own process (the gate reads no
             # first-call time, which a neighbour's compile would disturb); the timing takes turns.
             with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:

@@ -1,5 +1,8 @@
 """The paired gate: a base revision's harness (a temporary git worktree) and the working tree's, run
-alternately in separate processes (A B B A ...) and compared pair by pair."""
+alternately in separate processes (A B B A ...) and compared pair by pair. Where the two sides'
+requirements resolve to different packages (a pull request that bumps a framework), each side runs
+in an environment built from its own (bench/envs.py)."""
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +15,8 @@ from bench.gate.processes import Process, Runner, RunSpec, accepts, interleave, 
 from bench.gate.worktree import git, resolve, worktree
 
 HARNESS = "bench/__main__.py"            # a revision without it has nothing to compare
+# The files a side's environment is built from, the first a tree has (a lock before the project's ranges).
+REQUIREMENT_FILES = ("pylock.toml", "pyproject.toml")
 
 
 @dataclass(frozen=True)
@@ -85,17 +90,59 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
                      f"one process, interleaved take by take; {calls_spec.describe()}")
             return calls.one_process(base_tree, tree, calls_spec, pairs, thresholds, workdir, allow_mismatch, progress,
                                      notes=(f"base is {rev} = {sha[:10]}; paired in one process ({why})",))
+        pythons, notes = None, [f"base is {rev} = {sha[:10]}"]
+        if any(Path(f).name in REQUIREMENT_FILES for f in changed):
+            spec, pythons, said = dependency_envs({"base": Path(base_tree), "candidate": Path(tree)}, spec, progress)
+            notes += said
+            allow_mismatch = allow_mismatch or pythons is not None   # the frameworks' versions differ on purpose
         if pairing == "auto" and outside:
             progress(f"gate: {len(outside)} file(s) outside kernels/ changed ({', '.join(outside[:3])}"
                      f"{', ...' if len(outside) > 3 else ''}): each side in its own processes")
         progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {pairs} pairs, {spec.describe()}")
         trees = {"base": base_tree, "candidate": Path(tree)}
         processes = interleave(trees, pairs, run_args(spec, trees.values(), probe), workdir, runner, progress,
-                               spec.env())
-    notes = [f"base is {rev} = {sha[:10]}"]
+                               spec.env(), pythons)
     for p in processes["base"]:
         commits = cast("set[str]", {(r.env or {}).get("git_commit") for r in p.records or ()} - {None})
         if commits and commits != {sha}:
             notes.append(f"warning: a base process reported commit {sorted(commits)[0][:10]}, not {sha[:10]}")
             break
     return paired_outcome(processes, thresholds, allow_mismatch, time.perf_counter() - t0, notes)
+
+
+def dependency_envs(trees: dict[str, Path], spec: RunSpec,
+                    progress: Callable[[str], None]) -> tuple[RunSpec, dict[str, str] | None, list[str]]:
+    """(spec, {side: python}, notes) for a change that touches a requirements file: each side's
+    requirements (its REQUIREMENT_FILES) resolved; where they resolve alike, both sides share this
+    environment (pythons None), else each gets an environment built from its own, and the spec keeps
+    the frameworks both pin. GateError in one line where a side's requirements cannot be resolved
+    or built, or no framework of the spec is in both."""
+    from bench import envs, frameworks
+    files = {side: next((root / f for f in REQUIREMENT_FILES if (root / f).is_file()), None)
+             for side, root in trees.items()}
+    paths = {side: path for side, path in files.items() if path is not None}
+    if len(paths) < len(files):
+        return spec, None, ["a side has no requirements file: both ran in this environment"]
+    try:
+        resolved = {side: envs.resolve(str(path)) for side, path in paths.items()}
+        if resolved["base"][2] == resolved["candidate"][2]:
+            progress("gate: the requirements changed but resolve to the same packages: both sides in this environment")
+            return spec, None, ["the requirements changed, to the same packages: both sides ran in this environment"]
+        built = {side: envs.build(str(path), progress)[0] for side, path in paths.items()}
+    except envs.EnvError as e:
+        raise GateError(f"the sides' requirements: {e}") from None
+    keep = tuple(f for f in spec.frameworks
+                 if all(e.versions([frameworks.spec(f).package])[frameworks.spec(f).package] for e in built.values()))
+    if not keep:
+        raise GateError(f"none of {', '.join(spec.frameworks)} is a requirement of both sides")
+    differ = sorted(d for d in set(built["base"].versions()) | set(built["candidate"].versions())
+                    if built["base"].versions().get(d) != built["candidate"].versions().get(d))
+    line = "; ".join(f"{d} {built['base'].versions().get(d) or '-'} -> {built['candidate'].versions().get(d) or '-'}"
+                     for d in differ[:6]) + (f"; and {len(differ) - 6} more" if len(differ) > 6 else "")
+    progress(f"gate: the sides' requirements resolve differently ({line}): each side in an environment of its own")
+    left = [f for f in spec.frameworks if f not in keep]
+    notes = [f"dependencies changed ({line}): each side ran in an environment built from its own "
+             f"{', '.join(sorted({p.name for p in paths.values()}))}"]
+    if left:
+        notes.append(f"left out: {', '.join(left)} (not a requirement of both sides)")
+    return dataclasses.replace(spec, frameworks=keep), {s: e.python for s, e in built.items()}, notes

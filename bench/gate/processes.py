@@ -56,8 +56,8 @@ class Process:
     last_line: str = ""
 
 
-# runner(tree, out, args, extra_env): run_harness, or a stand-in for it
-Runner = Callable[[Path | str, Path, Sequence[str], Mapping[str, str] | None], Process]
+# runner(tree, out, args, extra_env[, python=]): run_harness, or a stand-in for it
+Runner = Callable[..., Process]
 
 
 def last_line(text: str | None) -> str:
@@ -90,13 +90,14 @@ def accepts(tree: Path | str, flag: str) -> bool:
 
 
 def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_env: Mapping[str, str] | None = None,
-                timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S) -> Process:
-    """Run `tree`'s own harness with this interpreter: `python -m bench <args> --out <out>`, with
-    `extra_env` set; a Process."""
+                timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S, python: str | None = None) -> Process:
+    """Run `tree`'s own harness with this interpreter, or `python` (an environment built from the
+    tree's own requirements: bench/envs.py): `python -m bench <args> --out <out>`, with `extra_env`
+    set; a Process."""
     tree, out = Path(tree), Path(out)
     t0 = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "bench", *args, "--out", str(out)], cwd=tree,
+        done = subprocess.run([python or sys.executable, "-m", "bench", *args, "--out", str(out)], cwd=tree,
                               env=_child_env(tree, extra_env), capture_output=True, text=True, timeout=timeout_s)
         rc, stderr = done.returncode, done.stderr
     except subprocess.TimeoutExpired:
@@ -127,14 +128,17 @@ def order(names: Iterable[str], i: int) -> list[str]:
 
 def interleave(trees: Mapping[str, Path | str], rounds: int, args: Sequence[str], workdir: Path | str,
                runner: Runner = run_harness, progress: Callable[[str], None] | None = None,
-               extra_env: Mapping[str, str] | None = None) -> dict[str, list[Process]]:
+               extra_env: Mapping[str, str] | None = None,
+               pythons: Mapping[str, str] | None = None) -> dict[str, list[Process]]:
     """{name: [Process of round 0, 1, ...]}: each round runs every tree once, in order(names, i),
-    each in its own process (`runner(tree, out, args, extra_env)`) writing to workdir/<name>-<round>."""
+    each in its own process (`runner(tree, out, args, extra_env)`, and python=pythons[name] where
+    given) writing to workdir/<name>-<round>."""
     progress = progress or stderr_line
     out: dict[str, list[Process]] = {name: [] for name in trees}
     for i in range(rounds):
         for name in order(trees, i):
-            p = runner(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env)
+            p = runner(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env,
+                       **({"python": pythons[name]} if pythons else {}))
             out[name].append(p)
             status = "ok" if p.rc in (0, 1) and p.records else f"exit {p.rc}: {p.last_line}"
             progress(f"[round {i + 1}/{rounds}] {name}: {status} ({p.wall_s:.1f} s)")

@@ -16,7 +16,7 @@ from typing import Any
 from bench import env, frameworks
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4   # 4: a case names its environment (deps)
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -72,7 +72,7 @@ def _create(conn, tables):
 def _case_columns(conn, tables):
     """Bring the results table to the case key of this version: each case field it lacks is added
     with the value CaseKey gives an old record (schema 2, issue 12: tf32 false, cache warm; schema 3,
-    issue 13: engine "", replicas 1), and the unique key of a result is made of every field.
+    issue 13: engine "", replicas 1; schema 4, issue 20: deps "", the harness's own environment), and the unique key of a result is made of every field.
     PostgreSQL alters the table in place; SQLite, which cannot alter a constraint, rebuilds it."""
     sa = _sa()
     _, _, results = tables
@@ -98,7 +98,7 @@ def _case_columns(conn, tables):
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _case_columns, 3: _case_columns}
+MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns}
 
 
 def _check_relative(path: Path, url: str) -> None:

@@ -43,6 +43,9 @@ PLOTS = {
     "replicas": ("Data-parallel scaling", "Per device and scaling kind, the efficiency of each engine and backend against "
                  "the replicas R (strong: the same global n, speed-up / R; weak: the same n per replica, T1 / TR), "
                  "with its 95% CI; 1 is perfect scaling."),
+    "versions": ("Environments", "Each case that ran in several environments (run --env): its speed against the same "
+                 "case in the first environment (>1 faster), with its 95% CI, one marker per environment; "
+                 "filled where the environment is shown fastest."),
     "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
                     "of the case's median: noise, drift and outliers at a glance."),
 }
@@ -200,6 +203,32 @@ def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
             rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "precision": c.precision, "median ms": timing,
                          "against float32 [95% CI]": speedup,
                          "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–"})
+        out[key] = pd.DataFrame(rows).set_index("case")
+    return out
+
+
+def version_tables(vr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """{(where, n, m, nh, precision, cache): one row per case and environment}: the framework's
+    version, the median with its CI, the speed against the first environment."""
+    out = {}
+    for key, g in vr.groupby(["where", "n", "m", "nh", "precision", "cache"], sort=False):
+        first = g.deps.iloc[0]
+        rows = []
+        for c in g.itertuples():
+            if c.status != "ok":
+                timing = f"{c.status}: {c.error}" if c.error else c.status
+            else:
+                timing = fmt.sig(c.median_ms, 3)
+            if c.speedup == c.speedup_lo == c.speedup_hi == 1:
+                against = "first"
+            elif math.isfinite(c.speedup):
+                against = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
+                against += "" if c.paired else " (unpaired)"
+            else:
+                against = "–"
+            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "environment": _bold(c.deps, c.fastest),
+                         "version": c.framework_version or "?", "median ms": timing,
+                         f"against {first} [95% CI]": against})
         out[key] = pd.DataFrame(rows).set_index("case")
     return out
 
@@ -519,6 +548,19 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
         for (w, n, m, nh, cache), table in precision_tables(pr).items():
             blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}" + (f", {cache} cache" if cache != "warm" else "")),
                        ("table", table)]
+    vr = frames.versions(df)
+    if not vr.empty:
+        blocks += [("h2", "Environments"),
+                   ("p", "Each case that ran in several environments (run --env: one environment per requirement "
+                         "set, its framework in a worker process of its own, the environments' workers taking turns "
+                         "round by round): its median and its speed against the same case in the first environment "
+                         "(first median / this median, >1 faster) with a bootstrap 95% CI, paired by round within one "
+                         "run; in bold the fastest environment of a case where its median's CI lies below every "
+                         "other's."),
+                   ("ul", frames.fastest_versions(vr))]
+        for (w, n, m, nh, precision, cache), table in version_tables(vr).items():
+            blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}, {precision}" + (f", {cache} cache" if cache != "warm"
+                                                                               else "")), ("table", table)]
     sc = frames.scaling(df)
     if not sc.empty:
         blocks += [("h2", "Data-parallel scaling"),
@@ -579,7 +621,7 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
     blocks += [("h2", "Files"),
                ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); "
                      "`tables/payback.csv`, `tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, "
-                     "`tables/scaling.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
+                     "`tables/scaling.csv`, `tables/versions.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
                      "with their CIs, in long format) hold the rest. The raw samples are in the "
                      "records (JSON lines) this report was built from.")]
     return blocks
@@ -664,6 +706,7 @@ def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, reco
     put("crossovers.csv", crossings)
     put("precisions.csv", frames.precisions(df) if pr is None else pr)
     put("scaling.csv", frames.scaling(df))
+    put("versions.csv", frames.versions(df))
     put("runs.csv", run_summary(records), index=True)
     put("counters.csv", counters_long(records))
     # every table of the report in one long file (a fleet's 2,000 sizes are 2,000 rows' groups, not files)
@@ -679,7 +722,7 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
         fig = plots.scaling(df, var, crossings[crossings["var"] == var])
     else:
         fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution, "launch": plots.launch,
-               "replicas": plots.replicas,
+               "replicas": plots.replicas, "versions": plots.versions,
                "payback": lambda _: plots.payback(pb)}[name](df)
     if isinstance(fig, str):
         for suffix in (".png", ".svg"):

@@ -20,7 +20,7 @@ SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
 COLUMNS = [
-    *CASE_FIELDS, "where", "precision",
+    *CASE_FIELDS, "where", "precision", "framework_version",
     "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
@@ -66,6 +66,7 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
         rows.append({
             **r.case.asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
+            "framework_version": _framework_version(r),
             "timer": r.timer or "host clock + sync", "host_median_ms": host,
             "dispatch_ms": _num(r.dispatch_s, 1e3), "batch_ms": _num(r.batch_s, 1e3),
             "throttled_samples": _num((r.telemetry or {}).get("throttled_samples")),
@@ -116,6 +117,12 @@ def _in_plan_order(df):
         ranks.append(df[col].map({v: i for i, v in enumerate(seen)}))
     order = pd.DataFrame({"f": ranks[0], "r": ranks[1], "b": ranks[2]}).sort_values(["f", "r", "b"], kind="stable").index
     return df.loc[order].reset_index(drop=True)
+
+
+def _framework_version(r: Record) -> str:
+    """The version of the case's own framework its run recorded ("" where it did not)."""
+    info = ((r.env or {}).get("frameworks") or {}).get(r.framework)
+    return str(info.get("version") or "") if isinstance(info, dict) else ""
 
 
 def _allreduce_ms(distributed):
@@ -240,10 +247,11 @@ def variant(values: Iterable[object]) -> str:
     value where it differs from its default."""
     v = dict(zip(VARIANT, values))
     text = f"{v.pop('dtype')}" + ("+tf32" if v.pop("tf32") else "")
-    cache, engine, replicas = v.pop("cache"), v.pop("engine"), v.pop("replicas")
+    cache, engine, replicas, deps = v.pop("cache"), v.pop("engine"), v.pop("replicas"), v.pop("deps")
     text += f", {cache} cache" if cache != "warm" else ""
     text += (f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}" if engine
              else f", {replicas} replicas" if replicas != 1 else "")
+    text += f", in {deps}" if deps else ""
     return text + "".join(f", {k}={value}" for k, value in v.items() if value != CASE_DEFAULTS.get(k))
 
 
@@ -285,6 +293,63 @@ def precisions(df: pd.DataFrame) -> pd.DataFrame:
                         "median_ms": c.median_ms if c.status == "ok" else math.nan, "speedup": ratio,
                         "speedup_lo": lo, "speedup_hi": hi, "max_rel_err": c.max_rel_err})
     return pd.DataFrame(out, columns=columns)
+
+
+# ---------------------------------------------------------------- versions (--env)
+
+VERSION_KEY = ["where", "framework", "step", "backend", "n", "m", "nh", "precision", "cache", "engine", "replicas"]
+VERSION_COLUMNS = VERSION_KEY + ["deps", "framework_version", "status", "error", "median_ms", "ci_lo_ms", "ci_hi_ms",
+                                 "speedup", "speedup_lo", "speedup_hi", "paired", "fastest"]
+
+
+def versions(df: pd.DataFrame) -> pd.DataFrame:
+    """Every case that ran in two or more environments (run --env), one row per environment in the
+    order they ran: its median and its speed against the same case in the first environment
+    (speed-up = first median / this median, >1 faster, with a bootstrap 95% CI: paired by round where
+    both come from one run, else widened by the noise between processes), and whether it is the
+    fastest, where that is shown (shown_faster than the runner-up). Columns: VERSION_COLUMNS."""
+    out = []
+    for key, g in df.groupby(VERSION_KEY, sort=False):
+        if g.deps.nunique() < 2:
+            continue
+        timed = g[(g.status == "ok") & g.median_ms.notna()].sort_values("median_ms", kind="stable")
+        fastest = timed.index[0] if len(timed) >= 2 and shown_faster(timed.iloc[0], timed.iloc[1]) else None
+        first = g.iloc[0]
+        base = first if first.status == "ok" and first.samples else None
+        for c in g.itertuples():
+            ratio = lo = hi = math.nan
+            paired = False
+            if base is not None and c.status == "ok" and c.samples:
+                if c.Index == base.name:
+                    ratio = lo = hi = 1.0
+                else:
+                    paired = _paired(base, c)
+                    ratio, lo, hi = stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP,
+                                                   paired=(base.rounds, c.rounds) if paired else None)
+                    if not paired:
+                        ratio, lo, hi = stats.between_runs(ratio, lo, hi, defaults.RUN_SD)
+            out.append({**dict(zip(VERSION_KEY, key)), "deps": c.deps, "framework_version": c.framework_version,
+                        "status": c.status, "error": c.error, "median_ms": c.median_ms if c.status == "ok" else math.nan,
+                        "ci_lo_ms": c.ci_lo_ms, "ci_hi_ms": c.ci_hi_ms, "speedup": ratio, "speedup_lo": lo,
+                        "speedup_hi": hi, "paired": paired, "fastest": c.Index == fastest})
+    return pd.DataFrame(out, columns=VERSION_COLUMNS)
+
+
+def fastest_versions(vr: pd.DataFrame) -> list[str]:
+    """One line per case of versions(): which environment is fastest where that is shown, else that
+    none is."""
+    lines = []
+    for key, g in vr.groupby(VERSION_KEY, sort=False):
+        k = dict(zip(VERSION_KEY, key))
+        case = f"{k['framework']}/{k['step']} · {k['backend']}, {k['where']}, n={k['n']:,}, {k['precision']}"
+        best = g[g.fastest]
+        if len(best):
+            b = best.iloc[0]
+            lines.append(f"{case}: fastest in {b.deps} ({b.median_ms:.3g} ms)")
+        else:
+            lines.append(f"{case}: no environment shown fastest (the two fastest medians' 95% CIs overlap, or "
+                         "fewer than two timed it)")
+    return lines
 
 
 # ---------------------------------------------------------------- data-parallel scaling

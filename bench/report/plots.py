@@ -658,3 +658,55 @@ def replicas(df: "pd.DataFrame") -> "Figure | str":
     _bottom_legend(fig, [h for _, h in items], [label for label, _ in items], 2)
     fig.suptitle("Data-parallel scaling: efficiency against replicas (error bars: 95% CI)", fontweight="bold")
     return fig
+
+
+# ---------------------------------------------------------------- environments (--env)
+
+def versions(df: "pd.DataFrame") -> "Figure | str":
+    """Speed against the first environment: one panel per device, size and precision, a row per case
+    (framework/step · backend), one marker per environment (colour) at its speed-up with its 95% CI
+    as error bars, filled where it is the case's fastest environment, shown so; the dashed line at 1
+    is the first environment."""
+    vr = frames.versions(df)
+    if vr.empty:
+        return "no case ran in two or more environments (run --env)"
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    keys = list(dict.fromkeys(zip(vr["where"], vr["n"], vr["m"], vr["nh"], vr["precision"], vr["cache"])))
+    notes = [f"{MAX_PANELS} of {len(keys)} panels drawn"] if len(keys) > MAX_PANELS else []
+    keys = keys[:MAX_PANELS]
+    deps = list(dict.fromkeys(vr.deps))
+    palette = plt.get_cmap("tab10")
+    colour = {d: palette(i % 10) for i, d in enumerate(deps)}
+    rows = max(len(vr[(vr["where"] == k[0]) & (vr.n == k[1])].groupby(["framework", "step", "backend"])) for k in keys)
+    rows = min(rows, MAX_ROWS)
+    fig, axes = _figure(plt, len(keys), 2, 6.4, 1.2 + 0.45 * rows, extra_height=0.3)
+    _note(fig, "; ".join(notes))
+    offsets = {d: (i - (len(deps) - 1) / 2) * 0.8 / max(len(deps), 1) for i, d in enumerate(deps)}
+    for ax, (where, n, m, nh, precision, cache) in zip(axes, keys):
+        g = vr[(vr["where"] == where) & (vr.n == n) & (vr.m == m) & (vr.nh == nh) & (vr.precision == precision)
+               & (vr.cache == cache)]
+        cases = list(dict.fromkeys(zip(g.framework, g.step, g.backend)))[:MAX_ROWS]
+        values = [1.0]
+        for y, (framework, step, backend) in enumerate(cases):
+            for c in g[(g.framework == framework) & (g.step == step) & (g.backend == backend)].itertuples():
+                if not math.isfinite(c.speedup):
+                    ax.plot([1.0], [y + offsets[c.deps]], marker="x", color=colour[c.deps], linestyle="none")
+                    continue
+                err = [[c.speedup - c.speedup_lo], [c.speedup_hi - c.speedup]]
+                ax.errorbar([c.speedup], [y + offsets[c.deps]], xerr=err, color=colour[c.deps], marker="o",
+                            markerfacecolor=colour[c.deps] if c.fastest else "white", capsize=3, linestyle="none")
+                values += [c.speedup_lo, c.speedup_hi]
+        ax.axvline(1.0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_yticks(range(len(cases)), [f"{f}/{s} · {b}" for f, s, b in cases], fontsize=9)
+        ax.set_ylim(len(cases) - 0.5, -0.5)
+        _log_if_wide(ax, [v for v in values if math.isfinite(v) and v > 0], "x")
+        ax.set_xlabel(f"speed against {deps[0]} (>1 faster)")
+        ax.set_title(f"{where}, n={n:,}, {precision}" + (f", {cache} cache" if cache != "warm" else ""), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], color=colour[d], marker="o", linestyle="none") for d in deps]
+    handles.append(Line2D([], [], color="grey", marker="x", linestyle="none"))
+    _bottom_legend(fig, handles, [*deps, "not timed there (failed or skipped)"], len(handles))
+    fig.suptitle("Environments: each case's speed against the first (error bars: 95% CI; filled: shown fastest)",
+                 fontweight="bold")
+    return fig

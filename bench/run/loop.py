@@ -132,31 +132,51 @@ class Turns:
         self.last = runner
 
 
+def runner_key(key: CaseKey) -> tuple[str, str]:
+    """Which runner a case runs in: its framework's, in its environment (start_runners' keys)."""
+    return key.framework, key.deps
+
+
 def start_runners(config: Config, observer: Observer | None = None, kernels: dict[str, str] | None = None,
-                  env: dict[str, str] | None = None) -> dict[str, Runner | Worker]:
-    """{framework: its Runner}: each in a worker process of its own when config.isolate (started
-    together, so their imports overlap; `env` set in them), else in this process; `kernels`: each
-    side's checkout (bench/run/runner.py). A framework that cannot load is a ConfigError naming it,
-    or, with config.leave_out_broken, left out (observer.left_out) unless none is left."""
-    runners: dict[str, Runner | Worker] = {}
+                  env: dict[str, str] | None = None) -> dict[tuple[str, str], Runner | Worker]:
+    """{(framework, deps): its Runner}: each in a worker process of its own when config.isolate
+    (started together, so their imports overlap; `env` set in them), else in this process; one per
+    framework and --env environment (config.envs; deps its set's name, "" the harness's own);
+    `kernels`: each side's checkout (bench/run/runner.py). A framework that cannot load is a
+    ConfigError naming it, or, with config.leave_out_broken, left out (observer.left_out) unless none
+    is left. In an --env environment a framework that cannot load fails its cases there, saying why,
+    and the other environments run."""
+    runners: dict[tuple[str, str], Runner | Worker] = {}
     reasons = []
     try:
         for name in config.frameworks:
-            if config.isolate:
-                runners[name] = Worker(name, config, kernels, env)
-                continue
-            try:
-                runners[name] = Runner(name, config, kernels)
-            except frameworks.FrameworkUnavailable as e:
-                reasons.append((name, str(e)))
-        for name, runner in list(runners.items()):
+            for deps in config.envs or (None,):
+                if deps is not None:
+                    runners[name, deps.name] = Worker(name, config, kernels, env, python=deps.python, deps=deps.name)
+                elif config.isolate:
+                    runners[name, ""] = Worker(name, config, kernels, env)
+                else:
+                    try:
+                        runners[name, ""] = Runner(name, config, kernels)
+                    except frameworks.FrameworkUnavailable as e:
+                        reasons.append((name, str(e)))
+        for (name, deps), runner in list(runners.items()):
             if isinstance(runner, Worker):
                 try:
                     runner.ready()
                 except (WorkerError, WorkerDied) as e:
+                    if deps:   # its cases fail, saying so, on the devices its framework has elsewhere here
+                        runner.dead = f"{name} in --env {deps!r}: {e}"
+                        continue
                     runner.close()
-                    del runners[name]
+                    del runners[name, deps]
                     reasons.append((name, str(e)))
+        for (name, _), runner in runners.items():
+            if isinstance(runner, Worker) and runner.dead:
+                runner.devices_if_dead = next((r.devices() for (n, _), r in runners.items() if n == name and not r.dead),
+                                              ["cpu"])
+        if not any(not r.dead for r in runners.values()) and config.envs:
+            raise ConfigError("; ".join(str(r.dead) for r in runners.values()))
         if reasons and not (config.leave_out_broken and runners):
             raise ConfigError("; ".join(f"framework {name}: {why}" for name, why in reasons))
         for name, why in reasons:
@@ -167,28 +187,42 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
     return runners
 
 
-def run_fingerprint(config: Config, runners: dict[str, Runner | Worker]) -> dict[str, Any]:
-    """The run's environment: each runner's framework facts and the first size's data source."""
+def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Worker]) -> dict[str, dict[str, Any]]:
+    """The environment of each of the run's environments ({deps: fingerprint}, "" the harness's
+    own): each of its runners' framework facts and the first size's data source; an --env
+    environment's packages are its resolved versions, and its `deps` says which set it is."""
     n, m, _ = config.sizes[0]
-    return environment.fingerprint({name: r.info() for name, r in runners.items()},
-                                   data_source=next(iter(runners.values())).data_source(n, m),
+    alive = [r for r in runners.values() if not r.dead]
+    base = environment.fingerprint({}, data_source=alive[0].data_source(n, m) if alive else None,
                                    seeds={"data": config.seed, "params": config.seed})
+    out = {}
+    for deps in [e.name for e in config.envs] or [""]:
+        facts = {name: r.info() for (name, d), r in runners.items() if d == deps and not r.dead}
+        out[deps] = dict(base, frameworks=facts)
+    for env in config.envs:
+        packages = env.versions(environment.PACKAGES)
+        out[env.name].update(packages=packages, numpy=packages.get("numpy"),
+                             deps=dict(name=env.name, key=env.key, requirements=list(env.requirements),
+                                       pins=list(env.pins)))
+    return out
 
 
-def restart_dead(runners: dict[str, Runner | Worker], config: Config) -> None:
+def restart_dead(runners: dict[tuple[str, str], Runner | Worker], config: Config) -> None:
     """A new worker for each that died (its cases so far are recorded as failed, saying how); one
-    that cannot start again stays dead, and its later cases fail the same way."""
-    for name, runner in runners.items():
-        if isinstance(runner, Worker) and runner.dead:
+    that cannot start again stays dead, and its later cases fail the same way. A worker of an --env
+    environment that never loaded there stays as it is."""
+    pythons = {e.name: e.python for e in config.envs}
+    for (name, deps), runner in runners.items():
+        if isinstance(runner, Worker) and runner.dead and runner.loaded:
             runner.close()
-            fresh = Worker(name, config)
+            fresh = Worker(name, config, python=pythons.get(deps), deps=deps)
             try:
-                runners[name] = fresh.ready()
+                runners[name, deps] = fresh.ready()
             except (WorkerDied, WorkerError):
                 fresh.close()
 
 
-def close_runners(runners: dict[str, Runner | Worker]) -> None:
+def close_runners(runners: dict[tuple[str, str], Runner | Worker]) -> None:
     for runner in runners.values():
         runner.close()
 
@@ -284,7 +318,7 @@ def time_group(group: Group, prepared: list[Prepared], config: Config,
                           failed=lambda p: p.failed())  # type: ignore[attr-defined]
 
 
-def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config, done: set[CaseKey],
+def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], config: Config, done: set[CaseKey],
               fingerprint: dict[str, Any], observer: Observer, stop: Callable[[], bool],
               finish: Callable[[Record], None], checkpoint: Callable[[list[Record]], None]) -> bool:
     """Check and warm each case of `group`, then time them together; False when stop() ended it."""
@@ -295,16 +329,16 @@ def run_group(group: Group, runners: dict[str, Runner | Worker], config: Config,
             runner.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
         except (WorkerDied, WorkerError):
             pass   # its cases fail below, saying why
-    common = dict(run_id=config.run_id, env=fingerprint)
     for case in group.cases:
         if stop():
             for p in prepared:   # checked and warm, never timed
                 finish(sampled_record(p.rec, Sampled((), (), "interrupted")))
             return False
-        runner = runners[case.key.framework]
+        runner = runners[runner_key(case.key)]
         if case.key in done:
             observer.resumed(case)
             continue
+        common = dict(run_id=config.run_id, env=fingerprint[case.key.deps])
         checked = check_case(case, runner, group, common, turns, observer=observer)
         if isinstance(checked, Prepared):
             prepared.append(checked)

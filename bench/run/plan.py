@@ -50,6 +50,8 @@ class Config:
     resume: bool = False              # skip the cases already in out/records.jsonl
     isolate: bool = True              # each framework's cases in a worker process of its own (bench/run/worker.py)
     leave_out_broken: bool = False    # a framework that fails to load is left out (said), not an error: the default set
+    envs: tuple = ()                  # an envs.Env per --env set, each framework's cases run in each (bench/envs.py);
+                                      # (): the harness's own environment
     run_id: str = field(default_factory=new_run_id)
 
 
@@ -85,7 +87,8 @@ def load_frameworks(names: Iterable[str]) -> dict[str, Framework]:
 
 
 def _combinations(config, loaded):
-    """[(fw, device, step, backend)] of the config; ConfigError for names that exist nowhere."""
+    """[(fw, device, step, backend)] of the config; ConfigError for names that exist nowhere. A
+    runner of an --env environment brings its `deps` (its set's name) to its cases' keys."""
     for kind, asked in (("step", config.steps), ("backend", config.backends)):
         known = sorted({k for fw in loaded.values() for k in (fw.steps if kind == "step" else fw.backends)})
         for name in asked or ():
@@ -111,10 +114,11 @@ def _combinations(config, loaded):
     return out
 
 
-def plan(config: Config, loaded: Mapping[str, Any]) -> list[Group]:
+def plan(config: Config, loaded: Mapping[Any, Any]) -> list[Group]:
     """[Group] in the order they run: size, then dtype, TF32 (float32 only), cache, then device;
     ConfigError for unknown names and missing devices, before anything runs. loaded: {name: a
-    Framework, or the Runner or Worker holding one} (its name, steps, backends, gpu_backends, devices())."""
+    Framework, or the Runner or Worker holding one} (its name, steps, backends, gpu_backends, devices(),
+    and a Worker's deps: the --env set it runs in)."""
     combos = _combinations(config, loaded)
     devices = list(dict.fromkeys(device for _, device, _, _ in combos))
     groups = []
@@ -124,6 +128,7 @@ def plan(config: Config, loaded: Mapping[str, Any]) -> list[Group]:
                 for cache in config.caches:
                     for device in devices:
                         cases = [Case(fw, CaseKey(fw.name, step, backend, d, min(n, config.step_n.get(step, n)), m, nh,
-                                                  dtype, tf32, cache)) for fw, d, step, backend in combos if d == device]
+                                                  dtype, tf32, cache, deps=getattr(fw, "deps", "")))
+                                 for fw, d, step, backend in combos if d == device]
                         groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases))
     return groups

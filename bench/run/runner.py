@@ -31,6 +31,7 @@ class Runner:
         self.caches = Caches(config)
         self.lives: dict[tuple[str, CaseKey], Live] = {}
         self.dead: str | None = None   # as a Worker's: a runner in this process dies with it
+        self.deps = ""                 # the harness's own environment (a Worker may run in another: --env)
 
     def devices(self) -> list[str]:
         return self.fw.devices()

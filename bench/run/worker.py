@@ -1,22 +1,27 @@
 """A framework's Runner in a worker process of its own, so that no framework's threads, allocator
 or BLAS share a process with another's and a case's time does not depend on which others run
-beside it. Worker has Runner's methods; each call goes over a pipe to the process, which runs it
-and sends back the result (plain data). The process loads nothing but its framework, ignores
-SIGINT and SIGTERM (the run stops it), and dies with the run (PR_SET_PDEATHSIG).
+beside it. Worker has Runner's methods; each call goes over a socket to the process, which runs it
+and sends back the result (plain data). The process is a fresh interpreter, this one or another
+environment's (`python`: the --env environments, bench/envs.py), importing this checkout's bench and
+nothing but its framework; it ignores SIGINT and SIGTERM (the run stops it), and dies with the run
+(PR_SET_PDEATHSIG).
 
 Before another process's turn, a worker settles: it waits until its own threads have stopped
 using the CPU (NumPy's OpenBLAS threads spin about 0.1 s after a product, PyTorch's OpenMP
 threads a few ms), so an idle worker holds no spinning thread while another is timed."""
 import glob
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from bench import env, frameworks
+from bench.env import REPO
 from bench.records import CaseKey, Record, one_line
 from bench.run.plan import Config
 from bench.timing import Taken
@@ -64,11 +69,18 @@ def settle(window_s: float = SETTLE_WINDOW_S, limit_s: float = SETTLE_LIMIT_S) -
     return time.perf_counter() - start
 
 
-def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
-    """The worker process: a Runner for `name`, answering (method, args) until "close" or EOF."""
+def main() -> None:
+    """The worker process's entry (`python -c ... FD`): FD is its end of the socket, whose first
+    message is (name, config, kernels)."""
     env.die_with_parent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
+    conn = Connection(int(sys.argv[1]))
+    serve(conn, *conn.recv())
+
+
+def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
+    """A Runner for `name`, answering (method, args) on `conn` until "close" or EOF."""
     from bench.run.runner import Runner
     try:
         runner = Runner(name, config, kernels)
@@ -94,30 +106,38 @@ def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] |
 
 
 class Worker:
-    """A Runner of `name` in a worker process (spawned: a fork would copy the parent's threads),
-    started at once; ready() waits until the framework has loaded (several start at once). `env`:
-    environment variables the process starts with (thread settings, read as the framework loads)."""
+    """A Runner of `name` in a worker process, started at once; ready() waits until the framework
+    has loaded (several start at once). `env`: environment variables the process starts with
+    (thread settings, read as the framework loads); `python`: its interpreter (default this one's),
+    that of the --env set named `deps` (bench/envs.py)."""
 
     def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, python: str | None = None, deps: str = "") -> None:
         cls = frameworks.spec(name)   # the class's plain data: nothing imported here
         self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=serve, args=(child, name, config, kernels), name=f"bench-{name}")
-        saved = {k: os.environ.get(k) for k in env or {}}
-        os.environ.update(env or {})   # a spawned process takes this process's environment as it starts
+        self.deps = deps
+        self.devices_if_dead = ["cpu"]   # what devices() says once dead: the run plans its cases, which then fail
+        ours, theirs = socket.socketpair()
+        paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
+        started = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(paths))
         try:
-            self.process.start()
+            self.process = subprocess.Popen(
+                [python or sys.executable, "-c", "from bench.run.worker import main; main()", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=started)
+        except OSError as e:
+            ours.close()
+            raise WorkerError(f"{name}'s worker process could not start: {e}") from None
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        child.close()
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send((name, config, kernels))
         self._ready = False
         self.dead: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether its framework loaded (ready() returned)."""
+        return self._ready
 
     def ready(self) -> "Worker":
         """Wait for the framework to load; WorkerError with the reason where it cannot."""
@@ -130,8 +150,7 @@ class Worker:
         try:
             kind, value = self.conn.recv()
         except (EOFError, OSError):
-            self.process.join(5)
-            code = self.process.exitcode
+            code = self._wait(5)
             how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else \
                 f"exited with code {code}" if code is not None else "stopped answering"
             self.dead = f"{self.name}'s worker process {how}"
@@ -151,7 +170,7 @@ class Worker:
         return self._receive()
 
     def devices(self) -> list[str]:
-        return self._call("devices")
+        return self.devices_if_dead if self.dead else self._call("devices")
 
     def info(self) -> dict[str, Any]:
         return self._call("info")
@@ -182,16 +201,25 @@ class Worker:
         """Wait until the worker's threads are quiet (settle()); the seconds it waited."""
         return self._call("settle")
 
+    def _wait(self, timeout_s: float) -> int | None:
+        """The process's exit code once it ends within `timeout_s`, else None."""
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def close(self) -> None:
         """Stop the process (asked, then killed if it does not end within a few seconds)."""
-        if self.process.is_alive() and not self.dead:
+        if self.alive() and not self.dead:
             try:
                 self.conn.send(("close", ()))
                 self.conn.poll(10) and self.conn.recv()
             except (OSError, EOFError):
                 pass
-        self.process.join(5)
-        if self.process.is_alive():
+        if self._wait(5) is None:
             self.process.kill()
-            self.process.join()
+            self.process.wait()
         self.conn.close()
