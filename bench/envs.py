@@ -227,7 +227,13 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None) ->
         other = keys.setdefault(key_of(pins), name)
         if other != name:
             raise EnvError(f"--env {other!r} and {name!r} resolve to the same packages: one environment")
-    return [build(spec, log)[0] for spec in specs]
+    out = []
+    for spec in specs:
+        env, seconds = build(spec, log)
+        if log:
+            log(f"--env {env.name!r}: environment {env.key} ready in {seconds:.1f} s")
+        out.append(env)
+    return out
 
 
 def folder_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 # A stand-in for `python -m bench run`: records whose times are 10 ms x speed.txt (with a little
 # noise seeded by the output folder), a GEMM ceiling from gflops.txt, and what it was run with.
 FAKE_HARNESS = textwrap.dedent('''
-    import json, os, pathlib, random, sys
+    import importlib.metadata, json, os, pathlib, random, sys
     tree = pathlib.Path(__file__).resolve().parent.parent
     flag = lambda name: (tree / name).exists()
     args = sys.argv[1:]
@@ -33,7 +33,12 @@ FAKE_HARNESS = textwrap.dedent('''
         sys.exit(2)
     out = pathlib.Path(args[args.index("--out") + 1])
     out.mkdir(parents=True)
-    (out / "ran.json").write_text(json.dumps({"tree": str(tree), "args": args,
+    try:
+        version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    (out / "ran.json").write_text(json.dumps({"tree": str(tree), "args": args, "python": sys.executable,
+                                              "tensorflow": version,
                                               "threads": os.environ.get("TF_NUM_INTRAOP_THREADS")}))
     speed = float((tree / "speed.txt").read_text())
     gflops = float((tree / "gflops.txt").read_text()) if flag("gflops.txt") else 100.0

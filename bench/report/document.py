@@ -226,7 +226,7 @@ def version_tables(vr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
                 against += "" if c.paired else " (unpaired)"
             else:
                 against = "–"
-            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "environment": _bold(c.deps, c.fastest),
+            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "environment": _bold(c.deps, c.standing == "fastest"),
                          "version": c.framework_version or "?", "median ms": timing,
                          f"against {first} [95% CI]": against})
         out[key] = pd.DataFrame(rows).set_index("case")
@@ -555,8 +555,9 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                          "set, its framework in a worker process of its own, the environments' workers taking turns "
                          "round by round): its median and its speed against the same case in the first environment "
                          "(first median / this median, >1 faster) with a bootstrap 95% CI, paired by round within one "
-                         "run; in bold the fastest environment of a case where its median's CI lies below every "
-                         "other's."),
+                         "run; in bold the fastest environment of a case where it is shown faster than every other. "
+                         "Per case, the environment with the lowest median, those that cannot be told apart from it "
+                         "(95% CIs overlap) and those shown slower:"),
                    ("ul", frames.fastest_versions(vr))]
         for (w, n, m, nh, precision, cache), table in version_tables(vr).items():
             blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}, {precision}" + (f", {cache} cache" if cache != "warm"

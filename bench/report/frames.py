@@ -108,14 +108,15 @@ def _machine_ceilings(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _in_plan_order(df):
-    """Rows ordered by framework, step and backend as the run planned them, which is the order its
-    timed cases were written in; a failed or skipped case is written as soon as it is checked, ahead
-    of the group's timed ones, so first appearances among the timed cases come first."""
-    ranks = []
-    for col in ("framework", "row", "backend"):
+    """Rows ordered by framework, step, backend and environment (--env) as the run planned them,
+    which is the order its timed cases were written in; a failed or skipped case is written as soon
+    as it is checked, ahead of the group's timed ones, so first appearances among the timed cases come
+    first (the first environment timed is the one the others are compared with)."""
+    ranks = {}
+    for col in ("framework", "row", "backend", "deps"):
         seen = list(dict.fromkeys([*df.loc[df.status == "ok", col], *df[col]]))
-        ranks.append(df[col].map({v: i for i, v in enumerate(seen)}))
-    order = pd.DataFrame({"f": ranks[0], "r": ranks[1], "b": ranks[2]}).sort_values(["f", "r", "b"], kind="stable").index
+        ranks[col] = df[col].map({v: i for i, v in enumerate(seen)})
+    order = pd.DataFrame(ranks).sort_values(list(ranks), kind="stable").index
     return df.loc[order].reset_index(drop=True)
 
 
@@ -299,21 +300,28 @@ def precisions(df: pd.DataFrame) -> pd.DataFrame:
 
 VERSION_KEY = ["where", "framework", "step", "backend", "n", "m", "nh", "precision", "cache", "engine", "replicas"]
 VERSION_COLUMNS = VERSION_KEY + ["deps", "framework_version", "status", "error", "median_ms", "ci_lo_ms", "ci_hi_ms",
-                                 "speedup", "speedup_lo", "speedup_hi", "paired", "fastest"]
+                                 "speedup", "speedup_lo", "speedup_hi", "paired", "standing"]
 
 
 def versions(df: pd.DataFrame) -> pd.DataFrame:
     """Every case that ran in two or more environments (run --env), one row per environment in the
     order they ran: its median and its speed against the same case in the first environment
     (speed-up = first median / this median, >1 faster, with a bootstrap 95% CI: paired by round where
-    both come from one run, else widened by the noise between processes), and whether it is the
-    fastest, where that is shown (shown_faster than the runner-up). Columns: VERSION_COLUMNS."""
+    both come from one run, else widened by the noise between processes), and its standing against
+    the environment with the lowest median: "fastest" (that one, shown faster than every other),
+    "lowest" (that one, not shown faster than the runner-up), "tied" (not shown slower than it) or
+    "slower" (shown slower: shown_faster). Columns: VERSION_COLUMNS."""
     out = []
     for key, g in df.groupby(VERSION_KEY, sort=False):
         if g.deps.nunique() < 2:
             continue
         timed = g[(g.status == "ok") & g.median_ms.notna()].sort_values("median_ms", kind="stable")
-        fastest = timed.index[0] if len(timed) >= 2 and shown_faster(timed.iloc[0], timed.iloc[1]) else None
+        standing = {}
+        if len(timed):
+            low = timed.iloc[0]
+            slower = {i: shown_faster(low, timed.loc[i]) for i in timed.index[1:]}
+            standing = {i: "slower" if shown else "tied" for i, shown in slower.items()}
+            standing[low.name] = "fastest" if slower and all(slower.values()) else "lowest"
         first = g.iloc[0]
         base = first if first.status == "ok" and first.samples else None
         for c in g.itertuples():
@@ -331,24 +339,31 @@ def versions(df: pd.DataFrame) -> pd.DataFrame:
             out.append({**dict(zip(VERSION_KEY, key)), "deps": c.deps, "framework_version": c.framework_version,
                         "status": c.status, "error": c.error, "median_ms": c.median_ms if c.status == "ok" else math.nan,
                         "ci_lo_ms": c.ci_lo_ms, "ci_hi_ms": c.ci_hi_ms, "speedup": ratio, "speedup_lo": lo,
-                        "speedup_hi": hi, "paired": paired, "fastest": c.Index == fastest})
+                        "speedup_hi": hi, "paired": paired, "standing": standing.get(c.Index, "")})
     return pd.DataFrame(out, columns=VERSION_COLUMNS)
 
 
 def fastest_versions(vr: pd.DataFrame) -> list[str]:
-    """One line per case of versions(): which environment is fastest where that is shown, else that
-    none is."""
+    """One line per case of versions(): the environment with the lowest median, whether it is shown
+    fastest, which are indistinguishable from it and which are shown slower."""
     lines = []
     for key, g in vr.groupby(VERSION_KEY, sort=False):
         k = dict(zip(VERSION_KEY, key))
         case = f"{k['framework']}/{k['step']} · {k['backend']}, {k['where']}, n={k['n']:,}, {k['precision']}"
-        best = g[g.fastest]
-        if len(best):
-            b = best.iloc[0]
-            lines.append(f"{case}: fastest in {b.deps} ({b.median_ms:.3g} ms)")
-        else:
-            lines.append(f"{case}: no environment shown fastest (the two fastest medians' 95% CIs overlap, or "
-                         "fewer than two timed it)")
+        low = g[g.standing.isin(["fastest", "lowest"])]
+        if low.empty:
+            lines.append(f"{case}: not timed in any environment")
+            continue
+        b = low.iloc[0]
+        tied, slower = list(g.deps[g.standing == "tied"]), list(g.deps[g.standing == "slower"])
+        untimed = list(g.deps[g.standing == ""])
+        text = (f"{case}: fastest in {b.deps} ({b.median_ms:.3g} ms)" if b.standing == "fastest" else
+                f"{case}: lowest median in {b.deps} ({b.median_ms:.3g} ms), within the 95% CI of {', '.join(tied)}")
+        if slower:
+            text += f"; shown slower: {', '.join(slower)}"
+        if untimed:
+            text += f"; not timed: {', '.join(untimed)}"
+        lines.append(text)
     return lines
 
 

@@ -695,7 +695,7 @@ def versions(df: "pd.DataFrame") -> "Figure | str":
                     continue
                 err = [[c.speedup - c.speedup_lo], [c.speedup_hi - c.speedup]]
                 ax.errorbar([c.speedup], [y + offsets[c.deps]], xerr=err, color=colour[c.deps], marker="o",
-                            markerfacecolor=colour[c.deps] if c.fastest else "white", capsize=3, linestyle="none")
+                            markerfacecolor=colour[c.deps] if c.standing == "fastest" else "white", capsize=3, linestyle="none")
                 values += [c.speedup_lo, c.speedup_hi]
         ax.axvline(1.0, color="black", linestyle="--", linewidth=0.8)
         ax.set_yticks(range(len(cases)), [f"{f}/{s} · {b}" for f, s, b in cases], fontsize=9)
