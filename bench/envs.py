@@ -173,13 +173,14 @@ def _remove_stale_builds(root: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(spec: str, log: Callable[[str], None] | None = None) -> tuple[Env, float]:
+def build(spec: str, log: Callable[[str], None] | None = None, name: str | None = None) -> tuple[Env, float]:
     """The Env of one --env value and the seconds set-up took: resolved, then taken from the cache,
     or built (uv venv, then the exact pins installed, without dependencies: the resolution is the
     whole set) into a folder of its own, renamed into the cache when complete. `log(line)` hears a
-    build start. EnvError in one line."""
+    build start; `name` replaces the set's own (a file's name) in what is shown. EnvError in one line."""
     started = time.perf_counter()
-    name, requirements, pins = resolve(spec)
+    asked, requirements, pins = resolve(spec)
+    name = name or asked
     key = key_of(pins)
     root = cache_dir()
     path = root / key
@@ -239,18 +240,30 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None) ->
 def folder_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
     """Disk used under `path`: each file's blocks, a file linked twice (uv links from its cache)
     counted once within `seen`."""
+    return disk_usage([path], seen)[0]
+
+
+def disk_usage(paths: Iterable[Path], seen: set[tuple[int, int]] | None = None) -> tuple[int, int]:
+    """(bytes, own bytes) of the files under `paths`, each file counted once: own are those no link
+    outside `paths` holds (what removing them frees; uv links the rest from its cache)."""
     seen = set() if seen is None else seen
-    total = 0
-    for folder, _, files in os.walk(path):
-        for f in files:
-            try:
-                st = os.lstat(os.path.join(folder, f))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+    links: dict[tuple[int, int], list[int]] = {}   # inode -> [blocks, links in total, links found here]
+    for path in paths:
+        for folder, _, files in os.walk(path):
+            for f in files:
+                try:
+                    st = os.lstat(os.path.join(folder, f))
+                except OSError:
+                    continue
+                ino = (st.st_dev, st.st_ino)
+                if ino in seen and ino not in links:
+                    continue
+                seen.add(ino)
+                entry = links.setdefault(ino, [st.st_blocks * 512, st.st_nlink, 0])
+                entry[2] += 1
+    total = sum(blocks for blocks, _, _ in links.values())
+    own = sum(blocks for blocks, nlink, here in links.values() if here >= nlink)
+    return total, own
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,10 @@ def cmd_env(args: argparse.Namespace) -> int:
             used = datetime.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
             print(f"{e.key}  {e.name}: {', '.join(f'{d} {v}' for d, v in pinned.items())}; "
                   f"{len(e.pins)} packages, {_gb(e.bytes)}, last used {used}")
-        seen: set[tuple[int, int]] = set()
-        total = sum(envs.folder_bytes(e.path, seen) for e in listed)
-        print(f"{len(listed)} environment(s) in {root}: {_gb(total)} on disk (files shared between them or with "
-              f"uv's cache counted once), limit {_gb(envs.limit_bytes())}")
+        total, own = envs.disk_usage([e.path for e in listed])
+        print(f"{len(listed)} environment(s) in {root}: {_gb(total)} of files (each counted once), {_gb(own)} of "
+              f"them held by these environments alone (the rest are links into uv's cache); limit "
+              f"{_gb(envs.limit_bytes())}")
         return 0
     if args.max_gb is not None and not args.max_gb >= 0:
         raise UsageError(f"--max-gb must be zero or more, got {args.max_gb}")

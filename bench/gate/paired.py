@@ -92,7 +92,8 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
                                      notes=(f"base is {rev} = {sha[:10]}; paired in one process ({why})",))
         pythons, notes = None, [f"base is {rev} = {sha[:10]}"]
         if any(Path(f).name in REQUIREMENT_FILES for f in changed):
-            spec, pythons, said = dependency_envs({"base": Path(base_tree), "candidate": Path(tree)}, spec, progress)
+            spec, pythons, said = dependency_envs({"base": Path(base_tree), "candidate": Path(tree)}, spec, progress,
+                                                  {"base": f"{rev} = {sha[:10]}", "candidate": "the working tree"})
             notes += said
             allow_mismatch = allow_mismatch or pythons is not None   # the frameworks' versions differ on purpose
         if pairing == "auto" and outside:
@@ -110,9 +111,10 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     return paired_outcome(processes, thresholds, allow_mismatch, time.perf_counter() - t0, notes)
 
 
-def dependency_envs(trees: dict[str, Path], spec: RunSpec,
-                    progress: Callable[[str], None]) -> tuple[RunSpec, dict[str, str] | None, list[str]]:
-    """(spec, {side: python}, notes) for a change that touches a requirements file: each side's
+def dependency_envs(trees: dict[str, Path], spec: RunSpec, progress: Callable[[str], None],
+                    names: dict[str, str] | None = None) -> tuple[RunSpec, dict[str, str] | None, list[str]]:
+    """(spec, {side: python}, notes) for a change that touches a requirements file (names: each
+    side's revision, as the environments are shown): each side's
     requirements (its REQUIREMENT_FILES) resolved; where they resolve alike, both sides share this
     environment (pythons None), else each gets an environment built from its own, and the spec keeps
     the frameworks both pin. GateError in one line where a side's requirements cannot be resolved
@@ -128,15 +130,20 @@ def dependency_envs(trees: dict[str, Path], spec: RunSpec,
         if resolved["base"][2] == resolved["candidate"][2]:
             progress("gate: the requirements changed but resolve to the same packages: both sides in this environment")
             return spec, None, ["the requirements changed, to the same packages: both sides ran in this environment"]
-        built = {side: envs.build(str(path), progress)[0] for side, path in paths.items()}
+        built = {}
+        for side, path in paths.items():
+            built[side], seconds = envs.build(str(path), progress, f"{path.name} of {(names or {}).get(side, side)}")
+            progress(f"gate: the {side}'s environment {built[side].key} ready in {seconds:.1f} s")
     except envs.EnvError as e:
         raise GateError(f"the sides' requirements: {e}") from None
     keep = tuple(f for f in spec.frameworks
                  if all(e.versions([frameworks.spec(f).package])[frameworks.spec(f).package] for e in built.values()))
     if not keep:
         raise GateError(f"none of {', '.join(spec.frameworks)} is a requirement of both sides")
-    differ = sorted(d for d in set(built["base"].versions()) | set(built["candidate"].versions())
-                    if built["base"].versions().get(d) != built["candidate"].versions().get(d))
+    timed = {envs.normalise(frameworks.spec(f).package) for f in frameworks.FRAMEWORKS}
+    differ = sorted((d for d in set(built["base"].versions()) | set(built["candidate"].versions())
+                     if built["base"].versions().get(d) != built["candidate"].versions().get(d)),
+                    key=lambda d: (d not in timed, d))   # the frameworks' own versions first
     line = "; ".join(f"{d} {built['base'].versions().get(d) or '-'} -> {built['candidate'].versions().get(d) or '-'}"
                      for d in differ[:6]) + (f"; and {len(differ) - 6} more" if len(differ) > 6 else "")
     progress(f"gate: the sides' requirements resolve differently ({line}): each side in an environment of its own")
