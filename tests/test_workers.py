@@ -100,3 +100,16 @@ def test_a_worker_settles_until_its_threads_stop_spinning():
     waited = worker.settle(limit_s=5.0)
     assert not spinner.is_alive() and waited < 5.0   # it waited for the spin to end, and no longer than the limit
     spinner.join()
+
+
+def test_a_worker_whose_interpreter_is_gone_fails_its_cases_in_one_line(tmp_path):
+    """An --env environment pruned under a run: its worker cannot start; ready() says so, nothing hangs."""
+    w = worker.Worker("numpy", numpy_config(tmp_path), python=str(tmp_path / "gone" / "bin" / "python"), deps="x")
+    try:
+        w.ready()
+    except worker.WorkerDied as e:
+        assert "could not start" in str(e) and "gone" in str(e)
+    else:
+        raise AssertionError("a worker without an interpreter said it was ready")
+    assert not w.alive() and w.devices() == ["cpu"]
+    w.close()

@@ -117,22 +117,26 @@ class Worker:
         self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
         self.deps = deps
         self.devices_if_dead = ["cpu"]   # what devices() says once dead: the run plans its cases, which then fail
+        self._ready = False
+        self.dead: str | None = None
         ours, theirs = socket.socketpair()
+        self.conn = Connection(ours.detach())
         paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
         started = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(paths))
+        self.process: subprocess.Popen | None = None
         try:
             self.process = subprocess.Popen(
                 [python or sys.executable, "-c", "from bench.run.worker import main; main()", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=started)
-        except OSError as e:
-            ours.close()
-            raise WorkerError(f"{name}'s worker process could not start: {e}") from None
+        except OSError as e:   # no such interpreter (a pruned environment): ready() says so
+            self.dead = f"{name}'s worker process could not start ({python or sys.executable}: {e.strerror or e})"
         finally:
             theirs.close()
-        self.conn = Connection(ours.detach())
-        self.conn.send((name, config, kernels))
-        self._ready = False
-        self.dead: str | None = None
+        if self.process is not None:
+            try:
+                self.conn.send((name, config, kernels))
+            except OSError:
+                pass   # it died at once: ready() says how
 
     @property
     def loaded(self) -> bool:
@@ -140,7 +144,9 @@ class Worker:
         return self._ready
 
     def ready(self) -> "Worker":
-        """Wait for the framework to load; WorkerError with the reason where it cannot."""
+        """Wait for the framework to load; WorkerError (or WorkerDied) with the reason where it cannot."""
+        if self.dead and not self._ready:
+            raise WorkerDied(self.dead)
         if not self._ready:
             self._receive()
             self._ready = True
@@ -203,13 +209,15 @@ class Worker:
 
     def _wait(self, timeout_s: float) -> int | None:
         """The process's exit code once it ends within `timeout_s`, else None."""
+        if self.process is None:
+            return None
         try:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             return None
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process is not None and self.process.poll() is None
 
     def close(self) -> None:
         """Stop the process (asked, then killed if it does not end within a few seconds)."""
@@ -219,7 +227,7 @@ class Worker:
                 self.conn.poll(10) and self.conn.recv()
             except (OSError, EOFError):
                 pass
-        if self._wait(5) is None:
+        if self.process is not None and self._wait(5) is None:
             self.process.kill()
             self.process.wait()
         self.conn.close()
