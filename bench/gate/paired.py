@@ -85,6 +85,8 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     with worktree(tree, sha) as base_tree:
         if pairing == "calls" or (pairing == "auto" and only_steps):
             why = "asked for" if pairing == "calls" else "only the steps' code (kernels/) changed"
+            if any(Path(f).name in REQUIREMENT_FILES for f in changed):
+                why += "; the requirements changed too, and both sides ran in this environment"
             calls_spec = calls_spec or spec
             progress(f"gate: {rev} ({sha[:10]}) against the working tree {tree}: {why}, so both sides' steps run in "
                      f"one process, interleaved take by take; {calls_spec.describe()}")
