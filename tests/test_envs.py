@@ -157,3 +157,30 @@ def test_the_gate_builds_each_side_from_its_own_requirements(monkeypatch, tmp_pa
             exe = Path(r["python"])
             assert exe.is_relative_to(tmp_path / "envs") and r["tensorflow"] == version, r
     assert {Path(r["python"]) for r in ran["base"]}.isdisjoint(Path(r["python"]) for r in ran["candidate"])
+
+
+def test_environments_are_cases_of_their_own_in_compare_export_and_history(tmp_path):
+    """The same case in two environments: two cases wherever a case is keyed (compare matches
+    each with its own, export names them apart, the history keeps a series each)."""
+    from bench import export
+    from bench.gate import rule
+    from bench.history.store import Store
+    from bench.records import Record
+
+    def rec(deps, ms, run_id="r1"):
+        return Record(framework="tensorflow", step="manual", backend="xla", device="cpu", n=5000, m=784, nh=50,
+                      dtype="float32", deps=deps, status="ok", run_id=run_id, samples_s=(ms / 1e3,) * 10,
+                      env={"cpu_model": "Synthetic CPU", "machine": "x86_64",
+                           "frameworks": {"tensorflow": {"version": deps.split("==")[1]}}})
+    old, new = "tensorflow==2.20.0", "tensorflow==2.21.0"
+    base, cand = [rec(old, 10.0), rec(new, 11.0)], [rec(old, 10.0, "r2"), rec(new, 11.0, "r2")]
+    result = rule.compare(base, cand, rule.Thresholds(0.1))
+    assert len(result.comparisons) == 2 and not result.only_base and not result.only_candidate
+    assert all(c.ratio == pytest.approx(1.0) for c in result.comparisons)   # each against its own environment
+    names = {export.benchmark_name(r.case) for r in base}
+    assert len(names) == 2 and all("-deps=tensorflow==2.2" in n for n in names)
+    store = Store(f"sqlite:///{tmp_path / 'history.sqlite'}", create=True)
+    commit = {"sha": "a" * 40, "parent": "b" * 40, "time": 1.0, "branch": "main", "dirty": False}
+    assert store.add(base, commit) == 2
+    assert sorted(p["case"] for p in store.points()) == sorted(r.label for r in base)
+    assert all(f"[{r.deps}]" in r.label for r in base)
