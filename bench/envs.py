@@ -219,6 +219,7 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None) ->
     """Each --env value's Env, in order; EnvError for the first that cannot be resolved (nothing is
     built before every set resolves) or built. Two values that resolve alike are refused."""
     specs = list(specs)
+    limit_bytes()   # a bad limit refused now, not after a build
     resolved = [resolve(spec) for spec in specs]   # every typo and unknown version refused before a build
     names = [name for name, _, _ in resolved]
     if len(set(names)) < len(names):
