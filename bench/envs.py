@@ -173,13 +173,15 @@ def _remove_stale_builds(root: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(spec: str, log: Callable[[str], None] | None = None, name: str | None = None) -> tuple[Env, float]:
+def build(spec: str, log: Callable[[str], None] | None = None, name: str | None = None,
+          resolved: tuple[str, list[str], list[str]] | None = None) -> tuple[Env, float]:
     """The Env of one --env value and the seconds set-up took: resolved, then taken from the cache,
     or built (uv venv, then the exact pins installed, without dependencies: the resolution is the
     whole set) into a folder of its own, renamed into the cache when complete. `log(line)` hears a
-    build start; `name` replaces the set's own (a file's name) in what is shown. EnvError in one line."""
+    build start; `name` replaces the set's own (a file's name) in what is shown; `resolved`: what
+    resolve(spec) returned, where it was called already. EnvError in one line."""
     started = time.perf_counter()
-    asked, requirements, pins = resolve(spec)
+    asked, requirements, pins = resolved or resolve(spec)
     name = name or asked
     key = key_of(pins)
     root = cache_dir()
@@ -215,12 +217,12 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
     return Env(name, tuple(requirements), tuple(pins), key, path), time.perf_counter() - started
 
 
-def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None) -> list[Env]:
-    """Each --env value's Env, in order; EnvError for the first that cannot be resolved (nothing is
-    built before every set resolves) or built. Two values that resolve alike are refused."""
-    specs = list(specs)
-    limit_bytes()   # a bad limit refused now, not after a build
-    resolved = [resolve(spec) for spec in specs]   # every typo and unknown version refused before a build
+def resolve_all(specs: Iterable[str]) -> list[tuple[str, list[str], list[str]]]:
+    """resolve() of each --env value, in order; EnvError for the first that cannot be resolved, for
+    two values that resolve alike or share a name, and for a bad cache limit: nothing is built
+    before every set resolves."""
+    limit_bytes()
+    resolved = [resolve(spec) for spec in specs]
     names = [name for name, _, _ in resolved]
     if len(set(names)) < len(names):
         raise EnvError(f"--env given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
@@ -229,9 +231,17 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None) ->
         other = keys.setdefault(key_of(pins), name)
         if other != name:
             raise EnvError(f"--env {other!r} and {name!r} resolve to the same packages: one environment")
+    return resolved
+
+
+def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None,
+              resolved: list[tuple[str, list[str], list[str]]] | None = None) -> list[Env]:
+    """Each --env value's Env, in order (built where the cache lacks it); `resolved`: what
+    resolve_all(specs) returned, where it was called already. EnvError in one line."""
+    specs = list(specs)
     out = []
-    for spec in specs:
-        env, seconds = build(spec, log)
+    for spec, done in zip(specs, resolved or resolve_all(specs)):
+        env, seconds = build(spec, log, resolved=done)
         if log:
             log(f"--env {env.name!r}: environment {env.key} ready in {seconds:.1f} s")
         out.append(env)

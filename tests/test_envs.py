@@ -79,7 +79,7 @@ def test_no_network_or_an_unknown_version_is_one_line_and_nothing_runs(monkeypat
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.strip().splitlines()
     assert "--env 'bbfake==9.9'" in line and "Traceback" not in done.stderr
-    assert not (out / "records.jsonl").exists() and not (tmp_path / "envs").exists()   # nothing built either
+    assert not out.exists() and not (tmp_path / "envs").exists()   # no folder made, nothing built
     for bad, said in (("bbfake=1.0", "not a pip requirement"), ("bbfake==1.0 bbfake==1.0", "same packages")):
         done = bench("run", "--env", "bbfake==1.0", "--env", bad, "--framework", "numpy", "--quick", "--out", out)
         assert done.returncode == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1

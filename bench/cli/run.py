@@ -129,11 +129,14 @@ def config_from_args(args: argparse.Namespace) -> "Config":
         step_n = kwargs.get("step_n", defaults.STEP_N)
         check_fits(args.data, {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,))
                                for s in steps})
+    resolved = None
+    if args.env:   # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
+        from bench import envs
+        resolved = envs.resolve_all(args.env)
     out = Path(args.out) if args.out else Path("results") / run_id
     check_out(out, args.resume)
-    if args.env:   # every set resolved (a typo, an unknown version, no network: refused here), then built
-        from bench import envs
-        built = tuple(envs.build_all(args.env, log=lambda line: print(line, file=sys.stderr, flush=True)))
+    if args.env:   # then built, or taken from the cache
+        built = tuple(envs.build_all(args.env, lambda line: print(line, file=sys.stderr, flush=True), resolved))
         return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), envs=built, **kwargs)
     return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
                       leave_out_broken=not names(args.framework), **kwargs)
