@@ -331,6 +331,33 @@ def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str
     return lines
 
 
+def _cpu_idle() -> dict[int, int]:
+    """{cpu: idle + iowait ticks so far} from /proc/stat ({} where it cannot be read)."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *ticks = line.split()
+                if name.startswith("cpu") and name[3:].isdigit() and len(ticks) >= 5:
+                    out[int(name[3:])] = int(ticks[3]) + int(ticks[4])
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
+def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
+    """The `count` CPUs this process may use that were idle longest over the next `window_s` (a
+    neighbour's busy core last), lowest number first among equals; the allowed CPUs in order where
+    /proc/stat cannot be read."""
+    import time
+    allowed = sorted(os.sched_getaffinity(0))
+    before = _cpu_idle()
+    time.sleep(window_s)
+    after = _cpu_idle()
+    idle = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
+    return tuple(sorted(sorted(allowed, key=lambda cpu: -idle[cpu])[:count]))
+
+
 def die_with_parent() -> None:
     """Make this process end when its parent does (Linux's PR_SET_PDEATHSIG): a plot worker or a
     run's framework worker is never left behind by a process killed (SIGTERM, kill -9) meanwhile."""

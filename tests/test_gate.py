@@ -124,6 +124,9 @@ def test_run_args_use_budget_only_where_every_tree_accepts_it():
     assert spec.args()[3:] == ["--framework", "tensorflow", "--size", "5000,784,50", "--step", "manual",
                                "--backend", "xla", "--device", "cpu"]
     assert spec.env()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).env() == {}
+    bound = gate.RunSpec(pin=(1,))   # bound on both sides, or on neither
+    assert gate.run_args(bound, ["a", "b"], probe=lambda tree, flag: True)[3:5] == ["--no-report", "--pin"]
+    assert "--pin" not in gate.run_args(bound, ["a", "b"], probe=lambda tree, flag: flag != "--pin" or tree == "a")
 
 
 def test_rate_ci():

@@ -113,3 +113,17 @@ def test_a_worker_whose_interpreter_is_gone_fails_its_cases_in_one_line(tmp_path
         raise AssertionError("a worker without an interpreter said it was ready")
     assert not w.alive() and w.devices() == ["cpu"]
     w.close()
+
+
+def test_a_pinned_worker_and_every_thread_it_starts_run_on_the_cpus_asked(tmp_path):
+    import glob
+    cpu = max(os.sched_getaffinity(0))
+    w = worker.Worker("numpy", numpy_config(tmp_path, pin=(cpu,))).ready()
+    try:
+        w.data_source(200, 784)   # NumPy loaded, its BLAS threads started
+        tasks = glob.glob(f"/proc/{w.process.pid}/task/*/status")
+        allowed = {line.split(":", 1)[1].strip() for task in tasks for line in open(task)
+                   if line.startswith("Cpus_allowed_list")}
+        assert len(tasks) > 1 and allowed == {str(cpu)}
+    finally:
+        w.close()

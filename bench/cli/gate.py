@@ -51,6 +51,10 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     g.add_argument("--threads", type=int,
                    help=f"CPU threads a process (default {defaults.GATE_THREADS} in process pairs, the frameworks' "
                         "default in one process; 0: the frameworks' default)")
+    g.add_argument("--pin", metavar="auto|off|CPUS", default=defaults.GATE_PIN,
+                   help="bind the framework workers: auto: to the CPUs idle longest when the gate starts, as many as "
+                        "--threads (both sides the same ones; none with the frameworks' default threads); off; or "
+                        f"CPU numbers (default: {defaults.GATE_PIN})")
     g.add_argument("--pairing", choices=("auto", "calls", "processes"), default="auto",
                    help="paired mode: calls (both sides' steps in one process, interleaved take by take), processes "
                         "(each side's own harness, alternately), or auto (calls when only kernels/ changed; default)")
@@ -116,18 +120,36 @@ def _spec(args):
             raise gate.GateError(f"unknown framework {framework!r} (known: {', '.join(frameworks.FRAMEWORKS)})")
     given = lambda value, default: default if value is None else value   # noqa: E731
     steps, backends = names(args.step), names(args.backend)
+    threads, calls_threads = given(args.threads, defaults.GATE_THREADS), given(args.threads, defaults.GATE_CALLS_THREADS)
     spec = gate.RunSpec(frameworks=names(args.framework) or (defaults.GATE_FRAMEWORK,),
                         sizes=sizes or (defaults.GATE_SIZE,), steps=steps or defaults.GATE_STEPS,
                         backends=backends or defaults.GATE_BACKENDS, device=args.device,
-                        budget_s=given(args.budget, defaults.GATE_BUDGET_S), threads=given(args.threads, defaults.GATE_THREADS))
+                        budget_s=given(args.budget, defaults.GATE_BUDGET_S), threads=threads,
+                        pin=gate_pin(args.pin, threads))
     calls_fws = names(args.framework) or default_frameworks()   # found, not imported
     has = frameworks.names("steps", calls_fws)
     calls = gate.RunSpec(frameworks=calls_fws, sizes=sizes or defaults.GATE_CALLS_SIZES,
                          steps=steps or tuple(s for s in defaults.GATE_CALLS_STEPS if s in has),
                          backends=backends or None, device=args.device,
                          budget_s=given(args.budget, defaults.GATE_CALLS_BUDGET_S),
-                         threads=given(args.threads, defaults.GATE_CALLS_THREADS))
+                         threads=calls_threads, pin=gate_pin(args.pin, calls_threads))
     return spec, calls, pairs
+
+
+def gate_pin(text: str, threads: int) -> tuple[int, ...]:
+    """--pin's CPUs for processes of `threads` threads: auto: that many of the quietest CPUs (none
+    for the frameworks' default threads, 0), off: none; else the CPUs named. GateError naming the problem."""
+    from bench import env, gate
+    from bench.cli.args import UsageError
+    from bench.cli.run import parse_pin
+    if text == "off" or (text == "auto" and not threads):
+        return ()
+    if text == "auto":
+        return env.quietest_cpus(threads)
+    try:
+        return parse_pin(text)
+    except UsageError as e:
+        raise gate.GateError(str(e)) from None
 
 
 def cmd_gate(args: argparse.Namespace) -> int:

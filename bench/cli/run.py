@@ -45,6 +45,9 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                    help="leave out each case's counters (what a step executes; an untimed pass after its timing)")
     r.add_argument("--no-report", action="store_true",
                    help="records only: no report files (python -m bench report OUT writes them later)")
+    r.add_argument("--pin", metavar="CPUS|auto",
+                   help="bind every framework worker, and each thread it starts, to these CPUs (e.g. 1 or 0,1), or "
+                        "auto: the one CPU idle longest just now (a neighbour's busy core avoided); default: unbound")
     r.add_argument("--env", action="append", metavar="SET",
                    help="run the cases in the environment of this requirement set (repeat: one environment each, "
                         "their workers taking turns), e.g. --env tensorflow==2.20.0 --env 'tensorflow==2.21.0 numpy<2', "
@@ -105,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     tf32s = tuple(dict.fromkeys(_switch(v, "--tf32", {"off": False, "on": True}) for v in names(args.tf32) or ("off",)))
     caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"}) for v in names(args.cache) or ("warm",)))
     check_names(names(args.framework), names(args.step), names(args.backend))
+    pin = parse_pin(args.pin) if args.pin else ()
     if args.data and Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
     if args.data and not Path(args.data).is_file():
@@ -112,7 +116,8 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     run_id = run.new_run_id()
     kwargs: dict[str, Any] = dict(
         run_id=run_id, steps=names(args.step), backends=names(args.backend), device=args.device, dtypes=dtypes,
-        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume, counters=not args.no_counters)
+        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume, counters=not args.no_counters,
+        pin=pin)
     if sizes:   # sizes given by the user run every step at those sizes
         kwargs.update(sizes=sizes, step_n={})
     if args.quick:
@@ -156,6 +161,24 @@ def env_frameworks(built: tuple) -> tuple[str, ...]:
             return found
     raise UsageError(f"no framework in the --env sets (known: {', '.join(frameworks.FRAMEWORKS)}); name one, "
                      "e.g. --env tensorflow==2.20.0")
+
+
+def parse_pin(text: str) -> tuple[int, ...]:
+    """--pin's CPUs: "auto" (env.quietest_cpus) or numbers separated by commas, each one this process
+    may run on; UsageError naming the problem."""
+    from bench import env
+    allowed = sorted(os.sched_getaffinity(0))
+    if text == "auto":
+        return env.quietest_cpus(1)
+    try:
+        cpus = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise UsageError(f"--pin {text!r}: give CPU numbers separated by commas (e.g. 1 or 0,1), or auto") from None
+    outside = [c for c in cpus if c not in allowed]
+    if outside:
+        raise UsageError(f"--pin {text!r}: CPU {outside[0]} is not one this process may use "
+                         f"({','.join(map(str, allowed))})")
+    return cpus
 
 
 def _switch(value, flag, choices):

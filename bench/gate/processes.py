@@ -24,16 +24,20 @@ class RunSpec:
     frameworks: tuple = (defaults.GATE_FRAMEWORK,)
     budget_s: float = defaults.GATE_BUDGET_S
     threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
+    pin: tuple = ()                         # the CPUs every process's framework workers are bound to (run --pin)
 
     def env(self) -> dict[str, str]:
         """Environment variables every process runs with (both sides alike; records keep them)."""
         return frameworks.thread_env(self.threads, self.frameworks) if self.threads else {}
 
-    def args(self, budget: bool = True, report: bool = True) -> list[str]:
+    def args(self, budget: bool = True, report: bool = True, pin: bool = True) -> list[str]:
         """budget: both harnesses take --budget (else --quick); report: False adds --no-report
-        (a gate reads records only: a report is two seconds of plots a process)."""
+        (a gate reads records only: a report is two seconds of plots a process); pin: both take
+        --pin (else neither side is bound: the two sides alike)."""
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
-        return ["run", *timing, *([] if report else ["--no-report"]), "--framework", *self.frameworks, "--size", *(",".join(map(str, s)) for s in self.sizes),
+        bound = ["--pin", ",".join(map(str, self.pin))] if pin and self.pin else []
+        return ["run", *timing, *([] if report else ["--no-report"]), *bound, "--framework", *self.frameworks,
+                "--size", *(",".join(map(str, s)) for s in self.sizes),
                 "--step", *self.steps, *(["--backend", *self.backends] if self.backends else []),
                 "--device", self.device]
 
@@ -42,7 +46,7 @@ class RunSpec:
         return (f"{','.join(self.frameworks)} steps {','.join(self.steps)} x backends "
                 f"{','.join(self.backends) if self.backends else 'all'} at "
                 f"{' and '.join(','.join(map(str, s)) for s in self.sizes)} on {self.device}, {self.budget_s:g} s a case, "
-                f"{threads}")
+                f"{threads}" + (f", bound to CPU {','.join(map(str, self.pin))}" if self.pin else ""))
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def run_args(spec: RunSpec, trees: Iterable[Path | str], probe: Callable[[str, s
     """The run arguments for processes in every one of `trees`: the flags every tree's harness takes."""
     names = list(dict.fromkeys(map(str, trees)))
     return spec.args(budget=all(probe(tree, "--budget") for tree in names),
-                     report=not all(probe(tree, "--no-report") for tree in names))
+                     report=not all(probe(tree, "--no-report") for tree in names),
+                     pin=all(probe(tree, "--pin") for tree in names))
 
 
 def order(names: Iterable[str], i: int) -> list[str]:

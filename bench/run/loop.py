@@ -195,6 +195,7 @@ def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Work
     alive = [r for r in runners.values() if not r.dead]
     base = environment.fingerprint({}, data_source=alive[0].data_source(n, m) if alive else None,
                                    seeds={"data": config.seed, "params": config.seed})
+    base["pinned_cpus"] = list(config.pin) or None   # the framework workers' CPUs, where bound
     out = {}
     for deps in [e.name for e in config.envs] or [""]:
         facts = {name: r.info() for (name, d), r in runners.items() if d == deps and not r.dead}

@@ -50,6 +50,8 @@ class Config:
     resume: bool = False              # skip the cases already in out/records.jsonl
     isolate: bool = True              # each framework's cases in a worker process of its own (bench/run/worker.py)
     leave_out_broken: bool = False    # a framework that fails to load is left out (said), not an error: the default set
+    pin: tuple = ()                   # the CPUs every framework worker (and each thread it makes) is bound to;
+                                      # (): wherever the OS schedules them
     envs: tuple = ()                  # an envs.Env per --env set, each framework's cases run in each (bench/envs.py);
                                       # (): the harness's own environment
     run_id: str = field(default_factory=new_run_id)

@@ -71,12 +71,26 @@ def settle(window_s: float = SETTLE_WINDOW_S, limit_s: float = SETTLE_LIMIT_S) -
 
 def main() -> None:
     """The worker process's entry (`python -c ... FD`): FD is its end of the socket, whose first
-    message is (name, config, kernels)."""
+    message is (name, config, kernels); bound to config.pin's CPUs where it names any."""
     env.die_with_parent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
     conn = Connection(int(sys.argv[1]))
-    serve(conn, *conn.recv())
+    name, config, kernels = conn.recv()
+    if config.pin:
+        pin(config.pin)
+    serve(conn, name, config, kernels)
+
+
+def pin(cpus: tuple[int, ...]) -> None:
+    """Bind every thread of this process to `cpus` (Linux binds a thread, not a process: the threads
+    already running, NumPy's BLAS pool among them, each; the framework's, started later by these,
+    inherit it)."""
+    for task in glob.glob("/proc/self/task/*"):
+        try:
+            os.sched_setaffinity(int(task.rsplit("/", 1)[-1]), cpus)
+        except (OSError, ValueError):
+            pass   # a thread that ended meanwhile
 
 
 def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
