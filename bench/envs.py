@@ -143,8 +143,8 @@ def resolve(spec: str) -> tuple[str, list[str], list[str]]:
         stdin = None if sources else "\n".join(requirements) + "\n"
         out = _uv(["pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", sys.executable,
                    *(sources or ["-"]), str(needs)], f"--env {name!r}", RESOLVE_TIMEOUT_S, stdin)
-    pins = sorted({line.strip() for line in out.splitlines() if "==" in line and not line.lstrip().startswith("#")},
-                  key=str.lower)
+    pins = sorted({line.strip() for line in out.splitlines()   # "name==version", or "name @ URL" (a direct reference)
+                   if ("==" in line or " @ " in line) and not line.lstrip().startswith(("#", "-"))}, key=str.lower)
     if not pins:
         raise EnvError(f"--env {name!r}: the resolver returned no packages")
     return name, requirements, pins

@@ -318,3 +318,22 @@ def test_separate_runs_are_widened_by_the_machines_run_to_run_noise_and_name_a_d
     paired = compare_case([rec(noisy(0.010), rounds=rounds)], [rec(noisy(0.0105, seed=1), rounds=rounds,
                                                                    backend="xla")], 0.10, run_sd=0.05)
     assert paired.method == "paired by round"
+
+
+def test_a_difference_the_load_alone_could_make_is_not_a_verdict():
+    """Separate runs: the candidate's ran beside a neighbour that kept one more core busy. Up to x2
+    is what that load can cost, so a x1.7 slowdown is inconclusive (exit 0), while x3 is still a
+    regression; a faster candidate that had the busier machine is judged as ever."""
+    quiet, busy = {"other_cores": [0.0, 0.1]}, {"other_cores": [1.0, 1.1]}
+    base = rec(noisy(0.010), telemetry=quiet)
+    slower = compare_case([base], [rec(noisy(0.017, seed=1), run_id="r2", telemetry=busy)], 0.10, run_sd=0.05)
+    assert slower.verdict == "inconclusive" and "up to x2.0 from the load alone, so not judged regressed" in slower.note
+    much = compare_case([base], [rec(noisy(0.030, seed=1), run_id="r2", telemetry=busy)], 0.10, run_sd=0.05)
+    assert much.verdict == "regressed"
+    faster = compare_case([base], [rec(noisy(0.006, seed=1), run_id="r2", telemetry=busy)], 0.10, run_sd=0.05)
+    assert faster.verdict == "improved"   # faster despite the load: the load explains nothing
+    back = compare_case([rec(noisy(0.017), telemetry=busy)], [rec(noisy(0.010, seed=1), run_id="r2", telemetry=quiet)],
+                        0.10, run_sd=0.05)
+    assert back.verdict == "inconclusive" and "not judged improved" in back.note
+    result = compare.compare([base], [rec(noisy(0.017, seed=1), run_id="r2", telemetry=busy)], Thresholds())
+    assert not result.failed

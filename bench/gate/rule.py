@@ -274,7 +274,15 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             method = "bootstrap over pooled samples"
             if run_sd:
                 ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, len(base), len(candidate))
-        made = replace(made, note=_load_note(base, candidate))
+        note, extra_cores = _load_note(base, candidate)
+        made = replace(made, note=note)
+        judged = verdict(ratio, lo, hi, threshold)
+        if load_explains(judged, lo, hi, extra_cores):   # the load alone could make it: not a verdict on the code
+            made = replace(made, note=f"{note}: up to x{1 + abs(extra_cores):.1f} from the load alone, so not "
+                                      f"judged {judged}")
+            judged = "inconclusive"
+        return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo,
+                       hi=hi, method=method, verdict=judged, detectable=detectable(ratio, lo, hi, threshold))
     return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo, hi=hi,
                    method=method, verdict=verdict(ratio, lo, hi, threshold),
                    detectable=detectable(ratio, lo, hi, threshold))
@@ -293,17 +301,35 @@ def _between_runs(ratio: float, lo: float, hi: float, method: str, run_sd: float
     return ratio, lo, hi, f"{method}, widened by the run-to-run noise between separate runs (sd {run_sd:.0%} of a median)"
 
 
-def _load_note(base: Sequence[Record | None], candidate: Sequence[Record | None]) -> str | None:
-    """Said when the two sides ran under different loads: other processes' cores busy (CPU), or
-    throttled samples (GPU), from the records' telemetry."""
-    def busy(recs):
-        got = [r.telemetry.get("other_cores") for r in recs if r is not None and r.telemetry.get("other_cores")]
-        return stats.median([g[0] for g in got]) if got else None
-    b, c = busy(base), busy(candidate)
-    if b is not None and c is not None and abs(b - c) >= 0.5:
+LOAD_APART = 0.5   # cores: two runs whose other processes kept this many more cores busy ran under different loads
+
+
+def _busy(recs: Sequence[Record | None]) -> float | None:
+    """The median of the records' other_cores (cores other processes kept busy while they were timed)."""
+    got = [r.telemetry["other_cores"][0] for r in recs if r is not None and r.telemetry.get("other_cores")]
+    return stats.median(got) if got else None
+
+
+def _load_note(base: Sequence[Record | None], candidate: Sequence[Record | None]) -> tuple[str | None, float]:
+    """(what to say, candidate's busy cores - base's) when the two sides ran under different loads:
+    other processes' cores busy (CPU), from the records' telemetry; (None, 0) otherwise."""
+    b, c = _busy(base), _busy(candidate)
+    if b is not None and c is not None and abs(b - c) >= LOAD_APART:
         return (f"different load: other processes kept {b:.1f} cores busy in the base's run, {c:.1f} in the "
-                "candidate's")
-    return None
+                "candidate's"), c - b
+    return None, 0.0
+
+
+def load_explains(verdict: str, lo: float, hi: float, extra_cores: float) -> bool:
+    """Whether a regressed or improved verdict between separate runs could be the load alone: the
+    side that was slower had `extra_cores` (>0: the candidate) more cores kept busy by other processes,
+    and the interval reaches within the most that load can cost, a factor 1 + extra cores (a busy
+    core at worst halves a thread that shares it, and a step waits for its slowest thread)."""
+    if verdict == "regressed" and extra_cores >= LOAD_APART:
+        return lo < 1 + extra_cores
+    if verdict == "improved" and extra_cores <= -LOAD_APART:
+        return hi > 1 / (1 - extra_cores)
+    return False
 
 
 def _median(rec, scale):
