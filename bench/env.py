@@ -347,15 +347,19 @@ def _cpu_idle() -> dict[int, int]:
 
 def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
     """The `count` CPUs this process may use that were idle longest over the next `window_s` (a
-    neighbour's busy core last), lowest number first among equals; the allowed CPUs in order where
-    /proc/stat cannot be read."""
+    neighbour's busy core last). CPUs idle within a tenth of each other count as equal, and the
+    highest numbered wins among equals: the same CPU run after run on a quiet machine, and not CPU 0,
+    which takes most of the machine's interrupts and housekeeping. Where /proc/stat cannot be read,
+    the highest numbered allowed CPUs."""
     import time
     allowed = sorted(os.sched_getaffinity(0))
     before = _cpu_idle()
     time.sleep(window_s)
     after = _cpu_idle()
     idle = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
-    return tuple(sorted(sorted(allowed, key=lambda cpu: -idle[cpu])[:count]))
+    most = max(idle.values(), default=0) or 1
+    rank = sorted(allowed, key=lambda cpu: (-round(10 * idle[cpu] / most), -cpu))
+    return tuple(sorted(rank[:count]))
 
 
 def die_with_parent() -> None:

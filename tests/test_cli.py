@@ -38,6 +38,9 @@ def assert_one_line_error(result, *words):
     (["--size", "a,b,c"], ["bad size 'a,b,c'", "whole numbers"]),
     (["--size", "100,784"], ["expected N,M,NH"]),
     (["--data", "/no/such/mnist.npz"], ["no such file"]),
+    (["--pin", "4096"], ["--pin '4096'", "not one this process may use"]),
+    (["--pin", "one"], ["--pin 'one'", "CPU numbers"]),
+    (["--env", "tensorflow=2.20"], ["--env 'tensorflow=2.20'", "not a pip requirement"]),
 ])
 def test_bad_run_arguments(args, words, tmp_path):
     assert_one_line_error(bench("run", "--quick", "--out", tmp_path / "out", *args), *words)

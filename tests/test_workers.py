@@ -127,3 +127,13 @@ def test_a_pinned_worker_and_every_thread_it_starts_run_on_the_cpus_asked(tmp_pa
         assert len(tasks) > 1 and allowed == {str(cpu)}
     finally:
         w.close()
+
+
+def test_a_pinned_run_records_its_cpus_and_gives_the_callers_binding_back(tmp_path):
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    seen = []
+    records = run.run(numpy_config(tmp_path, pin=(cpu,)), Seen(lambda group, lives: seen.append(os.sched_getaffinity(0))))
+    assert records and all(r.status == "ok" and r.env["pinned_cpus"] == [cpu] for r in records)
+    assert seen == [before - {cpu} or before]   # the loop ran off the workers' CPU, where another was left
+    assert os.sched_getaffinity(0) == before

@@ -3,6 +3,7 @@ runner (a worker process of its own by default), time the group's cases together
 between the runners, and append each record to out/records.jsonl as soon as it ends (and the
 group's samples so far every few seconds while it is timed). No terminal code: an Observer hears
 what happens (bench/cli/progress.py prints it), and a stop() callable ends the run at the next take."""
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -240,16 +241,23 @@ def run(config: Config, observer: Observer | None = None, stop: Callable[[], boo
     "interrupted") and the run returns."""
     observer = observer or Observer()
     stop = stop or (lambda: False)
-    runners = start_runners(config, observer)
+    allowed = os.sched_getaffinity(0)
+    if config.pin and config.isolate and allowed - set(config.pin):
+        # this thread and those it starts (the load sampler's) off the workers' CPUs, till the run ends
+        os.sched_setaffinity(0, allowed - set(config.pin))
     try:
-        return _run(config, runners, observer, stop)
+        runners = start_runners(config, observer)
+        try:
+            return _run(config, runners, observer, stop)
+        finally:
+            for runner in runners.values():
+                try:
+                    runner.set_tf32(False)   # float32 matrix products in float32 again
+                except (WorkerDied, WorkerError):
+                    pass
+            close_runners(runners)
     finally:
-        for runner in runners.values():
-            try:
-                runner.set_tf32(False)   # float32 matrix products in float32 again
-            except (WorkerDied, WorkerError):
-                pass
-        close_runners(runners)
+        os.sched_setaffinity(0, allowed)
 
 
 def _run(config, runners, observer, stop):
