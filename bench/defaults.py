@@ -64,11 +64,12 @@ GATE_BUDGET_S = 0.5               # timed seconds a case in each gate process
 # about 2x apart with the other core's load (A/A pair ratios 0.55-1.97, sd of log 0.22-0.29);
 # one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
 GATE_THREADS = 1
-GATE_PIN = "auto"          # gate --pin: "auto" binds each process's framework workers to its `threads` quietest
-                           # CPUs (chosen once, both sides alike), "off" leaves them to the OS, or CPU numbers. On
-                           # the 2-core VM, 6 one-thread TF processes a mode, alternating: the sd of the log of a
-                           # case's median across processes 0.046 bound against 0.091 unbound when quiet (all 6
-                           # cases lower), 0.069 against 0.069 beside a CPU-bound neighbour
+GATE_PIN = "off"           # gate --pin: "auto" binds each process's framework workers to its `threads` quietest
+                           # CPUs (chosen once, both sides alike), "off" leaves them to the OS, or CPU numbers.
+                           # Off: on the 2-core VM, 6 one-thread TF processes a mode, alternating, gave a spread
+                           # (sd of the log of a case's median across processes) bound/unbound of 0.046/0.091
+                           # quiet and 0.069/0.069 beside a CPU-bound neighbour in one experiment, and
+                           # 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
 GATE_PROCESS_TIMEOUT_S = 600
 # The one-process gate (a change to kernels/ alone: bench/gate/calls.py) times the regime users
 # run as well as the small one: both sizes, every installed framework with its default threads
