@@ -52,10 +52,15 @@ class Env:
 
     def versions(self, dists: Iterable[str] | None = None) -> dict[str, str | None]:
         """{distribution: resolved version} of `dists` (None where the set has none), else of every pin."""
-        pinned = {normalise(p.split("==")[0]): p.split("==", 1)[1] for p in self.pins if "==" in p}
-        if dists is None:
-            return dict(pinned)
-        return {d: pinned.get(normalise(d)) for d in dists}
+        return versions(self.pins, dists)
+
+
+def versions(pins: Iterable[str], dists: Iterable[str] | None = None) -> dict[str, str | None]:
+    """{distribution: version} of `dists` among "name==version" pins (None where none pins it), else of every pin."""
+    pinned = {normalise(p.split("==")[0]): p.split("==", 1)[1] for p in pins if "==" in p}
+    if dists is None:
+        return dict(pinned)
+    return {d: pinned.get(normalise(d)) for d in dists}
 
 
 def normalise(dist: str) -> str:

@@ -5,7 +5,8 @@ progress and signals in progress.py.
 
 One exit-code contract for every command: 0 fine; 1 what the command exists to find (a failed
 case, a regression); 2 bad input (one line naming it); 3 an internal error (one line saying where
-the traceback was written); 130 / 143 stopped by SIGINT / SIGTERM. No traceback reaches the terminal.
+the traceback was written); 130 / 143 stopped by SIGINT / SIGTERM; 141 its output's reader went
+away (a closed pipe). No traceback reaches the terminal.
 """
 import datetime
 import os
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"python -m bench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader went away (`... | head`): nothing more to say, and no one to say it to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:   # a bug: one line here, the traceback in a file
         where = write_traceback(args.command)
         print(f"python -m bench {args.command}: internal error: {type(e).__name__}: "

@@ -30,7 +30,7 @@ def cmd_env(args: argparse.Namespace) -> int:
             return 0
         shown = [frameworks.spec(n).package for n in frameworks.FRAMEWORKS]
         for e in listed:
-            pinned = {d: v for d, v in envs.Env(e.name, (), e.pins, e.key, e.path).versions(shown).items() if v}
+            pinned = {d: v for d, v in envs.versions(e.pins, shown).items() if v}
             used = datetime.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
             print(f"{e.key}  {e.name}: {', '.join(f'{d} {v}' for d, v in pinned.items())}; "
                   f"{len(e.pins)} packages, {_gb(e.bytes)}, last used {used}")
