@@ -184,3 +184,16 @@ def test_environments_are_cases_of_their_own_in_compare_export_and_history(tmp_p
     assert store.add(base, commit) == 2
     assert sorted(p["case"] for p in store.points()) == sorted(r.label for r in base)
     assert all(f"[{r.deps}]" in r.label for r in base)
+
+
+def test_a_set_may_be_a_requirements_or_pyproject_file(monkeypatch, tmp_path):
+    local_index(monkeypatch, tmp_path, {"bbfake": ("1.0", "2.0"), **NEEDS})
+    reqs = tmp_path / "requirements-next.txt"
+    reqs.write_text("# the next pins\nbbfake==2.0\n")
+    env, _ = envs.build(str(reqs))
+    assert env.name == "requirements-next.txt" and env.versions(["bbfake"]) == {"bbfake": "2.0"}
+    project = tmp_path / "proj" / "pyproject.toml"
+    project.parent.mkdir()
+    project.write_text('[project]\nname = "x"\nversion = "0"\ndependencies = ["bbfake<2"]\n')
+    env, _ = envs.build(str(project))
+    assert env.name == "pyproject.toml" and env.versions(["bbfake"]) == {"bbfake": "1.0"}
