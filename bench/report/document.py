@@ -132,6 +132,16 @@ def _interval(value, lo, hi, half_width, prefix=""):
     return text
 
 
+def _speedup_cell(ratio: float, lo: float, hi: float, base: str, paired: bool = True) -> str:
+    """A speed-up against a base as a table cell: `base` for the base itself (1 [1, 1]), the ratio
+    with its CI at the decimals it supports, marked "(unpaired)" where it is, "–" where there is none."""
+    if ratio == lo == hi == 1:
+        return base
+    if not math.isfinite(ratio):
+        return "–"
+    return _interval(ratio, lo, hi, (hi - lo) / 2, "×") + ("" if paired else " (unpaired)")
+
+
 def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
     """One row per case of a group: every figure the report has for it."""
     rows = {}
@@ -144,13 +154,7 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
             continue
         hw = fmt.median_half_width(c)
         relative = hw / c.median_ms if hw is not None and c.median_ms > 0 else None
-        if c.speedup_lo == c.speedup_hi == c.speedup == 1:
-            speedup = "reference"
-        elif math.isfinite(c.speedup):
-            speedup = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
-            speedup += "" if c.speedup_paired else " (unpaired)"
-        else:
-            speedup = "–"
+        speedup = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "reference", c.speedup_paired)
         first = (c.trace_ms if math.isfinite(c.trace_ms) else 0) + c.first_call_ms
         rows[name] = {
             "median ms [95% CI]": _interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, hw),
@@ -194,12 +198,7 @@ def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
                 timing = c.status
             else:
                 timing = fmt.sig(c.median_ms, 3)
-            if c.speedup == c.speedup_lo == c.speedup_hi == 1:
-                speedup = "float32"
-            elif math.isfinite(c.speedup):
-                speedup = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
-            else:
-                speedup = "–"
+            speedup = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "float32")
             rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "precision": c.precision, "median ms": timing,
                          "against float32 [95% CI]": speedup,
                          "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–"})
@@ -219,13 +218,7 @@ def version_tables(vr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
                 timing = f"{c.status}: {c.error}" if c.error else c.status
             else:
                 timing = fmt.sig(c.median_ms, 3)
-            if c.speedup == c.speedup_lo == c.speedup_hi == 1:
-                against = "first"
-            elif math.isfinite(c.speedup):
-                against = _interval(c.speedup, c.speedup_lo, c.speedup_hi, (c.speedup_hi - c.speedup_lo) / 2, "×")
-                against += "" if c.paired else " (unpaired)"
-            else:
-                against = "–"
+            against = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "first", c.paired)
             rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "environment": _bold(c.deps, c.standing == "fastest"),
                          "version": c.framework_version or "?", "median ms": timing,
                          f"against {first} [95% CI]": against})
