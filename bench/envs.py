@@ -192,7 +192,10 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
     root = cache_dir()
     path = root / key
     if not (path / META).exists():
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EnvError(f"the environment cache {root} ({CACHE_VARIABLE}): {e.strerror or e}") from None
         _remove_stale_builds(root)
         if path.exists():   # a folder without its META is not an environment this module made whole
             shutil.rmtree(path, ignore_errors=True)
@@ -215,6 +218,8 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
             except OSError:   # another run built it meanwhile: theirs is as good
                 if not (path / META).exists():
                     raise
+        except OSError as e:   # the cache's disk full or not writable
+            raise EnvError(f"--env {name!r}: building in {root}: {e.strerror or e}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         prune(limit_bytes(), keep=(key,))

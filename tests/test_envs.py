@@ -197,3 +197,14 @@ def test_a_set_may_be_a_requirements_or_pyproject_file(monkeypatch, tmp_path):
     project.write_text('[project]\nname = "x"\nversion = "0"\ndependencies = ["bbfake<2"]\n')
     env, _ = envs.build(str(project))
     assert env.name == "pyproject.toml" and env.versions(["bbfake"]) == {"bbfake": "1.0"}
+
+
+def test_a_cache_that_is_a_file_is_one_line(monkeypatch, tmp_path):
+    local_index(monkeypatch, tmp_path, {"bbfake": ("1.0",), **NEEDS})
+    blocked = tmp_path / "cache-file"
+    blocked.write_text("")
+    monkeypatch.setenv("BENCH_ENV_CACHE", str(blocked))
+    with pytest.raises(envs.EnvError, match="environment cache .* File exists"):
+        envs.build("bbfake==1.0")
+    listed = bench("env", "list")
+    assert listed.returncode == 2 and "is a file, not a folder" in listed.stderr

@@ -23,6 +23,8 @@ def _gb(n: int) -> str:
 def cmd_env(args: argparse.Namespace) -> int:
     from bench import envs, frameworks
     root = envs.cache_dir()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"the environment cache {root} ({envs.CACHE_VARIABLE}) is a file, not a folder")
     if args.env_command == "list":
         listed = envs.entries(root)
         if not listed:
