@@ -258,16 +258,9 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None,
     return out
 
 
-def folder_bytes(path: Path, seen: set[tuple[int, int]] | None = None) -> int:
-    """Disk used under `path`: each file's blocks, a file linked twice (uv links from its cache)
-    counted once within `seen`."""
-    return disk_usage([path], seen)[0]
-
-
-def disk_usage(paths: Iterable[Path], seen: set[tuple[int, int]] | None = None) -> tuple[int, int]:
+def disk_usage(paths: Iterable[Path]) -> tuple[int, int]:
     """(bytes, own bytes) of the files under `paths`, each file counted once: own are those no link
     outside `paths` holds (what removing them frees; uv links the rest from its cache)."""
-    seen = set() if seen is None else seen
     links: dict[tuple[int, int], list[int]] = {}   # inode -> [blocks, links in total, links found here]
     for path in paths:
         for folder, _, files in os.walk(path):
@@ -276,11 +269,7 @@ def disk_usage(paths: Iterable[Path], seen: set[tuple[int, int]] | None = None) 
                     st = os.lstat(os.path.join(folder, f))
                 except OSError:
                     continue
-                ino = (st.st_dev, st.st_ino)
-                if ino in seen and ino not in links:
-                    continue
-                seen.add(ino)
-                entry = links.setdefault(ino, [st.st_blocks * 512, st.st_nlink, 0])
+                entry = links.setdefault((st.st_dev, st.st_ino), [st.st_blocks * 512, st.st_nlink, 0])
                 entry[2] += 1
     total = sum(blocks for blocks, _, _ in links.values())
     own = sum(blocks for blocks, nlink, here in links.values() if here >= nlink)
@@ -310,7 +299,7 @@ def entries(root: Path | None = None) -> list[Entry]:
         except (OSError, ValueError):
             facts = {}
         out.append(Entry(meta.parent.name, str(facts.get("name", "?")), tuple(facts.get("pins", ())),
-                         folder_bytes(meta.parent), meta.stat().st_mtime, meta.parent))
+                         disk_usage([meta.parent])[0], meta.stat().st_mtime, meta.parent))
     return sorted(out, key=lambda e: -e.last_used)
 
 
