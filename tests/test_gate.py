@@ -365,6 +365,9 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert "A/A false-positive rate of this one-process gate: not measured" in result.stdout   # the stored one is of pairs
     assert worktrees(repo) == [f"worktree {repo}"]
     from bench.gate import calls
+    head = git(repo, "rev-parse", "HEAD").strip()   # whose steps each side timed, for `history add --paired-base`
+    assert calls.read_side(out / "base") == {"side": "base", "kernels": head, "dirty": False}
+    assert calls.read_side(out / "candidate") == {"side": "candidate", "kernels": head, "dirty": True}
     (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")   # now the harness changed too
     (repo / "notes.md").write_text("text")
     changed = calls.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())

@@ -327,6 +327,92 @@ def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter
     assert quiet.basis == "median" and [c.start for c in quiet.changes] == [step_at]
 
 
+def test_change_points_run_on_the_ratios_to_the_parent_where_each_commit_was_paired_with_it():
+    """A machine whose speed wanders run to run while its GEMM ceiling does not follow: neither the
+    medians nor the ceiling-scaled medians show the +10% step, but each commit's ratio to its
+    parent's steps timed in the same process does, at its commit, and nothing else; a few commits
+    without a pairing (a harness change, gated in separate processes) fall back on their medians."""
+    from bench.history import series as history_series
+    rng = np.random.default_rng(7)
+    n, step_at = 30, 15
+    speed = np.exp(rng.normal(0, 0.15, n))
+    work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
+    medians = 0.01 * work * speed
+    gflops = 100.0 * np.exp(rng.normal(0, 0.15, n))
+    unpaired = {4, 21}
+
+    def rows():
+        for i in range(n):
+            ratio = float(work[i] / work[i - 1] * np.exp(rng.normal(0, 0.015))) if i else None
+            yield {"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
+                   "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}",
+                   "source": None, "counters": {}, "gemm_gflops": float(gflops[i]),
+                   **({"parent_sha": f"{i - 1:040x}", "parent_ratio": ratio, "parent_lo": ratio / 1.03,
+                       "parent_hi": ratio * 1.03} if i and i not in unpaired else {})}
+    (s,) = history_series.build(list(rows()))
+    assert s.basis == "parent"
+    (found,) = s.changes
+    assert (found.start, found.end) == (step_at, step_at) and found.ratio == pytest.approx(1.10, abs=0.04)
+    assert s.points[step_at].parent[0] == s.points[step_at - 1].commit
+    assert changes.find(medians) == [] and changes.find(medians * gflops / 100) == []
+    # a ratio against a commit that is not the point before it is not a link in the chain
+    broken = [{**r, "parent_sha": "f" * 40} if "parent_sha" in r else r for r in rows()]
+    assert history_series.build(broken)[0].basis != "parent"
+
+
+def test_changes_in_paired_increments_a_step_a_creep_and_none():
+    rng = np.random.default_rng(2)
+    levels = np.full(120, 0.01)
+    quiet = rng.normal(0, 0.02, 119)
+    assert changes.find_increments(levels, quiet, np.full(119, 0.02)) == []
+    step = quiet.copy()
+    step[70] += np.log(1.10)
+    (found,) = changes.find_increments(levels, step, np.full(119, 0.02))
+    assert (found.start, found.end, found.kind) == (71, 71, "step") and found.ratio == pytest.approx(1.10, abs=0.05)
+    creep = rng.normal(0, 0.005, 119)
+    creep[40:50] += np.log(1.02)
+    (found,) = changes.find_increments(levels, creep, np.full(119, 0.005))
+    assert abs(found.start - 41) <= 1 and abs(found.end - 50) <= 1 and found.ratio == pytest.approx(1.02 ** 10, abs=0.03)
+    # intervals that claim more than the series shows are widened by its spread: no false alarms
+    assert changes.find_increments(levels, quiet, np.full(119, 0.002)) == []
+
+
+def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
+    """`history add RUN --paired-base DIR`: the ratio of each case to the base side of the same run
+    (paired by round) is stored with it when the base's steps are the run's parent commit's; another
+    commit, another run, or a folder that is no gate side is refused in one line, nothing written."""
+    repo = tmp_path / "repo"
+    shas = git_repo(repo, 2)
+    cand, base = tmp_path / "gate" / "candidate", tmp_path / "gate" / "base"
+    for r in run_records(shas[1], 1, [0.011, 0.02]):
+        records.append(cand / "records.jsonl", r)
+    for r in run_records(shas[1], 1, [0.010, 0.02]):   # the same run: the same run id and rounds
+        records.append(base / "records.jsonl", r)
+
+    def side(kernels):
+        (base / "side.json").write_text(json.dumps({"side": "base", "kernels": kernels, "dirty": False}))
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    Store(url, create=True)
+    side(shas[1])
+    code, _, err = cli("history", "add", cand, "--paired-base", base, "--db", url, "--repo", repo)
+    assert code == 2 and "not the parent of" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("history", "add", cand, "--paired-base", tmp_path, "--db", url, "--repo", repo)
+    assert code == 2 and "not a side of a one-process gate" in err
+    assert Store(url).counts() == (0, 0)
+    side(shas[0])
+    code, out, err = cli("history", "add", cand, "--paired-base", base, "--db", url, "--repo", repo)
+    assert code == 0, err
+    got = {p["n"]: p for p in Store(url).points()}
+    assert got[1000]["parent_sha"] == shas[0] and got[1000]["parent_ratio"] == pytest.approx(1.1, rel=0.01)
+    assert got[1000]["parent_lo"] <= got[1000]["parent_ratio"] <= got[1000]["parent_hi"]
+    assert got[2000]["parent_ratio"] == pytest.approx(1.0, rel=0.01)
+    other = tmp_path / "other"
+    for r in run_records(shas[1], 2, [0.011]):   # another run id
+        records.append(other / "records.jsonl", r)
+    code, _, err = cli("history", "add", other, "--paired-base", base, "--db", url, "--repo", repo)
+    assert code == 2 and "not the same run" in err
+
+
 def test_thread_settings_are_part_of_a_series_machine():
     from bench.history.store import machine_key
     fp = {"machine": "x86_64", "cpu_model": "Fake CPU", "gpus": [], "env": {"TF_NUM_INTRAOP_THREADS": None}}

@@ -41,6 +41,10 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     a.add_argument("runs", nargs="+", metavar="RUN")
     db(a)
     a.add_argument("--repo", help="the git checkout the runs' commits are in (default: this one)")
+    a.add_argument("--paired-base", metavar="DIR", help="the base side of the same one-process gate as RUN (gate --out "
+                                                        "DIR: DIR/base beside DIR/candidate), its steps those of RUN's "
+                                                        "parent commit: each case's ratio to them, paired by round, is "
+                                                        "stored with it, and the change points run on those ratios")
     s = hsub.add_parser("show", help="the latest value, trend and change points of each series")
     db(s)
     series_flags(s)
@@ -116,11 +120,47 @@ def cmd_add(args: argparse.Namespace) -> int:
             by_run.setdefault(r.run_id, []).append(r)
         for run_id, rs in by_run.items():
             plan.append((path, rs, commit_of(rs, _repo(args), source=f"{path} (run {run_id})")))
+    against = _against_parent(args, plan) if args.paired_base else None
     for path, rs, commit in plan:
-        added = store.add(rs, commit, source=records.records_file(path).resolve())
+        added = store.add(rs, commit, source=records.records_file(path).resolve(), against_parent=against)
         print(f"{printable(path)}: run {printable(rs[0].run_id)} at {commit['sha'][:10]}: "
               f"{added} result(s) added, {len(rs) - added} already there")
     return 0
+
+
+def _against_parent(args, plan):
+    """{case: (parent sha, ratio, lo, hi)} of the one run in `plan` against --paired-base: the
+    gate's base side, timed in the same rounds of the same process, whose steps are the run's parent
+    commit's. Anything else (another run, another commit, several runs) is refused in one line."""
+    from bench import records
+    from bench.cli.report import warn
+    from bench.gate import compare_case
+    from bench.gate.calls import read_side
+    from bench.gate.errors import GateError
+    if len(plan) != 1:
+        raise UsageError(f"--paired-base pairs one run with its base side; {len(plan)} runs given")
+    path, rs, commit = plan[0]
+    try:
+        side = read_side(args.paired_base)
+    except GateError as e:
+        raise UsageError(f"--paired-base: {e}") from None
+    if side["side"] != "base" or side.get("dirty"):
+        raise UsageError(f"--paired-base {printable(args.paired_base)}: the {side['side']} side"
+                         f"{' of a tree with uncommitted changes' if side.get('dirty') else ''}, not a committed base")
+    if side["kernels"] != commit.get("parent"):
+        raise UsageError(f"--paired-base {printable(args.paired_base)}: its steps are commit {side['kernels'][:10]}, not "
+                         f"the parent of {commit['sha'][:10]} ({(commit.get('parent') or 'none')[:10]})")
+    base = {r.case: r for r in records.read_usable([args.paired_base], warn)}
+    if not base or any(r.run_id != rs[0].run_id for r in base.values()):
+        raise UsageError(f"--paired-base {printable(args.paired_base)}: not the same run as {printable(path)} "
+                         "(its records' run id differs)")
+    out = {}
+    for rec in rs:
+        if rec.case in base:
+            c = compare_case([base[rec.case]], [rec], threshold=0.05)
+            if c.ratio and c.lo and c.hi and c.method == "paired by round":   # the one comparison the history trusts over its own medians
+                out[rec.case] = (side["kernels"], c.ratio, c.lo, c.hi)
+    return out
 
 
 def _change_line(s, ch):

@@ -5,6 +5,8 @@ between processes or over time (the machine's load, clocks, a process's layout) 
 alike and the comparison is paired by round. A change to anything else (the harness, pyproject,
 a dependency) still needs each side's own process: bench/gate/paired.py."""
 import concurrent.futures
+import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,33 @@ def changed_files(tree: Path | str, sha: str) -> list[str]:
     tracked = git(tree, "diff", "--name-only", sha, "--").stdout.split("\n")
     untracked = git(tree, "ls-files", "--others", "--exclude-standard").stdout.split("\n")
     return sorted({f for f in tracked + untracked if f})
+
+
+SIDE_FILE = "side.json"   # beside a one-process gate's records of each side: whose steps they timed
+
+
+def write_side(folder: Path, side: str, tree: Path | str) -> None:
+    """{side, kernels: the commit whose steps were timed, dirty: with uncommitted changes} in folder/SIDE_FILE:
+    the records' own fingerprint names the harness's commit, which ran both sides' steps."""
+    head = git(tree, "rev-parse", "HEAD").stdout.strip()
+    dirty = bool(git(tree, "status", "--porcelain", "--untracked-files=no").stdout.strip())
+    (folder / SIDE_FILE).write_text(json.dumps({"side": side, "kernels": head or None, "dirty": dirty}) + "\n")
+
+
+def read_side(folder: Path | str) -> dict[str, Any]:
+    """What write_side wrote in `folder`; GateError when it is not a one-process gate's side folder."""
+    path = Path(folder) / SIDE_FILE
+    try:
+        side = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GateError(f"{folder}: not a side of a one-process gate (no {SIDE_FILE}; `gate --out DIR` writes "
+                        "DIR/base and DIR/candidate)") from None
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise GateError(f"{path}: unreadable ({type(e).__name__})") from None
+    if not (isinstance(side, dict) and side.get("side") in SIDES and isinstance(side.get("kernels"), str)
+            and re.fullmatch(r"[0-9a-f]{40,64}", side["kernels"])):
+        raise GateError(f"{path}: not a gate's side file (side and a commit expected)")
+    return side
 
 
 def outside_kernels(files: list[str]) -> list[str]:
@@ -103,6 +132,7 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
         (workdir / side).mkdir(parents=True, exist_ok=True)
         for rec in kept[side]:
             records.append(workdir / side / "records.jsonl", rec)
+        write_side(workdir / side, side, base_tree if side == "base" else tree)
         processes[side] = [Process(str(base_tree if side == "base" else tree), 0, tuple(kept[side]), wall_s)]
     result = rule.compare(kept["base"], kept["candidate"], thresholds, allow_mismatch=allow_mismatch)
     return Outcome(result, processes, wall_s, notes, pairing="calls")

@@ -39,7 +39,9 @@ def change_text(series: Series, ch: Change) -> tuple[str, str]:
     first, last = pts[ch.start].commit[:10], pts[ch.end].commit[:10]
     span = f"at {first}" if ch.start == ch.end else f"from {first} to {last}"
     direction = "slower" if ch.ratio > 1 else "faster"
-    return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}) {span}", direction
+    paired = pts[ch.start].parent if series.basis == "parent" and ch.start == ch.end else None
+    against = f", x{paired[1]:.3f} [{paired[2]:.3f}, {paired[3]:.3f}] against its parent in one process" if paired else ""
+    return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}{against}) {span}", direction
 
 
 def plot_svg(series: Series) -> str:

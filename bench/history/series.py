@@ -4,9 +4,12 @@ with the median's 95% CI over their pooled samples), in commit order, and its ch
 Series of different machines are never mixed; with normalise=True each run's times are scaled by
 its own measured GEMM ceiling (to the median ceiling of the case's runs), as the stored baseline
 does, and the machines of a case become one series. Within a machine, the change points run on the
-medians or on the medians scaled by each run's ceiling, whichever is quieter (Series.basis).
+medians or on the medians scaled by each run's ceiling, whichever is quieter (Series.basis); or,
+where most commits were timed against their parent's steps in the same process (a one-process gate
+added with `history add --paired-base`), on those paired ratios when they are quieter still.
 """
 import math
+from statistics import NormalDist
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,7 @@ class Point:
     runs: tuple               # run ids
     sources: tuple            # the records files they were added from
     counters: dict = field(default_factory=dict)   # what the case executes at this commit ({} before counters)
+    parent: tuple | None = None   # (parent sha, ratio, lo, hi): against the parent's steps in the same process
 
 
 @dataclass(frozen=True)
@@ -86,16 +90,54 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
             lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
             pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
                              tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
-                             next((r["counters"] for r in rs if r.get("counters")), {})))
+                             next((r["counters"] for r in rs if r.get("counters")), {}), _against_parent(rs)))
             if ceiling:
                 scaled.append(float(np.median([r["median_s"] * ceiling(r) for r in rs if r["median_s"]])))
         if pts:
             basis, values = quieter(case_medians=[p.median_s for p in pts], scaled=scaled)
-            out.append(Series(case, machine, tuple(pts), tuple(changes.find(values)), tuple(work_changes(pts)), basis))
+            found = changes.find(values)
+            paired = increments(pts, values)
+            if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):   # quieter than the levels
+                basis, found = "parent", changes.find_increments([p.median_s for p in pts], *paired[:2])
+            out.append(Series(case, machine, tuple(pts), tuple(found), tuple(work_changes(pts)), basis))
     return sorted(out, key=lambda s: (s.case, s.machine))
 
 
-BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)"}
+BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)",
+         "parent": "each commit's ratio to its parent's steps, timed in the same process"}
+
+
+def _against_parent(rows):
+    """(parent sha, ratio, lo, hi) of the commit's narrowest interval against its parent, or None."""
+    have = [r for r in rows if r.get("parent_ratio") and r.get("parent_lo") and r.get("parent_hi")]
+    if not have:
+        return None
+    r = min(have, key=lambda r: r["parent_hi"] / r["parent_lo"])
+    return r["parent_sha"], r["parent_ratio"], r["parent_lo"], r["parent_hi"]
+
+
+def increments(points: list[Point], levels: list[float]) -> tuple[list[float], list[float], float] | None:
+    """(log change from each point to the next, its standard error, the typical error of the paired
+    ones) where most of the commits were timed against their parent's steps (Point.parent naming
+    the point before): those changes from the pairing (error from its 95% interval), the others
+    from the two points' `levels` (error from their commit-to-commit noise). None otherwise."""
+    if len(points) < 2:
+        return None
+    z = NormalDist().inv_cdf(0.975)
+    level_error = max(changes.noise(np.log(levels)) * math.sqrt(2), 1e-6)
+    d, se, paired = [], [], []
+    for i, (before, p) in enumerate(zip(points, points[1:])):
+        if p.parent and p.parent[0] == before.commit:
+            _, ratio, lo, hi = p.parent
+            d.append(math.log(ratio))
+            se.append(max((math.log(hi) - math.log(lo)) / (2 * z), 1e-6))
+            paired.append(se[-1])
+        else:
+            d.append(math.log(levels[i + 1] / levels[i]))
+            se.append(level_error)
+    if 2 * len(paired) < len(d):
+        return None
+    return d, se, float(np.median(paired))
 
 
 def quieter(case_medians: list[float], scaled: list[float]) -> tuple[str, list[float]]:

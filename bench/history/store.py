@@ -9,14 +9,14 @@ by its run id, a result by its run and case, and a complete record replaces an i
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import env, frameworks
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
 
-SCHEMA_VERSION = 4   # 4: a case names its environment (deps)
+SCHEMA_VERSION = 5   # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -59,9 +59,27 @@ def _tables(metadata):
         sa.Column("interrupted", sa.Boolean, nullable=False),
         sa.Column("median_s", sa.Float),
         sa.Column("gemm_gflops", sa.Float),
+        *_parent_columns(sa),
         sa.Column("record", sa.Text, nullable=False),  # the whole record as JSON, raw samples included
         sa.UniqueConstraint("run", *CASE_FIELDS, name="results_run_case"))
     return schema, runs, results
+
+
+def _parent_columns(sa):
+    """The case against the parent commit's steps timed in the same process (a one-process gate's
+    base side, `history add --paired-base`): the commit they were, the ratio and its 95% interval.
+    Null where the run had no such pairing."""
+    return (sa.Column("parent_sha", sa.String(64)), sa.Column("parent_ratio", sa.Float),
+            sa.Column("parent_lo", sa.Float), sa.Column("parent_hi", sa.Float))
+
+
+def _add_parent_columns(conn, tables):
+    """Schema 5 (issue 18): the nullable columns of _parent_columns, added in place."""
+    sa = _sa()
+    have = {c["name"] for c in sa.inspect(conn).get_columns("results")}
+    for column in _parent_columns(sa):
+        if column.name not in have:
+            conn.execute(sa.text(f"ALTER TABLE results ADD COLUMN {column.name} {column.type.compile(conn.dialect)}"))
 
 
 def _create(conn, tables):
@@ -98,7 +116,7 @@ def _case_columns(conn, tables):
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns}
+MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns}
 
 
 def _check_relative(path: Path, url: str) -> None:
@@ -225,9 +243,11 @@ class Store:
         module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[conn.dialect.name]
         return __import__(module, fromlist=["insert"]).insert(table)
 
-    def add(self, records: Sequence[Record], commit: dict[str, Any], source: Path | str | None = None) -> int:
+    def add(self, records: Sequence[Record], commit: dict[str, Any], source: Path | str | None = None,
+            against_parent: Mapping[CaseKey, tuple[str, float, float, float]] | None = None) -> int:
         """Add the records of one run (one run id) and its commit {sha, parent, time, branch, dirty};
-        returns the results newly added or replaced. Idempotent."""
+        returns the results newly added or replaced. Idempotent. against_parent: {case: (the
+        commit whose steps it was timed against in the same process, ratio, lo, hi)}."""
         sa = _sa()
         first = records[0]
         try:
@@ -242,7 +262,7 @@ class Store:
                 run = conn.execute(sa.select(self.runs.c.id).where(self.runs.c.run_id == first.run_id)).scalar_one()
                 added = 0
                 for rec in records:
-                    row = self._row(rec, run)
+                    row = self._row(rec, run, (against_parent or {}).get(rec.case))
                     stmt = self._insert(conn, self.results).values(**row)
                     # a complete record replaces an interrupted one (a resumed run); otherwise nothing
                     stmt = stmt.on_conflict_do_update(
@@ -256,25 +276,28 @@ class Store:
             raise HistoryError(f"{self.shown}: {_why(e)}") from None
 
     @staticmethod
-    def _row(rec, run):
+    def _row(rec, run, parent=None):
         s = rec.summary
+        sha, ratio, lo, hi = parent if parent and all(math.isfinite(v) and v > 0 for v in parent[1:]) else (None,) * 4
         return {"run": run, **rec.case.asdict(), "status": rec.status, "interrupted": rec.stop_reason == "interrupted",
                 "median_s": s.median_s if math.isfinite(s.median_s) else None,
                 "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
+                "parent_sha": sha, "parent_ratio": ratio, "parent_lo": lo, "parent_hi": hi,
                 "record": rec.to_json()}
 
     # ------------------------------------------------------------ reading
 
     def points(self, case_pattern: str | None = None, include_dirty: bool = False) -> list[dict[str, Any]]:
         """Every timed result joined with its run: dicts with the case fields, machine, commit,
-        parent, commit_time, branch, dirty, run_id, median_s, gemm_gflops and the record's
-        samples, ordered by commit time then recording time."""
+        parent, commit_time, branch, dirty, run_id, median_s, gemm_gflops, parent_sha/ratio/lo/hi
+        (against the parent's steps in the same process, or None) and the record's samples, ordered by commit time then recording time."""
         import fnmatch
         sa = _sa()
         r, x = self.runs, self.results
         query = (sa.select(r.c.run_id, r.c.commit_sha, r.c.parent_sha, r.c.commit_time, r.c.branch, r.c.dirty,
                            r.c.machine, r.c.recorded_utc, r.c.source, *(x.c[f] for f in CASE_FIELDS), x.c.median_s,
-                           x.c.gemm_gflops, x.c.record)
+                           x.c.gemm_gflops, *(x.c[c] for c in ("parent_sha", "parent_ratio", "parent_lo", "parent_hi")),
+                           x.c.record)
                  .join(x, x.c.run == r.c.id).where(x.c.status == "ok")
                  .order_by(r.c.commit_time, r.c.recorded_utc, r.c.id))
         if not include_dirty:
