@@ -57,7 +57,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                         f"CPU numbers (default: {defaults.GATE_PIN})")
     g.add_argument("--pairing", choices=("auto", "calls", "processes"), default="auto",
                    help="paired mode: calls (both sides' steps in one process, interleaved take by take), processes "
-                        "(each side's own harness, alternately), or auto (calls when only kernels/ changed; default)")
+                        "(each side's own harness, alternately), or auto (calls when nothing outside kernels/, tests/ and text changed; default)")
     g.add_argument("--framework", nargs="+", help=f"frameworks to time (default: {defaults.GATE_FRAMEWORK} in process "
                                                   "pairs; every installed one in one process)")
     g.add_argument("--tree", help="the git checkout whose working tree is the candidate (default: this one)")

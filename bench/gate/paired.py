@@ -69,7 +69,7 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
            progress: Callable[[str], None] | None = None, pairing: str = "auto",
            calls_spec: RunSpec | None = None) -> Outcome:
     """The paired gate: `rev`'s code (in a temporary worktree) against `tree`'s working tree. With
-    pairing "calls" (and "auto" when the change is to the steps' code, kernels/, alone): both sides' steps in
+    pairing "calls" (and "auto" when the change is to the steps' code, kernels/, or to untimed text and tests, alone): both sides' steps in
     one process, interleaved take by take (bench/gate/calls.py); with "processes" (and "auto"
     otherwise): each side's own harness in its own processes, alternately. calls_spec: what the
     one process times (default: `spec`)."""
@@ -81,10 +81,12 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     t0 = time.perf_counter()
     changed = calls.changed_files(tree, sha)
     outside = calls.outside_kernels(changed)
-    only_steps = bool(changed) and not outside and any(f.startswith("kernels/") for f in changed)
+    only_steps = bool(changed) and not outside   # the steps, or text and tests alone: one harness times both
     with worktree(tree, sha) as base_tree:
         if pairing == "calls" or (pairing == "auto" and only_steps):
-            why = "asked for" if pairing == "calls" else "only the steps' code (kernels/) changed"
+            why = "asked for" if pairing == "calls" else (
+                "only the steps' code (kernels/) changed" if any(f.startswith("kernels/") for f in changed)
+                else "no timed code changed (only " + ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "") + ")")
             if any(Path(f).name in REQUIREMENT_FILES for f in changed):
                 why += "; the requirements changed too, and both sides ran in this environment"
             calls_spec = calls_spec or spec
