@@ -190,8 +190,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.baseline:
         line += " [of the paired gate; stored mode's rate is not measured]"
     elif outcome.pairing == "calls":   # the stored experiment runs process pairs: another gate
-        line = ("A/A false-positive rate of this one-process gate: not measured (gate --aa measures process "
-                f"pairs; {line[0].lower()}{line[1:]})")
+        stored = ("none stored for this machine either" if "not measured" in line
+                  else f"process pairs here: {line.split(': ', 1)[-1]}")
+        line = f"A/A false-positive rate of this one-process gate: not measured (gate --aa measures process pairs; {stored})"
     print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0

@@ -132,10 +132,10 @@ def find_increments(levels: Sequence[float], increments: Sequence[float], errors
         held = np.concatenate([[0], np.cumsum(taken)])
         free = ok & (held[ends + 1] == held[starts])   # windows holding no commit of a change already found
         masked = np.where(free, np.abs(score), 0.0)
-        s, e = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        s, e = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
         if masked[s, e] <= z:
             break
         taken[s:e + 1] = True
         before = float(levels[s])
-        found.append(Change(int(s) + 1, int(e) + 1, before, before * math.exp(float(sums[e + 1] - sums[s]))))
+        found.append(Change(s + 1, e + 1, before, before * math.exp(float(sums[e + 1] - sums[s]))))
     return sorted(found, key=lambda ch: ch.start)

@@ -9,9 +9,9 @@ where most commits were timed against their parent's steps in the same process (
 added with `history add --paired-base`), on those paired ratios when they are quieter still.
 """
 import math
-from statistics import NormalDist
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
