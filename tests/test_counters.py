@@ -214,3 +214,25 @@ def test_explain_of_a_case_that_fails_its_check_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr("bench.run.caches.reference.Reference", Wrong)
     with pytest.raises(explain.ExplainError, match="failed: wrong answer: d_w1"):
         explain.explain(CaseKey("numpy", "manual", "eager", "cpu", 100, 20, 5, "float32"), tmp_path)
+
+
+def test_back_to_back_ops_of_a_trace_at_an_epoch_timestamp_are_each_counted(tmp_path):
+    """Three StridedSlice ops of 0.2 us, 5 ns apart, on a line stamped in nanoseconds since the
+    epoch: each counted (in float seconds since the epoch they overlapped, and one was dropped as the
+    other's inner layer: a graph op that came and went between processes)."""
+    pytest.importorskip("tensorflow", reason="TensorFlow (its XSpace protobuf) is not installed")
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from bench.frameworks import xplane
+    from bench.frameworks.tensorflow import _tf_op
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add(name="/host:CPU")
+    plane.event_metadata[1].name = "node_1:StridedSlice"
+    line = plane.lines.add(name="tf_Compute/1", timestamp_ns=1_764_662_400_123_456_789)
+    for offset_ps in (128_613, 333_613, 538_613):
+        line.events.add(metadata_id=1, offset_ps=offset_ps, duration_ps=200_000)
+    path = tmp_path / "t.xplane.pb"
+    path.write_bytes(space.SerializeToString())
+    events = list(xplane.events_from_protobuf(path, xplane_pb2))
+    assert [round(e.start_s * 1e12) for e in events] == [128_613, 333_613, 538_613]
+    assert xplane.tally(iter(events), _tf_op)["StridedSlice"][0] == 3

@@ -27,14 +27,19 @@ def trace_file(trace_dir: Path) -> Path:
 
 
 def events_from_protobuf(path: Path, xplane_pb2: Any) -> Iterator[Event]:
-    """Every event of the file, read with an XSpace protobuf module (TensorFlow ships one)."""
+    """Every event of the file, read with an XSpace protobuf module (TensorFlow ships one). Times
+    count from the file's earliest line, in integer picoseconds until the last step: seconds since
+    the epoch (about 1.7e9) keep only a quarter of a microsecond in a float, and two back-to-back
+    ops a microsecond long would then overlap, and one be taken for the other's inner layer."""
     space = xplane_pb2.XSpace()
     space.ParseFromString(path.read_bytes())
+    origin_ns = min((line.timestamp_ns for plane in space.planes for line in plane.lines), default=0)
     for plane in space.planes:
         names = {k: v.name for k, v in plane.event_metadata.items()}
         for line in plane.lines:
+            line_ps = (line.timestamp_ns - origin_ns) * 1000
             for e in line.events:
-                yield Event(plane.name, line.name, names.get(e.metadata_id, ""), (line.timestamp_ns + e.offset_ps * 1e-3) * 1e-9,
+                yield Event(plane.name, line.name, names.get(e.metadata_id, ""), (line_ps + e.offset_ps) * 1e-12,
                             e.duration_ps * 1e-12)
 
 

@@ -117,8 +117,7 @@ def _against_parent(rows):
 
 
 def increments(points: list[Point], levels: list[float]) -> tuple[list[float], list[float], float] | None:
-    """(log change from each point to the next, its standard error, the typical error of the paired
-    ones) where most of the commits were timed against their parent's steps (Point.parent naming
+    """(log change from each point to the next, its standard error, the noise of the paired ones) where most of the commits were timed against their parent's steps (Point.parent naming
     the point before): those changes from the pairing (error from its 95% interval), the others
     from the two points' `levels` (error from their commit-to-commit noise). None otherwise."""
     if len(points) < 2:
@@ -131,13 +130,15 @@ def increments(points: list[Point], levels: list[float]) -> tuple[list[float], l
             _, ratio, lo, hi = p.parent
             d.append(math.log(ratio))
             se.append(max((math.log(hi) - math.log(lo)) / (2 * z), 1e-6))
-            paired.append(se[-1])
+            paired.append(i)
         else:
             d.append(math.log(levels[i + 1] / levels[i]))
             se.append(level_error)
-    if 2 * len(paired) < len(d):
+    if not paired or 2 * len(paired) < len(d):
         return None
-    return d, se, float(np.median(paired))
+    # their noise: what their intervals say, or their own spread (robust, about no change) where that is wider
+    noise = max(float(np.median([se[i] for i in paired])), 1.4826 * float(np.median([abs(d[i]) for i in paired])))
+    return d, se, noise
 
 
 def quieter(case_medians: list[float], scaled: list[float]) -> tuple[str, list[float]]:
