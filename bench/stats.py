@@ -145,8 +145,14 @@ def between_runs(ratio: float, lo: float, hi: float, run_sd: float, n_a: int = 1
     run-to-run noise: one run's samples say nothing of where the next run's median lands, so an
     unpaired ratio is only as sure as that noise allows (run_sd: the sd of the log of a run's
     median; n_a, n_b: runs averaged on each side)."""
+    return widen(ratio, lo, hi, run_sd * math.sqrt(1 / n_a + 1 / n_b), level)
+
+
+def widen(ratio: float, lo: float, hi: float, sd: float, level: float = 0.95) -> tuple[float, float, float]:
+    """The interval (lo, hi) of `ratio` widened by an independent error of sd `sd` in its log (the
+    half-widths add in quadrature)."""
     within = math.log(hi / lo) / 2 if lo > 0 and hi > 0 else 0.0
-    half = math.hypot(within, _z(level) * run_sd * math.sqrt(1 / n_a + 1 / n_b))
+    half = math.hypot(within, _z(level) * sd)
     return ratio, ratio * math.exp(-half), ratio * math.exp(half)
 
 

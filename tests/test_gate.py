@@ -362,7 +362,8 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert "wrong answer: loss" in next(r.error for r in cand if r.step == "manual")
     assert len({r.run_id for r in base + cand}) == 1                       # one process, one run
     assert "paired by round" in result.stdout and "paired in one process" in result.stdout
-    assert "A/A false-positive rate of this one-process gate: not measured" in result.stdout   # the stored one is of pairs
+    assert "A/A of this one-process gate: not measured on this machine" in result.stdout   # the stored one is of pairs
+    assert "its intervals are within-run only" in result.stdout
     assert worktrees(repo) == [f"worktree {repo}"]
     from bench.gate import calls
     head = git(repo, "rev-parse", "HEAD").strip()   # whose steps each side timed, for `history add --paired-base`
@@ -373,3 +374,51 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     changed = calls.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
     assert changed == ["kernels/numpy_steps.py", "notes.md", "pyproject.toml"]
     assert calls.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes
+
+
+def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_miss(tmp_path):
+    """One-process A/A runs whose log-ratios spread wider than their intervals say: extra_sd_of
+    measures the excess, calls_noise reads it back for the same machine only, and a comparison
+    paired by round judged with it has the wider interval and says why."""
+    import math
+
+    from bench.gate import calls, experiments
+    from bench.gate.paired import Outcome
+    from bench.gate.processes import Process
+    from bench.gate.rule import Comparison, Result
+
+    def outcome(ratios):
+        cs = tuple(Comparison(case=None, label=f"c{i}", key="k", threshold=0.1, verdict="same", ratio=r,
+                              lo=r / 1.02, hi=r * 1.02) for i, r in enumerate(ratios))
+        return Outcome(Result(cs, (), ()), {}, pairing="calls")
+    spread = [outcome([1.08, 0.93, 1.0]), outcome([0.95, 1.06, 1.01]), outcome([1.0, 0.92, 1.07])]
+    extra = experiments.extra_sd_of(spread)
+    within = math.log(1.02 ** 2) / (2 * 1.959964)
+    logs = [math.log(c.ratio) for o in spread for c in o.result.comparisons]
+    assert extra == pytest.approx(math.sqrt(sum(v * v for v in logs) / len(logs) - within ** 2))
+    assert experiments.extra_sd_of([outcome([1.0, 1.001, 0.999, 1.0])]) == 0.0   # intervals that explain it all
+    rng = __import__("numpy").random.default_rng(0)
+    times = tuple(float(t) for t in 0.01 * rng.lognormal(0, 0.01, 40))
+    base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
+                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X"})
+    cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
+    plain = compare.compare_case([base], [cand], 0.1)
+    wide = compare.compare_case([base], [cand], 0.1, same_run_sd=extra)
+    assert plain.method == "paired by round" and wide.method.startswith("paired by round, widened by the one-process A/A")
+    assert wide.ratio == pytest.approx(plain.ratio) and wide.lo < plain.lo and wide.hi > plain.hi
+    judged = calls.widened(Outcome(compare.compare([base], [cand], compare.Thresholds(0.1)),
+                                   {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
+                                   pairing="calls"), extra, compare.Thresholds(0.1), "a test")
+    (c,) = judged.result.comparisons
+    assert (c.lo, c.hi) == (wide.lo, wide.hi) and "widened by sd" in judged.notes[-1]
+    aa_file = tmp_path / "aa.json"
+    assert experiments.calls_noise(aa_file, base.env)[0] is None
+    experiments.store_experiment(aa_file, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
+    assert experiments.calls_noise(aa_file, base.env)[0] == extra
+    assert experiments.calls_noise(aa_file, {"cpu_model": "Y"})[0] is None   # another machine: not its figure
+    spec = gate.RunSpec(frameworks=("numpy",), sizes=((300, 784, 8),), steps=("manual",), backends=("eager",),
+                        device="cpu", budget_s=0.1)
+    experiments.store_experiment(aa_file, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
+    assert experiments.calls_noise(aa_file, base.env, spec)[0] == extra
+    other, said = experiments.calls_noise(aa_file, base.env, gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}))
+    assert other is None and "timing other cases" in said and "not applied" in said

@@ -169,6 +169,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 path = gate.save_baseline(tree, args.save_baseline, spec, pairs, workdir)
                 print(f"baseline written: {path}")
                 return 0
+            if args.aa is not None and args.pairing == "calls":
+                return _aa_calls(args, tree, calls_spec, pairs, thresholds, aa_file, workdir)
             if args.aa is not None:
                 return _aa(args, tree, spec, pairs, thresholds, aa_file, workdir)
             if args.rates is not None:
@@ -181,6 +183,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
+                if outcome.pairing == "calls":
+                    from bench.gate import calls, experiments
+                    extra, source = experiments.calls_noise(aa_file, outcome.env, calls_spec)
+                    if extra:
+                        outcome = calls.widened(outcome, extra, thresholds, source, args.allow_mismatch)
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")
             return 0
@@ -189,10 +196,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
     line = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)
     if args.baseline:
         line += " [of the paired gate; stored mode's rate is not measured]"
-    elif outcome.pairing == "calls":   # the stored experiment runs process pairs: another gate
-        stored = ("none stored for this machine either" if "not measured" in line
-                  else f"process pairs here: {line.split(': ', 1)[-1]}")
-        line = f"A/A false-positive rate of this one-process gate: not measured (gate --aa measures process pairs; {stored})"
+    elif outcome.pairing == "calls":   # its own A/A experiment, not the process pairs'
+        from bench.gate import experiments
+        extra, source = experiments.calls_noise(aa_file, outcome.env, calls_spec)
+        line = (f"A/A of this one-process gate: {source}" + (f"; its intervals miss an sd of {extra:.3f} in the "
+                "log-ratio, and are widened by it" if extra is not None else "; its intervals are within-run only"))
     print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0
@@ -217,6 +225,34 @@ def _aa(args, tree, spec, pairs, thresholds, aa_file, workdir):
     print(f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
           f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of {entry['intervals']} "
           f"case intervals excluded 1 (95% intervals should, about 5% of the time); stored in {aa_file} under {key}")
+    return 0
+
+
+def _aa_calls(args, tree, spec, pairs, thresholds, aa_file, workdir):
+    """N one-process gate runs of the working tree's steps against themselves: the share flagged,
+    and the sd of the log-ratio their intervals miss (experiments.extra_sd_of), which widens every
+    later one-process gate's intervals on this machine."""
+    from bench import gate
+    from bench.gate import calls, experiments, text
+    from bench.gate.processes import stderr_line
+    outcomes = []
+    for i in range(args.aa):
+        outcome = calls.one_process(tree, tree, spec, pairs, thresholds, workdir / f"aa-{i}", args.allow_mismatch,
+                                    progress=stderr_line)
+        outcomes.append(outcome)
+        print(f"A/A run {i + 1}/{args.aa} (one process): {text.summary(outcome.result)}", flush=True)
+    entry = gate.experiment_entry(outcomes, spec, pairs, thresholds,
+                                  method=f"gate --aa {args.aa} --pairing calls: {args.aa} one-process gate runs of the "
+                                         "working tree's steps against themselves")
+    entry["extra_sd_log"] = experiments.extra_sd_of(outcomes)
+    key = gate.store_experiment(aa_file, outcomes[0].env, experiments.CALLS_AA, entry)
+    lo, hi = entry["rate_ci95"]
+    extra = entry["extra_sd_log"]
+    print(f"A/A (one process): {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
+          f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of {entry['intervals']} "
+          f"case intervals excluded 1; the intervals miss an sd of "
+          f"{'?' if extra is None else f'{extra:.3f}'} in the log-ratio (later one-process gates widen theirs by it); "
+          f"stored in {aa_file} under {key}")
     return 0
 
 

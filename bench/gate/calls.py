@@ -5,6 +5,7 @@ between processes or over time (the machine's load, clocks, a process's layout) 
 alike and the comparison is paired by round. A change to anything else (the harness, pyproject,
 a dependency) still needs each side's own process: bench/gate/paired.py."""
 import concurrent.futures
+import dataclasses
 import json
 import re
 import time
@@ -136,3 +137,13 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
         processes[side] = [Process(str(base_tree if side == "base" else tree), 0, tuple(kept[side]), wall_s)]
     result = rule.compare(kept["base"], kept["candidate"], thresholds, allow_mismatch=allow_mismatch)
     return Outcome(result, processes, wall_s, notes, pairing="calls")
+
+
+def widened(outcome: Outcome, same_run_sd: float, thresholds: rule.Thresholds, source: str,
+            allow_mismatch: bool = False) -> Outcome:
+    """A one-process gate's Outcome judged again with each interval widened by what the machine's
+    one-process A/A runs showed its intervals miss (experiments.calls_noise)."""
+    base, cand = (list(outcome.processes[side][0].records or ()) for side in SIDES)
+    result = rule.compare(base, cand, thresholds, allow_mismatch=allow_mismatch, same_run_sd=same_run_sd)
+    return dataclasses.replace(outcome, result=result, notes=(*outcome.notes, f"intervals widened by sd "
+                               f"{same_run_sd:.3f} of the log-ratio, from {source}"))

@@ -86,6 +86,40 @@ def run_sd_of(outcomes: Iterable[Outcome]) -> float | None:
     return float(statistics.stdev(logs) / math.sqrt(2))
 
 
+def extra_sd_of(outcomes: Iterable[Outcome]) -> float | None:
+    """What one-process A/A runs' intervals miss: the sd of their cases' log-ratios about 0 (where
+    unchanged code belongs), less the part their own intervals account for, in quadrature. A
+    process-level effect that pairing by round cannot cancel (the two sides' copies placed
+    differently in one process) shows here."""
+    z = NormalDist().inv_cdf(0.5 + rule.LEVEL / 2)
+    logs, within = [], []
+    for o in outcomes:
+        for c in o.result.comparisons:
+            if c.ratio and c.lo and c.hi and c.lo > 0:
+                logs.append(math.log(c.ratio))
+                within.append((math.log(c.hi / c.lo) / (2 * z)) ** 2)
+    if len(logs) < 4:
+        return None
+    return math.sqrt(max(0.0, statistics.fmean(v * v for v in logs) - statistics.fmean(within)))
+
+
+CALLS_AA = "aa-calls"   # the experiments' entry of one-process A/A runs (gate --aa N --pairing calls)
+
+
+def calls_noise(path: Path | str, fp: dict[str, Any], spec: RunSpec | None = None) -> tuple[float | None, str]:
+    """(what a one-process gate of `spec` misses on the machine `fp` describes, where the figure
+    comes from): None where `gate --aa N --pairing calls` has not measured it, or measured it
+    timing other cases (what a process-level effect does depends on what the process runs)."""
+    aa = load_experiments(path).get(identity_key(fp), {}).get(CALLS_AA) or {}
+    if aa.get("extra_sd_log") is None:
+        return None, "not measured on this machine (python -m bench gate --aa 20 --pairing calls measures it)"
+    said = (f"this machine's one-process A/A experiment of {aa.get('measured_utc', '?')[:10]}: "
+            f"{aa.get('flagged')}/{aa.get('runs')} runs flagged")
+    if spec is not None and aa.get("run") != spec.describe():
+        return None, f"{said}, but timing other cases ({aa.get('run')}): not applied"
+    return float(aa["extra_sd_log"]), said
+
+
 def run_noise(path: Path | str, fp: dict[str, Any]) -> tuple[float, str]:
     """(this machine's run-to-run noise, where the figure comes from): the stored A/A experiment's
     for the machine `fp` describes, else rule.DEFAULT_RUN_SD."""

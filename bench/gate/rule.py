@@ -210,7 +210,7 @@ def _why_not(side, recs):
 
 def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | None], threshold: float,
                  paired: bool = False, scale: Callable[[Record], float] | None = None,
-                 run_sd: float | None = None) -> Comparison:
+                 run_sd: float | None = None, same_run_sd: float | None = None) -> Comparison:
     """One Comparison from the records of one case on each side (lists, in group order).
 
     One record a side: the samples are compared, paired by `rounds` when both were measured in the
@@ -223,7 +223,10 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
     run medians with a Welch t interval; fewer are pooled and bootstrapped.
     scale(rec) -> factor multiplies a record's samples (stored mode's calibration); default 1.
     run_sd: the machine's run-to-run noise (sd of the log of a median between separate runs): an
-    unpaired comparison of one or two runs a side has its interval widened by it (None: not)."""
+    unpaired comparison of one or two runs a side has its interval widened by it (None: not).
+    same_run_sd: what a comparison paired by round within one run misses (the sd of the log-ratio
+    between one-process A/A runs beyond their intervals: experiments.extra_sd_of); such an
+    interval is widened by it (None: not)."""
     first = next(r for r in (*candidate, *base) if r is not None)   # a failed process is None: any other names the case
     made = Comparison(case=first.case, label=first.label, key=first.case.name, threshold=threshold, verdict="n/a")
     scale = scale or (lambda rec: 1.0)
@@ -255,6 +258,9 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             if same_run and stats.can_pair(c.rounds, b.rounds):
                 ratio, lo, hi = stats.ratio_ci(cs, bs, paired=(c.rounds, b.rounds), level=LEVEL)
                 method = "paired by round"
+                if same_run_sd:
+                    ratio, lo, hi = stats.widen(ratio, lo, hi, same_run_sd, level=LEVEL)
+                    method += f", widened by the one-process A/A spread (sd {same_run_sd:.3f} of the log-ratio)"
             else:
                 ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
                 method = "bootstrap over samples"
@@ -375,18 +381,19 @@ class Result:
 @overload
 def compare(base: Iterable[Record], candidate: Iterable[Record], thresholds: Thresholds, allow_mismatch: bool = False,
             paired: Literal[False] = False, scale: Callable[[Record], float] | None = None,
-            run_sd: float | None = None) -> Result: ...
+            run_sd: float | None = None, same_run_sd: float | None = None) -> Result: ...
 
 
 @overload
 def compare(base: Sequence[Sequence[Record] | None], candidate: Sequence[Sequence[Record] | None],
             thresholds: Thresholds, allow_mismatch: bool = False, *, paired: Literal[True],
-            scale: Callable[[Record], float] | None = None, run_sd: float | None = None) -> Result: ...
+            scale: Callable[[Record], float] | None = None, run_sd: float | None = None,
+            same_run_sd: float | None = None) -> Result: ...
 
 
 def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Thresholds, allow_mismatch: bool = False,
             paired: bool = False, scale: Callable[[Record], float] | None = None,
-            run_sd: float | None = None) -> Result:
+            run_sd: float | None = None, same_run_sd: float | None = None) -> Result:
     """A Result for two lists of records. With paired=False each side's records of a case are runs
     of it; with paired=True `base` and `candidate` are lists of lists, one per process pair (None
     for a process that failed), matched by position. CompareError when the runs' identities differ
@@ -413,7 +420,8 @@ def compare(base: Iterable[Any], candidate: Iterable[Any], thresholds: Threshold
                 return [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
             made = compare_case(pick(base_cases), pick(cand_cases), threshold, paired=True, scale=scale)
         else:
-            made = compare_case(base_all[case], cand_all[case], threshold, scale=scale, run_sd=run_sd)
+            made = compare_case(base_all[case], cand_all[case], threshold, scale=scale, run_sd=run_sd,
+                                same_run_sd=same_run_sd)
         changed = counter_changes(base_all[case], cand_all[case])
         comparisons.append(replace(made, counters=tuple(changed), counters_fail=bool(changed) and
                                    thresholds.counters_for(rec.case.name) == "fail"))
