@@ -5,7 +5,7 @@ timer from the framework's contract) on an injected clock and sync. Imports no f
 drive it with a fake clock and assert exact numbers."""
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -148,6 +148,21 @@ class Sampled:
     starts: tuple = ()      # the clock when each call began (to place telemetry readings)
 
 
+def _rotated(active: list[_K], shift: int, blocks: Mapping[_K, Hashable] | None) -> list[_K]:
+    """`active` rotated by `shift`; with blocks, the blocks (in order of first appearance) rotated
+    by it, each block's own cases rotated once every len(blocks) shifts."""
+    if not blocks:
+        s = shift % len(active)
+        return active[s:] + active[:s]
+    grouped: dict[Hashable, list[_K]] = {}
+    for k in active:
+        grouped.setdefault(blocks.get(k), []).append(k)
+    # the members turn once a cycle of the blocks' order: turning both by `shift` would tie which
+    # case follows the switch to which block goes first
+    members = [_rotated(ks, shift // len(grouped), None) for ks in grouped.values()]
+    return [k for ks in _rotated(members, shift, None) for k in ks]
+
+
 def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 target_ci: float = defaults.TARGET_CI, min_samples: int = defaults.MIN_SAMPLES,
                 min_rounds: int = defaults.MIN_ROUNDS, max_samples: int = defaults.MAX_SAMPLES,
@@ -156,9 +171,15 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 on_round: Callable[[int, dict[_K, str], dict[_K, float]], object] | None = None,
                 stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
-                checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0) -> dict[_K, Sampled]:
+                checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0,
+                blocks: Mapping[_K, Hashable] | None = None) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
     alike and no case always follows the same other.
+
+    blocks: {key: the process that runs it}: the cases of one process run together (a switch to
+    another process costs its threads waking, its caches refilling), and each block's order is
+    rotated on its own, so the case that comes right after a switch, and pays for it, is each
+    case in turn, not always the block's first (or, rounds reversed, its last).
 
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
     round takes each active case's calls enough times to fill about `round_s` (at least once, by
@@ -196,8 +217,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     r = 0
     while len(done) < len(keys):
         active = [k for k in keys if k not in done]
-        shift = (r // 2) % len(active)
-        order = active[shift:] + active[:shift]
+        order = _rotated(active, r // 2, blocks)
         # rotated every other round, and reversed every other: each case goes first in turn, and
         # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B
         # would always find A's data in the caches)

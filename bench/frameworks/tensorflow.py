@@ -74,6 +74,9 @@ def _import():
     tf, _GPUS = tensorflow, gpus
 
 
+_GRAPH_OP = re.compile(r"^[^:\s]+:([A-Za-z_][A-Za-z0-9_]*)$")   # "node_name:OpType"
+
+
 def _tf_op(e: xplane.Event) -> str | None:
     """The op type an event of TensorFlow's trace is an execution of, or None."""
     name = e.name
@@ -84,8 +87,11 @@ def _tf_op(e: xplane.Event) -> str | None:
         if op == "SyncDevice":
             return None   # the harness's sync, not the step's
         return "function call" if op.startswith("__inference_") else op
-    if e.line.startswith("tf_Compute") and name.count(":") == 1 and "::" not in name and not name.startswith("end:"):
-        return name.split(":")[1]
+    graph_op = _GRAPH_OP.match(name)
+    if graph_op and not graph_op.group(1).startswith("__inference_"):
+        # a node a tf.function's executor ran: on its inter-op threads (tf_Compute), or inline on the
+        # calling thread when the executor chose to (it does under load): counted wherever it ran
+        return graph_op.group(1)
     if "Eigen" in e.line and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor")) and "::" not in name:
         return "xla:" + re.sub(r"\.\d+$", "", name)   # an XLA thunk, by its instruction's name
     return None

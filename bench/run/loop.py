@@ -324,7 +324,8 @@ def time_group(group: Group, prepared: list[Prepared], config: Config,
     machine's load sampled meanwhile; their final records, in order."""
     with Sampler(group.device) as telemetry:
         return time_cases(prepared, config, on_round, stop, checkpoint, telemetry,  # type: ignore[arg-type]
-                          failed=lambda p: p.failed())  # type: ignore[attr-defined]
+                          failed=lambda p: p.failed(),  # type: ignore[attr-defined]
+                          blocks=[runner_key(p.rec.case) for p in prepared])
 
 
 def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], config: Config, done: set[CaseKey],

@@ -1,7 +1,7 @@
 """Timing checked, warm cases together: interleaved rounds (bench/timing.py), then each case
 finished where it lives (a batch of calls with one sync for the dispatch time, the trace count once
 more to catch a retrace, its counters)."""
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -39,18 +39,21 @@ def time_cases(cases: list[Timed], config: Config,
                on_round: Callable[[int, dict[int, str], dict[int, float]], object] | None = None,
                stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
                telemetry: Sampler | None = None,
-               failed: Callable[[Timed], str] = lambda case: "its take measured nothing") -> list[Record]:
+               failed: Callable[[Timed], str] = lambda case: "its take measured nothing",
+               blocks: Sequence[Hashable] | None = None) -> list[Record]:
     """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped, spent)
     after each round (timing.interleaved); stop() asked after every take; checkpoint([Record]) given the records so far every
     config's checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each
-    record; failed(case): why a case whose take measured nothing failed (its worker died)."""
+    record; failed(case): why a case whose take measured nothing failed (its worker died); blocks:
+    the process each case runs in (timing.interleaved)."""
     sampled = timing.interleaved(
         {i: case.take for i, case in enumerate(cases)}, on_round=on_round, target_ci=config.target_ci,
         min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
         round_s=config.round_s, per_call_s={i: case.per_call_s for i, case in enumerate(cases)}, stop=stop,
         checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(case.rec, so_far[i], telemetry)
                                                               for i, case in enumerate(cases)])),
-        checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds)
+        checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds,
+        blocks=dict(enumerate(blocks)) if blocks is not None else None)
     finished = []
     for i, case in enumerate(cases):
         s = sampled[i]
