@@ -8,6 +8,7 @@ import io
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def _import():
     tf, _GPUS = tensorflow, gpus
 
 
+PROFILE_SETTLE_S = 0.05   # after the profiled steps, before the profiler stops (profile())
 _GRAPH_OP = re.compile(r"^[^:\s]+:([A-Za-z_][A-Za-z0-9_]*)$")   # "node_name:OpType"
 
 
@@ -158,6 +160,10 @@ class TensorFlow(Framework):
             raise ProfilerUnavailable(f"TensorFlow's profiler did not start: {e}") from None
         try:
             self.run_steps(call, steps, device)
+            # A tf.function returns when its outputs are ready, which can be before the executor's
+            # thread has closed the trace event of its last op; stopping at once lost that event
+            # now and then (one Mul in two steps: a count that is no longer whole), so wait a moment.
+            time.sleep(PROFILE_SETTLE_S)
         finally:
             tf.profiler.experimental.stop()
         counts = xplane.tally(xplane.events_from_protobuf(xplane.trace_file(trace_dir), xplane_pb2), _tf_op)
