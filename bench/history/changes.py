@@ -113,8 +113,8 @@ def find_increments(levels: Sequence[float], increments: Sequence[float], errors
                     z: float = Z_INCREMENT) -> list[Change]:
     """The changes in a series whose commit-to-commit changes are known: `levels` the median time at
     each commit, increments[k] the log of commit k+1's time over commit k's (from a pairing in one
-    process, or the two medians), errors[k] its standard error. Greedily, the window of at most MAX_RAMP consecutive increments whose sum is
-    most standard errors from 0, while it is over z, is a change, and its commits are taken; the
+    process, or the two medians), errors[k] its standard error. Greedily, the window of at most
+    MAX_RAMP consecutive increments whose sum is most standard errors from 0, while it is over z, is a change, and its commits are taken; the
     errors are first scaled up by the other increments' spread where that is wider than their
     intervals claim (a process-level effect the pairing does not cancel is noise, not a change)."""
     d, se = np.asarray(increments, float), np.asarray(errors, float)
@@ -122,16 +122,19 @@ def find_increments(levels: Sequence[float], increments: Sequence[float], errors
     if n < 1 or len(levels) != n + 1 or not np.all(np.isfinite(d)) or not np.all(se > 0):
         return []
     sums, variances = np.concatenate([[0.0], np.cumsum(d)]), np.concatenate([[0.0], np.cumsum(se ** 2)])
-    starts, ends = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    ok = (ends >= starts) & (ends - starts < MAX_RAMP)
-    score = np.where(ok, (sums[ends + 1] - sums[starts]) / np.sqrt(np.where(ok, variances[ends + 1] - variances[starts], 1.0)), 0.0)
+    # every window [start, end] of up to MAX_RAMP increments: row = its start, column = its length - 1
+    starts = np.arange(n)[:, None]
+    ends = np.minimum(starts + np.arange(MAX_RAMP)[None, :], n - 1)
+    ok = starts + np.arange(MAX_RAMP)[None, :] < n
+    score = np.where(ok, (sums[ends + 1] - sums[starts]) / np.sqrt(variances[ends + 1] - variances[starts]), 0.0)
     taken = np.zeros(n, bool)
     found = []
     while True:
         held = np.concatenate([[0], np.cumsum(taken)])
         free = ok & (held[ends + 1] == held[starts])   # windows holding no commit of a change already found
         masked = np.where(free, np.abs(score), 0.0)
-        s, e = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
+        s, length = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
+        e = s + length
         rest = ~taken
         rest[s:e + 1] = False
         if rest.sum() < 3:
@@ -139,7 +142,7 @@ def find_increments(levels: Sequence[float], increments: Sequence[float], errors
         # the errors' scale: the other increments' own spread in their errors' units (about no change),
         # where it is wider than their intervals say; it includes whatever noise the intervals miss
         scale = max(1.0, float(np.sqrt(np.mean((d[rest] / se[rest]) ** 2))))
-        if masked[s, e] / scale <= z:
+        if masked[s, length] / scale <= z:
             break
         taken[s:e + 1] = True
         before = float(levels[s])
