@@ -199,8 +199,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
     elif outcome.pairing == "calls":   # its own A/A experiment, not the process pairs'
         from bench.gate import experiments
         extra, source = experiments.calls_noise(aa_file, outcome.env, calls_spec)
-        line = (f"A/A of this one-process gate: {source}" + (f"; its intervals miss an sd of {extra:.3f} in the "
-                "log-ratio, and are widened by it" if extra is not None else "; its intervals are within-run only"))
+        line = f"A/A of this one-process gate: {source}" + (
+            "; its intervals are within-run only" if extra is None else
+            "; its intervals held there (they missed nothing measurable)" if extra == 0 else
+            f"; its intervals missed an sd of {extra:.3f} in the log-ratio there, and are widened by it")
     print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0
