@@ -375,6 +375,12 @@ def test_changes_in_paired_increments_a_step_a_creep_and_none():
     assert abs(found.start - 41) <= 1 and abs(found.end - 50) <= 1 and found.ratio == pytest.approx(1.02 ** 10, abs=0.03)
     # intervals that claim more than the series shows are widened by its spread: no false alarms
     assert changes.find_increments(levels, quiet, np.full(119, 0.002)) == []
+    # a pairing biased by -1.5% in every commit (one copy placed better) adds up to no creep
+    biased = quiet - 0.015
+    assert changes.find_increments(levels, biased, np.full(119, 0.02)) == []
+    biased[70] += np.log(1.10)                     # and a step on top of it is still the step, at its size
+    (found,) = changes.find_increments(levels, biased, np.full(119, 0.02))
+    assert (found.start, found.end) == (71, 71) and found.ratio == pytest.approx(np.exp(biased[70]))
 
 
 def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
