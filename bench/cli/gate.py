@@ -162,6 +162,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     thresholds = _thresholds(args, tree)
     aa_file = Path(args.aa_file) if args.aa_file else tree / gate.AA_FILE
     t0 = time.perf_counter()
+    aa_line = ""   # a one-process gate's own A/A line (calls.with_aa)
     with tempfile.TemporaryDirectory(prefix="bench-gate-runs-") as scratch:
         workdir = Path(args.out) if args.out else Path(scratch)
         try:
@@ -183,11 +184,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
-                if outcome.pairing == "calls":
-                    from bench.gate import calls, experiments
-                    extra, source = experiments.calls_noise(aa_file, outcome.env, calls_spec)
-                    if extra:
-                        outcome = calls.widened(outcome, extra, thresholds, source, args.allow_mismatch)
+                if outcome.pairing == "calls":   # judged with this machine's one-process A/A, if measured
+                    from bench.gate import calls
+                    outcome, aa_line = calls.with_aa(outcome, aa_file, calls_spec, thresholds, args.allow_mismatch)
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")
             return 0
@@ -197,12 +196,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.baseline:
         line += " [of the paired gate; stored mode's rate is not measured]"
     elif outcome.pairing == "calls":   # its own A/A experiment, not the process pairs'
-        from bench.gate import experiments
-        extra, source = experiments.calls_noise(aa_file, outcome.env, calls_spec)
-        line = f"A/A of this one-process gate: {source}" + (
-            "; its intervals are within-run only" if extra is None else
-            "; its intervals held there (they missed nothing measurable)" if extra == 0 else
-            f"; its intervals missed an sd of {extra:.3f} in the log-ratio there, and are widened by it")
+        line = aa_line
     print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0

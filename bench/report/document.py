@@ -206,6 +206,16 @@ def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return out
 
 
+def _group_tables(tables: dict[tuple, Any]) -> list[tuple[str, Any]]:
+    """A heading and a table per group of {(device, n, m, nh, [more...], cache): table}: the
+    precision and environment sections."""
+    blocks: list[tuple[str, Any]] = []
+    for (w, n, m, nh, *more, cache), table in tables.items():
+        heading = ", ".join([w, f"n={n}", f"m={m}", f"nh={nh}", *map(str, more)])
+        blocks += [("h3", heading + (f", {cache} cache" if cache != "warm" else "")), ("table", table)]
+    return blocks
+
+
 def version_tables(vr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """{(where, n, m, nh, precision, cache): one row per case and environment}: the framework's
     version, the median with its CI, the speed against the first environment."""
@@ -538,9 +548,7 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                             "float32 (unpaired bootstrap 95% CI: precisions are timed in separate groups) and its "
                             "largest error against the float64 reference, which passed the precision's own "
                             "tolerance (kernels/reference.py) unless the case failed."))
-        for (w, n, m, nh, cache), table in precision_tables(pr).items():
-            blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}" + (f", {cache} cache" if cache != "warm" else "")),
-                       ("table", table)]
+        blocks += _group_tables(precision_tables(pr))
     vr = frames.versions(df)
     if not vr.empty:
         blocks += [("h2", "Environments"),
@@ -552,9 +560,7 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                          "Per case, the environment with the lowest median, those that cannot be told apart from it "
                          "(95% CIs overlap) and those shown slower:"),
                    ("ul", frames.fastest_versions(vr))]
-        for (w, n, m, nh, precision, cache), table in version_tables(vr).items():
-            blocks += [("h3", f"{w}, n={n}, m={m}, nh={nh}, {precision}" + (f", {cache} cache" if cache != "warm"
-                                                                               else "")), ("table", table)]
+        blocks += _group_tables(version_tables(vr))
     sc = frames.scaling(df)
     if not sc.empty:
         blocks += [("h2", "Data-parallel scaling"),
