@@ -25,8 +25,9 @@ def _param(name):
     return pytest.param(name, marks=pytest.mark.skip(reason=reason) if reason else (), id=name)
 
 
-def counted(fw, step, backend, n=200, m=30, nh=6):
-    """The counters of one case, as the run's counting pass takes them (a fresh compile each time)."""
+def counted(fw, step, backend, n=200, m=30, nh=6, warm=3):
+    """The counters of one case, as the run's counting pass takes them (a fresh compile each time),
+    after `warm` calls (a case's timing makes from a few to thousands)."""
     inputs = tiny_inputs(n=n, m=m, nh=nh, dtype=np.float32)
     args = fw.to_device(inputs, "float32", "cpu")
     fn = fw.compile(step, backend)
@@ -34,7 +35,7 @@ def counted(fw, step, backend, n=200, m=30, nh=6):
     def call():
         with fw.placement("cpu"):
             return fn(*args)
-    for _ in range(3):   # warm, as after a case's timing
+    for _ in range(warm):   # warm, as after a case's timing
         call()
         fw.sync()
     return counters.count(fw, CaseKey(fw.name, step, backend, "cpu", n, m, nh, "float32"), fn, call, args)
@@ -64,6 +65,16 @@ def test_every_step_and_backend_counts_the_same_twice(name, step):
         assert first.get("retraces", 0) == 0, (step, backend)
 
 
+def test_a_tf_function_counts_the_same_after_three_calls_or_three_hundred():
+    """TensorFlow's graph executor stops tracing a node once its running cost estimate (1e8 cycles
+    at first, a tenth closer to the measured cost each call) falls under 8,000 cycles: every node
+    of this tiny step after ~90 calls. Counted on a fresh executor, the count does not depend on
+    how many calls the timing made before it."""
+    if reason := frameworks.unavailable_reason("tensorflow"):
+        pytest.skip(reason)
+    fw = frameworks.load("tensorflow")
+    few, many = counted(fw, "manual", "function", warm=3), counted(fw, "manual", "function", warm=300)
+    assert many["ops"] == few["ops"] and sum(few["ops"].values()) >= 10, (few["ops"], many["ops"])
 def test_counters_in_every_record_and_identical_across_processes(tmp_path):
     """A run in another process (its own compiles, its own timing, which disturbs this one) records
     every case's counters, and they are the ones this process counts for the same cases."""

@@ -194,6 +194,12 @@ class Framework:
 
     # ------------------------------------------------------------ what a step executes
 
+    def fresh(self, fn: Callable, backend: str) -> Callable:
+        """`fn` made anew, with none of the run-time state its calls so far built up, for the
+        counters' profile: what a profiler sees must not depend on how many calls came before it.
+        The default: `fn` itself (a framework whose runtime keeps no such state)."""
+        return fn
+
     def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
         """{op type: OpTime} of what `steps` calls of `call` (then one sync) executed, as the
         framework's own profiler saw them, its trace written under `trace_dir` in the format its

@@ -147,6 +147,20 @@ class TensorFlow(Framework):
         if hasattr(fn, "get_concrete_function"):
             fn.get_concrete_function(*args)
 
+    def fresh(self, fn: Callable, backend: str) -> Callable:
+        """A new tf.function of the same Python step, under the "function" backend (XLA's ops are
+        counted from its compiled module; eager ops have no executor). A graph executor keeps a
+        running cost estimate per node, 1e8 cycles at first and decaying by a tenth a call towards
+        the measured cost; a node under 8,000 cycles is "inexpensive" from then on, and the
+        profiler (host_tracer_level 2) no longer traces it. After the ~90 calls of a timing, cheap
+        nodes (a StridedSlice, a Mean) dropped out of the count, or not, by how many calls the
+        timing made (ops 17 -> 16 a step between two sides of a gate on unchanged code). A fresh
+        executor's first calls trace every node."""
+        python_function = getattr(fn, "python_function", None)
+        if backend == "function" and python_function is not None:
+            return tf.function(python_function)
+        return fn
+
     def profile(self, call: Callable[[], Any], steps: int, device: str, trace_dir: Path) -> dict[str, OpTime]:
         """TensorFlow's profiler (tf.profiler.experimental): the ops eager execution ran
         ("EagerLocalExecute: MatMul"), the graph ops a tf.function's executor ran after Grappler
