@@ -75,6 +75,8 @@ def test_a_tf_function_counts_the_same_after_three_calls_or_three_hundred():
     fw = frameworks.load("tensorflow")
     few, many = counted(fw, "manual", "function", warm=3), counted(fw, "manual", "function", warm=300)
     assert many["ops"] == few["ops"] and sum(few["ops"].values()) >= 10, (few["ops"], many["ops"])
+
+
 def test_counters_in_every_record_and_identical_across_processes(tmp_path):
     """A run in another process (its own compiles, its own timing, which disturbs this one) records
     every case's counters, and they are the ones this process counts for the same cases."""

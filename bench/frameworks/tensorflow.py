@@ -151,8 +151,9 @@ class TensorFlow(Framework):
         """A new tf.function of the same Python step, under the "function" backend (XLA's ops are
         counted from its compiled module; eager ops have no executor). A graph executor keeps a
         running cost estimate per node, 1e8 cycles at first and decaying by a tenth a call towards
-        the measured cost; a node under 8,000 cycles is "inexpensive" from then on, and the
-        profiler (host_tracer_level 2) no longer traces it. After the ~90 calls of a timing, cheap
+        the measured cost; a node under 8,000 cycles is "inexpensive" from then on, traced only at
+        the profiler's verbose level 3 (and some, run inline, not even there: seen here after 200
+        calls). After the ~90 calls of a timing, cheap
         nodes (a StridedSlice, a Mean) dropped out of the count, or not, by how many calls the
         timing made (ops 17 -> 16 a step between two sides of a gate on unchanged code). A fresh
         executor's first calls trace every node."""
