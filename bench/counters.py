@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 from bench.records import one_line  # noqa: E402  (after the TYPE_CHECKING block)
 
 STEPS = 2   # steps profiled: the ops of a profile of none (the sync alone) taken from it, over STEPS
+PROFILED = f"'s profiler: what ran, over {STEPS} steps"   # ops_source's end where the ops are what a profiler saw
 
 
 def per_step(empty: dict[str, OpTime], profiled: dict[str, OpTime], steps: int) -> tuple[dict[str, int], list[str]]:
@@ -86,7 +87,7 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
         out.update(ops=compiled["ops"], ops_source=compiled.get("source", "the compiled module"),
                    fusions=compiled.get("fusions", 0))
     elif profiled or "ops" not in absent:
-        out.update(ops=ran, ops_source=f"{fw.name}'s profiler: what ran, over {STEPS} steps")
+        out.update(ops=ran, ops_source=fw.name + PROFILED)
     if kernels:
         out["kernels"] = kernels
     elif key.device == "gpu" and "ops" not in absent:

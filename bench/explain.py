@@ -173,9 +173,25 @@ def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: fl
     if any(op.startswith("xla:") for op in ops):
         note = ("XLA's thunks are timed as the profiler sampled them (not every execution is traced): shares "
                 "under-count; the counters count the compiled module exactly")
+    counted = live.count() if live.count else {}
+    missed = untraced(ops, steps, counted)
+    if missed:
+        note = "; ".join(filter(None, (note, (
+            f"the profile of the timed steps saw fewer of {', '.join(missed[:8])}{' ...' if len(missed) > 8 else ''} "
+            "than the counters count (a profiler that stops tracing cheap ops of a warm step, as TensorFlow's "
+            "graph executor does after ~90 calls): their time is missing from the table"))))
     return Explained(key, (live.timer or timing.HOST).name, step_s, stats.median_ci(timed.samples_s),
                      stats.median(timed.host_s) if timed.host_s else step_s, steps, ops,
-                     live.count() if live.count else {}, trace, note, beside.label if beside else "")
+                     counted, trace, note, beside.label if beside else "")
+
+
+def untraced(ops: dict[str, OpTime], steps: int, counted: dict[str, Any]) -> list[str]:
+    """The op types the counters (a fresh copy's profile, bench/counters.py) count more of a step
+    than this profile of `steps` warm steps saw; [] where the counters come from a compiled module
+    (other names) or hold no ops."""
+    if not str(counted.get("ops_source", "")).endswith(counters.PROFILED):
+        return []
+    return [op for op, n in sorted(counted.get("ops", {}).items()) if (ops[op].count if op in ops else 0) < n * steps]
 
 
 def _alternating(call: Callable[[], Any], other: Callable[[], Any]) -> Callable[[], Any]:
