@@ -173,10 +173,23 @@ def test_a_failed_process_drops_its_pair():
     assert c.verdict == "n/a" and "at least 2" in c.note
 
 
-def test_a_case_not_timed_is_not_compared():
+def test_a_case_the_candidate_broke_fails_and_one_not_timed_is_not_compared():
+    """A case the base timed and the candidate failed (a wrong answer) is a verdict of its own that
+    fails the gate: no time to compare is no pass. One the base could not time is not compared."""
     failed = rec((), status="failed", error="wrong answer: d_w1")
     c = compare_case([rec(noisy(0.01))], [failed], 0.10)
-    assert c.verdict == "n/a" and c.note == "candidate failed: wrong answer: d_w1"
+    assert c.verdict == "failed" and c.note == "candidate failed: wrong answer: d_w1"
+    result = compare.compare([rec(noisy(0.01))], [failed], Thresholds())
+    assert result.failed and not result.regressed
+    assert text.summary(result).startswith("verdict: FAILED, the candidate broke a case the base ran (1 failed)")
+    fixed = compare_case([failed], [rec(noisy(0.01), run_id="r2")], 0.10)
+    assert fixed.verdict == "n/a" and fixed.note == "base failed: wrong answer: d_w1"
+    assert not compare.compare([failed], [rec(noisy(0.01), run_id="r2")], Thresholds()).failed
+    skipped = rec((), status="skipped", error="no GPU")
+    assert compare_case([rec(noisy(0.01))], [skipped], 0.10).verdict == "n/a"
+    # process pairs: one pair whose candidate failed fails the case
+    pairs = compare_case([rec(noisy(0.01))] * 3, [rec(noisy(0.01)), failed, rec(noisy(0.01))], 0.10, paired=True)
+    assert pairs.verdict == "failed"
 
 
 def test_many_runs_a_side_get_a_welch_interval_over_run_medians():
@@ -313,6 +326,9 @@ def test_separate_runs_are_widened_by_the_machines_run_to_run_noise_and_name_a_d
     assert wide.ratio == pytest.approx(tight.ratio) and wide.lo < tight.lo and wide.hi > tight.hi
     assert "widened by the run-to-run noise" in wide.method and wide.detectable > tight.detectable
     assert wide.note == "different load: other processes kept 0.1 cores busy in the base's run, 1.2 in the candidate's"
+    # what it could see: nothing the load alone could make, x2.1 here (1.1 more busy cores), less
+    half = np.log(wide.hi / wide.lo) / 2
+    assert wide.detectable == pytest.approx((1 + 1.1) * np.exp(half) - 1)
     # within one run the cases are paired by round: the machine's run-to-run noise does not enter
     rounds = list(range(30))
     paired = compare_case([rec(noisy(0.010), rounds=rounds)], [rec(noisy(0.0105, seed=1), rounds=rounds,

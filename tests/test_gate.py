@@ -179,6 +179,32 @@ def test_experiments_are_stored_by_machine(tmp_path):
     assert "other settings: pairs differ" in gate.rate_line(path, fp, spec, 6, t)
 
 
+def test_separate_runs_noise_is_the_stored_spread_only_where_it_exceeds_the_default(tmp_path):
+    """The stored A/A spread is of back-to-back one-thread processes: a floor for runs made apart,
+    so `compare` and a stored baseline widen by it only where it is above the default, and say so."""
+    path = tmp_path / "aa.json"
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}}
+    assert gate.run_noise(path, fp) == (compare.DEFAULT_RUN_SD, pytest.approx("not measured on this machine, the "
+                                        "default; `python -m bench gate --aa 20` measures it"))
+    gate.store_experiment(path, fp, "aa", {"run_sd_log": 0.04, "measured_utc": "2026-01-01T00:00:00+00:00"})
+    sd, where = gate.run_noise(path, fp)
+    assert sd == compare.DEFAULT_RUN_SD and "measured sd 4% between back-to-back one-thread processes" in where
+    gate.store_experiment(path, fp, "aa", {"run_sd_log": 0.2, "measured_utc": "2026-01-01T00:00:00+00:00"})
+    assert gate.run_noise(path, fp) == (0.2, "this machine's A/A experiment of 2026-01-01")
+
+
+def test_an_aa_run_whose_counters_fail_by_policy_is_counted_flagged():
+    """The stored false-positive rate counts what fails the gate (exit 1), a counter change under
+    counters = "fail" among it, not regressed verdicts alone."""
+    from bench.gate.paired import Outcome
+    r = Record(framework="tensorflow", step="manual", backend="function", device="cpu", n=300, m=784, nh=8,
+               dtype="float32", status="ok", run_id="a", samples_s=(0.01,) * 20, counters={"ops": {"MatMul": 6}})
+    other = Record(**{**r.__dict__, "run_id": "b", "counters": {"ops": {"MatMul": 7}}})
+    fail = compare.Thresholds(counters="fail")
+    assert Outcome(compare.compare([r], [other], fail)).flagged
+    assert not Outcome(compare.compare([r], [other], compare.Thresholds())).flagged
+
+
 # ---------------------------------------------------------------- the paired gate, end to end
 
 def test_a_slower_working_tree_is_flagged(repo):

@@ -86,7 +86,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.gate import experiments, text
     thresholds = _thresholds(args, env.REPO)
     base, candidate = records.read_usable([args.base], warn), records.read_usable([args.candidate], warn)
-    run_sd, where = gate.run_noise(experiments.AA_FILE, candidate[0].env)
+    run_sd, where = gate.run_noise(env.REPO / experiments.AA_FILE, candidate[0].env)
     result = gate.compare(base, candidate, thresholds, allow_mismatch=args.allow_mismatch, run_sd=run_sd)
     for line in [*text.table(result), text.summary(result)]:
         print(line)
@@ -177,7 +177,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
             if args.rates is not None:
                 return _rates(args, tree, spec, pairs, thresholds, aa_file, workdir)
             if args.baseline:
-                outcome = gate.stored(tree, args.baseline, spec, pairs, thresholds, workdir, args.allow_mismatch)
+                outcome = gate.stored(tree, args.baseline, spec, pairs, thresholds, workdir, args.allow_mismatch,
+                                      aa_file=aa_file)
                 sides = ("baseline", "candidate")
             else:
                 rev = args.base or "HEAD~1"

@@ -63,9 +63,12 @@ def find_baseline(path: Path | str) -> Path:
 
 def stored(tree: Path | str, baseline: Path | str, spec: RunSpec, runs: int, thresholds: rule.Thresholds,
            workdir: Path | str, allow_mismatch: bool = False, runner: Runner = run_harness,
-           probe: Callable[[str, str], bool] = accepts, progress: Callable[[str], None] | None = None) -> Outcome:
+           probe: Callable[[str, str], bool] = accepts, progress: Callable[[str], None] | None = None,
+           aa_file: Path | str | None = None) -> Outcome:
     """The working tree run `runs` times against a stored baseline's runs, times normalised by
-    each run's GEMM ceiling (unpaired: the baseline was measured at another time)."""
+    each run's GEMM ceiling (unpaired: the baseline was measured at another time, so with one or
+    two runs a side each interval is widened by the machine's run-to-run noise, as `compare`
+    widens it: experiments.run_noise from `aa_file`, else the default)."""
     progress = progress or stderr_line
     path = find_baseline(baseline)
     base, problems = records.load(path)
@@ -83,7 +86,11 @@ def stored(tree: Path | str, baseline: Path | str, spec: RunSpec, runs: int, thr
     notes = [f"baseline {path} ({len({r.run_id for r in base})} runs)",
              "times normalised by each run's measured GEMM GFLOP/s" if scale else
              "warning: times NOT normalised (some records lack the GEMM ceiling)"]
-    result = rule.compare(base, cand, thresholds, allow_mismatch=allow_mismatch, scale=scale)
+    from bench.gate.experiments import AA_FILE, run_noise  # (experiments reads this module's identity keys)
+    run_sd, where = run_noise(aa_file or Path(tree) / AA_FILE, cand[0].env)
+    if min(len({r.run_id for r in base}), len(processes["candidate"])) < 3:   # else a Welch t over run medians
+        notes.append(f"intervals widened by the run-to-run noise between separate runs, sd {run_sd:.0%} ({where})")
+    result = rule.compare(base, cand, thresholds, allow_mismatch=allow_mismatch, scale=scale, run_sd=run_sd)
     return Outcome(result, processes, time.perf_counter() - t0, tuple(notes))
 
 

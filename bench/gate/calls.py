@@ -99,6 +99,7 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
     workers: dict[tuple[str, str], Any] = {}
     try:
         workers = start_runners(config, kernels={"base": str(base_tree), "candidate": str(tree)}, env=spec.env())
+        say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
         groups = plan(config, workers)
         common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers)[""])
         for group in groups:
@@ -112,6 +113,7 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                         for case in group.cases if runner_key(case.key) == which for side in SIDES]
             # The frameworks check their cases at once, each in its own process (the gate reads no
             # first-call time, which a neighbour's compile would disturb); the timing takes turns.
+            t_check = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
                 checked = [item for results in pool.map(check, workers) for item in results]
             prepared = [p for _, p in checked if isinstance(p, Prepared)]
@@ -119,10 +121,13 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                 if isinstance(rec, Record):
                     kept[side].append(rec)
             if prepared:
-                say(f"gate: timing {len(prepared) // 2} cases at n={group.n}, base and candidate interleaved "
-                    "in one process per framework")
+                say(f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
+                    f"{time.perf_counter() - t_check:.0f} s; timing {len(prepared) // 2} cases, base and candidate "
+                    "interleaved in one process per framework, then counting them")
+                t_time = time.perf_counter()
                 for p, rec in zip(prepared, time_group(group, prepared, config)):
                     kept[p.side].append(rec)
+                say(f"gate: timed and counted in {time.perf_counter() - t_time:.0f} s")
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:

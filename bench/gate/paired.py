@@ -29,7 +29,8 @@ class Outcome:
 
     @property
     def flagged(self) -> bool:
-        return bool(self.result.regressed)
+        """Whether this gate run failed (exit 1): a regression, or a counter change set to fail."""
+        return self.result.failed
 
     @property
     def env(self) -> dict[str, Any]:

@@ -179,7 +179,8 @@ class Comparison:
     label: str
     key: str                   # framework/step/backend/device (what per-case thresholds match)
     threshold: float
-    verdict: str               # regressed / improved / same, or n/a (with `note` saying why)
+    verdict: str               # regressed / improved / same / inconclusive; failed (the candidate broke a case the
+                               # base ran) or n/a (not timed on a side), with `note` saying why
     base_s: float | None = None        # medians; in stored mode scaled to the baseline's machine speed
     candidate_s: float | None = None
     ratio: float | None = None         # candidate/base
@@ -208,6 +209,17 @@ def _why_not(side, recs):
     return f"{side} {r.status}" + (f": {r.error}" if r.error else " (no samples)")
 
 
+def _not_compared(made: Comparison, base: Sequence[Record], candidate: Sequence[Record]) -> Comparison:
+    """The Comparison of a case one side could not time: "failed" where the base timed it and the
+    candidate failed it (a wrong answer, an error: the change broke the case, which fails the gate),
+    else "n/a", saying why."""
+    if base and all(_usable(r) for r in base):
+        if any(r.status == "failed" for r in candidate):
+            return replace(made, verdict="failed", note=_why_not("candidate", candidate))
+        return replace(made, note=_why_not("candidate", candidate))
+    return replace(made, note=_why_not("base", base))
+
+
 def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | None], threshold: float,
                  paired: bool = False, scale: Callable[[Record], float] | None = None,
                  run_sd: float | None = None, same_run_sd: float | None = None) -> Comparison:
@@ -234,8 +246,7 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
         pairs = [(b, c) for b, c in zip(base, candidate) if b is not None and c is not None]
         bad = [(b, c) for b, c in pairs if not (_usable(b) and _usable(c))]
         if bad:
-            b, c = bad[0]
-            return replace(made, note=_why_not("base", [b]) if not _usable(b) else _why_not("candidate", [c]))
+            return _not_compared(made, [b for b, _ in bad], [c for _, c in bad])
         if len(pairs) < 2:
             return replace(made, note=f"{len(pairs)} complete pair(s); at least 2 are needed")
         base_m = [_median(b, scale) for b, _ in pairs]
@@ -247,12 +258,12 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
         ratio, lo, hi = stats.log_t_ci([c / b for b, c in zip(base_m, cand_m)], level=LEVEL)
         method = f"t over {len(pairs)} process pairs' log-ratios"
     else:
-        base, candidate = [r for r in base if r is not None], [r for r in candidate if r is not None]
-        for side, recs in (("base", base), ("candidate", candidate)):
-            if not recs or not all(_usable(r) for r in recs):
-                return replace(made, note=_why_not(side, recs))
-        if len(base) == 1 and len(candidate) == 1:
-            b, c = base[0], candidate[0]   # type: ignore[assignment]  # base and candidate hold no None here
+        runs_b: list[Record] = [r for r in base if r is not None]
+        runs_c: list[Record] = [r for r in candidate if r is not None]
+        if not (runs_b and runs_c and all(_usable(r) for r in (*runs_b, *runs_c))):
+            return _not_compared(made, runs_b, runs_c)
+        if len(runs_b) == 1 and len(runs_c) == 1:
+            b, c = runs_b[0], runs_c[0]
             bs, cs = _scaled(b, scale), _scaled(c, scale)
             same_run = b.run_id and b.run_id == c.run_id and len(b.rounds) == len(bs) and len(c.rounds) == len(cs)
             if same_run and stats.can_pair(c.rounds, b.rounds):
@@ -267,28 +278,31 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
                 if run_sd:
                     ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, 1, 1)
             base_m, cand_m = [_median(b, scale)], [_median(c, scale)]
-        elif min(len(base), len(candidate)) >= 3:
-            base_m = [_median(r, scale) for r in base]
-            cand_m = [_median(r, scale) for r in candidate]
+        elif min(len(runs_b), len(runs_c)) >= 3:
+            base_m = [_median(r, scale) for r in runs_b]
+            cand_m = [_median(r, scale) for r in runs_c]
             ratio, lo, hi = stats.log_welch_ci(cand_m, base_m, level=LEVEL)
-            method = f"Welch t over {len(base)} and {len(candidate)} run medians' logarithms"
+            method = f"Welch t over {len(runs_b)} and {len(runs_c)} run medians' logarithms"
         else:
-            bs = [s for r in base for s in _scaled(r, scale)]
-            cs = [s for r in candidate for s in _scaled(r, scale)]
+            bs = [s for r in runs_b for s in _scaled(r, scale)]
+            cs = [s for r in runs_c for s in _scaled(r, scale)]
             ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
             base_m, cand_m = [stats.median(bs)], [stats.median(cs)]
             method = "bootstrap over pooled samples"
             if run_sd:
-                ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, len(base), len(candidate))
-        note, extra_cores = _load_note(base, candidate)
+                ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, len(runs_b), len(runs_c))
+        note, extra_cores = _load_note(runs_b, runs_c)
         made = replace(made, note=note)
         judged = verdict(ratio, lo, hi, threshold)
         if load_explains(judged, lo, hi, extra_cores):   # the load alone could make it: not a verdict on the code
             made = replace(made, note=f"{note}: up to x{1 + abs(extra_cores):.1f} from the load alone, so not "
                                       f"judged {judged}")
             judged = "inconclusive"
+        seen = detectable(ratio, lo, hi, threshold)
+        if extra_cores >= LOAD_APART:   # a slowdown is judged only once its interval clears what the load can cost
+            seen = max(seen, (1 + extra_cores) * math.sqrt(hi / lo) - 1)
         return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo,
-                       hi=hi, method=method, verdict=judged, detectable=detectable(ratio, lo, hi, threshold))
+                       hi=hi, method=method, verdict=judged, detectable=seen)
     return replace(made, base_s=stats.median(base_m), candidate_s=stats.median(cand_m), ratio=ratio, lo=lo, hi=hi,
                    method=method, verdict=verdict(ratio, lo, hi, threshold),
                    detectable=detectable(ratio, lo, hi, threshold))
@@ -373,9 +387,16 @@ class Result:
         return tuple(c for c in self.comparisons if c.counters_fail)
 
     @property
+    def broken(self) -> tuple[Comparison, ...]:
+        """Cases the base ran and the candidate failed (a wrong answer, an error): no time to compare,
+        and no pass either."""
+        return tuple(c for c in self.comparisons if c.verdict == "failed")
+
+    @property
     def failed(self) -> bool:
-        """What makes compare and gate exit 1: a regression, or a counter change set to fail."""
-        return bool(self.regressed or self.counter_failures)
+        """What makes compare and gate exit 1: a regression, a case the candidate broke, or a
+        counter change set to fail."""
+        return bool(self.regressed or self.broken or self.counter_failures)
 
 
 @overload

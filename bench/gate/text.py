@@ -67,6 +67,9 @@ def summary(result: Result) -> str:
     if result.regressed:
         names = ", ".join(printable(c.label) for c in result.regressed)
         return f"verdict: REGRESSED ({parts}): {names}"
+    if result.broken:
+        names = ", ".join(printable(c.label) for c in result.broken)
+        return f"verdict: FAILED, the candidate broke a case the base ran ({parts}): {names}"
     if result.counter_failures:
         names = ", ".join(printable(c.label) for c in result.counter_failures)
         return f"verdict: COUNTERS CHANGED, set to fail ({parts}): {names}"
