@@ -35,11 +35,13 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
         lines.append(f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}. 'could see': the smallest "
                      "slowdown each comparison's own interval could have flagged.")
     seen = [c.detectable for c in result.comparisons if c.detectable == c.detectable]
+    unsure = [c for c in result.comparisons if c.verdict == "inconclusive"]
+    wide = sum(not c.note for c in unsure)   # a note says why otherwise (a different load)
     if seen:
         lines.append(f"This run could see a slowdown of {min(seen):+.0%} in its clearest case and {max(seen):+.0%} in "
-                     "its least clear" + (f"; {sum(c.verdict == 'inconclusive' for c in result.comparisons)} "
-                                          "inconclusive: their interval reaches past the threshold"
-                                          if any(c.verdict == "inconclusive" for c in result.comparisons) else "") + ".")
+                     "its least clear" + (f"; {len(unsure)} inconclusive" if unsure else "")
+                     + (f", {'all' if wide == len(unsure) else wide} with an interval reaching past the threshold"
+                        if wide else "") + ".")
     for c in result.comparisons:   # exact, whatever the noise: what a case executes changed
         if c.counters:
             lines.append(f"counters changed{' (FAIL by policy)' if c.counters_fail else ''}: {printable(c.key)} "
