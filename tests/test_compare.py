@@ -147,6 +147,9 @@ def test_one_run_is_paired_by_round():
     cand = rec(0.0105 * drift, rounds=rounds, backend="function")
     paired = compare_case([base], [cand], 0.10)
     assert paired.method == "paired by round"
+    # one run's records that cannot pair by round (no rounds recorded) are not widened as runs apart
+    unpaired = compare_case([rec(noisy(0.010))], [rec(noisy(0.0105, seed=1), backend="xla")], 0.10, run_sd=0.05)
+    assert unpaired.method == "bootstrap over samples"
     assert paired.ratio == pytest.approx(1.05) and paired.hi - paired.lo < 0.01
     unpaired = compare_case([base], [rec(0.0105 * drift, run_id="other", rounds=rounds)], 0.10)
     assert unpaired.hi - unpaired.lo > 0.3

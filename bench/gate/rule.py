@@ -275,7 +275,7 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             else:
                 ratio, lo, hi = stats.ratio_ci(cs, bs, level=LEVEL)
                 method = "bootstrap over samples"
-                if run_sd:
+                if run_sd and b.run_id != c.run_id:   # one run's cases that cannot pair by round are not runs apart
                     ratio, lo, hi, method = _between_runs(ratio, lo, hi, method, run_sd, 1, 1)
             base_m, cand_m = [_median(b, scale)], [_median(c, scale)]
         elif min(len(runs_b), len(runs_c)) >= 3:
