@@ -402,6 +402,22 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert calls.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes
 
 
+def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
+    """No timed code changed: the gate says so and passes at once (an A/A of identical steps would
+    only spend CI's minutes); asked for the one process, it times both sides anyway."""
+    real_project(repo)
+    (repo / "notes.md").write_text("text")
+    (repo / "tests").mkdir(exist_ok=True)
+    (repo / "tests" / "test_more.py").write_text("def test_x():\n    pass\n")
+    result = bench_gate(repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "--backend", "eager",
+                        "--size", "300,784,8", "--budget", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to compare: only tests and text changed against HEAD (notes.md, tests/test_more.py)" in result.stdout
+    forced = bench_gate(repo, "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step", "manual",
+                        "--backend", "eager", "--size", "300,784,8", "--budget", "0.05")
+    assert forced.returncode == 0 and "both sides' steps run in one process" in forced.stderr, forced.stderr
+
+
 def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_miss(tmp_path):
     """One-process A/A runs whose log-ratios spread wider than their intervals say: extra_sd_of
     measures the excess, calls_noise reads it back for the same machine only, and a comparison

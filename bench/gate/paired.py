@@ -70,10 +70,11 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
            progress: Callable[[str], None] | None = None, pairing: str = "auto",
            calls_spec: RunSpec | None = None) -> Outcome:
     """The paired gate: `rev`'s code (in a temporary worktree) against `tree`'s working tree. With
-    pairing "calls" (and "auto" when the change is to the steps' code, kernels/, or to untimed text and tests, alone): both sides' steps in
-    one process, interleaved take by take (bench/gate/calls.py); with "processes" (and "auto"
-    otherwise): each side's own harness in its own processes, alternately. calls_spec: what the
-    one process times (default: `spec`)."""
+    pairing "calls" (and "auto" when the change is to the steps' code, kernels/, with at most tests
+    and text besides): both sides' steps in one process, interleaved take by take
+    (bench/gate/calls.py); with "processes" (and "auto" when anything else changed): each side's
+    own harness in its own processes, alternately. "auto" with tests and text alone changed has no
+    timed code to compare: NothingToCompare. calls_spec: what the one process times (default: `spec`)."""
     from bench.gate import calls
     progress = progress or stderr_line
     sha = resolve(tree, rev)
@@ -83,11 +84,13 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     changed = calls.changed_files(tree, sha)
     outside = calls.outside_kernels(changed)
     only_steps = bool(changed) and not outside   # the steps, or text and tests alone: one harness times both
+    if pairing == "auto" and only_steps and not any(f.startswith("kernels/") for f in changed):
+        raise NothingToCompare(f"only tests and text changed against {rev} ({', '.join(changed[:3])}"
+                               f"{', ...' if len(changed) > 3 else ''}): no timed code to compare "
+                               "(--pairing calls times both sides anyway)")
     with worktree(tree, sha) as base_tree:
         if pairing == "calls" or (pairing == "auto" and only_steps):
-            why = "asked for" if pairing == "calls" else (
-                "only the steps' code (kernels/) changed" if any(f.startswith("kernels/") for f in changed)
-                else "no timed code changed (only " + ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "") + ")")
+            why = "asked for" if pairing == "calls" else "only the steps' code (kernels/) changed"
             if any(Path(f).name in REQUIREMENT_FILES for f in changed):
                 why += "; the requirements changed too, and both sides ran in this environment"
             calls_spec = calls_spec or spec
