@@ -77,9 +77,10 @@ fuzz: install
 	HYPOTHESIS_PROFILE=fuzz BENCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BENCH_FUZZ_REPORTS=$(FUZZ_REPORTS) \
 		$(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/test_fuzz.py $(ARGS)
 
-# The paired regression gate: BASE's harness (a temporary git worktree) and this working tree, run
-# alternately in separate processes at a small size; exit 1 only on a regressed verdict, 0 when
-# there is nothing to compare (no parent commit, or no harness in it). See README, "The gate".
+# The paired regression gate: BASE (a temporary git worktree) against this working tree, both sides'
+# steps in one process when only kernels/ changed, else each side's harness in its own processes,
+# alternately; exit 1 on a regressed verdict or a case the candidate broke, 0 when there is nothing
+# to compare (no parent commit, no harness in it, only tests and text changed). See README, "The gate".
 BASE ?= HEAD~1
 
 gate: install
