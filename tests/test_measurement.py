@@ -1,6 +1,7 @@
 """GPU-grade measurement, tested on a CPU with fakes where a GPU would be: device timers beside the
 host clock, cold caches, telemetry (a fake NVML, a fake psutil), the precision axis and its
 tolerances, GPU-only settings skipped on a CPU saying so, and what the report makes of it all."""
+import dataclasses
 import threading
 import time
 
@@ -11,6 +12,7 @@ from bench import frameworks, run, telemetry, timing
 from bench.frameworks import base
 from bench.records import Record, read
 from bench.report import document, frames, plots
+from bench.run import measure
 from kernels import reference
 from tests.helpers import SMALL_CEILINGS
 from tests.test_timing import FakeClock
@@ -431,3 +433,35 @@ def test_the_launch_plot_needs_host_or_dispatch_times_at_two_sizes(tmp_path):
     assert len(ax.lines) == 6 and "manual step, float32" in ax.get_title()
     png, svg = plots.save(fig, tmp_path / "launch")
     assert png.stat().st_size > 0 and "Launch overhead" in svg.read_text()
+
+
+class FakeTimed:
+    """A case living in `block`'s process: takes of fixed times; finish() says on which thread it ran."""
+
+    def __init__(self, name, barrier=None):
+        self.rec = Record(framework=name, step="manual", backend="eager", device="cpu", n=10, m=784, nh=8,
+                          dtype="float32", status="ok")
+        self.per_call_s, self.barrier = 0.001, barrier
+
+    def take(self, count):
+        return timing.Taken((0.0,) * count, (0.001,) * count, ())
+
+    def finish(self, rec, counters):
+        if self.barrier is not None:
+            self.barrier.wait(timeout=60)   # returns only once the other process's finish is under way too
+        return dataclasses.replace(rec, note=threading.current_thread().name)
+
+
+def test_without_a_batch_each_process_finishes_its_cases_while_the_others_finish_theirs():
+    """The gate times no batch: each framework's counting pass runs beside the others'. With a batch
+    (a timed pass) the cases finish one by one, on the timing thread, in order."""
+    barrier = threading.Barrier(2)
+    cases = [FakeTimed("tensorflow", barrier), FakeTimed("torch", barrier), FakeTimed("tensorflow")]
+    config = run.Config(out=None, min_samples=3, max_samples=3, budget_s=100.0, round_s=0.0, batch_s=None)
+    got = measure.time_cases(cases, config, blocks=["tf", "torch", "tf"])
+    assert [r.framework for r in got] == ["tensorflow", "torch", "tensorflow"]   # in the cases' order
+    assert got[0].note != got[1].note and got[0].note == got[2].note != threading.current_thread().name
+    assert all(len(r.samples_s) == 3 for r in got)
+    timed = [FakeTimed("tensorflow"), FakeTimed("torch")]
+    got = measure.time_cases(timed, dataclasses.replace(config, batch_s=0.0), blocks=["tf", "torch"])
+    assert {r.note for r in got} == {threading.current_thread().name}

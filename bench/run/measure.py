@@ -1,6 +1,8 @@
 """Timing checked, warm cases together: interleaved rounds (bench/timing.py), then each case
 finished where it lives (a batch of calls with one sync for the dispatch time, the trace count once
-more to catch a retrace, its counters)."""
+more to catch a retrace, its counters); without a batch, each process finishes its cases while the
+others finish theirs."""
+import concurrent.futures
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -54,14 +56,22 @@ def time_cases(cases: list[Timed], config: Config,
                                                               for i, case in enumerate(cases)])),
         checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds,
         blocks=dict(enumerate(blocks)) if blocks is not None else None)
-    finished = []
-    for i, case in enumerate(cases):
-        s = sampled[i]
+
+    def final(i: int) -> Record:
+        case, s = cases[i], sampled[i]
         if s.stop_reason == "failed":
-            finished.append(replace(case.rec, status="failed", error=failed(case)))
-        elif s.stop_reason == "interrupted":
-            finished.append(sampled_record(case.rec, s, telemetry))
-        else:
-            finished.append(case.finish(sampled_record(case.rec, s, telemetry),
-                                        counters=config.counters and not (stop and stop())))
-    return finished
+            return replace(case.rec, status="failed", error=failed(case))
+        if s.stop_reason == "interrupted":
+            return sampled_record(case.rec, s, telemetry)
+        return case.finish(sampled_record(case.rec, s, telemetry), counters=config.counters and not (stop and stop()))
+
+    if config.batch_s is not None or blocks is None:   # a finish that times its batch has the machine to itself
+        return [final(i) for i in range(len(cases))]
+    # Nothing timed in a finish (no batch): each process finishes its own cases (their counting
+    # passes) while the others finish theirs.
+    by_block: dict[Hashable, list[int]] = {}
+    for i, block in enumerate(blocks):
+        by_block.setdefault(block, []).append(i)
+    with concurrent.futures.ThreadPoolExecutor(len(by_block)) as pool:
+        done = dict(kv for kvs in pool.map(lambda idx: [(i, final(i)) for i in idx], by_block.values()) for kv in kvs)
+    return [done[i] for i in range(len(cases))]

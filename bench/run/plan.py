@@ -41,7 +41,7 @@ class Config:
     budget_s: float = defaults.BUDGET_S
     budget_rounds: int = 0            # a case's budget ends it only after this many rounds (the gate's pairing)
     round_s: float = defaults.ROUND_S
-    batch_s: float = defaults.BATCH_S
+    batch_s: float | None = defaults.BATCH_S   # the batched measurement (one sync, the dispatch time); None: none
     memory_fraction: float = defaults.MEMORY_FRACTION
     counters: bool = True                   # each case's counters, in an untimed pass after its timing
     ceiling_gemm: int | None = None         # k of the ceiling's k x k x k GEMM (None: defaults.CEILING_GEMM)

@@ -34,7 +34,7 @@ class Live:
     timer: timing.Timer | None = None        # what times each call (bench/timing.py HOST where None)
     flush: Callable[[], None] | None = None  # run before each timed call: a cold-cache sample
     count: Callable[[], dict] | None = None  # the case's counters (bench/counters.py), an untimed pass
-    batch_s: float = 0.0                     # how long its batch of calls with one sync should take
+    batch_s: float | None = 0.0              # how long its batch of calls with one sync should take (None: no batch)
 
     def take(self, count: int) -> timing.Taken:
         """`count` timed calls (bench/timing.py taker)."""
@@ -42,14 +42,15 @@ class Live:
 
     def finish(self, rec: Record, counters: bool) -> Record:
         """The final Record from `rec` (the case with its samples): a batch of calls with one sync
-        for the dispatch time, the trace count once more to catch a retrace, and the counters
-        (an untimed pass) when `counters`."""
+        for the dispatch time (none when batch_s is None: the gate reads no dispatch time), the trace
+        count once more to catch a retrace, and the counters (an untimed pass) when `counters`."""
         try:
-            calls = max(3, min(100, int(self.batch_s / float(np.median(rec.samples_s)))))
-            batch = timing.batched(self.call, self.sync, calls)
+            if self.batch_s is not None:
+                calls = max(3, min(100, int(self.batch_s / float(np.median(rec.samples_s)))))
+                batch = timing.batched(self.call, self.sync, calls)
+                rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s)
             count = self.traces()   # None exactly when traces_after_first is (an eager step)
-            rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s,
-                          tracing_count=count,
+            rec = replace(rec, tracing_count=count,
                           retraced=None if count is None else count > self.traces_after_first)  # type: ignore[operator]
         except Exception as e:
             return replace(self.rec, status="failed", error=one_line(e))
