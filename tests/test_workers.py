@@ -102,6 +102,21 @@ def test_a_worker_settles_until_its_threads_stop_spinning():
     spinner.join()
 
 
+def test_a_worker_starts_with_openblas_spinning_briefly_unless_told_otherwise(monkeypatch):
+    """NumPy's OpenBLAS threads would spin 0.1 s after each take, which the next turn's settle waits
+    out: a worker's OpenBLAS gives up spinning after a few ms, unless the caller set its own figure."""
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))   # the caller's own, which the worker's extends
+    timeouts = []
+    for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "28"}):
+        w = worker.Worker("numpy", CONFIG, env=env)
+        try:
+            timeouts.append(w.info()["threads_env"]["OPENBLAS_THREAD_TIMEOUT"])
+        finally:
+            w.close()
+    assert timeouts == [worker.BLAS_SPIN["OPENBLAS_THREAD_TIMEOUT"], "28"]
+
+
 def test_a_worker_whose_interpreter_is_gone_fails_its_cases_in_one_line(tmp_path):
     """An --env environment pruned under a run: its worker cannot start; ready() says so, nothing hangs."""
     w = worker.Worker("numpy", numpy_config(tmp_path), python=str(tmp_path / "gone" / "bin" / "python"), deps="x")

@@ -7,8 +7,9 @@ nothing but its framework; it ignores SIGINT and SIGTERM (the run stops it), and
 (PR_SET_PDEATHSIG).
 
 Before another process's turn, a worker settles: it waits until its own threads have stopped
-using the CPU (NumPy's OpenBLAS threads spin about 0.1 s after a product, PyTorch's OpenMP
-threads a few ms), so an idle worker holds no spinning thread while another is timed."""
+using the CPU (PyTorch's OpenMP threads spin a few ms after a product, NumPy's OpenBLAS threads
+about 0.1 s by default: a worker starts with OPENBLAS_THREAD_TIMEOUT set, see BLAS_SPIN), so an
+idle worker holds no spinning thread while another is timed."""
 import glob
 import os
 import signal
@@ -26,6 +27,11 @@ from bench.records import CaseKey, Record, one_line
 from bench.run.plan import Config
 from bench.timing import Taken
 
+# OpenBLAS's idle threads spin 2^k cycles before they sleep: its default k = 28 is about 0.1 s here,
+# which every settle after a NumPy take waited out (116 ms a turn, 10 s of a 70 s gate); k = 24 is
+# a few ms, still far longer than the gaps between one step's products (NumPy's manual step took the
+# same time with either, n = 5000 and 50000, three alternations on the 2-core VM). Unless set already.
+BLAS_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "24"}
 SETTLE_WINDOW_S = 0.01   # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
 SETTLE_QUIET = 0.1       # quiet: the other threads used under this fraction of one window's CPU
 SETTLE_LIMIT_S = 1.0     # give up waiting after this long (said in the settle time returned)
@@ -136,7 +142,7 @@ class Worker:
         ours, theirs = socket.socketpair()
         self.conn = Connection(ours.detach())
         paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
-        started = dict(os.environ, **(env or {}), PYTHONPATH=os.pathsep.join(paths))
+        started = {**BLAS_SPIN, **os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
         self.process: subprocess.Popen | None = None
         try:
             self.process = subprocess.Popen(
