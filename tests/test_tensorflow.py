@@ -92,3 +92,28 @@ def test_tensorflow_imports_without_jax_and_leaves_jax_importable():
     finally:
         sys.modules.pop("jax", None)
         sys.modules.update(saved)
+
+
+def test_the_gates_mask_probes_are_not_taken_for_a_function_retraced_in_a_loop(tmp_path):
+    """The gate's two sides each probe the ReLU mask under function and XLA at two sizes (each probe
+    traced twice): TensorFlow, counting retraces per code object, warned of `lin` retraced in a
+    loop (5 of its last 9 calls) in every gate's log. The probes compile objects of their own."""
+    import logging
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    sides = [fw.with_kernels(repo), fw.with_kernels(repo)]   # fresh modules: a detector of their own
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        for n in (40, 80):
+            x, _, w1, b1, _, _ = fw.to_device(tiny_inputs(n=n), "float32", "cpu")
+            for side in sides:
+                for backend in ("function", "xla"):
+                    side.mask_probe(backend)(x, w1, b1)
+                    side.mask_probe(backend)(x, w1, b1)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert [s.mask_probe(b).experimental_get_tracing_count() for s in sides for b in ("function", "xla")] == [2] * 4
+    assert not [line for line in said if "retracing" in line], said

@@ -179,9 +179,12 @@ class Framework:
 
     def mask_probe(self, backend: str) -> Callable:
         """ops.lin(x, w1, b1) under `backend`: the correctness check reads a case's ReLU mask from
-        it. One per backend for the life of the process (a new one per case would trace again)."""
+        it. One per backend for the life of the process (a new one per case would trace again).
+        It compiles a partial of `lin`, an object of its own: TensorFlow counts retraces per code
+        object, and the probes of one `lin` under two backends at two sizes (four traces in eight
+        calls) looked to it like one function retraced in a loop, which it warned of."""
         if backend not in self._probes:
-            self._probes[backend] = self.backends[backend](self.ops.lin)
+            self._probes[backend] = self.backends[backend](functools.partial(self.ops.lin))
         return self._probes[backend]
 
     def tracing_count(self, fn: Callable) -> int | None:
