@@ -448,7 +448,7 @@ class FakeTimed:
 
     def finish(self, rec, counters):
         if self.barrier is not None:
-            self.barrier.wait(timeout=60)   # returns only once the other process's finish is under way too
+            self.barrier.wait(timeout=10)   # returns only once the other process's finish is under way too
         return dataclasses.replace(rec, note=threading.current_thread().name)
 
 
@@ -465,3 +465,29 @@ def test_without_a_batch_each_process_finishes_its_cases_while_the_others_finish
     timed = [FakeTimed("tensorflow"), FakeTimed("torch")]
     got = measure.time_cases(timed, dataclasses.replace(config, batch_s=0.0), blocks=["tf", "torch"])
     assert {r.note for r in got} == {threading.current_thread().name}
+
+
+def test_a_ctrl_c_while_the_processes_finish_stops_each_after_the_case_it_is_on():
+    """Finishing at once must not make a Ctrl-C wait for every framework's remaining counting passes:
+    each process ends the case it is on and takes no other."""
+    counting, raised, finished = threading.Event(), threading.Event(), []
+
+    class Interrupted(FakeTimed):
+        def finish(self, rec, counters):
+            counting.wait(10)   # the other process is on its first case
+            raised.set()
+            raise KeyboardInterrupt
+
+    class Counting(FakeTimed):
+        def finish(self, rec, counters):
+            counting.set()
+            raised.wait(10)
+            time.sleep(0.5)   # still counting when the Ctrl-C reaches the caller
+            finished.append(rec)
+            return rec
+    cases = [Interrupted("tensorflow"), Counting("torch"), Counting("torch"), Counting("torch")]
+    config = run.Config(out=None, min_samples=3, max_samples=3, budget_s=100.0, round_s=0.0, batch_s=None)
+    with pytest.raises(KeyboardInterrupt):
+        measure.time_cases(cases, config, blocks=["tf", "torch", "torch", "torch"])
+    assert len(finished) == 1
+    assert measure.time_cases([], config, blocks=[]) == []

@@ -3,6 +3,7 @@ finished where it lives (a batch of calls with one sync for the dispatch time, t
 more to catch a retrace, its counters); without a batch, each process finishes its cases while the
 others finish theirs."""
 import concurrent.futures
+import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -65,13 +66,24 @@ def time_cases(cases: list[Timed], config: Config,
             return sampled_record(case.rec, s, telemetry)
         return case.finish(sampled_record(case.rec, s, telemetry), counters=config.counters and not (stop and stop()))
 
-    if config.batch_s is not None or blocks is None:   # a finish that times its batch has the machine to itself
-        return [final(i) for i in range(len(cases))]
-    # Nothing timed in a finish (no batch): each process finishes its own cases (their counting
-    # passes) while the others finish theirs.
+    if config.batch_s is not None or blocks is None or not config.isolate or not cases:
+        return [final(i) for i in range(len(cases))]   # a batch is timed: each finish has the machine to itself
+    # Nothing timed in a finish (no batch) and each block a process of its own: each process
+    # finishes its cases (their counting passes) while the others finish theirs.
     by_block: dict[Hashable, list[int]] = {}
     for i, block in enumerate(blocks):
         by_block.setdefault(block, []).append(i)
-    with concurrent.futures.ThreadPoolExecutor(len(by_block)) as pool:
-        done = dict(kv for kvs in pool.map(lambda idx: [(i, final(i)) for i in idx], by_block.values()) for kv in kvs)
+    stopping = threading.Event()
+
+    def finish_block(indices: list[int]) -> list[tuple[int, Record]]:
+        return [(i, final(i)) for i in indices if not stopping.is_set()]
+
+    pool = concurrent.futures.ThreadPoolExecutor(len(by_block))
+    try:
+        done = dict(kv for kvs in pool.map(finish_block, by_block.values()) for kv in kvs)
+    except BaseException:   # a Ctrl-C: each process stops after the case it is finishing, as one by one would
+        stopping.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # no thread left talking to a worker the caller closes
     return [done[i] for i in range(len(cases))]
