@@ -97,8 +97,12 @@ def test_explain_names_the_ops_its_profile_of_a_warm_step_missed(tmp_path):
     warm = fw.profile(call, 3, "cpu", tmp_path / "warm")
     counted = counters.count(fw, CaseKey("tensorflow", "manual", "function", "cpu", 200, 30, 6, "float32"), fn,
                              call, args)
+    # Which ops the warm profile misses is TensorFlow's call (its executor stops tracing the ops its
+    # cost model, updated by each op's measured time, calls cheap: Relu here, on a quiet machine,
+    # but not always on a loaded one), so the profile is also taken with Relu surely missing.
     missed = explain.untraced(warm, 3, counted)
-    assert "Relu" in missed and set(missed) <= set(counted["ops"]), (missed, warm)
+    assert set(missed) <= set(counted["ops"]) and counted["ops"]["Relu"] >= 1, (missed, warm)
+    assert "Relu" in explain.untraced({op: t for op, t in warm.items() if op != "Relu"}, 3, counted)
     assert explain.untraced(warm, 3, {**counted, "ops_source": "the compiled module"}) == []
     assert explain.untraced({op: OpTime(n * 3, 1e-6) for op, n in counted["ops"].items()}, 3, counted) == []
 

@@ -67,7 +67,8 @@ def time_cases(cases: list[Timed], config: Config,
         return case.finish(sampled_record(case.rec, s, telemetry), counters=config.counters and not (stop and stop()))
 
     if config.batch_s is not None or blocks is None or not config.isolate or not cases:
-        return [final(i) for i in range(len(cases))]   # a batch is timed: each finish has the machine to itself
+        # one by one: a finish that times a batch has the machine to itself, and cases of this process share it
+        return [final(i) for i in range(len(cases))]
     # Nothing timed in a finish (no batch) and each block a process of its own: each process
     # finishes its cases (their counting passes) while the others finish theirs.
     by_block: dict[Hashable, list[int]] = {}
