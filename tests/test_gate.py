@@ -179,6 +179,27 @@ def test_experiments_are_stored_by_machine(tmp_path):
     assert "other settings: pairs differ" in gate.rate_line(path, fp, spec, 6, t)
 
 
+def test_only_process_pairs_store_a_spread_between_processes():
+    """The spread of a case's median between processes (what `compare` widens unpaired runs by) comes
+    from process pairs; a one-process gate's two sides share one process, so its A/A stores none."""
+    from bench.gate.paired import Outcome
+    from bench.gate.processes import Process
+    from bench.gate.rule import Result
+
+    def rec(t):
+        return Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8,
+                      dtype="float32", status="ok", run_id="r", samples_s=(t,) * 5)
+
+    def outcome(pairing, ratios):   # one outcome a ratio: the candidate's median that much of the base's
+        return [Outcome(Result((), (), ()), {"base": [Process("b", 0, (rec(0.01),), 1.0)],
+                                             "candidate": [Process("c", 0, (rec(0.01 * r),), 1.0)]}, pairing=pairing)
+                for r in ratios]
+    ratios = [1.05, 0.97, 1.02, 0.95]
+    spec, t = gate.RunSpec(), compare.Thresholds()
+    assert gate.experiment_entry(outcome("processes", ratios), spec, 4, t, "")["run_sd_log"] > 0
+    assert "run_sd_log" not in gate.experiment_entry(outcome("calls", ratios), spec, 4, t, "")
+
+
 def test_separate_runs_noise_is_the_stored_spread_only_where_it_exceeds_the_default(tmp_path):
     """The stored A/A spread is of back-to-back one-thread processes: a floor for runs made apart,
     so `compare` and a stored baseline widen by it only where it is above the default, and say so."""

@@ -242,7 +242,6 @@ def _aa_calls(args, tree, spec, pairs, thresholds, aa_file, workdir):
                                   method=f"gate --aa {args.aa} --pairing calls: {args.aa} one-process gate runs of the "
                                          "working tree's steps against themselves")
     entry["extra_sd_log"] = experiments.extra_sd_of(outcomes)
-    entry.pop("run_sd_log", None)   # a spread between processes: one process's two sides are not that
     key = gate.store_experiment(aa_file, outcomes[0].env, experiments.CALLS_AA, entry)
     lo, hi = entry["rate_ci95"]
     extra = entry["extra_sd_log"]

@@ -58,7 +58,8 @@ def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thr
                                                    "n/a": 0})
             counts[c.verdict] = counts.get(c.verdict, 0) + 1
     lo, hi = rate_ci(flagged, len(outcomes))
-    sd = run_sd_of(outcomes)
+    # the noise between separate processes: one process's two sides (pairing "calls") are not that
+    sd = run_sd_of(outcomes) if all(o.pairing == "processes" for o in outcomes) else None
     intervals = [c for o in outcomes for c in o.result.comparisons if c.lo is not None and c.hi is not None]
     excluding = sum(not c.lo <= 1 <= c.hi for c in intervals)
     return {**settings(spec, pairs, thresholds), "method": method, "runs": len(outcomes), "flagged": flagged,
