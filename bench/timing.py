@@ -4,6 +4,7 @@ sync, each call measured by a timer (the host clock around the call and its sync
 timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
 drive it with a fake clock and assert exact numbers."""
 import gc
+import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -182,8 +183,12 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     case in turn, not always the block's first (or, rounds reversed, its last).
 
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
-    round takes each active case's calls enough times to fill about `round_s` (at least once, by
-    `per_call_s[key]`, e.g. from warm-up). A case stops when its median's 95% CI is within
+    round takes each active case's calls enough times to fill about `round_s` (at least once, at
+    most 50): in the first round by `per_call_s[key]` (e.g. from warm-up), then by the median of the
+    case's own samples so far. A warm-up call slowed by a neighbour would otherwise set one call a
+    round for good, and two sides of a comparison paired by round, one at 1 call a round (each one
+    the first after a switch, paying for it) and one at 50, differ by that cost, not by their code
+    (an A/A of identical steps in one process was judged regressed by 20%). A case stops when its median's 95% CI is within
     +-target_ci of the median (after min_samples samples and min_rounds rounds), when it has spent
     `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
     spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples.
@@ -199,7 +204,11 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
 
     keys = list(cases)
     per_call_s = per_call_s or {}
-    calls_per_round = {k: max(1, min(50, int(round_s / per_call_s[k]))) if per_call_s.get(k) else 1 for k in keys}
+
+    def filling(per_call: float | None) -> int:
+        return max(1, min(50, int(round_s / per_call))) if per_call else 1
+
+    calls_per_round = {k: filling(per_call_s.get(k)) for k in keys}
     samples: dict[_K, list[float]] = {k: [] for k in keys}
     hosts: dict[_K, list[float]] = {k: [] for k in keys}
     device_timed: set[_K] = set()   # the cases whose timer is not the host clock
@@ -244,6 +253,8 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
         r += 1
         for k in active:
             n = len(samples[k])
+            if k in per_call_s and n:
+                calls_per_round[k] = filling(statistics.median(samples[k]))
             if n >= min_samples and r >= min_rounds and ci_half_width_fraction(samples[k]) <= target_ci:
                 done[k] = "ci"
             elif spent[k] >= budget_s and n >= min(MIN_SPREAD_SAMPLES, max_samples) and r >= budget_rounds:

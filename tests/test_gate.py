@@ -438,7 +438,9 @@ def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
     assert "nothing to compare: only tests and text changed against HEAD (notes.md, tests/test_more.py)" in result.stdout
     forced = bench_gate(repo, "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step", "manual",
                         "--backend", "eager", "--size", "300,784,8", "--budget", "0.05")
-    assert forced.returncode == 0 and "both sides' steps run in one process" in forced.stderr, forced.stderr
+    # timed, and judged (whatever the verdict: identical steps still differ by noise, which no test asserts)
+    assert forced.returncode in (0, 1) and "both sides' steps run in one process" in forced.stderr, forced.stderr
+    assert "numpy/manual/eager/cpu n=300" in forced.stdout and "verdict: " in forced.stdout, forced.stdout
 
 
 def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_miss(tmp_path):

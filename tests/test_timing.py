@@ -106,11 +106,26 @@ def test_interleaved_stops_a_noisy_case_on_its_budget_and_others_on_ci():
 
 def test_interleaved_runs_several_calls_per_round_for_fast_cases_and_caps_at_max():
     clock, log = FakeClock(), []
-    cases = {"fast": fake_case(clock, [0.01, 0.03] * 500, log, "f")}
-    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=2, max_samples=25, budget_s=100.0,
-                             round_s=0.1, per_call_s={"fast": 0.01})
+    cases = {"fast": fake_case(clock, [0.5] * 1000, log, "f")}   # binary fractions: exact on the clock
+    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=10, max_samples=25, budget_s=100.0,
+                             round_s=2.5, per_call_s={"fast": 0.25})
     assert out["fast"].stop_reason == "max_samples"
-    assert out["fast"].rounds == (0,) * 10 + (1,) * 10 + (2,) * 5
+    # 10 calls in the first round (by per_call_s: the warm-up's 0.25), then 5 a round (by the samples' 0.5)
+    assert out["fast"].rounds == (0,) * 10 + (1,) * 5 + (2,) * 5 + (3,) * 5
+
+
+def test_calls_per_round_follow_the_samples_not_one_slow_warm_up():
+    """Two sides of one comparison, paired by round: one side's warm-up call was slowed (by a
+    neighbour, say) to 100 times its real time. From the second round on, both take as many calls a
+    round as their own samples say, so their rounds pair like with like (1 call a round against
+    50 made every sample of the slowed side the first after a switch)."""
+    clock, log = FakeClock(), []
+    call = 2 ** -10   # a binary fraction: exact on the fake clock
+    cases = {"base": fake_case(clock, [call] * 300, log, "b"), "candidate": fake_case(clock, [call] * 300, log, "c")}
+    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, max_samples=300, budget_s=100.0,
+                             round_s=50 * call, per_call_s={"base": 100 * call, "candidate": call})
+    counts = {k: [out[k].rounds.count(r) for r in range(4)] for k in out}
+    assert counts == {"base": [1, 50, 50, 50], "candidate": [50, 50, 50, 50]}
 
 
 def test_batched_separates_dispatch_from_the_synced_time():
