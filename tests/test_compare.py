@@ -146,7 +146,7 @@ def test_one_run_is_paired_by_round():
     base = rec(0.010 * drift, rounds=rounds)
     cand = rec(0.0105 * drift, rounds=rounds, backend="function")
     paired = compare_case([base], [cand], 0.10)
-    assert paired.method == "paired by round"
+    assert paired.method == compare.PAIRED_BY_ROUND
     # one run's records that cannot pair by round (no rounds recorded) are not widened as runs apart
     unpaired = compare_case([rec(noisy(0.010))], [rec(noisy(0.0105, seed=1), backend="xla")], 0.10, run_sd=0.05)
     assert unpaired.method == "bootstrap over samples"
@@ -336,7 +336,7 @@ def test_separate_runs_are_widened_by_the_machines_run_to_run_noise_and_name_a_d
     rounds = list(range(30))
     paired = compare_case([rec(noisy(0.010), rounds=rounds)], [rec(noisy(0.0105, seed=1), rounds=rounds,
                                                                    backend="xla")], 0.10, run_sd=0.05)
-    assert paired.method == "paired by round"
+    assert paired.method == compare.PAIRED_BY_ROUND
 
 
 def test_a_difference_the_load_alone_could_make_is_not_a_verdict():

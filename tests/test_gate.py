@@ -471,7 +471,7 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
     plain = compare.compare_case([base], [cand], 0.1)
     wide = compare.compare_case([base], [cand], 0.1, same_run_sd=extra)
-    assert plain.method == "paired by round" and wide.method.startswith("paired by round, widened by the one-process A/A")
+    assert plain.method == compare.PAIRED_BY_ROUND and wide.method.startswith(f"{compare.PAIRED_BY_ROUND}, widened by the one-process A/A")
     assert wide.ratio == pytest.approx(plain.ratio) and wide.lo < plain.lo and wide.hi > plain.hi
     judged = calls.widened(Outcome(compare.compare([base], [cand], compare.Thresholds(0.1)),
                                    {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from bench import stats
 
@@ -49,3 +50,37 @@ def test_paired_ratio_ci_cancels_drift():
 def test_ratio_ci_falls_back_to_unpaired_with_few_rounds():
     a, b = [2.0, 2.2, 1.9, 2.1], [1.0, 1.1, 0.9, 1.05]
     assert stats.ratio_ci(a, b, paired=([0, 0, 1, 1], [0, 0, 1, 1])) == stats.ratio_ci(a, b)
+
+
+def test_signed_rank_critical_values_are_the_published_ones():
+    """Wilcoxon signed-rank, two-sided 5%: the table's critical values (n = 6..25), and the normal
+    approximation where counting stops (it agrees with counting at 40, 50 and 60 values)."""
+    table = {6: 0, 7: 2, 8: 3, 9: 5, 10: 8, 11: 10, 12: 13, 15: 25, 20: 52, 25: 89}
+    assert {n: stats.signed_rank_critical(n) for n in table} == table
+    assert stats.signed_rank_critical(5) == 0 and stats.signed_rank_critical(61) > stats.signed_rank_critical(60)
+
+
+def test_round_ratio_ci_pairs_rounds_covers_and_shrugs_off_one_disturbed_round():
+    rounds = np.repeat(np.arange(12), 3)
+    drift = np.repeat(np.linspace(1.0, 3.0, 12), 3)   # the machine slows 3x over the run, both sides alike
+    ratio, lo, hi = stats.round_ratio_ci(0.0105 * drift, 0.010 * drift, rounds, rounds)
+    assert ratio == lo == hi == pytest.approx(1.05)
+    rng = np.random.default_rng(2)
+    hits = 0
+    for _ in range(400):   # heavy-tailed, symmetric noise round to round, one call a round, 12 rounds
+        b, a = (np.exp(rng.standard_t(3, 12) * 0.05) for _ in range(2))
+        ratio, lo, hi = stats.round_ratio_ci(1.05 * a, b, range(12), range(12))
+        hits += lo <= 1.05 <= hi
+    assert 0.92 <= hits / 400 <= 0.99
+    calm = np.exp(np.random.default_rng(3).normal(0, 0.02, 12))
+    hit = calm.copy()
+    hit[4] *= 3.0   # a neighbour took the core for one of the candidate's calls
+    quiet, loud = stats.round_ratio_ci(calm, np.ones(12), range(12), range(12)), \
+        stats.round_ratio_ci(hit, np.ones(12), range(12), range(12))
+    width = {name: math.log(hi / lo) for name, (_, lo, hi) in
+             (("quiet", quiet), ("loud", loud), ("t", stats.log_t_ci(hit)))}
+    # the disturbed round moves the interval's end a few pairwise means along (under 2x wider), not by its size:
+    # a t interval over the same log-ratios widens 10x (0.04 -> 0.40)
+    assert width["loud"] < 2 * width["quiet"] and width["t"] > 4 * width["loud"], width
+    assert math.isnan(stats.round_ratio_ci([1.0], [1.0], [0], [0])[0])               # one shared round: none
+    assert math.isnan(stats.round_ratio_ci([1.0, 2.0], [1.0, 2.0], [0, 1], [5, 6])[0])   # no round shared

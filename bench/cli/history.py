@@ -134,7 +134,7 @@ def _against_parent(args, plan):
     commit's. Anything else (another run, another commit, several runs) is refused in one line."""
     from bench import records
     from bench.cli.report import warn
-    from bench.gate import compare_case
+    from bench.gate import compare_case, rule
     from bench.gate.calls import read_side
     from bench.gate.errors import GateError
     if len(plan) != 1:
@@ -158,7 +158,7 @@ def _against_parent(args, plan):
     for rec in rs:
         if rec.case in base:
             c = compare_case([base[rec.case]], [rec], threshold=0.05)
-            if c.ratio and c.lo and c.hi and c.method == "paired by round":   # the one comparison the history trusts over its own medians
+            if c.ratio and c.lo and c.hi and c.method == rule.PAIRED_BY_ROUND:   # the one comparison the history trusts over its own medians
                 out[rec.case] = (side["kernels"], c.ratio, c.lo, c.hi)
     return out
 

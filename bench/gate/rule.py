@@ -15,6 +15,7 @@ from bench import defaults, env, stats
 from bench.records import CaseKey, Record
 
 LEVEL = 0.95
+PAIRED_BY_ROUND = "paired by round (Hodges-Lehmann over the rounds' log-ratios, Wilcoxon signed-rank interval)"
 CONFIG_TABLE = ("tool", "backprop-bench", "gate")
 
 # The rule, as one line for reports and the A/A file (a stored false-positive rate belongs to it).
@@ -226,7 +227,8 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
     """One Comparison from the records of one case on each side (lists, in group order).
 
     One record a side: the samples are compared, paired by `rounds` when both were measured in the
-    same run (their rounds share the machine's state), else bootstrapped independently.
+    same run (their rounds share the machine's state: stats.round_ratio_ci over the rounds'
+    log-ratios), else bootstrapped independently.
     Several records a side (processes or runs): each record is reduced to its median. paired=True
     pairs record i of one side with record i of the other (the gate's A B A B process pairs): the
     ratio is the geometric mean of the per-pair ratios with a t interval over their logarithms
@@ -267,8 +269,8 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             bs, cs = _scaled(b, scale), _scaled(c, scale)
             same_run = b.run_id and b.run_id == c.run_id and len(b.rounds) == len(bs) and len(c.rounds) == len(cs)
             if same_run and stats.can_pair(c.rounds, b.rounds):
-                ratio, lo, hi = stats.ratio_ci(cs, bs, paired=(c.rounds, b.rounds), level=LEVEL)
-                method = "paired by round"
+                ratio, lo, hi = stats.round_ratio_ci(cs, bs, c.rounds, b.rounds, level=LEVEL)
+                method = PAIRED_BY_ROUND
                 if same_run_sd:
                     ratio, lo, hi = stats.widen(ratio, lo, hi, same_run_sd, level=LEVEL)
                     method += f", widened by the one-process A/A spread (sd {same_run_sd:.3f} of the log-ratio)"
