@@ -65,7 +65,10 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 # Every test, lint (ruff) and types (mypy) among them, in as many worker processes as the machine
 # has cores (pytest-xdist); a test whose framework, browser or database is missing skips, saying
 # why. ARGS="-n 0" runs them in this process, one by one.
+# The harness's bytecode first: where PYTHONDONTWRITEBYTECODE is set (as on this project's CI
+# machines) every process the tests start would otherwise compile what it imports of bench/ again.
 test: install
+	$(PY) -m compileall -q bench kernels >/dev/null
 	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
 
 # Property-based fuzzing of every entry point that reads a file or a revision, many more examples

@@ -72,13 +72,17 @@ GATE_PIN = "off"           # gate --pin: "auto" binds each process's framework w
                            # 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
 GATE_PROCESS_TIMEOUT_S = 600
 # The one-process gate (a change to kernels/ alone: bench/gate/calls.py) times the regime users
-# run as well as the small one: both sizes, every installed framework with its default threads
-# (a neighbour's load hits both sides of a take alike there), each framework's hand-written and
-# autodiff steps (those of these names it has) under every backend, for GATE_CALLS_BUDGET_S x
-# pairs of timed calls a side.
+# run as well as the small one: both sizes, every installed framework, each framework's
+# hand-written and autodiff steps (those of these names it has) under every backend, for
+# GATE_CALLS_BUDGET_S x pairs of timed calls a side, one CPU thread a framework (--threads 0: the
+# frameworks' default). One thread, as the process pairs: beside a CPU-bound neighbour on the 2-core
+# VM, 10 TensorFlow one-process gates each way (A/A and a planted extra matmul, alternating) gave
+# median half-widths of 3-4% (n=5000) and 4-7% (n=50,000) at one thread against 6-8% and 7-13% at
+# the default two, and the plant's ratio held (manual/function n=50,000: 1.11-1.13 in 5 of 5 runs
+# against 0.96-1.17): a step whose threads share a core with the neighbour waits for the slower one.
 GATE_CALLS_SIZES = (GATE_SIZE, SIZE)
 GATE_CALLS_STEPS = ("manual", "tape", "autograd", "grad")
-GATE_CALLS_THREADS = 0
+GATE_CALLS_THREADS = 1
 GATE_CALLS_BUDGET_S = 0.25
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)

@@ -49,8 +49,8 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                    help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g}); in one process, "
                         f"--pairs x this a side (default {defaults.GATE_CALLS_BUDGET_S:g})")
     g.add_argument("--threads", type=int,
-                   help=f"CPU threads a process (default {defaults.GATE_THREADS} in process pairs, the frameworks' "
-                        "default in one process; 0: the frameworks' default)")
+                   help=f"CPU threads a process (default {defaults.GATE_THREADS} in process pairs, "
+                        f"{defaults.GATE_CALLS_THREADS} a framework in one process; 0: the frameworks' default)")
     g.add_argument("--pin", metavar="auto|off|CPUS", default=defaults.GATE_PIN,
                    help="bind the framework workers: auto: to the CPUs idle longest when the gate starts, as many as "
                         "--threads (both sides the same ones; none with the frameworks' default threads); off; or "
