@@ -137,8 +137,8 @@ def round_ratio_ci(a: Samples, b: Samples, rounds_a: Samples, rounds_b: Samples,
     interval, back-transformed. The machine's state, shared by a round, divides out of its
     ratio; the interval is distribution-free, exact where the log-ratios are symmetric about
     their centre (so under no change at all: the two sides are then interchangeable), and a
-    round disturbed by a neighbour moves it by one rank, not by its size (a t interval over the
-    same ratios widened to +-20-33% on one such round). Narrower than a bootstrap of the ratio of
+    round disturbed by a neighbour moves its ends a few pairwise means along, not by its size (a
+    t interval over the same ratios widened to +-20-33% on one such round). Narrower than a bootstrap of the ratio of
     medians where a round holds one call a side (the median of 12 samples resamples to few
     values): +-4-5% against +-5-7%, one-process A/A gates beside a CPU-bound neighbour, 2-core VM.
     (nan, nan, nan) with fewer than 2 shared rounds."""
