@@ -188,9 +188,9 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     case's own samples so far. A warm-up call slowed by a neighbour would otherwise set one call a
     round for good, and two sides of a comparison paired by round, one at 1 call a round (each one
     the first after a switch, paying for it) and one at 50, differ by that cost, not by their code
-    (an A/A of identical steps in one process was judged regressed by 20%). A case stops when its median's 95% CI is within
-    +-target_ci of the median (after min_samples samples and min_rounds rounds), when it has spent
-    `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
+    (an A/A of identical steps in one process was judged regressed by 20%). A case stops when its
+    median's 95% CI is within +-target_ci of the median (after min_samples samples and min_rounds
+    rounds), when it has spent `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
     spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples.
     on_round(round, stopped, spent) is called after each round with {key: stop reason} of the
     cases stopped so far and {key: host seconds of timed calls} of every case.
