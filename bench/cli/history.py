@@ -54,7 +54,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     db(c)
     series_flags(c)
     c.add_argument("--last", type=int, default=20, help="commits of each series to look at (default: 20)")
-    c.add_argument("--threshold", help=f"a slowdown over this fails (default: {defaults.GATE_THRESHOLD.replace('%', '%%')})")
+    c.add_argument("--threshold", help=f"a slowdown over this fails (default: {defaults.HISTORY_THRESHOLD.replace('%', '%%')})")
     d = hsub.add_parser("dashboard", help="write the history as a static site (index.html) that opens from disk")
     db(d)
     series_flags(d)
@@ -188,7 +188,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.gate.rule import CompareError, parse_threshold
     try:
-        threshold = parse_threshold(args.threshold or defaults.GATE_THRESHOLD)
+        threshold = parse_threshold(args.threshold or defaults.HISTORY_THRESHOLD)
     except CompareError as e:
         raise UsageError(f"--threshold: {e}") from None
     if args.last < 1:
