@@ -102,19 +102,25 @@ def test_a_worker_settles_until_its_threads_stop_spinning():
     spinner.join()
 
 
-def test_a_worker_starts_with_openblas_spinning_briefly_unless_told_otherwise(monkeypatch):
+def test_a_worker_starts_with_openblas_spinning_briefly_and_memory_reused_unless_told_otherwise(monkeypatch):
     """NumPy's OpenBLAS threads would spin 0.1 s after each take, which the next turn's settle waits
-    out: a worker's OpenBLAS gives up spinning after a few ms, unless the caller set its own figure."""
-    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    out: a worker's OpenBLAS gives up spinning after a few ms. Its malloc keeps freed memory rather
+    than unmapping large blocks (each call's outputs faulted in afresh otherwise). Unless the caller
+    set its own figures."""
+    for name in ("OPENBLAS_THREAD_TIMEOUT", *worker.MEMORY_REUSE):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(REPO))   # the caller's own, which the worker's extends
-    timeouts = []
-    for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "28"}):
+    seen = []
+    for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "28", "MALLOC_MMAP_MAX_": "65536"}):
         w = worker.Worker("numpy", CONFIG, env=env)
         try:
-            timeouts.append(w.info()["threads_env"]["OPENBLAS_THREAD_TIMEOUT"])
+            got = w.info()["threads_env"]
+            seen.append((got["OPENBLAS_THREAD_TIMEOUT"], got["MALLOC_MMAP_MAX_"], got["MALLOC_TRIM_THRESHOLD_"]))
         finally:
             w.close()
-    assert timeouts == [worker.BLAS_SPIN["OPENBLAS_THREAD_TIMEOUT"], "28"]
+    reuse = worker.MEMORY_REUSE
+    assert seen == [(worker.BLAS_SPIN["OPENBLAS_THREAD_TIMEOUT"], reuse["MALLOC_MMAP_MAX_"], reuse["MALLOC_TRIM_THRESHOLD_"]),
+                    ("28", "65536", reuse["MALLOC_TRIM_THRESHOLD_"])]
 
 
 def test_a_worker_whose_interpreter_is_gone_fails_its_cases_in_one_line(tmp_path):

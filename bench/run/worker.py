@@ -9,7 +9,9 @@ nothing but its framework; it ignores SIGINT and SIGTERM (the run stops it), and
 Before another process's turn, a worker settles: it waits until its own threads have stopped
 using the CPU (PyTorch's OpenMP threads spin a few ms after a product, NumPy's OpenBLAS threads
 about 0.1 s by default: a worker starts with OPENBLAS_THREAD_TIMEOUT set, see BLAS_SPIN), so an
-idle worker holds no spinning thread while another is timed."""
+idle worker holds no spinning thread while another is timed. A worker's malloc keeps and reuses the
+memory it freed (MEMORY_REUSE), so a call's large outputs are not faulted in from the kernel afresh
+each time, at a cost that depends on what the other processes did to memory."""
 import glob
 import os
 import signal
@@ -32,6 +34,15 @@ from bench.timing import Taken
 # a few ms, still far longer than the gaps between one step's products (NumPy's manual step took the
 # same time with either, n = 5000 and 50000, three alternations on the 2-core VM). Unless set already.
 BLAS_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "24"}
+# glibc's malloc serves a block over its mmap threshold (at most 32 MB) from a fresh mapping and unmaps
+# it on free, so a step whose output is that large (d_x at n = 50,000: 157 MB) has every page of it
+# faulted in again on every call, and with transparent huge pages each fault may wait for the kernel to
+# compact memory: time that depends on what the other processes did to memory, not on the step. On the
+# 2-core VM, NumPy + PyTorch at n = 50,000 (manual/eager, two alternations): NumPy 110-270 ms (IQR up to
+# 153% of the median, its calls 101 or 166-296 ms) and PyTorch 140-150 ms, each call faulting ~150 MB;
+# with these two (no mapping for large blocks, freed memory kept) 97-100 ms and 99-100 ms. A worker
+# reuses memory it holds, as a training loop's caching allocator would. Unless set already.
+MEMORY_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 SETTLE_WINDOW_S = 0.01   # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
 SETTLE_QUIET = 0.1       # quiet: the other threads used under this fraction of one window's CPU
 SETTLE_LIMIT_S = 1.0     # give up waiting after this long (said in the settle time returned)
@@ -142,7 +153,7 @@ class Worker:
         ours, theirs = socket.socketpair()
         self.conn = Connection(ours.detach())
         paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
-        started = {**BLAS_SPIN, **os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+        started = {**BLAS_SPIN, **MEMORY_REUSE, **os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
         self.process: subprocess.Popen | None = None
         try:
             self.process = subprocess.Popen(
