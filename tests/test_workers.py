@@ -114,8 +114,9 @@ def test_a_worker_starts_with_openblas_spinning_briefly_and_memory_reused_unless
     for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "28", "MALLOC_MMAP_MAX_": "65536"}):
         w = worker.Worker("numpy", CONFIG, env=env)
         try:
-            got = w.info()["threads_env"]
-            seen.append((got["OPENBLAS_THREAD_TIMEOUT"], got["MALLOC_MMAP_MAX_"], got["MALLOC_TRIM_THRESHOLD_"]))
+            got = w.info()
+            seen.append((got["threads_env"]["OPENBLAS_THREAD_TIMEOUT"], got["malloc_env"]["MALLOC_MMAP_MAX_"],
+                         got["malloc_env"]["MALLOC_TRIM_THRESHOLD_"]))
         finally:
             w.close()
     reuse = worker.MEMORY_REUSE

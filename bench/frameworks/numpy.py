@@ -30,5 +30,4 @@ class NumPy(Framework):
             pass
         return {"version": np.__version__, "blas": blas.get("name"), "blas_version": blas.get("version"),
                 "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                               "MKL_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
-                                                               "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")}}
+                                                               "MKL_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")}}

@@ -4,6 +4,7 @@ finishes it (batch, trace count, counters). The loop talks to a Runner in this p
 bench/run/worker.py, to one in a worker process of the framework's own: the same methods, whose
 arguments and results are plain data (CaseKey, Record, Taken)."""
 import json
+import os
 from typing import Any
 
 from bench import frameworks, timing
@@ -11,6 +12,7 @@ from bench.records import CaseKey, Record
 from bench.run.caches import Caches
 from bench.run.plan import Config
 from bench.run.prepare import Live, prepare_case, skip_reason
+from bench.run.worker import MEMORY_REUSE
 
 
 class Runner:
@@ -40,8 +42,10 @@ class Runner:
         """The framework's facts for the run's environment fingerprint, as plain JSON data: they
         travel to the run's process and from it to every worker (each case's `env`), and a
         framework's own type among them (torch.__version__ is a TorchVersion) would import that
-        framework wherever it is unpickled: PyTorch's threads in NumPy's worker."""
-        return json.loads(json.dumps(self.fw.info(), default=str))
+        framework wherever it is unpickled: PyTorch's threads in NumPy's worker. With them, what this
+        process's malloc was told (bench/run/worker.py MEMORY_REUSE), whatever the framework."""
+        facts = {**self.fw.info(), "malloc_env": {k: os.environ.get(k) for k in MEMORY_REUSE}}
+        return json.loads(json.dumps(facts, default=str))
 
     def data_source(self, n: int, m: int) -> str:
         return self.caches.problem(n, m).source
