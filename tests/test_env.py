@@ -210,3 +210,15 @@ def test_git_fields_in_a_fresh_repository(tmp_path):
     assert fp["git_dirty"] is False
     (tmp_path / "notes.txt").write_text("x")  # any other untracked file does
     assert module.fingerprint()["git_dirty"] is True
+
+
+def test_exit_now_flushes_the_output_and_skips_the_finalizers():
+    """A worker that has answered everything ends with its buffered output out and its status, and
+    without the interpreter's exit handlers (where the frameworks' seconds-long finalizers run)."""
+    code = ("import atexit, sys\n"
+            "from bench import env\n"
+            "atexit.register(lambda: print('finalizer ran'))\n"
+            "sys.stdout.write('answered'); sys.stderr.write('said')\n"
+            "env.exit_now(3)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=env.REPO, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "answered", "said")

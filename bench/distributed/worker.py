@@ -50,8 +50,5 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     status = main(sys.argv[1:])
-    # Its files are written and it talks to no peer any more: end now, not after the frameworks'
-    # finalizers (a second or more at the interpreter's exit with TensorFlow or PyTorch loaded).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    from bench import env
+    env.exit_now(status)   # its files written, no peer to talk to: not after the frameworks' finalizers
