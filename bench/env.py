@@ -8,6 +8,7 @@ import platform
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -367,7 +368,6 @@ def exit_now(status: int = 0) -> None:
     written everything it owes. The frameworks' finalizers would take a second or more at the
     interpreter's exit (TensorFlow after a tf.function and an XLA call 1.2 s, PyTorch after a
     compile 1.2 s, on the 2-core VM), while the process that started it waits."""
-    import sys
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -5,12 +5,11 @@ process a test starts, which inherit this environment), and the order the tests 
   thread each, unless set already. With a pool as wide as the machine in each of two workers on two
   cores, those threads' spin-waits took a sixth of the suite's CPU (2-core VM, every framework
   installed: 235 s of user CPU and 145 s wall, against 189 s and 119 s with one thread). A test of
-  the threads themselves takes the setting out of its own environment (monkeypatch.delenv).
+  the threads themselves sets its own (monkeypatch.setenv).
 - A worker ends without the frameworks' finalizers (pytest_unconfigure).
 - The longest tests first (pytest_collection_modifyitems)."""
 import math
 import os
-import sys
 
 import pytest
 
@@ -25,9 +24,8 @@ def pytest_unconfigure(config):
     frameworks' finalizers, which took 2-5 s at the interpreter's exit of a worker that had run
     TensorFlow, PyTorch and JAX, while the whole suite waited for it."""
     if hasattr(config, "workerinput"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        from bench import env
+        env.exit_now()
 
 
 DURATIONS = "backprop-bench/durations"   # pytest's cache (.pytest_cache): each test's seconds in the last run
