@@ -172,11 +172,17 @@ def test_experiments_are_stored_by_machine(tmp_path):
     entry = {**gate.settings(spec, 4, t), "runs": 20, "flagged": 1, "rate": 0.05, "rate_ci95": [0.01, 0.24],
              "measured_utc": "2026-01-01T00:00:00+00:00"}
     gate.store_experiment(path, fp, "aa", entry)
-    gate.store_experiment(path, fp, "detection", {"runs": 20, "flagged": 20, "slowdown": 0.25})
+    detection = {**gate.settings(spec, 4, t), "runs": 20, "flagged": 20, "slowdown": 0.25,
+                 "measured_utc": "2026-01-02T00:00:00+00:00"}
+    gate.store_experiment(path, fp, "detection", detection)
     line = gate.rate_line(path, fp, spec, 4, t)
     assert "1/20 runs flagged (5%, 95% CI 1%-24%)" in line and "+25% slowdown was flagged in 20/20" in line
-    assert "other settings" not in line
+    assert "measured 2026-01-01" in line and "measured 2026-01-02" in line and "other settings" not in line
     assert "other settings: pairs differ" in gate.rate_line(path, fp, spec, 6, t)
+    # a detection rate measured at another threshold says so, though the A/A beside it is current
+    gate.store_experiment(path, fp, "detection", {**detection, "threshold": 0.1})
+    aa_part, det_part = gate.rate_line(path, fp, spec, 4, t).split("; a +25%")
+    assert "other settings" not in aa_part and det_part.endswith("(with other settings: threshold differ)")
 
 
 def test_only_process_pairs_store_a_spread_between_processes():

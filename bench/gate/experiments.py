@@ -170,17 +170,20 @@ def rate_line(path: Path | str, fp: dict[str, Any], spec: RunSpec, pairs: int, t
         return "A/A false-positive rate: not measured on this machine (measure it: python -m bench gate --aa 20)"
     lo, hi = aa.get("rate_ci95", [math.nan, math.nan])
     machine = fp.get("cpu_model") or fp.get("machine") or "this machine"
-    line = (f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
-            f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})")
-    det = entry.get("detection")
-    if det:
-        line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
-                 f"{_resampled(det, ' (', ')')}")
     now = settings(spec, pairs, thresholds)
-    differ = [k for k in ("pairs", "run", "threshold", "overrides", "rule") if aa.get(k) != now[k]]
-    if differ:
-        line += f" (with other settings: {', '.join(differ)} differ)"
+    line = (f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
+            f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})"
+            f"{_other_settings(aa, now)}")
+    det = entry.get("detection")
+    if det:   # measured apart, maybe on another day and at another threshold: each says its own
+        line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
+                 f"{_resampled(det, ' (', ')')}, measured {det.get('measured_utc', '?')[:10]}{_other_settings(det, now)}")
     return line
+
+
+def _other_settings(entry: dict[str, Any], now: dict[str, Any]) -> str:
+    differ = [k for k in ("pairs", "run", "threshold", "overrides", "rule") if entry.get(k) != now[k]]
+    return f" (with other settings: {', '.join(differ)} differ)" if differ else ""
 
 
 def _resampled(entry, before="; ", after=""):
