@@ -52,3 +52,44 @@ def test_gpu_arrays_are_committed_to_the_gpu():
         pytest.skip("no GPU visible to JAX")
     args = fw.to_device(tiny_inputs(), "float32", "gpu")
     assert all(a.devices() == {jax_framework._device("gpu")} for a in args)
+
+
+BUSY_THREADS = """
+import os, sys
+from bench.frameworks import jax as jax_framework
+fw = jax_framework.Jax()
+import jax, jax.numpy as jnp
+
+def cpu_ticks():
+    ticks = {}
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks[task] = int(fields[11]) + int(fields[12])   # utime + stime
+    return ticks
+
+a = jnp.ones((1500, 1500), jnp.float32)
+product = jax.jit(lambda a: (a @ a @ a).sum())
+product(a).block_until_ready()
+before = cpu_ticks()
+for _ in range(12):
+    product(a).block_until_ready()
+used = {task: ticks - before.get(task, 0) for task, ticks in cpu_ticks().items()}
+busy = [task for task, ticks in used.items() if ticks > 0.1 * sum(used.values())]
+allowed = {tuple(sorted(os.sched_getaffinity(int(task)))) for task in os.listdir("/proc/self/task")}
+print(len(busy), fw.info()["cpu_threads"], allowed == {tuple(sorted(os.sched_getaffinity(0)))})
+"""
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="one CPU: nothing to limit")
+def test_one_thread_asked_runs_a_jit_product_on_one_thread_and_leaves_every_cpu_allowed():
+    """JAX reads no thread setting: BENCH_JAX_THREADS (what `--threads 1` sets) sizes XLA's CPU pool
+    as the client starts, and gives the process its CPUs back afterwards (unpinned, as the other
+    frameworks' one thread is). Without it the same product keeps two or more threads busy here."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, jax_framework.THREADS_VAR: "1"}
+    out = subprocess.run([sys.executable, "-c", BUSY_THREADS], env=env, capture_output=True, text=True, check=True,
+                         cwd=str(__import__("bench").env.REPO))
+    assert out.stdout.split() == ["1", "1", "True"]

@@ -65,8 +65,8 @@ def version(framework: str) -> str | None:
 
 def thread_env(threads: int, among: tuple[str, ...] | None = None) -> dict[str, str]:
     """The environment that gives each of `among` (default: every framework) `threads` CPU threads,
-    for a process about to load them (each class's thread_env; JAX's XLA sizes its pool by the
-    cores the process may use: pin it instead)."""
+    for a process about to load them (each class's thread_env; JAX's is the harness's own, as JAX
+    reads none: bench/frameworks/jax.py _start_cpu_client)."""
     return {var: str(threads) for fw in among or tuple(FRAMEWORKS) for var in spec(fw).thread_env}
 
 

@@ -21,17 +21,52 @@ jax: Any = None   # JAX, imported when the framework loads (_import)
 
 
 def _import():
-    """Import JAX as the harness needs it; both settings must be made before the first array exists.
+    """Import JAX as the harness needs it; each setting must be made before the first array exists.
     float64: off by default in JAX; float32 cases stay float32 (Python scalars are weakly typed).
     GPU memory: by default JAX takes 75% of it up front, which would hide every case's needs from the
-    memory budget (nvidia-smi's free memory); an explicit XLA_PYTHON_CLIENT_PREALLOCATE is kept."""
+    memory budget (nvidia-smi's free memory); an explicit XLA_PYTHON_CLIENT_PREALLOCATE is kept.
+    CPU threads: as many as THREADS_VAR says, where it is set (_start_cpu_client)."""
     global jax
     if jax is not None:
         return
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax as imported
     imported.config.update("jax_enable_x64", True)
+    _start_cpu_client(imported, _threads_asked())
     jax = imported
+
+
+THREADS_VAR = "BENCH_JAX_THREADS"   # the harness's own: JAX reads no variable for its CPU threads
+_cpu_pool: int | None = None         # the threads of XLA's CPU pool, as _start_cpu_client sized it
+
+
+def _threads_asked() -> int | None:
+    """The CPU threads THREADS_VAR asks JAX for; None when unset, empty or not a positive number."""
+    text = os.environ.get(THREADS_VAR, "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _start_cpu_client(imported, threads: int | None) -> None:
+    """Start JAX's backends, its CPU client's thread pool sized to `threads` where that is fewer than
+    the CPUs this process may use. XLA sizes that pool once, as the client starts, by the CPUs the
+    starting thread may run on, and JAX has no setting for it (jax-ml/jax#1539; XLA_FLAGS'
+    --xla_cpu_multi_thread_eigen=false leaves the pool's other threads):
+    so the starting thread is bound to `threads` CPUs for that moment, and every thread of the
+    process gets the CPUs it had back afterwards: the pool keeps its size, its threads run anywhere,
+    as `--threads` means for the other frameworks."""
+    global _cpu_pool
+    allowed = os.sched_getaffinity(0)
+    _cpu_pool = min(threads or len(allowed), len(allowed))
+    if _cpu_pool == len(allowed):
+        return
+    os.sched_setaffinity(0, sorted(allowed)[:_cpu_pool])
+    try:
+        imported.devices()
+    finally:
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):   # a thread that ended meanwhile
+                os.sched_setaffinity(int(task), allowed)
+
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}
 
@@ -117,6 +152,7 @@ class Jax(Framework):
     kernels = "kernels.jax_steps"
     steps = {"manual": "manual_step", "grad": "grad_step"}
     backends = {"eager": _synced(lambda step: step), "jit": _synced(_jit)}
+    thread_env = (THREADS_VAR,)   # read as it loads (_start_cpu_client)
 
     def __init__(self) -> None:
         self._peak_at_reset: dict[str, int | None] = {}
@@ -218,6 +254,7 @@ class Jax(Framework):
             "matmul_precision": jax.config.jax_default_matmul_precision,
             "tf32": self.tf32_enabled(),
             "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+            "cpu_threads": _cpu_pool,
         }
 
     def flusher(self, device: str) -> Callable[[], None] | None:
