@@ -495,3 +495,11 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     assert experiments.calls_noise(aa_file, base.env, spec)[0] == extra
     other, said = experiments.calls_noise(aa_file, base.env, gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}))
     assert other is None and "timing other cases" in said and "not applied" in said
+
+
+def test_a_one_process_aa_summary_says_whether_its_intervals_held():
+    """Nothing missed reads as intervals that held, not as widening by 0.000."""
+    from bench.cli.gate import missed
+    assert "held" in missed(0.0) and "0.000" not in missed(0.0)
+    assert "sd of 0.012" in missed(0.012) and "widen" in missed(0.012)
+    assert "too few" in missed(None)

@@ -247,10 +247,17 @@ def _aa_calls(args, tree, spec, pairs, thresholds, aa_file, workdir):
     extra = entry["extra_sd_log"]
     print(f"A/A (one process): {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
           f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of {entry['intervals']} "
-          f"case intervals excluded 1; the intervals miss an sd of "
-          f"{'?' if extra is None else f'{extra:.3f}'} in the log-ratio (later one-process gates widen theirs by it); "
-          f"stored in {aa_file} under {key}")
+          f"case intervals excluded 1; {missed(extra)}; stored in {aa_file} under {key}")
     return 0
+
+
+def missed(extra: float | None) -> str:
+    """What a one-process A/A's intervals missed, as its summary line says it."""
+    if extra is None:
+        return "too few intervals to tell whether they miss any spread"
+    if extra == 0:
+        return "the intervals held (they missed nothing measurable; later one-process gates use them as they are)"
+    return f"the intervals miss an sd of {extra:.3f} in the log-ratio (later one-process gates widen theirs by it)"
 
 
 def _rates(args, tree, spec, pairs, thresholds, aa_file, workdir):
