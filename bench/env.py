@@ -346,6 +346,16 @@ def _cpu_idle() -> dict[int, int]:
     return out
 
 
+def pin(cpus: Iterable[int]) -> None:
+    """Bind every thread of this process to `cpus` (Linux binds a thread, not a process: the threads
+    already running, NumPy's BLAS pool among them, each; those they start later inherit it)."""
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except (OSError, ValueError):
+            pass   # a thread that ended meanwhile
+
+
 def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
     """The `count` CPUs this process may use that were idle longest over the next `window_s` (a
     neighbour's busy core last). CPUs idle within a tenth of each other count as equal, and the

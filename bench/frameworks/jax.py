@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import env
 from bench.frameworks import hlo, xplane
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime
 from kernels import reference
@@ -63,9 +64,7 @@ def _start_cpu_client(imported, threads: int | None) -> None:
     try:
         imported.devices()
     finally:
-        for task in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError):   # a thread that ended meanwhile
-                os.sched_setaffinity(int(task), allowed)
+        env.pin(allowed)
 
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}

@@ -95,20 +95,9 @@ def main() -> None:
     conn = Connection(int(sys.argv[1]))
     name, config, kernels = conn.recv()
     if config.pin:
-        pin(config.pin)
+        env.pin(config.pin)
     serve(conn, name, config, kernels)
     env.exit_now()   # everything answered: not after the frameworks' finalizers, which the run would wait for
-
-
-def pin(cpus: tuple[int, ...]) -> None:
-    """Bind every thread of this process to `cpus` (Linux binds a thread, not a process: the threads
-    already running, NumPy's BLAS pool among them, each; the framework's, started later by these,
-    inherit it)."""
-    for task in glob.glob("/proc/self/task/*"):
-        try:
-            os.sched_setaffinity(int(task.rsplit("/", 1)[-1]), cpus)
-        except (OSError, ValueError):
-            pass   # a thread that ended meanwhile
 
 
 def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
