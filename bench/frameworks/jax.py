@@ -51,10 +51,9 @@ def _start_cpu_client(imported, threads: int | None) -> None:
     """Start JAX's backends, its CPU client's thread pool sized to `threads` where that is fewer than
     the CPUs this process may use. XLA sizes that pool once, as the client starts, by the CPUs the
     starting thread may run on, and JAX has no setting for it (jax-ml/jax#1539; XLA_FLAGS'
-    --xla_cpu_multi_thread_eigen=false leaves the pool's other threads):
-    so the starting thread is bound to `threads` CPUs for that moment, and every thread of the
-    process gets the CPUs it had back afterwards: the pool keeps its size, its threads run anywhere,
-    as `--threads` means for the other frameworks."""
+    --xla_cpu_multi_thread_eigen=false leaves the pool's other threads). So the starting thread is
+    bound to `threads` CPUs for that moment, and every thread gets the process's CPUs back after:
+    the pool keeps its size and its threads run anywhere, as `--threads` means for the others."""
     global _cpu_pool
     allowed = os.sched_getaffinity(0)
     _cpu_pool = min(threads or len(allowed), len(allowed))
