@@ -71,25 +71,32 @@ def test_interleaved_rotates_the_order_and_pairs_rounds():
         assert out[key].stop_reason == "ci"
 
 
-def test_with_blocks_each_case_of_a_process_comes_right_after_a_switch_in_turn():
-    """Two processes' cases (a1 a2 a3 | b1 b2): a process's cases run together, and the case that
-    follows a switch from the other process (paying its threads' wake-up) is each of them in turn,
-    as often as the others; without blocks, a1 and a3 would be the only ones ever to follow b's."""
+def test_with_blocks_a_process_runs_its_cases_together_and_drops_the_call_that_paid_for_a_switch():
+    """Two processes' cases (a1 a2 a3 | b1 b2): a process's cases run together, one switch a round,
+    and the first call after a switch to a process (its threads waking: 5 s more here) is made and
+    dropped, so no case's samples hold it, whichever case follows the switch."""
     clock, log = FakeClock(), []
     names = ("a1", "a2", "a3", "b1", "b2")
-    cases = {k: fake_case(clock, [1.0] * 200, log, k) for k in names}
-    timing.interleaved(cases, clock=clock, target_ci=0.02, min_samples=60, min_rounds=60, budget_s=1000.0,
-                       blocks={k: k[0] for k in names})
-    rounds = [log[i:i + 5] for i in range(0, len(log), 5)]
-    assert all("".join(k[0] for k in r) in ("aaabb", "bbaaa") for r in rounds)   # one switch a round
-    first = {k: 0 for k in names}
-    for before, r in zip(rounds, rounds[1:]):
-        for i, k in enumerate(r):
-            prev = r[i - 1] if i else before[-1]
-            if prev[0] != k[0]:
-                first[k] += 1
-    a, b = [first[k] for k in ("a1", "a2", "a3")], [first[k] for k in ("b1", "b2")]
-    assert min(a) >= 10 and max(a) - min(a) <= 1 and min(b) >= 10 and max(b) - min(b) <= 1, first
+    current = [None]
+
+    def case(name):
+        def call():
+            slow = current[0] != name[0]   # the first call in this process since another's
+            current[0] = name[0]
+            log.append((name, slow))
+            clock.advance(6.0 if slow else 1.0)
+        return timing.taker(call, lambda: None, clock=clock)
+
+    out = timing.interleaved({k: case(k) for k in names}, clock=clock, target_ci=0.02, min_samples=30,
+                             min_rounds=30, budget_s=1000.0, blocks={k: k[0] for k in names})
+    assert all(s.samples_s == (1.0,) * 30 and s.rounds == tuple(range(30)) for s in out.values())
+    paid = [name for name, slow in log if slow]
+    assert len(paid) >= 30 and len(log) == 5 * 30 + len(paid)   # a switch a round at least, one call dropped each
+    assert {k[0] for k in paid[::2]} != {k[0] for k in paid[1::2]}   # the processes take turns
+    assert len(set(paid)) > 2   # the switch is paid by different cases in turn
+    without = timing.interleaved({k: case(k) for k in names}, clock=clock, target_ci=0.02, min_samples=30,
+                                 min_rounds=30, budget_s=1000.0)
+    assert any(6.0 in s.samples_s for s in without.values())   # not grouped, nothing dropped: switches are timed
 
 
 def test_interleaved_stops_a_noisy_case_on_its_budget_and_others_on_ci():
