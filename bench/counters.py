@@ -149,6 +149,24 @@ def changes(base: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
     return out
 
 
+def more_work(base: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """What the candidate does more of than the base, by its counters: ops or kernels a step (in
+    all), FLOPs, bytes, retraces; [] when nothing rose or either lacks counters. Any one rising
+    counts, whatever the others do (a matmul split in two: more ops at the same FLOPs)."""
+    if not base or not candidate:
+        return []
+    out = []
+    for field, name in (("ops", "ops"), ("kernels", "kernels")):
+        a, b = base.get(field) or {}, candidate.get(field) or {}
+        if a and b and total(b) > total(a):
+            out.append(f"{name} {total(a)} -> {total(b)}")
+    for field, name in (("flops", "FLOPs"), ("bytes", "bytes"), ("retraces", "retraces")):
+        a, b = base.get(field), candidate.get(field)
+        if a is not None and b is not None and b > a:
+            out.append(f"{name} {b / a - 1:+.1%}" if a else f"{name} {a} -> {b}")
+    return out
+
+
 def summary(counters: dict[str, Any]) -> str:
     """One line: '23 ops a step (13 types), 6 MatMul; FLOPs 7.85e+09'."""
     ops = counters.get("ops") or {}

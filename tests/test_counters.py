@@ -12,7 +12,7 @@ import pytest
 
 from bench import counters, frameworks, run
 from bench.frameworks.base import OpTime, ProfilerUnavailable
-from bench.gate import rule
+from bench.gate import rule, text
 from bench.records import CaseKey, Record, check
 from kernels import reference
 from tests.helpers import CONFIG, tiny_inputs
@@ -158,7 +158,7 @@ def test_the_counter_policy_is_read_from_pyproject(tmp_path):
     t = rule.load_thresholds(path)
     assert t.counters_for("tensorflow/manual/xla/cpu") == "fail" and t.counters_for("numpy/manual/eager/cpu") == "report"
     path.write_text('[tool.backprop-bench.gate]\ncounters = "maybe"\n')
-    with pytest.raises(rule.CompareError, match="'maybe' is not one of report, fail"):
+    with pytest.raises(rule.CompareError, match="'maybe' is not one of report, more-work, fail"):
         rule.load_thresholds(path)
 
 
@@ -279,3 +279,32 @@ def test_back_to_back_ops_of_a_trace_at_an_epoch_timestamp_are_each_counted(tmp_
     events = list(xplane.events_from_protobuf(path, xplane_pb2))
     assert [round(e.start_s * 1e12) for e in events] == [128_613, 333_613, 538_613]
     assert xplane.tally(iter(events), _tf_op)["StridedSlice"][0] == 3
+
+
+def test_more_work_names_what_rose_whatever_fell():
+    base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "retraces": 0}
+    assert counters.more_work(base, dict(base)) == [] and counters.more_work(base, {}) == []
+    assert counters.more_work(base, {"ops": {"MatMul": 6}, "flops": 0.5e9, "retraces": 0}) == []   # less of everything
+    split = {"ops": {"MatMul": 8}, "flops": 1.0e9, "retraces": 1}   # a matmul split in pieces: more ops, same FLOPs
+    assert counters.more_work(base, split) == ["ops 7 -> 8", "retraces 0 -> 1"]
+    assert counters.more_work(base, {**base, "flops": 1.1e9}) == ["FLOPs +10.0%"]
+
+
+def test_more_work_fails_the_gate_unless_its_times_clear_it():
+    """The default policy, "more-work": a case doing more by its counters fails unless its times
+    show it within the threshold (same) or faster; a time verdict that cannot tell (inconclusive)
+    does not clear it. Less work, or the "report" policy, never fails on counters."""
+    noisy = (0.01, 0.02) * 10   # an interval far wider than 5%: inconclusive
+    base = [record({"MatMul": 6}, samples=noisy)]
+    more = [record({"MatMul": 7}, run_id="b", samples=noisy)]
+    result = rule.compare(base, more, rule.Thresholds())
+    (c,) = result.comparisons
+    assert c.verdict == "inconclusive" and result.failed
+    assert c.counters_fail == "more work (ops 6 -> 7) and its time inconclusive, not shown within 5%"
+    assert "verdict: FAILED on counters" in text.summary(result) and c.label in text.summary(result)
+    assert not rule.compare(base, more, rule.Thresholds(counters="report")).failed
+    fewer = [record({"MatMul": 5}, run_id="b", samples=noisy)]
+    assert not rule.compare(base, fewer, rule.Thresholds()).failed   # less work: the times alone judge
+    steady = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
+    cleared = rule.compare(*steady, rule.Thresholds())
+    assert cleared.comparisons[0].verdict == "same" and not cleared.failed   # more work, shown to cost nothing

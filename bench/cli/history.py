@@ -216,7 +216,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _counter_policy(args):
-    """case label -> "report" or "fail": the gate's counter policy in this tree's pyproject.toml."""
+    """case label -> the gate's counter policy in this tree's pyproject.toml. Only "fail" fails a
+    history check: "more-work" weighs a work change against a paired time verdict, which the gate
+    has and a history's separate runs do not; there it is reported, and the times' change points judge."""
     from bench.gate.rule import CompareError, load_thresholds
     try:
         thresholds = load_thresholds(Path(_repo(args)) / "pyproject.toml")

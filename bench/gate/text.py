@@ -44,7 +44,7 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
                         if wide else "") + ".")
     for c in result.comparisons:   # exact, whatever the noise: what a case executes changed
         if c.counters:
-            lines.append(f"counters changed{' (FAIL by policy)' if c.counters_fail else ''}: {printable(c.key)} "
+            lines.append(f"counters changed{f' (FAIL: {c.counters_fail})' if c.counters_fail else ''}: {printable(c.key)} "
                          f"{printable(c.label[len(c.key):].strip())}: {printable('; '.join(c.counters))}")
     for label in result.only_base:
         lines.append(f"only in {base_name}: {printable(label)}")
@@ -66,15 +66,18 @@ def summary(result: Result) -> str:
     changed = sum(bool(c.counters) for c in result.comparisons)
     if changed:
         parts += f"; counters changed in {changed} case{'s' if changed != 1 else ''}"
+    # a case the counters fail beside a time verdict that does not: named after the headline
+    by_counters = [c for c in result.counter_failures if c.verdict not in ("regressed", "failed")]
+    failing = ", ".join(printable(f"{c.label} ({c.counters_fail})") for c in by_counters)
+    also = f"; failed on its counters: {failing}" if by_counters else ""
     if result.regressed:
         names = ", ".join(printable(c.label) for c in result.regressed)
-        return f"verdict: REGRESSED ({parts}): {names}"
+        return f"verdict: REGRESSED ({parts}): {names}{also}"
     if result.broken:
         names = ", ".join(printable(c.label) for c in result.broken)
-        return f"verdict: FAILED, the candidate broke a case the base ran ({parts}): {names}"
-    if result.counter_failures:
-        names = ", ".join(printable(c.label) for c in result.counter_failures)
-        return f"verdict: COUNTERS CHANGED, set to fail ({parts}): {names}"
+        return f"verdict: FAILED, the candidate broke a case the base ran ({parts}): {names}{also}"
+    if by_counters:
+        return f"verdict: FAILED on counters ({parts}): {failing}"
     return f"verdict: no regression ({parts})"
 
 
