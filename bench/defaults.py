@@ -92,6 +92,11 @@ GATE_CALLS_SIZES = (GATE_SIZE, SIZE)
 GATE_CALLS_STEPS = ("manual", "tape", "autograd", "grad")
 GATE_CALLS_THREADS = 1
 GATE_CALLS_BUDGET_S = 0.25
+# Untimed calls after a one-process gate's checked first call (WARMUP in a run): both sides get the
+# same, its rounds pair them, and the take after each switch drops a call besides. At n=50,000 the
+# checks and warm-ups took 50 s of a 200 s default gate on the 2-core VM (the first calls and three
+# warm-ups of 30 case-sides: 58 s of calls across the four workers); one warm-up saves two of the four.
+GATE_CALLS_WARMUP = 1
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)
 SCALE_SIZE = (4_000, 784, 50)     # global n: split over 1, 2, ... replicas it stays divisible

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gate, records
+from bench import defaults, gate, records
 from bench.gate import baselines
 from bench.gate import rule as compare
 from bench.records import Record
@@ -416,6 +416,7 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert len({r.run_id for r in base + cand}) == 1                       # one process, one run
     timed = [r for r in base + cand if r.status == "ok"]
     assert all(r.counters.get("ops") and r.batch_calls is None for r in timed)   # counted; no dispatch time to read
+    assert all(len(r.warmup_s) == defaults.GATE_CALLS_WARMUP for r in timed)
     assert "paired by round" in result.stdout and "paired in one process" in result.stdout
     assert "A/A of this one-process gate: not measured on this machine" in result.stdout   # the stored one is of pairs
     assert "its intervals are within-run only" in result.stdout

@@ -95,7 +95,8 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                     device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={},
                     budget_s=spec.budget_s * pairs, target_ci=1e-9,   # no early stop: both sides sample the same rounds
                     round_s=min(defaults.ROUND_S, spec.budget_s * pairs / ROUNDS), budget_rounds=ROUNDS, pin=spec.pin,
-                    batch_s=None)   # no dispatch time (the gate reads none): the frameworks count their cases at once
+                    batch_s=None,   # no dispatch time (the gate reads none): the frameworks count their cases at once
+                    warmup=defaults.GATE_CALLS_WARMUP)
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     workers: dict[tuple[str, str], Any] = {}
     try:
