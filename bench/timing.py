@@ -182,9 +182,9 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     rotated on its own. The take right after a switch (and the first take of all) makes one call
     more and drops it: that call pays for the switch. In ten default one-process gates beside a
     CPU-bound neighbour (2-core VM), the first call after a switch took 10% longer than its take's
-    later calls (median; 14% mean) and the second 0.5% longer, so a round where one side of a case
-    came first after a switch moved that case's ratio by 3-6%; with rotation alone, the few
-    rotations of a 12-24-round gate left those rounds on one or two cases.
+    later calls (median; 14% mean) and the second 0.5% longer; in five more, a round where one
+    side of a case came first after a switch moved that case's ratio by 4-9% (-1.2% to +1.0% with
+    the call dropped), on the one or two cases the few rotations of a 12-24-round gate put there.
 
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
     round takes each active case's calls enough times to fill about `round_s` (at least once, at

@@ -473,12 +473,18 @@ def counters_failing(made: Comparison, changed: list[str], base: Sequence[Record
         return ""
     if policy == "fail":
         return "counters changed, set to fail"
-    sides = [[r.counters for r in recs if r.counters and r.status == "ok"] for recs in (base, candidate)]
+    sides = [_counted(recs) for recs in (base, candidate)]
     more = counters.more_work(sides[0][0], sides[1][0]) if all(sides) else []
     if not more or made.verdict in ("same", "improved"):
         return ""
-    return (f"more work ({', '.join(more)}) and its time {made.verdict}, not shown within "
-            f"{made.threshold * 100:g}%" if made.verdict != "regressed" else f"more work ({', '.join(more)})")
+    why = f"more work ({', '.join(more)})"
+    return why if made.verdict == "regressed" else \
+        f"{why} and its time {made.verdict}, not shown within {made.threshold * 100:g}%"
+
+
+def _counted(recs: Sequence[Record]) -> list[dict[str, Any]]:
+    """The counters of a case's timed records (one per record that has them)."""
+    return [r.counters for r in recs if r.counters and r.status == "ok"]
 
 
 def counter_changes(base: Sequence[Record], candidate: Sequence[Record]) -> list[str]:
@@ -486,7 +492,7 @@ def counter_changes(base: Sequence[Record], candidate: Sequence[Record]) -> list
     whether either side's own records disagree (counters are exact: they should not); [] where a
     side has none (records from before counters, or a case not timed)."""
     from bench import counters
-    sides = [[r.counters for r in recs if r.counters and r.status == "ok"] for recs in (base, candidate)]
+    sides = [_counted(recs) for recs in (base, candidate)]
     if not all(sides):
         return []
     unsteady = [name for name, side in zip(("base", "candidate"), sides) if any(c != side[0] for c in side)]
