@@ -228,7 +228,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
 
     last_checkpoint = clock()
     r = 0
-    last_block: object = _NONE   # the block of the last take: a take in another block follows a switch
+    last_block: object = _NONE   # the block of the last take (none yet): a take in another follows a switch
     while len(done) < len(keys):
         active = [k for k in keys if k not in done]
         order = _rotated(active, r // 2, blocks)
@@ -239,9 +239,9 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
             count = min(calls_per_round[k], max_samples - len(samples[k]))
             if count <= 0:
                 continue
-            switched = blocks is not None and blocks.get(k) != last_block
-            last_block = blocks.get(k) if blocks is not None else None
-            got = _after_switch(cases[k](count + 1)) if switched else cases[k](count)
+            block = blocks.get(k) if blocks is not None else last_block   # one process: no switch
+            got = _after_switch(cases[k](count + 1)) if block != last_block else cases[k](count)
+            last_block = block
             if not got.samples_s:   # it measured nothing (its worker died): it is done
                 done[k] = "failed"
                 continue
