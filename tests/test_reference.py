@@ -147,6 +147,27 @@ def test_the_reference_is_computed_once_per_mask(monkeypatch):
     assert len(calls) == 1
 
 
+def test_the_float64_work_in_row_blocks_equals_the_whole_array(monkeypatch):
+    """The norms and the near-zero bound's |x| @ |w1| are made a block of rows at a time (so a big
+    case's check does not fault in fresh whole-array temporaries): blocks of 7 rows of 400, the last
+    one short, give the whole arrays' answer, and the check's verdict and errors are unchanged."""
+    inputs = inputs32()
+    got, h_pre = float32_answer(inputs)
+    whole = reference.Reference(inputs, "float32").check(got, h_pre)
+    x, w1 = inputs[0], inputs[2]
+    assert np.allclose(reference._abs_product(x, w1, rows=7), np.abs(x.astype(np.float64)) @ np.abs(w1), rtol=1e-12)
+    ref = reference.forward_backward(*inputs)["d_x"]
+    scale, diff = reference._norms(got["d_x"], ref, rows=7)
+    assert scale == pytest.approx(np.linalg.norm(ref), rel=1e-12)
+    assert diff == pytest.approx(np.linalg.norm(got["d_x"].astype(np.float64) - ref), rel=1e-9)
+    monkeypatch.setattr(reference, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(reference._norms, "__defaults__", (7,))
+    monkeypatch.setattr(reference._abs_product, "__defaults__", (7,))
+    blocked = reference.Reference(inputs, "float32").check(got, h_pre)
+    assert blocked.ok and whole.ok and blocked.mask_flips == whole.mask_flips
+    assert blocked.errors == pytest.approx(whole.errors, rel=1e-9)
+
+
 def test_a_mask_flip_far_from_zero_is_an_error():
     inputs = inputs32()
     got, h_pre = float32_answer(inputs)
