@@ -160,7 +160,6 @@ def test_the_float64_work_in_row_blocks_equals_the_whole_array(monkeypatch):
     scale, diff = reference._norms(got["d_x"], ref, rows=7)
     assert scale == pytest.approx(np.linalg.norm(ref), rel=1e-12)
     assert diff == pytest.approx(np.linalg.norm(got["d_x"].astype(np.float64) - ref), rel=1e-9)
-    monkeypatch.setattr(reference, "BLOCK_ROWS", 7)
     monkeypatch.setattr(reference._norms, "__defaults__", (7,))
     monkeypatch.setattr(reference._abs_product, "__defaults__", (7,))
     blocked = reference.Reference(inputs, "float32").check(got, h_pre)
