@@ -54,12 +54,18 @@ def init_params(m: int, nh: int, seed: int = 0, dtype: npt.DTypeLike = np.float3
 
 
 def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: npt.ArrayLike, w2: npt.ArrayLike,
-                     b2: npt.ArrayLike, mask: np.ndarray | None = None,
-                     keep_out: bool = False) -> dict[str, np.ndarray | np.floating]:
+                     b2: npt.ArrayLike, mask: np.ndarray | None = None, keep_out: bool = False,
+                     h_pre: np.ndarray | None = None) -> dict[str, np.ndarray | np.floating]:
     """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0;
-    keep_out: also the network's output under "_out"."""
-    x, y, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (x, y, w1, b1, w2, b2))
-    h_pre = x @ w1 + b1
+    keep_out: also the network's output under "_out"; h_pre: x @ w1 + b1 in float64 where known
+    (a Reference keeps it). x is read in float64 a block of rows at a time (_rows)."""
+    x = np.asarray(x)
+    y, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (y, w1, b1, w2, b2))
+    if h_pre is None:
+        h_pre = np.empty((len(x), w1.shape[1]))
+        for rows, xb in _rows(x):
+            np.matmul(xb, w1, out=h_pre[rows])
+        h_pre += b1
     mask = h_pre > 0 if mask is None else mask
     h = np.where(mask, h_pre, 0.0)
     out = h @ w2 + b2
@@ -67,7 +73,10 @@ def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: 
     loss = np.mean(diff ** 2)
     d_out = 2.0 * diff[:, None] / len(x)
     d_h_pre = np.where(mask, d_out @ w2.T, 0.0)
-    ref = {"loss": loss, "d_x": d_h_pre @ w1.T, "d_w1": x.T @ d_h_pre, "d_b1": d_h_pre.sum(0),
+    d_w1 = np.zeros_like(w1)
+    for rows, xb in _rows(x):
+        d_w1 += xb.T @ d_h_pre[rows]
+    ref = {"loss": loss, "d_x": d_h_pre @ w1.T, "d_w1": d_w1, "d_b1": d_h_pre.sum(0),
            "d_w2": h.T @ d_out, "d_b2": d_out.sum(0)}
     if keep_out:
         ref["_out"] = out
@@ -88,32 +97,35 @@ class Check:
 
 
 # Rows of float64 work a block at a time: whole-array temporaries are fresh pages, which this
-# 2-core VM faults in slowly (at n = 50,000 a float64 copy of d_x and the difference, 630 MB, took
-# 2.5 s the first time and 0.06 s once reused); a block of 4096 rows x 784 is 26 MB, reused.
+# 2-core VM faults in slowly (a fresh 313 MB float64 array: 0.03-2.6 s by what the machine did
+# before, 0.02 s once reused; at n = 50,000 a float64 copy of x, and the check's copy of d_x and its
+# difference, were 940 MB of them a worker); a block of 4096 rows x 784 is 26 MB, reused.
 BLOCK_ROWS = 1 << 12
 
 
-def _norms(got, ref, rows=BLOCK_ROWS):
+def _rows(x, rows=None):
+    """(slice, those rows of x in float64) a block of rows at a time (BLOCK_ROWS), into one reused
+    buffer: the caller may write over it."""
+    rows = rows or BLOCK_ROWS
+    buf = np.empty((min(rows, len(x)), *x.shape[1:]))
+    for i in range(0, len(x), rows):
+        block = buf[:min(rows, len(x) - i)]
+        block[...] = x[i:i + rows]
+        yield slice(i, i + len(block)), block
+
+
+def _norms(got, ref, rows=None):
     """(||ref||, ||got - ref||) in float64, a block of rows at a time (BLOCK_ROWS)."""
     got = np.asarray(got)
     if got.ndim == 0:   # the loss
         return np.linalg.norm(ref), np.linalg.norm(np.asarray(got, np.float64) - ref)
     scale = diff = 0.0
-    for i in range(0, len(got), rows):
-        r = ref[i:i + rows]
+    for block, d in _rows(got, rows):
+        r = ref[block]
         scale += float(np.vdot(r, r))
-        d = got[i:i + rows].astype(np.float64) - r
+        d -= r
         diff += float(np.vdot(d, d))
     return np.sqrt(scale), np.sqrt(diff)
-
-
-def _abs_product(x, w, rows=BLOCK_ROWS):
-    """|x| @ |w| in float64, a block of rows at a time (no whole |x| made)."""
-    out = np.empty((len(x), w.shape[1]))
-    abs_w = np.abs(np.asarray(w, np.float64))
-    for i in range(0, len(x), rows):
-        np.matmul(np.abs(np.asarray(x[i:i + rows], np.float64)), abs_w, out=out[i:i + rows])
-    return out
 
 
 def _digest(mask):
@@ -149,13 +161,19 @@ class Reference:
         its dtype's name, or "tf32"."""
         self.inputs, self.dtype = tuple(inputs), precision
         self.tolerance = TOLERANCE[precision]
-        x, _, w1, b1, _, _ = self._inputs64 = tuple(np.asarray(a, np.float64) for a in inputs)
-        self.h_pre64 = x @ w1 + b1
+        x = self.inputs[0]
+        _, w1, b1, _, _ = self._params64 = tuple(np.asarray(a, np.float64) for a in self.inputs[1:])
+        # x @ w1 + b1 and |x| @ |w1|, x read a block of rows at a time in float64 (_rows)
+        self.h_pre64, abs_product = np.empty((len(x), w1.shape[1])), np.empty((len(x), w1.shape[1]))
+        for rows, xb in _rows(x):
+            np.matmul(xb, w1, out=self.h_pre64[rows])
+            np.matmul(np.abs(xb, out=xb), np.abs(w1), out=abs_product[rows])
+        self.h_pre64 += b1
         m = x.shape[1]
         # the sums of x @ w1 (in the accumulating precision), then the product and the bias added
         # in the case's own dtype: where |h_pre| is within this of zero, either sign is right
         u_sum, u_own = UNIT_ROUNDOFF[ACCUMULATE[precision]], UNIT_ROUNDOFF[precision]
-        bound = 2 * (m + 1) * u_sum * (_abs_product(x, w1) + np.abs(b1)) \
+        bound = 2 * (m + 1) * u_sum * (abs_product + np.abs(b1)) \
             + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
         self.near_zero = np.abs(self.h_pre64) <= bound
         self.mask64 = self.h_pre64 > 0
@@ -168,8 +186,9 @@ class Reference:
         if key not in self._refs:
             if len(self._refs) >= 2:   # bounded: a reference at n = 1e6 is several GB
                 self._refs.pop(next(iter(self._refs)))
-            x, y, w1, b1, w2, b2 = self._inputs64
-            self._refs[key] = forward_backward(x, y, w1, b1, w2, b2, mask=mask, keep_out=True)
+            y, w1, b1, w2, b2 = self._params64
+            self._refs[key] = forward_backward(self.inputs[0], y, w1, b1, w2, b2, mask=mask, keep_out=True,
+                                               h_pre=self.h_pre64)
         return self._refs[key]
 
     def _errors(self, got, ref):
@@ -187,7 +206,7 @@ class Reference:
     def _explained(self, d_x, mask, ref):
         """`mask` with the near-zero entries flipped whose flip brings the case's d_x closer to the
         reference's, row by row (greedy; a row holds a handful of such entries at most)."""
-        x, y, w1, _, w2, _ = self._inputs64
+        y, w1, _, w2, _ = self._params64
         rows, cols = np.nonzero(self.near_zero)
         d_out = 2.0 * (ref["_out"][:, 0] - y) / len(y)
         mask = mask.copy()

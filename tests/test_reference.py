@@ -148,23 +148,31 @@ def test_the_reference_is_computed_once_per_mask(monkeypatch):
 
 
 def test_the_float64_work_in_row_blocks_equals_the_whole_array(monkeypatch):
-    """The norms and the near-zero bound's |x| @ |w1| are made a block of rows at a time (so a big
-    case's check does not fault in fresh whole-array temporaries): blocks of 7 rows of 400, the last
-    one short, give the whole arrays' answer, and the check's verdict and errors are unchanged."""
+    """x is read in float64 a block of rows at a time (x @ w1, |x| @ |w1|, x.T @ d_h_pre) and the
+    norms are made a block at a time, so a big case's reference and check fault in no fresh
+    whole-array float64 temporaries: blocks of 7 rows of 400, the last one short, give the whole
+    arrays' answers, and the check's verdict and errors are unchanged."""
     inputs = inputs32()
     got, h_pre = float32_answer(inputs)
     whole = reference.Reference(inputs, "float32").check(got, h_pre)
-    x, w1 = inputs[0], inputs[2]
-    assert np.allclose(reference._abs_product(x, w1, rows=7), np.abs(x.astype(np.float64)) @ np.abs(w1), rtol=1e-12)
-    ref = reference.forward_backward(*inputs)["d_x"]
-    scale, diff = reference._norms(got["d_x"], ref, rows=7)
-    assert scale == pytest.approx(np.linalg.norm(ref), rel=1e-12)
-    assert diff == pytest.approx(np.linalg.norm(got["d_x"].astype(np.float64) - ref), rel=1e-9)
-    monkeypatch.setattr(reference._norms, "__defaults__", (7,))
-    monkeypatch.setattr(reference._abs_product, "__defaults__", (7,))
-    blocked = reference.Reference(inputs, "float32").check(got, h_pre)
-    assert blocked.ok and whole.ok and blocked.mask_flips == whole.mask_flips
-    assert blocked.errors == pytest.approx(whole.errors, rel=1e-9)
+    x, y, w1, b1, w2, b2 = (a.astype(np.float64) for a in inputs)
+    monkeypatch.setattr(reference, "BLOCK_ROWS", 7)
+    blocks = list(reference._rows(inputs[0]))
+    assert [r.stop - r.start for r, _ in blocks][-1] == 400 % 7 and sum(len(b) for _, b in blocks) == 400
+    ref = reference.forward_backward(*inputs)
+    h_pre64 = x @ w1 + b1
+    d_out = 2.0 * ((np.maximum(h_pre64, 0) @ w2 + b2)[:, 0] - y)[:, None] / len(x)
+    d_h_pre = np.where(h_pre64 > 0, d_out @ w2.T, 0.0)
+    assert np.allclose(ref["d_w1"], x.T @ d_h_pre, rtol=1e-12, atol=0)
+    assert np.allclose(ref["d_x"], d_h_pre @ w1.T, rtol=1e-12, atol=0)
+    scale, diff = reference._norms(got["d_x"], ref["d_x"])
+    assert scale == pytest.approx(np.linalg.norm(ref["d_x"]), rel=1e-12)
+    assert diff == pytest.approx(np.linalg.norm(got["d_x"].astype(np.float64) - ref["d_x"]), rel=1e-9)
+    blocked = reference.Reference(inputs, "float32")
+    assert np.allclose(blocked.h_pre64, h_pre64, rtol=1e-12, atol=1e-15)
+    result = blocked.check(got, h_pre)
+    assert result.ok and whole.ok and result.mask_flips == whole.mask_flips
+    assert result.errors == pytest.approx(whole.errors, rel=1e-9)
 
 
 def test_a_mask_flip_far_from_zero_is_an_error():

@@ -60,7 +60,7 @@ class Caches:
             if len(self._references) >= 2:   # at n = 1e6 a Reference holds several GB
                 self._references.pop(next(iter(self._references)))
             p = self.problem(n, m)
-            inputs = tuple(a.astype(reference.numpy_dtype(dtype))
+            inputs = tuple(a.astype(reference.numpy_dtype(dtype), copy=False)
                            for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed)))
             self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
