@@ -109,10 +109,15 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
             for worker in workers.values():
                 worker.set_tf32(group.tf32)
 
-            def check(which: tuple[str, str], group=group, turns=turns) -> list[tuple[str, Record | Prepared]]:
+            took: dict[str, float] = {}
+
+            def check(which: tuple[str, str], group=group, turns=turns, took=took) -> list[tuple[str, Record | Prepared]]:
                 """Each case of this runner checked and warmed on both sides: [(side, checked)]."""
-                return [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
+                t = time.perf_counter()
+                done = [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
                         for case in group.cases if runner_key(case.key) == which for side in SIDES]
+                took[which[0]] = time.perf_counter() - t
+                return done
             # The frameworks check their cases at once, each in its own process (the gate reads no
             # first-call time, which a neighbour's compile would disturb); the timing takes turns.
             t_check = time.perf_counter()
@@ -124,7 +129,9 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
                     kept[side].append(rec)
             if prepared:
                 say(f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
-                    f"{time.perf_counter() - t_check:.0f} s; timing {len(prepared) // 2} cases, base and candidate "
+                    f"{time.perf_counter() - t_check:.0f} s ("
+                    + ", ".join(f"{name} {s:.0f} s" for name, s in sorted(took.items(), key=lambda kv: -kv[1]))
+                    + f"); timing {len(prepared) // 2} cases, base and candidate "
                     "interleaved in one process per framework, then counting them")
                 t_time = time.perf_counter()
                 for p, rec in zip(prepared, time_group(group, prepared, config)):
