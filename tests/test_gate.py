@@ -504,3 +504,31 @@ def test_a_one_process_aa_summary_says_whether_its_intervals_held():
     assert "held" in missed(0.0) and "0.000" not in missed(0.0)
     assert "sd of 0.012" in missed(0.012) and "widen" in missed(0.012)
     assert "too few" in missed(None)
+
+
+def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
+    """The working tree's pyproject loosening the gate (a slip: 50% for 5%) does not judge its own
+    change: REV's settings do, and the gate says so; unchanged settings say nothing; --config still
+    names the file; REV without a pyproject gives the defaults; REV's unusable ones fall back, said."""
+    import argparse
+
+    from bench.cli.gate import _as_of, _thresholds
+    table = '[tool.backprop-bench.gate]\nthreshold = "{}"\n[tool.backprop-bench.gate.thresholds]\n"numpy/*" = "8%"\n'
+    commit(repo, {"pyproject.toml": table.format("5%")}, "base")
+    plain = argparse.Namespace(config=None, threshold=None)
+    same = _thresholds(plain, repo)
+    assert _as_of(plain, repo, "HEAD", same) == (same, "")
+    (repo / "pyproject.toml").write_text(table.format("50%"))
+    loose = _thresholds(plain, repo)
+    assert loose.default == 0.5
+    judged, said = _as_of(plain, repo, "HEAD", loose)
+    assert judged == same and judged.default == 0.05 and judged.for_key("numpy/manual/eager/cpu") == 0.08
+    assert "the working tree changes the gate's settings in pyproject.toml; judged by HEAD's" in said
+    named = argparse.Namespace(config=str(repo / "pyproject.toml"), threshold=None)
+    assert _as_of(named, repo, "HEAD", loose) == (loose, "")
+    commit(repo, {"pyproject.toml": None, "notes.md": "x"}, "no pyproject")
+    assert _as_of(plain, repo, "HEAD", same)[0] == compare.Thresholds()
+    commit(repo, {"pyproject.toml": table.format("five")}, "broken")
+    (repo / "pyproject.toml").write_text(table.format("5%"))
+    judged, said = _as_of(plain, repo, "HEAD", same)
+    assert judged == same and "HEAD's gate settings are unusable (pyproject.toml" in said and "'five'" in said

@@ -70,7 +70,7 @@ def _rule_flags(p):
     p.add_argument("--threshold", help=f"default threshold, e.g. 10%% (default: pyproject's, else "
                                        f"{defaults.GATE_THRESHOLD.replace('%', '%%')}); per-case overrides in "
                                        "pyproject.toml still apply")
-    p.add_argument("--config", help="the pyproject.toml with [tool.backprop-bench.gate] (default: the repository's)")
+    p.add_argument("--config", help="the pyproject.toml with [tool.backprop-bench.gate] (default: the repository's; gate --base REV: REV's own)")
     p.add_argument("--allow-mismatch", action="store_true", help="compare runs whose machine or framework versions differ")
 
 
@@ -78,6 +78,32 @@ def _thresholds(args, tree):
     from bench import gate
     return gate.load_thresholds(Path(args.config) if args.config else Path(tree) / "pyproject.toml", args.threshold,
                                 explicit=bool(args.config))
+
+
+def _as_of(args, tree, rev, thresholds):
+    """(the thresholds REV is compared with the working tree by, a line saying so or ""): without
+    --config, those of REV's own pyproject.toml, so a change cannot loosen its own gate, nor switch it
+    off by a slip: settings it writes there judge the changes after it. The working tree's where REV's
+    are unusable (said)."""
+    from bench import gate
+    from bench.gate.worktree import git
+    if args.config:
+        return thresholds, ""
+    sha = gate.resolve(tree, rev)
+    shown = git(tree, "show", f"{sha}:./pyproject.toml")
+    with tempfile.TemporaryDirectory(prefix="bench-gate-config-") as folder:
+        path = Path(folder) / "pyproject.toml"
+        if shown.returncode == 0:   # else REV has none: the defaults, as for a working tree without one
+            path.write_text(shown.stdout, encoding="utf-8")
+        try:
+            base = gate.load_thresholds(path, args.threshold)
+        except gate.CompareError as e:
+            return thresholds, (f"gate: {rev}'s gate settings are unusable ({str(e).replace(str(path), 'pyproject.toml')}); "
+                                "judged by the working tree's")
+    if base == thresholds:
+        return thresholds, ""
+    return base, (f"gate: the working tree changes the gate's settings in pyproject.toml; judged by {rev}'s, as "
+                  "every change is (the new ones judge the changes after it; --config names a file to use instead)")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -182,6 +208,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 sides = ("baseline", "candidate")
             else:
                 rev = args.base or "HEAD~1"
+                thresholds, said = _as_of(args, tree, rev, thresholds)
+                if said:
+                    print(said, flush=True)
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
