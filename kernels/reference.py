@@ -161,7 +161,7 @@ class Reference:
         its dtype's name, or "tf32"."""
         self.inputs, self.dtype = tuple(inputs), precision
         self.tolerance = TOLERANCE[precision]
-        x = self.inputs[0]
+        x = np.asarray(self.inputs[0])
         _, w1, b1, _, _ = self._params64 = tuple(np.asarray(a, np.float64) for a in self.inputs[1:])
         # x @ w1 + b1 and |x| @ |w1|, x read a block of rows at a time in float64 (_rows)
         self.h_pre64, abs_product = np.empty((len(x), w1.shape[1])), np.empty((len(x), w1.shape[1]))
