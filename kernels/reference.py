@@ -103,10 +103,10 @@ class Check:
 BLOCK_ROWS = 1 << 12
 
 
-def _rows(x, rows=None):
-    """(slice, those rows of x in float64) a block of rows at a time (BLOCK_ROWS), into one reused
+def _rows(x):
+    """(slice, those rows of x in float64) a block of BLOCK_ROWS rows at a time, into one reused
     buffer: the caller may write over it."""
-    rows = rows or BLOCK_ROWS
+    rows = BLOCK_ROWS
     buf = np.empty((min(rows, len(x)), *x.shape[1:]))
     for i in range(0, len(x), rows):
         block = buf[:min(rows, len(x) - i)]
@@ -114,13 +114,13 @@ def _rows(x, rows=None):
         yield slice(i, i + len(block)), block
 
 
-def _norms(got, ref, rows=None):
+def _norms(got, ref):
     """(||ref||, ||got - ref||) in float64, a block of rows at a time (BLOCK_ROWS)."""
     got = np.asarray(got)
     if got.ndim == 0:   # the loss
         return np.linalg.norm(ref), np.linalg.norm(np.asarray(got, np.float64) - ref)
     scale = diff = 0.0
-    for block, d in _rows(got, rows):
+    for block, d in _rows(got):
         r = ref[block]
         scale += float(np.vdot(r, r))
         d -= r
