@@ -531,4 +531,4 @@ def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
     commit(repo, {"pyproject.toml": table.format("five")}, "broken")
     (repo / "pyproject.toml").write_text(table.format("5%"))
     judged, said = _as_of(plain, repo, "HEAD", same)
-    assert judged == same and "HEAD's gate settings are unusable (pyproject.toml" in said and "'five'" in said
+    assert judged == same and "HEAD's gate settings are unusable (HEAD:pyproject.toml" in said and "'five'" in said

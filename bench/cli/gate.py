@@ -86,20 +86,17 @@ def _as_of(args, tree, rev, thresholds):
     off by a slip: settings it writes there judge the changes after it. The working tree's where REV's
     are unusable (said)."""
     from bench import gate
+    from bench.gate.rule import thresholds_from
     from bench.gate.worktree import git
     if args.config:
         return thresholds, ""
     sha = gate.resolve(tree, rev)
-    shown = git(tree, "show", f"{sha}:./pyproject.toml")
-    with tempfile.TemporaryDirectory(prefix="bench-gate-config-") as folder:
-        path = Path(folder) / "pyproject.toml"
-        if shown.returncode == 0:   # else REV has none: the defaults, as for a working tree without one
-            path.write_text(shown.stdout, encoding="utf-8")
-        try:
-            base = gate.load_thresholds(path, args.threshold)
-        except gate.CompareError as e:
-            return thresholds, (f"gate: {rev}'s gate settings are unusable ({str(e).replace(str(path), 'pyproject.toml')}); "
-                                "judged by the working tree's")
+    shown = git(tree, "show", f"{sha}:./pyproject.toml")   # none there: the defaults, as for a tree without one
+    try:
+        base = thresholds_from(shown.stdout if shown.returncode == 0 else None, f"{rev}:pyproject.toml",
+                               args.threshold)
+    except gate.CompareError as e:
+        return thresholds, f"gate: {rev}'s gate settings are unusable ({e}); judged by the working tree's"
     if base == thresholds:
         return thresholds, ""
     return base, (f"gate: the working tree changes the gate's settings in pyproject.toml; judged by {rev}'s, as "

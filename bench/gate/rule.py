@@ -100,17 +100,27 @@ def load_thresholds(path: Path | str, default: str | float | None = None, explic
     if explicit and not path.is_file():
         raise CompareError(f"--config {path}: {'is a folder' if path.is_dir() else 'no such file'}, "
                            "expected a pyproject.toml")
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CompareError(f"{path}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return thresholds_from(text, str(path), default)
+
+
+def thresholds_from(text: str | None, name: str, default: str | float | None = None) -> Thresholds:
+    """Thresholds from the text of a pyproject.toml called `name` in messages (None: there is no
+    file, so the defaults), as load_thresholds reads them from a file."""
     table = {}
-    where = f"{path} [{'.'.join(CONFIG_TABLE)}]"
-    if path.is_file():
+    where = f"{name} [{'.'.join(CONFIG_TABLE)}]"
+    if text is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
-            raise CompareError(f"{path}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        for depth, name in enumerate(CONFIG_TABLE):
-            data = data.get(name, {})
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise CompareError(f"{name}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        for depth, key in enumerate(CONFIG_TABLE):
+            data = data.get(key, {})
             if not isinstance(data, dict):
-                raise CompareError(f"{path}: [{'.'.join(CONFIG_TABLE[:depth + 1])}] must be a table, "
+                raise CompareError(f"{name}: [{'.'.join(CONFIG_TABLE[:depth + 1])}] must be a table, "
                                    f"got {type(data).__name__}")
         table = data
         known = {"threshold", "thresholds", "counters", "counters-by-case"}
