@@ -532,3 +532,31 @@ def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
     (repo / "pyproject.toml").write_text(table.format("5%"))
     judged, said = _as_of(plain, repo, "HEAD", same)
     assert judged == same and "HEAD's gate settings are unusable (HEAD:pyproject.toml" in said and "'five'" in said
+
+
+def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, tmp_path):
+    """The one-process A/A figures that widen a gate's intervals (results/baselines/aa.json) are read
+    as REV committed them: a working tree that widens them (edited, or measured on a bad day) does
+    not loosen its own gate, and the gate says so; unchanged figures say nothing; --aa-file still
+    names the file; REV without the file gives none (the intervals stay within-run)."""
+    import argparse
+
+    from bench.cli.gate import _aa_as_of
+    from bench.gate import experiments
+    fp = {"cpu_model": "X", "machine": "x86_64"}
+    stored = repo / gate.AA_FILE
+    experiments.store_experiment(stored, fp, experiments.CALLS_AA, {"extra_sd_log": 0.01})
+    commit(repo, {"notes.md": "x"}, "base with A/A figures")
+    plain, scratch = argparse.Namespace(aa_file=None), tmp_path / "scratch"
+    scratch.mkdir()
+    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
+    assert said == "" and experiments.calls_noise(path, fp)[0] == 0.01
+    experiments.store_experiment(stored, fp, experiments.CALLS_AA, {"extra_sd_log": 0.5})   # the working tree's
+    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
+    assert experiments.calls_noise(path, fp)[0] == 0.01
+    assert "the working tree changes results/baselines/aa.json; judged by HEAD's stored A/A figures" in said
+    named = argparse.Namespace(aa_file=str(stored))
+    assert _aa_as_of(named, repo, "HEAD", stored, scratch) == (stored, "")
+    commit(repo, {gate.AA_FILE.as_posix(): None}, "no A/A figures")
+    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
+    assert experiments.calls_noise(path, fp)[0] is None and "changes results/baselines/aa.json" not in said

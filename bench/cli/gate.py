@@ -87,20 +87,42 @@ def _as_of(args, tree, rev, thresholds):
     are unusable (said)."""
     from bench import gate
     from bench.gate.rule import thresholds_from
-    from bench.gate.worktree import git
     if args.config:
         return thresholds, ""
-    sha = gate.resolve(tree, rev)
-    shown = git(tree, "show", f"{sha}:./pyproject.toml")   # none there: the defaults, as for a tree without one
-    try:
-        base = thresholds_from(shown.stdout if shown.returncode == 0 else None, f"{rev}:pyproject.toml",
-                               args.threshold)
+    try:   # none there: the defaults, as for a tree without one
+        base = thresholds_from(_text_at(tree, rev, "pyproject.toml"), f"{rev}:pyproject.toml", args.threshold)
     except gate.CompareError as e:
         return thresholds, f"gate: {rev}'s gate settings are unusable ({e}); judged by the working tree's"
     if base == thresholds:
         return thresholds, ""
     return base, (f"gate: the working tree changes the gate's settings in pyproject.toml; judged by {rev}'s, as "
                   "every change is (the new ones judge the changes after it; --config names a file to use instead)")
+
+
+def _aa_as_of(args, tree, rev, aa_file, folder):
+    """(the A/A file a gate against REV reads, a line saying so or ""): without --aa-file, REV's
+    results/baselines/aa.json, written into `folder`, for its stored figures widen a one-process
+    gate's intervals: a change cannot widen its own by editing or re-measuring them (they judge the
+    changes after it). Where REV has none, none (the intervals are then within-run only, said)."""
+    from bench import gate
+    if args.aa_file:
+        return aa_file, ""
+    text = _text_at(tree, rev, gate.AA_FILE.as_posix())
+    path = Path(folder) / "aa-of-base.json"
+    path.write_text(text or "{}", encoding="utf-8")
+    now = aa_file.read_text(encoding="utf-8") if aa_file.is_file() else None
+    if now == text:
+        return path, ""
+    return path, (f"gate: the working tree changes {gate.AA_FILE.as_posix()}; judged by {rev}'s stored A/A figures, "
+                  "as every change is (--aa-file names a file to use instead)")
+
+
+def _text_at(tree, rev, path):
+    """The text of `path` as committed at REV in `tree`'s repository; None where REV has no such file."""
+    from bench import gate
+    from bench.gate.worktree import git
+    shown = git(tree, "show", f"{gate.resolve(tree, rev)}:./{path}")
+    return shown.stdout if shown.returncode == 0 else None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -206,8 +228,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
             else:
                 rev = args.base or "HEAD~1"
                 thresholds, said = _as_of(args, tree, rev, thresholds)
-                if said:
-                    print(said, flush=True)
+                aa_file, aa_said = _aa_as_of(args, tree, rev, aa_file, scratch)
+                for line in filter(None, (said, aa_said)):
+                    print(line, flush=True)
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
@@ -217,14 +240,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")
             return 0
-    for line in text.report(outcome, *sides):
-        print(line)
-    line = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)
+        rate = gate.rate_line(aa_file, outcome.env, spec, pairs, thresholds)   # while REV's A/A file is there
     if args.baseline:
-        line += " [of the paired gate; stored mode's rate is not measured]"
+        rate += " [of the paired gate; stored mode's rate is not measured]"
     elif outcome.pairing == "calls":   # its own A/A experiment, not the process pairs'
-        line = aa_line
-    print(line)
+        rate = aa_line
+    for line in [*text.report(outcome, *sides), rate]:
+        print(line)
     print(f"gate wall time: {time.perf_counter() - t0:.0f} s")
     return EXIT_REGRESSED if outcome.result.failed else 0
 
