@@ -560,3 +560,21 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, tmp_pa
     commit(repo, {gate.AA_FILE.as_posix(): None}, "no A/A figures")
     path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
     assert experiments.calls_noise(path, fp)[0] is None and "changes results/baselines/aa.json" not in said
+
+
+def test_process_pairs_of_another_framework_time_its_own_steps_and_backends():
+    """The process pairs' default steps and backends (manual, tape x eager, function, xla) are
+    TensorFlow's; `--framework numpy` (or torch, jax) gets that framework's manual and autodiff
+    steps under every backend, as the one-process gate does, not a `bench run` that refuses 'tape'."""
+    from bench.cli import build_parser
+    from bench.cli.gate import _spec
+    parse = lambda *flags: _spec(build_parser().parse_args(["gate", "--pairing", "processes", *flags]))  # noqa: E731
+    spec, _, _ = parse()
+    assert (spec.frameworks, spec.steps, spec.backends) == (("tensorflow",), ("manual", "tape"), ("eager", "function", "xla"))
+    spec, calls, _ = parse("--framework", "numpy")
+    assert (spec.frameworks, spec.steps, spec.backends) == (("numpy",), ("manual",), None) and calls.steps == ("manual",)
+    spec, _, _ = parse("--framework", "torch", "jax")
+    assert spec.steps == ("manual", "autograd", "grad") and spec.backends is None
+    spec, _, _ = parse("--framework", "numpy", "--step", "module", "--backend", "eager")
+    assert (spec.steps, spec.backends) == (("module",), ("eager",))
+    assert "--backend" not in gate.RunSpec(frameworks=("numpy",), steps=("manual",), backends=None).args()

@@ -39,11 +39,11 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     g.add_argument("--size", metavar="N,M,NH", nargs="+",
                    help=f"problem sizes (default: {size_text(defaults.GATE_SIZE)} in process pairs; "
                         f"{' and '.join(size_text(s) for s in defaults.GATE_CALLS_SIZES)} in one process)")
-    g.add_argument("--step", nargs="+", help=f"steps (default: {' '.join(defaults.GATE_STEPS)} in process pairs; "
-                                              f"those of {' '.join(defaults.GATE_CALLS_STEPS)} each framework has, "
-                                              "in one process)")
+    g.add_argument("--step", nargs="+", help=f"steps (default: {' '.join(defaults.GATE_STEPS)} in process pairs of "
+                                              f"{defaults.GATE_FRAMEWORK}; else those of "
+                                              f"{' '.join(defaults.GATE_CALLS_STEPS)} each framework has)")
     g.add_argument("--backend", nargs="+", help=f"backends (default: {' '.join(defaults.GATE_BACKENDS)} in process "
-                                                "pairs; every backend in one process)")
+                                                f"pairs of {defaults.GATE_FRAMEWORK}; else every backend)")
     g.add_argument("--device", choices=("cpu", "gpu", "all"), default="all")
     g.add_argument("--budget", type=float, metavar="SECONDS",
                    help=f"timed seconds a case in each process (default {defaults.GATE_BUDGET_S:g}); in one process, "
@@ -166,19 +166,27 @@ def _spec(args):
     given = lambda value, default: default if value is None else value   # noqa: E731
     steps, backends = names(args.step), names(args.backend)
     threads, calls_threads = given(args.threads, defaults.GATE_THREADS), given(args.threads, defaults.GATE_CALLS_THREADS)
-    spec = gate.RunSpec(frameworks=names(args.framework) or (defaults.GATE_FRAMEWORK,),
-                        sizes=sizes or (defaults.GATE_SIZE,), steps=steps or defaults.GATE_STEPS,
-                        backends=backends or defaults.GATE_BACKENDS, device=args.device,
+    pair_fws = names(args.framework) or (defaults.GATE_FRAMEWORK,)
+    named = pair_fws == (defaults.GATE_FRAMEWORK,)   # GATE_STEPS and GATE_BACKENDS are its own; others get the one process's
+    spec = gate.RunSpec(frameworks=pair_fws, sizes=sizes or (defaults.GATE_SIZE,),
+                        steps=steps or (defaults.GATE_STEPS if named else _autodiff(pair_fws)),
+                        backends=backends or (defaults.GATE_BACKENDS if named else None), device=args.device,
                         budget_s=given(args.budget, defaults.GATE_BUDGET_S), threads=threads,
                         pin=gate_pin(args.pin, threads))
     calls_fws = names(args.framework) or default_frameworks()   # found, not imported
-    has = frameworks.names("steps", calls_fws)
     calls = gate.RunSpec(frameworks=calls_fws, sizes=sizes or defaults.GATE_CALLS_SIZES,
-                         steps=steps or tuple(s for s in defaults.GATE_CALLS_STEPS if s in has),
+                         steps=steps or _autodiff(calls_fws),
                          backends=backends or None, device=args.device,
                          budget_s=given(args.budget, defaults.GATE_CALLS_BUDGET_S),
                          threads=calls_threads, pin=gate_pin(args.pin, calls_threads))
     return spec, calls, pairs
+
+
+def _autodiff(fws):
+    """Those of defaults.GATE_CALLS_STEPS (manual and each framework's autodiff step) that `fws` have."""
+    from bench import frameworks
+    has = frameworks.names("steps", tuple(fws))
+    return tuple(s for s in defaults.GATE_CALLS_STEPS if s in has)
 
 
 def gate_pin(text: str, threads: int) -> tuple[int, ...]:
