@@ -433,16 +433,18 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
 
 
 def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
-    """No timed code changed: the gate says so and passes at once (an A/A of identical steps would
+    """No timed code changed (tests, text, stored results): the gate says so and passes at once (an A/A of identical steps would
     only spend CI's minutes); asked for the one process, it times both sides anyway."""
     real_project(repo)
     (repo / "notes.md").write_text("text")
     (repo / "tests").mkdir(exist_ok=True)
     (repo / "tests" / "test_more.py").write_text("def test_x():\n    pass\n")
+    (repo / "results" / "baselines").mkdir(parents=True, exist_ok=True)
+    (repo / "results" / "baselines" / "aa.json").write_text("{}\n")   # stored results: no run reads them
     result = bench_gate(repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "--backend", "eager",
                         "--size", "300,784,8", "--budget", "0.05")
     assert result.returncode == 0, result.stderr
-    assert "nothing to compare: only tests and text changed against HEAD (notes.md, tests/test_more.py)" in result.stdout
+    assert "nothing to compare: only tests, text and stored results changed against HEAD (notes.md, results/baselines/aa.json, tests/test_more.py)" in result.stdout
     forced = bench_gate(repo, "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step", "manual",
                         "--backend", "eager", "--size", "300,784,8", "--budget", "0.05")
     # timed, and judged (whatever the verdict: identical steps still differ by noise, which no test asserts)

@@ -35,8 +35,9 @@ from bench.run.worker import WorkerDied, WorkerError
 
 SIDES = ("base", "candidate")
 ROUNDS = 12   # at least this many rounds, each side's takes as short as that needs: it pairs by round
-# What may differ for the steps to be the only code that changed: the steps, tests, text.
-UNTIMED_PREFIXES = ("kernels/", "tests/")
+# What may differ for the steps to be the only code that changed: the steps, tests, text, and stored
+# results (examples, baselines, the A/A figures: no run reads them; a gate reads REV's A/A figures).
+UNTIMED_PREFIXES = ("kernels/", "tests/", "results/")
 UNTIMED_SUFFIXES = (".md",)
 
 
