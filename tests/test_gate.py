@@ -515,53 +515,76 @@ def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
     import argparse
 
     from bench.cli.gate import _as_of, _thresholds
+    head = lambda: gate.resolve(repo, "HEAD")  # noqa: E731
     table = '[tool.backprop-bench.gate]\nthreshold = "{}"\n[tool.backprop-bench.gate.thresholds]\n"numpy/*" = "8%"\n'
     commit(repo, {"pyproject.toml": table.format("5%")}, "base")
     plain = argparse.Namespace(config=None, threshold=None)
     same = _thresholds(plain, repo)
-    assert _as_of(plain, repo, "HEAD", same) == (same, "")
+    assert _as_of(plain, repo, head(), "HEAD", same) == (same, "")
     (repo / "pyproject.toml").write_text(table.format("50%"))
     loose = _thresholds(plain, repo)
     assert loose.default == 0.5
-    judged, said = _as_of(plain, repo, "HEAD", loose)
+    judged, said = _as_of(plain, repo, head(), "HEAD", loose)
     assert judged == same and judged.default == 0.05 and judged.for_key("numpy/manual/eager/cpu") == 0.08
     assert "the working tree changes the gate's settings in pyproject.toml; judged by HEAD's" in said
     named = argparse.Namespace(config=str(repo / "pyproject.toml"), threshold=None)
-    assert _as_of(named, repo, "HEAD", loose) == (loose, "")
+    assert _as_of(named, repo, head(), "HEAD", loose) == (loose, "")
     commit(repo, {"pyproject.toml": None, "notes.md": "x"}, "no pyproject")
-    assert _as_of(plain, repo, "HEAD", same)[0] == compare.Thresholds()
+    assert _as_of(plain, repo, head(), "HEAD", same)[0] == compare.Thresholds()
     commit(repo, {"pyproject.toml": table.format("five")}, "broken")
     (repo / "pyproject.toml").write_text(table.format("5%"))
-    judged, said = _as_of(plain, repo, "HEAD", same)
+    judged, said = _as_of(plain, repo, head(), "HEAD", same)
     assert judged == same and "HEAD's gate settings are unusable (HEAD:pyproject.toml" in said and "'five'" in said
 
 
-def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, tmp_path):
-    """The one-process A/A figures that widen a gate's intervals (results/baselines/aa.json) are read
-    as REV committed them: a working tree that widens them (edited, or measured on a bad day) does
-    not loosen its own gate, and the gate says so; unchanged figures say nothing; --aa-file still
-    names the file; REV without the file gives none (the intervals stay within-run)."""
-    import argparse
-
-    from bench.cli.gate import _aa_as_of
+def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkeypatch, capsys):
+    """The one-process A/A figure that widens a gate's intervals (results/baselines/aa.json) is read
+    as REV committed it: a working tree that widens it (edited, or measured on a bad day) does not
+    loosen its own gate, and the A/A line says whose figure it used and that the tree's differs;
+    --aa-file still names the file used. Through cmd_gate, the one process's timing replaced."""
+    from bench.cli import build_parser
+    from bench.cli.gate import _spec, cmd_gate
     from bench.gate import experiments
-    fp = {"cpu_model": "X", "machine": "x86_64"}
+    from bench.gate.paired import Outcome
+    from bench.gate.processes import Process
+    times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
+    base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
+                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X"})
+    cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
+
+    def one_process(*args, **kwargs):
+        return Outcome(compare.compare([base], [cand], compare.Thresholds(0.05)),
+                       {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
+                       pairing="calls")
+    monkeypatch.setattr(gate, "paired", one_process)
+    flags = ["gate", "--tree", str(repo), "--base", "HEAD", "--framework", "numpy", "--step", "manual",
+             "--backend", "eager", "--size", "300,784,8"]
+    run = _spec(build_parser().parse_args(flags))[1].describe()
     stored = repo / gate.AA_FILE
-    experiments.store_experiment(stored, fp, experiments.CALLS_AA, {"extra_sd_log": 0.01})
-    commit(repo, {"notes.md": "x"}, "base with A/A figures")
-    plain, scratch = argparse.Namespace(aa_file=None), tmp_path / "scratch"
-    scratch.mkdir()
-    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
-    assert said == "" and experiments.calls_noise(path, fp)[0] == 0.01
-    experiments.store_experiment(stored, fp, experiments.CALLS_AA, {"extra_sd_log": 0.5})   # the working tree's
-    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
-    assert experiments.calls_noise(path, fp)[0] == 0.01
-    assert "the working tree changes results/baselines/aa.json; judged by HEAD's stored A/A figures" in said
-    named = argparse.Namespace(aa_file=str(stored))
-    assert _aa_as_of(named, repo, "HEAD", stored, scratch) == (stored, "")
-    commit(repo, {gate.AA_FILE.as_posix(): None}, "no A/A figures")
-    path, said = _aa_as_of(plain, repo, "HEAD", stored, scratch)
-    assert experiments.calls_noise(path, fp)[0] is None and "changes results/baselines/aa.json" not in said
+
+    def store(extra):
+        experiments.store_experiment(stored, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "run": run})
+
+    def gated(*more):
+        assert cmd_gate(build_parser().parse_args([*flags, *more])) in (0, 1)
+        return capsys.readouterr().out
+    commit(repo, {"notes.md": "x"}, "base without A/A figures")
+    store(0.5)   # the working tree's own, measured on a bad day
+    out = gated()
+    assert "A/A of this one-process gate (as HEAD stored it): not measured on this machine" in out
+    assert "its intervals are within-run only" in out and "widened by sd" not in out
+    assert "the working tree's stored figure (sd 0.500) is not its base's" in out
+    store(0.01)
+    commit(repo, {}, "base with A/A figures")
+    store(0.5)
+    out = gated()
+    assert "intervals widened by sd 0.010" in out and "the working tree's stored figure (sd 0.500) is not its base's" in out
+    store(0.01)
+    out = gated()
+    assert "intervals widened by sd 0.010" in out and "is not its base's" not in out
+    store(0.5)
+    out = gated("--aa-file", str(stored))
+    assert "intervals widened by sd 0.500" in out and "as HEAD stored it" not in out and "is not its base's" not in out
 
 
 def test_process_pairs_of_another_framework_time_its_own_steps_and_backends():

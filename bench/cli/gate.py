@@ -62,7 +62,8 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
                                                   "pairs; every installed one in one process)")
     g.add_argument("--tree", help="the git checkout whose working tree is the candidate (default: this one)")
     g.add_argument("--out", help="keep every process's records under this folder (default: a temporary one)")
-    g.add_argument("--aa-file", help="where A/A rates are stored (default: <tree>/results/baselines/aa.json)")
+    g.add_argument("--aa-file", help="where A/A rates are stored and read (default: <tree>/results/baselines/aa.json; "
+                                     "a gate against REV reads REV's committed copy)")
     _rule_flags(g)
 
 
@@ -80,7 +81,7 @@ def _thresholds(args, tree):
                                 explicit=bool(args.config))
 
 
-def _as_of(args, tree, rev, thresholds):
+def _as_of(args, tree, sha, rev, thresholds):
     """(the thresholds REV is compared with the working tree by, a line saying so or ""): without
     --config, those of REV's own pyproject.toml, so a change cannot loosen its own gate, nor switch it
     off by a slip: settings it writes there judge the changes after it. The working tree's where REV's
@@ -90,7 +91,7 @@ def _as_of(args, tree, rev, thresholds):
     if args.config:
         return thresholds, ""
     try:   # none there: the defaults, as for a tree without one
-        base = thresholds_from(_text_at(tree, rev, "pyproject.toml"), f"{rev}:pyproject.toml", args.threshold)
+        base = thresholds_from(_text_at(tree, sha, "pyproject.toml"), f"{rev}:pyproject.toml", args.threshold)
     except gate.CompareError as e:
         return thresholds, f"gate: {rev}'s gate settings are unusable ({e}); judged by the working tree's"
     if base == thresholds:
@@ -99,29 +100,32 @@ def _as_of(args, tree, rev, thresholds):
                   "every change is (the new ones judge the changes after it; --config names a file to use instead)")
 
 
-def _aa_as_of(args, tree, rev, aa_file, folder):
-    """(the A/A file a gate against REV reads, a line saying so or ""): without --aa-file, REV's
-    results/baselines/aa.json, written into `folder`, for its stored figures widen a one-process
-    gate's intervals: a change cannot widen its own by editing or re-measuring them (they judge the
-    changes after it). Where REV has none, none (the intervals are then within-run only, said)."""
+def _aa_of(tree, sha, folder):
+    """REV's stored A/A figures (results/baselines/aa.json as commit `sha` holds it; none where it
+    has none), in a file in `folder`: they widen a one-process gate's intervals, so a change cannot
+    widen its own by editing or re-measuring them (its figures judge the changes after it)."""
     from bench import gate
-    if args.aa_file:
-        return aa_file, ""
-    text = _text_at(tree, rev, gate.AA_FILE.as_posix())
     path = Path(folder) / "aa-of-base.json"
-    path.write_text(text or "{}", encoding="utf-8")
-    now = aa_file.read_text(encoding="utf-8") if aa_file.is_file() else None
-    if now == text:
-        return path, ""
-    return path, (f"gate: the working tree changes {gate.AA_FILE.as_posix()}; judged by {rev}'s stored A/A figures, "
-                  "as every change is (--aa-file names a file to use instead)")
+    path.write_text(_text_at(tree, sha, gate.AA_FILE.as_posix()) or "{}", encoding="utf-8")
+    return path
 
 
-def _text_at(tree, rev, path):
-    """The text of `path` as committed at REV in `tree`'s repository; None where REV has no such file."""
-    from bench import gate
+def _own_aa(tree_aa, used, fp, spec):
+    """What to add to the A/A line where the working tree stores another figure for this gate than
+    the one used (REV's): "" where they agree."""
+    from bench.gate import experiments
+    own, used_sd = (experiments.calls_noise(path, fp, spec)[0] for path in (tree_aa, used))
+    if own == used_sd:
+        return ""
+    figure = "none" if own is None else f"sd {own:.3f}"
+    return (f"; the working tree's stored figure ({figure}) is not its base's: it judges the changes after this one "
+            "(--aa-file names a file to use instead)")
+
+
+def _text_at(tree, sha, path):
+    """The text of `path` as commit `sha` holds it in `tree`'s repository; None where it has no such file."""
     from bench.gate.worktree import git
-    shown = git(tree, "show", f"{gate.resolve(tree, rev)}:./{path}")
+    shown = git(tree, "show", f"{sha}:./{path}")
     return shown.stdout if shown.returncode == 0 else None
 
 
@@ -235,16 +239,19 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 sides = ("baseline", "candidate")
             else:
                 rev = args.base or "HEAD~1"
-                thresholds, said = _as_of(args, tree, rev, thresholds)
-                aa_file, aa_said = _aa_as_of(args, tree, rev, aa_file, scratch)
-                for line in filter(None, (said, aa_said)):
-                    print(line, flush=True)
+                sha = gate.resolve(tree, rev)
+                thresholds, said = _as_of(args, tree, sha, rev, thresholds)
+                if said:
+                    print(said, flush=True)
+                tree_aa, aa_file = aa_file, (aa_file if args.aa_file else _aa_of(tree, sha, scratch))
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)
                 sides = (rev, "working tree")
                 if outcome.pairing == "calls":   # judged with this machine's one-process A/A, if measured
                     from bench.gate import calls
-                    outcome, aa_line = calls.with_aa(outcome, aa_file, calls_spec, thresholds, args.allow_mismatch)
+                    whose = "" if args.aa_file else f" (as {rev} stored it)"
+                    outcome, aa_line = calls.with_aa(outcome, aa_file, calls_spec, thresholds, args.allow_mismatch, whose)
+                    aa_line += _own_aa(tree_aa, aa_file, outcome.env, calls_spec)
         except gate.NothingToCompare as e:
             print(f"gate: nothing to compare: {e}; passing")
             return 0

@@ -155,12 +155,13 @@ def one_process(base_tree: Path, tree: Path | str, spec: RunSpec, pairs: int, th
 
 
 def with_aa(outcome: Outcome, aa_file: Path | str, spec: RunSpec, thresholds: rule.Thresholds,
-            allow_mismatch: bool = False) -> tuple[Outcome, str]:
+            allow_mismatch: bool = False, whose: str = "") -> tuple[Outcome, str]:
     """(a one-process gate's Outcome judged with what this machine's one-process A/A runs of the
-    same cases showed its intervals miss, where they did; the line that says so)."""
+    same cases showed its intervals miss, where they did; the line that says so). whose: where the
+    figures come from, said after "A/A of this one-process gate"."""
     from bench.gate import experiments
     extra, source = experiments.calls_noise(aa_file, outcome.env, spec)
-    line = f"A/A of this one-process gate: {source}" + (
+    line = f"A/A of this one-process gate{whose}: {source}" + (
         "; its intervals are within-run only" if extra is None else
         "; its intervals held there (they missed nothing measurable)" if extra == 0 else
         f"; its intervals missed an sd of {extra:.3f} in the log-ratio there, and are widened by it")
