@@ -83,7 +83,7 @@ def paired(tree: Path | str, rev: str, spec: RunSpec, pairs: int, thresholds: ru
     t0 = time.perf_counter()
     changed = calls.changed_files(tree, sha)
     outside = calls.outside_kernels(changed)
-    only_steps = bool(changed) and not outside   # the steps (with tests and text at most): one harness times both
+    only_steps = bool(changed) and not outside   # the steps (with tests, text, stored results at most): one harness times both
     if pairing == "auto" and only_steps and not any(f.startswith("kernels/") for f in changed):
         raise NothingToCompare(f"only tests, text and stored results changed against {rev} ({', '.join(changed[:3])}"
                                f"{', ...' if len(changed) > 3 else ''}): no timed code to compare "
