@@ -88,10 +88,11 @@ def _as_of(args, tree, sha, rev, thresholds):
     are unusable (said)."""
     from bench import gate
     from bench.gate.rule import thresholds_from
+    from bench.gate.worktree import text_at
     if args.config:
         return thresholds, ""
     try:   # none there: the defaults, as for a tree without one
-        base = thresholds_from(_text_at(tree, sha, "pyproject.toml"), f"{rev}:pyproject.toml", args.threshold)
+        base = thresholds_from(text_at(tree, sha, "pyproject.toml"), f"{rev}:pyproject.toml", args.threshold)
     except gate.CompareError as e:
         return thresholds, f"gate: {rev}'s gate settings are unusable ({e}); judged by the working tree's"
     if base == thresholds:
@@ -105,8 +106,9 @@ def _aa_of(tree, sha, folder):
     has none), in a file in `folder`: they widen a one-process gate's intervals, so a change cannot
     widen its own by editing or re-measuring them (its figures judge the changes after it)."""
     from bench import gate
+    from bench.gate.worktree import text_at
     path = Path(folder) / "aa-of-base.json"
-    path.write_text(_text_at(tree, sha, gate.AA_FILE.as_posix()) or "{}", encoding="utf-8")
+    path.write_text(text_at(tree, sha, gate.AA_FILE.as_posix()) or "{}", encoding="utf-8")
     return path
 
 
@@ -120,13 +122,6 @@ def _own_aa(tree_aa, used, fp, spec):
     figure = "none" if own is None else f"sd {own:.3f}"
     return (f"; the working tree's stored figure ({figure}) is not its base's: it judges the changes after this one "
             "(--aa-file names a file to use instead)")
-
-
-def _text_at(tree, sha, path):
-    """The text of `path` as commit `sha` holds it in `tree`'s repository; None where it has no such file."""
-    from bench.gate.worktree import git
-    shown = git(tree, "show", f"{sha}:./{path}")
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -243,6 +238,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 thresholds, said = _as_of(args, tree, sha, rev, thresholds)
                 if said:
                     print(said, flush=True)
+                # judged by REV's stored A/A figures (the rate line below too); the working tree's only compared
                 tree_aa, aa_file = aa_file, (aa_file if args.aa_file else _aa_of(tree, sha, scratch))
                 outcome = gate.paired(tree, rev, spec, pairs, thresholds, workdir, args.allow_mismatch,
                                       pairing=args.pairing, calls_spec=calls_spec)

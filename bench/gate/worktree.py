@@ -23,6 +23,12 @@ def git(tree: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
 _ANCESTRY = re.compile(r"^(?P<start>[^~^:{}]+)(?P<walk>(?:~\d*|\^\d?)+)$")
 
 
+def text_at(tree: Path | str, sha: str, path: str) -> str | None:
+    """The text of `path` (relative to `tree`) as commit `sha` holds it; None where it has no such file."""
+    shown = git(tree, "show", f"{sha}:./{path}")
+    return shown.stdout if shown.returncode == 0 else None
+
+
 def _generations(walk):
     """(first-parent generations a walk such as '~2^' goes back, whether it names a merge's other parent)."""
     total, other = 0, False
