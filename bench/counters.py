@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bench.frameworks.base import Framework, OpTime
     from bench.records import CaseKey
 
-from bench.records import one_line  # noqa: E402  (after the TYPE_CHECKING block)
+from bench.text import one_line  # noqa: E402  (after the TYPE_CHECKING block)
 
 STEPS = 2   # steps profiled: the ops of a profile of none (the sync alone) taken from it, over STEPS
 PROFILED = f"'s profiler: what ran, over {STEPS} steps"   # ops_source's end where the ops are what a profiler saw

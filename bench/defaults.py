@@ -52,7 +52,7 @@ RUN_SD = 0.10
 
 # ---- the regression gate
 # A case regressed when its time grew by more than the threshold, its interval clear of half of it
-# (bench/gate/rule.py). 5%: the rule needs the ratio itself above 1 + threshold, so a threshold of
+# (bench/compare.py). 5%: the rule needs the ratio itself above 1 + threshold, so a threshold of
 # 10% flags a case exactly 10% slower only about half the time. At 5%, 20 + 20 one-process TensorFlow
 # gates on the 2-core VM beside a CPU-bound neighbour (one thread; median half-widths 1.2-2.2% at
 # n=5000, 2.3-3.3% at n=50,000) flagged manual/eager made 10% slower in 20 of 20 runs at n=5000 and
@@ -79,7 +79,7 @@ GATE_PIN = "off"           # gate --pin: "auto" binds each process's framework w
                            # quiet and 0.069/0.069 beside a CPU-bound neighbour in one experiment, and
                            # 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
 GATE_PROCESS_TIMEOUT_S = 600
-# The one-process gate (a change to kernels/ alone: bench/gate/calls.py) times the regime users
+# The one-process gate (a change to kernels/ alone: bench/gate/one_process.py) times the regime users
 # run as well as the small one: both sizes, every installed framework, each framework's
 # hand-written and autodiff steps (those of these names it has) under every backend, for
 # GATE_CALLS_BUDGET_S x pairs of timed calls a side, one CPU thread a framework (--threads 0: the

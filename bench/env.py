@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from bench import machine
+
 # The repository that contains bench/ (git facts are read from here).
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,8 +49,8 @@ GPU_FIELDS = (
     ("mig.mode.current", "mig_mode"),
 )
 
-# What must match for two runs' times to be comparable.
-IDENTITY_KEYS = ("cpu_model", "machine", "gpu_names", "framework_versions")
+# What must match for two runs' times to be comparable: bench/machine.py's identity.
+IDENTITY_KEYS = machine.IDENTITY_KEYS
 
 # What differences() compares by default: the identity plus these fingerprint keys.
 DEFAULT_DIFF_KEYS = IDENTITY_KEYS + ("env", "cpu_count_logical", "git_commit", "git_dirty", "data_source")
@@ -242,6 +244,18 @@ def git_info() -> dict:
     return info
 
 
+def host_id() -> str | None:
+    """A short stable id of this installation of the OS (a hash of /etc/machine-id, else of the
+    host name): what tells two hosts of the same CPU model apart (bench/machine.py noise_key)."""
+    import hashlib
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        text = (_read_text(path) or "").strip()
+        if text:
+            return hashlib.sha256(text.encode()).hexdigest()[:12]
+    name = socket.gethostname()
+    return hashlib.sha256(f"host:{name}".encode()).hexdigest()[:12] if name else None
+
+
 def _version(dist: str) -> str | None:
     """Installed version of a distribution via its metadata; never imports the package."""
     for name in (dist, dist.replace("_", "-")):
@@ -264,6 +278,7 @@ def fingerprint(frameworks: dict[str, dict] | None = None, *, data_source: str |
     packages = {name: _version(name) for name in PACKAGES}
     return {
         "hostname": socket.gethostname(),
+        "host_id": host_id(),
         "os": platform.platform(),
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -291,15 +306,8 @@ def fingerprint(frameworks: dict[str, dict] | None = None, *, data_source: str |
 
 
 def identity(fp: dict) -> dict:
-    """The part of a fingerprint that must match for two runs' times to be comparable: CPU model, architecture, GPU names, and each framework's version."""
-    frameworks = fp.get("frameworks") or {}
-    return {
-        "cpu_model": fp.get("cpu_model"),
-        "machine": fp.get("machine"),
-        "gpu_names": [gpu.get("name") for gpu in fp.get("gpus") or [] if isinstance(gpu, dict)],
-        "framework_versions": {name: info.get("version") if isinstance(info, dict) else None
-                               for name, info in frameworks.items()},
-    }
+    """The part of a fingerprint that must match for two runs' times to be comparable (bench/machine.py)."""
+    return machine.Machine.of(fp).identity()
 
 
 def _diff(path: str, a, b) -> list[str]:

@@ -17,7 +17,8 @@ import numpy as np
 
 from bench import counters, defaults, frameworks, stats, timing
 from bench.frameworks.base import OpTime
-from bench.records import CaseKey, Record, one_line
+from bench.records import CaseKey, Record
+from bench.text import one_line
 
 DEVICES = ("cpu", "gpu")
 SIZE_KEYS = ("n", "m", "nh")

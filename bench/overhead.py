@@ -1,9 +1,11 @@
 """The harness's own cost: one case timed in the run engine's interleaved rounds and by the timing
 core's plainest loop (timing.steady: the timer around each call and its sync, nothing else),
-alternately, so the ratio of their medians shows what the rounds' bookkeeping adds (it should be ~1.00)."""
+alternately, so their ratio (the one comparison, paired by round) shows what the rounds'
+bookkeeping adds (it should be ~1.00)."""
 from collections.abc import Callable
 
-from bench import stats, timing
+from bench import timing
+from bench.compare import ROUNDS, Measurement, estimate
 
 
 def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int = 10, per_round: int = 5,
@@ -28,4 +30,6 @@ def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int 
                                     timer=timer).samples_s
                 plain += got
                 r_p += [r] * len(got)
-    return harness, plain, stats.ratio_ci(harness, plain, paired=(r_h, r_p))
+    e = estimate([Measurement(tuple(plain), tuple(r_p), "overhead")], [Measurement(tuple(harness), tuple(r_h), "overhead")],
+                 ROUNDS)
+    return harness, plain, (e.ratio, e.lo, e.hi)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
+from bench.text import printable
 
 # The records file's schema: 2 since each case has one final record in records.jsonl (checkpoints in
 # a journal beside it), 3 since a case may name its environment (deps). A reader takes any schema up
@@ -399,17 +400,6 @@ def _shown(value, limit=40):
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT:
         text = f"a {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'huge'}-digit number"
     return printable(text)[:limit]
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as a record's error and a command's message show it: its type and first line."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
-
-
-def printable(text: object) -> str:
-    """`text` without control characters (terminal escapes, newlines): what a terminal may be shown."""
-    return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
 def check(d: object) -> str | None:

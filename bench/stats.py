@@ -147,7 +147,10 @@ def round_ratio_ci(a: Samples, b: Samples, rounds_a: Samples, rounds_b: Samples,
         for sample, r in zip(samples, rounds):
             by_round.setdefault((side, int(r)), []).append(float(sample))
     shared = sorted({r for side, r in by_round if side == 0} & {r for side, r in by_round if side == 1})
-    logs = np.array([math.log(median(by_round[0, r]) / median(by_round[1, r])) for r in shared])
+    ratios = np.array([median(by_round[0, r]) / median(by_round[1, r]) for r in shared])
+    if not (ratios > 0).all():   # a time at or below zero is no measurement: no interval
+        return (math.nan, math.nan, math.nan)
+    logs = np.log(ratios)
     n = len(logs)
     if n < 2 or not np.isfinite(logs).all():
         return (math.nan, math.nan, math.nan)

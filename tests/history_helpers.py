@@ -55,7 +55,7 @@ def make_v1_store(url, recs, commit):
     holding `recs` of one run: what migration 2 starts from."""
     import sqlalchemy as sa
 
-    from bench.history.store import machine_key
+    from bench.machine import Machine
     fields = ("framework", "step", "backend", "device", "n", "m", "nh", "dtype")
     md = sa.MetaData()
     schema = sa.Table("schema", md, sa.Column("version", sa.Integer, nullable=False))
@@ -82,7 +82,7 @@ def make_v1_store(url, recs, commit):
         conn.execute(schema.insert().values(version=1))
         run = conn.execute(runs.insert().values(
             run_id=recs[0].run_id, commit_sha=commit["sha"], parent_sha=commit["parent"], commit_time=commit["time"],
-            branch=commit["branch"], dirty=False, machine=machine_key(recs[0].env), fingerprint="{}")).inserted_primary_key[0]
+            branch=commit["branch"], dirty=False, machine=Machine.of(recs[0].env).series_key, fingerprint="{}")).inserted_primary_key[0]
         for r in recs:
             old = {k: v for k, v in json.loads(r.to_json()).items() if k not in ("cache", "timer", "host_samples_s",
                                                                                  "telemetry")}

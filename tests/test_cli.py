@@ -185,11 +185,11 @@ def test_sigterm_mid_timing_keeps_every_checked_case(tmp_path):
     assert all(r.status == "ok" and r.stop_reason == "interrupted" and len(r.samples_s) > 3 for r in got)
     assert not (out / "report.md").exists()
     # an interrupted case gets no gate verdict from a handful of samples, but does from enough
-    from bench.gate import rule
+    from tests.comparing import case
     few = dataclasses.replace(got[0], samples_s=got[0].samples_s[:3], rounds=got[0].rounds[:3])
-    c = rule.compare_case([few], [few], 0.1)
+    c = case([few], [few], 0.1)
     assert c.verdict == "n/a" and "interrupted after 3 samples" in c.note
-    enough = rule.compare_case([got[0]], [got[0]], 0.1)   # a verdict, and no change (how sure: its interval)
+    enough = case([got[0]], [got[0]], 0.1)   # a verdict, and no change (how sure: its interval)
     assert enough.verdict in ("same", "inconclusive") and enough.ratio == 1.0
 
 

@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import records
-from bench.gate import rule as compare
-from bench.gate import text
-from bench.gate.rule import CompareError, Thresholds, compare_case, parse_threshold, verdict
+from bench import compare, records
+from bench.compare import CompareError, Thresholds, parse_threshold, verdict
+from bench.gate import settings, text
 from bench.records import Record
+from tests.comparing import case as compare_case
+from tests.comparing import sides
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"cpu_model": "Test CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "2.21.0"}}}
 
 
 def rec(samples, step="manual", backend="function", run_id="r1", rounds=(), env=None, **kw):
-    return Record(framework="tensorflow", step=step, backend=backend, device="cpu", n=100, m=784, nh=50,
+    return Record(framework="tensorflow", step=step, backend=backend, device="cpu", n=kw.pop("n", 100), m=784, nh=50,
                   dtype="float32", status=kw.pop("status", "ok"), samples_s=tuple(samples), rounds=tuple(rounds),
                   run_id=run_id, env=ENV if env is None else env, **kw)
 
@@ -46,13 +47,13 @@ def test_thresholds_from_pyproject(tmp_path):
     path = tmp_path / "pyproject.toml"
     path.write_text('[tool.backprop-bench.gate]\nthreshold = "8%"\n'
                     '[tool.backprop-bench.gate.thresholds]\n"tensorflow/*/eager/*" = "20%"\n"tensorflow/manual/*" = 0.05\n')
-    t = compare.load_thresholds(path)
+    t = settings.load_thresholds(path)
     assert t.default == pytest.approx(0.08)
     assert t.for_key("tensorflow/manual/eager/cpu") == pytest.approx(0.20)   # first match wins
     assert t.for_key("tensorflow/manual/xla/cpu") == pytest.approx(0.05)
     assert t.for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.08)
-    assert compare.load_thresholds(path, default="15%").for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.15)
-    assert compare.load_thresholds(tmp_path / "missing.toml") == Thresholds()
+    assert settings.load_thresholds(path, default="15%").for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.15)
+    assert settings.load_thresholds(tmp_path / "missing.toml") == Thresholds()
 
 
 @pytest.mark.parametrize("content, words", [
@@ -64,12 +65,12 @@ def test_bad_config_is_one_line(tmp_path, content, words):
     path = tmp_path / "pyproject.toml"
     path.write_text(content)
     with pytest.raises(CompareError, match=words) as e:
-        compare.load_thresholds(path)
+        settings.load_thresholds(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
 def test_the_repository_config_loads():
-    t = compare.load_thresholds(REPO / "pyproject.toml")
+    t = settings.load_thresholds(REPO / "pyproject.toml")
     assert 0 < t.default < 1
 
 
@@ -99,7 +100,7 @@ def test_verdict(ratio, lo, hi, expected):
     (1.0, float("nan"), float("nan"), float("nan")),
 ])
 def test_the_smallest_slowdown_a_run_could_see(ratio, lo, hi, seen):
-    from bench.gate.rule import detectable
+    from bench.compare import detectable
     got = detectable(ratio, lo, hi, 0.10)
     assert got == pytest.approx(seen, nan_ok=True)
     if got == got:   # a true slowdown that size, with this interval around it, is flagged
@@ -182,12 +183,12 @@ def test_a_case_the_candidate_broke_fails_and_one_not_timed_is_not_compared():
     failed = rec((), status="failed", error="wrong answer: d_w1")
     c = compare_case([rec(noisy(0.01))], [failed], 0.10)
     assert c.verdict == "failed" and c.note == "candidate failed: wrong answer: d_w1"
-    result = compare.compare([rec(noisy(0.01))], [failed], Thresholds())
+    result = sides([rec(noisy(0.01))], [failed], Thresholds())
     assert result.failed and not result.regressed
     assert text.summary(result).startswith("verdict: FAILED, the candidate broke a case the base ran (1 failed)")
     fixed = compare_case([failed], [rec(noisy(0.01), run_id="r2")], 0.10)
     assert fixed.verdict == "n/a" and fixed.note == "base failed: wrong answer: d_w1"
-    assert not compare.compare([failed], [rec(noisy(0.01), run_id="r2")], Thresholds()).failed
+    assert not sides([failed], [rec(noisy(0.01), run_id="r2")], Thresholds()).failed
     skipped = rec((), status="skipped", error="no GPU")
     assert compare_case([rec(noisy(0.01))], [skipped], 0.10).verdict == "n/a"
     # process pairs: one pair whose candidate failed fails the case
@@ -210,7 +211,7 @@ def test_scale_multiplies_samples():
 
 
 def test_cases_on_one_side_are_listed():
-    result = compare.compare([rec(noisy(0.01)), rec(noisy(0.01), step="tape")],
+    result = sides([rec(noisy(0.01)), rec(noisy(0.01), step="tape")],
                              [rec(noisy(0.01), run_id="r2"), rec(noisy(0.01), step="module", run_id="r2")], Thresholds())
     assert [c.key for c in result.comparisons] == ["tensorflow/manual/function/cpu"]
     assert result.only_base == (rec([1], step="tape").label,) and result.only_candidate == (rec([1], step="module").label,)
@@ -223,7 +224,7 @@ def test_per_case_thresholds_apply():
     t = Thresholds(0.10, (("tensorflow/manual/*", 0.50),))
     base = [rec(noisy(0.010)), rec(noisy(0.010), step="tape")]
     cand = [rec(noisy(0.013, seed=1), run_id="r2"), rec(noisy(0.013, seed=1), step="tape", run_id="r2")]
-    result = compare.compare(base, cand, t)
+    result = sides(base, cand, t)
     assert [(c.key, c.threshold, c.verdict) for c in result.comparisons] == [
         ("tensorflow/manual/function/cpu", 0.50, "same"), ("tensorflow/tape/function/cpu", 0.10, "regressed")]
     assert "REGRESSED" in text.summary(result) and "tensorflow/tape" in text.summary(result)
@@ -233,17 +234,17 @@ def test_different_machines_are_refused_unless_allowed():
     other = {**ENV, "cpu_model": "Other CPU", "frameworks": {"tensorflow": {"version": "2.20.0"}}}
     base, cand = [rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=other)]
     with pytest.raises(CompareError) as e:
-        compare.compare(base, cand, Thresholds())
+        sides(base, cand, Thresholds())
     message = str(e.value)
     assert "\n" not in message and "--allow-mismatch" in message
     assert "cpu_model: 'Test CPU' vs 'Other CPU'" in message and "2.21.0" in message
-    result = compare.compare(base, cand, Thresholds(), allow_mismatch=True)
+    result = sides(base, cand, Thresholds(), allow_mismatch=True)
     assert any("warning: compared despite" in line for line in text.table(result))
 
 
 def test_another_framework_loaded_is_not_a_mismatch():
     more = {**ENV, "frameworks": {**ENV["frameworks"], "torch": {"version": "2.5"}}}
-    result = compare.compare([rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=more)], Thresholds())
+    result = sides([rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=more)], Thresholds())
     assert result.mismatch == ()
 
 
@@ -277,7 +278,7 @@ def test_cli_exit_codes(runs, tmp_path):
     # separate runs, the machine's run-to-run noise unmeasured: the default 10% widens each interval,
     # so two unchanged runs cannot rule out a 10% change ("inconclusive", exit 0), a +50% one still fails
     assert "ratio [95% CI]" in ok.stdout and "verdict: no regression (2 inconclusive)" in ok.stdout
-    assert "widened by this machine's run-to-run noise, sd 10% (not measured on this machine" in ok.stdout
+    assert "widened by the run-to-run noise between runs, sd 10% (the default: not measured on this machine" in ok.stdout
     bad = bench("compare", base, slow)
     assert bad.returncode == 1, bad.stderr
     assert "regressed" in bad.stdout and "REGRESSED" in bad.stdout
@@ -301,7 +302,9 @@ def test_cli_refuses_another_machine(runs):
     result = bench("compare", base, elsewhere)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "gpu_names" in result.stderr and "--allow-mismatch" in result.stderr
-    allowed = bench("compare", base, elsewhere, "--allow-mismatch")
+    lost = bench("compare", base, elsewhere, "--allow-mismatch")   # the candidate lacks the base's tape case
+    assert lost.returncode == 1 and "FAILED, the candidate lacks 1 case(s) the base has" in lost.stdout
+    allowed = bench("compare", base, elsewhere, "--allow-mismatch", "--allow-missing")
     assert allowed.returncode == 0 and "warning: compared despite an identity difference: gpu_names" in allowed.stdout
     assert "only in base: tensorflow/tape" in allowed.stdout
 
@@ -316,7 +319,7 @@ def test_cli_missing_or_empty_runs(runs, tmp_path):
 
 def test_a_failed_first_process_drops_its_pair_instead_of_failing_the_gate():
     r = rec(noisy(0.1, n=10))
-    result = compare.compare([[r], [r], [r]], [None, [r], [r]], Thresholds(), paired=True)
+    result = sides([[r], [r], [r]], [None, [r], [r]], Thresholds(), paired=True)
     (c,) = result.comparisons
     assert c.verdict == "same" and c.ratio == pytest.approx(1.0) and "2 process pairs" in c.method
 
@@ -354,5 +357,75 @@ def test_a_difference_the_load_alone_could_make_is_not_a_verdict():
     back = compare_case([rec(noisy(0.017), telemetry=busy)], [rec(noisy(0.010, seed=1), run_id="r2", telemetry=quiet)],
                         0.10, run_sd=0.05)
     assert back.verdict == "inconclusive" and "not judged improved" in back.note
-    result = compare.compare([base], [rec(noisy(0.017, seed=1), run_id="r2", telemetry=busy)], Thresholds())
+    result = sides([base], [rec(noisy(0.017, seed=1), run_id="r2", telemetry=busy)], Thresholds())
     assert not result.failed
+
+
+def test_a_lost_case_or_an_unreadable_line_fails_unless_allowed(runs, tmp_path):
+    """The candidate's file lost its first line (a truncated write): that is no pass. An unreadable
+    line is bad input (exit 2) and a case the base has and the candidate lacks fails (exit 1), each
+    naming what is missing; --allow-missing compares what is left, saying what was dropped."""
+    base, same = runs[:2]
+    lines = same.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(lines[0][:40] + "\n" + "".join(lines[1:]))
+    broken = bench("compare", base, cut)
+    assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1, broken.stderr
+    assert "1 unreadable record line(s)" in broken.stderr and "--allow-missing" in broken.stderr
+    allowed = bench("compare", base, cut, "--allow-missing")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "dropped 1 bad record(s); kept 1" in allowed.stderr and "only in base: tensorflow/manual" in allowed.stdout
+    lost = tmp_path / "lost.jsonl"
+    lost.write_text("".join(lines[1:]))
+    failed = bench("compare", base, lost)
+    assert failed.returncode == 1 and "FAILED, the candidate lacks 1 case(s) the base has" in failed.stdout
+    assert "tensorflow/manual/function/cpu" in failed.stdout.splitlines()[-2]   # the summary names it
+    result = sides([rec(noisy(0.01)), rec(noisy(0.01), step="tape")], [rec(noisy(0.01), run_id="r2")],
+                   allow_missing=False)
+    assert result.failed and result.lost == (rec([1], step="tape").label,) and not result.regressed
+
+
+def test_the_report_and_compare_give_the_same_ratio_and_interval(tmp_path):
+    """For the same two records the report's speed-up and `compare`'s ratio are one computation:
+    two runs of the same cases (one case a group, so each run's case is the other's reference) give
+    the same ratio and interval in `report`'s tables and `compare`'s lines, and two cases of one run
+    give the same in the report's frame and compare_case."""
+    import csv
+    import re
+
+    from bench.compare import ROUNDS, How
+    from bench.report import frames
+    sizes = (100, 200, 400)
+    rounds = [i // 3 for i in range(36)]
+    a = write(tmp_path / "a.jsonl", [rec(noisy(0.01 * k, n=36, seed=k), step="manual", backend="eager", run_id="ra",
+                                         rounds=rounds, n=n) for k, n in enumerate(sizes, 1)])
+    b = write(tmp_path / "b.jsonl", [rec(noisy(0.011 * k, n=36, seed=9 + k), step="manual", backend="eager",
+                                         run_id="rb", rounds=rounds, n=n) for k, n in enumerate(sizes, 1)])
+    compared = bench("compare", a, b)
+    assert compared.returncode in (0, 1), compared.stderr
+    ratios = {}
+    for line in compared.stdout.splitlines():
+        if line.startswith("tensorflow/manual/eager/cpu"):
+            n = int(line.split(" n=")[1].split()[0])
+            found = re.search(r"(\d+\.\d{3}) \[(\d+\.\d{3}), (\d+\.\d{3})\]", line)
+            ratios[n] = tuple(float(v) for v in found.groups())
+    assert sorted(ratios) == list(sizes)
+    out = tmp_path / "report"
+    assert bench("report", a, b, "--out", out).returncode == 0
+    with open(out / "tables" / "cases.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["run_id"] == "rb"]
+    assert len(rows) == len(sizes)
+    for r in rows:   # the report's speed-up is base/candidate: the inverse of compare's ratio and interval
+        ratio, lo, hi = ratios[int(r["n"])]
+        speedup, s_lo, s_hi = (float(r[k]) for k in ("speedup", "speedup_lo", "speedup_hi"))
+        assert (1 / speedup, 1 / s_hi, 1 / s_lo) == pytest.approx((ratio, lo, hi), abs=6e-4)
+    # two cases of one run: the frame's estimate is compare_case's, paired by round
+    one = [rec(noisy(0.010, n=36, seed=1), step="manual", backend="eager", rounds=rounds),
+           rec(noisy(0.012, n=36, seed=2), step="manual", backend="xla", rounds=rounds)]
+    df = frames.frame(one)
+    e = frames.estimate(df.iloc[0], df.iloc[1])
+    c = compare.compare_case([one[0]], [one[1]], How(ROUNDS))
+    assert (e.ratio, e.lo, e.hi, e.method) == (c.ratio, c.lo, c.hi, c.method) == (c.ratio, c.lo, c.hi,
+                                                                                  compare.PAIRED_BY_ROUND)
+    xla = df[df.backend == "xla"].iloc[0]
+    assert (xla.speedup, xla.speedup_lo, xla.speedup_hi) == pytest.approx((1 / c.ratio, 1 / c.hi, 1 / c.lo))

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import compare as rule
 from bench import counters, frameworks, run
 from bench.frameworks.base import OpTime, ProfilerUnavailable
-from bench.gate import rule, text
+from bench.gate import settings, text
 from bench.records import CaseKey, Record, check
 from kernels import reference
+from tests.comparing import sides
 from tests.helpers import CONFIG, tiny_inputs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,12 +144,12 @@ def record(ops, run_id="a", samples=(0.01,) * 10, **kw):
 
 def test_compare_reports_a_counter_change_and_fails_only_where_the_policy_says():
     base, cand = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
-    result = rule.compare(base, cand, rule.Thresholds())
+    result = sides(base, cand, rule.Thresholds())
     (c,) = result.comparisons
     assert c.verdict == "same" and c.counters == ("ops 6 -> 7 a step", "MatMul 6 -> 7") and not result.failed
     strict = rule.Thresholds(counter_overrides=(("tensorflow/*/function/*", "fail"),))
-    assert rule.compare(base, cand, strict).failed
-    same = rule.compare(base, [record({"MatMul": 6}, run_id="b")], strict)
+    assert sides(base, cand, strict).failed
+    same = sides(base, [record({"MatMul": 6}, run_id="b")], strict)
     assert not same.failed and not same.comparisons[0].counters
 
 
@@ -155,11 +157,11 @@ def test_the_counter_policy_is_read_from_pyproject(tmp_path):
     path = tmp_path / "pyproject.toml"
     path.write_text('[tool.backprop-bench.gate]\ncounters = "fail"\n'
                     '[tool.backprop-bench.gate.counters-by-case]\n"numpy/*" = "report"\n')
-    t = rule.load_thresholds(path)
+    t = settings.load_thresholds(path)
     assert t.counters_for("tensorflow/manual/xla/cpu") == "fail" and t.counters_for("numpy/manual/eager/cpu") == "report"
     path.write_text('[tool.backprop-bench.gate]\ncounters = "maybe"\n')
     with pytest.raises(rule.CompareError, match="'maybe' is not one of report, more-work, fail"):
-        rule.load_thresholds(path)
+        settings.load_thresholds(path)
 
 
 def test_a_planted_extra_matmul_is_counted_whatever_the_times(tmp_path):
@@ -297,14 +299,14 @@ def test_more_work_fails_the_gate_unless_its_times_clear_it():
     noisy = (0.01, 0.02) * 10   # an interval far wider than 5%: inconclusive
     base = [record({"MatMul": 6}, samples=noisy)]
     more = [record({"MatMul": 7}, run_id="b", samples=noisy)]
-    result = rule.compare(base, more, rule.Thresholds())
+    result = sides(base, more, rule.Thresholds())
     (c,) = result.comparisons
     assert c.verdict == "inconclusive" and result.failed
     assert c.counters_fail == "more work (ops 6 -> 7) and its time inconclusive, not shown within 5%"
     assert "verdict: FAILED on counters" in text.summary(result) and c.label in text.summary(result)
-    assert not rule.compare(base, more, rule.Thresholds(counters="report")).failed
+    assert not sides(base, more, rule.Thresholds(counters="report")).failed
     fewer = [record({"MatMul": 5}, run_id="b", samples=noisy)]
-    assert not rule.compare(base, fewer, rule.Thresholds()).failed   # less work: the times alone judge
+    assert not sides(base, fewer, rule.Thresholds()).failed   # less work: the times alone judge
     steady = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
-    cleared = rule.compare(*steady, rule.Thresholds())
+    cleared = sides(*steady, rule.Thresholds())
     assert cleared.comparisons[0].verdict == "same" and not cleared.failed   # more work, shown to cost nothing

@@ -163,9 +163,10 @@ def test_environments_are_cases_of_their_own_in_compare_export_and_history(tmp_p
     """The same case in two environments: two cases wherever a case is keyed (compare matches
     each with its own, export names them apart, the history keeps a series each)."""
     from bench import export
-    from bench.gate import rule
+    from bench.compare import Thresholds
     from bench.history.store import Store
     from bench.records import Record
+    from tests.comparing import sides
 
     def rec(deps, ms, run_id="r1"):
         return Record(framework="tensorflow", step="manual", backend="xla", device="cpu", n=5000, m=784, nh=50,
@@ -174,7 +175,7 @@ def test_environments_are_cases_of_their_own_in_compare_export_and_history(tmp_p
                            "frameworks": {"tensorflow": {"version": deps.split("==")[1]}}})
     old, new = "tensorflow==2.20.0", "tensorflow==2.21.0"
     base, cand = [rec(old, 10.0), rec(new, 11.0)], [rec(old, 10.0, "r2"), rec(new, 11.0, "r2")]
-    result = rule.compare(base, cand, rule.Thresholds(0.1))
+    result = sides(base, cand, Thresholds(0.1))
     assert len(result.comparisons) == 2 and not result.only_base and not result.only_candidate
     assert all(c.ratio == pytest.approx(1.0) for c in result.comparisons)   # each against its own environment
     names = {export.benchmark_name(r.case) for r in base}

@@ -24,8 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from bench.cli import main  # noqa: E402
 from bench.data import DataError, load_mnist  # noqa: E402
-from bench.gate.errors import GateError, NothingToCompare  # noqa: E402
-from bench.gate.worktree import resolve  # noqa: E402
+from bench.git import NoRevision, RevisionError, resolve  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 BASE = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
@@ -258,7 +257,7 @@ revision = st.one_of(
 def test_any_revision_is_a_commit_a_clear_error_or_nothing_to_compare(small_repo, rev):
     try:
         sha = resolve(small_repo, rev)
-    except (GateError, NothingToCompare) as e:
+    except (RevisionError, NoRevision) as e:
         assert "\n" not in str(e)
         return
     assert len(sha) == 40 and int(sha, 16) >= 0

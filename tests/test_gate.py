@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bench import defaults, gate, records
-from bench.gate import baselines
-from bench.gate import rule as compare
+from bench import compare, defaults, gate, noise, records
+from bench import git as bench_git
+from bench.gate import baselines, experiments, one_process, plan, settings
+from bench.gate.processes import interleave, order, run_args
+from bench.machine import Machine
 from bench.records import Record
+from tests.comparing import case, sides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +46,8 @@ FAKE_HARNESS = textwrap.dedent('''
     speed = float((tree / "speed.txt").read_text())
     gflops = float((tree / "gflops.txt").read_text()) if flag("gflops.txt") else 100.0
     rng = random.Random(out.name)
-    env = {"cpu_model": "Fake CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "0"}}}
+    env = {"cpu_model": "Fake CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "0"}},
+           "host_id": "fakehost"}
     with open(out / "records.jsonl", "w") as f:
         for step in ("manual", "tape"):
             level = 0.010 * speed * (1 + rng.uniform(-0.01, 0.01))
@@ -97,8 +101,8 @@ def worktrees(repo):
 # ---------------------------------------------------------------- pieces
 
 def test_order_rotates():
-    assert [gate.order("ab", i) for i in range(4)] == [list("ab"), list("ba"), list("ab"), list("ba")]
-    assert [gate.order("abc", i) for i in range(3)] == [list("abc"), list("bca"), list("cab")]
+    assert [order("ab", i) for i in range(4)] == [list("ab"), list("ba"), list("ab"), list("ba")]
+    assert [order("abc", i) for i in range(3)] == [list("abc"), list("bca"), list("cab")]
 
 
 def test_interleave_runs_every_tree_once_a_round(tmp_path):
@@ -108,7 +112,7 @@ def test_interleave_runs_every_tree_once_a_round(tmp_path):
         calls.append((tree, out.name, tuple(args), extra_env))
         return gate.Process(str(tree), 0, (), 0.0)
 
-    got = gate.interleave({"base": "A", "candidate": "B"}, 3, ["run"], tmp_path, runner, progress=lambda line: None,
+    got = interleave({"base": "A", "candidate": "B"}, 3, ["run"], tmp_path, runner, progress=lambda line: None,
                           extra_env={"X": "1"})
     assert [c[:2] for c in calls] == [("A", "base-0"), ("B", "candidate-0"), ("B", "candidate-1"), ("A", "base-1"),
                                       ("A", "base-2"), ("B", "candidate-2")]
@@ -117,37 +121,37 @@ def test_interleave_runs_every_tree_once_a_round(tmp_path):
 
 def test_run_args_use_budget_only_where_every_tree_accepts_it():
     spec = gate.RunSpec(steps=("manual",), backends=("xla",), device="cpu", budget_s=0.25)
-    assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: True)[:3] == ["run", "--budget", "0.25"]
-    assert gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: tree == "a")[:2] == ["run", "--quick"]
-    assert "--no-report" in gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: True)   # records are all it reads
-    assert "--no-report" not in gate.run_args(spec, ["a", "b"], probe=lambda tree, flag: flag != "--no-report" or tree == "a")
+    assert run_args(spec, ["a", "b"], probe=lambda tree, flag: True)[:3] == ["run", "--budget", "0.25"]
+    assert run_args(spec, ["a", "b"], probe=lambda tree, flag: tree == "a")[:2] == ["run", "--quick"]
+    assert "--no-report" in run_args(spec, ["a", "b"], probe=lambda tree, flag: True)   # records are all it reads
+    assert "--no-report" not in run_args(spec, ["a", "b"], probe=lambda tree, flag: flag != "--no-report" or tree == "a")
     assert spec.args()[3:] == ["--framework", "tensorflow", "--size", "5000,784,50", "--step", "manual",
                                "--backend", "xla", "--device", "cpu"]
-    assert spec.env()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).env() == {}
+    assert spec.variables()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).variables() == {}
     bound = gate.RunSpec(pin=(1,))   # bound on both sides, or on neither
-    assert gate.run_args(bound, ["a", "b"], probe=lambda tree, flag: True)[3:5] == ["--no-report", "--pin"]
-    assert "--pin" not in gate.run_args(bound, ["a", "b"], probe=lambda tree, flag: flag != "--pin" or tree == "a")
+    assert run_args(bound, ["a", "b"], probe=lambda tree, flag: True)[3:5] == ["--no-report", "--pin"]
+    assert "--pin" not in run_args(bound, ["a", "b"], probe=lambda tree, flag: flag != "--pin" or tree == "a")
 
 
 def test_rate_ci():
-    lo, hi = gate.rate_ci(1, 20)
+    lo, hi = experiments.rate_ci(1, 20)
     assert 0 < lo < 0.05 < hi < 0.3
-    assert gate.rate_ci(0, 20)[0] == pytest.approx(0.0, abs=1e-12) and gate.rate_ci(0, 0) == (0.0, 1.0)
+    assert experiments.rate_ci(0, 20)[0] == pytest.approx(0.0, abs=1e-12) and experiments.rate_ci(0, 0) == (0.0, 1.0)
 
 
 def test_identity_key_is_a_readable_file_name():
     fp = {"machine": "x86_64", "cpu_model": "Intel(R) Xeon(R) Platinum 8488C", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}],
           "frameworks": {"tensorflow": {"version": "2.21.0"}}}
-    assert gate.identity_key(fp) == "x86_64-intel-xeon-platinum-8488c-nvidia-h100-80gb-hbm3-tensorflow-2.21.0"
+    assert Machine.of(fp).baseline_key == "x86_64-intel-xeon-platinum-8488c-nvidia-h100-80gb-hbm3-tensorflow-2.21.0"
 
 
 def test_gemm_scale_expresses_times_at_the_baselines_speed():
     def r(gflops, device="cpu"):
         return Record(framework="tensorflow", step="manual", backend="xla", device=device, n=1, m=1, nh=1,
                       dtype="float32", status="ok", ceilings={"gemm_gflops": gflops})
-    scale = gate.gemm_scale([r(90.0), r(100.0), r(110.0), r(1000.0, "gpu")])
+    scale = compare.ceiling_scale([r(90.0), r(100.0), r(110.0), r(1000.0, "gpu")])
     assert scale(r(200.0)) == pytest.approx(2.0) and scale(r(500.0, "gpu")) == pytest.approx(0.5)
-    assert gate.gemm_scale([r(None)]) is None
+    assert compare.ceiling_scale([r(None)]) is None
 
 
 def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
@@ -158,39 +162,40 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
                                                n=1, m=1, nh=1, dtype="float32", status="ok", env=fp,
                                                samples_s=(0.01,)))
     monkeypatch.setattr(baselines.env, "fingerprint", lambda: mine)
-    assert gate.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
+    assert baselines.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
     monkeypatch.setattr(baselines.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
     with pytest.raises(gate.NothingToCompare, match="no baseline for this machine"):
-        gate.find_baseline(tmp_path)
+        baselines.find_baseline(tmp_path)
 
 
 def test_experiments_are_stored_by_machine(tmp_path):
     spec, t = gate.RunSpec(), compare.Thresholds()
     path = tmp_path / "aa.json"
-    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}}
-    assert "not measured" in gate.rate_line(path, fp, spec, 4, t)
-    entry = {**gate.settings(spec, 4, t), "runs": 20, "flagged": 1, "rate": 0.05, "rate_ci95": [0.01, 0.24],
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}},
+          "host_id": "h"}
+    assert "not measured" in experiments.rate_line(noise.load(path), fp, spec, 4, t)
+    entry = {**experiments.settings(spec, 4, t), "runs": 20, "flagged": 1, "rate": 0.05, "rate_ci95": [0.01, 0.24],
              "measured_utc": "2026-01-01T00:00:00+00:00"}
-    gate.store_experiment(path, fp, "aa", entry)
-    detection = {**gate.settings(spec, 4, t), "runs": 20, "flagged": 20, "slowdown": 0.25,
+    noise.store(path, fp, "aa", entry)
+    detection = {**experiments.settings(spec, 4, t), "runs": 20, "flagged": 20, "slowdown": 0.25,
                  "measured_utc": "2026-01-02T00:00:00+00:00"}
-    gate.store_experiment(path, fp, "detection", detection)
-    line = gate.rate_line(path, fp, spec, 4, t)
+    noise.store(path, fp, "detection", detection)
+    line = experiments.rate_line(noise.load(path), fp, spec, 4, t)
     assert "1/20 runs flagged (5%, 95% CI 1%-24%)" in line and "+25% slowdown was flagged in 20/20" in line
     assert "measured 2026-01-01" in line and "measured 2026-01-02" in line and "other settings" not in line
-    assert "other settings: pairs differ" in gate.rate_line(path, fp, spec, 6, t)
+    assert "other settings: pairs differ" in experiments.rate_line(noise.load(path), fp, spec, 6, t)
     # a detection rate measured at another threshold says so, though the A/A beside it is current
-    gate.store_experiment(path, fp, "detection", {**detection, "threshold": 0.1})
-    aa_part, det_part = gate.rate_line(path, fp, spec, 4, t).split("; a +25%")
+    noise.store(path, fp, "detection", {**detection, "threshold": 0.1})
+    aa_part, det_part = experiments.rate_line(noise.load(path), fp, spec, 4, t).split("; a +25%")
     assert "other settings" not in aa_part and det_part.endswith("(with other settings: threshold differ)")
 
 
 def test_only_process_pairs_store_a_spread_between_processes():
     """The spread of a case's median between processes (what `compare` widens unpaired runs by) comes
     from process pairs; a one-process gate's two sides share one process, so its A/A stores none."""
-    from bench.gate.paired import Outcome
+    from bench.compare import Result
+    from bench.gate.outcome import Outcome
     from bench.gate.processes import Process
-    from bench.gate.rule import Result
 
     def rec(t):
         return Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8,
@@ -202,34 +207,35 @@ def test_only_process_pairs_store_a_spread_between_processes():
                 for r in ratios]
     ratios = [1.05, 0.97, 1.02, 0.95]
     spec, t = gate.RunSpec(), compare.Thresholds()
-    assert gate.experiment_entry(outcome("processes", ratios), spec, 4, t, "")["run_sd_log"] > 0
-    assert "run_sd_log" not in gate.experiment_entry(outcome("calls", ratios), spec, 4, t, "")
+    assert experiments.experiment_entry(outcome("processes", ratios), spec, 4, t, "")["run_sd_log"] > 0
+    assert "run_sd_log" not in experiments.experiment_entry(outcome("calls", ratios), spec, 4, t, "")
 
 
 def test_separate_runs_noise_is_the_stored_spread_only_where_it_exceeds_the_default(tmp_path):
     """The stored A/A spread is of back-to-back one-thread processes: a floor for runs made apart,
     so `compare` and a stored baseline widen by it only where it is above the default, and say so."""
     path = tmp_path / "aa.json"
-    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}}
-    assert gate.run_noise(path, fp) == (compare.DEFAULT_RUN_SD, pytest.approx("not measured on this machine, the "
-                                        "default; `python -m bench gate --aa 20` measures it"))
-    gate.store_experiment(path, fp, "aa", {"run_sd_log": 0.04, "measured_utc": "2026-01-01T00:00:00+00:00"})
-    sd, where = gate.run_noise(path, fp)
-    assert sd == compare.DEFAULT_RUN_SD and "measured sd 4% between back-to-back one-thread processes" in where
-    gate.store_experiment(path, fp, "aa", {"run_sd_log": 0.2, "measured_utc": "2026-01-01T00:00:00+00:00"})
-    assert gate.run_noise(path, fp) == (0.2, "this machine's A/A experiment of 2026-01-01")
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}},
+          "host_id": "h"}
+    assert noise.run_noise(noise.load(path), fp) == (defaults.RUN_SD, pytest.approx(
+        "the default: not measured on this machine; `python -m bench gate --aa 20` measures it"))
+    noise.store(path, fp, "aa", {"run_sd_log": 0.04, "measured_utc": "2026-01-01T00:00:00+00:00"})
+    sd, where = noise.run_noise(noise.load(path), fp)
+    assert sd == defaults.RUN_SD and "measured sd 4% between back-to-back one-thread processes" in where
+    noise.store(path, fp, "aa", {"run_sd_log": 0.2, "measured_utc": "2026-01-01T00:00:00+00:00"})
+    assert noise.run_noise(noise.load(path), fp) == (0.2, "this machine's A/A experiment of 2026-01-01")
 
 
 def test_an_aa_run_whose_counters_fail_by_policy_is_counted_flagged():
     """The stored false-positive rate counts what fails the gate (exit 1), a counter change under
     counters = "fail" among it, not regressed verdicts alone."""
-    from bench.gate.paired import Outcome
+    from bench.gate.outcome import Outcome
     r = Record(framework="tensorflow", step="manual", backend="function", device="cpu", n=300, m=784, nh=8,
                dtype="float32", status="ok", run_id="a", samples_s=(0.01,) * 20, counters={"ops": {"MatMul": 6}})
     other = Record(**{**r.__dict__, "run_id": "b", "counters": {"ops": {"MatMul": 7}}})
     fail = compare.Thresholds(counters="fail")
-    assert Outcome(compare.compare([r], [other], fail)).flagged
-    assert not Outcome(compare.compare([r], [other], compare.Thresholds())).flagged
+    assert Outcome(sides([r], [other], fail)).flagged
+    assert not Outcome(sides([r], [other], compare.Thresholds())).flagged
 
 
 # ---------------------------------------------------------------- the paired gate, end to end
@@ -421,15 +427,14 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     assert "A/A of this one-process gate: not measured on this machine" in result.stdout   # the stored one is of pairs
     assert "its intervals are within-run only" in result.stdout
     assert worktrees(repo) == [f"worktree {repo}"]
-    from bench.gate import calls
     head = git(repo, "rev-parse", "HEAD").strip()   # whose steps each side timed, for `history add --paired-base`
-    assert calls.read_side(out / "base") == {"side": "base", "kernels": head, "dirty": False}
-    assert calls.read_side(out / "candidate") == {"side": "candidate", "kernels": head, "dirty": True}
+    assert one_process.read_side(out / "base") == {"side": "base", "kernels": head, "dirty": False}
+    assert one_process.read_side(out / "candidate") == {"side": "candidate", "kernels": head, "dirty": True}
     (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")   # now the harness changed too
     (repo / "notes.md").write_text("text")
-    changed = calls.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
+    changed = bench_git.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
     assert changed == ["kernels/numpy_steps.py", "notes.md", "pyproject.toml"]
-    assert calls.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes
+    assert plan.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes
 
 
 def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
@@ -458,10 +463,9 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     paired by round judged with it has the wider interval and says why."""
     import math
 
-    from bench.gate import calls, experiments
-    from bench.gate.paired import Outcome
+    from bench.compare import Comparison, How, Result, Thresholds
+    from bench.gate.outcome import Outcome
     from bench.gate.processes import Process
-    from bench.gate.rule import Comparison, Result
 
     def outcome(ratios):
         cs = tuple(Comparison(case=None, label=f"c{i}", key="k", threshold=0.1, verdict="same", ratio=r,
@@ -476,33 +480,37 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     rng = __import__("numpy").random.default_rng(0)
     times = tuple(float(t) for t in 0.01 * rng.lognormal(0, 0.01, 40))
     base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
-                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X"})
+                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X", "host_id": "h"})
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
-    plain = compare.compare_case([base], [cand], 0.1)
-    wide = compare.compare_case([base], [cand], 0.1, same_run_sd=extra)
+    plain = case([base], [cand], 0.1)
+    wide = case([base], [cand], 0.1, same_run_sd=extra)
     assert plain.method == compare.PAIRED_BY_ROUND and wide.method.startswith(f"{compare.PAIRED_BY_ROUND}, widened by the one-process A/A")
     assert wide.ratio == pytest.approx(plain.ratio) and wide.lo < plain.lo and wide.hi > plain.hi
-    judged = calls.widened(Outcome(compare.compare([base], [cand], compare.Thresholds(0.1)),
-                                   {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
-                                   pairing="calls"), extra, compare.Thresholds(0.1), "a test")
+    how = How("rounds", Thresholds(0.1), noise.Noise(same_run_sd=extra))
+    judged = one_process.rejudged(Outcome(sides([base], [cand], Thresholds(0.1)),
+                                          {"base": [Process("b", 0, (base,), 1.0)],
+                                           "candidate": [Process("c", 0, (cand,), 1.0)]}, pairing="calls"),
+                                  how, "intervals widened by sd, from a test")
     (c,) = judged.result.comparisons
     assert (c.lo, c.hi) == (wide.lo, wide.hi) and "widened by sd" in judged.notes[-1]
     aa_file = tmp_path / "aa.json"
-    assert experiments.calls_noise(aa_file, base.env)[0] is None
-    experiments.store_experiment(aa_file, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
-    assert experiments.calls_noise(aa_file, base.env)[0] == extra
-    assert experiments.calls_noise(aa_file, {"cpu_model": "Y"})[0] is None   # another machine: not its figure
+    assert noise.calls_noise(noise.load(aa_file), base.env)[0] is None
+    noise.store(aa_file, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
+    assert noise.calls_noise(noise.load(aa_file), base.env)[0] == extra
+    assert noise.calls_noise(noise.load(aa_file), {"cpu_model": "Y", "host_id": "h"})[0] is None   # another machine
+    assert noise.calls_noise(noise.load(aa_file), {**base.env, "host_id": "elsewhere"})[0] is None  # another host
     spec = gate.RunSpec(frameworks=("numpy",), sizes=((300, 784, 8),), steps=("manual",), backends=("eager",),
                         device="cpu", budget_s=0.1)
-    experiments.store_experiment(aa_file, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
-    assert experiments.calls_noise(aa_file, base.env, spec)[0] == extra
-    other, said = experiments.calls_noise(aa_file, base.env, gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}))
+    noise.store(aa_file, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
+    assert noise.calls_noise(noise.load(aa_file), base.env, spec.describe())[0] == extra
+    other, said = noise.calls_noise(noise.load(aa_file), base.env,
+                                    gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}).describe())
     assert other is None and "timing other cases" in said and "not applied" in said
 
 
 def test_a_one_process_aa_summary_says_whether_its_intervals_held():
     """Nothing missed reads as intervals that held, not as widening by 0.000."""
-    from bench.cli.gate import missed
+    from bench.gate.plan import missed
     assert "held" in missed(0.0) and "0.000" not in missed(0.0)
     assert "sd of 0.012" in missed(0.012) and "widen" in missed(0.012)
     assert "too few" in missed(None)
@@ -512,29 +520,30 @@ def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
     """The working tree's pyproject loosening the gate (a slip: 50% for 5%) does not judge its own
     change: REV's settings do, and the gate says so; unchanged settings say nothing; --config still
     names the file; REV without a pyproject gives the defaults; REV's unusable ones fall back, said."""
-    import argparse
-
-    from bench.cli.gate import _as_of, _thresholds
-    head = lambda: gate.resolve(repo, "HEAD")  # noqa: E731
+    from bench.gate import Request
     table = '[tool.backprop-bench.gate]\nthreshold = "{}"\n[tool.backprop-bench.gate.thresholds]\n"numpy/*" = "8%"\n'
-    commit(repo, {"pyproject.toml": table.format("5%")}, "base")
-    plain = argparse.Namespace(config=None, threshold=None)
-    same = _thresholds(plain, repo)
-    assert _as_of(plain, repo, head(), "HEAD", same) == (same, "")
+    commit(repo, {**harness(1.0), "pyproject.toml": table.format("5%")}, "base")
+
+    def judged(**asked):   # (the thresholds REV is judged by, what the plan says of them)
+        made = gate.make(Request(tree=str(repo), rev="HEAD", **asked))
+        return made.how.thresholds, " ".join(made.said)
+    same = settings.load_thresholds(repo / "pyproject.toml")
+    assert judged() == (same, "")
     (repo / "pyproject.toml").write_text(table.format("50%"))
-    loose = _thresholds(plain, repo)
+    loose = settings.load_thresholds(repo / "pyproject.toml")
     assert loose.default == 0.5
-    judged, said = _as_of(plain, repo, head(), "HEAD", loose)
-    assert judged == same and judged.default == 0.05 and judged.for_key("numpy/manual/eager/cpu") == 0.08
+    got, said = judged()
+    assert got == same and got.default == 0.05 and got.for_key("numpy/manual/eager/cpu") == 0.08
     assert "the working tree changes the gate's settings in pyproject.toml; judged by HEAD's" in said
-    named = argparse.Namespace(config=str(repo / "pyproject.toml"), threshold=None)
-    assert _as_of(named, repo, head(), "HEAD", loose) == (loose, "")
+    assert judged(config=str(repo / "pyproject.toml")) == (loose, "")
     commit(repo, {"pyproject.toml": None, "notes.md": "x"}, "no pyproject")
-    assert _as_of(plain, repo, head(), "HEAD", same)[0] == compare.Thresholds()
+    (repo / "pyproject.toml").write_text(table.format("5%"))
+    assert judged()[0] == compare.Thresholds()
+    (repo / "pyproject.toml").unlink()
     commit(repo, {"pyproject.toml": table.format("five")}, "broken")
     (repo / "pyproject.toml").write_text(table.format("5%"))
-    judged, said = _as_of(plain, repo, head(), "HEAD", same)
-    assert judged == same and "HEAD's gate settings are unusable (HEAD:pyproject.toml" in said and "'five'" in said
+    got, said = judged()
+    assert got == same and "HEAD's gate settings are unusable (HEAD:pyproject.toml" in said and "'five'" in said
 
 
 def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkeypatch, capsys):
@@ -543,32 +552,32 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     loosen its own gate, and the A/A line says whose figure it used and that the tree's differs;
     --aa-file still names the file used. Through cmd_gate, the one process's timing replaced."""
     from bench.cli import build_parser
-    from bench.cli.gate import _spec, cmd_gate
-    from bench.gate import experiments
-    from bench.gate.paired import Outcome
+    from bench.cli.gate import cmd_gate, request
+    from bench.gate.outcome import Outcome
     from bench.gate.processes import Process
     times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
     base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
-                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X"})
+                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)),
+                  env={"cpu_model": "X", "host_id": "h"})
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
 
-    def one_process(*args, **kwargs):
-        return Outcome(compare.compare([base], [cand], compare.Thresholds(0.05)),
+    def timed(trees, spec, pairs, how, *args, **kwargs):   # the one process's timing, replaced
+        return Outcome(sides([base], [cand], how.thresholds),
                        {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
                        pairing="calls")
-    monkeypatch.setattr(gate, "paired", one_process)
-    flags = ["gate", "--tree", str(repo), "--base", "HEAD", "--framework", "numpy", "--step", "manual",
-             "--backend", "eager", "--size", "300,784,8"]
-    run = _spec(build_parser().parse_args(flags))[1].describe()
-    stored = repo / gate.AA_FILE
+    monkeypatch.setattr(one_process, "run", timed)
+    flags = ["gate", "--tree", str(repo), "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step",
+             "manual", "--backend", "eager", "--size", "300,784,8"]
+    run = plan.specs(request(build_parser().parse_args(flags)))[1].describe()
+    stored = repo / noise.AA_FILE
 
     def store(extra):
-        experiments.store_experiment(stored, base.env, experiments.CALLS_AA, {"extra_sd_log": extra, "run": run})
+        noise.store(stored, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "run": run})
 
     def gated(*more):
         assert cmd_gate(build_parser().parse_args([*flags, *more])) in (0, 1)
         return capsys.readouterr().out
-    commit(repo, {"notes.md": "x"}, "base without A/A figures")
+    commit(repo, {**harness(1.0), "notes.md": "x"}, "base without A/A figures")
     store(0.5)   # the working tree's own, measured on a bad day
     out = gated()
     assert "A/A of this one-process gate (as HEAD stored it): not measured on this machine" in out
@@ -592,8 +601,8 @@ def test_process_pairs_of_another_framework_time_its_own_steps_and_backends():
     TensorFlow's; `--framework numpy` (or torch, jax) gets that framework's manual and autodiff
     steps under every backend, as the one-process gate does, not a `bench run` that refuses 'tape'."""
     from bench.cli import build_parser
-    from bench.cli.gate import _spec
-    parse = lambda *flags: _spec(build_parser().parse_args(["gate", "--pairing", "processes", *flags]))  # noqa: E731
+    from bench.cli.gate import request
+    parse = lambda *flags: plan.specs(request(build_parser().parse_args(["gate", "--pairing", "processes", *flags])))  # noqa: E731
     spec, _, _ = parse()
     assert (spec.frameworks, spec.steps, spec.backends) == (("tensorflow",), ("manual", "tape"), ("eager", "function", "xla"))
     spec, calls, _ = parse("--framework", "numpy")
@@ -603,3 +612,43 @@ def test_process_pairs_of_another_framework_time_its_own_steps_and_backends():
     spec, _, _ = parse("--framework", "numpy", "--step", "module", "--backend", "eager")
     assert (spec.steps, spec.backends) == (("module",), ("eager",))
     assert "--backend" not in gate.RunSpec(frameworks=("numpy",), steps=("manual",), backends=None).args()
+
+
+def test_the_plan_says_what_the_gate_would_run_and_runs_nothing(repo, tmp_path):
+    """`gate --plan` resolves REV, the settings and the pairing and prints them with the cases, an
+    estimate of the time and what judges it, without starting a process or a worktree."""
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"speed.txt": "1.5"}, "slower")
+    out = tmp_path / "runs"
+    planned = bench_gate(repo, "--base", "HEAD~1", "--plan", "--out", out)
+    assert planned.returncode == 0, planned.stderr
+    text = planned.stdout
+    assert "gate plan (paired)" in text and "base: HEAD~1 = " in text and "1 file(s) changed (speed.txt)" in text
+    assert "pairing: process pairs: 3 pairs" in text and "1 file(s) outside kernels/ changed" in text
+    assert "cases: 6 a side" in text and "s of timed calls" in text   # tensorflow manual, tape x 3 backends
+    assert "threshold 5%" in text and "could see:" in text and "stored for this machine:" in text
+    assert not out.exists() and worktrees(repo) == [f"worktree {repo}"]
+    commit(repo, {"speed.txt": "1.0"}, "back")
+    (repo / "notes.md").write_text("text only")
+    nothing = bench_gate(repo, "--base", "HEAD", "--plan")   # only text changed since HEAD
+    assert nothing.returncode == 0 and "nothing to compare: only tests, text and stored results" in nothing.stdout
+    first = bench_gate(repo, "--base", "HEAD~5", "--plan")
+    assert first.returncode == 2 and "unknown revision 'HEAD~5'" in first.stderr
+
+
+def test_one_machine_identity_keys_baselines_series_and_noise():
+    """One identity, three keys: a baseline is the hardware and the frameworks' versions; a history
+    series the hardware and the thread settings; a stored noise figure the baseline key on one host
+    only (the same CPU model on another host is another machine for that, and a fingerprint without a
+    host id has no stored figure)."""
+    fp = {"machine": "x86_64", "cpu_model": "AMD EPYC", "gpus": [], "host_id": "abc",
+          "frameworks": {"tensorflow": {"version": "2.21.0"}}, "env": {"TF_NUM_INTRAOP_THREADS": "1"}}
+    here = Machine.of(fp)
+    assert here.baseline_key == "x86_64-amd-epyc-nogpu-tensorflow-2.21.0"
+    assert here.series_key == "x86_64 | AMD EPYC | no GPU | 1 thread(s)"
+    assert here.noise_key == "x86_64-amd-epyc-nogpu-tensorflow-2.21.0@abc"
+    elsewhere = Machine.of({**fp, "host_id": "def"})
+    assert elsewhere.baseline_key == here.baseline_key and elsewhere.noise_key != here.noise_key
+    assert Machine.of({**fp, "host_id": None}).noise_key is None
+    assert here.differences(elsewhere) == []   # the same machine for a comparison of times
+    assert Machine.of({**fp, "cpu_model": "Intel"}).differences(here) == ["cpu_model: 'Intel' vs 'AMD EPYC'"]

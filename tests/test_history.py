@@ -420,8 +420,8 @@ def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
 
 
 def test_thread_settings_are_part_of_a_series_machine():
-    from bench.history.store import machine_key
+    from bench.machine import Machine
     fp = {"machine": "x86_64", "cpu_model": "Fake CPU", "gpus": [], "env": {"TF_NUM_INTRAOP_THREADS": None}}
     one = {**fp, "env": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}}
-    assert machine_key(fp) == "x86_64 | Fake CPU | no GPU"           # a default run, as before
-    assert machine_key(one) == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series
+    assert Machine.of(fp).series_key == "x86_64 | Fake CPU | no GPU"           # a default run, as before
+    assert Machine.of(one).series_key == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from bench.cli import envs, explain, gate, history, report, run, scale
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
-from bench.records import printable
+from bench.text import printable
 
 EXIT_INTERNAL = 3
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 from bench import defaults
 from bench.cli.args import UsageError, parse_size, size_text
-from bench.records import printable
+from bench.text import printable
 
 
 def add_parsers(sub: Any) -> None:

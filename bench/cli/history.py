@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from bench import defaults, env
 from bench.cli.args import Parser, UsageError
-from bench.records import Record, printable
+from bench.records import Record
+from bench.text import printable
 
 if TYPE_CHECKING:
     from bench.history.store import HistoryError
@@ -93,12 +94,11 @@ def _series(args, store, since=None, required=True):
     from bench.history import series
     since_time = None
     if since:
-        from bench.gate.worktree import resolve
-        sha = resolve(_repo(args), since)
-        import subprocess
-        out = subprocess.run(["git", "-C", str(_repo(args)), "show", "-s", "--format=%ct", sha],
-                             capture_output=True, text=True).stdout.strip()
-        since_time = float(out) if out else None
+        from bench import git
+        try:
+            since_time = git.commit_time(_repo(args), git.resolve(_repo(args), since))
+        except git.NoRevision as e:
+            raise UsageError(f"--since {since}: {e}") from None
     found = series.build(store.points(args.case, args.include_dirty), normalise=args.normalise, since_time=since_time)
     if not found and required:
         dirty = not args.include_dirty and store.points(args.case, include_dirty=True)
@@ -134,9 +134,9 @@ def _against_parent(args, plan):
     commit's. Anything else (another run, another commit, several runs) is refused in one line."""
     from bench import records
     from bench.cli.report import warn
-    from bench.gate import compare_case, rule
-    from bench.gate.calls import read_side
+    from bench.compare import PAIRED_BY_ROUND, ROUNDS, How, compare_case
     from bench.gate.errors import GateError
+    from bench.gate.one_process import read_side
     if len(plan) != 1:
         raise UsageError(f"--paired-base pairs one run with its base side; {len(plan)} runs given")
     path, rs, commit = plan[0]
@@ -157,8 +157,8 @@ def _against_parent(args, plan):
     out = {}
     for rec in rs:
         if rec.case in base:
-            c = compare_case([base[rec.case]], [rec], threshold=0.05)
-            if c.ratio and c.lo and c.hi and c.method == rule.PAIRED_BY_ROUND:   # the one comparison the history trusts over its own medians
+            c = compare_case([base[rec.case]], [rec], How(ROUNDS))
+            if c.ratio and c.lo and c.hi and c.method == PAIRED_BY_ROUND:   # the one comparison the history trusts over its own medians
                 out[rec.case] = (side["kernels"], c.ratio, c.lo, c.hi)
     return out
 
@@ -186,7 +186,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.gate.rule import CompareError, parse_threshold
+    from bench.compare import CompareError, parse_threshold
     try:
         threshold = parse_threshold(args.threshold or defaults.HISTORY_THRESHOLD)
     except CompareError as e:
@@ -219,7 +219,8 @@ def _counter_policy(args):
     """case label -> the gate's counter policy in this tree's pyproject.toml. Only "fail" fails a
     history check: "more-work" weighs a work change against a paired time verdict, which the gate
     has and a history's separate runs do not; there it is reported, and the times' change points judge."""
-    from bench.gate.rule import CompareError, load_thresholds
+    from bench.compare import CompareError
+    from bench.gate.settings import load_thresholds
     try:
         thresholds = load_thresholds(Path(_repo(args)) / "pyproject.toml")
     except CompareError as e:

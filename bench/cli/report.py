@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from bench.cli.args import Parser
+from bench.text import printable
 
 
 def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
@@ -21,10 +22,10 @@ def warn(line: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench import records, report
+    from bench import noise, records, report
     loaded = records.read_usable(args.results, warn)
     out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
-    for path in report.write(loaded, out):
+    for path in report.write(loaded, out, noise.repository()):
         print(path)
     return 0
 
@@ -41,7 +42,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     for label in left_out:
-        print(f"not exported (not timed): {records.printable(label)}", file=sys.stderr)
+        print(f"not exported (not timed): {printable(label)}", file=sys.stderr)
     return 0
 
 

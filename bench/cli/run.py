@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import defaults, frameworks
 from bench.cli.args import Parser, UsageError, names, parse_grid, parse_size, size_text
-from bench.records import printable
+from bench.text import printable
 
 if TYPE_CHECKING:
     from bench.run import Config
@@ -70,11 +70,11 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
 def default_frameworks() -> tuple[str, ...]:
     """Every framework installed here, found without importing any (a run loads each in its own
     worker, and leaves out, with a note, one that is installed but fails to load)."""
-    found = [name for name in frameworks.FRAMEWORKS if frameworks.unavailable_reason(name) is None]
+    found = frameworks.installed()
     if not found:
         raise UsageError("no framework can run here: "
                          + "; ".join(str(frameworks.unavailable_reason(name)) for name in frameworks.FRAMEWORKS))
-    return tuple(found)
+    return found
 
 
 def check_names(asked_frameworks: tuple[str, ...] | None, steps: tuple[str, ...] | None,
@@ -222,13 +222,13 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",
               file=sys.stderr)
         return signals.exit_code
-    from bench import report  # pandas and matplotlib: only once there is something to report
+    from bench import noise, report  # pandas and matplotlib: only once there is something to report
     if args.no_report:
         written = f"not written (--no-report; python -m bench report {config.out} writes it)"
     else:
         everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
-        written = ", ".join(str(p) for p in report.write(everything, config.out)[:2])
-    df = report.frame(records)
+        written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
+    df = report.frame(records, noise.repository())
     for key, table in report.comparison_tables(df).items():
         print(printable(f"{report.title(key)}: median ms ±IQR%"))
         print("\n".join(printable(line) for line in report.markdown_table(table).splitlines()))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bench import defaults, frameworks
 from bench.cli.args import Parser, UsageError, names, parse_size, size_text
-from bench.records import printable
+from bench.text import printable
 
 if TYPE_CHECKING:
     from bench.distributed.launch import DistributedError, Request
@@ -145,8 +145,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     everything, _ = records_io.load(out_file) if out_file.exists() else ([], 0)
-    from bench import report  # pandas and matplotlib: only once there is something to report
-    paths = report.write(everything, out)
+    from bench import noise, report  # pandas and matplotlib: only once there is something to report
+    paths = report.write(everything, out, noise.repository())
     from bench.report import document, frames
     sc = frames.scaling(report.frame(everything))
     for (w, m, nh, precision, kind), table in document.scaling_tables(sc).items():

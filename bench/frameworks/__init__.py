@@ -55,6 +55,11 @@ def unavailable_reason(framework: str) -> str | None:
     return None
 
 
+def installed() -> tuple[str, ...]:
+    """Every framework that can load here, found without importing any."""
+    return tuple(name for name in FRAMEWORKS if unavailable_reason(name) is None)
+
+
 def version(framework: str) -> str | None:
     """The installed version of `framework`'s package, read from its metadata (nothing imported)."""
     try:

@@ -2,25 +2,22 @@
 detection rate (a candidate whose manual step does 25% more work, bench/gate/slower.py), stored per
 machine in results/baselines/aa.json and printed beside every verdict."""
 import datetime
-import json
 import math
 import random
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from bench import env
-from bench.gate import rule
-from bench.gate.baselines import identity_key
-from bench.gate.paired import Outcome, paired_outcome
+from bench import git, noise
+from bench.compare import LEVEL, RULE, How, Thresholds
+from bench.gate import process_pairs
+from bench.gate.outcome import Outcome
 from bench.gate.processes import RunSpec, interleave, run_args
-
-AA_FILE = Path("results") / "baselines" / "aa.json"
 
 # Appended to the candidate copy's kernels/tf_steps.py: its manual step made slower.
 SLOWER_HOOK = '''
@@ -41,13 +38,13 @@ def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def settings(spec: RunSpec, pairs: int, thresholds: rule.Thresholds) -> dict[str, Any]:
+def settings(spec: RunSpec, pairs: int, thresholds: Thresholds) -> dict[str, Any]:
     """What a stored rate was measured with; a rate applies to a gate run with the same settings."""
     return {"pairs": pairs, "run": spec.describe(), "threshold": thresholds.default,
-            "overrides": [list(o) for o in thresholds.overrides], "rule": rule.RULE}
+            "overrides": [list(o) for o in thresholds.overrides], "rule": RULE}
 
 
-def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thresholds: rule.Thresholds,
+def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thresholds: Thresholds,
                      method: str) -> dict[str, Any]:
     """The stored summary of repeated gate runs (A/A or detection)."""
     flagged = sum(o.flagged for o in outcomes)
@@ -93,7 +90,7 @@ def extra_sd_of(outcomes: Iterable[Outcome]) -> float | None:
     unchanged code belongs), less the part their own intervals account for, in quadrature. A
     process-level effect that pairing by round cannot cancel (the two sides' copies placed
     differently in one process) shows here."""
-    z = NormalDist().inv_cdf(0.5 + rule.LEVEL / 2)
+    z = NormalDist().inv_cdf(0.5 + LEVEL / 2)
     logs, within = [], []
     for o in outcomes:
         for c in o.result.comparisons:
@@ -105,76 +102,17 @@ def extra_sd_of(outcomes: Iterable[Outcome]) -> float | None:
     return math.sqrt(max(0.0, statistics.fmean(v * v for v in logs) - statistics.fmean(within)))
 
 
-CALLS_AA = "aa-calls"   # the experiments' entry of one-process A/A runs (gate --aa N --pairing calls)
-
-
-def calls_noise(path: Path | str, fp: dict[str, Any], spec: RunSpec | None = None) -> tuple[float | None, str]:
-    """(what a one-process gate of `spec` misses on the machine `fp` describes, where the figure
-    comes from): None where `gate --aa N --pairing calls` has not measured it, or measured it
-    timing other cases (what a process-level effect does depends on what the process runs)."""
-    aa = load_experiments(path).get(identity_key(fp), {}).get(CALLS_AA) or {}
-    if aa.get("extra_sd_log") is None:
-        return None, "not measured on this machine (python -m bench gate --aa 20 --pairing calls measures it)"
-    said = (f"this machine's one-process A/A experiment of {aa.get('measured_utc', '?')[:10]}: "
-            f"{aa.get('flagged')}/{aa.get('runs')} runs flagged")
-    if spec is not None and aa.get("run") != spec.describe():
-        return None, f"{said}, but timing other cases ({aa.get('run')}): not applied"
-    return float(aa["extra_sd_log"]), said
-
-
-def run_noise(path: Path | str, fp: dict[str, Any]) -> tuple[float, str]:
-    """(the run-to-run noise of separate runs on this machine, where the figure comes from): the
-    stored A/A experiment's spread for the machine `fp` describes where it exceeds
-    rule.DEFAULT_RUN_SD, else that default. The A/A experiment times processes back to back, one
-    thread each (the gate's setting), so its spread is a floor for runs made apart, at other
-    threads: on the 2-core VM it measured sd 0.04 where separate default-thread runs spread 0.10-0.17."""
-    aa = load_experiments(path).get(identity_key(fp), {}).get("aa") or {}
-    measured = aa.get("run_sd_log")
-    if measured and measured > rule.DEFAULT_RUN_SD:
-        return float(measured), f"this machine's A/A experiment of {aa.get('measured_utc', '?')[:10]}"
-    if measured:
-        return rule.DEFAULT_RUN_SD, (f"the default: this machine's A/A experiment of {aa.get('measured_utc', '?')[:10]} "
-                                     f"measured sd {measured:.0%} between back-to-back one-thread processes, a floor "
-                                     "for runs made apart")
-    return rule.DEFAULT_RUN_SD, "not measured on this machine, the default; `python -m bench gate --aa 20` measures it"
-
-
-def load_experiments(path: Path | str) -> dict[str, Any]:
-    """{identity key: {"identity": ..., "aa": entry, "detection": entry}}; {} when absent or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def store_experiment(path: Path | str, fp: dict[str, Any], name: str, entry: dict[str, Any]) -> str:
-    """Set experiments[identity key][name] = entry in the JSON file at `path`."""
-    path = Path(path)
-    data = load_experiments(path)
-    key = identity_key(fp)
-    data.setdefault(key, {})["identity"] = env.identity(fp)
-    data[key][name] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return key
-
-
-def rate_line(path: Path | str, fp: dict[str, Any], spec: RunSpec, pairs: int, thresholds: rule.Thresholds) -> str:
+def rate_line(figures: noise.Figures, fp: dict[str, Any], spec: RunSpec, pairs: int, thresholds: Thresholds) -> str:
     """The stored A/A false-positive rate for this machine, as a line to print beside a verdict."""
-    entry = load_experiments(path).get(identity_key(fp), {})
-    aa = entry.get("aa")
+    aa, det = noise.entry(figures, fp, "aa"), noise.entry(figures, fp, "detection")
     if not aa:
-        return "A/A false-positive rate: not measured on this machine (measure it: python -m bench gate --aa 20)"
+        return f"A/A false-positive rate: not measured on this machine (measure it: {noise.MEASURE_RUNS})"
     lo, hi = aa.get("rate_ci95", [math.nan, math.nan])
     machine = fp.get("cpu_model") or fp.get("machine") or "this machine"
     now = settings(spec, pairs, thresholds)
     line = (f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
             f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})"
             f"{_other_settings(aa, now)}")
-    det = entry.get("detection")
     if det:   # measured apart, maybe on another day and at another threshold: each says its own
         line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
                  f"{_resampled(det, ' (', ')')}, measured {det.get('measured_utc', '?')[:10]}{_other_settings(det, now)}")
@@ -196,9 +134,7 @@ def _resampled(entry, before="; ", after=""):
 def slower_copy(tree: Path | str, dest: Path) -> Path:
     """A copy of `tree`'s working tree (tracked and untracked, not ignored, files) whose manual
     TensorFlow step does about 25% more work."""
-    files = subprocess.run(["git", "-C", str(tree), "ls-files", "-co", "--exclude-standard", "-z"],
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
+    for name in git.working_files(tree):
         src = Path(tree) / name
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -214,49 +150,64 @@ def windows(rounds: int, pairs: int, sliding: bool) -> list[list[int]]:
     return [list(range(j, j + pairs)) for j in range(0, rounds - pairs + 1, step)]
 
 
-def _judge(procs, candidate, window, thresholds):
-    return paired_outcome({"base": [procs["base"][i] for i in window],
-                           "candidate": [procs[candidate][i] for i in window]}, thresholds)
+def _judge(procs, candidate, window, how):
+    return process_pairs.outcome({"base": [procs["base"][i] for i in window],
+                                  "candidate": [procs[candidate][i] for i in window]}, how)
 
 
-def rates(tree: Path | str, spec: RunSpec, rounds: int, pairs: int, thresholds: rule.Thresholds, workdir: Path | str,
-          subsets: int = 100, also_pairs: Iterable[int] = (6, 8),
+@dataclass(frozen=True)
+class RatesRun:
+    """What one rates experiment ran: its spec, rounds and pairs a gate run, the rule it judges by."""
+    spec: RunSpec
+    rounds: int
+    pairs: int
+    how: How
+    wall_s: float = 0.0
+    subsets: int = 100
+    also_pairs: tuple[int, ...] = (6, 8)
+
+
+def rates(tree: Path | str, run: RatesRun, workdir: Path | str,
           progress: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """One interleaved sequence of `rounds` rounds, each running three processes in rotating order:
-    `tree` (base), `tree` again (the A/A candidate) and a copy whose manual step is slower (the
-    detection candidate). Every `pairs` consecutive rounds form one gate run of each kind, judged by
-    the gate's own rule; disjoint windows are the independent runs counted, sliding windows and
-    random subsets of rounds add overlapping ones. Returns ({"aa": entry, "detection": entry}, env)."""
+    """One interleaved sequence of `run.rounds` rounds, each running three processes in rotating
+    order: `tree` (base), `tree` again (the A/A candidate) and a copy whose manual step is slower
+    (the detection candidate). Every `run.pairs` consecutive rounds form one gate run of each kind,
+    judged by the gate's own rule; disjoint windows are the independent runs counted, sliding
+    windows and random subsets of rounds add overlapping ones. ({"aa": entry, "detection": entry},
+    the fingerprint)."""
     t0 = time.perf_counter()
     trees = {"base": Path(tree), "same": Path(tree), "slower": slower_copy(tree, Path(workdir) / "slower-tree")}
-    procs = interleave(trees, rounds, run_args(spec, trees.values()), Path(workdir) / "runs", progress=progress,
-                       extra_env=spec.env())
-    wall_s = time.perf_counter() - t0
+    procs = interleave(trees, run.rounds, run_args(run.spec, trees.values()), Path(workdir) / "runs", progress=progress,
+                       extra_env=run.spec.variables())
+    run = replace(run, wall_s=time.perf_counter() - t0)
     fp: dict[str, Any] = next((r.env for p in procs["base"] for r in p.records or ()), {})
-    entries = {}
-    for kind, candidate in (("aa", "same"), ("detection", "slower")):
-        judged = {s: [_judge(procs, candidate, w, thresholds) for w in windows(rounds, pairs, s)] for s in (False, True)}
-        method = (f"gate --rates {rounds}: {rounds} rounds of 3 processes (base, A/A candidate, slower candidate) in "
-                  f"rotating order; {len(judged[False])} disjoint windows of {pairs} pairs are the runs counted; "
-                  f"{pairs}-round sliding windows reported apart; {wall_s:.0f} s")
-        entry = experiment_entry(judged[False], spec, pairs, thresholds, method)
-        slide = judged[True]
-        entry["sliding"] = {"runs": len(slide), "flagged": sum(o.flagged for o in slide),
-                            "per_case": experiment_entry(slide, spec, pairs, thresholds, "")["per_case"]}
-        rng = random.Random(0)
-        picks = [sorted(rng.sample(range(rounds), pairs)) for _ in range(subsets)] if pairs <= rounds else []
-        entry["resampled"] = {"runs": len(picks),
-                              "flagged": sum(_judge(procs, candidate, w, thresholds).flagged for w in picks),
-                              "note": f"random {pairs}-round subsets of the {rounds} rounds (not independent)"}
-        entry["other_pairs"] = {}
-        for k in also_pairs:
-            ks = [sorted(rng.sample(range(rounds), k)) for _ in range(subsets)] if k <= rounds else []
-            entry["other_pairs"][k] = {"disjoint_runs": rounds // k,
-                                       "disjoint_flagged": sum(_judge(procs, candidate, w, thresholds).flagged
-                                                               for w in windows(rounds, k, False)),
-                                       "subsets": len(ks),
-                                       "subsets_flagged": sum(_judge(procs, candidate, w, thresholds).flagged for w in ks)}
-        if kind == "detection":
-            entry.update(slowdown=SLOWDOWN, slowed="manual step: one extra (0.75n x m) @ (m x nh) matmul")
-        entries[kind] = entry
+    entries = {"aa": _rate_entry(procs, "same", run), "detection": _rate_entry(procs, "slower", run)}
+    entries["detection"].update(slowdown=SLOWDOWN, slowed="manual step: one extra (0.75n x m) @ (m x nh) matmul")
     return entries, fp
+
+
+def _rate_entry(procs: dict[str, list], candidate: str, run: RatesRun) -> dict[str, Any]:
+    """The stored entry of one kind (the A/A or the slower candidate) of a rates experiment."""
+    rounds, pairs, thresholds = run.rounds, run.pairs, run.how.thresholds
+    judged = {s: [_judge(procs, candidate, w, run.how) for w in windows(rounds, pairs, s)] for s in (False, True)}
+    method = (f"gate --rates {rounds}: {rounds} rounds of 3 processes (base, A/A candidate, slower candidate) in "
+              f"rotating order; {len(judged[False])} disjoint windows of {pairs} pairs are the runs counted; "
+              f"{pairs}-round sliding windows reported apart; {run.wall_s:.0f} s")
+    entry = experiment_entry(judged[False], run.spec, pairs, thresholds, method)
+    slide = judged[True]
+    entry["sliding"] = {"runs": len(slide), "flagged": sum(o.flagged for o in slide),
+                        "per_case": experiment_entry(slide, run.spec, pairs, thresholds, "")["per_case"]}
+    rng = random.Random(0)
+    picks = [sorted(rng.sample(range(rounds), pairs)) for _ in range(run.subsets)] if pairs <= rounds else []
+    entry["resampled"] = {"runs": len(picks),
+                          "flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in picks),
+                          "note": f"random {pairs}-round subsets of the {rounds} rounds (not independent)"}
+    entry["other_pairs"] = {}
+    for k in run.also_pairs:
+        ks = [sorted(rng.sample(range(rounds), k)) for _ in range(run.subsets)] if k <= rounds else []
+        entry["other_pairs"][k] = {"disjoint_runs": rounds // k,
+                                   "disjoint_flagged": sum(_judge(procs, candidate, w, run.how).flagged
+                                                           for w in windows(rounds, k, False)),
+                                   "subsets": len(ks),
+                                   "subsets_flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in ks)}
+    return entry

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import defaults, frameworks, records
+from bench.text import last_line
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class RunSpec:
     threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
     pin: tuple = ()                         # the CPUs every process's framework workers are bound to (run --pin)
 
-    def env(self) -> dict[str, str]:
+    def variables(self) -> dict[str, str]:
         """Environment variables every process runs with (both sides alike; records keep them)."""
         return frameworks.thread_env(self.threads, self.frameworks) if self.threads else {}
 
@@ -60,14 +61,8 @@ class Process:
     last_line: str = ""
 
 
-# runner(tree, out, args, extra_env[, python=]): run_harness, or a stand-in for it
-Runner = Callable[..., Process]
-
-
-def last_line(text: str | None) -> str:
-    """The last non-empty line of `text` (a process's stderr), cut to 300 characters."""
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+# launch(tree, out, args, extra_env[, python=]): run_harness, or a stand-in for it in tests
+Launch = Callable[..., Process]
 
 
 def _child_env(tree, extra=None):
@@ -132,17 +127,17 @@ def order(names: Iterable[str], i: int) -> list[str]:
 
 
 def interleave(trees: Mapping[str, Path | str], rounds: int, args: Sequence[str], workdir: Path | str,
-               runner: Runner = run_harness, progress: Callable[[str], None] | None = None,
+               launch: Launch = run_harness, progress: Callable[[str], None] | None = None,
                extra_env: Mapping[str, str] | None = None,
                pythons: Mapping[str, str] | None = None) -> dict[str, list[Process]]:
     """{name: [Process of round 0, 1, ...]}: each round runs every tree once, in order(names, i),
-    each in its own process (`runner(tree, out, args, extra_env)`, and python=pythons[name] where
+    each in its own process (`launch(tree, out, args, extra_env)`, and python=pythons[name] where
     given) writing to workdir/<name>-<round>."""
     progress = progress or stderr_line
     out: dict[str, list[Process]] = {name: [] for name in trees}
     for i in range(rounds):
         for name in order(trees, i):
-            p = runner(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env,
+            p = launch(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env,
                        **({"python": pythons[name]} if pythons else {}))
             out[name].append(p)
             status = "ok" if p.rc in (0, 1) and p.records else f"exit {p.rc}: {p.last_line}"

@@ -1,9 +1,9 @@
 """The gate's comparisons as text lines, for the command line to print."""
 from collections import defaultdict
 
-from bench.gate.paired import Outcome
-from bench.gate.rule import LEVEL, RULE, Comparison, Result
-from bench.records import printable
+from bench.compare import LEVEL, RULE, Comparison, Result
+from bench.gate.outcome import Outcome
+from bench.text import printable
 
 
 def _ms(seconds):
@@ -47,7 +47,8 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
             lines.append(f"counters changed{f' (FAIL: {c.counters_fail})' if c.counters_fail else ''}: {printable(c.key)} "
                          f"{printable(c.label[len(c.key):].strip())}: {printable('; '.join(c.counters))}")
     for label in result.only_base:
-        lines.append(f"only in {base_name}: {printable(label)}")
+        lines.append(f"only in {base_name}: {printable(label)}"
+                     + ("" if result.allow_missing else " (the candidate lost it: FAIL; --allow-missing allows it)"))
     for label in result.only_candidate:
         lines.append(f"only in {candidate_name}: {printable(label)}")
     for line in result.mismatch:
@@ -61,6 +62,9 @@ def summary(result: Result) -> str:
     for c in result.comparisons:
         counts[c.verdict] += 1
     if not result.comparisons:
+        if result.lost:
+            return (f"verdict: FAILED, no case is in both runs and the candidate lacks all {len(result.lost)} of "
+                    "the base's (--allow-missing allows it)")
         return "verdict: nothing to compare (no case is in both runs)"
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     changed = sum(bool(c.counters) for c in result.comparisons)
@@ -76,6 +80,10 @@ def summary(result: Result) -> str:
     if result.broken:
         names = ", ".join(printable(c.label) for c in result.broken)
         return f"verdict: FAILED, the candidate broke a case the base ran ({parts}): {names}{also}"
+    if result.lost:
+        names = ", ".join(printable(label) for label in result.lost[:3]) + (", ..." if len(result.lost) > 3 else "")
+        return (f"verdict: FAILED, the candidate lacks {len(result.lost)} case(s) the base has ({parts}): {names}"
+                f"{also} (--allow-missing allows it)")
     if by_counters:
         return f"verdict: FAILED on counters ({parts}): {failing}"
     return f"verdict: no regression ({parts})"

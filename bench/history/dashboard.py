@@ -12,8 +12,8 @@ from pathlib import Path
 from bench.history.changes import Change
 from bench.history.series import BASES as series_bases
 from bench.history.series import Series
-from bench.records import printable
 from bench.report import fmt
+from bench.text import printable
 
 STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ccc;

@@ -168,8 +168,7 @@ def work_changes(points: list[Point]) -> list[WorkChange]:
 
 
 def _scale(rows):
-    ceilings = [r.get("gemm_gflops") for r in rows]
-    if not all(c and c > 0 for c in ceilings):
-        return None
-    reference = float(np.median(ceilings))
-    return lambda row: row["gemm_gflops"] / reference
+    """row -> its times' factor at the rows' reference GEMM ceiling (compare.reference_ceiling), or None."""
+    from bench.compare import reference_ceiling
+    reference = reference_ceiling(r.get("gemm_gflops") for r in rows)
+    return None if reference is None else (lambda row: row["gemm_gflops"] / reference)

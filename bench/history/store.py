@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import env, frameworks
-from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record, printable
+from bench import env
+from bench.machine import Machine
+from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record
+from bench.text import printable
 
 SCHEMA_VERSION = 5   # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps
 DEFAULT_DB = Path("results") / "history.sqlite"
@@ -45,7 +47,7 @@ def _tables(metadata):
         sa.Column("commit_time", sa.Float),          # committer time, seconds since the epoch
         sa.Column("branch", sa.String(255)),
         sa.Column("dirty", sa.Boolean, nullable=False),
-        sa.Column("machine", sa.String(255), nullable=False),   # the hardware: machine_key()
+        sa.Column("machine", sa.String(255), nullable=False),   # the hardware: Machine.series_key
         sa.Column("recorded_utc", sa.String(40)),
         sa.Column("source", sa.Text),                # the records file it was added from
         sa.Column("fingerprint", sa.Text, nullable=False),   # JSON
@@ -130,19 +132,6 @@ def _check_relative(path: Path, url: str) -> None:
         raise HistoryError(f"{printable(url)[:200]}: a relative path, {where} inside the repository; an absolute path "
                            f"takes four slashes (sqlite:////{str(path).lstrip('/')}), a relative one belongs under "
                            "results/ (the default: sqlite:///results/history.sqlite)")
-
-
-def machine_key(fp: dict[str, Any] | None) -> str:
-    """The hardware a run measured, as a key: architecture, CPU model and GPUs, and the thread
-    settings where the run set any (the gate's one-thread processes are another series than a
-    default run's); not software: a framework upgrade is a change in a machine's history."""
-    ident = env.identity(fp or {})
-    variables = (fp or {}).get("env") or {}
-    thread_vars = frameworks.thread_env(1)   # every framework's thread variables (their classes say which)
-    threads = sorted({variables[v] for v in thread_vars if isinstance(variables, dict) and variables.get(v)})
-    return " | ".join([ident["machine"] or "unknown", ident["cpu_model"] or "unknown CPU",
-                       "+".join(g for g in ident["gpu_names"] if g) or "no GPU"]
-                      + ([f"{'/'.join(threads)} thread(s)"] if threads else []))[:255]
 
 
 class Store:
@@ -256,7 +245,7 @@ class Store:
                 conn.execute(insert.values(
                     run_id=first.run_id, commit_sha=commit["sha"], parent_sha=commit.get("parent"),
                     commit_time=commit.get("time"), branch=commit.get("branch"), dirty=bool(commit.get("dirty")),
-                    machine=machine_key(first.env), recorded_utc=(first.env or {}).get("time_utc"),
+                    machine=Machine.of(first.env).series_key, recorded_utc=(first.env or {}).get("time_utc"),
                     source=str(source) if source else None, fingerprint=json.dumps(first.env or {}, default=str),
                 ).on_conflict_do_nothing(index_elements=["run_id"]))
                 run = conn.execute(sa.select(self.runs.c.id).where(self.runs.c.run_id == first.run_id)).scalar_one()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import defaults, env, stats, telemetry
+from bench import env, noise, stats, telemetry
 from bench.records import CASE_FIELDS, Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
@@ -123,23 +123,20 @@ def comparison_tables(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return out
 
 
-def _interval(value, lo, hi, half_width, prefix=""):
-    """'value [lo–hi]' at the decimals the half-width supports."""
-    places = fmt.decimals(value, half_width)
-    text = prefix + fmt.fixed(value, places)
-    if math.isfinite(lo) and math.isfinite(hi):
-        text += f" [{fmt.fixed(lo, places)}–{fmt.fixed(hi, places)}]"
-    return text
-
-
 def _speedup_cell(ratio: float, lo: float, hi: float, base: str, paired: bool = True) -> str:
     """A speed-up against a base as a table cell: `base` for the base itself (1 [1, 1]), the ratio
-    with its CI at the decimals it supports, marked "(unpaired)" where it is, "–" where there is none."""
+    with its interval (fmt.interval), marked "(unpaired)" where it is, "–" where there is none."""
     if ratio == lo == hi == 1:
         return base
     if not math.isfinite(ratio):
         return "–"
-    return _interval(ratio, lo, hi, (hi - lo) / 2, "×") + ("" if paired else " (unpaired)")
+    return fmt.interval(ratio, lo, hi, "×") + ("" if paired else " (unpaired)")
+
+
+def _peak_cell(c: Any) -> str:
+    """A device allocator's peak, measured for each case alike; "–" where the peak is the process's
+    RSS, which depends on which cases ran before in the process."""
+    return fmt.sig(c.peak_mib, 3) if isinstance(c.peak_method, str) and "allocator peak" in c.peak_method else "–"
 
 
 def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
@@ -157,12 +154,13 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
         speedup = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "reference", c.speedup_paired)
         first = (c.trace_ms if math.isfinite(c.trace_ms) else 0) + c.first_call_ms
         rows[name] = {
-            "median ms [95% CI]": _interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, hw),
+            "median ms [95% CI]": fmt.interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms),
             "IQR": fmt.pct(c.iqr_pct),
             "speed-up [95% CI]": speedup,
             "GFLOP/s": fmt.round_to_spread(c.gflops, c.gflops * relative if relative else None),
             "% of peak": fmt.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
-            "peak MiB": fmt.sig(c.peak_mib, 3),
+            "memory MiB (analytic)": fmt.sig(c.estimate_mib, 3),
+            "allocator peak MiB": _peak_cell(c),
             **({"host-clock ms (gap)": f"{fmt.sig(c.host_median_ms, 3)} (+{fmt.sig(c.host_median_ms - c.median_ms, 2)})"}
                if math.isfinite(c.host_median_ms) else {}),
             **({"dispatch ms": fmt.sig(c.dispatch_ms, 2)} if math.isfinite(c.dispatch_ms) else {}),
@@ -180,12 +178,23 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
 def payback_table(pb: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
-        calls = c.payback_calls
-        rows.append({"device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}", "case": f"{c.row} · {c.backend}",
-                     "compile overhead ms": fmt.sig(c.overhead_ms, 2), "saving ms per call": fmt.sig(c.saving_ms, 2),
-                     "pays back after": f"{int(calls):,} call{'s' if int(calls) != 1 else ''}" if math.isfinite(calls)
-                     else "never"})
+        rows.append({"device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}",
+                     "case": f"{c.row} · {c.backend}", "compile overhead ms": fmt.sig(c.overhead_ms, 2),
+                     "saving ms per call [95% CI]": fmt.interval(c.saving_ms, c.saving_lo_ms, c.saving_hi_ms),
+                     "pays back after": _payback_cell(c)})
     return pd.DataFrame(rows).set_index("device and size")
+
+
+def _payback_cell(c: Any) -> str:
+    """Calls to pay back with their interval where the compiled case is shown faster than eager;
+    'never' where it is shown slower; where neither is shown, no count (the saving may be none)."""
+    if c.shown == "slower":
+        return "never (slower than eager)"
+    if c.shown != "faster":
+        return "not shown: its saving's interval holds 0"
+    calls = int(c.payback_calls)
+    high = "∞" if not math.isfinite(c.payback_hi) else f"{int(c.payback_hi):,}"
+    return f"{calls:,} call{'s' if calls != 1 else ''} [{int(c.payback_lo):,}, {high}]"
 
 
 def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
@@ -246,15 +255,13 @@ def scaling_tables(sc: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
         rows = []
         for c in g.sort_values(["framework", "engine", "backend", "n_per_replica" if key[-1] == "weak" else "n",
                                 "replicas"], kind="stable").itertuples():
-            half = (c.speedup_hi - c.speedup_lo) / 2
             base = c.speedup == c.speedup_lo == c.speedup_hi == 1
             rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "R": c.replicas,
                          "n": f"{c.n:,}", "n per replica": f"{c.n_per_replica:,}", "median ms": fmt.sig(c.median_ms, 3),
-                         "speed-up [95% CI]": "×1 (base)" if base else _interval(c.speedup, c.speedup_lo,
-                                                                                   c.speedup_hi, half, "×"),
-                         "efficiency [95% CI]": "1 (base)" if base else _interval(
-                             c.efficiency, c.efficiency_lo, c.efficiency_hi,
-                             half / (c.replicas if key[-1] == "strong" else 1)),
+                         "speed-up [95% CI]": "×1 (base)" if base else fmt.interval(c.speedup, c.speedup_lo,
+                                                                                      c.speedup_hi, "×"),
+                         "efficiency [95% CI]": "1 (base)" if base else fmt.interval(
+                             c.efficiency, c.efficiency_lo, c.efficiency_hi),
                          "all-reduce ms (share)": f"{fmt.sig(c.allreduce_ms, 2)} ({c.allreduce_share:.0%})"
                          if math.isfinite(c.allreduce_ms) else "not exposed"})
         table = pd.DataFrame(rows).set_index("case")
@@ -279,8 +286,7 @@ def engine_overhead_table(sc: pd.DataFrame) -> pd.DataFrame:
     one = sc[(sc.kind == "strong") & (sc.replicas == 1) & sc.overhead.notna()]
     rows = [{"device": c.where, "case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "n": f"{c.n:,}",
              "one device ms": fmt.sig(c.single_ms, 3), "R=1 under the engine ms": fmt.sig(c.median_ms, 3),
-             "overhead [95% CI]": _interval(c.overhead, c.overhead_lo, c.overhead_hi,
-                                            (c.overhead_hi - c.overhead_lo) / 2, "×"),
+             "overhead [95% CI]": fmt.interval(c.overhead, c.overhead_lo, c.overhead_hi, "×"),
              "reading": _overhead_reading(c.overhead_lo, c.overhead_hi)}
             for c in one.itertuples()]
     return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
@@ -326,7 +332,7 @@ def counters_long(records: Iterable[Record]) -> pd.DataFrame:
 def crossover_table(crossings: pd.DataFrame) -> pd.DataFrame:
     rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
              "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond,
-             "the CIs either side": "apart" if c.supported else "overlap: not shown to cross"}
+             "either side": "shown: each faster on its side" if c.supported else "not shown to cross"}
             for c in crossings.itertuples()]
     return pd.DataFrame(rows).set_index("#")
 
@@ -441,10 +447,15 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
 
 # ---------------------------------------------------------------- the document
 
+def _ms(c: Any) -> str:
+    """A case's median with its interval, in ms."""
+    return fmt.interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms) + " ms"
+
+
 def _summary(df):
-    """One line per table: the fastest case, claimed only where it is shown faster than the runner-up
-    (frames.shown_faster; else both are named, indistinguishable), and its speed-up with its CI, claimed only
-    where that CI excludes 1."""
+    """One line per table from the one comparison (frames.estimate): the fastest case where it is
+    shown faster than the runner-up (else the two are named, not told apart), the ratio between
+    them with its interval, and the speed-up against the reference case, each naming its cases."""
     items = []
     for key, g in frames.groups(df):
         timed = g[(g.status == "ok") & (g.median_ms > 0)].sort_values("median_ms", kind="stable")
@@ -452,24 +463,33 @@ def _summary(df):
             continue
         best = timed.iloc[0]
         name = f"**{best.row}/{best.backend}**"
-        text = f"{title(key)}: fastest {name}, {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} ms"
+        text = f"{title(key)}: {name}, {_ms(best)}"
         if len(timed) > 1:
             second = timed.iloc[1]
-            if not frames.shown_faster(best, second):
-                text = (f"{title(key)}: fastest {name} and **{second.row}/{second.backend}**, indistinguishable (their "
-                        f"95% CIs overlap), {fmt.round_to_spread(best.median_ms, fmt.median_half_width(best))} "
-                        f"and {fmt.round_to_spread(second.median_ms, fmt.median_half_width(second))} ms")
+            against = frames.estimate(best, second)   # the runner-up's time over the best's: its speed-up
+            ratio = fmt.interval(against.ratio, against.lo, against.hi, "×")
+            runner = f"{second.row}/{second.backend}"
+            text = (f"{title(key)}: fastest {name}, {_ms(best)}, {ratio} as fast as the runner-up {runner}"
+                    if against.inverse().faster else
+                    f"{title(key)}: {name} and **{runner}** not told apart ({ratio} as fast, 95% interval holding 1), "
+                    f"{_ms(best)} and {_ms(second)}")
         if math.isfinite(best.speedup) and best.speedup != 1 and math.isfinite(best.speedup_lo):
-            ci = f"[{fmt.sig(best.speedup_lo, 3)}, {fmt.sig(best.speedup_hi, 3)}]"
-            if best.speedup_lo > 1 or best.speedup_hi < 1:
-                text += f", ×{fmt.round_to_spread(best.speedup, (best.speedup_hi - best.speedup_lo) / 2)} {ci} against {best.reference}"
-            else:
-                text += f", against {best.reference} indistinguishable (×{fmt.sig(best.speedup, 3)} {ci})"
+            ratio = fmt.interval(best.speedup, best.speedup_lo, best.speedup_hi, "×")
+            shown = best.speedup_lo > 1 or best.speedup_hi < 1
+            text += (f"; {name} against the reference {best.reference}: {ratio}" if shown else
+                     f"; {name} against the reference {best.reference}: not told apart ({ratio})")
         if math.isfinite(best.pct_of_peak):
             pct = best.pct_of_peak
-            text += f", {fmt.sig(pct, 2) if pct < 100 else f'{pct:.0f}'}% of the measured GEMM peak"
+            text += f"; {fmt.sig(pct, 2) if pct < 100 else f'{pct:.0f}'}% of the measured GEMM peak"
         items.append(text)
     return items
+
+
+def _noise_text(df: pd.DataFrame) -> str:
+    """Which run-to-run noise figures widened the unpaired ratios, and where each comes from."""
+    figures = df[["run_sd", "run_sd_source"]].dropna().drop_duplicates()
+    return "; ".join(f"sd {sd:.0%} of a median: {source}" for sd, source in figures.itertuples(index=False)) or \
+        "none needed"
 
 
 def escaped(frame: pd.DataFrame) -> pd.DataFrame:
@@ -527,13 +547,14 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
     blocks.append(("causes", items))
     blocks.append(("h2", "Results per device and size"))
     blocks.append(("p", "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step where "
-                        "its median's 95% CI lies below the runner-up's (none in bold: indistinguishable). "
-                        "Digits are kept only where the 95% confidence interval of the median supports them. "
-                        "Speed-up = reference median / case median (>1 is faster) with a bootstrap 95% CI, "
-                        "paired by timing round when both cases come from one run; 'unpaired' ones (separate runs "
-                        f"or processes) widened by the noise between processes (sd {defaults.RUN_SD:.0%} of a median), "
-                        "and so is the bold mark between such cases. % of peak is against the "
-                        "device's measured float32 GEMM GFLOP/s."))
+                        "the comparison shows it faster than the runner-up (none in bold: not told apart). "
+                        "Digits are kept only where the 95% confidence interval supports them, and the point always "
+                        "lies inside its printed interval. Every ratio here, the bold marks, the headline, the "
+                        "pay-back and the crossings come from one comparison, the one `compare` and `gate` use: "
+                        "speed-up = reference median / case median (>1 is faster), paired by timing round when "
+                        "both cases come from one run; 'unpaired' ones (separate runs or processes) widened by the "
+                        f"noise between runs ({_noise_text(df)}). % of peak is against the device's measured "
+                        "float32 GEMM GFLOP/s."))
     grids = comparison_tables(df)
     for key, g in frames.groups(df):
         ref = g.reference.iloc[0] if len(g) else ""
@@ -567,11 +588,9 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
                    ("p", "The manual step over R replicas under each framework's own engine (bench/distributed/), every "
                          "case checked against the float64 reference on the global batch first; times are each "
                          "step's slowest process. Strong scaling keeps the global n (ideal speed-up R, efficiency "
-                         "speed-up / R); weak scaling keeps n per replica (ideal efficiency T1 / TR = 1). CIs are "
-                         "unpaired bootstrap 95% intervals widened by the noise between processes (each R runs in its own "
-                         f"processes, at another time; sd {defaults.RUN_SD:.0%} of a process's median assumed: on the 2-core "
-                         "test VM three runs of one R=1 comparison read x0.87, x1.09 and x1.07, each with a +-2% "
-                         "interval of its own samples).")]
+                         "speed-up / R); weak scaling keeps n per replica (ideal efficiency T1 / TR = 1). Intervals "
+                         "are the one comparison's for separate runs (each R runs in processes of its own, at another "
+                         f"time), widened by the noise between runs ({_noise_text(df)}).")]
         for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
             blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
         overhead = engine_overhead_table(sc)
@@ -756,12 +775,13 @@ def _figures(df, pb, crossings, out):
         return {name: job.result() for name, job in jobs.items()}
 
 
-def write(records: Iterable[Record], out_dir: Path | str) -> list[Path]:
-    """report.md, report.html, plots/ and tables/ in out_dir, from records alone (duplicates merged);
-    returns the paths written, report.md and report.html first."""
+def write(records: Iterable[Record], out_dir: Path | str, stored: noise.Figures | None = None) -> list[Path]:
+    """report.md, report.html, plots/ and tables/ in out_dir, from records (duplicates merged) and
+    the stored noise figures that widen comparisons of separate runs (bench/noise.py; none: the
+    default); returns the paths written, report.md and report.html first."""
     out_dir = Path(out_dir)
     records = list({(r.run_id, r.case, r.status, r.samples_s, r.first_call_s, r.error): r for r in records}.values())
-    df = frame(records)
+    df = frame(records, stored)
     pb = frames.payback(df)
     crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
     crossings["number"] = range(1, len(crossings) + 1)

@@ -4,7 +4,7 @@ import math
 import re
 from typing import Any
 
-from bench.records import printable
+from bench.text import printable
 
 
 def decimals(value: float | None, half_width: float | None, min_sig: int = 2, max_sig: int = 4,
@@ -37,6 +37,25 @@ def fixed(value: float | None, places: int) -> str:
 def round_to_spread(value: float | None, half_width: float | None, **kw: int) -> str:
     """`value` as text with the digits its spread supports, e.g. (1.2345, 0.037) -> '1.2'."""
     return fixed(value, decimals(value, half_width, **kw))
+
+
+def interval(value: float, lo: float, hi: float, prefix: str = "", max_places: int = 6) -> str:
+    """'value [lo, hi]' at the digits the interval supports, and more where those would not keep the
+    point strictly inside its printed interval (1.02 [0.945, 1.046] is '1.02 [0.94, 1.05]', not
+    '1.0 [0.9, 1.0]'); the ends are rounded outwards, so the printed interval holds the computed one,
+    at a unit of at most a fifth of its width. Without an interval, the value alone."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return prefix + round_to_spread(value, None)
+    places = decimals(value, (hi - lo) / 2)
+    if hi > lo:   # ends fine enough that rounding them outwards widens the interval by a fifth at most
+        places = max(places, -math.floor(math.log10((hi - lo) / 5)))
+    while True:
+        unit = 10.0 ** -places
+        v, low, high = round(value, places), math.floor(lo / unit + 1e-9) * unit, math.ceil(hi / unit - 1e-9) * unit
+        inside = (low < v or lo == value) and (v < high or hi == value)
+        if inside or places >= max_places:
+            return f"{prefix}{fixed(v, places)} [{fixed(low, places)}, {fixed(high, places)}]"
+        places += 1
 
 
 def sig(value: float | None, figures: int = 2) -> str:

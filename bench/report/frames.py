@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench import defaults, stats
+from bench import compare, noise, stats
+from bench.compare import ROUNDS, RUNS, Estimate, Measurement
+from bench.noise import Noise
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, Record
 
 # A table is one device (with its hardware) at one size and dtype: the case key without the
@@ -25,9 +27,9 @@ COLUMNS = [
     "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
     "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
     "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "own_gemm_gflops", "own_copy_gbps", "intensity",
-    "bound", "peak_mib",
+    "bound", "peak_mib", "estimate_mib",
     "peak_method", "tracing_count", "retraced", "speedup", "speedup_lo", "speedup_hi", "speedup_paired",
-    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms",
+    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms", "run_sd", "run_sd_source",
 ]
 OBJECT_COLUMNS = ("samples_s", "rounds")
 
@@ -56,11 +58,16 @@ def where(device: str, fingerprint: dict[str, Any] | None) -> str:
     return f"{device} ({name})" if name else device
 
 
-def frame(records: Iterable[Record]) -> pd.DataFrame:
+def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd.DataFrame:
     """One row per record (COLUMNS), with the statistics derived from its samples, the speed-up
-    against its group's reference case and whether it is the best of its row."""
+    against its group's reference case and whether it is the best of its row. figures: the stored
+    noise figures (bench/noise.py) a comparison of separate runs is widened by, each run by its own
+    machine's (the default where it has none)."""
     rows = []
+    noises: dict[str, Noise] = {}
     for r in records:
+        if r.run_id not in noises:
+            noises[r.run_id] = noise.between_runs(figures or {}, r.env)
         s = r.summary
         samples = tuple(r.samples_s or ())
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
@@ -78,11 +85,13 @@ def frame(records: Iterable[Record]) -> pd.DataFrame:
             "trace_ms": _num(r.trace_s, 1e3), "first_call_ms": _num(r.first_call_s, 1e3),
             "max_rel_err": _num(r.max_rel_err), "gflops": s.gflops, "pct_of_peak": s.pct_of_peak,
             "gemm_peak_gflops": s.gemm_gflops, "copy_peak_gbps": s.copy_gbps, "intensity": s.intensity,
-            "bound": s.bound, "peak_mib": _num(r.peak_bytes, 2.0 ** -20), "peak_method": r.peak_method,
+            "bound": s.bound, "peak_mib": _num(r.peak_bytes, 2.0 ** -20),
+            "estimate_mib": _num(r.memory_estimate_bytes, 2.0 ** -20), "peak_method": r.peak_method,
             "tracing_count": _num(r.tracing_count), "retraced": _retraced(r),
             "samples_s": samples,
             "rounds": tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else (),
             "hosts": _num((r.distributed or {}).get("hosts")), "allreduce_ms": _allreduce_ms(r.distributed),
+            "run_sd": noises[r.run_id].run_sd, "run_sd_source": noises[r.run_id].run_source,
         })
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
@@ -165,27 +174,42 @@ def reference_index(group: pd.DataFrame) -> Hashable | None:
     return (manual if len(manual) else ok).index[0]
 
 
-def _paired(a, b) -> bool:
-    """Whether two cases (frame rows) were timed round by round in one run, so their ratio pairs."""
-    return a.run_id == b.run_id and stats.can_pair(a.rounds, b.rounds)
+def measurement(row: Any) -> Measurement:
+    """A frame row (from itertuples or a Series) as the comparison's Measurement."""
+    busy = row.other_cores
+    return Measurement(tuple(row.samples_s), tuple(row.rounds), row.run_id or "",
+                       None if busy is None or busy != busy else float(busy))
+
+
+def estimate(base: Any, candidate: Any) -> Estimate:
+    """candidate/base time of two frame rows by the one comparison (bench/compare.py): paired by
+    round within one run, else separate runs widened by the candidate's machine's noise between runs
+    (its run_sd column: that machine's stored figure, else the default)."""
+    pairing = ROUNDS if base.run_id and base.run_id == candidate.run_id else RUNS
+    noise = Noise(run_sd=candidate.run_sd, run_source=candidate.run_sd_source)
+    return compare.estimate([measurement(base)], [measurement(candidate)], pairing, noise)
 
 
 def shown_faster(a: Any, b: Any) -> bool:
-    """Whether case `a` (a frame row) is shown faster than `b`: in one run's rounds, their medians'
-    95% CIs apart; from separate runs or processes, also a ratio interval (widened by the noise
-    between processes, defaults.RUN_SD) wholly above 1."""
-    if not (a.ci_hi_ms < b.ci_lo_ms):
+    """Whether case `a` (a frame row) is shown faster than `b`: the one comparison's interval of
+    a's time over b's lies wholly below 1 (compare.Estimate.faster)."""
+    return estimate(b, a).faster
+
+
+def shown_higher_gflops(a: Any, b: Any) -> bool:
+    """Whether case `a` is shown to reach more GFLOP/s than `b`: their throughputs' ratio, the FLOPs
+    a call does over the one comparison's interval of their times, wholly above 1."""
+    flops_a, flops_b = a.gflops * a.median_ms, b.gflops * b.median_ms   # FLOPs a call, in the same unit
+    if not (flops_a > 0 and flops_b > 0):
         return False
-    if _paired(a, b):
-        return True
-    _, lo, _ = stats.between_runs(*stats.ratio_ci(b.samples_s, a.samples_s, n_boot=defaults.REPORT_BOOTSTRAP),
-                                  defaults.RUN_SD)
-    return lo > 1
+    times = estimate(b, a)   # a's time over b's
+    return flops_a / flops_b / times.hi > 1
 
 
 def _speedups(df):
     """speedup = reference median / case median (>1: faster than the reference), with its 95%
-    bootstrap CI; paired by round when both share a run_id and enough rounds (stats.can_pair)."""
+    interval: the inverse of estimate(reference, case), so the report and `compare` of the same
+    two records print the same ratio and interval."""
     df = df.copy()
     found = {}   # index -> (speedup, lo, hi, paired, reference)
     for _, group in df.groupby(GROUP, sort=False):
@@ -200,12 +224,8 @@ def _speedups(df):
             elif i == ref:
                 found[i] = (1.0, 1.0, 1.0, False, name)
             else:
-                paired = _paired(r, c)
-                ratio, lo, hi = stats.ratio_ci(r.samples_s, c.samples_s, paired=(r.rounds, c.rounds) if paired else None,
-                                               n_boot=defaults.REPORT_BOOTSTRAP)
-                if not paired:   # separate processes or runs: as sure as the noise between them allows
-                    ratio, lo, hi = stats.between_runs(ratio, lo, hi, defaults.RUN_SD)
-                found[i] = (ratio, lo, hi, paired, name)
+                s = estimate(r, c).inverse()
+                found[i] = (s.ratio, s.lo, s.hi, s.method.startswith(compare.PAIRED_BY_ROUND), name)
     for k, column in enumerate(("speedup", "speedup_lo", "speedup_hi", "speedup_paired", "reference")):
         missing = {"speedup_paired": False, "reference": ""}.get(column, math.nan)
         df[column] = [found[i][k] if i in found else missing for i in df.index]
@@ -289,7 +309,8 @@ def precisions(df: pd.DataFrame) -> pd.DataFrame:
                 if c.Index == base.name:
                     ratio = lo = hi = 1.0
                 else:
-                    ratio, lo, hi = stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP)
+                    s = estimate(base, c).inverse()
+                    ratio, lo, hi = s.ratio, s.lo, s.hi
             out.append({**dict(zip(PRECISION_KEY, key)), "precision": c.precision, "status": c.status,
                         "median_ms": c.median_ms if c.status == "ok" else math.nan, "speedup": ratio,
                         "speedup_lo": lo, "speedup_hi": hi, "max_rel_err": c.max_rel_err})
@@ -331,11 +352,8 @@ def versions(df: pd.DataFrame) -> pd.DataFrame:
                 if c.Index == base.name:
                     ratio = lo = hi = 1.0
                 else:
-                    paired = _paired(base, c)
-                    ratio, lo, hi = stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP,
-                                                   paired=(base.rounds, c.rounds) if paired else None)
-                    if not paired:
-                        ratio, lo, hi = stats.between_runs(ratio, lo, hi, defaults.RUN_SD)
+                    s = estimate(base, c).inverse()
+                    ratio, lo, hi, paired = s.ratio, s.lo, s.hi, s.method.startswith(compare.PAIRED_BY_ROUND)
             out.append({**dict(zip(VERSION_KEY, key)), "deps": c.deps, "framework_version": c.framework_version,
                         "status": c.status, "error": c.error, "median_ms": c.median_ms if c.status == "ok" else math.nan,
                         "ci_lo_ms": c.ci_lo_ms, "ci_hi_ms": c.ci_hi_ms, "speedup": ratio, "speedup_lo": lo,
@@ -379,7 +397,7 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
     """The data-parallel cases (an engine over R replicas) against R=1 under the same engine:
     strong scaling (the same global n; speed-up T1/TR, efficiency speed-up/R) and weak scaling (the
     same n per replica; efficiency T1/TR, ideal 1), each with a bootstrap 95% CI widened by the
-    noise between processes (defaults.RUN_SD, the sd of the log of a process's median: each R is its own set
+    noise between runs (the run_sd column, the sd of the log of a run's median: each R is its own set
     of processes, timed at another time, so the samples' own interval would claim a certainty that
     a second run does not repeat). The R=1 rows also compare with the plain single-device case of
     the same framework, backend and n timed by the same loop (engine ""): overhead = T(R=1) / T(one
@@ -399,19 +417,26 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
             for kind, base in (("strong", strong), ("weak", weak)):
                 if base is None:
                     continue
-                ratio, lo, hi = (1.0, 1.0, 1.0) if base.Index == c.Index else stats.between_runs(
-                    *stats.ratio_ci(base.samples_s, c.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), defaults.RUN_SD)
+                ratio, lo, hi = (1.0, 1.0, 1.0) if base.Index == c.Index else _apart_ratio(base, c)
                 per = c.replicas if kind == "strong" else 1
                 extra = {}
                 if c.replicas == 1:
                     plain = single.get((*key[:3], key[4], *key[5:], c.n))
                     if plain is not None:
-                        o, olo, ohi = stats.between_runs(
-                            *stats.ratio_ci(c.samples_s, plain.samples_s, n_boot=defaults.REPORT_BOOTSTRAP), defaults.RUN_SD)
+                        o, olo, ohi = _apart_ratio(plain, c, speedup=False)
                         extra = {"single_ms": plain.median_ms, "overhead": o, "overhead_lo": olo, "overhead_hi": ohi}
                 out.append({**row, "kind": kind, "speedup": ratio, "speedup_lo": lo, "speedup_hi": hi,
                             "efficiency": ratio / per, "efficiency_lo": lo / per, "efficiency_hi": hi / per, **extra})
     return pd.DataFrame(out, columns=SCALING_COLUMNS)
+
+
+def _apart_ratio(base: Any, case: Any, speedup: bool = True) -> tuple[float, float, float]:
+    """A data-parallel case against another as processes apart (each R runs in processes of its own,
+    at another time): the one comparison of separate runs; base/case with speedup, else case/base."""
+    e = compare.estimate([measurement(base)], [measurement(case)], RUNS,
+                         Noise(run_sd=case.run_sd, run_source=case.run_sd_source))
+    e = e.inverse() if speedup else e
+    return e.ratio, e.lo, e.hi
 
 
 # ---------------------------------------------------------------- launch overhead
@@ -448,30 +473,39 @@ def payback_calls(overhead_s: float, saving_s: float) -> float:
     return max(0, math.ceil(overhead_s / saving_s))
 
 
+PAYBACK_COLUMNS = GROUP + ["framework", "step", "backend", "run_id", "row", "first_call_ms", "trace_ms", "median_ms",
+                           "eager_median_ms", "overhead_ms", "saving_ms", "saving_lo_ms", "saving_hi_ms",
+                           "payback_calls", "payback_lo", "payback_hi", "shown"]
+
+
 def payback(df: pd.DataFrame) -> pd.DataFrame:
     """One row per timed non-eager case: its compile overhead (trace + first call - steady median),
     its saving per call against the eager case of the same step, device, size and dtype (from the
-    same run when there is one), and the calls it takes to pay back (inf: never)."""
+    same run when there is one) with the interval the one comparison gives it, and the calls it
+    takes to pay back. shown: "faster" where the case is shown faster than eager (calls with their
+    interval), "slower" where shown slower (never pays back), "" where neither is shown."""
     out = []
     timed = df[(df.status == "ok") & df.median_ms.notna()]
     match = ["framework", "step", *GROUP]
     eagers: dict[tuple, list] = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
     for e in timed[timed.backend == "eager"].itertuples(index=False):
         eagers.setdefault(tuple(getattr(e, k) for k in match), []).append(e)
-    for _, c in timed[timed.backend != "eager"].iterrows():
-        eager = eagers.get(tuple(c[k] for k in match), [])
+    for c in timed[timed.backend != "eager"].itertuples(index=False):
+        eager = eagers.get(tuple(getattr(c, k) for k in match), [])
         if not eager or not math.isfinite(c.first_call_ms):
             continue
         e = next((x for x in eager if x.run_id == c.run_id), eager[0])
         overhead = (c.trace_ms if math.isfinite(c.trace_ms) else 0.0) + c.first_call_ms - c.median_ms
-        saving = e.median_ms - c.median_ms
-        out.append({**{k: c[k] for k in GROUP + ["framework", "step", "backend", "run_id", "row"]},
+        ratio = estimate(e, c)   # the compiled case's time over eager's
+        saving, lo, hi = (e.median_ms * (1 - r) for r in (ratio.ratio, ratio.hi, ratio.lo))
+        shown = "faster" if ratio.faster else "slower" if ratio.inverse().faster else ""
+        out.append({**{k: getattr(c, k) for k in GROUP + ["framework", "step", "backend", "run_id", "row"]},
                     "first_call_ms": c.first_call_ms, "trace_ms": c.trace_ms, "median_ms": c.median_ms,
                     "eager_median_ms": e.median_ms, "overhead_ms": overhead, "saving_ms": saving,
-                    "payback_calls": float(payback_calls(overhead, saving))})
-    columns = GROUP + ["framework", "step", "backend", "run_id", "row", "first_call_ms", "trace_ms",
-                       "median_ms", "eager_median_ms", "overhead_ms", "saving_ms", "payback_calls"]
-    return pd.DataFrame(out, columns=columns)
+                    "saving_lo_ms": lo, "saving_hi_ms": hi, "payback_calls": float(payback_calls(overhead, saving)),
+                    "payback_lo": float(payback_calls(overhead, hi)), "payback_hi": float(payback_calls(overhead, lo)),
+                    "shown": shown})
+    return pd.DataFrame(out, columns=PAYBACK_COLUMNS)
 
 
 # ---------------------------------------------------------------- crossovers
@@ -581,17 +615,17 @@ def _comparable_runs(keys, var):
     return lambda a, b: a == b or not kinds[a] & kinds[b]
 
 
-def _apart(a: dict, b: dict, x: float) -> bool:
-    """Whether two lines' medians' 95% CIs at x are disjoint (a CI not known: not apart)."""
-    (lo_a, hi_a), (lo_b, hi_b) = a[x], b[x]
-    return bool(np.isfinite([lo_a, hi_a, lo_b, hi_b]).all() and (hi_a < lo_b or hi_b < lo_a))
+def _shown_faster_at(fast: dict, slow: dict, x: float) -> bool:
+    """Whether the line `fast` ({x: frame row}) is shown faster than `slow` at x (the one comparison)."""
+    return shown_faster(fast[x], slow[x])
 
 
 def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
     """Every crossing between two lines of the same step and context in the scaling plot against
     `var` (lines of one run, or of two runs of different devices: _comparable_runs): one row each,
-    numbered panel by panel from left to right, `supported` where the two medians' 95% CIs are
-    apart at the measured sizes on both sides of it (else the order may be noise). Linear in the
+    numbered panel by panel from left to right, `supported` where the one comparison shows the
+    order both ways: the line slower beyond the crossing shown faster at the measured size before it,
+    the faster one shown faster at the size after it (else the order may be noise). Linear in the
     runs of a fleet."""
     out = []
     by_step = scaling_lines(df, var)
@@ -605,8 +639,7 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
             contexts.setdefault(_context(key, var), {}).setdefault(key[run], []).append(key)
         for runs in contexts.values():
             series = {k: dict(zip(lines[k][var], lines[k].median_ms)) for keys in runs.values() for k in keys}
-            cis = {k: dict(zip(lines[k][var], zip(lines[k].ci_lo_ms, lines[k].ci_hi_ms))) for keys in runs.values()
-                   for k in keys}
+            rows = {k: dict(zip(lines[k][var], lines[k].itertuples())) for keys in runs.values() for k in keys}
             names = list(runs)
             pairs = [(ka, kb) for i, ra in enumerate(names) for rb in names[i:] if comparable(ra, rb)
                      for ia, ka in enumerate(runs[ra]) for kb in (runs[rb][ia + 1:] if ra == rb else runs[rb])]
@@ -621,7 +654,8 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
                     left, right = max(v for v in shared if v <= x), min(v for v in shared if v >= x)
                     out.append({"step": step, "var": var, "crossing": x, "time_ms": y,
                                 "faster_beyond": labels[fast], "slower_beyond": labels[slow],
-                                "supported": _apart(cis[ka], cis[kb], left) and _apart(cis[ka], cis[kb], right)})
+                                "supported": _shown_faster_at(rows[slow], rows[fast], left)
+                                and _shown_faster_at(rows[fast], rows[slow], right)})
     df_out = pd.DataFrame(out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond",
                                         "supported"])
     order = {step: i for i, step in enumerate(by_step)}

@@ -35,7 +35,7 @@ MAX_TEXT = 48    # characters of a record's text (a name, a label) a figure show
 
 
 def _inert_text(text):
-    from bench.records import printable
+    from bench.text import printable
     text = printable(text)
     return (text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…").replace("$", r"\$")
 
@@ -240,13 +240,15 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
                     ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
                             fontsize=9, color="#b22222")
                     continue
-                err = [[c.median_ms - c.q1_ms], [c.q3_ms - c.median_ms]]
-                marked = c.best   # the fastest of its step, its CI apart from the runner-up's
+                known = math.isfinite(c.ci_lo_ms) and math.isfinite(c.ci_hi_ms)
+                err = [[c.median_ms - c.ci_lo_ms], [c.ci_hi_ms - c.median_ms]] if known else None
+                marked = c.best   # the fastest of its step, shown faster than the runner-up by the one comparison
                 ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
                        error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
                        linewidth=1.6 if marked else 0)
                 if len(g) <= 24:   # a number a bar while they fit above it (the tables hold them all)
-                    ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), (x, c.q3_ms),
+                    ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)),
+                                (x, c.ci_hi_ms if known else c.median_ms),
                                 xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9,
                                 rotation=90 if len(g) > 12 else 0)
         ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows],
@@ -273,9 +275,9 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
     handles = [Patch(color=colour[b], label=b) for b in colour]
     if any(g.best.any() for _, g in groups):
         handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.6,
-                             label="fastest of its step (95% CIs apart)"))
+                             label="fastest of its step (shown faster than the runner-up)"))
     _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], len(handles),
-                   title="backend (error bar: interquartile range; number: median ms)")
+                   title="backend (error bar: 95% interval of the median; number: median ms)")
     fig.suptitle("Time of one forward + backward step, per case (lower is faster)", fontweight="bold")
     if cut:
         _note(fig, f"at most {MAX_BAR_ROWS} steps a panel drawn")
@@ -406,12 +408,17 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
                     linestyle="none", color=colour[c.backend], markeredgecolor="black" if not reduced else colour[c.backend],
                     markerfacecolor="none" if reduced else colour[c.backend], markeredgewidth=0.5 if not reduced else 1.6,
                     markersize=7, alpha=0.85)
-        best = g.loc[g.gflops.idxmax()]
-        ax.plot(best.intensity * nudge[best.row, best.backend], best.gflops, marker="o", markersize=15,
-                markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
-        ax.text(0.98, 0.03, f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}\n"
-                f"{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="#b22222")
+        top = g.sort_values("gflops", ascending=False, kind="stable")
+        best, ringed = top.iloc[0], top.iloc[:1 if len(top) < 2 or frames.shown_higher_gflops(*top.iloc[:2].itertuples())
+                                                else 2]
+        for r in ringed.itertuples():
+            ax.plot(r.intensity * nudge[r.row, r.backend], r.gflops, marker="o", markersize=15,
+                    markerfacecolor="none", markeredgecolor="#b22222", linestyle="none")
+        said = (f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}" if len(ringed) == 1 else
+                "ringed, the two highest (not told apart):\n"
+                + "\n".join(f"{short(r.row)} · {r.backend}, n={r.n:,}" for r in ringed.itertuples()))
+        ax.text(0.98, 0.03, f"{said}\n{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the "
+                "GEMM ceiling", transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="#b22222")
         _log(ax, [lo, hi], "x")
         _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
         ax.set_xlim(lo, hi)
@@ -465,13 +472,20 @@ def payback(pb: "pd.DataFrame") -> "Figure | str":
         said = []   # what each bar means, written at the right of the panel (laid out with it, never clipped)
         for y, c in enumerate(g.itertuples()):
             compile_ms = f"compile {fmt.sig(c.overhead_ms, 2)} ms"
-            if math.isfinite(c.payback_calls):
-                ax.barh(y, max(c.payback_calls, 1), color=colour[c.backend], height=0.7)
+            if c.shown == "faster":
+                high = c.payback_hi if math.isfinite(c.payback_hi) else top
+                ax.barh(y, max(c.payback_calls, 1), color=colour[c.backend], height=0.7,
+                        xerr=[[max(c.payback_calls, 1) - max(c.payback_lo, 1)], [high - max(c.payback_calls, 1)]],
+                        error_kw={"elinewidth": 1, "capsize": 2})
                 said.append(f"{int(c.payback_calls):,} call{'s' if c.payback_calls != 1 else ''} ({compile_ms}, "
-                            f"saves {fmt.sig(c.saving_ms, 2)} ms per call)")
-            else:
+                            f"saves {fmt.interval(c.saving_ms, c.saving_lo_ms, c.saving_hi_ms)} ms per call)")
+            elif c.shown == "slower":
                 ax.barh(y, 1e30, color="white", edgecolor=colour[c.backend], hatch="///", height=0.7)
                 said.append(f"never: {fmt.sig(-c.saving_ms, 2)} ms per call slower than eager ({compile_ms})")
+            else:
+                ax.barh(y, 1e30, color="white", edgecolor=colour[c.backend], hatch="...", height=0.7)
+                said.append(f"not shown: saving {fmt.interval(c.saving_ms, c.saving_lo_ms, c.saving_hi_ms)} ms per "
+                            f"call holds 0 ({compile_ms})")
         labels = [f"{c.step if single else c.row} · {c.backend}, n={c.n:,}"
                   + ("" if g["nh"].nunique() <= 1 else f", nh={c.nh}")
                   + ("" if g["dtype"].nunique() <= 1 else f", {c.dtype}") for c in g.itertuples()]
@@ -487,7 +501,9 @@ def payback(pb: "pd.DataFrame") -> "Figure | str":
         ax.set_title(w + "".join(f", {d}={g[d].iloc[0]}" for d in ("m", "nh") if g[d].nunique() == 1), fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     handles = [Patch(color=colour[b], label=b) for b in colour]
-    handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back"))
+    handles.append(Patch(facecolor="white", edgecolor="grey", hatch="///", label="never pays back (shown slower)"))
+    if (pb.shown == "").any():
+        handles.append(Patch(facecolor="white", edgecolor="grey", hatch="...", label="not shown either way"))
     _bottom_legend(fig, handles, [str(h.get_label()) for h in handles], len(handles))
     fig.suptitle("Compile pay-back: after how many steps a compiled backend beats eager", fontweight="bold")
     return fig

@@ -9,8 +9,9 @@ import numpy as np
 from bench import counters, env, timing
 from bench.frameworks.base import Framework
 from bench.memory import RssPeak
-from bench.records import CaseKey, Record, one_line
+from bench.records import CaseKey, Record
 from bench.run.plan import Config
+from bench.text import one_line
 from kernels import cost, reference
 
 

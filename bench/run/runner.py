@@ -20,7 +20,7 @@ class Runner:
     the framework class's (what the plan reads); devices() asks the loaded framework. Each case
     runs on a side: "candidate", this process's steps, unless `kernels` ({side: a checkout's
     folder}) gives each side the steps of that checkout's kernels (Framework.with_kernels): the
-    gate times a base revision's steps beside the working tree's in one process (bench/gate/calls.py)."""
+    gate times a base revision's steps beside the working tree's in one process (bench/gate/one_process.py)."""
 
     def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
         self.fw = frameworks.load(name)

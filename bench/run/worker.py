@@ -25,8 +25,9 @@ from typing import Any
 
 from bench import env, frameworks
 from bench.env import REPO
-from bench.records import CaseKey, Record, one_line
+from bench.records import CaseKey, Record
 from bench.run.plan import Config
+from bench.text import one_line
 from bench.timing import Taken
 
 # OpenBLAS's idle threads spin 2^k cycles before they sleep: its default k = 28 is about 0.1 s here,
