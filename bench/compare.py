@@ -8,6 +8,7 @@ interleaved rounds: the machine's state divides out of each round's ratio), PROC
 process pairs A B B A: one ratio a pair) or RUNS (separate runs: widened by the machine's noise
 between runs, bench/noise.py)."""
 import fnmatch
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -121,7 +122,7 @@ class Measurement:
         return cls(samples, tuple(rec.rounds) if len(rec.rounds) == len(samples) else (), rec.run_id or "",
                    float(busy[0]) if isinstance(busy, list) and busy and isinstance(busy[0], (int, float)) else None)
 
-    @property
+    @functools.cached_property
     def median_s(self) -> float:
         return stats.median(self.samples_s)
 

@@ -84,3 +84,13 @@ def test_round_ratio_ci_pairs_rounds_covers_and_shrugs_off_one_disturbed_round()
     assert width["loud"] < 2 * width["quiet"] and width["t"] > 4 * width["loud"], width
     assert math.isnan(stats.round_ratio_ci([1.0], [1.0], [0], [0])[0])               # one shared round: none
     assert math.isnan(stats.round_ratio_ci([1.0, 2.0], [1.0, 2.0], [0, 1], [5, 6])[0])   # no round shared
+
+
+def test_round_medians_are_each_rounds_median():
+    """The per-round medians computed for every round at once are np.median's of each round."""
+    rng = np.random.default_rng(3)
+    samples = rng.lognormal(0, 0.2, 60)
+    rounds = rng.integers(0, 9, 60)
+    seen, medians = stats.round_medians(samples, rounds)
+    assert list(seen) == sorted(set(rounds.tolist()))
+    assert medians == pytest.approx([np.median(samples[rounds == r]) for r in seen])

@@ -2,7 +2,8 @@
 confidence intervals, compile pay-back and crossovers. NumPy and pandas only."""
 import math
 import re
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,9 @@ COLUMNS = [
     "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "own_gemm_gflops", "own_copy_gbps", "intensity",
     "bound", "peak_mib", "estimate_mib",
     "peak_method", "tracing_count", "retraced", "speedup", "speedup_lo", "speedup_hi", "speedup_paired",
-    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms", "run_sd", "run_sd_source",
+    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms", "run_sd", "run_sd_source", "side",
 ]
-OBJECT_COLUMNS = ("samples_s", "rounds")
+OBJECT_COLUMNS = ("samples_s", "rounds", "side")
 
 
 def _num(value, scale=1.0):
@@ -70,6 +71,7 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
             noises[r.run_id] = noise.between_runs(figures or {}, r.env)
         s = r.summary
         samples = tuple(r.samples_s or ())
+        rounds = tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else ()
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
         rows.append({
             **r.case.asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
@@ -88,10 +90,10 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
             "bound": s.bound, "peak_mib": _num(r.peak_bytes, 2.0 ** -20),
             "estimate_mib": _num(r.memory_estimate_bytes, 2.0 ** -20), "peak_method": r.peak_method,
             "tracing_count": _num(r.tracing_count), "retraced": _retraced(r),
-            "samples_s": samples,
-            "rounds": tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else (),
+            "samples_s": samples, "rounds": rounds,
             "hosts": _num((r.distributed or {}).get("hosts")), "allreduce_ms": _allreduce_ms(r.distributed),
             "run_sd": noises[r.run_id].run_sd, "run_sd_source": noises[r.run_id].run_source,
+            "side": _side(r, samples, rounds, noises[r.run_id]),
         })
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
@@ -164,30 +166,31 @@ def _row_labels(df):
     return label.where(~clash, label + " [" + df.run_id + "]")
 
 
-def reference_index(group: pd.DataFrame) -> Hashable | None:
-    """Index of a group's reference case: its first ok manual/eager case, else its first ok case;
-    None when nothing in the group was timed."""
-    ok = group[(group.status == "ok") & (group.samples > 0)]
-    if ok.empty:
-        return None
-    manual = ok[(ok.step == "manual") & (ok.backend == "eager")]
-    return (manual if len(manual) else ok).index[0]
+@dataclass(frozen=True)
+class Side:
+    """What the one comparison needs of a frame row, made once per row (the `side` column): its
+    measurement and the noise between runs of the machine that measured it."""
+    measurement: Measurement
+    noise: Noise
 
 
-def measurement(row: Any) -> Measurement:
-    """A frame row (from itertuples or a Series) as the comparison's Measurement."""
-    busy = row.other_cores
-    return Measurement(tuple(row.samples_s), tuple(row.rounds), row.run_id or "",
-                       None if busy is None or busy != busy else float(busy))
+def _side(r: Record, samples: tuple, rounds: tuple, noise: Noise) -> Side:
+    busy = _other_cores(r.telemetry)
+    return Side(Measurement(samples, rounds, r.run_id or "", None if busy != busy else busy), noise)
+
+
+def compare_sides(base: Side, candidate: Side) -> Estimate:
+    """candidate/base time by the one comparison (bench/compare.py): paired by round within one run,
+    else separate runs widened by the candidate's machine's noise between runs (that machine's
+    stored figure, else the default)."""
+    b, c = base.measurement, candidate.measurement
+    pairing = ROUNDS if b.run and b.run == c.run else RUNS
+    return compare.estimate([b], [c], pairing, candidate.noise)
 
 
 def estimate(base: Any, candidate: Any) -> Estimate:
-    """candidate/base time of two frame rows by the one comparison (bench/compare.py): paired by
-    round within one run, else separate runs widened by the candidate's machine's noise between runs
-    (its run_sd column: that machine's stored figure, else the default)."""
-    pairing = ROUNDS if base.run_id and base.run_id == candidate.run_id else RUNS
-    noise = Noise(run_sd=candidate.run_sd, run_source=candidate.run_sd_source)
-    return compare.estimate([measurement(base)], [measurement(candidate)], pairing, noise)
+    """candidate/base time of two frame rows (compare_sides of their `side`)."""
+    return compare_sides(base.side, candidate.side)
 
 
 def shown_faster(a: Any, b: Any) -> bool:
@@ -206,45 +209,61 @@ def shown_higher_gflops(a: Any, b: Any) -> bool:
     return flops_a / flops_b / times.hi > 1
 
 
+def _reference_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's reference case (an index of df; nan where its group timed nothing): its group's
+    first ok manual/eager case, else its first ok case; every group at once."""
+    ok = df[(df.status == "ok") & (df.samples > 0)]
+    manual = ok[(ok.step == "manual") & (ok.backend == "eager")]
+    first = pd.concat([manual, ok]).groupby(GROUP, sort=False, dropna=False).head(1)
+    first = first[~first.set_index(GROUP).index.duplicated()]   # a group's manual/eager row before its first ok
+    refs = pd.Series(first.index, index=pd.MultiIndex.from_frame(first[GROUP]))
+    keys = pd.MultiIndex.from_frame(df[GROUP])
+    return pd.Series(refs.reindex(keys).to_numpy(), index=df.index)
+
+
 def _speedups(df):
     """speedup = reference median / case median (>1: faster than the reference), with its 95%
     interval: the inverse of estimate(reference, case), so the report and `compare` of the same
     two records print the same ratio and interval."""
     df = df.copy()
-    found = {}   # index -> (speedup, lo, hi, paired, reference)
-    for _, group in df.groupby(GROUP, sort=False):
-        ref = reference_index(group)
-        if ref is None:
-            continue
-        r = df.loc[ref]
-        name = f"{r.row}/{r.backend}"
-        for i, c in zip(group.index, group.itertuples()):
-            if c.status != "ok" or not c.samples:
-                found[i] = (math.nan, math.nan, math.nan, False, name)
-            elif i == ref:
-                found[i] = (1.0, 1.0, 1.0, False, name)
-            else:
-                s = estimate(r, c).inverse()
-                found[i] = (s.ratio, s.lo, s.hi, s.method.startswith(compare.PAIRED_BY_ROUND), name)
-    for k, column in enumerate(("speedup", "speedup_lo", "speedup_hi", "speedup_paired", "reference")):
-        missing = {"speedup_paired": False, "reference": ""}.get(column, math.nan)
-        df[column] = [found[i][k] if i in found else missing for i in df.index]
+    refs = _reference_of(df)
+    timed = (df.status == "ok") & (df.samples > 0)
+    out: dict[str, list[Any]] = {"speedup": [], "speedup_lo": [], "speedup_hi": [], "speedup_paired": [],
+                                 "reference": []}
+    names = df.row + "/" + df.backend
+    for i, ref, side, ok in zip(df.index, refs, df.side, timed):
+        values: tuple[Any, ...]
+        if ref != ref:   # nothing in the group was timed
+            values = (math.nan, math.nan, math.nan, False, "")
+        elif not ok:
+            values = (math.nan, math.nan, math.nan, False, names[ref])
+        elif i == ref:
+            values = (1.0, 1.0, 1.0, False, names[ref])
+        else:
+            s = compare_sides(df.side[ref], side).inverse()
+            values = (s.ratio, s.lo, s.hi, s.method.startswith(compare.PAIRED_BY_ROUND), names[ref])
+        for column, value in zip(out, values):
+            out[column].append(value)
+    for column, found in out.items():
+        df[column] = found
     return df
 
 
 def _mark_best(df):
     """best: the fastest of its row (one step) in its group, where that is shown: the lowest median,
-    shown faster than the runner-up (shown_faster). A row with one timed case has nothing to be fastest of;
-    one whose two lowest CIs overlap has no fastest (the tables bold and the bars outline `best`)."""
+    shown faster than the runner-up (shown_faster). A row with one timed case has nothing to be
+    fastest of; one whose two lowest are not told apart has no fastest (the tables bold and the bars
+    outline `best`)."""
     df = df.copy()
     df["best"] = False
-    timed = df[(df.status == "ok") & df.median_ms.notna()]
-    for _, g in timed.groupby(GROUP + ["row"], sort=False):
-        if len(g) < 2:
-            continue
-        first, second = g.sort_values("median_ms", kind="stable").iloc[:2].itertuples()
-        if shown_faster(first, second):
-            df.at[first.Index, "best"] = True
+    timed = df[(df.status == "ok") & df.median_ms.notna()].sort_values("median_ms", kind="stable")
+    by = timed.groupby(GROUP + ["row"], sort=False, dropna=False)
+    rank, group = by.cumcount(), by.ngroup()
+    first = pd.Series(timed.index[rank == 0], index=group[rank == 0].to_numpy())
+    second = pd.Series(timed.index[rank == 1], index=group[rank == 1].to_numpy())
+    for g, runner in second.items():
+        if compare_sides(df.side[runner], df.side[first[g]]).faster:
+            df.at[first[g], "best"] = True
     return df
 
 
@@ -433,8 +452,7 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
 def _apart_ratio(base: Any, case: Any, speedup: bool = True) -> tuple[float, float, float]:
     """A data-parallel case against another as processes apart (each R runs in processes of its own,
     at another time): the one comparison of separate runs; base/case with speedup, else case/base."""
-    e = compare.estimate([measurement(base)], [measurement(case)], RUNS,
-                         Noise(run_sd=case.run_sd, run_source=case.run_sd_source))
+    e = compare.estimate([base.side.measurement], [case.side.measurement], RUNS, case.side.noise)
     e = e.inverse() if speedup else e
     return e.ratio, e.lo, e.hi
 
@@ -553,6 +571,8 @@ def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFr
     timed = df[(df.status == "ok") & (df.median_ms > 0)]
     timed = timed.drop_duplicates(["step", *columns, var]).sort_values(var, kind="stable")
     across = [c for c in columns if c != "run_id"]
+    sizes = timed.groupby(["step", *across], sort=False, dropna=False)[var].transform("size")
+    timed = timed[sizes >= 2]   # a point alone is no line: left out before the groups are walked
     lines: dict[str, dict[tuple, pd.DataFrame]] = {}
     for (step, *rest), rows in timed.groupby(["step", *across], sort=False, dropna=False):
         if rows.run_id.nunique() > 1 and not rows[var].duplicated().any():
@@ -616,8 +636,8 @@ def _comparable_runs(keys, var):
 
 
 def _shown_faster_at(fast: dict, slow: dict, x: float) -> bool:
-    """Whether the line `fast` ({x: frame row}) is shown faster than `slow` at x (the one comparison)."""
-    return shown_faster(fast[x], slow[x])
+    """Whether the line `fast` ({x: Side}) is shown faster than `slow` at x (the one comparison)."""
+    return compare_sides(slow[x], fast[x]).faster
 
 
 def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
@@ -639,7 +659,7 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
             contexts.setdefault(_context(key, var), {}).setdefault(key[run], []).append(key)
         for runs in contexts.values():
             series = {k: dict(zip(lines[k][var], lines[k].median_ms)) for keys in runs.values() for k in keys}
-            rows = {k: dict(zip(lines[k][var], lines[k].itertuples())) for keys in runs.values() for k in keys}
+            rows = {k: dict(zip(lines[k][var], lines[k].side)) for keys in runs.values() for k in keys}
             names = list(runs)
             pairs = [(ka, kb) for i, ra in enumerate(names) for rb in names[i:] if comparable(ra, rb)
                      for ia, ka in enumerate(runs[ra]) for kb in (runs[rb][ia + 1:] if ra == rb else runs[rb])]
