@@ -510,23 +510,54 @@ def _escaped_table(table):
     return out
 
 
+Blocks = list[tuple[str, Any]]
+
+
 def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame,
-             figures: dict[str, _Drawn], pr: pd.DataFrame | None = None) -> list[tuple[str, Any]]:
+             figures: dict[str, _Drawn], pr: pd.DataFrame | None = None) -> Blocks:
     """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img. Every text that
-    comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames)."""
+    comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames).
+    What a reader comes for first: the headline, then the results; what qualifies them after."""
     pr = frames.precisions(df) if pr is None else pr
     df, pb, crossings, pr = escaped(df), escaped(pb), escaped(crossings), escaped(pr)
-    short = plots.short_names(df)
+    return [*_header(records, df), *_results(df), *_runs_and_distrust(records, df), *_precisions(pr),
+            *_environments(df), *_scaling(df), *_counters(records), *_payback(pb), *_crossovers(crossings),
+            *_plots(figures), *_files()]
+
+
+def _header(records: Sequence[Record], df: pd.DataFrame) -> Blocks:
     files = sorted({fmt.md(r.data) for r in records})
-    blocks = [("h1", "backprop-bench report"),
-              ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
-                    "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
-                    "Times are medians of single calls, each followed by a device sync, timed by the host clock or, where a "
-                    "record says so, by device events (its host-clock time kept beside). "
-                    f"Data: {', '.join(d for d in files if d) or 'unknown'}."),
-              ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"]),
-              ("h2", "Runs"), ("table", _escaped_table(run_summary(records))),
-              ("h2", "What to distrust")]
+    return [("h1", "backprop-bench report"),
+            ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
+                  "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
+                  "Times are medians of single calls, each followed by a device sync, timed by the host clock or, "
+                  "where a record says so, by device events (its host-clock time kept beside). "
+                  f"Data: {', '.join(d for d in files if d) or 'unknown'}. What qualifies these figures (noise, "
+                  "failures, retraces, a busy machine) is listed under 'What to distrust', after the results."),
+            ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"])]
+
+
+def _results(df: pd.DataFrame) -> Blocks:
+    blocks: Blocks = [("h2", "Results per device and size"),
+                      ("p", "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step "
+                            "where the comparison shows it faster than the runner-up (none in bold: not told "
+                            "apart). Digits are kept only where the 95% confidence interval supports them, and the "
+                            "point always lies inside its printed interval. Every ratio here, the bold marks, the "
+                            "headline, the pay-back and the crossings come from one comparison, the one `compare` "
+                            "and `gate` use: speed-up = reference median / case median (>1 is faster), paired by "
+                            "timing round when both cases come from one run; 'unpaired' ones (separate runs or "
+                            f"processes) widened by the noise between runs ({_noise_text(df)}). % of peak is "
+                            "against the device's measured float32 GEMM GFLOP/s.")]
+    grids, short = comparison_tables(df), plots.short_names(df)
+    for key, g in frames.groups(df):
+        ref = g.reference.iloc[0] if len(g) else ""
+        blocks += [("h3", title(key)), ("table", grids[key]),
+                   ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
+                   ("table", detail_table(g, short))]
+    return blocks
+
+
+def _runs_and_distrust(records: Sequence[Record], df: pd.DataFrame) -> Blocks:
     items, clean, unrecorded = [], [], []
     for heading, found in distrust(records, df):
         if found is None:
@@ -544,92 +575,99 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
         items.append((f"Checked, none found: {', '.join(clean)}", []))
     if unrecorded:
         items.append((f"Not recorded in these records: {', '.join(unrecorded)}", []))
-    blocks.append(("causes", items))
-    blocks.append(("h2", "Results per device and size"))
-    blocks.append(("p", "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step where "
-                        "the comparison shows it faster than the runner-up (none in bold: not told apart). "
-                        "Digits are kept only where the 95% confidence interval supports them, and the point always "
-                        "lies inside its printed interval. Every ratio here, the bold marks, the headline, the "
-                        "pay-back and the crossings come from one comparison, the one `compare` and `gate` use: "
-                        "speed-up = reference median / case median (>1 is faster), paired by timing round when "
-                        "both cases come from one run; 'unpaired' ones (separate runs or processes) widened by the "
-                        f"noise between runs ({_noise_text(df)}). % of peak is against the device's measured "
-                        "float32 GEMM GFLOP/s."))
-    grids = comparison_tables(df)
-    for key, g in frames.groups(df):
-        ref = g.reference.iloc[0] if len(g) else ""
-        blocks += [("h3", title(key)), ("table", grids[key]),
-                   ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
-                   ("table", detail_table(g, short))]
-    blocks.append(("h2", "Precisions"))
+    return [("h2", "Runs"), ("table", _escaped_table(run_summary(records))), ("h2", "What to distrust"),
+            ("causes", items)]
+
+
+def _precisions(pr: pd.DataFrame) -> Blocks:
     if pr.empty:
-        blocks.append(("p", "No case ran at more than one precision (--dtype, --tf32)."))
-    else:
-        blocks.append(("p", "Each case at every precision it ran in: its median, its speed against the same case in "
-                            "float32 (unpaired bootstrap 95% CI: precisions are timed in separate groups) and its "
-                            "largest error against the float64 reference, which passed the precision's own "
-                            "tolerance (kernels/reference.py) unless the case failed."))
-        blocks += _group_tables(precision_tables(pr))
+        return [("h2", "Precisions"), ("p", "No case ran at more than one precision (--dtype, --tf32).")]
+    return [("h2", "Precisions"),
+            ("p", "Each case at every precision it ran in: its median, its speed against the same case in float32 "
+                  "(the one comparison; precisions are timed in separate groups, so not paired by round) and its "
+                  "largest error against the float64 reference, which passed the precision's own tolerance "
+                  "(kernels/reference.py) unless the case failed."),
+            *_group_tables(precision_tables(pr))]
+
+
+def _environments(df: pd.DataFrame) -> Blocks:
     vr = frames.versions(df)
-    if not vr.empty:
-        blocks += [("h2", "Environments"),
-                   ("p", "Each case that ran in several environments (run --env: one environment per requirement "
-                         "set, its framework in a worker process of its own, the environments' workers taking turns "
-                         "round by round): its median and its speed against the same case in the first environment "
-                         "(first median / this median, >1 faster) with a bootstrap 95% CI, paired by round within one "
-                         "run; in bold the fastest environment of a case where it is shown faster than every other. "
-                         "Per case, the environment with the lowest median, those that cannot be told apart from it "
-                         "(95% CIs overlap) and those shown slower:"),
-                   ("ul", frames.fastest_versions(vr))]
-        blocks += _group_tables(version_tables(vr))
+    if vr.empty:
+        return []
+    return [("h2", "Environments"),
+            ("p", "Each case that ran in several environments (run --env: one environment per requirement set, its "
+                  "framework in a worker process of its own, the environments' workers taking turns round by "
+                  "round): its median and its speed against the same case in the first environment (first median "
+                  "/ this median, >1 faster) with its 95% interval, paired by round within one run; in bold the "
+                  "fastest environment of a case where it is shown faster than every other. Per case, the "
+                  "environment with the lowest median, those not told apart from it and those shown slower:"),
+            ("ul", frames.fastest_versions(vr)), *_group_tables(version_tables(vr))]
+
+
+def _scaling(df: pd.DataFrame) -> Blocks:
     sc = frames.scaling(df)
-    if not sc.empty:
-        blocks += [("h2", "Data-parallel scaling"),
-                   ("p", "The manual step over R replicas under each framework's own engine (bench/distributed/), every "
-                         "case checked against the float64 reference on the global batch first; times are each "
-                         "step's slowest process. Strong scaling keeps the global n (ideal speed-up R, efficiency "
-                         "speed-up / R); weak scaling keeps n per replica (ideal efficiency T1 / TR = 1). Intervals "
-                         "are the one comparison's for separate runs (each R runs in processes of its own, at another "
-                         f"time), widened by the noise between runs ({_noise_text(df)}).")]
-        for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
-            blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
-        overhead = engine_overhead_table(sc)
-        if not overhead.empty:
-            blocks += [("h3", "The engine's cost at R=1"),
-                       ("p", "R=1 under each engine against the plain case on one device (same framework, backend, "
-                             "n and timing loop): overhead = engine time / one-device time. Only an interval above 1 "
-                             "is a cost, one below 1 a difference beyond the engine (the reading says); both intervals "
-                             "include the noise between processes."),
-                       ("table", overhead)]
+    if sc.empty:
+        return []
+    blocks: Blocks = [
+        ("h2", "Data-parallel scaling"),
+        ("p", "The manual step over R replicas under each framework's own engine (bench/distributed/), every case "
+              "checked against the float64 reference on the global batch first; times are each step's slowest "
+              "process. Strong scaling keeps the global n (ideal speed-up R, efficiency speed-up / R); weak scaling "
+              "keeps n per replica (ideal efficiency T1 / TR = 1). Intervals are the one comparison's for separate "
+              "runs (each R runs in processes of its own, at another time), widened by the noise between runs "
+              f"({_noise_text(df)}).")]
+    for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
+        blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
+    overhead = engine_overhead_table(sc)
+    if not overhead.empty:
+        blocks += [("h3", "The engine's cost at R=1"),
+                   ("p", "R=1 under each engine against the plain case on one device (same framework, backend, n "
+                         "and timing loop): overhead = engine time / one-device time. Only an interval above 1 is "
+                         "a cost, one below 1 a difference beyond the engine (the reading says); both intervals "
+                         "include the noise between runs."),
+                   ("table", overhead)]
+    return blocks
+
+
+def _counters(records: Sequence[Record]) -> Blocks:
     executes = counters_table(records)
-    if not executes.empty:
-        shown = executes.head(MAX_COUNTER_ROWS)
-        blocks += [("h2", "What each backend executes"),
-                   ("p", "Counted exactly in an untimed pass after each case's timing (bench/counters.py): the ops a "
-                         "step runs, by type (the compiler's instructions where a compiler made the step, else what "
-                         "the framework's profiler saw run), fusions, and FLOPs as the framework or compiler counts "
-                         "them beside the analytic count (kernels/cost.py). Two runs of the same code count the "
-                         "same; a change here is a change of the work, whatever the times say."
-                         + (f" The first {MAX_COUNTER_ROWS} of {len(executes)} cases; tables/counters.csv has every "
-                            "op type of every case." if len(executes) > MAX_COUNTER_ROWS else
-                            " tables/counters.csv has every op type of every case.")),
-                   ("table", escaped(shown))]
-    blocks.append(("h2", "Compile pay-back"))
+    if executes.empty:
+        return []
+    more = (f" The first {MAX_COUNTER_ROWS} of {len(executes)} cases; tables/counters.csv has every op type of "
+            "every case." if len(executes) > MAX_COUNTER_ROWS else " tables/counters.csv has every op type of every case.")
+    return [("h2", "What each backend executes"),
+            ("p", "Counted exactly in an untimed pass after each case's timing (bench/counters.py): the ops a step "
+                  "runs, by type (the compiler's instructions where a compiler made the step, else what the "
+                  "framework's profiler saw run), fusions, and FLOPs as the framework or compiler counts them beside "
+                  "the analytic count (kernels/cost.py). Two runs of the same code count the same; a change here is "
+                  "a change of the work, whatever the times say." + more),
+            ("table", escaped(executes.head(MAX_COUNTER_ROWS)))]
+
+
+def _payback(pb: pd.DataFrame) -> Blocks:
     if pb.empty:
-        blocks.append(("p", "No compiled case has a first-call time and an eager case to compare with."))
-    else:
-        blocks += [("p", "Calls after which a compiled backend repays its compile overhead (trace + first call "
-                         "- one steady call) through their saving per call against eager of the same step."),
-                   ("table", payback_table(pb))]
-    blocks.append(("h2", "Crossovers"))
+        return [("h2", "Compile pay-back"),
+                ("p", "No compiled case has a first-call time and an eager case to compare with.")]
+    return [("h2", "Compile pay-back"),
+            ("p", "Calls after which a compiled backend repays its compile overhead (trace + first call - one steady "
+                  "call) through its saving per call against eager of the same step, with the calls the ends of "
+                  "the saving's 95% interval give; a count only where the comparison shows the compiled case "
+                  "faster, 'never' where it shows it slower."),
+            ("table", payback_table(pb))]
+
+
+def _crossovers(crossings: pd.DataFrame) -> Blocks:
     if crossings.empty:
-        blocks.append(("p", "No two cases' lines cross (or no case ran at several sizes)."))
-    else:
-        blocks += [("p", "Where one case's time line crosses another's (log-log interpolation between measured "
-                         "sizes); the numbers match the marks in the scaling plots. A crossing is shown by the data "
-                         "only where the two medians' 95% CIs are apart at the measured sizes on both sides of it."),
-                   ("table", crossover_table(crossings))]
-    blocks.append(("h2", "Plots"))
+        return [("h2", "Crossovers"), ("p", "No two cases' lines cross (or no case ran at several sizes).")]
+    return [("h2", "Crossovers"),
+            ("p", "Where one case's time line crosses another's (log-log interpolation between measured sizes); the "
+                  "numbers match the marks in the scaling plots. A crossing is shown by the data only where the "
+                  "comparison shows each line faster on its side of it, at the measured sizes either side."),
+            ("table", crossover_table(crossings))]
+
+
+def _plots(figures: dict[str, _Drawn]) -> Blocks:
+    blocks: Blocks = [("h2", "Plots")]
     for name, (paths, reason, notes) in figures.items():
         heading, caption = PLOTS[name]
         blocks.append(("h3", heading))
@@ -637,13 +675,16 @@ def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, cros
             blocks += [("p", caption + "".join(f" Summarised: {note}." for note in notes)), ("img", name)]
         else:
             blocks.append(("p", f"Not drawn: {reason}."))
-    blocks += [("h2", "Files"),
-               ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); "
-                     "`tables/payback.csv`, `tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, "
-                     "`tables/scaling.csv`, `tables/versions.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
-                     "with their CIs, in long format) hold the rest. The raw samples are in the "
-                     "records (JSON lines) this report was built from.")]
     return blocks
+
+
+def _files() -> Blocks:
+    return [("h2", "Files"),
+            ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); `tables/payback.csv`, "
+                  "`tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, `tables/scaling.csv`, "
+                  "`tables/versions.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
+                  "with their intervals, in long format) hold the rest. The raw samples are in the records (JSON "
+                  "lines) this report was built from.")]
 
 
 def _list_items(items):
