@@ -69,66 +69,76 @@ def run(trees: dict[str, Path], spec: RunSpec, pairs: int, how: How, workdir: Pa
     t0 = time.perf_counter()
     workdir = Path(workdir)
     say = progress or (lambda line: None)
-    config = Config(out=workdir, frameworks=spec.frameworks, steps=spec.steps, backends=spec.backends,
-                    device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={},
-                    budget_s=spec.budget_s * pairs, target_ci=1e-9,   # no early stop: both sides sample the same rounds
-                    round_s=min(defaults.ROUND_S, spec.budget_s * pairs / MIN_ROUNDS), budget_rounds=MIN_ROUNDS, pin=spec.pin,
-                    batch_s=None,   # no dispatch time (the gate reads none): the frameworks count their cases at once
-                    warmup=defaults.GATE_CALLS_WARMUP)
+    config = _config(spec, pairs, workdir)
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     workers: dict[tuple[str, str], Any] = {}
     try:
         workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES}, env=spec.variables())
         say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
-        groups = plan(config, workers)
         common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers)[""])
-        for group in groups:
-            turns = Turns()
-            for worker in workers.values():
-                worker.set_tf32(group.tf32)
-
-            took: dict[str, float] = {}
-
-            def check(which: tuple[str, str], group=group, turns=turns, took=took) -> list[tuple[str, Record | Prepared]]:
-                """Each case of this runner checked and warmed on both sides: [(side, checked)]."""
-                t = time.perf_counter()
-                done = [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
-                        for case in group.cases if runner_key(case.key) == which for side in SIDES]
-                took[which[0]] = time.perf_counter() - t
-                return done
-            # The frameworks check their cases at once, each in its own process (the gate reads no
-            # first-call time, which a neighbour's compile would disturb); the timing takes turns.
-            t_check = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
-                checked = [item for results in pool.map(check, workers) for item in results]
-            prepared = [p for _, p in checked if isinstance(p, Prepared)]
-            for side, rec in checked:
-                if isinstance(rec, Record):
-                    kept[side].append(rec)
-            if prepared:
-                say(f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
-                    f"{time.perf_counter() - t_check:.0f} s ("
-                    + ", ".join(f"{name} {s:.0f} s" for name, s in sorted(took.items(), key=lambda kv: -kv[1]))
-                    + f"); timing {len(prepared) // 2} cases, base and candidate "
-                    "interleaved in one process per framework, then counting them")
-                t_time = time.perf_counter()
-                for p, rec in zip(prepared, time_group(group, prepared, config)):
-                    kept[p.side].append(rec)
-                say(f"gate: timed and counted in {time.perf_counter() - t_time:.0f} s")
+        for group in plan(config, workers):
+            for side, rec in _group(group, workers, common, config, say):
+                kept[side].append(rec)
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
         close_runners(workers)
     wall_s = time.perf_counter() - t0
-    processes = {}
-    for side in SIDES:
-        (workdir / side).mkdir(parents=True, exist_ok=True)
-        for rec in kept[side]:
-            records.append(workdir / side / "records.jsonl", rec)
-        write_side(workdir / side, side, trees[side])
-        processes[side] = [Process(str(trees[side]), 0, tuple(kept[side]), wall_s)]
+    processes = {side: [_write_side(workdir / side, side, trees[side], kept[side], wall_s)] for side in SIDES}
     result = compare(kept["base"], kept["candidate"], replace(how, pairing=ROUNDS))
     return Outcome(result, processes, wall_s, notes, pairing="calls")
+
+
+def _config(spec: RunSpec, pairs: int, workdir: Path) -> Config:
+    """The run the one process makes: `pairs` x the spec's budget a side, no early stop (both sides
+    sample the same rounds), at least MIN_ROUNDS rounds, no batch (the gate reads no dispatch time)."""
+    budget_s = spec.budget_s * pairs
+    return Config(out=workdir, frameworks=spec.frameworks, steps=spec.steps, backends=spec.backends,
+                  device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={}, budget_s=budget_s,
+                  target_ci=1e-9, round_s=min(defaults.ROUND_S, budget_s / MIN_ROUNDS), budget_rounds=MIN_ROUNDS,
+                  pin=spec.pin, batch_s=None, warmup=defaults.GATE_CALLS_WARMUP)
+
+
+def _group(group: Any, workers: dict[tuple[str, str], Any], common: dict[str, Any], config: Config,
+           say: Callable[[str], None]) -> list[tuple[str, Record]]:
+    """[(side, Record)] of one group's cases: checked on both sides, the frameworks at once, each in
+    its own process (the gate reads no first-call time, which a neighbour's compile would disturb);
+    then timed, the frameworks taking turns."""
+    turns = Turns()
+    for worker in workers.values():
+        worker.set_tf32(group.tf32)
+    took: dict[str, float] = {}
+
+    def check(which: tuple[str, str]) -> list[tuple[str, Record | Prepared]]:
+        t = time.perf_counter()
+        done = [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
+                for case in group.cases if runner_key(case.key) == which for side in SIDES]
+        took[which[0]] = time.perf_counter() - t
+        return done
+    t_check = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
+        checked = [item for results in pool.map(check, workers) for item in results]
+    prepared = [p for _, p in checked if isinstance(p, Prepared)]
+    done = [(side, rec) for side, rec in checked if isinstance(rec, Record)]
+    if prepared:
+        say(f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
+            f"{time.perf_counter() - t_check:.0f} s ("
+            + ", ".join(f"{name} {s:.0f} s" for name, s in sorted(took.items(), key=lambda kv: -kv[1]))
+            + f"); timing {len(prepared) // 2} cases, base and candidate interleaved in one process per framework, "
+            "then counting them")
+        t_time = time.perf_counter()
+        done += [(p.side, rec) for p, rec in zip(prepared, time_group(group, prepared, config))]
+        say(f"gate: timed and counted in {time.perf_counter() - t_time:.0f} s")
+    return done
+
+
+def _write_side(folder: Path, side: str, tree: Path, recs: list[Record], wall_s: float) -> Process:
+    """A side's records in folder/records.jsonl with its side file; the side as a Process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for rec in recs:
+        records.append(folder / "records.jsonl", rec)
+    write_side(folder, side, tree)
+    return Process(str(tree), 0, tuple(recs), wall_s)
 
 
 def rejudged(outcome: Outcome, how: How, note: str) -> Outcome:
