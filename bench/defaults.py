@@ -43,7 +43,6 @@ QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "bat
          "ceiling_gemm": 512, "ceiling_copy_bytes": 16 << 20}
 
 # ---- the report
-REPORT_BOOTSTRAP = 1000           # resamples for each speed-up's CI (linear in cases: 2,000 cases in seconds)
 # The noise between separate processes' medians of one case (sd of the log), where a machine's own
 # (gate --aa) is not at hand: an unpaired ratio's interval is widened by it. On the 2-core VM, three
 # scale runs of TensorFlow mirrored R=1 against one device gave ratios 0.87, 1.09, 1.07 (sd 0.12 of

@@ -11,7 +11,7 @@ from bench.cli.args import Parser, UsageError, names, parse_size, size_text
 if TYPE_CHECKING:
     from bench import gate
 
-EXIT_REGRESSED = 1
+EXIT_FAILED = 1   # a regression, a case the candidate broke or lost, a counter change set to fail
 
 
 def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
@@ -118,8 +118,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"({between.run_source})")
     return EXIT_FAILED if result.failed else 0
 
-
-EXIT_FAILED = 1
 
 
 def request(args: argparse.Namespace) -> "gate.Request":

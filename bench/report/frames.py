@@ -607,10 +607,6 @@ def line_labels(keys: Iterable[tuple], var: str) -> dict[tuple, str]:
     return {k: label(k, with_run) for k in keys}
 
 
-def line_label(key: tuple, keys: Iterable[tuple], var: str) -> str:
-    return line_labels(keys, var)[key]
-
-
 def line_variant(key: tuple, var: str) -> tuple:
     """The parts of a line's key other than its framework and backend (device, run, the other
     sizes, dtype): lines of one framework and backend that differ in these differ in line style."""
