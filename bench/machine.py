@@ -27,7 +27,7 @@ class Machine:
 
     @classmethod
     def of(cls, fp: dict[str, Any] | None) -> "Machine":
-        """The Machine a fingerprint (bench/env.py) describes; unknown parts None or empty (older
+        """The Machine a fingerprint (bench/fingerprint.py) describes; unknown parts None or empty (older
         records lack some)."""
         fp = fp if isinstance(fp, dict) else {}
         fws = fp.get("frameworks")

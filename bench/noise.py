@@ -52,7 +52,7 @@ def load(path: Path | str) -> dict[str, Any]:
 
 def repository() -> dict[str, Any]:
     """The figures this checkout stores (results/baselines/aa.json)."""
-    from bench.env import REPO
+    from bench import REPO
     return load(REPO / AA_FILE)
 
 

@@ -44,7 +44,7 @@ class CaseKey:
                             # last-level cache flushed before each timed call
     engine: str = ""        # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
     replicas: int = 1       # devices the global batch n is split over
-    deps: str = ""          # the requirement set whose environment ran it (run --env, bench/envs.py); "" the
+    deps: str = ""          # the requirement set whose environment ran it (run --env, bench/venvs.py); "" the
                             # harness's own environment
 
     def asdict(self) -> dict:

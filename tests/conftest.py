@@ -24,8 +24,8 @@ def pytest_unconfigure(config):
     frameworks' finalizers, which took 2-5 s at the interpreter's exit of a worker that had run
     TensorFlow, PyTorch and JAX, while the whole suite waited for it."""
     if hasattr(config, "workerinput"):
-        from bench import env
-        env.exit_now()
+        from bench import process
+        process.exit_now()
 
 
 DURATIONS = "backprop-bench/durations"   # pytest's cache (.pytest_cache): each test's seconds in the last run

@@ -161,9 +161,9 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
         records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
                                                n=1, m=1, nh=1, dtype="float32", status="ok", env=fp,
                                                samples_s=(0.01,)))
-    monkeypatch.setattr(baselines.env, "fingerprint", lambda: mine)
+    monkeypatch.setattr(baselines.fingerprint, "collect", lambda: mine)
     assert baselines.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
-    monkeypatch.setattr(baselines.env, "fingerprint", lambda: {**mine, "cpu_model": "Third"})
+    monkeypatch.setattr(baselines.fingerprint, "collect", lambda: {**mine, "cpu_model": "Third"})
     with pytest.raises(gate.NothingToCompare, match="no baseline for this machine"):
         baselines.find_baseline(tmp_path)
 

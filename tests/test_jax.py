@@ -91,5 +91,5 @@ def test_one_thread_asked_runs_a_jit_product_on_one_thread_and_leaves_every_cpu_
     import sys
     env = {**os.environ, jax_framework.THREADS_VAR: "1"}
     out = subprocess.run([sys.executable, "-c", BUSY_THREADS], env=env, capture_output=True, text=True, check=True,
-                         cwd=str(__import__("bench").env.REPO))
+                         cwd=str(__import__("bench").REPO))
     assert out.stdout.split() == ["1", "1", "True"]

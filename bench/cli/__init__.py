@@ -1,6 +1,6 @@
 """The command line: one parser module per command group (run.py: run, list, overhead; report.py:
 report, export; gate.py: compare, gate; history.py: history; scale.py: scale; explain.py:
-explain; envs.py: env), the shared parsing in args.py,
+explain; venvs.py: env), the shared parsing in args.py,
 progress and signals in progress.py.
 
 One exit-code contract for every command: 0 fine; 1 what the command exists to find (a failed
@@ -15,13 +15,13 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 
-from bench.cli import envs, explain, gate, history, report, run, scale
+from bench.cli import explain, gate, history, report, run, scale, venvs
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
 from bench.text import printable
 
 EXIT_INTERNAL = 3
 
-GROUPS = (run, report, gate, history, scale, explain, envs)
+GROUPS = (run, report, gate, history, scale, explain, venvs)
 
 
 def build_parser() -> Parser:
@@ -34,15 +34,15 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.data import DataError
-    from bench.envs import EnvError
     from bench.frameworks import FrameworkUnavailable
     from bench.records import RecordsError
     from bench.run import ConfigError
+    from bench.venvs import VenvError
     args = build_parser().parse_args(argv)
     commands = {name: cmd for group in GROUPS for name, cmd in group.COMMANDS.items()}
     try:
         return commands[args.command](args)
-    except (UsageError, ConfigError, DataError, RecordsError, EnvError, FrameworkUnavailable, *gate.errors(),
+    except (UsageError, ConfigError, DataError, RecordsError, VenvError, FrameworkUnavailable, *gate.errors(),
             *history.errors(), *scale.errors(), *explain.errors()) as e:
         print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT

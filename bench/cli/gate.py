@@ -100,9 +100,9 @@ def _read(path: str, side: str, allow_missing: bool) -> list:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench import compare, env, noise
+    from bench import REPO, compare, noise
     from bench.gate import settings, text
-    thresholds = settings.load_thresholds(Path(args.config) if args.config else env.REPO / "pyproject.toml",
+    thresholds = settings.load_thresholds(Path(args.config) if args.config else REPO / "pyproject.toml",
                                           args.threshold, explicit=bool(args.config))
     base = _read(args.base, "base", args.allow_missing)
     candidate = _read(args.candidate, "candidate", args.allow_missing)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import defaults, env
+from bench import REPO, defaults
 from bench.cli.args import Parser, UsageError
 from bench.records import Record
 from bench.text import printable
@@ -87,7 +87,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _repo(args):
-    return Path(args.repo).resolve() if getattr(args, "repo", None) else env.REPO
+    return Path(args.repo).resolve() if getattr(args, "repo", None) else REPO
 
 
 def _series(args, store, since=None, required=True):

@@ -136,12 +136,12 @@ def config_from_args(args: argparse.Namespace) -> "Config":
                                for s in steps})
     resolved = None
     if args.env:   # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
-        from bench import envs
-        resolved = envs.resolve_all(args.env)
+        from bench import venvs
+        resolved = venvs.resolve_all(args.env)
     out = Path(args.out) if args.out else Path("results") / run_id
     check_out(out, args.resume)
     if args.env:   # then built, or taken from the cache
-        built = tuple(envs.build_all(args.env, lambda line: print(line, file=sys.stderr, flush=True), resolved))
+        built = tuple(venvs.build_all(args.env, lambda line: print(line, file=sys.stderr, flush=True), resolved))
         return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), envs=built, **kwargs)
     return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
                       leave_out_broken=not names(args.framework), **kwargs)
@@ -152,11 +152,11 @@ def env_frameworks(built: tuple) -> tuple[str, ...]:
     those it pins); UsageError when no set has any."""
     from packaging.requirements import Requirement
 
-    from bench import envs
-    named = {envs.normalise(Requirement(r).name) for e in built for r in e.requirements if not Path(r).is_file()}
+    from bench import venvs
+    named = {venvs.normalise(Requirement(r).name) for e in built for r in e.requirements if not Path(r).is_file()}
     pinned = {d for e in built for d in e.versions()}
     for want in (named, pinned):
-        found = tuple(n for n in frameworks.FRAMEWORKS if envs.normalise(frameworks.spec(n).package) in want)
+        found = tuple(n for n in frameworks.FRAMEWORKS if venvs.normalise(frameworks.spec(n).package) in want)
         if found:
             return found
     raise UsageError(f"no framework in the --env sets (known: {', '.join(frameworks.FRAMEWORKS)}); name one, "
@@ -164,12 +164,12 @@ def env_frameworks(built: tuple) -> tuple[str, ...]:
 
 
 def parse_pin(text: str) -> tuple[int, ...]:
-    """--pin's CPUs: "auto" (env.quietest_cpus) or numbers separated by commas, each one this process
+    """--pin's CPUs: "auto" (process.quietest_cpus) or numbers separated by commas, each one this process
     may run on; UsageError naming the problem."""
-    from bench import env
+    from bench import process
     allowed = sorted(os.sched_getaffinity(0))
     if text == "auto":
-        return env.quietest_cpus(1)
+        return process.quietest_cpus(1)
     try:
         cpus = tuple(sorted({int(part) for part in text.split(",")}))
     except ValueError:
@@ -244,7 +244,7 @@ def signal_name(signum: int) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """What can run here, read from the frameworks' classes and package metadata: no framework is
     imported unless --devices asks each which devices it sees."""
-    from bench import env
+    from bench import fingerprint
     for name in frameworks.FRAMEWORKS:
         fw = frameworks.spec(name)
         reason = frameworks.unavailable_reason(name)
@@ -262,7 +262,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 print(f"  devices:  none: {e}")
                 continue
             print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
-    gpus = [g.get("name") or "a GPU" for g in env.gpus()]
+    gpus = [g.get("name") or "a GPU" for g in fingerprint.gpus()]
     print(f"GPUs on this machine: {', '.join(gpus) if gpus else 'none (nvidia-smi finds none)'}"
           + ("" if args.devices else "; --devices asks each framework what it sees (imports it)"))
     print(f"dtypes: {', '.join(defaults.DTYPES)}")

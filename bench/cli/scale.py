@@ -97,7 +97,7 @@ def plan(args: argparse.Namespace) -> "list[Request]":
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
-    from bench import env
+    from bench import fingerprint
     from bench import records as records_io
     from bench.cli.run import check_out
     from bench.distributed import launch
@@ -116,7 +116,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
         run_id = next((r.run_id for r in old if r.run_id), run_id)
     # the frameworks' versions from their package metadata: they load in the workers, not here
     used = dict.fromkeys(req.key.framework for req in requests)
-    fp = env.fingerprint({name: {"version": frameworks.version(name)} for name in used},
+    fp = fingerprint.collect({name: {"version": frameworks.version(name)} for name in used},
                          data_source=f"synthetic(seed={args.seed})", seeds={"data": args.seed})
 
     def terminated(signum, frame):

@@ -81,8 +81,8 @@ def devices_available(device: str) -> int:
     """Devices a replica can have here: CPU cores (one a replica) or CUDA GPUs."""
     if device == "cpu":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    from bench import env
-    return len(env.gpus())
+    from bench import fingerprint
+    return len(fingerprint.gpus())
 
 
 def port_in_use(port: int) -> bool:

@@ -50,5 +50,5 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     status = main(sys.argv[1:])
-    from bench import env
-    env.exit_now(status)   # its files written, no peer to talk to: not after the frameworks' finalizers
+    from bench import process
+    process.exit_now(status)   # its files written, no peer to talk to: not after the frameworks' finalizers

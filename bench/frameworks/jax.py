@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import env
+from bench import process
 from bench.frameworks import hlo, xplane
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime
 from kernels import reference
@@ -63,7 +63,7 @@ def _start_cpu_client(imported, threads: int | None) -> None:
     try:
         imported.devices()
     finally:
-        env.pin(allowed)
+        process.pin(allowed)
 
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu"}

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench import env, noise, records
+from bench import fingerprint, noise, records
 from bench.compare import RUNS, How, Result, ceiling_scale, compare
 from bench.gate.errors import GateError, NothingToCompare
 from bench.machine import Machine
@@ -18,7 +18,7 @@ def find_baseline(path: Path | str) -> Path:
         return path
     if not path.is_dir():
         raise GateError(f"--baseline {path}: no such file or folder")
-    here = Machine.of(env.fingerprint()).hardware()
+    here = Machine.of(fingerprint.collect()).hardware()
     for candidate in sorted(path.glob("*.jsonl")):
         recs, _ = records.load(candidate)
         if recs and Machine.of(recs[0].env).hardware() == here:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import defaults, env, frameworks, git, noise
+from bench import REPO, defaults, fingerprint, frameworks, git, noise, process
 from bench.compare import RULE, How, Thresholds
 from bench.gate import baselines, experiments, one_process, process_pairs, settings, text
 from bench.gate.errors import GateError, NothingToCompare
@@ -129,7 +129,7 @@ class Plan:
         return f"threshold {t.default:.0%}{overrides}, counters {t.counters}; rule: {RULE}"
 
     def _stored_text(self) -> str:
-        fp = env.fingerprint()
+        fp = fingerprint.collect()
         fp["frameworks"] = {f: {"version": frameworks.version(f)} for f in self.timed().frameworks}
         if self.pairing == "calls" or self.request.mode == "aa-calls":
             return noise.calls_noise(self.figures, fp, self.calls_spec.describe())[1]
@@ -160,7 +160,7 @@ def make(request: Request) -> Plan:
     read, the pairing chosen. GateError, CompareError or git.RevisionError, one line, on bad input."""
     if request.mode not in MODES:
         raise GateError(f"unknown gate mode {request.mode!r}")
-    tree = Path(request.tree).resolve() if request.tree else env.REPO
+    tree = Path(request.tree).resolve() if request.tree else REPO
     if not tree.is_dir():
         raise GateError(f"--tree {request.tree}: no such folder")
     spec, calls_spec, pairs = specs(request)
@@ -297,7 +297,7 @@ def gate_pin(pin: str | tuple[int, ...], threads: int) -> tuple[int, ...]:
     if pin == "off" or (pin == "auto" and not threads):
         return ()
     if isinstance(pin, str):
-        return env.quietest_cpus(threads)   # "auto"
+        return process.quietest_cpus(threads)   # "auto"
     return tuple(pin)
 
 

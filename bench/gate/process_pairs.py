@@ -2,7 +2,7 @@
 worktree, and the working tree's) run alternately in processes of its own (A B B A ...) and
 compared pair by pair. Where the two sides' requirements resolve to different packages (a pull
 request that bumps a framework), each side runs in an environment built from its own
-(bench/envs.py)."""
+(bench/venvs.py)."""
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -86,28 +86,28 @@ def dependency_envs(trees: dict[str, Path], spec: RunSpec, progress: Callable[[s
     environment (pythons None), else each gets an environment built from its own, and the spec keeps
     the frameworks both pin. GateError in one line where a side's requirements cannot be resolved
     or built, or no framework of the spec is in both."""
-    from bench import envs, frameworks
+    from bench import frameworks, venvs
     files = {side: next((root / f for f in REQUIREMENT_FILES if (root / f).is_file()), None)
              for side, root in trees.items()}
     paths = {side: path for side, path in files.items() if path is not None}
     if len(paths) < len(files):
         return spec, None, ["a side has no requirements file: both ran in this environment"]
     try:
-        resolved = {side: envs.resolve(str(path)) for side, path in paths.items()}
+        resolved = {side: venvs.resolve(str(path)) for side, path in paths.items()}
         if resolved["base"][2] == resolved["candidate"][2]:
             progress("gate: the requirements changed but resolve to the same packages: both sides in this environment")
             return spec, None, ["the requirements changed, to the same packages: both sides ran in this environment"]
         built = {}
         for side, path in paths.items():
-            built[side], seconds = envs.build(str(path), progress, f"{path.name} of {(names or {}).get(side, side)}")
+            built[side], seconds = venvs.build(str(path), progress, f"{path.name} of {(names or {}).get(side, side)}")
             progress(f"gate: the {side}'s environment {built[side].key} ready in {seconds:.1f} s")
-    except envs.EnvError as e:
+    except venvs.VenvError as e:
         raise GateError(f"the sides' requirements: {e}") from None
     keep = tuple(f for f in spec.frameworks
                  if all(e.versions([frameworks.spec(f).package])[frameworks.spec(f).package] for e in built.values()))
     if not keep:
         raise GateError(f"none of {', '.join(spec.frameworks)} is a requirement of both sides")
-    timed = {envs.normalise(frameworks.spec(f).package) for f in frameworks.FRAMEWORKS}
+    timed = {venvs.normalise(frameworks.spec(f).package) for f in frameworks.FRAMEWORKS}
     differ = sorted((d for d in set(built["base"].versions()) | set(built["candidate"].versions())
                      if built["base"].versions().get(d) != built["candidate"].versions().get(d)),
                     key=lambda d: (d not in timed, d))   # the frameworks' own versions first

@@ -91,7 +91,7 @@ def accepts(tree: Path | str, flag: str) -> bool:
 def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_env: Mapping[str, str] | None = None,
                 timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S, python: str | None = None) -> Process:
     """Run `tree`'s own harness with this interpreter, or `python` (an environment built from the
-    tree's own requirements: bench/envs.py): `python -m bench <args> --out <out>`, with `extra_env`
+    tree's own requirements: bench/venvs.py): `python -m bench <args> --out <out>`, with `extra_env`
     set; a Process."""
     tree, out = Path(tree), Path(out)
     t0 = time.perf_counter()

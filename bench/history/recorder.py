@@ -3,7 +3,7 @@ passing on every event to the run's own observer (the progress lines)."""
 from pathlib import Path
 from typing import Any
 
-from bench import env
+from bench import REPO, fingerprint
 from bench.history.commits import commit_of
 from bench.history.store import HistoryError, Store
 from bench.records import Record
@@ -18,12 +18,12 @@ class Recorder(Observer):
     def __init__(self, url: str | None, source: Path | str | None = None) -> None:
         self.source = source
         self.store = Store(url)
-        if not env.git_info()["git_commit"]:
+        if not fingerprint.git_info()["git_commit"]:
             raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
                                "kept per commit")
         self.commit: dict[str, Any] | None = None
 
     def finished(self, rec: Record) -> None:
         if self.commit is None:
-            self.commit = commit_of([rec], env.REPO)
+            self.commit = commit_of([rec], REPO)
         self.store.add([rec], self.commit, source=self.source)

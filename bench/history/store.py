@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import env
+from bench import REPO
 from bench.machine import Machine
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record
 from bench.text import printable
@@ -127,7 +127,7 @@ def _check_relative(path: Path, url: str) -> None:
     if path.is_absolute():
         return
     where = (Path.cwd() / path).resolve()
-    repo = env.REPO.resolve()
+    repo = REPO.resolve()
     if where.is_relative_to(repo) and not where.is_relative_to(repo / "results"):
         raise HistoryError(f"{printable(url)[:200]}: a relative path, {where} inside the repository; an absolute path "
                            f"takes four slashes (sqlite:////{str(path).lstrip('/')}), a relative one belongs under "

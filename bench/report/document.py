@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import env, noise, stats, telemetry
+from bench import fingerprint, noise, process, stats, telemetry
 from bench.records import CASE_FIELDS, Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
@@ -410,7 +410,7 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
     mismatches = []
     (first_id, first), *others = runs.items() or [(None, None)]
     for run_id, rs in others:
-        lines = env.differences(first[0].env or {}, rs[0].env or {})
+        lines = fingerprint.differences(first[0].env or {}, rs[0].env or {})
         mismatches += [fmt.md(f"{first_id} vs {run_id}: {line}") for line in lines]
     synthetic = [fmt.md(f"run {run_id}: {source}") for run_id, rs in runs.items()
                  for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
@@ -811,7 +811,7 @@ def _figures(df, pb, crossings, out):
     import concurrent.futures
     import multiprocessing
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=env.die_with_parent) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=process.die_with_parent) as pool:
         jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
         return {name: job.result() for name, job in jobs.items()}
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import defaults, env, timing
+from bench import defaults, fingerprint, timing
 from bench.data import Problem, make_problem
 from bench.frameworks.base import Framework
 from bench.run.plan import Config
@@ -95,6 +95,6 @@ class Caches:
     def fingerprint(self, loaded: dict[str, Framework]) -> dict[str, Any]:
         """The run's environment, with each framework's facts and the first size's data source."""
         n, m, _ = self.config.sizes[0]
-        return env.fingerprint({name: fw.info() for name, fw in loaded.items()},
+        return fingerprint.collect({name: fw.info() for name, fw in loaded.items()},
                                data_source=self.problem(n, m).source,
                                seeds={"data": self.config.seed, "params": self.config.seed})

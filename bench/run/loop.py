@@ -9,8 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import env as environment
-from bench import frameworks
+from bench import fingerprint, frameworks
 from bench.data import check_fits
 from bench.records import (
     CaseKey,
@@ -194,7 +193,7 @@ def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Work
     environment's packages are its resolved versions, and its `deps` says which set it is."""
     n, m, _ = config.sizes[0]
     alive = [r for r in runners.values() if not r.dead]
-    base = environment.fingerprint({}, data_source=alive[0].data_source(n, m) if alive else None,
+    base = fingerprint.collect({}, data_source=alive[0].data_source(n, m) if alive else None,
                                    seeds={"data": config.seed, "params": config.seed})
     base["pinned_cpus"] = list(config.pin) or None   # the framework workers' CPUs, where bound
     out = {}
@@ -202,7 +201,7 @@ def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Work
         facts = {name: r.info() for (name, d), r in runners.items() if d == deps and not r.dead}
         out[deps] = dict(base, frameworks=facts)
     for env in config.envs:
-        packages = env.versions(environment.PACKAGES)
+        packages = env.versions(fingerprint.PACKAGES)
         out[env.name].update(packages=packages, numpy=packages.get("numpy"),
                              deps=dict(name=env.name, key=env.key, requirements=list(env.requirements),
                                        pins=list(env.pins)))

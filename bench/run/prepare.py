@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import counters, env, timing
+from bench import counters, fingerprint, timing
 from bench.frameworks.base import Framework
 from bench.memory import RssPeak
 from bench.records import CaseKey, Record
@@ -18,8 +18,8 @@ from kernels import cost, reference
 def free_bytes(device: str) -> int | None:
     """Free memory on `device` now, or None when it cannot be told."""
     if device == "cpu":
-        return env.memory_bytes()[1]
-    gpus = env.gpus()
+        return fingerprint.memory_bytes()[1]
+    gpus = fingerprint.gpus()
     return gpus[0].get("memory_free_bytes") if gpus else None
 
 

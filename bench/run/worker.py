@@ -2,7 +2,7 @@
 or BLAS share a process with another's and a case's time does not depend on which others run
 beside it. Worker has Runner's methods; each call goes over a socket to the process, which runs it
 and sends back the result (plain data). The process is a fresh interpreter, this one or another
-environment's (`python`: the --env environments, bench/envs.py), importing this checkout's bench and
+environment's (`python`: the --env environments, bench/venvs.py), importing this checkout's bench and
 nothing but its framework; it ignores SIGINT and SIGTERM (the run stops it), and dies with the run
 (PR_SET_PDEATHSIG).
 
@@ -23,8 +23,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import env, frameworks
-from bench.env import REPO
+from bench import REPO, frameworks, process
 from bench.records import CaseKey, Record
 from bench.run.plan import Config
 from bench.text import one_line
@@ -90,15 +89,15 @@ def settle(window_s: float = SETTLE_WINDOW_S, limit_s: float = SETTLE_LIMIT_S) -
 def main() -> None:
     """The worker process's entry (`python -c ... FD`): FD is its end of the socket, whose first
     message is (name, config, kernels); bound to config.pin's CPUs where it names any."""
-    env.die_with_parent()
+    process.die_with_parent()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
     conn = Connection(int(sys.argv[1]))
     name, config, kernels = conn.recv()
     if config.pin:
-        env.pin(config.pin)
+        process.pin(config.pin)
     serve(conn, name, config, kernels)
-    env.exit_now()   # everything answered: not after the frameworks' finalizers, which the run would wait for
+    process.exit_now()   # everything answered: not after the frameworks' finalizers, which the run would wait for
 
 
 def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
@@ -131,7 +130,7 @@ class Worker:
     """A Runner of `name` in a worker process, started at once; ready() waits until the framework
     has loaded (several start at once). `env`: environment variables the process starts with
     (thread settings, read as the framework loads); `python`: its interpreter (default this one's),
-    that of the --env set named `deps` (bench/envs.py)."""
+    that of the --env set named `deps` (bench/venvs.py)."""
 
     def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None,
                  env: dict[str, str] | None = None, python: str | None = None, deps: str = "") -> None:

@@ -1,5 +1,6 @@
-"""The environment fingerprint of a run: machine, OS, Python, threads, flags and source tree;
-framework adapters add their own part."""
+"""The fingerprint of a run: machine, OS, Python, threads, flags and source tree, as every record
+carries it (Record.fingerprint); framework adapters add their own part. Which machine it names is
+bench/machine.py's to say."""
 
 import datetime
 import importlib.metadata
@@ -8,14 +9,10 @@ import platform
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from bench import machine
-
-# The repository that contains bench/ (git facts are read from here).
-REPO = Path(__file__).resolve().parent.parent
+from bench import REPO, git, machine
 
 # Environment variables that change results or speed; recorded as value or None.
 ENV_VARS = (
@@ -222,25 +219,20 @@ def gpus() -> list[dict]:
     return gpus
 
 
-def _git(*args: str) -> str | None:
-    out = _run(["git", "-C", str(REPO), *args])
-    return out.strip() if out is not None else None
-
-
-def git_info() -> dict:
-    """git_commit, git_dirty, git_branch of REPO; all None without git or without REPO/.git."""
+def git_info(repo: Path = REPO) -> dict:
+    """git_commit, git_dirty, git_branch of `repo`; all None without git or unless `repo` itself is
+    the checkout (a copied tree inside some other repository reports None)."""
     info: dict[str, str | bool | None] = {"git_commit": None, "git_dirty": None, "git_branch": None}
-    # Require REPO itself to be the checkout, so a copied tree inside some other repo reports None.
-    if shutil.which("git") is None or not (REPO / ".git").exists():
+    if shutil.which("git") is None or not (repo / ".git").exists():
         return info
-    info["git_commit"] = _git("rev-parse", "--verify", "-q", "HEAD") or None
-    status = _git("status", "--porcelain")
+    info["git_commit"] = git.head(repo)
+    status = git.out(repo, "status", "--porcelain")
     if status is not None:
         # Untracked files under results/ are run outputs, not source changes.
         changes = [line for line in status.splitlines()
                    if line.strip() and not (line.startswith("?? ") and line[3:].strip('"').startswith("results/"))]
         info["git_dirty"] = bool(changes)
-    info["git_branch"] = _git("symbolic-ref", "--short", "-q", "HEAD") or None  # None when detached
+    info["git_branch"] = git.out(repo, "symbolic-ref", "--short", "-q", "HEAD") or None  # None when detached
     return info
 
 
@@ -268,10 +260,9 @@ def _version(dist: str) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- public API
 
-def fingerprint(frameworks: dict[str, dict] | None = None, *, data_source: str | None = None,
-                seeds: dict | None = None) -> dict:
+def collect(frameworks: dict[str, dict] | None = None, *, data_source: str | None = None,
+            seeds: dict | None = None) -> dict:
     """A JSON-serialisable dict describing where and how a run happened."""
     cpuinfo = _cpuinfo_records()
     memory_total, memory_available = memory_bytes()
@@ -305,11 +296,6 @@ def fingerprint(frameworks: dict[str, dict] | None = None, *, data_source: str |
     }
 
 
-def identity(fp: dict) -> dict:
-    """The part of a fingerprint that must match for two runs' times to be comparable (bench/machine.py)."""
-    return machine.Machine.of(fp).identity()
-
-
 def _diff(path: str, a, b) -> list[str]:
     """Lines for one value; dicts (or a dict against None/missing) are compared key by key."""
     if isinstance(a, dict) or isinstance(b, dict):
@@ -326,7 +312,7 @@ def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str
     """Human-readable one-line descriptions of how two fingerprints differ, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'"; by default compares identity(a) with identity(b) plus env, cpu_count_logical, git_commit, git_dirty and data_source; nested dicts compared key by key (e.g. "env.TF_ENABLE_ONEDNN_OPTS: None vs '0'", "frameworks.tensorflow.version: '2.21.0' vs '2.20.0'")."""
     # A key in IDENTITY_KEYS is read from identity(); any other from the fingerprint itself.
     # Missing keys (older records) count as None, and a missing dict as an empty one.
-    ida, idb = identity(a), identity(b)
+    ida, idb = machine.Machine.of(a).identity(), machine.Machine.of(b).identity()
     # A framework one run loaded and the other did not is no difference between them (each run's
     # frameworks are listed on their own); the versions of the frameworks both loaded are.
     shared = set(ida["framework_versions"]) & set(idb["framework_versions"])
@@ -338,65 +324,3 @@ def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str
         vb = idb[key] if key in IDENTITY_KEYS else b.get(key)
         lines += _diff(key, va, vb)
     return lines
-
-
-def _cpu_idle() -> dict[int, int]:
-    """{cpu: idle + iowait ticks so far} from /proc/stat ({} where it cannot be read)."""
-    out = {}
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *ticks = line.split()
-                if name.startswith("cpu") and name[3:].isdigit() and len(ticks) >= 5:
-                    out[int(name[3:])] = int(ticks[3]) + int(ticks[4])
-    except (OSError, ValueError):
-        return {}
-    return out
-
-
-def pin(cpus: Iterable[int]) -> None:
-    """Bind every thread of this process to `cpus` (Linux binds a thread, not a process: the threads
-    already running, NumPy's BLAS pool among them, each; those they start later inherit it)."""
-    for task in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(task), cpus)
-        except (OSError, ValueError):
-            pass   # a thread that ended meanwhile
-
-
-def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
-    """The `count` CPUs this process may use that were idle longest over the next `window_s` (a
-    neighbour's busy core last). CPUs idle within a tenth of each other count as equal, and the
-    highest numbered wins among equals: the same CPU run after run on a quiet machine, and not CPU 0,
-    which takes most of the machine's interrupts and housekeeping. Where /proc/stat cannot be read,
-    the highest numbered allowed CPUs."""
-    import time
-    allowed = sorted(os.sched_getaffinity(0))
-    before = _cpu_idle()
-    time.sleep(window_s)
-    after = _cpu_idle()
-    idle = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
-    most = max(idle.values(), default=0) or 1
-    rank = sorted(allowed, key=lambda cpu: (-round(10 * idle[cpu] / most), -cpu))
-    return tuple(sorted(rank[:count]))
-
-
-def exit_now(status: int = 0) -> None:
-    """End this worker process at once, its output flushed: for a process that has answered and
-    written everything it owes. The frameworks' finalizers would take a second or more at the
-    interpreter's exit (TensorFlow after a tf.function and an XLA call 1.2 s, PyTorch after a
-    compile 1.2 s, on the 2-core VM), while the process that started it waits."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-
-
-def die_with_parent() -> None:
-    """Make this process end when its parent does (Linux's PR_SET_PDEATHSIG): a plot worker or a
-    run's framework worker is never left behind by a process killed (SIGTERM, kill -9) meanwhile."""
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):   # not Linux: the executor's own shutdown is all there is
-        pass

@@ -1,4 +1,4 @@
-"""The env command: the cached environments of `run --env` (bench/envs.py), listed and pruned."""
+"""The env command: the cached environments of `run --env` (bench/venvs.py), listed and pruned."""
 import argparse
 import datetime
 
@@ -21,33 +21,33 @@ def _gb(n: int) -> str:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from bench import envs, frameworks
-    root = envs.cache_dir()
+    from bench import frameworks, venvs
+    root = venvs.cache_dir()
     if root.exists() and not root.is_dir():
-        raise UsageError(f"the environment cache {root} ({envs.CACHE_VARIABLE}) is a file, not a folder")
+        raise UsageError(f"the environment cache {root} ({venvs.CACHE_VARIABLE}) is a file, not a folder")
     if args.env_command == "list":
-        listed = envs.entries(root)
+        listed = venvs.entries(root)
         if not listed:
             print(f"no environments in {root}")
             return 0
         shown = [frameworks.spec(n).package for n in frameworks.FRAMEWORKS]
         for e in listed:
-            pinned = {d: v for d, v in envs.versions(e.pins, shown).items() if v}
+            pinned = {d: v for d, v in venvs.versions(e.pins, shown).items() if v}
             used = datetime.datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
             print(f"{e.key}  {e.name}: {', '.join(f'{d} {v}' for d, v in pinned.items())}; "
                   f"{len(e.pins)} packages, {_gb(e.bytes)}, last used {used}")
-        total, own = envs.disk_usage([e.path for e in listed])
+        total, own = venvs.disk_usage([e.path for e in listed])
         print(f"{len(listed)} environment(s) in {root}: {_gb(total)} of files (each counted once), {_gb(own)} of "
               f"them held by these environments alone (the rest are links into uv's cache); limit "
-              f"{_gb(envs.limit_bytes())}")
+              f"{_gb(venvs.limit_bytes())}")
         return 0
     if args.max_gb is not None and not args.max_gb >= 0:
         raise UsageError(f"--max-gb must be zero or more, got {args.max_gb}")
-    limit = 0 if args.all else int(args.max_gb * 2**30) if args.max_gb is not None else envs.limit_bytes()
-    removed = envs.prune(limit, root=root)
+    limit = 0 if args.all else int(args.max_gb * 2**30) if args.max_gb is not None else venvs.limit_bytes()
+    removed = venvs.prune(limit, root=root)
     for e in removed:
         print(f"removed {e.key}  {e.name} ({_gb(e.bytes)})")
-    print(f"{len(removed)} environment(s) removed; {len(envs.entries(root))} left in {root}")
+    print(f"{len(removed)} environment(s) removed; {len(venvs.entries(root))} left in {root}")
     return 0
 
 

@@ -31,7 +31,7 @@ META = "bench-env.json"    # in a complete environment: its name, requirements, 
 BUILDING = ".building-"    # a build in progress (or interrupted): <key>.building-<pid>
 
 
-class EnvError(RuntimeError):
+class VenvError(RuntimeError):
     """A requirement set cannot be resolved or built; str() is one line."""
 
 
@@ -77,7 +77,7 @@ def limit_bytes() -> int:
     try:
         gb = float(raw) if raw else DEFAULT_LIMIT_GB
     except ValueError:
-        raise EnvError(f"{LIMIT_VARIABLE}={raw!r} is not a number of GB") from None
+        raise VenvError(f"{LIMIT_VARIABLE}={raw!r} is not a number of GB") from None
     return int(gb * 2**30)
 
 
@@ -86,22 +86,22 @@ def uv() -> str:
     here = Path(sys.executable).parent / "uv"
     found = str(here) if here.exists() else shutil.which("uv")
     if not found:
-        raise EnvError("uv is not installed (pip install uv): it resolves and builds the --env environments")
+        raise VenvError("uv is not installed (pip install uv): it resolves and builds the --env environments")
     return found
 
 
 def parse(spec: str) -> tuple[str, list[str]]:
     """(name, requirements) of one --env value: a file (requirements.txt, pyproject.toml,
     pylock.toml: given to uv as it is), else requirements separated by spaces, each checked as a pip
-    requirement. EnvError naming what is wrong."""
+    requirement. VenvError naming what is wrong."""
     spec = spec.strip()
     if not spec:
-        raise EnvError("--env '': an empty requirement set")
+        raise VenvError("--env '': an empty requirement set")
     path = Path(spec)
     if path.is_file():
         return path.name, [str(path.resolve())]
     if path.suffix in (".txt", ".toml", ".lock", ".in") or os.sep in spec:
-        raise EnvError(f"--env {spec!r}: no such file")
+        raise VenvError(f"--env {spec!r}: no such file")
     from packaging.requirements import InvalidRequirement, Requirement
     lines = spec.split()
     for line in lines:
@@ -109,7 +109,7 @@ def parse(spec: str) -> tuple[str, list[str]]:
             Requirement(line)
         except InvalidRequirement as e:
             why = " ".join(str(e).split())
-            raise EnvError(f"--env {spec!r}: {line!r} is not a pip requirement ({why})") from None
+            raise VenvError(f"--env {spec!r}: {line!r} is not a pip requirement ({why})") from None
     return spec, lines
 
 
@@ -129,17 +129,17 @@ def _uv(args: list[str], what: str, timeout_s: float, stdin: str | None = None) 
     try:
         done = subprocess.run([uv(), *args], input=stdin, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise EnvError(f"{what}: uv did not finish within {timeout_s:.0f} s") from None
+        raise VenvError(f"{what}: uv did not finish within {timeout_s:.0f} s") from None
     except OSError as e:
-        raise EnvError(f"{what}: uv could not run ({e})") from None
+        raise VenvError(f"{what}: uv could not run ({e})") from None
     if done.returncode != 0:
-        raise EnvError(f"{what}: {_last_error(done.stderr)}")
+        raise VenvError(f"{what}: {_last_error(done.stderr)}")
     return done.stdout
 
 
 def resolve(spec: str) -> tuple[str, list[str], list[str]]:
     """(name, requirements, pins) of one --env value, resolved by uv for this interpreter (with
-    WORKER_NEEDS); EnvError with the resolver's one line (no network, an unknown version)."""
+    WORKER_NEEDS); VenvError with the resolver's one line (no network, an unknown version)."""
     name, requirements = parse(spec)
     with tempfile.TemporaryDirectory() as tmp:
         needs = Path(tmp) / "worker-needs.txt"
@@ -151,7 +151,7 @@ def resolve(spec: str) -> tuple[str, list[str], list[str]]:
     pins = sorted({line.strip() for line in out.splitlines()   # "name==version", or "name @ URL" (a direct reference)
                    if ("==" in line or " @ " in line) and not line.lstrip().startswith(("#", "-"))}, key=str.lower)
     if not pins:
-        raise EnvError(f"--env {name!r}: the resolver returned no packages")
+        raise VenvError(f"--env {name!r}: the resolver returned no packages")
     return name, requirements, pins
 
 
@@ -184,7 +184,7 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
     or built (uv venv, then the exact pins installed, without dependencies: the resolution is the
     whole set) into a folder of its own, renamed into the cache when complete. `log(line)` hears a
     build start; `name` replaces the set's own (a file's name) in what is shown; `resolved`: what
-    resolve(spec) returned, where it was called already. EnvError in one line."""
+    resolve(spec) returned, where it was called already. VenvError in one line."""
     started = time.perf_counter()
     asked, requirements, pins = resolved or resolve(spec)
     name = name or asked
@@ -195,7 +195,7 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise EnvError(f"the environment cache {root} ({CACHE_VARIABLE}): {e.strerror or e}") from None
+            raise VenvError(f"the environment cache {root} ({CACHE_VARIABLE}): {e.strerror or e}") from None
         _remove_stale_builds(root)
         if path.exists():   # a folder without its META is not an environment this module made whole
             shutil.rmtree(path, ignore_errors=True)
@@ -219,7 +219,7 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
                 if not (path / META).exists():
                     raise
         except OSError as e:   # the cache's disk full or not writable
-            raise EnvError(f"--env {name!r}: building in {root}: {e.strerror or e}") from None
+            raise VenvError(f"--env {name!r}: building in {root}: {e.strerror or e}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         prune(limit_bytes(), keep=(key,))
@@ -228,26 +228,26 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
 
 
 def resolve_all(specs: Iterable[str]) -> list[tuple[str, list[str], list[str]]]:
-    """resolve() of each --env value, in order; EnvError for the first that cannot be resolved, for
+    """resolve() of each --env value, in order; VenvError for the first that cannot be resolved, for
     two values that resolve alike or share a name, and for a bad cache limit: nothing is built
     before every set resolves."""
     limit_bytes()
     resolved = [resolve(spec) for spec in specs]
     names = [name for name, _, _ in resolved]
     if len(set(names)) < len(names):
-        raise EnvError(f"--env given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+        raise VenvError(f"--env given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     keys: dict[str, str] = {}
     for name, _, pins in resolved:
         other = keys.setdefault(key_of(pins), name)
         if other != name:
-            raise EnvError(f"--env {other!r} and {name!r} resolve to the same packages: one environment")
+            raise VenvError(f"--env {other!r} and {name!r} resolve to the same packages: one environment")
     return resolved
 
 
 def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None,
               resolved: list[tuple[str, list[str], list[str]]] | None = None) -> list[Env]:
     """Each --env value's Env, in order (built where the cache lacks it); `resolved`: what
-    resolve_all(specs) returned, where it was called already. EnvError in one line."""
+    resolve_all(specs) returned, where it was called already. VenvError in one line."""
     specs = list(specs)
     out = []
     for spec, done in zip(specs, resolved or resolve_all(specs)):

@@ -1,7 +1,6 @@
-"""Tests for bench/env.py: the environment fingerprint and how two fingerprints are compared."""
+"""Tests for bench/fingerprint.py: a run's fingerprint and how two fingerprints are compared."""
 
 import copy
-import importlib.util
 import json
 import os
 import re
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import env
+from bench import REPO, fingerprint
+from bench.machine import Machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,39 +34,34 @@ def _fake_nvidia_smi(directory: Path, output: str) -> None:
 
 
 def test_fingerprint_is_json_and_has_keys():
-    fp = env.fingerprint({"tensorflow": {"version": "2.21.0"}}, data_source="synthetic", seeds={"numpy": 0})
+    fp = fingerprint.collect({"tensorflow": {"version": "2.21.0"}}, data_source="synthetic", seeds={"numpy": 0})
     assert json.loads(json.dumps(fp)) == fp
     assert EXPECTED_KEYS <= set(fp)
-    assert set(env.ENV_VARS) == set(fp["env"])
-    assert set(env.PACKAGES) == set(fp["packages"])
+    assert set(fingerprint.ENV_VARS) == set(fp["env"])
+    assert set(fingerprint.PACKAGES) == set(fp["packages"])
     assert fp["frameworks"] == {"tensorflow": {"version": "2.21.0"}}
     assert fp["data_source"] == "synthetic" and fp["seeds"] == {"numpy": 0}
-    assert set(fp["cpu_flags_simd"]) <= set(env.SIMD_FLAGS)
+    assert set(fp["cpu_flags_simd"]) <= set(fingerprint.SIMD_FLAGS)
     assert fp["cpu_count_logical"] >= 1
 
 
 def test_defaults_give_empty_frameworks():
-    fp = env.fingerprint()
+    fp = fingerprint.collect()
     assert fp["frameworks"] == {} and fp["data_source"] is None and fp["seeds"] is None
 
 
 def test_env_var_is_recorded(monkeypatch):
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    fp = env.fingerprint()
+    fp = fingerprint.collect()
     assert fp["env"]["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert fp["env"]["OMP_NUM_THREADS"] is None
 
 
 def test_git_fields_none_outside_a_checkout(tmp_path):
+    """A folder that is no checkout of its own (a copied tree) reports no git facts."""
     (tmp_path / "bench").mkdir()
-    copied = tmp_path / "bench" / "env.py"
-    shutil.copy(ROOT / "bench" / "env.py", copied)
-    spec = importlib.util.spec_from_file_location("copied_bench_env", copied)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.REPO == tmp_path
-    fp = module.fingerprint()
+    fp = fingerprint.git_info(tmp_path)
     assert fp["git_commit"] is None and fp["git_dirty"] is None and fp["git_branch"] is None
 
 
@@ -77,7 +72,7 @@ def test_git_fields_in_this_checkout():
                           capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("the repository has no commit yet (HEAD does not exist)")
-    fp = env.fingerprint()
+    fp = fingerprint.collect()
     assert fp["git_commit"] == head.stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{40}", fp["git_commit"])
     assert isinstance(fp["git_dirty"], bool)
@@ -85,8 +80,8 @@ def test_git_fields_in_this_checkout():
 
 
 def test_no_nvidia_smi_gives_no_gpus(monkeypatch):
-    monkeypatch.setattr(env.shutil, "which", lambda name, *a, **k: None)
-    assert env.fingerprint()["gpus"] == []
+    monkeypatch.setattr(fingerprint.shutil, "which", lambda name, *a, **k: None)
+    assert fingerprint.collect()["gpus"] == []
 
 
 def test_failing_nvidia_smi_gives_no_gpus(monkeypatch, tmp_path):
@@ -94,7 +89,7 @@ def test_failing_nvidia_smi_gives_no_gpus(monkeypatch, tmp_path):
     script.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
-    assert env.fingerprint()["gpus"] == []
+    assert fingerprint.collect()["gpus"] == []
 
 
 def test_fake_nvidia_smi_is_parsed(monkeypatch, tmp_path):
@@ -103,7 +98,7 @@ def test_fake_nvidia_smi_is_parsed(monkeypatch, tmp_path):
         NVIDIA GeForce RTX 3090, 535.104.05, 24576, 20000, 210, 2100, 350.50, [N/A], [N/A]
         """))
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
-    gpus = env.fingerprint()["gpus"]
+    gpus = fingerprint.collect()["gpus"]
     assert gpus[0] == {
         "name": "NVIDIA H100 80GB HBM3",
         "driver_version": "550.54.15",
@@ -118,12 +113,12 @@ def test_fake_nvidia_smi_is_parsed(monkeypatch, tmp_path):
     assert gpus[1]["power_limit_w"] == 350.5
     assert gpus[1]["temperature_c"] is None and gpus[1]["mig_mode"] is None
     assert len(gpus) == 2
-    assert env.identity({"gpus": gpus})["gpu_names"] == ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 3090"]
+    assert Machine.of({"gpus": gpus}).identity()["gpu_names"] == ["NVIDIA H100 80GB HBM3", "NVIDIA GeForce RTX 3090"]
 
 
 def test_works_without_psutil(monkeypatch):
     monkeypatch.setitem(sys.modules, "psutil", None)  # makes `import psutil` raise ImportError
-    fp = env.fingerprint()
+    fp = fingerprint.collect()
     json.dumps(fp)
     assert fp["cpu_freq_mhz"] is None
     assert fp["cpu_count_logical"] == os.cpu_count()
@@ -135,8 +130,8 @@ def test_package_lookup_imports_no_framework():
     code = textwrap.dedent(f"""\
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from bench import env
-        fp = env.fingerprint()
+        from bench import fingerprint
+        fp = fingerprint.collect()
         loaded = [m for m in ("tensorflow", "torch", "jax", "keras", "pandas", "matplotlib") if m in sys.modules]
         assert not loaded, loaded
         print(fp["packages"])
@@ -146,7 +141,7 @@ def test_package_lookup_imports_no_framework():
 
 
 def _sample() -> dict:
-    fp = env.fingerprint({"tensorflow": {"version": "2.21.0", "cuda": None}}, data_source="synthetic")
+    fp = fingerprint.collect({"tensorflow": {"version": "2.21.0", "cuda": None}}, data_source="synthetic")
     fp["cpu_model"] = "AMD EPYC"
     fp["env"] = dict.fromkeys(fp["env"])  # as if no variable were set, whatever this process has
     return fp
@@ -154,7 +149,7 @@ def _sample() -> dict:
 
 def test_identical_fingerprints_have_no_differences():
     fp = _sample()
-    assert env.differences(fp, copy.deepcopy(fp)) == []
+    assert fingerprint.differences(fp, copy.deepcopy(fp)) == []
 
 
 def test_differences_reports_cpu_model_framework_version_and_env():
@@ -163,23 +158,23 @@ def test_differences_reports_cpu_model_framework_version_and_env():
     b["cpu_model"] = "Intel Xeon"
     b["frameworks"]["tensorflow"]["version"] = "2.20.0"
     b["env"]["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    lines = env.differences(a, b)
+    lines = fingerprint.differences(a, b)
     assert "cpu_model: 'AMD EPYC' vs 'Intel Xeon'" in lines
     assert "framework_versions.tensorflow: '2.21.0' vs '2.20.0'" in lines
     assert "env.TF_ENABLE_ONEDNN_OPTS: None vs '0'" in lines
     assert len(lines) == 3
     # With explicit keys, any nested part of the fingerprint can be compared.
-    assert env.differences(a, b, keys=["frameworks"]) == ["frameworks.tensorflow.version: '2.21.0' vs '2.20.0'"]
+    assert fingerprint.differences(a, b, keys=["frameworks"]) == ["frameworks.tensorflow.version: '2.21.0' vs '2.20.0'"]
 
 
 def test_identity_and_differences_tolerate_missing_keys():
     old = {"cpu_model": "AMD EPYC"}  # an older record with few keys
-    assert env.identity(old) == {"cpu_model": "AMD EPYC", "machine": None, "gpu_names": [],
+    assert Machine.of(old).identity() == {"cpu_model": "AMD EPYC", "machine": None, "gpu_names": [],
                                  "framework_versions": {}}
-    assert set(env.identity(old)) == set(env.IDENTITY_KEYS)
-    assert env.differences(old, {}) == ["cpu_model: 'AMD EPYC' vs None"]
+    assert set(Machine.of(old).identity()) == set(fingerprint.IDENTITY_KEYS)
+    assert fingerprint.differences(old, {}) == ["cpu_model: 'AMD EPYC' vs None"]
     new = _sample()
-    lines = env.differences(old, new)
+    lines = fingerprint.differences(old, new)
     assert any(line.startswith("machine: None vs") for line in lines)
     assert not any(line.startswith("env.") for line in lines)  # unset env vars match a missing env
 
@@ -188,7 +183,7 @@ def test_git_fields_in_a_fresh_repository(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     (tmp_path / "bench").mkdir()
-    shutil.copy(ROOT / "bench" / "env.py", tmp_path / "bench" / "env.py")
+    (tmp_path / "bench" / "module.py").write_text("x = 1\n")
 
     def git(*args):
         return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
@@ -196,29 +191,26 @@ def test_git_fields_in_a_fresh_repository(tmp_path):
                               capture_output=True, text=True, check=True).stdout.strip()
 
     git("init", "-q", "-b", "trunk")
-    git("add", "bench/env.py")
+    git("add", "bench/module.py")
     git("commit", "-q", "-m", "init")
-    spec = importlib.util.spec_from_file_location("fresh_repo_bench_env", tmp_path / "bench" / "env.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "run.json").write_text("{}")  # untracked results do not make it dirty
-    fp = module.fingerprint()
+    fp = fingerprint.git_info(tmp_path)
     assert fp["git_commit"] == git("rev-parse", "HEAD")
     assert fp["git_branch"] == "trunk"
     assert fp["git_dirty"] is False
     (tmp_path / "notes.txt").write_text("x")  # any other untracked file does
-    assert module.fingerprint()["git_dirty"] is True
+    assert fingerprint.git_info(tmp_path)["git_dirty"] is True
+    assert fingerprint.git_info(tmp_path / "bench") == {"git_commit": None, "git_dirty": None, "git_branch": None}
 
 
 def test_exit_now_flushes_the_output_and_skips_the_finalizers():
     """A worker that has answered everything ends with its buffered output out and its status, and
     without the interpreter's exit handlers (where the frameworks' seconds-long finalizers run)."""
     code = ("import atexit, sys\n"
-            "from bench import env\n"
+            "from bench import process\n"
             "atexit.register(lambda: print('finalizer ran'))\n"
             "sys.stdout.write('answered'); sys.stderr.write('said')\n"
-            "env.exit_now(3)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=env.REPO, capture_output=True, text=True, timeout=60)
+            "process.exit_now(3)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (3, "answered", "said")

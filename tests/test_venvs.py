@@ -1,4 +1,4 @@
-"""Environments per requirement set (bench/envs.py, run --env, the gate across a dependency change),
+"""Environments per requirement set (bench/venvs.py, run --env, the gate across a dependency change),
 offline: uv resolves from a folder of tiny wheels (tests/wheels.py) and, for the runs that time
 NumPy, from what installing this project left in uv's cache. No timing is asserted."""
 import importlib.metadata
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import envs
+from bench import venvs
 from tests.wheels import local_index, wheel
 
 REPO = Path(__file__).resolve().parent.parent
-NEEDS = {name: ("0.0.1",) for name in envs.WORKER_NEEDS}   # stand-ins: nothing here imports them
+NEEDS = {name: ("0.0.1",) for name in venvs.WORKER_NEEDS}   # stand-ins: nothing here imports them
 
 
 def bench(*args, cwd=REPO, timeout=300):
@@ -25,53 +25,53 @@ def bench(*args, cwd=REPO, timeout=300):
 @pytest.fixture(autouse=True)
 def uv_here():
     try:
-        envs.uv()
-    except envs.EnvError as e:
+        venvs.uv()
+    except venvs.VenvError as e:
         pytest.skip(str(e))
 
 
 def test_a_typo_or_a_missing_file_is_refused_before_the_resolver():
     for spec, said in (("tensorflow=2.20", "is not a pip requirement"), ("reqs/missing.txt", "no such file"),
                        ("  ", "an empty requirement set")):
-        with pytest.raises(envs.EnvError, match=said):
-            envs.parse(spec)
-    assert envs.parse("tensorflow==2.20.0 'numpy<2'".replace("'", "")) == ("tensorflow==2.20.0 numpy<2",
+        with pytest.raises(venvs.VenvError, match=said):
+            venvs.parse(spec)
+    assert venvs.parse("tensorflow==2.20.0 'numpy<2'".replace("'", "")) == ("tensorflow==2.20.0 numpy<2",
                                                                           ["tensorflow==2.20.0", "numpy<2"])
 
 
 def test_a_set_is_built_once_and_then_taken_from_the_cache(monkeypatch, tmp_path):
     local_index(monkeypatch, tmp_path, {"bbfake": ("1.0", "2.0"), **NEEDS})
     heard = []
-    env, _ = envs.build("bbfake==1.0", heard.append)
+    env, _ = venvs.build("bbfake==1.0", heard.append)
     assert env.versions(["bbfake", "numpy", "absent"]) == {"bbfake": "1.0", "numpy": "0.0.1", "absent": None}
     assert env.path.parent == tmp_path / "envs" and len(heard) == 1
     out = subprocess.run([env.python, "-c", "import bbfake, sys; print(bbfake.__version__, sys.prefix)"],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1.0", str(env.path)]   # its own interpreter, its own packages
-    again, _ = envs.build("bbfake==1.0", heard.append)
+    again, _ = venvs.build("bbfake==1.0", heard.append)
     assert again == env and len(heard) == 1   # no second build
-    other, _ = envs.build("bbfake==2.0")
-    assert other.key != env.key and [e.key for e in envs.entries()] == [other.key, env.key]   # most recent first
+    other, _ = venvs.build("bbfake==2.0")
+    assert other.key != env.key and [e.key for e in venvs.entries()] == [other.key, env.key]   # most recent first
 
 
 def test_an_interrupted_build_is_never_used_but_rebuilt(monkeypatch, tmp_path):
     local_index(monkeypatch, tmp_path, {"bbfake": ("1.0",), **NEEDS})
-    _, _, pins = envs.resolve("bbfake==1.0")
-    key = envs.key_of(pins)
+    _, _, pins = venvs.resolve("bbfake==1.0")
+    key = venvs.key_of(pins)
     half = tmp_path / "envs" / key            # as a build killed between the rename and ... nothing: no META
     (half / "bin").mkdir(parents=True)
-    stale = tmp_path / "envs" / f"{key}{envs.BUILDING}999999999"   # a build whose process is gone
+    stale = tmp_path / "envs" / f"{key}{venvs.BUILDING}999999999"   # a build whose process is gone
     stale.mkdir()
     heard = []
-    env, _ = envs.build("bbfake==1.0", heard.append)
-    assert heard and (env.path / envs.META).exists() and not stale.exists()
+    env, _ = venvs.build("bbfake==1.0", heard.append)
+    assert heard and (env.path / venvs.META).exists() and not stale.exists()
     assert subprocess.run([env.python, "-c", "import bbfake"]).returncode == 0
 
 
 def test_no_network_or_an_unknown_version_is_one_line_and_nothing_runs(monkeypatch, tmp_path):
     local_index(monkeypatch, tmp_path, {"bbfake": ("1.0",), **NEEDS})
-    with pytest.raises(envs.EnvError) as e:
-        envs.resolve("bbfake==9.9")
+    with pytest.raises(venvs.VenvError) as e:
+        venvs.resolve("bbfake==9.9")
     assert "\n" not in str(e.value) and "bbfake==9.9" in str(e.value)
     out = tmp_path / "run"
     done = bench("run", "--env", "bbfake==1.0", "--env", "bbfake==9.9", "--framework", "numpy", "--quick",
@@ -87,16 +87,16 @@ def test_no_network_or_an_unknown_version_is_one_line_and_nothing_runs(monkeypat
 
 def test_prune_keeps_the_most_recently_used_under_the_limit(monkeypatch, tmp_path):
     local_index(monkeypatch, tmp_path, {"bbfake": ("1.0", "2.0", "3.0"), **NEEDS})
-    built = [envs.build(f"bbfake=={v}")[0] for v in ("1.0", "2.0", "3.0")]
-    (built[0].path / envs.META).touch()   # used last
-    sizes = {e.key: e.bytes for e in envs.entries()}
-    removed = envs.prune(sizes[built[0].key] + sizes[built[2].key] + 1)
+    built = [venvs.build(f"bbfake=={v}")[0] for v in ("1.0", "2.0", "3.0")]
+    (built[0].path / venvs.META).touch()   # used last
+    sizes = {e.key: e.bytes for e in venvs.entries()}
+    removed = venvs.prune(sizes[built[0].key] + sizes[built[2].key] + 1)
     assert [e.key for e in removed] == [built[1].key]
     listed = bench("env", "list")
     assert listed.returncode == 0 and "bbfake==1.0" in listed.stdout and "bbfake==2.0" not in listed.stdout
     assert "2 environment(s)" in listed.stdout
     pruned = bench("env", "prune", "--all")
-    assert pruned.returncode == 0 and envs.entries() == [] and "0 left" in pruned.stdout
+    assert pruned.returncode == 0 and venvs.entries() == [] and "0 left" in pruned.stdout
     assert bench("env", "prune", "--max-gb", "-1").returncode == 2
 
 
@@ -111,8 +111,8 @@ def test_a_run_times_each_case_in_each_environment_and_a_broken_one_fails_alone(
     wheel(index, "bbbreak", "1.0", {"bbbreak.pth": "import sys; sys.modules['numpy'] = None\n"})
     core = _installed("numpy", "psutil", "ml-dtypes")
     try:
-        envs.resolve(core)
-    except envs.EnvError as e:
+        venvs.resolve(core)
+    except venvs.VenvError as e:
         pytest.skip(f"uv's cache does not hold this project's NumPy, psutil and ml-dtypes offline: {e}")
     out = tmp_path / "run"
     done = bench("run", "--framework", "numpy", "--step", "manual", "--size", "200,784,8", "--quick", "--out", out,
@@ -191,12 +191,12 @@ def test_a_set_may_be_a_requirements_or_pyproject_file(monkeypatch, tmp_path):
     local_index(monkeypatch, tmp_path, {"bbfake": ("1.0", "2.0"), **NEEDS})
     reqs = tmp_path / "requirements-next.txt"
     reqs.write_text("# the next pins\nbbfake==2.0\n")
-    env, _ = envs.build(str(reqs))
+    env, _ = venvs.build(str(reqs))
     assert env.name == "requirements-next.txt" and env.versions(["bbfake"]) == {"bbfake": "2.0"}
     project = tmp_path / "proj" / "pyproject.toml"
     project.parent.mkdir()
     project.write_text('[project]\nname = "x"\nversion = "0"\ndependencies = ["bbfake<2"]\n')
-    env, _ = envs.build(str(project))
+    env, _ = venvs.build(str(project))
     assert env.name == "pyproject.toml" and env.versions(["bbfake"]) == {"bbfake": "1.0"}
 
 
@@ -205,7 +205,7 @@ def test_a_cache_that_is_a_file_is_one_line(monkeypatch, tmp_path):
     blocked = tmp_path / "cache-file"
     blocked.write_text("")
     monkeypatch.setenv("BENCH_ENV_CACHE", str(blocked))
-    with pytest.raises(envs.EnvError, match="environment cache .* File exists"):
-        envs.build("bbfake==1.0")
+    with pytest.raises(venvs.VenvError, match="environment cache .* File exists"):
+        venvs.build("bbfake==1.0")
     listed = bench("env", "list")
     assert listed.returncode == 2 and "is a file, not a folder" in listed.stderr
