@@ -425,3 +425,55 @@ def test_thread_settings_are_part_of_a_series_machine():
     one = {**fp, "env": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}}
     assert machine_key(fp) == "x86_64 | Fake CPU | no GPU"           # a default run, as before
     assert machine_key(one) == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series
+
+
+# ---------------------------------------------------------------- a slow machine: the canary
+def canary_rows(medians, canaries, gflops):
+    return [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
+             "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}", "source": None,
+             "counters": {}, "gemm_gflops": float(gflops[i]), "canary_s": float(canaries[i])}
+            for i in range(len(medians))]
+
+
+def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter():
+    """A machine whose speed wanders run to run, its GEMM ceiling timed apart not following it, and
+    one run slow in every case (a neighbour for a minute): the canary, timed in the cases' rounds,
+    followed both, so the medians over each run's canary are chosen, the slow run is no change, and
+    a +10% step is found at its commit; runs without a canary leave the basis out."""
+    from bench.history import series as history_series
+    rng = np.random.default_rng(5)
+    n, slow_at, step_at = 40, 17, 28
+    speed = np.exp(rng.normal(0, 0.15, n))
+    speed[slow_at] *= 1.6                                  # the slow minute: cases and canary alike
+    canary = 0.004 * speed * np.exp(rng.normal(0, 0.01, n))
+    gflops = 100.0 * np.exp(rng.normal(0, 0.15, n))
+    (flat,) = history_series.build(canary_rows(0.01 * speed, canary, gflops))
+    assert flat.basis == "canary" and flat.changes == ()
+    work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
+    (s,) = history_series.build(canary_rows(0.01 * work * speed, canary, gflops))
+    assert s.basis == "canary"
+    (found,) = s.changes
+    assert (found.start, found.end) == (step_at, step_at) and found.ratio == pytest.approx(1.10, abs=0.03)
+    old = canary_rows(0.01 * work * speed, canary, gflops)
+    old[3]["canary_s"] = None                              # a run recorded before the canary
+    (without,) = history_series.build(old)
+    assert without.basis != "canary"
+
+
+def test_a_schema_5_database_gains_the_canary_column_and_keeps_its_results(db_url):
+    """Schema 6 adds each result's canary median: rows added before keep none, new ones carry it."""
+    import sqlalchemy as sa
+    store = Store(db_url, create=True)
+    old = run_records("a" * 40, 0, [0.01, 0.02])
+    store.add(old, COMMIT)
+    with store.engine.begin() as conn:                     # as schema 5 left it
+        conn.execute(sa.text("ALTER TABLE results DROP COLUMN canary_s"))
+        conn.execute(store.schema.update().values(version=5))
+    store.engine.dispose()
+    store = Store(db_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(store.schema.select()).scalar_one() == SCHEMA_VERSION == 6
+    assert [p["canary_s"] for p in store.points()] == [None, None]
+    new = run_records("c" * 40, 1, [0.01], canary=0.004)
+    assert store.add(new, {**COMMIT, "sha": "c" * 40, "time": COMMIT["time"] + 1}) == 1
+    assert [p["canary_s"] for p in store.points()] == [None, None, pytest.approx(0.004)]
