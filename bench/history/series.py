@@ -8,7 +8,8 @@ medians, on the medians scaled by each run's ceiling, or on the medians scaled b
 (bench/canary.py: timed in the cases' own rounds, so it saw the slow minute they saw), whichever is
 quieter (Series.basis); or, where most commits were timed against their parent's steps in the same
 process (a one-process gate added with `history add --paired-base`), on those paired ratios when they
-are quieter still.
+are quieter still. A lone slow run the basis does not cancel is set apart as an outlier, and the
+newest commits off the level before them as unconfirmed (changes.detect).
 """
 import math
 from collections.abc import Callable, Iterable
@@ -52,6 +53,7 @@ class Series:
     changes: tuple = field(default=())
     work_changes: tuple = field(default=())   # WorkChange per commit whose counters differ from its predecessor's
     basis: str = "median"                     # what the change points ran on: BASES, the quieter
+    excursions: tuple = field(default=())     # changes.Excursion: outliers and unconfirmed last commits, set apart
 
     @property
     def latest(self) -> Point | None:
@@ -111,11 +113,15 @@ def _points(rows, scale, rescalings):
 def _series(case, machine, pts, bases):
     """The Series of `pts`, its change points found on the quieter of its bases (or its paired ratios)."""
     basis, values = quieter({"median": [p.median_s for p in pts], **bases})
-    found = changes.find(values)
-    paired = increments(pts, values)
+    found = changes.detect(values)
+    found_changes, apart = found.changes, found.excursions
+    paired = increments(pts, list(found.levels))
     if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):   # quieter than the levels
-        basis, found = "parent", changes.find_increments([p.median_s for p in pts], *paired[:2])
-    return Series(case, machine, tuple(pts), tuple(found), tuple(work_changes(pts)), basis)
+        basis, found_changes = "parent", tuple(changes.find_increments(list(found.levels), *paired[:2]))
+        # an unconfirmed commit paired with its parent is judged by that ratio, not set apart
+        apart = tuple(e for e in apart
+                      if e.kind == "outlier" or not all(_paired(pts, i) for i in range(e.start, e.end + 1)))
+    return Series(case, machine, tuple(pts), found_changes, tuple(work_changes(pts)), basis, apart)
 
 
 BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)",
@@ -167,7 +173,8 @@ def quieter(bases: dict[str, list[float]]) -> tuple[str, list[float]]:
     """(basis, values) for the change points: of `bases` ({"median": the medians, and any of BASES'
     rescalings that every point has}), the one with the smallest commit-to-commit noise
     (changes.noise), the medians on a tie. A machine that runs slower in one run runs its GEMM and
-    its canary slower too, and the ratio to them cancels that, unless their own noise is the larger."""
+    its canary slower too, and the ratio to them cancels that, unless their own noise is the larger.
+    A lone slow run barely moves that noise: it is set apart as an outlier whatever the basis."""
     medians = bases["median"]
     usable = {name: v for name, v in bases.items()
               if len(v) == len(medians) >= 4 and all(x > 0 for x in v) and all(x > 0 for x in medians)}
