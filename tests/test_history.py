@@ -566,3 +566,11 @@ def test_simulate_runs_the_history_detector_and_counts_a_slow_run_as_an_outlier(
     slow = outcomes["outlier"]
     assert slow.detected == slow.series == 4 and slow.false_alarms == 0 and slow.offsets == (0,) * 4
     assert outcomes["step"].detected == 4 and outcomes["none"].false_alarms == 0
+
+
+def test_an_outlier_in_a_short_series_leaves_the_noise_the_search_measures_in():
+    """Seven commits, the second a run twice as fast (its GEMM ceiling was off): an outlier, and no
+    change; its replacement (its neighbours' level) must not shrink the noise the search measures in."""
+    values = [25.38, 11.41, 22.7, 21.5, 22.22, 21.22, 24.57]
+    found = changes.detect(values)
+    assert found.changes == () and [(e.start, e.kind) for e in found.excursions] == [(1, "outlier")]

@@ -134,9 +134,10 @@ def detect(values: Sequence[float] | np.ndarray, penalty: float = PENALTY, min_s
     if len(values) < 3 or not np.all(values > 0):
         return Found(tuple(find(values, penalty, min_segment)), (), tuple(values))
     logs = np.log(values)
-    apart, cleaned = excursions(logs, scale(logs), min_segment=min_segment)
+    sigma = scale(logs)   # the series' own noise, its excursions in it: their replacements would understate it
+    apart, cleaned = excursions(logs, sigma, min_segment=min_segment)
     levels = np.exp(cleaned)
-    return Found(tuple(find(levels, penalty, min_segment)), tuple(sorted(apart, key=lambda e: e.start)),
+    return Found(tuple(find(levels, penalty, min_segment, sigma)), tuple(sorted(apart, key=lambda e: e.start)),
                  tuple(float(v) for v in levels))
 
 
@@ -165,15 +166,16 @@ def locate(y: np.ndarray, b: int, sigma: float) -> tuple[int, int, float, float]
 
 
 def find(values: Sequence[float] | np.ndarray, penalty: float = PENALTY,
-         min_segment: int = MIN_SEGMENT) -> list[Change]:
-    """The changes in a series of median times (one per commit, in commit order): [Change]."""
+         min_segment: int = MIN_SEGMENT, sigma: float | None = None) -> list[Change]:
+    """The changes in a series of median times (one per commit, in commit order): [Change]; sigma:
+    the noise of its log times, measured here (scale) unless given."""
     import ruptures as rpt
     values = np.asarray(values, float)
     n = len(values)
     if n < 2 * min_segment or not np.all(values > 0):
         return []
     logs = np.log(values)
-    sigma = scale(logs)
+    sigma = sigma or scale(logs)
     bkps = rpt.Pelt(model="l2", min_size=min_segment, jump=1).fit((logs / sigma).reshape(-1, 1)) \
         .predict(pen=penalty * math.log(n))[:-1]
     bounds = [0, *bkps, n]
