@@ -94,6 +94,7 @@ class Summary:
     gemm_gflops: float         # the device's measured ceilings, from the record's run
     copy_gbps: float
     intensity: float           # FLOPs per byte that must move (kernels/cost.py)
+    canary_s: float = math.nan   # the machine's canary (bench/canary.py): its median over the case's rounds
 
     @property
     def iqr_s(self) -> float:
@@ -121,9 +122,10 @@ def _number(value):
 
 
 def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min_bytes: float | None = None,
-              ceilings: Mapping[str, Any] | None = None) -> Summary:
-    """The Summary of raw samples (seconds) and a case's analytic counts and device ceilings."""
+              ceilings: Mapping[str, Any] | None = None, canary_s: Iterable[float] | None = None) -> Summary:
+    """The Summary of raw samples (seconds) and a case's analytic counts, device ceilings and canary times."""
     samples = tuple(samples_s or ())
+    canary = tuple(canary_s or ())
     ceilings = ceilings or {}
     median = stats.median(samples) if samples else math.nan
     q1, q3 = stats.quartiles(samples) if samples else (math.nan, math.nan)
@@ -132,7 +134,8 @@ def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min
     return Summary(median_s=median, q1_s=q1, q3_s=q3, ci_lo_s=lo, ci_hi_s=hi, samples=len(samples),
                    noisy=stats.is_noisy(samples), gflops=flops / median / 1e9 if flops > 0 and median > 0 else math.nan,
                    gemm_gflops=_number(ceilings.get("gemm_gflops")), copy_gbps=_number(ceilings.get("copy_gbps")),
-                   intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan)
+                   intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan,
+                   canary_s=stats.median(canary) if canary else math.nan)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,6 +174,8 @@ class Record(CaseKey):
     timer: str | None = None          # what timed samples_s: "host clock + sync", "CUDA events"
     host_samples_s: tuple = ()        # the host clock around each sampled call and its sync, where the
                                       # timer is another (the gap is launch and sync overhead)
+    canary_s: tuple = ()              # the machine's canary (bench/canary.py), timed once a round in the run's
+                                      # process: its time in each round this case was sampled in (() before it)
     telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
     counters: dict = field(default_factory=dict)   # what a step executes, counted exactly (bench/counters.py)
     ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
@@ -192,7 +197,7 @@ class Record(CaseKey):
         for name in (f.name for f in fields(CaseKey) if f.type is int):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        for name in ("warmup_s", "samples_s", "rounds", "host_samples_s"):
+        for name in ("warmup_s", "samples_s", "rounds", "host_samples_s", "canary_s"):
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) for v in values):
                 raise RecordsError(f"{name} must be a list of numbers")
@@ -206,7 +211,7 @@ class Record(CaseKey):
 
     @cached_property
     def summary(self) -> Summary:
-        return summarize(self.samples_s, self.flops, self.min_bytes, self.ceilings)
+        return summarize(self.samples_s, self.flops, self.min_bytes, self.ceilings, self.canary_s)
 
     def derived(self) -> dict[str, Any]:
         """The statistics, for readers of the JSON file; recomputed from the samples, never read back."""
@@ -310,7 +315,7 @@ def _problem_of(d):
     for name in _OPTIONAL_BOOLS:
         if d.get(name) is not None and not isinstance(d[name], bool):
             return f"{name}: expected true, false or null, got {_shown(d[name])}"
-    for name in ("samples_s", "warmup_s", "host_samples_s"):
+    for name in ("samples_s", "warmup_s", "host_samples_s", "canary_s"):
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
             return f"{name}: expected a list of at most {MAX_SAMPLES:,} times, got {_shown(values)}"
@@ -329,6 +334,8 @@ def _problem_of(d):
     host = d.get("host_samples_s", [])
     if host and len(host) != len(samples):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
+    if len(d.get("canary_s", [])) > len(set(rounds or range(len(samples)))):
+        return f"canary_s: {len(d['canary_s'])} canary times for {len(set(rounds or range(len(samples))))} rounds"
     for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed", "counters"):
         value = d.get(name)
         if value is not None and not isinstance(value, dict):

@@ -147,6 +147,7 @@ class Sampled:
                             # "failed": a take measured nothing (a worker process died)
     host_s: tuple = ()      # the host-clock time of each call and its sync, where the timer is another
     starts: tuple = ()      # the clock when each call began (to place telemetry readings)
+    canary_s: tuple = ()    # the canary's time in each round the case was sampled in (interleaved's `canary`)
 
 
 def _rotated(active: list[_K], shift: int, blocks: Mapping[_K, Hashable] | None) -> list[_K]:
@@ -173,7 +174,7 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
                 stop: Callable[[], bool] | None = None,
                 checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
                 checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0,
-                blocks: Mapping[_K, Hashable] | None = None) -> dict[_K, Sampled]:
+                blocks: Mapping[_K, Hashable] | None = None, canary: Take | None = None) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
     alike and no case always follows the same other.
 
@@ -203,7 +204,12 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     true, sampling ends there and the cases not done stop with reason "interrupted", keeping what
     they have. checkpoint({key: Sampled}) receives the samples so far (reason "interrupted" where
     not done) every `checkpoint_s` of clock time, so whoever keeps them loses at most that much
-    timing if the process is killed."""
+    timing if the process is killed.
+
+    canary: a fixed computation (bench/canary.py) timed by one call at the start of each round,
+    before the round's first case and outside its order, so the cases' rotation and pairing are as
+    without it; each case's Sampled.canary_s holds its times in the rounds that case was sampled in:
+    what the machine was doing while it was timed."""
     from bench.stats import ci_half_width_fraction
 
     keys = list(cases)
@@ -220,10 +226,12 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     rounds: dict[_K, list[int]] = {k: [] for k in keys}
     spent = dict.fromkeys(keys, 0.0)
     done: dict[_K, str] = {}
+    canary_by_round: dict[int, float] = {}
 
     def so_far():
         return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted"),
-                           tuple(hosts[k]) if k in device_timed else (), tuple(starts[k]))
+                           tuple(hosts[k]) if k in device_timed else (), tuple(starts[k]),
+                           tuple(canary_by_round[q] for q in dict.fromkeys(rounds[k]) if q in canary_by_round))
                 for k in keys}
 
     last_checkpoint = clock()
@@ -231,6 +239,8 @@ def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
     last_block: object = _NONE   # the block of the last take (none yet): a take in another follows a switch
     while len(done) < len(keys):
         active = [k for k in keys if k not in done]
+        if canary is not None:
+            canary_by_round[r] = canary(1).samples_s[0]
         order = _rotated(active, r // 2, blocks)
         # rotated every other round, and reversed every other: each case goes first in turn, and
         # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B

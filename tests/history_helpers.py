@@ -23,8 +23,9 @@ def git_repo(path, commits):
     return run("rev-list", "--reverse", "HEAD").stdout.split()
 
 
-def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0):
-    """One run at commit `sha`: a record per case whose samples have the given median (seconds)."""
+def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0, canary=None):
+    """One run at commit `sha`: a record per case whose samples have the given median (seconds);
+    with `canary`, the machine's canary took that long in every round."""
     rng = np.random.default_rng(seed + index)
     out = []
     for c, median in enumerate(medians):
@@ -33,6 +34,7 @@ def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0):
         out.append(Record(framework="numpy", step="manual", backend="eager", device="cpu", n=1000 * (c + 1), m=784,
                           nh=50, dtype="float32", status="ok", run_id=f"synthetic-{index:04d}", samples_s=times,
                           rounds=tuple(range(samples)), stop_reason="ci", ceilings={"gemm_gflops": gemm},
+                          canary_s=(canary,) * samples if canary else (),
                           env={**ENV, "git_commit": sha}))
     return out
 

@@ -425,3 +425,152 @@ def test_thread_settings_are_part_of_a_series_machine():
     one = {**fp, "env": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}}
     assert Machine.of(fp).series_key == "x86_64 | Fake CPU | no GPU"           # a default run, as before
     assert Machine.of(one).series_key == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series
+
+
+# ---------------------------------------------------------------- slow runs: outliers, unconfirmed, the canary
+
+def test_a_lone_slow_run_is_an_outlier_not_a_change():
+    """One commit's run 50% slower, the next back: no change (neither a step nor a creep back), one
+    outlier at its commit; the same at the newest commit is unconfirmed, not a change."""
+    values = series(60, 1, sigma=0.02, seed=11)[:, 0]
+    slow = values.copy()
+    slow[30] *= 1.5
+    found = changes.detect(slow)
+    assert found.changes == ()
+    (e,) = found.excursions
+    assert (e.start, e.end, e.kind) == (30, 30, "outlier") and e.ratio == pytest.approx(1.5, abs=0.1)
+    assert found.levels[30] == pytest.approx(np.sqrt(values[29] * values[31]))   # its neighbours' level
+    newest = values.copy()
+    newest[-1] *= 1.5
+    found = changes.detect(newest)
+    assert found.changes == ()
+    (e,) = found.excursions
+    assert (e.start, e.end, e.kind) == (59, 59, "unconfirmed") and e.ratio == pytest.approx(1.5, abs=0.1)
+    assert changes.detect(values) == changes.Found((), (), tuple(values))   # nothing set apart in plain noise
+
+
+@pytest.mark.parametrize("held", [1, 2, 3, 4, 10])
+def test_a_step_is_unconfirmed_until_its_level_holds_then_a_step_at_its_commit(held):
+    """A real +20% step `held` commits before the end: the change points need its level to hold for
+    MIN_SEGMENT commits (the step's and two more); until then the commits are unconfirmed, from its
+    commit; after that it is a step at its commit, nothing set apart."""
+    values = series(60, 1, sigma=0.02, seed=12)[:, 0]
+    values[60 - held:] *= 1.2
+    found = changes.detect(values)
+    if held < changes.MIN_SEGMENT:
+        assert found.changes == ()
+        (e,) = found.excursions
+        assert (e.start, e.end, e.kind) == (60 - held, 59, "unconfirmed")
+    else:
+        (ch,) = found.changes
+        assert (ch.start, ch.end, ch.kind) == (60 - held, 60 - held, "step")
+        assert ch.ratio == pytest.approx(1.2, abs=0.05)
+        assert found.excursions == ()
+
+
+@pytest.mark.parametrize("kind", ["step", "creep"])
+def test_setting_excursions_apart_finds_what_find_finds(kind):
+    """The history's detector (detect) finds the step and the creep of the tests above as find does."""
+    values = series(200, 1, sigma=0.02, step_at=120 if kind == "step" else None,
+                    creep_at=60 if kind == "creep" else None, seed=3)[:, 0]
+    assert changes.detect(values).changes == tuple(changes.find(values))
+    for seed in range(5):
+        assert changes.detect(series(200, 1, sigma=0.03, seed=seed)[:, 0]).changes == ()
+
+
+def canary_rows(medians, canaries, gflops):
+    return [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
+             "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}", "source": None,
+             "counters": {}, "gemm_gflops": float(gflops[i]), "canary_s": float(canaries[i])}
+            for i in range(len(medians))]
+
+
+def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter():
+    """A machine whose speed wanders run to run, its GEMM ceiling timed apart not following it, and
+    one run slow in every case (a neighbour for a minute): the canary, timed in the cases' rounds,
+    followed both, so the medians over each run's canary are chosen, the slow run is no change and
+    no outlier, and a +10% step is found at its commit; runs without a canary leave the basis out."""
+    from bench.history import series as history_series
+    rng = np.random.default_rng(5)
+    n, slow_at, step_at = 40, 17, 28
+    speed = np.exp(rng.normal(0, 0.15, n))
+    speed[slow_at] *= 1.6                                  # the slow minute: cases and canary alike
+    canary = 0.004 * speed * np.exp(rng.normal(0, 0.01, n))
+    gflops = 100.0 * np.exp(rng.normal(0, 0.15, n))
+    (flat,) = history_series.build(canary_rows(0.01 * speed, canary, gflops))
+    assert flat.basis == "canary" and flat.changes == () and flat.excursions == ()
+    work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
+    (s,) = history_series.build(canary_rows(0.01 * work * speed, canary, gflops))
+    assert s.basis == "canary" and s.excursions == ()
+    (found,) = s.changes
+    assert (found.start, found.end) == (step_at, step_at) and found.ratio == pytest.approx(1.10, abs=0.03)
+    old = canary_rows(0.01 * work * speed, canary, gflops)
+    old[3]["canary_s"] = None                              # a run recorded before the canary
+    (without,) = history_series.build(old)
+    assert without.basis != "canary"
+
+
+def test_show_check_and_dashboard_say_outliers_and_unconfirmed_commits(tmp_path):
+    """A lone slow run is an outlier and the newest commit's slow run is unconfirmed, in `show`,
+    `check` (which passes on both) and the dashboard (marked on the plot, explained in the caption)."""
+    repo = tmp_path / "repo"
+    shas = git_repo(repo, 30)
+    medians = series(30, 2, sigma=0.01, seed=6)
+    medians[12] *= 1.5
+    medians[29] *= 1.5
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    store = Store(url, create=True)
+    for i, sha in enumerate(shas):
+        store.add(run_records(sha, i, medians[i]), {"sha": sha, "parent": shas[i - 1] if i else None,
+                                                    "time": 1_700_000_000 + 3600 * i, "branch": "main", "dirty": False})
+    code, out, err = cli("history", "show", "--db", url, "--repo", repo)
+    assert code == 0, err
+    assert "change:" not in out and out.count("  outlier: +4") == 2 and f"at {shas[12][:10]} (one commit" in out
+    assert out.count("  unconfirmed: +") == 2 and f"at {shas[29][:10]} (the newest commit" in out
+    code, out, _ = cli("history", "check", "--db", url, "--last", "20", "--threshold", "5%")
+    assert code == 0 and "SLOWER" not in out
+    assert "2 outlier(s), 2 unconfirmed (not failing until confirmed); passing" in out
+    code, _, err = cli("history", "dashboard", "--db", url, "--out", tmp_path / "dash")
+    assert code == 0, err
+    page = (tmp_path / "dash" / "index.html").read_text()
+    import re
+    marked = [len(re.findall(f"class=[\"']{kind}", page)) for kind in ("outlier", "unconfirmed")]
+    assert marked == [4, 4]   # two series, each in the table and in its section
+    assert "orange circle, an outlier" in page and page.count("outlier: one commit undone by the next") == 2
+
+
+def test_a_schema_5_database_gains_the_canary_column_and_keeps_its_results(db_url):
+    """Schema 6 adds each result's canary median: rows added before keep none, new ones carry it."""
+    import sqlalchemy as sa
+    store = Store(db_url, create=True)
+    old = run_records("a" * 40, 0, [0.01, 0.02])
+    store.add(old, COMMIT)
+    with store.engine.begin() as conn:                     # as schema 5 left it
+        conn.execute(sa.text("ALTER TABLE results DROP COLUMN canary_s"))
+        conn.execute(store.schema.update().values(version=5))
+    store.engine.dispose()
+    store = Store(db_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(store.schema.select()).scalar_one() == SCHEMA_VERSION == 6
+    assert [p["canary_s"] for p in store.points()] == [None, None]
+    new = run_records("c" * 40, 1, [0.01], canary=0.004)
+    assert store.add(new, {**COMMIT, "sha": "c" * 40, "time": COMMIT["time"] + 1}) == 1
+    assert [p["canary_s"] for p in store.points()] == [None, None, pytest.approx(0.004)]
+
+
+def test_simulate_runs_the_history_detector_and_counts_a_slow_run_as_an_outlier():
+    from bench.history import simulate
+    noise = {"c": np.random.default_rng(8).normal(0, 0.02, 50)}
+    outcomes = {o.scenario: o for o in simulate.run(noise, commits=80, cases=1, series=4)}
+    assert list(outcomes) == list(simulate.SCENARIOS)
+    slow = outcomes["outlier"]
+    assert slow.detected == slow.series == 4 and slow.false_alarms == 0 and slow.offsets == (0,) * 4
+    assert outcomes["step"].detected == 4 and outcomes["none"].false_alarms == 0
+
+
+def test_an_outlier_in_a_short_series_leaves_the_noise_the_search_measures_in():
+    """Seven commits, the second a run twice as fast (its GEMM ceiling was off): an outlier, and no
+    change; its replacement (its neighbours' level) must not shrink the noise the search measures in."""
+    values = [25.38, 11.41, 22.7, 21.5, 22.22, 21.22, 24.57]
+    found = changes.detect(values)
+    assert found.changes == () and [(e.start, e.kind) for e in found.excursions] == [(1, "outlier")]

@@ -89,3 +89,22 @@ def test_null_or_wrong_nested_fields(tmp_path):
     path.write_text(make().to_json().replace('"env": {"cpu_model": "x"}', '"env": [1]') + "\n")
     with pytest.raises(RecordsError, match="env: expected a JSON object"):
         records.read(path)
+
+
+def test_the_canary_times_round_trip_and_a_record_without_them_reads(tmp_path):
+    path = tmp_path / "records.jsonl"
+    with_canary = make(rounds=(0, 0, 1, 2), canary_s=(0.002, 0.004, 0.003))
+    records.append(path, with_canary)
+    (back,) = records.read(path)
+    assert back == with_canary and back.summary.canary_s == pytest.approx(0.003)
+    old = json.loads(make().to_json())
+    del old["canary_s"]                        # a record written before the canary
+    path.write_text(json.dumps(old) + "\n")
+    (r,) = records.read(path)
+    assert r.canary_s == () and math.isnan(r.summary.canary_s)
+    path.write_text(make(rounds=(0, 0, 1, 1), canary_s=(0.002, 0.004, 0.003)).to_json() + "\n")
+    with pytest.raises(RecordsError, match="canary_s: 3 canary times for 2 rounds"):
+        records.read(path)
+    path.write_text(make().to_json().replace('"canary_s": []', '"canary_s": [-1]') + "\n")
+    with pytest.raises(RecordsError, match="canary_s: -1 is not a time"):
+        records.read(path)

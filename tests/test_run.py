@@ -130,6 +130,8 @@ def test_interleaving_pairs_samples_by_round(tmp_path):
                         batch_s=0.0, round_s=0.0, isolate=False, **SMALL_CEILINGS)
     a, b = run.run(config)
     assert a.rounds == b.rounds == tuple(range(8))
+    assert len(a.canary_s) == len(b.canary_s) == 8 and a.canary_s == b.canary_s   # the machine's canary, a round each
+    assert a.summary.canary_s > 0
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
     assert a.peak_bytes is not None and "RSS" in a.peak_method
 

@@ -111,6 +111,24 @@ def test_interleaved_stops_a_noisy_case_on_its_budget_and_others_on_ci():
     assert out["noisy"].rounds == tuple(range(10))
 
 
+def test_the_canary_is_timed_once_a_round_outside_the_cases_order():
+    """The machine's canary is one call at the start of each round: the cases run in the order and
+    rounds they run without it, and each carries the canary's times of the rounds it was sampled in."""
+    def run(with_canary):
+        clock, log = FakeClock(), []
+        cases = {"steady": fake_case(clock, [1.0] * 100, log, "s"), "noisy": fake_case(clock, [1.0, 3.0] * 50, log, "n")}
+        canary = fake_case(clock, [0.5 + r for r in range(100)], log, "k") if with_canary else None
+        return log, timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, budget_s=20.0, canary=canary)
+    log, out = run(True)
+    plain_log, plain = run(False)
+    assert [name for name in log if name != "k"] == plain_log
+    assert all(out[k].samples_s == plain[k].samples_s and out[k].rounds == plain[k].rounds for k in out)
+    assert log[:6] == ["k", "s", "n", "k", "n", "s"] and log.count("k") == 10
+    assert out["steady"].canary_s == tuple(0.5 + r for r in range(8))    # stopped after 8 rounds (its CI)
+    assert out["noisy"].canary_s == tuple(0.5 + r for r in range(10))
+    assert plain["noisy"].canary_s == ()
+
+
 def test_interleaved_runs_several_calls_per_round_for_fast_cases_and_caps_at_max():
     clock, log = FakeClock(), []
     cases = {"fast": fake_case(clock, [0.5] * 1000, log, "f")}   # binary fractions: exact on the clock

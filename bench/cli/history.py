@@ -51,7 +51,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     series_flags(s)
     s.add_argument("--since", metavar="REV", help="only commits from REV on (by commit time)")
     c = hsub.add_parser("check", help="exit 1 when a change point among the last N commits is a slowdown over the "
-                                      "threshold")
+                                      "threshold (outliers and unconfirmed newest commits are said, not failed)")
     db(c)
     series_flags(c)
     c.add_argument("--last", type=int, default=20, help="commits of each series to look at (default: 20)")
@@ -168,6 +168,11 @@ def _change_line(s, ch):
     return change_text(s, ch)[0]
 
 
+def _excursion_line(s, e):
+    from bench.history.dashboard import excursion_text
+    return excursion_text(s, e)[0]
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from bench.history import series
     store = _store(args)
@@ -180,6 +185,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                         + (f"; change points on {series.BASES[s.basis]} (the quieter)" if s.basis != "median" else "")))
         for ch in s.changes:
             print(printable(f"  change: {_change_line(s, ch)}"))
+        for e in s.excursions:
+            print(printable(f"  {_excursion_line(s, e)}"))
         for w in s.work_changes:
             print(printable(f"  work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"))
     return 0
@@ -203,14 +210,23 @@ def cmd_check(args: argparse.Namespace) -> int:
                 slow.append((s, ch))
     for s, ch in slow:
         print(printable(f"SLOWER: {s.case} [{s.machine}]: {_change_line(s, ch)}"))
+    # set apart, never failing: an outlier was undone by the next commit, and unconfirmed commits
+    # become a change (which fails) once their level holds for MIN_SEGMENT commits
+    apart = [(s, x) for s in found for x in s.excursions if x.end >= len(s.points) - args.last]
+    for s, x in apart:
+        print(printable(f"{s.case} [{s.machine}]: {_excursion_line(s, x)}"))
     policy = _counter_policy(args)
     work = [(s, w) for s in found for w in s.work_changes if w.index >= len(s.points) - args.last]
     failing = [(s, w) for s, w in work if policy(s.case) == "fail"]
     for s, w in work:
         print(printable(f"{'WORK CHANGED' if (s, w) in failing else 'work changed'}: {s.case} [{s.machine}] at "
                         f"{w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"))
+    kinds = [x.kind for _, x in apart]
     print(f"history check: {len(slow)} slowdown(s) over {threshold:.0%} among the last {args.last} commits"
           + (f", {len(work)} work change(s) ({len(failing)} set to fail)" if work else "")
+          + (f", {kinds.count('outlier')} outlier(s)" if "outlier" in kinds else "")
+          + (f", {kinds.count('unconfirmed')} unconfirmed (not failing until confirmed)"
+             if "unconfirmed" in kinds else "")
           + ("" if slow or failing else "; passing"))
     return EXIT_SLOWDOWN if slow or failing else 0
 
@@ -265,12 +281,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         per_200 = o.false_alarms / o.series * 200 / args.commits
         line = f"{o.scenario}: {o.series} series of {args.commits} commits: {o.false_alarms} false alarm(s) " \
                f"({per_200:.2f} per case per 200 commits)"
-        if o.scenario != "none":
+        if o.scenario == "outlier":
+            line += f"; the slow run set apart as an outlier in {o.detected} ({o.detected / o.series:.0%})"
+        elif o.scenario != "none":
             exact = sum(1 for d in o.offsets if d == 0)
             near = sum(1 for d in o.offsets if abs(d) <= 1)
             line += (f"; detected {o.detected} ({o.detected / o.series:.0%}), at the first commit {exact}, "
                      f"within one commit {near}")
-        print(line)
+        print(line + f"; {o.set_apart} other commit(s) set apart (outliers, unconfirmed)")
     return 0
 
 

@@ -10,6 +10,12 @@ located by least squares: level, a linear ramp from its first to its last commit
 a ramp of one commit. Changes of one direction whose ramps nearly touch (MERGE_GAP) are one change:
 PELT may cut a long creep in two or three.
 
+A commit off the level of the commits around it, that the commit after it undoes, is an outlier (a
+slow run: the machine, not the code), and commits at the end of the series off the level before
+them, too few to hold a level (MIN_SEGMENT), are unconfirmed: nothing can yet tell them from a
+step. detect() sets both apart (Excursion), puts the level around them in their place, and looks
+for changes in what is left, so a slow run is never read as a step and a creep back.
+
 Where each commit was also timed against its parent's steps in the same process (a one-process
 gate), its change is known directly, as a paired ratio with an interval far narrower than the
 spread between runs; find_increments looks for changes in those: a window of consecutive commits
@@ -31,6 +37,7 @@ Z_INCREMENT = 3.7     # standard errors a window of commits' summed changes must
                       # of sd 0.02, 0.16 false alarms per 200 commits, a +10% step found at its commit in 77 of
                       # 100 series (ten commits of +2%: 29), from 100 simulated series of 200 commits each
 MERGE_GAP = 4         # changes of one direction this close (commits from one's end to the next's start) are one
+Z_EXCURSION = 5.0     # noise sds a commit must stand off the level around it to be set apart (outlier, unconfirmed)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,32 @@ class Change:
         return "step" if self.end == self.start else f"creep over {self.end - self.start + 1} commits"
 
 
+@dataclass(frozen=True)
+class Excursion:
+    """Commits off the level around them, set apart from the change points: an "outlier" (one commit,
+    the commit after it back at the level before it: a slow run says nothing of the code) or
+    "unconfirmed" (the last commits of the series, fewer than a level needs: a step or a slow run,
+    which the next commits will tell)."""
+    start: int          # index of its first commit
+    end: int            # index of its last commit (== start: one commit)
+    level: float        # the level around it (median time, seconds)
+    value: float        # its own level
+    kind: str           # "outlier" or "unconfirmed"
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.level
+
+
+@dataclass(frozen=True)
+class Found:
+    """What detect() found in a series: its changes, its excursions, and the levels the changes were
+    looked for in (the series with each excursion replaced by the level around it)."""
+    changes: tuple
+    excursions: tuple
+    levels: tuple
+
+
 def noise(logs: np.ndarray) -> float:
     """The commit-to-commit noise of log times: the MAD of first differences / sqrt(2), scaled to a
     normal's standard deviation; a step or a ramp moves few differences, so it barely shows here."""
@@ -56,6 +89,56 @@ def noise(logs: np.ndarray) -> float:
     if len(d) < 2:
         return 0.0
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
+def scale(logs: np.ndarray) -> float:
+    """The noise the detector measures distances in: noise(), kept off zero (a series of equal times)."""
+    return max(noise(logs), 1e-6, 1e-3 * float(np.std(logs)))
+
+
+def excursions(logs: np.ndarray, sigma: float, z: float = Z_EXCURSION,
+               min_segment: int = MIN_SEGMENT) -> tuple[list[Excursion], np.ndarray]:
+    """([Excursion], the log times with each one replaced by the level around it). A commit is an
+    outlier where it stands over z noise sds (`sigma`) off the mean of the commits either side and
+    those two agree (they differ by under half as much: a step has the commit after it at the new
+    level, never back); the last k < min_segment commits are unconfirmed where each stands z sds
+    off the median of the min_segment commits before them, all to one side, and the commit before
+    them does not (the last min_segment commits so placed hold a level: the change points' own)."""
+    logs = np.array(logs, float)
+    n, cut = len(logs), z * sigma * math.sqrt(1.5)   # the sd of a commit's distance from its neighbours' mean
+    found = []
+    for i in range(1, n - 1):
+        level = (logs[i - 1] + logs[i + 1]) / 2
+        off = logs[i] - level
+        if abs(off) > cut and abs(logs[i + 1] - logs[i - 1]) < abs(off) / 2:
+            found.append(Excursion(i, i, math.exp(level), math.exp(logs[i]), "outlier"))
+            logs[i] = level
+    for k in range(min_segment, 0, -1):   # min_segment commits off the level before them hold a level: a change
+        if n < k + min_segment:
+            continue
+        level = float(np.median(logs[n - k - min_segment:n - k]))
+        off = logs[n - k:] - level
+        if np.all(np.abs(off) > cut) and len(set(np.sign(off))) == 1:
+            if k < min_segment:
+                found.append(Excursion(n - k, n - 1, math.exp(level), math.exp(float(np.mean(logs[n - k:]))),
+                                       "unconfirmed"))
+                logs[n - k:] = level
+            break
+    return found, logs
+
+
+def detect(values: Sequence[float] | np.ndarray, penalty: float = PENALTY, min_segment: int = MIN_SEGMENT) -> Found:
+    """The changes in a series of median times (find()) once its excursions (outliers, and the
+    unconfirmed last commits) are set apart: what the history reports."""
+    values = np.asarray(values, float)
+    if len(values) < 3 or not np.all(values > 0):
+        return Found(tuple(find(values, penalty, min_segment)), (), tuple(values))
+    logs = np.log(values)
+    sigma = scale(logs)   # the series' own noise, its excursions in it: their replacements would understate it
+    apart, cleaned = excursions(logs, sigma, min_segment=min_segment)
+    levels = np.exp(cleaned)
+    return Found(tuple(find(levels, penalty, min_segment, sigma)), tuple(sorted(apart, key=lambda e: e.start)),
+                 tuple(float(v) for v in levels))
 
 
 def locate(y: np.ndarray, b: int, sigma: float) -> tuple[int, int, float, float]:
@@ -83,15 +166,16 @@ def locate(y: np.ndarray, b: int, sigma: float) -> tuple[int, int, float, float]
 
 
 def find(values: Sequence[float] | np.ndarray, penalty: float = PENALTY,
-         min_segment: int = MIN_SEGMENT) -> list[Change]:
-    """The changes in a series of median times (one per commit, in commit order): [Change]."""
+         min_segment: int = MIN_SEGMENT, sigma: float | None = None) -> list[Change]:
+    """The changes in a series of median times (one per commit, in commit order): [Change]; sigma:
+    the noise of its log times, measured here (scale) unless given."""
     import ruptures as rpt
     values = np.asarray(values, float)
     n = len(values)
     if n < 2 * min_segment or not np.all(values > 0):
         return []
     logs = np.log(values)
-    sigma = max(noise(logs), 1e-6, 1e-3 * float(np.std(logs)))
+    sigma = sigma or scale(logs)
     bkps = rpt.Pelt(model="l2", min_size=min_segment, jump=1).fit((logs / sigma).reshape(-1, 1)) \
         .predict(pen=penalty * math.log(n))[:-1]
     bounds = [0, *bkps, n]

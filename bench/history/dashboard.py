@@ -1,6 +1,7 @@
 """The history as a static site: index.html with every series in a table, and a section per series
-(case x machine): its time over commits with the 95% CI band, the change points marked, and a link
-to the latest run's report. Opens from disk: no server, no network, no script; the plots are inline
+(case x machine): its time over commits with the 95% CI band, the change points, outliers and
+unconfirmed commits marked, and a link to the latest run's report. Opens from disk: no server, no
+network, no script; the plots are inline
 SVG, the style is inline."""
 import datetime
 import html
@@ -8,8 +9,9 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from bench.history.changes import Change
+from bench.history.changes import Change, Excursion
 from bench.history.series import BASES as series_bases
 from bench.history.series import Series
 from bench.report import fmt
@@ -18,7 +20,8 @@ from bench.text import printable
 STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ccc;
 padding:.25em .6em;text-align:right;vertical-align:top}th{background:#f0f0f0}td.case,td.machine,th.left{text-align:left}
-.slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}.work{color:#6a3d9a;font-weight:bold}section{border-top:1px solid #ddd;margin-top:1.5em}
+.slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}.work{color:#6a3d9a;font-weight:bold}
+.outlier{color:#c76e00}.unconfirmed{color:#b22222;font-style:italic}section{border-top:1px solid #ddd;margin-top:1.5em}
 figure{margin:.5em 0}figure svg{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
 
 
@@ -44,6 +47,27 @@ def change_text(series: Series, ch: Change) -> tuple[str, str]:
     return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}{against}) {span}", direction
 
 
+def excursion_text(series: Series, e: Excursion) -> tuple[str, str]:
+    """An outlier or unconfirmed commits in one line, and its CSS class (its kind)."""
+    pts = series.points
+    span = f"at {pts[e.start].commit[:10]}" if e.start == e.end else \
+        f"from {pts[e.start].commit[:10]} to {pts[e.end].commit[:10]}"
+    why = (f"one commit, undone by the next: a {'slow' if e.ratio > 1 else 'fast'} run, left out of the change points"
+           if e.kind == "outlier"
+           else "the newest commit" + ("s" if e.end > e.start else "") + ": a step or a slow run, which the next "
+           "commits will tell; not a change until its level holds")
+    return f"{e.kind}: {(e.ratio - 1) * 100:+.1f}% {span} ({why})", e.kind
+
+
+# how the plot marks each kind of excursion (changes.Excursion), and what its legend says
+MARKS: dict[str, dict[str, Any]] = {
+    "outlier": dict(marker="o", markersize=10, markerfacecolor="none", markeredgecolor="#c76e00", markeredgewidth=1.6,
+                    label="outlier: one commit undone by the next (left out of the change points)"),
+    "unconfirmed": dict(marker="D", markersize=8, markerfacecolor="none", markeredgecolor="#b22222",
+                        markeredgewidth=1.6,
+                        label="unconfirmed: the newest commits, a step or a slow run (not a change yet)")}
+
+
 def plot_svg(series: Series) -> str:
     """The series' plot as SVG text: median per commit, its CI band, change points marked."""
     import matplotlib
@@ -60,6 +84,10 @@ def plot_svg(series: Series) -> str:
     fig, ax = plt.subplots(figsize=(11, 3.4), layout="constrained")
     ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.2, linewidth=0, label="95% CI of the median")
     ax.plot(x, y, marker="o", markersize=3, color="#1f77b4", linewidth=1.2, label="median per commit")
+    for kind, mark in MARKS.items():
+        marked = [i for e in series.excursions if e.kind == kind for i in range(e.start, e.end + 1)]
+        if marked:
+            ax.plot(marked, [y[i] for i in marked], linestyle="none", **mark)
     for ch in series.changes:
         colour = "#b22222" if ch.ratio > 1 else "#1a7f37"
         ax.axvspan(ch.start - 0.5, ch.end + 0.5, color=colour, alpha=0.15, linewidth=0)
@@ -97,7 +125,7 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows, sections = [], []
     for i, s in enumerate(all_series):
-        found = [change_text(s, ch) for ch in s.changes]
+        found = [change_text(s, ch) for ch in s.changes] + [excursion_text(s, e) for e in s.excursions]
         found += [(f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
                   for w in s.work_changes]
         trend, _ = s.trend()
@@ -122,9 +150,12 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
 <h1>backprop-bench history</h1>
 <p>{len(all_series)} series (case x machine), {len(commits)} commits, from {_e(db_shown)}; written {now}.
 Each point is the median of a commit's runs; the band, the 95% confidence interval of that median; a dashed line and a
-shaded span mark a change point (PELT on the log times, located to its first commit; a creep spans its commits).</p>
+shaded span mark a change point (PELT on the log times, located to its first commit; a creep spans its commits);
+a hollow orange circle, an outlier (one commit off the level around it that the next commit undid: a slow run, left
+out of the change points); a hollow red diamond, unconfirmed commits (the newest, off the level before them: a step
+or a slow run, which the next commits will tell; <code>history check</code> does not fail on them).</p>
 <table><thead><tr><th class="left">case</th><th class="left">machine</th><th>commits</th><th>latest ms</th><th>latest vs the 10 before</th>
-<th>change points</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<th>change points, outliers, unconfirmed</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
 {''.join(sections)}
 </body></html>
 """

@@ -4,12 +4,15 @@ with the median's 95% CI over their pooled samples), in commit order, and its ch
 Series of different machines are never mixed; with normalise=True each run's times are scaled by
 its own measured GEMM ceiling (to the median ceiling of the case's runs), as the stored baseline
 does, and the machines of a case become one series. Within a machine, the change points run on the
-medians or on the medians scaled by each run's ceiling, whichever is quieter (Series.basis); or,
-where most commits were timed against their parent's steps in the same process (a one-process gate
-added with `history add --paired-base`), on those paired ratios when they are quieter still.
+medians, on the medians scaled by each run's ceiling, or on the medians scaled by each run's canary
+(bench/canary.py: timed in the cases' own rounds, so it saw the slow minute they saw), whichever is
+quieter (Series.basis); or, where most commits were timed against their parent's steps in the same
+process (a one-process gate added with `history add --paired-base`), on those paired ratios when they
+are quieter still. A lone slow run the basis does not cancel is set apart as an outlier, and the
+newest commits off the level before them as unconfirmed (changes.detect).
 """
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -50,6 +53,7 @@ class Series:
     changes: tuple = field(default=())
     work_changes: tuple = field(default=())   # WorkChange per commit whose counters differ from its predecessor's
     basis: str = "median"                     # what the change points ran on: BASES, the quieter
+    excursions: tuple = field(default=())     # changes.Excursion: outliers and unconfirmed last commits, set apart
 
     @property
     def latest(self) -> Point | None:
@@ -77,33 +81,51 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
         scale = _scale(rows) if normalise else (lambda row: 1.0)
         if scale is None:
             continue   # some run lacks a ceiling: it cannot be normalised
-        by_commit: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_commit.setdefault(row["commit_sha"], []).append(row)
-        pts, scaled = [], []
-        ceiling = None if normalise else _scale(rows)   # a run's own GEMM ceiling, measured in its process
-        for sha, rs in by_commit.items():   # rows come in commit order
-            medians = [r["median_s"] * scale(r) for r in rs if r["median_s"]]
-            samples = [s * scale(r) for r in rs for s in r["samples_s"]]
-            if not medians:
-                continue
-            lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
-            pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
-                             tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
-                             next((r["counters"] for r in rs if r.get("counters")), {}), _against_parent(rs)))
-            if ceiling:
-                scaled.append(float(np.median([r["median_s"] * ceiling(r) for r in rs if r["median_s"]])))
+        pts, bases = _points(rows, scale, {} if normalise else {"ceiling": _scale(rows), "canary": by_canary(rows)})
         if pts:
-            basis, values = quieter(case_medians=[p.median_s for p in pts], scaled=scaled)
-            found = changes.find(values)
-            paired = increments(pts, values)
-            if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):   # quieter than the levels
-                basis, found = "parent", changes.find_increments([p.median_s for p in pts], *paired[:2])
-            out.append(Series(case, machine, tuple(pts), tuple(found), tuple(work_changes(pts)), basis))
+            out.append(_series(case, machine, pts, bases))
     return sorted(out, key=lambda s: (s.case, s.machine))
 
 
+def _points(rows, scale, rescalings):
+    """([Point] of the rows, one per commit in commit order; {basis: value per point} of each of
+    `rescalings` ({basis: row -> factor, or None where some run lacks what it scales by}))."""
+    by_commit: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_commit.setdefault(row["commit_sha"], []).append(row)
+    pts = []
+    bases: dict[str, list[float]] = {name: [] for name, factor in rescalings.items() if factor}
+    for sha, rs in by_commit.items():   # rows come in commit order
+        medians = [r["median_s"] * scale(r) for r in rs if r["median_s"]]
+        samples = [s * scale(r) for r in rs for s in r["samples_s"]]
+        if not medians:
+            continue
+        lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
+        pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
+                         tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
+                         next((r["counters"] for r in rs if r.get("counters")), {}), _against_parent(rs)))
+        for name in bases:
+            factor = rescalings[name]
+            bases[name].append(float(np.median([r["median_s"] * factor(r) for r in rs if r["median_s"]])))
+    return pts, bases
+
+
+def _series(case, machine, pts, bases):
+    """The Series of `pts`, its change points found on the quieter of its bases (or its paired ratios)."""
+    basis, values = quieter({"median": [p.median_s for p in pts], **bases})
+    found = changes.detect(values)
+    found_changes, apart = found.changes, found.excursions
+    paired = increments(pts, list(found.levels))
+    if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):   # quieter than the levels
+        basis, found_changes = "parent", tuple(changes.find_increments(list(found.levels), *paired[:2]))
+        # an unconfirmed commit paired with its parent is judged by that ratio, not set apart
+        apart = tuple(e for e in apart
+                      if e.kind == "outlier" or not all(_paired(pts, i) for i in range(e.start, e.end + 1)))
+    return Series(case, machine, tuple(pts), found_changes, tuple(work_changes(pts)), basis, apart)
+
+
 BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)",
+         "canary": "the medians / each run's canary (a fixed computation timed in the same rounds)",
          "parent": "each commit's ratio to its parent's steps, timed in the same process"}
 
 
@@ -125,8 +147,8 @@ def increments(points: list[Point], levels: list[float]) -> tuple[list[float], l
     z = NormalDist().inv_cdf(0.975)
     level_error = max(changes.noise(np.log(levels)) * math.sqrt(2), 1e-6)
     d, se, paired = [], [], []
-    for i, (before, p) in enumerate(zip(points, points[1:])):
-        if p.parent and p.parent[0] == before.commit:
+    for i, p in enumerate(points[1:]):
+        if p.parent and _paired(points, i + 1):
             _, ratio, lo, hi = p.parent
             d.append(math.log(ratio))
             se.append(max((math.log(hi) - math.log(lo)) / (2 * z), 1e-6))
@@ -141,15 +163,25 @@ def increments(points: list[Point], levels: list[float]) -> tuple[list[float], l
     return d, se, noise
 
 
-def quieter(case_medians: list[float], scaled: list[float]) -> tuple[str, list[float]]:
-    """(basis, values) for the change points: the medians, or the medians scaled by each run's own
-    measured GEMM ceiling where every run has one, whichever has the smaller commit-to-commit
-    noise (changes.noise): a machine that runs slower in one run runs its GEMM slower too, and the
-    ratio to it cancels that, unless the ceiling's own noise is the larger."""
-    if len(scaled) != len(case_medians) or len(scaled) < 4 or not all(v > 0 for v in scaled + case_medians):
-        return "median", case_medians
-    raw, by_ceiling = changes.noise(np.log(case_medians)), changes.noise(np.log(scaled))
-    return ("ceiling", scaled) if by_ceiling < raw else ("median", case_medians)
+def _paired(points: list[Point], i: int) -> bool:
+    """Whether point i was timed against the steps of the point before it, in the same process."""
+    p = points[i]
+    return i > 0 and p.parent is not None and p.parent[0] == points[i - 1].commit
+
+
+def quieter(bases: dict[str, list[float]]) -> tuple[str, list[float]]:
+    """(basis, values) for the change points: of `bases` ({"median": the medians, and any of BASES'
+    rescalings that every point has}), the one with the smallest commit-to-commit noise
+    (changes.noise), the medians on a tie. A machine that runs slower in one run runs its GEMM and
+    its canary slower too, and the ratio to them cancels that, unless their own noise is the larger.
+    A lone slow run barely moves that noise: it is set apart as an outlier whatever the basis."""
+    medians = bases["median"]
+    usable = {name: v for name, v in bases.items()
+              if len(v) == len(medians) >= 4 and all(x > 0 for x in v) and all(x > 0 for x in medians)}
+    if "median" not in usable:
+        return "median", medians
+    name = min(usable, key=lambda b: (changes.noise(np.log(usable[b])), b != "median"))
+    return name, usable[name]
 
 
 def work_changes(points: list[Point]) -> list[WorkChange]:
@@ -165,6 +197,17 @@ def work_changes(points: list[Point]) -> list[WorkChange]:
                 out.append(WorkChange(i, p.commit, tuple(what)))
         before = p.counters
     return out
+
+
+def by_canary(rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float] | None:
+    """row -> the factor that puts its run's times at the machine speed typical of `rows`: the
+    median canary of the rows over the row's own (bench/canary.py); None where some row lacks one
+    (a run recorded before the canary), so a series is scaled throughout or not at all."""
+    canaries = [r.get("canary_s") or 0.0 for r in rows]
+    if not all(c > 0 for c in canaries):
+        return None
+    typical = float(np.median(canaries))
+    return lambda row: typical / row["canary_s"]
 
 
 def _scale(rows):

@@ -18,7 +18,8 @@ from bench.machine import Machine
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record
 from bench.text import printable
 
-SCHEMA_VERSION = 5   # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps
+SCHEMA_VERSION = 6   # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps;
+                     # 6: a result's canary median (the machine's, bench/canary.py)
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -62,6 +63,7 @@ def _tables(metadata):
         sa.Column("median_s", sa.Float),
         sa.Column("gemm_gflops", sa.Float),
         *_parent_columns(sa),
+        _canary_column(sa),
         sa.Column("record", sa.Text, nullable=False),  # the whole record as JSON, raw samples included
         sa.UniqueConstraint("run", *CASE_FIELDS, name="results_run_case"))
     return schema, runs, results
@@ -82,6 +84,20 @@ def _add_parent_columns(conn, tables):
     for column in _parent_columns(sa):
         if column.name not in have:
             conn.execute(sa.text(f"ALTER TABLE results ADD COLUMN {column.name} {column.type.compile(conn.dialect)}"))
+
+
+def _canary_column(sa):
+    """The median time of the machine's canary over the rounds the case was timed in (bench/canary.py):
+    what the machine was doing meanwhile. Null for a record made before the canary."""
+    return sa.Column("canary_s", sa.Float)
+
+
+def _add_canary_column(conn, tables):
+    """Schema 6 (issue 38): the nullable column of _canary_column, added in place; older rows keep null."""
+    sa = _sa()
+    if "canary_s" not in {c["name"] for c in sa.inspect(conn).get_columns("results")}:
+        ddl = _canary_column(sa).type.compile(conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE results ADD COLUMN canary_s {ddl}"))
 
 
 def _create(conn, tables):
@@ -118,7 +134,7 @@ def _case_columns(conn, tables):
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns}
+MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns, 6: _add_canary_column}
 
 
 def _check_relative(path: Path, url: str) -> None:
@@ -272,21 +288,22 @@ class Store:
                 "median_s": s.median_s if math.isfinite(s.median_s) else None,
                 "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
                 "parent_sha": sha, "parent_ratio": ratio, "parent_lo": lo, "parent_hi": hi,
-                "record": rec.to_json()}
+                "canary_s": s.canary_s if math.isfinite(s.canary_s) else None, "record": rec.to_json()}
 
     # ------------------------------------------------------------ reading
 
     def points(self, case_pattern: str | None = None, include_dirty: bool = False) -> list[dict[str, Any]]:
         """Every timed result joined with its run: dicts with the case fields, machine, commit,
         parent, commit_time, branch, dirty, run_id, median_s, gemm_gflops, parent_sha/ratio/lo/hi
-        (against the parent's steps in the same process, or None) and the record's samples, ordered by commit time then recording time."""
+        (against the parent's steps in the same process, or None), canary_s (the machine's canary
+        median, or None) and the record's samples, ordered by commit time then recording time."""
         import fnmatch
         sa = _sa()
         r, x = self.runs, self.results
         query = (sa.select(r.c.run_id, r.c.commit_sha, r.c.parent_sha, r.c.commit_time, r.c.branch, r.c.dirty,
                            r.c.machine, r.c.recorded_utc, r.c.source, *(x.c[f] for f in CASE_FIELDS), x.c.median_s,
                            x.c.gemm_gflops, *(x.c[c] for c in ("parent_sha", "parent_ratio", "parent_lo", "parent_hi")),
-                           x.c.record)
+                           x.c.canary_s, x.c.record)
                  .join(x, x.c.run == r.c.id).where(x.c.status == "ok")
                  .order_by(r.c.commit_time, r.c.recorded_utc, r.c.id))
         if not include_dirty:

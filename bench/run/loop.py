@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import fingerprint, frameworks
+from bench import canary, fingerprint, frameworks
 from bench.data import check_fits
 from bench.records import (
     CaseKey,
@@ -320,11 +320,12 @@ def time_group(group: Group, prepared: list[Prepared], config: Config,
                stop: Callable[[], bool] | None = None,
                checkpoint: Callable[[list[Record]], None] | None = None) -> list[Record]:
     """The checked cases of `group` timed together in interleaved rounds (measure.time_cases), the
-    machine's load sampled meanwhile; their final records, in order."""
+    machine's load sampled meanwhile and its canary timed once a round (bench/canary.py); their
+    final records, in order."""
     with Sampler(group.device) as telemetry:
         return time_cases(prepared, config, on_round, stop, checkpoint, telemetry,  # type: ignore[arg-type]
                           failed=lambda p: p.failed(),  # type: ignore[attr-defined]
-                          blocks=[runner_key(p.rec.case) for p in prepared])
+                          blocks=[runner_key(p.rec.case) for p in prepared], canary=canary.take())
 
 
 def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], config: Config, done: set[CaseKey],

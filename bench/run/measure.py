@@ -34,7 +34,7 @@ def sampled_record(rec: Record, sampled: timing.Sampled, telemetry: Sampler | No
     if not sampled.samples_s:
         return replace(rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
     return replace(rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason,
-                   host_samples_s=sampled.host_s,
+                   host_samples_s=sampled.host_s, canary_s=sampled.canary_s,
                    telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
 
 
@@ -43,12 +43,13 @@ def time_cases(cases: list[Timed], config: Config,
                stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
                telemetry: Sampler | None = None,
                failed: Callable[[Timed], str] = lambda case: "its take measured nothing",
-               blocks: Sequence[Hashable] | None = None) -> list[Record]:
+               blocks: Sequence[Hashable] | None = None, canary: timing.Take | None = None) -> list[Record]:
     """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped, spent)
     after each round (timing.interleaved); stop() asked after every take; checkpoint([Record]) given the records so far every
     config's checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each
     record; failed(case): why a case whose take measured nothing failed (its worker died); blocks:
-    the process each case runs in (timing.interleaved)."""
+    the process each case runs in (timing.interleaved); canary: the machine's canary, timed once a
+    round (timing.interleaved, bench/canary.py), its times in each record's canary_s."""
     sampled = timing.interleaved(
         {i: case.take for i, case in enumerate(cases)}, on_round=on_round, target_ci=config.target_ci,
         min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
@@ -56,7 +57,7 @@ def time_cases(cases: list[Timed], config: Config,
         checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(case.rec, so_far[i], telemetry)
                                                               for i, case in enumerate(cases)])),
         checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds,
-        blocks=dict(enumerate(blocks)) if blocks is not None else None)
+        blocks=dict(enumerate(blocks)) if blocks is not None else None, canary=canary)
 
     def final(i: int) -> Record:
         case, s = cases[i], sampled[i]
