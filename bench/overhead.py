@@ -20,9 +20,9 @@ def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int 
         order = ("harness", "plain") if r % 2 == 0 else ("plain", "harness")
         for who in order:
             if who == "harness":
-                got = timing.interleaved({0: timing.taker(call, sync, timer)}, min_samples=per_round,
-                                         min_rounds=per_round, max_samples=per_round, budget_s=float("inf"),
-                                         round_s=0.0)[0].samples_s
+                got = timing.interleaved({0: timing.taker(call, sync, timer)},
+                                         timing.Rounds(min_samples=per_round, min_rounds=per_round,
+                                                       max_samples=per_round, budget_s=float("inf"), round_s=0.0))[0].samples_s
                 harness += got
                 r_h += [r] * len(got)
             else:

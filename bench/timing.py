@@ -3,12 +3,13 @@ one case (trace, first call, steady state), interleaved rounds of several cases,
 sync, each call measured by a timer (the host clock around the call and its sync, or a device's own
 timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
 drive it with a fake clock and assert exact numbers."""
+import contextlib
 import gc
 import statistics
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from bench import defaults
 
@@ -57,30 +58,28 @@ def steady(call: Callable[[], object], sync: Callable[[], object], *, warmup: in
     then samples until at least `min_samples` are taken and `budget_s` of host time has passed, or
     `max_samples` are taken. before(), when given, runs untimed before each call (a cache flush, a
     barrier between processes)."""
-    timer = timer or HOST
-    warm: list[float] = []
+    take = taker(call, sync, timer, before, clock)
+    warm = take(warmup).samples_s if warmup else ()
     samples: list[float] = []
     hosts: list[float] = []
-    spent = 0.0
+    while len(samples) < max_samples and not (len(samples) >= min_samples and sum(hosts) >= budget_s):
+        got = take(1)
+        samples += got.samples_s
+        hosts += got.host_s or got.samples_s
+    return Steady(tuple(warm), tuple(samples), tuple(hosts) if (timer or HOST) is not HOST else ())
+
+
+@contextlib.contextmanager
+def gc_off() -> Iterator[None]:
+    """Python's garbage collector off within (as timeit and pytest-benchmark do): a collection is
+    not the step's."""
     collecting = gc.isenabled()
-    gc.disable()   # as in taker(): a collection is not the step's
+    gc.disable()
     try:
-        for i in range(warmup + max_samples):
-            if i >= warmup and len(samples) >= min_samples and spent >= budget_s:
-                break
-            if before:
-                before()
-            dt, host = timer.measure(call, sync, clock)
-            if i < warmup:
-                warm.append(dt)
-                continue
-            samples.append(dt)
-            hosts.append(host)
-            spent += host
+        yield
     finally:
         if collecting:
             gc.enable()
-    return Steady(tuple(warm), tuple(samples), tuple(hosts) if timer is not HOST else ())
 
 
 class HostTimer:
@@ -115,15 +114,13 @@ Take = Callable[[int], Taken]      # take(count): time `count` calls of one case
 def taker(call: Callable[[], object], sync: Callable[[], object], timer: Timer | None = None,
           flush: Callable[[], object] | None = None, clock: Clock = time.perf_counter) -> Take:
     """The Take of one case in this process: each call (then `sync`) measured by `timer` (the host
-    clock by default), after flush() where given (untimed: a cold-cache sample), with Python's
-    garbage collector off meanwhile (as timeit and pytest-benchmark do: a collection is not the step's)."""
+    clock by default), after flush() where given (untimed: a cold-cache sample), the garbage
+    collector off meanwhile (gc_off). The one measuring loop: steady() takes through it too."""
     timer = timer or HOST
 
     def take(count: int) -> Taken:
         starts, samples, hosts = [], [], []
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_off():
             for _ in range(count):
                 if flush:
                     flush()
@@ -131,9 +128,6 @@ def taker(call: Callable[[], object], sync: Callable[[], object], timer: Timer |
                 dt, host = timer.measure(call, sync, clock)
                 samples.append(dt)
                 hosts.append(host)
-        finally:
-            if collecting:
-                gc.enable()
         return Taken(tuple(starts), tuple(samples), tuple(hosts) if timer is not HOST else ())
     return take
 
@@ -165,122 +159,145 @@ def _rotated(active: list[_K], shift: int, blocks: Mapping[_K, Hashable] | None)
     return [k for ks in _rotated(members, shift, None) for k in ks]
 
 
-def interleaved(cases: Mapping[_K, Take], clock: Clock = time.perf_counter,
-                target_ci: float = defaults.TARGET_CI, min_samples: int = defaults.MIN_SAMPLES,
-                min_rounds: int = defaults.MIN_ROUNDS, max_samples: int = defaults.MAX_SAMPLES,
-                budget_s: float = defaults.BUDGET_S, round_s: float = defaults.ROUND_S,
-                per_call_s: Mapping[_K, float] | None = None,
-                on_round: Callable[[int, dict[_K, str], dict[_K, float]], object] | None = None,
-                stop: Callable[[], bool] | None = None,
-                checkpoint: Callable[[dict[_K, Sampled]], object] | None = None,
-                checkpoint_s: float = defaults.CHECKPOINT_S, budget_rounds: int = 0,
-                blocks: Mapping[_K, Hashable] | None = None, canary: Take | None = None) -> dict[_K, Sampled]:
+@dataclass(frozen=True)
+class Rounds:
+    """When interleaved() stops a case, and how long its takes are: the run's sampling settings
+    (bench/run/plan.py Config.rounds())."""
+    target_ci: float = defaults.TARGET_CI      # stop once the median's 95% CI is within +-this ...
+    min_samples: int = defaults.MIN_SAMPLES    # ... after this many samples
+    min_rounds: int = defaults.MIN_ROUNDS      # ... and rounds
+    max_samples: int = defaults.MAX_SAMPLES
+    budget_s: float = defaults.BUDGET_S        # or once this much host time went to its timed calls ...
+    budget_rounds: int = 0                     # ... and it has this many rounds (a gate pairs by round)
+    round_s: float = defaults.ROUND_S          # a case's calls a round: about this long
+    checkpoint_s: float = defaults.CHECKPOINT_S
+
+
+@dataclass(frozen=True)
+class Watch(Generic[_K]):
+    """Who follows interleaved(): on_round(round, {key: stop reason}, {key: host seconds}) after each
+    round; stop() asked after every take (true: the cases not done stop "interrupted", keeping what
+    they have); checkpoint({key: Sampled}) every checkpoint_s of clock time, with the samples so far."""
+    on_round: Callable[[int, dict[_K, str], dict[_K, float]], object] | None = None
+    stop: Callable[[], bool] | None = None
+    checkpoint: Callable[[dict[_K, Sampled]], object] | None = None
+
+
+def interleaved(cases: Mapping[_K, Take], rounds: Rounds = Rounds(), *, per_call_s: Mapping[_K, float] | None = None,
+                blocks: Mapping[_K, Hashable] | None = None, canary: Take | None = None,
+                watch: Watch[_K] | None = None, clock: Clock = time.perf_counter) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
     alike and no case always follows the same other.
 
-    blocks: {key: the process that runs it}: the cases of one process run together (a switch to
-    another process costs its threads waking, its caches refilling), and each block's order is
-    rotated on its own. The take right after a switch (and the first take of all) makes one call
-    more and drops it: that call pays for the switch. In ten default one-process gates beside a
-    CPU-bound neighbour (2-core VM), the first call after a switch took 10% longer than its take's
-    later calls (median; 14% mean) and the second 0.5% longer; in five more, a round where one
-    side of a case came first after a switch moved that case's ratio by 4-9% (-1.2% to +1.0% with
-    the call dropped), on the one or two cases the few rotations of a 12-24-round gate put there.
-
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
-    round takes each active case's calls enough times to fill about `round_s` (at least once, at
-    most 50): in the first round by `per_call_s[key]` (e.g. from warm-up), then by the median of the
-    case's own samples so far. A warm-up call slowed by a neighbour would otherwise set one call a
-    round for good, and two sides of a comparison paired by round, one at 1 call a round (each one
-    the first after a switch, paying for it) and one at 50, differ by that cost, not by their code
-    (an A/A of identical steps in one process was judged regressed by 20%). A case stops when its
-    median's 95% CI is within +-target_ci of the median (after min_samples samples and min_rounds
-    rounds), when it has spent `budget_s` of host time in timed calls (and has at least MIN_SPREAD_SAMPLES samples, so a
-    spread exists, and `budget_rounds` rounds, so it pairs by round), or at max_samples.
-    on_round(round, stopped, spent) is called after each round with {key: stop reason} of the
-    cases stopped so far and {key: host seconds of timed calls} of every case.
+    round takes each active case's calls enough times to fill about `rounds.round_s` (at least once,
+    at most 50): in the first round by `per_call_s[key]` (e.g. from warm-up), then by the median of
+    the case's own samples so far, so that a warm-up call slowed by a neighbour does not set one
+    call a round for good (two sides paired by round, one at 1 call a round, each the first after a
+    switch, and one at 50, would differ by that cost, not by their code). A case stops as `rounds`
+    says: its median known to +-target_ci, its budget spent (with at least MIN_SPREAD_SAMPLES
+    samples, so a spread exists, and budget_rounds rounds), or max_samples.
 
-    stop() is asked after every take (a round's calls of one case, about round_s): when it is
-    true, sampling ends there and the cases not done stop with reason "interrupted", keeping what
-    they have. checkpoint({key: Sampled}) receives the samples so far (reason "interrupted" where
-    not done) every `checkpoint_s` of clock time, so whoever keeps them loses at most that much
-    timing if the process is killed.
+    blocks: {key: the process that runs it}: the cases of one process run together (a switch to
+    another process costs its threads waking, its caches refilling), each block's order rotated on
+    its own. The take right after a switch (and the first of all) makes one call more and drops
+    it: that call pays for the switch (experiment: switch-cost).
 
     canary: a fixed computation (bench/canary.py) timed by one call at the start of each round,
-    before the round's first case and outside its order, so the cases' rotation and pairing are as
-    without it; each case's Sampled.canary_s holds its times in the rounds that case was sampled in:
-    what the machine was doing while it was timed."""
-    from bench.stats import ci_half_width_fraction
+    outside the round's order, so the cases' rotation and pairing are as without it; each case's
+    Sampled.canary_s holds its times in the rounds that case was sampled in."""
+    return _Interleaving(cases, rounds, per_call_s or {}, blocks, canary, watch or Watch(), clock).run()
 
-    keys = list(cases)
-    per_call_s = per_call_s or {}
 
-    def filling(per_call: float | None) -> int:
-        return max(1, min(50, int(round_s / per_call))) if per_call else 1
+class _Interleaving(Generic[_K]):
+    """interleaved()'s state: each case's samples so far and what stopped it."""
 
-    calls_per_round = {k: filling(per_call_s.get(k)) for k in keys}
-    samples: dict[_K, list[float]] = {k: [] for k in keys}
-    hosts: dict[_K, list[float]] = {k: [] for k in keys}
-    device_timed: set[_K] = set()   # the cases whose timer is not the host clock
-    starts: dict[_K, list[float]] = {k: [] for k in keys}
-    rounds: dict[_K, list[int]] = {k: [] for k in keys}
-    spent = dict.fromkeys(keys, 0.0)
-    done: dict[_K, str] = {}
-    canary_by_round: dict[int, float] = {}
+    def __init__(self, cases: Mapping[_K, Take], rounds: Rounds, per_call_s: Mapping[_K, float],
+                 blocks: Mapping[_K, Hashable] | None, canary: Take | None, watch: Watch[_K], clock: Clock) -> None:
+        self.cases, self.rounds, self.per_call_s, self.blocks = cases, rounds, per_call_s, blocks
+        self.canary, self.watch, self.clock = canary, watch, clock
+        self.keys = list(cases)
+        self.calls = {k: self._filling(per_call_s.get(k)) for k in self.keys}
+        self.samples: dict[_K, list[float]] = {k: [] for k in self.keys}
+        self.hosts: dict[_K, list[float]] = {k: [] for k in self.keys}
+        self.starts: dict[_K, list[float]] = {k: [] for k in self.keys}
+        self.round_of: dict[_K, list[int]] = {k: [] for k in self.keys}
+        self.device_timed: set[_K] = set()   # the cases whose timer is not the host clock
+        self.spent = dict.fromkeys(self.keys, 0.0)
+        self.done: dict[_K, str] = {}
+        self.canary_s: dict[int, float] = {}
+        self.last_block: object = _NONE     # the block of the last take: a take in another follows a switch
+        self.last_checkpoint = clock()
 
-    def so_far():
-        return {k: Sampled(tuple(samples[k]), tuple(rounds[k]), done.get(k, "interrupted"),
-                           tuple(hosts[k]) if k in device_timed else (), tuple(starts[k]),
-                           tuple(canary_by_round[q] for q in dict.fromkeys(rounds[k]) if q in canary_by_round))
-                for k in keys}
+    def _filling(self, per_call: float | None) -> int:
+        return max(1, min(50, int(self.rounds.round_s / per_call))) if per_call else 1
 
-    last_checkpoint = clock()
-    r = 0
-    last_block: object = _NONE   # the block of the last take (none yet): a take in another follows a switch
-    while len(done) < len(keys):
-        active = [k for k in keys if k not in done]
-        if canary is not None:
-            canary_by_round[r] = canary(1).samples_s[0]
-        order = _rotated(active, r // 2, blocks)
-        # rotated every other round, and reversed every other: each case goes first in turn, and
-        # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B
-        # would always find A's data in the caches)
-        for k in (order if r % 2 == 0 else order[::-1]):
-            count = min(calls_per_round[k], max_samples - len(samples[k]))
-            if count <= 0:
-                continue
-            block = blocks.get(k) if blocks is not None else last_block   # one process: no switch
-            got = _after_switch(cases[k](count + 1)) if block != last_block else cases[k](count)
-            last_block = block
-            if not got.samples_s:   # it measured nothing (its worker died): it is done
-                done[k] = "failed"
-                continue
-            if got.host_s:
-                device_timed.add(k)
-            samples[k] += got.samples_s
-            hosts[k] += got.host_s or got.samples_s
-            starts[k] += got.starts
-            rounds[k] += [r] * len(got.samples_s)
-            spent[k] += sum(got.host_s or got.samples_s)
-            if stop and stop():
-                return so_far()
-            if checkpoint and clock() - last_checkpoint >= checkpoint_s:
-                checkpoint(so_far())
-                last_checkpoint = clock()
-        r += 1
+    def so_far(self) -> dict[_K, Sampled]:
+        return {k: Sampled(tuple(self.samples[k]), tuple(self.round_of[k]), self.done.get(k, "interrupted"),
+                           tuple(self.hosts[k]) if k in self.device_timed else (), tuple(self.starts[k]),
+                           tuple(self.canary_s[q] for q in dict.fromkeys(self.round_of[k]) if q in self.canary_s))
+                for k in self.keys}
+
+    def run(self) -> dict[_K, Sampled]:
+        r = 0
+        while len(self.done) < len(self.keys):
+            active = [k for k in self.keys if k not in self.done]
+            if self.canary is not None:
+                self.canary_s[r] = self.canary(1).samples_s[0]
+            order = _rotated(active, r // 2, self.blocks)
+            # rotated every other round, and reversed every other: each case goes first in turn, and
+            # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B
+            # would always find A's data in the caches)
+            for k in (order if r % 2 == 0 else order[::-1]):
+                if self._take(k, r):
+                    return self.so_far()
+            r += 1
+            self._judge(active, r)
+            if self.watch.on_round:
+                self.watch.on_round(r, dict(self.done), dict(self.spent))
+        return self.so_far()
+
+    def _take(self, k: _K, r: int) -> bool:
+        """Take case k's calls of round r; whether the watcher asked to stop."""
+        count = min(self.calls[k], self.rounds.max_samples - len(self.samples[k]))
+        if count <= 0:
+            return False
+        block = self.blocks.get(k) if self.blocks is not None else self.last_block   # one process: no switch
+        got = _after_switch(self.cases[k](count + 1)) if block != self.last_block else self.cases[k](count)
+        self.last_block = block
+        if not got.samples_s:   # it measured nothing (its worker died): it is done
+            self.done[k] = "failed"
+            return False
+        if got.host_s:
+            self.device_timed.add(k)
+        self.samples[k] += got.samples_s
+        self.hosts[k] += got.host_s or got.samples_s
+        self.starts[k] += got.starts
+        self.round_of[k] += [r] * len(got.samples_s)
+        self.spent[k] += sum(got.host_s or got.samples_s)
+        if self.watch.stop and self.watch.stop():
+            return True
+        if self.watch.checkpoint and self.clock() - self.last_checkpoint >= self.rounds.checkpoint_s:
+            self.watch.checkpoint(self.so_far())
+            self.last_checkpoint = self.clock()
+        return False
+
+    def _judge(self, active: list[_K], r: int) -> None:
+        """After r rounds: each active case's calls a round from its own median, and whether it stops."""
+        from bench.stats import ci_half_width_fraction
+        rounds = self.rounds
         for k in active:
-            n = len(samples[k])
-            if k in per_call_s and n:
-                calls_per_round[k] = filling(statistics.median(samples[k]))
-            if n >= min_samples and r >= min_rounds and ci_half_width_fraction(samples[k]) <= target_ci:
-                done[k] = "ci"
-            elif spent[k] >= budget_s and n >= min(MIN_SPREAD_SAMPLES, max_samples) and r >= budget_rounds:
-                done[k] = "budget"
-            elif n >= max_samples:
-                done[k] = "max_samples"
-        if on_round:
-            on_round(r, dict(done), dict(spent))
-    return so_far()
+            n = len(self.samples[k])
+            if k in self.per_call_s and n:
+                self.calls[k] = self._filling(statistics.median(self.samples[k]))
+            if n >= rounds.min_samples and r >= rounds.min_rounds and \
+                    ci_half_width_fraction(self.samples[k]) <= rounds.target_ci:
+                self.done[k] = "ci"
+            elif self.spent[k] >= rounds.budget_s and n >= min(MIN_SPREAD_SAMPLES, rounds.max_samples) \
+                    and r >= rounds.budget_rounds:
+                self.done[k] = "budget"
+            elif n >= rounds.max_samples:
+                self.done[k] = "max_samples"
 
 
 _NONE = object()

@@ -32,7 +32,7 @@ def test_a_device_timer_reports_its_time_and_keeps_the_host_time_beside_it():
     clock = FakeClock()
     cases = {"gpu": timing.taker(lambda: clock.advance(2.0), lambda: clock.advance(1.0), HalfTimer(), clock=clock),
              "cpu": timing.taker(lambda: clock.advance(3.0), lambda: None, clock=clock)}
-    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0)
+    out = timing.interleaved(cases, timing.Rounds(min_samples=8, min_rounds=8, budget_s=100.0), clock=clock)
     assert out["gpu"].samples_s == (1.5,) * 8 and out["gpu"].host_s == (3.0,) * 8
     assert out["cpu"].samples_s == (3.0,) * 8 and out["cpu"].host_s == ()   # the host clock is its timer
     # each call starts when the one before ended, 3 s apart, the order rotated and reversed by turns
@@ -43,7 +43,7 @@ def test_a_cold_sample_runs_the_flush_first_and_leaves_it_out_of_the_time():
     clock, log = FakeClock(), []
     flush = lambda: (log.append("flush"), clock.advance(50.0))   # noqa: E731
     cases = {"a": timing.taker(lambda: (log.append("call"), clock.advance(1.0)), lambda: None, flush=flush, clock=clock)}
-    out = timing.interleaved(cases, clock=clock, min_samples=8, min_rounds=8, budget_s=100.0)
+    out = timing.interleaved(cases, timing.Rounds(min_samples=8, min_rounds=8, budget_s=100.0), clock=clock)
     assert log == ["flush", "call"] * 8
     assert out["a"].samples_s == (1.0,) * 8
 
@@ -52,7 +52,7 @@ def test_the_budget_counts_host_time_not_the_shorter_device_time():
     clock = FakeClock()
     durations = iter([1.0, 3.0] * 50)   # its median's CI never narrows
     cases = {"a": timing.taker(lambda: clock.advance(next(durations)), lambda: None, HalfTimer(), clock=clock)}
-    out = timing.interleaved(cases, clock=clock, min_samples=2, min_rounds=2, budget_s=10.0)
+    out = timing.interleaved(cases, timing.Rounds(min_samples=2, min_rounds=2, budget_s=10.0), clock=clock)
     host = out["a"].host_s
     assert out["a"].stop_reason == "budget" and sum(host[:-1]) < 10.0 <= sum(host)
     assert sum(out["a"].samples_s) == sum(host) / 2

@@ -62,7 +62,7 @@ def test_interleaved_rotates_the_order_and_pairs_rounds():
     clock, log = FakeClock(), []
     cases = {"a": fake_case(clock, [1.0] * 100, log, "a"), "b": fake_case(clock, [2.0] * 100, log, "b"),
              "c": fake_case(clock, [3.0] * 100, log, "c")}
-    out = timing.interleaved(cases, clock=clock, target_ci=0.02, min_samples=8, min_rounds=8, budget_s=100.0)
+    out = timing.interleaved(cases, timing.Rounds(target_ci=0.02, min_samples=8, min_rounds=8, budget_s=100.0), clock=clock)
     assert log[:12] == ["a", "b", "c", "c", "b", "a", "b", "c", "a", "a", "c", "b"]   # each pair in both orders
     # constant durations: the median CI has zero width, so each stops as soon as allowed
     for key, dt in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
@@ -87,15 +87,13 @@ def test_with_blocks_a_process_runs_its_cases_together_and_drops_the_call_that_p
             clock.advance(6.0 if slow else 1.0)
         return timing.taker(call, lambda: None, clock=clock)
 
-    out = timing.interleaved({k: case(k) for k in names}, clock=clock, target_ci=0.02, min_samples=30,
-                             min_rounds=30, budget_s=1000.0, blocks={k: k[0] for k in names})
+    out = timing.interleaved({k: case(k) for k in names}, timing.Rounds(target_ci=0.02, min_samples=30, min_rounds=30, budget_s=1000.0), clock=clock, blocks={k: k[0] for k in names})
     assert all(s.samples_s == (1.0,) * 30 and s.rounds == tuple(range(30)) for s in out.values())
     paid = [name for name, slow in log if slow]
     assert len(paid) >= 30 and len(log) == 5 * 30 + len(paid)   # a switch a round at least, one call dropped each
     assert {k[0] for k in paid[::2]} != {k[0] for k in paid[1::2]}   # the processes take turns
     assert len(set(paid)) > 2   # the switch is paid by different cases in turn
-    without = timing.interleaved({k: case(k) for k in names}, clock=clock, target_ci=0.02, min_samples=30,
-                                 min_rounds=30, budget_s=1000.0)
+    without = timing.interleaved({k: case(k) for k in names}, timing.Rounds(target_ci=0.02, min_samples=30, min_rounds=30, budget_s=1000.0), clock=clock)
     assert any(6.0 in s.samples_s for s in without.values())   # not grouped, nothing dropped: switches are timed
 
 
@@ -103,7 +101,7 @@ def test_interleaved_stops_a_noisy_case_on_its_budget_and_others_on_ci():
     clock, log = FakeClock(), []
     noisy = [1.0, 3.0] * 50          # its median's CI never narrows to +-2%
     cases = {"steady": fake_case(clock, [1.0] * 100, log, "s"), "noisy": fake_case(clock, noisy, log, "n")}
-    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, budget_s=20.0)
+    out = timing.interleaved(cases, timing.Rounds(min_samples=4, min_rounds=4, budget_s=20.0), clock=clock)
     # a 95% CI of the median needs 8 samples (order statistics), whatever min_samples says
     assert out["steady"].stop_reason == "ci" and len(out["steady"].samples_s) == 8
     assert out["noisy"].stop_reason == "budget"
@@ -118,7 +116,7 @@ def test_the_canary_is_timed_once_a_round_outside_the_cases_order():
         clock, log = FakeClock(), []
         cases = {"steady": fake_case(clock, [1.0] * 100, log, "s"), "noisy": fake_case(clock, [1.0, 3.0] * 50, log, "n")}
         canary = fake_case(clock, [0.5 + r for r in range(100)], log, "k") if with_canary else None
-        return log, timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, budget_s=20.0, canary=canary)
+        return log, timing.interleaved(cases, timing.Rounds(min_samples=4, min_rounds=4, budget_s=20.0), clock=clock, canary=canary)
     log, out = run(True)
     plain_log, plain = run(False)
     assert [name for name in log if name != "k"] == plain_log
@@ -132,8 +130,7 @@ def test_the_canary_is_timed_once_a_round_outside_the_cases_order():
 def test_interleaved_runs_several_calls_per_round_for_fast_cases_and_caps_at_max():
     clock, log = FakeClock(), []
     cases = {"fast": fake_case(clock, [0.5] * 1000, log, "f")}   # binary fractions: exact on the clock
-    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=10, max_samples=25, budget_s=100.0,
-                             round_s=2.5, per_call_s={"fast": 0.25})
+    out = timing.interleaved(cases, timing.Rounds(min_samples=4, min_rounds=10, max_samples=25, budget_s=100.0, round_s=2.5), clock=clock, per_call_s={"fast": 0.25})
     assert out["fast"].stop_reason == "max_samples"
     # 10 calls in the first round (by per_call_s: the warm-up's 0.25), then 5 a round (by the samples' 0.5)
     assert out["fast"].rounds == (0,) * 10 + (1,) * 5 + (2,) * 5 + (3,) * 5
@@ -147,8 +144,7 @@ def test_calls_per_round_follow_the_samples_not_one_slow_warm_up():
     clock, log = FakeClock(), []
     call = 2 ** -10   # a binary fraction: exact on the fake clock
     cases = {"base": fake_case(clock, [call] * 300, log, "b"), "candidate": fake_case(clock, [call] * 300, log, "c")}
-    out = timing.interleaved(cases, clock=clock, min_samples=4, min_rounds=4, max_samples=300, budget_s=100.0,
-                             round_s=50 * call, per_call_s={"base": 100 * call, "candidate": call})
+    out = timing.interleaved(cases, timing.Rounds(min_samples=4, min_rounds=4, max_samples=300, budget_s=100.0, round_s=50 * call), clock=clock, per_call_s={"base": 100 * call, "candidate": call})
     counts = {k: [out[k].rounds.count(r) for r in range(4)] for k in out}
     assert counts == {"base": [1, 50, 50, 50], "candidate": [50, 50, 50, 50]}
 

@@ -50,14 +50,13 @@ def time_cases(cases: list[Timed], config: Config,
     record; failed(case): why a case whose take measured nothing failed (its worker died); blocks:
     the process each case runs in (timing.interleaved); canary: the machine's canary, timed once a
     round (timing.interleaved, bench/canary.py), its times in each record's canary_s."""
-    sampled = timing.interleaved(
-        {i: case.take for i, case in enumerate(cases)}, on_round=on_round, target_ci=config.target_ci,
-        min_samples=config.min_samples, max_samples=config.max_samples, budget_s=config.budget_s,
-        round_s=config.round_s, per_call_s={i: case.per_call_s for i, case in enumerate(cases)}, stop=stop,
-        checkpoint=checkpoint and (lambda so_far: checkpoint([sampled_record(case.rec, so_far[i], telemetry)
-                                                              for i, case in enumerate(cases)])),
-        checkpoint_s=config.checkpoint_s, budget_rounds=config.budget_rounds,
-        blocks=dict(enumerate(blocks)) if blocks is not None else None, canary=canary)
+    def keep(so_far: dict[int, timing.Sampled]) -> None:
+        if checkpoint is not None:
+            checkpoint([sampled_record(case.rec, so_far[i], telemetry) for i, case in enumerate(cases)])
+    sampled = timing.interleaved({i: case.take for i, case in enumerate(cases)}, config.rounds(),
+                                 per_call_s={i: case.per_call_s for i, case in enumerate(cases)},
+                                 blocks=dict(enumerate(blocks)) if blocks is not None else None, canary=canary,
+                                 watch=timing.Watch(on_round, stop, keep if checkpoint else None))
 
     def final(i: int) -> Record:
         case, s = cases[i], sampled[i]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench import defaults, frameworks
+from bench import defaults, frameworks, timing
 from bench.frameworks.base import Framework
 from bench.records import CaseKey
 
@@ -55,6 +55,12 @@ class Config:
     envs: tuple = ()                  # an venvs.Env per --env set, each framework's cases run in each (bench/venvs.py);
                                       # (): the harness's own environment
     run_id: str = field(default_factory=new_run_id)
+
+    def rounds(self) -> timing.Rounds:
+        """How its cases are sampled in interleaved rounds (timing.interleaved)."""
+        return timing.Rounds(target_ci=self.target_ci, min_samples=self.min_samples, min_rounds=defaults.MIN_ROUNDS,
+                             max_samples=self.max_samples, budget_s=self.budget_s, budget_rounds=self.budget_rounds,
+                             round_s=self.round_s, checkpoint_s=self.checkpoint_s)
 
 
 class Case(NamedTuple):
