@@ -515,9 +515,9 @@ def identity_differences(base_cases: Mapping[CaseKey, list[Record]], cand_cases:
     lines: list[str] = []
 
     def own(rec: Record) -> Machine:   # the case's own framework's version, None where the run did not record it
-        return Machine.of({**rec.env, "frameworks": {rec.framework: (rec.env.get("frameworks") or {}).get(rec.framework)}})
+        return Machine.of({**rec.fingerprint, "frameworks": {rec.framework: (rec.fingerprint.get("frameworks") or {}).get(rec.framework)}})
     for case in cases:
-        for b in {id(r.env): r for r in base_cases[case]}.values():
-            for c in {id(r.env): r for r in cand_cases[case]}.values():
+        for b in {id(r.fingerprint): r for r in base_cases[case]}.values():
+            for c in {id(r.fingerprint): r for r in cand_cases[case]}.values():
                 lines += [line for line in own(b).differences(own(c)) if line not in lines]
     return lines

@@ -116,7 +116,7 @@ def pytest_benchmark(records: Sequence[Record]) -> tuple[dict[str, Any], list[st
     is_timed = lambda r: r.status == "ok" and len(r.samples_s) > 0
     timed = [r for r in records if is_timed(r)]
     first = next(iter(timed or records), None)
-    fp = first.env if first is not None else {}
+    fp = first.fingerprint if first is not None else {}
     doc = {
         "machine_info": machine_info(fp),
         "commit_info": commit_info(fp),

@@ -15,9 +15,10 @@ from bench import stats
 from bench.text import printable
 
 # The records file's schema: 2 since each case has one final record in records.jsonl (checkpoints in
-# a journal beside it), 3 since a case may name its environment (deps). A reader takes any schema up
-# to its own and refuses a newer one.
-SCHEMA = 3
+# a journal beside it), 3 since a case may name its environment (deps), 4 since the run's fingerprint
+# is stored as "fingerprint" (it was "env"). A reader takes any schema up to its own and refuses a
+# newer one.
+SCHEMA = 4
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -179,7 +180,7 @@ class Record(CaseKey):
     telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
     counters: dict = field(default_factory=dict)   # what a step executes, counted exactly (bench/counters.py)
     ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
-    env: dict = field(default_factory=dict)        # the run's environment fingerprint
+    fingerprint: dict = field(default_factory=dict)   # the run's fingerprint (bench/fingerprint.py)
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
@@ -188,7 +189,7 @@ class Record(CaseKey):
                 object.__setattr__(self, name, default)
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed", "counters"):
+        for name in ("rel_errs", "ceilings", "fingerprint", "telemetry", "distributed", "counters"):
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, {})
@@ -223,7 +224,8 @@ class Record(CaseKey):
                 "intensity_flop_per_byte": finite(s.intensity), "bound": s.bound}
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "derived": self.derived()}, sort_keys=True)
+        """The record as a line of this schema (one read from an older file is written as this one)."""
+        return json.dumps({**asdict(self), "schema": SCHEMA, "derived": self.derived()}, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Record":
@@ -232,7 +234,7 @@ class Record(CaseKey):
         if problem:
             raise RecordsError(problem)
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in upgraded(d).items() if k in known})
 
 
 # ---------------------------------------------------------------- validation on read
@@ -336,7 +338,7 @@ def _problem_of(d):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
     if len(d.get("canary_s", [])) > len(set(rounds or range(len(samples)))):
         return f"canary_s: {len(d['canary_s'])} canary times for {len(set(rounds or range(len(samples))))} rounds"
-    for name in ("rel_errs", "ceilings", "env", "telemetry", "distributed", "counters"):
+    for name in ("rel_errs", "ceilings", "fingerprint", "telemetry", "distributed", "counters"):
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
             return f"{name}: expected a JSON object, got {_shown(value)}"
@@ -350,7 +352,7 @@ def _problem_of(d):
     for key in ("gemm_gflops", "copy_gbps"):
         if ceilings.get(key) is not None and (not _finite(ceilings[key]) or ceilings[key] <= 0):
             return f"ceilings.{key}: expected a positive number, got {_shown(ceilings[key])}"
-    return _env_problem(d.get("env") or {})
+    return _fingerprint_problem(d.get("fingerprint") or {})
 
 
 def _counters_problem(c):
@@ -373,31 +375,31 @@ def _counters_problem(c):
     return None
 
 
-def _env_problem(fp):
+def _fingerprint_problem(fp):
     """The fingerprint fields readers use, checked for shape (the rest is kept as it is)."""
     for key in ("hostname", "cpu_model", "machine", "os", "python", "numpy", "git_commit", "git_branch",
                 "data_source", "time_utc", "kernel"):
         if fp.get(key) is not None and not isinstance(fp[key], str):
-            return f"env.{key}: expected a string, got {_shown(fp[key])}"
+            return f"fingerprint.{key}: expected a string, got {_shown(fp[key])}"
     gpus = fp.get("gpus")
     if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus)):
-        return f"env.gpus: expected a list of objects, got {_shown(gpus)}"
+        return f"fingerprint.gpus: expected a list of objects, got {_shown(gpus)}"
     for g in gpus or ():
         if g.get("name") is not None and not isinstance(g["name"], str):
-            return f"env.gpus.name: expected a string, got {_shown(g['name'])}"
+            return f"fingerprint.gpus.name: expected a string, got {_shown(g['name'])}"
     frameworks = fp.get("frameworks")
     if frameworks is not None and (not isinstance(frameworks, dict)
                                    or not all(isinstance(v, dict) for v in frameworks.values())):
-        return f"env.frameworks: expected an object of objects, got {_shown(frameworks)}"
+        return f"fingerprint.frameworks: expected an object of objects, got {_shown(frameworks)}"
     for name, info in (frameworks or {}).items():
         if info.get("version") is not None and not isinstance(info["version"], str):
-            return f"env.frameworks.{_shown(name)}.version: expected a string"
+            return f"fingerprint.frameworks.{_shown(name)}.version: expected a string"
     for key in ("env", "packages", "seeds"):
         if fp.get(key) is not None and not isinstance(fp[key], dict):
-            return f"env.{key}: expected an object, got {_shown(fp[key])}"
+            return f"fingerprint.{key}: expected an object, got {_shown(fp[key])}"
     for key in ("cpu_count_logical",):
         if fp.get(key) is not None and not (_is_int(fp[key]) and 0 < fp[key] < MAX_INT):
-            return f"env.{key}: expected a whole number, got {_shown(fp[key])}"
+            return f"fingerprint.{key}: expected a whole number, got {_shown(fp[key])}"
     return None
 
 
@@ -409,12 +411,19 @@ def _shown(value, limit=40):
     return printable(text)[:limit]
 
 
+def upgraded(d: dict[str, Any]) -> dict[str, Any]:
+    """A record's JSON object as this schema names its fields (before schema 4 the fingerprint was "env")."""
+    if "env" in d and "fingerprint" not in d:
+        d = {k: v for k, v in d.items() if k != "env"} | {"fingerprint": d["env"]}
+    return d
+
+
 def check(d: object) -> str | None:
     """None if the JSON object `d` is a record every reader can use, else 'field: problem'."""
     if not isinstance(d, dict):
         return f"expected a JSON object, got {type(d).__name__}"
     try:
-        return _problem_of(d)
+        return _problem_of(upgraded(d))
     except (TypeError, ValueError, OverflowError, RecursionError) as e:
         return f"unreadable ({type(e).__name__})"
 

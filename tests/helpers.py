@@ -11,7 +11,7 @@ SMALL_CEILINGS = dict(ceiling_gemm=128, ceiling_copy_bytes=1 << 20)
 # fast, and still a full case.
 CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0,
                     counters=False, isolate=False, **SMALL_CEILINGS)
-COMMON = dict(run_id="test", data="synthetic", ceilings={}, env={})
+COMMON = dict(run_id="test", data="synthetic", ceilings={}, fingerprint={})
 
 
 def tiny_inputs(n=64, m=12, nh=7, seed=1, dtype=np.float64):

@@ -35,7 +35,7 @@ def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0, canary=None
                           nh=50, dtype="float32", status="ok", run_id=f"synthetic-{index:04d}", samples_s=times,
                           rounds=tuple(range(samples)), stop_reason="ci", ceilings={"gemm_gflops": gemm},
                           canary_s=(canary,) * samples if canary else (),
-                          env={**ENV, "git_commit": sha}))
+                          fingerprint={**ENV, "git_commit": sha}))
     return out
 
 
@@ -84,7 +84,7 @@ def make_v1_store(url, recs, commit):
         conn.execute(schema.insert().values(version=1))
         run = conn.execute(runs.insert().values(
             run_id=recs[0].run_id, commit_sha=commit["sha"], parent_sha=commit["parent"], commit_time=commit["time"],
-            branch=commit["branch"], dirty=False, machine=Machine.of(recs[0].env).series_key, fingerprint="{}")).inserted_primary_key[0]
+            branch=commit["branch"], dirty=False, machine=Machine.of(recs[0].fingerprint).series_key, fingerprint="{}")).inserted_primary_key[0]
         for r in recs:
             old = {k: v for k, v in json.loads(r.to_json()).items() if k not in ("cache", "timer", "host_samples_s",
                                                                                  "telemetry")}

@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {"cpu_model": "Test CPU", "machine": "x86_64", "gpus": [], "frameworks": {"tensorflow": {"version": "2.21.0"}}}
 
 
-def rec(samples, step="manual", backend="function", run_id="r1", rounds=(), env=None, **kw):
+def rec(samples, step="manual", backend="function", run_id="r1", rounds=(), fingerprint=None, **kw):
     return Record(framework="tensorflow", step=step, backend=backend, device="cpu", n=kw.pop("n", 100), m=784, nh=50,
                   dtype="float32", status=kw.pop("status", "ok"), samples_s=tuple(samples), rounds=tuple(rounds),
-                  run_id=run_id, env=ENV if env is None else env, **kw)
+                  run_id=run_id, fingerprint=ENV if fingerprint is None else fingerprint, **kw)
 
 
 def noisy(median, n=30, spread=0.02, seed=0):
@@ -232,7 +232,7 @@ def test_per_case_thresholds_apply():
 
 def test_different_machines_are_refused_unless_allowed():
     other = {**ENV, "cpu_model": "Other CPU", "frameworks": {"tensorflow": {"version": "2.20.0"}}}
-    base, cand = [rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=other)]
+    base, cand = [rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", fingerprint=other)]
     with pytest.raises(CompareError) as e:
         sides(base, cand, Thresholds())
     message = str(e.value)
@@ -244,7 +244,7 @@ def test_different_machines_are_refused_unless_allowed():
 
 def test_another_framework_loaded_is_not_a_mismatch():
     more = {**ENV, "frameworks": {**ENV["frameworks"], "torch": {"version": "2.5"}}}
-    result = sides([rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", env=more)], Thresholds())
+    result = sides([rec(noisy(0.01))], [rec(noisy(0.01), run_id="r2", fingerprint=more)], Thresholds())
     assert result.mismatch == ()
 
 
@@ -267,7 +267,7 @@ def runs(tmp_path):
     same = write(tmp_path / "same.jsonl", [rec(noisy(0.010, seed=2), run_id="r2"), rec(noisy(0.010, seed=3), step="tape", run_id="r2")])
     slow = write(tmp_path / "slow.jsonl", [rec(noisy(0.010, seed=2), run_id="r3"), rec(noisy(0.015, seed=3), step="tape", run_id="r3")])
     other = {**ENV, "gpus": [{"name": "NVIDIA H100"}]}
-    elsewhere = write(tmp_path / "elsewhere.jsonl", [rec(noisy(0.010, seed=4), run_id="r4", env=other)])
+    elsewhere = write(tmp_path / "elsewhere.jsonl", [rec(noisy(0.010, seed=4), run_id="r4", fingerprint=other)])
     return base, same, slow, elsewhere
 
 

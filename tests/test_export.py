@@ -20,7 +20,7 @@ ENV = {"hostname": "box", "machine": "x86_64", "cpu_model": "Test CPU", "python"
 def rec(samples, step="manual", status="ok", **kw):
     return Record(framework="tensorflow", step=step, backend="xla", device="cpu", n=2000, m=784, nh=50,
                   dtype="float32", status=status, samples_s=tuple(samples), warmup_s=(0.02, 0.011), run_id="r1",
-                  env=ENV, flops=10 ** 9, max_rel_err=1e-6, first_call_s=0.5, **kw)
+                  fingerprint=ENV, flops=10 ** 9, max_rel_err=1e-6, first_call_s=0.5, **kw)
 
 
 SAMPLE_SETS = [[0.5], [0.2, 0.1], [0.3, 0.1, 0.2], [0.4, 0.1, 0.3, 0.2], [0.011, 0.012, 0.010, 0.013, 0.030],

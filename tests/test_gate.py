@@ -159,7 +159,7 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
     mine = {"cpu_model": "Mine", "machine": "x86_64", "gpus": []}
     for name, fp in (("other.jsonl", {**mine, "cpu_model": "Other"}), ("mine.jsonl", mine)):
         records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
-                                               n=1, m=1, nh=1, dtype="float32", status="ok", env=fp,
+                                               n=1, m=1, nh=1, dtype="float32", status="ok", fingerprint=fp,
                                                samples_s=(0.01,)))
     monkeypatch.setattr(baselines.fingerprint, "collect", lambda: mine)
     assert baselines.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
@@ -480,7 +480,7 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     rng = __import__("numpy").random.default_rng(0)
     times = tuple(float(t) for t in 0.01 * rng.lognormal(0, 0.01, 40))
     base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
-                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), env={"cpu_model": "X", "host_id": "h"})
+                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), fingerprint={"cpu_model": "X", "host_id": "h"})
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
     plain = case([base], [cand], 0.1)
     wide = case([base], [cand], 0.1, same_run_sd=extra)
@@ -494,16 +494,16 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     (c,) = judged.result.comparisons
     assert (c.lo, c.hi) == (wide.lo, wide.hi) and "widened by sd" in judged.notes[-1]
     aa_file = tmp_path / "aa.json"
-    assert noise.calls_noise(noise.load(aa_file), base.env)[0] is None
-    noise.store(aa_file, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
-    assert noise.calls_noise(noise.load(aa_file), base.env)[0] == extra
+    assert noise.calls_noise(noise.load(aa_file), base.fingerprint)[0] is None
+    noise.store(aa_file, base.fingerprint, noise.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
+    assert noise.calls_noise(noise.load(aa_file), base.fingerprint)[0] == extra
     assert noise.calls_noise(noise.load(aa_file), {"cpu_model": "Y", "host_id": "h"})[0] is None   # another machine
-    assert noise.calls_noise(noise.load(aa_file), {**base.env, "host_id": "elsewhere"})[0] is None  # another host
+    assert noise.calls_noise(noise.load(aa_file), {**base.fingerprint, "host_id": "elsewhere"})[0] is None  # another host
     spec = gate.RunSpec(frameworks=("numpy",), sizes=((300, 784, 8),), steps=("manual",), backends=("eager",),
                         device="cpu", budget_s=0.1)
-    noise.store(aa_file, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
-    assert noise.calls_noise(noise.load(aa_file), base.env, spec.describe())[0] == extra
-    other, said = noise.calls_noise(noise.load(aa_file), base.env,
+    noise.store(aa_file, base.fingerprint, noise.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
+    assert noise.calls_noise(noise.load(aa_file), base.fingerprint, spec.describe())[0] == extra
+    other, said = noise.calls_noise(noise.load(aa_file), base.fingerprint,
                                     gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}).describe())
     assert other is None and "timing other cases" in said and "not applied" in said
 
@@ -558,7 +558,7 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
     base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
                   status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)),
-                  env={"cpu_model": "X", "host_id": "h"})
+                  fingerprint={"cpu_model": "X", "host_id": "h"})
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
 
     def timed(trees, spec, pairs, how, *args, **kwargs):   # the one process's timing, replaced
@@ -572,7 +572,7 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     stored = repo / noise.AA_FILE
 
     def store(extra):
-        noise.store(stored, base.env, noise.CALLS_AA, {"extra_sd_log": extra, "run": run})
+        noise.store(stored, base.fingerprint, noise.CALLS_AA, {"extra_sd_log": extra, "run": run})
 
     def gated(*more):
         assert cmd_gate(build_parser().parse_args([*flags, *more])) in (0, 1)

@@ -252,7 +252,7 @@ def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
 def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path):
     path = tmp_path / "run.jsonl"
     for r in run_records("a" * 40, 0, [0.01]):
-        records.append(path, replace(r, env={**r.env, "git_commit": None}))
+        records.append(path, replace(r, fingerprint={**r.fingerprint, "git_commit": None}))
     good = tmp_path / "good.jsonl"
     repo = tmp_path / "repo"
     shas = git_repo(repo, 1)

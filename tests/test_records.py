@@ -11,7 +11,7 @@ from bench.records import CaseKey, Record, RecordsError
 def make(**kw):
     base = dict(framework="tensorflow", step="manual", backend="eager", device="cpu", n=10, m=4, nh=3,
                 dtype="float32", status="ok", samples_s=(0.3, 0.1, 0.2, 0.4), warmup_s=(1.0,), loss=1.5,
-                rel_errs={"loss": 1e-7}, env={"cpu_model": "x"}, ceilings={"gemm_gflops": 100.0}, flops=10 ** 9)
+                rel_errs={"loss": 1e-7}, fingerprint={"cpu_model": "x"}, ceilings={"gemm_gflops": 100.0}, flops=10 ** 9)
     base.update(kw)
     return Record(**base)
 
@@ -86,8 +86,8 @@ def test_null_or_wrong_nested_fields(tmp_path):
     (r,) = records.read(path)
     assert r.ceilings == {} and math.isnan(r.summary.pct_of_peak) and "derived" in r.to_json()
     assert json.loads(r.to_json())["derived"]["pct_of_peak"] is None
-    path.write_text(make().to_json().replace('"env": {"cpu_model": "x"}', '"env": [1]') + "\n")
-    with pytest.raises(RecordsError, match="env: expected a JSON object"):
+    path.write_text(make().to_json().replace('"fingerprint": {"cpu_model": "x"}', '"fingerprint": [1]') + "\n")
+    with pytest.raises(RecordsError, match="fingerprint: expected a JSON object"):
         records.read(path)
 
 
@@ -108,3 +108,14 @@ def test_the_canary_times_round_trip_and_a_record_without_them_reads(tmp_path):
     path.write_text(make().to_json().replace('"canary_s": []', '"canary_s": [-1]') + "\n")
     with pytest.raises(RecordsError, match="canary_s: -1 is not a time"):
         records.read(path)
+
+
+def test_records_of_schema_3_read_their_fingerprint_from_env(tmp_path):
+    """Before schema 4 the fingerprint was stored as "env": such a file reads the same."""
+    path = tmp_path / "records.jsonl"
+    old = json.loads(make().to_json())
+    old["env"] = old.pop("fingerprint")
+    old["schema"] = 3
+    path.write_text(json.dumps(old) + "\n")
+    (r,) = records.read(path)
+    assert r.fingerprint == {"cpu_model": "x"} and json.loads(r.to_json())["fingerprint"] == {"cpu_model": "x"}

@@ -277,7 +277,7 @@ def test_best_and_reference_default_to_first_timed_case():
 def test_records_with_empty_fields_still_report(tmp_path):
     """Old or unfinished records: no rounds, env, ceilings, flops, first call or peak; None where a
     dict belongs; an ok record without samples."""
-    rs = [make(rounds=()), make(backend="xla", env=None, ceilings=None, rounds=(1, 2)),
+    rs = [make(rounds=()), make(backend="xla", fingerprint=None, ceilings=None, rounds=(1, 2)),
           make(backend="function", samples_s=()),
           make(device="gpu", status="skipped", error=None, samples_s=(), rounds=())]
     paths = report.write(rs, tmp_path)

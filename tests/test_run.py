@@ -103,7 +103,7 @@ def test_run_appends_every_case_with_its_environment(tmp_path):
         ("broadcast", "eager", 100, "ok"), ("broadcast", "xla", 100, "ok")]
     assert "broadcast ran at n=100" in records[-1].note
     r = records[0]
-    assert r.env["frameworks"]["tensorflow"]["version"] == tf.__version__
+    assert r.fingerprint["frameworks"]["tensorflow"]["version"] == tf.__version__
     assert r.ceilings["gemm_gflops"] > 0 and r.ceilings["copy_gbps"] > 0
     assert r.data.startswith(("synthetic", "mnist"))
 

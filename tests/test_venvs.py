@@ -125,7 +125,7 @@ def test_a_run_times_each_case_in_each_environment_and_a_broken_one_fails_alone(
     assert set(by_deps) == {core, f"{core} bbfake==1.0", f"{core} bbbreak==1.0"}
     for deps in (core, f"{core} bbfake==1.0"):
         assert all(r["status"] == "ok" and r["samples_s"] for r in by_deps[deps])
-        assert all(r["env"]["deps"]["name"] == deps and r["env"]["packages"]["numpy"] == importlib.metadata.version("numpy")
+        assert all(r["fingerprint"]["deps"]["name"] == deps and r["fingerprint"]["packages"]["numpy"] == importlib.metadata.version("numpy")
                    for r in by_deps[deps])
     broken = by_deps[f"{core} bbbreak==1.0"]
     assert broken and all(r["status"] == "failed" and "--env" in r["error"] and "bbbreak" in r["error"] for r in broken)
@@ -171,7 +171,7 @@ def test_environments_are_cases_of_their_own_in_compare_export_and_history(tmp_p
     def rec(deps, ms, run_id="r1"):
         return Record(framework="tensorflow", step="manual", backend="xla", device="cpu", n=5000, m=784, nh=50,
                       dtype="float32", deps=deps, status="ok", run_id=run_id, samples_s=(ms / 1e3,) * 10,
-                      env={"cpu_model": "Synthetic CPU", "machine": "x86_64",
+                      fingerprint={"cpu_model": "Synthetic CPU", "machine": "x86_64",
                            "frameworks": {"tensorflow": {"version": deps.split("==")[1]}}})
     old, new = "tensorflow==2.20.0", "tensorflow==2.21.0"
     base, cand = [rec(old, 10.0), rec(new, 11.0)], [rec(old, 10.0, "r2"), rec(new, 11.0, "r2")]

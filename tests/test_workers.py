@@ -112,7 +112,7 @@ def test_a_worker_starts_with_openblas_spinning_briefly_and_memory_reused_unless
     monkeypatch.setenv("PYTHONPATH", str(REPO))   # the caller's own, which the worker's extends
     seen = []
     for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "28", "MALLOC_MMAP_MAX_": "65536"}):
-        w = worker.Worker("numpy", CONFIG, env=env)
+        w = worker.Worker("numpy", CONFIG, variables=env)
         try:
             got = w.info()
             seen.append((got["threads_env"]["OPENBLAS_THREAD_TIMEOUT"], got["malloc_env"]["MALLOC_MMAP_MAX_"],
@@ -158,6 +158,6 @@ def test_a_pinned_run_records_its_cpus_and_gives_the_callers_binding_back(tmp_pa
     cpu = max(before)
     seen = []
     records = run.run(numpy_config(tmp_path, pin=(cpu,)), Seen(lambda group, lives: seen.append(os.sched_getaffinity(0))))
-    assert records and all(r.status == "ok" and r.env["pinned_cpus"] == [cpu] for r in records)
+    assert records and all(r.status == "ok" and r.fingerprint["pinned_cpus"] == [cpu] for r in records)
     assert seen == [before - {cpu} or before]   # the loop ran off the workers' CPU, where another was left
     assert os.sched_getaffinity(0) == before

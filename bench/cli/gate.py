@@ -107,7 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = _read(args.base, "base", args.allow_missing)
     candidate = _read(args.candidate, "candidate", args.allow_missing)
     pairing = compare.pairing_between(base, candidate)
-    between = noise.between_runs(noise.repository(), candidate[0].env)
+    between = noise.between_runs(noise.repository(), candidate[0].fingerprint)
     how = compare.How(pairing, thresholds, between, allow_mismatch=args.allow_mismatch,
                       allow_missing=args.allow_missing)
     result = compare.compare(base, candidate, how)

@@ -142,7 +142,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     check_out(out, args.resume)
     if args.env:   # then built, or taken from the cache
         built = tuple(venvs.build_all(args.env, lambda line: print(line, file=sys.stderr, flush=True), resolved))
-        return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), envs=built, **kwargs)
+        return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), venvs=built, **kwargs)
     return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
                       leave_out_broken=not names(args.framework), **kwargs)
 

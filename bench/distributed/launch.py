@@ -292,7 +292,7 @@ def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     commands = _commands(req, spec_path, port)
-    base = dict(req.key.asdict(), run_id=run_id, env=fp or {}, data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
+    base = dict(req.key.asdict(), run_id=run_id, fingerprint=fp or {}, data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
                 min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4))
     ranks = req.replicas if _per_process(req) else 1
     distributed = {"hosts": 1, "processes": ranks,
@@ -342,4 +342,4 @@ def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_
 
 def failed(req: Request, why: str, run_id: str = "", fp: dict[str, Any] | None = None) -> Record:
     """The record of a case that could not start."""
-    return Record(**req.key.asdict(), run_id=run_id, env=fp or {}, status="failed", error=why[:500])
+    return Record(**req.key.asdict(), run_id=run_id, fingerprint=fp or {}, status="failed", error=why[:500])

@@ -21,7 +21,7 @@ def find_baseline(path: Path | str) -> Path:
     here = Machine.of(fingerprint.collect()).hardware()
     for candidate in sorted(path.glob("*.jsonl")):
         recs, _ = records.load(candidate)
-        if recs and Machine.of(recs[0].env).hardware() == here:
+        if recs and Machine.of(recs[0].fingerprint).hardware() == here:
             return candidate
     raise NothingToCompare(f"no baseline for this machine ({here[0]}) in {path}; make one with --save-baseline {path}")
 
@@ -42,7 +42,7 @@ def judge(base: Sequence[records.Record], candidate: Sequence[records.Record], h
     scale = ceiling_scale([*base, *candidate])
     notes = ["times normalised by each run's measured GEMM GFLOP/s" if scale else
              "warning: times NOT normalised (some records lack the GEMM ceiling)"]
-    between = noise.between_runs(figures, candidate[0].env)
+    between = noise.between_runs(figures, candidate[0].fingerprint)
     if min(len({r.run_id for r in base}), len({r.run_id for r in candidate})) < 3:   # else a Welch t over run medians
         notes.append(f"intervals widened by the run-to-run noise between separate runs, sd {between.run_sd:.0%} "
                      f"({between.run_source})")
@@ -56,7 +56,7 @@ def write_baseline(recs: Sequence[records.Record], path: Path | str) -> Path:
         raise GateError("the harness wrote no records to make a baseline of")
     path = Path(path)
     if path.is_dir() or not path.suffix:
-        path = path / f"{Machine.of(recs[0].env).baseline_key}.jsonl"
+        path = path / f"{Machine.of(recs[0].fingerprint).baseline_key}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.unlink(missing_ok=True)

@@ -180,7 +180,7 @@ def rates(tree: Path | str, run: RatesRun, workdir: Path | str,
     procs = interleave(trees, run.rounds, run_args(run.spec, trees.values()), Path(workdir) / "runs", progress=progress,
                        extra_env=run.spec.variables())
     run = replace(run, wall_s=time.perf_counter() - t0)
-    fp: dict[str, Any] = next((r.env for p in procs["base"] for r in p.records or ()), {})
+    fp: dict[str, Any] = next((r.fingerprint for p in procs["base"] for r in p.records or ()), {})
     entries = {"aa": _rate_entry(procs, "same", run), "detection": _rate_entry(procs, "slower", run)}
     entries["detection"].update(slowdown=SLOWDOWN, slowed="manual step: one extra (0.75n x m) @ (m x nh) matmul")
     return entries, fp

@@ -73,9 +73,10 @@ def run(trees: dict[str, Path], spec: RunSpec, pairs: int, how: How, workdir: Pa
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     workers: dict[tuple[str, str], Any] = {}
     try:
-        workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES}, env=spec.variables())
+        workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES},
+                                variables=spec.variables())
         say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
-        common: dict[str, Any] = dict(run_id=config.run_id, env=run_fingerprint(config, workers)[""])
+        common: dict[str, Any] = dict(run_id=config.run_id, fingerprint=run_fingerprint(config, workers)[""])
         for group in plan(config, workers):
             for side, rec in _group(group, workers, common, config, say):
                 kept[side].append(rec)

@@ -20,6 +20,6 @@ class Outcome:
         return self.result.failed
 
     @property
-    def env(self) -> dict[str, Any]:
+    def fingerprint(self) -> dict[str, Any]:
         """The fingerprint of the first record any process wrote ({} if none)."""
-        return next((r.env for procs in self.processes.values() for p in procs for r in p.records or ()), {})
+        return next((r.fingerprint for procs in self.processes.values() for p in procs for r in p.records or ()), {})

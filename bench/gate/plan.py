@@ -353,7 +353,7 @@ def _paired(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
                                     any(Path(f).name in process_pairs.REQUIREMENT_FILES for f in plan.changed))
         outcome = process_pairs.run(sides, plan.spec, plan.pairs, plan.how, workdir, hooks.launch, hooks.probe,
                                     hooks.progress)
-    rate = experiments.rate_line(plan.figures, outcome.env, plan.spec, plan.pairs, plan.how.thresholds)
+    rate = experiments.rate_line(plan.figures, outcome.fingerprint, plan.spec, plan.pairs, plan.how.thresholds)
     return _judged(plan, outcome, (plan.rev or "base", "working tree"), rate)
 
 
@@ -368,7 +368,7 @@ def _with_calls_noise(plan: Plan, outcome: Outcome) -> tuple[Outcome, str]:
     """A one-process gate judged with what this machine's one-process A/A runs showed its intervals
     miss, where they did (REV's stored figures, unless --aa-file); the line that says so."""
     run = plan.calls_spec.describe()
-    extra, source = noise.calls_noise(plan.figures, outcome.env, run)
+    extra, source = noise.calls_noise(plan.figures, outcome.fingerprint, run)
     whose = "" if plan.request.aa_file else f" (as {plan.rev} stored it)"
     line = f"A/A of this one-process gate{whose}: {source}" + (
         "; its intervals are within-run only" if extra is None else
@@ -378,7 +378,7 @@ def _with_calls_noise(plan: Plan, outcome: Outcome) -> tuple[Outcome, str]:
         how = replace(plan.how, noise=noise.Noise(same_run_sd=extra, same_run_source=source))
         outcome = one_process.rejudged(outcome, how, f"intervals widened by sd {extra:.3f} of the log-ratio, "
                                                      f"from {source}")
-    own = noise.calls_noise(plan.own_figures, outcome.env, run)[0] if plan.own_figures else extra
+    own = noise.calls_noise(plan.own_figures, outcome.fingerprint, run)[0] if plan.own_figures else extra
     if own != extra:
         figure = "none" if own is None else f"sd {own:.3f}"
         line += (f"; the working tree's stored figure ({figure}) is not its base's: it judges the changes after "
@@ -400,7 +400,7 @@ def _stored(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     result, notes = baselines.judge(base, cand, plan.how, plan.figures)
     outcome = Outcome(result, processes, time.perf_counter() - t0,
                       (f"baseline {path} ({len({r.run_id for r in base})} runs)", *notes))
-    rate = experiments.rate_line(plan.figures, outcome.env, plan.spec, plan.pairs, plan.how.thresholds)
+    rate = experiments.rate_line(plan.figures, outcome.fingerprint, plan.spec, plan.pairs, plan.how.thresholds)
     return _judged(plan, outcome, ("baseline", "candidate"), rate + " [of the paired gate; stored mode's rate is "
                                                                    "not measured]")
 
@@ -434,7 +434,7 @@ def _aa(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     entry = experiments.experiment_entry(outcomes, plan.spec, plan.pairs, plan.how.thresholds,
                                          method=f"gate --aa {n}: {n} independent gate runs of the working tree "
                                                 "against itself")
-    key = _store(plan, outcomes[0].env, "aa", entry)
+    key = _store(plan, outcomes[0].fingerprint, "aa", entry)
     lo, hi = entry["rate_ci95"]
     return Done([f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
                  f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of "
@@ -455,7 +455,7 @@ def _aa_calls(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
                                          method=f"gate --aa {n} --pairing calls: {n} one-process gate runs of the "
                                                 "working tree's steps against themselves")
     entry["extra_sd_log"] = experiments.extra_sd_of(outcomes)
-    key = _store(plan, outcomes[0].env, noise.CALLS_AA, entry)
+    key = _store(plan, outcomes[0].fingerprint, noise.CALLS_AA, entry)
     lo, hi = entry["rate_ci95"]
     return Done([f"A/A (one process): {entry['flagged']} of {entry['runs']} runs flagged a regression: "
                  f"false-positive rate {entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']}"

@@ -72,7 +72,7 @@ def run(sides: Sides, spec: RunSpec, pairs: int, how: How, workdir: Path | str, 
 def _commits_reported(base: list[Process], sha: str | None) -> list[str]:
     """A warning where a base process says it ran another commit than the base's."""
     for p in base:
-        commits = {c for r in p.records or () if isinstance(c := (r.env or {}).get("git_commit"), str)}
+        commits = {c for r in p.records or () if isinstance(c := (r.fingerprint or {}).get("git_commit"), str)}
         if sha and commits and commits != {sha}:
             return [f"warning: a base process reported commit {sorted(commits)[0][:10]}, not {sha[:10]}"]
     return []

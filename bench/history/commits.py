@@ -21,7 +21,7 @@ def _git(repo, *args):
 def commit_of(records: Sequence[Record], repo: Path | str, source: str = "the run") -> dict[str, Any]:
     """{sha, parent, time, branch, dirty} of the run `records` (one run id) came from; HistoryError
     when they name no commit (a run outside a git checkout) or a commit `repo` does not have."""
-    fp = records[0].env or {}
+    fp = records[0].fingerprint or {}
     sha = fp.get("git_commit")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40,64}", sha):
         raise HistoryError(f"{source}: its records name no git commit (run outside a git checkout?); "

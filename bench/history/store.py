@@ -261,8 +261,8 @@ class Store:
                 conn.execute(insert.values(
                     run_id=first.run_id, commit_sha=commit["sha"], parent_sha=commit.get("parent"),
                     commit_time=commit.get("time"), branch=commit.get("branch"), dirty=bool(commit.get("dirty")),
-                    machine=Machine.of(first.env).series_key, recorded_utc=(first.env or {}).get("time_utc"),
-                    source=str(source) if source else None, fingerprint=json.dumps(first.env or {}, default=str),
+                    machine=Machine.of(first.fingerprint).series_key, recorded_utc=(first.fingerprint or {}).get("time_utc"),
+                    source=str(source) if source else None, fingerprint=json.dumps(first.fingerprint or {}, default=str),
                 ).on_conflict_do_nothing(index_elements=["run_id"]))
                 run = conn.execute(sa.select(self.runs.c.id).where(self.runs.c.run_id == first.run_id)).scalar_one()
                 added = 0

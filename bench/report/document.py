@@ -351,7 +351,7 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
     """Environment fingerprint summary: one column per run, one row per fact."""
     columns = {}
     for run_id, rs in _runs(records).items():
-        fp = rs[0].env or {}
+        fp = rs[0].fingerprint or {}
         fws = {k: v for k, v in (fp.get("frameworks") or {}).items() if isinstance(v, dict)}
         gpus = [g for g in fp.get("gpus") or [] if isinstance(g, dict)]
         statuses = pd.Series([r.status for r in rs]).value_counts()
@@ -366,7 +366,7 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
                                                           if fp.get("cpu_count_logical") else ""),
             "GPU": ", ".join(f"{g.get('name')}" + (f" (driver {g['driver_version']})" if g.get("driver_version") else "")
                              for g in gpus) or "none",
-            "devices timed": ", ".join(sorted({frames.where(r.device, r.env) for r in rs})),
+            "devices timed": ", ".join(sorted({frames.where(r.device, r.fingerprint) for r in rs})),
             "frameworks": ", ".join(f"{name} {info.get('version', '?')}" + (f" (CUDA {info['cuda_version']})"
                                     if info.get("cuda_version") and gpus else "") for name, info in fws.items())
                           or "unknown",
@@ -410,7 +410,7 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
     mismatches = []
     (first_id, first), *others = runs.items() or [(None, None)]
     for run_id, rs in others:
-        lines = fingerprint.differences(first[0].env or {}, rs[0].env or {})
+        lines = fingerprint.differences(first[0].fingerprint or {}, rs[0].fingerprint or {})
         mismatches += [fmt.md(f"{first_id} vs {run_id}: {line}") for line in lines]
     synthetic = [fmt.md(f"run {run_id}: {source}") for run_id, rs in runs.items()
                  for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]

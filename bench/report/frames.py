@@ -68,13 +68,13 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
     noises: dict[str, Noise] = {}
     for r in records:
         if r.run_id not in noises:
-            noises[r.run_id] = noise.between_runs(figures or {}, r.env)
+            noises[r.run_id] = noise.between_runs(figures or {}, r.fingerprint)
         s = r.summary
         samples = tuple(r.samples_s or ())
         rounds = tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else ()
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
         rows.append({
-            **r.case.asdict(), "where": where(r.device, r.env), "precision": r.case.precision,
+            **r.case.asdict(), "where": where(r.device, r.fingerprint), "precision": r.case.precision,
             "framework_version": _framework_version(r),
             "timer": r.timer or "host clock + sync", "host_median_ms": host,
             "dispatch_ms": _num(r.dispatch_s, 1e3), "batch_ms": _num(r.batch_s, 1e3),
@@ -133,7 +133,7 @@ def _in_plan_order(df):
 
 def _framework_version(r: Record) -> str:
     """The version of the case's own framework its run recorded ("" where it did not)."""
-    info = ((r.env or {}).get("frameworks") or {}).get(r.framework)
+    info = ((r.fingerprint or {}).get("frameworks") or {}).get(r.framework)
     return str(info.get("version") or "") if isinstance(info, dict) else ""
 
 

@@ -138,10 +138,11 @@ def runner_key(key: CaseKey) -> tuple[str, str]:
 
 
 def start_runners(config: Config, observer: Observer | None = None, kernels: dict[str, str] | None = None,
-                  env: dict[str, str] | None = None) -> dict[tuple[str, str], Runner | Worker]:
+                  variables: dict[str, str] | None = None) -> dict[tuple[str, str], Runner | Worker]:
     """{(framework, deps): its Runner}: each in a worker process of its own when config.isolate
-    (started together, so their imports overlap; `env` set in them), else in this process; one per
-    framework and --env environment (config.envs; deps its set's name, "" the harness's own);
+    (started together, so their imports overlap; the environment `variables` set in them), else in
+    this process; one per framework and --env environment (config.venvs; deps its set's name, "" the
+    harness's own);
     `kernels`: each side's checkout (bench/run/runner.py). A framework that cannot load is a
     ConfigError naming it, or, with config.leave_out_broken, left out (observer.left_out) unless none
     is left. In an --env environment a framework that cannot load fails its cases there, saying why,
@@ -150,11 +151,11 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
     reasons = []
     try:
         for name in config.frameworks:
-            for deps in config.envs or (None,):
+            for deps in config.venvs or (None,):
                 if deps is not None:
-                    runners[name, deps.name] = Worker(name, config, kernels, env, python=deps.python, deps=deps.name)
+                    runners[name, deps.name] = Worker(name, config, kernels, variables, python=deps.python, deps=deps.name)
                 elif config.isolate:
-                    runners[name, ""] = Worker(name, config, kernels, env)
+                    runners[name, ""] = Worker(name, config, kernels, variables)
                 else:
                     try:
                         runners[name, ""] = Runner(name, config, kernels)
@@ -175,7 +176,7 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
             if isinstance(runner, Worker) and runner.dead:
                 runner.devices_if_dead = next((r.devices() for (n, _), r in runners.items() if n == name and not r.dead),
                                               ["cpu"])
-        if not any(not r.dead for r in runners.values()) and config.envs:
+        if not any(not r.dead for r in runners.values()) and config.venvs:
             raise ConfigError("; ".join(str(r.dead) for r in runners.values()))
         if reasons and not (config.leave_out_broken and runners):
             raise ConfigError("; ".join(f"framework {name}: {why}" for name, why in reasons))
@@ -197,14 +198,14 @@ def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Work
                                    seeds={"data": config.seed, "params": config.seed})
     base["pinned_cpus"] = list(config.pin) or None   # the framework workers' CPUs, where bound
     out = {}
-    for deps in [e.name for e in config.envs] or [""]:
+    for deps in [e.name for e in config.venvs] or [""]:
         facts = {name: r.info() for (name, d), r in runners.items() if d == deps and not r.dead}
         out[deps] = dict(base, frameworks=facts)
-    for env in config.envs:
-        packages = env.versions(fingerprint.PACKAGES)
-        out[env.name].update(packages=packages, numpy=packages.get("numpy"),
-                             deps=dict(name=env.name, key=env.key, requirements=list(env.requirements),
-                                       pins=list(env.pins)))
+    for venv in config.venvs:
+        packages = venv.versions(fingerprint.PACKAGES)
+        out[venv.name].update(packages=packages, numpy=packages.get("numpy"),
+                              deps=dict(name=venv.name, key=venv.key, requirements=list(venv.requirements),
+                                        pins=list(venv.pins)))
     return out
 
 
@@ -212,7 +213,7 @@ def restart_dead(runners: dict[tuple[str, str], Runner | Worker], config: Config
     """A new worker for each that died (its cases so far are recorded as failed, saying how); one
     that cannot start again stays dead, and its later cases fail the same way. A worker of an --env
     environment that never loaded there stays as it is."""
-    pythons = {e.name: e.python for e in config.envs}
+    pythons = {e.name: e.python for e in config.venvs}
     for (name, deps), runner in runners.items():
         if isinstance(runner, Worker) and runner.dead and runner.loaded:
             runner.close()
@@ -348,7 +349,7 @@ def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], con
         if case.key in done:
             observer.resumed(case)
             continue
-        common = dict(run_id=config.run_id, env=fingerprint[case.key.deps])
+        common = dict(run_id=config.run_id, fingerprint=fingerprint[case.key.deps])
         checked = check_case(case, runner, group, common, turns, observer=observer)
         if isinstance(checked, Prepared):
             prepared.append(checked)

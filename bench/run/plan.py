@@ -52,7 +52,7 @@ class Config:
     leave_out_broken: bool = False    # a framework that fails to load is left out (said), not an error: the default set
     pin: tuple = ()                   # the CPUs every framework worker (and each thread it makes) is bound to;
                                       # (): wherever the OS schedules them
-    envs: tuple = ()                  # an venvs.Env per --env set, each framework's cases run in each (bench/venvs.py);
+    venvs: tuple = ()                 # a venvs.Env per --env set, each framework's cases run in each (bench/venvs.py);
                                       # (): the harness's own environment
     run_id: str = field(default_factory=new_run_id)
 

@@ -71,7 +71,7 @@ class Runner:
         skipped = skip_reason(fw, key, flush)
         if skipped:
             return Record(**key.asdict(), status="skipped", error=skipped, run_id=common["run_id"],
-                          env=common["env"]), None
+                          fingerprint=common["fingerprint"]), None
         if not self.caches.has_ceilings(fw, key.device):
             fw.set_tf32(False)   # the ceilings are float32's
             self.caches.ceilings(fw, key.device)

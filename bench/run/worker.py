@@ -133,7 +133,7 @@ class Worker:
     that of the --env set named `deps` (bench/venvs.py)."""
 
     def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None, python: str | None = None, deps: str = "") -> None:
+                 variables: dict[str, str] | None = None, python: str | None = None, deps: str = "") -> None:
         cls = frameworks.spec(name)   # the class's plain data: nothing imported here
         self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
         self.deps = deps
@@ -143,7 +143,7 @@ class Worker:
         ours, theirs = socket.socketpair()
         self.conn = Connection(ours.detach())
         paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
-        started = {**BLAS_SPIN, **MEMORY_REUSE, **os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(paths)}
+        started = {**BLAS_SPIN, **MEMORY_REUSE, **os.environ, **(variables or {}), "PYTHONPATH": os.pathsep.join(paths)}
         self.process: subprocess.Popen | None = None
         try:
             self.process = subprocess.Popen(

@@ -49,7 +49,7 @@ def records(cases=2000, samples=30, seed=0):
                               min_bytes=cost.min_bytes(step, n, m, nh, 4), peak_bytes=10 ** 8,
                               peak_method="fleet", ceilings={"gemm_gflops": 200.0 if device == "cpu" else 50000.0,
                                                              "copy_gbps": 20.0 if device == "cpu" else 3000.0},
-                              env=env))
+                              fingerprint=env))
             if len(out) == cases:
                 break
         run += 1
