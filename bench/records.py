@@ -20,6 +20,8 @@ from bench.text import printable
 # newer one.
 SCHEMA = 4
 STATUSES = ("ok", "failed", "skipped")
+STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
+TIME = {"kind": "time"}   # a field's metadata: a duration in seconds (its annotation, a float, says only "number")
 
 
 class RecordsError(ValueError):
@@ -143,7 +145,7 @@ def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min
 class Record(CaseKey):
     """One case's measurement: its key fields (CaseKey's), its status, and the raw samples and
     facts every figure is derived from."""
-    status: str                       # ok / failed / skipped
+    status: str = field(metadata={"choices": STATUSES})   # ok / failed / skipped
     error: str | None = None          # why, when not ok
     run_id: str = ""
     data: str = ""                    # where x and y came from
@@ -153,15 +155,16 @@ class Record(CaseKey):
     rel_errs: dict = field(default_factory=dict)   # output -> relative error against float64
     tolerance: float | None = None
     mask_flips: int | None = None     # ReLU mask entries near zero where the case and float64 disagree
-    trace_s: float | None = None
-    first_call_s: float | None = None
+    trace_s: float | None = field(default=None, metadata=TIME)
+    first_call_s: float | None = field(default=None, metadata=TIME)
     warmup_s: tuple = ()
     samples_s: tuple = ()
-    rounds: tuple = ()                # round id of each sample: the cases of one run are timed in
+    rounds: tuple = field(default=(), metadata={"kind": "rounds"})   # round id of each sample: the cases of one run are timed in
                                       # interleaved rounds, and samples of the same round are paired
-    stop_reason: str | None = None    # why sampling stopped: "ci" (median known to +-2%), "budget", "max_samples"
-    batch_s: float | None = None      # per call, timing a batch of calls with one sync at the end
-    dispatch_s: float | None = None   # per call, host time of that batch before its sync
+    stop_reason: str | None = field(default=None, metadata={"choices": STOP_REASONS})   # why sampling stopped:
+                                      # "ci" (median known to +-2%), "budget", "max_samples", "interrupted"
+    batch_s: float | None = field(default=None, metadata=TIME)      # per call, a batch of calls with one sync at the end
+    dispatch_s: float | None = field(default=None, metadata=TIME)   # per call, host time of that batch before its sync
     batch_calls: int | None = None
     tracing_count: int | None = None  # after timing; >1 means the timed loop retraced
     retraced: bool | None = None      # a retrace happened after the first call (timings then suspect)
@@ -189,7 +192,7 @@ class Record(CaseKey):
                 object.__setattr__(self, name, default)
         if self.status not in STATUSES:
             raise RecordsError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-        for name in ("rel_errs", "ceilings", "fingerprint", "telemetry", "distributed", "counters"):
+        for name in KINDS["object"]:
             value = getattr(self, name)
             if value is None:
                 object.__setattr__(self, name, {})
@@ -198,7 +201,7 @@ class Record(CaseKey):
         for name in (f.name for f in fields(CaseKey) if f.type is int):
             if not isinstance(getattr(self, name), int):
                 raise RecordsError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        for name in ("warmup_s", "samples_s", "rounds", "host_samples_s", "canary_s"):
+        for name in (*KINDS["times"], *KINDS["rounds"]):
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) for v in values):
                 raise RecordsError(f"{name} must be a list of numbers")
@@ -239,17 +242,26 @@ class Record(CaseKey):
 
 # ---------------------------------------------------------------- validation on read
 
-STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
 MAX_INT = 2 ** 62                 # counts and sizes beyond this are not real
 MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measurement
 MAX_SAMPLES = 10 ** 6             # samples a record may carry
-_STRINGS = ("run_id", "data")
-_OPTIONAL_STRINGS = ("error", "note", "stop_reason", "peak_method", "timer")
-_OPTIONAL_COUNTS = ("mask_flips", "batch_calls", "tracing_count", "flops", "min_bytes", "memory_estimate_bytes",
-                    "peak_bytes", "schema")
-_OPTIONAL_TIMES = ("trace_s", "first_call_s", "batch_s", "dispatch_s")
-_OPTIONAL_NUMBERS = ("loss", "max_rel_err", "tolerance")   # may be nan or inf in a failed case
-_OPTIONAL_BOOLS = ("retraced",)
+# Each field's kind, from its annotation (a metadata "kind" where the annotation cannot say): what
+# __post_init__ normalises and what the validator checks. A new field is typed once, where it is declared.
+_BY_TYPE: dict[Any, str] = {str: "text", str | None: "optional text", int: "count", int | None: "count", float | None: "number",
+            bool | None: "flag", dict: "object", tuple: "times"}
+
+
+def _kinds() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for f in fields(Record):
+        if f.name in CASE_FIELDS or f.name == "status":
+            continue
+        out.setdefault(f.metadata.get("kind") or _BY_TYPE[f.type], []).append(f.name)
+    return {kind: tuple(names) for kind, names in out.items()}
+
+
+KINDS = _kinds()
+CHOICES = {f.name: f.metadata["choices"] for f in fields(Record) if "choices" in f.metadata}
 
 
 def _is_int(v):
@@ -297,27 +309,27 @@ def _problem_of(d):
     if _is_int(d.get("schema")) and d["schema"] > SCHEMA:
         return (f"schema: {d['schema']} is newer than this harness reads ({SCHEMA}); "
                 "update backprop-bench to read this file")
-    for name in _STRINGS:
+    for name in KINDS["text"]:
         if name in d and not isinstance(d[name], str):
             return f"{name}: expected a string, got {_shown(d[name])}"
-    for name in _OPTIONAL_STRINGS:
+    for name in KINDS["optional text"]:
         if d.get(name) is not None and not isinstance(d[name], str):
             return f"{name}: expected a string or null, got {_shown(d[name])}"
-    if d.get("stop_reason") is not None and d["stop_reason"] not in STOP_REASONS:
-        return f"stop_reason: {d['stop_reason']!r} is not one of {', '.join(STOP_REASONS)}"
-    for name in _OPTIONAL_COUNTS:
+        if d.get(name) is not None and name in CHOICES and d[name] not in CHOICES[name]:
+            return f"{name}: {d[name]!r} is not one of {', '.join(CHOICES[name])}"
+    for name in KINDS["count"]:
         if d.get(name) is not None and (not _is_int(d[name]) or not 0 <= d[name] < MAX_INT):
             return f"{name}: expected a whole number of at least 0, got {_shown(d[name])}"
-    for name in _OPTIONAL_TIMES:
+    for name in KINDS["time"]:
         if d.get(name) is not None and (not _finite(d[name]) or not 0 <= d[name] <= MAX_SAMPLE_S):
             return f"{name}: expected a time in seconds, got {_shown(d[name])}"
-    for name in _OPTIONAL_NUMBERS:
+    for name in KINDS["number"]:   # may be nan or inf in a failed case
         if d.get(name) is not None and not _is_number(d[name]):
             return f"{name}: expected a number or null, got {_shown(d[name])}"
-    for name in _OPTIONAL_BOOLS:
+    for name in KINDS["flag"]:
         if d.get(name) is not None and not isinstance(d[name], bool):
             return f"{name}: expected true, false or null, got {_shown(d[name])}"
-    for name in ("samples_s", "warmup_s", "host_samples_s", "canary_s"):
+    for name in KINDS["times"]:
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
             return f"{name}: expected a list of at most {MAX_SAMPLES:,} times, got {_shown(values)}"
@@ -338,7 +350,7 @@ def _problem_of(d):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
     if len(d.get("canary_s", [])) > len(set(rounds or range(len(samples)))):
         return f"canary_s: {len(d['canary_s'])} canary times for {len(set(rounds or range(len(samples))))} rounds"
-    for name in ("rel_errs", "ceilings", "fingerprint", "telemetry", "distributed", "counters"):
+    for name in KINDS["object"]:
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
             return f"{name}: expected a JSON object, got {_shown(value)}"
