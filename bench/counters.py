@@ -67,14 +67,7 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
     out: dict[str, Any] = {}
     absent: dict[str, str] = {}
     before = fw.tracing_count(fn)
-    with tempfile.TemporaryDirectory(prefix="bench-count-") as tmp:
-        try:
-            profiled_call = _fresh_call(fw, fn, key, args) or call
-            empty = fw.profile(profiled_call, 0, key.device, Path(tmp) / "empty")
-            profiled = fw.profile(profiled_call, STEPS, key.device, Path(tmp) / "steps")
-        except Exception as e:   # noqa: BLE001 - no profiler here, a profiler that failed: said, not fatal
-            absent["ops"] = one_line(e)
-            empty, profiled = {}, {}
+    empty, profiled = _profiles(fw, fn, key, call, args, absent)
     after = fw.tracing_count(fn)
     counted, inexact = per_step(empty, profiled, STEPS)
     kernels = {op[len("kernel:"):]: n for op, n in counted.items() if op.startswith("kernel:")}
@@ -95,6 +88,31 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
     inexact = [op for op in inexact if not op.startswith("xla:")]   # thunks are sampled: counted from the module
     if inexact:
         absent["inexact"] = f"not counted, not a whole number a step: {', '.join(inexact[:10])}"
+    out.update(_work(fw, fn, key, args, compiled, absent))
+    if before is not None and after is not None:
+        out["retraces"] = after - before
+    out["absent"] = absent
+    return out
+
+
+def _profiles(fw: Framework, fn: Callable, key: CaseKey, call: Callable[[], Any], args: Sequence[Any],
+              absent: dict[str, str]) -> tuple[dict, dict]:
+    """(a profile of no step, a profile of STEPS steps) of the case; empty where there is no profiler
+    (absent says why)."""
+    with tempfile.TemporaryDirectory(prefix="bench-count-") as tmp:
+        try:
+            profiled_call = _fresh_call(fw, fn, key, args) or call
+            return (fw.profile(profiled_call, 0, key.device, Path(tmp) / "empty"),
+                    fw.profile(profiled_call, STEPS, key.device, Path(tmp) / "steps"))
+        except Exception as e:   # noqa: BLE001 - no profiler here, a profiler that failed: said, not fatal
+            absent["ops"] = one_line(e)
+            return {}, {}
+
+
+def _work(fw: Framework, fn: Callable, key: CaseKey, args: Sequence[Any], compiled: dict[str, Any],
+          absent: dict[str, str]) -> dict[str, Any]:
+    """The FLOPs and bytes the framework or its compiler reports for a step (absent says which it does not)."""
+    out: dict[str, Any] = {}
     flops = None
     try:
         flops = fw.flops(fn, args, key.backend)
@@ -111,9 +129,6 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
         out["bytes"] = compiled["bytes"]
     else:
         absent["bytes"] = f"{fw.name} reports no bytes accessed for its {key.backend} backend"
-    if before is not None and after is not None:
-        out["retraces"] = after - before
-    out["absent"] = absent
     return out
 
 

@@ -252,7 +252,12 @@ def _checked(shown: str, x, y) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{shown}: no training rows")
     if y.shape != (N,):
         raise DataError(f"{shown}: labels have shape {y.shape}, expected ({N},) to match the images")
+    return np.ascontiguousarray(_pixels(shown, x)), np.ascontiguousarray(_labels(shown, y), dtype=np.float32)
 
+
+def _pixels(shown: str, x: np.ndarray) -> np.ndarray:
+    """Images as (N, 784) float32 in [0, 1]: bytes scaled by 1/255, floats as they are, checked."""
+    N = x.shape[0]
     if np.issubdtype(x.dtype, np.integer):
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
@@ -265,7 +270,11 @@ def _checked(shown: str, x, y) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{shown}: images contain NaN or infinite values")
     if lo < 0 or hi > 1:
         raise DataError(f"{shown}: pixels span [{lo:g}, {hi:g}], expected [0, 1]")
+    return x
 
+
+def _labels(shown: str, y: np.ndarray) -> np.ndarray:
+    """Labels checked to be whole numbers in 0..9."""
     lo, hi = y.min(), y.max()
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite([lo, hi]).all():
@@ -274,7 +283,7 @@ def _checked(shown: str, x, y) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(f"{shown}: labels are not whole numbers")
     if lo < 0 or hi > CLASSES - 1:
         raise DataError(f"{shown}: labels span {lo:g}..{hi:g}, expected 0..{CLASSES - 1}")
-    return np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.float32)
+    return y
 
 
 def _describe(a) -> str:

@@ -309,26 +309,36 @@ def _problem_of(d):
     if _is_int(d.get("schema")) and d["schema"] > SCHEMA:
         return (f"schema: {d['schema']} is newer than this harness reads ({SCHEMA}); "
                 "update backprop-bench to read this file")
-    for name in KINDS["text"]:
-        if name in d and not isinstance(d[name], str):
-            return f"{name}: expected a string, got {_shown(d[name])}"
-    for name in KINDS["optional text"]:
-        if d.get(name) is not None and not isinstance(d[name], str):
-            return f"{name}: expected a string or null, got {_shown(d[name])}"
-        if d.get(name) is not None and name in CHOICES and d[name] not in CHOICES[name]:
-            return f"{name}: {d[name]!r} is not one of {', '.join(CHOICES[name])}"
-    for name in KINDS["count"]:
-        if d.get(name) is not None and (not _is_int(d[name]) or not 0 <= d[name] < MAX_INT):
-            return f"{name}: expected a whole number of at least 0, got {_shown(d[name])}"
-    for name in KINDS["time"]:
-        if d.get(name) is not None and (not _finite(d[name]) or not 0 <= d[name] <= MAX_SAMPLE_S):
-            return f"{name}: expected a time in seconds, got {_shown(d[name])}"
-    for name in KINDS["number"]:   # may be nan or inf in a failed case
-        if d.get(name) is not None and not _is_number(d[name]):
-            return f"{name}: expected a number or null, got {_shown(d[name])}"
-    for name in KINDS["flag"]:
-        if d.get(name) is not None and not isinstance(d[name], bool):
-            return f"{name}: expected true, false or null, got {_shown(d[name])}"
+    return _scalar_problem(d) or _samples_problem(d) or _nested_problem(d)
+
+
+# kind -> (what a value of it must be, what the message says is expected)
+_SCALARS = {
+    "text": (lambda v: isinstance(v, str), "expected a string"),
+    "optional text": (lambda v: isinstance(v, str), "expected a string or null"),
+    "count": (lambda v: _is_int(v) and 0 <= v < MAX_INT, "expected a whole number of at least 0"),
+    "time": (lambda v: _finite(v) and 0 <= v <= MAX_SAMPLE_S, "expected a time in seconds"),
+    "number": (_is_number, "expected a number or null"),   # may be nan or inf in a failed case
+    "flag": (lambda v: isinstance(v, bool), "expected true, false or null"),
+}
+
+
+def _scalar_problem(d):
+    """The single values: each field by its kind; null is the default but for text, which must be one."""
+    for kind, (ok, expected) in _SCALARS.items():
+        for name in KINDS[kind]:
+            value = d.get(name)
+            if value is None and (kind != "text" or name not in d):
+                continue
+            if not ok(value):
+                return f"{name}: {expected}, got {_shown(value)}"
+            if name in CHOICES and value not in CHOICES[name]:
+                return f"{name}: {value!r} is not one of {', '.join(CHOICES[name])}"
+    return None
+
+
+def _samples_problem(d):
+    """The lists of times, the round of each sample, and that their lengths agree."""
     for name in KINDS["times"]:
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
@@ -348,8 +358,14 @@ def _problem_of(d):
     host = d.get("host_samples_s", [])
     if host and len(host) != len(samples):
         return f"host_samples_s: {len(host)} host times for {len(samples)} samples"
-    if len(d.get("canary_s", [])) > len(set(rounds or range(len(samples)))):
-        return f"canary_s: {len(d['canary_s'])} canary times for {len(set(rounds or range(len(samples))))} rounds"
+    distinct = len(set(rounds or range(len(samples))))
+    if len(d.get("canary_s", [])) > distinct:
+        return f"canary_s: {len(d['canary_s'])} canary times for {distinct} rounds"
+    return None
+
+
+def _nested_problem(d):
+    """The JSON objects, and what readers take from inside them."""
     for name in KINDS["object"]:
         value = d.get(name)
         if value is not None and not isinstance(value, dict):
@@ -387,31 +403,39 @@ def _counters_problem(c):
     return None
 
 
+_FINGERPRINT_STRINGS = ("hostname", "cpu_model", "machine", "os", "python", "numpy", "git_commit", "git_branch",
+                        "data_source", "time_utc", "kernel", "host_id")
+_FINGERPRINT_OBJECTS = ("env", "packages", "seeds")
+
+
 def _fingerprint_problem(fp):
     """The fingerprint fields readers use, checked for shape (the rest is kept as it is)."""
-    for key in ("hostname", "cpu_model", "machine", "os", "python", "numpy", "git_commit", "git_branch",
-                "data_source", "time_utc", "kernel"):
+    for key in _FINGERPRINT_STRINGS:
         if fp.get(key) is not None and not isinstance(fp[key], str):
             return f"fingerprint.{key}: expected a string, got {_shown(fp[key])}"
-    gpus = fp.get("gpus")
+    for key in _FINGERPRINT_OBJECTS:
+        if fp.get(key) is not None and not isinstance(fp[key], dict):
+            return f"fingerprint.{key}: expected an object, got {_shown(fp[key])}"
+    count = fp.get("cpu_count_logical")
+    if count is not None and not (_is_int(count) and 0 < count < MAX_INT):
+        return f"fingerprint.cpu_count_logical: expected a whole number, got {_shown(count)}"
+    return _gpus_problem(fp.get("gpus")) or _frameworks_problem(fp.get("frameworks"))
+
+
+def _gpus_problem(gpus):
     if gpus is not None and (not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus)):
         return f"fingerprint.gpus: expected a list of objects, got {_shown(gpus)}"
-    for g in gpus or ():
-        if g.get("name") is not None and not isinstance(g["name"], str):
-            return f"fingerprint.gpus.name: expected a string, got {_shown(g['name'])}"
-    frameworks = fp.get("frameworks")
+    bad = next((g["name"] for g in gpus or () if g.get("name") is not None and not isinstance(g["name"], str)), None)
+    return f"fingerprint.gpus.name: expected a string, got {_shown(bad)}" if bad is not None else None
+
+
+def _frameworks_problem(frameworks):
     if frameworks is not None and (not isinstance(frameworks, dict)
                                    or not all(isinstance(v, dict) for v in frameworks.values())):
         return f"fingerprint.frameworks: expected an object of objects, got {_shown(frameworks)}"
     for name, info in (frameworks or {}).items():
         if info.get("version") is not None and not isinstance(info["version"], str):
             return f"fingerprint.frameworks.{_shown(name)}.version: expected a string"
-    for key in ("env", "packages", "seeds"):
-        if fp.get(key) is not None and not isinstance(fp[key], dict):
-            return f"fingerprint.{key}: expected an object, got {_shown(fp[key])}"
-    for key in ("cpu_count_logical",):
-        if fp.get(key) is not None and not (_is_int(fp[key]) and 0 < fp[key] < MAX_INT):
-            return f"fingerprint.{key}: expected a whole number, got {_shown(fp[key])}"
     return None
 
 

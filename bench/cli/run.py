@@ -92,42 +92,23 @@ def check_names(asked_frameworks: tuple[str, ...] | None, steps: tuple[str, ...]
 
 
 def config_from_args(args: argparse.Namespace) -> "Config":
+    """The run's Config from its flags, every one checked (UsageError naming the first bad one) and
+    any --env set resolved and built before a folder is made."""
     from bench import run
+    _check_flags(args)
     sizes: tuple[tuple[int, ...], ...] | None
     sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes, defaults.SIZE) if args.sizes else ())
     sizes = tuple(dict.fromkeys(sizes)) or None
-    if args.resume and not args.out:
-        raise UsageError("--resume needs --out: the run folder whose cases to skip")
-    for name, value in (("--budget", args.budget), ("--target-ci", args.target_ci)):
-        if value is not None and not value > 0:
-            raise UsageError(f"{name} must be positive, got {value}")
     dtypes = names(args.dtype) or (defaults.DTYPE,)
-    for dtype in dtypes:
-        if dtype not in defaults.DTYPES:
-            raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
     tf32s = tuple(dict.fromkeys(_switch(v, "--tf32", {"off": False, "on": True}) for v in names(args.tf32) or ("off",)))
-    caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"}) for v in names(args.cache) or ("warm",)))
-    check_names(names(args.framework), names(args.step), names(args.backend))
-    pin = parse_pin(args.pin) if args.pin else ()
-    if args.data and Path(args.data).is_dir():
-        raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
-    if args.data and not Path(args.data).is_file():
-        raise UsageError(f"--data {args.data}: no such file")
+    caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"})
+                                 for v in names(args.cache) or ("warm",)))
     run_id = run.new_run_id()
     kwargs: dict[str, Any] = dict(
         run_id=run_id, steps=names(args.step), backends=names(args.backend), device=args.device, dtypes=dtypes,
         tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume, counters=not args.no_counters,
-        pin=pin)
-    if sizes:   # sizes given by the user run every step at those sizes
-        kwargs.update(sizes=sizes, step_n={})
-    if args.quick:
-        kwargs.update(defaults.QUICK)
-        if not sizes:
-            kwargs.update(sizes=(defaults.QUICK_SIZE,))
-    if args.budget:   # explicit flags win over --quick's settings
-        kwargs["budget_s"] = args.budget
-    if args.target_ci:
-        kwargs["target_ci"] = args.target_ci
+        pin=parse_pin(args.pin) if args.pin else ())
+    kwargs.update(_sampling(args, sizes))
     if args.data:   # the file read and checked against every size now, before any framework loads
         from bench.data import check_fits
         steps = names(args.step) or frameworks.names("steps", names(args.framework))
@@ -145,6 +126,38 @@ def config_from_args(args: argparse.Namespace) -> "Config":
         return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), venvs=built, **kwargs)
     return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
                       leave_out_broken=not names(args.framework), **kwargs)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """UsageError for a flag that cannot work, before anything is resolved or made."""
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out: the run folder whose cases to skip")
+    for name, value in (("--budget", args.budget), ("--target-ci", args.target_ci)):
+        if value is not None and not value > 0:
+            raise UsageError(f"{name} must be positive, got {value}")
+    for dtype in names(args.dtype) or ():
+        if dtype not in defaults.DTYPES:
+            raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
+    check_names(names(args.framework), names(args.step), names(args.backend))
+    if args.data and Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
+    if args.data and not Path(args.data).is_file():
+        raise UsageError(f"--data {args.data}: no such file")
+
+
+def _sampling(args: argparse.Namespace, sizes: tuple | None) -> dict[str, Any]:
+    """The Config fields the sizes, --quick, --budget and --target-ci set; explicit flags win over
+    --quick's settings, and sizes given run every step at those sizes."""
+    out: dict[str, Any] = dict(sizes=sizes, step_n={}) if sizes else {}
+    if args.quick:
+        out.update(defaults.QUICK)
+        if not sizes:
+            out.update(sizes=(defaults.QUICK_SIZE,))
+    if args.budget:
+        out["budget_s"] = args.budget
+    if args.target_ci:
+        out["target_ci"] = args.target_ci
+    return out
 
 
 def env_frameworks(built: tuple) -> tuple[str, ...]:

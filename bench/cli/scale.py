@@ -66,17 +66,7 @@ def plan(args: argparse.Namespace) -> "list[Request]":
         if k not in ("strong", "weak"):
             raise UsageError(f"--scaling {k!r}: expected strong or weak")
     sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
-    engines: Sequence[str] | None = names(args.engine)
-    for e in engines or ():
-        if e not in launch.ENGINES:
-            raise UsageError(f"unknown engine {e!r} (available: {', '.join(launch.ENGINES)})")
-        reason = frameworks.unavailable_reason(launch.ENGINES[e].framework)
-        if reason:
-            raise UsageError(f"engine {e}: {reason}")
-    if not engines:   # every engine whose framework is installed here (the workers load it, not this process)
-        engines = [e for e, spec in launch.ENGINES.items() if frameworks.unavailable_reason(spec.framework) is None]
-    if not engines:
-        raise UsageError("no engine's framework is installed here (tensorflow, jax or torch)")
+    engines = _engines(names(args.engine))
     asked = names(args.backend)
     for b in asked or ():
         if not any(b in launch.ENGINES[e].backends for e in engines):
@@ -84,16 +74,32 @@ def plan(args: argparse.Namespace) -> "list[Request]":
     if args.samples < 1 or args.warmup < 0 or not args.timeout > 0:
         raise UsageError("--samples must be at least 1, --warmup at least 0 and --timeout positive")
     requests = []
-    for n, m, nh in sizes:
-        for e in engines:
-            spec = launch.ENGINES[e]
-            for b in (b for b in spec.backends if not asked or b in asked):
-                if not args.no_single and 1 in replicas:   # what R=1 under the engine is compared with
-                    requests.append(launch.Request("", spec.framework, b, args.device, 1, n, m, nh))
-                for r in replicas:
-                    ns = sorted({n * r if kind == "weak" else n for kind in kinds})
-                    requests += [launch.Request(e, spec.framework, b, args.device, r, g, m, nh) for g in ns]
+    for (n, m, nh), e in ((size, e) for size in sizes for e in engines):
+        spec = launch.ENGINES[e]
+        for b in (b for b in spec.backends if not asked or b in asked):
+            if not args.no_single and 1 in replicas:   # what R=1 under the engine is compared with
+                requests.append(launch.Request("", spec.framework, b, args.device, 1, n, m, nh))
+            for r in replicas:
+                ns = sorted({n * r if kind == "weak" else n for kind in kinds})
+                requests += [launch.Request(e, spec.framework, b, args.device, r, g, m, nh) for g in ns]
     return list(dict.fromkeys(requests))
+
+
+def _engines(asked: Sequence[str] | None) -> list[str]:
+    """The engines asked for, each known and its framework installed; none asked: every engine whose
+    framework is installed here (the workers load it, not this process)."""
+    from bench.distributed import launch
+    for e in asked or ():
+        if e not in launch.ENGINES:
+            raise UsageError(f"unknown engine {e!r} (available: {', '.join(launch.ENGINES)})")
+        reason = frameworks.unavailable_reason(launch.ENGINES[e].framework)
+        if reason:
+            raise UsageError(f"engine {e}: {reason}")
+    engines = list(asked or (e for e, spec in launch.ENGINES.items()
+                             if frameworks.unavailable_reason(spec.framework) is None))
+    if not engines:
+        raise UsageError("no engine's framework is installed here (tensorflow, jax or torch)")
+    return engines
 
 
 def cmd_scale(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@ Figure, or a str saying why the data cannot support the plot; save() writes it a
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from bench.report import fmt, frames
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.typing import LineStyleType
 
@@ -206,6 +207,36 @@ def _timed(df):
 
 # ---------------------------------------------------------------- 1. bars
 
+def _bar_rows(ax: "Axes", g: "pd.DataFrame", rows: list[str], colour: dict[str, Any]) -> None:
+    """One group of bars a row (a step), one bar a backend the row has: the median with its 95%
+    interval, outlined where the case is the fastest of its row, its median written above while
+    the bars are few enough to read."""
+    from matplotlib.transforms import blended_transform_factory
+    below = blended_transform_factory(ax.transData, ax.transAxes)
+    slots = max(len(set(g[g.row == row].backend)) for row in rows)
+    width = 0.8 / slots   # one width for every bar of the panel, whatever its row's backends
+    for j, row in enumerate(rows):
+        # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
+        in_row = [b for b in colour if b in set(g[g.row == row].backend)]
+        for i, backend in enumerate(in_row):
+            c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - width * len(in_row) / 2 + width * (i + 0.5)
+            if c.status != "ok" or not c.median_ms > 0:
+                ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
+                        fontsize=9, color="#b22222")
+                continue
+            known = math.isfinite(c.ci_lo_ms) and math.isfinite(c.ci_hi_ms)
+            err = [[c.median_ms - c.ci_lo_ms], [c.ci_hi_ms - c.median_ms]] if known else None
+            marked = c.best   # the fastest of its step, shown faster than the runner-up by the one comparison
+            ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
+                   error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
+                   linewidth=1.6 if marked else 0)
+            if len(g) <= 24:   # a number a bar while they fit above it (the tables hold them all)
+                ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)),
+                            (x, c.ci_hi_ms if known else c.median_ms),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                            rotation=90 if len(g) > 12 else 0)
+
+
 def bars(df: "pd.DataFrame") -> "Figure | str":
     """Median time per case with IQR error bars, grouped by step, one colour per backend; one panel
     per device and size. Failed and skipped cases are written where their bar would be."""
@@ -213,7 +244,6 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
         return "no case was timed"
     plt = _pyplot()
     from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory
     (groups, note), colour, short = _busiest(frames.groups(df)), colours(df), short_names(df)
     # A panel's bars: one column of panels where a panel holds many (its labels need the width)
     bars_in = [len(g) for _, g in groups]
@@ -228,29 +258,7 @@ def bars(df: "pd.DataFrame") -> "Figure | str":
             rows = rows[:MAX_BAR_ROWS]
             g = g[g.row.isin(rows)]
             cut = True
-        below = blended_transform_factory(ax.transData, ax.transAxes)
-        slots = max(len(set(g[g.row == row].backend)) for row in rows)
-        width = 0.8 / slots   # one width for every bar of the panel, whatever its row's backends
-        for j, row in enumerate(rows):
-            # only the backends this row has: torch's row has no xla slot, TensorFlow's no jit slot
-            in_row = [b for b in colour if b in set(g[g.row == row].backend)]
-            for i, backend in enumerate(in_row):
-                c, x = g[(g.row == row) & (g.backend == backend)].iloc[0], j - width * len(in_row) / 2 + width * (i + 0.5)
-                if c.status != "ok" or not c.median_ms > 0:
-                    ax.text(x, 0.03, c.status, transform=below, rotation=90, ha="center", va="bottom",
-                            fontsize=9, color="#b22222")
-                    continue
-                known = math.isfinite(c.ci_lo_ms) and math.isfinite(c.ci_hi_ms)
-                err = [[c.median_ms - c.ci_lo_ms], [c.ci_hi_ms - c.median_ms]] if known else None
-                marked = c.best   # the fastest of its step, shown faster than the runner-up by the one comparison
-                ax.bar(x, c.median_ms, width * 0.92, color=colour[backend], yerr=err, capsize=2,
-                       error_kw={"elinewidth": 1}, edgecolor="black" if marked else "none",
-                       linewidth=1.6 if marked else 0)
-                if len(g) <= 24:   # a number a bar while they fit above it (the tables hold them all)
-                    ax.annotate(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)),
-                                (x, c.ci_hi_ms if known else c.median_ms),
-                                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=9,
-                                rotation=90 if len(g) > 12 else 0)
+        _bar_rows(ax, g, rows, colour)
         ax.set_xticks(range(len(rows)), [short(r).replace("/", "\n", 1) for r in rows],
                       rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center",
                       rotation_mode="anchor")

@@ -148,7 +148,7 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
     is left. In an --env environment a framework that cannot load fails its cases there, saying why,
     and the other environments run."""
     runners: dict[tuple[str, str], Runner | Worker] = {}
-    reasons = []
+    reasons: list[tuple[str, str]] = []
     try:
         for name in config.frameworks:
             for deps in config.venvs or (None,):
@@ -161,21 +161,7 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
                         runners[name, ""] = Runner(name, config, kernels)
                     except frameworks.FrameworkUnavailable as e:
                         reasons.append((name, str(e)))
-        for (name, deps), runner in list(runners.items()):
-            if isinstance(runner, Worker):
-                try:
-                    runner.ready()
-                except (WorkerError, WorkerDied) as e:
-                    if deps:   # its cases fail, saying so, on the devices its framework has elsewhere here
-                        runner.dead = f"{name} in --env {deps!r}: {e}"
-                        continue
-                    runner.close()
-                    del runners[name, deps]
-                    reasons.append((name, str(e)))
-        for (name, _), runner in runners.items():
-            if isinstance(runner, Worker) and runner.dead:
-                runner.devices_if_dead = next((r.devices() for (n, _), r in runners.items() if n == name and not r.dead),
-                                              ["cpu"])
+        reasons += _await_workers(runners)
         if not any(not r.dead for r in runners.values()) and config.venvs:
             raise ConfigError("; ".join(str(r.dead) for r in runners.values()))
         if reasons and not (config.leave_out_broken and runners):
@@ -186,6 +172,30 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
         close_runners(runners)
         raise
     return runners
+
+
+def _await_workers(runners: dict[tuple[str, str], Runner | Worker]) -> list[tuple[str, str]]:
+    """Wait for each worker to have loaded its framework; [(framework, why)] of those in the harness's
+    own environment that could not (closed and taken out). One in an --env environment stays, dead:
+    its cases fail there, saying why, on the devices its framework has elsewhere here."""
+    reasons = []
+    for (name, deps), runner in list(runners.items()):
+        if not isinstance(runner, Worker):
+            continue
+        try:
+            runner.ready()
+        except (WorkerError, WorkerDied) as e:
+            if deps:
+                runner.dead = f"{name} in --env {deps!r}: {e}"
+                continue
+            runner.close()
+            del runners[name, deps]
+            reasons.append((name, str(e)))
+    for (name, _), runner in runners.items():
+        if isinstance(runner, Worker) and runner.dead:
+            runner.devices_if_dead = next((r.devices() for (n, _), r in runners.items() if n == name and not r.dead),
+                                          ["cpu"])
+    return reasons
 
 
 def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Worker]) -> dict[str, dict[str, Any]]:
