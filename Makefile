@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install bench bench-gpu test fuzz gate clean
+.PHONY: install bench bench-gpu test format fuzz gate clean
 
 # uv installs in seconds what pip takes a minute for; pip is the fallback where uv cannot run.
 $(INSTALLED): pyproject.toml
@@ -70,6 +70,11 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 test: install
 	$(PY) -m compileall -q bench kernels >/dev/null
 	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
+
+# ruff's formatter over the code and the tests (make test checks it is applied).
+format: install
+	$(PY) -m ruff format bench kernels tests
+	$(PY) -m ruff check --fix bench kernels tests
 
 # Property-based fuzzing of every entry point that reads a file or a revision, many more examples
 # than `make test` runs (tests/test_fuzz.py): FUZZ_EXAMPLES a test, FUZZ_REPORTS whole reports.

@@ -1,4 +1,5 @@
 """`python -m bench`: the command line (bench/cli/)."""
+
 import sys
 
 from bench.cli import main

@@ -3,20 +3,22 @@ in (bench/timing.py interleaved), that no change to the steps or the frameworks 
 elementwise work and a reduction on a fixed seeded array, single-threaded (no BLAS, so no thread
 setting moves it), in the run's own process. A run whose cases and canary are slow together was
 a slow machine, not slower code: the history scales by it (bench/history/series.py)."""
+
 import time
 from collections.abc import Callable
 
 from bench import timing
 
-SIZE = 1 << 15      # float64 elements: 256 KiB, held in a core's cache, so memory traffic barely counts
-REPEATS = 16        # passes a call: a few ms, longer than the scheduler's time slice (a call within one slice
-                    # mostly runs through, whatever the neighbours do, and would not see them), short next
-                    # to a round
+SIZE = 1 << 15  # float64 elements: 256 KiB, held in a core's cache, so memory traffic barely counts
+REPEATS = 16  # passes a call: a few ms, longer than the scheduler's time slice (a call within one slice
+# mostly runs through, whatever the neighbours do, and would not see them), short next
+# to a round
 
 
 def work() -> Callable[[], float]:
     """The canary's call: the same arithmetic on the same numbers every time (seed 0)."""
     import numpy as np
+
     x = np.random.default_rng(0).random(SIZE) + 0.5
     y = np.empty_like(x)
 
@@ -28,6 +30,7 @@ def work() -> Callable[[], float]:
             np.log(y, out=y)
             total += float(y.sum())
         return total
+
     return call
 
 

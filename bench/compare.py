@@ -7,6 +7,7 @@ How two sides pair is given, never guessed: ROUNDS (one run, its cases timed in 
 interleaved rounds: the machine's state divides out of each round's ratio), PROCESSES (the gate's
 process pairs A B B A: one ratio a pair) or RUNS (separate runs: widened by the machine's noise
 between runs, bench/noise.py)."""
+
 import fnmatch
 import functools
 import math
@@ -26,11 +27,13 @@ PAIRINGS = (ROUNDS, PROCESSES, RUNS)
 PAIRED_BY_ROUND = "paired by round (Hodges-Lehmann over the rounds' log-ratios, Wilcoxon signed-rank interval)"
 
 # The rule, as one line for reports and the A/A file (a stored false-positive rate belongs to it).
-RULE = ("regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio; same iff the CI lies "
-        "within [1/(1+t), 1+t]; else inconclusive")
+RULE = (
+    "regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio; same iff the CI lies "
+    "within [1/(1+t), 1+t]; else inconclusive"
+)
 COUNTER_POLICIES = ("report", "more-work", "fail")
 COUNTER_POLICY = "more-work"
-LOAD_APART = 0.5   # cores: two runs whose other processes kept this many more cores busy ran under different loads
+LOAD_APART = 0.5  # cores: two runs whose other processes kept this many more cores busy ran under different loads
 
 
 class CompareError(ValueError):
@@ -53,6 +56,7 @@ def parse_threshold(value: str | float) -> float:
 
 
 # ---------------------------------------------------------------- the rule
+
 
 def verdict(ratio: float, lo: float, hi: float, threshold: float) -> str:
     """'regressed', 'improved', 'same' or 'inconclusive' for ratio = candidate/base time with its
@@ -90,26 +94,31 @@ class Thresholds:
     against "framework/step/backend/device", the first match winning; the same for what a change
     of a case's counters does (COUNTER_POLICIES). bench/gate/settings.py reads them from a
     pyproject.toml."""
+
     default: float = field(default_factory=lambda: parse_threshold(defaults.GATE_THRESHOLD))
     overrides: tuple = ()
     counters: str = COUNTER_POLICY
     counter_overrides: tuple = ()
 
     def for_key(self, key: str) -> float:
-        return next((fraction for pattern, fraction in self.overrides if fnmatch.fnmatchcase(key, pattern)),
-                    self.default)
+        return next(
+            (fraction for pattern, fraction in self.overrides if fnmatch.fnmatchcase(key, pattern)), self.default
+        )
 
     def counters_for(self, key: str) -> str:
-        return next((policy for pattern, policy in self.counter_overrides if fnmatch.fnmatchcase(key, pattern)),
-                    self.counters)
+        return next(
+            (policy for pattern, policy in self.counter_overrides if fnmatch.fnmatchcase(key, pattern)), self.counters
+        )
 
 
 # ---------------------------------------------------------------- measurements and their ratio
+
 
 @dataclass(frozen=True)
 class Measurement:
     """What a comparison needs of one side's measurement of a case: its samples (scaled where
     asked), the round of each, its run and the cores other processes kept busy meanwhile."""
+
     samples_s: tuple[float, ...]
     rounds: tuple[int, ...] = ()
     run: str = ""
@@ -119,8 +128,12 @@ class Measurement:
     def of(cls, rec: Record, factor: float = 1.0) -> "Measurement":
         busy = (rec.telemetry or {}).get("other_cores")
         samples = tuple(s * factor for s in rec.samples_s)
-        return cls(samples, tuple(rec.rounds) if len(rec.rounds) == len(samples) else (), rec.run_id or "",
-                   float(busy[0]) if isinstance(busy, list) and busy and isinstance(busy[0], (int, float)) else None)
+        return cls(
+            samples,
+            tuple(rec.rounds) if len(rec.rounds) == len(samples) else (),
+            rec.run_id or "",
+            float(busy[0]) if isinstance(busy, list) and busy and isinstance(busy[0], (int, float)) else None,
+        )
 
     @functools.cached_property
     def median_s(self) -> float:
@@ -130,19 +143,27 @@ class Measurement:
 @dataclass(frozen=True)
 class Estimate:
     """candidate/base time with its LEVEL interval, the medians it rests on and how it was made."""
+
     ratio: float
     lo: float
     hi: float
     method: str
     base_s: float
     candidate_s: float
-    note: str | None = None       # a different load on the two sides, where there was one
-    extra_cores: float = 0.0      # the candidate's busy cores less the base's (separate runs)
+    note: str | None = None  # a different load on the two sides, where there was one
+    extra_cores: float = 0.0  # the candidate's busy cores less the base's (separate runs)
 
     def inverse(self) -> "Estimate":
         """base/candidate, the same interval inverted: a speed-up of the candidate."""
-        return replace(self, ratio=1 / self.ratio, lo=1 / self.hi, hi=1 / self.lo, base_s=self.candidate_s,
-                       candidate_s=self.base_s, extra_cores=-self.extra_cores)
+        return replace(
+            self,
+            ratio=1 / self.ratio,
+            lo=1 / self.hi,
+            hi=1 / self.lo,
+            base_s=self.candidate_s,
+            candidate_s=self.base_s,
+            extra_cores=-self.extra_cores,
+        )
 
     def verdict(self, threshold: float) -> str:
         """The rule's verdict; a difference the load alone could make is inconclusive."""
@@ -151,7 +172,7 @@ class Estimate:
 
     def detectable(self, threshold: float) -> float:
         seen = detectable(self.ratio, self.lo, self.hi, threshold)
-        if self.extra_cores >= LOAD_APART:   # a slowdown is judged only once its interval clears what the load can cost
+        if self.extra_cores >= LOAD_APART:  # a slowdown is judged only once its interval clears what the load can cost
             seen = max(seen, (1 + self.extra_cores) * math.sqrt(self.hi / self.lo) - 1)
         return seen
 
@@ -168,8 +189,9 @@ def pairing_between(base: Iterable[Record], candidate: Iterable[Record]) -> str:
     return ROUNDS if len(runs) == 1 and "" not in runs else RUNS
 
 
-def estimate(base: Sequence[Measurement], candidate: Sequence[Measurement], pairing: str,
-             noise: Noise | None = None) -> Estimate:
+def estimate(
+    base: Sequence[Measurement], candidate: Sequence[Measurement], pairing: str, noise: Noise | None = None
+) -> Estimate:
     """The ratio of `candidate` to `base` (each a list of measurements) under `pairing`: ROUNDS
     (one measurement a side from one run: paired by round where they share enough rounds, else
     their samples bootstrapped, widened by noise.same_run_sd where given), PROCESSES (lists of
@@ -191,8 +213,9 @@ def _over_pairs(base: Sequence[Measurement], candidate: Sequence[Measurement]) -
     their logarithms keeps its coverage with few pairs, where a percentile bootstrap does not."""
     base_m, cand_m = [m.median_s for m in base], [m.median_s for m in candidate]
     ratio, lo, hi = stats.log_t_ci([c / b for b, c in zip(base_m, cand_m)], level=LEVEL)
-    return Estimate(ratio, lo, hi, f"t over {len(base_m)} process pairs' log-ratios", stats.median(base_m),
-                    stats.median(cand_m))
+    return Estimate(
+        ratio, lo, hi, f"t over {len(base_m)} process pairs' log-ratios", stats.median(base_m), stats.median(cand_m)
+    )
 
 
 def _within_run(b: Measurement, c: Measurement, noise: Noise) -> Estimate:
@@ -202,7 +225,7 @@ def _within_run(b: Measurement, c: Measurement, noise: Noise) -> Estimate:
         if noise.same_run_sd:
             ratio, lo, hi = stats.widen(ratio, lo, hi, noise.same_run_sd, level=LEVEL)
             method += f", widened by the one-process A/A spread (sd {noise.same_run_sd:.3f} of the log-ratio)"
-    else:   # one run's cases that cannot pair by round are still not runs apart: no run-to-run noise
+    else:  # one run's cases that cannot pair by round are still not runs apart: no run-to-run noise
         ratio, lo, hi, method = _bootstrapped(c.samples_s, b.samples_s, "bootstrap over samples")
     return Estimate(ratio, lo, hi, method, b.median_s, c.median_s)
 
@@ -213,8 +236,12 @@ def _bootstrapped(cs: Sequence[float], bs: Sequence[float], method: str) -> tupl
     outcomes, and claims a certainty they do not have."""
     least = stats.min_ci_samples(LEVEL)
     if min(len(cs), len(bs)) < least:
-        return (stats.median(cs) / stats.median(bs), math.nan, math.nan,
-                f"too few samples for an interval ({len(bs)} and {len(cs)}; {least} needed)")
+        return (
+            stats.median(cs) / stats.median(bs),
+            math.nan,
+            math.nan,
+            f"too few samples for an interval ({len(bs)} and {len(cs)}; {least} needed)",
+        )
     return (*stats.ratio_ci(cs, bs, level=LEVEL), method)
 
 
@@ -227,8 +254,9 @@ def _between_runs(base: Sequence[Measurement], candidate: Sequence[Measurement],
     else:
         bs = [s for m in base for s in m.samples_s]
         cs = [s for m in candidate for s in m.samples_s]
-        ratio, lo, hi, method = _bootstrapped(cs, bs, "bootstrap over samples" if len(base) == len(candidate) == 1
-                                              else "bootstrap over pooled samples")
+        ratio, lo, hi, method = _bootstrapped(
+            cs, bs, "bootstrap over samples" if len(base) == len(candidate) == 1 else "bootstrap over pooled samples"
+        )
         base_s, cand_s = stats.median(bs), stats.median(cs)
         if noise.run_sd and math.isfinite(lo):
             ratio, lo, hi = stats.between_runs(ratio, lo, hi, noise.run_sd, len(base), len(candidate), level=LEVEL)
@@ -247,8 +275,9 @@ def _load_note(base: Sequence[Measurement], candidate: Sequence[Measurement]) ->
     different loads (other processes' busy cores, from the records' telemetry); (None, 0) otherwise."""
     b, c = _busy(base), _busy(candidate)
     if b is not None and c is not None and abs(b - c) >= LOAD_APART:
-        return (f"different load: other processes kept {b:.1f} cores busy in the base's run, {c:.1f} in the "
-                "candidate's"), c - b
+        return (
+            f"different load: other processes kept {b:.1f} cores busy in the base's run, {c:.1f} in the candidate's"
+        ), c - b
     return None, 0.0
 
 
@@ -275,6 +304,7 @@ class How:
     the thresholds and counter policies, a scale for each record's times (stored baselines:
     ceiling_scale), and what may differ between them without failing: the machine
     (allow_mismatch), cases or records (allow_missing)."""
+
     pairing: str
     thresholds: Thresholds = field(default_factory=Thresholds)
     noise: Noise = field(default_factory=Noise)
@@ -285,22 +315,22 @@ class How:
 
 @dataclass(frozen=True)
 class Comparison:
-    case: CaseKey              # Record.case
+    case: CaseKey  # Record.case
     label: str
-    key: str                   # framework/step/backend/device (what per-case thresholds match)
+    key: str  # framework/step/backend/device (what per-case thresholds match)
     threshold: float
-    verdict: str               # regressed / improved / same / inconclusive; failed (the candidate broke a case the
-                               # base ran) or n/a (not timed on a side), with `note` saying why
-    base_s: float | None = None        # medians; in stored mode scaled to the baseline's machine speed
+    verdict: str  # regressed / improved / same / inconclusive; failed (the candidate broke a case the
+    # base ran) or n/a (not timed on a side), with `note` saying why
+    base_s: float | None = None  # medians; in stored mode scaled to the baseline's machine speed
     candidate_s: float | None = None
-    ratio: float | None = None         # candidate/base
+    ratio: float | None = None  # candidate/base
     lo: float | None = None
     hi: float | None = None
-    method: str = ""           # how the interval was made
+    method: str = ""  # how the interval was made
     note: str | None = None
-    detectable: float = math.nan   # the smallest slowdown this comparison could have flagged (detectable())
-    counters: tuple = ()       # what the two sides' counters differ in, exactly (bench/counters.py changes)
-    counters_fail: str = ""    # why the counters fail the gate whatever the times say ("" where they do not)
+    detectable: float = math.nan  # the smallest slowdown this comparison could have flagged (detectable())
+    counters: tuple = ()  # what the two sides' counters differ in, exactly (bench/counters.py changes)
+    counters_fail: str = ""  # why the counters fail the gate whatever the times say ("" where they do not)
 
 
 def usable(rec: Record) -> bool:
@@ -352,11 +382,23 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
         sides = ([Measurement.of(r, scale(r)) for r in runs_b], [Measurement.of(r, scale(r)) for r in runs_c])
     est = estimate(*sides, how.pairing, how.noise)
     judged, note = est.verdict(threshold), est.note
-    if judged != verdict(est.ratio, est.lo, est.hi, threshold):   # the load alone could make it: not a verdict
-        note = (f"{note}: up to x{1 + abs(est.extra_cores):.1f} from the load alone, so not judged "
-                f"{verdict(est.ratio, est.lo, est.hi, threshold)}")
-    return replace(made, base_s=est.base_s, candidate_s=est.candidate_s, ratio=est.ratio, lo=est.lo, hi=est.hi,
-                   method=est.method, verdict=judged, note=note, detectable=est.detectable(threshold))
+    if judged != verdict(est.ratio, est.lo, est.hi, threshold):  # the load alone could make it: not a verdict
+        note = (
+            f"{note}: up to x{1 + abs(est.extra_cores):.1f} from the load alone, so not judged "
+            f"{verdict(est.ratio, est.lo, est.hi, threshold)}"
+        )
+    return replace(
+        made,
+        base_s=est.base_s,
+        candidate_s=est.candidate_s,
+        ratio=est.ratio,
+        lo=est.lo,
+        hi=est.hi,
+        method=est.method,
+        verdict=judged,
+        note=note,
+        detectable=est.detectable(threshold),
+    )
 
 
 def reference_ceiling(gflops: Iterable[Any]) -> float | None:
@@ -382,10 +424,12 @@ def ceiling_scale(records: Iterable[Record]) -> Scale | None:
     def scale(rec: Record) -> float:
         own, to = rec.ceilings.get("gemm_gflops"), ref.get(rec.device)
         return own / to if own and to else 1.0
+
     return scale
 
 
 # ---------------------------------------------------------------- comparing two sides
+
 
 def by_case(records: Iterable[Record]) -> dict[CaseKey, list[Record]]:
     """{case: [records in file order]}."""
@@ -397,12 +441,12 @@ def by_case(records: Iterable[Record]) -> dict[CaseKey, list[Record]]:
 
 @dataclass(frozen=True)
 class Result:
-    comparisons: tuple      # Comparison per case present on both sides, in the candidate's order
-    only_base: tuple        # labels: cases the candidate lost
+    comparisons: tuple  # Comparison per case present on both sides, in the candidate's order
+    only_base: tuple  # labels: cases the candidate lost
     only_candidate: tuple
-    mismatch: tuple = ()    # identity differences that were allowed (--allow-mismatch)
+    mismatch: tuple = ()  # identity differences that were allowed (--allow-mismatch)
     pairing: str = ""
-    allow_missing: bool = False   # cases only the base has do not fail (--allow-missing)
+    allow_missing: bool = False  # cases only the base has do not fail (--allow-missing)
 
     @property
     def regressed(self) -> tuple[Comparison, ...]:
@@ -447,40 +491,51 @@ def compare(base: Iterable[Any], candidate: Iterable[Any], how: How) -> Result:
     common = [case for case in cand_all if case in base_all]
     mismatch = identity_differences(base_all, cand_all, common)
     if mismatch and not how.allow_mismatch:
-        raise CompareError("refusing to compare runs from different machines or software ("
-                           + "; ".join(mismatch) + "); pass --allow-mismatch to compare anyway")
+        raise CompareError(
+            "refusing to compare runs from different machines or software ("
+            + "; ".join(mismatch)
+            + "); pass --allow-mismatch to compare anyway"
+        )
     comparisons = []
     for case in common:
         if how.pairing == PROCESSES:
+
             def pick(groups, case=case):
                 return [(g.get(case) or [None])[-1] if g is not None else None for g in groups]
+
             made = compare_case(pick(base_groups), pick(cand_groups), how)
         else:
             made = compare_case(base_all[case], cand_all[case], how)
         changed = counter_changes(base_all[case], cand_all[case])
-        why = counters_failing(made, changed, base_all[case], cand_all[case],
-                               how.thresholds.counters_for(case.name))
+        why = counters_failing(made, changed, base_all[case], cand_all[case], how.thresholds.counters_for(case.name))
         comparisons.append(replace(made, counters=tuple(changed), counters_fail=why))
-    return Result(tuple(comparisons),
-                  tuple(recs[0].label for case, recs in base_all.items() if case not in cand_all),
-                  tuple(recs[0].label for case, recs in cand_all.items() if case not in base_all),
-                  tuple(mismatch), how.pairing, how.allow_missing)
+    return Result(
+        tuple(comparisons),
+        tuple(recs[0].label for case, recs in base_all.items() if case not in cand_all),
+        tuple(recs[0].label for case, recs in cand_all.items() if case not in base_all),
+        tuple(mismatch),
+        how.pairing,
+        how.allow_missing,
+    )
 
 
 # ---------------------------------------------------------------- counters and identities
+
 
 def counted(recs: Sequence[Record]) -> list[dict[str, Any]]:
     """The counters of a case's timed records (one per record that has them)."""
     return [r.counters for r in recs if r.counters and r.status == "ok"]
 
 
-def counters_failing(made: Comparison, changed: list[str], base: Sequence[Record], candidate: Sequence[Record],
-                     policy: str) -> str:
+def counters_failing(
+    made: Comparison, changed: list[str], base: Sequence[Record], candidate: Sequence[Record], policy: str
+) -> str:
     """Why a case's counter change fails under `policy` ("" where it does not): under "fail" any
     change; under "more-work" one where the candidate does more (counters.more_work) and its times
     were not judged same or improved. Counters are exact and times on a shared machine are not:
     a slowdown the interval was too wide to flag still shows as more work."""
     from bench import counters
+
     if not changed or policy == "report":
         return ""
     if policy == "fail":
@@ -490,8 +545,11 @@ def counters_failing(made: Comparison, changed: list[str], base: Sequence[Record
     if not more or made.verdict in ("same", "improved"):
         return ""
     why = f"more work ({', '.join(more)})"
-    return why if made.verdict == "regressed" else \
-        f"{why} and its time {made.verdict}, not shown within {made.threshold * 100:g}%"
+    return (
+        why
+        if made.verdict == "regressed"
+        else f"{why} and its time {made.verdict}, not shown within {made.threshold * 100:g}%"
+    )
 
 
 def counter_changes(base: Sequence[Record], candidate: Sequence[Record]) -> list[str]:
@@ -499,23 +557,32 @@ def counter_changes(base: Sequence[Record], candidate: Sequence[Record]) -> list
     whether either side's own records disagree (counters are exact: they should not); [] where a
     side has none."""
     from bench import counters
+
     sides = [counted(recs) for recs in (base, candidate)]
     if not all(sides):
         return []
     unsteady = [name for name, side in zip(("base", "candidate"), sides) if any(c != side[0] for c in side)]
-    return counters.changes(sides[0][0], sides[1][0]) + [f"the {name}'s own runs differ in their counters"
-                                                          for name in unsteady]
+    return counters.changes(sides[0][0], sides[1][0]) + [
+        f"the {name}'s own runs differ in their counters" for name in unsteady
+    ]
 
 
-def identity_differences(base_cases: Mapping[CaseKey, list[Record]], cand_cases: Mapping[CaseKey, list[Record]],
-                         cases: Iterable[CaseKey]) -> list[str]:
+def identity_differences(
+    base_cases: Mapping[CaseKey, list[Record]], cand_cases: Mapping[CaseKey, list[Record]], cases: Iterable[CaseKey]
+) -> list[str]:
     """One line per identity difference (bench/machine.py) between the runs of matched cases: the
     hardware and the version of the case's own framework (a run that also loaded another framework
     is not a mismatch)."""
     lines: list[str] = []
 
-    def own(rec: Record) -> Machine:   # the case's own framework's version, None where the run did not record it
-        return Machine.of({**rec.fingerprint, "frameworks": {rec.framework: (rec.fingerprint.get("frameworks") or {}).get(rec.framework)}})
+    def own(rec: Record) -> Machine:  # the case's own framework's version, None where the run did not record it
+        return Machine.of(
+            {
+                **rec.fingerprint,
+                "frameworks": {rec.framework: (rec.fingerprint.get("frameworks") or {}).get(rec.framework)},
+            }
+        )
+
     for case in cases:
         for b in {id(r.fingerprint): r for r in base_cases[case]}.values():
             for c in {id(r.fingerprint): r for r in cand_cases[case]}.values():

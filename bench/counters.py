@@ -4,6 +4,7 @@ retraces; the same on any machine for the same code, where times are not. Taken 
 after a case's timing, through the framework contract (bench/frameworks/base.py: profile,
 compiled, flops); compared exactly between runs (changes()).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 
 from bench.text import one_line  # noqa: E402  (after the TYPE_CHECKING block)
 
-STEPS = 2   # steps profiled: the ops of a profile of none (the sync alone) taken from it, over STEPS
-PROFILED = f"'s profiler: what ran, over {STEPS} steps"   # ops_source's end where the ops are what a profiler saw
+STEPS = 2  # steps profiled: the ops of a profile of none (the sync alone) taken from it, over STEPS
+PROFILED = f"'s profiler: what ran, over {STEPS} steps"  # ops_source's end where the ops are what a profiler saw
 
 
 def per_step(empty: dict[str, OpTime], profiled: dict[str, OpTime], steps: int) -> tuple[dict[str, int], list[str]]:
@@ -45,6 +46,7 @@ def _fresh_call(fw: Framework, fn: Callable, key: CaseKey, args: Sequence[Any]) 
     def call() -> Any:
         with fw.placement(key.device):
             return fresh(*args)
+
     call()
     fw.sync()
     return call
@@ -53,16 +55,16 @@ def _fresh_call(fw: Framework, fn: Callable, key: CaseKey, args: Sequence[Any]) 
 def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], args: Sequence[Any]) -> dict[str, Any]:
     """The counters of the case `key` (its compiled step `fn`, `call` running it on `args`):
 
-      ops          {op type: executions a step}: the compiler's instructions where a compiler
-                   made the step (XLA: its optimized module), else what the profiler saw run
-                   (TensorFlow's eager ops or graph executor's ops after Grappler, PyTorch's ATen
-                   ops, JAX's dispatched ops, the lesson's ops namespace)
-      ops_source   which of those
-      kernels      {kernel: launches a step} on a GPU
-      fusions      fusion instructions of a compiled module
-      flops, bytes, flops_source   where the framework or compiler reports them
-      retraces     traces or compiles during the pass (after warm-up and timing: should be 0)
-      absent       {counter: why it is not here}
+    ops          {op type: executions a step}: the compiler's instructions where a compiler
+                 made the step (XLA: its optimized module), else what the profiler saw run
+                 (TensorFlow's eager ops or graph executor's ops after Grappler, PyTorch's ATen
+                 ops, JAX's dispatched ops, the lesson's ops namespace)
+    ops_source   which of those
+    kernels      {kernel: launches a step} on a GPU
+    fusions      fusion instructions of a compiled module
+    flops, bytes, flops_source   where the framework or compiler reports them
+    retraces     traces or compiles during the pass (after warm-up and timing: should be 0)
+    absent       {counter: why it is not here}
     """
     out: dict[str, Any] = {}
     absent: dict[str, str] = {}
@@ -70,22 +72,25 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
     empty, profiled = _profiles(fw, fn, key, call, args, absent)
     after = fw.tracing_count(fn)
     counted, inexact = per_step(empty, profiled, STEPS)
-    kernels = {op[len("kernel:"):]: n for op, n in counted.items() if op.startswith("kernel:")}
+    kernels = {op[len("kernel:") :]: n for op, n in counted.items() if op.startswith("kernel:")}
     ran = {op: n for op, n in counted.items() if not op.startswith(("kernel:", "xla:"))}
     try:
         compiled = fw.compiled(fn, args, key.backend)
-    except Exception as e:   # noqa: BLE001
+    except Exception as e:  # noqa: BLE001
         compiled, absent["compiled"] = {}, one_line(e)
     if compiled.get("ops"):
-        out.update(ops=compiled["ops"], ops_source=compiled.get("source", "the compiled module"),
-                   fusions=compiled.get("fusions", 0))
+        out.update(
+            ops=compiled["ops"],
+            ops_source=compiled.get("source", "the compiled module"),
+            fusions=compiled.get("fusions", 0),
+        )
     elif profiled or "ops" not in absent:
         out.update(ops=ran, ops_source=fw.name + PROFILED)
     if kernels:
         out["kernels"] = kernels
     elif key.device == "gpu" and "ops" not in absent:
         absent["kernels"] = "the profiler saw no kernel"
-    inexact = [op for op in inexact if not op.startswith("xla:")]   # thunks are sampled: counted from the module
+    inexact = [op for op in inexact if not op.startswith("xla:")]  # thunks are sampled: counted from the module
     if inexact:
         absent["inexact"] = f"not counted, not a whole number a step: {', '.join(inexact[:10])}"
     out.update(_work(fw, fn, key, args, compiled, absent))
@@ -95,36 +100,42 @@ def count(fw: Framework, key: CaseKey, fn: Callable, call: Callable[[], Any], ar
     return out
 
 
-def _profiles(fw: Framework, fn: Callable, key: CaseKey, call: Callable[[], Any], args: Sequence[Any],
-              absent: dict[str, str]) -> tuple[dict, dict]:
+def _profiles(
+    fw: Framework, fn: Callable, key: CaseKey, call: Callable[[], Any], args: Sequence[Any], absent: dict[str, str]
+) -> tuple[dict, dict]:
     """(a profile of no step, a profile of STEPS steps) of the case; empty where there is no profiler
     (absent says why)."""
     with tempfile.TemporaryDirectory(prefix="bench-count-") as tmp:
         try:
             profiled_call = _fresh_call(fw, fn, key, args) or call
-            return (fw.profile(profiled_call, 0, key.device, Path(tmp) / "empty"),
-                    fw.profile(profiled_call, STEPS, key.device, Path(tmp) / "steps"))
-        except Exception as e:   # noqa: BLE001 - no profiler here, a profiler that failed: said, not fatal
+            return (
+                fw.profile(profiled_call, 0, key.device, Path(tmp) / "empty"),
+                fw.profile(profiled_call, STEPS, key.device, Path(tmp) / "steps"),
+            )
+        except Exception as e:  # noqa: BLE001 - no profiler here, a profiler that failed: said, not fatal
             absent["ops"] = one_line(e)
             return {}, {}
 
 
-def _work(fw: Framework, fn: Callable, key: CaseKey, args: Sequence[Any], compiled: dict[str, Any],
-          absent: dict[str, str]) -> dict[str, Any]:
+def _work(
+    fw: Framework, fn: Callable, key: CaseKey, args: Sequence[Any], compiled: dict[str, Any], absent: dict[str, str]
+) -> dict[str, Any]:
     """The FLOPs and bytes the framework or its compiler reports for a step (absent says which it does not)."""
     out: dict[str, Any] = {}
     flops = None
     try:
         flops = fw.flops(fn, args, key.backend)
-    except Exception as e:   # noqa: BLE001
+    except Exception as e:  # noqa: BLE001
         absent["flops"] = one_line(e)
     if compiled.get("flops") is not None and flops is None:
         flops = (compiled["flops"], compiled.get("source", "the compiler"))
     if flops is not None and math.isfinite(flops[0]):
         out.update(flops=flops[0], flops_source=flops[1])
     else:
-        absent.setdefault("flops", f"{fw.name} reports no FLOPs for its {key.backend} backend "
-                                   "(the record's analytic flops stand beside)")
+        absent.setdefault(
+            "flops",
+            f"{fw.name} reports no FLOPs for its {key.backend} backend (the record's analytic flops stand beside)",
+        )
     if compiled.get("bytes") is not None:
         out["bytes"] = compiled["bytes"]
     else:
@@ -149,8 +160,10 @@ def changes(base: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
             continue
         if total(a) != total(b):
             out.append(f"{unit} {total(a)} -> {total(b)} a step")
-        moved = sorted((k for k in set(a) | set(b) if a.get(k, 0) != b.get(k, 0)),
-                       key=lambda k: (-abs(b.get(k, 0) - a.get(k, 0)), k))
+        moved = sorted(
+            (k for k in set(a) | set(b) if a.get(k, 0) != b.get(k, 0)),
+            key=lambda k: (-abs(b.get(k, 0) - a.get(k, 0)), k),
+        )
         out += [f"{k} {a.get(k, 0)} -> {b.get(k, 0)}" for k in moved[:8]]
         if len(moved) > 8:
             out.append(f"and {len(moved) - 8} more {unit} types")
@@ -188,8 +201,12 @@ def summary(counters: dict[str, Any]) -> str:
     parts = []
     if ops:
         top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        parts.append(f"{total(ops)} ops a step ({len(ops)} types: " + ", ".join(f"{n} {k}" for k, n in top)
-                     + (", ..." if len(ops) > 3 else "") + ")")
+        parts.append(
+            f"{total(ops)} ops a step ({len(ops)} types: "
+            + ", ".join(f"{n} {k}" for k, n in top)
+            + (", ..." if len(ops) > 3 else "")
+            + ")"
+        )
     if counters.get("kernels"):
         parts.append(f"{total(counters['kernels'])} kernels a step")
     if counters.get("fusions"):

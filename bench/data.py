@@ -25,12 +25,13 @@ PIXELS = SIDE * SIDE
 CLASSES = 10
 
 PICKLE_SUFFIXES = (".pkl.gz", ".pkl", ".gz")
-MAX_UNPACKED_BYTES = 1 << 30   # a data file may unpack to 1 GiB at most (MNIST's training set: 188 MB)
+MAX_UNPACKED_BYTES = 1 << 30  # a data file may unpack to 1 GiB at most (MNIST's training set: 188 MB)
 NPZ_SUFFIX = ".npz"
 
 
 class DataError(ValueError):
-    """A data file is missing, unreadable, unsafe or of the wrong shape; str() is a one-line message naming the file and the problem."""
+    """A data file is missing, unreadable, unsafe or of the wrong shape; str() is a one-line message
+    naming the file and the problem."""
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).splitlines()))
@@ -85,6 +86,7 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
         if subtype is not np.ndarray or not isinstance(shape, tuple) or np.prod(shape, dtype=np.float64) > 1:
             raise DataError(f"refused an array reconstruction of shape {str(shape)[:40]} (not one NumPy writes)")
         return numpy_reconstruct(subtype, shape, typecode)
+
     allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
     for module in multiarray:
         allowed[(module, "_reconstruct")] = reconstruct
@@ -101,7 +103,7 @@ class _ArrayUnpickler(pickle._Unpickler):
     first (in chunks, see _Capped), so memory follows the data that is really there."""
 
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
-    read: Callable[[int], bytes]        # both set by pickle._Unpickler.load()
+    read: Callable[[int], bytes]  # both set by pickle._Unpickler.load()
     append: Callable[[object], None]
 
     def __init__(self, file, shown: str):
@@ -157,7 +159,7 @@ class _Capped:
 
     def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def readline(self, limit: int = -1) -> bytes:
@@ -172,12 +174,11 @@ def _read_pickle(path: Path, shown: str, rows: int | None):
     train = obj[0] if isinstance(obj, (tuple, list)) and obj else None
     if not isinstance(train, (tuple, list)) or len(train) != 2:
         raise DataError(
-            f"{shown}: expected ((x_train, y_train), (x_valid, y_valid), (x_test, y_test)), "
-            f"got {type(obj).__name__}"
+            f"{shown}: expected ((x_train, y_train), (x_valid, y_valid), (x_test, y_test)), got {type(obj).__name__}"
         )
     x, y = train
     if not (_is_real_number_array(x) and x.ndim >= 1 and _is_real_number_array(y)):
-        return x, y, None   # _checked names what is wrong
+        return x, y, None  # _checked names what is wrong
     return x[:rows] if rows is not None else x, y[:rows] if rows is not None else y, x.shape[0]
 
 
@@ -198,12 +199,16 @@ def _npy_rows(f, shown: str, key: str, rows: int | None):
     if dtype.kind not in "iuf" or dtype.hasobject or dtype.itemsize == 0:
         raise DataError(f"{shown}: {key} has dtype {dtype}, expected integer or float numbers")
     if not shape or fortran and len(shape) > 1:
-        raise DataError(f"{shown}: {key} has shape {shape}{' in Fortran order' if fortran else ''}, expected rows in C order")
+        raise DataError(
+            f"{shown}: {key} has shape {shape}{' in Fortran order' if fortran else ''}, expected rows in C order"
+        )
     take = shape[0] if rows is None else min(rows, shape[0])
     per_row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
     if take * per_row > MAX_UNPACKED_BYTES:
-        raise DataError(f"{shown}: {key} would need {take * per_row >> 20} MiB for {take} rows; the cap is "
-                        f"{MAX_UNPACKED_BYTES >> 20} MiB")
+        raise DataError(
+            f"{shown}: {key} would need {take * per_row >> 20} MiB for {take} rows; the cap is "
+            f"{MAX_UNPACKED_BYTES >> 20} MiB"
+        )
     data = f.read(take * per_row)
     if len(data) != take * per_row:
         raise DataError(f"{shown}: {key} is truncated ({len(data)} of {take * per_row} bytes)")
@@ -314,14 +319,16 @@ def load_mnist(path: str | Path, rows: int | None = None) -> tuple[np.ndarray, n
     try:
         x, y, held = read(path, shown, rows)
         if held is None:
-            _checked(shown, x, y)   # raises: the arrays are not what MNIST is
+            _checked(shown, x, y)  # raises: the arrays are not what MNIST is
         x, y = _checked(shown, x, y)
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{shown}: truncated or not a valid gzip/pickle stream ({type(e).__name__}: {e})") from e
     except Exception as e:
-        raise DataError(f"{shown}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+        raise DataError(
+            f"{shown}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        ) from e
     return x, y, held
 
 

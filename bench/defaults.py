@@ -1,10 +1,12 @@
 """Every default of the harness in one place: the run engine, the gate, the command line's help and
 the README's figures come from here (a test holds the README to them)."""
+
 from typing import TypedDict
 
 
 class Sampling(TypedDict):
     """How bench.timing.steady samples: its keyword arguments."""
+
     warmup: int
     min_samples: int
     max_samples: int
@@ -12,35 +14,42 @@ class Sampling(TypedDict):
 
 
 # ---- the grid
-SIZE = (50_000, 784, 50)          # n, m, nh: the lesson's MNIST training set and hidden width
-QUICK_SIZE = (5_000, 784, 50)     # --quick: a smoke test, not a measurement
+SIZE = (50_000, 784, 50)  # n, m, nh: the lesson's MNIST training set and hidden width
+QUICK_SIZE = (5_000, 784, 50)  # --quick: a smoke test, not a measurement
 # The default suite runs these steps at a smaller n to stay within its time budget (the broadcast
 # step moves an n x m x nh tensor: 7.8 GB at the default size); records and the report say so.
 STEP_N = {"broadcast": 2_000}
-DTYPES = ("float32", "float64", "bfloat16", "float16")   # what --dtype accepts
+DTYPES = ("float32", "float64", "bfloat16", "float16")  # what --dtype accepts
 DTYPE = "float32"
 SEED = 0
 
 # ---- checking and timing one case
-WARMUP = 3                        # untimed calls after the checked first call
+WARMUP = 3  # untimed calls after the checked first call
 MIN_SAMPLES = 10
 MIN_ROUNDS = 5
 MAX_SAMPLES = 1000
-TARGET_CI = 0.02                  # stop sampling once the median's 95% CI is within +-2%
-BUDGET_S = 4.0                    # or once a case has spent this long in timed calls
-ROUND_S = 0.05                    # timed calls per case per round: about this long
-BATCH_S = 0.2                     # the batched (one sync) measurement: about this long
+TARGET_CI = 0.02  # stop sampling once the median's 95% CI is within +-2%
+BUDGET_S = 4.0  # or once a case has spent this long in timed calls
+ROUND_S = 0.05  # timed calls per case per round: about this long
+BATCH_S = 0.2  # the batched (one sync) measurement: about this long
 # The ceilings: the best of a few calls of a float32 GEMM (2048^3 on CPU, 8192^3 on GPU) and a copy
 # (128 MiB on CPU, 1 GiB on GPU: far beyond the caches).
 CEILING_SAMPLES: Sampling = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
 CEILING_GEMM = {"cpu": 2048, "gpu": 8192}
 CEILING_COPY_BYTES = {"cpu": 128 << 20, "gpu": 1 << 30}
-CHECKPOINT_S = 5.0                # timing samples written at least this often: what a kill -9 can lose
-MEMORY_FRACTION = 0.5             # of the device's free memory a case may need, else it is skipped
+CHECKPOINT_S = 5.0  # timing samples written at least this often: what a kill -9 can lose
+MEMORY_FRACTION = 0.5  # of the device's free memory a case may need, else it is skipped
 # --quick, a smoke test: few samples, and ceilings from a 512^3 GEMM and a 16 MiB copy (rough, and
 # said so: the report's % of peak then rests on them)
-QUICK = {"warmup": 1, "min_samples": 5, "max_samples": 20, "budget_s": 0.1, "batch_s": 0.02,
-         "ceiling_gemm": 512, "ceiling_copy_bytes": 16 << 20}
+QUICK = {
+    "warmup": 1,
+    "min_samples": 5,
+    "max_samples": 20,
+    "budget_s": 0.1,
+    "batch_s": 0.02,
+    "ceiling_gemm": 512,
+    "ceiling_copy_bytes": 16 << 20,
+}
 
 # ---- the report
 # The noise between separate processes' medians of one case (sd of the log), where a machine's own
@@ -59,24 +68,24 @@ RUN_SD = 0.10
 GATE_THRESHOLD = "5%"
 # `history check`: a change point whose ratio is over this fails (bench/history/changes.py finds them).
 HISTORY_THRESHOLD = "10%"
-GATE_PAIRS = 4                    # process pairs per gate run
+GATE_PAIRS = 4  # process pairs per gate run
 GATE_SIZE = (5_000, 784, 50)
 GATE_FRAMEWORK = "tensorflow"
 GATE_STEPS = ("manual", "tape")
 GATE_BACKENDS = ("eager", "function", "xla")
-GATE_BUDGET_S = 0.5               # timed seconds a case in each gate process
+GATE_BUDGET_S = 0.5  # timed seconds a case in each gate process
 # One CPU thread a process: the gate asks whether the code got slower, not how it scales, and a
 # one-thread process does not depend on whether a neighbour holds the machine's other cores. On
 # the shared 2-core machine this was tuned on, two-thread processes switched between two speeds
 # about 2x apart with the other core's load (A/A pair ratios 0.55-1.97, sd of log 0.22-0.29);
 # one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
 GATE_THREADS = 1
-GATE_PIN = "off"           # gate --pin: "auto" binds each process's framework workers to its `threads` quietest
-                           # CPUs (chosen once, both sides alike), "off" leaves them to the OS, or CPU numbers.
-                           # Off: on the 2-core VM, 6 one-thread TF processes a mode, alternating, gave a spread
-                           # (sd of the log of a case's median across processes) bound/unbound of 0.046/0.091
-                           # quiet and 0.069/0.069 beside a CPU-bound neighbour in one experiment, and
-                           # 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
+GATE_PIN = "off"  # gate --pin: "auto" binds each process's framework workers to its `threads` quietest
+# CPUs (chosen once, both sides alike), "off" leaves them to the OS, or CPU numbers.
+# Off: on the 2-core VM, 6 one-thread TF processes a mode, alternating, gave a spread
+# (sd of the log of a case's median across processes) bound/unbound of 0.046/0.091
+# quiet and 0.069/0.069 beside a CPU-bound neighbour in one experiment, and
+# 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
 GATE_PROCESS_TIMEOUT_S = 600
 # The one-process gate (a change to kernels/ alone: bench/gate/one_process.py) times the regime users
 # run as well as the small one: both sizes, every installed framework, each framework's
@@ -98,8 +107,8 @@ GATE_CALLS_BUDGET_S = 0.25
 GATE_CALLS_WARMUP = 1
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)
-SCALE_SIZE = (4_000, 784, 50)     # global n: split over 1, 2, ... replicas it stays divisible
+SCALE_SIZE = (4_000, 784, 50)  # global n: split over 1, 2, ... replicas it stays divisible
 SCALE_REPLICAS = (1, 2)
 SCALE_WARMUP = 3
-SCALE_SAMPLES = 20                # every process times the same number of steps (a collective needs all)
-SCALE_TIMEOUT_S = 300             # a case's processes are killed after this: a hung worker never hangs the run
+SCALE_SAMPLES = 20  # every process times the same number of steps (a collective needs all)
+SCALE_TIMEOUT_S = 300  # a case's processes are killed after this: a hung worker never hangs the run

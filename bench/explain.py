@@ -3,6 +3,7 @@ framework's own profiler (bench/frameworks/: profile), op type by op type, with 
 (bench/counters.py); several cases side by side, what differs most in time first. The profiler's
 own trace is kept, for the tool its users already open (TensorBoard/XProf, Perfetto).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -30,8 +31,13 @@ class ExplainError(ValueError):
 
 def case_names() -> list[str]:
     """Every framework/step/backend/device the registry knows."""
-    return [f"{fw}/{step}/{backend}/{device}" for fw in frameworks.FRAMEWORKS
-            for step in frameworks.spec(fw).steps for backend in frameworks.spec(fw).backends for device in DEVICES]
+    return [
+        f"{fw}/{step}/{backend}/{device}"
+        for fw in frameworks.FRAMEWORKS
+        for step in frameworks.spec(fw).steps
+        for backend in frameworks.spec(fw).backends
+        for device in DEVICES
+    ]
 
 
 def resolve(name: str) -> tuple[str, str, str, str]:
@@ -43,17 +49,23 @@ def resolve(name: str) -> tuple[str, str, str, str]:
         parts.append("cpu")
     full = "/".join(parts)
     if full in known:
-        return tuple(parts)   # type: ignore[return-value]
-    if len(parts) < 3:   # a shorthand: the cases that hold these parts, in this order
+        return tuple(parts)  # type: ignore[return-value]
+    if len(parts) < 3:  # a shorthand: the cases that hold these parts, in this order
         fits = [k for k in known if _in_order(parts, k.split("/")) and (len(parts) != 2 or k.endswith("/cpu"))]
         if len(fits) == 1:
-            return tuple(fits[0].split("/"))   # type: ignore[return-value]
+            return tuple(fits[0].split("/"))  # type: ignore[return-value]
         if fits:
             shown = ", ".join(fits[:6]) + (f", ... ({len(fits)} in all)" if len(fits) > 6 else "")
             raise ExplainError(f"ambiguous case {name!r}: it could be {shown}")
     close = difflib.get_close_matches(full, known, n=4, cutoff=0.6)
-    raise ExplainError(f"unknown case {name!r}" + (f" (close: {', '.join(close)})" if close else
-                                                   " (expected framework/step/backend[/device]; `list` names them)"))
+    raise ExplainError(
+        f"unknown case {name!r}"
+        + (
+            f" (close: {', '.join(close)})"
+            if close
+            else " (expected framework/step/backend[/device]; `list` names them)"
+        )
+    )
 
 
 def _in_order(wanted: list[str], parts: list[str]) -> bool:
@@ -70,8 +82,18 @@ def parse(tokens: Sequence[str], size: tuple[int, int, int], dtype: str) -> list
             key, sep, value = word.partition("=")
             if not sep:
                 fw, step, backend, device = resolve(word)
-                cases.append(dict(framework=fw, step=step, backend=backend, device=device, n=size[0], m=size[1],
-                                  nh=size[2], dtype=dtype))
+                cases.append(
+                    dict(
+                        framework=fw,
+                        step=step,
+                        backend=backend,
+                        device=device,
+                        n=size[0],
+                        m=size[1],
+                        nh=size[2],
+                        dtype=dtype,
+                    )
+                )
                 continue
             if not cases:
                 raise ExplainError(f"{word!r} comes before any case; write it after the case it is for")
@@ -97,11 +119,11 @@ def parse(tokens: Sequence[str], size: tuple[int, int, int], dtype: str) -> list
 class Explained:
     key: CaseKey
     timer: str
-    step_s: float                     # median a step by the framework's timer
+    step_s: float  # median a step by the framework's timer
     step_ci_s: tuple[float, float]
-    host_step_s: float                # median a step by the host clock (where the timer is a device's)
-    steps: int                        # steps profiled
-    ops: dict[str, OpTime]            # over `steps`
+    host_step_s: float  # median a step by the host clock (where the timer is a device's)
+    steps: int  # steps profiled
+    ops: dict[str, OpTime]  # over `steps`
     counters: dict[str, Any]
     trace: Path
     note: str = ""
@@ -125,6 +147,7 @@ def prepare(key: CaseKey, seed: int = defaults.SEED) -> tuple[Any, Any]:
     from bench.run import Config, prepare_case
     from bench.run.caches import Caches
     from bench.run.prepare import skip_reason
+
     try:
         fw = frameworks.load(key.framework)
     except frameworks.FrameworkUnavailable as e:
@@ -144,8 +167,9 @@ def prepare(key: CaseKey, seed: int = defaults.SEED) -> tuple[Any, Any]:
     return fw, live
 
 
-def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: float = 1.0,
-            seed: int = defaults.SEED) -> Explained:
+def explain(
+    key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: float = 1.0, seed: int = defaults.SEED
+) -> Explained:
     """The case `key` checked, warmed up, timed (about `budget_s` of steps), profiled over about
     as many steps (at least 3), and counted; the profiler's trace written under `out`. With
     `beside`, that case's step runs (untimed, unprofiled) before each of this one's: what sharing
@@ -158,8 +182,17 @@ def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: fl
         def other() -> None:
             other_live.call()
             other_live.sync()
-    timed = timing.steady(live.call, live.sync, warmup=0, min_samples=5, max_samples=200, budget_s=budget_s,
-                          timer=live.timer, before=other)
+
+    timed = timing.steady(
+        live.call,
+        live.sync,
+        warmup=0,
+        min_samples=5,
+        max_samples=200,
+        budget_s=budget_s,
+        timer=live.timer,
+        before=other,
+    )
     step_s = stats.median(timed.samples_s)
     steps = max(3, min(50, math.ceil(budget_s / max(step_s, 1e-6))))
     trace = out / _slug(key)
@@ -167,23 +200,45 @@ def explain(key: CaseKey, out: Path, beside: CaseKey | None = None, budget_s: fl
     try:
         if other is None:
             ops = fw.profile(live.call, steps, key.device, trace)
-        else:   # the profiled steps with the other case's between them: only this framework's ops are seen
+        else:  # the profiled steps with the other case's between them: only this framework's ops are seen
             ops = fw.profile(_alternating(live.call, other), steps, key.device, trace)
-    except Exception as e:   # noqa: BLE001 - no profiler: the counters and times still stand
+    except Exception as e:  # noqa: BLE001 - no profiler: the counters and times still stand
         ops, note = {}, f"no profile: {one_line(e)}"
     if any(op.startswith("xla:") for op in ops):
-        note = ("XLA's thunks are timed as the profiler sampled them (not every execution is traced): shares "
-                "under-count; the counters count the compiled module exactly")
+        note = (
+            "XLA's thunks are timed as the profiler sampled them (not every execution is traced): shares "
+            "under-count; the counters count the compiled module exactly"
+        )
     counted = live.count() if live.count else {}
     missed = untraced(ops, steps, counted)
     if missed:
-        note = "; ".join(filter(None, (note, (
-            f"the profile of the timed steps saw fewer of {', '.join(missed[:8])}{' ...' if len(missed) > 8 else ''} "
-            "than the counters count (a profiler that stops tracing cheap ops of a warm step, as TensorFlow's "
-            "graph executor does after ~90 calls): their time is missing from the table"))))
-    return Explained(key, (live.timer or timing.HOST).name, step_s, stats.median_ci(timed.samples_s),
-                     stats.median(timed.host_s) if timed.host_s else step_s, steps, ops,
-                     counted, trace, note, beside.label if beside else "")
+        note = "; ".join(
+            filter(
+                None,
+                (
+                    note,
+                    (
+                        f"the profile of the timed steps saw fewer of {', '.join(missed[:8])}"
+                        f"{' ...' if len(missed) > 8 else ''} than the counters count (a profiler that stops "
+                        "tracing cheap ops of a warm step, as TensorFlow's "
+                        "graph executor does after ~90 calls): their time is missing from the table"
+                    ),
+                ),
+            )
+        )
+    return Explained(
+        key,
+        (live.timer or timing.HOST).name,
+        step_s,
+        stats.median_ci(timed.samples_s),
+        stats.median(timed.host_s) if timed.host_s else step_s,
+        steps,
+        ops,
+        counted,
+        trace,
+        note,
+        beside.label if beside else "",
+    )
 
 
 def untraced(ops: dict[str, OpTime], steps: int, counted: dict[str, Any]) -> list[str]:
@@ -199,10 +254,12 @@ def _alternating(call: Callable[[], Any], other: Callable[[], Any]) -> Callable[
     def both() -> Any:
         other()
         return call()
+
     return both
 
 
 # ---------------------------------------------------------------- text
+
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.4g}"
@@ -212,19 +269,25 @@ def lines(e: Explained, top: int = 25) -> list[str]:
     """One case: its step time, its ops by time, its counters, where its trace is."""
     lo, hi = e.step_ci_s
     ci = f" [95% CI {_ms(lo)}, {_ms(hi)}]" if np.isfinite(lo) else ""
-    out = [e.key.label + (f" (beside {e.beside})" if e.beside else ""),
-           f"  a step: {_ms(e.step_s)} ms{ci} ({e.timer})"
-           + (f"; host clock {_ms(e.host_step_s)} ms" if e.host_step_s != e.step_s else "")]
+    out = [
+        e.key.label + (f" (beside {e.beside})" if e.beside else ""),
+        f"  a step: {_ms(e.step_s)} ms{ci} ({e.timer})"
+        + (f"; host clock {_ms(e.host_step_s)} ms" if e.host_step_s != e.step_s else ""),
+    ]
     if e.ops:
         in_ops = sum(e.per_step_ms(op) for op in e.ops) / 1e3
-        out.append(f"  profiled {e.steps} steps: {_ms(in_ops)} ms a step in ops, {in_ops / e.step_s:.0%} of the "
-                   "timed step (the rest: dispatch, Python, waiting; over 100%: the profiler's own cost)")
+        out.append(
+            f"  profiled {e.steps} steps: {_ms(in_ops)} ms a step in ops, {in_ops / e.step_s:.0%} of the "
+            "timed step (the rest: dispatch, Python, waiting; over 100%: the profiler's own cost)"
+        )
         rows = sorted(e.ops, key=lambda op: -e.per_step_ms(op))
         width = max(12, *(len(op) for op in rows[:top]))
         out.append(f"  {'op type':<{width}}  {'a step':>7}  {'ms a step':>10}  {'share':>6}")
         for op in rows[:top]:
-            out.append(f"  {op:<{width}}  {e.count(op):>7.4g}  {e.per_step_ms(op):>10.4g}  "
-                       f"{e.per_step_ms(op) / 1e3 / e.step_s:>6.1%}")
+            out.append(
+                f"  {op:<{width}}  {e.count(op):>7.4g}  {e.per_step_ms(op):>10.4g}  "
+                f"{e.per_step_ms(op) / 1e3 / e.step_s:>6.1%}"
+            )
         if len(rows) > top:
             out.append(f"  ... and {len(rows) - top} more op types")
     if e.note:
@@ -239,23 +302,34 @@ def lines(e: Explained, top: int = 25) -> list[str]:
 def diff(cases: Sequence[Explained], top: int = 25) -> list[str]:
     """Several cases side by side: op types, a step's count and ms in each, the op types whose time
     differs most between the cases first."""
-    ops = sorted({op for e in cases for op in e.ops},
-                 key=lambda op: -(max(e.per_step_ms(op) for e in cases) - min(e.per_step_ms(op) for e in cases)))
+    ops = sorted(
+        {op for e in cases for op in e.ops},
+        key=lambda op: -(max(e.per_step_ms(op) for e in cases) - min(e.per_step_ms(op) for e in cases)),
+    )
     names = [f"[{i + 1}]" for i in range(len(cases))]
-    out = [f"{n} {e.key.label}: {_ms(e.step_s)} ms a step" + (f" (beside {e.beside})" if e.beside else "")
-           for n, e in zip(names, cases)]
+    out = [
+        f"{n} {e.key.label}: {_ms(e.step_s)} ms a step" + (f" (beside {e.beside})" if e.beside else "")
+        for n, e in zip(names, cases)
+    ]
     width = max(12, *(len(op) for op in ops[:top])) if ops else 12
-    out.append(f"{'op type':<{width}}  " + "  ".join(f"{n + ' n':>8}  {n + ' ms':>9}" for n in names)
-               + f"  {'spread ms':>9}")
+    out.append(
+        f"{'op type':<{width}}  " + "  ".join(f"{n + ' n':>8}  {n + ' ms':>9}" for n in names) + f"  {'spread ms':>9}"
+    )
     for op in ops[:top]:
         ms = [e.per_step_ms(op) for e in cases]
-        out.append(f"{op:<{width}}  " + "  ".join(f"{e.count(op):>8.4g}  {m:>9.4g}" for e, m in zip(cases, ms))
-                   + f"  {max(ms) - min(ms):>9.4g}")
+        out.append(
+            f"{op:<{width}}  "
+            + "  ".join(f"{e.count(op):>8.4g}  {m:>9.4g}" for e, m in zip(cases, ms))
+            + f"  {max(ms) - min(ms):>9.4g}"
+        )
     if len(ops) > top:
         out.append(f"... and {len(ops) - top} more op types")
     steps = [e.step_s * 1e3 for e in cases]
-    out.append(f"{'a step':<{width}}  " + "  ".join(f"{'':>8}  {m:>9.4g}" for m in steps)
-               + f"  {max(steps) - min(steps):>9.4g}")
+    out.append(
+        f"{'a step':<{width}}  "
+        + "  ".join(f"{'':>8}  {m:>9.4g}" for m in steps)
+        + f"  {max(steps) - min(steps):>9.4g}"
+    )
     for (a, ea), (b, eb) in zip(enumerate(cases), list(enumerate(cases))[1:]):
         changed = counters.changes(ea.counters, eb.counters)
         if changed and ea.key.framework == eb.key.framework:

@@ -1,5 +1,6 @@
 """Records in other tools' formats: pytest-benchmark JSON (which pytest-benchmark compare,
 github-action-benchmark and Bencher read), its statistics computed from the raw samples."""
+
 import bisect
 import json
 import math
@@ -9,7 +10,7 @@ from typing import Any
 
 from bench.records import CASE_DEFAULTS, CaseKey, Record
 
-PYTEST_BENCHMARK_VERSION = "5.1.0"   # the file format written here (unchanged from 4.0 to 5.x)
+PYTEST_BENCHMARK_VERSION = "5.1.0"  # the file format written here (unchanged from 4.0 to 5.x)
 
 
 def sample_stats(data: Iterable[float]) -> dict[str, Any]:
@@ -27,14 +28,24 @@ def sample_stats(data: Iterable[float]) -> dict[str, Any]:
     stddev_outliers = sum(v < mean - stddev or v > mean + stddev for v in s)
     iqr_outliers = sum(v < lo_fence or v > hi_fence for v in s)
     return {
-        "min": s[0], "max": s[-1], "mean": mean, "stddev": stddev, "rounds": n,
-        "median": statistics.median(s), "iqr": iqr, "q1": q1, "q3": q3,
-        "iqr_outliers": iqr_outliers, "stddev_outliers": stddev_outliers,
+        "min": s[0],
+        "max": s[-1],
+        "mean": mean,
+        "stddev": stddev,
+        "rounds": n,
+        "median": statistics.median(s),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_outliers,
+        "stddev_outliers": stddev_outliers,
         "outliers": f"{stddev_outliers};{iqr_outliers}",
         "ld15iqr": s[0] if n == 1 else s[bisect.bisect_left(s, lo_fence)],
         "hd15iqr": s[0] if n == 1 else s[bisect.bisect_right(s, hi_fence) - 1],
-        "ops": n / total if total else 0, "total": total,
-        "data": data, "iterations": 1,
+        "ops": n / total if total else 0,
+        "total": total,
+        "data": data,
+        "iterations": 1,
     }
 
 
@@ -42,12 +53,12 @@ def _quartiles(s):
     n = len(s)
     if n == 1:
         return s[0], s[0]
-    if n % 2:   # method 3
+    if n % 2:  # method 3
         k, r = n // 4, n % 4
         if r == 1:
             return 0.25 * s[k - 1] + 0.75 * s[k], 0.75 * s[3 * k] + 0.25 * s[3 * k + 1]
         return 0.75 * s[k] + 0.25 * s[k + 1], 0.25 * s[3 * k + 1] + 0.75 * s[3 * k + 2]
-    return statistics.median(s[: n // 2]), statistics.median(s[n // 2:])   # method 2
+    return statistics.median(s[: n // 2]), statistics.median(s[n // 2 :])  # method 2
 
 
 def machine_info(fp: dict[str, Any] | None) -> dict[str, Any]:
@@ -64,16 +75,26 @@ def machine_info(fp: dict[str, Any] | None) -> dict[str, Any]:
         "python_build": None,
         "release": fp.get("kernel"),
         "system": (fp.get("os") or "").split("-")[0] or None,
-        "cpu": {"brand_raw": fp.get("cpu_model"), "arch_string_raw": fp.get("machine"),
-                "count": fp.get("cpu_count_logical"), "flags": fp.get("cpu_flags_simd") or []},
+        "cpu": {
+            "brand_raw": fp.get("cpu_model"),
+            "arch_string_raw": fp.get("machine"),
+            "count": fp.get("cpu_count_logical"),
+            "flags": fp.get("cpu_flags_simd") or [],
+        },
         "gpus": [g.get("name") for g in fp.get("gpus") or [] if isinstance(g, dict)],
     }
 
 
 def commit_info(fp: dict[str, Any] | None) -> dict[str, Any]:
     fp = fp or {}
-    return {"id": fp.get("git_commit"), "time": fp.get("time_utc"), "author_time": fp.get("time_utc"),
-            "dirty": fp.get("git_dirty"), "project": "backprop-bench", "branch": fp.get("git_branch")}
+    return {
+        "id": fp.get("git_commit"),
+        "time": fp.get("time_utc"),
+        "author_time": fp.get("time_utc"),
+        "dirty": fp.get("git_dirty"),
+        "project": "backprop-bench",
+        "branch": fp.get("git_branch"),
+    }
 
 
 def _finite(value):
@@ -85,18 +106,28 @@ def benchmark_name(case: CaseKey) -> str:
     other key field that differs from its default after it ('-cache=cold', '-engine=mirrored-replicas=2'),
     so no two cases share a name."""
     extras = "".join(f"-{k}={v}" for k, v in case.asdict().items() if k in CASE_DEFAULTS and v != CASE_DEFAULTS[k])
-    return f"{case.framework}/{case.step}/{case.backend}[{case.device}-{case.n}x{case.m}x{case.nh}-{case.dtype}{extras}]"
+    return (
+        f"{case.framework}/{case.step}/{case.backend}[{case.device}-{case.n}x{case.m}x{case.nh}-{case.dtype}{extras}]"
+    )
 
 
 def _benchmark(rec):
     params = rec.case.asdict()
     param = "-".join(str(v) for v in params.values())
     name = benchmark_name(rec.case)
-    extra = {"run_id": rec.run_id, "data": rec.data, "note": rec.note, "max_rel_err": rec.max_rel_err,
-             "trace_s": rec.trace_s, "first_call_s": rec.first_call_s, "tracing_count": rec.tracing_count,
-             "gflops": _finite(rec.summary.gflops), "pct_of_peak": _finite(rec.summary.pct_of_peak),
-             "stop_reason": rec.stop_reason,
-             "peak_bytes": rec.peak_bytes}
+    extra = {
+        "run_id": rec.run_id,
+        "data": rec.data,
+        "note": rec.note,
+        "max_rel_err": rec.max_rel_err,
+        "trace_s": rec.trace_s,
+        "first_call_s": rec.first_call_s,
+        "tracing_count": rec.tracing_count,
+        "gflops": _finite(rec.summary.gflops),
+        "pct_of_peak": _finite(rec.summary.pct_of_peak),
+        "stop_reason": rec.stop_reason,
+        "peak_bytes": rec.peak_bytes,
+    }
     return {
         "group": f"{rec.device} n={rec.n} m={rec.m} nh={rec.nh} {rec.dtype}",
         "name": name,
@@ -104,8 +135,14 @@ def _benchmark(rec):
         "params": params,
         "param": param,
         "extra_info": {k: v for k, v in extra.items() if v is not None},
-        "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": len(rec.samples_s),
-                    "max_time": None, "min_time": None, "warmup": len(rec.warmup_s)},
+        "options": {
+            "disable_gc": False,
+            "timer": "perf_counter",
+            "min_rounds": len(rec.samples_s),
+            "max_time": None,
+            "min_time": None,
+            "warmup": len(rec.warmup_s),
+        },
         "stats": sample_stats(rec.samples_s),
     }
 
@@ -129,6 +166,7 @@ def pytest_benchmark(records: Sequence[Record]) -> tuple[dict[str, Any], list[st
 
 def dumps(doc: dict[str, Any]) -> str:
     """JSON text; non-finite floats (which JSON cannot hold) become null."""
+
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -137,4 +175,5 @@ def dumps(doc: dict[str, Any]) -> str:
         if isinstance(v, (list, tuple)):
             return [clean(x) for x in v]
         return v
+
     return json.dumps(clean(doc), indent=2) + "\n"

@@ -16,18 +16,41 @@ from bench import REPO, git, machine
 
 # Environment variables that change results or speed; recorded as value or None.
 ENV_VARS = (
-    "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL", "TF_XLA_FLAGS", "XLA_FLAGS",
-    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
-    "CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR",
-    "TF_DETERMINISTIC_OPS", "NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
-    "JAX_PLATFORMS", "XLA_PYTHON_CLIENT_PREALLOCATE", "BENCH_JAX_THREADS", "CUDA_CACHE_MAXSIZE",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TF_XLA_FLAGS",
+    "XLA_FLAGS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "CUDA_VISIBLE_DEVICES",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+    "TF_GPU_ALLOCATOR",
+    "TF_DETERMINISTIC_OPS",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "JAX_PLATFORMS",
+    "XLA_PYTHON_CLIENT_PREALLOCATE",
+    "BENCH_JAX_THREADS",
+    "CUDA_CACHE_MAXSIZE",
 )
 
 # Distributions whose versions are recorded (looked up by metadata, never imported).
 PACKAGES = (
-    "numpy", "pandas", "matplotlib", "scipy", "psutil", "pytest_benchmark",
-    "tensorflow", "torch", "jax", "jaxlib", "keras",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "scipy",
+    "psutil",
+    "pytest_benchmark",
+    "tensorflow",
+    "torch",
+    "jax",
+    "jaxlib",
+    "keras",
 )
 
 # SIMD-related CPU flags worth recording, in this order.
@@ -58,10 +81,12 @@ SUBPROCESS_TIMEOUT_S = 10
 # ---------------------------------------------------------------- helpers
 # Every helper returns None (or an empty container) on failure; none raises.
 
+
 def _psutil():
     """The psutil module, or None when it is not installed (or blocked via sys.modules)."""
     try:
         import psutil
+
         return psutil
     except ImportError:
         return None
@@ -229,8 +254,11 @@ def git_info(repo: Path = REPO) -> dict:
     status = git.out(repo, "status", "--porcelain")
     if status is not None:
         # Untracked files under results/ are run outputs, not source changes.
-        changes = [line for line in status.splitlines()
-                   if line.strip() and not (line.startswith("?? ") and line[3:].strip('"').startswith("results/"))]
+        changes = [
+            line
+            for line in status.splitlines()
+            if line.strip() and not (line.startswith("?? ") and line[3:].strip('"').startswith("results/"))
+        ]
         info["git_dirty"] = bool(changes)
     info["git_branch"] = git.out(repo, "symbolic-ref", "--short", "-q", "HEAD") or None  # None when detached
     return info
@@ -240,6 +268,7 @@ def host_id() -> str | None:
     """A short stable id of this installation of the OS (a hash of /etc/machine-id, else of the
     host name): what tells two hosts of the same CPU model apart (bench/machine.py noise_key)."""
     import hashlib
+
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         text = (_read_text(path) or "").strip()
         if text:
@@ -260,9 +289,9 @@ def _version(dist: str) -> str | None:
     return None
 
 
-
-def collect(frameworks: dict[str, dict] | None = None, *, data_source: str | None = None,
-            seeds: dict | None = None) -> dict:
+def collect(
+    frameworks: dict[str, dict] | None = None, *, data_source: str | None = None, seeds: dict | None = None
+) -> dict:
     """A JSON-serialisable dict describing where and how a run happened."""
     cpuinfo = _cpuinfo_records()
     memory_total, memory_available = memory_bytes()
@@ -309,7 +338,10 @@ def _diff(path: str, a, b) -> list[str]:
 
 
 def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str]:
-    """Human-readable one-line descriptions of how two fingerprints differ, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'"; by default compares identity(a) with identity(b) plus env, cpu_count_logical, git_commit, git_dirty and data_source; nested dicts compared key by key (e.g. "env.TF_ENABLE_ONEDNN_OPTS: None vs '0'", "frameworks.tensorflow.version: '2.21.0' vs '2.20.0'")."""
+    """One line per difference between two fingerprints, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'":
+    by default the machine's identity (bench/machine.py) plus env, cpu_count_logical, git_commit,
+    git_dirty and data_source; nested dicts key by key ("env.TF_ENABLE_ONEDNN_OPTS: None vs '0'",
+    "frameworks.tensorflow.version: '2.21.0' vs '2.20.0'")."""
     # A key in IDENTITY_KEYS is read from identity(); any other from the fingerprint itself.
     # Missing keys (older records) count as None, and a missing dict as an empty one.
     ida, idb = machine.Machine.of(a).identity(), machine.Machine.of(b).identity()

@@ -1,5 +1,6 @@
 """Git, the one way the harness asks it anything: a command's result, the commit a revision names,
 a file as a commit holds it, the files a working tree changes, and a temporary worktree."""
+
 import re
 import shutil
 import subprocess
@@ -99,7 +100,9 @@ def resolve(tree: Path | str, rev: str) -> str:
     of a first commit, beyond a shallow clone, not a checkout); RevisionError, naming it, for
     anything git cannot resolve to a commit otherwise."""
     if not rev or rev.startswith(("-", "^")) or not rev.isprintable() or len(rev) > 256:
-        raise RevisionError(f"bad revision {printable(rev)[:60]!r}: expected a commit such as HEAD~1, a branch or a tag")
+        raise RevisionError(
+            f"bad revision {printable(rev)[:60]!r}: expected a commit such as HEAD~1, a branch or a tag"
+        )
     if git(tree, "rev-parse", "--show-toplevel").returncode != 0:
         raise NoRevision(f"{tree} is not a git checkout, so there is no base revision to run")
     sha = out(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
@@ -111,13 +114,15 @@ def resolve(tree: Path | str, rev: str) -> str:
         generations, other = _generations(walk["walk"])
         depth = int(out(tree, "rev-list", "--first-parent", "--count", start, "--") or 1)
         if out(tree, "rev-parse", "--is-shallow-repository") == "true" and generations >= depth:
-            raise NoRevision(f"{rev} lies beyond this shallow clone's {depth} commit(s) of history "
-                             "(fetch more, e.g. fetch-depth: 2)")
+            raise NoRevision(
+                f"{rev} lies beyond this shallow clone's {depth} commit(s) of history (fetch more, e.g. fetch-depth: 2)"
+            )
         if depth == 1 and generations == 1 and not other:
             raise NoRevision(f"{rev}: {walk['start']} is the first commit, so it has no parent to compare with")
         if generations >= depth:
-            raise RevisionError(f"unknown revision {rev!r}: {walk['start']} has {depth - 1} ancestor(s) on its "
-                                "first-parent line")
+            raise RevisionError(
+                f"unknown revision {rev!r}: {walk['start']} has {depth - 1} ancestor(s) on its first-parent line"
+            )
     raise RevisionError(f"unknown revision {rev!r}: git cannot resolve it to a commit in {tree}")
 
 

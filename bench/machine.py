@@ -7,6 +7,7 @@ parts of the harness file things under. Each key is a projection of the same ide
 - `noise_key`: the baseline key on this host only, under which stored noise figures (A/A
   experiments) apply: another host of the same CPU model is another machine for that, since its
   neighbours, its clocks and its noise are its own."""
+
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,9 @@ class Machine:
     arch: str | None = None
     cpu_model: str | None = None
     gpus: tuple[str, ...] = ()
-    host: str | None = None                               # fingerprint's host_id: one installation of an OS
-    frameworks: tuple[tuple[str, str | None], ...] = ()   # (name, version), sorted by name
-    threads: tuple[str, ...] = ()                         # the thread counts the run's variables set
+    host: str | None = None  # fingerprint's host_id: one installation of an OS
+    frameworks: tuple[tuple[str, str | None], ...] = ()  # (name, version), sorted by name
+    threads: tuple[str, ...] = ()  # the thread counts the run's variables set
     fingerprint: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -34,18 +35,26 @@ class Machine:
         fws = fws if isinstance(fws, dict) else {}
         variables = fp.get("env")
         variables = variables if isinstance(variables, dict) else {}
-        return cls(arch=fp.get("machine"), cpu_model=fp.get("cpu_model"),
-                   gpus=tuple(str(g.get("name")) for g in fp.get("gpus") or [] if isinstance(g, dict)),
-                   host=fp.get("host_id"),
-                   frameworks=tuple(sorted((str(k), v.get("version") if isinstance(v, dict) else None)
-                                           for k, v in fws.items())),
-                   threads=tuple(sorted({str(variables[v]) for v in _thread_variables() if variables.get(v)})),
-                   fingerprint=fp)
+        return cls(
+            arch=fp.get("machine"),
+            cpu_model=fp.get("cpu_model"),
+            gpus=tuple(str(g.get("name")) for g in fp.get("gpus") or [] if isinstance(g, dict)),
+            host=fp.get("host_id"),
+            frameworks=tuple(
+                sorted((str(k), v.get("version") if isinstance(v, dict) else None) for k, v in fws.items())
+            ),
+            threads=tuple(sorted({str(variables[v]) for v in _thread_variables() if variables.get(v)})),
+            fingerprint=fp,
+        )
 
     def identity(self) -> dict[str, Any]:
         """What must match for two runs' times to be comparable, as a plain dict (IDENTITY_KEYS)."""
-        return {"cpu_model": self.cpu_model, "machine": self.arch, "gpu_names": list(self.gpus),
-                "framework_versions": dict(self.frameworks)}
+        return {
+            "cpu_model": self.cpu_model,
+            "machine": self.arch,
+            "gpu_names": list(self.gpus),
+            "framework_versions": dict(self.frameworks),
+        }
 
     def hardware(self) -> tuple[str | None, str | None, tuple[str, ...]]:
         return (self.cpu_model, self.arch, self.gpus)
@@ -53,16 +62,21 @@ class Machine:
     @property
     def baseline_key(self) -> str:
         """A readable, file-name-safe key, e.g. x86_64-intel-xeon-platinum-8488c-nogpu-tensorflow-2.21.0."""
-        parts = [self.arch or "unknown", self.cpu_model or "unknown-cpu", "+".join(self.gpus) or "nogpu",
-                 *(f"{k}-{v}" for k, v in self.frameworks)]
+        parts = [
+            self.arch or "unknown",
+            self.cpu_model or "unknown-cpu",
+            "+".join(self.gpus) or "nogpu",
+            *(f"{k}-{v}" for k, v in self.frameworks),
+        ]
         return re.sub(r"[^a-z0-9._+]+", "-", "-".join(parts).lower().replace("(r)", "").replace("(tm)", "")).strip("-")
 
     @property
     def series_key(self) -> str:
         """The hardware and thread settings, e.g. 'x86_64 | AMD EPYC | no GPU | 1 thread(s)'."""
-        return " | ".join([self.arch or "unknown", self.cpu_model or "unknown CPU",
-                           "+".join(g for g in self.gpus if g) or "no GPU"]
-                          + ([f"{'/'.join(self.threads)} thread(s)"] if self.threads else []))[:255]
+        return " | ".join(
+            [self.arch or "unknown", self.cpu_model or "unknown CPU", "+".join(g for g in self.gpus if g) or "no GPU"]
+            + ([f"{'/'.join(self.threads)} thread(s)"] if self.threads else [])
+        )[:255]
 
     @property
     def noise_key(self) -> str | None:
@@ -73,8 +87,15 @@ class Machine:
     def with_frameworks(self, names: set[str] | frozenset[str]) -> "Machine":
         """This identity with only the versions of `names` (a run that also loaded another framework
         is not another machine for a case of one framework)."""
-        return Machine(self.arch, self.cpu_model, self.gpus, self.host,
-                       tuple((k, v) for k, v in self.frameworks if k in names), self.threads, self.fingerprint)
+        return Machine(
+            self.arch,
+            self.cpu_model,
+            self.gpus,
+            self.host,
+            tuple((k, v) for k, v in self.frameworks if k in names),
+            self.threads,
+            self.fingerprint,
+        )
 
     def differences(self, other: "Machine") -> list[str]:
         """One line per identity difference, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'"; the
@@ -84,8 +105,11 @@ class Machine:
         lines: list[str] = []
         for key in IDENTITY_KEYS:
             if key == "framework_versions":
-                lines += [f"{key}.{k}: {a[key].get(k)!r} vs {b[key].get(k)!r}"
-                          for k in sorted(set(a[key]) | set(b[key])) if a[key].get(k) != b[key].get(k)]
+                lines += [
+                    f"{key}.{k}: {a[key].get(k)!r} vs {b[key].get(k)!r}"
+                    for k in sorted(set(a[key]) | set(b[key]))
+                    if a[key].get(k) != b[key].get(k)
+                ]
             elif a[key] != b[key]:
                 lines.append(f"{key}: {a[key]!r} vs {b[key]!r}")
         return lines
@@ -94,4 +118,5 @@ class Machine:
 def _thread_variables() -> tuple[str, ...]:
     """Every framework's thread variables (their classes say which), read without importing one."""
     from bench import frameworks
+
     return tuple(frameworks.thread_env(1))

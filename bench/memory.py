@@ -2,6 +2,7 @@
 
 TensorFlow's own CPU allocator statistics give zeros or raise, and tracemalloc
 cannot see C++ allocations, so the harness watches RSS instead; GPU peaks come from the adapter."""
+
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ def rss_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         try:
             import psutil
+
             return psutil.Process().memory_info().rss
         except Exception:
             return None
@@ -26,6 +28,7 @@ def rss_bytes() -> int | None:
 class RssPeak:
     """`with RssPeak() as m: work()` then m.peak_bytes: the highest RSS seen above the level at
     entry (sampled every `interval_s`; a spike shorter than that can be missed), None if unreadable."""
+
     method = "process RSS above the level before the case, sampled every 1 ms"
 
     def __init__(self, interval_s: float = 0.001) -> None:

@@ -3,6 +3,7 @@ machine's stored A/A figures (results/baselines/aa.json, written by the gate's e
 bench/gate/experiments.py), looked up by the machine's noise key (bench/machine.py), else the
 default. Every comparison that widens an interval (compare, gate, the report) asks here, so all of
 them use the same figure and say the same thing about it."""
+
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from bench import defaults
 from bench.machine import Machine
 
 AA_FILE = Path("results") / "baselines" / "aa.json"
-CALLS_AA = "aa-calls"   # the entry of one-process A/A runs (gate --aa N --pairing calls)
+CALLS_AA = "aa-calls"  # the entry of one-process A/A runs (gate --aa N --pairing calls)
 MEASURE_RUNS = "python -m bench gate --aa 20"
 MEASURE_CALLS = "python -m bench gate --aa 20 --pairing calls"
 
@@ -24,13 +25,14 @@ class Noise:
     case's median between separate runs (widens comparisons of separate runs); same_run_sd: what
     the intervals of one-process comparisons miss (widens those paired by round). None: not
     widened. The sources say where each figure comes from, for the lines that print it."""
+
     run_sd: float | None = None
     run_source: str = ""
     same_run_sd: float | None = None
     same_run_source: str = ""
 
 
-Figures = Mapping[str, Any]   # a stored figures file's content: {noise key: {"identity": ..., name: entry}}
+Figures = Mapping[str, Any]  # a stored figures file's content: {noise key: {"identity": ..., name: entry}}
 
 
 def loads(text: str | None) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def load(path: Path | str) -> dict[str, Any]:
 def repository() -> dict[str, Any]:
     """The figures this checkout stores (results/baselines/aa.json)."""
     from bench import REPO
+
     return load(REPO / AA_FILE)
 
 
@@ -97,8 +100,10 @@ def run_noise(figures: Figures, fp: dict[str, Any] | None) -> tuple[float, str]:
     if isinstance(measured, (int, float)) and measured > default:
         return float(measured), f"this machine's A/A experiment of {_date(aa)}"
     if isinstance(measured, (int, float)) and measured:
-        return default, (f"the default: this machine's A/A experiment of {_date(aa)} measured sd {measured:.0%} "
-                         "between back-to-back one-thread processes, a floor for runs made apart")
+        return default, (
+            f"the default: this machine's A/A experiment of {_date(aa)} measured sd {measured:.0%} "
+            "between back-to-back one-thread processes, a floor for runs made apart"
+        )
     return default, f"the default: not measured on this machine; `{MEASURE_RUNS}` measures it"
 
 
@@ -110,7 +115,9 @@ def calls_noise(figures: Figures, fp: dict[str, Any] | None, run: str | None = N
     aa = entry(figures, fp, CALLS_AA)
     if aa.get("extra_sd_log") is None:
         return None, f"not measured on this machine ({MEASURE_CALLS} measures it)"
-    said = f"this machine's one-process A/A experiment of {_date(aa)}: {aa.get('flagged')}/{aa.get('runs')} runs flagged"
+    said = (
+        f"this machine's one-process A/A experiment of {_date(aa)}: {aa.get('flagged')}/{aa.get('runs')} runs flagged"
+    )
     if run is not None and aa.get("run") != run:
         return None, f"{said}, but timing other cases ({aa.get('run')}): not applied"
     return float(aa["extra_sd_log"]), said

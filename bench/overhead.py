@@ -2,14 +2,20 @@
 core's plainest loop (timing.steady: the timer around each call and its sync, nothing else),
 alternately, so their ratio (the one comparison, paired by round) shows what the rounds'
 bookkeeping adds (it should be ~1.00)."""
+
 from collections.abc import Callable
 
 from bench import timing
 from bench.compare import ROUNDS, Measurement, estimate
 
 
-def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int = 10, per_round: int = 5,
-            timer: timing.Timer | None = None) -> tuple[list[float], list[float], tuple[float, float, float]]:
+def compare(
+    call: Callable[[], object],
+    sync: Callable[[], object],
+    rounds: int = 10,
+    per_round: int = 5,
+    timer: timing.Timer | None = None,
+) -> tuple[list[float], list[float], tuple[float, float, float]]:
     """(harness samples, plain samples, (ratio, lo, hi)): `rounds` rounds, each taking `per_round`
     samples with the run engine's rounds and then with the plain loop (order alternating by round)."""
     harness: list[float] = []
@@ -20,16 +26,27 @@ def compare(call: Callable[[], object], sync: Callable[[], object], rounds: int 
         order = ("harness", "plain") if r % 2 == 0 else ("plain", "harness")
         for who in order:
             if who == "harness":
-                got = timing.interleaved({0: timing.taker(call, sync, timer)},
-                                         timing.Rounds(min_samples=per_round, min_rounds=per_round,
-                                                       max_samples=per_round, budget_s=float("inf"), round_s=0.0))[0].samples_s
+                got = timing.interleaved(
+                    {0: timing.taker(call, sync, timer)},
+                    timing.Rounds(
+                        min_samples=per_round,
+                        min_rounds=per_round,
+                        max_samples=per_round,
+                        budget_s=float("inf"),
+                        round_s=0.0,
+                    ),
+                )[0].samples_s
                 harness += got
                 r_h += [r] * len(got)
             else:
-                got = timing.steady(call, sync, warmup=0, min_samples=per_round, max_samples=per_round, budget_s=0.0,
-                                    timer=timer).samples_s
+                got = timing.steady(
+                    call, sync, warmup=0, min_samples=per_round, max_samples=per_round, budget_s=0.0, timer=timer
+                ).samples_s
                 plain += got
                 r_p += [r] * len(got)
-    e = estimate([Measurement(tuple(plain), tuple(r_p), "overhead")], [Measurement(tuple(harness), tuple(r_h), "overhead")],
-                 ROUNDS)
+    e = estimate(
+        [Measurement(tuple(plain), tuple(r_p), "overhead")],
+        [Measurement(tuple(harness), tuple(r_h), "overhead")],
+        ROUNDS,
+    )
     return harness, plain, (e.ratio, e.lo, e.hi)

@@ -11,6 +11,7 @@ harness proper (`bench run`) measures float32 ceilings only; the probe is the fi
 a new device, and its times are the framework's timer's (CUDA events where it has them) with the
 host clock's beside them, so their gap is the launch and sync overhead.
 """
+
 import argparse
 import json
 import sys
@@ -53,9 +54,14 @@ def probe_ceilings(fw: Framework, device: str, gemm_size: int | None, sampler: S
         t0 = time.perf_counter()
         try:
             c = ceilings(fw, device, dtype, gemm_size=gemm_size)
-            out[name] = {"gemm_tflops": c["gemm_gflops"] / 1e3, "copy_gbps": c["copy_gbps"], "gemm_size": c["gemm_size"],
-                         "timer": c["timer"], "telemetry": sampler.between(t0, time.perf_counter())}
-        except Exception as e:   # noqa: BLE001 - a precision the device cannot do is recorded, the rest goes on
+            out[name] = {
+                "gemm_tflops": c["gemm_gflops"] / 1e3,
+                "copy_gbps": c["copy_gbps"],
+                "gemm_size": c["gemm_size"],
+                "timer": c["timer"],
+                "telemetry": sampler.between(t0, time.perf_counter()),
+            }
+        except Exception as e:  # noqa: BLE001 - a precision the device cannot do is recorded, the rest goes on
             out[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
         finally:
             fw.set_tf32(False)
@@ -63,8 +69,9 @@ def probe_ceilings(fw: Framework, device: str, gemm_size: int | None, sampler: S
     return out
 
 
-def probe_case(fw: Framework, key: CaseKey, caches: Caches, config: Config, reps: int,
-               sampler: Sampler) -> dict[str, Any]:
+def probe_case(
+    fw: Framework, key: CaseKey, caches: Caches, config: Config, reps: int, sampler: Sampler
+) -> dict[str, Any]:
     """The case `key`: checked against float64 and warmed up as a run does, then `reps` calls warm
     and `reps` cold by the framework's timer, and a batch with one sync."""
     fw.set_tf32(key.tf32)
@@ -76,46 +83,77 @@ def probe_case(fw: Framework, key: CaseKey, caches: Caches, config: Config, reps
         live = prepare_case(fw, key, ref, args, config, {"run_id": "probe"})
         if isinstance(live, Record):
             return {"status": live.status, "error": live.error}
-        warm = timing.steady(live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0,
-                             timer=live.timer)
-        cold = (timing.steady(live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0,
-                              timer=live.timer, before=flush) if flush else None)
+        warm = timing.steady(
+            live.call, live.sync, warmup=0, min_samples=reps, max_samples=reps, budget_s=0.0, timer=live.timer
+        )
+        cold = (
+            timing.steady(
+                live.call,
+                live.sync,
+                warmup=0,
+                min_samples=reps,
+                max_samples=reps,
+                budget_s=0.0,
+                timer=live.timer,
+                before=flush,
+            )
+            if flush
+            else None
+        )
         batch = timing.batched(live.call, live.sync, max(3, min(200, int(0.2 / max(live.per_call_s, 1e-6)))))
-        return {"status": "ok", "max_rel_err": live.rec.max_rel_err,
-                "first_call_ms": live.rec.first_call_s * 1e3,   # type: ignore[operator]  # set in every Live
-                "timer": live.timer.name,   # type: ignore[union-attr]  # prepare_case gives every Live one
-                "warm_ms": _median_ms(warm.samples_s), "warm_host_ms": _median_ms(warm.host_s or warm.samples_s),
-                "cold_ms": _median_ms(cold.samples_s) if cold else None,
-                "cold_host_ms": _median_ms(cold.host_s or cold.samples_s) if cold else None,
-                "dispatch_ms": batch.dispatch_s * 1e3, "batched_ms": batch.batch_s * 1e3,
-                "telemetry": sampler.between(t0, time.perf_counter())}
-    except Exception as e:   # noqa: BLE001 - out of memory at the largest size, say: recorded, the rest goes on
+        return {
+            "status": "ok",
+            "max_rel_err": live.rec.max_rel_err,
+            "first_call_ms": live.rec.first_call_s * 1e3,  # type: ignore[operator]  # set in every Live
+            "timer": live.timer.name,  # type: ignore[union-attr]  # prepare_case gives every Live one
+            "warm_ms": _median_ms(warm.samples_s),
+            "warm_host_ms": _median_ms(warm.host_s or warm.samples_s),
+            "cold_ms": _median_ms(cold.samples_s) if cold else None,
+            "cold_host_ms": _median_ms(cold.host_s or cold.samples_s) if cold else None,
+            "dispatch_ms": batch.dispatch_s * 1e3,
+            "batched_ms": batch.batch_s * 1e3,
+            "telemetry": sampler.between(t0, time.perf_counter()),
+        }
+    except Exception as e:  # noqa: BLE001 - out of memory at the largest size, say: recorded, the rest goes on
         return {"status": "failed", "error": f"{type(e).__name__}: {e}"[:300]}
     finally:
         fw.set_tf32(False)
 
 
-def probe(loaded: dict[str, Framework], device: str, sizes: Sequence[int], gemm_size: int | None, reps: int,
-          sampler: Sampler) -> dict[str, dict[str, Any]]:
+def probe(
+    loaded: dict[str, Framework], device: str, sizes: Sequence[int], gemm_size: int | None, reps: int, sampler: Sampler
+) -> dict[str, dict[str, Any]]:
     """Everything the probe measures on `device`: {framework: {version, timer, ceilings, steps}}.
     The steps run size by size, each precision's float64 reference shared by the frameworks."""
     config = Config(out=None, warmup=3, memory_fraction=0.8)
     caches = Caches(config)
     out: dict[str, dict[str, Any]] = {
-        name: {"version": fw.info().get("version"), "timer": fw.timer(device).name,
-               "ceilings": probe_ceilings(fw, device, gemm_size, sampler), "steps": []}
-        for name, fw in loaded.items()}
+        name: {
+            "version": fw.info().get("version"),
+            "timer": fw.timer(device).name,
+            "ceilings": probe_ceilings(fw, device, gemm_size, sampler),
+            "steps": [],
+        }
+        for name, fw in loaded.items()
+    }
 
     def case(fw, key, name):
-        out[fw.name]["steps"].append({"n": key.n, "precision": name, "backend": key.backend,
-                                      **probe_case(fw, key, caches, config, reps, sampler)})
+        out[fw.name]["steps"].append(
+            {
+                "n": key.n,
+                "precision": name,
+                "backend": key.backend,
+                **probe_case(fw, key, caches, config, reps, sampler),
+            }
+        )
         _say(fw, device, f"n={key.n}", f"{key.backend} {name}", out[fw.name]["steps"][-1])
+
     for n in sizes:
         for name, dtype, tf32 in STEP_PRECISIONS:
             for fw in loaded.values():
                 if (name, dtype, tf32) in precisions(fw, device):
                     case(fw, CaseKey(fw.name, "manual", "eager", device, n, M, NH, dtype, tf32), name)
-    for fw in loaded.values():   # each compiled backend at the smallest size: its first call and launch cost
+    for fw in loaded.values():  # each compiled backend at the smallest size: its first call and launch cost
         for backend in fw.backends:
             if backend != "eager" and (backend not in fw.gpu_backends or device == "gpu"):
                 case(fw, CaseKey(fw.name, "manual", backend, device, sizes[0], M, NH, "float32"), "float32")
@@ -123,8 +161,19 @@ def probe(loaded: dict[str, Framework], device: str, sizes: Sequence[int], gemm_
 
 
 def _say(fw, device, what, name, result):
-    print(json.dumps({"framework": fw.name, "device": device, "what": what, "name": name,
-                      **{k: v for k, v in result.items() if k != "telemetry"}}, default=str), flush=True)
+    print(
+        json.dumps(
+            {
+                "framework": fw.name,
+                "device": device,
+                "what": what,
+                "name": name,
+                **{k: v for k, v in result.items() if k != "telemetry"},
+            },
+            default=str,
+        ),
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--framework", nargs="+", help="frameworks (default: every one installed that sees the device)")
     p.add_argument("--device", default="gpu", choices=("cpu", "gpu"), help="the device to probe (default: gpu)")
-    p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), metavar="N",
-                   help=f"n of the lesson's step (default: {' '.join(map(str, SIZES))})")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=list(SIZES),
+        metavar="N",
+        help=f"n of the lesson's step (default: {' '.join(map(str, SIZES))})",
+    )
     p.add_argument("--gemm-size", type=int, help="k of the k x k x k GEMMs (default: 2048 on a CPU, 8192 on a GPU)")
     p.add_argument("--reps", type=int, default=30, help="timed calls per measurement (default: 30)")
     args = p.parse_args(argv)

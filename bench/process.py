@@ -1,5 +1,6 @@
 """This process: the CPUs it runs on (binding them, finding the quietest) and how a worker
 process ends (at once, and with its parent)."""
+
 import os
 import sys
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ def pin(cpus: Iterable[int]) -> None:
         try:
             os.sched_setaffinity(int(task), cpus)
         except (OSError, ValueError):
-            pass   # a thread that ended meanwhile
+            pass  # a thread that ended meanwhile
 
 
 def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
@@ -36,6 +37,7 @@ def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
     which takes most of the machine's interrupts and housekeeping. Where /proc/stat cannot be read,
     the highest numbered allowed CPUs."""
     import time
+
     allowed = sorted(os.sched_getaffinity(0))
     before = _cpu_idle()
     time.sleep(window_s)
@@ -61,7 +63,8 @@ def die_with_parent() -> None:
     run's framework worker is never left behind by a process killed (SIGTERM, kill -9) meanwhile."""
     import ctypes
     import signal
+
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):   # not Linux: the executor's own shutdown is all there is
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the executor's own shutdown is all there is
         pass

@@ -2,6 +2,7 @@
 
 Statistics (median, IQR) are derived from the samples, so any table or plot can be rebuilt
 from the file. Each record carries its run's environment, so files from many runs merge."""
+
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from bench.text import printable
 SCHEMA = 4
 STATUSES = ("ok", "failed", "skipped")
 STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
-TIME = {"kind": "time"}   # a field's metadata: a duration in seconds (its annotation, a float, says only "number")
+TIME = {"kind": "time"}  # a field's metadata: a duration in seconds (its annotation, a float, says only "number")
 
 
 class RecordsError(ValueError):
@@ -34,6 +35,7 @@ class CaseKey:
     here (Record subclasses it), and the validator, compare, export, the history's table and the
     report's tables and plot lines derive their columns from CASE_FIELDS. A new axis is one field
     here, with the default that older records take."""
+
     framework: str
     step: str
     backend: str
@@ -42,13 +44,13 @@ class CaseKey:
     m: int
     nh: int
     dtype: str
-    tf32: bool = False      # float32 matrix products in TF32 (a GPU feature)
-    cache: str = field(default="warm", metadata={"choices": ("warm", "cold")})   # "cold": the device's
-                            # last-level cache flushed before each timed call
-    engine: str = ""        # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
-    replicas: int = 1       # devices the global batch n is split over
-    deps: str = ""          # the requirement set whose environment ran it (run --env, bench/venvs.py); "" the
-                            # harness's own environment
+    tf32: bool = False  # float32 matrix products in TF32 (a GPU feature)
+    cache: str = field(default="warm", metadata={"choices": ("warm", "cold")})  # "cold": the device's
+    # last-level cache flushed before each timed call
+    engine: str = ""  # the framework's data-parallel engine ("" one device, no engine; bench/distributed/)
+    replicas: int = 1  # devices the global batch n is split over
+    deps: str = ""  # the requirement set whose environment ran it (run --env, bench/venvs.py); "" the
+    # harness's own environment
 
     def asdict(self) -> dict:
         return {f: getattr(self, f) for f in CASE_FIELDS}
@@ -71,11 +73,14 @@ class CaseKey:
     def label(self) -> str:
         """The case in one line of text, every field that differs from its default shown: export
         names, the gate's rows and progress lines use it, so two cases never share a label."""
-        return (f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}" + ("+tf32" if self.tf32 else "")
-                + (f" {self.cache}" if self.cache != "warm" else "")
-                + (f" {self.engine} x{self.replicas}" if self.engine else "")
-                + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else "")
-                + (f" [{self.deps}]" if self.deps else ""))
+        return (
+            f"{self.name} n={self.n} m={self.m} nh={self.nh} {self.dtype}"
+            + ("+tf32" if self.tf32 else "")
+            + (f" {self.cache}" if self.cache != "warm" else "")
+            + (f" {self.engine} x{self.replicas}" if self.engine else "")
+            + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else "")
+            + (f" [{self.deps}]" if self.deps else "")
+        )
 
 
 CASE_FIELDS = tuple(f.name for f in fields(CaseKey))
@@ -86,18 +91,19 @@ CASE_DEFAULTS = {f.name: f.default for f in fields(CaseKey) if f.default is not 
 class Summary:
     """A record's statistics, derived from its samples and analytic counts in this one place (report,
     compare and export all read it); nan where the record lacks what a figure needs."""
+
     median_s: float
     q1_s: float
     q3_s: float
-    ci_lo_s: float             # the median's 95% CI (order statistics); nan with under 8 samples
+    ci_lo_s: float  # the median's 95% CI (order statistics); nan with under 8 samples
     ci_hi_s: float
     samples: int
-    noisy: bool                # IQR over stats.NOISY_IQR_FRACTION of the median
+    noisy: bool  # IQR over stats.NOISY_IQR_FRACTION of the median
     gflops: float
-    gemm_gflops: float         # the device's measured ceilings, from the record's run
+    gemm_gflops: float  # the device's measured ceilings, from the record's run
     copy_gbps: float
-    intensity: float           # FLOPs per byte that must move (kernels/cost.py)
-    canary_s: float = math.nan   # the machine's canary (bench/canary.py): its median over the case's rounds
+    intensity: float  # FLOPs per byte that must move (kernels/cost.py)
+    canary_s: float = math.nan  # the machine's canary (bench/canary.py): its median over the case's rounds
 
     @property
     def iqr_s(self) -> float:
@@ -124,8 +130,13 @@ def _number(value):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min_bytes: float | None = None,
-              ceilings: Mapping[str, Any] | None = None, canary_s: Iterable[float] | None = None) -> Summary:
+def summarize(
+    samples_s: Iterable[float] | None,
+    flops: float | None = None,
+    min_bytes: float | None = None,
+    ceilings: Mapping[str, Any] | None = None,
+    canary_s: Iterable[float] | None = None,
+) -> Summary:
     """The Summary of raw samples (seconds) and a case's analytic counts, device ceilings and canary times."""
     samples = tuple(samples_s or ())
     canary = tuple(canary_s or ())
@@ -134,60 +145,72 @@ def summarize(samples_s: Iterable[float] | None, flops: float | None = None, min
     q1, q3 = stats.quartiles(samples) if samples else (math.nan, math.nan)
     lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
     flops, min_bytes = _number(flops), _number(min_bytes)
-    return Summary(median_s=median, q1_s=q1, q3_s=q3, ci_lo_s=lo, ci_hi_s=hi, samples=len(samples),
-                   noisy=stats.is_noisy(samples), gflops=flops / median / 1e9 if flops > 0 and median > 0 else math.nan,
-                   gemm_gflops=_number(ceilings.get("gemm_gflops")), copy_gbps=_number(ceilings.get("copy_gbps")),
-                   intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan,
-                   canary_s=stats.median(canary) if canary else math.nan)
+    return Summary(
+        median_s=median,
+        q1_s=q1,
+        q3_s=q3,
+        ci_lo_s=lo,
+        ci_hi_s=hi,
+        samples=len(samples),
+        noisy=stats.is_noisy(samples),
+        gflops=flops / median / 1e9 if flops > 0 and median > 0 else math.nan,
+        gemm_gflops=_number(ceilings.get("gemm_gflops")),
+        copy_gbps=_number(ceilings.get("copy_gbps")),
+        intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan,
+        canary_s=stats.median(canary) if canary else math.nan,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Record(CaseKey):
     """One case's measurement: its key fields (CaseKey's), its status, and the raw samples and
     facts every figure is derived from."""
-    status: str = field(metadata={"choices": STATUSES})   # ok / failed / skipped
-    error: str | None = None          # why, when not ok
+
+    status: str = field(metadata={"choices": STATUSES})  # ok / failed / skipped
+    error: str | None = None  # why, when not ok
     run_id: str = ""
-    data: str = ""                    # where x and y came from
-    note: str | None = None           # e.g. why this case ran at a smaller n
+    data: str = ""  # where x and y came from
+    note: str | None = None  # e.g. why this case ran at a smaller n
     loss: float | None = None
     max_rel_err: float | None = None
-    rel_errs: dict = field(default_factory=dict)   # output -> relative error against float64
+    rel_errs: dict = field(default_factory=dict)  # output -> relative error against float64
     tolerance: float | None = None
-    mask_flips: int | None = None     # ReLU mask entries near zero where the case and float64 disagree
+    mask_flips: int | None = None  # ReLU mask entries near zero where the case and float64 disagree
     trace_s: float | None = field(default=None, metadata=TIME)
     first_call_s: float | None = field(default=None, metadata=TIME)
     warmup_s: tuple = ()
     samples_s: tuple = ()
-    rounds: tuple = field(default=(), metadata={"kind": "rounds"})   # round id of each sample: the cases of one run are timed in
-                                      # interleaved rounds, and samples of the same round are paired
-    stop_reason: str | None = field(default=None, metadata={"choices": STOP_REASONS})   # why sampling stopped:
-                                      # "ci" (median known to +-2%), "budget", "max_samples", "interrupted"
-    batch_s: float | None = field(default=None, metadata=TIME)      # per call, a batch of calls with one sync at the end
-    dispatch_s: float | None = field(default=None, metadata=TIME)   # per call, host time of that batch before its sync
+    rounds: tuple = field(
+        default=(), metadata={"kind": "rounds"}
+    )  # round id of each sample: the cases of one run are timed in
+    # interleaved rounds, and samples of the same round are paired
+    stop_reason: str | None = field(default=None, metadata={"choices": STOP_REASONS})  # why sampling stopped:
+    # "ci" (median known to +-2%), "budget", "max_samples", "interrupted"
+    batch_s: float | None = field(default=None, metadata=TIME)  # per call, a batch of calls with one sync at the end
+    dispatch_s: float | None = field(default=None, metadata=TIME)  # per call, host time of that batch before its sync
     batch_calls: int | None = None
     tracing_count: int | None = None  # after timing; >1 means the timed loop retraced
-    retraced: bool | None = None      # a retrace happened after the first call (timings then suspect)
-    flops: int | None = None          # analytic, per call (kernels/cost.py)
+    retraced: bool | None = None  # a retrace happened after the first call (timings then suspect)
+    flops: int | None = None  # analytic, per call (kernels/cost.py)
     min_bytes: int | None = None
     memory_estimate_bytes: int | None = None
     peak_bytes: int | None = None
     peak_method: str | None = None
     distributed: dict = field(default_factory=dict)  # data-parallel: hosts, processes, the engine's settings,
-                                      # all-reduce times where the engine exposes them
-    timer: str | None = None          # what timed samples_s: "host clock + sync", "CUDA events"
-    host_samples_s: tuple = ()        # the host clock around each sampled call and its sync, where the
-                                      # timer is another (the gap is launch and sync overhead)
-    canary_s: tuple = ()              # the machine's canary (bench/canary.py), timed once a round in the run's
-                                      # process: its time in each round this case was sampled in (() before it)
+    # all-reduce times where the engine exposes them
+    timer: str | None = None  # what timed samples_s: "host clock + sync", "CUDA events"
+    host_samples_s: tuple = ()  # the host clock around each sampled call and its sync, where the
+    # timer is another (the gap is launch and sync overhead)
+    canary_s: tuple = ()  # the machine's canary (bench/canary.py), timed once a round in the run's
+    # process: its time in each round this case was sampled in (() before it)
     telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
-    counters: dict = field(default_factory=dict)   # what a step executes, counted exactly (bench/counters.py)
-    ceilings: dict = field(default_factory=dict)   # this device's measured gemm_gflops, copy_gbps
-    fingerprint: dict = field(default_factory=dict)   # the run's fingerprint (bench/fingerprint.py)
+    counters: dict = field(default_factory=dict)  # what a step executes, counted exactly (bench/counters.py)
+    ceilings: dict = field(default_factory=dict)  # this device's measured gemm_gflops, copy_gbps
+    fingerprint: dict = field(default_factory=dict)  # the run's fingerprint (bench/fingerprint.py)
     schema: int = SCHEMA
 
     def __post_init__(self) -> None:
-        for name, default in CASE_DEFAULTS.items():   # older records: null (or no value) is the default
+        for name, default in CASE_DEFAULTS.items():  # older records: null (or no value) is the default
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         if self.status not in STATUSES:
@@ -221,10 +244,16 @@ class Record(CaseKey):
         """The statistics, for readers of the JSON file; recomputed from the samples, never read back."""
         s = self.summary
         finite = lambda v: v if isinstance(v, float) and math.isfinite(v) else None  # noqa: E731
-        return {"median_s": finite(s.median_s), "iqr_s": finite(s.iqr_s),
-                "median_ci95_s": [finite(s.ci_lo_s), finite(s.ci_hi_s)] if s.samples else None,
-                "noisy": s.noisy, "gflops": finite(s.gflops), "pct_of_peak": finite(s.pct_of_peak),
-                "intensity_flop_per_byte": finite(s.intensity), "bound": s.bound}
+        return {
+            "median_s": finite(s.median_s),
+            "iqr_s": finite(s.iqr_s),
+            "median_ci95_s": [finite(s.ci_lo_s), finite(s.ci_hi_s)] if s.samples else None,
+            "noisy": s.noisy,
+            "gflops": finite(s.gflops),
+            "pct_of_peak": finite(s.pct_of_peak),
+            "intensity_flop_per_byte": finite(s.intensity),
+            "bound": s.bound,
+        }
 
     def to_json(self) -> str:
         """The record as a line of this schema (one read from an older file is written as this one)."""
@@ -242,13 +271,21 @@ class Record(CaseKey):
 
 # ---------------------------------------------------------------- validation on read
 
-MAX_INT = 2 ** 62                 # counts and sizes beyond this are not real
-MAX_SAMPLE_S = 1e6                # a timed call of over 11 days is not a measurement
-MAX_SAMPLES = 10 ** 6             # samples a record may carry
+MAX_INT = 2**62  # counts and sizes beyond this are not real
+MAX_SAMPLE_S = 1e6  # a timed call of over 11 days is not a measurement
+MAX_SAMPLES = 10**6  # samples a record may carry
 # Each field's kind, from its annotation (a metadata "kind" where the annotation cannot say): what
 # __post_init__ normalises and what the validator checks. A new field is typed once, where it is declared.
-_BY_TYPE: dict[Any, str] = {str: "text", str | None: "optional text", int: "count", int | None: "count", float | None: "number",
-            bool | None: "flag", dict: "object", tuple: "times"}
+_BY_TYPE: dict[Any, str] = {
+    str: "text",
+    str | None: "optional text",
+    int: "count",
+    int | None: "count",
+    float | None: "number",
+    bool | None: "flag",
+    dict: "object",
+    tuple: "times",
+}
 
 
 def _kinds() -> dict[str, tuple[str, ...]]:
@@ -307,8 +344,10 @@ def _problem_of(d):
     if d["status"] not in STATUSES:
         return f"status: {_shown(d['status'])} is not one of {', '.join(STATUSES)}"
     if _is_int(d.get("schema")) and d["schema"] > SCHEMA:
-        return (f"schema: {d['schema']} is newer than this harness reads ({SCHEMA}); "
-                "update backprop-bench to read this file")
+        return (
+            f"schema: {d['schema']} is newer than this harness reads ({SCHEMA}); "
+            "update backprop-bench to read this file"
+        )
     return _scalar_problem(d) or _samples_problem(d) or _nested_problem(d)
 
 
@@ -318,7 +357,7 @@ _SCALARS = {
     "optional text": (lambda v: isinstance(v, str), "expected a string or null"),
     "count": (lambda v: _is_int(v) and 0 <= v < MAX_INT, "expected a whole number of at least 0"),
     "time": (lambda v: _finite(v) and 0 <= v <= MAX_SAMPLE_S, "expected a time in seconds"),
-    "number": (_is_number, "expected a number or null"),   # may be nan or inf in a failed case
+    "number": (_is_number, "expected a number or null"),  # may be nan or inf in a failed case
     "flag": (lambda v: isinstance(v, bool), "expected true, false or null"),
 }
 
@@ -343,8 +382,10 @@ def _samples_problem(d):
         values = d.get(name, [])
         if not isinstance(values, list) or len(values) > MAX_SAMPLES:
             return f"{name}: expected a list of at most {MAX_SAMPLES:,} times, got {_shown(values)}"
-        bad = next((v for v in values if not _finite(v) or not 0 < v <= MAX_SAMPLE_S
-                    and not (name == "warmup_s" and v == 0)), None)
+        bad = next(
+            (v for v in values if not _finite(v) or not 0 < v <= MAX_SAMPLE_S and not (name == "warmup_s" and v == 0)),
+            None,
+        )
         if bad is not None or any(not _finite(v) for v in values):
             return f"{name}: {_shown(bad)} is not a time in seconds (finite, positive)"
     samples = d.get("samples_s", [])
@@ -403,8 +444,20 @@ def _counters_problem(c):
     return None
 
 
-_FINGERPRINT_STRINGS = ("hostname", "cpu_model", "machine", "os", "python", "numpy", "git_commit", "git_branch",
-                        "data_source", "time_utc", "kernel", "host_id")
+_FINGERPRINT_STRINGS = (
+    "hostname",
+    "cpu_model",
+    "machine",
+    "os",
+    "python",
+    "numpy",
+    "git_commit",
+    "git_branch",
+    "data_source",
+    "time_utc",
+    "kernel",
+    "host_id",
+)
 _FINGERPRINT_OBJECTS = ("env", "packages", "seeds")
 
 
@@ -430,8 +483,9 @@ def _gpus_problem(gpus):
 
 
 def _frameworks_problem(frameworks):
-    if frameworks is not None and (not isinstance(frameworks, dict)
-                                   or not all(isinstance(v, dict) for v in frameworks.values())):
+    if frameworks is not None and (
+        not isinstance(frameworks, dict) or not all(isinstance(v, dict) for v in frameworks.values())
+    ):
         return f"fingerprint.frameworks: expected an object of objects, got {_shown(frameworks)}"
     for name, info in (frameworks or {}).items():
         if info.get("version") is not None and not isinstance(info["version"], str):
@@ -443,7 +497,7 @@ def _shown(value, limit=40):
     """A value as an error message shows it: short, one line, no control characters."""
     text = repr(value) if not isinstance(value, (list, dict)) else f"a {type(value).__name__} of {len(value)}"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_INT:
-        text = f"a {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'huge'}-digit number"
+        text = f"a {len(str(abs(value))) if abs(value) < 10**4000 else 'huge'}-digit number"
     return printable(text)[:limit]
 
 
@@ -519,7 +573,7 @@ def _replace(path, text):
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(fd)   # the rename itself, durable
+        os.fsync(fd)  # the rename itself, durable
     finally:
         os.close(fd)
 
@@ -544,8 +598,12 @@ def replace_case(path: str | Path, record: Record) -> None:
     for _, raw in _lines(path) if path.exists() else ():
         try:
             d = json.loads(raw)
-            same = (isinstance(d, dict) and d.get("run_id", "") == record.run_id and check(d) is None
-                    and Record.from_dict(d).case == record.case)
+            same = (
+                isinstance(d, dict)
+                and d.get("run_id", "") == record.run_id
+                and check(d) is None
+                and Record.from_dict(d).case == record.case
+            )
         except (ValueError, RecursionError, RecordsError):
             same = False
         if not same:
@@ -568,8 +626,8 @@ def fold_journal(path: str | Path) -> list[Record]:
     return folded
 
 
-MAX_FILE_BYTES = 1 << 30          # readers refuse records files over 1 GiB
-MAX_LINE_BYTES = 64 << 20         # and lines over 64 MiB
+MAX_FILE_BYTES = 1 << 30  # readers refuse records files over 1 GiB
+MAX_LINE_BYTES = 64 << 20  # and lines over 64 MiB
 
 
 def _lines(path):
@@ -624,7 +682,7 @@ def load_file(path: str | Path) -> tuple[list[Record], list[str]]:
         last = number == len(lines) and not raw.endswith(b"\n")
         try:
             d = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as e:   # bad JSON or UTF-8, numbers past Python's digit limit
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, numbers past Python's digit limit
             if last:
                 continue
             why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
@@ -636,7 +694,7 @@ def load_file(path: str | Path) -> tuple[list[Record], list[str]]:
             continue
         rec = Record.from_dict(d)
         key = (rec.run_id, rec.case)
-        newest.pop(key, None)   # re-inserted: the file order of the newest records
+        newest.pop(key, None)  # re-inserted: the file order of the newest records
         newest[key] = rec
     return list(newest.values()), problems
 

@@ -3,13 +3,14 @@ standard library (SciPy only for the Student t quantile, imported where used).
 
 Medians, not means: timing noise is one-sided (a call is delayed, never sped up), so a median
 is robust where a mean is dragged by outliers."""
+
 import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-NOISY_IQR_FRACTION = 0.10   # a case whose IQR exceeds 10% of its median is flagged noisy
+NOISY_IQR_FRACTION = 0.10  # a case whose IQR exceeds 10% of its median is flagged noisy
 # Pair by round only with at least this many shared rounds: with fewer, resampling rounds gives a
 # handful of distinct outcomes (2 rounds gave a CI that excluded its own ratio), so samples are
 # resampled independently instead.
@@ -65,7 +66,7 @@ def is_noisy(samples: Samples) -> bool:
     return len(samples) > 0 and iqr(samples) > NOISY_IQR_FRACTION * median(samples)
 
 
-BOOTSTRAP_CELLS = 2_000_000   # resampled values held at once: bootstrap memory is bounded whatever the sample count
+BOOTSTRAP_CELLS = 2_000_000  # resampled values held at once: bootstrap memory is bounded whatever the sample count
 
 
 def _resampled_medians(x, group, counts):
@@ -76,8 +77,8 @@ def _resampled_medians(x, group, counts):
     xs, weights = x[order], counts[:, group[order]]
     cum = np.cumsum(weights, axis=1)
     total = cum[:, -1]
-    lower = np.argmax(cum >= ((total + 1) // 2)[:, None], axis=1)     # rank ceil(T/2), 1-based
-    upper = np.argmax(cum >= (total // 2 + 1)[:, None], axis=1)       # rank T/2 + 1 (the same for odd T)
+    lower = np.argmax(cum >= ((total + 1) // 2)[:, None], axis=1)  # rank ceil(T/2), 1-based
+    upper = np.argmax(cum >= (total // 2 + 1)[:, None], axis=1)  # rank T/2 + 1 (the same for odd T)
     return (xs[lower] + xs[upper]) / 2
 
 
@@ -94,12 +95,18 @@ def _bootstrap(x, group, groups, n_boot, rng):
     chunk = max(1, BOOTSTRAP_CELLS // max(len(x), groups))
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
-        out[start:start + k] = _resampled_medians(x, group, _resample_counts(rng, k, groups))
+        out[start : start + k] = _resampled_medians(x, group, _resample_counts(rng, k, groups))
     return out
 
 
-def ratio_ci(a: Samples, b: Samples, paired: tuple[Samples, Samples] | None = None, level: float = 0.95,
-             n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def ratio_ci(
+    a: Samples,
+    b: Samples,
+    paired: tuple[Samples, Samples] | None = None,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """median(a) / median(b) with a bootstrap confidence interval: (ratio, lo, hi).
 
     paired: sequences of round ids, one per sample of a and of b. When given and they share
@@ -114,23 +121,28 @@ def ratio_ci(a: Samples, b: Samples, paired: tuple[Samples, Samples] | None = No
         rounds = np.intersect1d(ra, rb)
         keep_a, keep_b = np.isin(ra, rounds), np.isin(rb, rounds)
         ga, gb = np.searchsorted(rounds, ra[keep_a]), np.searchsorted(rounds, rb[keep_b])
-        ratio = median(a[keep_a]) / median(b[keep_b])   # the estimate from the samples the interval rests on
+        ratio = median(a[keep_a]) / median(b[keep_b])  # the estimate from the samples the interval rests on
         boots = np.empty(n_boot)
         chunk = max(1, BOOTSTRAP_CELLS // max(keep_a.sum(), keep_b.sum(), len(rounds)))
         for start in range(0, n_boot, chunk):
             k = min(chunk, n_boot - start)
             counts = _resample_counts(rng, k, len(rounds))
-            boots[start:start + k] = _resampled_medians(a[keep_a], ga, counts) / _resampled_medians(b[keep_b], gb, counts)
+            boots[start : start + k] = _resampled_medians(a[keep_a], ga, counts) / _resampled_medians(
+                b[keep_b], gb, counts
+            )
     else:
-        boots = _bootstrap(a, np.arange(len(a)), len(a), n_boot, rng) / _bootstrap(b, np.arange(len(b)), len(b), n_boot, rng)
+        boots = _bootstrap(a, np.arange(len(a)), len(a), n_boot, rng) / _bootstrap(
+            b, np.arange(len(b)), len(b), n_boot, rng
+        )
     lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)])
     # A percentile interval of a median over few rounds of several calls each can miss the estimate
     # itself (the resampled medians take few distinct values): widened to hold it, never narrowed.
     return (ratio, float(min(lo, ratio)), float(max(hi, ratio)))
 
 
-def round_ratio_ci(a: Samples, b: Samples, rounds_a: Samples, rounds_b: Samples,
-                   level: float = 0.95) -> tuple[float, float, float]:
+def round_ratio_ci(
+    a: Samples, b: Samples, rounds_a: Samples, rounds_b: Samples, level: float = 0.95
+) -> tuple[float, float, float]:
     """(ratio, lo, hi) of a over b, two cases timed in the same rounds of one run: each shared
     round's log-ratio (the log of median(a's samples in it) / median(b's)), their Hodges-Lehmann
     estimate (the median of the pairwise means of the log-ratios) and its Wilcoxon signed-rank
@@ -146,14 +158,14 @@ def round_ratio_ci(a: Samples, b: Samples, rounds_a: Samples, rounds_b: Samples,
     rounds_b_seen, medians_b = round_medians(b, rounds_b)
     _, in_a, in_b = np.intersect1d(rounds_a_seen, rounds_b_seen, return_indices=True)
     ratios = medians_a[in_a] / medians_b[in_b]
-    if not (ratios > 0).all():   # a time at or below zero is no measurement: no interval
+    if not (ratios > 0).all():  # a time at or below zero is no measurement: no interval
         return (math.nan, math.nan, math.nan)
     logs = np.log(ratios)
     n = len(logs)
     if n < 2 or not np.isfinite(logs).all():
         return (math.nan, math.nan, math.nan)
     i, j = np.triu_indices(n)
-    walsh = np.sort((logs[i] + logs[j]) / 2)   # n(n+1)/2 pairwise means, each log-ratio with itself included
+    walsh = np.sort((logs[i] + logs[j]) / 2)  # n(n+1)/2 pairwise means, each log-ratio with itself included
     c = signed_rank_critical(n, level)
     centre = float(np.median(walsh))
     return (math.exp(centre), math.exp(walsh[c]), math.exp(walsh[len(walsh) - 1 - c]))
@@ -178,14 +190,14 @@ def signed_rank_critical(n: int, level: float = 0.95) -> int:
     alpha = (1 - level) / 2
     if n > 60:
         mean, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-        return max(0, math.floor(mean - _z(level) * sd))   # equal to the exact count at 40, 50 and 60 values
+        return max(0, math.floor(mean - _z(level) * sd))  # equal to the exact count at 40, 50 and 60 values
     total = n * (n + 1) // 2
     ways = np.zeros(total + 1)
     ways[0] = 1
-    for rank in range(1, n + 1):   # subsets of {1..n} by their sum: the null distribution of T
+    for rank in range(1, n + 1):  # subsets of {1..n} by their sum: the null distribution of T
         ways[rank:] = ways[rank:] + ways[:-rank].copy()
-    cdf = np.cumsum(ways) / 2.0 ** n
-    return max(0, int(np.searchsorted(cdf, alpha, side="right")) - 1)   # the largest t with P(T <= t) <= alpha
+    cdf = np.cumsum(ways) / 2.0**n
+    return max(0, int(np.searchsorted(cdf, alpha, side="right")) - 1)  # the largest t with P(T <= t) <= alpha
 
 
 def can_pair(rounds_a: Samples, rounds_b: Samples) -> bool:
@@ -196,11 +208,13 @@ def can_pair(rounds_a: Samples, rounds_b: Samples) -> bool:
 def _z(level):
     """Two-sided standard normal quantile for `level` (no SciPy needed)."""
     from statistics import NormalDist
+
     return NormalDist().inv_cdf(0.5 + level / 2)
 
 
-def between_runs(ratio: float, lo: float, hi: float, run_sd: float, n_a: int = 1, n_b: int = 1,
-                 level: float = 0.95) -> tuple[float, float, float]:
+def between_runs(
+    ratio: float, lo: float, hi: float, run_sd: float, n_a: int = 1, n_b: int = 1, level: float = 0.95
+) -> tuple[float, float, float]:
     """The interval (lo, hi) of a ratio of two separate runs' medians widened by the machine's
     run-to-run noise: one run's samples say nothing of where the next run's median lands, so an
     unpaired ratio is only as sure as that noise allows (run_sd: the sd of the log of a run's
@@ -221,6 +235,7 @@ def log_t_ci(ratios: Samples, level: float = 0.95) -> tuple[float, float, float]
     logarithms. Exact coverage for log-normal ratios, and close to it for few pairs, where a
     percentile bootstrap of 4-8 values is too narrow. (nan, nan, nan) with fewer than 2."""
     from scipy.stats import t
+
     logs = np.log(np.asarray(ratios, float))
     n = len(logs)
     if n < 2 or not np.isfinite(logs).all():
@@ -233,6 +248,7 @@ def log_welch_ci(a: Samples, b: Samples, level: float = 0.95) -> tuple[float, fl
     """(ratio of geometric means a/b, lo, hi): Welch's t interval for the difference of the mean
     logarithms of two independent samples (run medians), back-transformed."""
     from scipy.stats import t
+
     la, lb = np.log(np.asarray(a, float)), np.log(np.asarray(b, float))
     if min(len(la), len(lb)) < 2 or not (np.isfinite(la).all() and np.isfinite(lb).all()):
         return (math.nan, math.nan, math.nan)
@@ -240,6 +256,6 @@ def log_welch_ci(a: Samples, b: Samples, level: float = 0.95) -> tuple[float, fl
     diff, se = la.mean() - lb.mean(), math.sqrt(va + vb)
     if se == 0:
         return (math.exp(diff), math.exp(diff), math.exp(diff))
-    df = (va + vb) ** 2 / (va ** 2 / (len(la) - 1) + vb ** 2 / (len(lb) - 1)) if va + vb > 0 else len(la) + len(lb) - 2
+    df = (va + vb) ** 2 / (va**2 / (len(la) - 1) + vb**2 / (len(lb) - 1)) if va + vb > 0 else len(la) + len(lb) - 2
     half = t.ppf(0.5 + level / 2, df) * se
     return (math.exp(diff), math.exp(diff - half), math.exp(diff + half))

@@ -3,6 +3,7 @@ one case (trace, first call, steady state), interleaved rounds of several cases,
 sync, each call measured by a timer (the host clock around the call and its sync, or a device's own
 timer from the framework's contract) on an injected clock and sync. Imports no framework, so tests
 drive it with a fake clock and assert exact numbers."""
+
 import contextlib
 import gc
 import statistics
@@ -19,6 +20,7 @@ _K = TypeVar("_K")
 
 class Timer(Protocol):
     """What times each call: HOST, or a framework's device timer (bench/frameworks/base.py, Framework.timer)."""
+
     name: str
 
     def measure(self, call: Callable[[], object], sync: Callable[[], object], clock: Clock) -> tuple[float, float]: ...
@@ -26,13 +28,17 @@ class Timer(Protocol):
 
 @dataclass(frozen=True)
 class FirstCall:
-    trace_s: float | None   # building the graph only (None where nothing is traced: eager)
-    first_call_s: float     # the first real call and its sync: graph optimisation or XLA compile, plus one run
-    result: Any             # what the first call returned, for the correctness check
+    trace_s: float | None  # building the graph only (None where nothing is traced: eager)
+    first_call_s: float  # the first real call and its sync: graph optimisation or XLA compile, plus one run
+    result: Any  # what the first call returned, for the correctness check
 
 
-def first_call(call: Callable[[], Any], sync: Callable[[], object], trace: Callable[[], object] | None = None,
-               clock: Clock = time.perf_counter) -> FirstCall:
+def first_call(
+    call: Callable[[], Any],
+    sync: Callable[[], object],
+    trace: Callable[[], object] | None = None,
+    clock: Clock = time.perf_counter,
+) -> FirstCall:
     trace_s = None
     if trace is not None:
         t0 = clock()
@@ -46,14 +52,23 @@ def first_call(call: Callable[[], Any], sync: Callable[[], object], trace: Calla
 
 @dataclass(frozen=True)
 class Steady:
-    warmup_s: tuple         # calls before sampling, not in the statistics (kept, to show settling)
-    samples_s: tuple        # one time per call by the timer, each call followed by a sync
-    host_s: tuple = ()      # the host clock around each sampled call and its sync, where the timer is another
+    warmup_s: tuple  # calls before sampling, not in the statistics (kept, to show settling)
+    samples_s: tuple  # one time per call by the timer, each call followed by a sync
+    host_s: tuple = ()  # the host clock around each sampled call and its sync, where the timer is another
 
 
-def steady(call: Callable[[], object], sync: Callable[[], object], *, warmup: int, min_samples: int, max_samples: int,
-           budget_s: float, clock: Clock = time.perf_counter, timer: Timer | None = None,
-           before: Callable[[], object] | None = None) -> Steady:
+def steady(
+    call: Callable[[], object],
+    sync: Callable[[], object],
+    *,
+    warmup: int,
+    min_samples: int,
+    max_samples: int,
+    budget_s: float,
+    clock: Clock = time.perf_counter,
+    timer: Timer | None = None,
+    before: Callable[[], object] | None = None,
+) -> Steady:
     """Time `call` (then `sync`) repeatedly by `timer` (the host clock by default): `warmup` calls,
     then samples until at least `min_samples` are taken and `budget_s` of host time has passed, or
     `max_samples` are taken. before(), when given, runs untimed before each call (a cache flush, a
@@ -85,6 +100,7 @@ def gc_off() -> Iterator[None]:
 class HostTimer:
     """The host clock around a call and its sync: all there is on a CPU, and on a device without
     its own timers what the host waits (launch and sync overhead included)."""
+
     name = "host clock + sync"
 
     def measure(self, call: Callable[[], object], sync: Callable[[], object], clock: Clock) -> tuple[float, float]:
@@ -103,16 +119,22 @@ MIN_SPREAD_SAMPLES = 3
 
 class Taken(NamedTuple):
     """What one take of a case's calls measured."""
-    starts: tuple[float, ...]      # the clock when each call began (to place telemetry readings)
-    samples_s: tuple[float, ...]   # one time per call by the case's timer
-    host_s: tuple[float, ...]      # the host clock around each call and its sync; () where that is the timer
+
+    starts: tuple[float, ...]  # the clock when each call began (to place telemetry readings)
+    samples_s: tuple[float, ...]  # one time per call by the case's timer
+    host_s: tuple[float, ...]  # the host clock around each call and its sync; () where that is the timer
 
 
-Take = Callable[[int], Taken]      # take(count): time `count` calls of one case
+Take = Callable[[int], Taken]  # take(count): time `count` calls of one case
 
 
-def taker(call: Callable[[], object], sync: Callable[[], object], timer: Timer | None = None,
-          flush: Callable[[], object] | None = None, clock: Clock = time.perf_counter) -> Take:
+def taker(
+    call: Callable[[], object],
+    sync: Callable[[], object],
+    timer: Timer | None = None,
+    flush: Callable[[], object] | None = None,
+    clock: Clock = time.perf_counter,
+) -> Take:
     """The Take of one case in this process: each call (then `sync`) measured by `timer` (the host
     clock by default), after flush() where given (untimed: a cold-cache sample), the garbage
     collector off meanwhile (gc_off). The one measuring loop: steady() takes through it too."""
@@ -129,19 +151,20 @@ def taker(call: Callable[[], object], sync: Callable[[], object], timer: Timer |
                 samples.append(dt)
                 hosts.append(host)
         return Taken(tuple(starts), tuple(samples), tuple(hosts) if timer is not HOST else ())
+
     return take
 
 
 @dataclass(frozen=True)
 class Sampled:
-    samples_s: tuple        # one time per call by the case's timer (device time where it has one)
-    rounds: tuple           # the round of each sample; samples of one round across cases are paired
-    stop_reason: str        # "ci": the median's 95% CI is within +-target; "budget"; "max_samples";
-                            # "interrupted": stopped from outside (a signal) with what it had;
-                            # "failed": a take measured nothing (a worker process died)
-    host_s: tuple = ()      # the host-clock time of each call and its sync, where the timer is another
-    starts: tuple = ()      # the clock when each call began (to place telemetry readings)
-    canary_s: tuple = ()    # the canary's time in each round the case was sampled in (interleaved's `canary`)
+    samples_s: tuple  # one time per call by the case's timer (device time where it has one)
+    rounds: tuple  # the round of each sample; samples of one round across cases are paired
+    stop_reason: str  # "ci": the median's 95% CI is within +-target; "budget"; "max_samples";
+    # "interrupted": stopped from outside (a signal) with what it had;
+    # "failed": a take measured nothing (a worker process died)
+    host_s: tuple = ()  # the host-clock time of each call and its sync, where the timer is another
+    starts: tuple = ()  # the clock when each call began (to place telemetry readings)
+    canary_s: tuple = ()  # the canary's time in each round the case was sampled in (interleaved's `canary`)
 
 
 def _rotated(active: list[_K], shift: int, blocks: Mapping[_K, Hashable] | None) -> list[_K]:
@@ -163,13 +186,14 @@ def _rotated(active: list[_K], shift: int, blocks: Mapping[_K, Hashable] | None)
 class Rounds:
     """When interleaved() stops a case, and how long its takes are: the run's sampling settings
     (bench/run/plan.py Config.rounds())."""
-    target_ci: float = defaults.TARGET_CI      # stop once the median's 95% CI is within +-this ...
-    min_samples: int = defaults.MIN_SAMPLES    # ... after this many samples
-    min_rounds: int = defaults.MIN_ROUNDS      # ... and rounds
+
+    target_ci: float = defaults.TARGET_CI  # stop once the median's 95% CI is within +-this ...
+    min_samples: int = defaults.MIN_SAMPLES  # ... after this many samples
+    min_rounds: int = defaults.MIN_ROUNDS  # ... and rounds
     max_samples: int = defaults.MAX_SAMPLES
-    budget_s: float = defaults.BUDGET_S        # or once this much host time went to its timed calls ...
-    budget_rounds: int = 0                     # ... and it has this many rounds (a gate pairs by round)
-    round_s: float = defaults.ROUND_S          # a case's calls a round: about this long
+    budget_s: float = defaults.BUDGET_S  # or once this much host time went to its timed calls ...
+    budget_rounds: int = 0  # ... and it has this many rounds (a gate pairs by round)
+    round_s: float = defaults.ROUND_S  # a case's calls a round: about this long
     checkpoint_s: float = defaults.CHECKPOINT_S
 
 
@@ -178,14 +202,22 @@ class Watch(Generic[_K]):
     """Who follows interleaved(): on_round(round, {key: stop reason}, {key: host seconds}) after each
     round; stop() asked after every take (true: the cases not done stop "interrupted", keeping what
     they have); checkpoint({key: Sampled}) every checkpoint_s of clock time, with the samples so far."""
+
     on_round: Callable[[int, dict[_K, str], dict[_K, float]], object] | None = None
     stop: Callable[[], bool] | None = None
     checkpoint: Callable[[dict[_K, Sampled]], object] | None = None
 
 
-def interleaved(cases: Mapping[_K, Take], rounds: Rounds = Rounds(), *, per_call_s: Mapping[_K, float] | None = None,
-                blocks: Mapping[_K, Hashable] | None = None, canary: Take | None = None,
-                watch: Watch[_K] | None = None, clock: Clock = time.perf_counter) -> dict[_K, Sampled]:
+def interleaved(
+    cases: Mapping[_K, Take],
+    rounds: Rounds = Rounds(),
+    *,
+    per_call_s: Mapping[_K, float] | None = None,
+    blocks: Mapping[_K, Hashable] | None = None,
+    canary: Take | None = None,
+    watch: Watch[_K] | None = None,
+    clock: Clock = time.perf_counter,
+) -> dict[_K, Sampled]:
     """Time several cases in rounds (A B C, C B A, B C A, A C B, ...) so machine drift hits all
     alike and no case always follows the same other.
 
@@ -212,8 +244,16 @@ def interleaved(cases: Mapping[_K, Take], rounds: Rounds = Rounds(), *, per_call
 class _Interleaving(Generic[_K]):
     """interleaved()'s state: each case's samples so far and what stopped it."""
 
-    def __init__(self, cases: Mapping[_K, Take], rounds: Rounds, per_call_s: Mapping[_K, float],
-                 blocks: Mapping[_K, Hashable] | None, canary: Take | None, watch: Watch[_K], clock: Clock) -> None:
+    def __init__(
+        self,
+        cases: Mapping[_K, Take],
+        rounds: Rounds,
+        per_call_s: Mapping[_K, float],
+        blocks: Mapping[_K, Hashable] | None,
+        canary: Take | None,
+        watch: Watch[_K],
+        clock: Clock,
+    ) -> None:
         self.cases, self.rounds, self.per_call_s, self.blocks = cases, rounds, per_call_s, blocks
         self.canary, self.watch, self.clock = canary, watch, clock
         self.keys = list(cases)
@@ -222,21 +262,28 @@ class _Interleaving(Generic[_K]):
         self.hosts: dict[_K, list[float]] = {k: [] for k in self.keys}
         self.starts: dict[_K, list[float]] = {k: [] for k in self.keys}
         self.round_of: dict[_K, list[int]] = {k: [] for k in self.keys}
-        self.device_timed: set[_K] = set()   # the cases whose timer is not the host clock
+        self.device_timed: set[_K] = set()  # the cases whose timer is not the host clock
         self.spent = dict.fromkeys(self.keys, 0.0)
         self.done: dict[_K, str] = {}
         self.canary_s: dict[int, float] = {}
-        self.last_block: object = _NONE     # the block of the last take: a take in another follows a switch
+        self.last_block: object = _NONE  # the block of the last take: a take in another follows a switch
         self.last_checkpoint = clock()
 
     def _filling(self, per_call: float | None) -> int:
         return max(1, min(50, int(self.rounds.round_s / per_call))) if per_call else 1
 
     def so_far(self) -> dict[_K, Sampled]:
-        return {k: Sampled(tuple(self.samples[k]), tuple(self.round_of[k]), self.done.get(k, "interrupted"),
-                           tuple(self.hosts[k]) if k in self.device_timed else (), tuple(self.starts[k]),
-                           tuple(self.canary_s[q] for q in dict.fromkeys(self.round_of[k]) if q in self.canary_s))
-                for k in self.keys}
+        return {
+            k: Sampled(
+                tuple(self.samples[k]),
+                tuple(self.round_of[k]),
+                self.done.get(k, "interrupted"),
+                tuple(self.hosts[k]) if k in self.device_timed else (),
+                tuple(self.starts[k]),
+                tuple(self.canary_s[q] for q in dict.fromkeys(self.round_of[k]) if q in self.canary_s),
+            )
+            for k in self.keys
+        }
 
     def run(self) -> dict[_K, Sampled]:
         r = 0
@@ -248,7 +295,7 @@ class _Interleaving(Generic[_K]):
             # rotated every other round, and reversed every other: each case goes first in turn, and
             # each pair of cases runs in both orders (a rotation alone keeps A right before B, so B
             # would always find A's data in the caches)
-            for k in (order if r % 2 == 0 else order[::-1]):
+            for k in order if r % 2 == 0 else order[::-1]:
                 if self._take(k, r):
                     return self.so_far()
             r += 1
@@ -262,10 +309,10 @@ class _Interleaving(Generic[_K]):
         count = min(self.calls[k], self.rounds.max_samples - len(self.samples[k]))
         if count <= 0:
             return False
-        block = self.blocks.get(k) if self.blocks is not None else self.last_block   # one process: no switch
+        block = self.blocks.get(k) if self.blocks is not None else self.last_block  # one process: no switch
         got = _after_switch(self.cases[k](count + 1)) if block != self.last_block else self.cases[k](count)
         self.last_block = block
-        if not got.samples_s:   # it measured nothing (its worker died): it is done
+        if not got.samples_s:  # it measured nothing (its worker died): it is done
             self.done[k] = "failed"
             return False
         if got.host_s:
@@ -285,16 +332,23 @@ class _Interleaving(Generic[_K]):
     def _judge(self, active: list[_K], r: int) -> None:
         """After r rounds: each active case's calls a round from its own median, and whether it stops."""
         from bench.stats import ci_half_width_fraction
+
         rounds = self.rounds
         for k in active:
             n = len(self.samples[k])
             if k in self.per_call_s and n:
                 self.calls[k] = self._filling(statistics.median(self.samples[k]))
-            if n >= rounds.min_samples and r >= rounds.min_rounds and \
-                    ci_half_width_fraction(self.samples[k]) <= rounds.target_ci:
+            if (
+                n >= rounds.min_samples
+                and r >= rounds.min_rounds
+                and ci_half_width_fraction(self.samples[k]) <= rounds.target_ci
+            ):
                 self.done[k] = "ci"
-            elif self.spent[k] >= rounds.budget_s and n >= min(MIN_SPREAD_SAMPLES, rounds.max_samples) \
-                    and r >= rounds.budget_rounds:
+            elif (
+                self.spent[k] >= rounds.budget_s
+                and n >= min(MIN_SPREAD_SAMPLES, rounds.max_samples)
+                and r >= rounds.budget_rounds
+            ):
                 self.done[k] = "budget"
             elif n >= rounds.max_samples:
                 self.done[k] = "max_samples"
@@ -311,12 +365,13 @@ def _after_switch(got: Taken) -> Taken:
 @dataclass(frozen=True)
 class Batch:
     calls: int
-    dispatch_s: float       # per call: host time until the last call returned, before the sync
-    batch_s: float          # per call: the whole batch including one sync at the end
+    dispatch_s: float  # per call: host time until the last call returned, before the sync
+    batch_s: float  # per call: the whole batch including one sync at the end
 
 
-def batched(call: Callable[[], object], sync: Callable[[], object], calls: int,
-            clock: Clock = time.perf_counter) -> Batch:
+def batched(
+    call: Callable[[], object], sync: Callable[[], object], calls: int, clock: Clock = time.perf_counter
+) -> Batch:
     """Time `calls` calls with a single sync at the end. On an asynchronous device the gap between
     dispatch_s and the synced per-call time shows what the host costs; on CPU they nearly agree."""
     sync()

@@ -5,6 +5,7 @@ the frameworks' worker processes (bench/run/worker.py), which import this checko
 happens in a folder of its own and is renamed into place when complete, so an interrupted build is
 never used (it is rebuilt). The cache keeps under a size limit, least recently used out first;
 `python -m bench env list` and `env prune` show and trim it."""
+
 import hashlib
 import json
 import os
@@ -22,13 +23,13 @@ from pathlib import Path
 # them, at the versions its resolution allows (so a set's own pins of them win).
 WORKER_NEEDS = ("numpy", "psutil", "ml-dtypes")
 
-CACHE_VARIABLE = "BENCH_ENV_CACHE"            # the cache folder, else ~/.cache/backprop-bench/envs
-LIMIT_VARIABLE = "BENCH_ENV_CACHE_LIMIT_GB"   # its size limit, else DEFAULT_LIMIT_GB
+CACHE_VARIABLE = "BENCH_ENV_CACHE"  # the cache folder, else ~/.cache/backprop-bench/envs
+LIMIT_VARIABLE = "BENCH_ENV_CACHE_LIMIT_GB"  # its size limit, else DEFAULT_LIMIT_GB
 DEFAULT_LIMIT_GB = 20.0
 RESOLVE_TIMEOUT_S = 300
 BUILD_TIMEOUT_S = 1800
-META = "bench-env.json"    # in a complete environment: its name, requirements, pins, build time
-BUILDING = ".building-"    # a build in progress (or interrupted): <key>.building-<pid>
+META = "bench-env.json"  # in a complete environment: its name, requirements, pins, build time
+BUILDING = ".building-"  # a build in progress (or interrupted): <key>.building-<pid>
 
 
 class VenvError(RuntimeError):
@@ -40,6 +41,7 @@ class Env:
     """A built environment: the set's `name` as asked, the requirements it came from, the resolved
     `pins` ("dist==version", sorted), its `key` (a hash of the interpreter's version and the pins)
     and its folder."""
+
     name: str
     requirements: tuple[str, ...]
     pins: tuple[str, ...]
@@ -103,6 +105,7 @@ def parse(spec: str) -> tuple[str, list[str]]:
     if path.suffix in (".txt", ".toml", ".lock", ".in") or os.sep in spec:
         raise VenvError(f"--env {spec!r}: no such file")
     from packaging.requirements import InvalidRequirement, Requirement
+
     lines = spec.split()
     for line in lines:
         try:
@@ -146,10 +149,30 @@ def resolve(spec: str) -> tuple[str, list[str], list[str]]:
         needs.write_text("\n".join(WORKER_NEEDS) + "\n")
         sources = requirements if len(requirements) == 1 and Path(requirements[0]).is_file() else []
         stdin = None if sources else "\n".join(requirements) + "\n"
-        out = _uv(["pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", sys.executable,
-                   *(sources or ["-"]), str(needs)], f"--env {name!r}", RESOLVE_TIMEOUT_S, stdin)
-    pins = sorted({line.strip() for line in out.splitlines()   # "name==version", or "name @ URL" (a direct reference)
-                   if ("==" in line or " @ " in line) and not line.lstrip().startswith(("#", "-"))}, key=str.lower)
+        out = _uv(
+            [
+                "pip",
+                "compile",
+                "--quiet",
+                "--no-header",
+                "--no-annotate",
+                "--python",
+                sys.executable,
+                *(sources or ["-"]),
+                str(needs),
+            ],
+            f"--env {name!r}",
+            RESOLVE_TIMEOUT_S,
+            stdin,
+        )
+    pins = sorted(
+        {
+            line.strip()
+            for line in out.splitlines()  # "name==version", or "name @ URL" (a direct reference)
+            if ("==" in line or " @ " in line) and not line.lstrip().startswith(("#", "-"))
+        },
+        key=str.lower,
+    )
     if not pins:
         raise VenvError(f"--env {name!r}: the resolver returned no packages")
     return name, requirements, pins
@@ -178,8 +201,12 @@ def _remove_stale_builds(root: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(spec: str, log: Callable[[str], None] | None = None, name: str | None = None,
-          resolved: tuple[str, list[str], list[str]] | None = None) -> tuple[Env, float]:
+def build(
+    spec: str,
+    log: Callable[[str], None] | None = None,
+    name: str | None = None,
+    resolved: tuple[str, list[str], list[str]] | None = None,
+) -> tuple[Env, float]:
     """The Env of one --env value and the seconds set-up took: resolved, then taken from the cache,
     or built (uv venv, then the exact pins installed, without dependencies: the resolution is the
     whole set) into a folder of its own, renamed into the cache when complete. `log(line)` hears a
@@ -197,33 +224,58 @@ def build(spec: str, log: Callable[[str], None] | None = None, name: str | None 
         except OSError as e:
             raise VenvError(f"the environment cache {root} ({CACHE_VARIABLE}): {e.strerror or e}") from None
         _remove_stale_builds(root)
-        if path.exists():   # a folder without its META is not an environment this module made whole
+        if path.exists():  # a folder without its META is not an environment this module made whole
             shutil.rmtree(path, ignore_errors=True)
         if log:
             log(f"building the environment for --env {name!r} ({len(pins)} packages) in {path}")
         tmp = root / f"{key}{BUILDING}{os.getpid()}"
         try:
-            _uv(["venv", "--quiet", "--relocatable", "--python", sys.executable, str(tmp)], f"--env {name!r}",
-                BUILD_TIMEOUT_S)
+            _uv(
+                ["venv", "--quiet", "--relocatable", "--python", sys.executable, str(tmp)],
+                f"--env {name!r}",
+                BUILD_TIMEOUT_S,
+            )
             with tempfile.NamedTemporaryFile("w", suffix=".txt") as pinned:
                 pinned.write("\n".join(pins) + "\n")
                 pinned.flush()
-                _uv(["pip", "install", "--quiet", "--no-deps", "--python", str(tmp / "bin" / "python"),
-                     "-r", pinned.name], f"--env {name!r}", BUILD_TIMEOUT_S)
-            (tmp / META).write_text(json.dumps(dict(name=name, requirements=requirements, pins=pins, key=key,
-                                                    python=sys.version.split()[0],
-                                                    build_s=round(time.perf_counter() - started, 1)), indent=1))
+                _uv(
+                    [
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--no-deps",
+                        "--python",
+                        str(tmp / "bin" / "python"),
+                        "-r",
+                        pinned.name,
+                    ],
+                    f"--env {name!r}",
+                    BUILD_TIMEOUT_S,
+                )
+            (tmp / META).write_text(
+                json.dumps(
+                    dict(
+                        name=name,
+                        requirements=requirements,
+                        pins=pins,
+                        key=key,
+                        python=sys.version.split()[0],
+                        build_s=round(time.perf_counter() - started, 1),
+                    ),
+                    indent=1,
+                )
+            )
             try:
                 tmp.rename(path)
-            except OSError:   # another run built it meanwhile: theirs is as good
+            except OSError:  # another run built it meanwhile: theirs is as good
                 if not (path / META).exists():
                     raise
-        except OSError as e:   # the cache's disk full or not writable
+        except OSError as e:  # the cache's disk full or not writable
             raise VenvError(f"--env {name!r}: building in {root}: {e.strerror or e}") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         prune(limit_bytes(), keep=(key,))
-    (path / META).touch()   # its last use: what prune() keeps longest
+    (path / META).touch()  # its last use: what prune() keeps longest
     return Env(name, tuple(requirements), tuple(pins), key, path), time.perf_counter() - started
 
 
@@ -244,8 +296,11 @@ def resolve_all(specs: Iterable[str]) -> list[tuple[str, list[str], list[str]]]:
     return resolved
 
 
-def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None,
-              resolved: list[tuple[str, list[str], list[str]]] | None = None) -> list[Env]:
+def build_all(
+    specs: Iterable[str],
+    log: Callable[[str], None] | None = None,
+    resolved: list[tuple[str, list[str], list[str]]] | None = None,
+) -> list[Env]:
     """Each --env value's Env, in order (built where the cache lacks it); `resolved`: what
     resolve_all(specs) returned, where it was called already. VenvError in one line."""
     specs = list(specs)
@@ -261,7 +316,7 @@ def build_all(specs: Iterable[str], log: Callable[[str], None] | None = None,
 def disk_usage(paths: Iterable[Path]) -> tuple[int, int]:
     """(bytes, own bytes) of the files under `paths`, each file counted once: own are those no link
     outside `paths` holds (what removing them frees; uv links the rest from its cache)."""
-    links: dict[tuple[int, int], list[int]] = {}   # inode -> [blocks, links in total, links found here]
+    links: dict[tuple[int, int], list[int]] = {}  # inode -> [blocks, links in total, links found here]
     for path in paths:
         for folder, _, files in os.walk(path):
             for f in files:
@@ -279,11 +334,12 @@ def disk_usage(paths: Iterable[Path]) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Entry:
     """One environment of the cache as `env list` shows it."""
+
     key: str
     name: str
     pins: tuple[str, ...]
     bytes: int
-    last_used: float   # epoch seconds
+    last_used: float  # epoch seconds
     path: Path
 
 
@@ -298,8 +354,16 @@ def entries(root: Path | None = None) -> list[Entry]:
             facts = json.loads(meta.read_text())
         except (OSError, ValueError):
             facts = {}
-        out.append(Entry(meta.parent.name, str(facts.get("name", "?")), tuple(facts.get("pins", ())),
-                         disk_usage([meta.parent])[0], meta.stat().st_mtime, meta.parent))
+        out.append(
+            Entry(
+                meta.parent.name,
+                str(facts.get("name", "?")),
+                tuple(facts.get("pins", ())),
+                disk_usage([meta.parent])[0],
+                meta.stat().st_mtime,
+                meta.parent,
+            )
+        )
     return sorted(out, key=lambda e: -e.last_used)
 
 

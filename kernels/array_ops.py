@@ -2,6 +2,7 @@
 JAX and NumPy share it, each adding its own relu and relu_grad (ops()). Pure functions, no state.
 
 Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, never stored."""
+
 from collections.abc import Callable
 from types import SimpleNamespace
 

@@ -3,6 +3,7 @@ jax.value_and_grad, with the same signature and outputs as kernels.tf_steps (the
 kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
 Pure functions of arrays, so each runs op by op as it is or as one XLA program under jax.jit.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -40,4 +41,3 @@ def grad_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) ->
     """Autodiff of the same forward with jax.value_and_grad."""
     loss, grads = _value_and_grad(x, y, w1, b1, w2, b2)
     return (loss, *grads)
-

@@ -1,17 +1,25 @@
 """The lesson's hand-written backward pass and its layer-class refactor, written once for every
 framework: each calls the math (lin, lin_grad, relu, relu_grad, mse, mse_grad) of the `ops`
 namespace it is given (a framework's layers module or a SimpleNamespace of its functions)."""
+
 from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-Array = Any   # a framework's array or tensor
+Array = Any  # a framework's array or tensor
 Ops = SimpleNamespace | ModuleType
 
 
-def manual_step(ops: Ops, x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array,
-                weight_grad: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None
-                ) -> tuple[Array, ...]:
+def manual_step(
+    ops: Ops,
+    x: Array,
+    y: Array,
+    w1: Array,
+    b1: Array,
+    w2: Array,
+    b2: Array,
+    weight_grad: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None,
+) -> tuple[Array, ...]:
     """Loss and (d_x, d_w1, d_b1, d_w2, d_b2) by the chain rule written out; `weight_grad`
     replaces ops.lin_grad (the broadcast step's naive weight gradient)."""
     lin_grad = weight_grad or ops.lin_grad

@@ -1,6 +1,7 @@
 """NumPy steps: the lesson's hand-written backward pass and its layer classes on plain NumPy, the
 baseline every comparison is asked against. Same signature and outputs as the other frameworks'
 steps (the order of kernels.reference.OUTPUTS); no autodiff, no compiler, one device."""
+
 from functools import partial
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 Framework-free (NumPy only), so every framework's steps are judged by the same code.
 """
+
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,8 +15,7 @@ OUTPUTS = ("loss", "d_x", "d_w1", "d_b1", "d_w2", "d_b2")
 # The precision a case computes in: its storage dtype, or "tf32" (float32 storage, matrix products
 # with 10-bit-mantissa inputs on GPUs that have it). Unit roundoff u of each, and of the sums inside
 # a matrix product (frameworks and libraries accumulate bfloat16 and float16 products in float32).
-UNIT_ROUNDOFF = {"float64": 2.0 ** -53, "float32": 2.0 ** -24, "tf32": 2.0 ** -11, "float16": 2.0 ** -11,
-                 "bfloat16": 2.0 ** -8}
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "tf32": 2.0**-11, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 ACCUMULATE = {"float64": "float64", "float32": "float32", "tf32": "tf32", "float16": "float32", "bfloat16": "float32"}
 
 # Largest relative error ||got - ref|| / ||ref|| accepted per output, by the case's precision.
@@ -36,6 +36,7 @@ def numpy_dtype(name: str) -> np.dtype:
     """The NumPy dtype of a dtype name; bfloat16 is ml_dtypes' (NumPy has none)."""
     if name == "bfloat16":
         import ml_dtypes
+
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
 
@@ -53,9 +54,17 @@ def init_params(m: int, nh: int, seed: int = 0, dtype: npt.DTypeLike = np.float3
     return tuple(a.astype(dtype) for a in (w1, np.zeros(nh), w2, np.zeros(1)))
 
 
-def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: npt.ArrayLike, w2: npt.ArrayLike,
-                     b2: npt.ArrayLike, mask: np.ndarray | None = None, keep_out: bool = False,
-                     h_pre: np.ndarray | None = None) -> dict[str, np.ndarray | np.floating]:
+def forward_backward(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    w1: npt.ArrayLike,
+    b1: npt.ArrayLike,
+    w2: npt.ArrayLike,
+    b2: npt.ArrayLike,
+    mask: np.ndarray | None = None,
+    keep_out: bool = False,
+    h_pre: np.ndarray | None = None,
+) -> dict[str, np.ndarray | np.floating]:
     """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0;
     keep_out: also the network's output under "_out"; h_pre: x @ w1 + b1 in float64 where known
     (a Reference keeps it). x is read in float64 a block of rows at a time (_rows)."""
@@ -70,14 +79,20 @@ def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: 
     h = np.where(mask, h_pre, 0.0)
     out = h @ w2 + b2
     diff = out[:, 0] - y
-    loss = np.mean(diff ** 2)
+    loss = np.mean(diff**2)
     d_out = 2.0 * diff[:, None] / len(x)
     d_h_pre = np.where(mask, d_out @ w2.T, 0.0)
     d_w1 = np.zeros_like(w1)
     for rows, xb in _rows(x):
         d_w1 += xb.T @ d_h_pre[rows]
-    ref = {"loss": loss, "d_x": d_h_pre @ w1.T, "d_w1": d_w1, "d_b1": d_h_pre.sum(0),
-           "d_w2": h.T @ d_out, "d_b2": d_out.sum(0)}
+    ref = {
+        "loss": loss,
+        "d_x": d_h_pre @ w1.T,
+        "d_w1": d_w1,
+        "d_b1": d_h_pre.sum(0),
+        "d_w2": h.T @ d_out,
+        "d_b2": d_out.sum(0),
+    }
     if keep_out:
         ref["_out"] = out
     return ref
@@ -85,11 +100,11 @@ def forward_backward(x: npt.ArrayLike, y: npt.ArrayLike, w1: npt.ArrayLike, b1: 
 
 @dataclass(frozen=True)
 class Check:
-    errors: dict[str, float]   # output name -> relative error
+    errors: dict[str, float]  # output name -> relative error
     max_rel_err: float
     tolerance: float
-    mask_flips: int       # ReLU mask entries where the case and float64 disagree, all near zero
-    problem: str | None   # why the case failed, or None
+    mask_flips: int  # ReLU mask entries where the case and float64 disagree, all near zero
+    problem: str | None  # why the case failed, or None
 
     @property
     def ok(self) -> bool:
@@ -109,15 +124,15 @@ def _rows(x):
     rows = BLOCK_ROWS
     buf = np.empty((min(rows, len(x)), *x.shape[1:]))
     for i in range(0, len(x), rows):
-        block = buf[:min(rows, len(x) - i)]
-        block[...] = x[i:i + rows]
+        block = buf[: min(rows, len(x) - i)]
+        block[...] = x[i : i + rows]
         yield slice(i, i + len(block)), block
 
 
 def _norms(got, ref):
     """(||ref||, ||got - ref||) in float64, a block of rows at a time (BLOCK_ROWS)."""
     got = np.asarray(got)
-    if got.ndim == 0:   # the loss
+    if got.ndim == 0:  # the loss
         return np.linalg.norm(ref), np.linalg.norm(np.asarray(got, np.float64) - ref)
     scale = diff = 0.0
     for block, d in _rows(got):
@@ -173,8 +188,7 @@ class Reference:
         # the sums of x @ w1 (in the accumulating precision), then the product and the bias added
         # in the case's own dtype: where |h_pre| is within this of zero, either sign is right
         u_sum, u_own = UNIT_ROUNDOFF[ACCUMULATE[precision]], UNIT_ROUNDOFF[precision]
-        bound = 2 * (m + 1) * u_sum * (abs_product + np.abs(b1)) \
-            + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
+        bound = 2 * (m + 1) * u_sum * (abs_product + np.abs(b1)) + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
         self.near_zero = np.abs(self.h_pre64) <= bound
         self.mask64 = self.h_pre64 > 0
         self._refs: dict[bytes, dict[str, np.ndarray | np.floating]] = {}
@@ -184,11 +198,12 @@ class Reference:
         """The float64 outputs under ReLU `mask` (the network's output under "_out"), kept for reuse."""
         key = _digest(mask)
         if key not in self._refs:
-            if len(self._refs) >= 2:   # bounded: a reference at n = 1e6 is several GB
+            if len(self._refs) >= 2:  # bounded: a reference at n = 1e6 is several GB
                 self._refs.pop(next(iter(self._refs)))
             y, w1, b1, w2, b2 = self._params64
-            self._refs[key] = forward_backward(self.inputs[0], y, w1, b1, w2, b2, mask=mask, keep_out=True,
-                                               h_pre=self.h_pre64)
+            self._refs[key] = forward_backward(
+                self.inputs[0], y, w1, b1, w2, b2, mask=mask, keep_out=True, h_pre=self.h_pre64
+            )
         return self._refs[key]
 
     def _errors(self, got, ref):
@@ -243,12 +258,15 @@ class Reference:
                 errors, _ = self._errors(got, ref)
         worst = max(errors, key=errors.get)
         if problem is None and not errors[worst] <= self.tolerance:  # `not <=` also catches NaN
-            problem = f"{worst} relative error {errors[worst]:.2e} exceeds the {self.dtype} tolerance {self.tolerance:.0e}"
+            problem = (
+                f"{worst} relative error {errors[worst]:.2e} exceeds the {self.dtype} tolerance {self.tolerance:.0e}"
+            )
         return Check(errors, errors[worst], self.tolerance, int((mask != self.mask64).sum()), problem)
 
 
-def check(got: Mapping[str, npt.ArrayLike], inputs: Iterable[np.ndarray], dtype: str,
-          h_pre: npt.ArrayLike | None = None) -> Check:
+def check(
+    got: Mapping[str, npt.ArrayLike], inputs: Iterable[np.ndarray], dtype: str, h_pre: npt.ArrayLike | None = None
+) -> Check:
     """Compare a case's outputs with the float64 reference on the same inputs (see Reference).
 
     got: {name: array} for every name in OUTPUTS; inputs: (x, y, w1, b1, w2, b2) as the case saw

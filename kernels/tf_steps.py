@@ -5,6 +5,7 @@ Every step has the signature step(x, y, w1, b1, w2, b2) -> (loss, d_x, d_w1, d_b
 (the order of kernels.reference.OUTPUTS), so every backend does the same, complete work.
 Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, never stored.
 """
+
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,16 +24,16 @@ def lin_grad(x: Array, w: Array, dy: Array) -> tuple[Array, Array, Array]:
 
     transpose_a/b rather than tf.transpose, so eager and graph do the same work (Grappler would
     fold an explicit transpose away in graphs only)."""
-    return (tf.linalg.matmul(dy, w, transpose_b=True),
-            tf.linalg.matmul(x, dy, transpose_a=True),
-            tf.reduce_sum(dy, 0))
+    return (tf.linalg.matmul(dy, w, transpose_b=True), tf.linalg.matmul(x, dy, transpose_a=True), tf.reduce_sum(dy, 0))
 
 
 def broadcast_lin_grad(x: Array, w: Array, dy: Array) -> tuple[Array, Array, Array]:
     """The lesson's first weight gradient: materialises an (n, m, k) tensor before summing over n."""
-    return (tf.linalg.matmul(dy, w, transpose_b=True),
-            tf.reduce_sum(x[:, :, None] * dy[:, None, :], 0),
-            tf.reduce_sum(dy, 0))
+    return (
+        tf.linalg.matmul(dy, w, transpose_b=True),
+        tf.reduce_sum(x[:, :, None] * dy[:, None, :], 0),
+        tf.reduce_sum(dy, 0),
+    )
 
 
 def relu(x: Array) -> Array:
@@ -101,9 +102,15 @@ def _keras_model(m, nh, dtype):
     key = (m, nh, dtype.name)
     if key not in _keras_models:
         import keras
+
         with tf.init_scope():
-            model = keras.Sequential([keras.layers.Dense(nh, dtype=dtype.name), keras.layers.ReLU(dtype=dtype.name),
-                                      keras.layers.Dense(1, dtype=dtype.name)])
+            model = keras.Sequential(
+                [
+                    keras.layers.Dense(nh, dtype=dtype.name),
+                    keras.layers.ReLU(dtype=dtype.name),
+                    keras.layers.Dense(1, dtype=dtype.name),
+                ]
+            )
             model.build((None, m))
         _keras_models[key] = model
     return _keras_models[key]
@@ -123,4 +130,3 @@ def keras_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -
         tape.watch(x)
         loss = mse(model(x), y)
     return (loss, *tape.gradient(loss, [x, *model.trainable_variables]))
-

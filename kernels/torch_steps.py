@@ -2,6 +2,7 @@
 made three ways, with the same signature and outputs as kernels.tf_steps (the order of
 kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,4 +73,3 @@ def module_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) 
     """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
         return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
-

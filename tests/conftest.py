@@ -8,6 +8,7 @@ process a test starts, which inherit this environment), and the order the tests 
   the threads themselves sets its own (monkeypatch.setenv).
 - A worker ends without the frameworks' finalizers (pytest_unconfigure).
 - The longest tests first (pytest_collection_modifyitems)."""
+
 import math
 import os
 
@@ -25,10 +26,11 @@ def pytest_unconfigure(config):
     TensorFlow, PyTorch and JAX, while the whole suite waited for it."""
     if hasattr(config, "workerinput"):
         from bench import process
+
         process.exit_now()
 
 
-DURATIONS = "backprop-bench/durations"   # pytest's cache (.pytest_cache): each test's seconds in the last run
+DURATIONS = "backprop-bench/durations"  # pytest's cache (.pytest_cache): each test's seconds in the last run
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
     the end of another's share: with the long tests first the suite ends on short ones, instead of
     one worker timing a 12 s test that came last while the other waits (7-10 s of a 125 s suite on
     the 2-core VM). Every worker sorts the same cache the same way, as pytest-xdist requires."""
-    cache = getattr(config, "cache", None)   # None under -p no:cacheprovider
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
     last = cache.get(DURATIONS, {}) if cache is not None else {}
     items.sort(key=lambda item: -last.get(item.nodeid, math.inf))
 

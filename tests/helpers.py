@@ -1,4 +1,5 @@
 """What several test modules share: a tiny float64 problem and a run config that times a case in three calls."""
+
 import numpy as np
 
 from bench import run
@@ -9,8 +10,18 @@ SMALL_CEILINGS = dict(ceiling_gemm=128, ceiling_copy_bytes=1 << 20)
 # One warm-up call and exactly three timed calls, no batch, no counters (tests/test_counters.py
 # counts every framework's steps), in this process (tests/test_run.py tests the worker processes):
 # fast, and still a full case.
-CONFIG = run.Config(out=None, warmup=1, min_samples=3, max_samples=3, budget_s=0.0, batch_s=0.0, round_s=0.0,
-                    counters=False, isolate=False, **SMALL_CEILINGS)
+CONFIG = run.Config(
+    out=None,
+    warmup=1,
+    min_samples=3,
+    max_samples=3,
+    budget_s=0.0,
+    batch_s=0.0,
+    round_s=0.0,
+    counters=False,
+    isolate=False,
+    **SMALL_CEILINGS,
+)
 COMMON = dict(run_id="test", data="synthetic", ceilings={}, fingerprint={})
 
 
@@ -29,6 +40,7 @@ def load_or_skip(name):
     import pytest
 
     from bench import frameworks
+
     reason = frameworks.unavailable_reason(name)
     if reason:
         pytest.skip(reason, allow_module_level=True)
@@ -38,5 +50,9 @@ def load_or_skip(name):
 def worker_processes():
     """The framework worker processes (bench/run/worker.py) this process has that are still running."""
     import psutil
-    return [p for p in psutil.Process().children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE and "bench.run.worker" in " ".join(p.cmdline())]
+
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.status() != psutil.STATUS_ZOMBIE and "bench.run.worker" in " ".join(p.cmdline())
+    ]

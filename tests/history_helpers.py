@@ -1,5 +1,6 @@
 """Synthetic histories for the history tests and benchmarks: a throwaway git repository of N commits
 and, for each commit, a run of records whose medians follow a given series per case."""
+
 import json
 import subprocess
 
@@ -7,9 +8,16 @@ import numpy as np
 
 from bench.records import Record
 
-ENV = {"cpu_model": "Synthetic CPU", "machine": "x86_64", "gpus": [], "hostname": "synthetic",
-       "frameworks": {"numpy": {"version": "2.0"}}, "git_dirty": False, "git_branch": "main",
-       "time_utc": "2026-11-27T00:00:00+00:00"}
+ENV = {
+    "cpu_model": "Synthetic CPU",
+    "machine": "x86_64",
+    "gpus": [],
+    "hostname": "synthetic",
+    "frameworks": {"numpy": {"version": "2.0"}},
+    "git_dirty": False,
+    "git_branch": "main",
+    "time_utc": "2026-11-27T00:00:00+00:00",
+}
 
 
 def git_repo(path, commits):
@@ -17,8 +25,11 @@ def git_repo(path, commits):
     path.mkdir(parents=True, exist_ok=True)
     run = lambda *a: subprocess.run(["git", "-C", str(path), *a], check=True, capture_output=True, text=True)  # noqa: E731
     run("init", "-q", "-b", "main")
-    script = "; ".join(f"GIT_COMMITTER_DATE='{1_700_000_000 + 3600 * i} +0000' git -c user.name=t -c user.email=t@t "
-                       f"commit -q --allow-empty -m 'commit {i}'" for i in range(commits))
+    script = "; ".join(
+        f"GIT_COMMITTER_DATE='{1_700_000_000 + 3600 * i} +0000' git -c user.name=t -c user.email=t@t "
+        f"commit -q --allow-empty -m 'commit {i}'"
+        for i in range(commits)
+    )
     subprocess.run(["bash", "-c", f"cd {path} && {script}"], check=True)
     return run("rev-list", "--reverse", "HEAD").stdout.split()
 
@@ -30,12 +41,27 @@ def run_records(sha, index, medians, samples=12, seed=0, gemm=100.0, canary=None
     out = []
     for c, median in enumerate(medians):
         times = tuple(float(t) for t in median * rng.lognormal(0, 0.01, samples) / np.exp(0))
-        times = tuple(t * median / float(np.median(times)) for t in times)   # exactly this median
-        out.append(Record(framework="numpy", step="manual", backend="eager", device="cpu", n=1000 * (c + 1), m=784,
-                          nh=50, dtype="float32", status="ok", run_id=f"synthetic-{index:04d}", samples_s=times,
-                          rounds=tuple(range(samples)), stop_reason="ci", ceilings={"gemm_gflops": gemm},
-                          canary_s=(canary,) * samples if canary else (),
-                          fingerprint={**ENV, "git_commit": sha}))
+        times = tuple(t * median / float(np.median(times)) for t in times)  # exactly this median
+        out.append(
+            Record(
+                framework="numpy",
+                step="manual",
+                backend="eager",
+                device="cpu",
+                n=1000 * (c + 1),
+                m=784,
+                nh=50,
+                dtype="float32",
+                status="ok",
+                run_id=f"synthetic-{index:04d}",
+                samples_s=times,
+                rounds=tuple(range(samples)),
+                stop_reason="ci",
+                ceilings={"gemm_gflops": gemm},
+                canary_s=(canary,) * samples if canary else (),
+                fingerprint={**ENV, "git_commit": sha},
+            )
+        )
     return out
 
 
@@ -58,37 +84,71 @@ def make_v1_store(url, recs, commit):
     import sqlalchemy as sa
 
     from bench.machine import Machine
+
     fields = ("framework", "step", "backend", "device", "n", "m", "nh", "dtype")
     md = sa.MetaData()
     schema = sa.Table("schema", md, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
-        "runs", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        "runs",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(80), nullable=False, unique=True),
-        sa.Column("commit_sha", sa.String(64), nullable=False), sa.Column("parent_sha", sa.String(64)),
-        sa.Column("commit_time", sa.Float), sa.Column("branch", sa.String(255)),
-        sa.Column("dirty", sa.Boolean, nullable=False), sa.Column("machine", sa.String(255), nullable=False),
-        sa.Column("recorded_utc", sa.String(40)), sa.Column("source", sa.Text),
+        sa.Column("commit_sha", sa.String(64), nullable=False),
+        sa.Column("parent_sha", sa.String(64)),
+        sa.Column("commit_time", sa.Float),
+        sa.Column("branch", sa.String(255)),
+        sa.Column("dirty", sa.Boolean, nullable=False),
+        sa.Column("machine", sa.String(255), nullable=False),
+        sa.Column("recorded_utc", sa.String(40)),
+        sa.Column("source", sa.Text),
         sa.Column("fingerprint", sa.Text, nullable=False),
-        sa.Index("runs_commit", "commit_sha"), sa.Index("runs_machine", "machine"))
+        sa.Index("runs_commit", "commit_sha"),
+        sa.Index("runs_machine", "machine"),
+    )
     results = sa.Table(
-        "results", md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        "results",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
         *(sa.Column(f, sa.Integer if f in ("n", "m", "nh") else sa.String(200), nullable=False) for f in fields),
-        sa.Column("status", sa.String(16), nullable=False), sa.Column("interrupted", sa.Boolean, nullable=False),
-        sa.Column("median_s", sa.Float), sa.Column("gemm_gflops", sa.Float),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("interrupted", sa.Boolean, nullable=False),
+        sa.Column("median_s", sa.Float),
+        sa.Column("gemm_gflops", sa.Float),
         sa.Column("record", sa.Text, nullable=False),
-        sa.UniqueConstraint("run", *fields, name="results_run_case"))
+        sa.UniqueConstraint("run", *fields, name="results_run_case"),
+    )
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         md.create_all(conn)
         conn.execute(schema.insert().values(version=1))
-        run = conn.execute(runs.insert().values(
-            run_id=recs[0].run_id, commit_sha=commit["sha"], parent_sha=commit["parent"], commit_time=commit["time"],
-            branch=commit["branch"], dirty=False, machine=Machine.of(recs[0].fingerprint).series_key, fingerprint="{}")).inserted_primary_key[0]
+        run = conn.execute(
+            runs.insert().values(
+                run_id=recs[0].run_id,
+                commit_sha=commit["sha"],
+                parent_sha=commit["parent"],
+                commit_time=commit["time"],
+                branch=commit["branch"],
+                dirty=False,
+                machine=Machine.of(recs[0].fingerprint).series_key,
+                fingerprint="{}",
+            )
+        ).inserted_primary_key[0]
         for r in recs:
-            old = {k: v for k, v in json.loads(r.to_json()).items() if k not in ("cache", "timer", "host_samples_s",
-                                                                                 "telemetry")}
-            conn.execute(results.insert().values(run=run, **{f: getattr(r, f) for f in fields}, status=r.status,
-                                                 interrupted=False, median_s=r.summary.median_s, gemm_gflops=None,
-                                                 record=json.dumps(old)))
+            old = {
+                k: v
+                for k, v in json.loads(r.to_json()).items()
+                if k not in ("cache", "timer", "host_samples_s", "telemetry")
+            }
+            conn.execute(
+                results.insert().values(
+                    run=run,
+                    **{f: getattr(r, f) for f in fields},
+                    status=r.status,
+                    interrupted=False,
+                    median_s=r.summary.median_s,
+                    gemm_gflops=None,
+                    record=json.dumps(old),
+                )
+            )
     engine.dispose()

@@ -1,4 +1,5 @@
 """The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
 import dataclasses
 import json
 import subprocess
@@ -13,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def bench(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def assert_one_line_error(result, *words):
@@ -26,22 +28,25 @@ def assert_one_line_error(result, *words):
         assert word in lines[0]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--backend", "nope"], ["unknown backend 'nope'"]),
-    (["--step", "manual,bogus"], ["unknown step 'bogus'"]),
-    (["--framework", "caffe"], ["unknown framework 'caffe'"]),
-    (["--dtype", "float8"], ["unknown dtype 'float8'"]),
-    (["--tf32", "maybe"], ["tf32"]),
-    (["--size", "0,784,50"], ["bad size '0,784,50'", "at least 1"]),
-    (["--size=-5,784,50"], ["bad size"]),
-    (["--size", "-5,784,50"], ["expected at least one argument"]),
-    (["--size", "a,b,c"], ["bad size 'a,b,c'", "whole numbers"]),
-    (["--size", "100,784"], ["expected N,M,NH"]),
-    (["--data", "/no/such/mnist.npz"], ["no such file"]),
-    (["--pin", "4096"], ["--pin '4096'", "not one this process may use"]),
-    (["--pin", "one"], ["--pin 'one'", "CPU numbers"]),
-    (["--env", "tensorflow=2.20"], ["--env 'tensorflow=2.20'", "not a pip requirement"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--backend", "nope"], ["unknown backend 'nope'"]),
+        (["--step", "manual,bogus"], ["unknown step 'bogus'"]),
+        (["--framework", "caffe"], ["unknown framework 'caffe'"]),
+        (["--dtype", "float8"], ["unknown dtype 'float8'"]),
+        (["--tf32", "maybe"], ["tf32"]),
+        (["--size", "0,784,50"], ["bad size '0,784,50'", "at least 1"]),
+        (["--size=-5,784,50"], ["bad size"]),
+        (["--size", "-5,784,50"], ["expected at least one argument"]),
+        (["--size", "a,b,c"], ["bad size 'a,b,c'", "whole numbers"]),
+        (["--size", "100,784"], ["expected N,M,NH"]),
+        (["--data", "/no/such/mnist.npz"], ["no such file"]),
+        (["--pin", "4096"], ["--pin '4096'", "not one this process may use"]),
+        (["--pin", "one"], ["--pin 'one'", "CPU numbers"]),
+        (["--env", "tensorflow=2.20"], ["--env 'tensorflow=2.20'", "not a pip requirement"]),
+    ],
+)
 def test_bad_run_arguments(args, words, tmp_path):
     assert_one_line_error(bench("run", "--quick", "--out", tmp_path / "out", *args), *words)
     assert not (tmp_path / "out" / "records.jsonl").exists()
@@ -70,8 +75,20 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 def test_quick_run_then_report(tmp_path):
     out = tmp_path / "run"
-    result = bench("run", "--quick", "--framework", "numpy", "--step", "manual", "module",
-                   "--size", "300,784,10", "600,784,10", "--out", out)
+    result = bench(
+        "run",
+        "--quick",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "module",
+        "--size",
+        "300,784,10",
+        "600,784,10",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     assert "| numpy/manual" in result.stdout
     lines = (out / "records.jsonl").read_text().splitlines()
@@ -89,7 +106,7 @@ def test_report_of_a_broken_results_file(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text('{"framework": \n{}\n')
     assert_one_line_error(bench("report", path), "no usable records", "records.jsonl:1: not a valid JSON line")
-    assert path.read_text() == '{"framework": \n{}\n'   # nothing already written is lost
+    assert path.read_text() == '{"framework": \n{}\n'  # nothing already written is lost
     assert_one_line_error(bench("report", tmp_path / "missing"), "no such results file")
 
 
@@ -97,7 +114,7 @@ def test_list_says_what_is_available():
     result = bench("list")
     assert result.returncode == 0, result.stderr
     assert "tensorflow" in result.stdout and "manual" in result.stdout and "xla" in result.stdout
-    assert result.stderr == ""   # TensorFlow's import noise is filtered
+    assert result.stderr == ""  # TensorFlow's import noise is filtered
 
 
 def test_overhead_command_runs_and_rejects_bad_input():
@@ -110,6 +127,7 @@ def test_overhead_command_runs_and_rejects_bad_input():
 
 def wait_for(path, lines, proc, seconds=300):
     import time
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
         if path.exists() and path.read_text().count("\n") >= lines:
@@ -121,16 +139,32 @@ def test_sweep_interrupt_and_resume(tmp_path):
     """SIGINT between groups: exit 130 with one line, every finished case kept, and --resume runs
     the rest (the sizes are groups of one case each)."""
     import signal
+
     out = tmp_path / "sweep"
-    args = [sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--step", "manual",
-            "--backend", "eager",
-            "--sizes", "n=100,200,300,400,500,600,700,800", "nh=4", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "--quick",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "--backend",
+        "eager",
+        "--sizes",
+        "n=100,200,300,400,500,600,700,800",
+        "nh=4",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records_path = out / "records.jsonl"
     wait_for(records_path, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    kept = [json.loads(line) for line in records_path.read_text().splitlines()]   # still valid JSONL
+    kept = [json.loads(line) for line in records_path.read_text().splitlines()]  # still valid JSONL
     assert 2 <= len({r["n"] for r in kept}) <= 8
     if len({r["n"] for r in kept}) < 8:
         assert proc.returncode == 130, err[-3000:]
@@ -140,8 +174,8 @@ def test_sweep_interrupt_and_resume(tmp_path):
     assert "report: not written (--no-report" in result.stdout
     final, _ = records.load(records_path)
     assert sorted(r.n for r in final) == [100, 200, 300, 400, 500, 600, 700, 800]
-    assert len(records_path.read_text().splitlines()) == 8   # one final record a case, in the file itself
-    assert len({r.run_id for r in final}) == 1   # the resumed run continues the same run
+    assert len(records_path.read_text().splitlines()) == 8  # one final record a case, in the file itself
+    assert len({r.run_id for r in final}) == 1  # the resumed run continues the same run
     done = {r["n"] for r in kept if r.get("stop_reason") != "interrupted"}
     assert result.stderr.count("already recorded") == len(done)
 
@@ -150,9 +184,29 @@ def sigterm_while_timing(out):
     """`bench run` of four cases, SIGTERM a second into their timing: (exit status, stderr)."""
     import signal
     import time
-    args = [sys.executable, "-m", "bench", "run", "--size", "500,784,20", "--budget", "60", "--target-ci", "0.00001",
-            "--framework", "tensorflow", "--step", "manual", "tape", "--backend", "eager", "function",
-            "--out", str(out)]
+
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "--size",
+        "500,784,20",
+        "--budget",
+        "60",
+        "--target-ci",
+        "0.00001",
+        "--framework",
+        "tensorflow",
+        "--step",
+        "manual",
+        "tape",
+        "--backend",
+        "eager",
+        "function",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     err = ""
@@ -186,10 +240,11 @@ def test_sigterm_mid_timing_keeps_every_checked_case(tmp_path):
     assert not (out / "report.md").exists()
     # an interrupted case gets no gate verdict from a handful of samples, but does from enough
     from tests.comparing import case
+
     few = dataclasses.replace(got[0], samples_s=got[0].samples_s[:3], rounds=got[0].rounds[:3])
     c = case([few], [few], 0.1)
     assert c.verdict == "n/a" and "interrupted after 3 samples" in c.note
-    enough = case([got[0]], [got[0]], 0.1)   # a verdict, and no change (how sure: its interval)
+    enough = case([got[0]], [got[0]], 0.1)  # a verdict, and no change (how sure: its interval)
     assert enough.verdict in ("same", "inconclusive") and enough.ratio == 1.0
 
 

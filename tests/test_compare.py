@@ -1,5 +1,6 @@
 """compare: thresholds from pyproject, the verdict rule and its error rates on synthetic samples,
 pairing, identity refusal, and the CLI's exit codes. No timing is asserted."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,22 @@ ENV = {"cpu_model": "Test CPU", "machine": "x86_64", "gpus": [], "frameworks": {
 
 
 def rec(samples, step="manual", backend="function", run_id="r1", rounds=(), fingerprint=None, **kw):
-    return Record(framework="tensorflow", step=step, backend=backend, device="cpu", n=kw.pop("n", 100), m=784, nh=50,
-                  dtype="float32", status=kw.pop("status", "ok"), samples_s=tuple(samples), rounds=tuple(rounds),
-                  run_id=run_id, fingerprint=ENV if fingerprint is None else fingerprint, **kw)
+    return Record(
+        framework="tensorflow",
+        step=step,
+        backend=backend,
+        device="cpu",
+        n=kw.pop("n", 100),
+        m=784,
+        nh=50,
+        dtype="float32",
+        status=kw.pop("status", "ok"),
+        samples_s=tuple(samples),
+        rounds=tuple(rounds),
+        run_id=run_id,
+        fingerprint=ENV if fingerprint is None else fingerprint,
+        **kw,
+    )
 
 
 def noisy(median, n=30, spread=0.02, seed=0):
@@ -31,13 +45,15 @@ def noisy(median, n=30, spread=0.02, seed=0):
 
 # ---------------------------------------------------------------- thresholds
 
+
 @pytest.mark.parametrize("text, fraction", [("10%", 0.10), ("2.5%", 0.025), ("0.1", 0.1), (0.15, 0.15), ("150%", 1.5)])
 def test_parse_threshold(text, fraction):
     assert parse_threshold(text) == pytest.approx(fraction)
 
 
-@pytest.mark.parametrize("text, words", [("10", "did you mean 10%"), ("ten", "percentage"), ("0%", "above 0%"),
-                                         ("-5%", "above 0%")])
+@pytest.mark.parametrize(
+    "text, words", [("10", "did you mean 10%"), ("ten", "percentage"), ("0%", "above 0%"), ("-5%", "above 0%")]
+)
 def test_bad_thresholds(text, words):
     with pytest.raises(CompareError, match=words):
         parse_threshold(text)
@@ -45,22 +61,27 @@ def test_bad_thresholds(text, words):
 
 def test_thresholds_from_pyproject(tmp_path):
     path = tmp_path / "pyproject.toml"
-    path.write_text('[tool.backprop-bench.gate]\nthreshold = "8%"\n'
-                    '[tool.backprop-bench.gate.thresholds]\n"tensorflow/*/eager/*" = "20%"\n"tensorflow/manual/*" = 0.05\n')
+    path.write_text(
+        '[tool.backprop-bench.gate]\nthreshold = "8%"\n'
+        '[tool.backprop-bench.gate.thresholds]\n"tensorflow/*/eager/*" = "20%"\n"tensorflow/manual/*" = 0.05\n'
+    )
     t = settings.load_thresholds(path)
     assert t.default == pytest.approx(0.08)
-    assert t.for_key("tensorflow/manual/eager/cpu") == pytest.approx(0.20)   # first match wins
+    assert t.for_key("tensorflow/manual/eager/cpu") == pytest.approx(0.20)  # first match wins
     assert t.for_key("tensorflow/manual/xla/cpu") == pytest.approx(0.05)
     assert t.for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.08)
     assert settings.load_thresholds(path, default="15%").for_key("tensorflow/tape/xla/gpu") == pytest.approx(0.15)
     assert settings.load_thresholds(tmp_path / "missing.toml") == Thresholds()
 
 
-@pytest.mark.parametrize("content, words", [
-    ("[tool.backprop-bench.gate\n", "cannot read"),
-    ('[tool.backprop-bench.gate]\nthreshold = "lots"\n', "bad threshold 'lots'"),
-    ('[tool.backprop-bench.gate]\nthresholds = "10%"\n', "must be a table"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("[tool.backprop-bench.gate\n", "cannot read"),
+        ('[tool.backprop-bench.gate]\nthreshold = "lots"\n', "bad threshold 'lots'"),
+        ('[tool.backprop-bench.gate]\nthresholds = "10%"\n', "must be a table"),
+    ],
+)
 def test_bad_config_is_one_line(tmp_path, content, words):
     path = tmp_path / "pyproject.toml"
     path.write_text(content)
@@ -76,34 +97,42 @@ def test_the_repository_config_loads():
 
 # ---------------------------------------------------------------- the rule
 
-@pytest.mark.parametrize("ratio, lo, hi, expected", [
-    (1.25, 1.15, 1.35, "regressed"),
-    (1.12, 1.06, 1.20, "regressed"),
-    (1.12, 1.04, 1.20, "inconclusive"),  # CI reaches below 1 + t/2: not clear enough, and past 1 + t
-    (1.08, 1.06, 1.10, "same"),          # clear, but under the threshold: the CI rules out +10%
-    (1.50, 0.90, 2.00, "inconclusive"),  # big, but the CI includes no change
-    (0.80, 0.74, 0.86, "improved"),
-    (0.90, 0.85, 0.94, "improved"),      # 1/0.90 = 1.11 > 1.10 and 1/0.94 = 1.064 > 1.05
-    (0.90, 0.85, 0.96, "inconclusive"),  # 1/0.96 = 1.04: not clearly faster, nor clearly within 10%
-    (1.00, 0.99, 1.01, "same"),
-    (1.00, 0.95, 1.09, "same"),
-    (1.00, 0.80, 1.25, "inconclusive"),  # no change measured, but +25% not ruled out: not "same"
-    (1.2, float("nan"), float("nan"), "inconclusive"),
-])
+
+@pytest.mark.parametrize(
+    "ratio, lo, hi, expected",
+    [
+        (1.25, 1.15, 1.35, "regressed"),
+        (1.12, 1.06, 1.20, "regressed"),
+        (1.12, 1.04, 1.20, "inconclusive"),  # CI reaches below 1 + t/2: not clear enough, and past 1 + t
+        (1.08, 1.06, 1.10, "same"),  # clear, but under the threshold: the CI rules out +10%
+        (1.50, 0.90, 2.00, "inconclusive"),  # big, but the CI includes no change
+        (0.80, 0.74, 0.86, "improved"),
+        (0.90, 0.85, 0.94, "improved"),  # 1/0.90 = 1.11 > 1.10 and 1/0.94 = 1.064 > 1.05
+        (0.90, 0.85, 0.96, "inconclusive"),  # 1/0.96 = 1.04: not clearly faster, nor clearly within 10%
+        (1.00, 0.99, 1.01, "same"),
+        (1.00, 0.95, 1.09, "same"),
+        (1.00, 0.80, 1.25, "inconclusive"),  # no change measured, but +25% not ruled out: not "same"
+        (1.2, float("nan"), float("nan"), "inconclusive"),
+    ],
+)
 def test_verdict(ratio, lo, hi, expected):
     assert verdict(ratio, lo, hi, 0.10) == expected
 
 
-@pytest.mark.parametrize("ratio, lo, hi, seen", [
-    (1.00, 0.99, 1.01, 0.10),             # a tight interval: the threshold itself
-    (1.00, 0.80, 1.25, 1.05 * 1.25 - 1),  # half-width log(1.25): the low end must clear 1.05 from R / 1.25
-    (1.0, float("nan"), float("nan"), float("nan")),
-])
+@pytest.mark.parametrize(
+    "ratio, lo, hi, seen",
+    [
+        (1.00, 0.99, 1.01, 0.10),  # a tight interval: the threshold itself
+        (1.00, 0.80, 1.25, 1.05 * 1.25 - 1),  # half-width log(1.25): the low end must clear 1.05 from R / 1.25
+        (1.0, float("nan"), float("nan"), float("nan")),
+    ],
+)
 def test_the_smallest_slowdown_a_run_could_see(ratio, lo, hi, seen):
     from bench.compare import detectable
+
     got = detectable(ratio, lo, hi, 0.10)
     assert got == pytest.approx(seen, nan_ok=True)
-    if got == got:   # a true slowdown that size, with this interval around it, is flagged
+    if got == got:  # a true slowdown that size, with this interval around it, is flagged
         r = 1 + got + 1e-9
         assert verdict(r, r * lo / ratio, r * hi / ratio, 0.10) == "regressed"
 
@@ -133,6 +162,7 @@ def test_rule_error_rates_on_synthetic_paired_runs():
 
 # ---------------------------------------------------------------- comparing cases
 
+
 def test_separate_runs_are_bootstrapped_over_samples():
     c = compare_case([rec(noisy(0.010))], [rec(noisy(0.013, seed=1), run_id="r2")], 0.10)
     assert c.method == "bootstrap over samples"
@@ -142,7 +172,7 @@ def test_separate_runs_are_bootstrapped_over_samples():
 
 def test_one_run_is_paired_by_round():
     """Both cases measured in one run, round by round: a drift shared by each round cancels."""
-    drift = np.repeat(np.exp(np.linspace(0, 1, 10)), 3)    # the machine slows 2.7x over the run
+    drift = np.repeat(np.exp(np.linspace(0, 1, 10)), 3)  # the machine slows 2.7x over the run
     rounds = [int(r) for r in np.repeat(np.arange(10), 3)]
     base = rec(0.010 * drift, rounds=rounds)
     cand = rec(0.0105 * drift, rounds=rounds, backend="function")
@@ -158,13 +188,13 @@ def test_one_run_is_paired_by_round():
 
 def test_paired_processes_use_per_process_medians():
     base = [rec([0.010, 0.011, 0.0105]), rec([0.020, 0.021, 0.0205]), rec([0.015] * 3)]
-    cand = [rec([0.012] * 3), rec([0.024] * 4), rec([0.018] * 5)]       # +14-20% in every pair despite 2x drift
+    cand = [rec([0.012] * 3), rec([0.024] * 4), rec([0.018] * 5)]  # +14-20% in every pair despite 2x drift
     c = compare_case(base, cand, 0.10, paired=True)
     assert c.method == "t over 3 process pairs' log-ratios"
     assert c.base_s == pytest.approx(0.015) and c.candidate_s == pytest.approx(0.018)
-    ratios = np.array([0.012 / 0.0105, 0.024 / 0.0205, 0.018 / 0.015])   # 1.143, 1.171, 1.2
-    assert c.ratio == pytest.approx(np.exp(np.log(ratios).mean()))       # their geometric mean
-    half = 4.302653 * np.log(ratios).std(ddof=1) / np.sqrt(3)            # t(0.975, 2 df)
+    ratios = np.array([0.012 / 0.0105, 0.024 / 0.0205, 0.018 / 0.015])  # 1.143, 1.171, 1.2
+    assert c.ratio == pytest.approx(np.exp(np.log(ratios).mean()))  # their geometric mean
+    half = 4.302653 * np.log(ratios).std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
     assert (c.lo, c.hi) == pytest.approx((c.ratio * np.exp(-half), c.ratio * np.exp(half)))
     assert c.verdict == "regressed"
 
@@ -205,16 +235,22 @@ def test_many_runs_a_side_get_a_welch_interval_over_run_medians():
 
 
 def test_scale_multiplies_samples():
-    c = compare_case([rec([0.01] * 5)], [rec([0.02] * 5, run_id="r2")], 0.10,
-                     scale=lambda r: 0.5 if r.run_id == "r2" else 1.0)
+    c = compare_case(
+        [rec([0.01] * 5)], [rec([0.02] * 5, run_id="r2")], 0.10, scale=lambda r: 0.5 if r.run_id == "r2" else 1.0
+    )
     assert c.ratio == pytest.approx(1.0) and c.candidate_s == pytest.approx(0.01)
 
 
 def test_cases_on_one_side_are_listed():
-    result = sides([rec(noisy(0.01)), rec(noisy(0.01), step="tape")],
-                             [rec(noisy(0.01), run_id="r2"), rec(noisy(0.01), step="module", run_id="r2")], Thresholds())
+    result = sides(
+        [rec(noisy(0.01)), rec(noisy(0.01), step="tape")],
+        [rec(noisy(0.01), run_id="r2"), rec(noisy(0.01), step="module", run_id="r2")],
+        Thresholds(),
+    )
     assert [c.key for c in result.comparisons] == ["tensorflow/manual/function/cpu"]
-    assert result.only_base == (rec([1], step="tape").label,) and result.only_candidate == (rec([1], step="module").label,)
+    assert result.only_base == (rec([1], step="tape").label,) and result.only_candidate == (
+        rec([1], step="module").label,
+    )
     lines = text.table(result)
     assert any(line.startswith("only in base: tensorflow/tape") for line in lines)
     assert text.summary(result).startswith("verdict: no regression")
@@ -226,7 +262,9 @@ def test_per_case_thresholds_apply():
     cand = [rec(noisy(0.013, seed=1), run_id="r2"), rec(noisy(0.013, seed=1), step="tape", run_id="r2")]
     result = sides(base, cand, t)
     assert [(c.key, c.threshold, c.verdict) for c in result.comparisons] == [
-        ("tensorflow/manual/function/cpu", 0.50, "same"), ("tensorflow/tape/function/cpu", 0.10, "regressed")]
+        ("tensorflow/manual/function/cpu", 0.50, "same"),
+        ("tensorflow/tape/function/cpu", 0.10, "regressed"),
+    ]
     assert "REGRESSED" in text.summary(result) and "tensorflow/tape" in text.summary(result)
 
 
@@ -250,9 +288,11 @@ def test_another_framework_loaded_is_not_a_mismatch():
 
 # ---------------------------------------------------------------- the command line
 
+
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def write(path, recs):
@@ -264,8 +304,14 @@ def write(path, recs):
 @pytest.fixture
 def runs(tmp_path):
     base = write(tmp_path / "base.jsonl", [rec(noisy(0.010)), rec(noisy(0.010), step="tape")])
-    same = write(tmp_path / "same.jsonl", [rec(noisy(0.010, seed=2), run_id="r2"), rec(noisy(0.010, seed=3), step="tape", run_id="r2")])
-    slow = write(tmp_path / "slow.jsonl", [rec(noisy(0.010, seed=2), run_id="r3"), rec(noisy(0.015, seed=3), step="tape", run_id="r3")])
+    same = write(
+        tmp_path / "same.jsonl",
+        [rec(noisy(0.010, seed=2), run_id="r2"), rec(noisy(0.010, seed=3), step="tape", run_id="r2")],
+    )
+    slow = write(
+        tmp_path / "slow.jsonl",
+        [rec(noisy(0.010, seed=2), run_id="r3"), rec(noisy(0.015, seed=3), step="tape", run_id="r3")],
+    )
     other = {**ENV, "gpus": [{"name": "NVIDIA H100"}]}
     elsewhere = write(tmp_path / "elsewhere.jsonl", [rec(noisy(0.010, seed=4), run_id="r4", fingerprint=other)])
     return base, same, slow, elsewhere
@@ -278,7 +324,9 @@ def test_cli_exit_codes(runs, tmp_path):
     # separate runs, the machine's run-to-run noise unmeasured: the default 10% widens each interval,
     # so two unchanged runs cannot rule out a 10% change ("inconclusive", exit 0), a +50% one still fails
     assert "ratio [95% CI]" in ok.stdout and "verdict: no regression (2 inconclusive)" in ok.stdout
-    assert "widened by the run-to-run noise between runs, sd 10% (the default: not measured on this machine" in ok.stdout
+    assert (
+        "widened by the run-to-run noise between runs, sd 10% (the default: not measured on this machine" in ok.stdout
+    )
     bad = bench("compare", base, slow)
     assert bad.returncode == 1, bad.stderr
     assert "regressed" in bad.stdout and "REGRESSED" in bad.stdout
@@ -286,10 +334,13 @@ def test_cli_exit_codes(runs, tmp_path):
     assert loose.returncode == 0, loose.stdout
 
 
-@pytest.mark.parametrize("extra, words", [
-    (["--threshold", "10"], ["did you mean 10%"]),
-    (["--config", "{tmp}/broken.toml"], ["broken.toml", "cannot read"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--threshold", "10"], ["did you mean 10%"]),
+        (["--config", "{tmp}/broken.toml"], ["broken.toml", "cannot read"]),
+    ],
+)
 def test_cli_bad_options(runs, tmp_path, extra, words):
     (tmp_path / "broken.toml").write_text("[tool.backprop-bench.gate\n")
     result = bench("compare", runs[0], runs[1], *[e.format(tmp=tmp_path) for e in extra])
@@ -302,7 +353,7 @@ def test_cli_refuses_another_machine(runs):
     result = bench("compare", base, elsewhere)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "gpu_names" in result.stderr and "--allow-mismatch" in result.stderr
-    lost = bench("compare", base, elsewhere, "--allow-mismatch")   # the candidate lacks the base's tape case
+    lost = bench("compare", base, elsewhere, "--allow-mismatch")  # the candidate lacks the base's tape case
     assert lost.returncode == 1 and "FAILED, the candidate lacks 1 case(s) the base has" in lost.stdout
     allowed = bench("compare", base, elsewhere, "--allow-mismatch", "--allow-missing")
     assert allowed.returncode == 0 and "warning: compared despite an identity difference: gpu_names" in allowed.stdout
@@ -337,8 +388,12 @@ def test_separate_runs_are_widened_by_the_machines_run_to_run_noise_and_name_a_d
     assert wide.detectable == pytest.approx((1 + 1.1) * np.exp(half) - 1)
     # within one run the cases are paired by round: the machine's run-to-run noise does not enter
     rounds = list(range(30))
-    paired = compare_case([rec(noisy(0.010), rounds=rounds)], [rec(noisy(0.0105, seed=1), rounds=rounds,
-                                                                   backend="xla")], 0.10, run_sd=0.05)
+    paired = compare_case(
+        [rec(noisy(0.010), rounds=rounds)],
+        [rec(noisy(0.0105, seed=1), rounds=rounds, backend="xla")],
+        0.10,
+        run_sd=0.05,
+    )
     assert paired.method == compare.PAIRED_BY_ROUND
 
 
@@ -353,9 +408,13 @@ def test_a_difference_the_load_alone_could_make_is_not_a_verdict():
     much = compare_case([base], [rec(noisy(0.030, seed=1), run_id="r2", telemetry=busy)], 0.10, run_sd=0.05)
     assert much.verdict == "regressed"
     faster = compare_case([base], [rec(noisy(0.006, seed=1), run_id="r2", telemetry=busy)], 0.10, run_sd=0.05)
-    assert faster.verdict == "improved"   # faster despite the load: the load explains nothing
-    back = compare_case([rec(noisy(0.017), telemetry=busy)], [rec(noisy(0.010, seed=1), run_id="r2", telemetry=quiet)],
-                        0.10, run_sd=0.05)
+    assert faster.verdict == "improved"  # faster despite the load: the load explains nothing
+    back = compare_case(
+        [rec(noisy(0.017), telemetry=busy)],
+        [rec(noisy(0.010, seed=1), run_id="r2", telemetry=quiet)],
+        0.10,
+        run_sd=0.05,
+    )
     assert back.verdict == "inconclusive" and "not judged improved" in back.note
     result = sides([base], [rec(noisy(0.017, seed=1), run_id="r2", telemetry=busy)], Thresholds())
     assert not result.failed
@@ -379,9 +438,10 @@ def test_a_lost_case_or_an_unreadable_line_fails_unless_allowed(runs, tmp_path):
     lost.write_text("".join(lines[1:]))
     failed = bench("compare", base, lost)
     assert failed.returncode == 1 and "FAILED, the candidate lacks 1 case(s) the base has" in failed.stdout
-    assert "tensorflow/manual/function/cpu" in failed.stdout.splitlines()[-2]   # the summary names it
-    result = sides([rec(noisy(0.01)), rec(noisy(0.01), step="tape")], [rec(noisy(0.01), run_id="r2")],
-                   allow_missing=False)
+    assert "tensorflow/manual/function/cpu" in failed.stdout.splitlines()[-2]  # the summary names it
+    result = sides(
+        [rec(noisy(0.01)), rec(noisy(0.01), step="tape")], [rec(noisy(0.01), run_id="r2")], allow_missing=False
+    )
     assert result.failed and result.lost == (rec([1], step="tape").label,) and not result.regressed
 
 
@@ -395,12 +455,23 @@ def test_the_report_and_compare_give_the_same_ratio_and_interval(tmp_path):
 
     from bench.compare import ROUNDS, How
     from bench.report import frames
+
     sizes = (100, 200, 400)
     rounds = [i // 3 for i in range(36)]
-    a = write(tmp_path / "a.jsonl", [rec(noisy(0.01 * k, n=36, seed=k), step="manual", backend="eager", run_id="ra",
-                                         rounds=rounds, n=n) for k, n in enumerate(sizes, 1)])
-    b = write(tmp_path / "b.jsonl", [rec(noisy(0.011 * k, n=36, seed=9 + k), step="manual", backend="eager",
-                                         run_id="rb", rounds=rounds, n=n) for k, n in enumerate(sizes, 1)])
+    a = write(
+        tmp_path / "a.jsonl",
+        [
+            rec(noisy(0.01 * k, n=36, seed=k), step="manual", backend="eager", run_id="ra", rounds=rounds, n=n)
+            for k, n in enumerate(sizes, 1)
+        ],
+    )
+    b = write(
+        tmp_path / "b.jsonl",
+        [
+            rec(noisy(0.011 * k, n=36, seed=9 + k), step="manual", backend="eager", run_id="rb", rounds=rounds, n=n)
+            for k, n in enumerate(sizes, 1)
+        ],
+    )
     compared = bench("compare", a, b)
     assert compared.returncode in (0, 1), compared.stderr
     ratios = {}
@@ -415,17 +486,22 @@ def test_the_report_and_compare_give_the_same_ratio_and_interval(tmp_path):
     with open(out / "tables" / "cases.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["run_id"] == "rb"]
     assert len(rows) == len(sizes)
-    for r in rows:   # the report's speed-up is base/candidate: the inverse of compare's ratio and interval
+    for r in rows:  # the report's speed-up is base/candidate: the inverse of compare's ratio and interval
         ratio, lo, hi = ratios[int(r["n"])]
         speedup, s_lo, s_hi = (float(r[k]) for k in ("speedup", "speedup_lo", "speedup_hi"))
         assert (1 / speedup, 1 / s_hi, 1 / s_lo) == pytest.approx((ratio, lo, hi), abs=6e-4)
     # two cases of one run: the frame's estimate is compare_case's, paired by round
-    one = [rec(noisy(0.010, n=36, seed=1), step="manual", backend="eager", rounds=rounds),
-           rec(noisy(0.012, n=36, seed=2), step="manual", backend="xla", rounds=rounds)]
+    one = [
+        rec(noisy(0.010, n=36, seed=1), step="manual", backend="eager", rounds=rounds),
+        rec(noisy(0.012, n=36, seed=2), step="manual", backend="xla", rounds=rounds),
+    ]
     df = frames.frame(one)
     e = frames.estimate(df.iloc[0], df.iloc[1])
     c = compare.compare_case([one[0]], [one[1]], How(ROUNDS))
-    assert (e.ratio, e.lo, e.hi, e.method) == (c.ratio, c.lo, c.hi, c.method) == (c.ratio, c.lo, c.hi,
-                                                                                  compare.PAIRED_BY_ROUND)
+    assert (
+        (e.ratio, e.lo, e.hi, e.method)
+        == (c.ratio, c.lo, c.hi, c.method)
+        == (c.ratio, c.lo, c.hi, compare.PAIRED_BY_ROUND)
+    )
     xla = df[df.backend == "xla"].iloc[0]
     assert (xla.speedup, xla.speedup_lo, xla.speedup_hi) == pytest.approx((1 / c.ratio, 1 / c.hi, 1 / c.lo))

@@ -2,6 +2,7 @@
 registry: each step under each backend against the float64 reference, the plumbing around a call,
 and a case through the run engine. A framework that is not installed skips with its install hint;
 GPU cases skip where the framework sees no GPU."""
+
 import importlib.metadata
 
 import numpy as np
@@ -179,8 +180,9 @@ def test_gpu_every_step_matches_the_reference_in_float64(fw):
     require_gpu(fw)
     inputs = tiny_inputs()
     for step, backend in every_step_and_backend(fw):
-        assert_matches_reference(outputs(fw, fw.compile(step, backend), fw.to_device(inputs, "float64", "gpu"), "gpu"),
-                                 inputs)
+        assert_matches_reference(
+            outputs(fw, fw.compile(step, backend), fw.to_device(inputs, "float64", "gpu"), "gpu"), inputs
+        )
 
 
 def test_gpu_cases_with_tf32_off_pass_and_report_peak_memory(fw):

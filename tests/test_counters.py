@@ -1,6 +1,7 @@
 """What a step executes (bench/counters.py, the frameworks' profile/compiled/flops): counted exactly,
 the same on every run of the same code, compared exactly by compare, the gate and the history, and
 explained op by op (`bench explain`)."""
+
 import dataclasses
 import json
 import subprocess
@@ -37,7 +38,8 @@ def counted(fw, step, backend, n=200, m=30, nh=6, warm=3):
     def call():
         with fw.placement("cpu"):
             return fn(*args)
-    for _ in range(warm):   # warm, as after a case's timing
+
+    for _ in range(warm):  # warm, as after a case's timing
         call()
         fw.sync()
     return counters.count(fw, CaseKey(fw.name, step, backend, "cpu", n, m, nh, "float32"), fn, call, args)
@@ -48,8 +50,10 @@ def _steps():
     out = []
     for name in frameworks.FRAMEWORKS:
         reason = frameworks.unavailable_reason(name)
-        out += [pytest.param(name, step, marks=pytest.mark.skip(reason=reason) if reason else (), id=f"{name}-{step}")
-                for step in frameworks.spec(name).steps]
+        out += [
+            pytest.param(name, step, marks=pytest.mark.skip(reason=reason) if reason else (), id=f"{name}-{step}")
+            for step in frameworks.spec(name).steps
+        ]
     return out
 
 
@@ -62,8 +66,11 @@ def test_every_step_and_backend_counts_the_same_twice(name, step):
             continue
         first, second = counted(fw, step, backend), counted(fw, step, backend)
         assert first == second, (step, backend)
-        assert first.get("ops") and all(isinstance(v, int) and v > 0 for v in first["ops"].values()), \
-            (step, backend, first)
+        assert first.get("ops") and all(isinstance(v, int) and v > 0 for v in first["ops"].values()), (
+            step,
+            backend,
+            first,
+        )
         assert first.get("retraces", 0) == 0, (step, backend)
 
 
@@ -84,6 +91,7 @@ def test_explain_names_the_ops_its_profile_of_a_warm_step_missed(tmp_path):
     graph executor no longer traces cheap ops; the counters count a fresh copy. What the profile
     missed is named, not silently left out of the table."""
     from bench import explain
+
     if reason := frameworks.unavailable_reason("tensorflow"):
         pytest.skip(reason)
     fw = frameworks.load("tensorflow")
@@ -93,12 +101,14 @@ def test_explain_names_the_ops_its_profile_of_a_warm_step_missed(tmp_path):
     def call():
         with fw.placement("cpu"):
             return fn(*args)
-    for _ in range(300):   # as after a case's timing
+
+    for _ in range(300):  # as after a case's timing
         call()
     fw.sync()
     warm = fw.profile(call, 3, "cpu", tmp_path / "warm")
-    counted = counters.count(fw, CaseKey("tensorflow", "manual", "function", "cpu", 200, 30, 6, "float32"), fn,
-                             call, args)
+    counted = counters.count(
+        fw, CaseKey("tensorflow", "manual", "function", "cpu", 200, 30, 6, "float32"), fn, call, args
+    )
     # Which ops the warm profile misses is TensorFlow's call (its executor stops tracing the ops its
     # cost model, updated by each op's measured time, calls cheap: Relu here, on a quiet machine,
     # but not always on a loaded one), so the profile is also taken with Relu surely missing.
@@ -113,33 +123,70 @@ def test_counters_in_every_record_and_identical_across_processes(tmp_path):
     """A run in another process (its own compiles, its own timing, which disturbs this one) records
     every case's counters, and they are the ones this process counts for the same cases."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--quick", "--framework", "tensorflow",
-                             "--step", "manual", "--size", "300,784,8", "--no-report", "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--quick",
+            "--framework",
+            "tensorflow",
+            "--step",
+            "manual",
+            "--size",
+            "300,784,8",
+            "--no-report",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     fw = frameworks.load("tensorflow")
     here = {backend: counted(fw, "manual", backend, n=300, m=784, nh=8) for backend in ("eager", "function", "xla")}
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     there = {d["backend"]: d["counters"] for d in map(json.loads, (out / "records.jsonl").read_text().splitlines())}
     assert set(there) == {"eager", "function", "xla"} and there == here
-    assert there["eager"]["ops"]["MatMul"] == 6                        # the step's six matrix products, as run
-    assert there["xla"]["fusions"] > 0 and there["xla"]["ops"].get("dot")   # the compiled module's instructions
+    assert there["eager"]["ops"]["MatMul"] == 6  # the step's six matrix products, as run
+    assert there["xla"]["fusions"] > 0 and there["xla"]["ops"].get("dot")  # the compiled module's instructions
     assert there["function"]["flops"] == pytest.approx(there["eager"]["flops"])
 
 
 def test_changes_name_what_differs_exactly():
     base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "fusions": 3}
     assert counters.changes(base, dict(base)) == []
-    assert counters.changes(base, {}) == [] and counters.changes({}, base) == []   # records from before counters
+    assert counters.changes(base, {}) == [] and counters.changes({}, base) == []  # records from before counters
     more = {"ops": {"MatMul": 7, "Relu": 1, "IsNan": 1}, "flops": 1.25e9, "fusions": 2}
-    assert counters.changes(base, more) == ["ops 7 -> 9 a step", "IsNan 0 -> 1", "MatMul 6 -> 7", "fusions 3 -> 2",
-                                            "FLOPs +25.0% (1e+09 -> 1.25e+09)"]
+    assert counters.changes(base, more) == [
+        "ops 7 -> 9 a step",
+        "IsNan 0 -> 1",
+        "MatMul 6 -> 7",
+        "fusions 3 -> 2",
+        "FLOPs +25.0% (1e+09 -> 1.25e+09)",
+    ]
 
 
 def record(ops, run_id="a", samples=(0.01,) * 10, **kw):
-    return Record(framework="tensorflow", step="manual", backend="function", device="cpu", n=100, m=784, nh=50,
-                  dtype="float32", status="ok", run_id=run_id, samples_s=samples, rounds=tuple(range(len(samples))),
-                  counters={"ops": ops}, **kw)
+    return Record(
+        framework="tensorflow",
+        step="manual",
+        backend="function",
+        device="cpu",
+        n=100,
+        m=784,
+        nh=50,
+        dtype="float32",
+        status="ok",
+        run_id=run_id,
+        samples_s=samples,
+        rounds=tuple(range(len(samples))),
+        counters={"ops": ops},
+        **kw,
+    )
 
 
 def test_compare_reports_a_counter_change_and_fails_only_where_the_policy_says():
@@ -155,10 +202,14 @@ def test_compare_reports_a_counter_change_and_fails_only_where_the_policy_says()
 
 def test_the_counter_policy_is_read_from_pyproject(tmp_path):
     path = tmp_path / "pyproject.toml"
-    path.write_text('[tool.backprop-bench.gate]\ncounters = "fail"\n'
-                    '[tool.backprop-bench.gate.counters-by-case]\n"numpy/*" = "report"\n')
+    path.write_text(
+        '[tool.backprop-bench.gate]\ncounters = "fail"\n'
+        '[tool.backprop-bench.gate.counters-by-case]\n"numpy/*" = "report"\n'
+    )
     t = settings.load_thresholds(path)
-    assert t.counters_for("tensorflow/manual/xla/cpu") == "fail" and t.counters_for("numpy/manual/eager/cpu") == "report"
+    assert (
+        t.counters_for("tensorflow/manual/xla/cpu") == "fail" and t.counters_for("numpy/manual/eager/cpu") == "report"
+    )
     path.write_text('[tool.backprop-bench.gate]\ncounters = "maybe"\n')
     with pytest.raises(rule.CompareError, match="'maybe' is not one of report, more-work, fail"):
         settings.load_thresholds(path)
@@ -168,11 +219,13 @@ def test_a_planted_extra_matmul_is_counted_whatever_the_times(tmp_path):
     """The gate's detection candidate (bench/gate/slower.py): a quarter more matmul work, in the
     counters exactly, while a single run's times may or may not show it."""
     from bench.gate.slower import slower
+
     fw = frameworks.load("tensorflow") if frameworks.unavailable_reason("tensorflow") is None else None
     if fw is None:
         pytest.skip("TensorFlow is not installed")
     import copy
     from types import SimpleNamespace
+
     slow = copy.copy(fw)
     slow.module = SimpleNamespace(**{**vars(fw.module), "manual_step": slower(fw.step("manual"))})
     a, b = counted(fw, "manual", "function"), counted(slow, "manual", "function")
@@ -187,20 +240,30 @@ def test_a_framework_without_a_profiler_still_gets_its_other_counters():
     class NoProfiler(type(fw)):
         def profile(self, call, steps, device, trace_dir):
             raise ProfilerUnavailable("no profiler in this build")
-    c = counters.count(NoProfiler(), CaseKey("numpy", "manual", "eager", "cpu", 10, 4, 3, "float32"),
-                       fw.step("manual"), lambda: None, ())
+
+    c = counters.count(
+        NoProfiler(),
+        CaseKey("numpy", "manual", "eager", "cpu", 10, 4, 3, "float32"),
+        fw.step("manual"),
+        lambda: None,
+        (),
+    )
     assert "ops" not in c and c["absent"]["ops"] == "ProfilerUnavailable: no profiler in this build"
 
 
 def test_records_carry_counters_and_bad_ones_are_refused(tmp_path):
-    config = dataclasses.replace(CONFIG, out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8),),
-                                 counters=True)
+    config = dataclasses.replace(
+        CONFIG, out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8),), counters=True
+    )
     recs = run.run(config)
-    assert all(r.counters["ops"] == {"lin": 2, "lin_grad": 2, "mse": 1, "mse_grad": 1, "relu": 1, "relu_grad": 1}
-               for r in recs)
+    assert all(
+        r.counters["ops"] == {"lin": 2, "lin_grad": 2, "mse": 1, "mse_grad": 1, "relu": 1, "relu_grad": 1} for r in recs
+    )
     d = json.loads(recs[0].to_json())
-    assert check({**d, "counters": {"ops": {"MatMul": -1}}}) == \
-        "counters.ops.'MatMul': expected a whole number of at least 0, got -1"
+    assert (
+        check({**d, "counters": {"ops": {"MatMul": -1}}})
+        == "counters.ops.'MatMul': expected a whole number of at least 0, got -1"
+    )
     assert check({**d, "counters": {"flops": float("inf")}}).startswith("counters.flops: expected a finite number")
     assert check({**d, "counters": [1]}).startswith("counters: expected a JSON object")
     none = run.run(dataclasses.replace(config, out=tmp_path / "none", counters=False))
@@ -209,26 +272,44 @@ def test_records_carry_counters_and_bad_ones_are_refused(tmp_path):
 
 def test_the_history_marks_a_work_change_at_its_commit():
     from bench.history import series
-    points = [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
-               "median_s": 0.01, "samples_s": (0.01,) * 5, "run_id": f"r{i}", "source": None,
-               "counters": {"ops": {"MatMul": 6 if i < 3 else 7}} if i != 1 else {}} for i in range(5)]
+
+    points = [
+        {
+            "case": "c",
+            "machine": "m",
+            "commit_sha": f"{i:040x}",
+            "commit_time": i,
+            "branch": "main",
+            "median_s": 0.01,
+            "samples_s": (0.01,) * 5,
+            "run_id": f"r{i}",
+            "source": None,
+            "counters": {"ops": {"MatMul": 6 if i < 3 else 7}} if i != 1 else {},
+        }
+        for i in range(5)
+    ]
     (s,) = series.build(points)
     assert [(w.index, w.what) for w in s.work_changes] == [(3, ("ops 6 -> 7 a step", "MatMul 6 -> 7"))]
 
 
 # ---------------------------------------------------------------- explain
 
+
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
-@pytest.mark.parametrize("case, words", [
-    ("tensorflow/manul/eager", ["unknown case 'tensorflow/manul/eager'", "close: tensorflow/manual/eager/cpu"]),
-    ("manual/eager", ["ambiguous case 'manual/eager'", "numpy/manual/eager/cpu"]),
-    ("numpy/manual/eager n=abc", ["'n=abc': n must be a whole number"]),
-    ("n=5 numpy/manual/eager", ["'n=5' comes before any case"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("tensorflow/manul/eager", ["unknown case 'tensorflow/manul/eager'", "close: tensorflow/manual/eager/cpu"]),
+        ("manual/eager", ["ambiguous case 'manual/eager'", "numpy/manual/eager/cpu"]),
+        ("numpy/manual/eager n=abc", ["'n=abc': n must be a whole number"]),
+        ("n=5 numpy/manual/eager", ["'n=5' comes before any case"]),
+    ],
+)
 def test_explain_refuses_a_case_it_cannot_name_in_one_line(case, words):
     done = bench("explain", *case.split())
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -237,24 +318,39 @@ def test_explain_refuses_a_case_it_cannot_name_in_one_line(case, words):
 
 
 def test_explain_shows_where_the_time_goes_and_writes_the_trace(tmp_path):
-    done = bench("explain", "numpy/manual/eager", "n=2000", "numpy/module/eager/cpu", "--size", "1000,784,20",
-                 "--budget", "0.1", "--out", tmp_path)
+    done = bench(
+        "explain",
+        "numpy/manual/eager",
+        "n=2000",
+        "numpy/module/eager/cpu",
+        "--size",
+        "1000,784,20",
+        "--budget",
+        "0.1",
+        "--out",
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "numpy/manual/eager/cpu n=2000 m=784 nh=20 float32" in out and "numpy/module/eager/cpu n=1000" in out
     assert "lin_grad" in out and "counters: 8 ops a step" in out and "side by side" in out
     traces = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("trace.json"))
-    assert traces == ["numpy-manual-eager-cpu-n2000-float32/trace.json", "numpy-module-eager-cpu-n1000-float32/trace.json"]
+    assert traces == [
+        "numpy-manual-eager-cpu-n2000-float32/trace.json",
+        "numpy-module-eager-cpu-n1000-float32/trace.json",
+    ]
     assert json.loads((tmp_path / traces[0]).read_text())["traceEvents"]
 
 
 def test_explain_of_a_case_that_fails_its_check_says_so(tmp_path, monkeypatch):
     from bench import explain
+
     real = reference.Reference
 
     class Wrong(real):
         def check(self, got, h_pre=None):
             return super().check({**got, "d_w1": got["d_w1"] * 2}, h_pre)
+
     monkeypatch.setattr(reference, "Reference", Wrong)
     monkeypatch.setattr("bench.run.caches.reference.Reference", Wrong)
     with pytest.raises(explain.ExplainError, match="failed: wrong answer: d_w1"):
@@ -270,6 +366,7 @@ def test_back_to_back_ops_of_a_trace_at_an_epoch_timestamp_are_each_counted(tmp_
 
     from bench.frameworks import xplane
     from bench.frameworks.tensorflow import _tf_op
+
     space = xplane_pb2.XSpace()
     plane = space.planes.add(name="/host:CPU")
     plane.event_metadata[1].name = "node_1:StridedSlice"
@@ -286,8 +383,8 @@ def test_back_to_back_ops_of_a_trace_at_an_epoch_timestamp_are_each_counted(tmp_
 def test_more_work_names_what_rose_whatever_fell():
     base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "retraces": 0}
     assert counters.more_work(base, dict(base)) == [] and counters.more_work(base, {}) == []
-    assert counters.more_work(base, {"ops": {"MatMul": 6}, "flops": 0.5e9, "retraces": 0}) == []   # less of everything
-    split = {"ops": {"MatMul": 8}, "flops": 1.0e9, "retraces": 1}   # a matmul split in pieces: more ops, same FLOPs
+    assert counters.more_work(base, {"ops": {"MatMul": 6}, "flops": 0.5e9, "retraces": 0}) == []  # less of everything
+    split = {"ops": {"MatMul": 8}, "flops": 1.0e9, "retraces": 1}  # a matmul split in pieces: more ops, same FLOPs
     assert counters.more_work(base, split) == ["ops 7 -> 8", "retraces 0 -> 1"]
     assert counters.more_work(base, {**base, "flops": 1.1e9}) == ["FLOPs +10.0%"]
 
@@ -296,7 +393,7 @@ def test_more_work_fails_the_gate_unless_its_times_clear_it():
     """The default policy, "more-work": a case doing more by its counters fails unless its times
     show it within the threshold (same) or faster; a time verdict that cannot tell (inconclusive)
     does not clear it. Less work, or the "report" policy, never fails on counters."""
-    noisy = (0.01, 0.02) * 10   # an interval far wider than 5%: inconclusive
+    noisy = (0.01, 0.02) * 10  # an interval far wider than 5%: inconclusive
     base = [record({"MatMul": 6}, samples=noisy)]
     more = [record({"MatMul": 7}, run_id="b", samples=noisy)]
     result = sides(base, more, rule.Thresholds())
@@ -306,7 +403,7 @@ def test_more_work_fails_the_gate_unless_its_times_clear_it():
     assert "verdict: FAILED on counters" in text.summary(result) and c.label in text.summary(result)
     assert not sides(base, more, rule.Thresholds(counters="report")).failed
     fewer = [record({"MatMul": 5}, run_id="b", samples=noisy)]
-    assert not sides(base, fewer, rule.Thresholds()).failed   # less work: the times alone judge
+    assert not sides(base, fewer, rule.Thresholds()).failed  # less work: the times alone judge
     steady = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
     cleared = sides(*steady, rule.Thresholds())
-    assert cleared.comparisons[0].verdict == "same" and not cleared.failed   # more work, shown to cost nothing
+    assert cleared.comparisons[0].verdict == "same" and not cleared.failed  # more work, shown to cost nothing

@@ -97,6 +97,7 @@ def test_synthetic_full_size_is_drawn_in_float32_with_no_copy(no_default_files):
     """The full size is drawn straight into float32: no float64 array drawn and cast (twice the
     memory and the time). Asserted on the memory allocated at its peak, not on a clock."""
     import tracemalloc
+
     tracemalloc.start()
     try:
         p = make_problem(50000, 784, seed=0)
@@ -421,19 +422,21 @@ def test_repo_paths_are_shown_relative(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- bounded memory (hostile files)
 
+
 def _peak_mib(fn):
     import tracemalloc
+
     tracemalloc.start()
     try:
         fn()
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return peak / 2 ** 20
+    return peak / 2**20
 
 
 def test_a_tiny_pickle_declaring_a_huge_array_is_refused_without_allocating_it(tmp_path):
-    x = np.zeros((1_000_000, 784), dtype="V0")        # no bytes at all, a 3 GB array once converted
+    x = np.zeros((1_000_000, 784), dtype="V0")  # no bytes at all, a 3 GB array once converted
     path = write_lesson(tmp_path / "mnist.pkl", x, np.zeros(1_000_000, "V0"), pickle.HIGHEST_PROTOCOL)
     assert path.stat().st_size < 20_000
     errors = []
@@ -460,7 +463,7 @@ def test_a_compressed_npz_of_a_million_rows_converts_only_the_rows_needed(tmp_pa
 
 def test_a_pickle_that_unpacks_past_the_cap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "MAX_UNPACKED_BYTES", 1 << 20)
-    x, y = np.zeros((2000, 784), np.float32), np.zeros(2000, np.float32)   # 6 MB of pixels
+    x, y = np.zeros((2000, 784), np.float32), np.zeros(2000, np.float32)  # 6 MB of pixels
     path = write_lesson(tmp_path / "mnist.pkl.gz", x, y, 2)
     with pytest.raises(DataError, match="unpacks to over 1 MiB"):
         load_mnist(path)

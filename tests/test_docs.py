@@ -1,5 +1,6 @@
 """The README stays true: its layout names every module, and the defaults it quotes are the ones
 bench/defaults.py holds."""
+
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_layout_names_every_module():
-    layout = README[README.index("## Layout"):]
+    layout = README[README.index("## Layout") :]
     missing = []
     for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
         if path.name == "__init__.py" and path.parent.name in ("bench", "kernels"):
@@ -41,18 +42,20 @@ def test_the_readme_quotes_the_defaults():
 
 def defaults_noisy():
     from bench.stats import NOISY_IQR_FRACTION
+
     return f"{NOISY_IQR_FRACTION:.0%}"
 
 
 # A path the project's text names: under one of its folders, or a dotted module of bench/kernels.
 PATH = re.compile(r"(?<![\w./-])((?:bench|kernels|tests|data|results|\.ci|\.github)/[\w./-]*[\w/])")
 MODULE = re.compile(r"(?<![\w./])((?:bench|kernels)(?:\.[a-z_][a-z0-9_]*)+)")
-GENERATED = ("results/", "data/mnist")   # what a run writes, and the user's data file: named, not shipped
+GENERATED = ("results/", "data/mnist")  # what a run writes, and the user's data file: named, not shipped
 
 
 def _texts():
     """(where, text) of the README, pyproject.toml, the Makefile, .ci/run and every module's docstring."""
     import ast
+
     for name in ("README.md", "pyproject.toml", "Makefile", ".ci/run"):
         yield name, (REPO / name).read_text(encoding="utf-8")
     for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
@@ -75,8 +78,12 @@ def test_every_file_and_module_the_text_names_exists():
     missing = []
     for where, text in _texts():
         for path in PATH.findall(text):
-            if path.startswith(GENERATED) and not (REPO / path).exists() and "examples" not in path \
-                    and "baselines" not in path:
+            if (
+                path.startswith(GENERATED)
+                and not (REPO / path).exists()
+                and "examples" not in path
+                and "baselines" not in path
+            ):
                 continue
             if not (REPO / path.rstrip("/.")).exists():
                 missing.append(f"{where}: {path}")
@@ -88,8 +95,10 @@ def test_public_functions_are_annotated():
     """Every public function and method of bench/ and kernels/ says its types (mypy checks them):
     what another module may call is written down where it is defined."""
     import ast
+
     missing = []
     for path in sorted((REPO / "bench").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
+
         def visit(body, owner="", path=path):
             for node in body:
                 if isinstance(node, ast.ClassDef) and not owner and not node.name.startswith("_"):
@@ -101,5 +110,6 @@ def test_public_functions_are_annotated():
                         params = params[1:]
                     if node.returns is None or any(p.annotation is None for p in params):
                         missing.append(f"{path.relative_to(REPO)}:{node.lineno} {owner}{node.name}")
+
         visit(ast.parse(path.read_text(encoding="utf-8")).body)
     assert not missing, "public functions without annotations: " + ", ".join(missing)

@@ -1,5 +1,6 @@
 """export: records as pytest-benchmark JSON, with pytest-benchmark's own statistics, read back by
 pytest-benchmark's own loader and compare command."""
+
 import json
 import subprocess
 import sys
@@ -11,20 +12,54 @@ from bench import export, records
 from bench.records import Record
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {"hostname": "box", "machine": "x86_64", "cpu_model": "Test CPU", "python": "3.11.9", "python_impl": "CPython",
-       "kernel": "6.8.0", "os": "Linux-6.8.0-x86_64-with-glibc2.39", "cpu_count_logical": 2, "git_commit": "abc123",
-       "git_dirty": False, "git_branch": "main", "time_utc": "2026-01-02T03:04:05+00:00",
-       "frameworks": {"tensorflow": {"version": "2.21.0"}}}
+ENV = {
+    "hostname": "box",
+    "machine": "x86_64",
+    "cpu_model": "Test CPU",
+    "python": "3.11.9",
+    "python_impl": "CPython",
+    "kernel": "6.8.0",
+    "os": "Linux-6.8.0-x86_64-with-glibc2.39",
+    "cpu_count_logical": 2,
+    "git_commit": "abc123",
+    "git_dirty": False,
+    "git_branch": "main",
+    "time_utc": "2026-01-02T03:04:05+00:00",
+    "frameworks": {"tensorflow": {"version": "2.21.0"}},
+}
 
 
 def rec(samples, step="manual", status="ok", **kw):
-    return Record(framework="tensorflow", step=step, backend="xla", device="cpu", n=2000, m=784, nh=50,
-                  dtype="float32", status=status, samples_s=tuple(samples), warmup_s=(0.02, 0.011), run_id="r1",
-                  fingerprint=ENV, flops=10 ** 9, max_rel_err=1e-6, first_call_s=0.5, **kw)
+    return Record(
+        framework="tensorflow",
+        step=step,
+        backend="xla",
+        device="cpu",
+        n=2000,
+        m=784,
+        nh=50,
+        dtype="float32",
+        status=status,
+        samples_s=tuple(samples),
+        warmup_s=(0.02, 0.011),
+        run_id="r1",
+        fingerprint=ENV,
+        flops=10**9,
+        max_rel_err=1e-6,
+        first_call_s=0.5,
+        **kw,
+    )
 
 
-SAMPLE_SETS = [[0.5], [0.2, 0.1], [0.3, 0.1, 0.2], [0.4, 0.1, 0.3, 0.2], [0.011, 0.012, 0.010, 0.013, 0.030],
-               [0.01 * (1 + (i * 7919 % 13) / 10) for i in range(9)], [0.01 * (1 + (i * 104729 % 17) / 5) for i in range(24)]]
+SAMPLE_SETS = [
+    [0.5],
+    [0.2, 0.1],
+    [0.3, 0.1, 0.2],
+    [0.4, 0.1, 0.3, 0.2],
+    [0.011, 0.012, 0.010, 0.013, 0.030],
+    [0.01 * (1 + (i * 7919 % 13) / 10) for i in range(9)],
+    [0.01 * (1 + (i * 104729 % 17) / 5) for i in range(24)],
+]
 
 
 @pytest.mark.parametrize("data", SAMPLE_SETS, ids=lambda d: f"{len(d)} samples")
@@ -35,12 +70,18 @@ def test_statistics_match_pytest_benchmark(data):
         theirs.update(v)
     ours = export.sample_stats(data)
     for name, value in theirs.as_dict().items():
-        assert ours[name] == pytest.approx(value, rel=1e-12, abs=1e-15) if isinstance(value, float) else ours[name] == value, name
+        assert (
+            ours[name] == pytest.approx(value, rel=1e-12, abs=1e-15)
+            if isinstance(value, float)
+            else ours[name] == value
+        ), name
     assert ours["data"] == data and ours["iterations"] == 1
 
 
 def test_document():
-    doc, left_out = export.pytest_benchmark([rec([0.012, 0.010, 0.011]), rec((), step="tape", status="failed", error="x")])
+    doc, left_out = export.pytest_benchmark(
+        [rec([0.012, 0.010, 0.011]), rec((), step="tape", status="failed", error="x")]
+    )
     assert left_out == [rec((), step="tape", status="failed").label]
     assert set(doc) == {"machine_info", "commit_info", "benchmarks", "datetime", "version"}
     assert doc["machine_info"]["cpu"]["brand_raw"] == "Test CPU" and doc["machine_info"]["system"] == "Linux"
@@ -59,8 +100,9 @@ def test_non_finite_numbers_become_null():
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -88,16 +130,32 @@ def test_pytest_benchmark_loads_the_file(exported):
     storage = FileStorage(exported.parent.parent, Recording(Logger.QUIET))
     loaded = list(storage.load_benchmarks(exported))
     assert warnings == []
-    assert [b["name"] for b in loaded] == ["tensorflow/manual/xla[cpu-2000x784x50-float32]",
-                                           "tensorflow/tape/xla[cpu-2000x784x50-float32]"]
+    assert [b["name"] for b in loaded] == [
+        "tensorflow/manual/xla[cpu-2000x784x50-float32]",
+        "tensorflow/tape/xla[cpu-2000x784x50-float32]",
+    ]
     assert loaded[0]["median"] == pytest.approx(0.0115) and loaded[0]["ops"] > 0
 
 
 def test_pytest_benchmark_compare_reads_it(exported, tmp_path):
     pytest.importorskip("pytest_benchmark")
     csv = tmp_path / "table"
-    result = subprocess.run([sys.executable, "-m", "pytest_benchmark", "--storage", f"file://{exported.parent.parent}",
-                             "compare", str(exported), "--csv", str(csv)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_benchmark",
+            "--storage",
+            f"file://{exported.parent.parent}",
+            "compare",
+            str(exported),
+            "--csv",
+            str(csv),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "tensorflow/tape/xla" in result.stdout + result.stderr
     assert "Failed to load" not in result.stdout + result.stderr

@@ -18,11 +18,32 @@ from bench.machine import Machine
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {
-    "hostname", "os", "kernel", "python", "python_impl", "machine",
-    "cpu_model", "cpu_count_logical", "cpu_count_physical", "cpu_affinity", "cpu_flags_simd",
-    "cpu_freq_mhz", "load_avg", "memory_total_bytes", "memory_available_bytes",
-    "gpus", "env", "git_commit", "git_dirty", "git_branch", "numpy", "packages",
-    "frameworks", "data_source", "seeds", "time_utc",
+    "hostname",
+    "os",
+    "kernel",
+    "python",
+    "python_impl",
+    "machine",
+    "cpu_model",
+    "cpu_count_logical",
+    "cpu_count_physical",
+    "cpu_affinity",
+    "cpu_flags_simd",
+    "cpu_freq_mhz",
+    "load_avg",
+    "memory_total_bytes",
+    "memory_available_bytes",
+    "gpus",
+    "env",
+    "git_commit",
+    "git_dirty",
+    "git_branch",
+    "numpy",
+    "packages",
+    "frameworks",
+    "data_source",
+    "seeds",
+    "time_utc",
 }
 
 
@@ -68,8 +89,9 @@ def test_git_fields_none_outside_a_checkout(tmp_path):
 def test_git_fields_in_this_checkout():
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("no git or no .git in the repository root")
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "-q", "HEAD"],
-                          capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True
+    )
     if head.returncode != 0:
         pytest.skip("the repository has no commit yet (HEAD does not exist)")
     fp = fingerprint.collect()
@@ -93,10 +115,13 @@ def test_failing_nvidia_smi_gives_no_gpus(monkeypatch, tmp_path):
 
 
 def test_fake_nvidia_smi_is_parsed(monkeypatch, tmp_path):
-    _fake_nvidia_smi(tmp_path, textwrap.dedent("""\
+    _fake_nvidia_smi(
+        tmp_path,
+        textwrap.dedent("""\
         NVIDIA H100 80GB HBM3, 550.54.15, 81559, 81000, 1980, 1980, 700.00, 34, Disabled
         NVIDIA GeForce RTX 3090, 535.104.05, 24576, 20000, 210, 2100, 350.50, [N/A], [N/A]
-        """))
+        """),
+    )
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
     gpus = fingerprint.collect()["gpus"]
     assert gpus[0] == {
@@ -169,8 +194,12 @@ def test_differences_reports_cpu_model_framework_version_and_env():
 
 def test_identity_and_differences_tolerate_missing_keys():
     old = {"cpu_model": "AMD EPYC"}  # an older record with few keys
-    assert Machine.of(old).identity() == {"cpu_model": "AMD EPYC", "machine": None, "gpu_names": [],
-                                 "framework_versions": {}}
+    assert Machine.of(old).identity() == {
+        "cpu_model": "AMD EPYC",
+        "machine": None,
+        "gpu_names": [],
+        "framework_versions": {},
+    }
     assert set(Machine.of(old).identity()) == set(fingerprint.IDENTITY_KEYS)
     assert fingerprint.differences(old, {}) == ["cpu_model: 'AMD EPYC' vs None"]
     new = _sample()
@@ -186,9 +215,23 @@ def test_git_fields_in_a_fresh_repository(tmp_path):
     (tmp_path / "bench" / "module.py").write_text("x = 1\n")
 
     def git(*args):
-        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
-                               "-c", "commit.gpgsign=false", *args],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            [
+                "git",
+                "-C",
+                str(tmp_path),
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     git("init", "-q", "-b", "trunk")
     git("add", "bench/module.py")
@@ -207,10 +250,12 @@ def test_git_fields_in_a_fresh_repository(tmp_path):
 def test_exit_now_flushes_the_output_and_skips_the_finalizers():
     """A worker that has answered everything ends with its buffered output out and its status, and
     without the interpreter's exit handlers (where the frameworks' seconds-long finalizers run)."""
-    code = ("import atexit, sys\n"
-            "from bench import process\n"
-            "atexit.register(lambda: print('finalizer ran'))\n"
-            "sys.stdout.write('answered'); sys.stderr.write('said')\n"
-            "process.exit_now(3)\n")
+    code = (
+        "import atexit, sys\n"
+        "from bench import process\n"
+        "atexit.register(lambda: print('finalizer ran'))\n"
+        "sys.stdout.write('answered'); sys.stderr.write('said')\n"
+        "process.exit_now(3)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (3, "answered", "said")

@@ -1,5 +1,6 @@
 """The framework registry: optional frameworks are found without importing them, say how to install
 them when missing, make up the default set when present, and are never imported by the core."""
+
 import dataclasses
 import subprocess
 import sys
@@ -24,6 +25,7 @@ def block(monkeypatch, *packages):
 
 class Broken(Framework):
     """A framework that is installed (its package is json) but fails to import."""
+
     name, package, kernels, steps, backends = "broken", "json", "kernels.numpy_steps", {}, {}
 
     def load_framework(self):
@@ -31,9 +33,12 @@ class Broken(Framework):
 
 
 def test_the_core_imports_no_framework():
-    code = ("import sys, bench.__main__, bench.run, bench.report, bench.gate, bench.frameworks, kernels.reference, kernels.cost; "
-            "from bench import frameworks; [frameworks.spec(f) for f in frameworks.FRAMEWORKS]; "
-            "print(sorted(m for m in ('tensorflow', 'torch', 'jax') if m in sys.modules))")
+    code = (
+        "import sys, bench.__main__, bench.run, bench.report, bench.gate, bench.frameworks, kernels.reference, "
+        "kernels.cost; "
+        "from bench import frameworks; [frameworks.spec(f) for f in frameworks.FRAMEWORKS]; "
+        "print(sorted(m for m in ('tensorflow', 'torch', 'jax') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -62,6 +67,7 @@ def test_the_default_frameworks_are_found_and_a_broken_one_is_left_out_of_the_ru
     leaves out (saying why) one that is installed but fails to load; asked for by name, it is an error."""
     from bench import run
     from tests.helpers import CONFIG
+
     block(monkeypatch, *(backends.spec(name).package for name in backends.FRAMEWORKS if name != "numpy"))
     monkeypatch.setitem(backends.FRAMEWORKS, "broken", "tests.test_frameworks:Broken")
     assert default_frameworks() == ("numpy", "broken")
@@ -70,14 +76,21 @@ def test_the_default_frameworks_are_found_and_a_broken_one_is_left_out_of_the_ru
     class Heard(run.Observer):
         def left_out(self, framework, reason):
             said.append((framework, reason))
-    config = dataclasses.replace(CONFIG, out=tmp_path, frameworks=("numpy", "broken"), device="cpu",
-                                 sizes=((200, 784, 8),), leave_out_broken=True)
+
+    config = dataclasses.replace(
+        CONFIG,
+        out=tmp_path,
+        frameworks=("numpy", "broken"),
+        device="cpu",
+        sizes=((200, 784, 8),),
+        leave_out_broken=True,
+    )
     records = run.run(config, Heard())
     assert {r.framework for r in records} == {"numpy"} and said and said[0][0] == "broken"
     assert "no module named broken_native" in said[0][1]
     with pytest.raises(run.ConfigError, match="framework broken: .*no module named broken_native"):
         run.run(dataclasses.replace(config, out=tmp_path / "asked", leave_out_broken=False))
-    monkeypatch.delitem(backends.FRAMEWORKS, "numpy")   # the core needs NumPy: it cannot be made missing here
+    monkeypatch.delitem(backends.FRAMEWORKS, "numpy")  # the core needs NumPy: it cannot be made missing here
     monkeypatch.delitem(backends.FRAMEWORKS, "broken")
     with pytest.raises(UsageError, match="no framework can run here: tensorflow is not installed"):
         default_frameworks()
@@ -96,12 +109,13 @@ def test_a_framework_takes_its_steps_from_another_checkout_leaving_its_own(tmp_p
     import shutil
 
     import kernels.numpy_steps
+
     shutil.copytree(REPO / "kernels", tmp_path / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     steps = tmp_path / "kernels" / "numpy_steps.py"
     steps.write_text(steps.read_text() + "\nWHICH = 'the other checkout'\n")
     fw = backends.load("numpy")
     other = fw.with_kernels(tmp_path)
     assert other.module.WHICH == "the other checkout" and not hasattr(fw.module, "WHICH")
-    assert Path(other.module.lesson.__file__).parent == tmp_path / "kernels"    # its own lesson, not ours
+    assert Path(other.module.lesson.__file__).parent == tmp_path / "kernels"  # its own lesson, not ours
     assert sys.modules["kernels.numpy_steps"] is kernels.numpy_steps is fw.module
     assert other.step("manual") is not fw.step("manual") and other.name == fw.name

@@ -5,6 +5,7 @@ Whatever the input: exit codes 0, 1 or 2 only (never 3, an internal error), erro
 traceback, nothing executed, memory under a cap. `make test` runs a bounded number of examples
 (hypothesis profile "ci"); `make fuzz` runs many more (profile "fuzz", BENCH_FUZZ_EXAMPLES each).
 """
+
 import contextlib
 import gzip
 import io
@@ -29,22 +30,29 @@ from bench.git import NoRevision, RevisionError, resolve  # noqa: E402
 FIXTURE = Path(__file__).parent / "fixtures" / "records.jsonl"
 BASE = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
 FUZZ_EXAMPLES = int(os.environ.get("BENCH_FUZZ_EXAMPLES", "3000"))
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
-                          suppress_health_check=list(HealthCheck))
-settings.register_profile("fuzz", max_examples=FUZZ_EXAMPLES, deadline=None,
-                          suppress_health_check=list(HealthCheck))
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+settings.register_profile("fuzz", max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 MEMORY_CAP_MIB = 300
 
 # ---------------------------------------------------------------- hostile values
 
 json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=10 ** 18, max_value=10 ** 400),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["\n# heading", "[x](javascript:alert(1))", "\x1b[31mred", "<script>", "$x^2$", "a|b", "1e400"]))
-json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                             st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                          max_leaves=12)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**18, max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["\n# heading", "[x](javascript:alert(1))", "\x1b[31mred", "<script>", "$x^2$", "a|b", "1e400"]),
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
 FIELDS = sorted({k for r in BASE for k in r})
 
 
@@ -61,8 +69,12 @@ def mutated_record(draw):
             rec["samples_s"] = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12))
         elif action == "env":
             env = rec.get("env") if isinstance(rec.get("env"), dict) else {}
-            rec["env"] = {**env, draw(st.sampled_from(["gpus", "frameworks", "cpu_model", "hostname",
-                                                                          "git_commit", "env"])): draw(json_value)}
+            rec["env"] = {
+                **env,
+                draw(st.sampled_from(["gpus", "frameworks", "cpu_model", "hostname", "git_commit", "env"])): draw(
+                    json_value
+                ),
+            }
         else:
             rec[field] = draw(json_value)
     return rec
@@ -79,7 +91,7 @@ def records_file(draw):
         elif kind == "junk":
             lines.append(draw(st.binary(max_size=60)).replace(b"\n", b" "))
         elif kind == "cut":
-            lines.append(json.dumps(draw(mutated_record())).encode()[:draw(st.integers(0, 300))])
+            lines.append(json.dumps(draw(mutated_record())).encode()[: draw(st.integers(0, 300))])
         elif kind == "deep":
             depth = draw(st.integers(1, 5000))
             lines.append(b"[" * depth + b"]" * depth)
@@ -94,7 +106,7 @@ def run_cli(args):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main([str(a) for a in args])
-        except SystemExit as e:   # argparse
+        except SystemExit as e:  # argparse
             code = e.code
     return code, err.getvalue()
 
@@ -114,10 +126,11 @@ def memory_cap():
     finally:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert peak < MEMORY_CAP_MIB * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB"
+    assert peak < MEMORY_CAP_MIB * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 # ---------------------------------------------------------------- records -> compare, export, report
+
 
 @given(records_file(), records_file())
 def test_compare_and_export_take_any_records_file(tmp_path_factory, a, b):
@@ -126,8 +139,9 @@ def test_compare_and_export_take_any_records_file(tmp_path_factory, a, b):
     (folder / "b.jsonl").write_bytes(b)
     with memory_cap():
         assert_clean(*run_cli(["compare", folder / "a.jsonl", folder / "b.jsonl"]))
-        assert_clean(*run_cli(["export", folder / "a.jsonl", "--format", "pytest-benchmark",
-                               "--out", folder / "out.json"]))
+        assert_clean(
+            *run_cli(["export", folder / "a.jsonl", "--format", "pytest-benchmark", "--out", folder / "out.json"])
+        )
 
 
 @given(records_file())
@@ -135,9 +149,10 @@ def test_the_report_document_takes_any_records_file(tmp_path_factory, content):
     """The report without its figures (frames, tables, markdown, HTML, CSV): many examples."""
     from bench import records
     from bench.report import document, frames
+
     folder = tmp_path_factory.mktemp("doc")
     (folder / "r.jsonl").write_bytes(content)
-    with memory_cap():   # reading the file and its frame: where a hostile file could make memory grow
+    with memory_cap():  # reading the file and its frame: where a hostile file could make memory grow
         good, _ = records.load(folder / "r.jsonl")
         if not good:
             return
@@ -148,10 +163,11 @@ def test_the_report_document_takes_any_records_file(tmp_path_factory, content):
     md = document.to_markdown(blocks)
     document.to_html(blocks, {})
     document.write_csvs(df, pb, crossings, good, folder / "tables")
-    for line in md.splitlines():   # record text never starts a heading, a link or raw HTML
+    for line in md.splitlines():  # record text never starts a heading, a link or raw HTML
         assert not line.startswith("#") or line.split(" ", 1)[0] in ("#", "##", "###")
     import re
-    assert not re.search(r"(?<!\\)\]\(javascript|(?<!\\)<script", md)   # only their escaped forms
+
+    assert not re.search(r"(?<!\\)\]\(javascript|(?<!\\)<script", md)  # only their escaped forms
 
 
 @settings(max_examples=int(os.environ.get("BENCH_FUZZ_REPORTS", "4")))
@@ -166,6 +182,7 @@ def test_the_whole_report_takes_any_records_file(tmp_path_factory, content):
 
 
 # ---------------------------------------------------------------- data files -> the loader
+
 
 def _npz_bytes(x, y):
     buffer = io.BytesIO()
@@ -182,25 +199,30 @@ arrays = st.tuples(
     st.sampled_from([(5, 784), (5, 28, 28), (0, 784), (5, 783), (5,), (3, 28, 27)]),
     st.sampled_from([np.uint8, np.float32, np.int8, "M8[D]", "U3"]),
     st.sampled_from([(5,), (4,), (5, 1), ()]),
-    st.one_of(st.floats(-2, 300), st.just(float("nan"))))
+    st.one_of(st.floats(-2, 300), st.just(float("nan"))),
+)
 
 
 @st.composite
 def data_file(draw):
     """(suffix, bytes): a valid-looking npz or pickle, with generated arrays, then maybe mutated."""
     xd, xs, yd, ys, fill = draw(arrays)
-    x = np.full(xs, fill if np.dtype(xd).kind in "fc" else 1).astype(xd) if np.dtype(xd).kind != "V" else np.zeros(xs, xd)
+    x = (
+        np.full(xs, fill if np.dtype(xd).kind in "fc" else 1).astype(xd)
+        if np.dtype(xd).kind != "V"
+        else np.zeros(xs, xd)
+    )
     y = np.zeros(ys, yd)
     suffix = draw(st.sampled_from([".npz", ".pkl.gz"]))
     try:
         data = _npz_bytes(x, y) if suffix == ".npz" else _pickle_bytes(x, y, draw(st.sampled_from([2, 4, 5])))
-    except Exception:   # a combination NumPy itself will not write
+    except Exception:  # a combination NumPy itself will not write
         data = b""
-    for _ in range(draw(st.integers(0, 3))):   # byte-level damage
+    for _ in range(draw(st.integers(0, 3))):  # byte-level damage
         if not data:
             break
         at = draw(st.integers(0, len(data) - 1))
-        data = data[:at] + draw(st.binary(max_size=8)) + data[at + draw(st.integers(0, 8)):]
+        data = data[:at] + draw(st.binary(max_size=8)) + data[at + draw(st.integers(0, 8)) :]
     return suffix, data
 
 
@@ -235,6 +257,7 @@ def test_a_malicious_pickle_never_runs(tmp_path):
 
 # ---------------------------------------------------------------- revisions -> the gate
 
+
 @pytest.fixture(scope="module")
 def small_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
@@ -242,15 +265,20 @@ def small_repo(tmp_path_factory):
     for i in range(3):
         (repo / "f").write_text(str(i))
         subprocess.run(["git", "-C", repo, "add", "f"], check=True)
-        subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}"],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}"], check=True
+        )
     return repo
 
 
 revision = st.one_of(
     st.text(max_size=20),
-    st.builds(lambda a, b: a + b, st.sampled_from(["HEAD", "master", "main", "HEAD~", "HEAD^", "-", "^", "@", ":/c"]),
-              st.text(alphabet="~^0123456789{}:/@-.x ", max_size=8)))
+    st.builds(
+        lambda a, b: a + b,
+        st.sampled_from(["HEAD", "master", "main", "HEAD~", "HEAD^", "-", "^", "@", ":/c"]),
+        st.text(alphabet="~^0123456789{}:/@-.x ", max_size=8),
+    ),
+)
 
 
 @given(revision)

@@ -1,6 +1,7 @@
 """The gate's plumbing on throwaway git repositories whose harness is a tiny fake (no TensorFlow):
 worktrees made and removed, A B B A order, pairing, the nothing-to-compare cases, exit codes,
 A/A storage and stored baselines normalised by the GEMM ceiling. No timing is asserted."""
+
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # A stand-in for `python -m bench run`: records whose times are 10 ms x speed.txt (with a little
 # noise seeded by the output folder), a GEMM ceiling from gflops.txt, and what it was run with.
-FAKE_HARNESS = textwrap.dedent('''
+FAKE_HARNESS = textwrap.dedent("""
     import importlib.metadata, json, os, pathlib, random, sys
     tree = pathlib.Path(__file__).resolve().parent.parent
     flag = lambda name: (tree / name).exists()
@@ -55,7 +56,7 @@ FAKE_HARNESS = textwrap.dedent('''
                                 "n": 5000, "m": 784, "nh": 50, "dtype": "float32", "status": "ok",
                                 "run_id": out.name, "samples_s": [level * (1 + k / 100) for k in range(5)],
                                 "ceilings": {"gemm_gflops": gflops}, "env": env}) + "\\n")
-''')
+""")
 
 
 def git(repo, *args):
@@ -75,8 +76,12 @@ def commit(repo, files, message):
 
 
 def harness(speed, **flags):
-    return {"bench/__init__.py": "", "bench/__main__.py": FAKE_HARNESS, "speed.txt": str(speed),
-            **{f"{name}.txt": "" for name in flags}}
+    return {
+        "bench/__init__.py": "",
+        "bench/__main__.py": FAKE_HARNESS,
+        "speed.txt": str(speed),
+        **{f"{name}.txt": "" for name in flags},
+    }
 
 
 @pytest.fixture
@@ -89,9 +94,25 @@ def repo(tmp_path):
 
 def bench_gate(repo, *args, aa_file=None):
     aa_file = aa_file or repo.parent / "aa.json"
-    return subprocess.run([sys.executable, "-m", "bench", "gate", "--tree", str(repo), "--pairs", "3",
-                           "--aa-file", str(aa_file), *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "gate",
+            "--tree",
+            str(repo),
+            "--pairs",
+            "3",
+            "--aa-file",
+            str(aa_file),
+            *map(str, args),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def worktrees(repo):
@@ -99,6 +120,7 @@ def worktrees(repo):
 
 
 # ---------------------------------------------------------------- pieces
+
 
 def test_order_rotates():
     assert [order("ab", i) for i in range(4)] == [list("ab"), list("ba"), list("ab"), list("ba")]
@@ -112,10 +134,17 @@ def test_interleave_runs_every_tree_once_a_round(tmp_path):
         calls.append((tree, out.name, tuple(args), extra_env))
         return gate.Process(str(tree), 0, (), 0.0)
 
-    got = interleave({"base": "A", "candidate": "B"}, 3, ["run"], tmp_path, runner, progress=lambda line: None,
-                          extra_env={"X": "1"})
-    assert [c[:2] for c in calls] == [("A", "base-0"), ("B", "candidate-0"), ("B", "candidate-1"), ("A", "base-1"),
-                                      ("A", "base-2"), ("B", "candidate-2")]
+    got = interleave(
+        {"base": "A", "candidate": "B"}, 3, ["run"], tmp_path, runner, progress=lambda line: None, extra_env={"X": "1"}
+    )
+    assert [c[:2] for c in calls] == [
+        ("A", "base-0"),
+        ("B", "candidate-0"),
+        ("B", "candidate-1"),
+        ("A", "base-1"),
+        ("A", "base-2"),
+        ("B", "candidate-2"),
+    ]
     assert [len(v) for v in got.values()] == [3, 3] and all(c[3] == {"X": "1"} for c in calls)
 
 
@@ -123,12 +152,24 @@ def test_run_args_use_budget_only_where_every_tree_accepts_it():
     spec = gate.RunSpec(steps=("manual",), backends=("xla",), device="cpu", budget_s=0.25)
     assert run_args(spec, ["a", "b"], probe=lambda tree, flag: True)[:3] == ["run", "--budget", "0.25"]
     assert run_args(spec, ["a", "b"], probe=lambda tree, flag: tree == "a")[:2] == ["run", "--quick"]
-    assert "--no-report" in run_args(spec, ["a", "b"], probe=lambda tree, flag: True)   # records are all it reads
-    assert "--no-report" not in run_args(spec, ["a", "b"], probe=lambda tree, flag: flag != "--no-report" or tree == "a")
-    assert spec.args()[3:] == ["--framework", "tensorflow", "--size", "5000,784,50", "--step", "manual",
-                               "--backend", "xla", "--device", "cpu"]
+    assert "--no-report" in run_args(spec, ["a", "b"], probe=lambda tree, flag: True)  # records are all it reads
+    assert "--no-report" not in run_args(
+        spec, ["a", "b"], probe=lambda tree, flag: flag != "--no-report" or tree == "a"
+    )
+    assert spec.args()[3:] == [
+        "--framework",
+        "tensorflow",
+        "--size",
+        "5000,784,50",
+        "--step",
+        "manual",
+        "--backend",
+        "xla",
+        "--device",
+        "cpu",
+    ]
     assert spec.variables()["TF_NUM_INTRAOP_THREADS"] == "1" and gate.RunSpec(threads=0).variables() == {}
-    bound = gate.RunSpec(pin=(1,))   # bound on both sides, or on neither
+    bound = gate.RunSpec(pin=(1,))  # bound on both sides, or on neither
     assert run_args(bound, ["a", "b"], probe=lambda tree, flag: True)[3:5] == ["--no-report", "--pin"]
     assert "--pin" not in run_args(bound, ["a", "b"], probe=lambda tree, flag: flag != "--pin" or tree == "a")
 
@@ -140,15 +181,30 @@ def test_rate_ci():
 
 
 def test_identity_key_is_a_readable_file_name():
-    fp = {"machine": "x86_64", "cpu_model": "Intel(R) Xeon(R) Platinum 8488C", "gpus": [{"name": "NVIDIA H100 80GB HBM3"}],
-          "frameworks": {"tensorflow": {"version": "2.21.0"}}}
+    fp = {
+        "machine": "x86_64",
+        "cpu_model": "Intel(R) Xeon(R) Platinum 8488C",
+        "gpus": [{"name": "NVIDIA H100 80GB HBM3"}],
+        "frameworks": {"tensorflow": {"version": "2.21.0"}},
+    }
     assert Machine.of(fp).baseline_key == "x86_64-intel-xeon-platinum-8488c-nvidia-h100-80gb-hbm3-tensorflow-2.21.0"
 
 
 def test_gemm_scale_expresses_times_at_the_baselines_speed():
     def r(gflops, device="cpu"):
-        return Record(framework="tensorflow", step="manual", backend="xla", device=device, n=1, m=1, nh=1,
-                      dtype="float32", status="ok", ceilings={"gemm_gflops": gflops})
+        return Record(
+            framework="tensorflow",
+            step="manual",
+            backend="xla",
+            device=device,
+            n=1,
+            m=1,
+            nh=1,
+            dtype="float32",
+            status="ok",
+            ceilings={"gemm_gflops": gflops},
+        )
+
     scale = compare.ceiling_scale([r(90.0), r(100.0), r(110.0), r(1000.0, "gpu")])
     assert scale(r(200.0)) == pytest.approx(2.0) and scale(r(500.0, "gpu")) == pytest.approx(0.5)
     assert compare.ceiling_scale([r(None)]) is None
@@ -156,11 +212,25 @@ def test_gemm_scale_expresses_times_at_the_baselines_speed():
 
 def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
     from bench import records
+
     mine = {"cpu_model": "Mine", "machine": "x86_64", "gpus": []}
     for name, fp in (("other.jsonl", {**mine, "cpu_model": "Other"}), ("mine.jsonl", mine)):
-        records.append(tmp_path / name, Record(framework="tensorflow", step="manual", backend="xla", device="cpu",
-                                               n=1, m=1, nh=1, dtype="float32", status="ok", fingerprint=fp,
-                                               samples_s=(0.01,)))
+        records.append(
+            tmp_path / name,
+            Record(
+                framework="tensorflow",
+                step="manual",
+                backend="xla",
+                device="cpu",
+                n=1,
+                m=1,
+                nh=1,
+                dtype="float32",
+                status="ok",
+                fingerprint=fp,
+                samples_s=(0.01,),
+            ),
+        )
     monkeypatch.setattr(baselines.fingerprint, "collect", lambda: mine)
     assert baselines.find_baseline(tmp_path) == tmp_path / "mine.jsonl"
     monkeypatch.setattr(baselines.fingerprint, "collect", lambda: {**mine, "cpu_model": "Third"})
@@ -171,14 +241,24 @@ def test_find_baseline_picks_this_machine(tmp_path, monkeypatch):
 def test_experiments_are_stored_by_machine(tmp_path):
     spec, t = gate.RunSpec(), compare.Thresholds()
     path = tmp_path / "aa.json"
-    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}},
-          "host_id": "h"}
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}, "host_id": "h"}
     assert "not measured" in experiments.rate_line(noise.load(path), fp, spec, 4, t)
-    entry = {**experiments.settings(spec, 4, t), "runs": 20, "flagged": 1, "rate": 0.05, "rate_ci95": [0.01, 0.24],
-             "measured_utc": "2026-01-01T00:00:00+00:00"}
+    entry = {
+        **experiments.settings(spec, 4, t),
+        "runs": 20,
+        "flagged": 1,
+        "rate": 0.05,
+        "rate_ci95": [0.01, 0.24],
+        "measured_utc": "2026-01-01T00:00:00+00:00",
+    }
     noise.store(path, fp, "aa", entry)
-    detection = {**experiments.settings(spec, 4, t), "runs": 20, "flagged": 20, "slowdown": 0.25,
-                 "measured_utc": "2026-01-02T00:00:00+00:00"}
+    detection = {
+        **experiments.settings(spec, 4, t),
+        "runs": 20,
+        "flagged": 20,
+        "slowdown": 0.25,
+        "measured_utc": "2026-01-02T00:00:00+00:00",
+    }
     noise.store(path, fp, "detection", detection)
     line = experiments.rate_line(noise.load(path), fp, spec, 4, t)
     assert "1/20 runs flagged (5%, 95% CI 1%-24%)" in line and "+25% slowdown was flagged in 20/20" in line
@@ -198,13 +278,30 @@ def test_only_process_pairs_store_a_spread_between_processes():
     from bench.gate.processes import Process
 
     def rec(t):
-        return Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8,
-                      dtype="float32", status="ok", run_id="r", samples_s=(t,) * 5)
+        return Record(
+            framework="numpy",
+            step="manual",
+            backend="eager",
+            device="cpu",
+            n=300,
+            m=784,
+            nh=8,
+            dtype="float32",
+            status="ok",
+            run_id="r",
+            samples_s=(t,) * 5,
+        )
 
-    def outcome(pairing, ratios):   # one outcome a ratio: the candidate's median that much of the base's
-        return [Outcome(Result((), (), ()), {"base": [Process("b", 0, (rec(0.01),), 1.0)],
-                                             "candidate": [Process("c", 0, (rec(0.01 * r),), 1.0)]}, pairing=pairing)
-                for r in ratios]
+    def outcome(pairing, ratios):  # one outcome a ratio: the candidate's median that much of the base's
+        return [
+            Outcome(
+                Result((), (), ()),
+                {"base": [Process("b", 0, (rec(0.01),), 1.0)], "candidate": [Process("c", 0, (rec(0.01 * r),), 1.0)]},
+                pairing=pairing,
+            )
+            for r in ratios
+        ]
+
     ratios = [1.05, 0.97, 1.02, 0.95]
     spec, t = gate.RunSpec(), compare.Thresholds()
     assert experiments.experiment_entry(outcome("processes", ratios), spec, 4, t, "")["run_sd_log"] > 0
@@ -215,10 +312,11 @@ def test_separate_runs_noise_is_the_stored_spread_only_where_it_exceeds_the_defa
     """The stored A/A spread is of back-to-back one-thread processes: a floor for runs made apart,
     so `compare` and a stored baseline widen by it only where it is above the default, and say so."""
     path = tmp_path / "aa.json"
-    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}},
-          "host_id": "h"}
-    assert noise.run_noise(noise.load(path), fp) == (defaults.RUN_SD, pytest.approx(
-        "the default: not measured on this machine; `python -m bench gate --aa 20` measures it"))
+    fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}, "host_id": "h"}
+    assert noise.run_noise(noise.load(path), fp) == (
+        defaults.RUN_SD,
+        pytest.approx("the default: not measured on this machine; `python -m bench gate --aa 20` measures it"),
+    )
     noise.store(path, fp, "aa", {"run_sd_log": 0.04, "measured_utc": "2026-01-01T00:00:00+00:00"})
     sd, where = noise.run_noise(noise.load(path), fp)
     assert sd == defaults.RUN_SD and "measured sd 4% between back-to-back one-thread processes" in where
@@ -230,8 +328,21 @@ def test_an_aa_run_whose_counters_fail_by_policy_is_counted_flagged():
     """The stored false-positive rate counts what fails the gate (exit 1), a counter change under
     counters = "fail" among it, not regressed verdicts alone."""
     from bench.gate.outcome import Outcome
-    r = Record(framework="tensorflow", step="manual", backend="function", device="cpu", n=300, m=784, nh=8,
-               dtype="float32", status="ok", run_id="a", samples_s=(0.01,) * 20, counters={"ops": {"MatMul": 6}})
+
+    r = Record(
+        framework="tensorflow",
+        step="manual",
+        backend="function",
+        device="cpu",
+        n=300,
+        m=784,
+        nh=8,
+        dtype="float32",
+        status="ok",
+        run_id="a",
+        samples_s=(0.01,) * 20,
+        counters={"ops": {"MatMul": 6}},
+    )
     other = Record(**{**r.__dict__, "run_id": "b", "counters": {"ops": {"MatMul": 7}}})
     fail = compare.Thresholds(counters="fail")
     assert Outcome(sides([r], [other], fail)).flagged
@@ -239,6 +350,7 @@ def test_an_aa_run_whose_counters_fail_by_policy_is_counted_flagged():
 
 
 # ---------------------------------------------------------------- the paired gate, end to end
+
 
 def test_a_slower_working_tree_is_flagged(repo):
     commit(repo, harness(1.0), "base")
@@ -265,7 +377,7 @@ def test_unchanged_code_passes_and_each_side_runs_its_own_tree(repo, tmp_path):
     assert all(Path(v["tree"]) != repo and "bench-gate-" in v["tree"] for k, v in ran.items() if k.startswith("base"))
     assert ran["base-0"]["args"][:3] == ["run", "--budget", "0.5"]
     assert {v["threads"] for v in ran.values()} == {"1"}
-    assert not Path(ran["base-0"]["tree"]).exists()      # the worktree is gone
+    assert not Path(ran["base-0"]["tree"]).exists()  # the worktree is gone
 
 
 def test_uncommitted_changes_are_the_candidate(repo):
@@ -283,11 +395,17 @@ def test_an_old_harness_without_budget_runs_both_sides_quick(repo, tmp_path):
     assert {json.loads(p.read_text())["args"][1] for p in out.glob("*/ran.json")} == {"--quick"}
 
 
-@pytest.mark.parametrize("setup, words", [
-    ("first commit", ["nothing to compare: HEAD~1: HEAD is the first commit, so it has no parent to compare with; passing"]),
-    ("no harness", ["nothing to compare: HEAD~1", "has no harness (bench/__main__.py); passing"]),
-    ("rejects options", ["nothing to compare: the base's harness produced no records (exit 2:", "unrecognized"]),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (
+            "first commit",
+            ["nothing to compare: HEAD~1: HEAD is the first commit, so it has no parent to compare with; passing"],
+        ),
+        ("no harness", ["nothing to compare: HEAD~1", "has no harness (bench/__main__.py); passing"]),
+        ("rejects options", ["nothing to compare: the base's harness produced no records (exit 2:", "unrecognized"]),
+    ],
+)
 def test_nothing_to_compare_passes(repo, setup, words):
     if setup == "no harness":
         commit(repo, {"README": "before the harness"}, "start")
@@ -319,20 +437,23 @@ def test_not_a_git_checkout_passes(tmp_path):
     assert result.returncode == 0 and "is not a git checkout" in result.stdout
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--base", "no-such-branch"], ["unknown revision 'no-such-branch'"]),
-    (["--base", "HEAD~1x"], ["unknown revision 'HEAD~1x'"]),
-    (["--base", "HEAD^{tree}"], ["unknown revision 'HEAD^{tree}'"]),
-    (["--base", "^HEAD"], ["bad revision '^HEAD'"]),
-    (["--base", "HEAD:README"], ["unknown revision 'HEAD:README'"]),
-    (["--base", "HEAD~100"], ["unknown revision 'HEAD~100': HEAD has 0 ancestor(s)"]),
-    (["--base=--all"], ["bad revision '--all'"]),
-    (["--pairs", "1"], ["at least 2 pairs"]),
-    (["--size", "5000,784"], ["bad size"]),
-    (["--threshold", "ten"], ["bad threshold"]),
-    (["--aa", "0"], ["--aa 0"]),
-    (["--baseline", "/no/such/baseline"], ["no such file or folder"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--base", "no-such-branch"], ["unknown revision 'no-such-branch'"]),
+        (["--base", "HEAD~1x"], ["unknown revision 'HEAD~1x'"]),
+        (["--base", "HEAD^{tree}"], ["unknown revision 'HEAD^{tree}'"]),
+        (["--base", "^HEAD"], ["bad revision '^HEAD'"]),
+        (["--base", "HEAD:README"], ["unknown revision 'HEAD:README'"]),
+        (["--base", "HEAD~100"], ["unknown revision 'HEAD~100': HEAD has 0 ancestor(s)"]),
+        (["--base=--all"], ["bad revision '--all'"]),
+        (["--pairs", "1"], ["at least 2 pairs"]),
+        (["--size", "5000,784"], ["bad size"]),
+        (["--threshold", "ten"], ["bad threshold"]),
+        (["--aa", "0"], ["--aa 0"]),
+        (["--baseline", "/no/such/baseline"], ["no such file or folder"]),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(repo, args, words):
     commit(repo, harness(1.0), "base")
     result = bench_gate(repo, *args)
@@ -364,6 +485,7 @@ def test_aa_runs_are_stored_and_then_quoted(repo, tmp_path):
 
 # ---------------------------------------------------------------- stored baselines
 
+
 def test_stored_baseline_is_normalised_by_the_gemm_ceiling(repo, tmp_path):
     commit(repo, harness(1.0), "base")
     baseline = tmp_path / "baselines" / "here.jsonl"
@@ -383,16 +505,18 @@ def test_stored_baseline_is_normalised_by_the_gemm_ceiling(repo, tmp_path):
 
 # ---------------------------------------------------------------- a change to the steps alone: one process
 
+
 def real_project(repo):
     """`repo` holding this project's harness and steps (the working copy's), committed."""
     import shutil
+
     for part in ("bench", "kernels"):
         shutil.copytree(REPO / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", repo / "pyproject.toml")
     commit(repo, {}, "base")
 
 
-WRONG_LOSS = '''
+WRONG_LOSS = """
 
 def _wrong(*args):
     loss, *grads = lesson.manual_step(OPS, *args)
@@ -400,7 +524,7 @@ def _wrong(*args):
 
 
 manual_step = _wrong
-'''
+"""
 
 
 def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_path):
@@ -410,48 +534,97 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     steps = repo / "kernels" / "numpy_steps.py"
     steps.write_text(steps.read_text() + WRONG_LOSS)
     out = tmp_path / "out"
-    result = bench_gate(repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "module", "--backend",
-                        "eager", "--size", "300,784,8", "--budget", "0.05", "--out", out)
-    assert "only the steps' code (kernels/) changed, so both sides' steps run in one process" in result.stderr, \
+    result = bench_gate(
+        repo,
+        "--base",
+        "HEAD",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "module",
+        "--backend",
+        "eager",
+        "--size",
+        "300,784,8",
+        "--budget",
+        "0.05",
+        "--out",
+        out,
+    )
+    assert "only the steps' code (kernels/) changed, so both sides' steps run in one process" in result.stderr, (
         result.stderr
-    base, = [records.read(out / "base")]
+    )
+    (base,) = [records.read(out / "base")]
     cand = records.read(out / "candidate")
     assert {(r.step, r.status) for r in base} == {("manual", "ok"), ("module", "ok")}
     assert {(r.step, r.status) for r in cand} == {("manual", "failed"), ("module", "ok")}
     assert "wrong answer: loss" in next(r.error for r in cand if r.step == "manual")
-    assert len({r.run_id for r in base + cand}) == 1                       # one process, one run
+    assert len({r.run_id for r in base + cand}) == 1  # one process, one run
     timed = [r for r in base + cand if r.status == "ok"]
-    assert all(r.counters.get("ops") and r.batch_calls is None for r in timed)   # counted; no dispatch time to read
+    assert all(r.counters.get("ops") and r.batch_calls is None for r in timed)  # counted; no dispatch time to read
     assert all(len(r.warmup_s) == defaults.GATE_CALLS_WARMUP for r in timed)
     assert "paired by round" in result.stdout and "paired in one process" in result.stdout
-    assert "A/A of this one-process gate: not measured on this machine" in result.stdout   # the stored one is of pairs
+    assert "A/A of this one-process gate: not measured on this machine" in result.stdout  # the stored one is of pairs
     assert "its intervals are within-run only" in result.stdout
     assert worktrees(repo) == [f"worktree {repo}"]
-    head = git(repo, "rev-parse", "HEAD").strip()   # whose steps each side timed, for `history add --paired-base`
+    head = git(repo, "rev-parse", "HEAD").strip()  # whose steps each side timed, for `history add --paired-base`
     assert one_process.read_side(out / "base") == {"side": "base", "kernels": head, "dirty": False}
     assert one_process.read_side(out / "candidate") == {"side": "candidate", "kernels": head, "dirty": True}
-    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")   # now the harness changed too
+    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n")  # now the harness changed too
     (repo / "notes.md").write_text("text")
     changed = bench_git.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
     assert changed == ["kernels/numpy_steps.py", "notes.md", "pyproject.toml"]
-    assert plan.outside_kernels(changed) == ["pyproject.toml"]   # so the gate runs each side in its own processes
+    assert plan.outside_kernels(changed) == ["pyproject.toml"]  # so the gate runs each side in its own processes
 
 
 def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
-    """No timed code changed (tests, text, stored results): the gate says so and passes at once (an A/A of identical steps would
+    """No timed code changed (tests, text, stored results): the gate says so and passes at once (an
+    A/A of identical steps would
     only spend CI's minutes); asked for the one process, it times both sides anyway."""
     real_project(repo)
     (repo / "notes.md").write_text("text")
     (repo / "tests").mkdir(exist_ok=True)
     (repo / "tests" / "test_more.py").write_text("def test_x():\n    pass\n")
     (repo / "results" / "baselines").mkdir(parents=True, exist_ok=True)
-    (repo / "results" / "baselines" / "aa.json").write_text("{}\n")   # stored results: no run reads them
-    result = bench_gate(repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "--backend", "eager",
-                        "--size", "300,784,8", "--budget", "0.05")
+    (repo / "results" / "baselines" / "aa.json").write_text("{}\n")  # stored results: no run reads them
+    result = bench_gate(
+        repo,
+        "--base",
+        "HEAD",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "--backend",
+        "eager",
+        "--size",
+        "300,784,8",
+        "--budget",
+        "0.05",
+    )
     assert result.returncode == 0, result.stderr
-    assert "nothing to compare: only tests, text and stored results changed against HEAD (notes.md, results/baselines/aa.json, tests/test_more.py)" in result.stdout
-    forced = bench_gate(repo, "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step", "manual",
-                        "--backend", "eager", "--size", "300,784,8", "--budget", "0.05")
+    assert (
+        "nothing to compare: only tests, text and stored results changed against HEAD "
+        "(notes.md, results/baselines/aa.json, tests/test_more.py)" in result.stdout
+    )
+    forced = bench_gate(
+        repo,
+        "--base",
+        "HEAD",
+        "--pairing",
+        "calls",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "--backend",
+        "eager",
+        "--size",
+        "300,784,8",
+        "--budget",
+        "0.05",
+    )
     # timed, and judged (whatever the verdict: identical steps still differ by noise, which no test asserts)
     assert forced.returncode in (0, 1) and "both sides' steps run in one process" in forced.stderr, forced.stderr
     assert "numpy/manual/eager/cpu n=300" in forced.stdout and "verdict: " in forced.stdout, forced.stdout
@@ -468,49 +641,84 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     from bench.gate.processes import Process
 
     def outcome(ratios):
-        cs = tuple(Comparison(case=None, label=f"c{i}", key="k", threshold=0.1, verdict="same", ratio=r,
-                              lo=r / 1.02, hi=r * 1.02) for i, r in enumerate(ratios))
+        cs = tuple(
+            Comparison(
+                case=None, label=f"c{i}", key="k", threshold=0.1, verdict="same", ratio=r, lo=r / 1.02, hi=r * 1.02
+            )
+            for i, r in enumerate(ratios)
+        )
         return Outcome(Result(cs, (), ()), {}, pairing="calls")
+
     spread = [outcome([1.08, 0.93, 1.0]), outcome([0.95, 1.06, 1.01]), outcome([1.0, 0.92, 1.07])]
     extra = experiments.extra_sd_of(spread)
-    within = math.log(1.02 ** 2) / (2 * 1.959964)
+    within = math.log(1.02**2) / (2 * 1.959964)
     logs = [math.log(c.ratio) for o in spread for c in o.result.comparisons]
-    assert extra == pytest.approx(math.sqrt(sum(v * v for v in logs) / len(logs) - within ** 2))
-    assert experiments.extra_sd_of([outcome([1.0, 1.001, 0.999, 1.0])]) == 0.0   # intervals that explain it all
+    assert extra == pytest.approx(math.sqrt(sum(v * v for v in logs) / len(logs) - within**2))
+    assert experiments.extra_sd_of([outcome([1.0, 1.001, 0.999, 1.0])]) == 0.0  # intervals that explain it all
     rng = __import__("numpy").random.default_rng(0)
     times = tuple(float(t) for t in 0.01 * rng.lognormal(0, 0.01, 40))
-    base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
-                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)), fingerprint={"cpu_model": "X", "host_id": "h"})
+    base = Record(
+        framework="numpy",
+        step="manual",
+        backend="eager",
+        device="cpu",
+        n=300,
+        m=784,
+        nh=8,
+        dtype="float32",
+        status="ok",
+        run_id="one",
+        samples_s=times,
+        rounds=tuple(range(40)),
+        fingerprint={"cpu_model": "X", "host_id": "h"},
+    )
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
     plain = case([base], [cand], 0.1)
     wide = case([base], [cand], 0.1, same_run_sd=extra)
-    assert plain.method == compare.PAIRED_BY_ROUND and wide.method.startswith(f"{compare.PAIRED_BY_ROUND}, widened by the one-process A/A")
+    assert plain.method == compare.PAIRED_BY_ROUND and wide.method.startswith(
+        f"{compare.PAIRED_BY_ROUND}, widened by the one-process A/A"
+    )
     assert wide.ratio == pytest.approx(plain.ratio) and wide.lo < plain.lo and wide.hi > plain.hi
     how = How("rounds", Thresholds(0.1), noise.Noise(same_run_sd=extra))
-    judged = one_process.rejudged(Outcome(sides([base], [cand], Thresholds(0.1)),
-                                          {"base": [Process("b", 0, (base,), 1.0)],
-                                           "candidate": [Process("c", 0, (cand,), 1.0)]}, pairing="calls"),
-                                  how, "intervals widened by sd, from a test")
+    judged = one_process.rejudged(
+        Outcome(
+            sides([base], [cand], Thresholds(0.1)),
+            {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
+            pairing="calls",
+        ),
+        how,
+        "intervals widened by sd, from a test",
+    )
     (c,) = judged.result.comparisons
     assert (c.lo, c.hi) == (wide.lo, wide.hi) and "widened by sd" in judged.notes[-1]
     aa_file = tmp_path / "aa.json"
     assert noise.calls_noise(noise.load(aa_file), base.fingerprint)[0] is None
     noise.store(aa_file, base.fingerprint, noise.CALLS_AA, {"extra_sd_log": extra, "runs": 3, "flagged": 0})
     assert noise.calls_noise(noise.load(aa_file), base.fingerprint)[0] == extra
-    assert noise.calls_noise(noise.load(aa_file), {"cpu_model": "Y", "host_id": "h"})[0] is None   # another machine
-    assert noise.calls_noise(noise.load(aa_file), {**base.fingerprint, "host_id": "elsewhere"})[0] is None  # another host
-    spec = gate.RunSpec(frameworks=("numpy",), sizes=((300, 784, 8),), steps=("manual",), backends=("eager",),
-                        device="cpu", budget_s=0.1)
+    assert noise.calls_noise(noise.load(aa_file), {"cpu_model": "Y", "host_id": "h"})[0] is None  # another machine
+    assert (
+        noise.calls_noise(noise.load(aa_file), {**base.fingerprint, "host_id": "elsewhere"})[0] is None
+    )  # another host
+    spec = gate.RunSpec(
+        frameworks=("numpy",),
+        sizes=((300, 784, 8),),
+        steps=("manual",),
+        backends=("eager",),
+        device="cpu",
+        budget_s=0.1,
+    )
     noise.store(aa_file, base.fingerprint, noise.CALLS_AA, {"extra_sd_log": extra, "run": spec.describe()})
     assert noise.calls_noise(noise.load(aa_file), base.fingerprint, spec.describe())[0] == extra
-    other, said = noise.calls_noise(noise.load(aa_file), base.fingerprint,
-                                    gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}).describe())
+    other, said = noise.calls_noise(
+        noise.load(aa_file), base.fingerprint, gate.RunSpec(**{**spec.__dict__, "budget_s": 0.2}).describe()
+    )
     assert other is None and "timing other cases" in said and "not applied" in said
 
 
 def test_a_one_process_aa_summary_says_whether_its_intervals_held():
     """Nothing missed reads as intervals that held, not as widening by 0.000."""
     from bench.gate.plan import missed
+
     assert "held" in missed(0.0) and "0.000" not in missed(0.0)
     assert "sd of 0.012" in missed(0.012) and "widen" in missed(0.012)
     assert "too few" in missed(None)
@@ -521,12 +729,14 @@ def test_a_change_is_judged_by_its_base_revisions_gate_settings(repo):
     change: REV's settings do, and the gate says so; unchanged settings say nothing; --config still
     names the file; REV without a pyproject gives the defaults; REV's unusable ones fall back, said."""
     from bench.gate import Request
+
     table = '[tool.backprop-bench.gate]\nthreshold = "{}"\n[tool.backprop-bench.gate.thresholds]\n"numpy/*" = "8%"\n'
     commit(repo, {**harness(1.0), "pyproject.toml": table.format("5%")}, "base")
 
-    def judged(**asked):   # (the thresholds REV is judged by, what the plan says of them)
+    def judged(**asked):  # (the thresholds REV is judged by, what the plan says of them)
         made = gate.make(Request(tree=str(repo), rev="HEAD", **asked))
         return made.how.thresholds, " ".join(made.said)
+
     same = settings.load_thresholds(repo / "pyproject.toml")
     assert judged() == (same, "")
     (repo / "pyproject.toml").write_text(table.format("50%"))
@@ -555,19 +765,50 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     from bench.cli.gate import cmd_gate, request
     from bench.gate.outcome import Outcome
     from bench.gate.processes import Process
+
     times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
-    base = Record(framework="numpy", step="manual", backend="eager", device="cpu", n=300, m=784, nh=8, dtype="float32",
-                  status="ok", run_id="one", samples_s=times, rounds=tuple(range(40)),
-                  fingerprint={"cpu_model": "X", "host_id": "h"})
+    base = Record(
+        framework="numpy",
+        step="manual",
+        backend="eager",
+        device="cpu",
+        n=300,
+        m=784,
+        nh=8,
+        dtype="float32",
+        status="ok",
+        run_id="one",
+        samples_s=times,
+        rounds=tuple(range(40)),
+        fingerprint={"cpu_model": "X", "host_id": "h"},
+    )
     cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
 
-    def timed(trees, spec, pairs, how, *args, **kwargs):   # the one process's timing, replaced
-        return Outcome(sides([base], [cand], how.thresholds),
-                       {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
-                       pairing="calls")
+    def timed(trees, spec, pairs, how, *args, **kwargs):  # the one process's timing, replaced
+        return Outcome(
+            sides([base], [cand], how.thresholds),
+            {"base": [Process("b", 0, (base,), 1.0)], "candidate": [Process("c", 0, (cand,), 1.0)]},
+            pairing="calls",
+        )
+
     monkeypatch.setattr(one_process, "run", timed)
-    flags = ["gate", "--tree", str(repo), "--base", "HEAD", "--pairing", "calls", "--framework", "numpy", "--step",
-             "manual", "--backend", "eager", "--size", "300,784,8"]
+    flags = [
+        "gate",
+        "--tree",
+        str(repo),
+        "--base",
+        "HEAD",
+        "--pairing",
+        "calls",
+        "--framework",
+        "numpy",
+        "--step",
+        "manual",
+        "--backend",
+        "eager",
+        "--size",
+        "300,784,8",
+    ]
     run = plan.specs(request(build_parser().parse_args(flags)))[1].describe()
     stored = repo / noise.AA_FILE
 
@@ -577,8 +818,9 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     def gated(*more):
         assert cmd_gate(build_parser().parse_args([*flags, *more])) in (0, 1)
         return capsys.readouterr().out
+
     commit(repo, {**harness(1.0), "notes.md": "x"}, "base without A/A figures")
-    store(0.5)   # the working tree's own, measured on a bad day
+    store(0.5)  # the working tree's own, measured on a bad day
     out = gated()
     assert "A/A of this one-process gate (as HEAD stored it): not measured on this machine" in out
     assert "its intervals are within-run only" in out and "widened by sd" not in out
@@ -587,7 +829,10 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     commit(repo, {}, "base with A/A figures")
     store(0.5)
     out = gated()
-    assert "intervals widened by sd 0.010" in out and "the working tree's stored figure (sd 0.500) is not its base's" in out
+    assert (
+        "intervals widened by sd 0.010" in out
+        and "the working tree's stored figure (sd 0.500) is not its base's" in out
+    )
     store(0.01)
     out = gated()
     assert "intervals widened by sd 0.010" in out and "is not its base's" not in out
@@ -602,11 +847,18 @@ def test_process_pairs_of_another_framework_time_its_own_steps_and_backends():
     steps under every backend, as the one-process gate does, not a `bench run` that refuses 'tape'."""
     from bench.cli import build_parser
     from bench.cli.gate import request
+
     parse = lambda *flags: plan.specs(request(build_parser().parse_args(["gate", "--pairing", "processes", *flags])))  # noqa: E731
     spec, _, _ = parse()
-    assert (spec.frameworks, spec.steps, spec.backends) == (("tensorflow",), ("manual", "tape"), ("eager", "function", "xla"))
+    assert (spec.frameworks, spec.steps, spec.backends) == (
+        ("tensorflow",),
+        ("manual", "tape"),
+        ("eager", "function", "xla"),
+    )
     spec, calls, _ = parse("--framework", "numpy")
-    assert (spec.frameworks, spec.steps, spec.backends) == (("numpy",), ("manual",), None) and calls.steps == ("manual",)
+    assert (spec.frameworks, spec.steps, spec.backends) == (("numpy",), ("manual",), None) and calls.steps == (
+        "manual",
+    )
     spec, _, _ = parse("--framework", "torch", "jax")
     assert spec.steps == ("manual", "autograd", "grad") and spec.backends is None
     spec, _, _ = parse("--framework", "numpy", "--step", "module", "--backend", "eager")
@@ -625,12 +877,12 @@ def test_the_plan_says_what_the_gate_would_run_and_runs_nothing(repo, tmp_path):
     text = planned.stdout
     assert "gate plan (paired)" in text and "base: HEAD~1 = " in text and "1 file(s) changed (speed.txt)" in text
     assert "pairing: process pairs: 3 pairs" in text and "1 file(s) outside kernels/ changed" in text
-    assert "cases: 6 a side" in text and "s of timed calls" in text   # tensorflow manual, tape x 3 backends
+    assert "cases: 6 a side" in text and "s of timed calls" in text  # tensorflow manual, tape x 3 backends
     assert "threshold 5%" in text and "could see:" in text and "stored for this machine:" in text
     assert not out.exists() and worktrees(repo) == [f"worktree {repo}"]
     commit(repo, {"speed.txt": "1.0"}, "back")
     (repo / "notes.md").write_text("text only")
-    nothing = bench_gate(repo, "--base", "HEAD", "--plan")   # only text changed since HEAD
+    nothing = bench_gate(repo, "--base", "HEAD", "--plan")  # only text changed since HEAD
     assert nothing.returncode == 0 and "nothing to compare: only tests, text and stored results" in nothing.stdout
     first = bench_gate(repo, "--base", "HEAD~5", "--plan")
     assert first.returncode == 2 and "unknown revision 'HEAD~5'" in first.stderr
@@ -641,8 +893,14 @@ def test_one_machine_identity_keys_baselines_series_and_noise():
     series the hardware and the thread settings; a stored noise figure the baseline key on one host
     only (the same CPU model on another host is another machine for that, and a fingerprint without a
     host id has no stored figure)."""
-    fp = {"machine": "x86_64", "cpu_model": "AMD EPYC", "gpus": [], "host_id": "abc",
-          "frameworks": {"tensorflow": {"version": "2.21.0"}}, "env": {"TF_NUM_INTRAOP_THREADS": "1"}}
+    fp = {
+        "machine": "x86_64",
+        "cpu_model": "AMD EPYC",
+        "gpus": [],
+        "host_id": "abc",
+        "frameworks": {"tensorflow": {"version": "2.21.0"}},
+        "env": {"TF_NUM_INTRAOP_THREADS": "1"},
+    }
     here = Machine.of(fp)
     assert here.baseline_key == "x86_64-amd-epyc-nogpu-tensorflow-2.21.0"
     assert here.series_key == "x86_64 | AMD EPYC | no GPU | 1 thread(s)"
@@ -650,5 +908,5 @@ def test_one_machine_identity_keys_baselines_series_and_noise():
     elsewhere = Machine.of({**fp, "host_id": "def"})
     assert elsewhere.baseline_key == here.baseline_key and elsewhere.noise_key != here.noise_key
     assert Machine.of({**fp, "host_id": None}).noise_key is None
-    assert here.differences(elsewhere) == []   # the same machine for a comparison of times
+    assert here.differences(elsewhere) == []  # the same machine for a comparison of times
     assert Machine.of({**fp, "cpu_model": "Intel"}).differences(here) == ["cpu_model: 'Intel' vs 'AMD EPYC'"]

@@ -1,6 +1,7 @@
 """The history store on SQLite and on a real PostgreSQL server (started here when installed, else
 skipped), idempotent and safe under concurrent writers; change points; the history commands; and the
 dashboard in a real browser (skipped where Chromium or Playwright is missing)."""
+
 import contextlib
 import io
 import json
@@ -24,11 +25,18 @@ from bench.history.store import SCHEMA_VERSION, HistoryError, Store  # noqa: E40
 from tests.history_helpers import git_repo, make_v1_store, run_records, series  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-PGBIN = next((Path(p) for p in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
-              if (Path(p) / "initdb").exists()), None)
+PGBIN = next(
+    (
+        Path(p)
+        for p in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+        if (Path(p) / "initdb").exists()
+    ),
+    None,
+)
 
 
 # ---------------------------------------------------------------- databases
+
 
 @pytest.fixture(scope="session")
 def postgres_url():
@@ -39,16 +47,34 @@ def postgres_url():
     folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     shutil.chown(folder, "postgres")
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_postgres, str(PGBIN / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "bench"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(PGBIN / "pg_ctl"), "-D", str(folder / "data"), "-o",
-                    f"-p 54329 -k {folder} -c listen_addresses=''", "-l", str(folder / "log"), "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(PGBIN / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "bench"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(PGBIN / "pg_ctl"),
+            "-D",
+            str(folder / "data"),
+            "-o",
+            f"-p 54329 -k {folder} -c listen_addresses=''",
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://bench@/postgres?host={folder}&port=54329"
     finally:
-        subprocess.run([*as_postgres, str(PGBIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(PGBIN / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -58,8 +84,9 @@ def db_url(request, tmp_path):
         return f"sqlite:///{tmp_path / 'history.sqlite'}"
     url = request.getfixturevalue("postgres_url")
     import sqlalchemy
+
     engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:   # a clean database for each test
+    with engine.begin() as conn:  # a clean database for each test
         for table in ("results", "runs", "schema"):
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
@@ -86,7 +113,7 @@ def test_a_complete_record_replaces_an_interrupted_one(db_url):
     cut = replace(rec, samples_s=rec.samples_s[:3], rounds=rec.rounds[:3], stop_reason="interrupted")
     assert store.add([cut], COMMIT) == 1
     assert store.add([rec], COMMIT) == 1
-    assert store.add([cut], COMMIT) == 0        # never the other way round
+    assert store.add([cut], COMMIT) == 0  # never the other way round
     (point,) = store.points()
     assert len(point["samples_s"]) == len(rec.samples_s)
 
@@ -109,7 +136,7 @@ def test_a_schema_1_database_is_migrated_keeping_every_result(db_url):
     points = store.points()
     assert [p["samples_s"] for p in points] == [r.samples_s for r in old]
     assert all(p["tf32"] is False and p["cache"] == "warm" for p in points)
-    assert store.add(old, COMMIT) == 0            # still the same results: adding again adds nothing
+    assert store.add(old, COMMIT) == 0  # still the same results: adding again adds nothing
     # the same case with TF32 on or a cold cache is a result of its own now, in its own series
     variants = [replace(old[0], tf32=True), replace(old[0], cache="cold")]
     assert store.add(variants, COMMIT) == 2 and Store(db_url).counts() == (1, 4)
@@ -120,11 +147,13 @@ def test_a_schema_1_database_is_migrated_keeping_every_result(db_url):
 def test_bad_databases_are_one_line_errors(tmp_path):
     corrupt = tmp_path / "corrupt.sqlite"
     corrupt.write_bytes(b"this is not an SQLite database file" * 100)
-    for url, words in ((f"sqlite:///{corrupt}", "not an SQLite database"),
-                       (f"sqlite:///{tmp_path}", "is a folder"),
-                       ("postgresql://bench@127.0.0.1:1/nothing", "OperationalError"),
-                       ("mysql://x@y/z", "only SQLite and PostgreSQL"),
-                       ("not a url", "not a database URL")):
+    for url, words in (
+        (f"sqlite:///{corrupt}", "not an SQLite database"),
+        (f"sqlite:///{tmp_path}", "is a folder"),
+        ("postgresql://bench@127.0.0.1:1/nothing", "OperationalError"),
+        ("mysql://x@y/z", "only SQLite and PostgreSQL"),
+        ("not a url", "not a database URL"),
+    ):
         with pytest.raises(HistoryError) as e:
             Store(url)
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
@@ -167,10 +196,22 @@ def test_four_processes_adding_at_once_lose_nothing(db_url, tmp_path):
             for r in run_records(shas[2 * p + k], 2 * p + k, [0.01, 0.02]):
                 records.append(path, r)
             paths.append(path)
-    bench = f"{sys.executable} -m bench history"   # each process makes the store if none is there yet, then adds
-    procs = [subprocess.Popen(["bash", "-c", f"{bench} init --db '{db_url}' && {bench} add {paths[2 * p]} {shared} "
-                               f"{paths[2 * p + 1]} --db '{db_url}' --repo {repo}"], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(4)]
+    bench = f"{sys.executable} -m bench history"  # each process makes the store if none is there yet, then adds
+    procs = [
+        subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                f"{bench} init --db '{db_url}' && {bench} add {paths[2 * p]} {shared} "
+                f"{paths[2 * p + 1]} --db '{db_url}' --repo {repo}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(4)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -179,17 +220,19 @@ def test_four_processes_adding_at_once_lose_nothing(db_url, tmp_path):
 
 # ---------------------------------------------------------------- change points
 
+
 @pytest.mark.parametrize("kind", ["step", "creep"])
 def test_a_step_and_a_creep_are_found_at_their_first_commit(kind):
-    values = series(200, 1, sigma=0.02, step_at=120 if kind == "step" else None,
-                    creep_at=60 if kind == "creep" else None, seed=3)[:, 0]
+    values = series(
+        200, 1, sigma=0.02, step_at=120 if kind == "step" else None, creep_at=60 if kind == "creep" else None, seed=3
+    )[:, 0]
     (found,) = changes.find(values)
     if kind == "step":
         assert (found.start, found.end, found.kind) == (120, 120, "step")
         assert found.ratio == pytest.approx(1.10, abs=0.02)
     else:
         assert abs(found.start - 60) <= 1 and 68 <= found.end <= 70 and found.kind.startswith("creep")
-        assert found.ratio == pytest.approx(1.02 ** 10, abs=0.03)
+        assert found.ratio == pytest.approx(1.02**10, abs=0.03)
 
 
 def test_no_change_is_found_in_noise():
@@ -203,6 +246,7 @@ def test_noise_ignores_the_change_itself():
 
 
 # ---------------------------------------------------------------- the commands
+
 
 def cli(*args):
     out, err = io.StringIO(), io.StringIO()
@@ -220,8 +264,16 @@ def synthetic_history(tmp_path):
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     store = Store(url, create=True)
     for i, sha in enumerate(shas):
-        store.add(run_records(sha, i, medians[i]), {"sha": sha, "parent": shas[i - 1] if i else None,
-                                                    "time": 1_700_000_000 + 3600 * i, "branch": "main", "dirty": False})
+        store.add(
+            run_records(sha, i, medians[i]),
+            {
+                "sha": sha,
+                "parent": shas[i - 1] if i else None,
+                "time": 1_700_000_000 + 3600 * i,
+                "branch": "main",
+                "dirty": False,
+            },
+        )
     return url, repo, shas
 
 
@@ -237,7 +289,7 @@ def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
     code, out, _ = cli("history", "check", "--db", url, "--last", "25", "--threshold", "15%")
     assert code == 0
     code, out, _ = cli("history", "export", "--format", "github-action-benchmark", "--db", url, "--repo", repo)
-    data = json.loads(out[out.index("{"):])
+    data = json.loads(out[out.index("{") :])
     (suite,) = data["entries"].values()
     assert [e["commit"]["id"] for e in suite] == shas and len(suite[0]["benches"]) == 3
     assert suite[0]["tool"] == "customSmallerIsBetter" and suite[0]["commit"]["message"] == "commit 0"
@@ -246,6 +298,7 @@ def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
     page = (tmp_path / "dash" / "index.html").read_text()
     assert page.count("<svg") == 3 and page.count('<section id="series-') == 3 and "+10." in page
     import re
+
     assert "<script" not in page and not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)|url\(\s*['\"]?https?:", page)
 
 
@@ -262,20 +315,55 @@ def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path
     Store(url, create=True)
     code, _, err = cli("history", "add", good, path, "--db", url, "--repo", repo)
     assert code == 2 and "name no git commit" in err and len(err.strip().splitlines()) == 1
-    assert Store(url).counts() == (0, 0)   # the good run was not added either: nothing half written
+    assert Store(url).counts() == (0, 0)  # the good run was not added either: nothing half written
 
 
 def test_run_with_history_adds_each_case_as_it_is_recorded(tmp_path):
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     Store(url, create=True)
-    result = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--size",
-                             "300,784,8", "--out", str(tmp_path / "run"), "--history", url, "--no-report"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--quick",
+            "--framework",
+            "numpy",
+            "--size",
+            "300,784,8",
+            "--out",
+            str(tmp_path / "run"),
+            "--history",
+            url,
+            "--no-report",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert Store(url).counts() == (1, 2)
-    bad = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--framework", "numpy", "--out",
-                          str(tmp_path / "run2"), "--history", "postgresql://x@127.0.0.1:1/y"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--quick",
+            "--framework",
+            "numpy",
+            "--out",
+            str(tmp_path / "run2"),
+            "--history",
+            "postgresql://x@127.0.0.1:1/y",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "OperationalError" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run2" / "records.jsonl").exists()
 
@@ -295,8 +383,11 @@ def test_the_dashboard_renders_in_a_real_browser(synthetic_history, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
         page.goto(f"file://{tmp_path / 'dash' / 'index.html'}")
-        sizes = page.eval_on_selector_all("figure svg", "els => els.map(e => [e.getBoundingClientRect().width, "
-                                                        "e.getBoundingClientRect().height, e.querySelectorAll('path').length])")
+        sizes = page.eval_on_selector_all(
+            "figure svg",
+            "els => els.map(e => [e.getBoundingClientRect().width, "
+            "e.getBoundingClientRect().height, e.querySelectorAll('path').length])",
+        )
         rows = page.eval_on_selector_all("table tbody tr", "els => els.length")
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         browser.close()
@@ -309,20 +400,35 @@ def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter
     medians scaled by each run's ceiling cancel that, show the +10% step the raw medians hide, and
     are chosen; where the ceiling itself is the noisy one, the medians are kept."""
     from bench.history import series as history_series
+
     rng = np.random.default_rng(4)
     n, step_at = 40, 25
-    speed = np.exp(rng.normal(0, 0.15, n))            # the machine, run to run
+    speed = np.exp(rng.normal(0, 0.15, n))  # the machine, run to run
     work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
 
     def rows(medians, gflops):
-        return [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
-                 "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}",
-                 "source": None, "counters": {}, "gemm_gflops": float(gflops[i])} for i in range(n)]
+        return [
+            {
+                "case": "c",
+                "machine": "m",
+                "commit_sha": f"{i:040x}",
+                "commit_time": i,
+                "branch": "main",
+                "median_s": float(medians[i]),
+                "samples_s": (float(medians[i]),) * 5,
+                "run_id": f"r{i}",
+                "source": None,
+                "counters": {},
+                "gemm_gflops": float(gflops[i]),
+            }
+            for i in range(n)
+        ]
+
     (s,) = history_series.build(rows(0.01 * work * speed, 100.0 / speed))
     assert s.basis == "ceiling"
     (found,) = s.changes
     assert found.start == step_at and found.ratio == pytest.approx(1.10, abs=0.03)
-    assert changes.find(0.01 * work * speed) == []      # the raw medians alone miss it
+    assert changes.find(0.01 * work * speed) == []  # the raw medians alone miss it
     (quiet,) = history_series.build(rows(0.01 * work, 100.0 * speed))
     assert quiet.basis == "median" and [c.start for c in quiet.changes] == [step_at]
 
@@ -333,6 +439,7 @@ def test_change_points_run_on_the_ratios_to_the_parent_where_each_commit_was_pai
     parent's steps timed in the same process does, at its commit, and nothing else; a few commits
     without a pairing (a harness change, gated in separate processes) fall back on their medians."""
     from bench.history import series as history_series
+
     rng = np.random.default_rng(7)
     n, step_at = 30, 15
     speed = np.exp(rng.normal(0, 0.15, n))
@@ -344,11 +451,30 @@ def test_change_points_run_on_the_ratios_to_the_parent_where_each_commit_was_pai
     def rows():
         for i in range(n):
             ratio = float(work[i] / work[i - 1] * np.exp(rng.normal(0, 0.015))) if i else None
-            yield {"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
-                   "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}",
-                   "source": None, "counters": {}, "gemm_gflops": float(gflops[i]),
-                   **({"parent_sha": f"{i - 1:040x}", "parent_ratio": ratio, "parent_lo": ratio / 1.03,
-                       "parent_hi": ratio * 1.03} if i and i not in unpaired else {})}
+            yield {
+                "case": "c",
+                "machine": "m",
+                "commit_sha": f"{i:040x}",
+                "commit_time": i,
+                "branch": "main",
+                "median_s": float(medians[i]),
+                "samples_s": (float(medians[i]),) * 5,
+                "run_id": f"r{i}",
+                "source": None,
+                "counters": {},
+                "gemm_gflops": float(gflops[i]),
+                **(
+                    {
+                        "parent_sha": f"{i - 1:040x}",
+                        "parent_ratio": ratio,
+                        "parent_lo": ratio / 1.03,
+                        "parent_hi": ratio * 1.03,
+                    }
+                    if i and i not in unpaired
+                    else {}
+                ),
+            }
+
     (s,) = history_series.build(list(rows()))
     assert s.basis == "parent"
     (found,) = s.changes
@@ -372,13 +498,13 @@ def test_changes_in_paired_increments_a_step_a_creep_and_none():
     creep = rng.normal(0, 0.005, 119)
     creep[40:50] += np.log(1.02)
     (found,) = changes.find_increments(levels, creep, np.full(119, 0.005))
-    assert abs(found.start - 41) <= 1 and abs(found.end - 50) <= 1 and found.ratio == pytest.approx(1.02 ** 10, abs=0.03)
+    assert abs(found.start - 41) <= 1 and abs(found.end - 50) <= 1 and found.ratio == pytest.approx(1.02**10, abs=0.03)
     # intervals that claim more than the series shows are widened by its spread: no false alarms
     assert changes.find_increments(levels, quiet, np.full(119, 0.002)) == []
     # a pairing biased by -1.5% in every commit (one copy placed better) adds up to no creep
     biased = quiet - 0.015
     assert changes.find_increments(levels, biased, np.full(119, 0.02)) == []
-    biased[70] += np.log(1.10)                     # and a step on top of it is still the step, at its size
+    biased[70] += np.log(1.10)  # and a step on top of it is still the step, at its size
     (found,) = changes.find_increments(levels, biased, np.full(119, 0.02))
     assert (found.start, found.end) == (71, 71) and found.ratio == pytest.approx(np.exp(biased[70]))
 
@@ -392,11 +518,12 @@ def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
     cand, base = tmp_path / "gate" / "candidate", tmp_path / "gate" / "base"
     for r in run_records(shas[1], 1, [0.011, 0.02]):
         records.append(cand / "records.jsonl", r)
-    for r in run_records(shas[1], 1, [0.010, 0.02]):   # the same run: the same run id and rounds
+    for r in run_records(shas[1], 1, [0.010, 0.02]):  # the same run: the same run id and rounds
         records.append(base / "records.jsonl", r)
 
     def side(kernels):
         (base / "side.json").write_text(json.dumps({"side": "base", "kernels": kernels, "dirty": False}))
+
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     Store(url, create=True)
     side(shas[1])
@@ -413,7 +540,7 @@ def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
     assert got[1000]["parent_lo"] <= got[1000]["parent_ratio"] <= got[1000]["parent_hi"]
     assert got[2000]["parent_ratio"] == pytest.approx(1.0, rel=0.01)
     other = tmp_path / "other"
-    for r in run_records(shas[1], 2, [0.011]):   # another run id
+    for r in run_records(shas[1], 2, [0.011]):  # another run id
         records.append(other / "records.jsonl", r)
     code, _, err = cli("history", "add", other, "--paired-base", base, "--db", url, "--repo", repo)
     assert code == 2 and "not the same run" in err
@@ -421,13 +548,15 @@ def test_history_add_paired_base_stores_each_case_against_the_parent(tmp_path):
 
 def test_thread_settings_are_part_of_a_series_machine():
     from bench.machine import Machine
+
     fp = {"machine": "x86_64", "cpu_model": "Fake CPU", "gpus": [], "env": {"TF_NUM_INTRAOP_THREADS": None}}
     one = {**fp, "env": {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}}
-    assert Machine.of(fp).series_key == "x86_64 | Fake CPU | no GPU"           # a default run, as before
-    assert Machine.of(one).series_key == "x86_64 | Fake CPU | no GPU | 1 thread(s)"   # the gate's: another series
+    assert Machine.of(fp).series_key == "x86_64 | Fake CPU | no GPU"  # a default run, as before
+    assert Machine.of(one).series_key == "x86_64 | Fake CPU | no GPU | 1 thread(s)"  # the gate's: another series
 
 
 # ---------------------------------------------------------------- slow runs: outliers, unconfirmed, the canary
+
 
 def test_a_lone_slow_run_is_an_outlier_not_a_change():
     """One commit's run 50% slower, the next back: no change (neither a step nor a creep back), one
@@ -439,14 +568,14 @@ def test_a_lone_slow_run_is_an_outlier_not_a_change():
     assert found.changes == ()
     (e,) = found.excursions
     assert (e.start, e.end, e.kind) == (30, 30, "outlier") and e.ratio == pytest.approx(1.5, abs=0.1)
-    assert found.levels[30] == pytest.approx(np.sqrt(values[29] * values[31]))   # its neighbours' level
+    assert found.levels[30] == pytest.approx(np.sqrt(values[29] * values[31]))  # its neighbours' level
     newest = values.copy()
     newest[-1] *= 1.5
     found = changes.detect(newest)
     assert found.changes == ()
     (e,) = found.excursions
     assert (e.start, e.end, e.kind) == (59, 59, "unconfirmed") and e.ratio == pytest.approx(1.5, abs=0.1)
-    assert changes.detect(values) == changes.Found((), (), tuple(values))   # nothing set apart in plain noise
+    assert changes.detect(values) == changes.Found((), (), tuple(values))  # nothing set apart in plain noise
 
 
 @pytest.mark.parametrize("held", [1, 2, 3, 4, 10])
@@ -455,7 +584,7 @@ def test_a_step_is_unconfirmed_until_its_level_holds_then_a_step_at_its_commit(h
     MIN_SEGMENT commits (the step's and two more); until then the commits are unconfirmed, from its
     commit; after that it is a step at its commit, nothing set apart."""
     values = series(60, 1, sigma=0.02, seed=12)[:, 0]
-    values[60 - held:] *= 1.2
+    values[60 - held :] *= 1.2
     found = changes.detect(values)
     if held < changes.MIN_SEGMENT:
         assert found.changes == ()
@@ -471,18 +600,32 @@ def test_a_step_is_unconfirmed_until_its_level_holds_then_a_step_at_its_commit(h
 @pytest.mark.parametrize("kind", ["step", "creep"])
 def test_setting_excursions_apart_finds_what_find_finds(kind):
     """The history's detector (detect) finds the step and the creep of the tests above as find does."""
-    values = series(200, 1, sigma=0.02, step_at=120 if kind == "step" else None,
-                    creep_at=60 if kind == "creep" else None, seed=3)[:, 0]
+    values = series(
+        200, 1, sigma=0.02, step_at=120 if kind == "step" else None, creep_at=60 if kind == "creep" else None, seed=3
+    )[:, 0]
     assert changes.detect(values).changes == tuple(changes.find(values))
     for seed in range(5):
         assert changes.detect(series(200, 1, sigma=0.03, seed=seed)[:, 0]).changes == ()
 
 
 def canary_rows(medians, canaries, gflops):
-    return [{"case": "c", "machine": "m", "commit_sha": f"{i:040x}", "commit_time": i, "branch": "main",
-             "median_s": float(medians[i]), "samples_s": (float(medians[i]),) * 5, "run_id": f"r{i}", "source": None,
-             "counters": {}, "gemm_gflops": float(gflops[i]), "canary_s": float(canaries[i])}
-            for i in range(len(medians))]
+    return [
+        {
+            "case": "c",
+            "machine": "m",
+            "commit_sha": f"{i:040x}",
+            "commit_time": i,
+            "branch": "main",
+            "median_s": float(medians[i]),
+            "samples_s": (float(medians[i]),) * 5,
+            "run_id": f"r{i}",
+            "source": None,
+            "counters": {},
+            "gemm_gflops": float(gflops[i]),
+            "canary_s": float(canaries[i]),
+        }
+        for i in range(len(medians))
+    ]
 
 
 def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter():
@@ -491,10 +634,11 @@ def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter(
     followed both, so the medians over each run's canary are chosen, the slow run is no change and
     no outlier, and a +10% step is found at its commit; runs without a canary leave the basis out."""
     from bench.history import series as history_series
+
     rng = np.random.default_rng(5)
     n, slow_at, step_at = 40, 17, 28
     speed = np.exp(rng.normal(0, 0.15, n))
-    speed[slow_at] *= 1.6                                  # the slow minute: cases and canary alike
+    speed[slow_at] *= 1.6  # the slow minute: cases and canary alike
     canary = 0.004 * speed * np.exp(rng.normal(0, 0.01, n))
     gflops = 100.0 * np.exp(rng.normal(0, 0.15, n))
     (flat,) = history_series.build(canary_rows(0.01 * speed, canary, gflops))
@@ -505,7 +649,7 @@ def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter(
     (found,) = s.changes
     assert (found.start, found.end) == (step_at, step_at) and found.ratio == pytest.approx(1.10, abs=0.03)
     old = canary_rows(0.01 * work * speed, canary, gflops)
-    old[3]["canary_s"] = None                              # a run recorded before the canary
+    old[3]["canary_s"] = None  # a run recorded before the canary
     (without,) = history_series.build(old)
     assert without.basis != "canary"
 
@@ -521,8 +665,16 @@ def test_show_check_and_dashboard_say_outliers_and_unconfirmed_commits(tmp_path)
     url = f"sqlite:///{tmp_path / 'h.sqlite'}"
     store = Store(url, create=True)
     for i, sha in enumerate(shas):
-        store.add(run_records(sha, i, medians[i]), {"sha": sha, "parent": shas[i - 1] if i else None,
-                                                    "time": 1_700_000_000 + 3600 * i, "branch": "main", "dirty": False})
+        store.add(
+            run_records(sha, i, medians[i]),
+            {
+                "sha": sha,
+                "parent": shas[i - 1] if i else None,
+                "time": 1_700_000_000 + 3600 * i,
+                "branch": "main",
+                "dirty": False,
+            },
+        )
     code, out, err = cli("history", "show", "--db", url, "--repo", repo)
     assert code == 0, err
     assert "change:" not in out and out.count("  outlier: +4") == 2 and f"at {shas[12][:10]} (one commit" in out
@@ -534,18 +686,20 @@ def test_show_check_and_dashboard_say_outliers_and_unconfirmed_commits(tmp_path)
     assert code == 0, err
     page = (tmp_path / "dash" / "index.html").read_text()
     import re
+
     marked = [len(re.findall(f"class=[\"']{kind}", page)) for kind in ("outlier", "unconfirmed")]
-    assert marked == [4, 4]   # two series, each in the table and in its section
+    assert marked == [4, 4]  # two series, each in the table and in its section
     assert "orange circle, an outlier" in page and page.count("outlier: one commit undone by the next") == 2
 
 
 def test_a_schema_5_database_gains_the_canary_column_and_keeps_its_results(db_url):
     """Schema 6 adds each result's canary median: rows added before keep none, new ones carry it."""
     import sqlalchemy as sa
+
     store = Store(db_url, create=True)
     old = run_records("a" * 40, 0, [0.01, 0.02])
     store.add(old, COMMIT)
-    with store.engine.begin() as conn:                     # as schema 5 left it
+    with store.engine.begin() as conn:  # as schema 5 left it
         conn.execute(sa.text("ALTER TABLE results DROP COLUMN canary_s"))
         conn.execute(store.schema.update().values(version=5))
     store.engine.dispose()
@@ -560,6 +714,7 @@ def test_a_schema_5_database_gains_the_canary_column_and_keeps_its_results(db_ur
 
 def test_simulate_runs_the_history_detector_and_counts_a_slow_run_as_an_outlier():
     from bench.history import simulate
+
     noise = {"c": np.random.default_rng(8).normal(0, 0.02, 50)}
     outcomes = {o.scenario: o for o in simulate.run(noise, commits=80, cases=1, series=4)}
     assert list(outcomes) == list(simulate.SCENARIOS)

@@ -1,11 +1,12 @@
 """What is JAX's own, beyond the contract (tests/test_conformance.py): sync waits for the latest
 call, jit traces again for a new shape, ReLU'(0) as JAX differentiates it, arrays on the GPU."""
+
 import numpy as np
 import pytest
 
 from tests.helpers import load_or_skip, tiny_inputs
 
-fw = load_or_skip("jax")   # JAX with its settings (float64) first
+fw = load_or_skip("jax")  # JAX with its settings (float64) first
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
@@ -26,7 +27,7 @@ def test_sync_waits_for_the_latest_call():
     assert jax_framework._latest and jax_framework._latest[0] is out
     fw.sync()
     assert not jax_framework._latest and all(a.is_ready() for a in out)
-    fw.sync()   # nothing pending: returns at once
+    fw.sync()  # nothing pending: returns at once
 
 
 def test_jit_traces_again_for_a_new_shape():
@@ -89,7 +90,14 @@ def test_one_thread_asked_runs_a_jit_product_on_one_thread_and_leaves_every_cpu_
     import os
     import subprocess
     import sys
+
     env = {**os.environ, jax_framework.THREADS_VAR: "1"}
-    out = subprocess.run([sys.executable, "-c", BUSY_THREADS], env=env, capture_output=True, text=True, check=True,
-                         cwd=str(__import__("bench").REPO))
+    out = subprocess.run(
+        [sys.executable, "-c", BUSY_THREADS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("bench").REPO),
+    )
     assert out.stdout.split() == ["1", "1", "True"]

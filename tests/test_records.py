@@ -1,4 +1,5 @@
 """Records round-trip through JSONL; broken files give one-line errors; interrupted writes are tolerated."""
+
 import json
 import math
 
@@ -9,9 +10,24 @@ from bench.records import CaseKey, Record, RecordsError
 
 
 def make(**kw):
-    base = dict(framework="tensorflow", step="manual", backend="eager", device="cpu", n=10, m=4, nh=3,
-                dtype="float32", status="ok", samples_s=(0.3, 0.1, 0.2, 0.4), warmup_s=(1.0,), loss=1.5,
-                rel_errs={"loss": 1e-7}, fingerprint={"cpu_model": "x"}, ceilings={"gemm_gflops": 100.0}, flops=10 ** 9)
+    base = dict(
+        framework="tensorflow",
+        step="manual",
+        backend="eager",
+        device="cpu",
+        n=10,
+        m=4,
+        nh=3,
+        dtype="float32",
+        status="ok",
+        samples_s=(0.3, 0.1, 0.2, 0.4),
+        warmup_s=(1.0,),
+        loss=1.5,
+        rel_errs={"loss": 1e-7},
+        fingerprint={"cpu_model": "x"},
+        ceilings={"gemm_gflops": 100.0},
+        flops=10**9,
+    )
     base.update(kw)
     return Record(**base)
 
@@ -44,17 +60,20 @@ def test_truncated_last_line_is_dropped(tmp_path):
     path = tmp_path / "records.jsonl"
     records.append(path, make())
     with open(path, "a") as f:
-        f.write(make(step="tape").to_json()[:40])   # a write cut short by a kill
+        f.write(make(step="tape").to_json()[:40])  # a write cut short by a kill
     assert [r.step for r in records.read(path)] == ["manual"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json}\n" + make().to_json() + "\n", ":1: not a valid JSON line"),
-    ("[1, 2]\n", ":1: expected a JSON object"),
-    (json.dumps({"framework": "tensorflow"}) + "\n", ":1: step: missing"),
-    (make().to_json().replace('"n": 10', '"n": "ten"') + "\n", ":1: n: expected a whole number"),
-    (make().to_json().replace('"status": "ok"', '"status": "great"') + "\n", ":1: status: 'great' is not one of"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json}\n" + make().to_json() + "\n", ":1: not a valid JSON line"),
+        ("[1, 2]\n", ":1: expected a JSON object"),
+        (json.dumps({"framework": "tensorflow"}) + "\n", ":1: step: missing"),
+        (make().to_json().replace('"n": 10', '"n": "ten"') + "\n", ":1: n: expected a whole number"),
+        (make().to_json().replace('"status": "ok"', '"status": "great"') + "\n", ":1: status: 'great' is not one of"),
+    ],
+)
 def test_broken_files_give_one_line_errors(tmp_path, content, message):
     path = tmp_path / "records.jsonl"
     path.write_text(content)
@@ -76,7 +95,7 @@ def test_repair_cuts_an_unfinished_last_line_so_appends_stay_valid(tmp_path):
     records.repair(path)
     records.append(path, make(step="module"))
     assert [r.step for r in records.read(path)] == ["manual", "module"]
-    records.repair(path)   # a whole file is left alone
+    records.repair(path)  # a whole file is left alone
     assert [r.step for r in records.read(path)] == ["manual", "module"]
 
 
@@ -98,7 +117,7 @@ def test_the_canary_times_round_trip_and_a_record_without_them_reads(tmp_path):
     (back,) = records.read(path)
     assert back == with_canary and back.summary.canary_s == pytest.approx(0.003)
     old = json.loads(make().to_json())
-    del old["canary_s"]                        # a record written before the canary
+    del old["canary_s"]  # a record written before the canary
     path.write_text(json.dumps(old) + "\n")
     (r,) = records.read(path)
     assert r.canary_s == () and math.isnan(r.summary.canary_s)

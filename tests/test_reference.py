@@ -1,4 +1,5 @@
 """The correctness check itself: it passes right answers, catches wrong ones, and handles ReLU flips."""
+
 import numpy as np
 import pytest
 
@@ -23,8 +24,14 @@ def float32_answer(inputs):
     diff = out[:, 0] - y
     d_out = (2 * diff[:, None] / np.float32(len(x))).astype(np.float32)
     d_h_pre = np.where(mask, d_out @ w2.T, 0).astype(np.float32)
-    return {"loss": np.mean(diff ** 2), "d_x": d_h_pre @ w1.T, "d_w1": x.T @ d_h_pre, "d_b1": d_h_pre.sum(0),
-            "d_w2": h.T @ d_out, "d_b2": d_out.sum(0)}, h_pre
+    return {
+        "loss": np.mean(diff**2),
+        "d_x": d_h_pre @ w1.T,
+        "d_w1": x.T @ d_h_pre,
+        "d_b1": d_h_pre.sum(0),
+        "d_w2": h.T @ d_out,
+        "d_b2": d_out.sum(0),
+    }, h_pre
 
 
 def test_a_right_float32_answer_passes():
@@ -40,7 +47,7 @@ def test_a_right_float32_answer_passes():
 def test_a_wrong_gradient_is_caught(output):
     inputs = inputs32()
     got, h_pre = float32_answer(inputs)
-    got[output] = got[output] * np.float32(1.01)   # a 1% error in one output
+    got[output] = got[output] * np.float32(1.01)  # a 1% error in one output
     result = reference.check(got, inputs, "float32", h_pre)
     assert not result.ok
     assert output in result.problem
@@ -107,7 +114,7 @@ def test_the_step_and_the_probe_may_disagree_on_a_near_zero_entry(flip_in):
     result = ref.check(got, np.where(probe_mask, 1.0, -1.0))
     assert result.ok, result.problem
     assert result.max_rel_err < 1e-6
-    assert result.mask_flips == (1 if flip_in == "step" else 0)   # against float64's mask, in the end
+    assert result.mask_flips == (1 if flip_in == "step" else 0)  # against float64's mask, in the end
 
 
 def test_near_zero_entries_do_not_excuse_a_wrong_gradient():
@@ -141,7 +148,7 @@ def test_the_reference_is_computed_once_per_mask(monkeypatch):
     got, h_pre = float32_answer(inputs)
     for _ in range(3):
         ref.check(got, ref.h_pre64)
-    assert calls == []   # float64's own mask: made when the Reference was
+    assert calls == []  # float64's own mask: made when the Reference was
     ref.check(got, -ref.h_pre64 * ref.near_zero + ref.h_pre64 * ~ref.near_zero)
     ref.check(got, -ref.h_pre64 * ref.near_zero + ref.h_pre64 * ~ref.near_zero)
     assert len(calls) == 1
@@ -172,7 +179,9 @@ def test_the_float64_work_in_row_blocks_equals_the_whole_array(monkeypatch):
     assert np.allclose(blocked.h_pre64, h_pre64, rtol=1e-12, atol=1e-15)
     result = blocked.check(got, h_pre)
     assert result.ok and whole.ok and result.mask_flips == whole.mask_flips
-    assert result.errors == pytest.approx(whole.errors, rel=0, abs=1e-12)   # errors of about 1e-8, summed in another order
+    assert result.errors == pytest.approx(
+        whole.errors, rel=0, abs=1e-12
+    )  # errors of about 1e-8, summed in another order
 
 
 def test_a_mask_flip_far_from_zero_is_an_error():
@@ -196,6 +205,7 @@ def test_nan_and_wrong_shapes_fail():
 def test_the_reference_matches_finite_differences():
     from tests.helpers import tiny_inputs
     from tests.test_conformance import numeric_grads
+
     inputs = tiny_inputs(n=6, m=4, nh=3, seed=5)
     analytic = reference.forward_backward(*inputs)
     for name, g in numeric_grads(inputs).items():

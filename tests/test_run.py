@@ -1,4 +1,5 @@
 """The grid runner: a wrong step fails and is not timed, an oversized case is skipped, errors are recorded."""
+
 import copy
 import dataclasses
 import json
@@ -35,7 +36,7 @@ def case_inputs(n=300, m=20, nh=5, dtype="float32"):
 
 def wrong_step(x, y, w1, b1, w2, b2):
     loss, d_x, d_w1, d_b1, d_w2, d_b2 = tf_backend.step("manual")(x, y, w1, b1, w2, b2)
-    return loss, d_x, d_w1 * 1.001, d_b1, d_w2, d_b2   # a 0.1% error in one gradient
+    return loss, d_x, d_w1 * 1.001, d_b1, d_w2, d_b2  # a 0.1% error in one gradient
 
 
 def raising_step(*args):
@@ -84,23 +85,40 @@ def test_plan_rejects_unknown_names_and_missing_devices():
     if "gpu" not in tf_backend.devices():
         with pytest.raises(run.ConfigError, match="device 'gpu' is not available"):
             run.plan(run.Config(out=None, device="gpu"), adapters)
-    groups = run.plan(run.Config(out=None, sizes=((300, 784, 8), (400, 784, 8)), dtypes=("float32", "float64")),
-                      adapters)
+    groups = run.plan(
+        run.Config(out=None, sizes=((300, 784, 8), (400, 784, 8)), dtypes=("float32", "float64")), adapters
+    )
     assert [(g.n, g.dtype, g.device) for g in groups] == [
-        (n, dtype, device) for n in (300, 400) for dtype in ("float32", "float64") for device in tf_backend.devices()]
+        (n, dtype, device) for n in (300, 400) for dtype in ("float32", "float64") for device in tf_backend.devices()
+    ]
     assert all(len(g.cases) == len(tf_backend.steps) * len(tf_backend.backends) for g in groups)
 
 
 def test_run_appends_every_case_with_its_environment(tmp_path):
-    config = run.Config(out=tmp_path, steps=("manual", "broadcast"), backends=("eager", "xla"),
-                        device="cpu", sizes=((400, 784, 8),), step_n={"broadcast": 100},
-                        warmup=1, min_samples=2, max_samples=2, budget_s=0.0, batch_s=0.0, round_s=0.0,
-                        isolate=False, **SMALL_CEILINGS)
+    config = run.Config(
+        out=tmp_path,
+        steps=("manual", "broadcast"),
+        backends=("eager", "xla"),
+        device="cpu",
+        sizes=((400, 784, 8),),
+        step_n={"broadcast": 100},
+        warmup=1,
+        min_samples=2,
+        max_samples=2,
+        budget_s=0.0,
+        batch_s=0.0,
+        round_s=0.0,
+        isolate=False,
+        **SMALL_CEILINGS,
+    )
     records = run.run(config)
     assert read(tmp_path) == records
     assert [(r.step, r.backend, r.n, r.status) for r in records] == [
-        ("manual", "eager", 400, "ok"), ("manual", "xla", 400, "ok"),
-        ("broadcast", "eager", 100, "ok"), ("broadcast", "xla", 100, "ok")]
+        ("manual", "eager", 400, "ok"),
+        ("manual", "xla", 400, "ok"),
+        ("broadcast", "eager", 100, "ok"),
+        ("broadcast", "xla", 100, "ok"),
+    ]
     assert "broadcast ran at n=100" in records[-1].note
     r = records[0]
     assert r.fingerprint["frameworks"]["tensorflow"]["version"] == tf.__version__
@@ -113,7 +131,7 @@ def test_a_retrace_inside_the_timed_loop_is_flagged():
     fw = adapter_with()
     counts = {}
 
-    def tracing_count(fn):   # pretend the step retraced after the first call (queried twice before timing)
+    def tracing_count(fn):  # pretend the step retraced after the first call (queried twice before timing)
         counts[fn] = counts.get(fn, 0) + 1
         return 1 if counts[fn] <= 2 else counts[fn]
 
@@ -125,12 +143,24 @@ def test_a_retrace_inside_the_timed_loop_is_flagged():
 
 
 def test_interleaving_pairs_samples_by_round(tmp_path):
-    config = run.Config(out=tmp_path, steps=("manual", "tape"), backends=("eager",), device="cpu",
-                        sizes=((300, 784, 8),), warmup=1, min_samples=8, max_samples=8, budget_s=100.0,
-                        batch_s=0.0, round_s=0.0, isolate=False, **SMALL_CEILINGS)
+    config = run.Config(
+        out=tmp_path,
+        steps=("manual", "tape"),
+        backends=("eager",),
+        device="cpu",
+        sizes=((300, 784, 8),),
+        warmup=1,
+        min_samples=8,
+        max_samples=8,
+        budget_s=100.0,
+        batch_s=0.0,
+        round_s=0.0,
+        isolate=False,
+        **SMALL_CEILINGS,
+    )
     a, b = run.run(config)
     assert a.rounds == b.rounds == tuple(range(8))
-    assert len(a.canary_s) == len(b.canary_s) == 8 and a.canary_s == b.canary_s   # the machine's canary, a round each
+    assert len(a.canary_s) == len(b.canary_s) == 8 and a.canary_s == b.canary_s  # the machine's canary, a round each
     assert a.summary.canary_s > 0
     assert a.stop_reason in ("ci", "max_samples") and a.batch_calls >= 3 and a.dispatch_s > 0
     assert a.peak_bytes is not None and "RSS" in a.peak_method
@@ -143,25 +173,38 @@ class Killed(BaseException):
 def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(tmp_path):
     from bench import records
     from tests.helpers import SMALL_CEILINGS, worker_processes
-    config = run.Config(out=tmp_path, frameworks=("numpy",), device="cpu", sizes=((200, 784, 8), (300, 784, 8)),
-                        warmup=1, min_samples=30, max_samples=30, budget_s=100.0, batch_s=0.0, round_s=0.0,
-                        checkpoint_s=0.01, **SMALL_CEILINGS)
+
+    config = run.Config(
+        out=tmp_path,
+        frameworks=("numpy",),
+        device="cpu",
+        sizes=((200, 784, 8), (300, 784, 8)),
+        warmup=1,
+        min_samples=30,
+        max_samples=30,
+        budget_s=100.0,
+        batch_s=0.0,
+        round_s=0.0,
+        checkpoint_s=0.01,
+        **SMALL_CEILINGS,
+    )
     journal = tmp_path / records.JOURNAL
 
     def kill_once_the_second_group_is_journalled():
         if journal.exists() and all(r.n == 300 for r in records.load_file(journal)[0]):
             raise Killed
         return False
+
     with pytest.raises(Killed):
         run.run(config, stop=kill_once_the_second_group_is_journalled)
-    assert worker_processes() == []   # its framework's worker process went with it
+    assert worker_processes() == []  # its framework's worker process went with it
     final = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
-    assert sorted((r["step"], r["n"]) for r in final) == [("manual", 200), ("module", 200)]   # the first group
-    kept, problems = records.load(tmp_path)   # the journal's cases too, as interrupted
+    assert sorted((r["step"], r["n"]) for r in final) == [("manual", 200), ("module", 200)]  # the first group
+    kept, problems = records.load(tmp_path)  # the journal's cases too, as interrupted
     assert not problems and len(kept) == 4
     assert {(r.n, r.stop_reason) for r in kept if r.n == 300} == {(300, "interrupted")}
     again = run.run(dataclasses.replace(config, resume=True))
     assert sorted((r.step, r.n) for r in again) == [("manual", 300), ("module", 300)]
     lines = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
-    assert len(lines) == 4 and len({(r["step"], r["n"]) for r in lines}) == 4   # one final record a case
+    assert len(lines) == 4 and len({(r["step"], r["n"]) for r in lines}) == 4  # one final record a case
     assert all(r["stop_reason"] != "interrupted" for r in lines) and not journal.exists()

@@ -1,4 +1,5 @@
 """Statistics of raw samples: the median CI, the noisy flag, and ratio CIs with and without pairing."""
+
 import math
 
 import numpy as np
@@ -8,11 +9,11 @@ from bench import stats
 
 
 def test_median_ci_uses_order_statistics():
-    x = list(range(1, 101))               # 1..100, median 50.5
+    x = list(range(1, 101))  # 1..100, median 50.5
     lo, hi = stats.median_ci(x)
     assert lo < 50.5 < hi
-    assert (lo, hi) == (41.0, 61.0)       # ranks 40 and 60 (0-based) for n=100 at 95%
-    assert math.isnan(stats.median_ci([1, 2, 3, 4, 5, 6, 7])[0])   # too few for 95%
+    assert (lo, hi) == (41.0, 61.0)  # ranks 40 and 60 (0-based) for n=100 at 95%
+    assert math.isnan(stats.median_ci([1, 2, 3, 4, 5, 6, 7])[0])  # too few for 95%
     assert stats.ci_half_width_fraction([5.0] * 8) == 0.0
     assert stats.ci_half_width_fraction([5.0] * 7) == math.inf
 
@@ -62,28 +63,31 @@ def test_signed_rank_critical_values_are_the_published_ones():
 
 def test_round_ratio_ci_pairs_rounds_covers_and_shrugs_off_one_disturbed_round():
     rounds = np.repeat(np.arange(12), 3)
-    drift = np.repeat(np.linspace(1.0, 3.0, 12), 3)   # the machine slows 3x over the run, both sides alike
+    drift = np.repeat(np.linspace(1.0, 3.0, 12), 3)  # the machine slows 3x over the run, both sides alike
     ratio, lo, hi = stats.round_ratio_ci(0.0105 * drift, 0.010 * drift, rounds, rounds)
     assert ratio == lo == hi == pytest.approx(1.05)
     rng = np.random.default_rng(2)
     hits = 0
-    for _ in range(400):   # heavy-tailed, symmetric noise round to round, one call a round, 12 rounds
+    for _ in range(400):  # heavy-tailed, symmetric noise round to round, one call a round, 12 rounds
         b, a = (np.exp(rng.standard_t(3, 12) * 0.05) for _ in range(2))
         ratio, lo, hi = stats.round_ratio_ci(1.05 * a, b, range(12), range(12))
         hits += lo <= 1.05 <= hi
     assert 0.92 <= hits / 400 <= 0.99
     calm = np.exp(np.random.default_rng(3).normal(0, 0.02, 12))
     hit = calm.copy()
-    hit[4] *= 3.0   # a neighbour took the core for one of the candidate's calls
-    quiet, loud = stats.round_ratio_ci(calm, np.ones(12), range(12), range(12)), \
-        stats.round_ratio_ci(hit, np.ones(12), range(12), range(12))
-    width = {name: math.log(hi / lo) for name, (_, lo, hi) in
-             (("quiet", quiet), ("loud", loud), ("t", stats.log_t_ci(hit)))}
+    hit[4] *= 3.0  # a neighbour took the core for one of the candidate's calls
+    quiet, loud = (
+        stats.round_ratio_ci(calm, np.ones(12), range(12), range(12)),
+        stats.round_ratio_ci(hit, np.ones(12), range(12), range(12)),
+    )
+    width = {
+        name: math.log(hi / lo) for name, (_, lo, hi) in (("quiet", quiet), ("loud", loud), ("t", stats.log_t_ci(hit)))
+    }
     # the disturbed round moves the interval's end a few pairwise means along (under 2x wider), not by its size:
     # a t interval over the same log-ratios widens 10x (0.04 -> 0.40)
     assert width["loud"] < 2 * width["quiet"] and width["t"] > 4 * width["loud"], width
-    assert math.isnan(stats.round_ratio_ci([1.0], [1.0], [0], [0])[0])               # one shared round: none
-    assert math.isnan(stats.round_ratio_ci([1.0, 2.0], [1.0, 2.0], [0, 1], [5, 6])[0])   # no round shared
+    assert math.isnan(stats.round_ratio_ci([1.0], [1.0], [0], [0])[0])  # one shared round: none
+    assert math.isnan(stats.round_ratio_ci([1.0, 2.0], [1.0, 2.0], [0, 1], [5, 6])[0])  # no round shared
 
 
 def test_round_medians_are_each_rounds_median():

@@ -1,5 +1,6 @@
 """What is TensorFlow's own, beyond the contract (tests/test_conformance.py): placement, the TF32
 switch, ReLU'(0) as tf.nn.relu differentiates it, the keras step's variables, the GPU's peak."""
+
 import numpy as np
 import pytest
 
@@ -64,6 +65,7 @@ def test_gpu_case_runs_on_the_gpu_with_a_peak():
     from bench import run
     from tests.helpers import COMMON, CONFIG
     from tests.test_conformance import case_inputs
+
     inputs, args = case_inputs(fw, n=500, m=30, nh=5, device="gpu")
     assert args[0].device.endswith("GPU:0")
     rec = run.run_case(fw, "gpu", "manual", "xla", inputs, args, CONFIG, COMMON)
@@ -78,6 +80,7 @@ def test_tensorflow_imports_without_jax_and_leaves_jax_importable():
     import sys
 
     from bench.frameworks.tensorflow import without_jax
+
     saved = {name: mod for name, mod in sys.modules.items() if name == "jax" or name.startswith("jax.")}
     for name in saved:
         del sys.modules[name]
@@ -85,8 +88,8 @@ def test_tensorflow_imports_without_jax_and_leaves_jax_importable():
         with without_jax():
             with pytest.raises(ImportError):
                 importlib.import_module("jax")
-        assert "jax" not in sys.modules   # nothing left behind that would block a later import
-        sys.modules["jax"] = sys   # already imported: left as it is
+        assert "jax" not in sys.modules  # nothing left behind that would block a later import
+        sys.modules["jax"] = sys  # already imported: left as it is
         with without_jax():
             assert sys.modules["jax"] is sys
     finally:
@@ -100,8 +103,9 @@ def test_the_gates_mask_probes_are_not_taken_for_a_function_retraced_in_a_loop(t
     loop (5 of its last 9 calls) in every gate's log. The probes compile objects of their own."""
     import logging
     from pathlib import Path
+
     repo = Path(__file__).resolve().parent.parent
-    sides = [fw.with_kernels(repo), fw.with_kernels(repo)]   # fresh modules: a detector of their own
+    sides = [fw.with_kernels(repo), fw.with_kernels(repo)]  # fresh modules: a detector of their own
     said = []
     handler = logging.Handler()
     handler.emit = lambda record: said.append(record.getMessage())

@@ -1,5 +1,6 @@
 """What is PyTorch's own, beyond the contract (tests/test_conformance.py): torch.compile's graph
 count, autograd leaving its inputs alone, and ReLU'(0) as torch's autograd has it."""
+
 import numpy as np
 import pytest
 
@@ -49,6 +50,7 @@ def test_gpu_peak_is_the_caching_allocators():
     from bench import run
     from tests.helpers import COMMON, CONFIG
     from tests.test_conformance import case_inputs
+
     inputs, args = case_inputs(fw, n=4000, m=784, nh=50, device="gpu")
     rec = run.run_case(fw, "gpu", "manual", "eager", inputs, args, CONFIG, COMMON)
     assert rec.peak_bytes > 0 and rec.peak_method.startswith("torch allocator peak")

@@ -1,6 +1,7 @@
 """Tiny wheels for the environment tests: a local package index (a folder uv reads with
 UV_FIND_LINKS and no registry), so resolving and building --env environments runs offline, in
 seconds, and every test decides which versions exist."""
+
 import base64
 import hashlib
 import zipfile
@@ -11,17 +12,22 @@ def _digest(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def wheel(folder: Path, name: str, version: str, files: dict[str, str] | None = None,
-          requires: tuple[str, ...] = ()) -> Path:
+def wheel(
+    folder: Path, name: str, version: str, files: dict[str, str] | None = None, requires: tuple[str, ...] = ()
+) -> Path:
     """A pure-Python wheel of distribution `name` at `version` in `folder`: a module of the same
     name (its __version__ set) unless `files` ({path in the wheel: text}) says otherwise."""
     module = name.replace("-", "_")
     files = files if files is not None else {f"{module}/__init__.py": f"__version__ = {version!r}\n"}
     info = f"{module}-{version}.dist-info"
-    metadata = "Metadata-Version: 2.1\n" f"Name: {name}\n" f"Version: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
-    contents = {**files, f"{info}/METADATA": metadata,
-                f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
+    contents = {
+        **files,
+        f"{info}/METADATA": metadata,
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
     record = "".join(f"{path},{_digest(text.encode())},{len(text.encode())}\n" for path, text in contents.items())
     contents[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ case, a regression); 2 bad input (one line naming it); 3 an internal error (one 
 the traceback was written); 130 / 143 stopped by SIGINT / SIGTERM; 141 its output's reader went
 away (a closed pipe). No traceback reaches the terminal.
 """
+
 import datetime
 import os
 import sys
@@ -38,24 +39,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.records import RecordsError
     from bench.run import ConfigError
     from bench.venvs import VenvError
+
     args = build_parser().parse_args(argv)
     commands = {name: cmd for group in GROUPS for name, cmd in group.COMMANDS.items()}
     try:
         return commands[args.command](args)
-    except (UsageError, ConfigError, DataError, RecordsError, VenvError, FrameworkUnavailable, *gate.errors(),
-            *history.errors(), *scale.errors(), *explain.errors()) as e:
+    except (
+        UsageError,
+        ConfigError,
+        DataError,
+        RecordsError,
+        VenvError,
+        FrameworkUnavailable,
+        *gate.errors(),
+        *history.errors(),
+        *scale.errors(),
+        *explain.errors(),
+    ) as e:
         print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"python -m bench {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:   # the reader went away (`... | head`): nothing more to say, and no one to say it to
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to say, and no one to say it to
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as e:   # a bug: one line here, the traceback in a file
+    except Exception as e:  # a bug: one line here, the traceback in a file
         where = write_traceback(args.command)
-        print(f"python -m bench {args.command}: internal error: {type(e).__name__}: "
-              f"{printable(str(e).splitlines()[0] if str(e) else '')[:300]} (traceback in {where})", file=sys.stderr)
+        print(
+            f"python -m bench {args.command}: internal error: {type(e).__name__}: "
+            f"{printable(str(e).splitlines()[0] if str(e) else '')[:300]} (traceback in {where})",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -1,5 +1,6 @@
 """What the command groups share: the parser that prints one-line errors, and the parsing of names,
 sizes and size grids."""
+
 import argparse
 from collections.abc import Iterable, Sequence
 from typing import NoReturn

@@ -1,5 +1,6 @@
 """The explain command: where a case's step time goes, op by op, under its framework's profiler,
 with its counters; several cases side by side (bench/explain.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,21 +18,41 @@ from bench.text import printable
 
 def add_parsers(sub: Any) -> None:
     e = sub.add_parser("explain", help="where a case's step time goes, op by op, under its framework's profiler")
-    e.add_argument("case", nargs="+", metavar="CASE",
-                   help="framework/step/backend[/device] (cpu if left out), optionally followed by n=, m=, nh= or "
-                        "dtype= for that case, e.g. tensorflow/manual/eager/cpu n=50000")
-    e.add_argument("--size", metavar="N,M,NH", default=size_text(defaults.SIZE),
-                   help=f"every case's size unless it says (default: {size_text(defaults.SIZE)})")
-    e.add_argument("--dtype", default=defaults.DTYPE, help=f"every case's dtype unless it says (default: {defaults.DTYPE})")
-    e.add_argument("--beside", metavar="CASE", help="run this case's step before each step of the explained ones "
-                                                    "(untimed, unprofiled): what sharing a process costs")
-    e.add_argument("--budget", type=float, default=1.0, metavar="SECONDS",
-                   help="about this long timing each case, and about as many steps profiled (default: 1)")
+    e.add_argument(
+        "case",
+        nargs="+",
+        metavar="CASE",
+        help="framework/step/backend[/device] (cpu if left out), optionally followed by n=, m=, nh= or "
+        "dtype= for that case, e.g. tensorflow/manual/eager/cpu n=50000",
+    )
+    e.add_argument(
+        "--size",
+        metavar="N,M,NH",
+        default=size_text(defaults.SIZE),
+        help=f"every case's size unless it says (default: {size_text(defaults.SIZE)})",
+    )
+    e.add_argument(
+        "--dtype", default=defaults.DTYPE, help=f"every case's dtype unless it says (default: {defaults.DTYPE})"
+    )
+    e.add_argument(
+        "--beside",
+        metavar="CASE",
+        help="run this case's step before each step of the explained ones "
+        "(untimed, unprofiled): what sharing a process costs",
+    )
+    e.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="about this long timing each case, and about as many steps profiled (default: 1)",
+    )
     e.add_argument("--out", help="folder for the profilers' traces (default: results/explain-<time>)")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from bench import explain
+
     n, m, nh = parse_size(args.size)
     if args.dtype not in defaults.DTYPES:
         raise UsageError(f"unknown dtype {args.dtype!r} (available: {', '.join(defaults.DTYPES)})")
@@ -57,4 +78,5 @@ COMMANDS = {"explain": cmd_explain}
 
 def errors() -> "tuple[type[ExplainError]]":
     from bench.explain import ExplainError
+
     return (ExplainError,)

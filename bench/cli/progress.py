@@ -1,5 +1,6 @@
 """The terminal side of a run: one line per event with the case count, elapsed time and an ETA
 (Progress, a run Observer), and SIGINT / SIGTERM turned into a stop at the next call (Signals)."""
+
 import math
 import os
 import signal
@@ -17,9 +18,11 @@ from bench.run.measure import Timed
 def result_line(rec: Record) -> str:
     if rec.status == "ok":
         s = rec.summary
-        ci = (f" [95% CI {s.ci_lo_s * 1e3:.3g}, {s.ci_hi_s * 1e3:.3g}]" if math.isfinite(s.ci_lo_s) else "")
-        return (f"{rec.label}: median {s.median_s * 1e3:.3g} ms{ci} over {s.samples} samples ({rec.stop_reason}), "
-                f"max rel err {rec.max_rel_err:.1e}")
+        ci = f" [95% CI {s.ci_lo_s * 1e3:.3g}, {s.ci_hi_s * 1e3:.3g}]" if math.isfinite(s.ci_lo_s) else ""
+        return (
+            f"{rec.label}: median {s.median_s * 1e3:.3g} ms{ci} over {s.samples} samples ({rec.stop_reason}), "
+            f"max rel err {rec.max_rel_err:.1e}"
+        )
     return f"{rec.label}: {rec.status.upper()}: {rec.error}"
 
 
@@ -31,18 +34,23 @@ class Progress(Observer):
     have taken so far (settling, bookkeeping; before its first round: the budgets, less the time it
     has been timed). Between events the ETA only falls."""
 
-    def __init__(self, write: Callable[[str], None] | None = None, budget_s: float | None = None,
-                 every_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        write: Callable[[str], None] | None = None,
+        budget_s: float | None = None,
+        every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
         self.budget_s, self.every_s, self.clock = budget_s, every_s, clock
         self.total, self.done = 0, 0
-        self.seen: set = set()   # the cases checked, skipped or resumed so far
+        self.seen: set = set()  # the cases checked, skipped or resumed so far
         self.start = self._last_round = clock()
         self._check_started: float | None = None
         self._checks_s = 0.0
-        self._timing: tuple[float, int] | None = None   # (when the group's timing began, its cases)
-        self._spent: tuple[float, float] | None = None   # (timed seconds so far, budget seconds left) of the group
-        self._waiting = 0   # cases checked and warm, their group's timing not begun
+        self._timing: tuple[float, int] | None = None  # (when the group's timing began, its cases)
+        self._spent: tuple[float, float] | None = None  # (timed seconds so far, budget seconds left) of the group
+        self._waiting = 0  # cases checked and warm, their group's timing not begun
         self._last_round_at = 0.0
 
     def eta_s(self) -> float | None:
@@ -54,7 +62,7 @@ class Progress(Observer):
         left = max(0, self.total - len(self.seen)) * (check_s + self.budget_s) + self._waiting * self.budget_s
         if self._timing:
             began, cases = self._timing
-            if self._spent:   # calibrated: wall seconds per timed second so far, times the budgets left
+            if self._spent:  # calibrated: wall seconds per timed second so far, times the budgets left
                 timed_s, open_left = self._spent
                 left += open_left * (self._last_round_at - began) / timed_s if timed_s > 0 else 0.0
                 left = max(0.0, left - (now - self._last_round_at))
@@ -98,12 +106,15 @@ class Progress(Observer):
         self._timing, self._spent, self._waiting = (now, len(lives)), None, 0
         other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
         smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
-        self.write(f"{self._prefix()} timing: {len(lives)} case{'s' if len(lives) != 1 else ''} on {group.device} "
-                   f"at n={group.n}{smaller} nh={group.nh} {group.dtype}{'+tf32' if group.tf32 else ''}"
-                   f"{', cold cache' if group.cache == 'cold' else ''} in interleaved rounds")
+        self.write(
+            f"{self._prefix()} timing: {len(lives)} case{'s' if len(lives) != 1 else ''} on {group.device} "
+            f"at n={group.n}{smaller} nh={group.nh} {group.dtype}{'+tf32' if group.tf32 else ''}"
+            f"{', cold cache' if group.cache == 'cold' else ''} in interleaved rounds"
+        )
 
-    def round(self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed],
-              spent: Mapping[int, float] | None = None) -> None:
+    def round(
+        self, r: int, stopped: Mapping[int, str], lives: Sequence[Timed], spent: Mapping[int, float] | None = None
+    ) -> None:
         if spent and self.budget_s:
             open_left = sum(max(0.0, self.budget_s - s) for k, s in spent.items() if k not in stopped)
             self._spent = (sum(spent.values()), open_left)
@@ -116,13 +127,13 @@ class Progress(Observer):
     def finished(self, rec: Record) -> None:
         self.done += 1
         if not self._timing and rec.case in self.seen and self._waiting:
-            self._waiting -= 1    # checked, then failed or skipped: it will not be timed
-        self.seen.add(rec.case)   # a skipped case finishes without a check
-        if self._check_started is not None:   # a case finished without timing (skipped, failed)
+            self._waiting -= 1  # checked, then failed or skipped: it will not be timed
+        self.seen.add(rec.case)  # a skipped case finishes without a check
+        if self._check_started is not None:  # a case finished without timing (skipped, failed)
             self._checks_s += self.clock() - self._check_started
             self._check_started = None
         if self._timing and self.done >= len(self.seen):
-            self._timing = None   # the group is written
+            self._timing = None  # the group is written
         self.write(f"{self._prefix()} done: {result_line(rec)}")
 
 
@@ -148,8 +159,11 @@ class Signals:
             os.write(2, f"{name} again: stopping now; every record written so far is kept\n".encode())
             os._exit(128 + signum)
         self.received = signum
-        os.write(2, f"{name}: stopping after the current round of calls, keeping what was measured "
-                    f"({name} again to stop at once)\n".encode())
+        os.write(
+            2,
+            f"{name}: stopping after the current round of calls, keeping what was measured "
+            f"({name} again to stop at once)\n".encode(),
+        )
 
     def stop(self) -> bool:
         return self.received is not None

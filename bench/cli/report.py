@@ -1,4 +1,5 @@
 """The report and export commands: records of one or more runs -> a report, or another tool's format."""
+
 import argparse
 import sys
 from pathlib import Path
@@ -8,7 +9,9 @@ from bench.text import printable
 
 
 def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
-    rep = sub.add_parser("report", help="rebuild report.md, report.html, plots/ and tables/ from the records of one or more runs")
+    rep = sub.add_parser(
+        "report", help="rebuild report.md, report.html, plots/ and tables/ from the records of one or more runs"
+    )
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files (merged)")
     rep.add_argument("--out", help="output folder (default: the first run folder)")
     e = sub.add_parser("export", help="write a run's records in another tool's format")
@@ -23,6 +26,7 @@ def warn(line: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench import noise, records, report
+
     loaded = records.read_usable(args.results, warn)
     out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
     for path in report.write(loaded, out, noise.repository()):
@@ -32,6 +36,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bench import export, records
+
     recs = records.read_usable([args.run], warn)
     doc, left_out = export.pytest_benchmark(recs)
     text = export.dumps(doc)

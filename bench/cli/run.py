@@ -1,5 +1,6 @@
 """The run, list and overhead commands: flags -> run.Config -> the run engine, with progress and
 Ctrl-C handled here."""
+
 import argparse
 import os
 import sys
@@ -19,46 +20,98 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     r.add_argument("--framework", nargs="+", help="frameworks (default: every one installed here)")
     r.add_argument("--step", nargs="+", help="steps (default: all)")
     r.add_argument("--backend", nargs="+", help="backends (default: all)")
-    r.add_argument("--device", default="all", choices=("cpu", "gpu", "all"),
-                   help="cpu, gpu, or all: every device each framework sees (default: all)")
+    r.add_argument(
+        "--device",
+        default="all",
+        choices=("cpu", "gpu", "all"),
+        help="cpu, gpu, or all: every device each framework sees (default: all)",
+    )
     r.add_argument("--size", nargs="+", metavar="N,M,NH", help=f"problem sizes (default: {size_text(defaults.SIZE)})")
-    r.add_argument("--sizes", nargs="+", metavar="AXIS=V1,V2",
-                   help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)")
-    r.add_argument("--dtype", nargs="+", help=f"any of {', '.join(defaults.DTYPES)} (default: {defaults.DTYPE}); "
-                                              "inputs and parameters in that dtype")
-    r.add_argument("--tf32", nargs="+", metavar="off|on", help="float32 matrix products in TF32 too (on GPUs that "
-                                                               "have it; on a CPU the case is skipped, saying so) "
-                                                               "(default: off)")
-    r.add_argument("--cache", nargs="+", metavar="warm|cold", help="cold: flush the device's last-level cache "
-                                                                   "before each timed call (default: warm)")
+    r.add_argument(
+        "--sizes",
+        nargs="+",
+        metavar="AXIS=V1,V2",
+        help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)",
+    )
+    r.add_argument(
+        "--dtype",
+        nargs="+",
+        help=f"any of {', '.join(defaults.DTYPES)} (default: {defaults.DTYPE}); inputs and parameters in that dtype",
+    )
+    r.add_argument(
+        "--tf32",
+        nargs="+",
+        metavar="off|on",
+        help="float32 matrix products in TF32 too (on GPUs that "
+        "have it; on a CPU the case is skipped, saying so) "
+        "(default: off)",
+    )
+    r.add_argument(
+        "--cache",
+        nargs="+",
+        metavar="warm|cold",
+        help="cold: flush the device's last-level cache before each timed call (default: warm)",
+    )
     r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
     r.add_argument("--out", help="output folder (default: results/<run-id>)")
     r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
-    r.add_argument("--seed", type=int, default=defaults.SEED,
-                   help=f"seed of the synthetic data and of the parameters (default: {defaults.SEED})")
+    r.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help=f"seed of the synthetic data and of the parameters (default: {defaults.SEED})",
+    )
     r.add_argument("--resume", action="store_true", help="skip the cases already recorded in --out")
-    r.add_argument("--budget", type=float, metavar="SECONDS",
-                   help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})")
-    r.add_argument("--history", metavar="URL", help="also add each case to this history store as it is recorded "
-                                                    "(sqlite:///FILE or postgresql://...; see `history`)")
-    r.add_argument("--no-counters", action="store_true",
-                   help="leave out each case's counters (what a step executes; an untimed pass after its timing)")
-    r.add_argument("--no-report", action="store_true",
-                   help="records only: no report files (python -m bench report OUT writes them later)")
-    r.add_argument("--pin", metavar="CPUS|auto",
-                   help="bind every framework worker, and each thread it starts, to these CPUs (e.g. 1 or 0,1), or "
-                        "auto: the one CPU idle longest just now (a neighbour's busy core avoided); default: unbound")
-    r.add_argument("--env", action="append", metavar="SET",
-                   help="run the cases in the environment of this requirement set (repeat: one environment each, "
-                        "their workers taking turns), e.g. --env tensorflow==2.20.0 --env 'tensorflow==2.21.0 numpy<2', "
-                        "or a requirements / pyproject / pylock file; built with uv once, cached "
-                        "(python -m bench env list); default frameworks: those the sets name")
-    r.add_argument("--target-ci", type=float, metavar="FRACTION",
-                   help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})")
+    r.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help=f"timed seconds per case at most (default: {defaults.BUDGET_S:g})",
+    )
+    r.add_argument(
+        "--history",
+        metavar="URL",
+        help="also add each case to this history store as it is recorded "
+        "(sqlite:///FILE or postgresql://...; see `history`)",
+    )
+    r.add_argument(
+        "--no-counters",
+        action="store_true",
+        help="leave out each case's counters (what a step executes; an untimed pass after its timing)",
+    )
+    r.add_argument(
+        "--no-report",
+        action="store_true",
+        help="records only: no report files (python -m bench report OUT writes them later)",
+    )
+    r.add_argument(
+        "--pin",
+        metavar="CPUS|auto",
+        help="bind every framework worker, and each thread it starts, to these CPUs (e.g. 1 or 0,1), or "
+        "auto: the one CPU idle longest just now (a neighbour's busy core avoided); default: unbound",
+    )
+    r.add_argument(
+        "--env",
+        action="append",
+        metavar="SET",
+        help="run the cases in the environment of this requirement set (repeat: one environment each, "
+        "their workers taking turns), e.g. --env tensorflow==2.20.0 --env 'tensorflow==2.21.0 numpy<2', "
+        "or a requirements / pyproject / pylock file; built with uv once, cached "
+        "(python -m bench env list); default frameworks: those the sets name",
+    )
+    r.add_argument(
+        "--target-ci",
+        type=float,
+        metavar="FRACTION",
+        help=f"stop a case once its median's 95%% CI is within +-this (default: {defaults.TARGET_CI:g})",
+    )
     ls = sub.add_parser("list", help="what can run here, and why not the rest (imports no framework)")
     ls.add_argument("--devices", action="store_true", help="also load each framework and ask which devices it sees")
-    o = sub.add_parser("overhead", help="the harness's timing of one case against a bare loop of the same timer",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o = sub.add_parser(
+        "overhead",
+        help="the harness's timing of one case against a bare loop of the same timer",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     o.add_argument("--framework", default="tensorflow", help="framework")
     o.add_argument("--step", default="manual", help="step")
     o.add_argument("--backend", default="function", help="backend")
@@ -72,13 +125,16 @@ def default_frameworks() -> tuple[str, ...]:
     worker, and leaves out, with a note, one that is installed but fails to load)."""
     found = frameworks.installed()
     if not found:
-        raise UsageError("no framework can run here: "
-                         + "; ".join(str(frameworks.unavailable_reason(name)) for name in frameworks.FRAMEWORKS))
+        raise UsageError(
+            "no framework can run here: "
+            + "; ".join(str(frameworks.unavailable_reason(name)) for name in frameworks.FRAMEWORKS)
+        )
     return found
 
 
-def check_names(asked_frameworks: tuple[str, ...] | None, steps: tuple[str, ...] | None,
-                backends: tuple[str, ...] | None) -> None:
+def check_names(
+    asked_frameworks: tuple[str, ...] | None, steps: tuple[str, ...] | None, backends: tuple[str, ...] | None
+) -> None:
     """UsageError for a framework, step or backend that no registered framework has (the ones asked
     for, else any): checked against the frameworks' classes, before any framework is imported."""
     for framework in asked_frameworks or ():
@@ -95,37 +151,59 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     """The run's Config from its flags, every one checked (UsageError naming the first bad one) and
     any --env set resolved and built before a folder is made."""
     from bench import run
+
     _check_flags(args)
     sizes: tuple[tuple[int, ...], ...] | None
-    sizes = tuple(parse_size(s) for s in args.size or ()) + (parse_grid(args.sizes, defaults.SIZE) if args.sizes else ())
+    sizes = tuple(parse_size(s) for s in args.size or ()) + (
+        parse_grid(args.sizes, defaults.SIZE) if args.sizes else ()
+    )
     sizes = tuple(dict.fromkeys(sizes)) or None
     dtypes = names(args.dtype) or (defaults.DTYPE,)
     tf32s = tuple(dict.fromkeys(_switch(v, "--tf32", {"off": False, "on": True}) for v in names(args.tf32) or ("off",)))
-    caches = tuple(dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"})
-                                 for v in names(args.cache) or ("warm",)))
+    caches = tuple(
+        dict.fromkeys(_switch(v, "--cache", {"warm": "warm", "cold": "cold"}) for v in names(args.cache) or ("warm",))
+    )
     run_id = run.new_run_id()
     kwargs: dict[str, Any] = dict(
-        run_id=run_id, steps=names(args.step), backends=names(args.backend), device=args.device, dtypes=dtypes,
-        tf32s=tf32s, caches=caches, data=args.data, seed=args.seed, resume=args.resume, counters=not args.no_counters,
-        pin=parse_pin(args.pin) if args.pin else ())
+        run_id=run_id,
+        steps=names(args.step),
+        backends=names(args.backend),
+        device=args.device,
+        dtypes=dtypes,
+        tf32s=tf32s,
+        caches=caches,
+        data=args.data,
+        seed=args.seed,
+        resume=args.resume,
+        counters=not args.no_counters,
+        pin=parse_pin(args.pin) if args.pin else (),
+    )
     kwargs.update(_sampling(args, sizes))
-    if args.data:   # the file read and checked against every size now, before any framework loads
+    if args.data:  # the file read and checked against every size now, before any framework loads
         from bench.data import check_fits
+
         steps = names(args.step) or frameworks.names("steps", names(args.framework))
         step_n = kwargs.get("step_n", defaults.STEP_N)
-        check_fits(args.data, {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,))
-                               for s in steps})
+        check_fits(
+            args.data,
+            {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,)) for s in steps},
+        )
     resolved = None
-    if args.env:   # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
+    if args.env:  # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
         from bench import venvs
+
         resolved = venvs.resolve_all(args.env)
     out = Path(args.out) if args.out else Path("results") / run_id
     check_out(out, args.resume)
-    if args.env:   # then built, or taken from the cache
+    if args.env:  # then built, or taken from the cache
         built = tuple(venvs.build_all(args.env, lambda line: print(line, file=sys.stderr, flush=True), resolved))
         return run.Config(out=out, frameworks=names(args.framework) or env_frameworks(built), venvs=built, **kwargs)
-    return run.Config(out=out, frameworks=names(args.framework) or default_frameworks(),
-                      leave_out_broken=not names(args.framework), **kwargs)
+    return run.Config(
+        out=out,
+        frameworks=names(args.framework) or default_frameworks(),
+        leave_out_broken=not names(args.framework),
+        **kwargs,
+    )
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -166,20 +244,24 @@ def env_frameworks(built: tuple) -> tuple[str, ...]:
     from packaging.requirements import Requirement
 
     from bench import venvs
+
     named = {venvs.normalise(Requirement(r).name) for e in built for r in e.requirements if not Path(r).is_file()}
     pinned = {d for e in built for d in e.versions()}
     for want in (named, pinned):
         found = tuple(n for n in frameworks.FRAMEWORKS if venvs.normalise(frameworks.spec(n).package) in want)
         if found:
             return found
-    raise UsageError(f"no framework in the --env sets (known: {', '.join(frameworks.FRAMEWORKS)}); name one, "
-                     "e.g. --env tensorflow==2.20.0")
+    raise UsageError(
+        f"no framework in the --env sets (known: {', '.join(frameworks.FRAMEWORKS)}); name one, "
+        "e.g. --env tensorflow==2.20.0"
+    )
 
 
 def parse_pin(text: str) -> tuple[int, ...]:
     """--pin's CPUs: "auto" (process.quietest_cpus) or numbers separated by commas, each one this process
     may run on; UsageError naming the problem."""
     from bench import process
+
     allowed = sorted(os.sched_getaffinity(0))
     if text == "auto":
         return process.quietest_cpus(1)
@@ -189,8 +271,9 @@ def parse_pin(text: str) -> tuple[int, ...]:
         raise UsageError(f"--pin {text!r}: give CPU numbers separated by commas (e.g. 1 or 0,1), or auto") from None
     outside = [c for c in cpus if c not in allowed]
     if outside:
-        raise UsageError(f"--pin {text!r}: CPU {outside[0]} is not one this process may use "
-                         f"({','.join(map(str, allowed))})")
+        raise UsageError(
+            f"--pin {text!r}: CPU {outside[0]} is not one this process may use ({','.join(map(str, allowed))})"
+        )
     return cpus
 
 
@@ -221,25 +304,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench import records as records_io
     from bench import run
     from bench.cli.progress import Progress, Signals
+
     config = config_from_args(args)
-    assert config.out is not None   # config_from_args always sets it
+    assert config.out is not None  # config_from_args always sets it
     out_file = config.out / "records.jsonl"
     observer: run.Observer = Progress(budget_s=config.budget_s)
     if args.history:
         from bench.history.recorder import Recorder
-        observer = run.Observers(observer, Recorder(args.history, source=out_file))   # checked now, before anything runs
+
+        observer = run.Observers(observer, Recorder(args.history, source=out_file))  # checked now, before anything runs
     with Signals() as signals:
         records = run.run(config, observer, stop=signals.stop)
     if signals.received is not None:
-        print(f"stopped by {signal_name(signals.received)}: every checked case is in {out_file} (those cut short "
-              f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",
-              file=sys.stderr)
+        print(
+            f"stopped by {signal_name(signals.received)}: every checked case is in {out_file} (those cut short "
+            f"marked interrupted; --resume times them again); report: python -m bench report {config.out}",
+            file=sys.stderr,
+        )
         return signals.exit_code
     from bench import noise, report  # pandas and matplotlib: only once there is something to report
+
     if args.no_report:
         written = f"not written (--no-report; python -m bench report {config.out} writes it)"
     else:
-        everything, _ = records_io.load(out_file)   # a resumed run reports every case of its folder
+        everything, _ = records_io.load(out_file)  # a resumed run reports every case of its folder
         written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
     df = report.frame(records, noise.repository())
     for key, table in report.comparison_tables(df).items():
@@ -251,6 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def signal_name(signum: int) -> str:
     import signal
+
     return signal.Signals(signum).name
 
 
@@ -258,6 +347,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """What can run here, read from the frameworks' classes and package metadata: no framework is
     imported unless --devices asks each which devices it sees."""
     from bench import fingerprint
+
     for name in frameworks.FRAMEWORKS:
         fw = frameworks.spec(name)
         reason = frameworks.unavailable_reason(name)
@@ -266,8 +356,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         print(f"{name} {frameworks.version(name) or '(version unknown)'}: installed")
         print(f"  steps:    {', '.join(fw.steps)}")
-        print(f"  backends: {', '.join(fw.backends)}" + (f" ({', '.join(fw.gpu_backends)}: GPU only)"
-                                                          if fw.gpu_backends else ""))
+        print(
+            f"  backends: {', '.join(fw.backends)}"
+            + (f" ({', '.join(fw.gpu_backends)}: GPU only)" if fw.gpu_backends else "")
+        )
         if args.devices:
             try:
                 present = frameworks.load(name).devices()
@@ -276,8 +368,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 continue
             print(f"  devices:  {', '.join(present)}" + ("" if "gpu" in present else f" (no GPU visible to {name})"))
     gpus = [g.get("name") or "a GPU" for g in fingerprint.gpus()]
-    print(f"GPUs on this machine: {', '.join(gpus) if gpus else 'none (nvidia-smi finds none)'}"
-          + ("" if args.devices else "; --devices asks each framework what it sees (imports it)"))
+    print(
+        f"GPUs on this machine: {', '.join(gpus) if gpus else 'none (nvidia-smi finds none)'}"
+        + ("" if args.devices else "; --devices asks each framework what it sees (imports it)")
+    )
     print(f"dtypes: {', '.join(defaults.DTYPES)}")
     return 0
 
@@ -286,13 +380,18 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     from bench import overhead, run
     from bench.data import make_problem
     from kernels import reference
+
     n, m, nh = parse_size(args.size)
     if args.rounds < 2:
         raise UsageError("--rounds must be at least 2")
     check_names((args.framework,), (args.step,), (args.backend,))
     fw = run.load_frameworks([args.framework])[args.framework]
-    run.plan(run.Config(out=None, frameworks=(args.framework,), steps=(args.step,), backends=(args.backend,),
-                        device=args.device), {fw.name: fw})
+    run.plan(
+        run.Config(
+            out=None, frameworks=(args.framework,), steps=(args.step,), backends=(args.backend,), device=args.device
+        ),
+        {fw.name: fw},
+    )
     p = make_problem(n, m)
     args_dev = fw.to_device((p.x, p.y, *reference.init_params(m, nh)), "float32", args.device)
     fn = fw.compile(args.step, args.backend)
@@ -305,9 +404,11 @@ def cmd_overhead(args: argparse.Namespace) -> int:
         call()
         fw.sync()
     harness, bare, (ratio, lo, hi) = overhead.compare(call, fw.sync, rounds=args.rounds, timer=fw.timer(args.device))
-    print(f"{fw.name}/{args.step}/{args.backend}/{args.device} n={n} m={m} nh={nh}: harness median "
-          f"{sorted(harness)[len(harness) // 2] * 1e3:.3f} ms, bare loop {sorted(bare)[len(bare) // 2] * 1e3:.3f} ms, "
-          f"harness/bare {ratio:.3f} [95% CI {lo:.3f}, {hi:.3f}] over {len(harness)} + {len(bare)} samples")
+    print(
+        f"{fw.name}/{args.step}/{args.backend}/{args.device} n={n} m={m} nh={nh}: harness median "
+        f"{sorted(harness)[len(harness) // 2] * 1e3:.3f} ms, bare loop {sorted(bare)[len(bare) // 2] * 1e3:.3f} ms, "
+        f"harness/bare {ratio:.3f} [95% CI {lo:.3f}, {hi:.3f}] over {len(harness)} + {len(bare)} samples"
+    )
     return 0
 
 

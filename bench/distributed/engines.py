@@ -13,6 +13,7 @@ The samples are times of whole steps by the timing core (bench/timing.py; the ho
 the step and its wait, or the framework's device timer for the one-device case), each ending when
 this process's results are ready; the launcher keeps the slowest process's time of each step.
 """
+
 import os
 import time
 from typing import Any
@@ -26,7 +27,7 @@ OUTPUTS = ("loss", "d_w1", "d_b1", "d_w2", "d_b2")
 
 def shard(a: np.ndarray, replicas: int, index: int) -> np.ndarray:
     rows = len(a) // replicas
-    return a[index * rows:(index + 1) * rows]
+    return a[index * rows : (index + 1) * rows]
 
 
 def _loop(spec, call, wait, timer=None, before=None):
@@ -41,23 +42,40 @@ def _loop(spec, call, wait, timer=None, before=None):
 
     def sync():
         last[0] = wait(last[0])
+
     first = timing.first_call(step, sync)
     out = last[0]
-    timed = timing.steady(step, sync, warmup=spec["warmup"], min_samples=spec["samples"],
-                          max_samples=spec["samples"], budget_s=0.0, timer=timer, before=before)
-    return out, {"first_call_s": first.first_call_s, "warmup_s": list(timed.warmup_s),
-                 "samples_s": list(timed.samples_s), "host_samples_s": list(timed.host_s),
-                 "allreduce_samples_s": [], "timer": (timer or timing.HOST).name}
+    timed = timing.steady(
+        step,
+        sync,
+        warmup=spec["warmup"],
+        min_samples=spec["samples"],
+        max_samples=spec["samples"],
+        budget_s=0.0,
+        timer=timer,
+        before=before,
+    )
+    return out, {
+        "first_call_s": first.first_call_s,
+        "warmup_s": list(timed.warmup_s),
+        "samples_s": list(timed.samples_s),
+        "host_samples_s": list(timed.host_s),
+        "allreduce_samples_s": [],
+        "timer": (timer or timing.HOST).name,
+    }
 
 
 # ---------------------------------------------------------------- TensorFlow: tf.distribute
 
+
 def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     from bench.frameworks.tensorflow import without_jax
-    with without_jax():   # a second of each worker's start (no op runs yet: the threads are set below)
+
+    with without_jax():  # a second of each worker's start (no op runs yet: the threads are set below)
         import tensorflow as tf
 
     from kernels import tf_steps
+
     R, engine = spec["replicas"], spec["engine"]
     threads = spec.get("threads")
     if threads:
@@ -81,12 +99,15 @@ def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str
         devices = strategy.extended.worker_devices
     x, y, w1, b1, w2, b2 = inputs
     xs = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(shard(x, R, ctx.replica_id_in_sync_group)))
+        lambda ctx: tf.constant(shard(x, R, ctx.replica_id_in_sync_group))
+    )
     ys = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(shard(y, R, ctx.replica_id_in_sync_group)))
+        lambda ctx: tf.constant(shard(y, R, ctx.replica_id_in_sync_group))
+    )
     # the parameters as each replica's own copy on its device (not copied from one device every step)
-    params = [strategy.experimental_distribute_values_from_function(lambda ctx, p=p: tf.constant(p))
-              for p in (w1, b1, w2, b2)]
+    params = [
+        strategy.experimental_distribute_values_from_function(lambda ctx, p=p: tf.constant(p)) for p in (w1, b1, w2, b2)
+    ]
     local_step = tf_steps.manual_step
     if spec["backend"] == "xla":
         # XLA compiles each replica's step; the all-reduce stays the strategy's collective
@@ -100,6 +121,7 @@ def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str
 
     def step():
         return strategy.run(replica_step, args=(xs, ys, *params))
+
     if spec["backend"] in ("function", "xla"):
         step = tf.function(step)
 
@@ -113,17 +135,26 @@ def tensorflow(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str
     results, timed = _loop(spec, step, sync)
     rows = [np.asarray(part[0]) for part in results]
     first = results[0]
-    settings = {"strategy": type(strategy).__name__, "devices": list(devices),
-                "replicas_in_sync": strategy.num_replicas_in_sync, "local_replicas": len(results),
-                "threads": threads or "default", "cores": spec.get("cores"),
-                "xla": "each replica's step jit-compiled; the all-reduce by the strategy" if spec["backend"] == "xla"
-                else None,
-                "cross_device_ops": type(getattr(strategy.extended, "_cross_device_ops", None)).__name__}
-    return {"outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in first[1:]))), "d_x": np.concatenate(rows),
-            "settings": settings, **timed}
+    settings = {
+        "strategy": type(strategy).__name__,
+        "devices": list(devices),
+        "replicas_in_sync": strategy.num_replicas_in_sync,
+        "local_replicas": len(results),
+        "threads": threads or "default",
+        "cores": spec.get("cores"),
+        "xla": "each replica's step jit-compiled; the all-reduce by the strategy" if spec["backend"] == "xla" else None,
+        "cross_device_ops": type(getattr(strategy.extended, "_cross_device_ops", None)).__name__,
+    }
+    return {
+        "outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in first[1:]))),
+        "d_x": np.concatenate(rows),
+        "settings": settings,
+        **timed,
+    }
 
 
 # ---------------------------------------------------------------- JAX: jax.sharding
+
 
 def jax(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     import jax as jx
@@ -131,6 +162,7 @@ def jax(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     from jax.sharding import PartitionSpec as P
 
     from kernels import jax_steps
+
     R = spec["replicas"]
     platform = "cpu" if spec["device"] == "cpu" else "gpu"
     devices = jx.devices(platform)
@@ -142,25 +174,38 @@ def jax(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     placed = [jx.device_put(x, rows), jx.device_put(y, rows), *(jx.device_put(p, every) for p in (w1, b1, w2, b2))]
     # the global step on sharded arrays: XLA's partitioner splits the batch and all-reduces every
     # sum over it (the loss, the weight and bias gradients); d_x stays sharded by rows
-    step = jx.jit(jax_steps.manual_step, in_shardings=(rows, rows, every, every, every, every),
-                  out_shardings=(every, rows, every, every, every, every))
+    step = jx.jit(
+        jax_steps.manual_step,
+        in_shardings=(rows, rows, every, every, every, every),
+        out_shardings=(every, rows, every, every, every, every),
+    )
     out, timed = _loop(spec, lambda: step(*placed), jx.block_until_ready)
     hlo = step.lower(*placed).compile().as_text() or ""
-    settings = {"mesh": {"batch": R}, "devices": [str(d) for d in devices[:R]], "cores": spec.get("cores"),
-                "all_reduces_in_program": hlo.count("all-reduce(") + hlo.count("all-reduce-start("),
-                "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    settings = {
+        "mesh": {"batch": R},
+        "devices": [str(d) for d in devices[:R]],
+        "cores": spec.get("cores"),
+        "all_reduces_in_program": hlo.count("all-reduce(") + hlo.count("all-reduce-start("),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
     loss, d_x, *grads = out
-    return {"outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in (loss, *grads)))), "d_x": np.asarray(d_x),
-            "settings": settings, **timed}
+    return {
+        "outputs": dict(zip(OUTPUTS, (np.asarray(v) for v in (loss, *grads)))),
+        "d_x": np.asarray(d_x),
+        "settings": settings,
+        **timed,
+    }
 
 
 # ---------------------------------------------------------------- PyTorch: torch.distributed
+
 
 def torch(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     import torch as th
     import torch.distributed as dist
 
     from kernels import torch_steps
+
     gpu = spec["device"] != "cpu"
     backend = "nccl" if gpu else "gloo"
     dist.init_process_group(backend)
@@ -189,7 +234,7 @@ def torch(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any
         def step():
             loss, d_x, d_w1, d_b1, d_w2, d_b2 = local_step(xr, yr, *params)
             grads = [loss.reshape(1), d_w1, d_b1, d_w2, d_b2]
-            flat = th.cat([g.reshape(-1) for g in grads])       # one all-reduce of every gradient
+            flat = th.cat([g.reshape(-1) for g in grads])  # one all-reduce of every gradient
             sync_device()
             t0 = time.perf_counter()
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -198,24 +243,36 @@ def torch(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any
             flat /= world
             parts, at = [], 0
             for g in grads:
-                parts.append(flat[at:at + g.numel()].reshape(g.shape))
+                parts.append(flat[at : at + g.numel()].reshape(g.shape))
                 at += g.numel()
             return [d_x / world, parts[0].reshape(()), *parts[1:]]
 
         def sync(out):
             sync_device()
             return out
+
         out, timed = _loop(spec, step, sync, before=dist.barrier)
-        timed["allreduce_samples_s"] = allreduce[-spec["samples"]:] if spec["samples"] else []
-        settings = {"process_group": backend, "world_size": world, "launcher": "torchrun",
-                    "threads": th.get_num_threads(), "cores": spec.get("cores"), "all_reduce": "one flat buffer of loss and every gradient, SUM / R"}
-        return {"outputs": dict(zip(OUTPUTS, (o.cpu().numpy() for o in out[1:]))),   # every rank's, all checked
-                "d_x": out[0].cpu().numpy(), "settings": settings, **timed}
+        timed["allreduce_samples_s"] = allreduce[-spec["samples"] :] if spec["samples"] else []
+        settings = {
+            "process_group": backend,
+            "world_size": world,
+            "launcher": "torchrun",
+            "threads": th.get_num_threads(),
+            "cores": spec.get("cores"),
+            "all_reduce": "one flat buffer of loss and every gradient, SUM / R",
+        }
+        return {
+            "outputs": dict(zip(OUTPUTS, (o.cpu().numpy() for o in out[1:]))),  # every rank's, all checked
+            "d_x": out[0].cpu().numpy(),
+            "settings": settings,
+            **timed,
+        }
     finally:
         dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------- one device, the same loop
+
 
 def single(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, Any]:
     """The plain case on one device, through the framework's contract (bench/frameworks/: its
@@ -232,12 +289,15 @@ def single(spec: dict[str, Any], inputs: tuple[np.ndarray, ...]) -> dict[str, An
     def wait(out):
         fw.sync()
         return out
+
     out, timed = _loop(spec, call, wait, timer=fw.timer(device))
     loss, d_x, *grads = (fw.to_numpy(o) for o in out)
-    return {"outputs": dict(zip(OUTPUTS, (loss, *grads))), "d_x": d_x,
-            "settings": {"devices": [device], "threads": spec.get("threads") or "default",
-                         "cores": spec.get("cores")},
-            **timed}
+    return {
+        "outputs": dict(zip(OUTPUTS, (loss, *grads))),
+        "d_x": d_x,
+        "settings": {"devices": [device], "threads": spec.get("threads") or "default", "cores": spec.get("cores")},
+        **timed,
+    }
 
 
 ENGINES = {"": single, "mirrored": tensorflow, "multiworker": tensorflow, "sharding": jax, "torch.distributed": torch}

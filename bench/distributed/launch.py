@@ -8,6 +8,7 @@ as failed with its one-line error and the others are stopped; a worker that hang
 all of its process group at the deadline, and the case fails saying so. Every process is started
 in a session of its own and killed by group, so torchrun's children go with it.
 """
+
 import json
 import os
 import signal
@@ -28,8 +29,16 @@ from kernels import cost, reference
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_S = 10.0
 # a launcher's settings that must not leak from this process's environment into its workers
-INHERITED = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG",
-             "BENCH_RANK")          # after one worker fails, how long the others get to stop on their own
+INHERITED = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TF_CONFIG",
+    "BENCH_RANK",
+)  # after one worker fails, how long the others get to stop on their own
 
 
 class DistributedError(ValueError):
@@ -40,24 +49,35 @@ class DistributedError(ValueError):
 class Engine:
     framework: str
     backends: tuple
-    per_replica_process: bool     # one process a replica (multi-process engines) or one for all
+    per_replica_process: bool  # one process a replica (multi-process engines) or one for all
     what: str
 
 
 ENGINES = {
-    "mirrored": Engine("tensorflow", ("eager", "function", "xla"), False,
-                       "tf.distribute.MirroredStrategy over R local devices"),
-    "multiworker": Engine("tensorflow", ("eager", "function", "xla"), True,
-                          "tf.distribute.MultiWorkerMirroredStrategy, one worker process a replica (TF_CONFIG)"),
-    "sharding": Engine("jax", ("jit",), False, "jax.sharding: a Mesh over R devices, the batch sharded, XLA's all-reduce"),
-    "torch.distributed": Engine("torch", ("eager", "compile"), True,
-                                "torch.distributed all_reduce, one process a replica (torchrun; gloo on CPU, NCCL on GPU)"),
+    "mirrored": Engine(
+        "tensorflow", ("eager", "function", "xla"), False, "tf.distribute.MirroredStrategy over R local devices"
+    ),
+    "multiworker": Engine(
+        "tensorflow",
+        ("eager", "function", "xla"),
+        True,
+        "tf.distribute.MultiWorkerMirroredStrategy, one worker process a replica (TF_CONFIG)",
+    ),
+    "sharding": Engine(
+        "jax", ("jit",), False, "jax.sharding: a Mesh over R devices, the batch sharded, XLA's all-reduce"
+    ),
+    "torch.distributed": Engine(
+        "torch",
+        ("eager", "compile"),
+        True,
+        "torch.distributed all_reduce, one process a replica (torchrun; gloo on CPU, NCCL on GPU)",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Request:
-    engine: str           # "" : the plain single-device case, timed by the same loop
+    engine: str  # "" : the plain single-device case, timed by the same loop
     framework: str
     backend: str
     device: str
@@ -69,8 +89,18 @@ class Request:
     @property
     def key(self) -> CaseKey:
         """The case this request records: the manual step in float32, its engine and replicas."""
-        return CaseKey(self.framework, "manual", self.backend, self.device, self.n, self.m, self.nh, "float32",
-                       engine=self.engine, replicas=self.replicas)
+        return CaseKey(
+            self.framework,
+            "manual",
+            self.backend,
+            self.device,
+            self.n,
+            self.m,
+            self.nh,
+            "float32",
+            engine=self.engine,
+            replicas=self.replicas,
+        )
 
     @property
     def label(self) -> str:
@@ -82,12 +112,13 @@ def devices_available(device: str) -> int:
     if device == "cpu":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     from bench import fingerprint
+
     return len(fingerprint.gpus())
 
 
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT of a previous case is not "in use"
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a previous case is not "in use"
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -113,7 +144,9 @@ def validate(req: Request, port: int | None = None) -> None:
         raise DistributedError(f"unknown engine {req.engine!r} (available: {', '.join(ENGINES)})")
     backends = ENGINES[req.engine].backends if req.engine else tuple(frameworks.spec(req.framework).backends)
     if req.backend not in backends:
-        raise DistributedError(f"{req.engine or req.framework} has no backend {req.backend!r} (it has {', '.join(backends)})")
+        raise DistributedError(
+            f"{req.engine or req.framework} has no backend {req.backend!r} (it has {', '.join(backends)})"
+        )
     if req.replicas < 1:
         raise DistributedError(f"replicas must be at least 1, got {req.replicas}")
     if not req.engine and req.replicas != 1:
@@ -121,8 +154,10 @@ def validate(req: Request, port: int | None = None) -> None:
     have = devices_available(req.device)
     if req.replicas > have:
         kind = "CPU cores" if req.device == "cpu" else "CUDA GPUs"
-        raise DistributedError(f"{req.replicas} replicas asked, but this machine has {have} {kind} "
-                               f"(one a replica{'; multi-host runs: see README' if req.device != 'cpu' else ''})")
+        raise DistributedError(
+            f"{req.replicas} replicas asked, but this machine has {have} {kind} "
+            f"(one a replica{'; multi-host runs: see README' if req.device != 'cpu' else ''})"
+        )
     if req.n % req.replicas:
         raise DistributedError(f"n={req.n} does not split evenly over {req.replicas} replicas")
     if port is not None:
@@ -137,6 +172,7 @@ def validate(req: Request, port: int | None = None) -> None:
 def write_inputs(folder: str | Path, n: int, m: int, nh: int, seed: int) -> tuple[Path, str]:
     """The global batch and parameters as every process reads them: x, y, w1, b1, w2, b2 (float32)."""
     from bench.data import make_problem
+
     path = Path(folder) / f"inputs-{n}-{m}-{nh}-{seed}.npz"
     p = make_problem(n, m, seed=seed)
     if not path.exists():
@@ -153,21 +189,49 @@ def _commands(req, spec_path, port):
         ports = list(range(port, port + req.replicas)) if port else free_ports(req.replicas)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
         # one device a worker: on GPUs each worker sees only its own (else each would mirror over all)
-        return [(worker, {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                          "BENCH_RANK": str(i), **({"CUDA_VISIBLE_DEVICES": str(i)} if req.device != "cpu" else {})})
-                for i in range(req.replicas)]
+        return [
+            (
+                worker,
+                {
+                    "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                    "BENCH_RANK": str(i),
+                    **({"CUDA_VISIBLE_DEVICES": str(i)} if req.device != "cpu" else {}),
+                },
+            )
+            for i in range(req.replicas)
+        ]
     if engine == "torch.distributed":
         master = port or free_ports(1)[0]
-        return [([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
-                  str(req.replicas), "--master-addr", "127.0.0.1", "--master-port", str(master),
-                  "--module", "bench.distributed.worker", str(spec_path)],
-                 frameworks.thread_env(_threads(req), (req.framework,)) if _threads(req) else {})]
+        return [
+            (
+                [
+                    sys.executable,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nnodes",
+                    "1",
+                    "--nproc-per-node",
+                    str(req.replicas),
+                    "--master-addr",
+                    "127.0.0.1",
+                    "--master-port",
+                    str(master),
+                    "--module",
+                    "bench.distributed.worker",
+                    str(spec_path),
+                ],
+                frameworks.thread_env(_threads(req), (req.framework,)) if _threads(req) else {},
+            )
+        ]
     extra = frameworks.thread_env(_threads(req), (req.framework,)) if _threads(req) and not engine else {}
     if engine == "sharding" or (not engine and req.framework == "jax"):
         if req.device == "cpu":
             flags = os.environ.get("XLA_FLAGS", "")
-            extra = {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={req.replicas}".strip(),
-                     "JAX_PLATFORMS": "cpu", **extra}
+            extra = {
+                "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={req.replicas}".strip(),
+                "JAX_PLATFORMS": "cpu",
+                **extra,
+            }
     return [(worker, extra)]
 
 
@@ -182,7 +246,7 @@ def _cores(req):
     every R, and R=1 under an engine and the one-device case both use one. None on GPUs."""
     if req.device != "cpu" or not hasattr(os, "sched_getaffinity"):
         return None
-    return sorted(os.sched_getaffinity(0))[:req.replicas]
+    return sorted(os.sched_getaffinity(0))[: req.replicas]
 
 
 def _threads(req):
@@ -196,14 +260,15 @@ def _tree(pid):
     """pid's descendants: torchrun's workers may leave its process group, so they are found by parentage."""
     try:
         import psutil
+
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except Exception:   # noqa: BLE001 - no psutil, or the process is gone: the group kill still runs
+    except Exception:  # noqa: BLE001 - no psutil, or the process is gone: the group kill still runs
         return []
 
 
 def _kill(procs):
     for p in procs:
-        children = _tree(p.pid) if p.poll() is None else []   # a reaped pid may be another program's now
+        children = _tree(p.pid) if p.poll() is None else []  # a reaped pid may be another program's now
         if p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -229,7 +294,7 @@ def _last_line(path):
     except OSError:
         return "no log"
     if "Root Cause (first observed failure):" in lines:
-        cause = lines[lines.index("Root Cause (first observed failure):"):]
+        cause = lines[lines.index("Root Cause (first observed failure):") :]
         fields = dict(line.split(":", 1) for line in cause if ":" in line)
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         if "rank" in fields and "exitcode" in fields:
@@ -240,13 +305,26 @@ def _last_line(path):
 def _start(commands, folder):
     procs = []
     inherited = {k: v for k, v in os.environ.items() if k not in INHERITED}
-    env_base = dict(inherited, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                    PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    env_base = dict(
+        inherited,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        PYTHONDONTWRITEBYTECODE="1",
+        TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    )
     try:
         for i, (argv, extra) in enumerate(commands):
             log = open(Path(folder) / f"process{i}.log", "wb")
-            procs.append(subprocess.Popen(argv, cwd=ROOT, env={**env_base, **extra}, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    argv,
+                    cwd=ROOT,
+                    env={**env_base, **extra},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
             log.close()
     except BaseException:
         _kill(procs)
@@ -276,8 +354,18 @@ def _wait(procs, timeout_s):
     return None
 
 
-def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_s: float, seed: int = 0,
-        port: int | None = None, run_id: str = "", fp: dict[str, Any] | None = None) -> Record:
+def run(
+    req: Request,
+    folder: str | Path,
+    *,
+    samples: int,
+    warmup: int,
+    timeout_s: float,
+    seed: int = 0,
+    port: int | None = None,
+    run_id: str = "",
+    fp: dict[str, Any] | None = None,
+) -> Record:
     """Launch, collect, check: a Record (status ok or failed; never raises for a worker's fault)."""
     validate(req, port)
     folder = Path(folder)
@@ -285,24 +373,43 @@ def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_
     inputs_path, source = write_inputs(folder.parent, req.n, req.m, req.nh, seed)
     for stale in folder.glob("rank*"):
         stale.unlink()
-    spec = {"engine": req.engine, "framework": req.framework, "backend": req.backend, "device": req.device,
-            "replicas": req.replicas, "warmup": warmup, "samples": samples, "inputs": str(inputs_path),
-            "out": str(folder), "threads": _threads(req), "cores": _cores(req),
-            "per_process": _per_process(req)}
+    spec = {
+        "engine": req.engine,
+        "framework": req.framework,
+        "backend": req.backend,
+        "device": req.device,
+        "replicas": req.replicas,
+        "warmup": warmup,
+        "samples": samples,
+        "inputs": str(inputs_path),
+        "out": str(folder),
+        "threads": _threads(req),
+        "cores": _cores(req),
+        "per_process": _per_process(req),
+    }
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec))
     commands = _commands(req, spec_path, port)
-    base = dict(req.key.asdict(), run_id=run_id, fingerprint=fp or {}, data=source, flops=cost.flops("manual", req.n, req.m, req.nh),
-                min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4))
+    base = dict(
+        req.key.asdict(),
+        run_id=run_id,
+        fingerprint=fp or {},
+        data=source,
+        flops=cost.flops("manual", req.n, req.m, req.nh),
+        min_bytes=cost.min_bytes("manual", req.n, req.m, req.nh, 4),
+    )
     ranks = req.replicas if _per_process(req) else 1
-    distributed = {"hosts": 1, "processes": ranks,
-                   "engine": ENGINES[req.engine].what if req.engine else "none: one device",
-                   "timeout_s": timeout_s}
+    distributed = {
+        "hosts": 1,
+        "processes": ranks,
+        "engine": ENGINES[req.engine].what if req.engine else "none: one device",
+        "timeout_s": timeout_s,
+    }
     started = time.perf_counter()
     procs = _start(commands, folder)
     stopped = _wait(procs, timeout_s)
     wall = time.perf_counter() - started
-    errors = sorted(folder.glob("rank*.error"), key=lambda p: p.stat().st_mtime)   # the first to fail, not its victims
+    errors = sorted(folder.glob("rank*.error"), key=lambda p: p.stat().st_mtime)  # the first to fail, not its victims
     missing = [k for k in range(ranks) if not (folder / f"rank{k}.json").exists()]
     if errors or stopped or missing:
         why = (errors[0].read_text().strip() or "failed without a message") if errors else None
@@ -310,8 +417,10 @@ def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_
         if not why:
             codes = [p.returncode for p in procs]
             bad = next((i for i, c in enumerate(codes) if c), 0)
-            why = (f"process {bad} exited with status {codes[bad]} before rank {missing[0]} wrote its result: "
-                   f"{_last_line(folder / f'process{bad}.log')} (log: {folder / f'process{bad}.log'})")
+            why = (
+                f"process {bad} exited with status {codes[bad]} before rank {missing[0]} wrote its result: "
+                f"{_last_line(folder / f'process{bad}.log')} (log: {folder / f'process{bad}.log'})"
+            )
         return Record(**base, status="failed", error=why[:500], distributed={**distributed, "wall_s": wall})
     parts = [json.loads((folder / f"rank{k}.json").read_text()) for k in range(ranks)]
     arrays = [np.load(folder / f"rank{k}.npz") for k in range(ranks)]
@@ -325,14 +434,27 @@ def run(req: Request, folder: str | Path, *, samples: int, warmup: int, timeout_
     got = {k: arrays[0][k] for k in arrays[0].files}
     # the step time of the group: each step's slowest process
     samples_s = np.max(np.array([p["samples_s"] for p in parts]), axis=0).tolist()
-    allreduce = [max(v) for v in zip(*[p["allreduce_samples_s"] for p in parts])] if parts[0]["allreduce_samples_s"] else []
-    distributed.update(settings=parts[0]["settings"], allreduce_samples_s=allreduce, wall_s=wall,
-                       allreduce="timed apart" if allreduce else "inside the engine's step: not exposed")
-    common = dict(base, loss=float(np.asarray(got["loss"])), max_rel_err=check.max_rel_err, rel_errs=check.errors,
-                  tolerance=check.tolerance, mask_flips=check.mask_flips, distributed=distributed,
-                  first_call_s=max(p["first_call_s"] for p in parts),
-                  warmup_s=tuple(max(v) for v in zip(*[p["warmup_s"] for p in parts])),
-                  timer=f"{parts[0].get('timer', 'host clock + sync')}, slowest process")
+    allreduce = (
+        [max(v) for v in zip(*[p["allreduce_samples_s"] for p in parts])] if parts[0]["allreduce_samples_s"] else []
+    )
+    distributed.update(
+        settings=parts[0]["settings"],
+        allreduce_samples_s=allreduce,
+        wall_s=wall,
+        allreduce="timed apart" if allreduce else "inside the engine's step: not exposed",
+    )
+    common = dict(
+        base,
+        loss=float(np.asarray(got["loss"])),
+        max_rel_err=check.max_rel_err,
+        rel_errs=check.errors,
+        tolerance=check.tolerance,
+        mask_flips=check.mask_flips,
+        distributed=distributed,
+        first_call_s=max(p["first_call_s"] for p in parts),
+        warmup_s=tuple(max(v) for v in zip(*[p["warmup_s"] for p in parts])),
+        timer=f"{parts[0].get('timer', 'host clock + sync')}, slowest process",
+    )
     if check.problem:
         return Record(**common, status="failed", error=f"wrong answer: {check.problem}")
     hosts = [p.get("host_samples_s") or [] for p in parts]

@@ -5,6 +5,7 @@ subclass. The classes are plain data (names of steps and backends, the package t
 name is checked, and `list` answers, without importing any framework; load() imports one. Each
 framework is also a pip extra of the project (NumPy and TensorFlow are core dependencies).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,7 +49,7 @@ def unavailable_reason(framework: str) -> str | None:
     package = spec(framework).package
     try:
         found = importlib.util.find_spec(package) is not None
-    except (ImportError, ValueError):   # ValueError: blocked with sys.modules[package] = None
+    except (ImportError, ValueError):  # ValueError: blocked with sys.modules[package] = None
         found = False
     if not found:
         return f"{package} is not installed: pip install -e '.[{framework}]'"

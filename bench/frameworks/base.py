@@ -7,6 +7,7 @@ kernels and the facts for the fingerprint. What frameworks share is written here
 subclass overrides only what its framework does differently. Nothing in timing, records or
 reports knows which framework made a record.
 """
+
 import contextlib
 import copy
 import functools
@@ -27,15 +28,16 @@ import numpy as np
 
 from bench import timing
 
-GPU_FLUSH_BYTES = 256 << 20   # over any GPU's L2 today (H100 50 MB, H200 60 MB, B200 126 MB)
+GPU_FLUSH_BYTES = 256 << 20  # over any GPU's L2 today (H100 50 MB, H200 60 MB, B200 126 MB)
 
 
 @dataclass(frozen=True)
 class OpTime:
     """An op type's executions in a profiled stretch of steps, and the time they took."""
+
     count: int
-    host_s: float              # summed over its executions: its span on the host (on a GPU, its launch)
-    device_s: float = 0.0      # summed time of its kernels on the device (0 where it ran on the host)
+    host_s: float  # summed over its executions: its span on the host (on a GPU, its launch)
+    device_s: float = 0.0  # summed time of its kernels on the device (0 where it ran on the host)
 
 
 class ProfilerUnavailable(RuntimeError):
@@ -80,6 +82,7 @@ def cpu_cache_flush() -> Callable[[], None]:
 
     def flush():
         np.add(buffer, 1.0, out=buffer)
+
     return flush
 
 
@@ -98,15 +101,23 @@ class Framework:
       backends  {backend: compile(step) -> callable with the step's signature}; the compile
                 functions may use the framework's module, which is there once an instance exists
     """
+
     name: ClassVar[str]
     package: ClassVar[str]
     kernels: ClassVar[str]
     steps: ClassVar[dict[str, str]]
     backends: ClassVar[dict[str, Callable[[Callable], Callable]]]
-    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")   # what to_device and the steps handle
-    gpu_backends: ClassVar[tuple[str, ...]] = ()   # backends that only mean something on a GPU (skipped elsewhere, saying so)
-    thread_env: ClassVar[tuple[str, ...]] = ()      # environment variables that size its CPU thread pools
-                                                    # when set before it loads (bench.frameworks.thread_env)
+    dtypes: ClassVar[tuple[str, ...]] = (
+        "float32",
+        "float64",
+        "bfloat16",
+        "float16",
+    )  # what to_device and the steps handle
+    gpu_backends: ClassVar[
+        tuple[str, ...]
+    ] = ()  # backends that only mean something on a GPU (skipped elsewhere, saying so)
+    thread_env: ClassVar[tuple[str, ...]] = ()  # environment variables that size its CPU thread pools
+    # when set before it loads (bench.frameworks.thread_env)
 
     def __init__(self) -> None:
         self.load_framework()
@@ -219,7 +230,9 @@ class Framework:
                 out = fn(*args)
                 calls.append((name, t0, time.perf_counter() - t0))
                 return out
+
             return wrapper
+
         for name, fn in originals.items():
             setattr(self.ops, name, timed(name, fn))
         try:
@@ -228,11 +241,21 @@ class Framework:
             for name, fn in originals.items():
                 setattr(self.ops, name, fn)
         if steps and not calls:
-            raise ProfilerUnavailable(f"{self.name} has no profiler, and this step does not go through the lesson's "
-                                      "ops namespace the harness can count")
+            raise ProfilerUnavailable(
+                f"{self.name} has no profiler, and this step does not go through the lesson's "
+                "ops namespace the harness can count"
+            )
         trace_dir.mkdir(parents=True, exist_ok=True)
-        (trace_dir / "trace.json").write_text(json.dumps({"traceEvents": [
-            {"name": name, "ph": "X", "ts": t0 * 1e6, "dur": dt * 1e6, "pid": 0, "tid": 0} for name, t0, dt in calls]}))
+        (trace_dir / "trace.json").write_text(
+            json.dumps(
+                {
+                    "traceEvents": [
+                        {"name": name, "ph": "X", "ts": t0 * 1e6, "dur": dt * 1e6, "pid": 0, "tid": 0}
+                        for name, t0, dt in calls
+                    ]
+                }
+            )
+        )
         out: dict[str, OpTime] = {}
         for name, _, dt in calls:
             seen = out.get(name, OpTime(0, 0.0))

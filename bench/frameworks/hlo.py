@@ -1,5 +1,6 @@
 """The instructions of an XLA module as its text shows them (HloModule.to_string, JAX's
 Compiled.as_text, TensorFlow's experimental_get_compiler_ir): what a compiled step executes."""
+
 from __future__ import annotations
 
 import re

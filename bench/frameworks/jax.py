@@ -3,6 +3,7 @@
 Loading the framework (Jax()) imports JAX with float64 enabled and GPU memory taken as needed
 (_import); importing this module does not.
 """
+
 import contextlib
 import functools
 import os
@@ -18,7 +19,7 @@ from bench.frameworks import hlo, xplane
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime
 from kernels import reference
 
-jax: Any = None   # JAX, imported when the framework loads (_import)
+jax: Any = None  # JAX, imported when the framework loads (_import)
 
 
 def _import():
@@ -32,13 +33,14 @@ def _import():
         return
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax as imported
+
     imported.config.update("jax_enable_x64", True)
     _start_cpu_client(imported, _threads_asked())
     jax = imported
 
 
-THREADS_VAR = "BENCH_JAX_THREADS"   # the harness's own: JAX reads no variable for its CPU threads
-_cpu_pool: int | None = None         # the threads of XLA's CPU pool, as _start_cpu_client sized it
+THREADS_VAR = "BENCH_JAX_THREADS"  # the harness's own: JAX reads no variable for its CPU threads
+_cpu_pool: int | None = None  # the threads of XLA's CPU pool, as _start_cpu_client sized it
 
 
 def _threads_asked() -> int | None:
@@ -82,6 +84,7 @@ def _kept(out):
 
 def _synced(compile):
     """compile(step) -> a step whose outputs Jax.sync() waits for."""
+
     def make(step):
         fn = compile(step)
 
@@ -89,17 +92,20 @@ def _synced(compile):
         def call(*args):
             return _kept(fn(*args))
 
-        call.compiled = fn   # type: ignore[attr-defined]  # a function attribute: tracing_count and trace read it
+        call.compiled = fn  # type: ignore[attr-defined]  # a function attribute: tracing_count and trace read it
         return call
+
     return make
 
 
 def _jit(step):
     """jax.jit of a new function object: jit keeps its trace cache per function, shared by every
     jit of the same step, so each case gets its own trace count and first compile this way."""
+
     @functools.wraps(step)
     def fresh(*args):
         return step(*args)
+
     return jax.jit(fresh)
 
 
@@ -109,7 +115,7 @@ def _device(name):
     once: placement runs inside every timed call)."""
     try:
         return jax.devices(_PLATFORMS[name])[0]
-    except RuntimeError:   # no backend of that platform here
+    except RuntimeError:  # no backend of that platform here
         return None
 
 
@@ -119,10 +125,14 @@ def _jax_op(e: xplane.Event) -> str | None:
     if e.plane.startswith("/device:"):
         return f"kernel:{name}" if name else None
     if name.startswith("PjitFunction("):
-        return name[len("PjitFunction("):-1]
-    if "XLA" in e.line and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor", "Slinky")) \
-            and "::" not in name and not name.startswith("$"):
-        return "xla:" + re.sub(r"\.\d+$", "", name)   # a thunk, by its instruction's name
+        return name[len("PjitFunction(") : -1]
+    if (
+        "XLA" in e.line
+        and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor", "Slinky"))
+        and "::" not in name
+        and not name.startswith("$")
+    ):
+        return "xla:" + re.sub(r"\.\d+$", "", name)  # a thunk, by its instruction's name
     return None
 
 
@@ -150,7 +160,7 @@ class Jax(Framework):
     kernels = "kernels.jax_steps"
     steps = {"manual": "manual_step", "grad": "grad_step"}
     backends = {"eager": _synced(lambda step: step), "jit": _synced(_jit)}
-    thread_env = (THREADS_VAR,)   # read as it loads (_start_cpu_client)
+    thread_env = (THREADS_VAR,)  # read as it loads (_start_cpu_client)
 
     def __init__(self) -> None:
         self._peak_at_reset: dict[str, int | None] = {}
@@ -202,16 +212,20 @@ class Jax(Framework):
         """Under jit: the instructions of the optimized module and XLA's cost analysis of it."""
         if backend != "jit":
             return {}
-        jitted: Any = fn   # the harness's jit wrapper: .compiled is jax.jit's function
+        jitted: Any = fn  # the harness's jit wrapper: .compiled is jax.jit's function
         program = jitted.compiled.lower(*args).compile()
         ops = hlo.entry_ops(program.as_text())
-        return {"ops": ops, "fusions": hlo.fusions(ops), **_cost(program.cost_analysis()),
-                "source": "XLA's optimized HLO module, ENTRY computation; its cost analysis"}
+        return {
+            "ops": ops,
+            "fusions": hlo.fusions(ops),
+            **_cost(program.cost_analysis()),
+            "source": "XLA's optimized HLO module, ENTRY computation; its cost analysis",
+        }
 
     def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
         """XLA's cost analysis: of the optimized program under jit, of the unoptimized one (each
         op as eager dispatches it) for an eager step."""
-        wrapped: Any = fn   # the harness's wrapper: .compiled is what it calls (jax.jit's, or the step)
+        wrapped: Any = fn  # the harness's wrapper: .compiled is what it calls (jax.jit's, or the step)
         if backend == "jit":
             cost = _cost(wrapped.compiled.lower(*args).compile().cost_analysis())
             source = "XLA cost analysis of the optimized program"
@@ -261,7 +275,8 @@ class Jax(Framework):
         buffer = [jax.device_put(np.zeros(GPU_FLUSH_BYTES // 4, np.float32), _device("gpu"))]
 
         def flush():
-            buffer[0] = jax.block_until_ready(buffer[0] + 1.0)   # reads and writes every line
+            buffer[0] = jax.block_until_ready(buffer[0] + 1.0)  # reads and writes every line
+
         return flush
 
     def gemm(self, a: Any, b: Any) -> Any:

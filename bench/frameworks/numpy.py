@@ -1,5 +1,6 @@
 """NumPy: the lesson's hand-written steps (kernels/numpy_steps.py) on plain NumPy, on the CPU: the
 baseline every other framework is asked against."""
+
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,7 +17,7 @@ class NumPy(Framework):
     thread_env = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     steps = {"manual": "manual_step", "module": "module_step"}
     backends = {"eager": lambda step: step}
-    dtypes = ("float32", "float64", "float16")   # bfloat16 (ml_dtypes) matrix products come back as float32
+    dtypes = ("float32", "float64", "float16")  # bfloat16 (ml_dtypes) matrix products come back as float32
 
     def to_device(self, arrays: Iterable[np.ndarray], dtype: str, device: str) -> tuple[Any, ...]:
         return tuple(np.array(a, dtype) for a in arrays)
@@ -26,8 +27,14 @@ class NumPy(Framework):
         try:
             config = np.show_config(mode="dicts")
             blas = config.get("Build Dependencies", {}).get("blas", {})
-        except TypeError:   # NumPy 1.x prints its configuration only
+        except TypeError:  # NumPy 1.x prints its configuration only
             pass
-        return {"version": np.__version__, "blas": blas.get("name"), "blas_version": blas.get("version"),
-                "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                               "MKL_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")}}
+        return {
+            "version": np.__version__,
+            "blas": blas.get("name"),
+            "blas_version": blas.get("version"),
+            "threads_env": {
+                k: os.environ.get(k)
+                for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")
+            },
+        }

@@ -3,6 +3,7 @@
 Loading the framework (TensorFlow()) imports TensorFlow, with its import-time log noise filtered
 out; importing this module does not.
 """
+
 import contextlib
 import io
 import os
@@ -24,7 +25,8 @@ _IMPORT_NOISE = re.compile(
     r"absl::InitializeLog|oneDNN custom operations|cudart_stub|Could not find cuda drivers"
     r"|Unable to register cu(DNN|FFT|BLAS)|computation placer|TF-TRT Warning"
     r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
-    r"|E0000 00:00|W0000 00:00|I0000 00:00")
+    r"|E0000 00:00|W0000 00:00|I0000 00:00"
+)
 
 
 def _quiet() -> contextlib.AbstractContextManager:
@@ -33,7 +35,7 @@ def _quiet() -> contextlib.AbstractContextManager:
     return quiet_stderr(_IMPORT_NOISE)
 
 
-tf: Any = None   # TensorFlow, imported when the framework loads (_import)
+tf: Any = None  # TensorFlow, imported when the framework loads (_import)
 _GPUS: tuple = ()
 _DEVICE_NAMES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}
 _MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
@@ -75,8 +77,8 @@ def _import():
     tf, _GPUS = tensorflow, gpus
 
 
-PROFILE_SETTLE_S = 0.05   # after the profiled steps, before the profiler stops (profile())
-_GRAPH_OP = re.compile(r"^[^:\s]+:([A-Za-z_][A-Za-z0-9_]*)$")   # "node_name:OpType"
+PROFILE_SETTLE_S = 0.05  # after the profiled steps, before the profiler stops (profile())
+_GRAPH_OP = re.compile(r"^[^:\s]+:([A-Za-z_][A-Za-z0-9_]*)$")  # "node_name:OpType"
 
 
 def _tf_op(e: xplane.Event) -> str | None:
@@ -85,9 +87,9 @@ def _tf_op(e: xplane.Event) -> str | None:
     if e.plane.startswith("/device:"):
         return f"kernel:{name}" if name else None
     if name.startswith("EagerLocalExecute: "):
-        op = name[len("EagerLocalExecute: "):]
+        op = name[len("EagerLocalExecute: ") :]
         if op == "SyncDevice":
-            return None   # the harness's sync, not the step's
+            return None  # the harness's sync, not the step's
         return "function call" if op.startswith("__inference_") else op
     graph_op = _GRAPH_OP.match(name)
     if graph_op and not graph_op.group(1).startswith("__inference_"):
@@ -95,7 +97,7 @@ def _tf_op(e: xplane.Event) -> str | None:
         # calling thread when the executor chose to (it does under load): counted wherever it ran
         return graph_op.group(1)
     if "Eigen" in e.line and not name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor")) and "::" not in name:
-        return "xla:" + re.sub(r"\.\d+$", "", name)   # an XLA thunk, by its instruction's name
+        return "xla:" + re.sub(r"\.\d+$", "", name)  # an XLA thunk, by its instruction's name
     return None
 
 
@@ -109,8 +111,13 @@ class TensorFlow(Framework):
     package = "tensorflow"
     kernels = "kernels.tf_steps"
     thread_env = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    steps = {"manual": "manual_step", "tape": "tape_step", "module": "module_step", "broadcast": "broadcast_step",
-             "keras": "keras_step"}
+    steps = {
+        "manual": "manual_step",
+        "tape": "tape_step",
+        "module": "module_step",
+        "broadcast": "broadcast_step",
+        "keras": "keras_step",
+    }
     backends = {
         "eager": lambda step: step,
         "function": lambda step: tf.function(step),
@@ -168,10 +175,11 @@ class TensorFlow(Framework):
         ("node:_MklMatMul"), XLA's thunks ("dot.3", "fusion.2", by instruction), a GPU's kernels;
         the trace is TensorBoard's (plugins/profile/)."""
         from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
         trace_dir.mkdir(parents=True, exist_ok=True)
         try:
             tf.profiler.experimental.start(str(trace_dir))
-        except Exception as e:   # noqa: BLE001 - another profile in progress, no profiler in this build
+        except Exception as e:  # noqa: BLE001 - another profile in progress, no profiler in this build
             raise ProfilerUnavailable(f"TensorFlow's profiler did not start: {e}") from None
         try:
             self.run_steps(call, steps, device)
@@ -189,7 +197,7 @@ class TensorFlow(Framework):
         TensorFlow reports no XLA cost analysis and compiles nothing else."""
         if backend != "xla":
             return {}
-        function: Any = fn   # a tf.function
+        function: Any = fn  # a tf.function
         ops = hlo.entry_ops(function.experimental_get_compiler_ir(*args)(stage="optimized_hlo"))
         return {"ops": ops, "fusions": hlo.fusions(ops), "source": "XLA's optimized HLO module, ENTRY computation"}
 
@@ -200,6 +208,7 @@ class TensorFlow(Framework):
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
         from tensorflow.python.util import deprecation  # its v1-API notice, said once per process otherwise
+
         with deprecation.silence(), contextlib.redirect_stdout(io.StringIO()):
             graph = function.get_concrete_function(*args).graph
             total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
@@ -247,8 +256,9 @@ class TensorFlow(Framework):
 
         def flush():
             with self.placement("gpu"):
-                buffer.assign_add(tf.ones_like(buffer))   # reads and writes every line
+                buffer.assign_add(tf.ones_like(buffer))  # reads and writes every line
             self.sync()
+
         return flush
 
     def gemm(self, a: Any, b: Any) -> Any:

@@ -3,6 +3,7 @@ torch.compile (Inductor), on CPU and CUDA.
 
 Loading the framework (Torch()) imports PyTorch; importing this module does not.
 """
+
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from bench import timing
 from bench.frameworks.base import GPU_FLUSH_BYTES, Framework, OpTime, quiet_stderr
 from kernels import reference
 
-torch: Any = None   # PyTorch, imported when the framework loads (_import)
+torch: Any = None  # PyTorch, imported when the framework loads (_import)
 _DTYPES: dict = {}
 
 
@@ -24,18 +25,19 @@ def _import():
     if torch is not None:
         return
     import torch as imported
+
     # Inductor advises TF32 on every compile on an Ampere+ GPU; the harness keeps it off on purpose
     # (the check and the timing are of float32), and each record says so in `tf32`.
     warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores for float32 matrix multiplication")
     torch = imported
-    _DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16,
-               "float16": torch.float16}
+    _DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _exact(a):
     """A NumPy array torch.tensor takes without changing a value: bfloat16 (which NumPy only has
     through ml_dtypes) widened to float32, exactly."""
     return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
+
 
 _DEVICE_NAMES = {"cpu": "cpu", "gpu": "cuda"}
 # What Kineto prints to stderr around every profile, whatever KINETO_LOG_LEVEL says.
@@ -45,10 +47,12 @@ _PROFILER_NOISE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\]")
 class CudaEventTimer:
     """CUDA events recorded around the call on its stream: the GPU's own time for the kernels,
     without the host's launch and sync overhead, which the host clock around it still gives."""
+
     name = "CUDA events"
 
-    def measure(self, call: Callable[[], object], sync: Callable[[], object],
-                clock: Callable[[], float]) -> tuple[float, float]:
+    def measure(
+        self, call: Callable[[], object], sync: Callable[[], object], clock: Callable[[], float]
+    ) -> tuple[float, float]:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0 = clock()
         start.record()
@@ -57,6 +61,7 @@ class CudaEventTimer:
         sync()
         host = clock() - t0
         return start.elapsed_time(end) / 1e3, host
+
 
 # Dynamo's settings for the compile backend, made when a step is first compiled.
 # Recompile limits: Dynamo keeps compiled code per code object, so every case of a step (its own
@@ -79,13 +84,14 @@ def _compile(fn, mode=None):
             setattr(config, name, value)
     graphs = 0
     inductor = torch._dynamo.lookup_backend("inductor")
-    patches = torch._inductor.list_mode_options(mode) if mode else None   # reduce-overhead: triton.cudagraphs
+    patches = torch._inductor.list_mode_options(mode) if mode else None  # reduce-overhead: triton.cudagraphs
 
     def backend(gm, example_inputs):
         nonlocal graphs
         graphs += 1
         if patches:
             from torch._inductor.compile_fx import compile_fx
+
             return compile_fx(gm, example_inputs, config_patches=patches)
         return inductor(gm, example_inputs)
 
@@ -100,8 +106,11 @@ class Torch(Framework):
     kernels = "kernels.torch_steps"
     thread_env = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
     steps = {"manual": "manual_step", "autograd": "autograd_step", "module": "module_step"}
-    backends = {"eager": lambda step: step, "compile": lambda step: _compile(step),
-                "graphs": lambda step: _compile(step, mode="reduce-overhead")}
+    backends = {
+        "eager": lambda step: step,
+        "compile": lambda step: _compile(step),
+        "graphs": lambda step: _compile(step, mode="reduce-overhead"),
+    }
     gpu_backends = ("graphs",)
 
     def load_framework(self) -> None:
@@ -114,14 +123,18 @@ class Torch(Framework):
         """torch.tensor always copies. Every tensor a step makes follows its inputs' device, so
         placement() needs to do nothing (a default-device mode would intercept every op, a cost
         inside the timed calls)."""
-        out = tuple(torch.tensor(_exact(np.asarray(a, reference.numpy_dtype(dtype))), dtype=_DTYPES[dtype],
-                                 device=_DEVICE_NAMES[device]) for a in arrays)
+        out = tuple(
+            torch.tensor(
+                _exact(np.asarray(a, reference.numpy_dtype(dtype))), dtype=_DTYPES[dtype], device=_DEVICE_NAMES[device]
+            )
+            for a in arrays
+        )
         self.sync()
         return out
 
     def to_numpy(self, a: Any) -> np.ndarray:
         a = a.detach().cpu()
-        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()   # float32 holds bfloat16 exactly
+        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()  # float32 holds bfloat16 exactly
 
     def timer(self, device: str) -> timing.Timer:
         return CudaEventTimer() if device == "gpu" else super().timer(device)
@@ -134,6 +147,7 @@ class Torch(Framework):
         def flush():
             buffer.zero_()
             torch.cuda.synchronize()
+
         return flush
 
     def sync(self) -> None:
@@ -151,6 +165,7 @@ class Torch(Framework):
         Chrome trace (trace.json: Perfetto, chrome://tracing)."""
         from torch.profiler import ProfilerActivity
         from torch.profiler import profile as torch_profile
+
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "gpu" else [])
         trace_dir.mkdir(parents=True, exist_ok=True)
         with quiet_stderr(_PROFILER_NOISE), torch_profile(activities=activities) as prof:
@@ -171,6 +186,7 @@ class Torch(Framework):
         if backend != "eager":
             return None
         from torch.utils.flop_counter import FlopCounterMode
+
         with FlopCounterMode(display=False) as counter:
             fn(*args)
         return float(counter.get_total_flops()), "torch.utils.flop_counter"

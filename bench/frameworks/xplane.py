@@ -1,6 +1,7 @@
 """The XPlane trace files that TensorFlow's and JAX's profilers write (TensorBoard's and XProf's
 format: plugins/profile/<run>/<host>.xplane.pb under the trace folder), read as a flat list of
 events; each framework's profile() says which events are its ops."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -11,8 +12,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Event:
-    plane: str       # "/host:CPU", "/device:GPU:0", ...
-    line: str        # a thread on the host ("python", "tf_Compute/..."), a stream on a device
+    plane: str  # "/host:CPU", "/device:GPU:0", ...
+    line: str  # a thread on the host ("python", "tf_Compute/..."), a stream on a device
     name: str
     start_s: float
     duration_s: float
@@ -39,8 +40,13 @@ def events_from_protobuf(path: Path, xplane_pb2: Any) -> Iterator[Event]:
         for line in plane.lines:
             line_ps = (line.timestamp_ns - origin_ns) * 1000
             for e in line.events:
-                yield Event(plane.name, line.name, names.get(e.metadata_id, ""), (line_ps + e.offset_ps) * 1e-12,
-                            e.duration_ps * 1e-12)
+                yield Event(
+                    plane.name,
+                    line.name,
+                    names.get(e.metadata_id, ""),
+                    (line_ps + e.offset_ps) * 1e-12,
+                    e.duration_ps * 1e-12,
+                )
 
 
 def events_from_jax(path: Path, profile_data: Any) -> Iterator[Event]:
@@ -67,5 +73,9 @@ def tally(events: Iterator[Event], op_of: Callable[[Event], str | None]) -> dict
         open_until[where] = e.start_s + e.duration_s
         count, host, device = out.get(op, (0, 0.0, 0.0))
         on_device = e.plane.startswith("/device:")
-        out[op] = (count + 1, host + (0.0 if on_device else e.duration_s), device + (e.duration_s if on_device else 0.0))
+        out[op] = (
+            count + 1,
+            host + (0.0 if on_device else e.duration_s),
+            device + (e.duration_s if on_device else 0.0),
+        )
     return out

@@ -4,6 +4,7 @@ process_pairs.py: each side's own harness in processes of its own; processes.py:
 baselines.py: against a stored baseline; experiments.py: the gate's own false-positive and
 detection rates; settings.py: its settings in pyproject.toml; text.py: all of it as lines to print.
 The comparison itself is bench/compare.py."""
+
 from bench.gate.errors import GateError, NothingToCompare
 from bench.gate.outcome import Outcome
 from bench.gate.plan import Plan, Request, execute, make

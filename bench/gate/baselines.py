@@ -1,5 +1,6 @@
 """Stored baselines: the working tree against a file of earlier runs of this machine, times
 normalised by each run's measured GEMM ceiling (unpaired: the baseline was measured at another time)."""
+
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,18 +35,24 @@ def read_baseline(path: Path) -> list[records.Record]:
     return base
 
 
-def judge(base: Sequence[records.Record], candidate: Sequence[records.Record], how: How,
-          figures: noise.Figures) -> tuple[Result, list[str]]:
+def judge(
+    base: Sequence[records.Record], candidate: Sequence[records.Record], how: How, figures: noise.Figures
+) -> tuple[Result, list[str]]:
     """The candidate's runs against the baseline's, each run's times scaled by its GEMM ceiling
     (compare.ceiling_scale), with one or two runs a side widened by the machine's noise between
     separate runs (bench/noise.py: its stored figure, else the default); (the Result, notes)."""
     scale = ceiling_scale([*base, *candidate])
-    notes = ["times normalised by each run's measured GEMM GFLOP/s" if scale else
-             "warning: times NOT normalised (some records lack the GEMM ceiling)"]
+    notes = [
+        "times normalised by each run's measured GEMM GFLOP/s"
+        if scale
+        else "warning: times NOT normalised (some records lack the GEMM ceiling)"
+    ]
     between = noise.between_runs(figures, candidate[0].fingerprint)
-    if min(len({r.run_id for r in base}), len({r.run_id for r in candidate})) < 3:   # else a Welch t over run medians
-        notes.append(f"intervals widened by the run-to-run noise between separate runs, sd {between.run_sd:.0%} "
-                     f"({between.run_source})")
+    if min(len({r.run_id for r in base}), len({r.run_id for r in candidate})) < 3:  # else a Welch t over run medians
+        notes.append(
+            f"intervals widened by the run-to-run noise between separate runs, sd {between.run_sd:.0%} "
+            f"({between.run_source})"
+        )
     result = compare(base, candidate, replace(how, pairing=RUNS, scale=scale, noise=between))
     return result, notes
 

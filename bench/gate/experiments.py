@@ -1,6 +1,7 @@
 """Measuring the gate itself: the A/A false-positive rate (unchanged code against itself) and the
 detection rate (a candidate whose manual step does 25% more work, bench/gate/slower.py), stored per
 machine in results/baselines/aa.json and printed beside every verdict."""
+
 import datetime
 import math
 import random
@@ -20,10 +21,10 @@ from bench.gate.outcome import Outcome
 from bench.gate.processes import RunSpec, interleave, run_args
 
 # Appended to the candidate copy's kernels/tf_steps.py: its manual step made slower.
-SLOWER_HOOK = '''
+SLOWER_HOOK = """
 from kernels._gate_slowdown import slower as _slower  # a gate detection experiment's candidate only
 manual_step = _slower(manual_step)
-'''
+"""
 SLOWDOWN = 0.25
 
 
@@ -40,32 +41,47 @@ def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def settings(spec: RunSpec, pairs: int, thresholds: Thresholds) -> dict[str, Any]:
     """What a stored rate was measured with; a rate applies to a gate run with the same settings."""
-    return {"pairs": pairs, "run": spec.describe(), "threshold": thresholds.default,
-            "overrides": [list(o) for o in thresholds.overrides], "rule": RULE}
+    return {
+        "pairs": pairs,
+        "run": spec.describe(),
+        "threshold": thresholds.default,
+        "overrides": [list(o) for o in thresholds.overrides],
+        "rule": RULE,
+    }
 
 
-def experiment_entry(outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thresholds: Thresholds,
-                     method: str) -> dict[str, Any]:
+def experiment_entry(
+    outcomes: Sequence[Outcome], spec: RunSpec, pairs: int, thresholds: Thresholds, method: str
+) -> dict[str, Any]:
     """The stored summary of repeated gate runs (A/A or detection)."""
     flagged = sum(o.flagged for o in outcomes)
     per_case: dict[str, dict[str, int]] = {}
     for o in outcomes:
         for c in o.result.comparisons:
-            counts = per_case.setdefault(c.label, {"regressed": 0, "improved": 0, "same": 0, "inconclusive": 0,
-                                                   "n/a": 0})
+            counts = per_case.setdefault(
+                c.label, {"regressed": 0, "improved": 0, "same": 0, "inconclusive": 0, "n/a": 0}
+            )
             counts[c.verdict] = counts.get(c.verdict, 0) + 1
     lo, hi = rate_ci(flagged, len(outcomes))
     # the noise between separate processes: one process's two sides (pairing "calls") are not that
     sd = run_sd_of(outcomes) if all(o.pairing == "processes" for o in outcomes) else None
     intervals = [c for o in outcomes for c in o.result.comparisons if c.lo is not None and c.hi is not None]
     excluding = sum(not c.lo <= 1 <= c.hi for c in intervals)
-    return {**settings(spec, pairs, thresholds), "method": method, "runs": len(outcomes), "flagged": flagged,
-            "rate": flagged / len(outcomes) if outcomes else None, "rate_ci95": [lo, hi], "per_case": per_case,
-            # For unchanged code a 95% interval should exclude 1 about 5% of the time: its coverage.
-            "intervals": len(intervals), "intervals_excluding_1": excluding,
-            # the noise between separate runs (A/A: of unchanged code), what `compare` widens an unpaired interval by
-            **({"run_sd_log": sd} if sd is not None else {}),
-            "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        **settings(spec, pairs, thresholds),
+        "method": method,
+        "runs": len(outcomes),
+        "flagged": flagged,
+        "rate": flagged / len(outcomes) if outcomes else None,
+        "rate_ci95": [lo, hi],
+        "per_case": per_case,
+        # For unchanged code a 95% interval should exclude 1 about 5% of the time: its coverage.
+        "intervals": len(intervals),
+        "intervals_excluding_1": excluding,
+        # the noise between separate runs (A/A: of unchanged code), what `compare` widens an unpaired interval by
+        **({"run_sd_log": sd} if sd is not None else {}),
+        "measured_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def run_sd_of(outcomes: Iterable[Outcome]) -> float | None:
@@ -110,12 +126,16 @@ def rate_line(figures: noise.Figures, fp: dict[str, Any], spec: RunSpec, pairs: 
     lo, hi = aa.get("rate_ci95", [math.nan, math.nan])
     machine = fp.get("cpu_model") or fp.get("machine") or "this machine"
     now = settings(spec, pairs, thresholds)
-    line = (f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
-            f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})"
-            f"{_other_settings(aa, now)}")
-    if det:   # measured apart, maybe on another day and at another threshold: each says its own
-        line += (f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
-                 f"{_resampled(det, ' (', ')')}, measured {det.get('measured_utc', '?')[:10]}{_other_settings(det, now)}")
+    line = (
+        f"A/A false-positive rate stored for {machine}, measured {aa.get('measured_utc', '?')[:10]}: "
+        f"{aa['flagged']}/{aa['runs']} runs flagged ({aa['rate']:.0%}, 95% CI {lo:.0%}-{hi:.0%}{_resampled(aa)})"
+        f"{_other_settings(aa, now)}"
+    )
+    if det:  # measured apart, maybe on another day and at another threshold: each says its own
+        line += (
+            f"; a +{det.get('slowdown', 0):.0%} slowdown was flagged in {det['flagged']}/{det['runs']} runs"
+            f"{_resampled(det, ' (', ')')}, measured {det.get('measured_utc', '?')[:10]}{_other_settings(det, now)}"
+        )
     return line
 
 
@@ -130,6 +150,7 @@ def _resampled(entry, before="; ", after=""):
 
 
 # ---------------------------------------------------------------- the rates experiment
+
 
 def slower_copy(tree: Path | str, dest: Path) -> Path:
     """A copy of `tree`'s working tree (tracked and untracked, not ignored, files) whose manual
@@ -151,13 +172,15 @@ def windows(rounds: int, pairs: int, sliding: bool) -> list[list[int]]:
 
 
 def _judge(procs, candidate, window, how):
-    return process_pairs.outcome({"base": [procs["base"][i] for i in window],
-                                  "candidate": [procs[candidate][i] for i in window]}, how)
+    return process_pairs.outcome(
+        {"base": [procs["base"][i] for i in window], "candidate": [procs[candidate][i] for i in window]}, how
+    )
 
 
 @dataclass(frozen=True)
 class RatesRun:
     """What one rates experiment ran: its spec, rounds and pairs a gate run, the rule it judges by."""
+
     spec: RunSpec
     rounds: int
     pairs: int
@@ -167,8 +190,9 @@ class RatesRun:
     also_pairs: tuple[int, ...] = (6, 8)
 
 
-def rates(tree: Path | str, run: RatesRun, workdir: Path | str,
-          progress: Callable[[str], None] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def rates(
+    tree: Path | str, run: RatesRun, workdir: Path | str, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """One interleaved sequence of `run.rounds` rounds, each running three processes in rotating
     order: `tree` (base), `tree` again (the A/A candidate) and a copy whose manual step is slower
     (the detection candidate). Every `run.pairs` consecutive rounds form one gate run of each kind,
@@ -177,8 +201,14 @@ def rates(tree: Path | str, run: RatesRun, workdir: Path | str,
     the fingerprint)."""
     t0 = time.perf_counter()
     trees = {"base": Path(tree), "same": Path(tree), "slower": slower_copy(tree, Path(workdir) / "slower-tree")}
-    procs = interleave(trees, run.rounds, run_args(run.spec, trees.values()), Path(workdir) / "runs", progress=progress,
-                       extra_env=run.spec.variables())
+    procs = interleave(
+        trees,
+        run.rounds,
+        run_args(run.spec, trees.values()),
+        Path(workdir) / "runs",
+        progress=progress,
+        extra_env=run.spec.variables(),
+    )
     run = replace(run, wall_s=time.perf_counter() - t0)
     fp: dict[str, Any] = next((r.fingerprint for p in procs["base"] for r in p.records or ()), {})
     entries = {"aa": _rate_entry(procs, "same", run), "detection": _rate_entry(procs, "slower", run)}
@@ -190,24 +220,32 @@ def _rate_entry(procs: dict[str, list], candidate: str, run: RatesRun) -> dict[s
     """The stored entry of one kind (the A/A or the slower candidate) of a rates experiment."""
     rounds, pairs, thresholds = run.rounds, run.pairs, run.how.thresholds
     judged = {s: [_judge(procs, candidate, w, run.how) for w in windows(rounds, pairs, s)] for s in (False, True)}
-    method = (f"gate --rates {rounds}: {rounds} rounds of 3 processes (base, A/A candidate, slower candidate) in "
-              f"rotating order; {len(judged[False])} disjoint windows of {pairs} pairs are the runs counted; "
-              f"{pairs}-round sliding windows reported apart; {run.wall_s:.0f} s")
+    method = (
+        f"gate --rates {rounds}: {rounds} rounds of 3 processes (base, A/A candidate, slower candidate) in "
+        f"rotating order; {len(judged[False])} disjoint windows of {pairs} pairs are the runs counted; "
+        f"{pairs}-round sliding windows reported apart; {run.wall_s:.0f} s"
+    )
     entry = experiment_entry(judged[False], run.spec, pairs, thresholds, method)
     slide = judged[True]
-    entry["sliding"] = {"runs": len(slide), "flagged": sum(o.flagged for o in slide),
-                        "per_case": experiment_entry(slide, run.spec, pairs, thresholds, "")["per_case"]}
+    entry["sliding"] = {
+        "runs": len(slide),
+        "flagged": sum(o.flagged for o in slide),
+        "per_case": experiment_entry(slide, run.spec, pairs, thresholds, "")["per_case"],
+    }
     rng = random.Random(0)
     picks = [sorted(rng.sample(range(rounds), pairs)) for _ in range(run.subsets)] if pairs <= rounds else []
-    entry["resampled"] = {"runs": len(picks),
-                          "flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in picks),
-                          "note": f"random {pairs}-round subsets of the {rounds} rounds (not independent)"}
+    entry["resampled"] = {
+        "runs": len(picks),
+        "flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in picks),
+        "note": f"random {pairs}-round subsets of the {rounds} rounds (not independent)",
+    }
     entry["other_pairs"] = {}
     for k in run.also_pairs:
         ks = [sorted(rng.sample(range(rounds), k)) for _ in range(run.subsets)] if k <= rounds else []
-        entry["other_pairs"][k] = {"disjoint_runs": rounds // k,
-                                   "disjoint_flagged": sum(_judge(procs, candidate, w, run.how).flagged
-                                                           for w in windows(rounds, k, False)),
-                                   "subsets": len(ks),
-                                   "subsets_flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in ks)}
+        entry["other_pairs"][k] = {
+            "disjoint_runs": rounds // k,
+            "disjoint_flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in windows(rounds, k, False)),
+            "subsets": len(ks),
+            "subsets_flagged": sum(_judge(procs, candidate, w, run.how).flagged for w in ks),
+        }
     return entry

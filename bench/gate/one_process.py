@@ -3,6 +3,7 @@ beside the working tree's in one process per framework (bench/run/runner.py `ker
 take by take in interleaved rounds, as a run interleaves its cases, so whatever drifts between
 processes or over time hits both sides alike and the comparison is paired by round. A change to
 anything else needs each side's own process: bench/gate/process_pairs.py."""
+
 import concurrent.futures
 import dataclasses
 import json
@@ -33,14 +34,16 @@ from bench.run.plan import Config, ConfigError, plan
 from bench.run.worker import WorkerDied, WorkerError
 
 SIDES = ("base", "candidate")
-MIN_ROUNDS = 12   # at least this many rounds, each side's takes as short as that needs: it pairs by round
-SIDE_FILE = "side.json"   # beside a one-process gate's records of each side: whose steps they timed
+MIN_ROUNDS = 12  # at least this many rounds, each side's takes as short as that needs: it pairs by round
+SIDE_FILE = "side.json"  # beside a one-process gate's records of each side: whose steps they timed
 
 
 def write_side(folder: Path, side: str, tree: Path | str) -> None:
     """{side, kernels: the commit whose steps were timed, dirty: with uncommitted changes} in folder/SIDE_FILE:
     the records' own fingerprint names the harness's commit, which ran both sides' steps."""
-    (folder / SIDE_FILE).write_text(json.dumps({"side": side, "kernels": git.head(tree), "dirty": git.dirty(tree)}) + "\n")
+    (folder / SIDE_FILE).write_text(
+        json.dumps({"side": side, "kernels": git.head(tree), "dirty": git.dirty(tree)}) + "\n"
+    )
 
 
 def read_side(folder: Path | str) -> dict[str, Any]:
@@ -49,18 +52,31 @@ def read_side(folder: Path | str) -> dict[str, Any]:
     try:
         side = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise GateError(f"{folder}: not a side of a one-process gate (no {SIDE_FILE}; `gate --out DIR` writes "
-                        "DIR/base and DIR/candidate)") from None
+        raise GateError(
+            f"{folder}: not a side of a one-process gate (no {SIDE_FILE}; `gate --out DIR` writes "
+            "DIR/base and DIR/candidate)"
+        ) from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise GateError(f"{path}: unreadable ({type(e).__name__})") from None
-    if not (isinstance(side, dict) and side.get("side") in SIDES and isinstance(side.get("kernels"), str)
-            and re.fullmatch(r"[0-9a-f]{40,64}", side["kernels"])):
+    if not (
+        isinstance(side, dict)
+        and side.get("side") in SIDES
+        and isinstance(side.get("kernels"), str)
+        and re.fullmatch(r"[0-9a-f]{40,64}", side["kernels"])
+    ):
         raise GateError(f"{path}: not a gate's side file (side and a commit expected)")
     return side
 
 
-def run(trees: dict[str, Path], spec: RunSpec, pairs: int, how: How, workdir: Path | str,
-        progress: Callable[[str], None] | None = None, notes: tuple[str, ...] = ()) -> Outcome:
+def run(
+    trees: dict[str, Path],
+    spec: RunSpec,
+    pairs: int,
+    how: How,
+    workdir: Path | str,
+    progress: Callable[[str], None] | None = None,
+    notes: tuple[str, ...] = (),
+) -> Outcome:
     """Both sides' steps (trees: {"base": a checkout, "candidate": another}) in one worker process
     per framework, loaded alike (Framework.with_kernels): every case of `spec` checked on each side,
     then each group's cases timed together, the frameworks taking turns, for `pairs` x the spec's
@@ -73,8 +89,7 @@ def run(trees: dict[str, Path], spec: RunSpec, pairs: int, how: How, workdir: Pa
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     workers: dict[tuple[str, str], Any] = {}
     try:
-        workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES},
-                                variables=spec.variables())
+        workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES}, variables=spec.variables())
         say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
         common: dict[str, Any] = dict(run_id=config.run_id, fingerprint=run_fingerprint(config, workers)[""])
         for group in plan(config, workers):
@@ -94,14 +109,27 @@ def _config(spec: RunSpec, pairs: int, workdir: Path) -> Config:
     """The run the one process makes: `pairs` x the spec's budget a side, no early stop (both sides
     sample the same rounds), at least MIN_ROUNDS rounds, no batch (the gate reads no dispatch time)."""
     budget_s = spec.budget_s * pairs
-    return Config(out=workdir, frameworks=spec.frameworks, steps=spec.steps, backends=spec.backends,
-                  device=spec.device, sizes=tuple(map(tuple, spec.sizes)), step_n={}, budget_s=budget_s,
-                  target_ci=1e-9, round_s=min(defaults.ROUND_S, budget_s / MIN_ROUNDS), budget_rounds=MIN_ROUNDS,
-                  pin=spec.pin, batch_s=None, warmup=defaults.GATE_CALLS_WARMUP)
+    return Config(
+        out=workdir,
+        frameworks=spec.frameworks,
+        steps=spec.steps,
+        backends=spec.backends,
+        device=spec.device,
+        sizes=tuple(map(tuple, spec.sizes)),
+        step_n={},
+        budget_s=budget_s,
+        target_ci=1e-9,
+        round_s=min(defaults.ROUND_S, budget_s / MIN_ROUNDS),
+        budget_rounds=MIN_ROUNDS,
+        pin=spec.pin,
+        batch_s=None,
+        warmup=defaults.GATE_CALLS_WARMUP,
+    )
 
 
-def _group(group: Any, workers: dict[tuple[str, str], Any], common: dict[str, Any], config: Config,
-           say: Callable[[str], None]) -> list[tuple[str, Record]]:
+def _group(
+    group: Any, workers: dict[tuple[str, str], Any], common: dict[str, Any], config: Config, say: Callable[[str], None]
+) -> list[tuple[str, Record]]:
     """[(side, Record)] of one group's cases: checked on both sides, the frameworks at once, each in
     its own process (the gate reads no first-call time, which a neighbour's compile would disturb);
     then timed, the frameworks taking turns."""
@@ -112,21 +140,28 @@ def _group(group: Any, workers: dict[tuple[str, str], Any], common: dict[str, An
 
     def check(which: tuple[str, str]) -> list[tuple[str, Record | Prepared]]:
         t = time.perf_counter()
-        done = [(side, check_case(case, workers[which], group, common, turns, side, settle=False))
-                for case in group.cases if runner_key(case.key) == which for side in SIDES]
+        done = [
+            (side, check_case(case, workers[which], group, common, turns, side, settle=False))
+            for case in group.cases
+            if runner_key(case.key) == which
+            for side in SIDES
+        ]
         took[which[0]] = time.perf_counter() - t
         return done
+
     t_check = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(workers)) as pool:
         checked = [item for results in pool.map(check, workers) for item in results]
     prepared = [p for _, p in checked if isinstance(p, Prepared)]
     done = [(side, rec) for side, rec in checked if isinstance(rec, Record)]
     if prepared:
-        say(f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
+        say(
+            f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
             f"{time.perf_counter() - t_check:.0f} s ("
             + ", ".join(f"{name} {s:.0f} s" for name, s in sorted(took.items(), key=lambda kv: -kv[1]))
             + f"); timing {len(prepared) // 2} cases, base and candidate interleaved in one process per framework, "
-            "then counting them")
+            "then counting them"
+        )
         t_time = time.perf_counter()
         done += [(p.side, rec) for p, rec in zip(prepared, time_group(group, prepared, config))]
         say(f"gate: timed and counted in {time.perf_counter() - t_time:.0f} s")
@@ -146,5 +181,6 @@ def rejudged(outcome: Outcome, how: How, note: str) -> Outcome:
     """A one-process gate's Outcome compared again as `how` says (e.g. with the noise the machine's
     one-process A/A runs showed its intervals miss), `note` added."""
     base, cand = (list(outcome.processes[side][0].records or ()) for side in SIDES)
-    return dataclasses.replace(outcome, result=compare(base, cand, replace(how, pairing=ROUNDS)),
-                               notes=(*outcome.notes, note))
+    return dataclasses.replace(
+        outcome, result=compare(base, cand, replace(how, pairing=ROUNDS)), notes=(*outcome.notes, note)
+    )

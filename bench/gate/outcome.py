@@ -1,4 +1,5 @@
 """What one gate run found: the comparison, the processes that made it, and notes to print."""
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -8,10 +9,10 @@ from bench.compare import Result
 @dataclass(frozen=True)
 class Outcome:
     result: Result
-    processes: dict = field(default_factory=dict)   # {side: [Process]} (bench/gate/processes.py)
+    processes: dict = field(default_factory=dict)  # {side: [Process]} (bench/gate/processes.py)
     wall_s: float = 0.0
     notes: tuple = ()
-    pairing: str = "processes"   # or "calls": both sides' steps in one process (bench/gate/one_process.py)
+    pairing: str = "processes"  # or "calls": both sides' steps in one process (bench/gate/one_process.py)
 
     @property
     def flagged(self) -> bool:

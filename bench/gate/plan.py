@@ -3,6 +3,7 @@ its mode, REV and its commit, the settings and stored A/A figures it is judged b
 change cannot loosen its own gate), the pairing (both sides' steps in one process, or each side's
 harness in processes of its own), what each process times and about how long that takes, and what
 it could see. `gate --plan` prints it; execute() runs it. The command line only parses and prints."""
+
 import functools
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from bench.gate.processes import Launch, RunSpec, accepts, interleave, run_args,
 
 MODES = ("paired", "stored", "save-baseline", "aa", "aa-calls", "rates")
 PAIRINGS = ("auto", "calls", "processes")
-HARNESS = "bench/__main__.py"   # a revision without it has nothing to compare
+HARNESS = "bench/__main__.py"  # a revision without it has nothing to compare
 # What may differ for the steps to be the only code that changed: the steps, tests, text, and stored
 # results (examples, baselines, the A/A figures: no run reads them; a gate reads REV's A/A figures).
 UNTIMED_PREFIXES = ("kernels/", "tests/", "results/")
@@ -33,20 +34,21 @@ CHECK_S = 1.5
 @dataclass(frozen=True)
 class Request:
     """What the command line asked, as plain values (None: not given, the mode's default)."""
+
     mode: str = "paired"
     rev: str = "HEAD~1"
-    baseline: str | None = None      # stored mode: a baseline file, or the folder holding this machine's
-    save: str | None = None          # save-baseline: the file or folder to write
-    runs: int | None = None          # aa: gate runs; rates: rounds
+    baseline: str | None = None  # stored mode: a baseline file, or the folder holding this machine's
+    save: str | None = None  # save-baseline: the file or folder to write
+    runs: int | None = None  # aa: gate runs; rates: rounds
     pairs: int | None = None
-    sizes: tuple = ()                # (n, m, nh) each
+    sizes: tuple = ()  # (n, m, nh) each
     steps: tuple = ()
     backends: tuple = ()
     frameworks: tuple = ()
     device: str = "all"
     budget_s: float | None = None
     threads: int | None = None
-    pin: str | tuple[int, ...] = defaults.GATE_PIN   # "auto", "off" or the CPUs
+    pin: str | tuple[int, ...] = defaults.GATE_PIN  # "auto", "off" or the CPUs
     pairing: str = "auto"
     tree: str | None = None
     aa_file: str | None = None
@@ -60,20 +62,20 @@ class Request:
 class Plan:
     request: Request
     tree: Path
-    spec: RunSpec                 # what each harness process times (process pairs, stored, experiments)
-    calls_spec: RunSpec           # what the one process times (a change to kernels/ alone)
+    spec: RunSpec  # what each harness process times (process pairs, stored, experiments)
+    calls_spec: RunSpec  # what the one process times (a change to kernels/ alone)
     pairs: int
-    how: How                      # thresholds and what may differ; pairing and noise are set when it runs
-    aa_file: Path                 # where experiments store figures
-    figures: dict = field(default_factory=dict)   # the stored A/A figures it is judged by (REV's, paired mode)
-    own_figures: dict = field(default_factory=dict)   # the working tree's, where they are not those
-    said: tuple[str, ...] = ()    # what to say before it runs: whose settings and figures judge it
+    how: How  # thresholds and what may differ; pairing and noise are set when it runs
+    aa_file: Path  # where experiments store figures
+    figures: dict = field(default_factory=dict)  # the stored A/A figures it is judged by (REV's, paired mode)
+    own_figures: dict = field(default_factory=dict)  # the working tree's, where they are not those
+    said: tuple[str, ...] = ()  # what to say before it runs: whose settings and figures judge it
     rev: str | None = None
     sha: str | None = None
     changed: tuple[str, ...] = ()
-    pairing: str | None = None    # paired mode: "calls" or "processes"
-    why: str = ""                 # why that pairing
-    nothing: str | None = None    # why there is nothing to compare (the gate passes)
+    pairing: str | None = None  # paired mode: "calls" or "processes"
+    why: str = ""  # why that pairing
+    nothing: str | None = None  # why there is nothing to compare (the gate passes)
 
     @property
     def base_name(self) -> str:
@@ -90,8 +92,13 @@ class Plan:
             runs = self.request.runs or 1 if self.request.mode == "aa-calls" else 1
             timed = 2 * cases * spec.budget_s * self.pairs * runs
             return timed, timed + runs * (len(spec.frameworks) * START_S + 2 * cases * CHECK_S)
-        processes = {"paired": 2 * self.pairs, "stored": self.pairs, "save-baseline": self.pairs,
-                     "aa": 2 * self.pairs * (self.request.runs or 0), "rates": 3 * (self.request.runs or 0)}
+        processes = {
+            "paired": 2 * self.pairs,
+            "stored": self.pairs,
+            "save-baseline": self.pairs,
+            "aa": 2 * self.pairs * (self.request.runs or 0),
+            "rates": 3 * (self.request.runs or 0),
+        }
         n = processes.get(self.request.mode, 0)
         timed = n * cases * spec.budget_s
         return timed, timed + n * (START_S + cases * CHECK_S)
@@ -101,21 +108,29 @@ class Plan:
         req, spec = self.request, self.timed()
         lines = [f"gate plan ({req.mode}): the working tree {self.tree}"]
         if req.mode == "paired":
-            lines.append(f"  base: {self.base_name}; {len(self.changed)} file(s) changed"
-                         + (f" ({', '.join(self.changed[:4])}{', ...' if len(self.changed) > 4 else ''})"
-                            if self.changed else ""))
+            lines.append(
+                f"  base: {self.base_name}; {len(self.changed)} file(s) changed"
+                + (
+                    f" ({', '.join(self.changed[:4])}{', ...' if len(self.changed) > 4 else ''})"
+                    if self.changed
+                    else ""
+                )
+            )
         if self.nothing:
             return [*lines, f"  nothing to compare: {self.nothing}; the gate would pass"]
         if req.mode == "paired":
             lines.append(f"  pairing: {self._pairing_text()} ({self.why})")
         timed, whole = self.estimate_s()
-        lines += [f"  times: {spec.describe()}",
-                  f"  cases: {count_cases(spec)} a side; about {_minutes(whole)} in all ({timed:.0f} s of timed "
-                  f"calls, plus allowances of {START_S:g} s a process start and {CHECK_S:g} s a case check)",
-                  f"  judged by: {self._judged_text()}", *(f"  {line}" for line in self.said),
-                  "  could see: a case regresses when its ratio exceeds 1 + threshold with its 95% interval above "
-                  "1 + threshold/2; each row then prints the smallest slowdown its own interval could see",
-                  f"  stored for this machine: {self._stored_text()}"]
+        lines += [
+            f"  times: {spec.describe()}",
+            f"  cases: {count_cases(spec)} a side; about {_minutes(whole)} in all ({timed:.0f} s of timed "
+            f"calls, plus allowances of {START_S:g} s a process start and {CHECK_S:g} s a case check)",
+            f"  judged by: {self._judged_text()}",
+            *(f"  {line}" for line in self.said),
+            "  could see: a case regresses when its ratio exceeds 1 + threshold with its 95% interval above "
+            "1 + threshold/2; each row then prints the smallest slowdown its own interval could see",
+            f"  stored for this machine: {self._stored_text()}",
+        ]
         return lines
 
     def _pairing_text(self) -> str:
@@ -155,6 +170,7 @@ def count_cases(spec: RunSpec) -> int:
 
 # ---------------------------------------------------------------- making the plan
 
+
 def make(request: Request) -> Plan:
     """The Plan of `request`: every flag checked, REV resolved and its settings and stored figures
     read, the pairing chosen. GateError, CompareError or git.RevisionError, one line, on bad input."""
@@ -164,11 +180,15 @@ def make(request: Request) -> Plan:
     if not tree.is_dir():
         raise GateError(f"--tree {request.tree}: no such folder")
     spec, calls_spec, pairs = specs(request)
-    thresholds = settings.load_thresholds(Path(request.config) if request.config else tree / "pyproject.toml",
-                                          request.threshold, explicit=bool(request.config))
+    thresholds = settings.load_thresholds(
+        Path(request.config) if request.config else tree / "pyproject.toml",
+        request.threshold,
+        explicit=bool(request.config),
+    )
     aa_file = Path(request.aa_file) if request.aa_file else tree / noise.AA_FILE
-    how = How(pairing="", thresholds=thresholds, allow_mismatch=request.allow_mismatch,
-              allow_missing=request.allow_missing)
+    how = How(
+        pairing="", thresholds=thresholds, allow_mismatch=request.allow_mismatch, allow_missing=request.allow_missing
+    )
     plan = Plan(request, tree, spec, calls_spec, pairs, how, aa_file, noise.load(aa_file))
     return _as_of_base(plan) if request.mode == "paired" else plan
 
@@ -185,13 +205,14 @@ def _as_of_base(plan: Plan) -> Plan:
     if not git.has_file(tree, sha, HARNESS):
         return replace(plan, nothing=f"{req.rev} ({sha[:10]}) has no harness ({HARNESS})")
     said = []
-    if not req.config:   # a change cannot loosen its own gate, nor switch it off by a slip
+    if not req.config:  # a change cannot loosen its own gate, nor switch it off by a slip
         thresholds, line = _thresholds_of(plan, sha)
         plan = replace(plan, how=replace(plan.how, thresholds=thresholds))
         said += [line] if line else []
-    if not req.aa_file:   # nor widen its own intervals by editing or re-measuring the stored figures
-        plan = replace(plan, own_figures=plan.figures,
-                       figures=noise.loads(git.text_at(tree, sha, noise.AA_FILE.as_posix())))
+    if not req.aa_file:  # nor widen its own intervals by editing or re-measuring the stored figures
+        plan = replace(
+            plan, own_figures=plan.figures, figures=noise.loads(git.text_at(tree, sha, noise.AA_FILE.as_posix()))
+        )
     changed = tuple(git.changed_files(tree, sha))
     pairing, why, nothing = choose_pairing(req.pairing, changed, req.rev)
     return replace(plan, said=tuple(said), changed=changed, pairing=pairing, why=why, nothing=nothing)
@@ -201,15 +222,18 @@ def _thresholds_of(plan: Plan, sha: str) -> tuple[Thresholds, str]:
     """(the thresholds REV is compared by, a line saying so or ""): REV's own pyproject.toml's; the
     working tree's where REV's are unusable (said)."""
     rev, mine = plan.request.rev, plan.how.thresholds
-    try:   # none there: the defaults, as for a tree without one
-        base = settings.thresholds_from(git.text_at(plan.tree, sha, "pyproject.toml"), f"{rev}:pyproject.toml",
-                                        plan.request.threshold)
+    try:  # none there: the defaults, as for a tree without one
+        base = settings.thresholds_from(
+            git.text_at(plan.tree, sha, "pyproject.toml"), f"{rev}:pyproject.toml", plan.request.threshold
+        )
     except settings.CompareError as e:
         return mine, f"gate: {rev}'s gate settings are unusable ({e}); judged by the working tree's"
     if base == mine:
         return mine, ""
-    return base, (f"gate: the working tree changes the gate's settings in pyproject.toml; judged by {rev}'s, as "
-                  "every change is (the new ones judge the changes after it; --config names a file to use instead)")
+    return base, (
+        f"gate: the working tree changes the gate's settings in pyproject.toml; judged by {rev}'s, as "
+        "every change is (the new ones judge the changes after it; --config names a file to use instead)"
+    )
 
 
 def outside_kernels(files: tuple[str, ...] | list[str]) -> list[str]:
@@ -228,14 +252,26 @@ def choose_pairing(asked: str, changed: tuple[str, ...], rev: str) -> tuple[str 
     if asked == "processes":
         return "processes", "asked for", None
     if changed and not outside and not any(f.startswith("kernels/") for f in changed):
-        return None, "", (f"only tests, text and stored results changed against {rev} ({', '.join(changed[:3])}"
-                          f"{', ...' if len(changed) > 3 else ''}): no timed code to compare "
-                          "(--pairing calls times both sides anyway)")
+        return (
+            None,
+            "",
+            (
+                f"only tests, text and stored results changed against {rev} ({', '.join(changed[:3])}"
+                f"{', ...' if len(changed) > 3 else ''}): no timed code to compare "
+                "(--pairing calls times both sides anyway)"
+            ),
+        )
     if changed and not outside:
         return "calls", "only the steps' code (kernels/) changed", None
     if outside:
-        return "processes", (f"{len(outside)} file(s) outside kernels/ changed ({', '.join(outside[:3])}"
-                             f"{', ...' if len(outside) > 3 else ''})"), None
+        return (
+            "processes",
+            (
+                f"{len(outside)} file(s) outside kernels/ changed ({', '.join(outside[:3])}"
+                f"{', ...' if len(outside) > 3 else ''})"
+            ),
+            None,
+        )
     return "processes", "no file changed", None
 
 
@@ -251,22 +287,36 @@ def specs(request: Request) -> tuple[RunSpec, RunSpec, int]:
 
     def given(value, default):
         return default if value is None else value
-    threads, calls_threads = given(request.threads, defaults.GATE_THREADS), given(request.threads,
-                                                                                  defaults.GATE_CALLS_THREADS)
+
+    threads, calls_threads = (
+        given(request.threads, defaults.GATE_THREADS),
+        given(request.threads, defaults.GATE_CALLS_THREADS),
+    )
     pair_fws = request.frameworks or (defaults.GATE_FRAMEWORK,)
-    named = pair_fws == (defaults.GATE_FRAMEWORK,)   # GATE_STEPS and GATE_BACKENDS are its own
-    spec = RunSpec(frameworks=pair_fws, sizes=sizes or (defaults.GATE_SIZE,),
-                   steps=request.steps or (defaults.GATE_STEPS if named else autodiff(pair_fws)),
-                   backends=request.backends or (defaults.GATE_BACKENDS if named else None), device=request.device,
-                   budget_s=given(request.budget_s, defaults.GATE_BUDGET_S), threads=threads,
-                   pin=gate_pin(request.pin, threads))
-    calls_fws = request.frameworks or frameworks.installed()   # found, not imported
+    named = pair_fws == (defaults.GATE_FRAMEWORK,)  # GATE_STEPS and GATE_BACKENDS are its own
+    spec = RunSpec(
+        frameworks=pair_fws,
+        sizes=sizes or (defaults.GATE_SIZE,),
+        steps=request.steps or (defaults.GATE_STEPS if named else autodiff(pair_fws)),
+        backends=request.backends or (defaults.GATE_BACKENDS if named else None),
+        device=request.device,
+        budget_s=given(request.budget_s, defaults.GATE_BUDGET_S),
+        threads=threads,
+        pin=gate_pin(request.pin, threads),
+    )
+    calls_fws = request.frameworks or frameworks.installed()  # found, not imported
     if not calls_fws:
         raise GateError("no framework can run here (python -m bench list says why)")
-    calls = RunSpec(frameworks=calls_fws, sizes=sizes or defaults.GATE_CALLS_SIZES,
-                    steps=request.steps or autodiff(calls_fws), backends=request.backends or None,
-                    device=request.device, budget_s=given(request.budget_s, defaults.GATE_CALLS_BUDGET_S),
-                    threads=calls_threads, pin=gate_pin(request.pin, calls_threads))
+    calls = RunSpec(
+        frameworks=calls_fws,
+        sizes=sizes or defaults.GATE_CALLS_SIZES,
+        steps=request.steps or autodiff(calls_fws),
+        backends=request.backends or None,
+        device=request.device,
+        budget_s=given(request.budget_s, defaults.GATE_CALLS_BUDGET_S),
+        threads=calls_threads,
+        pin=gate_pin(request.pin, calls_threads),
+    )
     return spec, calls, pairs
 
 
@@ -297,15 +347,17 @@ def gate_pin(pin: str | tuple[int, ...], threads: int) -> tuple[int, ...]:
     if pin == "off" or (pin == "auto" and not threads):
         return ()
     if isinstance(pin, str):
-        return process.quietest_cpus(threads)   # "auto"
+        return process.quietest_cpus(threads)  # "auto"
     return tuple(pin)
 
 
 # ---------------------------------------------------------------- running it
 
+
 @dataclass(frozen=True)
 class Done:
     """What a gate run leaves to print: its lines, and whether it failed (exit 1)."""
+
     lines: list[str]
     failed: bool = False
     outcome: Outcome | None = None
@@ -314,17 +366,24 @@ class Done:
 @dataclass(frozen=True)
 class Hooks:
     """How a plan's processes run and what it says meanwhile (tests give stand-ins)."""
+
     launch: Launch = run_harness
     probe: Callable[[Path | str, str], bool] = accepts
-    progress: Callable[[str], None] = stderr_line   # progress lines (stderr)
-    say: Callable[[str], None] = functools.partial(print, flush=True)   # results as they come (stdout)
+    progress: Callable[[str], None] = stderr_line  # progress lines (stderr)
+    say: Callable[[str], None] = functools.partial(print, flush=True)  # results as they come (stdout)
 
 
 def execute(plan: Plan, workdir: Path, hooks: Hooks = Hooks()) -> Done:
     """Run the plan; its lines to print. NothingToCompare is a pass, said."""
     t0 = time.perf_counter()
-    runs = {"paired": _paired, "stored": _stored, "save-baseline": _save, "aa": _aa, "aa-calls": _aa_calls,
-            "rates": _rates}
+    runs = {
+        "paired": _paired,
+        "stored": _stored,
+        "save-baseline": _save,
+        "aa": _aa,
+        "aa-calls": _aa_calls,
+        "rates": _rates,
+    }
     try:
         if plan.nothing:
             raise NothingToCompare(plan.nothing)
@@ -341,18 +400,33 @@ def _paired(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
         hooks.say(line)
     with git.worktree(plan.tree, plan.sha or "") as base_tree:
         if plan.pairing == "calls":
-            hooks.progress(f"gate: {plan.base_name} against the working tree {plan.tree}: {plan.why}, so both sides' "
-                           f"steps run in one process, interleaved take by take; {plan.calls_spec.describe()}")
-            outcome = one_process.run({"base": base_tree, "candidate": plan.tree}, plan.calls_spec, plan.pairs,
-                                      plan.how, workdir, hooks.progress, notes=(_calls_note(plan),))
+            hooks.progress(
+                f"gate: {plan.base_name} against the working tree {plan.tree}: {plan.why}, so both sides' "
+                f"steps run in one process, interleaved take by take; {plan.calls_spec.describe()}"
+            )
+            outcome = one_process.run(
+                {"base": base_tree, "candidate": plan.tree},
+                plan.calls_spec,
+                plan.pairs,
+                plan.how,
+                workdir,
+                hooks.progress,
+                notes=(_calls_note(plan),),
+            )
             outcome, aa_line = _with_calls_noise(plan, outcome)
             return _judged(plan, outcome, (plan.rev or "base", "working tree"), aa_line)
         if plan.request.pairing == "auto" and outside_kernels(plan.changed):
             hooks.progress(f"gate: {plan.why}: each side in its own processes")
-        sides = process_pairs.Sides(base_tree, plan.tree, plan.base_name, plan.sha,
-                                    any(Path(f).name in process_pairs.REQUIREMENT_FILES for f in plan.changed))
-        outcome = process_pairs.run(sides, plan.spec, plan.pairs, plan.how, workdir, hooks.launch, hooks.probe,
-                                    hooks.progress)
+        sides = process_pairs.Sides(
+            base_tree,
+            plan.tree,
+            plan.base_name,
+            plan.sha,
+            any(Path(f).name in process_pairs.REQUIREMENT_FILES for f in plan.changed),
+        )
+        outcome = process_pairs.run(
+            sides, plan.spec, plan.pairs, plan.how, workdir, hooks.launch, hooks.probe, hooks.progress
+        )
     rate = experiments.rate_line(plan.figures, outcome.fingerprint, plan.spec, plan.pairs, plan.how.thresholds)
     return _judged(plan, outcome, (plan.rev or "base", "working tree"), rate)
 
@@ -371,18 +445,24 @@ def _with_calls_noise(plan: Plan, outcome: Outcome) -> tuple[Outcome, str]:
     extra, source = noise.calls_noise(plan.figures, outcome.fingerprint, run)
     whose = "" if plan.request.aa_file else f" (as {plan.rev} stored it)"
     line = f"A/A of this one-process gate{whose}: {source}" + (
-        "; its intervals are within-run only" if extra is None else
-        "; its intervals held there (they missed nothing measurable)" if extra == 0 else
-        f"; its intervals missed an sd of {extra:.3f} in the log-ratio there, and are widened by it")
+        "; its intervals are within-run only"
+        if extra is None
+        else "; its intervals held there (they missed nothing measurable)"
+        if extra == 0
+        else f"; its intervals missed an sd of {extra:.3f} in the log-ratio there, and are widened by it"
+    )
     if extra:
         how = replace(plan.how, noise=noise.Noise(same_run_sd=extra, same_run_source=source))
-        outcome = one_process.rejudged(outcome, how, f"intervals widened by sd {extra:.3f} of the log-ratio, "
-                                                     f"from {source}")
+        outcome = one_process.rejudged(
+            outcome, how, f"intervals widened by sd {extra:.3f} of the log-ratio, from {source}"
+        )
     own = noise.calls_noise(plan.own_figures, outcome.fingerprint, run)[0] if plan.own_figures else extra
     if own != extra:
         figure = "none" if own is None else f"sd {own:.3f}"
-        line += (f"; the working tree's stored figure ({figure}) is not its base's: it judges the changes after "
-                 "this one (--aa-file names a file to use instead)")
+        line += (
+            f"; the working tree's stored figure ({figure}) is not its base's: it judges the changes after "
+            "this one (--aa-file names a file to use instead)"
+        )
     return outcome, line
 
 
@@ -398,17 +478,26 @@ def _stored(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     processes = _candidate_runs(plan, workdir, hooks)
     cand = [r for p in processes["candidate"] for r in p.records or ()]
     result, notes = baselines.judge(base, cand, plan.how, plan.figures)
-    outcome = Outcome(result, processes, time.perf_counter() - t0,
-                      (f"baseline {path} ({len({r.run_id for r in base})} runs)", *notes))
+    outcome = Outcome(
+        result, processes, time.perf_counter() - t0, (f"baseline {path} ({len({r.run_id for r in base})} runs)", *notes)
+    )
     rate = experiments.rate_line(plan.figures, outcome.fingerprint, plan.spec, plan.pairs, plan.how.thresholds)
-    return _judged(plan, outcome, ("baseline", "candidate"), rate + " [of the paired gate; stored mode's rate is "
-                                                                   "not measured]")
+    return _judged(
+        plan, outcome, ("baseline", "candidate"), rate + " [of the paired gate; stored mode's rate is not measured]"
+    )
 
 
 def _candidate_runs(plan: Plan, workdir: Path, hooks: Hooks) -> dict[str, list[Any]]:
     """`pairs` runs of the working tree's harness; GateError where none wrote a record."""
-    processes = interleave({"candidate": plan.tree}, plan.pairs, run_args(plan.spec, [plan.tree], hooks.probe),
-                           workdir, hooks.launch, hooks.progress, plan.spec.variables())
+    processes = interleave(
+        {"candidate": plan.tree},
+        plan.pairs,
+        run_args(plan.spec, [plan.tree], hooks.probe),
+        workdir,
+        hooks.launch,
+        hooks.progress,
+        plan.spec.variables(),
+    )
     if not any(p.records for p in processes["candidate"]):
         p = processes["candidate"][0]
         raise GateError(f"the candidate's harness wrote no records (exit {p.rc}: {p.last_line})")
@@ -417,8 +506,9 @@ def _candidate_runs(plan: Plan, workdir: Path, hooks: Hooks) -> dict[str, list[A
 
 def _save(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     processes = _candidate_runs(plan, workdir, hooks)
-    path = baselines.write_baseline([r for p in processes["candidate"] for r in p.records or ()],
-                                    plan.request.save or "")
+    path = baselines.write_baseline(
+        [r for p in processes["candidate"] for r in p.records or ()], plan.request.save or ""
+    )
     return Done([f"baseline written: {path}"])
 
 
@@ -427,19 +517,34 @@ def _aa(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     n, outcomes = plan.request.runs or 0, []
     args = run_args(plan.spec, [plan.tree], hooks.probe)
     for i in range(n):
-        processes = interleave({"base": plan.tree, "candidate": plan.tree}, plan.pairs, args, workdir / f"aa-{i}",
-                               hooks.launch, hooks.progress, plan.spec.variables())
+        processes = interleave(
+            {"base": plan.tree, "candidate": plan.tree},
+            plan.pairs,
+            args,
+            workdir / f"aa-{i}",
+            hooks.launch,
+            hooks.progress,
+            plan.spec.variables(),
+        )
         outcomes.append(process_pairs.outcome(processes, plan.how))
         hooks.say(f"A/A run {i + 1}/{n}: {text.summary(outcomes[-1].result)}")
-    entry = experiments.experiment_entry(outcomes, plan.spec, plan.pairs, plan.how.thresholds,
-                                         method=f"gate --aa {n}: {n} independent gate runs of the working tree "
-                                                "against itself")
+    entry = experiments.experiment_entry(
+        outcomes,
+        plan.spec,
+        plan.pairs,
+        plan.how.thresholds,
+        method=f"gate --aa {n}: {n} independent gate runs of the working tree against itself",
+    )
     key = _store(plan, outcomes[0].fingerprint, "aa", entry)
     lo, hi = entry["rate_ci95"]
-    return Done([f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
-                 f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of "
-                 f"{entry['intervals']} case intervals excluded 1 (95% intervals should, about 5% of the time); "
-                 f"stored in {plan.aa_file} under {key}"])
+    return Done(
+        [
+            f"A/A: {entry['flagged']} of {entry['runs']} runs flagged a regression: false-positive rate "
+            f"{entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']} of "
+            f"{entry['intervals']} case intervals excluded 1 (95% intervals should, about 5% of the time); "
+            f"stored in {plan.aa_file} under {key}"
+        ]
+    )
 
 
 def _aa_calls(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
@@ -448,19 +553,36 @@ def _aa_calls(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     later one-process gate's intervals on this machine."""
     n, outcomes = plan.request.runs or 0, []
     for i in range(n):
-        outcomes.append(one_process.run({"base": plan.tree, "candidate": plan.tree}, plan.calls_spec, plan.pairs,
-                                        plan.how, workdir / f"aa-{i}", hooks.progress))
+        outcomes.append(
+            one_process.run(
+                {"base": plan.tree, "candidate": plan.tree},
+                plan.calls_spec,
+                plan.pairs,
+                plan.how,
+                workdir / f"aa-{i}",
+                hooks.progress,
+            )
+        )
         hooks.say(f"A/A run {i + 1}/{n} (one process): {text.summary(outcomes[-1].result)}")
-    entry = experiments.experiment_entry(outcomes, plan.calls_spec, plan.pairs, plan.how.thresholds,
-                                         method=f"gate --aa {n} --pairing calls: {n} one-process gate runs of the "
-                                                "working tree's steps against themselves")
+    entry = experiments.experiment_entry(
+        outcomes,
+        plan.calls_spec,
+        plan.pairs,
+        plan.how.thresholds,
+        method=f"gate --aa {n} --pairing calls: {n} one-process gate runs of the "
+        "working tree's steps against themselves",
+    )
     entry["extra_sd_log"] = experiments.extra_sd_of(outcomes)
     key = _store(plan, outcomes[0].fingerprint, noise.CALLS_AA, entry)
     lo, hi = entry["rate_ci95"]
-    return Done([f"A/A (one process): {entry['flagged']} of {entry['runs']} runs flagged a regression: "
-                 f"false-positive rate {entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']}"
-                 f" of {entry['intervals']} case intervals excluded 1; {missed(entry['extra_sd_log'])}; stored in "
-                 f"{plan.aa_file} under {key}"])
+    return Done(
+        [
+            f"A/A (one process): {entry['flagged']} of {entry['runs']} runs flagged a regression: "
+            f"false-positive rate {entry['rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}); {entry['intervals_excluding_1']}"
+            f" of {entry['intervals']} case intervals excluded 1; {missed(entry['extra_sd_log'])}; stored in "
+            f"{plan.aa_file} under {key}"
+        ]
+    )
 
 
 def missed(extra: float | None) -> str:
@@ -479,11 +601,16 @@ def _rates(plan: Plan, workdir: Path, hooks: Hooks) -> Done:
     lines = []
     for kind, entry in entries.items():
         _store(plan, fp, kind, entry)
-        lines.append(f"{kind}: {entry['flagged']}/{entry['runs']} disjoint runs flagged; "
-                     f"{entry['sliding']['flagged']}/{entry['sliding']['runs']} sliding windows; "
-                     f"{entry['resampled']['flagged']}/{entry['resampled']['runs']} random subsets")
-        lines += [f"  with {k} pairs: {o['disjoint_flagged']}/{o['disjoint_runs']} disjoint runs; "
-                  f"{o['subsets_flagged']}/{o['subsets']} random subsets" for k, o in entry["other_pairs"].items()]
+        lines.append(
+            f"{kind}: {entry['flagged']}/{entry['runs']} disjoint runs flagged; "
+            f"{entry['sliding']['flagged']}/{entry['sliding']['runs']} sliding windows; "
+            f"{entry['resampled']['flagged']}/{entry['resampled']['runs']} random subsets"
+        )
+        lines += [
+            f"  with {k} pairs: {o['disjoint_flagged']}/{o['disjoint_runs']} disjoint runs; "
+            f"{o['subsets_flagged']}/{o['subsets']} random subsets"
+            for k, o in entry["other_pairs"].items()
+        ]
         lines += [f"  {label}: {counts}" for label, counts in entry["sliding"]["per_case"].items()]
     return Done([*lines, f"stored in {plan.aa_file}"])
 

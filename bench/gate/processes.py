@@ -1,5 +1,6 @@
 """Gate processes: what each measures (RunSpec), running one tree's own harness in a process of its
 own (run_harness), and rounds of such processes in rotating order (interleave)."""
+
 import functools
 import os
 import subprocess
@@ -18,14 +19,15 @@ class RunSpec:
     """What every process measures, as `python -m bench run` flags (besides --out). The base
     revision's CLI runs them too, so only long-standing flags are used, and --budget only where
     both harnesses accept it (--quick otherwise). backends None: every backend."""
+
     sizes: tuple = (defaults.GATE_SIZE,)  # (n, m, nh) each
     steps: tuple = defaults.GATE_STEPS
     backends: tuple | None = defaults.GATE_BACKENDS
     device: str = "all"
     frameworks: tuple = (defaults.GATE_FRAMEWORK,)
     budget_s: float = defaults.GATE_BUDGET_S
-    threads: int = defaults.GATE_THREADS    # CPU threads a process; 0: the frameworks' own default
-    pin: tuple = ()                         # the CPUs every process's framework workers are bound to (run --pin)
+    threads: int = defaults.GATE_THREADS  # CPU threads a process; 0: the frameworks' own default
+    pin: tuple = ()  # the CPUs every process's framework workers are bound to (run --pin)
 
     def variables(self) -> dict[str, str]:
         """Environment variables every process runs with (both sides alike; records keep them)."""
@@ -37,23 +39,37 @@ class RunSpec:
         --pin (else neither side is bound: the two sides alike)."""
         timing = ["--budget", f"{self.budget_s:g}"] if budget else ["--quick"]
         bound = ["--pin", ",".join(map(str, self.pin))] if pin and self.pin else []
-        return ["run", *timing, *([] if report else ["--no-report"]), *bound, "--framework", *self.frameworks,
-                "--size", *(",".join(map(str, s)) for s in self.sizes),
-                "--step", *self.steps, *(["--backend", *self.backends] if self.backends else []),
-                "--device", self.device]
+        return [
+            "run",
+            *timing,
+            *([] if report else ["--no-report"]),
+            *bound,
+            "--framework",
+            *self.frameworks,
+            "--size",
+            *(",".join(map(str, s)) for s in self.sizes),
+            "--step",
+            *self.steps,
+            *(["--backend", *self.backends] if self.backends else []),
+            "--device",
+            self.device,
+        ]
 
     def describe(self) -> str:
         threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}" if self.threads else "default threads"
-        return (f"{','.join(self.frameworks)} steps {','.join(self.steps)} x backends "
-                f"{','.join(self.backends) if self.backends else 'all'} at "
-                f"{' and '.join(','.join(map(str, s)) for s in self.sizes)} on {self.device}, {self.budget_s:g} s a case, "
-                f"{threads}" + (f", bound to CPU {','.join(map(str, self.pin))}" if self.pin else ""))
+        return (
+            f"{','.join(self.frameworks)} steps {','.join(self.steps)} x backends "
+            f"{','.join(self.backends) if self.backends else 'all'} at "
+            f"{' and '.join(','.join(map(str, s)) for s in self.sizes)} on {self.device}, {self.budget_s:g} s a case, "
+            f"{threads}" + (f", bound to CPU {','.join(map(str, self.pin))}" if self.pin else "")
+        )
 
 
 @dataclass(frozen=True)
 class Process:
     """One `python -m bench run` in one tree: its exit code, its records (None when it wrote none)
     and the last line of its stderr."""
+
     tree: str
     rc: int
     records: tuple | None
@@ -76,8 +92,14 @@ def _child_env(tree, extra=None):
 def _run_help(tree: str) -> str:
     """`tree`'s `python -m bench run --help` ("" when it fails): one process a tree."""
     try:
-        done = subprocess.run([sys.executable, "-m", "bench", "run", "--help"], cwd=tree, env=_child_env(tree),
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--help"],
+            cwd=tree,
+            env=_child_env(tree),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout if done.returncode == 0 else ""
@@ -88,16 +110,28 @@ def accepts(tree: Path | str, flag: str) -> bool:
     return flag in _run_help(str(tree))
 
 
-def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_env: Mapping[str, str] | None = None,
-                timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S, python: str | None = None) -> Process:
+def run_harness(
+    tree: Path | str,
+    out: Path | str,
+    args: Sequence[str],
+    extra_env: Mapping[str, str] | None = None,
+    timeout_s: float = defaults.GATE_PROCESS_TIMEOUT_S,
+    python: str | None = None,
+) -> Process:
     """Run `tree`'s own harness with this interpreter, or `python` (an environment built from the
     tree's own requirements: bench/venvs.py): `python -m bench <args> --out <out>`, with `extra_env`
     set; a Process."""
     tree, out = Path(tree), Path(out)
     t0 = time.perf_counter()
     try:
-        done = subprocess.run([python or sys.executable, "-m", "bench", *args, "--out", str(out)], cwd=tree,
-                              env=_child_env(tree, extra_env), capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [python or sys.executable, "-m", "bench", *args, "--out", str(out)],
+            cwd=tree,
+            env=_child_env(tree, extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         rc, stderr = done.returncode, done.stderr
     except subprocess.TimeoutExpired:
         rc, stderr = 124, f"timed out after {timeout_s} s"
@@ -112,9 +146,11 @@ def run_harness(tree: Path | str, out: Path | str, args: Sequence[str], extra_en
 def run_args(spec: RunSpec, trees: Iterable[Path | str], probe: Callable[[str, str], bool] = accepts) -> list[str]:
     """The run arguments for processes in every one of `trees`: the flags every tree's harness takes."""
     names = list(dict.fromkeys(map(str, trees)))
-    return spec.args(budget=all(probe(tree, "--budget") for tree in names),
-                     report=not all(probe(tree, "--no-report") for tree in names),
-                     pin=all(probe(tree, "--pin") for tree in names))
+    return spec.args(
+        budget=all(probe(tree, "--budget") for tree in names),
+        report=not all(probe(tree, "--no-report") for tree in names),
+        pin=all(probe(tree, "--pin") for tree in names),
+    )
 
 
 def order(names: Iterable[str], i: int) -> list[str]:
@@ -126,10 +162,16 @@ def order(names: Iterable[str], i: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def interleave(trees: Mapping[str, Path | str], rounds: int, args: Sequence[str], workdir: Path | str,
-               launch: Launch = run_harness, progress: Callable[[str], None] | None = None,
-               extra_env: Mapping[str, str] | None = None,
-               pythons: Mapping[str, str] | None = None) -> dict[str, list[Process]]:
+def interleave(
+    trees: Mapping[str, Path | str],
+    rounds: int,
+    args: Sequence[str],
+    workdir: Path | str,
+    launch: Launch = run_harness,
+    progress: Callable[[str], None] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    pythons: Mapping[str, str] | None = None,
+) -> dict[str, list[Process]]:
     """{name: [Process of round 0, 1, ...]}: each round runs every tree once, in order(names, i),
     each in its own process (`launch(tree, out, args, extra_env)`, and python=pythons[name] where
     given) writing to workdir/<name>-<round>."""
@@ -137,8 +179,13 @@ def interleave(trees: Mapping[str, Path | str], rounds: int, args: Sequence[str]
     out: dict[str, list[Process]] = {name: [] for name in trees}
     for i in range(rounds):
         for name in order(trees, i):
-            p = launch(trees[name], Path(workdir) / f"{name}-{i}", args, extra_env,
-                       **({"python": pythons[name]} if pythons else {}))
+            p = launch(
+                trees[name],
+                Path(workdir) / f"{name}-{i}",
+                args,
+                extra_env,
+                **({"python": pythons[name]} if pythons else {}),
+            )
             out[name].append(p)
             status = "ok" if p.rc in (0, 1) and p.records else f"exit {p.rc}: {p.last_line}"
             progress(f"[round {i + 1}/{rounds}] {name}: {status} ({p.wall_s:.1f} s)")

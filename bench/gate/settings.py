@@ -1,5 +1,6 @@
 """The gate's settings as a pyproject.toml holds them ([tool.backprop-bench.gate]): the default
 threshold, per-case thresholds and counter policies. The comparison they set is bench/compare.py."""
+
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ def load_thresholds(path: Path | str, default: str | float | None = None, explic
             raise CompareError(f"--threshold: {e}") from None
     path = Path(path)
     if explicit and not path.is_file():
-        raise CompareError(f"--config {path}: {'is a folder' if path.is_dir() else 'no such file'}, "
-                           "expected a pyproject.toml")
+        raise CompareError(
+            f"--config {path}: {'is a folder' if path.is_dir() else 'no such file'}, expected a pyproject.toml"
+        )
     try:
         text = path.read_text(encoding="utf-8") if path.is_file() else None
     except (OSError, UnicodeDecodeError) as e:
@@ -49,12 +51,15 @@ def thresholds_from(text: str | None, name: str, default: str | float | None = N
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise CompareError(f"{name}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise CompareError(
+                f"{name}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from None
         for depth, key in enumerate(CONFIG_TABLE):
             data = data.get(key, {})
             if not isinstance(data, dict):
-                raise CompareError(f"{name}: [{'.'.join(CONFIG_TABLE[:depth + 1])}] must be a table, "
-                                   f"got {type(data).__name__}")
+                raise CompareError(
+                    f"{name}: [{'.'.join(CONFIG_TABLE[: depth + 1])}] must be a table, got {type(data).__name__}"
+                )
         table = data
         known = {"threshold", "thresholds", "counters", "counters-by-case"}
         unknown = sorted(set(table) - known)
@@ -64,13 +69,14 @@ def thresholds_from(text: str | None, name: str, default: str | float | None = N
         fraction = parse_threshold(default if default is not None else table.get("threshold", Thresholds().default))
         overrides = table.get("thresholds", {})
         if not isinstance(overrides, dict):
-            raise CompareError("thresholds must be a table of pattern = \"N%\"")
+            raise CompareError('thresholds must be a table of pattern = "N%"')
         pairs = tuple((str(pattern), parse_threshold(value)) for pattern, value in overrides.items())
         policy = _counter_policy(table.get("counters", COUNTER_POLICY), "counters")
         by_case = table.get("counters-by-case", {})
         if not isinstance(by_case, dict):
-            raise CompareError("counters-by-case must be a table of pattern = "
-                               + " or ".join(f'"{p}"' for p in COUNTER_POLICIES))
+            raise CompareError(
+                "counters-by-case must be a table of pattern = " + " or ".join(f'"{p}"' for p in COUNTER_POLICIES)
+            )
         policies = tuple((str(pattern), _counter_policy(value, pattern)) for pattern, value in by_case.items())
     except CompareError as e:
         raise CompareError(f"{where}: {e}") from None

@@ -3,6 +3,7 @@
 unconfirmed commits marked, and a link to the latest run's report. Opens from disk: no server, no
 network, no script; the plots are inline
 SVG, the style is inline."""
+
 import datetime
 import html
 import math
@@ -17,9 +18,10 @@ from bench.history.series import Series
 from bench.report import fmt
 from bench.text import printable
 
-STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}th,td{border:1px solid #ccc;
-padding:.25em .6em;text-align:right;vertical-align:top}th{background:#f0f0f0}td.case,td.machine,th.left{text-align:left}
+STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right;vertical-align:top}th{background:#f0f0f0}
+td.case,td.machine,th.left{text-align:left}
 .slower{color:#b22222;font-weight:bold}.faster{color:#1a7f37}.work{color:#6a3d9a;font-weight:bold}
 .outlier{color:#c76e00}.unconfirmed{color:#b22222;font-style:italic}section{border-top:1px solid #ddd;margin-top:1.5em}
 figure{margin:.5em 0}figure svg{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
@@ -43,39 +45,60 @@ def change_text(series: Series, ch: Change) -> tuple[str, str]:
     span = f"at {first}" if ch.start == ch.end else f"from {first} to {last}"
     direction = "slower" if ch.ratio > 1 else "faster"
     paired = pts[ch.start].parent if series.basis == "parent" and ch.start == ch.end else None
-    against = f", x{paired[1]:.3f} [{paired[2]:.3f}, {paired[3]:.3f}] against its parent in one process" if paired else ""
+    against = (
+        f", x{paired[1]:.3f} [{paired[2]:.3f}, {paired[3]:.3f}] against its parent in one process" if paired else ""
+    )
     return f"{(ch.ratio - 1) * 100:+.1f}% ({direction}, {ch.kind}{against}) {span}", direction
 
 
 def excursion_text(series: Series, e: Excursion) -> tuple[str, str]:
     """An outlier or unconfirmed commits in one line, and its CSS class (its kind)."""
     pts = series.points
-    span = f"at {pts[e.start].commit[:10]}" if e.start == e.end else \
-        f"from {pts[e.start].commit[:10]} to {pts[e.end].commit[:10]}"
-    why = (f"one commit, undone by the next: a {'slow' if e.ratio > 1 else 'fast'} run, left out of the change points"
-           if e.kind == "outlier"
-           else "the newest commit" + ("s" if e.end > e.start else "") + ": a step or a slow run, which the next "
-           "commits will tell; not a change until its level holds")
+    span = (
+        f"at {pts[e.start].commit[:10]}"
+        if e.start == e.end
+        else f"from {pts[e.start].commit[:10]} to {pts[e.end].commit[:10]}"
+    )
+    why = (
+        f"one commit, undone by the next: a {'slow' if e.ratio > 1 else 'fast'} run, left out of the change points"
+        if e.kind == "outlier"
+        else "the newest commit" + ("s" if e.end > e.start else "") + ": a step or a slow run, which the next "
+        "commits will tell; not a change until its level holds"
+    )
     return f"{e.kind}: {(e.ratio - 1) * 100:+.1f}% {span} ({why})", e.kind
 
 
 # how the plot marks each kind of excursion (changes.Excursion), and what its legend says
 MARKS: dict[str, dict[str, Any]] = {
-    "outlier": dict(marker="o", markersize=10, markerfacecolor="none", markeredgecolor="#c76e00", markeredgewidth=1.6,
-                    label="outlier: one commit undone by the next (left out of the change points)"),
-    "unconfirmed": dict(marker="D", markersize=8, markerfacecolor="none", markeredgecolor="#b22222",
-                        markeredgewidth=1.6,
-                        label="unconfirmed: the newest commits, a step or a slow run (not a change yet)")}
+    "outlier": dict(
+        marker="o",
+        markersize=10,
+        markerfacecolor="none",
+        markeredgecolor="#c76e00",
+        markeredgewidth=1.6,
+        label="outlier: one commit undone by the next (left out of the change points)",
+    ),
+    "unconfirmed": dict(
+        marker="D",
+        markersize=8,
+        markerfacecolor="none",
+        markeredgecolor="#b22222",
+        markeredgewidth=1.6,
+        label="unconfirmed: the newest commits, a step or a slow run (not a change yet)",
+    ),
+}
 
 
 def plot_svg(series: Series) -> str:
     """The series' plot as SVG text: median per commit, its CI band, change points marked."""
     import matplotlib
+
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.fonttype"] = "none"
     import io
 
     import matplotlib.pyplot as plt
+
     pts = series.points
     x = list(range(len(pts)))
     y = [p.median_s * 1e3 for p in pts]
@@ -92,8 +115,16 @@ def plot_svg(series: Series) -> str:
         colour = "#b22222" if ch.ratio > 1 else "#1a7f37"
         ax.axvspan(ch.start - 0.5, ch.end + 0.5, color=colour, alpha=0.15, linewidth=0)
         ax.axvline(ch.start - 0.5, color=colour, linewidth=1.2, linestyle="--")
-        ax.annotate(f"{(ch.ratio - 1) * 100:+.1f}%", (ch.start - 0.5, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -12), textcoords="offset points", color=colour, fontsize=9, fontweight="bold")
+        ax.annotate(
+            f"{(ch.ratio - 1) * 100:+.1f}%",
+            (ch.start - 0.5, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            color=colour,
+            fontsize=9,
+            fontweight="bold",
+        )
     step = max(1, len(pts) // 25)
     ax.set_xticks(x[::step], [p.commit[:7] for p in pts][::step], rotation=60, fontsize=7)
     ax.set_xlim(-0.5, len(pts) - 0.5)
@@ -105,13 +136,17 @@ def plot_svg(series: Series) -> str:
     fig.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def _report_link(series, out):
     """A relative link to the latest run's report.html when its folder is still there."""
     for source in reversed(series.points[-1].sources):
-        report = Path(source).parent / "report.html" if Path(source).name == "records.jsonl" else Path(source) / "report.html"
+        report = (
+            Path(source).parent / "report.html"
+            if Path(source).name == "records.jsonl"
+            else Path(source) / "report.html"
+        )
         if report.is_file():
             return os.path.relpath(report.resolve(), out.resolve())
     return None
@@ -126,25 +161,35 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
     rows, sections = [], []
     for i, s in enumerate(all_series):
         found = [change_text(s, ch) for ch in s.changes] + [excursion_text(s, e) for e in s.excursions]
-        found += [(f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
-                  for w in s.work_changes]
+        found += [
+            (f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
+            for w in s.work_changes
+        ]
         trend, _ = s.trend()
-        assert s.latest is not None   # series.build() makes no series without points
+        assert s.latest is not None  # series.build() makes no series without points
         rows.append(
-            f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td><td class="machine">{_e(s.machine)}</td>'
+            f'<tr><td class="case"><a href="#{_anchor(i)}">{_e(s.case)}</a></td>'
+            f'<td class="machine">{_e(s.machine)}</td>'
             f"<td>{len(s.points)}</td><td>{_ms(s.latest.median_s)}</td>"
             f"<td>{'–' if not math.isfinite(trend) else f'{trend * 100:+.1f}%'}</td>"
-            f"<td>{'; '.join(f'<span class={d!r}>{_e(t)}</span>' for t, d in found) or 'none'}</td></tr>")
+            f"<td>{'; '.join(f'<span class={d!r}>{_e(t)}</span>' for t, d in found) or 'none'}</td></tr>"
+        )
         link = _report_link(s, out)
         sections.append(
             f'<section id="{_anchor(i)}"><h2>{_e(s.case)}</h2><p>{_e(s.machine)}: {len(s.points)} '
             f"commit{'s' if len(s.points) != 1 else ''}, latest "
             f"{_e(s.latest.commit[:10])} at {_ms(s.latest.median_s)} ms"
-            + (f' (<a href="{_e(link)}">its report</a>)' if link else "") + ". Changes: "
+            + (f' (<a href="{_e(link)}">its report</a>)' if link else "")
+            + ". Changes: "
             + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none")
-            + (f" (change points on {_e(series_bases[s.basis])}, the quieter)" if s.basis != "median" else "") + ".</p>"
-            + (f"<figure>{plot_svg(s)}</figure></section>" if len(s.points) > 1
-               else "<p>One commit so far: nothing to chart yet.</p></section>"))
+            + (f" (change points on {_e(series_bases[s.basis])}, the quieter)" if s.basis != "median" else "")
+            + ".</p>"
+            + (
+                f"<figure>{plot_svg(s)}</figure></section>"
+                if len(s.points) > 1
+                else "<p>One commit so far: nothing to chart yet.</p></section>"
+            )
+        )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>backprop-bench history</title><style>{STYLE}</style></head><body>
 <h1>backprop-bench history</h1>
@@ -154,9 +199,10 @@ shaded span mark a change point (PELT on the log times, located to its first com
 a hollow orange circle, an outlier (one commit off the level around it that the next commit undid: a slow run, left
 out of the change points); a hollow red diamond, unconfirmed commits (the newest, off the level before them: a step
 or a slow run, which the next commits will tell; <code>history check</code> does not fail on them).</p>
-<table><thead><tr><th class="left">case</th><th class="left">machine</th><th>commits</th><th>latest ms</th><th>latest vs the 10 before</th>
-<th>change points, outliers, unconfirmed</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
-{''.join(sections)}
+<table><thead><tr><th class="left">case</th><th class="left">machine</th><th>commits</th><th>latest ms</th>
+<th>latest vs the 10 before</th>
+<th>change points, outliers, unconfirmed</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+{"".join(sections)}
 </body></html>
 """
     path = out / "index.html"

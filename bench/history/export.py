@@ -1,6 +1,7 @@
 """The history in github-action-benchmark's format: its `data.js` (window.BENCHMARK_DATA), the file
 the action keeps on the gh-pages branch and its dashboard page reads. One entry list per machine,
 one entry per commit (tool "customSmallerIsBetter", unit ms, the CI half-width as `range`)."""
+
 import datetime
 import json
 import subprocess
@@ -19,12 +20,26 @@ def messages(repo: Path | str, shas: Iterable[str]) -> dict[str, str]:
     if not shas:
         return {}
     try:
-        done = subprocess.run(["git", "-C", str(repo), "show", "-s", "--no-walk=unsorted", "--format=%H%x00%s",
-                               "--ignore-missing", "--end-of-options", *shas],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo),
+                "show",
+                "-s",
+                "--no-walk=unsorted",
+                "--format=%H%x00%s",
+                "--ignore-missing",
+                "--end-of-options",
+                *shas,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, ValueError, subprocess.SubprocessError):
         return {}
-    if done.returncode != 0:   # an unknown sha fails the lot on older gits: ask one by one then
+    if done.returncode != 0:  # an unknown sha fails the lot on older gits: ask one by one then
         return {} if len(shas) == 1 else {k: v for s in shas for k, v in messages(repo, [s]).items()}
     return dict(line.split("\0", 1) for line in done.stdout.splitlines() if "\0" in line)
 
@@ -36,16 +51,33 @@ def data_js(all_series: "Sequence[Series]", repo: Path | str, repo_url: str | No
     for s in all_series:
         suite = entries.setdefault(f"backprop-bench on {s.machine}", {})
         for p in s.points:
-            entry = suite.setdefault(p.commit, {
-                "commit": {"id": p.commit, "message": subject.get(p.commit, ""),
-                           "timestamp": datetime.datetime.fromtimestamp(p.time or 0, datetime.timezone.utc).isoformat(),
-                           **({"url": f"{repo_url}/commit/{p.commit}"} if repo_url else {})},
-                "date": int((p.time or 0) * 1000), "tool": "customSmallerIsBetter", "benches": []})
+            entry = suite.setdefault(
+                p.commit,
+                {
+                    "commit": {
+                        "id": p.commit,
+                        "message": subject.get(p.commit, ""),
+                        "timestamp": datetime.datetime.fromtimestamp(p.time or 0, datetime.timezone.utc).isoformat(),
+                        **({"url": f"{repo_url}/commit/{p.commit}"} if repo_url else {}),
+                    },
+                    "date": int((p.time or 0) * 1000),
+                    "tool": "customSmallerIsBetter",
+                    "benches": [],
+                },
+            )
             half = (p.hi_s - p.lo_s) / 2 * 1e3 if p.hi_s == p.hi_s and p.lo_s == p.lo_s else None
-            entry["benches"].append({"name": s.case, "value": round(p.median_s * 1e3, 6), "unit": "ms",
-                                     **({"range": f"± {half:.4g}"} if half is not None else {}),
-                                     "extra": f"{len(p.runs)} run(s): {', '.join(p.runs)}"})
-    data = {"lastUpdate": int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000),
-            **({"repoUrl": repo_url} if repo_url else {}),
-            "entries": {suite: sorted(commits.values(), key=lambda e: e["date"]) for suite, commits in entries.items()}}
+            entry["benches"].append(
+                {
+                    "name": s.case,
+                    "value": round(p.median_s * 1e3, 6),
+                    "unit": "ms",
+                    **({"range": f"± {half:.4g}"} if half is not None else {}),
+                    "extra": f"{len(p.runs)} run(s): {', '.join(p.runs)}",
+                }
+            )
+    data = {
+        "lastUpdate": int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000),
+        **({"repoUrl": repo_url} if repo_url else {}),
+        "entries": {suite: sorted(commits.values(), key=lambda e: e["date"]) for suite, commits in entries.items()},
+    }
     return "window.BENCHMARK_DATA = " + json.dumps(data, indent=2) + "\n"

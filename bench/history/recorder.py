@@ -1,5 +1,6 @@
 """`bench run --history URL`: each record added to the history store as the run records it, after
 passing on every event to the run's own observer (the progress lines)."""
+
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ class Recorder(Observer):
         self.source = source
         self.store = Store(url)
         if not fingerprint.git_info()["git_commit"]:
-            raise HistoryError(f"--history {self.store.shown}: this tree is not a git checkout; the history is "
-                               "kept per commit")
+            raise HistoryError(
+                f"--history {self.store.shown}: this tree is not a git checkout; the history is kept per commit"
+            )
         self.commit: dict[str, Any] | None = None
 
     def finished(self, rec: Record) -> None:

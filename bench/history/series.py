@@ -11,6 +11,7 @@ process (a one-process gate added with `history add --paired-base`), on those pa
 are quieter still. A lone slow run the basis does not cancel is set apart as an outlier, and the
 newest commits off the level before them as unconfirmed (changes.detect).
 """
+
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,23 +27,24 @@ from bench.history import changes
 @dataclass(frozen=True)
 class Point:
     commit: str
-    time: float | None        # committer time, seconds since the epoch
+    time: float | None  # committer time, seconds since the epoch
     branch: str | None
     median_s: float
-    lo_s: float               # the median's 95% CI over the commit's pooled samples (nan with few)
+    lo_s: float  # the median's 95% CI over the commit's pooled samples (nan with few)
     hi_s: float
-    runs: tuple               # run ids
-    sources: tuple            # the records files they were added from
-    counters: dict = field(default_factory=dict)   # what the case executes at this commit ({} before counters)
-    parent: tuple | None = None   # (parent sha, ratio, lo, hi): against the parent's steps in the same process
+    runs: tuple  # run ids
+    sources: tuple  # the records files they were added from
+    counters: dict = field(default_factory=dict)  # what the case executes at this commit ({} before counters)
+    parent: tuple | None = None  # (parent sha, ratio, lo, hi): against the parent's steps in the same process
 
 
 @dataclass(frozen=True)
 class WorkChange:
     """A commit at which what the case executes changed: known exactly, whatever the noise."""
-    index: int                # the point (commit) whose counters differ from the point before it
+
+    index: int  # the point (commit) whose counters differ from the point before it
     commit: str
-    what: tuple               # bench/counters.py changes(): "MatMul 6 -> 7", "FLOPs +25.0% ..."
+    what: tuple  # bench/counters.py changes(): "MatMul 6 -> 7", "FLOPs +25.0% ..."
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,9 @@ class Series:
     machine: str
     points: tuple
     changes: tuple = field(default=())
-    work_changes: tuple = field(default=())   # WorkChange per commit whose counters differ from its predecessor's
-    basis: str = "median"                     # what the change points ran on: BASES, the quieter
-    excursions: tuple = field(default=())     # changes.Excursion: outliers and unconfirmed last commits, set apart
+    work_changes: tuple = field(default=())  # WorkChange per commit whose counters differ from its predecessor's
+    basis: str = "median"  # what the change points ran on: BASES, the quieter
+    excursions: tuple = field(default=())  # changes.Excursion: outliers and unconfirmed last commits, set apart
 
     @property
     def latest(self) -> Point | None:
@@ -62,7 +64,7 @@ class Series:
     def trend(self, last: int = 10, least: int = 3) -> tuple[float, int]:
         """(the latest median over the median of up to `last` points before it, minus 1; how many
         points that was): nan with fewer than `least` points before it (too few to say anything)."""
-        before = [p.median_s for p in self.points[-last - 1:-1]]
+        before = [p.median_s for p in self.points[-last - 1 : -1]]
         if len(before) < least:
             return math.nan, len(before)
         return self.points[-1].median_s / float(np.median(before)) - 1, len(before)
@@ -80,7 +82,7 @@ def build(points: Iterable[dict[str, Any]], normalise: bool = False, since_time:
     for (case, machine), rows in groups.items():
         scale = _scale(rows) if normalise else (lambda row: 1.0)
         if scale is None:
-            continue   # some run lacks a ceiling: it cannot be normalised
+            continue  # some run lacks a ceiling: it cannot be normalised
         pts, bases = _points(rows, scale, {} if normalise else {"ceiling": _scale(rows), "canary": by_canary(rows)})
         if pts:
             out.append(_series(case, machine, pts, bases))
@@ -95,15 +97,26 @@ def _points(rows, scale, rescalings):
         by_commit.setdefault(row["commit_sha"], []).append(row)
     pts = []
     bases: dict[str, list[float]] = {name: [] for name, factor in rescalings.items() if factor}
-    for sha, rs in by_commit.items():   # rows come in commit order
+    for sha, rs in by_commit.items():  # rows come in commit order
         medians = [r["median_s"] * scale(r) for r in rs if r["median_s"]]
         samples = [s * scale(r) for r in rs for s in r["samples_s"]]
         if not medians:
             continue
         lo, hi = stats.median_ci(samples) if samples else (math.nan, math.nan)
-        pts.append(Point(sha, rs[0]["commit_time"], rs[0]["branch"], float(np.median(medians)), lo, hi,
-                         tuple(r["run_id"] for r in rs), tuple(r["source"] for r in rs if r.get("source")),
-                         next((r["counters"] for r in rs if r.get("counters")), {}), _against_parent(rs)))
+        pts.append(
+            Point(
+                sha,
+                rs[0]["commit_time"],
+                rs[0]["branch"],
+                float(np.median(medians)),
+                lo,
+                hi,
+                tuple(r["run_id"] for r in rs),
+                tuple(r["source"] for r in rs if r.get("source")),
+                next((r["counters"] for r in rs if r.get("counters")), {}),
+                _against_parent(rs),
+            )
+        )
         for name in bases:
             factor = rescalings[name]
             bases[name].append(float(np.median([r["median_s"] * factor(r) for r in rs if r["median_s"]])))
@@ -116,17 +129,21 @@ def _series(case, machine, pts, bases):
     found = changes.detect(values)
     found_changes, apart = found.changes, found.excursions
     paired = increments(pts, list(found.levels))
-    if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):   # quieter than the levels
+    if paired and paired[2] < changes.noise(np.log(values)) * math.sqrt(2):  # quieter than the levels
         basis, found_changes = "parent", tuple(changes.find_increments(list(found.levels), *paired[:2]))
         # an unconfirmed commit paired with its parent is judged by that ratio, not set apart
-        apart = tuple(e for e in apart
-                      if e.kind == "outlier" or not all(_paired(pts, i) for i in range(e.start, e.end + 1)))
+        apart = tuple(
+            e for e in apart if e.kind == "outlier" or not all(_paired(pts, i) for i in range(e.start, e.end + 1))
+        )
     return Series(case, machine, tuple(pts), found_changes, tuple(work_changes(pts)), basis, apart)
 
 
-BASES = {"median": "the medians", "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)",
-         "canary": "the medians / each run's canary (a fixed computation timed in the same rounds)",
-         "parent": "each commit's ratio to its parent's steps, timed in the same process"}
+BASES = {
+    "median": "the medians",
+    "ceiling": "the medians x each run's GEMM ceiling (a reference timed in the same process)",
+    "canary": "the medians / each run's canary (a fixed computation timed in the same rounds)",
+    "parent": "each commit's ratio to its parent's steps, timed in the same process",
+}
 
 
 def _against_parent(rows):
@@ -139,8 +156,9 @@ def _against_parent(rows):
 
 
 def increments(points: list[Point], levels: list[float]) -> tuple[list[float], list[float], float] | None:
-    """(log change from each point to the next, its standard error, the noise of the paired ones) where most of the commits were timed against their parent's steps (Point.parent naming
-    the point before): those changes from the pairing (error from its 95% interval), the others
+    """(log change from each point to the next, its standard error, the noise of the paired ones)
+    where most of the commits were timed against their parent's steps (Point.parent naming the
+    point before): those changes from the pairing (error from its 95% interval), the others
     from the two points' `levels` (error from their commit-to-commit noise). None otherwise."""
     if len(points) < 2:
         return None
@@ -176,8 +194,11 @@ def quieter(bases: dict[str, list[float]]) -> tuple[str, list[float]]:
     its canary slower too, and the ratio to them cancels that, unless their own noise is the larger.
     A lone slow run barely moves that noise: it is set apart as an outlier whatever the basis."""
     medians = bases["median"]
-    usable = {name: v for name, v in bases.items()
-              if len(v) == len(medians) >= 4 and all(x > 0 for x in v) and all(x > 0 for x in medians)}
+    usable = {
+        name: v
+        for name, v in bases.items()
+        if len(v) == len(medians) >= 4 and all(x > 0 for x in v) and all(x > 0 for x in medians)
+    }
     if "median" not in usable:
         return "median", medians
     name = min(usable, key=lambda b: (changes.noise(np.log(usable[b])), b != "median"))
@@ -187,6 +208,7 @@ def quieter(bases: dict[str, list[float]]) -> tuple[str, list[float]]:
 def work_changes(points: list[Point]) -> list[WorkChange]:
     """Each commit whose counters differ from those of the commit before it that has counters."""
     from bench import counters
+
     out, before = [], None
     for i, p in enumerate(points):
         if not p.counters:
@@ -213,5 +235,6 @@ def by_canary(rows: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float] |
 def _scale(rows):
     """row -> its times' factor at the rows' reference GEMM ceiling (compare.reference_ceiling), or None."""
     from bench.compare import reference_ceiling
+
     reference = reference_ceiling(r.get("gemm_gflops") for r in rows)
     return None if reference is None else (lambda row: row["gemm_gflops"] / reference)

@@ -6,6 +6,7 @@ an outlier), at a random commit; the detector is the history's own (changes.dete
 
     python -m bench history simulate RUNS... [--commits 200] [--cases 12] [--series 20]
 """
+
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ from bench.records import Record
 class Outcome:
     scenario: str
     series: int
-    false_alarms: int            # changes found where there is none (or away from the true one)
-    detected: int                # the true change (or the slow run, as an outlier) found, in the right direction
-    offsets: tuple               # found start - true start, of each detection
-    set_apart: int = 0           # outliers and unconfirmed last commits flagged other than the true slow run
+    false_alarms: int  # changes found where there is none (or away from the true one)
+    detected: int  # the true change (or the slow run, as an outlier) found, in the right direction
+    offsets: tuple  # found start - true start, of each detection
+    set_apart: int = 0  # outliers and unconfirmed last commits flagged other than the true slow run
 
 
 def residuals(records: Iterable[Record]) -> dict[str, np.ndarray]:
@@ -53,11 +54,17 @@ def _series(noise, commits, rng, scenario):
 
 
 SCENARIOS = ("none", "step", "creep", "outlier")
-SLOW_RUN = 1.5   # the lone slow run of the "outlier" scenario: x its commit's time
+SLOW_RUN = 1.5  # the lone slow run of the "outlier" scenario: x its commit's time
 
 
-def run(noise_by_case: Mapping[str, np.ndarray], commits: int = 200, cases: int = 12, series: int = 20, seed: int = 0,
-        tolerance: int = 3) -> list[Outcome]:
+def run(
+    noise_by_case: Mapping[str, np.ndarray],
+    commits: int = 200,
+    cases: int = 12,
+    series: int = 20,
+    seed: int = 0,
+    tolerance: int = 3,
+) -> list[Outcome]:
     """Outcome per scenario (SCENARIOS) over cases x series synthetic histories. A change counts as
     detected when its first commit is within `tolerance` commits of the true one and it is a
     slowdown; any other change found is a false alarm. In "outlier" every change is a false alarm,

@@ -6,6 +6,7 @@ Schema version in table `schema`; MIGRATIONS bring an older database up to SCHEM
 lock, once; a database written by a newer harness is refused. Adding is idempotent: a run is known
 by its run id, a result by its run and case, and a complete record replaces an interrupted one.
 """
+
 import dataclasses
 import json
 import math
@@ -18,8 +19,8 @@ from bench.machine import Machine
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record
 from bench.text import printable
 
-SCHEMA_VERSION = 6   # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps;
-                     # 6: a result's canary median (the machine's, bench/canary.py)
+SCHEMA_VERSION = 6  # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps;
+# 6: a result's canary median (the machine's, bench/canary.py)
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -30,6 +31,7 @@ class HistoryError(ValueError):
 
 def _sa():
     import sqlalchemy
+
     return sqlalchemy
 
 
@@ -40,21 +42,25 @@ def _tables(metadata):
     types: dict[type | str, Any] = {int: sa.Integer, bool: sa.Boolean, str: sa.String(200)}
     schema = sa.Table("schema", metadata, sa.Column("version", sa.Integer, nullable=False))
     runs = sa.Table(
-        "runs", metadata,
+        "runs",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run_id", sa.String(80), nullable=False, unique=True),
         sa.Column("commit_sha", sa.String(64), nullable=False),
         sa.Column("parent_sha", sa.String(64)),
-        sa.Column("commit_time", sa.Float),          # committer time, seconds since the epoch
+        sa.Column("commit_time", sa.Float),  # committer time, seconds since the epoch
         sa.Column("branch", sa.String(255)),
         sa.Column("dirty", sa.Boolean, nullable=False),
-        sa.Column("machine", sa.String(255), nullable=False),   # the hardware: Machine.series_key
+        sa.Column("machine", sa.String(255), nullable=False),  # the hardware: Machine.series_key
         sa.Column("recorded_utc", sa.String(40)),
-        sa.Column("source", sa.Text),                # the records file it was added from
-        sa.Column("fingerprint", sa.Text, nullable=False),   # JSON
-        sa.Index("runs_commit", "commit_sha"), sa.Index("runs_machine", "machine"))
+        sa.Column("source", sa.Text),  # the records file it was added from
+        sa.Column("fingerprint", sa.Text, nullable=False),  # JSON
+        sa.Index("runs_commit", "commit_sha"),
+        sa.Index("runs_machine", "machine"),
+    )
     results = sa.Table(
-        "results", metadata,
+        "results",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
         *(sa.Column(f.name, types[f.type], nullable=False) for f in dataclasses.fields(CaseKey)),
@@ -65,7 +71,8 @@ def _tables(metadata):
         *_parent_columns(sa),
         _canary_column(sa),
         sa.Column("record", sa.Text, nullable=False),  # the whole record as JSON, raw samples included
-        sa.UniqueConstraint("run", *CASE_FIELDS, name="results_run_case"))
+        sa.UniqueConstraint("run", *CASE_FIELDS, name="results_run_case"),
+    )
     return schema, runs, results
 
 
@@ -73,8 +80,12 @@ def _parent_columns(sa):
     """The case against the parent commit's steps timed in the same process (a one-process gate's
     base side, `history add --paired-base`): the commit they were, the ratio and its 95% interval.
     Null where the run had no such pairing."""
-    return (sa.Column("parent_sha", sa.String(64)), sa.Column("parent_ratio", sa.Float),
-            sa.Column("parent_lo", sa.Float), sa.Column("parent_hi", sa.Float))
+    return (
+        sa.Column("parent_sha", sa.String(64)),
+        sa.Column("parent_ratio", sa.Float),
+        sa.Column("parent_lo", sa.Float),
+        sa.Column("parent_hi", sa.Float),
+    )
 
 
 def _add_parent_columns(conn, tables):
@@ -108,7 +119,8 @@ def _create(conn, tables):
 def _case_columns(conn, tables):
     """Bring the results table to the case key of this version: each case field it lacks is added
     with the value CaseKey gives an old record (schema 2, issue 12: tf32 false, cache warm; schema 3,
-    issue 13: engine "", replicas 1; schema 4, issue 20: deps "", the harness's own environment), and the unique key of a result is made of every field.
+    issue 13: engine "", replicas 1; schema 4, issue 20: deps "", the harness's own environment),
+    and the unique key of a result is made of every field.
     PostgreSQL alters the table in place; SQLite, which cannot alter a constraint, rebuilds it."""
     sa = _sa()
     _, _, results = tables
@@ -123,13 +135,19 @@ def _case_columns(conn, tables):
             ddl = results.c[f].type.compile(conn.dialect)
             conn.execute(sa.text(f"ALTER TABLE results ADD COLUMN {f} {ddl} NOT NULL DEFAULT {literal[f]}"))
         conn.execute(sa.text("ALTER TABLE results DROP CONSTRAINT results_run_case"))
-        conn.execute(sa.text(f"ALTER TABLE results ADD CONSTRAINT results_run_case UNIQUE (run, {', '.join(CASE_FIELDS)})"))
+        conn.execute(
+            sa.text(f"ALTER TABLE results ADD CONSTRAINT results_run_case UNIQUE (run, {', '.join(CASE_FIELDS)})")
+        )
         return
     kept = ", ".join(c.name for c in results.columns if c.name in have)
     conn.execute(sa.text("ALTER TABLE results RENAME TO results_old"))
     results.create(conn)
-    conn.execute(sa.text(f"INSERT INTO results ({kept}, {', '.join(missing)}) "
-                         f"SELECT {kept}, {', '.join(literal[f] for f in missing)} FROM results_old"))
+    conn.execute(
+        sa.text(
+            f"INSERT INTO results ({kept}, {', '.join(missing)}) "
+            f"SELECT {kept}, {', '.join(literal[f] for f in missing)} FROM results_old"
+        )
+    )
     conn.execute(sa.text("DROP TABLE results_old"))
 
 
@@ -145,9 +163,11 @@ def _check_relative(path: Path, url: str) -> None:
     where = (Path.cwd() / path).resolve()
     repo = REPO.resolve()
     if where.is_relative_to(repo) and not where.is_relative_to(repo / "results"):
-        raise HistoryError(f"{printable(url)[:200]}: a relative path, {where} inside the repository; an absolute path "
-                           f"takes four slashes (sqlite:////{str(path).lstrip('/')}), a relative one belongs under "
-                           "results/ (the default: sqlite:///results/history.sqlite)")
+        raise HistoryError(
+            f"{printable(url)[:200]}: a relative path, {where} inside the repository; an absolute path "
+            f"takes four slashes (sqlite:////{str(path).lstrip('/')}), a relative one belongs under "
+            "results/ (the default: sqlite:///results/history.sqlite)"
+        )
 
 
 class Store:
@@ -183,8 +203,9 @@ class Store:
         try:
             url = sa.engine.make_url(self.url)
         except Exception:
-            raise HistoryError(f"{printable(self.url)[:200]}: not a database URL (sqlite:///FILE or "
-                               "postgresql://USER@HOST/DB)") from None
+            raise HistoryError(
+                f"{printable(self.url)[:200]}: not a database URL (sqlite:///FILE or postgresql://USER@HOST/DB)"
+            ) from None
         if url.get_backend_name() == "sqlite":
             if url.database and url.database != ":memory:":
                 path = Path(url.database)
@@ -192,19 +213,22 @@ class Store:
                     raise HistoryError(f"{path}: is a folder, not an SQLite database")
                 _check_relative(path, self.url)
                 if not path.exists() and not self.create:
-                    raise HistoryError(f"{self.shown}: no history database at {path.resolve()} "
-                                       f"(`python -m bench history init --db {self.shown}` creates one)")
+                    raise HistoryError(
+                        f"{self.shown}: no history database at {path.resolve()} "
+                        f"(`python -m bench history init --db {self.shown}` creates one)"
+                    )
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"timeout": 60})
 
             @sa.event.listens_for(engine, "connect")
             def _connect(dbapi_connection, _):
-                dbapi_connection.isolation_level = None   # SQLAlchemy, not pysqlite, begins transactions
+                dbapi_connection.isolation_level = None  # SQLAlchemy, not pysqlite, begins transactions
                 dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
             @sa.event.listens_for(engine, "begin")
             def _begin(conn):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")   # writers queue (busy timeout) instead of deadlocking
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # writers queue (busy timeout) instead of deadlocking
+
             return engine
         if url.get_backend_name() == "postgresql":
             if url.drivername == "postgresql":
@@ -219,7 +243,7 @@ class Store:
         sa = _sa()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4274211)"))   # one migrator at a time
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4274211)"))  # one migrator at a time
             inspector = sa.inspect(conn)
             version = 0
             if inspector.has_table("schema"):
@@ -228,11 +252,15 @@ class Store:
             elif inspector.get_table_names():
                 raise HistoryError(f"{self.shown}: holds other tables, not a backprop-bench history")
             if version == 0 and not self.create:
-                raise HistoryError(f"{self.shown}: holds no backprop-bench history "
-                                   f"(`python -m bench history init --db {self.shown}` creates one)")
+                raise HistoryError(
+                    f"{self.shown}: holds no backprop-bench history "
+                    f"(`python -m bench history init --db {self.shown}` creates one)"
+                )
             if version > SCHEMA_VERSION:
-                raise HistoryError(f"{self.shown}: written by a newer backprop-bench (schema {version}; this one "
-                                   f"reads up to {SCHEMA_VERSION}); upgrade it")
+                raise HistoryError(
+                    f"{self.shown}: written by a newer backprop-bench (schema {version}; this one "
+                    f"reads up to {SCHEMA_VERSION}); upgrade it"
+                )
             if version == 0:
                 _create(conn, self.tables)
             else:
@@ -245,11 +273,18 @@ class Store:
     # ------------------------------------------------------------ writing
 
     def _insert(self, conn, table):
-        module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[conn.dialect.name]
+        module = {"sqlite": "sqlalchemy.dialects.sqlite", "postgresql": "sqlalchemy.dialects.postgresql"}[
+            conn.dialect.name
+        ]
         return __import__(module, fromlist=["insert"]).insert(table)
 
-    def add(self, records: Sequence[Record], commit: dict[str, Any], source: Path | str | None = None,
-            against_parent: Mapping[CaseKey, tuple[str, float, float, float]] | None = None) -> int:
+    def add(
+        self,
+        records: Sequence[Record],
+        commit: dict[str, Any],
+        source: Path | str | None = None,
+        against_parent: Mapping[CaseKey, tuple[str, float, float, float]] | None = None,
+    ) -> int:
         """Add the records of one run (one run id) and its commit {sha, parent, time, branch, dirty};
         returns the results newly added or replaced. Idempotent. against_parent: {case: (the
         commit whose steps it was timed against in the same process, ratio, lo, hi)}."""
@@ -258,12 +293,20 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 insert = self._insert(conn, self.runs)
-                conn.execute(insert.values(
-                    run_id=first.run_id, commit_sha=commit["sha"], parent_sha=commit.get("parent"),
-                    commit_time=commit.get("time"), branch=commit.get("branch"), dirty=bool(commit.get("dirty")),
-                    machine=Machine.of(first.fingerprint).series_key, recorded_utc=(first.fingerprint or {}).get("time_utc"),
-                    source=str(source) if source else None, fingerprint=json.dumps(first.fingerprint or {}, default=str),
-                ).on_conflict_do_nothing(index_elements=["run_id"]))
+                conn.execute(
+                    insert.values(
+                        run_id=first.run_id,
+                        commit_sha=commit["sha"],
+                        parent_sha=commit.get("parent"),
+                        commit_time=commit.get("time"),
+                        branch=commit.get("branch"),
+                        dirty=bool(commit.get("dirty")),
+                        machine=Machine.of(first.fingerprint).series_key,
+                        recorded_utc=(first.fingerprint or {}).get("time_utc"),
+                        source=str(source) if source else None,
+                        fingerprint=json.dumps(first.fingerprint or {}, default=str),
+                    ).on_conflict_do_nothing(index_elements=["run_id"])
+                )
                 run = conn.execute(sa.select(self.runs.c.id).where(self.runs.c.run_id == first.run_id)).scalar_one()
                 added = 0
                 for rec in records:
@@ -271,9 +314,11 @@ class Store:
                     stmt = self._insert(conn, self.results).values(**row)
                     # a complete record replaces an interrupted one (a resumed run); otherwise nothing
                     stmt = stmt.on_conflict_do_update(
-                        index_elements=["run", *CASE_FIELDS], set_={k: stmt.excluded[k] for k in row if k != "run"},
-                        where=self.results.c.interrupted & ~stmt.excluded.interrupted)
-                    added += len(conn.execute(stmt.returning(self.results.c.id)).all())   # 0: already there
+                        index_elements=["run", *CASE_FIELDS],
+                        set_={k: stmt.excluded[k] for k in row if k != "run"},
+                        where=self.results.c.interrupted & ~stmt.excluded.interrupted,
+                    )
+                    added += len(conn.execute(stmt.returning(self.results.c.id)).all())  # 0: already there
                 return added
         except HistoryError:
             raise
@@ -284,11 +329,20 @@ class Store:
     def _row(rec, run, parent=None):
         s = rec.summary
         sha, ratio, lo, hi = parent if parent and all(math.isfinite(v) and v > 0 for v in parent[1:]) else (None,) * 4
-        return {"run": run, **rec.case.asdict(), "status": rec.status, "interrupted": rec.stop_reason == "interrupted",
-                "median_s": s.median_s if math.isfinite(s.median_s) else None,
-                "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
-                "parent_sha": sha, "parent_ratio": ratio, "parent_lo": lo, "parent_hi": hi,
-                "canary_s": s.canary_s if math.isfinite(s.canary_s) else None, "record": rec.to_json()}
+        return {
+            "run": run,
+            **rec.case.asdict(),
+            "status": rec.status,
+            "interrupted": rec.stop_reason == "interrupted",
+            "median_s": s.median_s if math.isfinite(s.median_s) else None,
+            "gemm_gflops": s.gemm_gflops if math.isfinite(s.gemm_gflops) else None,
+            "parent_sha": sha,
+            "parent_ratio": ratio,
+            "parent_lo": lo,
+            "parent_hi": hi,
+            "canary_s": s.canary_s if math.isfinite(s.canary_s) else None,
+            "record": rec.to_json(),
+        }
 
     # ------------------------------------------------------------ reading
 
@@ -298,14 +352,31 @@ class Store:
         (against the parent's steps in the same process, or None), canary_s (the machine's canary
         median, or None) and the record's samples, ordered by commit time then recording time."""
         import fnmatch
+
         sa = _sa()
         r, x = self.runs, self.results
-        query = (sa.select(r.c.run_id, r.c.commit_sha, r.c.parent_sha, r.c.commit_time, r.c.branch, r.c.dirty,
-                           r.c.machine, r.c.recorded_utc, r.c.source, *(x.c[f] for f in CASE_FIELDS), x.c.median_s,
-                           x.c.gemm_gflops, *(x.c[c] for c in ("parent_sha", "parent_ratio", "parent_lo", "parent_hi")),
-                           x.c.canary_s, x.c.record)
-                 .join(x, x.c.run == r.c.id).where(x.c.status == "ok")
-                 .order_by(r.c.commit_time, r.c.recorded_utc, r.c.id))
+        query = (
+            sa.select(
+                r.c.run_id,
+                r.c.commit_sha,
+                r.c.parent_sha,
+                r.c.commit_time,
+                r.c.branch,
+                r.c.dirty,
+                r.c.machine,
+                r.c.recorded_utc,
+                r.c.source,
+                *(x.c[f] for f in CASE_FIELDS),
+                x.c.median_s,
+                x.c.gemm_gflops,
+                *(x.c[c] for c in ("parent_sha", "parent_ratio", "parent_lo", "parent_hi")),
+                x.c.canary_s,
+                x.c.record,
+            )
+            .join(x, x.c.run == r.c.id)
+            .where(x.c.status == "ok")
+            .order_by(r.c.commit_time, r.c.recorded_utc, r.c.id)
+        )
         if not include_dirty:
             query = query.where(r.c.dirty == sa.false())
         try:
@@ -317,7 +388,11 @@ class Store:
         for row in rows:
             key = CaseKey(**{f: row[f] for f in CASE_FIELDS})
             name, label = key.name, key.label
-            if case_pattern and not fnmatch.fnmatchcase(label, case_pattern) and not fnmatch.fnmatchcase(name, case_pattern):
+            if (
+                case_pattern
+                and not fnmatch.fnmatchcase(label, case_pattern)
+                and not fnmatch.fnmatchcase(name, case_pattern)
+            ):
                 continue
             record = Record.from_dict(json.loads(row.pop("record")))
             out.append({**row, "case": label, "samples_s": record.samples_s, "counters": record.counters})
@@ -326,8 +401,10 @@ class Store:
     def counts(self) -> tuple[int, int]:
         sa = _sa()
         with self.engine.connect() as conn:
-            return (conn.execute(sa.select(sa.func.count()).select_from(self.runs)).scalar_one(),
-                    conn.execute(sa.select(sa.func.count()).select_from(self.results)).scalar_one())
+            return (
+                conn.execute(sa.select(sa.func.count()).select_from(self.runs)).scalar_one(),
+                conn.execute(sa.select(sa.func.count()).select_from(self.results)).scalar_one(),
+            )
 
 
 def _why(e):

@@ -1,6 +1,7 @@
 """Records -> report.md, a self-contained report.html, tables/*.csv and plots/*.png|svg: each run's
 environment, what to distrust, the per-device tables and the figures. Rebuilt from records alone;
 needs NumPy, pandas and matplotlib, never a framework."""
+
 import base64
 import html
 import math
@@ -17,43 +18,72 @@ from bench.records import CASE_FIELDS, Record
 from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
-MAX_DISTRUST_ITEMS = 20   # items listed under one heading of "What to distrust"; the rest are counted
+MAX_DISTRUST_ITEMS = 20  # items listed under one heading of "What to distrust"; the rest are counted
 
 # file name -> (heading, what the figure shows in one sentence); the order of the report.
 PLOTS = {
-    "bars": ("Time per case", "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
-            "error bars span the interquartile range and the fastest case of each step is outlined where it is shown to be (as the bold cells)."),
-    "scaling_n": ("Scaling with n", "Time against n on log-log axes, one line per case (colour: backend, marker: framework, "
-                  "line style: what else differs, e.g. the device or nh), with every crossing of two lines marked and "
-                  "numbered as in the crossover table."),
-    "scaling_nh": ("Scaling with nh", "Time against the hidden width nh on log-log axes, one line per case, crossings marked."),
-    "roofline": ("Roofline", "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings (the best any "
-                 "framework reached there, which % of peak in the tables is also against; a framework's own, where "
-                 "lower, dashed), with every case (hollow: bfloat16, float16 or TF32) "
-                 "at its analytic arithmetic intensity and achieved GFLOP/s (the cases of one size share an intensity: "
-                 "their markers are spread sideways, and the plot says so)."),
-    "payback": ("Compile pay-back", "For each compiled backend (tf.function, XLA, torch.compile, jax.jit) at each size, how "
-                "many steady calls it takes for the saving per call against eager to repay the compile overhead "
-                "(trace + first call - one steady call)."),
-    "launch": ("Launch overhead", "Per device, step and precision, each backend's timed median against n (solid: the "
-               "case's timer, CUDA events where it has them), the host clock around the same calls and their sync "
-               "(dashed, where the timer is a device's own: on a CPU the host clock is the timer, so no dashed line) "
-               "and the time a call takes to return without a sync (dotted). Where the lines flatten "
-               "towards small n, launching and synchronising, not the arithmetic, set the time."),
-    "replicas": ("Data-parallel scaling", "Per device and scaling kind, the efficiency of each engine and backend against "
-                 "the replicas R (strong: the same global n, speed-up / R; weak: the same n per replica, T1 / TR), "
-                 "with its 95% CI; 1 is perfect scaling."),
-    "versions": ("Environments", "Each case that ran in several environments (run --env): its speed against the same "
-                 "case in the first environment (>1 faster), with its 95% CI, one marker per environment; "
-                 "filled where the environment is shown fastest."),
-    "distribution": ("Distribution of the timed calls", "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
-                    "of the case's median: noise, drift and outliers at a glance."),
+    "bars": (
+        "Time per case",
+        "Median time of each case, grouped by step, one colour per backend, one panel per device and size; "
+        "error bars span the median's 95% interval and the fastest case of each step is outlined where the "
+        "comparison shows it faster than the runner-up (as the bold cells).",
+    ),
+    "scaling_n": (
+        "Scaling with n",
+        "Time against n on log-log axes, one line per case (colour: backend, marker: framework, "
+        "line style: what else differs, e.g. the device or nh), with every crossing of two lines marked and "
+        "numbered as in the crossover table.",
+    ),
+    "scaling_nh": (
+        "Scaling with nh",
+        "Time against the hidden width nh on log-log axes, one line per case, crossings marked.",
+    ),
+    "roofline": (
+        "Roofline",
+        "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings (the best any "
+        "framework reached there, which % of peak in the tables is also against; a framework's own, where "
+        "lower, dashed), with every case (hollow: bfloat16, float16 or TF32) "
+        "at its analytic arithmetic intensity and achieved GFLOP/s (the cases of one size share an intensity: "
+        "their markers are spread sideways, and the plot says so).",
+    ),
+    "payback": (
+        "Compile pay-back",
+        "For each compiled backend (tf.function, XLA, torch.compile, jax.jit) at each size, how "
+        "many steady calls it takes for the saving per call against eager to repay the compile overhead "
+        "(trace + first call - one steady call).",
+    ),
+    "launch": (
+        "Launch overhead",
+        "Per device, step and precision, each backend's timed median against n (solid: the "
+        "case's timer, CUDA events where it has them), the host clock around the same calls and their sync "
+        "(dashed, where the timer is a device's own: on a CPU the host clock is the timer, so no dashed line) "
+        "and the time a call takes to return without a sync (dotted). Where the lines flatten "
+        "towards small n, launching and synchronising, not the arithmetic, set the time.",
+    ),
+    "replicas": (
+        "Data-parallel scaling",
+        "Per device and scaling kind, the efficiency of each engine and backend against "
+        "the replicas R (strong: the same global n, speed-up / R; weak: the same n per replica, T1 / TR), "
+        "with its 95% CI; 1 is perfect scaling.",
+    ),
+    "versions": (
+        "Environments",
+        "Each case that ran in several environments (run --env): its speed against the same "
+        "case in the first environment (>1 faster), with its 95% CI, one marker per environment; "
+        "filled where the environment is shown fastest.",
+    ),
+    "distribution": (
+        "Distribution of the timed calls",
+        "Every timed call of every case as a dot over its box (quartiles, whiskers at 1.5 IQR), in % "
+        "of the case's median: noise, drift and outliers at a glance.",
+    ),
 }
 
-_Drawn = tuple[tuple[Path, Path] | None, str | None, list[str]]   # what figure() returns
+_Drawn = tuple[tuple[Path, Path] | None, str | None, list[str]]  # what figure() returns
 
 
 # ---------------------------------------------------------------- tables as text
+
 
 def _cell_md(text):
     """A table cell: its own text is already inert (fmt.md for what came from records); a bare |
@@ -79,7 +109,7 @@ def _inline_html(text):
     out, bold, at = [], False, 0
     text = str(text)
     for m in _INLINE.finditer(text):
-        out.append(html.escape(text[at:m.start()]))
+        out.append(html.escape(text[at : m.start()]))
         if m.group(1) is not None:
             out.append(html.escape(m.group(1)))
         elif m.group(0) == "**":
@@ -94,8 +124,10 @@ def _inline_html(text):
 
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{_inline_html(c)}</th>" for c in [df.index.name or "", *df.columns])
-    body = "".join("<tr><th>" + _inline_html(i) + "</th>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row)
-                   + "</tr>" for i, row in zip(df.index, df.itertuples(index=False)))
+    body = "".join(
+        "<tr><th>" + _inline_html(i) + "</th>" + "".join(f"<td>{_inline_html(v)}</td>" for v in row) + "</tr>"
+        for i, row in zip(df.index, df.itertuples(index=False))
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -115,7 +147,7 @@ def comparison_tables(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     out = {}
     for key, g in frames.groups(df):
         cells: dict[str, dict[str, str]] = {}
-        for c in g.itertuples():   # the first record of a row and backend, as a pivot's "first" (plain dicts: fast)
+        for c in g.itertuples():  # the first record of a row and backend, as a pivot's "first" (plain dicts: fast)
             cells.setdefault(c.row, {}).setdefault(c.backend, _grid_cell(c))
         grid = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=list(dict.fromkeys(g.backend))).fillna("")
         grid.index.name, grid.columns.name = "step", None
@@ -144,8 +176,15 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
     rows = {}
     for c in g.itertuples():
         name = _bold(f"{short(c.row)} · {c.backend}", c.best)
-        flags = [f for f, on in (("noisy", c.noisy), ("retraced", c.retraced is True), ("reduced n", isinstance(c.note, str) and bool(c.note)))
-                 if on]
+        flags = [
+            f
+            for f, on in (
+                ("noisy", c.noisy),
+                ("retraced", c.retraced is True),
+                ("reduced n", isinstance(c.note, str) and bool(c.note)),
+            )
+            if on
+        ]
         if c.status != "ok":
             rows[name] = {"median ms [95% CI]": c.status, "flags": ", ".join([*flags, "see 'What to distrust'"])}
             continue
@@ -161,11 +200,17 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
             "% of peak": fmt.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
             "memory MiB (analytic)": fmt.sig(c.estimate_mib, 3),
             "allocator peak MiB": _peak_cell(c),
-            **({"host-clock ms (gap)": f"{fmt.sig(c.host_median_ms, 3)} (+{fmt.sig(c.host_median_ms - c.median_ms, 2)})"}
-               if math.isfinite(c.host_median_ms) else {}),
+            **(
+                {
+                    "host-clock ms (gap)": f"{fmt.sig(c.host_median_ms, 3)} "
+                    f"(+{fmt.sig(c.host_median_ms - c.median_ms, 2)})"
+                }
+                if math.isfinite(c.host_median_ms)
+                else {}
+            ),
             **({"dispatch ms": fmt.sig(c.dispatch_ms, 2)} if math.isfinite(c.dispatch_ms) else {}),
-            "first call ms (of it trace)": fmt.sig(first, 2) + (f" ({fmt.sig(c.trace_ms, 2)})"
-                                                             if math.isfinite(c.trace_ms) else ""),
+            "first call ms (of it trace)": fmt.sig(first, 2)
+            + (f" ({fmt.sig(c.trace_ms, 2)})" if math.isfinite(c.trace_ms) else ""),
             "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
             "samples": f"{c.samples}" + (f" ({c.stop_reason})" if c.stop_reason else ""),
             "flags": ", ".join(flags),
@@ -178,10 +223,15 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
 def payback_table(pb: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for c in pb.sort_values(["where", "n"], kind="stable").itertuples():
-        rows.append({"device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}",
-                     "case": f"{c.row} · {c.backend}", "compile overhead ms": fmt.sig(c.overhead_ms, 2),
-                     "saving ms per call [95% CI]": fmt.interval(c.saving_ms, c.saving_lo_ms, c.saving_hi_ms),
-                     "pays back after": _payback_cell(c)})
+        rows.append(
+            {
+                "device and size": f"{c.where}, n={c.n}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}",
+                "case": f"{c.row} · {c.backend}",
+                "compile overhead ms": fmt.sig(c.overhead_ms, 2),
+                "saving ms per call [95% CI]": fmt.interval(c.saving_ms, c.saving_lo_ms, c.saving_hi_ms),
+                "pays back after": _payback_cell(c),
+            }
+        )
     return pd.DataFrame(rows).set_index("device and size")
 
 
@@ -208,9 +258,15 @@ def precision_tables(pr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
             else:
                 timing = fmt.sig(c.median_ms, 3)
             speedup = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "float32")
-            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "precision": c.precision, "median ms": timing,
-                         "against float32 [95% CI]": speedup,
-                         "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–"})
+            rows.append(
+                {
+                    "case": f"{c.framework}/{c.step} · {c.backend}",
+                    "precision": c.precision,
+                    "median ms": timing,
+                    "against float32 [95% CI]": speedup,
+                    "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
+                }
+            )
         out[key] = pd.DataFrame(rows).set_index("case")
     return out
 
@@ -238,9 +294,15 @@ def version_tables(vr: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
             else:
                 timing = fmt.sig(c.median_ms, 3)
             against = _speedup_cell(c.speedup, c.speedup_lo, c.speedup_hi, "first", c.paired)
-            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "environment": _bold(c.deps, c.standing == "fastest"),
-                         "version": c.framework_version or "?", "median ms": timing,
-                         f"against {first} [95% CI]": against})
+            rows.append(
+                {
+                    "case": f"{c.framework}/{c.step} · {c.backend}",
+                    "environment": _bold(c.deps, c.standing == "fastest"),
+                    "version": c.framework_version or "?",
+                    "median ms": timing,
+                    f"against {first} [95% CI]": against,
+                }
+            )
         out[key] = pd.DataFrame(rows).set_index("case")
     return out
 
@@ -251,19 +313,31 @@ def scaling_tables(sc: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     out = {}
     for key, g in sc.groupby(["where", "m", "nh", "precision", "kind"], sort=False):
         if g.replicas.nunique() < 2:
-            continue   # R=1 alone scales nothing (the engine's cost at R=1 has its own table)
+            continue  # R=1 alone scales nothing (the engine's cost at R=1 has its own table)
         rows = []
-        for c in g.sort_values(["framework", "engine", "backend", "n_per_replica" if key[-1] == "weak" else "n",
-                                "replicas"], kind="stable").itertuples():
+        for c in g.sort_values(
+            ["framework", "engine", "backend", "n_per_replica" if key[-1] == "weak" else "n", "replicas"], kind="stable"
+        ).itertuples():
             base = c.speedup == c.speedup_lo == c.speedup_hi == 1
-            rows.append({"case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "R": c.replicas,
-                         "n": f"{c.n:,}", "n per replica": f"{c.n_per_replica:,}", "median ms": fmt.sig(c.median_ms, 3),
-                         "speed-up [95% CI]": "×1 (base)" if base else fmt.interval(c.speedup, c.speedup_lo,
-                                                                                      c.speedup_hi, "×"),
-                         "efficiency [95% CI]": "1 (base)" if base else fmt.interval(
-                             c.efficiency, c.efficiency_lo, c.efficiency_hi),
-                         "all-reduce ms (share)": f"{fmt.sig(c.allreduce_ms, 2)} ({c.allreduce_share:.0%})"
-                         if math.isfinite(c.allreduce_ms) else "not exposed"})
+            rows.append(
+                {
+                    "case": f"{c.framework}/{c.step} · {c.backend}",
+                    "engine": c.engine,
+                    "R": c.replicas,
+                    "n": f"{c.n:,}",
+                    "n per replica": f"{c.n_per_replica:,}",
+                    "median ms": fmt.sig(c.median_ms, 3),
+                    "speed-up [95% CI]": "×1 (base)"
+                    if base
+                    else fmt.interval(c.speedup, c.speedup_lo, c.speedup_hi, "×"),
+                    "efficiency [95% CI]": "1 (base)"
+                    if base
+                    else fmt.interval(c.efficiency, c.efficiency_lo, c.efficiency_hi),
+                    "all-reduce ms (share)": f"{fmt.sig(c.allreduce_ms, 2)} ({c.allreduce_share:.0%})"
+                    if math.isfinite(c.allreduce_ms)
+                    else "not exposed",
+                }
+            )
         table = pd.DataFrame(rows).set_index("case")
         out[key] = table.drop(columns=["speed-up [95% CI]"]) if key[-1] == "weak" else table
     return out
@@ -276,19 +350,29 @@ def _overhead_reading(lo: float, hi: float) -> str:
     if lo > 1:
         return "the engine's cost"
     if hi < 1:
-        return ("faster under the engine beyond the noise between processes: no cost can be; the two runs "
-                "differ in more than the engine")
+        return (
+            "faster under the engine beyond the noise between processes: no cost can be; the two runs "
+            "differ in more than the engine"
+        )
     return "no difference shown"
 
 
 def engine_overhead_table(sc: pd.DataFrame) -> pd.DataFrame:
     """R=1 under each engine against the plain single-device case, both timed by the same loop."""
     one = sc[(sc.kind == "strong") & (sc.replicas == 1) & sc.overhead.notna()]
-    rows = [{"device": c.where, "case": f"{c.framework}/{c.step} · {c.backend}", "engine": c.engine, "n": f"{c.n:,}",
-             "one device ms": fmt.sig(c.single_ms, 3), "R=1 under the engine ms": fmt.sig(c.median_ms, 3),
-             "overhead [95% CI]": fmt.interval(c.overhead, c.overhead_lo, c.overhead_hi, "×"),
-             "reading": _overhead_reading(c.overhead_lo, c.overhead_hi)}
-            for c in one.itertuples()]
+    rows = [
+        {
+            "device": c.where,
+            "case": f"{c.framework}/{c.step} · {c.backend}",
+            "engine": c.engine,
+            "n": f"{c.n:,}",
+            "one device ms": fmt.sig(c.single_ms, 3),
+            "R=1 under the engine ms": fmt.sig(c.median_ms, 3),
+            "overhead [95% CI]": fmt.interval(c.overhead, c.overhead_lo, c.overhead_hi, "×"),
+            "reading": _overhead_reading(c.overhead_lo, c.overhead_hi),
+        }
+        for c in one.itertuples()
+    ]
     return pd.DataFrame(rows).set_index("device") if rows else pd.DataFrame()
 
 
@@ -299,6 +383,7 @@ def counters_table(records: Iterable[Record]) -> pd.DataFrame:
     """One row per timed case with counters: its ops a step, the most frequent types, fusions, the
     framework's FLOPs against the analytic count, retraces (newest record of a case, in order)."""
     from bench import counters
+
     rows = {}
     for r in records:
         c = r.counters
@@ -308,14 +393,16 @@ def counters_table(records: Iterable[Record]) -> pd.DataFrame:
         top = sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
         flops = c.get("flops")
         rows[r.case] = {
-            "case": f"{r.framework}/{r.step} · {r.backend}", "where": f"{r.device}, n={r.n:,}, {r.case.precision}",
+            "case": f"{r.framework}/{r.step} · {r.backend}",
+            "where": f"{r.device}, n={r.n:,}, {r.case.precision}",
             "ops a step": counters.total(ops) if ops else "-",
             "most frequent": ", ".join(f"{n} {k}" for k, n in top) + (", ..." if len(ops) > 4 else ""),
             "fusions": c.get("fusions", "-"),
             "kernels a step": counters.total(c["kernels"]) if c.get("kernels") else "-",
             "FLOPs (framework)": f"{flops:.4g}" if flops else "-",
             "vs analytic": f"{flops / r.flops:.3f}" if flops and r.flops else "-",
-            "retraces": c.get("retraces", "-")}
+            "retraces": c.get("retraces", "-"),
+        }
     return pd.DataFrame(list(rows.values())).set_index("case") if rows else pd.DataFrame()
 
 
@@ -330,14 +417,23 @@ def counters_long(records: Iterable[Record]) -> pd.DataFrame:
 
 
 def crossover_table(crossings: pd.DataFrame) -> pd.DataFrame:
-    rows = [{"#": c.number, "step": c.step, "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
-             "time ms": fmt.sig(c.time_ms, 2), "faster beyond": c.faster_beyond, "slower beyond": c.slower_beyond,
-             "either side": "shown: each faster on its side" if c.supported else "not shown to cross"}
-            for c in crossings.itertuples()]
+    rows = [
+        {
+            "#": c.number,
+            "step": c.step,
+            "crossing at": f"{c.var} ≈ {fmt.sig(c.crossing, 2)}",
+            "time ms": fmt.sig(c.time_ms, 2),
+            "faster beyond": c.faster_beyond,
+            "slower beyond": c.slower_beyond,
+            "either side": "shown: each faster on its side" if c.supported else "not shown to cross",
+        }
+        for c in crossings.itertuples()
+    ]
     return pd.DataFrame(rows).set_index("#")
 
 
 # ---------------------------------------------------------------- runs and what to distrust
+
 
 def _runs(records):
     """{run_id: [records]} in order of first appearance."""
@@ -356,26 +452,37 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
         gpus = [g for g in fp.get("gpus") or [] if isinstance(g, dict)]
         statuses = pd.Series([r.status for r in rs]).value_counts()
         tf = fws.get("tensorflow", {})
-        on = sum(bool(r.tf32) for r in rs)   # what the cases ran with, not a framework's default switch
-        tf32 = "off in every case" if not on else "on in every case" if on == len(rs) else f"on in {on} of {len(rs)} cases"
+        on = sum(bool(r.tf32) for r in rs)  # what the cases ran with, not a framework's default switch
+        tf32 = (
+            "off in every case" if not on else "on in every case" if on == len(rs) else f"on in {on} of {len(rs)} cases"
+        )
         commit = fp.get("git_commit")
         columns[run_id] = {
             "recorded (UTC)": fp.get("time_utc") or "unknown",
             "host": fp.get("hostname") or "unknown",
-            "CPU": f"{fp.get('cpu_model') or 'unknown'}" + (f", {fp['cpu_count_logical']} logical cores"
-                                                          if fp.get("cpu_count_logical") else ""),
-            "GPU": ", ".join(f"{g.get('name')}" + (f" (driver {g['driver_version']})" if g.get("driver_version") else "")
-                             for g in gpus) or "none",
+            "CPU": f"{fp.get('cpu_model') or 'unknown'}"
+            + (f", {fp['cpu_count_logical']} logical cores" if fp.get("cpu_count_logical") else ""),
+            "GPU": ", ".join(
+                f"{g.get('name')}" + (f" (driver {g['driver_version']})" if g.get("driver_version") else "")
+                for g in gpus
+            )
+            or "none",
             "devices timed": ", ".join(sorted({frames.where(r.device, r.fingerprint) for r in rs})),
-            "frameworks": ", ".join(f"{name} {info.get('version', '?')}" + (f" (CUDA {info['cuda_version']})"
-                                    if info.get("cuda_version") and gpus else "") for name, info in fws.items())
-                          or "unknown",
+            "frameworks": ", ".join(
+                f"{name} {info.get('version', '?')}"
+                + (f" (CUDA {info['cuda_version']})" if info.get("cuda_version") and gpus else "")
+                for name, info in fws.items()
+            )
+            or "unknown",
             "Python, NumPy": f"{fp.get('python') or '?'}, {fp.get('numpy') or '?'}",
             "git": (commit[:10] + (" (uncommitted changes)" if fp.get("git_dirty") else "") if commit else "unknown"),
             "data": fp.get("data_source") or rs[0].data or "unknown",
             "TF32": tf32,
-            "oneDNN": (str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown")
-                       if "tensorflow" in {r.framework for r in rs} else "no TensorFlow case"),
+            "oneDNN": (
+                str(tf.get("onednn") or (fp.get("env") or {}).get("TF_ENABLE_ONEDNN_OPTS") or "unknown")
+                if "tensorflow" in {r.framework for r in rs}
+                else "no TensorFlow case"
+            ),
             "cases": ", ".join(f"{statuses[s]} {s}" for s in ("ok", "failed", "skipped") if s in statuses),
         }
     out = pd.DataFrame(columns)
@@ -385,53 +492,88 @@ def run_summary(records: Iterable[Record]) -> pd.DataFrame:
 
 def _case(c):
     """A frame row (from itertuples) as one line naming its device, size and case."""
-    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {frames.variant([getattr(c, f) for f in frames.VARIANT])}: {c.row}/{c.backend}"
+    variant = frames.variant([getattr(c, f) for f in frames.VARIANT])
+    return f"{c.where}, n={c.n}, m={c.m}, nh={c.nh}, {variant}: {c.row}/{c.backend}"
 
 
 def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, list[str] | None]]:
     """[(heading, [items] or None)] of everything that makes a number less trustworthy; an empty
     list means 'checked, none found', None 'not recorded' (records without that field)."""
     runs = _runs(records)
-    noisy = [f"{_case(c)}: IQR {fmt.pct(c.iqr_pct)} of the median" + (f" (stopped: {c.stop_reason})" if c.stop_reason else "")
-             for c in df[df.noisy].itertuples()]
+    noisy = [
+        f"{_case(c)}: IQR {fmt.pct(c.iqr_pct)} of the median"
+        + (f" (stopped: {c.stop_reason})" if c.stop_reason else "")
+        for c in df[df.noisy].itertuples()
+    ]
     checked = df.retraced.notna().any()
-    retraced = None if not checked else [f"{_case(c)}: traced {int(c.tracing_count) if math.isfinite(c.tracing_count) else 'again'} times; "
-                "its timed calls include tracing" for c in df[df.retraced.eq(True)].itertuples()]
+    retraced = (
+        None
+        if not checked
+        else [
+            f"{_case(c)}: traced {int(c.tracing_count) if math.isfinite(c.tracing_count) else 'again'} times; "
+            "its timed calls include tracing"
+            for c in df[df.retraced.eq(True)].itertuples()
+        ]
+    )
     failed = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "failed"].itertuples()]
     skipped = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "skipped"].itertuples()]
     notes = df[df.note.notna() & (df.note != "")]
-    reduced = [f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
-               for note, g in notes.groupby("note", sort=False)]
-    interrupted = [f"{_case(c)}: {c.samples} samples when a signal stopped the run (--resume times it again)"
-                   for c in df[(df.stop_reason == "interrupted") & (df.status == "ok")].itertuples()]
-    few = [f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median "
-           f"({stats.min_ci_samples()} needed)"
-           for c in df[(df.status == "ok") & (df.samples > 0) & df.ci_lo_ms.isna()].itertuples()]
+    reduced = [
+        f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
+        for note, g in notes.groupby("note", sort=False)
+    ]
+    interrupted = [
+        f"{_case(c)}: {c.samples} samples when a signal stopped the run (--resume times it again)"
+        for c in df[(df.stop_reason == "interrupted") & (df.status == "ok")].itertuples()
+    ]
+    few = [
+        f"{_case(c)}: {c.samples} samples, too few for a 95% CI of the median ({stats.min_ci_samples()} needed)"
+        for c in df[(df.status == "ok") & (df.samples > 0) & df.ci_lo_ms.isna()].itertuples()
+    ]
     mismatches = []
     (first_id, first), *others = runs.items() or [(None, None)]
     for run_id, rs in others:
         lines = fingerprint.differences(first[0].fingerprint or {}, rs[0].fingerprint or {})
         mismatches += [fmt.md(f"{first_id} vs {run_id}: {line}") for line in lines]
-    synthetic = [fmt.md(f"run {run_id}: {source}") for run_id, rs in runs.items()
-                 for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})]
-    tf32 = [fmt.md(f"run {run_id}: {ran} case(s) timed with float32 matmuls in TF32 (labelled +tf32)")
-            for run_id, rs in runs.items() if (ran := sum(1 for r in rs if r.tf32 and r.status == "ok"))]
-    above = [f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
-             f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s" for c in df[df.pct_of_peak > 100].itertuples()]
+    synthetic = [
+        fmt.md(f"run {run_id}: {source}")
+        for run_id, rs in runs.items()
+        for source in sorted({r.data for r in rs if (r.data or "").startswith("synthetic")})
+    ]
+    tf32 = [
+        fmt.md(f"run {run_id}: {ran} case(s) timed with float32 matmuls in TF32 (labelled +tf32)")
+        for run_id, rs in runs.items()
+        if (ran := sum(1 for r in rs if r.tf32 and r.status == "ok"))
+    ]
+    above = [
+        f"{_case(c)}: {fmt.sig(c.gflops, 3)} GFLOP/s, {fmt.sig(c.pct_of_peak, 3)}% of the measured "
+        f"{fmt.sig(c.gemm_peak_gflops, 3)} GFLOP/s"
+        for c in df[df.pct_of_peak > 100].itertuples()
+    ]
     throttled = None
     if df.throttled_samples.notna().any():
         share = df.throttled_samples / df.samples.where(df.samples > 0)
-        throttled = [f"{_case(c)}: {int(c.throttled_samples)} of {c.samples} samples taken while the GPU held its "
-                     "clocks down (power or thermal)" for c in df[share > telemetry.THROTTLED_SHARE].itertuples()]
+        throttled = [
+            f"{_case(c)}: {int(c.throttled_samples)} of {c.samples} samples taken while the GPU held its "
+            "clocks down (power or thermal)"
+            for c in df[share > telemetry.THROTTLED_SHARE].itertuples()
+        ]
     busy = None
     if df.other_cores.notna().any():
-        busy = [f"{_case(c)}: other processes kept {fmt.sig(c.other_cores, 2)} cores busy (median) while it was timed"
-                for c in df[df.other_cores > telemetry.BUSY_CORES].itertuples()]
+        busy = [
+            f"{_case(c)}: other processes kept {fmt.sig(c.other_cores, 2)} cores busy (median) while it was timed"
+            for c in df[df.other_cores > telemetry.BUSY_CORES].itertuples()
+        ]
     return [
         ("Noisy cases (IQR over 10% of the median)", noisy),
-        (f"Throttled cases (over {telemetry.THROTTLED_SHARE:.0%} of samples under a power or thermal clock limit)",
-         throttled),
-        (f"Busy machine (other processes kept over {telemetry.BUSY_CORES} of a core busy while a case was timed)", busy),
+        (
+            f"Throttled cases (over {telemetry.THROTTLED_SHARE:.0%} of samples under a power or thermal clock limit)",
+            throttled,
+        ),
+        (
+            f"Busy machine (other processes kept over {telemetry.BUSY_CORES} of a core busy while a case was timed)",
+            busy,
+        ),
         ("Retraces during timing", retraced),
         ("Failed cases", failed),
         ("Skipped cases", skipped),
@@ -446,6 +588,7 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
 
 
 # ---------------------------------------------------------------- the document
+
 
 def _ms(c: Any) -> str:
     """A case's median with its interval, in ms."""
@@ -466,18 +609,23 @@ def _summary(df):
         text = f"{title(key)}: {name}, {_ms(best)}"
         if len(timed) > 1:
             second = timed.iloc[1]
-            against = frames.estimate(best, second)   # the runner-up's time over the best's: its speed-up
+            against = frames.estimate(best, second)  # the runner-up's time over the best's: its speed-up
             ratio = fmt.interval(against.ratio, against.lo, against.hi, "×")
             runner = f"{second.row}/{second.backend}"
-            text = (f"{title(key)}: fastest {name}, {_ms(best)}, {ratio} as fast as the runner-up {runner}"
-                    if against.inverse().faster else
-                    f"{title(key)}: {name} and **{runner}** not told apart ({ratio} as fast, 95% interval holding 1), "
-                    f"{_ms(best)} and {_ms(second)}")
+            text = (
+                f"{title(key)}: fastest {name}, {_ms(best)}, {ratio} as fast as the runner-up {runner}"
+                if against.inverse().faster
+                else f"{title(key)}: {name} and **{runner}** not told apart ({ratio} as fast, 95% interval holding 1), "
+                f"{_ms(best)} and {_ms(second)}"
+            )
         if math.isfinite(best.speedup) and best.speedup != 1 and math.isfinite(best.speedup_lo):
             ratio = fmt.interval(best.speedup, best.speedup_lo, best.speedup_hi, "×")
             shown = best.speedup_lo > 1 or best.speedup_hi < 1
-            text += (f"; {name} against the reference {best.reference}: {ratio}" if shown else
-                     f"; {name} against the reference {best.reference}: not told apart ({ratio})")
+            text += (
+                f"; {name} against the reference {best.reference}: {ratio}"
+                if shown
+                else f"; {name} against the reference {best.reference}: not told apart ({ratio})"
+            )
         if math.isfinite(best.pct_of_peak):
             pct = best.pct_of_peak
             text += f"; {fmt.sig(pct, 2) if pct < 100 else f'{pct:.0f}'}% of the measured GEMM peak"
@@ -488,8 +636,10 @@ def _summary(df):
 def _noise_text(df: pd.DataFrame) -> str:
     """Which run-to-run noise figures widened the unpaired ratios, and where each comes from."""
     figures = df[["run_sd", "run_sd_source"]].dropna().drop_duplicates()
-    return "; ".join(f"sd {sd:.0%} of a median: {source}" for sd, source in figures.itertuples(index=False)) or \
-        "none needed"
+    return (
+        "; ".join(f"sd {sd:.0%} of a median: {source}" for sd, source in figures.itertuples(index=False))
+        or "none needed"
+    )
 
 
 def escaped(frame: pd.DataFrame) -> pd.DataFrame:
@@ -513,47 +663,77 @@ def _escaped_table(table):
 Blocks = list[tuple[str, Any]]
 
 
-def document(records: Sequence[Record], df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame,
-             figures: dict[str, _Drawn], pr: pd.DataFrame | None = None) -> Blocks:
+def document(
+    records: Sequence[Record],
+    df: pd.DataFrame,
+    pb: pd.DataFrame,
+    crossings: pd.DataFrame,
+    figures: dict[str, _Drawn],
+    pr: pd.DataFrame | None = None,
+) -> Blocks:
     """The report as blocks: (kind, content) with kind h1/h2/h3/p/ul/table/img. Every text that
     comes from records is escaped here (df, pb, crossings and pr, the precisions, are the raw frames).
     What a reader comes for first: the headline, then the results; what qualifies them after."""
     pr = frames.precisions(df) if pr is None else pr
     df, pb, crossings, pr = escaped(df), escaped(pb), escaped(crossings), escaped(pr)
-    return [*_header(records, df), *_results(df), *_runs_and_distrust(records, df), *_precisions(pr),
-            *_environments(df), *_scaling(df), *_counters(records), *_payback(pb), *_crossovers(crossings),
-            *_plots(figures), *_files()]
+    return [
+        *_header(records, df),
+        *_results(df),
+        *_runs_and_distrust(records, df),
+        *_precisions(pr),
+        *_environments(df),
+        *_scaling(df),
+        *_counters(records),
+        *_payback(pb),
+        *_crossovers(crossings),
+        *_plots(figures),
+        *_files(),
+    ]
 
 
 def _header(records: Sequence[Record], df: pd.DataFrame) -> Blocks:
     files = sorted({fmt.md(r.data) for r in records})
-    return [("h1", "backprop-bench report"),
-            ("p", f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
-                  "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
-                  "Times are medians of single calls, each followed by a device sync, timed by the host clock or, "
-                  "where a record says so, by device events (its host-clock time kept beside). "
-                  f"Data: {', '.join(d for d in files if d) or 'unknown'}. What qualifies these figures (noise, "
-                  "failures, retraces, a busy machine) is listed under 'What to distrust', after the results."),
-            ("h2", "At a glance"), ("ul", _summary(df) or ["no case was timed"])]
+    return [
+        ("h1", "backprop-bench report"),
+        (
+            "p",
+            f"{len(records)} cases from {len(_runs(records))} run(s): the forward and backward pass of "
+            "the lesson's MLP (lin, relu, lin, mse), each checked against a float64 reference, then timed. "
+            "Times are medians of single calls, each followed by a device sync, timed by the host clock or, "
+            "where a record says so, by device events (its host-clock time kept beside). "
+            f"Data: {', '.join(d for d in files if d) or 'unknown'}. What qualifies these figures (noise, "
+            "failures, retraces, a busy machine) is listed under 'What to distrust', after the results.",
+        ),
+        ("h2", "At a glance"),
+        ("ul", _summary(df) or ["no case was timed"]),
+    ]
 
 
 def _results(df: pd.DataFrame) -> Blocks:
-    blocks: Blocks = [("h2", "Results per device and size"),
-                      ("p", "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step "
-                            "where the comparison shows it faster than the runner-up (none in bold: not told "
-                            "apart). Digits are kept only where the 95% confidence interval supports them, and the "
-                            "point always lies inside its printed interval. Every ratio here, the bold marks, the "
-                            "headline, the pay-back and the crossings come from one comparison, the one `compare` "
-                            "and `gate` use: speed-up = reference median / case median (>1 is faster), paired by "
-                            "timing round when both cases come from one run; 'unpaired' ones (separate runs or "
-                            f"processes) widened by the noise between runs ({_noise_text(df)}). % of peak is "
-                            "against the device's measured float32 GEMM GFLOP/s.")]
+    blocks: Blocks = [
+        ("h2", "Results per device and size"),
+        (
+            "p",
+            "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step "
+            "where the comparison shows it faster than the runner-up (none in bold: not told "
+            "apart). Digits are kept only where the 95% confidence interval supports them, and the "
+            "point always lies inside its printed interval. Every ratio here, the bold marks, the "
+            "headline, the pay-back and the crossings come from one comparison, the one `compare` "
+            "and `gate` use: speed-up = reference median / case median (>1 is faster), paired by "
+            "timing round when both cases come from one run; 'unpaired' ones (separate runs or "
+            f"processes) widened by the noise between runs ({_noise_text(df)}). % of peak is "
+            "against the device's measured float32 GEMM GFLOP/s.",
+        ),
+    ]
     grids, short = comparison_tables(df), plots.short_names(df)
     for key, g in frames.groups(df):
         ref = g.reference.iloc[0] if len(g) else ""
-        blocks += [("h3", title(key)), ("table", grids[key]),
-                   ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
-                   ("table", detail_table(g, short))]
+        blocks += [
+            ("h3", title(key)),
+            ("table", grids[key]),
+            ("p", f"Reference for speed-ups: {ref or 'none (nothing timed)'}."),
+            ("table", detail_table(g, short)),
+        ]
     return blocks
 
 
@@ -567,41 +747,57 @@ def _runs_and_distrust(records: Sequence[Record], df: pd.DataFrame) -> Blocks:
             clean.append(heading.split(" (")[0].lower())
             continue
         count = len(found)
-        if count > MAX_DISTRUST_ITEMS:   # a fleet's merged report: the tables hold every case
-            found = found[:MAX_DISTRUST_ITEMS] + [f"... and {count - MAX_DISTRUST_ITEMS} more "
-                                                  "(tables/cases.csv lists every case)"]
+        if count > MAX_DISTRUST_ITEMS:  # a fleet's merged report: the tables hold every case
+            found = found[:MAX_DISTRUST_ITEMS] + [
+                f"... and {count - MAX_DISTRUST_ITEMS} more (tables/cases.csv lists every case)"
+            ]
         items.append((f"**{heading}**: {count}", found))
     if clean:
         items.append((f"Checked, none found: {', '.join(clean)}", []))
     if unrecorded:
         items.append((f"Not recorded in these records: {', '.join(unrecorded)}", []))
-    return [("h2", "Runs"), ("table", _escaped_table(run_summary(records))), ("h2", "What to distrust"),
-            ("causes", items)]
+    return [
+        ("h2", "Runs"),
+        ("table", _escaped_table(run_summary(records))),
+        ("h2", "What to distrust"),
+        ("causes", items),
+    ]
 
 
 def _precisions(pr: pd.DataFrame) -> Blocks:
     if pr.empty:
         return [("h2", "Precisions"), ("p", "No case ran at more than one precision (--dtype, --tf32).")]
-    return [("h2", "Precisions"),
-            ("p", "Each case at every precision it ran in: its median, its speed against the same case in float32 "
-                  "(the one comparison; precisions are timed in separate groups, so not paired by round) and its "
-                  "largest error against the float64 reference, which passed the precision's own tolerance "
-                  "(kernels/reference.py) unless the case failed."),
-            *_group_tables(precision_tables(pr))]
+    return [
+        ("h2", "Precisions"),
+        (
+            "p",
+            "Each case at every precision it ran in: its median, its speed against the same case in float32 "
+            "(the one comparison; precisions are timed in separate groups, so not paired by round) and its "
+            "largest error against the float64 reference, which passed the precision's own tolerance "
+            "(kernels/reference.py) unless the case failed.",
+        ),
+        *_group_tables(precision_tables(pr)),
+    ]
 
 
 def _environments(df: pd.DataFrame) -> Blocks:
     vr = frames.versions(df)
     if vr.empty:
         return []
-    return [("h2", "Environments"),
-            ("p", "Each case that ran in several environments (run --env: one environment per requirement set, its "
-                  "framework in a worker process of its own, the environments' workers taking turns round by "
-                  "round): its median and its speed against the same case in the first environment (first median "
-                  "/ this median, >1 faster) with its 95% interval, paired by round within one run; in bold the "
-                  "fastest environment of a case where it is shown faster than every other. Per case, the "
-                  "environment with the lowest median, those not told apart from it and those shown slower:"),
-            ("ul", frames.fastest_versions(vr)), *_group_tables(version_tables(vr))]
+    return [
+        ("h2", "Environments"),
+        (
+            "p",
+            "Each case that ran in several environments (run --env: one environment per requirement set, its "
+            "framework in a worker process of its own, the environments' workers taking turns round by "
+            "round): its median and its speed against the same case in the first environment (first median "
+            "/ this median, >1 faster) with its 95% interval, paired by round within one run; in bold the "
+            "fastest environment of a case where it is shown faster than every other. Per case, the "
+            "environment with the lowest median, those not told apart from it and those shown slower:",
+        ),
+        ("ul", frames.fastest_versions(vr)),
+        *_group_tables(version_tables(vr)),
+    ]
 
 
 def _scaling(df: pd.DataFrame) -> Blocks:
@@ -610,22 +806,31 @@ def _scaling(df: pd.DataFrame) -> Blocks:
         return []
     blocks: Blocks = [
         ("h2", "Data-parallel scaling"),
-        ("p", "The manual step over R replicas under each framework's own engine (bench/distributed/), every case "
-              "checked against the float64 reference on the global batch first; times are each step's slowest "
-              "process. Strong scaling keeps the global n (ideal speed-up R, efficiency speed-up / R); weak scaling "
-              "keeps n per replica (ideal efficiency T1 / TR = 1). Intervals are the one comparison's for separate "
-              "runs (each R runs in processes of its own, at another time), widened by the noise between runs "
-              f"({_noise_text(df)}).")]
+        (
+            "p",
+            "The manual step over R replicas under each framework's own engine (bench/distributed/), every case "
+            "checked against the float64 reference on the global batch first; times are each step's slowest "
+            "process. Strong scaling keeps the global n (ideal speed-up R, efficiency speed-up / R); weak scaling "
+            "keeps n per replica (ideal efficiency T1 / TR = 1). Intervals are the one comparison's for separate "
+            "runs (each R runs in processes of its own, at another time), widened by the noise between runs "
+            f"({_noise_text(df)}).",
+        ),
+    ]
     for (w, m, nh, precision, kind), table in scaling_tables(sc).items():
         blocks += [("h3", f"{kind.capitalize()} scaling: {w}, m={m}, nh={nh}, {precision}"), ("table", table)]
     overhead = engine_overhead_table(sc)
     if not overhead.empty:
-        blocks += [("h3", "The engine's cost at R=1"),
-                   ("p", "R=1 under each engine against the plain case on one device (same framework, backend, n "
-                         "and timing loop): overhead = engine time / one-device time. Only an interval above 1 is "
-                         "a cost, one below 1 a difference beyond the engine (the reading says); both intervals "
-                         "include the noise between runs."),
-                   ("table", overhead)]
+        blocks += [
+            ("h3", "The engine's cost at R=1"),
+            (
+                "p",
+                "R=1 under each engine against the plain case on one device (same framework, backend, n "
+                "and timing loop): overhead = engine time / one-device time. Only an interval above 1 is "
+                "a cost, one below 1 a difference beyond the engine (the reading says); both intervals "
+                "include the noise between runs.",
+            ),
+            ("table", overhead),
+        ]
     return blocks
 
 
@@ -633,37 +838,57 @@ def _counters(records: Sequence[Record]) -> Blocks:
     executes = counters_table(records)
     if executes.empty:
         return []
-    more = (f" The first {MAX_COUNTER_ROWS} of {len(executes)} cases; tables/counters.csv has every op type of "
-            "every case." if len(executes) > MAX_COUNTER_ROWS else " tables/counters.csv has every op type of every case.")
-    return [("h2", "What each backend executes"),
-            ("p", "Counted exactly in an untimed pass after each case's timing (bench/counters.py): the ops a step "
-                  "runs, by type (the compiler's instructions where a compiler made the step, else what the "
-                  "framework's profiler saw run), fusions, and FLOPs as the framework or compiler counts them beside "
-                  "the analytic count (kernels/cost.py). Two runs of the same code count the same; a change here is "
-                  "a change of the work, whatever the times say." + more),
-            ("table", escaped(executes.head(MAX_COUNTER_ROWS)))]
+    more = (
+        f" The first {MAX_COUNTER_ROWS} of {len(executes)} cases; tables/counters.csv has every op type of every case."
+        if len(executes) > MAX_COUNTER_ROWS
+        else " tables/counters.csv has every op type of every case."
+    )
+    return [
+        ("h2", "What each backend executes"),
+        (
+            "p",
+            "Counted exactly in an untimed pass after each case's timing (bench/counters.py): the ops a step "
+            "runs, by type (the compiler's instructions where a compiler made the step, else what the "
+            "framework's profiler saw run), fusions, and FLOPs as the framework or compiler counts them beside "
+            "the analytic count (kernels/cost.py). Two runs of the same code count the same; a change here is "
+            "a change of the work, whatever the times say." + more,
+        ),
+        ("table", escaped(executes.head(MAX_COUNTER_ROWS))),
+    ]
 
 
 def _payback(pb: pd.DataFrame) -> Blocks:
     if pb.empty:
-        return [("h2", "Compile pay-back"),
-                ("p", "No compiled case has a first-call time and an eager case to compare with.")]
-    return [("h2", "Compile pay-back"),
-            ("p", "Calls after which a compiled backend repays its compile overhead (trace + first call - one steady "
-                  "call) through its saving per call against eager of the same step, with the calls the ends of "
-                  "the saving's 95% interval give; a count only where the comparison shows the compiled case "
-                  "faster, 'never' where it shows it slower."),
-            ("table", payback_table(pb))]
+        return [
+            ("h2", "Compile pay-back"),
+            ("p", "No compiled case has a first-call time and an eager case to compare with."),
+        ]
+    return [
+        ("h2", "Compile pay-back"),
+        (
+            "p",
+            "Calls after which a compiled backend repays its compile overhead (trace + first call - one steady "
+            "call) through its saving per call against eager of the same step, with the calls the ends of "
+            "the saving's 95% interval give; a count only where the comparison shows the compiled case "
+            "faster, 'never' where it shows it slower.",
+        ),
+        ("table", payback_table(pb)),
+    ]
 
 
 def _crossovers(crossings: pd.DataFrame) -> Blocks:
     if crossings.empty:
         return [("h2", "Crossovers"), ("p", "No two cases' lines cross (or no case ran at several sizes).")]
-    return [("h2", "Crossovers"),
-            ("p", "Where one case's time line crosses another's (log-log interpolation between measured sizes); the "
-                  "numbers match the marks in the scaling plots. A crossing is shown by the data only where the "
-                  "comparison shows each line faster on its side of it, at the measured sizes either side."),
-            ("table", crossover_table(crossings))]
+    return [
+        ("h2", "Crossovers"),
+        (
+            "p",
+            "Where one case's time line crosses another's (log-log interpolation between measured sizes); the "
+            "numbers match the marks in the scaling plots. A crossing is shown by the data only where the "
+            "comparison shows each line faster on its side of it, at the measured sizes either side.",
+        ),
+        ("table", crossover_table(crossings)),
+    ]
 
 
 def _plots(figures: dict[str, _Drawn]) -> Blocks:
@@ -679,12 +904,17 @@ def _plots(figures: dict[str, _Drawn]) -> Blocks:
 
 
 def _files() -> Blocks:
-    return [("h2", "Files"),
-            ("p", "`tables/cases.csv` holds every number above unrounded (one row per case); `tables/payback.csv`, "
-                  "`tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, `tables/scaling.csv`, "
-                  "`tables/versions.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
-                  "with their intervals, in long format) hold the rest. The raw samples are in the records (JSON "
-                  "lines) this report was built from.")]
+    return [
+        ("h2", "Files"),
+        (
+            "p",
+            "`tables/cases.csv` holds every number above unrounded (one row per case); `tables/payback.csv`, "
+            "`tables/crossovers.csv`, `tables/precisions.csv`, `tables/runs.csv`, `tables/scaling.csv`, "
+            "`tables/versions.csv`, `tables/counters.csv` and `tables/median_ms.csv` (every table's medians "
+            "with their intervals, in long format) hold the rest. The raw samples are in the records (JSON "
+            "lines) this report was built from.",
+        ),
+    ]
 
 
 def _list_items(items):
@@ -720,8 +950,12 @@ img{max-width:100%;height:auto;border:1px solid #eee}h2{border-bottom:1px solid 
 def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
     """A single HTML file: inline style, images as base64 data: URIs, no external resources.
     images: {name: SVG bytes}."""
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>backprop-bench report</title>", f"<style>{STYLE}</style></head><body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>backprop-bench report</title>",
+        f"<style>{STYLE}</style></head><body>",
+    ]
     for kind, content in blocks:
         if kind in ("h1", "h2", "h3"):
             out.append(f"<{kind}>{_inline_html(content)}</{kind}>")
@@ -731,7 +965,7 @@ def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
             out.append("<ul>")
             for text, sub in _list_items(content):
                 inner = "".join(f"<li>{_inline_html(s)}</li>" for s in sub)
-                if inner and kind == "causes":   # one line a cause; its cases folded away
+                if inner and kind == "causes":  # one line a cause; its cases folded away
                     inner = f"<details><summary>the cases</summary><ul>{inner}</ul></details>"
                 elif inner:
                     inner = f"<ul>{inner}</ul>"
@@ -748,11 +982,18 @@ def to_html(blocks: Iterable[tuple[str, Any]], images: dict[str, bytes]) -> str:
 
 # ---------------------------------------------------------------- files
 
-def write_csvs(df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFrame, records: Iterable[Record], out: Path,
-               pr: pd.DataFrame | None = None) -> list[Path]:
+
+def write_csvs(
+    df: pd.DataFrame,
+    pb: pd.DataFrame,
+    crossings: pd.DataFrame,
+    records: Iterable[Record],
+    out: Path,
+    pr: pd.DataFrame | None = None,
+) -> list[Path]:
     """tables/*.csv: every number unrounded; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("median_ms_*.csv"):   # the per-group grids of earlier versions
+    for stale in out.glob("median_ms_*.csv"):  # the per-group grids of earlier versions
         stale.unlink()
     paths = []
 
@@ -781,9 +1022,15 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
         var = name.split("_", 1)[1]
         fig = plots.scaling(df, var, crossings[crossings["var"] == var])
     else:
-        fig = {"bars": plots.bars, "roofline": plots.roofline, "distribution": plots.distribution, "launch": plots.launch,
-               "replicas": plots.replicas, "versions": plots.versions,
-               "payback": lambda _: plots.payback(pb)}[name](df)
+        fig = {
+            "bars": plots.bars,
+            "roofline": plots.roofline,
+            "distribution": plots.distribution,
+            "launch": plots.launch,
+            "replicas": plots.replicas,
+            "versions": plots.versions,
+            "payback": lambda _: plots.payback(pb),
+        }[name](df)
     if isinstance(fig, str):
         for suffix in (".png", ".svg"):
             (out / name).with_suffix(suffix).unlink(missing_ok=True)
@@ -801,17 +1048,21 @@ def _figures(df, pb, crossings, out):
     if not shown[frames.line_key_columns("n")].equals(df[frames.line_key_columns("n")]):
         # text the figures show differently: crossings named as the figures name their lines
         crossings = pd.concat([frames.scaling_crossovers(shown, var) for var in frames.SIZE_VARS], ignore_index=True)
-        crossings["number"] = range(1, len(crossings) + 1)   # as the report's crossover table numbers them
+        crossings["number"] = range(1, len(crossings) + 1)  # as the report's crossover table numbers them
     df = shown
     import sys
+
     workers = min(len(PLOTS), os.cpu_count() or 1)
-    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))   # threads a fork would copy
+    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))  # threads a fork would copy
     if workers < 2 or loaded:
         return {name: figure(name, df, pb, crossings, out) for name in PLOTS}
     import concurrent.futures
     import multiprocessing
+
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=process.die_with_parent) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=process.die_with_parent
+    ) as pool:
         jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
         return {name: job.result() for name, job in jobs.items()}
 

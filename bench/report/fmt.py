@@ -1,5 +1,6 @@
 """Numbers as the report shows them, rounded to the digits their confidence interval supports; and
 text from records made inert in Markdown."""
+
 import math
 import re
 from typing import Any
@@ -7,8 +8,9 @@ from typing import Any
 from bench.text import printable
 
 
-def decimals(value: float | None, half_width: float | None, min_sig: int = 2, max_sig: int = 4,
-             default_sig: int = 3) -> int:
+def decimals(
+    value: float | None, half_width: float | None, min_sig: int = 2, max_sig: int = 4, default_sig: int = 3
+) -> int:
     """Decimal places (negative: tens, hundreds...) to show `value` with, given the half-width of
     its confidence interval: the last digit kept is the finest whose unit is at least half the
     half-width (finer digits are noise), e.g. 1.2345 +- 0.037 (3%) -> 1 place, '1.2'; keeping
@@ -47,10 +49,10 @@ def interval(value: float, lo: float, hi: float, prefix: str = "", max_places: i
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return prefix + round_to_spread(value, None)
     places = decimals(value, (hi - lo) / 2)
-    if hi > lo:   # ends fine enough that rounding them outwards widens the interval by a fifth at most
+    if hi > lo:  # ends fine enough that rounding them outwards widens the interval by a fifth at most
         places = max(places, -math.floor(math.log10((hi - lo) / 5)))
     while True:
-        unit = 10.0 ** -places
+        unit = 10.0**-places
         v, low, high = round(value, places), math.floor(lo / unit + 1e-9) * unit, math.ceil(hi / unit - 1e-9) * unit
         inside = (low < v or lo == value) and (v < high or hi == value)
         if inside or places >= max_places:

@@ -1,5 +1,6 @@
 """Records -> pandas frames: each record's Summary (bench/records.py) as a row, speed-ups with
 confidence intervals, compile pay-back and crossovers. NumPy and pandas only."""
+
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -19,18 +20,65 @@ from bench.records import CASE_DEFAULTS, CASE_FIELDS, Record
 GROUP = ["where"] + [f for f in CASE_FIELDS if f not in ("framework", "step", "backend", "device")]
 # What tells cases of one device and size apart besides their framework, step and backend.
 VARIANT = [f for f in GROUP if f not in ("where", "n", "m", "nh")]
-SIZE_VARS = ("n", "nh")   # the sizes a scaling plot can put on its x axis
+SIZE_VARS = ("n", "nh")  # the sizes a scaling plot can put on its x axis
 
 # Columns of frame(), in order; samples_s and rounds hold tuples and stay out of CSV files.
 COLUMNS = [
-    *CASE_FIELDS, "where", "precision", "framework_version",
-    "timer", "host_median_ms", "dispatch_ms", "batch_ms", "throttled_samples", "other_cores", "run_id", "status",
-    "error", "note", "data", "row", "median_ms", "q1_ms", "q3_ms", "iqr_ms", "iqr_pct", "ci_lo_ms",
-    "ci_hi_ms", "samples", "noisy", "stop_reason", "trace_ms", "first_call_ms", "max_rel_err",
-    "gflops", "pct_of_peak", "gemm_peak_gflops", "copy_peak_gbps", "own_gemm_gflops", "own_copy_gbps", "intensity",
-    "bound", "peak_mib", "estimate_mib",
-    "peak_method", "tracing_count", "retraced", "speedup", "speedup_lo", "speedup_hi", "speedup_paired",
-    "reference", "best", "samples_s", "rounds", "hosts", "allreduce_ms", "run_sd", "run_sd_source", "side",
+    *CASE_FIELDS,
+    "where",
+    "precision",
+    "framework_version",
+    "timer",
+    "host_median_ms",
+    "dispatch_ms",
+    "batch_ms",
+    "throttled_samples",
+    "other_cores",
+    "run_id",
+    "status",
+    "error",
+    "note",
+    "data",
+    "row",
+    "median_ms",
+    "q1_ms",
+    "q3_ms",
+    "iqr_ms",
+    "iqr_pct",
+    "ci_lo_ms",
+    "ci_hi_ms",
+    "samples",
+    "noisy",
+    "stop_reason",
+    "trace_ms",
+    "first_call_ms",
+    "max_rel_err",
+    "gflops",
+    "pct_of_peak",
+    "gemm_peak_gflops",
+    "copy_peak_gbps",
+    "own_gemm_gflops",
+    "own_copy_gbps",
+    "intensity",
+    "bound",
+    "peak_mib",
+    "estimate_mib",
+    "peak_method",
+    "tracing_count",
+    "retraced",
+    "speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "speedup_paired",
+    "reference",
+    "best",
+    "samples_s",
+    "rounds",
+    "hosts",
+    "allreduce_ms",
+    "run_sd",
+    "run_sd_source",
+    "side",
 ]
 OBJECT_COLUMNS = ("samples_s", "rounds", "side")
 
@@ -73,28 +121,56 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
         samples = tuple(r.samples_s or ())
         rounds = tuple(r.rounds or ()) if len(r.rounds or ()) == len(samples) else ()
         host = stats.median(r.host_samples_s) * 1e3 if r.host_samples_s else math.nan
-        rows.append({
-            **r.case.asdict(), "where": where(r.device, r.fingerprint), "precision": r.case.precision,
-            "framework_version": _framework_version(r),
-            "timer": r.timer or "host clock + sync", "host_median_ms": host,
-            "dispatch_ms": _num(r.dispatch_s, 1e3), "batch_ms": _num(r.batch_s, 1e3),
-            "throttled_samples": _num((r.telemetry or {}).get("throttled_samples")),
-            "other_cores": _other_cores(r.telemetry),
-            "run_id": r.run_id or "", "status": r.status, "error": r.error, "note": r.note, "data": r.data or "",
-            "median_ms": s.median_s * 1e3, "q1_ms": s.q1_s * 1e3, "q3_ms": s.q3_s * 1e3, "iqr_ms": s.iqr_s * 1e3,
-            "iqr_pct": 100 * s.iqr_fraction, "ci_lo_ms": s.ci_lo_s * 1e3, "ci_hi_ms": s.ci_hi_s * 1e3,
-            "samples": s.samples, "noisy": s.noisy, "stop_reason": r.stop_reason,
-            "trace_ms": _num(r.trace_s, 1e3), "first_call_ms": _num(r.first_call_s, 1e3),
-            "max_rel_err": _num(r.max_rel_err), "gflops": s.gflops, "pct_of_peak": s.pct_of_peak,
-            "gemm_peak_gflops": s.gemm_gflops, "copy_peak_gbps": s.copy_gbps, "intensity": s.intensity,
-            "bound": s.bound, "peak_mib": _num(r.peak_bytes, 2.0 ** -20),
-            "estimate_mib": _num(r.memory_estimate_bytes, 2.0 ** -20), "peak_method": r.peak_method,
-            "tracing_count": _num(r.tracing_count), "retraced": _retraced(r),
-            "samples_s": samples, "rounds": rounds,
-            "hosts": _num((r.distributed or {}).get("hosts")), "allreduce_ms": _allreduce_ms(r.distributed),
-            "run_sd": noises[r.run_id].run_sd, "run_sd_source": noises[r.run_id].run_source,
-            "side": _side(r, samples, rounds, noises[r.run_id]),
-        })
+        rows.append(
+            {
+                **r.case.asdict(),
+                "where": where(r.device, r.fingerprint),
+                "precision": r.case.precision,
+                "framework_version": _framework_version(r),
+                "timer": r.timer or "host clock + sync",
+                "host_median_ms": host,
+                "dispatch_ms": _num(r.dispatch_s, 1e3),
+                "batch_ms": _num(r.batch_s, 1e3),
+                "throttled_samples": _num((r.telemetry or {}).get("throttled_samples")),
+                "other_cores": _other_cores(r.telemetry),
+                "run_id": r.run_id or "",
+                "status": r.status,
+                "error": r.error,
+                "note": r.note,
+                "data": r.data or "",
+                "median_ms": s.median_s * 1e3,
+                "q1_ms": s.q1_s * 1e3,
+                "q3_ms": s.q3_s * 1e3,
+                "iqr_ms": s.iqr_s * 1e3,
+                "iqr_pct": 100 * s.iqr_fraction,
+                "ci_lo_ms": s.ci_lo_s * 1e3,
+                "ci_hi_ms": s.ci_hi_s * 1e3,
+                "samples": s.samples,
+                "noisy": s.noisy,
+                "stop_reason": r.stop_reason,
+                "trace_ms": _num(r.trace_s, 1e3),
+                "first_call_ms": _num(r.first_call_s, 1e3),
+                "max_rel_err": _num(r.max_rel_err),
+                "gflops": s.gflops,
+                "pct_of_peak": s.pct_of_peak,
+                "gemm_peak_gflops": s.gemm_gflops,
+                "copy_peak_gbps": s.copy_gbps,
+                "intensity": s.intensity,
+                "bound": s.bound,
+                "peak_mib": _num(r.peak_bytes, 2.0**-20),
+                "estimate_mib": _num(r.memory_estimate_bytes, 2.0**-20),
+                "peak_method": r.peak_method,
+                "tracing_count": _num(r.tracing_count),
+                "retraced": _retraced(r),
+                "samples_s": samples,
+                "rounds": rounds,
+                "hosts": _num((r.distributed or {}).get("hosts")),
+                "allreduce_ms": _allreduce_ms(r.distributed),
+                "run_sd": noises[r.run_id].run_sd,
+                "run_sd_source": noises[r.run_id].run_source,
+                "side": _side(r, samples, rounds, noises[r.run_id]),
+            }
+        )
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
         return df
@@ -170,6 +246,7 @@ def _row_labels(df):
 class Side:
     """What the one comparison needs of a frame row, made once per row (the `side` column): its
     measurement and the noise between runs of the machine that measured it."""
+
     measurement: Measurement
     noise: Noise
 
@@ -202,10 +279,10 @@ def shown_faster(a: Any, b: Any) -> bool:
 def shown_higher_gflops(a: Any, b: Any) -> bool:
     """Whether case `a` is shown to reach more GFLOP/s than `b`: their throughputs' ratio, the FLOPs
     a call does over the one comparison's interval of their times, wholly above 1."""
-    flops_a, flops_b = a.gflops * a.median_ms, b.gflops * b.median_ms   # FLOPs a call, in the same unit
+    flops_a, flops_b = a.gflops * a.median_ms, b.gflops * b.median_ms  # FLOPs a call, in the same unit
     if not (flops_a > 0 and flops_b > 0):
         return False
-    times = estimate(b, a)   # a's time over b's
+    times = estimate(b, a)  # a's time over b's
     return flops_a / flops_b / times.hi > 1
 
 
@@ -215,7 +292,7 @@ def _reference_of(df: pd.DataFrame) -> pd.Series:
     ok = df[(df.status == "ok") & (df.samples > 0)]
     manual = ok[(ok.step == "manual") & (ok.backend == "eager")]
     first = pd.concat([manual, ok]).groupby(GROUP, sort=False, dropna=False).head(1)
-    first = first[~first.set_index(GROUP).index.duplicated()]   # a group's manual/eager row before its first ok
+    first = first[~first.set_index(GROUP).index.duplicated()]  # a group's manual/eager row before its first ok
     refs = pd.Series(first.index, index=pd.MultiIndex.from_frame(first[GROUP]))
     keys = pd.MultiIndex.from_frame(df[GROUP])
     return pd.Series(refs.reindex(keys).to_numpy(), index=df.index)
@@ -228,12 +305,17 @@ def _speedups(df):
     df = df.copy()
     refs = _reference_of(df)
     timed = (df.status == "ok") & (df.samples > 0)
-    out: dict[str, list[Any]] = {"speedup": [], "speedup_lo": [], "speedup_hi": [], "speedup_paired": [],
-                                 "reference": []}
+    out: dict[str, list[Any]] = {
+        "speedup": [],
+        "speedup_lo": [],
+        "speedup_hi": [],
+        "speedup_paired": [],
+        "reference": [],
+    }
     names = df.row + "/" + df.backend
     for i, ref, side, ok in zip(df.index, refs, df.side, timed):
         values: tuple[Any, ...]
-        if ref != ref:   # nothing in the group was timed
+        if ref != ref:  # nothing in the group was timed
             values = (math.nan, math.nan, math.nan, False, "")
         elif not ok:
             values = (math.nan, math.nan, math.nan, False, names[ref])
@@ -276,8 +358,18 @@ def groups(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     def order(item):
         k = dict(zip(GROUP, item[0]))
         rank = PRECISIONS.index(k["dtype"]) if k["dtype"] in PRECISIONS else len(PRECISIONS)
-        return (k["where"], k["n"], k["m"], k["nh"], rank, k["dtype"], bool(k["tf32"]), k["cache"] != "warm",
-                k["cache"])
+        return (
+            k["where"],
+            k["n"],
+            k["m"],
+            k["nh"],
+            rank,
+            k["dtype"],
+            bool(k["tf32"]),
+            k["cache"] != "warm",
+            k["cache"],
+        )
+
     return sorted(df.groupby(GROUP, sort=True), key=order)
 
 
@@ -289,8 +381,13 @@ def variant(values: Iterable[object]) -> str:
     text = f"{v.pop('dtype')}" + ("+tf32" if v.pop("tf32") else "")
     cache, engine, replicas, deps = v.pop("cache"), v.pop("engine"), v.pop("replicas"), v.pop("deps")
     text += f", {cache} cache" if cache != "warm" else ""
-    text += (f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}" if engine
-             else f", {replicas} replicas" if replicas != 1 else "")
+    text += (
+        f", {engine} over {replicas} replica{'s' if replicas != 1 else ''}"
+        if engine
+        else f", {replicas} replicas"
+        if replicas != 1
+        else ""
+    )
     text += f", in {deps}" if deps else ""
     return text + "".join(f", {k}={value}" for k, value in v.items() if value != CASE_DEFAULTS.get(k))
 
@@ -303,7 +400,7 @@ def title(key: tuple) -> str:
 
 # ---------------------------------------------------------------- precisions
 
-PRECISIONS = ("float64", "float32", "tf32", "bfloat16", "float16")   # the order tables list them in
+PRECISIONS = ("float64", "float32", "tf32", "bfloat16", "float16")  # the order tables list them in
 PRECISION_KEY = ["where", "n", "m", "nh", "cache", "framework", "step", "backend"]
 
 
@@ -313,10 +410,9 @@ def precisions(df: pd.DataFrame) -> pd.DataFrame:
     bootstrap 95% CI; unpaired, as precisions are timed in separate groups) and its max relative
     error. Columns: PRECISION_KEY + precision, status, median_ms, speedup, speedup_lo, speedup_hi,
     max_rel_err."""
-    columns = PRECISION_KEY + ["precision", "status", "median_ms", "speedup", "speedup_lo", "speedup_hi",
-                               "max_rel_err"]
+    columns = PRECISION_KEY + ["precision", "status", "median_ms", "speedup", "speedup_lo", "speedup_hi", "max_rel_err"]
     out = []
-    for key, g in df[df.engine == ""].groupby(PRECISION_KEY, sort=False):   # one device: no engine
+    for key, g in df[df.engine == ""].groupby(PRECISION_KEY, sort=False):  # one device: no engine
         if g.precision.nunique() < 2:
             continue
         base = g[(g.precision == "float32") & (g.status == "ok") & (g.samples > 0)]
@@ -330,17 +426,38 @@ def precisions(df: pd.DataFrame) -> pd.DataFrame:
                 else:
                     s = estimate(base, c).inverse()
                     ratio, lo, hi = s.ratio, s.lo, s.hi
-            out.append({**dict(zip(PRECISION_KEY, key)), "precision": c.precision, "status": c.status,
-                        "median_ms": c.median_ms if c.status == "ok" else math.nan, "speedup": ratio,
-                        "speedup_lo": lo, "speedup_hi": hi, "max_rel_err": c.max_rel_err})
+            out.append(
+                {
+                    **dict(zip(PRECISION_KEY, key)),
+                    "precision": c.precision,
+                    "status": c.status,
+                    "median_ms": c.median_ms if c.status == "ok" else math.nan,
+                    "speedup": ratio,
+                    "speedup_lo": lo,
+                    "speedup_hi": hi,
+                    "max_rel_err": c.max_rel_err,
+                }
+            )
     return pd.DataFrame(out, columns=columns)
 
 
 # ---------------------------------------------------------------- versions (--env)
 
 VERSION_KEY = ["where", "framework", "step", "backend", "n", "m", "nh", "precision", "cache", "engine", "replicas"]
-VERSION_COLUMNS = VERSION_KEY + ["deps", "framework_version", "status", "error", "median_ms", "ci_lo_ms", "ci_hi_ms",
-                                 "speedup", "speedup_lo", "speedup_hi", "paired", "standing"]
+VERSION_COLUMNS = VERSION_KEY + [
+    "deps",
+    "framework_version",
+    "status",
+    "error",
+    "median_ms",
+    "ci_lo_ms",
+    "ci_hi_ms",
+    "speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "paired",
+    "standing",
+]
 
 
 def versions(df: pd.DataFrame) -> pd.DataFrame:
@@ -373,10 +490,23 @@ def versions(df: pd.DataFrame) -> pd.DataFrame:
                 else:
                     s = estimate(base, c).inverse()
                     ratio, lo, hi, paired = s.ratio, s.lo, s.hi, s.method.startswith(compare.PAIRED_BY_ROUND)
-            out.append({**dict(zip(VERSION_KEY, key)), "deps": c.deps, "framework_version": c.framework_version,
-                        "status": c.status, "error": c.error, "median_ms": c.median_ms if c.status == "ok" else math.nan,
-                        "ci_lo_ms": c.ci_lo_ms, "ci_hi_ms": c.ci_hi_ms, "speedup": ratio, "speedup_lo": lo,
-                        "speedup_hi": hi, "paired": paired, "standing": standing.get(c.Index, "")})
+            out.append(
+                {
+                    **dict(zip(VERSION_KEY, key)),
+                    "deps": c.deps,
+                    "framework_version": c.framework_version,
+                    "status": c.status,
+                    "error": c.error,
+                    "median_ms": c.median_ms if c.status == "ok" else math.nan,
+                    "ci_lo_ms": c.ci_lo_ms,
+                    "ci_hi_ms": c.ci_hi_ms,
+                    "speedup": ratio,
+                    "speedup_lo": lo,
+                    "speedup_hi": hi,
+                    "paired": paired,
+                    "standing": standing.get(c.Index, ""),
+                }
+            )
     return pd.DataFrame(out, columns=VERSION_COLUMNS)
 
 
@@ -394,8 +524,11 @@ def fastest_versions(vr: pd.DataFrame) -> list[str]:
         b = low.iloc[0]
         tied, slower = list(g.deps[g.standing == "tied"]), list(g.deps[g.standing == "slower"])
         untimed = list(g.deps[g.standing == ""])
-        text = (f"{case}: fastest in {b.deps} ({b.median_ms:.3g} ms)" if b.standing == "fastest" else
-                f"{case}: lowest median in {b.deps} ({b.median_ms:.3g} ms), within the 95% CI of {', '.join(tied)}")
+        text = (
+            f"{case}: fastest in {b.deps} ({b.median_ms:.3g} ms)"
+            if b.standing == "fastest"
+            else f"{case}: lowest median in {b.deps} ({b.median_ms:.3g} ms), within the 95% CI of {', '.join(tied)}"
+        )
         if slower:
             text += f"; shown slower: {', '.join(slower)}"
         if untimed:
@@ -407,9 +540,25 @@ def fastest_versions(vr: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------- data-parallel scaling
 
 SCALING_KEY = ["where", "framework", "step", "engine", "backend", "m", "nh", "precision", "run_id"]
-SCALING_COLUMNS = SCALING_KEY + ["kind", "n", "n_per_replica", "replicas", "median_ms", "speedup", "speedup_lo",
-                                 "speedup_hi", "efficiency", "efficiency_lo", "efficiency_hi", "allreduce_ms",
-                                 "allreduce_share", "single_ms", "overhead", "overhead_lo", "overhead_hi"]
+SCALING_COLUMNS = SCALING_KEY + [
+    "kind",
+    "n",
+    "n_per_replica",
+    "replicas",
+    "median_ms",
+    "speedup",
+    "speedup_lo",
+    "speedup_hi",
+    "efficiency",
+    "efficiency_lo",
+    "efficiency_hi",
+    "allreduce_ms",
+    "allreduce_share",
+    "single_ms",
+    "overhead",
+    "overhead_lo",
+    "overhead_hi",
+]
 
 
 def scaling(df: pd.DataFrame) -> pd.DataFrame:
@@ -423,15 +572,23 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
     device), >1 is the engine's cost. Columns: SCALING_COLUMNS."""
     timed = df[(df.status == "ok") & (df.samples > 0)]
     dist = timed[timed.engine != ""]
-    single = {(c.where, c.framework, c.step, c.backend, c.m, c.nh, c.precision, c.run_id, c.n): c
-              for c in timed[timed.engine == ""].itertuples()}
+    single = {
+        (c.where, c.framework, c.step, c.backend, c.m, c.nh, c.precision, c.run_id, c.n): c
+        for c in timed[timed.engine == ""].itertuples()
+    }
     out = []
     for key, g in dist.groupby(SCALING_KEY, sort=False):
         ones = {c.n: c for c in g[g.replicas == 1].itertuples()}
         for c in sorted(g.itertuples(), key=lambda c: (c.n // c.replicas, c.replicas)):
-            row = {**dict(zip(SCALING_KEY, key)), "n": c.n, "n_per_replica": c.n // c.replicas,
-                   "replicas": c.replicas, "median_ms": c.median_ms, "allreduce_ms": c.allreduce_ms,
-                   "allreduce_share": c.allreduce_ms / c.median_ms if c.median_ms > 0 else math.nan}
+            row = {
+                **dict(zip(SCALING_KEY, key)),
+                "n": c.n,
+                "n_per_replica": c.n // c.replicas,
+                "replicas": c.replicas,
+                "median_ms": c.median_ms,
+                "allreduce_ms": c.allreduce_ms,
+                "allreduce_share": c.allreduce_ms / c.median_ms if c.median_ms > 0 else math.nan,
+            }
             strong, weak = ones.get(c.n), ones.get(c.n // c.replicas)
             for kind, base in (("strong", strong), ("weak", weak)):
                 if base is None:
@@ -444,8 +601,19 @@ def scaling(df: pd.DataFrame) -> pd.DataFrame:
                     if plain is not None:
                         o, olo, ohi = _apart_ratio(plain, c, speedup=False)
                         extra = {"single_ms": plain.median_ms, "overhead": o, "overhead_lo": olo, "overhead_hi": ohi}
-                out.append({**row, "kind": kind, "speedup": ratio, "speedup_lo": lo, "speedup_hi": hi,
-                            "efficiency": ratio / per, "efficiency_lo": lo / per, "efficiency_hi": hi / per, **extra})
+                out.append(
+                    {
+                        **row,
+                        "kind": kind,
+                        "speedup": ratio,
+                        "speedup_lo": lo,
+                        "speedup_hi": hi,
+                        "efficiency": ratio / per,
+                        "efficiency_lo": lo / per,
+                        "efficiency_hi": hi / per,
+                        **extra,
+                    }
+                )
     return pd.DataFrame(out, columns=SCALING_COLUMNS)
 
 
@@ -483,6 +651,7 @@ def launch_lines(df: pd.DataFrame) -> dict[tuple[str, str, str, str], dict[tuple
 
 # ---------------------------------------------------------------- compile pay-back
 
+
 def payback_calls(overhead_s: float, saving_s: float) -> float:
     """Steady calls after which a compile overhead is paid back by a per-call saving:
     ceil(overhead / saving), 0 when there is no overhead, inf (never) when there is no saving."""
@@ -491,9 +660,25 @@ def payback_calls(overhead_s: float, saving_s: float) -> float:
     return max(0, math.ceil(overhead_s / saving_s))
 
 
-PAYBACK_COLUMNS = GROUP + ["framework", "step", "backend", "run_id", "row", "first_call_ms", "trace_ms", "median_ms",
-                           "eager_median_ms", "overhead_ms", "saving_ms", "saving_lo_ms", "saving_hi_ms",
-                           "payback_calls", "payback_lo", "payback_hi", "shown"]
+PAYBACK_COLUMNS = GROUP + [
+    "framework",
+    "step",
+    "backend",
+    "run_id",
+    "row",
+    "first_call_ms",
+    "trace_ms",
+    "median_ms",
+    "eager_median_ms",
+    "overhead_ms",
+    "saving_ms",
+    "saving_lo_ms",
+    "saving_hi_ms",
+    "payback_calls",
+    "payback_lo",
+    "payback_hi",
+    "shown",
+]
 
 
 def payback(df: pd.DataFrame) -> pd.DataFrame:
@@ -505,7 +690,7 @@ def payback(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     timed = df[(df.status == "ok") & df.median_ms.notna()]
     match = ["framework", "step", *GROUP]
-    eagers: dict[tuple, list] = {}   # the eager cases of each (framework, step, device, size, dtype), in file order
+    eagers: dict[tuple, list] = {}  # the eager cases of each (framework, step, device, size, dtype), in file order
     for e in timed[timed.backend == "eager"].itertuples(index=False):
         eagers.setdefault(tuple(getattr(e, k) for k in match), []).append(e)
     for c in timed[timed.backend != "eager"].itertuples(index=False):
@@ -514,19 +699,31 @@ def payback(df: pd.DataFrame) -> pd.DataFrame:
             continue
         e = next((x for x in eager if x.run_id == c.run_id), eager[0])
         overhead = (c.trace_ms if math.isfinite(c.trace_ms) else 0.0) + c.first_call_ms - c.median_ms
-        ratio = estimate(e, c)   # the compiled case's time over eager's
+        ratio = estimate(e, c)  # the compiled case's time over eager's
         saving, lo, hi = (e.median_ms * (1 - r) for r in (ratio.ratio, ratio.hi, ratio.lo))
         shown = "faster" if ratio.faster else "slower" if ratio.inverse().faster else ""
-        out.append({**{k: getattr(c, k) for k in GROUP + ["framework", "step", "backend", "run_id", "row"]},
-                    "first_call_ms": c.first_call_ms, "trace_ms": c.trace_ms, "median_ms": c.median_ms,
-                    "eager_median_ms": e.median_ms, "overhead_ms": overhead, "saving_ms": saving,
-                    "saving_lo_ms": lo, "saving_hi_ms": hi, "payback_calls": float(payback_calls(overhead, saving)),
-                    "payback_lo": float(payback_calls(overhead, hi)), "payback_hi": float(payback_calls(overhead, lo)),
-                    "shown": shown})
+        out.append(
+            {
+                **{k: getattr(c, k) for k in GROUP + ["framework", "step", "backend", "run_id", "row"]},
+                "first_call_ms": c.first_call_ms,
+                "trace_ms": c.trace_ms,
+                "median_ms": c.median_ms,
+                "eager_median_ms": e.median_ms,
+                "overhead_ms": overhead,
+                "saving_ms": saving,
+                "saving_lo_ms": lo,
+                "saving_hi_ms": hi,
+                "payback_calls": float(payback_calls(overhead, saving)),
+                "payback_lo": float(payback_calls(overhead, hi)),
+                "payback_hi": float(payback_calls(overhead, lo)),
+                "shown": shown,
+            }
+        )
     return pd.DataFrame(out, columns=PAYBACK_COLUMNS)
 
 
 # ---------------------------------------------------------------- crossovers
+
 
 def crossovers(x: Sequence[float], ya: Sequence[float], yb: Sequence[float]) -> list[tuple[float, float, str]]:
     """Where line a crosses line b, both linear between points on log-log axes.
@@ -544,7 +741,7 @@ def crossovers(x: Sequence[float], ya: Sequence[float], yb: Sequence[float]) -> 
         if j == i + 1:
             t = d[i] / (d[i] - d[j])
             at_x, at_y = lx[i] + t * (lx[j] - lx[i]), la[i] + t * (la[j] - la[i])
-        else:   # equal at the measured points between i and j: the crossing is the first of them
+        else:  # equal at the measured points between i and j: the crossing is the first of them
             at_x, at_y = lx[i + 1], la[i + 1]
         found.append((float(np.exp(at_x)), float(np.exp(at_y)), "a" if d[j] < 0 else "b"))
     return found
@@ -555,11 +752,12 @@ def line_key_columns(var: str) -> list[str]:
     (records.CASE_FIELDS) but the step and var, the device named with its hardware, and the run. A
     line so joins only cases that differ in var alone (an engine's x2 case never continues a
     one-device line)."""
-    return (["framework", "backend", "where", "run_id"]
-            + [f for f in CASE_FIELDS if f not in ("framework", "backend", "step", "device", var)])
+    return ["framework", "backend", "where", "run_id"] + [
+        f for f in CASE_FIELDS if f not in ("framework", "backend", "step", "device", var)
+    ]
 
 
-JOINED = "runs joined"   # the run_id of a line whose points come from several runs
+JOINED = "runs joined"  # the run_id of a line whose points come from several runs
 
 
 def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFrame]]:
@@ -572,7 +770,7 @@ def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFr
     timed = timed.drop_duplicates(["step", *columns, var]).sort_values(var, kind="stable")
     across = [c for c in columns if c != "run_id"]
     sizes = timed.groupby(["step", *across], sort=False, dropna=False)[var].transform("size")
-    timed = timed[sizes >= 2]   # a point alone is no line: left out before the groups are walked
+    timed = timed[sizes >= 2]  # a point alone is no line: left out before the groups are walked
     lines: dict[str, dict[tuple, pd.DataFrame]] = {}
     for (step, *rest), rows in timed.groupby(["step", *across], sort=False, dropna=False):
         if rows.run_id.nunique() > 1 and not rows[var].duplicated().any():
@@ -582,7 +780,7 @@ def scaling_lines(df: pd.DataFrame, var: str) -> dict[str, dict[tuple, pd.DataFr
         for run_id, part in parts.items():
             if len(part) >= 2:
                 lines.setdefault(step, {})[tuple(rest[:run] + [run_id] + rest[run:])] = part
-    order = list(dict.fromkeys(timed.step))   # steps in the order they first appear
+    order = list(dict.fromkeys(timed.step))  # steps in the order they first appear
     return {step: lines[step] for step in order if step in lines}
 
 
@@ -600,8 +798,9 @@ def line_labels(keys: Iterable[tuple], var: str) -> dict[tuple, str]:
         return f"{column}={value:,}" if column in ("n", "m", "nh") else str(value)
 
     def label(k, with_run):
-        return " · ".join(part(column, k[i]) for i, column in enumerate(columns)
-                          if differ[i] and (with_run or column != "run_id"))
+        return " · ".join(
+            part(column, k[i]) for i, column in enumerate(columns) if differ[i] and (with_run or column != "run_id")
+        )
 
     with_run = len({label(k, False) for k in keys}) < len(keys)
     return {k: label(k, with_run) for k in keys}
@@ -615,8 +814,9 @@ def line_variant(key: tuple, var: str) -> tuple:
 
 def _context(key, var):
     """What two lines must share for their crossing to mean something: the other sizes and the dtype."""
-    return tuple(v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend", "where",
-                                                                                       "run_id"))
+    return tuple(
+        v for v, column in zip(key, line_key_columns(var)) if column not in ("framework", "backend", "where", "run_id")
+    )
 
 
 def _comparable_runs(keys, var):
@@ -646,7 +846,7 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
     out = []
     by_step = scaling_lines(df, var)
     every = [k for lines in by_step.values() for k in lines]
-    labels = line_labels(every, var)   # as the legend shows them
+    labels = line_labels(every, var)  # as the legend shows them
     comparable = _comparable_runs(every, var)
     run = line_key_columns(var).index("run_id")
     for step, lines in by_step.items():
@@ -657,8 +857,14 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
             series = {k: dict(zip(lines[k][var], lines[k].median_ms)) for keys in runs.values() for k in keys}
             rows = {k: dict(zip(lines[k][var], lines[k].side)) for keys in runs.values() for k in keys}
             names = list(runs)
-            pairs = [(ka, kb) for i, ra in enumerate(names) for rb in names[i:] if comparable(ra, rb)
-                     for ia, ka in enumerate(runs[ra]) for kb in (runs[rb][ia + 1:] if ra == rb else runs[rb])]
+            pairs = [
+                (ka, kb)
+                for i, ra in enumerate(names)
+                for rb in names[i:]
+                if comparable(ra, rb)
+                for ia, ka in enumerate(runs[ra])
+                for kb in (runs[rb][ia + 1 :] if ra == rb else runs[rb])
+            ]
             for ka, kb in pairs:
                 shared = sorted(set(series[ka]) & set(series[kb]))
                 if len(shared) < 2:
@@ -668,14 +874,24 @@ def scaling_crossovers(df: pd.DataFrame, var: str) -> pd.DataFrame:
                 for x, y, faster in crossovers(shared, ya, yb):
                     fast, slow = (ka, kb) if faster == "a" else (kb, ka)
                     left, right = max(v for v in shared if v <= x), min(v for v in shared if v >= x)
-                    out.append({"step": step, "var": var, "crossing": x, "time_ms": y,
-                                "faster_beyond": labels[fast], "slower_beyond": labels[slow],
-                                "supported": _shown_faster_at(rows[slow], rows[fast], left)
-                                and _shown_faster_at(rows[fast], rows[slow], right)})
-    df_out = pd.DataFrame(out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond",
-                                        "supported"])
+                    out.append(
+                        {
+                            "step": step,
+                            "var": var,
+                            "crossing": x,
+                            "time_ms": y,
+                            "faster_beyond": labels[fast],
+                            "slower_beyond": labels[slow],
+                            "supported": _shown_faster_at(rows[slow], rows[fast], left)
+                            and _shown_faster_at(rows[fast], rows[slow], right),
+                        }
+                    )
+    df_out = pd.DataFrame(
+        out, columns=["step", "var", "crossing", "time_ms", "faster_beyond", "slower_beyond", "supported"]
+    )
     order = {step: i for i, step in enumerate(by_step)}
-    df_out = df_out.sort_values(["step", "crossing"], key=lambda c: c.map(order) if c.name == "step" else c,
-                                kind="stable", ignore_index=True)
+    df_out = df_out.sort_values(
+        ["step", "crossing"], key=lambda c: c.map(order) if c.name == "step" else c, kind="stable", ignore_index=True
+    )
     df_out.insert(0, "number", range(1, len(df_out) + 1))
     return df_out

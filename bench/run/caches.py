@@ -1,5 +1,6 @@
 """What one run computes once and its cases share: the problems, the inputs with their float64
 reference, the inputs placed on each device, and each device's measured ceilings."""
+
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ from bench.run.plan import Config
 from kernels import reference
 
 
-def ceilings(fw: Framework, device: str, dtype: str = "float32", gemm_size: int | None = None,
-             copy_bytes: int | None = None) -> dict[str, Any]:
+def ceilings(
+    fw: Framework, device: str, dtype: str = "float32", gemm_size: int | None = None, copy_bytes: int | None = None
+) -> dict[str, Any]:
     """This device's measured ceilings with `fw`: GEMM GFLOP/s of a k x k x k product and copy GB/s
     of a buffer of `copy_bytes` (defaults.CEILING_GEMM / CEILING_COPY_BYTES by device), in `dtype`,
     each the best of its samples (a ceiling is what the device can reach), timed by the
@@ -28,10 +30,15 @@ def ceilings(fw: Framework, device: str, dtype: str = "float32", gemm_size: int 
     with fw.placement(device):
         gemm = timing.steady(lambda: fw.gemm(a, b), fw.sync, timer=timer, **defaults.CEILING_SAMPLES)
         copy = timing.steady(lambda: fw.copy(v), fw.sync, timer=timer, **defaults.CEILING_SAMPLES)
-    return {"gemm_gflops": 2 * k ** 3 / min(gemm.samples_s) / 1e9,
-            "copy_gbps": 2 * itemsize * count / min(copy.samples_s) / 1e9,
-            "gemm_size": k, "copy_bytes": itemsize * count, "dtype": dtype, "measured_with": fw.name,
-            "timer": timer.name}
+    return {
+        "gemm_gflops": 2 * k**3 / min(gemm.samples_s) / 1e9,
+        "copy_gbps": 2 * itemsize * count / min(copy.samples_s) / 1e9,
+        "gemm_size": k,
+        "copy_bytes": itemsize * count,
+        "dtype": dtype,
+        "measured_with": fw.name,
+        "timer": timer.name,
+    }
 
 
 class Caches:
@@ -57,16 +64,19 @@ class Caches:
         precision the case computes in (TF32 has its own tolerance)."""
         key = (n, m, nh, dtype, tf32)
         if key not in self._references:
-            if len(self._references) >= 2:   # at n = 1e6 a Reference holds several GB
+            if len(self._references) >= 2:  # at n = 1e6 a Reference holds several GB
                 self._references.pop(next(iter(self._references)))
             p = self.problem(n, m)
-            inputs = tuple(a.astype(reference.numpy_dtype(dtype), copy=False)
-                           for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed)))
+            inputs = tuple(
+                a.astype(reference.numpy_dtype(dtype), copy=False)
+                for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed))
+            )
             self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
 
-    def placed(self, fw: Framework, device: str, n: int, m: int, nh: int, dtype: str,
-               tf32: bool = False) -> tuple[Any, ...]:
+    def placed(
+        self, fw: Framework, device: str, n: int, m: int, nh: int, dtype: str, tf32: bool = False
+    ) -> tuple[Any, ...]:
         """The inputs of reference(n, m, nh, dtype, tf32) on `device` as `fw` arrays; only those of
         the latest inputs are kept."""
         inputs = (n, m, nh, dtype, tf32)
@@ -85,8 +95,9 @@ class Caches:
 
     def ceilings(self, fw: Framework, device: str) -> dict[str, Any]:
         if (fw.name, device) not in self._ceilings:
-            self._ceilings[fw.name, device] = ceilings(fw, device, gemm_size=self.config.ceiling_gemm,
-                                                       copy_bytes=self.config.ceiling_copy_bytes)
+            self._ceilings[fw.name, device] = ceilings(
+                fw, device, gemm_size=self.config.ceiling_gemm, copy_bytes=self.config.ceiling_copy_bytes
+            )
         return self._ceilings[fw.name, device]
 
     def has_ceilings(self, fw: Framework, device: str) -> bool:
@@ -95,6 +106,8 @@ class Caches:
     def fingerprint(self, loaded: dict[str, Framework]) -> dict[str, Any]:
         """The run's environment, with each framework's facts and the first size's data source."""
         n, m, _ = self.config.sizes[0]
-        return fingerprint.collect({name: fw.info() for name, fw in loaded.items()},
-                               data_source=self.problem(n, m).source,
-                               seeds={"data": self.config.seed, "params": self.config.seed})
+        return fingerprint.collect(
+            {name: fw.info() for name, fw in loaded.items()},
+            data_source=self.problem(n, m).source,
+            seeds={"data": self.config.seed, "params": self.config.seed},
+        )

@@ -3,6 +3,7 @@ runner (a worker process of its own by default), time the group's cases together
 between the runners, and append each record to out/records.jsonl as soon as it ends (and the
 group's samples so far every few seconds while it is timed). No terminal code: an Observer hears
 what happens (bench/cli/progress.py prints it), and a stop() callable ends the run at the next take."""
+
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,7 +23,7 @@ from bench.records import (
     replace_case,
     write_journal,
 )
-from bench.run.measure import Timed, sampled_record, time_cases
+from bench.run.measure import Timed, Watch, sampled_record, time_cases
 from bench.run.plan import Case, Config, ConfigError, Group, plan
 from bench.run.runner import Runner
 from bench.run.worker import Worker, WorkerDied, WorkerError
@@ -51,8 +52,9 @@ class Observer:
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
         pass
 
-    def round(self, r: int, stopped: dict[int, str], lives: Sequence[Timed],
-              spent: dict[int, float] | None = None) -> None:
+    def round(
+        self, r: int, stopped: dict[int, str], lives: Sequence[Timed], spent: dict[int, float] | None = None
+    ) -> None:
         """After each round: the cases stopped so far, and the host seconds of timed calls each has spent."""
 
     def finished(self, rec: Record) -> None:
@@ -70,6 +72,7 @@ def _to_each(event):
     def forward(self, *args):
         for observer in self.observers:
             getattr(observer, event)(*args)
+
     return forward
 
 
@@ -94,8 +97,9 @@ class Prepared:
     measure.time_cases times. `turns` gives the CPU to its runner before each take; `side`: which
     of the runner's steps ("candidate", or the gate's "base": bench/run/runner.py)."""
 
-    def __init__(self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns",
-                 side: str = "candidate") -> None:
+    def __init__(
+        self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns", side: str = "candidate"
+    ) -> None:
         self.runner, self.rec, self.per_call_s, self.turns, self.side = runner, rec, per_call_s, turns, side
 
     def take(self, count: int) -> Taken:
@@ -103,7 +107,7 @@ class Prepared:
             self.turns.to(self.runner)
             return self.runner.take(self.rec.case, count, self.side)
         except WorkerDied:
-            return Taken((), (), ())   # measured nothing: time_cases records it as failed, saying why
+            return Taken((), (), ())  # measured nothing: time_cases records it as failed, saying why
 
     def finish(self, rec: Record, counters: bool) -> Record:
         try:
@@ -128,7 +132,7 @@ class Turns:
             try:
                 self.last.settle()
             except (WorkerDied, WorkerError):
-                pass   # a dead worker spins nothing
+                pass  # a dead worker spins nothing
         self.last = runner
 
 
@@ -137,8 +141,12 @@ def runner_key(key: CaseKey) -> tuple[str, str]:
     return key.framework, key.deps
 
 
-def start_runners(config: Config, observer: Observer | None = None, kernels: dict[str, str] | None = None,
-                  variables: dict[str, str] | None = None) -> dict[tuple[str, str], Runner | Worker]:
+def start_runners(
+    config: Config,
+    observer: Observer | None = None,
+    kernels: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+) -> dict[tuple[str, str], Runner | Worker]:
     """{(framework, deps): its Runner}: each in a worker process of its own when config.isolate
     (started together, so their imports overlap; the environment `variables` set in them), else in
     this process; one per framework and --env environment (config.venvs; deps its set's name, "" the
@@ -153,7 +161,9 @@ def start_runners(config: Config, observer: Observer | None = None, kernels: dic
         for name in config.frameworks:
             for deps in config.venvs or (None,):
                 if deps is not None:
-                    runners[name, deps.name] = Worker(name, config, kernels, variables, python=deps.python, deps=deps.name)
+                    runners[name, deps.name] = Worker(
+                        name, config, kernels, variables, python=deps.python, deps=deps.name
+                    )
                 elif config.isolate:
                     runners[name, ""] = Worker(name, config, kernels, variables)
                 else:
@@ -193,8 +203,9 @@ def _await_workers(runners: dict[tuple[str, str], Runner | Worker]) -> list[tupl
             reasons.append((name, str(e)))
     for (name, _), runner in runners.items():
         if isinstance(runner, Worker) and runner.dead:
-            runner.devices_if_dead = next((r.devices() for (n, _), r in runners.items() if n == name and not r.dead),
-                                          ["cpu"])
+            runner.devices_if_dead = next(
+                (r.devices() for (n, _), r in runners.items() if n == name and not r.dead), ["cpu"]
+            )
     return reasons
 
 
@@ -204,18 +215,23 @@ def run_fingerprint(config: Config, runners: dict[tuple[str, str], Runner | Work
     environment's packages are its resolved versions, and its `deps` says which set it is."""
     n, m, _ = config.sizes[0]
     alive = [r for r in runners.values() if not r.dead]
-    base = fingerprint.collect({}, data_source=alive[0].data_source(n, m) if alive else None,
-                                   seeds={"data": config.seed, "params": config.seed})
-    base["pinned_cpus"] = list(config.pin) or None   # the framework workers' CPUs, where bound
+    base = fingerprint.collect(
+        {},
+        data_source=alive[0].data_source(n, m) if alive else None,
+        seeds={"data": config.seed, "params": config.seed},
+    )
+    base["pinned_cpus"] = list(config.pin) or None  # the framework workers' CPUs, where bound
     out = {}
     for deps in [e.name for e in config.venvs] or [""]:
         facts = {name: r.info() for (name, d), r in runners.items() if d == deps and not r.dead}
         out[deps] = dict(base, frameworks=facts)
     for venv in config.venvs:
         packages = venv.versions(fingerprint.PACKAGES)
-        out[venv.name].update(packages=packages, numpy=packages.get("numpy"),
-                              deps=dict(name=venv.name, key=venv.key, requirements=list(venv.requirements),
-                                        pins=list(venv.pins)))
+        out[venv.name].update(
+            packages=packages,
+            numpy=packages.get("numpy"),
+            deps=dict(name=venv.name, key=venv.key, requirements=list(venv.requirements), pins=list(venv.pins)),
+        )
     return out
 
 
@@ -262,7 +278,7 @@ def run(config: Config, observer: Observer | None = None, stop: Callable[[], boo
         finally:
             for runner in runners.values():
                 try:
-                    runner.set_tf32(False)   # float32 matrix products in float32 again
+                    runner.set_tf32(False)  # float32 matrix products in float32 again
                 except (WorkerDied, WorkerError):
                     pass
             close_runners(runners)
@@ -295,16 +311,33 @@ def _run(config, runners, observer, stop):
 
     for group in groups:
         restart_dead(runners, config)
-        going = run_group(group, runners, config, done, fingerprint, observer, stop, finish,
-                          lambda recs: write_journal(out_file, recs))
-        clear_journal(out_file)   # the group's records are final now
+        going = run_group(
+            group,
+            runners,
+            config,
+            done,
+            fingerprint,
+            observer,
+            stop,
+            finish,
+            lambda recs: write_journal(out_file, recs),
+        )
+        clear_journal(out_file)  # the group's records are final now
         if not going:
             break
     return records
 
 
-def check_case(case: Case, runner: Runner | Worker, group: Group, common: dict[str, Any], turns: Turns,
-               side: str = "candidate", settle: bool = True, observer: Observer | None = None) -> Record | Prepared:
+def check_case(
+    case: Case,
+    runner: Runner | Worker,
+    group: Group,
+    common: dict[str, Any],
+    turns: Turns,
+    side: str = "candidate",
+    settle: bool = True,
+    observer: Observer | None = None,
+) -> Record | Prepared:
     """One case of `group` checked against the float64 reference and warmed in its runner (`side`:
     which of the runner's steps, bench/run/runner.py): a Prepared to time, or the case's final record
     (skipped, failed its check, or its runner failed). settle=False: this check shares the machine
@@ -326,33 +359,44 @@ def check_case(case: Case, runner: Runner | Worker, group: Group, common: dict[s
     return rec if per_call_s is None else Prepared(runner, rec, per_call_s, turns, side)
 
 
-def time_group(group: Group, prepared: list[Prepared], config: Config,
-               on_round: Callable[[int, dict[int, str], dict[int, float]], None] | None = None,
-               stop: Callable[[], bool] | None = None,
-               checkpoint: Callable[[list[Record]], None] | None = None) -> list[Record]:
+def time_group(group: Group, prepared: list[Prepared], config: Config, watch: Watch | None = None) -> list[Record]:
     """The checked cases of `group` timed together in interleaved rounds (measure.time_cases), the
     machine's load sampled meanwhile and its canary timed once a round (bench/canary.py); their
     final records, in order."""
     with Sampler(group.device) as telemetry:
-        return time_cases(prepared, config, on_round, stop, checkpoint, telemetry,  # type: ignore[arg-type]
-                          failed=lambda p: p.failed(),  # type: ignore[attr-defined]
-                          blocks=[runner_key(p.rec.case) for p in prepared], canary=canary.take())
+        return time_cases(
+            prepared,
+            config,
+            watch,
+            telemetry=telemetry,
+            failed=lambda p: p.failed(),
+            blocks=[runner_key(p.rec.case) for p in prepared],
+            canary=canary.take(),
+        )
 
 
-def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], config: Config, done: set[CaseKey],
-              fingerprint: dict[str, Any], observer: Observer, stop: Callable[[], bool],
-              finish: Callable[[Record], None], checkpoint: Callable[[list[Record]], None]) -> bool:
+def run_group(
+    group: Group,
+    runners: dict[tuple[str, str], Runner | Worker],
+    config: Config,
+    done: set[CaseKey],
+    fingerprint: dict[str, Any],
+    observer: Observer,
+    stop: Callable[[], bool],
+    finish: Callable[[Record], None],
+    checkpoint: Callable[[list[Record]], None],
+) -> bool:
     """Check and warm each case of `group`, then time them together; False when stop() ended it."""
     prepared: list[Prepared] = []
     turns = Turns()
     for runner in runners.values():
         try:
-            runner.set_tf32(group.tf32)   # a framework-wide switch: the group's cases share it
+            runner.set_tf32(group.tf32)  # a framework-wide switch: the group's cases share it
         except (WorkerDied, WorkerError):
-            pass   # its cases fail below, saying why
+            pass  # its cases fail below, saying why
     for case in group.cases:
         if stop():
-            for p in prepared:   # checked and warm, never timed
+            for p in prepared:  # checked and warm, never timed
                 finish(sampled_record(p.rec, Sampled((), (), "interrupted")))
             return False
         runner = runners[runner_key(case.key)]
@@ -367,7 +411,7 @@ def run_group(group: Group, runners: dict[tuple[str, str], Runner | Worker], con
             finish(checked)
     if prepared:
         observer.timing(group, prepared)
-        for rec in time_group(group, prepared, config,
-                              lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, checkpoint):
+        watch = Watch(lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, checkpoint)
+        for rec in time_group(group, prepared, config, watch):
             finish(rec)
     return not stop()

@@ -2,11 +2,12 @@
 finished where it lives (a batch of calls with one sync for the dispatch time, the trace count once
 more to catch a retrace, its counters); without a batch, each process finishes its cases while the
 others finish theirs."""
+
 import concurrent.futures
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from bench import timing
 from bench.records import Record
@@ -19,8 +20,9 @@ INTERRUPTED = "interrupted before it was timed"
 class Timed(Protocol):
     """A checked, warm case as it is timed: prepare.Live in this process, or a handle on a case
     that lives in a worker process (bench/run/loop.py)."""
-    rec: Record          # the case, checked and warm, with no samples yet
-    per_call_s: float    # about how long a call takes (from its warm-up)
+
+    rec: Record  # the case, checked and warm, with no samples yet
+    per_call_s: float  # about how long a call takes (from its warm-up)
 
     def take(self, count: int) -> timing.Taken: ...
 
@@ -33,30 +35,58 @@ def sampled_record(rec: Record, sampled: timing.Sampled, telemetry: Sampler | No
     `telemetry` (a bench.telemetry.Sampler) read while they were taken."""
     if not sampled.samples_s:
         return replace(rec, status="skipped", error=INTERRUPTED, stop_reason="interrupted")
-    return replace(rec, samples_s=sampled.samples_s, rounds=sampled.rounds, stop_reason=sampled.stop_reason,
-                   host_samples_s=sampled.host_s, canary_s=sampled.canary_s,
-                   telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {})
+    return replace(
+        rec,
+        samples_s=sampled.samples_s,
+        rounds=sampled.rounds,
+        stop_reason=sampled.stop_reason,
+        host_samples_s=sampled.host_s,
+        canary_s=sampled.canary_s,
+        telemetry=telemetry.summary(sampled.starts, sampled.samples_s) if telemetry else {},
+    )
 
 
-def time_cases(cases: list[Timed], config: Config,
-               on_round: Callable[[int, dict[int, str], dict[int, float]], object] | None = None,
-               stop: Callable[[], bool] | None = None, checkpoint: Callable[[list[Record]], object] | None = None,
-               telemetry: Sampler | None = None,
-               failed: Callable[[Timed], str] = lambda case: "its take measured nothing",
-               blocks: Sequence[Hashable] | None = None, canary: timing.Take | None = None) -> list[Record]:
-    """The finished Records of `cases`, timed in interleaved rounds; on_round(round, stopped, spent)
-    after each round (timing.interleaved); stop() asked after every take; checkpoint([Record]) given the records so far every
-    config's checkpoint_s; telemetry (a bench.telemetry.Sampler, running) summarised into each
-    record; failed(case): why a case whose take measured nothing failed (its worker died); blocks:
-    the process each case runs in (timing.interleaved); canary: the machine's canary, timed once a
-    round (timing.interleaved, bench/canary.py), its times in each record's canary_s."""
+@dataclass(frozen=True)
+class Watch:
+    """Who follows the timing of a group: on_round(round, {case index: stop reason}, {index: host
+    seconds}) after each round; stop() asked after every take; checkpoint([Record]) given the records
+    so far every config.checkpoint_s."""
+
+    on_round: Callable[[int, dict[int, str], dict[int, float]], object] | None = None
+    stop: Callable[[], bool] | None = None
+    checkpoint: Callable[[list[Record]], object] | None = None
+
+
+def time_cases(
+    cases: Sequence[Timed],
+    config: Config,
+    watch: Watch | None = None,
+    *,
+    telemetry: Sampler | None = None,
+    failed: Callable[[Any], str] = lambda case: "its take measured nothing",
+    blocks: Sequence[Hashable] | None = None,
+    canary: timing.Take | None = None,
+) -> list[Record]:
+    """The finished Records of `cases`, timed in interleaved rounds (timing.interleaved), followed
+    by `watch`; telemetry (a bench.telemetry.Sampler, running) summarised into each record;
+    failed(case): why a case whose take measured nothing failed (its worker died); blocks: the
+    process each case runs in; canary: the machine's canary (bench/canary.py), timed once a round,
+    its times in each record's canary_s."""
+    watch = watch or Watch()
+    checkpoint, stop = watch.checkpoint, watch.stop
+
     def keep(so_far: dict[int, timing.Sampled]) -> None:
         if checkpoint is not None:
             checkpoint([sampled_record(case.rec, so_far[i], telemetry) for i, case in enumerate(cases)])
-    sampled = timing.interleaved({i: case.take for i, case in enumerate(cases)}, config.rounds(),
-                                 per_call_s={i: case.per_call_s for i, case in enumerate(cases)},
-                                 blocks=dict(enumerate(blocks)) if blocks is not None else None, canary=canary,
-                                 watch=timing.Watch(on_round, stop, keep if checkpoint else None))
+
+    sampled = timing.interleaved(
+        {i: case.take for i, case in enumerate(cases)},
+        config.rounds(),
+        per_call_s={i: case.per_call_s for i, case in enumerate(cases)},
+        blocks=dict(enumerate(blocks)) if blocks is not None else None,
+        canary=canary,
+        watch=timing.Watch(watch.on_round, stop, keep if checkpoint else None),
+    )
 
     def final(i: int) -> Record:
         case, s = cases[i], sampled[i]
@@ -82,9 +112,9 @@ def time_cases(cases: list[Timed], config: Config,
     pool = concurrent.futures.ThreadPoolExecutor(len(by_block))
     try:
         done = dict(kv for kvs in pool.map(finish_block, by_block.values()) for kv in kvs)
-    except BaseException:   # a Ctrl-C: each process stops after the case it is finishing, as one by one would
+    except BaseException:  # a Ctrl-C: each process stops after the case it is finishing, as one by one would
         stopping.set()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)   # no thread left talking to a worker the caller closes
+        pool.shutdown(wait=True, cancel_futures=True)  # no thread left talking to a worker the caller closes
     return [done[i] for i in range(len(cases))]

@@ -1,5 +1,6 @@
 """The grid: a run's configuration, and every framework x device x size x dtype x step x backend
 case it asks for, grouped as the loop times them (the cases of one device, size and dtype together)."""
+
 import datetime
 import secrets
 from collections.abc import Iterable, Mapping
@@ -24,13 +25,13 @@ def new_run_id() -> str:
 class Config:
     out: Path | None
     frameworks: tuple = ("tensorflow",)
-    steps: tuple | None = None        # None: every step each framework has
+    steps: tuple | None = None  # None: every step each framework has
     backends: tuple | None = None
-    device: str = "all"               # cpu, gpu or all (every device present)
+    device: str = "all"  # cpu, gpu or all (every device present)
     sizes: tuple = (defaults.SIZE,)
     dtypes: tuple = (defaults.DTYPE,)
-    tf32s: tuple = (False,)           # TF32 off and/or on (for float32; a GPU feature)
-    caches: tuple = ("warm",)         # warm and/or cold (the device's cache flushed before each call)
+    tf32s: tuple = (False,)  # TF32 off and/or on (for float32; a GPU feature)
+    caches: tuple = ("warm",)  # warm and/or cold (the device's cache flushed before each call)
     data: str | None = None
     seed: int = defaults.SEED
     step_n: dict = field(default_factory=lambda: dict(defaults.STEP_N))
@@ -39,33 +40,41 @@ class Config:
     max_samples: int = defaults.MAX_SAMPLES
     target_ci: float = defaults.TARGET_CI
     budget_s: float = defaults.BUDGET_S
-    budget_rounds: int = 0            # a case's budget ends it only after this many rounds (the gate's pairing)
+    budget_rounds: int = 0  # a case's budget ends it only after this many rounds (the gate's pairing)
     round_s: float = defaults.ROUND_S
-    batch_s: float | None = defaults.BATCH_S   # the batched measurement (one sync, the dispatch time); None: none
+    batch_s: float | None = defaults.BATCH_S  # the batched measurement (one sync, the dispatch time); None: none
     memory_fraction: float = defaults.MEMORY_FRACTION
-    counters: bool = True                   # each case's counters, in an untimed pass after its timing
-    ceiling_gemm: int | None = None         # k of the ceiling's k x k x k GEMM (None: defaults.CEILING_GEMM)
-    ceiling_copy_bytes: int | None = None   # the ceiling's copy (None: defaults.CEILING_COPY_BYTES)
+    counters: bool = True  # each case's counters, in an untimed pass after its timing
+    ceiling_gemm: int | None = None  # k of the ceiling's k x k x k GEMM (None: defaults.CEILING_GEMM)
+    ceiling_copy_bytes: int | None = None  # the ceiling's copy (None: defaults.CEILING_COPY_BYTES)
     checkpoint_s: float = defaults.CHECKPOINT_S
-    resume: bool = False              # skip the cases already in out/records.jsonl
-    isolate: bool = True              # each framework's cases in a worker process of its own (bench/run/worker.py)
-    leave_out_broken: bool = False    # a framework that fails to load is left out (said), not an error: the default set
-    pin: tuple = ()                   # the CPUs every framework worker (and each thread it makes) is bound to;
-                                      # (): wherever the OS schedules them
-    venvs: tuple = ()                 # a venvs.Env per --env set, each framework's cases run in each (bench/venvs.py);
-                                      # (): the harness's own environment
+    resume: bool = False  # skip the cases already in out/records.jsonl
+    isolate: bool = True  # each framework's cases in a worker process of its own (bench/run/worker.py)
+    leave_out_broken: bool = False  # a framework that fails to load is left out (said), not an error: the default set
+    pin: tuple = ()  # the CPUs every framework worker (and each thread it makes) is bound to;
+    # (): wherever the OS schedules them
+    venvs: tuple = ()  # a venvs.Env per --env set, each framework's cases run in each (bench/venvs.py);
+    # (): the harness's own environment
     run_id: str = field(default_factory=new_run_id)
 
     def rounds(self) -> timing.Rounds:
         """How its cases are sampled in interleaved rounds (timing.interleaved)."""
-        return timing.Rounds(target_ci=self.target_ci, min_samples=self.min_samples, min_rounds=defaults.MIN_ROUNDS,
-                             max_samples=self.max_samples, budget_s=self.budget_s, budget_rounds=self.budget_rounds,
-                             round_s=self.round_s, checkpoint_s=self.checkpoint_s)
+        return timing.Rounds(
+            target_ci=self.target_ci,
+            min_samples=self.min_samples,
+            min_rounds=defaults.MIN_ROUNDS,
+            max_samples=self.max_samples,
+            budget_s=self.budget_s,
+            budget_rounds=self.budget_rounds,
+            round_s=self.round_s,
+            checkpoint_s=self.checkpoint_s,
+        )
 
 
 class Case(NamedTuple):
     """One case of the grid: its key, and what runs it (a Framework, or its Runner or Worker; the
     key's n is the step's own n: the default suite runs some steps smaller)."""
+
     fw: Any
     key: CaseKey
 
@@ -73,6 +82,7 @@ class Case(NamedTuple):
 class Group(NamedTuple):
     """The cases of one device, size, dtype, TF32 setting and cache state: checked one by one, then
     timed together (TF32 is a switch of the whole framework, so a group shares it)."""
+
     device: str
     n: int
     m: int
@@ -110,7 +120,9 @@ def _combinations(config, loaded):
         elif config.device in present:
             devices = [config.device]
         else:
-            raise ConfigError(f"device {config.device!r} is not available to {fw.name} here (present: {', '.join(present)})")
+            raise ConfigError(
+                f"device {config.device!r} is not available to {fw.name} here (present: {', '.join(present)})"
+            )
         for device in devices:
             for step in config.steps or fw.steps:
                 for backend in config.backends or fw.backends:
@@ -132,11 +144,28 @@ def plan(config: Config, loaded: Mapping[Any, Any]) -> list[Group]:
     groups = []
     for n, m, nh in config.sizes:
         for dtype in config.dtypes:
-            for tf32 in (config.tf32s if dtype == "float32" else (False,)):
+            for tf32 in config.tf32s if dtype == "float32" else (False,):
                 for cache in config.caches:
                     for device in devices:
-                        cases = [Case(fw, CaseKey(fw.name, step, backend, d, min(n, config.step_n.get(step, n)), m, nh,
-                                                  dtype, tf32, cache, deps=getattr(fw, "deps", "")))
-                                 for fw, d, step, backend in combos if d == device]
+                        cases = [
+                            Case(
+                                fw,
+                                CaseKey(
+                                    fw.name,
+                                    step,
+                                    backend,
+                                    d,
+                                    min(n, config.step_n.get(step, n)),
+                                    m,
+                                    nh,
+                                    dtype,
+                                    tf32,
+                                    cache,
+                                    deps=getattr(fw, "deps", ""),
+                                ),
+                            )
+                            for fw, d, step, backend in combos
+                            if d == device
+                        ]
                         groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases))
     return groups

@@ -1,5 +1,6 @@
 """One case before it is timed: its memory estimate, trace, first call, correctness check against
 the float64 reference and warm-up, with its peak memory meanwhile."""
+
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,16 +27,17 @@ def free_bytes(device: str) -> int | None:
 @dataclass
 class Live:
     """A case that passed its check and is warm, waiting to be timed."""
+
     rec: Record
-    call: Callable[[], Any]            # the step's outputs, under the case's device placement
+    call: Callable[[], Any]  # the step's outputs, under the case's device placement
     sync: Callable[[], None]
-    traces: Callable[[], int | None]   # how often the compiled step has traced so far (None: eager)
+    traces: Callable[[], int | None]  # how often the compiled step has traced so far (None: eager)
     traces_after_first: int | None
     per_call_s: float
-    timer: timing.Timer | None = None        # what times each call (bench/timing.py HOST where None)
+    timer: timing.Timer | None = None  # what times each call (bench/timing.py HOST where None)
     flush: Callable[[], None] | None = None  # run before each timed call: a cold-cache sample
     count: Callable[[], dict] | None = None  # the case's counters (bench/counters.py), an untimed pass
-    batch_s: float | None = 0.0              # how long its batch of calls with one sync should take (None: no batch)
+    batch_s: float | None = 0.0  # how long its batch of calls with one sync should take (None: no batch)
 
     def take(self, count: int) -> timing.Taken:
         """`count` timed calls (bench/timing.py taker)."""
@@ -50,9 +52,8 @@ class Live:
                 calls = max(3, min(100, int(self.batch_s / float(np.median(rec.samples_s)))))
                 batch = timing.batched(self.call, self.sync, calls)
                 rec = replace(rec, batch_calls=batch.calls, batch_s=batch.batch_s, dispatch_s=batch.dispatch_s)
-            count = self.traces()   # None exactly when traces_after_first is (an eager step)
-            rec = replace(rec, tracing_count=count,
-                          retraced=None if count is None else count > self.traces_after_first)  # type: ignore[operator]
+            count = self.traces()  # None exactly when traces_after_first is (an eager step)
+            rec = replace(rec, tracing_count=count, retraced=None if count is None else count > self.traces_after_first)  # type: ignore[operator]
         except Exception as e:
             return replace(self.rec, status="failed", error=one_line(e))
         if rec.status == "ok" and counters and self.count:
@@ -74,9 +75,16 @@ def skip_reason(fw: Framework, key: CaseKey, flush: Callable[[], None] | None = 
     return None
 
 
-def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tuple[Any, ...], config: Config,
-                 common: dict[str, Any], free: Callable[[str], int | None] | None = None,
-                 flush: Callable[[], None] | None = None) -> Record | Live:
+def prepare_case(
+    fw: Framework,
+    key: CaseKey,
+    ref: reference.Reference,
+    args: tuple[Any, ...],
+    config: Config,
+    common: dict[str, Any],
+    free: Callable[[str], int | None] | None = None,
+    flush: Callable[[], None] | None = None,
+) -> Record | Live:
     """Record (skipped or failed) or Live (checked and warmed up) of the case `key`. ref: the
     float64 reference.Reference of the case's inputs; args: those inputs on the key's device;
     common: the Record fields every case of the run shares; free(device): free bytes, or None
@@ -84,13 +92,25 @@ def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tu
     n, m, nh, step, device, backend = key.n, key.m, key.nh, key.step, key.device, key.backend
     itemsize = ref.inputs[0].dtype.itemsize
     estimate = cost.memory_bytes(step, n, m, nh, itemsize)
-    rec = Record(**key.asdict(), status="ok", flops=cost.flops(step, n, m, nh),
-                 min_bytes=cost.min_bytes(step, n, m, nh, itemsize), memory_estimate_bytes=estimate, **common)
+    rec = Record(
+        **key.asdict(),
+        status="ok",
+        flops=cost.flops(step, n, m, nh),
+        min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
+        memory_estimate_bytes=estimate,
+        **common,
+    )
     available = (free or free_bytes)(device)
     if available is not None and estimate > config.memory_fraction * available:
-        return replace(rec, status="skipped", error=(
-            f"needs about {estimate / 2**30:.1f} GiB, over the budget of "
-            f"{config.memory_fraction * available / 2**30:.1f} GiB ({config.memory_fraction:.0%} of {device}'s free memory)"))
+        return replace(
+            rec,
+            status="skipped",
+            error=(
+                f"needs about {estimate / 2**30:.1f} GiB, over the budget of "
+                f"{config.memory_fraction * available / 2**30:.1f} GiB "
+                f"({config.memory_fraction:.0%} of {device}'s free memory)"
+            ),
+        )
     try:
         fn = fw.compile(step, backend)
 
@@ -98,7 +118,7 @@ def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tu
             with fw.placement(device):
                 return fn(*args)
 
-        traced = fw.tracing_count(fn) is not None   # eager has nothing to trace
+        traced = fw.tracing_count(fn) is not None  # eager has nothing to trace
         rss = RssPeak()
         with rss, fw.placement(device):
             fw.reset_peak(device)
@@ -106,20 +126,45 @@ def prepare_case(fw: Framework, key: CaseKey, ref: reference.Reference, args: tu
             got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
             h_pre = fw.to_numpy(fw.mask_probe(backend)(args[0], args[2], args[3]))
             check = ref.check(got, h_pre)
-            rec = replace(rec, loss=float(got["loss"]), max_rel_err=check.max_rel_err, rel_errs=check.errors,
-                          tolerance=check.tolerance, mask_flips=check.mask_flips,
-                          trace_s=first.trace_s, first_call_s=first.first_call_s)
+            rec = replace(
+                rec,
+                loss=float(got["loss"]),
+                max_rel_err=check.max_rel_err,
+                rel_errs=check.errors,
+                tolerance=check.tolerance,
+                mask_flips=check.mask_flips,
+                trace_s=first.trace_s,
+                first_call_s=first.first_call_s,
+            )
             if not check.ok:
                 return replace(rec, status="failed", error=f"wrong answer: {check.problem}", first_call_s=None)
-            warm = timing.steady(call, fw.sync, warmup=0, min_samples=config.warmup, max_samples=config.warmup,
-                                 budget_s=0.0).samples_s
+            warm = timing.steady(
+                call, fw.sync, warmup=0, min_samples=config.warmup, max_samples=config.warmup, budget_s=0.0
+            ).samples_s
             device_peak = fw.peak_bytes(device)
-        peak, method = (device_peak, f"{fw.name} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
+        peak, method = (
+            (device_peak, f"{fw.name} allocator peak") if device_peak is not None else (rss.peak_bytes, rss.method)
+        )
         timer = fw.timer(device)
-        rec = replace(rec, warmup_s=warm, peak_bytes=peak, peak_method=method and f"{method}, first call and warm-up",
-                      timer=timer.name)
+        rec = replace(
+            rec,
+            warmup_s=warm,
+            peak_bytes=peak,
+            peak_method=method and f"{method}, first call and warm-up",
+            timer=timer.name,
+        )
         per_call = float(np.median(warm)) if warm else first.first_call_s
-        return Live(rec, call, fw.sync, lambda: fw.tracing_count(fn), fw.tracing_count(fn), per_call, timer, flush,
-                    count=lambda: counters.count(fw, key, fn, call, args), batch_s=config.batch_s)
+        return Live(
+            rec,
+            call,
+            fw.sync,
+            lambda: fw.tracing_count(fn),
+            fw.tracing_count(fn),
+            per_call,
+            timer,
+            flush,
+            count=lambda: counters.count(fw, key, fn, call, args),
+            batch_s=config.batch_s,
+        )
     except Exception as e:  # an OOM or a compile error fails this case; the suite goes on
         return replace(rec, status="failed", error=one_line(e))

@@ -3,6 +3,7 @@ reference, measures the device's ceilings, checks and warms each case, times tak
 finishes it (batch, trace count, counters). The loop talks to a Runner in this process or, through
 bench/run/worker.py, to one in a worker process of the framework's own: the same methods, whose
 arguments and results are plain data (CaseKey, Record, Taken)."""
+
 import json
 import os
 from typing import Any
@@ -25,15 +26,20 @@ class Runner:
     def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
         self.fw = frameworks.load(name)
         self.fw.configure()
-        self.sides = {side: self.fw.with_kernels(root) for side, root in kernels.items()} if kernels else \
-            {"candidate": self.fw}
-        self.name, self.steps, self.backends, self.gpu_backends = (self.fw.name, self.fw.steps, self.fw.backends,
-                                                                  self.fw.gpu_backends)
+        self.sides = (
+            {side: self.fw.with_kernels(root) for side, root in kernels.items()} if kernels else {"candidate": self.fw}
+        )
+        self.name, self.steps, self.backends, self.gpu_backends = (
+            self.fw.name,
+            self.fw.steps,
+            self.fw.backends,
+            self.fw.gpu_backends,
+        )
         self.config = config
         self.caches = Caches(config)
         self.lives: dict[tuple[str, CaseKey], Live] = {}
-        self.dead: str | None = None   # as a Worker's: a runner in this process dies with it
-        self.deps = ""                 # the harness's own environment (a Worker may run in another: --env)
+        self.dead: str | None = None  # as a Worker's: a runner in this process dies with it
+        self.deps = ""  # the harness's own environment (a Worker may run in another: --env)
 
     def devices(self) -> list[str]:
         return self.fw.devices()
@@ -61,8 +67,9 @@ class Runner:
         flush = self.caches.flusher(self.fw, key.device) if key.cache == "cold" else None
         return skip_reason(self.fw, key, flush)
 
-    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any],
-                side: str = "candidate") -> tuple[Record, float | None]:
+    def prepare(
+        self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any], side: str = "candidate"
+    ) -> tuple[Record, float | None]:
         """(Record, seconds a call takes) of the case `key`: a skipped or failed Record is final
         (None); an ok one is checked and warm, kept here for take() and finish(). `common`: the
         Record fields every case of the run shares; group_n: the group's n (a smaller key.n is said)."""
@@ -70,19 +77,29 @@ class Runner:
         flush = self.caches.flusher(fw, key.device) if key.cache == "cold" else None
         skipped = skip_reason(fw, key, flush)
         if skipped:
-            return Record(**key.asdict(), status="skipped", error=skipped, run_id=common["run_id"],
-                          fingerprint=common["fingerprint"]), None
+            return Record(
+                **key.asdict(),
+                status="skipped",
+                error=skipped,
+                run_id=common["run_id"],
+                fingerprint=common["fingerprint"],
+            ), None
         if not self.caches.has_ceilings(fw, key.device):
-            fw.set_tf32(False)   # the ceilings are float32's
+            fw.set_tf32(False)  # the ceilings are float32's
             self.caches.ceilings(fw, key.device)
             fw.set_tf32(tf32)
         inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
         ref = self.caches.reference(*inputs)
         note = f"{key.step} ran at n={key.n} instead of {group_n} (default suite limit)" if key.n != group_n else None
-        case_common = dict(common, data=self.caches.problem(key.n, key.m).source, note=note,
-                           ceilings=self.caches.ceilings(fw, key.device))
-        live = prepare_case(fw, key, ref, self.caches.placed(fw, key.device, *inputs), self.config, case_common,
-                            flush=flush)
+        case_common = dict(
+            common,
+            data=self.caches.problem(key.n, key.m).source,
+            note=note,
+            ceilings=self.caches.ceilings(fw, key.device),
+        )
+        live = prepare_case(
+            fw, key, ref, self.caches.placed(fw, key.device, *inputs), self.config, case_common, flush=flush
+        )
         if isinstance(live, Record):
             return live, None
         self.lives[side, key] = live
@@ -102,4 +119,3 @@ class Runner:
 
     def close(self) -> None:
         self.lives.clear()
-

@@ -12,6 +12,7 @@ about 0.1 s by default: a worker starts with OPENBLAS_THREAD_TIMEOUT set, see BL
 idle worker holds no spinning thread while another is timed. A worker's malloc keeps and reuses the
 memory it freed (MEMORY_REUSE), so a call's large outputs are not faulted in from the kernel afresh
 each time, at a cost that depends on what the other processes did to memory."""
+
 import glob
 import os
 import signal
@@ -43,9 +44,9 @@ BLAS_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "24"}
 # with these two (no mapping for large blocks, freed memory kept) 97-100 ms and 99-100 ms. A worker
 # reuses memory it holds, as a training loop's caching allocator would. Unless set already.
 MEMORY_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-SETTLE_WINDOW_S = 0.01   # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
-SETTLE_QUIET = 0.1       # quiet: the other threads used under this fraction of one window's CPU
-SETTLE_LIMIT_S = 1.0     # give up waiting after this long (said in the settle time returned)
+SETTLE_WINDOW_S = 0.01  # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
+SETTLE_QUIET = 0.1  # quiet: the other threads used under this fraction of one window's CPU
+SETTLE_LIMIT_S = 1.0  # give up waiting after this long (said in the settle time returned)
 
 
 class WorkerDied(RuntimeError):
@@ -91,18 +92,19 @@ def main() -> None:
     message is (name, config, kernels); bound to config.pin's CPUs where it names any."""
     process.die_with_parent()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)   # the run decides when its workers stop
+        signal.signal(sig, signal.SIG_IGN)  # the run decides when its workers stop
     conn = Connection(int(sys.argv[1]))
     name, config, kernels = conn.recv()
     if config.pin:
         process.pin(config.pin)
     serve(conn, name, config, kernels)
-    process.exit_now()   # everything answered: not after the frameworks' finalizers, which the run would wait for
+    process.exit_now()  # everything answered: not after the frameworks' finalizers, which the run would wait for
 
 
 def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
     """A Runner for `name`, answering (method, args) on `conn` until "close" or EOF."""
     from bench.run.runner import Runner
+
     try:
         runner = Runner(name, config, kernels)
     except Exception as e:
@@ -132,24 +134,34 @@ class Worker:
     (thread settings, read as the framework loads); `python`: its interpreter (default this one's),
     that of the --env set named `deps` (bench/venvs.py)."""
 
-    def __init__(self, name: str, config: Config, kernels: dict[str, str] | None = None,
-                 variables: dict[str, str] | None = None, python: str | None = None, deps: str = "") -> None:
-        cls = frameworks.spec(name)   # the class's plain data: nothing imported here
+    def __init__(
+        self,
+        name: str,
+        config: Config,
+        kernels: dict[str, str] | None = None,
+        variables: dict[str, str] | None = None,
+        python: str | None = None,
+        deps: str = "",
+    ) -> None:
+        cls = frameworks.spec(name)  # the class's plain data: nothing imported here
         self.name, self.steps, self.backends, self.gpu_backends = cls.name, cls.steps, cls.backends, cls.gpu_backends
         self.deps = deps
-        self.devices_if_dead = ["cpu"]   # what devices() says once dead: the run plans its cases, which then fail
+        self.devices_if_dead = ["cpu"]  # what devices() says once dead: the run plans its cases, which then fail
         self._ready = False
         self.dead: str | None = None
         ours, theirs = socket.socketpair()
         self.conn = Connection(ours.detach())
-        paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]   # this checkout's bench first
+        paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout's bench first
         started = {**BLAS_SPIN, **MEMORY_REUSE, **os.environ, **(variables or {}), "PYTHONPATH": os.pathsep.join(paths)}
         self.process: subprocess.Popen | None = None
         try:
             self.process = subprocess.Popen(
                 [python or sys.executable, "-c", "from bench.run.worker import main; main()", str(theirs.fileno())],
-                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),), env=started)
-        except OSError as e:   # no such interpreter (a pruned environment): ready() says so
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=started,
+            )
+        except OSError as e:  # no such interpreter (a pruned environment): ready() says so
             self.dead = f"{name}'s worker process could not start ({python or sys.executable}: {e.strerror or e})"
         finally:
             theirs.close()
@@ -157,7 +169,7 @@ class Worker:
             try:
                 self.conn.send((name, config, kernels))
             except OSError:
-                pass   # it died at once: ready() says how
+                pass  # it died at once: ready() says how
 
     @property
     def loaded(self) -> bool:
@@ -178,8 +190,13 @@ class Worker:
             kind, value = self.conn.recv()
         except (EOFError, OSError):
             code = self._wait(5)
-            how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else \
-                f"exited with code {code}" if code is not None else "stopped answering"
+            how = (
+                f"was killed by {signal.Signals(-code).name}"
+                if code is not None and code < 0
+                else f"exited with code {code}"
+                if code is not None
+                else "stopped answering"
+            )
             self.dead = f"{self.name}'s worker process {how}"
             raise WorkerDied(self.dead) from None
         if kind == "error":
@@ -193,7 +210,7 @@ class Worker:
         try:
             self.conn.send((method, args))
         except OSError:
-            return self._receive()   # it died: say how
+            return self._receive()  # it died: say how
         return self._receive()
 
     def devices(self) -> list[str]:
@@ -214,8 +231,9 @@ class Worker:
     def skip_reason(self, key: CaseKey) -> str | None:
         return self._call("skip_reason", key)
 
-    def prepare(self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any],
-                side: str = "candidate") -> tuple[Record, float | None]:
+    def prepare(
+        self, key: CaseKey, group_n: int, tf32: bool, common: dict[str, Any], side: str = "candidate"
+    ) -> tuple[Record, float | None]:
         return self._call("prepare", key, group_n, tf32, common, side)
 
     def take(self, key: CaseKey, count: int, side: str = "candidate") -> Taken:

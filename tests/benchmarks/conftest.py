@@ -1,5 +1,6 @@
 """The benchmark suite runs only when asked for with --benchmark-only (pytest-benchmark's flag), so
 `make test` and a bare `pytest` skip it, with that reason, instead of timing anything."""
+
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 def pytest_collection_modifyitems(config, items):
     try:
         only = config.getoption("benchmark_only")
-    except ValueError:   # pytest-benchmark is not installed
+    except ValueError:  # pytest-benchmark is not installed
         only = False
     if only:
         return

@@ -3,6 +3,7 @@ of several machines), timed with pytest-benchmark; the figures are quoted in the
 
     pytest tests/benchmarks/test_report_scaling.py --benchmark-only
 """
+
 import pytest
 
 from bench import report

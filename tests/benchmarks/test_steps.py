@@ -6,12 +6,13 @@
 
 (--benchmark-compare-fail flags noise as regressions on shared machines; `python -m bench gate`
 is the gate that does not.)"""
+
 import pytest
 
 from bench import defaults, frameworks
 from kernels import reference
 
-SIZE = (2_000, 784, 50)   # small: the broadcast step's (n, m, nh) tensor is 314 MB here
+SIZE = (2_000, 784, 50)  # small: the broadcast step's (n, m, nh) tensor is 314 MB here
 ROUNDS = 20
 
 
@@ -26,14 +27,19 @@ def cases():
             out.append(pytest.param(name, None, None, "cpu", marks=pytest.mark.skip(reason=reason), id=name))
             continue
         fw = frameworks.spec(name)
-        out += [pytest.param(name, step, backend, device, id=f"{name}-{step}-{backend}-{device}")
-                for device in ("cpu", "gpu") for step in fw.steps for backend in fw.backends]
+        out += [
+            pytest.param(name, step, backend, device, id=f"{name}-{step}-{backend}-{device}")
+            for device in ("cpu", "gpu")
+            for step in fw.steps
+            for backend in fw.backends
+        ]
     return out
 
 
 @pytest.fixture(scope="module")
 def inputs():
     from bench.data import make_problem
+
     n, m, nh = SIZE
     p = make_problem(n, m, seed=0)
     return (p.x, p.y, *reference.init_params(m, nh, 0))
@@ -53,8 +59,9 @@ def test_step(benchmark, inputs, framework, step, backend, device):
         fw.sync()
         return out
 
-    loss = call()[0]   # the first call traces and compiles: kept out of the timed rounds
+    loss = call()[0]  # the first call traces and compiles: kept out of the timed rounds
     benchmark.group = f"{device} n={SIZE[0]} m={SIZE[1]} nh={SIZE[2]} float32"
-    benchmark.extra_info.update(framework=framework, step=step, backend=backend, device=device,
-                                first_loss=float(fw.to_numpy(loss)))
+    benchmark.extra_info.update(
+        framework=framework, step=step, backend=backend, device=device, first_loss=float(fw.to_numpy(loss))
+    )
     benchmark.pedantic(call, warmup_rounds=defaults.WARMUP, rounds=ROUNDS, iterations=1)
