@@ -4,10 +4,11 @@ one entry per commit (tool "customSmallerIsBetter", unit ms, the CI half-width a
 
 import datetime
 import json
-import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench import git
 
 if TYPE_CHECKING:
     from bench.history.series import Series
@@ -19,26 +20,9 @@ def messages(repo: Path | str, shas: Iterable[str]) -> dict[str, str]:
     shas = sorted({s for s in shas if s and s.isalnum()})
     if not shas:
         return {}
-    try:
-        done = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(repo),
-                "show",
-                "-s",
-                "--no-walk=unsorted",
-                "--format=%H%x00%s",
-                "--ignore-missing",
-                "--end-of-options",
-                *shas,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return {}
+    done = git.git(
+        repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x00%s", "--ignore-missing", "--end-of-options", *shas
+    )
     if done.returncode != 0:  # an unknown sha fails the lot on older gits: ask one by one then
         return {} if len(shas) == 1 else {k: v for s in shas for k, v in messages(repo, [s]).items()}
     return dict(line.split("\0", 1) for line in done.stdout.splitlines() if "\0" in line)
