@@ -14,9 +14,9 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+import bench.gate.process_pairs as process_pairs
 from bench import git, noise
 from bench.compare import LEVEL, RULE, How, Thresholds
-from bench.gate import process_pairs
 from bench.gate.outcome import Outcome
 from bench.gate.processes import RunSpec, interleave, run_args
 

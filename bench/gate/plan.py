@@ -11,9 +11,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import bench.gate.baselines as baselines
+import bench.gate.experiments as experiments
+import bench.gate.one_process as one_process
+import bench.gate.process_pairs as process_pairs
+import bench.gate.settings as settings
+import bench.gate.text as text
 from bench import REPO, defaults, fingerprint, frameworks, git, noise, process
 from bench.compare import RULE, How, Thresholds
-from bench.gate import baselines, experiments, one_process, process_pairs, settings, text
 from bench.gate.errors import GateError, NothingToCompare
 from bench.gate.outcome import Outcome
 from bench.gate.processes import Launch, RunSpec, accepts, interleave, run_args, run_harness, stderr_line

@@ -13,9 +13,11 @@ from typing import Any
 
 import pandas as pd
 
+import bench.report.fmt as fmt
+import bench.report.frames as frames
+import bench.report.plots as plots
 from bench import fingerprint, noise, process, stats, telemetry
 from bench.records import CASE_FIELDS, Record
-from bench.report import fmt, frames, plots
 from bench.report.frames import frame, title
 
 MAX_DISTRUST_ITEMS = 20  # items listed under one heading of "What to distrust"; the rest are counted

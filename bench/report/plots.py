@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.report import fmt, frames
+import bench.report.fmt as fmt
+import bench.report.frames as frames
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,13 @@ from bench.records import CaseKey, Record
 from bench.run.caches import Caches
 from bench.run.plan import Config
 from bench.run.prepare import Live, prepare_case, skip_reason
-from bench.run.worker import MEMORY_REUSE
+
+# glibc's malloc serves a block over its mmap threshold from a fresh mapping and unmaps it on free, so a
+# step with an output that large has every page of it faulted in again on every call: time that depends
+# on what other processes did to memory, not on the step. A runner's process keeps and reuses the memory
+# it freed instead, as a training loop's caching allocator would (experiment: memory-reuse). Unless set
+# already; bench/run/worker.py starts each worker with it.
+MEMORY_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 class Runner:

@@ -27,23 +27,14 @@ from typing import Any
 from bench import REPO, frameworks, process
 from bench.records import CaseKey, Record
 from bench.run.plan import Config
+from bench.run.runner import MEMORY_REUSE, Runner
 from bench.text import one_line
 from bench.timing import Taken
 
-# OpenBLAS's idle threads spin 2^k cycles before they sleep: its default k = 28 is about 0.1 s here,
-# which every settle after a NumPy take waited out (116 ms a turn, 10 s of a 70 s gate); k = 24 is
-# a few ms, still far longer than the gaps between one step's products (NumPy's manual step took the
-# same time with either, n = 5000 and 50000, three alternations on the 2-core VM). Unless set already.
+# OpenBLAS's idle threads spin 2^k cycles before they sleep; its default k = 28 spins for about a
+# tenth of a second, which every settle after a NumPy take would wait out, and k = 24 a few ms, still
+# longer than the gaps between one step's products (experiment: blas-spin). Unless set already.
 BLAS_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "24"}
-# glibc's malloc serves a block over its mmap threshold (at most 32 MB) from a fresh mapping and unmaps
-# it on free, so a step whose output is that large (d_x at n = 50,000: 157 MB) has every page of it
-# faulted in again on every call, and with transparent huge pages each fault may wait for the kernel to
-# compact memory: time that depends on what the other processes did to memory, not on the step. On the
-# 2-core VM, NumPy + PyTorch at n = 50,000 (manual/eager, two alternations): NumPy 110-270 ms (IQR up to
-# 153% of the median, its calls 101 or 166-296 ms) and PyTorch 140-150 ms, each call faulting ~150 MB;
-# with these two (no mapping for large blocks, freed memory kept) 97-100 ms and 99-100 ms. A worker
-# reuses memory it holds, as a training loop's caching allocator would. Unless set already.
-MEMORY_REUSE = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 SETTLE_WINDOW_S = 0.01  # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
 SETTLE_QUIET = 0.1  # quiet: the other threads used under this fraction of one window's CPU
 SETTLE_LIMIT_S = 1.0  # give up waiting after this long (said in the settle time returned)
@@ -103,7 +94,6 @@ def main() -> None:
 
 def serve(conn: Connection, name: str, config: Config, kernels: dict[str, str] | None = None) -> None:
     """A Runner for `name`, answering (method, args) on `conn` until "close" or EOF."""
-    from bench.run.runner import Runner
 
     try:
         runner = Runner(name, config, kernels)
