@@ -476,6 +476,68 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
 # ---------------------------------------------------------------- 3. roofline
 
 
+def _ceilings(
+    ax: "Axes", g: "pd.DataFrame", own_lines: "dict[str, LineStyleType]"
+) -> tuple[float, float, float, float]:
+    """A device's roof (its best measured GEMM and copy ceilings) with its ridge, and each
+    framework's own where lower (dashed, its label and style added to own_lines); (lo, hi, gemm, copy)."""
+    gemm, copy = g.gemm_peak_gflops.max(), g.copy_peak_gbps.max()
+    ridge = gemm / copy
+    lo = min(g.intensity.min(), ridge) / 8
+    hi = max(g.intensity.max(), ridge) * 8
+    xs = np.geomspace(lo, hi, 200)
+    ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=2)
+    ax.axvline(ridge, color="grey", linestyle=":", linewidth=1)
+    labels = (
+        (f"GEMM ceiling {fmt.sig(gemm, 3)} GFLOP/s", (hi, gemm), (-4, 4), "right", "bottom", "black"),
+        (f"copy ceiling\n{fmt.sig(copy, 3)} GB/s", (lo, copy * lo), (8, -4), "left", "top", "black"),
+        (f"ridge {fmt.sig(ridge, 2)} FLOP/B", (ridge, copy * lo), (3, 0), "left", "bottom", "grey"),
+    )
+    for text, at, offset, ha, va, color in labels:
+        ax.annotate(text, at, xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=9, color=color)
+    own = g.groupby("framework", sort=False)[["own_gemm_gflops", "own_copy_gbps"]].max()
+    for i, (fw, (own_gemm, own_copy)) in enumerate(own.iterrows()):  # a framework's own, where lower
+        if own_gemm > 0 and own_copy > 0 and (own_gemm < 0.9 * gemm or own_copy < 0.9 * copy):
+            style = LINESTYLES[1 + i % (len(LINESTYLES) - 1)]
+            ax.plot(xs, np.minimum(own_gemm, own_copy * xs), color="grey", linewidth=0.9, linestyle=style)
+            own_lines.setdefault(f"{fw}'s own: {fmt.sig(own_gemm, 3)} GFLOP/s, {fmt.sig(own_copy, 3)} GB/s", style)
+    return lo, hi, gemm, copy
+
+
+def _ring_the_best(ax: "Axes", g: "pd.DataFrame", nudge: dict, short: Callable[[str], str]) -> None:
+    """Ring the case of the most GFLOP/s where the one comparison shows it above the runner-up, else
+    the two highest, said so."""
+    top = g.sort_values("gflops", ascending=False, kind="stable")
+    best = top.iloc[0]
+    ringed = top.iloc[: 1 if len(top) < 2 or frames.shown_higher_gflops(*top.iloc[:2].itertuples()) else 2]
+    for r in ringed.itertuples():
+        ax.plot(
+            r.intensity * nudge[r.row, r.backend],
+            r.gflops,
+            marker="o",
+            markersize=15,
+            markerfacecolor="none",
+            markeredgecolor="#b22222",
+            linestyle="none",
+        )
+    said = (
+        f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}"
+        if len(ringed) == 1
+        else "ringed, the two highest (not told apart):\n"
+        + "\n".join(f"{short(r.row)} · {r.backend}, n={r.n:,}" for r in ringed.itertuples())
+    )
+    ax.text(
+        0.98,
+        0.03,
+        f"{said}\n{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=9,
+        color="#b22222",
+    )
+
+
 def roofline(df: "pd.DataFrame") -> "Figure | str":
     """Per device: its measured compute (float32 GEMM) and bandwidth (copy) ceilings, and each timed
     case at its analytic arithmetic intensity and achieved GFLOP/s (colour: backend, marker: the
@@ -506,47 +568,7 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
     own_lines: "dict[str, LineStyleType]" = {}  # legend label -> line style of a framework's own ceilings
     for ax, w in zip(axes, wheres):
         g = timed[timed["where"] == w]
-        gemm, copy = g.gemm_peak_gflops.max(), g.copy_peak_gbps.max()
-        ridge = gemm / copy
-        lo = min(g.intensity.min(), ridge) / 8
-        hi = max(g.intensity.max(), ridge) * 8
-        xs = np.geomspace(lo, hi, 200)
-        ax.plot(xs, np.minimum(gemm, copy * xs), color="black", linewidth=2)
-        ax.axvline(ridge, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(
-            f"GEMM ceiling {fmt.sig(gemm, 3)} GFLOP/s",
-            (hi, gemm),
-            xytext=(-4, 4),
-            textcoords="offset points",
-            ha="right",
-            va="bottom",
-            fontsize=9,
-        )
-        ax.annotate(
-            f"copy ceiling\n{fmt.sig(copy, 3)} GB/s",
-            (lo, copy * lo),
-            xytext=(8, -4),
-            textcoords="offset points",
-            ha="left",
-            va="top",
-            fontsize=9,
-        )
-        ax.annotate(
-            f"ridge {fmt.sig(ridge, 2)} FLOP/B",
-            (ridge, copy * lo),
-            xytext=(3, 0),
-            textcoords="offset points",
-            ha="left",
-            va="bottom",
-            fontsize=9,
-            color="grey",
-        )
-        own = g.groupby("framework", sort=False)[["own_gemm_gflops", "own_copy_gbps"]].max()
-        for i, (fw, (own_gemm, own_copy)) in enumerate(own.iterrows()):  # a framework's own, where lower
-            if own_gemm > 0 and own_copy > 0 and (own_gemm < 0.9 * gemm or own_copy < 0.9 * copy):
-                style = LINESTYLES[1 + i % (len(LINESTYLES) - 1)]
-                ax.plot(xs, np.minimum(own_gemm, own_copy * xs), color="grey", linewidth=0.9, linestyle=style)
-                own_lines.setdefault(f"{fw}'s own: {fmt.sig(own_gemm, 3)} GFLOP/s, {fmt.sig(own_copy, 3)} GB/s", style)
+        lo, hi, gemm, copy = _ceilings(ax, g, own_lines)
         for c in g.itertuples():
             reduced = c.dtype in ("bfloat16", "float16") or c.tf32
             ax.plot(
@@ -561,37 +583,7 @@ def roofline(df: "pd.DataFrame") -> "Figure | str":
                 markersize=7,
                 alpha=0.85,
             )
-        top = g.sort_values("gflops", ascending=False, kind="stable")
-        best, ringed = (
-            top.iloc[0],
-            top.iloc[: 1 if len(top) < 2 or frames.shown_higher_gflops(*top.iloc[:2].itertuples()) else 2],
-        )
-        for r in ringed.itertuples():
-            ax.plot(
-                r.intensity * nudge[r.row, r.backend],
-                r.gflops,
-                marker="o",
-                markersize=15,
-                markerfacecolor="none",
-                markeredgecolor="#b22222",
-                linestyle="none",
-            )
-        said = (
-            f"ringed, the best: {short(best.row)} · {best.backend}, n={best.n:,}"
-            if len(ringed) == 1
-            else "ringed, the two highest (not told apart):\n"
-            + "\n".join(f"{short(r.row)} · {r.backend}, n={r.n:,}" for r in ringed.itertuples())
-        )
-        ax.text(
-            0.98,
-            0.03,
-            f"{said}\n{fmt.sig(best.gflops, 2)} GFLOP/s = {fmt.sig(best.pct_of_peak, 2)}% of the GEMM ceiling",
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=9,
-            color="#b22222",
-        )
+        _ring_the_best(ax, g, nudge, short)
         _log(ax, [lo, hi], "x")
         _log(ax, [min(g.gflops.min(), copy * lo) / 3, gemm * 3], "y")
         ax.set_xlim(lo, hi)
