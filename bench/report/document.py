@@ -1040,33 +1040,58 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
     return plots.save(fig, out / name), None, getattr(fig, "bench_notes", [])
 
 
-def _figures(df, pb, crossings, out):
-    """{plot name: figure(...)} for every plot, drawn in forked processes where there are several
-    CPUs (matplotlib draws on one core), else here. A process that loaded a framework (its threads
-    must not be forked) draws here too: a spawned process would spend longer importing pandas and
-    matplotlib again than drawing."""
-    out.mkdir(parents=True, exist_ok=True)
-    shown, pb = plots.inert(df), plots.inert(pb)
-    if not shown[frames.line_key_columns("n")].equals(df[frames.line_key_columns("n")]):
-        # text the figures show differently: crossings named as the figures name their lines
-        crossings = pd.concat([frames.scaling_crossovers(shown, var) for var in frames.SIZE_VARS], ignore_index=True)
-        crossings["number"] = range(1, len(crossings) + 1)  # as the report's crossover table numbers them
-    df = shown
-    import sys
+class _Drawing:
+    """The report's figures, drawn while the rest of the report is made: in forked processes where
+    there are several CPUs (matplotlib draws on one core), else here. A process that loaded a
+    framework (its threads must not be forked) draws here too: a spawned process would spend longer
+    importing pandas and matplotlib again than drawing. The figures that need no crossings start at
+    once; the scaling plots when the crossings are known (scaling())."""
 
-    workers = min(len(PLOTS), os.cpu_count() or 1)
-    loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))  # threads a fork would copy
-    if workers < 2 or loaded:
-        return {name: figure(name, df, pb, crossings, out) for name in PLOTS}
-    import concurrent.futures
-    import multiprocessing
+    def __init__(self, df: pd.DataFrame, pb: pd.DataFrame, out: Path) -> None:
+        import sys
 
-    context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=process.die_with_parent
-    ) as pool:
-        jobs = {name: pool.submit(figure, name, df, pb, crossings, out) for name in PLOTS}
-        return {name: job.result() for name, job in jobs.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        self.df, self.shown, self.pb, self.out = df, plots.inert(df), plots.inert(pb), out
+        workers = min(len(PLOTS), os.cpu_count() or 1)
+        loaded = any(name in sys.modules for name in ("tensorflow", "torch", "jax"))  # threads a fork would copy
+        self.pool = None
+        if workers >= 2 and not loaded:
+            import concurrent.futures
+            import multiprocessing
+
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=process.die_with_parent
+            )
+        self.jobs: dict[str, Any] = {}
+        for name in PLOTS:
+            if not name.startswith("scaling_"):
+                self._draw(name, self.shown.iloc[:0])
+
+    def _draw(self, name: str, crossings: pd.DataFrame) -> None:
+        args = (name, self.shown, self.pb, crossings, self.out)
+        self.jobs[name] = self.pool.submit(figure, *args) if self.pool else figure(*args)
+
+    def scaling(self, crossings: pd.DataFrame) -> None:
+        """Draw the scaling plots, their crossings named as the figures name their lines."""
+        columns = frames.line_key_columns("n")
+        if not self.shown[columns].equals(self.df[columns]):  # text the figures show differently
+            crossings = pd.concat(
+                [frames.scaling_crossovers(self.shown, var) for var in frames.SIZE_VARS], ignore_index=True
+            )
+            crossings["number"] = range(1, len(crossings) + 1)  # as the report's crossover table numbers them
+        for name in PLOTS:
+            if name.startswith("scaling_"):
+                self._draw(name, crossings)
+
+    def results(self) -> dict[str, _Drawn]:
+        """{plot name: figure(...)}, in the report's order, once every figure is drawn."""
+        try:
+            return {
+                name: job.result() if self.pool else job for name, job in ((name, self.jobs[name]) for name in PLOTS)
+            }
+        finally:
+            if self.pool:
+                self.pool.shutdown()
 
 
 def write(records: Iterable[Record], out_dir: Path | str, stored: noise.Figures | None = None) -> list[Path]:
@@ -1077,11 +1102,15 @@ def write(records: Iterable[Record], out_dir: Path | str, stored: noise.Figures 
     records = list({(r.run_id, r.case, r.status, r.samples_s, r.first_call_s, r.error): r for r in records}.values())
     df = frame(records, stored)
     pb = frames.payback(df)
-    crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
-    crossings["number"] = range(1, len(crossings) + 1)
-    figures = _figures(df, pb, crossings, out_dir / "plots")
-    pr = frames.precisions(df)
-    csvs = write_csvs(df, pb, crossings, records, out_dir / "tables", pr)
+    drawing = _Drawing(df, pb, out_dir / "plots")  # drawn while the crossings and tables are made
+    try:
+        crossings = pd.concat([frames.scaling_crossovers(df, var) for var in frames.SIZE_VARS], ignore_index=True)
+        crossings["number"] = range(1, len(crossings) + 1)
+        drawing.scaling(crossings)
+        pr = frames.precisions(df)
+        csvs = write_csvs(df, pb, crossings, records, out_dir / "tables", pr)
+    finally:
+        figures = drawing.results()
     blocks = document(records, df, pb, crossings, figures, pr)
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(to_markdown(blocks), encoding="utf-8")
