@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install bench bench-gpu test format fuzz gate clean
+.PHONY: install bench bench-gpu test docs format fuzz gate clean
 
 # uv installs in seconds what pip takes a minute for; pip is the fallback where uv cannot run.
 $(INSTALLED): pyproject.toml
@@ -70,6 +70,11 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 test: install
 	$(PY) -m compileall -q bench kernels >/dev/null
 	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
+
+# The documentation site, built strictly: a broken link, anchor or page is an error (make test builds it too).
+docs: install
+	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 # ruff's formatter over the code and the tests (make test checks it is applied).
 format: install

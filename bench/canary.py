@@ -10,9 +10,9 @@ from collections.abc import Callable
 from bench import timing
 
 SIZE = 1 << 15  # float64 elements: 256 KiB, held in a core's cache, so memory traffic barely counts
-REPEATS = 16  # passes a call: a few ms, longer than the scheduler's time slice (a call within one slice
-# mostly runs through, whatever the neighbours do, and would not see them), short next
-# to a round
+# Passes a call: a few ms, longer than the scheduler's time slice (a call within one slice mostly runs
+# through, whatever other processes do, and would not see them), short next to a round.
+REPEATS = 16
 
 
 def work() -> Callable[[], float]:

@@ -52,19 +52,15 @@ QUICK = {
 }
 
 # ---- the report
-# The noise between separate processes' medians of one case (sd of the log), where a machine's own
-# (gate --aa) is not at hand: an unpaired ratio's interval is widened by it. On the 2-core VM, three
-# scale runs of TensorFlow mirrored R=1 against one device gave ratios 0.87, 1.09, 1.07 (sd 0.12 of
-# the log of a ratio of two processes, about 0.085 a process), each with a within-run CI of +-2%.
+# The noise between separate runs' medians of one case (sd of the log), where this host has not
+# measured its own (gate --aa): an unpaired ratio's interval is widened by it, since one run's samples
+# say nothing of where the next run's median lands (experiment: run-to-run).
 RUN_SD = 0.10
 
 # ---- the regression gate
 # A case regressed when its time grew by more than the threshold, its interval clear of half of it
-# (bench/compare.py). 5%: the rule needs the ratio itself above 1 + threshold, so a threshold of
-# 10% flags a case exactly 10% slower only about half the time. At 5%, 20 + 20 one-process TensorFlow
-# gates on the 2-core VM beside a CPU-bound neighbour (one thread; median half-widths 1.2-2.2% at
-# n=5000, 2.3-3.3% at n=50,000) flagged manual/eager made 10% slower in 20 of 20 runs at n=5000 and
-# 17 of 20 at n=50,000, and no unchanged case in 240 (README: the one-process gate's table).
+# (bench/compare.py). 5%: the rule needs the ratio itself above 1 + threshold, so at 10% a case exactly
+# 10% slower would be flagged only about half the time (experiment: gate-plant).
 GATE_THRESHOLD = "5%"
 # `history check`: a change point whose ratio is over this fails (bench/history/changes.py finds them).
 HISTORY_THRESHOLD = "10%"
@@ -75,35 +71,27 @@ GATE_STEPS = ("manual", "tape")
 GATE_BACKENDS = ("eager", "function", "xla")
 GATE_BUDGET_S = 0.5  # timed seconds a case in each gate process
 # One CPU thread a process: the gate asks whether the code got slower, not how it scales, and a
-# one-thread process does not depend on whether a neighbour holds the machine's other cores. On
-# the shared 2-core machine this was tuned on, two-thread processes switched between two speeds
-# about 2x apart with the other core's load (A/A pair ratios 0.55-1.97, sd of log 0.22-0.29);
-# one-thread processes gave A/A pair ratios 0.86-1.13 (sd of log 0.035-0.07).
+# one-thread process does not depend on whether another process holds the machine's other cores
+# (experiment: one-thread).
 GATE_THREADS = 1
-GATE_PIN = "off"  # gate --pin: "auto" binds each process's framework workers to its `threads` quietest
-# CPUs (chosen once, both sides alike), "off" leaves them to the OS, or CPU numbers.
-# Off: on the 2-core VM, 6 one-thread TF processes a mode, alternating, gave a spread
-# (sd of the log of a case's median across processes) bound/unbound of 0.046/0.091
-# quiet and 0.069/0.069 beside a CPU-bound neighbour in one experiment, and
-# 0.094/0.051 quiet and 0.079/0.076 beside the neighbour when repeated: no gain shown
+# gate --pin: "auto" binds each process's framework workers to its `threads` quietest CPUs (chosen once,
+# both sides alike), "off" leaves them to the OS, or CPU numbers. Off: binding showed no gain in the
+# spread between processes (experiment: pin).
+GATE_PIN = "off"
 GATE_PROCESS_TIMEOUT_S = 600
 # The one-process gate (a change to kernels/ alone: bench/gate/one_process.py) times the regime users
 # run as well as the small one: both sizes, every installed framework, each framework's
 # hand-written and autodiff steps (those of these names it has) under every backend, for
 # GATE_CALLS_BUDGET_S x pairs of timed calls a side, one CPU thread a framework (--threads 0: the
-# frameworks' default). One thread, as the process pairs: beside a CPU-bound neighbour on the 2-core
-# VM, 10 TensorFlow one-process gates each way (A/A and a planted extra matmul, alternating) gave
-# median half-widths of 3-4% (n=5000) and 4-7% (n=50,000) at one thread against 6-8% and 7-13% at
-# the default two, and the plant's ratio held (manual/function n=50,000: 1.11-1.13 in 5 of 5 runs
-# against 0.96-1.17): a step whose threads share a core with the neighbour waits for the slower one.
+# frameworks' default): a step whose threads share a core with another process waits for the
+# slower thread, which a paired comparison cannot cancel (experiment: one-thread).
 GATE_CALLS_SIZES = (GATE_SIZE, SIZE)
 GATE_CALLS_STEPS = ("manual", "tape", "autograd", "grad")
 GATE_CALLS_THREADS = 1
 GATE_CALLS_BUDGET_S = 0.25
 # Untimed calls after a one-process gate's checked first call (WARMUP in a run): both sides get the
-# same, its rounds pair them, and the take after each switch drops a call besides. At n=50,000 the
-# checks and warm-ups took 50 s of a 200 s default gate on the 2-core VM (the first calls and three
-# warm-ups of 30 case-sides: 58 s of calls across the four workers); one warm-up saves two of the four.
+# same, its rounds pair them, and the take after each switch drops a call besides; at n=50,000 each
+# warm-up call of every case-side is seconds of a gate's time (experiment: gate-plant).
 GATE_CALLS_WARMUP = 1
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)

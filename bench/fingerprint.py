@@ -338,7 +338,7 @@ def _diff(path: str, a, b) -> list[str]:
 
 
 def differences(a: dict, b: dict, keys: Iterable[str] | None = None) -> list[str]:
-    """One line per difference between two fingerprints, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'":
+    """One line per difference between two fingerprints, e.g. "cpu_model: 'CPU A' vs 'CPU B'":
     by default the machine's identity (bench/machine.py) plus env, cpu_count_logical, git_commit,
     git_dirty and data_source; nested dicts key by key ("env.TF_ENABLE_ONEDNN_OPTS: None vs '0'",
     "frameworks.tensorflow.version: '2.21.0' vs '2.20.0'")."""

@@ -5,8 +5,8 @@ parts of the harness file things under. Each key is a projection of the same ide
 - `series_key`: the hardware and the thread settings, what a history series is kept per (a
   framework upgrade is a change within a machine's history, not another machine);
 - `noise_key`: the baseline key on this host only, under which stored noise figures (A/A
-  experiments) apply: another host of the same CPU model is another machine for that, since its
-  neighbours, its clocks and its noise are its own."""
+  experiments) apply: another host of the same CPU model is another machine for that, since the
+  processes beside it, its clocks and its noise are its own."""
 
 import re
 from dataclasses import dataclass, field
@@ -61,7 +61,7 @@ class Machine:
 
     @property
     def baseline_key(self) -> str:
-        """A readable, file-name-safe key, e.g. x86_64-intel-xeon-platinum-8488c-nogpu-tensorflow-2.21.0."""
+        """A readable, file-name-safe key, e.g. x86_64-some-cpu-model-nogpu-tensorflow-2.21.0."""
         parts = [
             self.arch or "unknown",
             self.cpu_model or "unknown-cpu",
@@ -72,7 +72,7 @@ class Machine:
 
     @property
     def series_key(self) -> str:
-        """The hardware and thread settings, e.g. 'x86_64 | AMD EPYC | no GPU | 1 thread(s)'."""
+        """The hardware and thread settings, e.g. 'x86_64 | Some CPU | no GPU | 1 thread(s)'."""
         return " | ".join(
             [self.arch or "unknown", self.cpu_model or "unknown CPU", "+".join(g for g in self.gpus if g) or "no GPU"]
             + ([f"{'/'.join(self.threads)} thread(s)"] if self.threads else [])
@@ -98,7 +98,7 @@ class Machine:
         )
 
     def differences(self, other: "Machine") -> list[str]:
-        """One line per identity difference, e.g. "cpu_model: 'AMD EPYC' vs 'Intel Xeon'"; the
+        """One line per identity difference, e.g. "cpu_model: 'CPU A' vs 'CPU B'"; the
         versions of frameworks only one side loaded are no difference."""
         shared = {k for k, _ in self.frameworks} & {k for k, _ in other.frameworks}
         a, b = self.with_frameworks(shared).identity(), other.with_frameworks(shared).identity()

@@ -32,7 +32,7 @@ def pin(cpus: Iterable[int]) -> None:
 
 def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
     """The `count` CPUs this process may use that were idle longest over the next `window_s` (a
-    neighbour's busy core last). CPUs idle within a tenth of each other count as equal, and the
+    core another process keeps busy last). CPUs idle within a tenth of each other count as equal, and the
     highest numbered wins among equals: the same CPU run after run on a quiet machine, and not CPU 0,
     which takes most of the machine's interrupts and housekeeping. Where /proc/stat cannot be read,
     the highest numbered allowed CPUs."""
@@ -50,9 +50,9 @@ def quietest_cpus(count: int = 1, window_s: float = 0.25) -> tuple[int, ...]:
 
 def exit_now(status: int = 0) -> None:
     """End this worker process at once, its output flushed: for a process that has answered and
-    written everything it owes. The frameworks' finalizers would take a second or more at the
-    interpreter's exit (TensorFlow after a tf.function and an XLA call 1.2 s, PyTorch after a
-    compile 1.2 s, on the 2-core VM), while the process that started it waits."""
+    written everything it owes. The frameworks' finalizers (TensorFlow's after a tf.function or an
+    XLA call, PyTorch's after a compile) would take a second or more at the interpreter's exit,
+    while the process that started it waits."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -149,10 +149,9 @@ def round_ratio_ci(
     interval, back-transformed. The machine's state, shared by a round, divides out of its
     ratio; the interval is distribution-free, exact where the log-ratios are symmetric about
     their centre (so under no change at all: the two sides are then interchangeable), and a
-    round disturbed by a neighbour moves its ends a few pairwise means along, not by its size (a
-    t interval over the same ratios widened to +-20-33% on one such round). Narrower than a bootstrap of the ratio of
-    medians where a round holds one call a side (the median of 12 samples resamples to few
-    values): +-4-5% against +-5-7%, one-process A/A gates beside a CPU-bound neighbour, 2-core VM.
+    round another process disturbed moves its ends a few pairwise means along, not by its size (a t
+    interval over the same ratios is widened by that round's whole size). Narrower than a bootstrap of
+    the ratio of medians where a round holds one call a side, whose median resamples to few values.
     (nan, nan, nan) with fewer than 2 shared rounds."""
     rounds_a_seen, medians_a = round_medians(a, rounds_a)
     rounds_b_seen, medians_b = round_medians(b, rounds_b)

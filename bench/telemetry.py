@@ -85,7 +85,7 @@ class Sampler:
 
     def _harness_cores(self) -> float:
         """Cores this process and its descendants (the frameworks' workers, which run the timed
-        calls) kept busy since the last reading: what is not a neighbour's load."""
+        calls) kept busy since the last reading: what is not other processes' load."""
         total = 0.0
         try:
             now = [self.process, *self.process.children(recursive=True)]

@@ -224,7 +224,7 @@ def interleaved(
     cases: {key: take} (a Take: taker() in this process, or a worker's: bench/run/worker.py). Each
     round takes each active case's calls enough times to fill about `rounds.round_s` (at least once,
     at most 50): in the first round by `per_call_s[key]` (e.g. from warm-up), then by the median of
-    the case's own samples so far, so that a warm-up call slowed by a neighbour does not set one
+    the case's own samples so far, so that a warm-up call slowed by another process does not set one
     call a round for good (two sides paired by round, one at 1 call a round, each the first after a
     switch, and one at 50, would differ by that cost, not by their code). A case stops as `rounds`
     says: its median known to +-target_ci, its budget spent (with at least MIN_SPREAD_SAMPLES

@@ -111,10 +111,10 @@ class Check:
         return self.problem is None
 
 
-# Rows of float64 work a block at a time: whole-array temporaries are fresh pages, which this
-# 2-core VM faults in slowly (a fresh 313 MB float64 array: 0.03-2.6 s by what the machine did
-# before, 0.02 s once reused; at n = 50,000 a float64 copy of x, and the check's copy of d_x and its
-# difference, were 940 MB of them a worker); a block of 4096 rows x 784 is 26 MB, reused.
+# Rows of float64 work a block at a time: whole-array temporaries are fresh pages, which a machine
+# may fault in slowly, at a cost set by what its other processes did to memory (at n = 50,000 a
+# float64 copy of x and the check's copies of d_x are close to a gigabyte); a block of 4096 rows x 784
+# is 26 MB, reused.
 BLOCK_ROWS = 1 << 12
 
 

@@ -88,7 +88,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         "--pin",
         metavar="CPUS|auto",
         help="bind every framework worker, and each thread it starts, to these CPUs (e.g. 1 or 0,1), or "
-        "auto: the one CPU idle longest just now (a neighbour's busy core avoided); default: unbound",
+        "auto: the one CPU idle longest just now (a core another process keeps busy avoided); default: unbound",
     )
     r.add_argument(
         "--env",

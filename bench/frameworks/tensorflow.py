@@ -45,7 +45,7 @@ _MEMORY_NAMES = {"cpu": "CPU:0", "gpu": "GPU:0"}
 def without_jax() -> Iterator[None]:
     """TensorFlow's import without JAX's: TFLite imports jax where it is installed (for converting
     JAX functions, which this harness never does; it takes the ImportError as 'no JAX'), a second
-    or more of every TensorFlow process's start (4.1 s -> 2.9 s here). Blocked only while
+    or more of every TensorFlow process's start. Blocked only while
     TensorFlow imports, so JAX still imports normally afterwards in the same process."""
     blocked = "jax" not in sys.modules
     if blocked:

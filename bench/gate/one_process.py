@@ -131,7 +131,7 @@ def _group(
     group: Any, workers: dict[tuple[str, str], Any], common: dict[str, Any], config: Config, say: Callable[[str], None]
 ) -> list[tuple[str, Record]]:
     """[(side, Record)] of one group's cases: checked on both sides, the frameworks at once, each in
-    its own process (the gate reads no first-call time, which a neighbour's compile would disturb);
+    its own process (the gate reads no first-call time, which another worker's compile would disturb);
     then timed, the frameworks taking turns."""
     turns = Turns()
     for worker in workers.values():

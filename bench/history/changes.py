@@ -34,9 +34,9 @@ MIN_SEGMENT = 3  # commits a level must hold to count: a lone outlier is not a c
 PENALTY = 5.0  # x log(n), in units of the series' noise variance (calibrated: module docstring)
 MAX_RAMP = 25  # commits a creep may take
 RAMP_COST = 0.6  # noise variances a ramp pays per commit, so a clean step is not read as a ramp
-Z_INCREMENT = 3.7  # standard errors a window of commits' summed changes must reach: on Gaussian increments
-# of sd 0.02, 0.16 false alarms per 200 commits, a +10% step found at its commit in 77 of
-# 100 series (ten commits of +2%: 29), from 100 simulated series of 200 commits each
+# Standard errors a window of commits' summed changes must reach: about one false alarm in a thousand
+# commits of paired increments, at the power the simulation reports (experiment: history-simulate).
+Z_INCREMENT = 3.7
 MERGE_GAP = 4  # changes of one direction this close (commits from one's end to the next's start) are one
 Z_EXCURSION = 5.0  # noise sds a commit must stand off the level around it to be set apart (outlier, unconfirmed)
 
@@ -109,7 +109,10 @@ def excursions(
     off the median of the min_segment commits before them, all to one side, and the commit before
     them does not (the last min_segment commits so placed hold a level: the change points' own)."""
     logs = np.array(logs, float)
-    n, cut = len(logs), z * sigma * math.sqrt(1.5)  # the sd of a commit's distance from its neighbours' mean
+    n, cut = (
+        len(logs),
+        z * sigma * math.sqrt(1.5),
+    )  # the sd of a commit's distance from the mean of the commits either side
     found = []
     for i in range(1, n - 1):
         level = (logs[i - 1] + logs[i + 1]) / 2
@@ -227,7 +230,7 @@ def find_increments(
         return []
     # Scored about the series' typical increment, not 0: a pairing's small bias (one of the two copies
     # of the steps placed a little better, in every process) adds up over a window of commits into
-    # what would read as creep (on this VM, -1% a commit made -27% over nine); a drift through the
+    # what would read as creep (a percent a commit is a quarter over a long window); a drift through the
     # whole series cannot be told from such a bias. The change's size is still the measured one.
     raw = np.concatenate([[0.0], np.cumsum(d)])
     d = d - float(np.median(d))

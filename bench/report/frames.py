@@ -102,7 +102,7 @@ def hardware(device: str, fingerprint: dict[str, Any] | None) -> str | None:
 
 
 def where(device: str, fingerprint: dict[str, Any] | None) -> str:
-    """The device as tables and plots name it: 'cpu (AMD EPYC)', or just 'cpu' when the hardware is unknown."""
+    """The device as tables and plots name it: 'cpu (Some CPU)', or just 'cpu' when the hardware is unknown."""
     name = hardware(device, fingerprint)
     return f"{device} ({name})" if name else device
 
@@ -393,7 +393,7 @@ def variant(values: Iterable[object]) -> str:
 
 
 def title(key: tuple) -> str:
-    """A group's title (a GROUP key): 'cpu (AMD EPYC), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
+    """A group's title (a GROUP key): 'cpu (Some CPU), n=50000, m=784, nh=50, float32' (+tf32, cold cache)."""
     w, n, m, nh, *rest = key
     return f"{w}, n={n}, m={m}, nh={nh}, {variant(rest)}"
 

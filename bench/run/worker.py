@@ -35,7 +35,7 @@ from bench.timing import Taken
 # tenth of a second, which every settle after a NumPy take would wait out, and k = 24 a few ms, still
 # longer than the gaps between one step's products (experiment: blas-spin). Unless set already.
 BLAS_SPIN = {"OPENBLAS_THREAD_TIMEOUT": "24"}
-SETTLE_WINDOW_S = 0.01  # the kernel charges a spinning thread at its ticks (4 ms here): a window spans two
+SETTLE_WINDOW_S = 0.01  # the kernel charges a spinning thread at its ticks (a few ms apart): a window spans two
 SETTLE_QUIET = 0.1  # quiet: the other threads used under this fraction of one window's CPU
 SETTLE_LIMIT_S = 1.0  # give up waiting after this long (said in the settle time returned)
 
