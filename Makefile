@@ -93,7 +93,7 @@ fuzz: install
 # The paired regression gate: BASE (a temporary git worktree) against this working tree, both sides'
 # steps in one process when only kernels/ changed, else each side's harness in its own processes,
 # alternately; exit 1 on a regressed verdict or a case the candidate broke, 0 when there is nothing
-# to compare (no parent commit, no harness in it, only tests, text and stored results changed). See README, "The gate".
+# to compare (no parent commit, no harness in it, only tests, text and stored results changed). See docs/ci-gate.md.
 BASE ?= HEAD~1
 
 gate: install

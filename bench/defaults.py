@@ -1,5 +1,5 @@
 """Every default of the harness in one place: the run engine, the gate, the command line's help and
-the README's figures come from here (a test holds the README to them)."""
+the docs' figures come from here (a test holds the docs to them)."""
 
 from typing import TypedDict
 

@@ -32,7 +32,7 @@ SIZES = (1_000, 10_000, 100_000, 1_000_000)
 M, NH = defaults.SIZE[1], defaults.SIZE[2]
 
 
-# The step's precisions (float16 left out: the lesson's loss overflows it at these sizes; README, precisions).
+# The step's precisions (float16 left out: the lesson's loss overflows it at these sizes; docs/judging-and-timing.md).
 STEP_PRECISIONS = (("float32", "float32", False), ("tf32", "float32", True), ("bfloat16", "bfloat16", False))
 
 

@@ -49,7 +49,8 @@ def test_a_missing_framework_says_how_to_install_it(framework, monkeypatch):
     package = backends.spec(framework).package
     block(monkeypatch, package)
     reason = f"{package} is not installed: pip install -e '.[{framework}]'"
-    assert backends.unavailable_reason(framework) == reason
+    note = backends.spec(framework).install_note   # PyTorch's CPU build, where a plain install fetches CUDA's
+    assert backends.unavailable_reason(framework) == reason + (f"; {note}" if note else "")
     with pytest.raises(backends.FrameworkUnavailable, match=r"pip install -e '\.\["):
         backends.load(framework)
 
@@ -58,7 +59,8 @@ def test_list_says_why_each_missing_framework_is_missing(monkeypatch, capsys):
     block(monkeypatch, *(backends.spec(name).package for name in backends.FRAMEWORKS if name != "numpy"))
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "torch: not available (torch is not installed: pip install -e '.[torch]')" in out
+    assert "torch: not available (torch is not installed: pip install -e '.[torch]'; without an NVIDIA GPU" in out
+    assert "--index-url https://download.pytorch.org/whl/cpu" in out
     assert "jax: not available (jax is not installed: pip install -e '.[jax]')" in out
 
 

@@ -156,7 +156,7 @@ def validate(req: Request, port: int | None = None) -> None:
         kind = "CPU cores" if req.device == "cpu" else "CUDA GPUs"
         raise DistributedError(
             f"{req.replicas} replicas asked, but this machine has {have} {kind} "
-            f"(one a replica{'; multi-host runs: see README' if req.device != 'cpu' else ''})"
+            f"(one a replica{'; multi-host runs: see docs/data-parallel.md' if req.device != 'cpu' else ''})"
         )
     if req.n % req.replicas:
         raise DistributedError(f"n={req.n} does not split evenly over {req.replicas} replicas")

@@ -52,7 +52,8 @@ def unavailable_reason(framework: str) -> str | None:
     except (ImportError, ValueError):  # ValueError: blocked with sys.modules[package] = None
         found = False
     if not found:
-        return f"{package} is not installed: pip install -e '.[{framework}]'"
+        note = spec(framework).install_note
+        return f"{package} is not installed: pip install -e '.[{framework}]'" + (f"; {note}" if note else "")
     return None
 
 

@@ -107,17 +107,14 @@ class Framework:
     kernels: ClassVar[str]
     steps: ClassVar[dict[str, str]]
     backends: ClassVar[dict[str, Callable[[Callable], Callable]]]
-    dtypes: ClassVar[tuple[str, ...]] = (
-        "float32",
-        "float64",
-        "bfloat16",
-        "float16",
-    )  # what to_device and the steps handle
-    gpu_backends: ClassVar[
-        tuple[str, ...]
-    ] = ()  # backends that only mean something on a GPU (skipped elsewhere, saying so)
-    thread_env: ClassVar[tuple[str, ...]] = ()  # environment variables that size its CPU thread pools
-    # when set before it loads (bench.frameworks.thread_env)
+    # what to_device and the steps handle
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")
+    # backends that only mean something on a GPU (skipped elsewhere, saying so)
+    gpu_backends: ClassVar[tuple[str, ...]] = ()
+    # environment variables that size its CPU thread pools when set before it loads (bench.frameworks.thread_env)
+    thread_env: ClassVar[tuple[str, ...]] = ()
+    # what to know before `pip install -e '.[NAME]'`, said where the framework is missing ("": nothing)
+    install_note: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.load_framework()

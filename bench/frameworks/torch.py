@@ -103,6 +103,10 @@ def _compile(fn, mode=None):
 class Torch(Framework):
     name = "torch"
     package = "torch"
+    install_note = (
+        "without an NVIDIA GPU, first pip install torch --index-url https://download.pytorch.org/whl/cpu "
+        "(a plain install fetches the multi-GB CUDA build)"
+    )
     kernels = "kernels.torch_steps"
     thread_env = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
     steps = {"manual": "manual_step", "autograd": "autograd_step", "module": "module_step"}
