@@ -94,9 +94,9 @@ EXPERIMENTS = {
         ),
         Experiment(
             "gate-plant",
-            "A +10% slowdown the counters cannot see, and unchanged code",
-            "alternating default gates: a commit slowing TensorFlow's manual eager step by +10%, then the same "
-            "commit without it (python -m bench gate --base HEAD~1 each)",
+            "A +10% slowdown of one case, and unchanged code",
+            "python -m bench gate --base HEAD --tree CLONE, alternating: twenty against the eager plant, twenty "
+            "against an unchanged clone",
         ),
         Experiment(
             "switch-cost",

@@ -235,9 +235,18 @@ def _module_exists(dotted):
     return False
 
 
+def _without_removed(where: str, text: str) -> str:
+    """The text whose paths must exist: docs/migration.md's tables name in their first column ("was")
+    the modules that were renamed or removed, so that column is left out."""
+    if where != "docs/migration.md":
+        return text
+    return re.sub(r"^\|[^|\n]*\|", "|", text, flags=re.M)
+
+
 def test_every_file_and_module_the_text_names_exists():
     missing = []
     for where, text in _texts_and_docstrings():
+        text = _without_removed(where, text)
         for path in PATH.findall(text):
             shipped = "examples" in path or "baselines" in path or "validation" in path
             if path.startswith(WRITTEN) and not (REPO / path).exists() and not shipped:
