@@ -96,6 +96,7 @@ def _parse_bench(module: str, args: str) -> None:
 
 
 MAKE_ARGS = {"bench": "run", "gate": "gate"}  # targets whose ARGS= are that command's flags
+FREE_ARGS = ("test", "fuzz")  # targets whose ARGS= go to pytest
 
 
 def _parse_make(args: str) -> None:
@@ -105,7 +106,7 @@ def _parse_make(args: str) -> None:
     for target in targets:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"no make target {target!r}"
     for word in words:
-        if word.startswith("ARGS="):
+        if word.startswith("ARGS=") and not set(targets) & set(FREE_ARGS):
             command = next((MAKE_ARGS[t] for t in targets if t in MAKE_ARGS), None)
             assert command, f"ARGS= given to {targets}, which pass no flags to a command"
             _parse_bench("bench", f"{command} {word[len('ARGS=') :]}")

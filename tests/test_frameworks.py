@@ -49,7 +49,7 @@ def test_a_missing_framework_says_how_to_install_it(framework, monkeypatch):
     package = backends.spec(framework).package
     block(monkeypatch, package)
     reason = f"{package} is not installed: pip install -e '.[{framework}]'"
-    note = backends.spec(framework).install_note   # PyTorch's CPU build, where a plain install fetches CUDA's
+    note = backends.spec(framework).install_note  # PyTorch's CPU build, where a plain install fetches CUDA's
     assert backends.unavailable_reason(framework) == reason + (f"; {note}" if note else "")
     with pytest.raises(backends.FrameworkUnavailable, match=r"pip install -e '\.\["):
         backends.load(framework)
