@@ -382,6 +382,28 @@ def test_unchanged_code_passes_and_each_side_runs_its_own_tree(repo, tmp_path):
     assert not Path(ran["base-0"]["tree"]).exists()  # the worktree is gone
 
 
+def test_a_relative_out_folder_keeps_both_sides_records(repo, tmp_path):
+    """Each side's harness runs in its own tree: --out is the caller's folder for both, not a folder
+    of each tree (the base's would go with its temporary worktree, and the gate compare nothing)."""
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"speed.txt": "1.5"}, "slower")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "gate", "--tree", repo, "--pairs", "2", "--base", "HEAD~1", "--out", "runs"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "verdict: REGRESSED" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.parent.name for p in (tmp_path / "runs").glob("*/ran.json")) == [
+        "base-0",
+        "base-1",
+        "candidate-0",
+        "candidate-1",
+    ]
+
+
 def test_uncommitted_changes_are_the_candidate(repo):
     commit(repo, harness(1.0), "base")
     (repo / "speed.txt").write_text("0.5")

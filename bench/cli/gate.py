@@ -269,7 +269,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
         print("\n".join(done.lines))
     else:
         with tempfile.TemporaryDirectory(prefix="bench-gate-runs-") as scratch:
-            done = gate.execute(plan, Path(args.out) if args.out else Path(scratch))
+            # absolute: each side's harness runs in its own tree, where a relative --out would put
+            # the base's records in its temporary worktree, gone with it
+            done = gate.execute(plan, Path(args.out).resolve() if args.out else Path(scratch))
         for line in done.lines:
             print(line, flush=True)
     return outputs.write(
