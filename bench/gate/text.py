@@ -189,7 +189,7 @@ def markdown_section(
     if result is not None and result.comparisons:
         lines += [*markdown_table(header(*names), rows(result), right=(1, 2, 3, 4, 5)), ""]
     more = [*(after_table(result, *names) if result is not None else []), *notes]
-    lines += [f"- {markdown(text)}" for text in more] + ([""] if more else [])
+    lines += [f"- {markdown(text.strip())}" for text in more] + ([""] if more else [])
     if result is not None:
         lines += [f"**{markdown(summary(result))}**", ""]
     return "\n".join(lines) + "\n"
@@ -253,7 +253,7 @@ def gate_markdown(plan: "Plan", done: "Done") -> str:
     """The gate run `done` of `plan` as a Markdown section: its base and pairing, then its verdict
     table and notes; a gate that compared nothing (or measured the gate itself) shows its lines."""
     outcome = done.outcome
-    if outcome is None:
+    if outcome is None:  # nothing compared: its lines say why, or what the plan or experiment is
         title = "Regression gate" + (": nothing to compare, passing" if done.nothing else "")
         return markdown_section(title, _gate_about(plan, done), None, list(done.lines))
     wall = [f"gate wall time: {done.wall_s:.0f} s"] if done.wall_s is not None else []
