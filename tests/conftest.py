@@ -6,6 +6,9 @@ process a test starts, which inherit this environment), and the order the tests 
   cores, those threads' spin-waits took a sixth of the suite's CPU (2-core VM, every framework
   installed: 235 s of user CPU and 145 s wall, against 189 s and 119 s with one thread). A test of
   the threads themselves sets its own (monkeypatch.setenv).
+- No CI job page: under GitHub Actions each step has GITHUB_STEP_SUMMARY set, and every compare,
+  gate and history check a test runs would append its summary to the job's page. A test of that
+  sets its own (monkeypatch.setenv).
 - A worker ends without the frameworks' finalizers (pytest_unconfigure).
 - The longest tests first (pytest_collection_modifyitems)."""
 
@@ -17,6 +20,7 @@ import pytest
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 for _name, _value in ONE_THREAD.items():
     os.environ.setdefault(_name, _value)
+os.environ.pop("GITHUB_STEP_SUMMARY", None)
 
 
 @pytest.hookimpl(trylast=True)

@@ -1,6 +1,7 @@
 """compare: thresholds from pyproject, the verdict rule and its error rates on synthetic samples,
 pairing, identity refusal, and the CLI's exit codes. No timing is asserted."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from bench import compare, records
 from bench.compare import CompareError, Thresholds, parse_threshold, verdict
 from bench.gate import settings, text
 from bench.records import Record
+from bench.text import markdown
 from tests.comparing import case as compare_case
 from tests.comparing import sides
 
@@ -505,3 +507,131 @@ def test_the_report_and_compare_give_the_same_ratio_and_interval(tmp_path):
     )
     xla = df[df.backend == "xla"].iloc[0]
     assert (xla.speedup, xla.speedup_lo, xla.speedup_hi) == pytest.approx((1 / c.ratio, 1 / c.hi, 1 / c.lo))
+
+
+# ---------------------------------------------------------------- summaries and JSON for CI
+
+
+def in_process(*args):
+    """(exit status, stdout, stderr) of `python -m bench ARGS` run in this process."""
+    import contextlib
+    import io
+
+    from bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def verdict_line(out):
+    return next(line for line in out.splitlines() if line.startswith("verdict: "))
+
+
+def one_run(tmp_path, name, cases):
+    """A records file of one run ("r1", 30 rounds: the two sides pair by round) holding `cases`:
+    {step: median seconds}."""
+    rounds = range(30)
+    recs = [rec(noisy(median, seed=k), step=step, rounds=rounds) for k, (step, median) in enumerate(cases.items())]
+    return write(tmp_path / f"{name}.jsonl", recs)
+
+
+@pytest.mark.parametrize(
+    "cand, verdict, headline, words",
+    [
+        ({"manual": 0.010, "tape": 0.015}, "regressed", "REGRESSED", ["verdict: REGRESSED (1 regressed, 1 same)"]),
+        ({"manual": 0.010, "tape": 0.010}, "passed", "no regression", ["verdict: no regression (2 same)"]),
+        (
+            {"manual": 0.010},
+            "lost",
+            "FAILED: the candidate lacks cases the base has",
+            ["only in base: tensorflow/tape"],
+        ),
+    ],
+)
+def test_compare_writes_a_markdown_summary_and_json(tmp_path, cand, verdict, headline, words):
+    """The summary: the verdict as its heading, the table with what each row could see, how the
+    intervals were made, the cases on one side only, and the verdict line that says why. The JSON:
+    every comparison's ratio, interval, method, verdict, what it could see, its counters and
+    threshold, the pairing and the overall verdict; valid JSON (no NaN), read back as written."""
+    base = one_run(tmp_path, "base", {"manual": 0.010, "tape": 0.010})
+    candidate = one_run(tmp_path, "cand", cand)
+    md, js = tmp_path / "summary.md", tmp_path / "result.json"
+    code, out, err = in_process("compare", base, candidate, "--summary", md, "--json", js)
+    assert code == (0 if verdict == "passed" else 1), out + err
+    summary = md.read_text()
+    assert summary.startswith(f"## Comparison: {headline}\n"), summary
+    assert "| case | base ms | candidate ms | ratio \\[95% CI\\] | threshold | could see | verdict |" in summary
+    assert "paired by round" in summary and "This run could see a slowdown of" in summary
+    assert all(w in summary for w in words) and f"**{markdown(verdict_line(out))}**" in summary
+    data = json.loads(js.read_text())
+    assert data["verdict"] == verdict and data["failed"] == (verdict != "passed") and data["pairing"] == "rounds"
+    assert data["summary"] == verdict_line(out) and data["base"] == str(base)
+    manual = next(c for c in data["comparisons"] if c["case"]["step"] == "manual")
+    assert manual["verdict"] == "same" and manual["threshold"] == 0.05 and manual["counters"] == []
+    assert manual["lo"] <= manual["ratio"] <= manual["hi"] and manual["detectable"] >= 0.05
+    assert manual["method"] == compare.PAIRED_BY_ROUND and manual["label"].startswith("tensorflow/manual")
+    assert data["lost"] == (["tensorflow/tape/function/cpu n=100 m=784 nh=50 float32"] if verdict == "lost" else [])
+    assert json.loads(json.dumps(data, allow_nan=False)) == data
+
+
+def test_a_comparison_without_an_interval_is_valid_json():
+    """Too few samples for an interval: its bounds and what it could see are null, not NaN (which
+    no JSON reader takes)."""
+    result = sides([rec([0.01, 0.011])], [rec([0.01, 0.012], run_id="r2")])
+    (c,) = text.result_json(result)["comparisons"]
+    assert c["lo"] is None and c["hi"] is None and c["detectable"] is None and c["verdict"] == "inconclusive"
+    json.dumps(text.result_json(result), allow_nan=False)
+
+
+def test_the_summary_is_appended_to_github_step_summary(tmp_path, monkeypatch):
+    """Where GITHUB_STEP_SUMMARY is set (GitHub Actions) each command appends its section to what
+    earlier steps wrote, as GitHub expects."""
+    page = tmp_path / "step_summary.md"
+    page.write_text("## an earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(page))
+    base = one_run(tmp_path, "base", {"manual": 0.010})
+    for _ in range(2):
+        code, out, err = in_process("compare", base, base)
+        assert code == 0, err
+    written = page.read_text()
+    assert written.startswith("## an earlier step\n") and written.count("## Comparison: no regression") == 2
+
+
+def test_a_label_cannot_inject_markup_into_the_summary():
+    """Labels and notes come from records files: in the summary they are text, not markup."""
+    import re
+
+    result = sides([rec([0.01] * 30, backend="<img src=x>|*x*")], [rec([0.01] * 30, backend="<img src=x>|*x*")])
+    summary = text.markdown_section("Comparison", [], result, [])
+    unescaped = [m for m in ("<img", "x>", "|*", "*x", "x*") if re.search(r"(?<!\\)" + re.escape(m), summary)]
+    assert not unescaped and "\\<img src=x\\>\\|\\*x\\*" in summary, unescaped
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file", "same file"])
+def test_an_unwritable_summary_or_json_is_one_line_and_exit_2_before_anything_runs(tmp_path, where):
+    base = one_run(tmp_path, "base", {"manual": 0.010})
+    (tmp_path / "a.md").write_text("")
+    args = {
+        "folder": ["--summary", tmp_path],
+        "under a file": ["--json", tmp_path / "a.md" / "x.json"],
+        "same file": ["--json", tmp_path / "x", "--summary", tmp_path / "x"],
+    }[where]
+    code, out, err = in_process("compare", base, base, *args)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert {"folder": "is a folder", "under a file": "is not a folder", "same file": "give each its own"}[where] in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full (a file every write to fails) here")
+def test_a_summary_that_cannot_be_written_keeps_the_verdict_and_what_was_written(tmp_path):
+    """The verdict is printed and the JSON written before the summary fails: one line says so; the
+    exit status stays the verdict's (1), or is 2 where the verdict passed (what CI asked for is missing)."""
+    base = one_run(tmp_path, "base", {"manual": 0.010, "tape": 0.010})
+    slow = one_run(tmp_path, "slow", {"manual": 0.010, "tape": 0.015})
+    js = tmp_path / "result.json"
+    code, out, err = in_process("compare", base, slow, "--json", js, "--summary", "/dev/full")
+    assert code == 1 and "verdict: REGRESSED" in out and json.loads(js.read_text())["verdict"] == "regressed"
+    assert len(err.strip().splitlines()) == 1 and "--summary /dev/full: not written" in err
+    code, out, err = in_process("compare", base, base, "--summary", "/dev/full")
+    assert code == 2 and "verdict: no regression" in out and "not written" in err

@@ -3,6 +3,7 @@ worktrees made and removed, A B B A order, pairing, the nothing-to-compare cases
 A/A storage and stored baselines normalised by the GEMM ceiling. No timing is asserted."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -92,7 +93,7 @@ def repo(tmp_path):
     return path
 
 
-def bench_gate(repo, *args, aa_file=None):
+def bench_gate(repo, *args, aa_file=None, env=None):
     aa_file = aa_file or repo.parent / "aa.json"
     return subprocess.run(
         [
@@ -112,6 +113,7 @@ def bench_gate(repo, *args, aa_file=None):
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -380,6 +382,28 @@ def test_unchanged_code_passes_and_each_side_runs_its_own_tree(repo, tmp_path):
     assert not Path(ran["base-0"]["tree"]).exists()  # the worktree is gone
 
 
+def test_a_relative_out_folder_keeps_both_sides_records(repo, tmp_path):
+    """Each side's harness runs in its own tree: --out is the caller's folder for both, not a folder
+    of each tree (the base's would go with its temporary worktree, and the gate compare nothing)."""
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"speed.txt": "1.5"}, "slower")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "gate", "--tree", repo, "--pairs", "2", "--base", "HEAD~1", "--out", "runs"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "verdict: REGRESSED" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.parent.name for p in (tmp_path / "runs").glob("*/ran.json")) == [
+        "base-0",
+        "base-1",
+        "candidate-0",
+        "candidate-1",
+    ]
+
+
 def test_uncommitted_changes_are_the_candidate(repo):
     commit(repo, harness(1.0), "base")
     (repo / "speed.txt").write_text("0.5")
@@ -452,6 +476,8 @@ def test_not_a_git_checkout_passes(tmp_path):
         (["--threshold", "ten"], ["bad threshold"]),
         (["--aa", "0"], ["--aa 0"]),
         (["--baseline", "/no/such/baseline"], ["no such file or folder"]),
+        (["--summary", "/"], ["--summary /: is a folder"]),
+        (["--json", "/no/such/folder/gate.json"], ["--json /no/such/folder/gate.json: /no/such/folder does not exist"]),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(repo, args, words):
@@ -460,6 +486,53 @@ def test_bad_input_is_one_line_and_exit_2(repo, args, words):
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and all(w in lines[-1] for w in words), result.stderr
+
+
+def test_the_gate_writes_its_summary_and_json_for_ci(repo, tmp_path):
+    """--summary: the verdict as its heading, the base and pairing the plan resolved, the table with
+    what each row could see, the notes, the verdict line; appended to $GITHUB_STEP_SUMMARY too.
+    --json: the plan's base, commit and pairing, each comparison and the overall verdict."""
+    commit(repo, harness(1.0), "base")
+    commit(repo, {"speed.txt": "1.5"}, "slower")
+    md, js, page = tmp_path / "gate.md", tmp_path / "gate.json", tmp_path / "page.md"
+    result = bench_gate(repo, "--base", "HEAD~1", "--summary", md, "--json", js, env={"GITHUB_STEP_SUMMARY": str(page)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    sha = git(repo, "rev-parse", "HEAD~1").strip()
+    summary = md.read_text()
+    assert summary.startswith("## Regression gate: REGRESSED\n") and page.read_text() == "\n" + summary
+    assert f"base: HEAD\\~1 = {sha[:10]} against the working tree" in summary
+    assert "pairing: process pairs: 3 pairs of each side's own harness, alternately (1 file(s) outside" in summary
+    assert "| case | HEAD\\~1 ms | working tree ms | ratio \\[95% CI\\] | threshold | could see | verdict |" in summary
+    assert summary.count("| regressed |") == 2 and "t over 3 process pairs' log-ratios" in summary
+    assert "- A/A false-positive rate: not measured on this machine" in summary
+    assert "**verdict: REGRESSED (2 regressed): tensorflow/manual/function/cpu" in summary
+    data = json.loads(js.read_text())
+    assert data["plan"] == {
+        "mode": "paired",
+        "base": "HEAD~1",
+        "sha": sha,
+        "baseline": None,
+        "pairing": "processes",
+        "why": "1 file(s) outside kernels/ changed (speed.txt)",
+        "changed": ["speed.txt"],
+    }
+    assert data["verdict"] == "regressed" and data["failed"] and data["exit"] == 1 and data["pairing"] == "processes"
+    assert [c["verdict"] for c in data["comparisons"]] == ["regressed", "regressed"]
+    assert all(c["lo"] > 1 and c["method"] == "t over 3 process pairs' log-ratios" for c in data["comparisons"])
+    assert data["sides"] == ["HEAD~1", "working tree"] and data["summary"] in result.stdout
+
+
+def test_a_gate_with_nothing_to_compare_says_why_in_its_summary(repo, tmp_path):
+    commit(repo, harness(1.0), "harness")
+    md, js = tmp_path / "gate.md", tmp_path / "gate.json"
+    result = bench_gate(repo, "--base", "HEAD~1", "--summary", md, "--json", js)
+    assert result.returncode == 0, result.stderr
+    summary = md.read_text()
+    assert summary.startswith("## Regression gate: nothing to compare, passing\n")
+    assert "HEAD is the first commit, so it has no parent to compare with; passing" in summary
+    data = json.loads(js.read_text())
+    assert data["verdict"] == "nothing" and not data["failed"] and data["exit"] == 0 and data["comparisons"] == []
+    assert "HEAD is the first commit" in data["nothing"] and data["plan"]["sha"] is None
 
 
 def test_a_candidate_that_cannot_run_is_an_error(repo):

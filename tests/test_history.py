@@ -302,6 +302,30 @@ def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
     assert "<script" not in page and not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)|url\(\s*['\"]?https?:", page)
 
 
+def test_check_writes_its_summary_and_json_for_ci(synthetic_history, tmp_path, monkeypatch):
+    """--summary: the verdict as its heading, then the slowdowns that fail it; appended to
+    $GITHUB_STEP_SUMMARY too. --json: each slowdown's series, ratio, kind and commits."""
+    url, repo, shas = synthetic_history
+    page, md, js = tmp_path / "page.md", tmp_path / "history.md", tmp_path / "history.json"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(page))
+    code, out, err = cli(
+        "history", "check", "--db", url, "--last", "25", "--threshold", "5%", "--summary", md, "--json", js
+    )
+    assert code == 1 and out.count("SLOWER:") == 3, err
+    summary = md.read_text()
+    assert summary.startswith("## History check: 3 slowdown(s)\n") and page.read_text() == "\n" + summary
+    assert "**Slowdowns (failing)**" in summary and summary.count(f"(slower, step) at {shas[40][:10]}") == 3
+    assert "**history check: 3 slowdown(s) over 5% among the last 25 commits**" in summary
+    data = json.loads(js.read_text())
+    assert data["verdict"] == "failed" and data["failed"] and data["threshold"] == 0.05 and data["last"] == 25
+    assert [(d["first"], d["last"], d["kind"]) for d in data["slowdowns"]] == [(shas[40], shas[40], "step")] * 3
+    assert all(1.05 < d["ratio"] < 1.15 for d in data["slowdowns"]) and data["work_changes"] == []
+    assert data["summary"] == out.strip().splitlines()[-1] and json.loads(json.dumps(data, allow_nan=False)) == data
+    code, out, _ = cli("history", "check", "--db", url, "--last", "10", "--threshold", "5%", "--summary", md)
+    assert code == 0 and md.read_text().startswith("## History check: passing\n")
+    assert page.read_text().count("## History check:") == 2
+
+
 def test_a_run_outside_a_git_checkout_is_refused_and_nothing_is_written(tmp_path):
     path = tmp_path / "run.jsonl"
     for r in run_records("a" * 40, 0, [0.01]):
@@ -682,6 +706,12 @@ def test_show_check_and_dashboard_say_outliers_and_unconfirmed_commits(tmp_path)
     code, out, _ = cli("history", "check", "--db", url, "--last", "20", "--threshold", "5%")
     assert code == 0 and "SLOWER" not in out
     assert "2 outlier(s), 2 unconfirmed (not failing until confirmed); passing" in out
+    code, _, _ = cli(
+        "history", "check", "--db", url, "--last", "20", "--threshold", "5%", "--json", tmp_path / "c.json"
+    )
+    apart = json.loads((tmp_path / "c.json").read_text())["set_apart"]
+    assert code == 0 and sorted(a["kind"] for a in apart) == ["outlier", "outlier", "unconfirmed", "unconfirmed"]
+    assert {a["first"] for a in apart if a["kind"] == "outlier"} == {shas[12]}
     code, _, err = cli("history", "dashboard", "--db", url, "--out", tmp_path / "dash")
     assert code == 0, err
     page = (tmp_path / "dash" / "index.html").read_text()

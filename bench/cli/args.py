@@ -1,11 +1,19 @@
-"""What the command groups share: the parser that prints one-line errors, and the parsing of names,
-sizes and size grids."""
+"""What the command groups share: the parser that prints one-line errors, the parsing of names,
+sizes and size grids, and where a verdict's summary and JSON are written (--summary, --json,
+$GITHUB_STEP_SUMMARY)."""
 
 import argparse
-from collections.abc import Iterable, Sequence
-from typing import NoReturn
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
 
 EXIT_BAD_INPUT = 2
+# GitHub Actions names a file here that each step appends Markdown to, shown on the job's page.
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 
 class UsageError(ValueError):
@@ -56,3 +64,79 @@ def parse_grid(items: Iterable[str], base: Sequence[int]) -> tuple[tuple[int, in
         if not axes[axis] or min(axes[axis]) < 1:
             raise UsageError(f"bad --sizes item {item!r}: values must be at least 1")
     return tuple((n, m, nh) for n in axes["n"] for m in axes["m"] for nh in axes["nh"])
+
+
+# ---------------------------------------------------------------- summaries and JSON for CI
+
+
+def output_flags(p: argparse.ArgumentParser) -> None:
+    """--summary and --json, for a command that ends in a verdict."""
+    p.add_argument(
+        "--summary",
+        metavar="FILE",
+        help=f"write a Markdown summary of the verdict to FILE (where ${STEP_SUMMARY} is set, "
+        "the summary is also appended to it, as GitHub Actions expects)",
+    )
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE, for tools that read them")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a command writes its verdict besides standard output: files it replaces (--json,
+    --summary) and the CI page's summary file it appends to ($GITHUB_STEP_SUMMARY)."""
+
+    json: Path | None = None
+    summary: Path | None = None
+    step_summary: Path | None = None
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "Outputs":
+        """The outputs `args` and the environment ask for, each checked before anything runs (a
+        gate's minutes are not spent to fail on a typo): UsageError naming a folder, a missing
+        folder or a file that cannot be written."""
+        outs = cls(
+            _writable("--json", getattr(args, "json", None)),
+            _writable("--summary", getattr(args, "summary", None)),
+            _writable(f"${STEP_SUMMARY}", os.environ.get(STEP_SUMMARY)),
+        )
+        if outs.json and outs.json == outs.summary:
+            raise UsageError(f"--json and --summary both name {outs.json}: give each its own file")
+        return outs
+
+    def write(self, command: str, markdown: Callable[[], str], data: Callable[[], dict[str, Any]], code: int) -> int:
+        """Write each output, the verdict already printed; the exit status: `code` (the verdict's),
+        or EXIT_BAD_INPUT where an output could not be written and the verdict passed. A failure
+        is one line on stderr, and the outputs written before it are kept."""
+        failed = None
+        for flag, path, text, mode in (
+            ("--json", self.json, lambda: json.dumps(data(), indent=2, allow_nan=False) + "\n", "w"),
+            ("--summary", self.summary, markdown, "w"),
+            (f"${STEP_SUMMARY}", self.step_summary, lambda: "\n" + markdown(), "a"),
+        ):
+            if path is None:
+                continue
+            body = text()  # made before the file is opened: a file is replaced only by a whole text
+            try:
+                with open(path, mode, encoding="utf-8") as f:
+                    f.write(body)
+            except OSError as e:
+                failed = failed or f"{flag} {path}: not written: {e.strerror or e}"
+        if failed is None:
+            return code
+        print(f"python -m bench {command}: error: {failed}", file=sys.stderr)
+        return code or EXIT_BAD_INPUT
+
+
+def _writable(flag: str, path: str | None) -> Path | None:
+    """`path` as a file this process can write (made or replaced), or UsageError saying why not."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file")
+    if not p.parent.is_dir():
+        why = "is not a folder" if p.parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: {p.parent} {why}")
+    if not os.access(p if p.exists() else p.parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: not writable")
+    return p

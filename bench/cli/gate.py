@@ -1,5 +1,6 @@
-"""The compare and gate commands: their flags parsed into a request, the lines they print.
-Exit codes: 0 pass, 1 a regression or a lost case, 2 bad input (one line on stderr)."""
+"""The compare and gate commands: their flags parsed into a request, the lines they print, and the
+summary and JSON they write for CI (--summary, --json, $GITHUB_STEP_SUMMARY; bench/gate/text.py
+renders them). Exit codes: 0 pass, 1 a regression or a lost case, 2 bad input (one line on stderr)."""
 
 import argparse
 import tempfile
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import defaults
-from bench.cli.args import Parser, UsageError, names, parse_size, size_text
+from bench.cli.args import Outputs, Parser, UsageError, names, output_flags, parse_size, size_text
 
 if TYPE_CHECKING:
     from bench import gate
@@ -20,6 +21,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     c.add_argument("base", help="the base run: a run folder or records .jsonl file")
     c.add_argument("candidate", help="the candidate run")
     _rule_flags(c)
+    output_flags(c)
 
     g = sub.add_parser(
         "gate",
@@ -129,6 +131,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         "and what judges it, then exit without running anything",
     )
     _rule_flags(g)
+    output_flags(g)
 
 
 def _rule_flags(p):
@@ -180,6 +183,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench import REPO, compare, noise
     from bench.gate import settings, text
 
+    outputs = Outputs.of(args)
     thresholds = settings.load_thresholds(
         Path(args.config) if args.config else REPO / "pyproject.toml", args.threshold, explicit=bool(args.config)
     )
@@ -191,14 +195,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
         pairing, thresholds, between, allow_mismatch=args.allow_mismatch, allow_missing=args.allow_missing
     )
     result = compare.compare(base, candidate, how)
-    for line in [*text.table(result), text.summary(result)]:
-        print(line)
-    if any("run-to-run" in c.method for c in result.comparisons):
-        print(
+    widened = any("run-to-run" in c.method for c in result.comparisons)
+    notes = (
+        [
             f"separate runs: intervals widened by the run-to-run noise between runs, sd {between.run_sd:.0%} "
             f"({between.run_source})"
-        )
-    return EXIT_FAILED if result.failed else 0
+        ]
+        if widened
+        else []
+    )
+    for line in [*text.table(result), text.summary(result), *notes]:
+        print(line)
+    about = [f"base: {args.base}", f"candidate: {args.candidate}"]
+    return outputs.write(
+        "compare",
+        lambda: text.markdown_section("Comparison", about, result, notes),
+        lambda: {"command": "compare", "base": args.base, "candidate": args.candidate, **text.result_json(result)},
+        EXIT_FAILED if result.failed else 0,
+    )
 
 
 def request(args: argparse.Namespace) -> "gate.Request":
@@ -245,17 +259,27 @@ def request(args: argparse.Namespace) -> "gate.Request":
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from bench import gate
+    from bench.gate import text
+    from bench.gate.plan import Done
 
+    outputs = Outputs.of(args)
     plan = gate.make(request(args))
     if args.plan:
-        for line in plan.describe():
-            print(line)
-        return 0
-    with tempfile.TemporaryDirectory(prefix="bench-gate-runs-") as scratch:
-        done = gate.execute(plan, Path(args.out) if args.out else Path(scratch))
-    for line in done.lines:
-        print(line, flush=True)
-    return EXIT_FAILED if done.failed else 0
+        done = Done(plan.describe(), nothing=plan.nothing)
+        print("\n".join(done.lines))
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-gate-runs-") as scratch:
+            # absolute: each side's harness runs in its own tree, where a relative --out would put
+            # the base's records in its temporary worktree, gone with it
+            done = gate.execute(plan, Path(args.out).resolve() if args.out else Path(scratch))
+        for line in done.lines:
+            print(line, flush=True)
+    return outputs.write(
+        "gate",
+        lambda: text.gate_markdown(plan, done),
+        lambda: text.gate_json(plan, done),
+        EXIT_FAILED if done.failed else 0,
+    )
 
 
 COMMANDS = {"compare": cmd_compare, "gate": cmd_gate}

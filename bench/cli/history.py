@@ -1,7 +1,7 @@
 """The history commands: add runs to the store, show the series and their change points, check the
-last commits for a slowdown (the CI's second gate, for creep), write the dashboard, export it,
-and simulate the detector on this machine's noise. Exit codes as every command's: 1 from `check`
-when a slowdown is found."""
+last commits for a slowdown (the CI's second gate, for creep; its summary and JSON for CI as
+compare's and gate's), write the dashboard, export it, and simulate the detector on this machine's
+noise. Exit codes as every command's: 1 from `check` when a slowdown is found."""
 
 import argparse
 import math
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import REPO, defaults
-from bench.cli.args import Parser, UsageError
+from bench.cli.args import Outputs, Parser, UsageError, output_flags
 from bench.records import Record
 from bench.text import printable
 
@@ -78,6 +78,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     c.add_argument(
         "--threshold", help=f"a slowdown over this fails (default: {defaults.HISTORY_THRESHOLD.replace('%', '%%')})"
     )
+    output_flags(c)
     d = hsub.add_parser("dashboard", help="write the history as a static site (index.html) that opens from disk")
     db(d)
     series_flags(d)
@@ -245,7 +246,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.compare import CompareError, parse_threshold
+    from bench.history import dashboard, series
 
+    outputs = Outputs.of(args)
     try:
         threshold = parse_threshold(args.threshold or defaults.HISTORY_THRESHOLD)
     except CompareError as e:
@@ -253,43 +256,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise UsageError("--last must be at least 1")
     store = _store(args)
-    slow = []
     found = _series(args, store)  # none: exit 2 (a store that holds nothing must not pass silently)
-    for s in found:
-        recent = len(s.points) - args.last
-        for ch in s.changes:
-            if ch.end >= recent and ch.ratio > 1 + threshold:
-                slow.append((s, ch))
-    for s, ch in slow:
-        print(printable(f"SLOWER: {s.case} [{s.machine}]: {_change_line(s, ch)}"))
-    # set apart, never failing: an outlier was undone by the next commit, and unconfirmed commits
-    # become a change (which fails) once their level holds for MIN_SEGMENT commits
-    apart = [(s, x) for s in found for x in s.excursions if x.end >= len(s.points) - args.last]
-    for s, x in apart:
-        print(printable(f"{s.case} [{s.machine}]: {_excursion_line(s, x)}"))
-    policy = _counter_policy(args)
-    work = [(s, w) for s in found for w in s.work_changes if w.index >= len(s.points) - args.last]
-    failing = [(s, w) for s, w in work if policy(s.case) == "fail"]
-    for s, w in work:
-        print(
-            printable(
-                f"{'WORK CHANGED' if (s, w) in failing else 'work changed'}: {s.case} [{s.machine}] at "
-                f"{w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"
-            )
-        )
-    kinds = [x.kind for _, x in apart]
-    print(
-        f"history check: {len(slow)} slowdown(s) over {threshold:.0%} among the last {args.last} commits"
-        + (f", {len(work)} work change(s) ({len(failing)} set to fail)" if work else "")
-        + (f", {kinds.count('outlier')} outlier(s)" if "outlier" in kinds else "")
-        + (
-            f", {kinds.count('unconfirmed')} unconfirmed (not failing until confirmed)"
-            if "unconfirmed" in kinds
-            else ""
-        )
-        + ("" if slow or failing else "; passing")
+    check = series.check(found, args.last, threshold, _counter_policy(args))
+    for line in dashboard.check_lines(check):
+        print(line)
+    return outputs.write(
+        "history",
+        lambda: dashboard.check_markdown(check, store.shown),
+        lambda: dashboard.check_json(check, store.shown),
+        EXIT_SLOWDOWN if check.failed else 0,
     )
-    return EXIT_SLOWDOWN if slow or failing else 0
 
 
 def _counter_policy(args):

@@ -124,7 +124,7 @@ class Plan:
         if self.nothing:
             return [*lines, f"  nothing to compare: {self.nothing}; the gate would pass"]
         if req.mode == "paired":
-            lines.append(f"  pairing: {self._pairing_text()} ({self.why})")
+            lines.append(f"  pairing: {self.pairing_text()} ({self.why})")
         timed, whole = self.estimate_s()
         lines += [
             f"  times: {spec.describe()}",
@@ -138,7 +138,8 @@ class Plan:
         ]
         return lines
 
-    def _pairing_text(self) -> str:
+    def pairing_text(self) -> str:
+        """How the two sides are paired, in words."""
         if self.pairing == "calls":
             return "one process: both sides' steps interleaved take by take, paired by round"
         return f"process pairs: {self.pairs} pairs of each side's own harness, alternately"
@@ -361,11 +362,16 @@ def gate_pin(pin: str | tuple[int, ...], threads: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Done:
-    """What a gate run leaves to print: its lines, and whether it failed (exit 1)."""
+    """What a gate run leaves to print: its lines, and whether it failed (exit 1); for a summary, what
+    its lines are made of (bench/gate/text.py gate_markdown, gate_json)."""
 
     lines: list[str]
     failed: bool = False
     outcome: Outcome | None = None
+    sides: tuple[str, str] = ("base", "candidate")  # the table's names of its two sides
+    aa: str = ""  # what the stored A/A figures say of this gate on this machine
+    wall_s: float | None = None
+    nothing: str | None = None  # why there was nothing to compare (it passed)
 
 
 @dataclass(frozen=True)
@@ -394,9 +400,10 @@ def execute(plan: Plan, workdir: Path, hooks: Hooks = Hooks()) -> Done:
             raise NothingToCompare(plan.nothing)
         done = runs[plan.request.mode](plan, workdir, hooks)
     except NothingToCompare as e:
-        return Done([f"gate: nothing to compare: {e}; passing"])
+        return Done([f"gate: nothing to compare: {e}; passing"], nothing=str(e))
     if done.outcome is not None:
-        done.lines.append(f"gate wall time: {time.perf_counter() - t0:.0f} s")
+        wall_s = time.perf_counter() - t0
+        done = replace(done, lines=[*done.lines, f"gate wall time: {wall_s:.0f} s"], wall_s=wall_s)
     return done
 
 
@@ -472,7 +479,7 @@ def _with_calls_noise(plan: Plan, outcome: Outcome) -> tuple[Outcome, str]:
 
 
 def _judged(plan: Plan, outcome: Outcome, sides: tuple[str, str], rate: str) -> Done:
-    return Done([*text.report(outcome, *sides), rate], outcome.flagged, outcome)
+    return Done([*text.report(outcome, *sides), rate], outcome.flagged, outcome, sides, rate)
 
 
 def _stored(plan: Plan, workdir: Path, hooks: Hooks) -> Done:

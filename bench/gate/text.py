@@ -1,10 +1,28 @@
-"""The gate's comparisons as text lines, for the command line to print."""
+"""The gate's comparisons for people and tools: aligned text lines for the command line to print, a
+Markdown summary for a CI page ($GITHUB_STEP_SUMMARY, --summary) and a JSON document (--json), all
+from the same Result, so the three cannot disagree."""
 
+import math
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 from bench.compare import LEVEL, RULE, Comparison, Result
 from bench.gate.outcome import Outcome
-from bench.text import printable
+from bench.text import markdown, markdown_table, printable
+
+if TYPE_CHECKING:
+    from bench.gate.plan import Done, Plan
+
+# The overall verdict of a Result (overall()), in the order that decides it, and its headline.
+HEADLINES = {
+    "regressed": "REGRESSED",
+    "broken": "FAILED: the candidate broke a case",
+    "lost": "FAILED: the candidate lacks cases the base has",
+    "counters": "FAILED on counters",
+    "passed": "no regression",
+    "nothing": "nothing to compare",
+}
+FAILING = ("regressed", "broken", "lost", "counters")
 
 
 def _ms(seconds):
@@ -21,10 +39,13 @@ def _ci(c):
     return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
 
 
-def table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
-    """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
-    header = ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "could see", "verdict")
-    rows = [
+def header(base_name: str = "base", candidate_name: str = "candidate") -> tuple[str, ...]:
+    return ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "could see", "verdict")
+
+
+def rows(result: Result) -> list[tuple[str, ...]]:
+    """One row of cells per common case, under header(): the text table's and the Markdown table's."""
+    return [
         (
             printable(c.label),
             _ms(c.base_s),
@@ -36,11 +57,23 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
         )
         for c in result.comparisons
     ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+
+def table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
+    """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
+    head, body = header(base_name, candidate_name), rows(result)
+    widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
     align = lambda row: "  ".join(
         str(v).ljust(w) if i in (0, 6) else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))
     ).rstrip()
-    lines = [align(header), align(["-" * w for w in widths])] + [align(row) for row in rows] if rows else []
+    lines = [align(head), align(["-" * w for w in widths])] + [align(row) for row in body] if body else []
+    return lines + after_table(result, base_name, candidate_name)
+
+
+def after_table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
+    """What the table's rows do not say, a sentence a line: how the intervals were made and what the
+    run could see, counters changed, cases on one side only, identity differences allowed."""
+    lines = []
     methods = sorted({c.method for c in result.comparisons if c.method})
     if methods:
         lines.append(
@@ -80,17 +113,32 @@ def table(result: Result, base_name: str = "base", candidate_name: str = "candid
     return lines
 
 
+def overall(result: Result) -> str:
+    """The overall verdict, one of HEADLINES, in the order that decides it: a regression, a case the
+    candidate broke, cases it lacks, a counter change set to fail; else passed (or nothing in common)."""
+    if not result.comparisons:
+        return "lost" if result.lost else "nothing"
+    if result.regressed:
+        return "regressed"
+    if result.broken:
+        return "broken"
+    if result.lost:
+        return "lost"
+    return "counters" if result.counter_failures else "passed"
+
+
 def summary(result: Result) -> str:
     """One line: the overall verdict."""
     counts: defaultdict[str, int] = defaultdict(int)
     for c in result.comparisons:
         counts[c.verdict] += 1
-    if not result.comparisons:
-        if result.lost:
-            return (
-                f"verdict: FAILED, no case is in both runs and the candidate lacks all {len(result.lost)} of "
-                "the base's (--allow-missing allows it)"
-            )
+    verdict = overall(result)
+    if verdict == "lost" and not result.comparisons:
+        return (
+            f"verdict: FAILED, no case is in both runs and the candidate lacks all {len(result.lost)} of "
+            "the base's (--allow-missing allows it)"
+        )
+    if verdict == "nothing":
         return "verdict: nothing to compare (no case is in both runs)"
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     changed = sum(bool(c.counters) for c in result.comparisons)
@@ -100,19 +148,19 @@ def summary(result: Result) -> str:
     by_counters = [c for c in result.counter_failures if c.verdict not in ("regressed", "failed")]
     failing = ", ".join(printable(f"{c.label} ({c.counters_fail})") for c in by_counters)
     also = f"; failed on its counters: {failing}" if by_counters else ""
-    if result.regressed:
+    if verdict == "regressed":
         names = ", ".join(printable(c.label) for c in result.regressed)
         return f"verdict: REGRESSED ({parts}): {names}{also}"
-    if result.broken:
+    if verdict == "broken":
         names = ", ".join(printable(c.label) for c in result.broken)
         return f"verdict: FAILED, the candidate broke a case the base ran ({parts}): {names}{also}"
-    if result.lost:
+    if verdict == "lost":
         names = ", ".join(printable(label) for label in result.lost[:3]) + (", ..." if len(result.lost) > 3 else "")
         return (
             f"verdict: FAILED, the candidate lacks {len(result.lost)} case(s) the base has ({parts}): {names}"
             f"{also} (--allow-missing allows it)"
         )
-    if by_counters:
+    if verdict == "counters":
         return f"verdict: FAILED on counters ({parts}): {failing}"
     return f"verdict: no regression ({parts})"
 
@@ -120,3 +168,123 @@ def summary(result: Result) -> str:
 def report(outcome: Outcome, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
     """Lines to print for one gate run."""
     return [*table(outcome.result, base_name, candidate_name), *outcome.notes, summary(outcome.result)]
+
+
+# ---------------------------------------------------------------- Markdown and JSON
+
+
+def markdown_section(
+    title: str,
+    about: list[str],
+    result: Result | None,
+    notes: list[str],
+    names: tuple[str, str] = ("base", "candidate"),
+) -> str:
+    """A Markdown section for a CI page: `title` and the overall verdict as its heading, `about` (what
+    was compared), the verdict table with what each row could see, the sentences after it, `notes`,
+    and the verdict line that says why. Without a result, `notes` alone (a gate that compared nothing)."""
+    headline = HEADLINES[overall(result)] if result is not None else ""
+    lines = [f"## {markdown(title)}" + (f": {markdown(headline)}" if headline else ""), ""]
+    lines += [line for text in about for line in (markdown(text), "")]
+    if result is not None and result.comparisons:
+        lines += [*markdown_table(header(*names), rows(result), right=(1, 2, 3, 4, 5)), ""]
+    more = [*(after_table(result, *names) if result is not None else []), *notes]
+    lines += [f"- {markdown(text.strip())}" for text in more] + ([""] if more else [])
+    if result is not None:
+        lines += [f"**{markdown(summary(result))}**", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _number(x: Any) -> float | None:
+    """A float JSON can hold: None for a missing or undefined figure (no interval: nan)."""
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def comparison_json(c: Comparison) -> dict[str, Any]:
+    """One comparison as plain data: the case, the ratio and its interval, how it was made, what it
+    could see, the verdict and why, the counters' changes."""
+    return {
+        "case": c.case.asdict(),
+        "label": c.label,
+        "key": c.key,
+        "threshold": c.threshold,
+        "base_s": _number(c.base_s),
+        "candidate_s": _number(c.candidate_s),
+        "ratio": _number(c.ratio),
+        "lo": _number(c.lo),
+        "hi": _number(c.hi),
+        "level": LEVEL,
+        "method": c.method,
+        "detectable": _number(c.detectable),
+        "verdict": c.verdict,
+        "note": c.note,
+        "counters": list(c.counters),
+        "counters_fail": c.counters_fail or None,
+    }
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    """A Result as plain data: the overall verdict and the line that says why, the pairing, every
+    comparison, the cases on one side only and the identity differences allowed."""
+    return {
+        "verdict": overall(result),
+        "failed": result.failed,
+        "summary": summary(result),
+        "pairing": result.pairing,
+        "rule": RULE,
+        "comparisons": [comparison_json(c) for c in result.comparisons],
+        "only_base": list(result.only_base),
+        "only_candidate": list(result.only_candidate),
+        "lost": list(result.lost),
+        "mismatch": list(result.mismatch),
+    }
+
+
+def _gate_about(plan: "Plan", done: "Done") -> list[str]:
+    if plan.request.mode != "paired":
+        return [f"mode: {plan.request.mode}"]
+    about = [f"base: {plan.base_name} against the working tree"]
+    if plan.pairing and not done.nothing:
+        about.append(f"pairing: {plan.pairing_text()} ({plan.why})")
+    return about
+
+
+def gate_markdown(plan: "Plan", done: "Done") -> str:
+    """The gate run `done` of `plan` as a Markdown section: its base and pairing, then its verdict
+    table and notes; a gate that compared nothing (or measured the gate itself) shows its lines."""
+    outcome = done.outcome
+    if outcome is None:  # nothing compared: its lines say why, or what the plan or experiment is
+        title = "Regression gate" + (": nothing to compare, passing" if done.nothing else "")
+        return markdown_section(title, _gate_about(plan, done), None, list(done.lines))
+    wall = [f"gate wall time: {done.wall_s:.0f} s"] if done.wall_s is not None else []
+    notes = [*outcome.notes, *([done.aa] if done.aa else []), *wall]
+    return markdown_section("Regression gate", _gate_about(plan, done), outcome.result, notes, done.sides)
+
+
+def gate_json(plan: "Plan", done: "Done") -> dict[str, Any]:
+    """The gate run `done` of `plan` as plain data: what the plan resolved (mode, base revision and
+    commit, pairing and why), the Result where there is one, the lines it printed and the exit status."""
+    found = (
+        result_json(done.outcome.result)
+        if done.outcome is not None
+        else {"verdict": "nothing" if done.nothing else None, "failed": done.failed, "comparisons": []}
+    )
+    return {
+        "command": "gate",
+        "plan": {
+            "mode": plan.request.mode,
+            "base": plan.rev,
+            "sha": plan.sha,
+            "baseline": plan.request.baseline,
+            "pairing": plan.pairing,
+            "why": plan.why or None,
+            "changed": list(plan.changed),
+        },
+        "nothing": done.nothing,
+        **found,
+        "sides": list(done.sides),
+        "notes": [*(done.outcome.notes if done.outcome is not None else ()), *([done.aa] if done.aa else [])],
+        "wall_s": _number(done.wall_s),
+        "lines": list(done.lines),
+        "exit": 1 if done.failed else 0,
+    }

@@ -1,8 +1,8 @@
-"""The history as a static site: index.html with every series in a table, and a section per series
-(case x machine): its time over commits with the 95% CI band, the change points, outliers and
-unconfirmed commits marked, and a link to the latest run's report. Opens from disk: no server, no
-network, no script; the plots are inline
-SVG, the style is inline."""
+"""The history as it is shown. `history check`'s findings as lines to print, a Markdown summary for a
+CI page and JSON for tools. And a static site: index.html with every series in a table, and a
+section per series (case x machine): its time over commits with the 95% CI band, the change points,
+outliers and unconfirmed commits marked, and a link to the latest run's report. Opens from disk: no
+server, no network, no script; the plots are inline SVG, the style is inline."""
 
 import datetime
 import html
@@ -14,9 +14,9 @@ from typing import Any
 
 from bench.history.changes import Change, Excursion
 from bench.history.series import BASES as series_bases
-from bench.history.series import Series
+from bench.history.series import Check, Series
 from bench.report import fmt
-from bench.text import printable
+from bench.text import markdown, printable
 
 STYLE = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1250px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.88em}
@@ -66,6 +66,108 @@ def excursion_text(series: Series, e: Excursion) -> tuple[str, str]:
         "commits will tell; not a change until its level holds"
     )
     return f"{e.kind}: {(e.ratio - 1) * 100:+.1f}% {span} ({why})", e.kind
+
+
+def check_lines(check: Check) -> list[str]:
+    """`history check`'s findings, a line each, then the line that says the verdict (check_verdict)."""
+    lines = [f"SLOWER: {s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]
+    lines += [f"{s.case} [{s.machine}]: {excursion_text(s, x)[0]}" for s, x in check.apart]
+    lines += [
+        f"{'WORK CHANGED' if fails else 'work changed'}: {s.case} [{s.machine}] at {w.commit[:10]} (exact, from the "
+        f"counters): {'; '.join(w.what)}"
+        for s, w, fails in check.work
+    ]
+    return [printable(line) for line in [*lines, check_verdict(check)]]
+
+
+def check_verdict(check: Check) -> str:
+    """One line: how many slowdowns, work changes, outliers and unconfirmed commits; passing or not."""
+    kinds = [x.kind for _, x in check.apart]
+    failing = sum(fails for _, _, fails in check.work)
+    return (
+        f"history check: {len(check.slowdowns)} slowdown(s) over {check.threshold:.0%} among the last "
+        f"{check.last} commits"
+        + (f", {len(check.work)} work change(s) ({failing} set to fail)" if check.work else "")
+        + (f", {kinds.count('outlier')} outlier(s)" if "outlier" in kinds else "")
+        + (
+            f", {kinds.count('unconfirmed')} unconfirmed (not failing until confirmed)"
+            if "unconfirmed" in kinds
+            else ""
+        )
+        + ("" if check.failed else "; passing")
+    )
+
+
+def check_markdown(check: Check, db_shown: str) -> str:
+    """`history check` as a Markdown section for a CI page: the verdict, then the slowdowns (which
+    fail), the work changes, and the outliers and unconfirmed commits (which do not)."""
+    slow, work = len(check.slowdowns), sum(fails for _, _, fails in check.work)
+    headline = (
+        f"{slow} slowdown(s)" + (f", {work} failing work change(s)" if work else "") if check.failed else "passing"
+    )
+    groups = [
+        ("Slowdowns (failing)", [f"{s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]),
+        (
+            "Work changed (exact, from the counters)",
+            [
+                f"{s.case} [{s.machine}] at {w.commit[:10]}: {'; '.join(w.what)}" + (" (FAIL)" if fails else "")
+                for s, w, fails in check.work
+            ],
+        ),
+        (
+            "Outliers and unconfirmed commits (not failing)",
+            [f"{s.case} [{s.machine}]: {excursion_text(s, x)[0]}" for s, x in check.apart],
+        ),
+    ]
+    lines = [f"## History check: {markdown(headline)}", "", f"Store: {markdown(db_shown)}", ""]
+    for title, items in groups:
+        if items:
+            lines += [f"**{title}**", "", *(f"- {markdown(item)}" for item in items), ""]
+    lines += [f"**{markdown(check_verdict(check))}**", ""]
+    return "\n".join(lines) + "\n"
+
+
+def check_json(check: Check, db_shown: str) -> dict[str, Any]:
+    """`history check` as plain data for tools: each finding with its series, kind, ratio and commits."""
+
+    def span(s, start, end):
+        return {"first": s.points[start].commit, "last": s.points[end].commit}
+
+    return {
+        "command": "history check",
+        "store": db_shown,
+        "threshold": check.threshold,
+        "last": check.last,
+        "verdict": "failed" if check.failed else "passing",
+        "failed": check.failed,
+        "summary": check_verdict(check),
+        "slowdowns": [
+            {
+                "case": s.case,
+                "machine": s.machine,
+                "ratio": ch.ratio,
+                "kind": ch.kind,
+                **span(s, ch.start, ch.end),
+                "text": change_text(s, ch)[0],
+            }
+            for s, ch in check.slowdowns
+        ],
+        "set_apart": [
+            {
+                "case": s.case,
+                "machine": s.machine,
+                "ratio": x.ratio,
+                "kind": x.kind,
+                **span(s, x.start, x.end),
+                "text": excursion_text(s, x)[0],
+            }
+            for s, x in check.apart
+        ],
+        "work_changes": [
+            {"case": s.case, "machine": s.machine, "commit": w.commit, "what": list(w.what), "fails": fails}
+            for s, w, fails in check.work
+        ],
+    }
 
 
 # how the plot marks each kind of excursion (changes.Excursion), and what its legend says

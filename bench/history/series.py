@@ -205,6 +205,39 @@ def quieter(bases: dict[str, list[float]]) -> tuple[str, list[float]]:
     return name, usable[name]
 
 
+@dataclass(frozen=True)
+class Check:
+    """What `history check` found among the last `last` commits of each series: slowdowns over the
+    threshold (these fail), outliers and unconfirmed commits (said, never failing: an outlier was
+    undone by the next commit, and unconfirmed commits become a change once their level holds), and
+    work changes (exact, from the counters; failing where the case's counter policy is "fail")."""
+
+    threshold: float
+    last: int
+    slowdowns: tuple = ()  # (Series, changes.Change)
+    apart: tuple = ()  # (Series, changes.Excursion)
+    work: tuple = ()  # (Series, WorkChange, fails: bool)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.slowdowns) or any(fails for _, _, fails in self.work)
+
+
+def check(found: Iterable[Series], last: int, threshold: float, policy: Callable[[str], str]) -> Check:
+    """The Check of `found` over each series' last `last` commits; `policy(case)` is the case's
+    counter policy (only "fail" fails here: "more-work" weighs a work change against a paired time
+    verdict, which the gate has and a history's separate runs do not)."""
+    found = list(found)
+    recent = lambda s, index: index >= len(s.points) - last
+    return Check(
+        threshold,
+        last,
+        tuple((s, ch) for s in found for ch in s.changes if recent(s, ch.end) and ch.ratio > 1 + threshold),
+        tuple((s, x) for s in found for x in s.excursions if recent(s, x.end)),
+        tuple((s, w, policy(s.case) == "fail") for s in found for w in s.work_changes if recent(s, w.index)),
+    )
+
+
 def work_changes(points: list[Point]) -> list[WorkChange]:
     """Each commit whose counters differ from those of the commit before it that has counters."""
     from bench import counters
