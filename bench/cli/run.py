@@ -308,6 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     assert config.out is not None  # config_from_args always sets it
     out_file = config.out / "records.jsonl"
+    if args.quick:
+        print("\n".join(smoke_banner(config)), file=sys.stderr, flush=True)
     progress = Progress(config=config)
     observer: run.Observer = progress
     if args.history:
@@ -323,6 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return signals.exit_code
+    progress.say(f"report: {'the table' if args.no_report else f'tables and plots in {config.out}'}")
     from bench import noise, report  # pandas and matplotlib: only once there is something to report
 
     if args.no_report:
@@ -331,9 +334,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         everything, _ = records_io.load(out_file)  # a resumed run reports every case of its folder
         written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
     df = report.frame(records, noise.repository())
-    print("\n".join(printable(line) for line in text_tables(df)))
+    print("\n".join(printable(line) for line in text_tables(df, smoke=args.quick)))
+    if args.quick:
+        print("\n" + "\n".join(smoke_banner(config, end=True)))
     print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {written}")
     return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def smoke_banner(config: "Config", end: bool = False) -> list[str]:
+    """What --quick is, said where a run starts and under its table: its figures come from few samples
+    and rough ceilings (the settings `config` has), so they show that each case runs and is right, not
+    how fast it is; and how to run a measurement."""
+    copy_mib = (config.ceiling_copy_bytes or 0) / 2**20
+    return [
+        f"SMOKE TEST (--quick): {'the times above are' if end else 'this run is'} not a measurement",
+        f"  few samples (about {config.budget_s:g} s of timed calls a case, {config.min_samples} to "
+        f"{config.max_samples} samples) and rough ceilings (a {config.ceiling_gemm}^3 GEMM, a {copy_mib:g} MiB "
+        "copy): it shows that each case runs and is right, not how fast it is",
+        "  a measurement: make bench (or python -m bench run, without --quick)",
+    ]
 
 
 RUNNER_UP = "runner-up ÷ lowest [95% CI]"
