@@ -60,6 +60,9 @@ class Observer:
     ) -> None:
         """After each round: the cases stopped so far, and the host seconds of timed calls each has spent."""
 
+    def sampled(self, records: Sequence[Record]) -> None:
+        """While a group is timed, each case's record with its samples so far, every config.checkpoint_s."""
+
     def result(self, rec: Record) -> None:
         """A timed case's final record, its batch and counters taken after the group's last round: its
         group's records are written together (finished) once every case of the group has one."""
@@ -430,7 +433,12 @@ def run_group(
             finish(checked)
     if prepared:
         observer.timing(group, prepared)
-        watch = Watch(lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, checkpoint)
+
+        def keep(recs: list[Record]) -> None:
+            checkpoint(recs)
+            observer.sampled(recs)
+
+        watch = Watch(lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, keep)
         for rec in time_group(group, prepared, config, watch):
             finish(rec)
     return not stop()
