@@ -16,6 +16,7 @@ from typing import Any, Literal
 from bench.records import CaseKey, Record
 from bench.run import Case, Config, Group, Observer
 from bench.run.measure import Timed
+from bench.stats import ci_half_width_fraction
 from bench.timing import MIN_SPREAD_SAMPLES
 
 
@@ -40,6 +41,7 @@ class _Timing:
     per_call_s: list[float]
     spent: dict[int, float] = field(default_factory=dict)
     stopped: dict[int, str] = field(default_factory=dict)
+    ci_stop_s: dict[int, float] = field(default_factory=dict)  # timed seconds at which its CI would reach the target
     last_round: float | None = None
     written: int = 0
 
@@ -58,14 +60,17 @@ class Progress(Observer):
     together, so a count of records written alone would stand still until the group's end.
 
     The ETA is a model of the work left, from what the run has shown so far (`config`: its budget,
-    counters and batch; no config, no ETA): each case not yet checked costs the mean check so far,
-    then its timing, then its finish; a case's timing is the host seconds its stop rule leaves it
-    (the budget; at least MIN_SPREAD_SAMPLES calls; at most max_samples), at the wall seconds per
-    timed second its group's rounds have taken (settling, switches, the canary; before the first
-    round, the earlier groups'); its finish (a batch, the counters: a fresh compile and a profile)
-    costs about what its check did, scaled by the finishes seen so far. Between events only the
-    current item (a check, the rest of a group's rounds, one finish) counts down, floored at zero,
-    and the rest stands: the ETA never rises while nothing happens."""
+    counters and batch; no config, no ETA): each case not yet checked costs the mean check so far
+    (a framework's first check also measures the device's ceilings: that is counted apart, once for
+    each framework yet to start), then its timing, then its finish. A case's timing is the host
+    seconds its stop rule leaves it (the budget; at least MIN_SPREAD_SAMPLES calls; at most
+    max_samples; sooner where its samples so far, their median's CI shrinking as 1/sqrt(n), reach
+    the target sooner), at the wall seconds per timed second its group's rounds have taken (settling,
+    switches, the canary; before the first round, the earlier groups'); its finish (a batch, the
+    counters: a fresh compile and a profile) costs about what its check did, scaled by the finishes
+    seen so far. Between events only the current item (a check, the rest of a group's rounds, one
+    finish) counts down, floored at zero, and the rest stands: the ETA never rises while nothing
+    happens. It ends with the last result; the report after it says so on a line of its own."""
 
     def __init__(
         self,
@@ -81,6 +86,9 @@ class Progress(Observer):
         self.timed: set[CaseKey] = set()  # past their timing (stopped, or never to be timed)
         self.done: set[CaseKey] = set()  # whose result is final (a line says so)
         self.check_s: dict[CaseKey, float] = {}  # each check's wall seconds, from its event to the next
+        self.with_ceilings: set[CaseKey] = set()  # the checks that measured their device's ceilings first
+        self.ceilings_to_come = set(config.frameworks if config else ())  # frameworks yet to measure theirs
+        self._ceilings_next = False
         self.waiting: dict[CaseKey, None] = {}  # checked or being checked, their group's timing not begun
         self.finishes: list[tuple[float, float]] = []  # (the model's prior, wall seconds) of each finish
         self.groups_s = [0.0, 0.0]  # wall and timed seconds of the groups timed so far
@@ -97,17 +105,27 @@ class Progress(Observer):
             return None
         if len(self.done) >= self.total:
             return 0.0
-        if not self.check_s:
-            return None  # no check measured yet: nothing to scale from
-        check_s = statistics.fmean(self.check_s.values())
-        current = max(0.0, self._current_s(check_s) - (self.clock() - self.anchor))
-        return self._future_s(check_s) + current
+        costs = self._check_costs()
+        if costs is None:
+            return None
+        current = max(0.0, self._current_s(*costs) - (self.clock() - self.anchor))
+        return self._future_s(*costs) + current
 
-    def _current_s(self, check_s: float) -> float:
+    def _check_costs(self) -> tuple[float, float] | None:
+        """(seconds a check takes, seconds a framework's ceilings add to its first) from the checks so
+        far; None while no check without ceilings is known and cases are left to check."""
+        plain = [s for k, s in self.check_s.items() if k not in self.with_ceilings]
+        first = [s for k, s in self.check_s.items() if k in self.with_ceilings]
+        if not plain and (not first or len(self.seen) < self.total):
+            return None
+        check_s = statistics.fmean(plain or first)
+        return check_s, max(0.0, statistics.fmean(first) - check_s) if first and plain else 0.0
+
+    def _current_s(self, check_s: float, ceilings_s: float) -> float:
         """The item in progress since the last event, whole: a check, a group's rounds, or one finish."""
         g = self.group
         if self.checking_now is not None:
-            return check_s
+            return check_s + (ceilings_s if self.checking_now in self.with_ceilings else 0.0)
         if g is None:
             return 0.0
         if not g.over():
@@ -115,12 +133,13 @@ class Progress(Observer):
         pending = [k for k in g.finishing() if k not in self.done]
         return self._finish_s(pending[0], check_s) if pending else 0.0
 
-    def _future_s(self, check_s: float) -> float:
+    def _future_s(self, check_s: float, ceilings_s: float) -> float:
         """Everything after the current item, fixed between events."""
         assert self.config is not None
         timing_s = self.config.budget_s * self._wall_per_timed(None)  # a case not yet in rounds
         unchecked = max(0, self.total - len(self.seen))
         left = unchecked * (check_s + timing_s + self._finish_s(None, check_s))
+        left += min(unchecked, len(self.ceilings_to_come)) * ceilings_s
         left += sum(timing_s + self._finish_s(k, check_s) for k in self.waiting)
         g = self.group
         if g is not None:
@@ -139,7 +158,9 @@ class Progress(Observer):
             if i in g.stopped:
                 continue
             spent = g.spent.get(i, 0.0)
-            needed = min(max(budget_s, MIN_SPREAD_SAMPLES * per_call_s), max_samples * per_call_s)
+            needed = min(
+                max(budget_s, MIN_SPREAD_SAMPLES * per_call_s), max_samples * per_call_s, g.ci_stop_s.get(i, math.inf)
+            )
             left += max(0.0, needed - spent)
         return left
 
@@ -156,8 +177,10 @@ class Progress(Observer):
         """A finish before any is seen: the counters cost about a check (a fresh compile, a few
         profiled calls), the batch its length."""
         assert self.config is not None
-        counters = (self.check_s.get(key, check_s) if key is not None else check_s) if self.config.counters else 0.0
-        return counters + (self.config.batch_s or 0.0)
+        counters = check_s
+        if key is not None and key in self.check_s and key not in self.with_ceilings:
+            counters = self.check_s[key]
+        return (counters if self.config.counters else 0.0) + (self.config.batch_s or 0.0)
 
     def _finish_s(self, key: CaseKey | None, check_s: float) -> float:
         prior = self._finish_prior_s(key, check_s)
@@ -194,17 +217,22 @@ class Progress(Observer):
 
     def starting(self, frameworks: Sequence[str]) -> None:
         where = "a worker process of its own" if self.config is None or self.config.isolate else "this process"
-        names = ", ".join(frameworks)
-        self.write(f"[+{self.clock() - self.start:.0f}s] starting: loading {names}, each in {where}")
+        self.ceilings_to_come = set(frameworks)
+        names = " and ".join([", ".join(frameworks[:-1]), frameworks[-1]] if len(frameworks) > 1 else frameworks)
+        each = ", each" if len(frameworks) > 1 else ""
+        self.write(f"[+{self.clock() - self.start:.0f}s] starting: loading {names}{each} in {where}")
 
     def started(self, total: int) -> None:
         self.total = total
 
     def left_out(self, framework: str, reason: str) -> None:
+        self.ceilings_to_come.discard(framework)
         self.write(f"python -m bench run: leaving out {framework} ({reason})")
 
     def measuring_ceilings(self, fw: Any, device: str) -> None:
         self._event()
+        self.ceilings_to_come.discard(fw.name)
+        self._ceilings_next = True  # in the check that follows
         self.write(f"{self._prefix('checked')} ceilings: measuring {device} GEMM and copy with {fw.name}")
 
     def resumed(self, case: Case) -> None:
@@ -219,6 +247,9 @@ class Progress(Observer):
         self.seen.add(case.key)
         self.waiting[case.key] = None
         self.checking_now = case.key
+        if self._ceilings_next:
+            self.with_ceilings.add(case.key)
+            self._ceilings_next = False
         self.write(f"{self._prefix('checked')} check: {case.key.label}")
 
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
@@ -260,18 +291,31 @@ class Progress(Observer):
             parts.append("a batch of calls with one sync")
         if self.config is None or self.config.counters:
             parts.append("its counters")
-        return f"; then each case's {' and '.join(parts)}, untimed" if parts else ""
+        return f"; then for each case {' and '.join(parts)}, untimed" if parts else ""
+
+    def sampled(self, records: Sequence[Record]) -> None:
+        """When each open case's CI would reach the target, from its samples so far: a median's CI
+        narrows as 1/sqrt(n), so n * (half-width / target)^2 samples, at its host seconds a sample."""
+        g = self.group
+        if g is None or self.config is None:
+            return
+        for i, rec in enumerate(records[: len(g.keys)]):
+            samples = rec.samples_s or ()
+            if i in g.stopped or len(samples) < MIN_SPREAD_SAMPLES:
+                continue
+            half_width = ci_half_width_fraction(samples)
+            if math.isfinite(half_width):
+                n = max(len(samples) * (half_width / self.config.target_ci) ** 2, self.config.min_samples)
+                g.ci_stop_s[i] = n * sum(rec.host_samples_s or samples) / len(samples)
 
     def result(self, rec: Record) -> None:
         with self._lock:
             now = self.clock()
-            self.finishes.append((self._finish_prior_s(rec.case, self._mean_check_s()), now - self.anchor))
+            if rec.case in self.check_s and rec.case not in self.with_ceilings:  # a prior of its own to scale
+                self.finishes.append((self._finish_prior_s(rec.case, 0.0), now - self.anchor))
             self.anchor = now
             self.done.add(rec.case)
             self.write(f"{self._prefix()} done: {result_line(rec)}")
-
-    def _mean_check_s(self) -> float:
-        return statistics.fmean(self.check_s.values()) if self.check_s else 0.0
 
     def finished(self, rec: Record) -> None:
         with self._lock:
