@@ -67,8 +67,9 @@ class Progress(Observer):
     max_samples; sooner where its samples so far, their median's CI shrinking as 1/sqrt(n), reach
     the target sooner), at the wall seconds per timed second its group's rounds have taken (settling,
     switches, the canary; before the first round, the earlier groups'); its finish (a batch, the
-    counters: a fresh compile and a profile) costs about what its check did, scaled by the finishes
-    seen so far. Between events only the current item (a check, the rest of a group's rounds, one
+    counters: a fresh compile and a profile) costs about what its check did, scaled by its
+    framework's finishes so far (each profiles its own way; a case yet to be checked, by all the
+    finishes so far). Between events only the current item (a check, the rest of a group's rounds, one
     finish) counts down, floored at zero, and the rest stands: the ETA never rises while nothing
     happens. It ends with the last result; the report after it says so on a line of its own."""
 
@@ -90,7 +91,7 @@ class Progress(Observer):
         self.ceilings_to_come = set(config.frameworks if config else ())  # frameworks yet to measure theirs
         self._ceilings_next = False
         self.waiting: dict[CaseKey, None] = {}  # checked or being checked, their group's timing not begun
-        self.finishes: list[tuple[float, float]] = []  # (the model's prior, wall seconds) of each finish
+        self.finishes: dict[str, list[tuple[float, float]]] = {}  # per framework: (prior, wall s) of each finish
         self.groups_s = [0.0, 0.0]  # wall and timed seconds of the groups timed so far
         self.group: _Timing | None = None
         self.checking_now: CaseKey | None = None
@@ -174,17 +175,22 @@ class Progress(Observer):
         return wall / timed if timed > 0 else 1.0
 
     def _finish_prior_s(self, key: CaseKey | None, check_s: float) -> float:
-        """A finish before any is seen: the counters cost about a check (a fresh compile, a few
-        profiled calls), the batch its length."""
+        """A finish before any is seen: the counters cost about the case's check (a fresh compile, a
+        few profiled calls; where its check measured the ceilings too, its framework's other checks),
+        the batch its length."""
         assert self.config is not None
         counters = check_s
         if key is not None and key in self.check_s and key not in self.with_ceilings:
             counters = self.check_s[key]
+        elif key is not None:
+            own = [s for k, s in self.check_s.items() if k.framework == key.framework and k not in self.with_ceilings]
+            counters = statistics.fmean(own) if own else check_s
         return (counters if self.config.counters else 0.0) + (self.config.batch_s or 0.0)
 
     def _finish_s(self, key: CaseKey | None, check_s: float) -> float:
         prior = self._finish_prior_s(key, check_s)
-        priors, walls = sum(p for p, _ in self.finishes), sum(w for _, w in self.finishes)
+        seen = self.finishes.get(key.framework, []) if key else [f for fs in self.finishes.values() for f in fs]
+        priors, walls = sum(p for p, _ in seen), sum(w for _, w in seen)
         return prior * walls / priors if priors > 0 else prior
 
     # ---- the lines
@@ -312,7 +318,8 @@ class Progress(Observer):
         with self._lock:
             now = self.clock()
             if rec.case in self.check_s and rec.case not in self.with_ceilings:  # a prior of its own to scale
-                self.finishes.append((self._finish_prior_s(rec.case, 0.0), now - self.anchor))
+                finish = (self._finish_prior_s(rec.case, 0.0), now - self.anchor)
+                self.finishes.setdefault(rec.framework, []).append(finish)
             self.anchor = now
             self.done.add(rec.case)
             self.write(f"{self._prefix()} done: {result_line(rec)}")
