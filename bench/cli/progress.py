@@ -66,12 +66,14 @@ class Progress(Observer):
     seconds its stop rule leaves it (the budget; at least MIN_SPREAD_SAMPLES calls; at most
     max_samples; sooner where its samples so far, their median's CI shrinking as 1/sqrt(n), reach
     the target sooner), at the wall seconds per timed second its group's rounds have taken (settling,
-    switches, the canary; before the first round, the earlier groups'); its finish (a batch, the
-    counters: a fresh compile and a profile) costs about what its check did, scaled by its
-    framework's finishes so far (each profiles its own way; a case yet to be checked, by all the
-    finishes so far). Between events only the current item (a check, the rest of a group's rounds, one
-    finish) counts down, floored at zero, and the rest stands: the ETA never rises while nothing
-    happens. It ends with the last result; the report after it says so on a line of its own."""
+    switches, the canary; before the first round, the earlier groups'). Its finish (a batch, the
+    counters: a fresh compile and a profile) costs about what the checks of its kind (framework and
+    backend) did, less the first of each kind, which pays one-off costs (ceilings, a compiler's
+    start) that a finish does not, scaled by its framework's finishes so far (each profiles its own
+    way; a case yet to be checked, by all the finishes so far). Between events only the current
+    item (a check, the rest of a group's rounds, one finish) counts down, floored at zero, and the
+    rest stands: the ETA never rises while nothing happens. It ends with the last result; the
+    report after it says so on a line of its own."""
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class Progress(Observer):
         self.done: set[CaseKey] = set()  # whose result is final (a line says so)
         self.check_s: dict[CaseKey, float] = {}  # each check's wall seconds, from its event to the next
         self.with_ceilings: set[CaseKey] = set()  # the checks that measured their device's ceilings first
+        self.first_of_kind: set[CaseKey] = set()  # the first check of each framework and backend
         self.ceilings_to_come = set(config.frameworks if config else ())  # frameworks yet to measure theirs
         self._ceilings_next = False
         self.waiting: dict[CaseKey, None] = {}  # checked or being checked, their group's timing not begun
@@ -175,17 +178,25 @@ class Progress(Observer):
         return wall / timed if timed > 0 else 1.0
 
     def _finish_prior_s(self, key: CaseKey | None, check_s: float) -> float:
-        """A finish before any is seen: the counters cost about the case's check (a fresh compile, a
-        few profiled calls; where its check measured the ceilings too, its framework's other checks),
-        the batch its length."""
+        """A finish before any is seen: the counters cost about a check of the case's kind (a fresh
+        compile, a few profiled calls), the batch its length."""
         assert self.config is not None
-        counters = check_s
-        if key is not None and key in self.check_s and key not in self.with_ceilings:
-            counters = self.check_s[key]
-        elif key is not None:
-            own = [s for k, s in self.check_s.items() if k.framework == key.framework and k not in self.with_ceilings]
-            counters = statistics.fmean(own) if own else check_s
-        return (counters if self.config.counters else 0.0) + (self.config.batch_s or 0.0)
+        counters = self._kind_check_s(key, check_s) if self.config.counters else 0.0
+        return counters + (self.config.batch_s or 0.0)
+
+    def _kind_check_s(self, key: CaseKey | None, check_s: float) -> float:
+        """What a check of `key`'s kind costs without one-off costs: its own check unless it was the
+        first of its kind, else the mean of its kind's later ones, else of its framework's, else its
+        own where that measured no ceilings, else `check_s`."""
+        if key is None:
+            return check_s
+        if key in self.check_s and key not in self.first_of_kind:
+            return self.check_s[key]
+        later = {k: s for k, s in self.check_s.items() if k not in self.first_of_kind and k.framework == key.framework}
+        kind = [s for k, s in later.items() if k.backend == key.backend]
+        if kind or later:
+            return statistics.fmean(kind or later.values())
+        return self.check_s[key] if key in self.check_s and key not in self.with_ceilings else check_s
 
     def _finish_s(self, key: CaseKey | None, check_s: float) -> float:
         prior = self._finish_prior_s(key, check_s)
@@ -256,6 +267,8 @@ class Progress(Observer):
         if self._ceilings_next:
             self.with_ceilings.add(case.key)
             self._ceilings_next = False
+        if not any(k.framework == case.key.framework and k.backend == case.key.backend for k in self.first_of_kind):
+            self.first_of_kind.add(case.key)
         self.write(f"{self._prefix('checked')} check: {case.key.label}")
 
     def timing(self, group: Group, lives: Sequence[Timed]) -> None:
@@ -317,9 +330,9 @@ class Progress(Observer):
     def result(self, rec: Record) -> None:
         with self._lock:
             now = self.clock()
-            if rec.case in self.check_s and rec.case not in self.with_ceilings:  # a prior of its own to scale
-                finish = (self._finish_prior_s(rec.case, 0.0), now - self.anchor)
-                self.finishes.setdefault(rec.framework, []).append(finish)
+            costs = self._check_costs()
+            finish = (self._finish_prior_s(rec.case, costs[0] if costs else 0.0), now - self.anchor)
+            self.finishes.setdefault(rec.framework, []).append(finish)
             self.anchor = now
             self.done.add(rec.case)
             self.write(f"{self._prefix()} done: {result_line(rec)}")
