@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench import stats, timing
-from bench.cli.progress import Progress
+from bench.cli.progress import BATCH_MIN_CALLS, Progress
 from bench.records import CaseKey, Record
 from bench.run import Case, Config, Group, Observer
 
@@ -344,3 +344,19 @@ def test_samples_so_far_bring_a_quiet_case_s_end_forward():
     half_width = stats.ci_half_width_fraction(samples)
     assert 0.02 < half_width < 0.04  # a target reached at 20 * (half-width / 0.02)^2 < 80 samples: before 10 s
     assert p.eta_s() == pytest.approx(20 * (half_width / 0.02) ** 2 * sum(samples) / 20 - 2.0)
+
+
+def test_a_finish_costs_its_batch_and_about_a_check_of_its_kind():
+    """After its rounds a case's batch takes batch_s, or BATCH_MIN_CALLS calls where those are
+    longer, and its counters about a check of its kind; long calls make the batch the larger part."""
+    clock = Clock()
+    p = Progress(lambda line: None, settings(1.0, counters=True, batch_s=0.2), clock=clock)
+    keys = [key("manual"), key("module")]
+    p.started(2)
+    for t, k in enumerate(keys):  # checks of 1 s each, of one kind (numpy eager)
+        clock.now = float(t)
+        p.checking(Case(None, k))
+    clock.now = 2.0
+    p.timing(Group("cpu", 1000, 784, 50, "float32", False, "warm", []), [live(k, 0.5) for k in keys])
+    # each: timing max(1 s budget, 3 calls of 0.5 s), then a batch of 3 calls and 1 s of counters
+    assert p.eta_s() == pytest.approx(2 * 1.5 + 2 * (BATCH_MIN_CALLS * 0.5 + 1.0))

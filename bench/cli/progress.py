@@ -19,6 +19,8 @@ from bench.run.measure import Timed
 from bench.stats import ci_half_width_fraction
 from bench.timing import MIN_SPREAD_SAMPLES
 
+BATCH_MIN_CALLS = 3  # a batch's calls at least, however long they take (bench/run/prepare.py Live.finish)
+
 
 def result_line(rec: Record) -> str:
     if rec.status == "ok":
@@ -60,20 +62,21 @@ class Progress(Observer):
     together, so a count of records written alone would stand still until the group's end.
 
     The ETA is a model of the work left, from what the run has shown so far (`config`: its budget,
-    counters and batch; no config, no ETA): each case not yet checked costs the mean check so far
-    (a framework's first check also measures the device's ceilings: that is counted apart, once for
-    each framework yet to start), then its timing, then its finish. A case's timing is the host
-    seconds its stop rule leaves it (the budget; at least MIN_SPREAD_SAMPLES calls; at most
-    max_samples; sooner where its samples so far, their median's CI shrinking as 1/sqrt(n), reach
-    the target sooner), at the wall seconds per timed second its group's rounds have taken (settling,
-    switches, the canary; before the first round, the earlier groups'). Its finish (a batch, the
-    counters: a fresh compile and a profile) costs about what the checks of its kind (framework and
-    backend) did, less the first of each kind, which pays one-off costs (ceilings, a compiler's
-    start) that a finish does not, scaled by its framework's finishes so far (each profiles its own
-    way; a case yet to be checked, by all the finishes so far). Between events only the current
-    item (a check, the rest of a group's rounds, one finish) counts down, floored at zero, and the
-    rest stands: the ETA never rises while nothing happens. It ends with the last result; the
-    report after it says so on a line of its own."""
+    counters and batch; no config, no ETA):
+    - a case not yet checked costs the mean check so far (a framework's first check also measures
+      the device's ceilings: that is counted apart, once for each framework yet to start), then its
+      timing, then its finish;
+    - its timing: the host seconds its stop rule leaves it (the budget; at least MIN_SPREAD_SAMPLES
+      calls; at most max_samples; sooner where its samples so far, their median's CI shrinking as
+      1/sqrt(n), reach the target sooner), at the wall seconds per timed second its group's rounds
+      have taken (settling, switches, the canary; before the first round, the earlier groups');
+    - its finish: its batch (batch_s, at least BATCH_MIN_CALLS calls) and its counters (a fresh
+      compile, a few profiled calls), about a check of its kind (framework and backend) less the
+      one-off costs the first of each kind pays (ceilings, a compiler's start), all scaled by its
+      framework's finishes so far (each profiles its own way).
+    Between events only the current item (a check, the rest of a group's rounds, one finish) counts
+    down, floored at zero, and the rest stands: the ETA never rises while nothing happens. It ends
+    with the last result; the report after it says so on a line of its own."""
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class Progress(Observer):
         self.first_of_kind: set[CaseKey] = set()  # the first check of each framework and backend
         self.ceilings_to_come = set(config.frameworks if config else ())  # frameworks yet to measure theirs
         self._ceilings_next = False
+        self.per_call_s: dict[CaseKey, float] = {}  # a timed case's seconds a call: its warm-up's, then its samples'
         self.waiting: dict[CaseKey, None] = {}  # checked or being checked, their group's timing not begun
         self.finishes: dict[str, list[tuple[float, float]]] = {}  # per framework: (prior, wall s) of each finish
         self.groups_s = [0.0, 0.0]  # wall and timed seconds of the groups timed so far
@@ -182,7 +186,9 @@ class Progress(Observer):
         compile, a few profiled calls), the batch its length."""
         assert self.config is not None
         counters = self._kind_check_s(key, check_s) if self.config.counters else 0.0
-        return counters + (self.config.batch_s or 0.0)
+        if self.config.batch_s is None:
+            return counters
+        return counters + max(self.config.batch_s, BATCH_MIN_CALLS * self.per_call_s.get(key, 0.0) if key else 0.0)
 
     def _kind_check_s(self, key: CaseKey | None, check_s: float) -> float:
         """What a check of `key`'s kind costs without one-off costs: its own check unless it was the
@@ -277,6 +283,7 @@ class Progress(Observer):
         for key in keys:
             self.waiting.pop(key, None)
         self.group = _Timing(now, keys, [lv.per_call_s for lv in lives])
+        self.per_call_s.update((lv.rec.case, lv.per_call_s) for lv in lives)
         other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
         smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
         self.write(
@@ -322,6 +329,7 @@ class Progress(Observer):
             samples = rec.samples_s or ()
             if i in g.stopped or len(samples) < MIN_SPREAD_SAMPLES:
                 continue
+            self.per_call_s[g.keys[i]] = statistics.median(samples)
             half_width = ci_half_width_fraction(samples)
             if math.isfinite(half_width):
                 n = max(len(samples) * (half_width / self.config.target_ci) ** 2, self.config.min_samples)
