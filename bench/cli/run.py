@@ -334,7 +334,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         everything, _ = records_io.load(out_file)  # a resumed run reports every case of its folder
         written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
     df = report.frame(records, noise.repository())
-    print("\n".join(printable(line) for line in text_tables(df, smoke=args.quick)))
+    for line in text_tables(df, smoke=args.quick):
+        print(printable(line))
     if args.quick:
         print("\n" + "\n".join(smoke_banner(config, end=True)))
     print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {written}")
