@@ -377,10 +377,13 @@ def text_tables(df: Any, smoke: bool = False) -> list[str]:
         backends = list(dict.fromkeys(g.backend))
         rows = {row: _text_row(cells, backends) for row, cells in g.groupby("row", sort=False)}
         table = pd.DataFrame.from_dict(rows, orient="index", columns=[*backends, RUNNER_UP])
+        if not table[RUNNER_UP].any():  # no row has two timed cases: nothing to compare
+            table = table.drop(columns=RUNNER_UP)
         table.index.name = "step"
         lines.append(f"{frames.title(key)}: median ms [95% CI]{' (smoke test: not a measurement)' if smoke else ''}")
         lines += markdown_table(table).splitlines()
-    return [*lines, *TABLE_LEGEND] if lines else []
+    marked, compared = df.best.any(), any(RUNNER_UP in line for line in lines)
+    return lines + [text for text, shown in zip(TABLE_LEGEND, (marked, compared)) if shown]
 
 
 def _text_row(cells: Any, backends: list[str]) -> list[str]:
