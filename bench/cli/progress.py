@@ -35,12 +35,11 @@ def result_line(rec: Record) -> str:
 
 @dataclass
 class _Timing:
-    """The group being timed, as its rounds tell it: each case's key and seconds a call (from its
-    warm-up), the host seconds of timed calls each has spent, and which have stopped."""
+    """The group being timed, as its rounds tell it: each case's key, the host seconds of timed calls
+    each has spent, and which have stopped."""
 
     began: float
     keys: list[CaseKey]
-    per_call_s: list[float]
     spent: dict[int, float] = field(default_factory=dict)
     stopped: dict[int, str] = field(default_factory=dict)
     ci_stop_s: dict[int, float] = field(default_factory=dict)  # timed seconds at which its CI would reach the target
@@ -162,10 +161,10 @@ class Progress(Observer):
         assert self.config is not None
         budget_s, max_samples = self.config.budget_s, self.config.max_samples
         left = 0.0
-        for i, per_call_s in enumerate(g.per_call_s):
+        for i, key in enumerate(g.keys):
             if i in g.stopped:
                 continue
-            spent = g.spent.get(i, 0.0)
+            spent, per_call_s = g.spent.get(i, 0.0), self.per_call_s[key]
             needed = min(
                 max(budget_s, MIN_SPREAD_SAMPLES * per_call_s), max_samples * per_call_s, g.ci_stop_s.get(i, math.inf)
             )
@@ -188,7 +187,8 @@ class Progress(Observer):
         counters = self._kind_check_s(key, check_s) if self.config.counters else 0.0
         if self.config.batch_s is None:
             return counters
-        return counters + max(self.config.batch_s, BATCH_MIN_CALLS * self.per_call_s.get(key, 0.0) if key else 0.0)
+        calls_s = BATCH_MIN_CALLS * self.per_call_s.get(key, 0.0) if key is not None else 0.0
+        return counters + max(self.config.batch_s, calls_s)
 
     def _kind_check_s(self, key: CaseKey | None, check_s: float) -> float:
         """What a check of `key`'s kind costs without one-off costs: its own check unless it was the
@@ -282,7 +282,7 @@ class Progress(Observer):
         keys = [lv.rec.case for lv in lives]
         for key in keys:
             self.waiting.pop(key, None)
-        self.group = _Timing(now, keys, [lv.per_call_s for lv in lives])
+        self.group = _Timing(now, keys)
         self.per_call_s.update((lv.rec.case, lv.per_call_s) for lv in lives)
         other = [lv.rec.n for lv in lives if lv.rec.n != group.n]
         smaller = f" ({len(other)} at n={min(other)}: their default-suite limit)" if other else ""
