@@ -308,14 +308,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     assert config.out is not None  # config_from_args always sets it
     out_file = config.out / "records.jsonl"
-    if args.quick:
-        print("\n".join(smoke_banner(config)), file=sys.stderr, flush=True)
     progress = Progress(config=config)
     observer: run.Observer = progress
     if args.history:
         from bench.history.recorder import Recorder
 
         observer = run.Observers(observer, Recorder(args.history, source=out_file))  # checked now, before anything runs
+    if args.quick:  # once every flag is checked: a bad one's error stays the only line
+        print("\n".join(smoke_banner(config)), file=sys.stderr, flush=True)
     with Signals() as signals:
         records = run.run(config, observer, stop=signals.stop)
     if signals.received is not None:
