@@ -91,6 +91,11 @@ def test_quick_run_then_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "| numpy/manual" in result.stdout
+    for said in (result.stderr.split("\n[")[0], result.stdout):  # as it starts, and under its tables
+        assert "SMOKE TEST (--quick)" in said and "not a measurement" in said and "make bench" in said
+    assert "**" not in result.stdout and "median ms [95% CI] (smoke test: not a measurement)" in result.stdout
+    for counter in ("[1/4 checked +", "[2/4 timed +", "[1/4 +", "[4/4 +"):  # each stage's count moves
+        assert counter in result.stderr, result.stderr
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(line)["status"] == "ok" for line in lines)
     for name in ("report.md", "report.html", "plots/bars.png", "tables/cases.csv"):
@@ -252,3 +257,39 @@ def test_bad_sizes_grid(tmp_path):
     assert_one_line_error(bench("run", "--sizes", "q=1", "--out", tmp_path), "bad --sizes item 'q=1'")
     assert_one_line_error(bench("run", "--sizes", "n=0,5", "--out", tmp_path), "at least 1")
     assert_one_line_error(bench("run", "--resume"), "--resume needs --out")
+
+
+def test_the_final_table_is_plain_text_and_tells_the_fastest_from_the_rest():
+    """The issue's row: a fastest case (shown so, paired by round) within 0.03% of the runner-up, a
+    third at 174 ms. Its cell is marked '*', printed to the digits that tell it from the runner-up,
+    every cell with its interval, the runner-up's ratio with its own; no Markdown bold."""
+    import numpy as np
+
+    from bench.cli.run import RUNNER_UP, TABLE_LEGEND, text_tables
+    from bench.report import frame
+
+    drift = 1 + 0.01 * np.random.default_rng(0).standard_normal(40)  # the machine, the same for all in a round
+    own = np.random.default_rng(1)
+
+    def case(backend, median_s):
+        samples = tuple(median_s * drift * (1 + 1e-5 * own.standard_normal(40)))
+        return records.Record(
+            **records.CaseKey("tensorflow", "manual", backend, "cpu", 1000, 784, 50, "float32").asdict(),
+            status="ok",
+            run_id="r",
+            samples_s=samples,
+            rounds=tuple(range(40)),
+        )
+
+    df = frame([case("eager", 0.174), case("function", 0.17024), case("xla", 0.17020)])
+    assert list(df[df.best].backend) == ["xla"]  # the one comparison's fastest
+    lines = text_tables(df)
+    assert "**" not in "\n".join(lines) and lines[-len(TABLE_LEGEND) :] == TABLE_LEGEND
+    header, row = lines[1], lines[3]
+    assert RUNNER_UP in header
+    cells = [c.strip() for c in row.strip("| ").split(" | ")]
+    assert cells[0] == "tensorflow/manual" and all("[" in c for c in cells[1:])
+    eager, function, xla, ratio = cells[1:]
+    assert xla.endswith(" *") and not any(c.endswith("*") for c in (eager, function))
+    assert xla.split(" [")[0] != function.split(" [")[0]  # 170.20 and 170.24, not 170 and 170
+    assert ratio.startswith("×1.000") and float(ratio.split("[")[1].split(",")[0]) >= 1.0

@@ -308,11 +308,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     assert config.out is not None  # config_from_args always sets it
     out_file = config.out / "records.jsonl"
-    observer: run.Observer = Progress(budget_s=config.budget_s)
+    progress = Progress(config=config)
+    observer: run.Observer = progress
     if args.history:
         from bench.history.recorder import Recorder
 
         observer = run.Observers(observer, Recorder(args.history, source=out_file))  # checked now, before anything runs
+    if args.quick:  # once every flag is checked: a bad one's error stays the only line
+        print("\n".join(smoke_banner(config)), file=sys.stderr, flush=True)
     with Signals() as signals:
         records = run.run(config, observer, stop=signals.stop)
     if signals.received is not None:
@@ -322,6 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return signals.exit_code
+    progress.say(f"report: {'the table' if args.no_report else f'tables and plots in {config.out}'}")
     from bench import noise, report  # pandas and matplotlib: only once there is something to report
 
     if args.no_report:
@@ -330,11 +334,91 @@ def cmd_run(args: argparse.Namespace) -> int:
         everything, _ = records_io.load(out_file)  # a resumed run reports every case of its folder
         written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
     df = report.frame(records, noise.repository())
-    for key, table in report.comparison_tables(df).items():
-        print(printable(f"{report.title(key)}: median ms ±IQR%"))
-        print("\n".join(printable(line) for line in report.markdown_table(table).splitlines()))
+    for line in text_tables(df, smoke=args.quick):
+        print(printable(line))
+    if args.quick:
+        print("\n" + "\n".join(smoke_banner(config, end=True)))
     print(f"\nrecords: {config.out / 'records.jsonl'}\nreport: {written}")
     return 0 if all(r.status != "failed" for r in records) else 1
+
+
+def smoke_banner(config: "Config", end: bool = False) -> list[str]:
+    """What --quick is, said where a run starts and under its table: its figures come from few samples
+    and rough ceilings (the settings `config` has), so they show that each case runs and is right, not
+    how fast it is; and how to run a measurement."""
+    copy_mib = (config.ceiling_copy_bytes or 0) / 2**20
+    return [
+        f"SMOKE TEST (--quick): {'the times above are' if end else 'this run is'} not a measurement",
+        f"  few samples (about {config.budget_s:g} s of timed calls a case, {config.min_samples} to "
+        f"{config.max_samples} samples) and rough ceilings (a {config.ceiling_gemm}^3 GEMM, a {copy_mib:g} MiB "
+        "copy): it shows that each case runs and is right, not how fast it is",
+        "  a measurement: make bench (or python -m bench run, without --quick)",
+    ]
+
+
+RUNNER_UP = "runner-up ÷ lowest [95% CI]"
+TABLE_LEGEND = [
+    "* fastest of its row: the lowest median, shown faster than the runner-up by the one comparison (bench/compare.py)",
+    f"{RUNNER_UP}: the runner-up's time over the lowest's, by the same comparison (no * where its interval holds 1)",
+]
+
+
+def text_tables(df: Any, smoke: bool = False) -> list[str]:
+    """The run's comparison tables as text for a terminal (df: report.frame's rows): per group a row
+    per step and a column per backend, each cell the median ms and its 95% CI, the fastest of its row
+    (the frame's `best`) marked '*' and printed to the digits that tell it from the rest of its row;
+    the last column the runner-up's time over the lowest, with its interval; then a legend."""
+    import pandas as pd
+
+    from bench.report import frames, markdown_table
+
+    lines = []
+    for key, g in frames.groups(df):
+        backends = list(dict.fromkeys(g.backend))
+        rows = {row: _text_row(cells, backends) for row, cells in g.groupby("row", sort=False)}
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=[*backends, RUNNER_UP])
+        if not table[RUNNER_UP].any():  # no row has two timed cases: nothing to compare
+            table = table.drop(columns=RUNNER_UP)
+        table.index.name = "step"
+        lines.append(f"{frames.title(key)}: median ms [95% CI]{' (smoke test: not a measurement)' if smoke else ''}")
+        lines += markdown_table(table).splitlines()
+    marked, compared = df.best.any(), any(RUNNER_UP in line for line in lines)
+    return lines + [text for text, shown in zip(TABLE_LEGEND, (marked, compared)) if shown]
+
+
+def _text_row(cells: Any, backends: list[str]) -> list[str]:
+    """One step's cells (each backend's first record, as comparison_tables takes it), then the
+    runner-up's time over the lowest: the estimate the frame's `best` rests on, inverted."""
+    from bench.report import fmt, frames
+
+    timed = cells[(cells.status == "ok") & (cells.median_ms > 0)].sort_values("median_ms", kind="stable")
+    best = timed[timed.best]
+    places = _distinct_places(best.median_ms.iloc[0], timed[~timed.best].median_ms) if len(best) else None
+    first = {c.backend: c for c in reversed(list(cells.itertuples()))}
+    out = [_text_cell(first[b], places) if b in first else "" for b in backends]
+    if len(timed) < 2:
+        return [*out, ""]
+    lowest, runner_up = list(timed.itertuples())[:2]
+    e = frames.estimate(runner_up, lowest).inverse()
+    return [*out, fmt.interval(e.ratio, e.lo, e.hi, "×")]
+
+
+def _text_cell(c: Any, places: int | None) -> str:
+    from bench.report import fmt
+
+    if c.status != "ok" or not c.median_ms > 0:
+        return str(c.status)
+    return fmt.interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, min_places=places) + (" *" if c.best else "")
+
+
+def _distinct_places(best_ms: float, others_ms: Any) -> int | None:
+    """The fewest decimal places (from hundreds) at which `best_ms` prints unlike each of `others_ms`."""
+    from bench.report import fmt
+
+    for places in range(-2, 7):
+        if all(fmt.fixed(o, places) != fmt.fixed(best_ms, places) for o in others_ms):
+            return places
+    return None
 
 
 def signal_name(signum: int) -> str:

@@ -41,16 +41,22 @@ def round_to_spread(value: float | None, half_width: float | None, **kw: int) ->
     return fixed(value, decimals(value, half_width, **kw))
 
 
-def interval(value: float, lo: float, hi: float, prefix: str = "", max_places: int = 6) -> str:
+def interval(
+    value: float, lo: float, hi: float, prefix: str = "", max_places: int = 6, min_places: int | None = None
+) -> str:
     """'value [lo, hi]' at the digits the interval supports, and more where those would not keep the
     point strictly inside its printed interval (1.02 [0.945, 1.046] is '1.02 [0.94, 1.05]', not
     '1.0 [0.9, 1.0]'); the ends are rounded outwards, so the printed interval holds the computed one,
-    at a unit of at most a fifth of its width. Without an interval, the value alone."""
+    at a unit of at most a fifth of its width. Without an interval, the value alone. min_places: at
+    least these decimal places (a table that must tell two values apart)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return prefix + round_to_spread(value, None)
+        places = decimals(value, None)
+        return prefix + fixed(value, places if min_places is None else max(places, min_places))
     places = decimals(value, (hi - lo) / 2)
     if hi > lo:  # ends fine enough that rounding them outwards widens the interval by a fifth at most
         places = max(places, -math.floor(math.log10((hi - lo) / 5)))
+    if min_places is not None:
+        places = max(places, min_places)
     while True:
         unit = 10.0**-places
         v, low, high = round(value, places), math.floor(lo / unit + 1e-9) * unit, math.ceil(hi / unit - 1e-9) * unit

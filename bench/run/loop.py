@@ -34,6 +34,9 @@ from bench.timing import Sampled, Taken
 class Observer:
     """What the loop tells whoever watches it; every method is a no-op here."""
 
+    def starting(self, frameworks: Sequence[str]) -> None:
+        """Before each framework's runner loads (a worker process each by default), which can take a while."""
+
     def started(self, total: int) -> None:
         pass
 
@@ -56,6 +59,13 @@ class Observer:
         self, r: int, stopped: dict[int, str], lives: Sequence[Timed], spent: dict[int, float] | None = None
     ) -> None:
         """After each round: the cases stopped so far, and the host seconds of timed calls each has spent."""
+
+    def sampled(self, records: Sequence[Record]) -> None:
+        """While a group is timed, each case's record with its samples so far, every config.checkpoint_s."""
+
+    def result(self, rec: Record) -> None:
+        """A timed case's final record, its batch and counters taken after the group's last round: its
+        group's records are written together (finished) once every case of the group has one."""
 
     def finished(self, rec: Record) -> None:
         pass
@@ -95,12 +105,20 @@ def resumable(out_file: Path) -> tuple[set[CaseKey], set[CaseKey], str | None]:
 class Prepared:
     """A checked, warm case living in a runner (bench/run/runner.py, or a worker's): what
     measure.time_cases times. `turns` gives the CPU to its runner before each take; `side`: which
-    of the runner's steps ("candidate", or the gate's "base": bench/run/runner.py)."""
+    of the runner's steps ("candidate", or the gate's "base": bench/run/runner.py); `observer` hears
+    its result as soon as it is finished."""
 
     def __init__(
-        self, runner: Runner | Worker, rec: Record, per_call_s: float, turns: "Turns", side: str = "candidate"
+        self,
+        runner: Runner | Worker,
+        rec: Record,
+        per_call_s: float,
+        turns: "Turns",
+        side: str = "candidate",
+        observer: Observer | None = None,
     ) -> None:
         self.runner, self.rec, self.per_call_s, self.turns, self.side = runner, rec, per_call_s, turns, side
+        self.observer = observer
 
     def take(self, count: int) -> Taken:
         try:
@@ -111,9 +129,12 @@ class Prepared:
 
     def finish(self, rec: Record, counters: bool) -> Record:
         try:
-            return self.runner.finish(rec.case, rec, counters, self.side)
+            final = self.runner.finish(rec.case, rec, counters, self.side)
         except (WorkerDied, WorkerError) as e:
-            return replace(self.rec, status="failed", error=str(e))
+            final = replace(self.rec, status="failed", error=str(e))
+        if self.observer is not None:
+            self.observer.result(final)
+        return final
 
     def failed(self) -> str:
         return self.runner.dead or "its take measured nothing"
@@ -272,6 +293,7 @@ def run(config: Config, observer: Observer | None = None, stop: Callable[[], boo
         # this thread and those it starts (the load sampler's) off the workers' CPUs, till the run ends
         os.sched_setaffinity(0, allowed - set(config.pin))
     try:
+        observer.starting(config.frameworks)
         runners = start_runners(config, observer)
         try:
             return _run(config, runners, observer, stop)
@@ -356,7 +378,7 @@ def check_case(
         rec, per_call_s = runner.prepare(key, group.n, group.tf32, common, side)
     except (WorkerDied, WorkerError) as e:
         return Record(**key.asdict(), status="failed", error=str(e), **common)
-    return rec if per_call_s is None else Prepared(runner, rec, per_call_s, turns, side)
+    return rec if per_call_s is None else Prepared(runner, rec, per_call_s, turns, side, observer)
 
 
 def time_group(group: Group, prepared: list[Prepared], config: Config, watch: Watch | None = None) -> list[Record]:
@@ -411,7 +433,12 @@ def run_group(
             finish(checked)
     if prepared:
         observer.timing(group, prepared)
-        watch = Watch(lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, checkpoint)
+
+        def keep(recs: list[Record]) -> None:
+            checkpoint(recs)
+            observer.sampled(recs)
+
+        watch = Watch(lambda r, stopped, spent: observer.round(r, stopped, prepared, spent), stop, keep)
         for rec in time_group(group, prepared, config, watch):
             finish(rec)
     return not stop()
