@@ -265,8 +265,9 @@ def test_the_final_table_is_plain_text_and_tells_the_fastest_from_the_rest():
     every cell with its interval, the runner-up's ratio with its own; no Markdown bold."""
     import numpy as np
 
-    from bench.cli.run import RUNNER_UP, TABLE_LEGEND, text_tables
+    from bench.cli.run import legend, text_tables
     from bench.report import frame
+    from bench.report.document import RUNNER_UP
 
     drift = 1 + 0.01 * np.random.default_rng(0).standard_normal(40)  # the machine, the same for all in a round
     own = np.random.default_rng(1)
@@ -284,7 +285,7 @@ def test_the_final_table_is_plain_text_and_tells_the_fastest_from_the_rest():
     df = frame([case("eager", 0.174), case("function", 0.17024), case("xla", 0.17020)])
     assert list(df[df.best].backend) == ["xla"]  # the one comparison's fastest
     lines = text_tables(df)
-    assert "**" not in "\n".join(lines) and lines[-len(TABLE_LEGEND) :] == TABLE_LEGEND
+    assert "**" not in "\n".join(lines) and lines[-2:] == legend(True, True)
     header, row = lines[1], lines[3]
     assert RUNNER_UP in header
     cells = [c.strip() for c in row.strip("| ").split(" | ")]

@@ -356,69 +356,24 @@ def smoke_banner(config: "Config", end: bool = False) -> list[str]:
     ]
 
 
-RUNNER_UP = "runner-up ÷ lowest [95% CI]"
-TABLE_LEGEND = [
-    "* fastest of its row: the lowest median, shown faster than the runner-up by the one comparison (bench/compare.py)",
-    f"{RUNNER_UP}: the runner-up's time over the lowest's, by the same comparison (no * where its interval holds 1)",
-]
-
-
 def text_tables(df: Any, smoke: bool = False) -> list[str]:
-    """The run's comparison tables as text for a terminal (df: report.frame's rows): per group a row
-    per step and a column per backend, each cell the median ms and its 95% CI, the fastest of its row
-    (the frame's `best`) marked '*' and printed to the digits that tell it from the rest of its row;
-    the last column the runner-up's time over the lowest, with its interval; then a legend."""
-    import pandas as pd
-
-    from bench.report import frames, markdown_table
+    """The run's comparison tables as text for a terminal (report.comparison_tables, the fastest of a
+    row marked '*'), each under its group's title, then a legend."""
+    from bench.report import document, frames, markdown_table
 
     lines = []
-    for key, g in frames.groups(df):
-        backends = list(dict.fromkeys(g.backend))
-        rows = {row: _text_row(cells, backends) for row, cells in g.groupby("row", sort=False)}
-        table = pd.DataFrame.from_dict(rows, orient="index", columns=[*backends, RUNNER_UP])
-        if not table[RUNNER_UP].any():  # no row has two timed cases: nothing to compare
-            table = table.drop(columns=RUNNER_UP)
-        table.index.name = "step"
+    for key, table in document.comparison_tables(df, mark=lambda text: f"{text} *").items():
         lines.append(f"{frames.title(key)}: median ms [95% CI]{' (smoke test: not a measurement)' if smoke else ''}")
         lines += markdown_table(table).splitlines()
-    marked, compared = df.best.any(), any(RUNNER_UP in line for line in lines)
-    return lines + [text for text, shown in zip(TABLE_LEGEND, (marked, compared)) if shown]
+    return lines + legend(df.best.any(), any(document.RUNNER_UP in line for line in lines))
 
 
-def _text_row(cells: Any, backends: list[str]) -> list[str]:
-    """One step's cells (each backend's first record, as comparison_tables takes it), then the
-    runner-up's time over the lowest: the estimate the frame's `best` rests on, inverted."""
-    from bench.report import fmt, frames
+def legend(marked: bool, compared: bool) -> list[str]:
+    """The lines under a text table: what '*' and the last column say, those the table shows."""
+    from bench.report import document
 
-    timed = cells[(cells.status == "ok") & (cells.median_ms > 0)].sort_values("median_ms", kind="stable")
-    best = timed[timed.best]
-    places = _distinct_places(best.median_ms.iloc[0], timed[~timed.best].median_ms) if len(best) else None
-    first = {c.backend: c for c in reversed(list(cells.itertuples()))}
-    out = [_text_cell(first[b], places) if b in first else "" for b in backends]
-    if len(timed) < 2:
-        return [*out, ""]
-    lowest, runner_up = list(timed.itertuples())[:2]
-    e = frames.estimate(runner_up, lowest).inverse()
-    return [*out, fmt.interval(e.ratio, e.lo, e.hi, "×")]
-
-
-def _text_cell(c: Any, places: int | None) -> str:
-    from bench.report import fmt
-
-    if c.status != "ok" or not c.median_ms > 0:
-        return str(c.status)
-    return fmt.interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, min_places=places) + (" *" if c.best else "")
-
-
-def _distinct_places(best_ms: float, others_ms: Any) -> int | None:
-    """The fewest decimal places (from hundreds) at which `best_ms` prints unlike each of `others_ms`."""
-    from bench.report import fmt
-
-    for places in range(-2, 7):
-        if all(fmt.fixed(o, places) != fmt.fixed(best_ms, places) for o in others_ms):
-            return places
-    return None
+    lines = [f"* {document.TABLE_LEGEND[0]}", document.TABLE_LEGEND[1]]
+    return [text for text, shown in zip(lines, (marked, compared)) if shown]
 
 
 def signal_name(signum: int) -> str:

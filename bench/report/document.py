@@ -137,24 +137,64 @@ def _bold(text, on):
     return f"**{text}**" if on else text
 
 
-def _grid_cell(c):
-    if c.status != "ok" or not c.median_ms > 0:
-        return c.status
-    return _bold(fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)), c.best) + f" ±{fmt.pct(c.iqr_pct)}"
+RUNNER_UP = "runner-up ÷ lowest [95% CI]"
+TABLE_LEGEND = (
+    "fastest of its row (marked): the lowest median, shown faster than the runner-up by the one comparison "
+    "(bench/compare.py)",
+    f"{RUNNER_UP}: the runner-up's time over the lowest's, by the same comparison (no mark where its interval holds 1)",
+)
 
 
-def comparison_tables(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-    """{(where, n, m, nh, dtype): step x backend table of 'median ms ±IQR%'}, the fastest of each row in bold
-    where it is shown to be (frames: best)."""
+def _bold_text(text: str) -> str:
+    return f"**{text}**"
+
+
+def comparison_tables(df: pd.DataFrame, mark: Callable[[str], str] = _bold_text) -> dict[tuple, pd.DataFrame]:
+    """{(where, n, m, nh, dtype, ...): a step x backend table}, the one the report, the terminal and
+    the README show: each cell the median ms with its 95% interval, the fastest of its row (the
+    frame's `best`, from the one comparison) marked by `mark` and printed to the digits that tell it
+    from the rest of its row; a last column the runner-up's time over the lowest, with its interval,
+    where a row has two timed cases."""
     out = {}
     for key, g in frames.groups(df):
-        cells: dict[str, dict[str, str]] = {}
-        for c in g.itertuples():  # the first record of a row and backend, as a pivot's "first" (plain dicts: fast)
-            cells.setdefault(c.row, {}).setdefault(c.backend, _grid_cell(c))
-        grid = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=list(dict.fromkeys(g.backend))).fillna("")
-        grid.index.name, grid.columns.name = "step", None
-        out[key] = grid
+        backends = list(dict.fromkeys(g.backend))
+        rows = {row: _grid_row(cells, backends, mark) for row, cells in g.groupby("row", sort=False)}
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=[*backends, RUNNER_UP])
+        if not table[RUNNER_UP].any():  # no row has two timed cases: nothing to compare
+            table = table.drop(columns=RUNNER_UP)
+        table.index.name, table.columns.name = "step", None
+        out[key] = table
     return out
+
+
+def _grid_row(cells: pd.DataFrame, backends: list[str], mark: Callable[[str], str]) -> list[str]:
+    """One step's cells (each backend's first record), then the runner-up's time over the lowest:
+    the estimate the frame's `best` rests on, inverted."""
+    timed = cells[(cells.status == "ok") & (cells.median_ms > 0)].sort_values("median_ms", kind="stable")
+    best = timed[timed.best]
+    places = _distinct_places(best.median_ms.iloc[0], timed[~timed.best].median_ms) if len(best) else None
+    first = {c.backend: c for c in reversed(list(cells.itertuples()))}
+    out = [_grid_cell(first[b], places, mark) if b in first else "" for b in backends]
+    if len(timed) < 2:
+        return [*out, ""]
+    lowest, runner_up = list(timed.itertuples())[:2]
+    e = frames.estimate(runner_up, lowest).inverse()
+    return [*out, fmt.interval(e.ratio, e.lo, e.hi, "×")]
+
+
+def _grid_cell(c: Any, places: int | None, mark: Callable[[str], str]) -> str:
+    if c.status != "ok" or not c.median_ms > 0:
+        return str(c.status)
+    text = fmt.interval(c.median_ms, c.ci_lo_ms, c.ci_hi_ms, min_places=places)
+    return mark(text) if c.best else text
+
+
+def _distinct_places(best_ms: float, others_ms: Any) -> int | None:
+    """The fewest decimal places (from hundreds) at which `best_ms` prints unlike each of `others_ms`."""
+    for places in range(-2, 7):
+        if all(fmt.fixed(o, places) != fmt.fixed(best_ms, places) for o in others_ms):
+            return places
+    return None
 
 
 def _speedup_cell(ratio: float, lo: float, hi: float, base: str, paired: bool = True) -> str:
