@@ -104,7 +104,7 @@ def run_noise(figures: Figures, fp: dict[str, Any] | None) -> tuple[float, str]:
             f"the default: this machine's A/A experiment of {_date(aa)} measured sd {measured:.0%} "
             "between back-to-back one-thread processes, a floor for runs made apart"
         )
-    return default, f"the default: not measured on this machine; `{MEASURE_RUNS}` measures it"
+    return default, f"the default: not measured on this machine ({MEASURE_RUNS} measures it)"
 
 
 def calls_noise(figures: Figures, fp: dict[str, Any] | None, run: str | None = None) -> tuple[float | None, str]:

@@ -101,7 +101,11 @@ def test_quick_run_then_report(tmp_path):
     for name in ("report.md", "report.html", "plots/bars.png", "tables/cases.csv"):
         assert (out / name).stat().st_size > 0
     assert (out / "plots" / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = result.stdout.split("\n\nSMOKE TEST")[0].replace(" (smoke test: not a measurement)", "")
     (out / "report.md").unlink()
+    result = bench("report", out, "--table")  # the tables the run printed, and nothing written
+    assert result.returncode == 0 and not (out / "report.md").exists(), result.stderr
+    assert result.stdout.strip() == printed.strip() and "| numpy/manual" in result.stdout
     result = bench("report", out)
     assert result.returncode == 0, result.stderr
     assert "numpy/module" in (out / "report.md").read_text()
@@ -265,9 +269,8 @@ def test_the_final_table_is_plain_text_and_tells_the_fastest_from_the_rest():
     every cell with its interval, the runner-up's ratio with its own; no Markdown bold."""
     import numpy as np
 
-    from bench.cli.run import legend, text_tables
     from bench.report import frame
-    from bench.report.document import RUNNER_UP
+    from bench.report.document import RUNNER_UP, legend, text_tables
 
     drift = 1 + 0.01 * np.random.default_rng(0).standard_normal(40)  # the machine, the same for all in a round
     own = np.random.default_rng(1)
@@ -294,3 +297,33 @@ def test_the_final_table_is_plain_text_and_tells_the_fastest_from_the_rest():
     assert xla.endswith(" *") and not any(c.endswith("*") for c in (eager, function))
     assert xla.split(" [")[0] != function.split(" [")[0]  # 170.20 and 170.24, not 170 and 170
     assert ratio.startswith("×1.000") and float(ratio.split("[")[1].split(",")[0]) >= 1.0
+
+
+def test_the_comparison_not_the_medians_orders_two_cases_timed_together():
+    """Two cases timed in the same rounds: A has most of its calls in the machine's fast rounds, B in
+    its slow ones, so A's median is the lower, yet round by round B takes 5% less. The paired
+    comparison names B the fastest, and the grid's ratio and the headline say so, never ×0.95."""
+    import numpy as np
+
+    from bench.report import document, frame
+
+    own = np.random.default_rng(2)
+
+    def case(backend, time_s, calls_fast, calls_slow):
+        rounds = [r for r in range(20) for _ in range(calls_fast if r < 10 else calls_slow)]
+        machine = np.array([1.0 if r < 10 else 2.0 for r in rounds])
+        samples = time_s * machine * (1 + 1e-4 * own.standard_normal(len(rounds)))
+        return records.Record(
+            **records.CaseKey("numpy", "manual", backend, "cpu", 1000, 784, 50, "float32").asdict(),
+            status="ok",
+            run_id="r",
+            samples_s=tuple(samples),
+            rounds=tuple(rounds),
+        )
+
+    df = frame([case("a", 0.100, 3, 1), case("b", 0.095, 1, 3)])
+    assert df.set_index("backend").median_ms["a"] < df.set_index("backend").median_ms["b"]
+    assert list(df[df.best].backend) == ["b"]
+    row = [c.strip() for c in document.text_tables(df)[3].strip("| ").split(" | ")]
+    assert row[2].endswith(" *") and row[3].startswith("×1.05")
+    assert "fastest **numpy/manual/b**" in document._summary(df)[0]

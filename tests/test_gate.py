@@ -317,7 +317,7 @@ def test_separate_runs_noise_is_the_stored_spread_only_where_it_exceeds_the_defa
     fp = {"cpu_model": "Fake CPU", "machine": "x86_64", "frameworks": {"tensorflow": {"version": "0"}}, "host_id": "h"}
     assert noise.run_noise(noise.load(path), fp) == (
         defaults.RUN_SD,
-        pytest.approx("the default: not measured on this machine; `python -m bench gate --aa 20` measures it"),
+        pytest.approx("the default: not measured on this machine (python -m bench gate --aa 20 measures it)"),
     )
     noise.store(path, fp, "aa", {"run_sd_log": 0.04, "measured_utc": "2026-01-01T00:00:00+00:00"})
     sd, where = noise.run_noise(noise.load(path), fp)

@@ -14,6 +14,9 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     )
     rep.add_argument("results", nargs="+", help="run folders or records .jsonl files (merged)")
     rep.add_argument("--out", help="output folder (default: the first run folder)")
+    rep.add_argument(
+        "--table", action="store_true", help="print the comparison tables as a run prints them; write nothing"
+    )
     e = sub.add_parser("export", help="write a run's records in another tool's format")
     e.add_argument("run", help="a run folder or records .jsonl file")
     e.add_argument("--format", required=True, choices=("pytest-benchmark",))
@@ -28,6 +31,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench import noise, records, report
 
     loaded = records.read_usable(args.results, warn)
+    if args.table:
+        for line in report.text_tables(report.frame(loaded, noise.repository())):
+            print(printable(line))
+        return 0
     out = Path(args.out) if args.out else records.records_file(args.results[0]).parent
     for path in report.write(loaded, out, noise.repository()):
         print(path)

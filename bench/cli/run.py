@@ -334,7 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         everything, _ = records_io.load(out_file)  # a resumed run reports every case of its folder
         written = ", ".join(str(p) for p in report.write(everything, config.out, noise.repository())[:2])
     df = report.frame(records, noise.repository())
-    for line in text_tables(df, smoke=args.quick):
+    for line in report.text_tables(df, smoke=args.quick):
         print(printable(line))
     if args.quick:
         print("\n" + "\n".join(smoke_banner(config, end=True)))
@@ -354,26 +354,6 @@ def smoke_banner(config: "Config", end: bool = False) -> list[str]:
         "copy): it shows that each case runs and is right, not how fast it is",
         "  a measurement: make bench (or python -m bench run, without --quick)",
     ]
-
-
-def text_tables(df: Any, smoke: bool = False) -> list[str]:
-    """The run's comparison tables as text for a terminal (report.comparison_tables, the fastest of a
-    row marked '*'), each under its group's title, then a legend."""
-    from bench.report import document, frames, markdown_table
-
-    lines = []
-    for key, table in document.comparison_tables(df, mark=lambda text: f"{text} *").items():
-        lines.append(f"{frames.title(key)}: median ms [95% CI]{' (smoke test: not a measurement)' if smoke else ''}")
-        lines += markdown_table(table).splitlines()
-    return lines + legend(df.best.any(), any(document.RUNNER_UP in line for line in lines))
-
-
-def legend(marked: bool, compared: bool) -> list[str]:
-    """The lines under a text table: what '*' and the last column say, those the table shows."""
-    from bench.report import document
-
-    lines = [f"* {document.TABLE_LEGEND[0]}", document.TABLE_LEGEND[1]]
-    return [text for text, shown in zip(lines, (marked, compared)) if shown]
 
 
 def signal_name(signum: int) -> str:

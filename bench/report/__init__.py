@@ -3,7 +3,7 @@ records alone (NumPy, pandas and matplotlib; never a framework). frames.py: reco
 speed-ups, pay-back, crossovers; fmt.py: numbers to the digits their spread supports; plots.py: the
 figures; document.py: the document's blocks, as markdown and HTML, and the files."""
 
-from bench.report.document import comparison_tables, markdown_table, write
+from bench.report.document import comparison_tables, markdown_table, text_tables, write
 from bench.report.frames import frame, title
 
-__all__ = ["comparison_tables", "frame", "markdown_table", "title", "write"]
+__all__ = ["comparison_tables", "frame", "markdown_table", "text_tables", "title", "write"]

@@ -137,11 +137,12 @@ def _bold(text, on):
     return f"**{text}**" if on else text
 
 
-RUNNER_UP = "runner-up ÷ lowest [95% CI]"
+RUNNER_UP = "slower ÷ faster [95% CI]"
 TABLE_LEGEND = (
-    "fastest of its row (marked): the lowest median, shown faster than the runner-up by the one comparison "
-    "(bench/compare.py)",
-    f"{RUNNER_UP}: the runner-up's time over the lowest's, by the same comparison (no mark where its interval holds 1)",
+    "the fastest of its row: of its two lowest medians, the one shown faster than the other by the one "
+    "comparison (bench/compare.py)",
+    f"{RUNNER_UP}: of the same two, the slower's time over the faster's, as that comparison orders them "
+    "(no mark where its interval holds 1)",
 )
 
 
@@ -167,9 +168,26 @@ def comparison_tables(df: pd.DataFrame, mark: Callable[[str], str] = _bold_text)
     return out
 
 
+def text_tables(df: pd.DataFrame, smoke: bool = False) -> list[str]:
+    """The comparison tables as text for a terminal (comparison_tables, the fastest of a row marked
+    '*'), each under its group's title, then a legend of what the table shows."""
+    lines = []
+    for key, table in comparison_tables(df, mark=lambda text: f"{text} *").items():
+        lines.append(f"{title(key)}: median ms [95% CI]{' (smoke test: not a measurement)' if smoke else ''}")
+        lines += markdown_table(table).splitlines()
+    return lines + legend(bool(df.best.any()), any(RUNNER_UP in line for line in lines))
+
+
+def legend(marked: bool, compared: bool) -> list[str]:
+    """The lines under a text table: what '*' and the last column say, those the table shows."""
+    lines = [f"* {TABLE_LEGEND[0]}", TABLE_LEGEND[1]]
+    return [text for text, shown in zip(lines, (marked, compared)) if shown]
+
+
 def _grid_row(cells: pd.DataFrame, backends: list[str], mark: Callable[[str], str]) -> list[str]:
-    """One step's cells (each backend's first record), then the runner-up's time over the lowest:
-    the estimate the frame's `best` rests on, inverted."""
+    """One step's cells (each backend's first record), then of its two lowest medians the slower's
+    time over the faster's, as the one comparison (the estimate the frame's `best` rests on) orders
+    them: its paired estimate may rank two close cases otherwise than their medians do."""
     timed = cells[(cells.status == "ok") & (cells.median_ms > 0)].sort_values("median_ms", kind="stable")
     best = timed[timed.best]
     places = _distinct_places(best.median_ms.iloc[0], timed[~timed.best].median_ms) if len(best) else None
@@ -177,8 +195,7 @@ def _grid_row(cells: pd.DataFrame, backends: list[str], mark: Callable[[str], st
     out = [_grid_cell(first[b], places, mark) if b in first else "" for b in backends]
     if len(timed) < 2:
         return [*out, ""]
-    lowest, runner_up = list(timed.itertuples())[:2]
-    e = frames.estimate(runner_up, lowest).inverse()
+    e = frames.estimate(*_two_fastest(timed))
     return [*out, fmt.interval(e.ratio, e.lo, e.hi, "×")]
 
 
@@ -251,7 +268,7 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
                 else {}
             ),
             **({"dispatch ms": fmt.sig(c.dispatch_ms, 2)} if math.isfinite(c.dispatch_ms) else {}),
-            "first call ms (of it trace)": fmt.sig(first, 2)
+            "first call ms (of which trace)": fmt.sig(first, 2)
             + (f" ({fmt.sig(c.trace_ms, 2)})" if math.isfinite(c.trace_ms) else ""),
             "max rel err": f"{c.max_rel_err:.1e}" if math.isfinite(c.max_rel_err) else "–",
             "samples": f"{c.samples}" + (f" ({c.stop_reason})" if c.stop_reason else ""),
@@ -646,11 +663,10 @@ def _summary(df):
         timed = g[(g.status == "ok") & (g.median_ms > 0)].sort_values("median_ms", kind="stable")
         if timed.empty:
             continue
-        best = timed.iloc[0]
+        best, second = _two_fastest(timed)
         name = f"**{best.row}/{best.backend}**"
         text = f"{title(key)}: {name}, {_ms(best)}"
-        if len(timed) > 1:
-            second = timed.iloc[1]
+        if second is not None:
             against = frames.estimate(best, second)  # the runner-up's time over the best's: its speed-up
             ratio = fmt.interval(against.ratio, against.lo, against.hi, "×")
             runner = f"{second.row}/{second.backend}"
@@ -673,6 +689,16 @@ def _summary(df):
             text += f"; {fmt.sig(pct, 2) if pct < 100 else f'{pct:.0f}'}% of the measured GEMM peak"
         items.append(text)
     return items
+
+
+def _two_fastest(timed: pd.DataFrame) -> tuple[Any, Any]:
+    """(faster, slower) of the two lowest medians of `timed` (sorted by median) as the one
+    comparison orders them (its paired estimate may rank two close cases otherwise than their
+    medians do), or (the one, None)."""
+    if len(timed) < 2:
+        return timed.iloc[0], None
+    a, b = timed.iloc[0], timed.iloc[1]
+    return (b, a) if frames.estimate(a, b).ratio < 1 else (a, b)
 
 
 def _noise_text(df: pd.DataFrame) -> str:
@@ -756,14 +782,15 @@ def _results(df: pd.DataFrame) -> Blocks:
         ("h2", "Results per device and size"),
         (
             "p",
-            "Grid: median ms per step ±IQR as % of the median; in bold the fastest of each step "
-            "where the comparison shows it faster than the runner-up (none in bold: not told "
-            "apart). Digits are kept only where the 95% confidence interval supports them, and the "
-            "point always lies inside its printed interval. Every ratio here, the bold marks, the "
-            "headline, the pay-back and the crossings come from one comparison, the one `compare` "
-            "and `gate` use: speed-up = reference median / case median (>1 is faster), paired by "
-            "timing round when both cases come from one run; 'unpaired' ones (separate runs or "
-            f"processes) widened by the noise between runs ({_noise_text(df)}). % of peak is "
+            "Grid: median ms of one call per step and backend, [its 95% confidence interval]; in bold "
+            f"the {TABLE_LEGEND[0]}; {TABLE_LEGEND[1]}. Digits are kept only where the interval "
+            "supports them, the interval is rounded outward, and the point always lies inside it. "
+            "Every ratio here, the bold marks, the headline, the pay-back and the crossings come from "
+            "one comparison, the one `compare` and `gate` use: speed-up = reference median / case "
+            "median (>1 is faster), paired by timing round when both cases come from one run and "
+            "share enough rounds. 'unpaired' ones are not: within one run their samples are "
+            "bootstrapped; from separate runs or processes they are widened by the noise between runs "
+            f"({_noise_text(df)}). % of peak is "
             "against the device's measured float32 GEMM GFLOP/s.",
         ),
     ]

@@ -66,6 +66,12 @@ def interval(
         places += 1
 
 
+def point(value: float, lo: float, hi: float) -> str:
+    """`value` alone, at the digits interval(value, lo, hi) prints it with: a plot's label says
+    what the table beside it says."""
+    return interval(value, lo, hi).split(" [")[0]
+
+
 def sig(value: float | None, figures: int = 2) -> str:
     """`value` to `figures` significant figures, without an exponent for everyday magnitudes."""
     return round_to_spread(value, None, default_sig=figures)

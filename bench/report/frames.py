@@ -332,8 +332,9 @@ def _speedups(df):
 
 
 def _mark_best(df):
-    """best: the fastest of its row (one step) in its group, where that is shown: the lowest median,
-    shown faster than the runner-up (shown_faster). A row with one timed case has nothing to be
+    """best: the fastest of its row (one step) in its group, where that is shown: of the two lowest
+    medians, the one the comparison shows faster than the other (its paired estimate may rank them
+    otherwise than their medians do). A row with one timed case has nothing to be
     fastest of; one whose two lowest are not told apart has no fastest (the tables bold and the bars
     outline `best`)."""
     df = df.copy()
@@ -344,8 +345,9 @@ def _mark_best(df):
     first = pd.Series(timed.index[rank == 0], index=group[rank == 0].to_numpy())
     second = pd.Series(timed.index[rank == 1], index=group[rank == 1].to_numpy())
     for g, runner in second.items():
-        if compare_sides(df.side[runner], df.side[first[g]]).faster:
-            df.at[first[g], "best"] = True
+        e = compare_sides(df.side[runner], df.side[first[g]])  # the lowest median's time over the runner-up's
+        if e.faster or e.inverse().faster:  # the comparison, paired by round, may order them otherwise
+            df.at[first[g] if e.faster else runner, "best"] = True
     return df
 
 

@@ -280,7 +280,7 @@ def _bar_rows(ax: "Axes", g: "pd.DataFrame", rows: list[str], colour: dict[str, 
             )
             if len(g) <= 24:  # a number a bar while they fit above it (the tables hold them all)
                 ax.annotate(
-                    fmt.round_to_spread(c.median_ms, fmt.median_half_width(c)),
+                    fmt.point(c.median_ms, c.ci_lo_ms, c.ci_hi_ms),
                     (x, c.ci_hi_ms if known else c.median_ms),
                     xytext=(0, 2),
                     textcoords="offset points",
@@ -292,7 +292,7 @@ def _bar_rows(ax: "Axes", g: "pd.DataFrame", rows: list[str], colour: dict[str, 
 
 
 def bars(df: "pd.DataFrame") -> "Figure | str":
-    """Median time per case with IQR error bars, grouped by step, one colour per backend; one panel
+    """Median time per case with its 95% interval as error bars, grouped by step, one colour per backend; one panel
     per device and size. Failed and skipped cases are written where their bar would be."""
     if _timed(df).empty:
         return "no case was timed"
