@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install bench bench-gpu test docs format fuzz gate clean
+.PHONY: install bench bench-gpu test docs readme format fuzz gate clean
 
 # uv installs in seconds what pip takes a minute for; pip is the fallback where uv cannot run.
 $(INSTALLED): pyproject.toml
@@ -70,6 +70,11 @@ bench-gpu:  ## make bench-gpu OUT=DIR
 test: install
 	$(PY) -m compileall -q bench kernels >/dev/null
 	$(PY) -m pytest -q -n auto --dist worksteal $(ARGS)
+
+# The README's picture and sample table, from the committed example run (make test checks they match).
+readme: install
+	$(PY) -m bench report results/examples/cpu
+	$(PY) docs/_ext/bench_docs.py
 
 # The documentation site, built strictly: a broken link, anchor or page is an error (make test builds it too).
 docs: install

@@ -286,6 +286,24 @@ def _comments(path: Path):
                     yield node.body[0].lineno + k, line
 
 
+def _bench_docs():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import bench_docs
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    return bench_docs
+
+
+def test_the_readme_sample_is_the_example_runs_table():
+    """The README's sample output is what `python -m bench report results/examples/cpu --table`
+    prints, and its picture that run's plot: `make readme` rewrites them, never a hand."""
+    bench_docs = _bench_docs()
+    assert bench_docs.with_sample(README, bench_docs.sample_table()) == README, "run make readme"
+    assert "](results/examples/cpu/plots/bars.png)" in README
+    assert (REPO / bench_docs.EXAMPLE / "plots" / "bars.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_no_comment_in_the_code_quotes_a_machine_a_neighbour_or_a_date():
     """Code says why; a measured figure lives in a results file (results/validation/) and the docs
     generated from it, and a comment names the experiment."""
