@@ -12,6 +12,7 @@ sys.path.insert(0, str(DOCS / "_ext"))
 
 project = "backprop-bench"
 author = "the backprop-bench developers"
+copyright = author  # the footer; furo prints "Copyright ©" with nothing after it otherwise
 extensions = ["myst_parser", "bench_docs"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "README.md"]
