@@ -159,8 +159,12 @@ def comparison_tables(df: pd.DataFrame, mark: Callable[[str], str] = _bold_text)
     out = {}
     for key, g in frames.groups(df):
         backends = list(dict.fromkeys(g.backend))
-        rows = {row: _grid_row(cells, backends, mark) for row, cells in g.groupby("row", sort=False)}
-        table = pd.DataFrame.from_dict(rows, orient="index", columns=[*backends, RUNNER_UP])
+        cases = g[["row", "backend", "status", "median_ms", "ci_lo_ms", "ci_hi_ms", "best", "side"]]
+        rows: dict[str, list] = {}
+        for c in cases.itertuples(index=False):  # the few columns a cell needs: a wide row is slow to make
+            rows.setdefault(c.row, []).append(c)
+        cells = {row: _grid_row(found, backends, mark) for row, found in rows.items()}
+        table = pd.DataFrame.from_dict(cells, orient="index", columns=[*backends, RUNNER_UP])
         if not table[RUNNER_UP].any():  # no row has two timed cases: nothing to compare
             table = table.drop(columns=RUNNER_UP)
         table.index.name, table.columns.name = "step", None
@@ -184,14 +188,14 @@ def legend(marked: bool, compared: bool) -> list[str]:
     return [text for text, shown in zip(lines, (marked, compared)) if shown]
 
 
-def _grid_row(cells: pd.DataFrame, backends: list[str], mark: Callable[[str], str]) -> list[str]:
+def _grid_row(cells: list[Any], backends: list[str], mark: Callable[[str], str]) -> list[str]:
     """One step's cells (each backend's first record), then of its two lowest medians the slower's
     time over the faster's, as the one comparison (the estimate the frame's `best` rests on) orders
     them: its paired estimate may rank two close cases otherwise than their medians do."""
-    timed = cells[(cells.status == "ok") & (cells.median_ms > 0)].sort_values("median_ms", kind="stable")
-    best = timed[timed.best]
-    places = _distinct_places(best.median_ms.iloc[0], timed[~timed.best].median_ms) if len(best) else None
-    first = {c.backend: c for c in reversed(list(cells.itertuples()))}
+    timed = sorted((c for c in cells if c.status == "ok" and c.median_ms > 0), key=lambda c: c.median_ms)
+    best = [c for c in timed if c.best]
+    places = _distinct_places(best[0].median_ms, [c.median_ms for c in timed if not c.best]) if best else None
+    first = {c.backend: c for c in reversed(cells)}
     out = [_grid_cell(first[b], places, mark) if b in first else "" for b in backends]
     if len(timed) < 2:
         return [*out, ""]
@@ -663,7 +667,7 @@ def _summary(df):
         timed = g[(g.status == "ok") & (g.median_ms > 0)].sort_values("median_ms", kind="stable")
         if timed.empty:
             continue
-        best, second = _two_fastest(timed)
+        best, second = _two_fastest(list(timed.head(2).itertuples()))
         name = f"**{best.row}/{best.backend}**"
         text = f"{title(key)}: {name}, {_ms(best)}"
         if second is not None:
@@ -691,13 +695,13 @@ def _summary(df):
     return items
 
 
-def _two_fastest(timed: pd.DataFrame) -> tuple[Any, Any]:
-    """(faster, slower) of the two lowest medians of `timed` (sorted by median) as the one
+def _two_fastest(timed: Sequence[Any]) -> tuple[Any, Any]:
+    """(faster, slower) of the two lowest medians of `timed` (rows sorted by median) as the one
     comparison orders them (its paired estimate may rank two close cases otherwise than their
     medians do), or (the one, None)."""
     if len(timed) < 2:
-        return timed.iloc[0], None
-    a, b = timed.iloc[0], timed.iloc[1]
+        return timed[0], None
+    a, b = timed[0], timed[1]
     return (b, a) if frames.estimate(a, b).ratio < 1 else (a, b)
 
 
