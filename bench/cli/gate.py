@@ -259,7 +259,6 @@ def request(args: argparse.Namespace) -> "gate.Request":
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from bench import gate
-    from bench.gate import text
     from bench.gate.plan import Done
 
     outputs = Outputs.of(args)
@@ -276,8 +275,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
             print(line, flush=True)
     return outputs.write(
         "gate",
-        lambda: text.gate_markdown(plan, done),
-        lambda: text.gate_json(plan, done),
+        lambda: gate.summary_markdown(plan, done),
+        lambda: gate.summary_json(plan, done),
         EXIT_FAILED if done.failed else 0,
     )
 

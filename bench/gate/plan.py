@@ -363,7 +363,7 @@ def gate_pin(pin: str | tuple[int, ...], threads: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Done:
     """What a gate run leaves to print: its lines, and whether it failed (exit 1); for a summary, what
-    its lines are made of (bench/gate/text.py gate_markdown, gate_json)."""
+    its lines are made of (summary_markdown, summary_json)."""
 
     lines: list[str]
     failed: bool = False
@@ -632,3 +632,53 @@ def _store(plan: Plan, fp: dict[str, Any], name: str, entry: dict[str, Any]) -> 
         return noise.store(plan.aa_file, fp, name, entry)
     except ValueError as e:
         raise GateError(f"{plan.aa_file}: not stored: {e}") from None
+
+
+def _gate_about(plan: Plan, done: Done) -> list[str]:
+    if plan.request.mode != "paired":
+        return [f"mode: {plan.request.mode}"]
+    about = [f"base: {plan.base_name} against the working tree"]
+    if plan.pairing and not done.nothing:
+        about.append(f"pairing: {plan.pairing_text()} ({plan.why})")
+    return about
+
+
+def summary_markdown(plan: Plan, done: Done) -> str:
+    """The gate run `done` of `plan` as a Markdown section: its base and pairing, then its verdict
+    table and notes; a gate that compared nothing (or measured the gate itself) shows its lines."""
+    outcome = done.outcome
+    if outcome is None:  # nothing compared: its lines say why, or what the plan or experiment is
+        title = "Regression gate" + (": nothing to compare, passing" if done.nothing else "")
+        return text.markdown_section(title, _gate_about(plan, done), None, list(done.lines))
+    wall = [f"gate wall time: {done.wall_s:.0f} s"] if done.wall_s is not None else []
+    notes = [*outcome.notes, *([done.aa] if done.aa else []), *wall]
+    return text.markdown_section("Regression gate", _gate_about(plan, done), outcome.result, notes, done.sides)
+
+
+def summary_json(plan: Plan, done: Done) -> dict[str, Any]:
+    """The gate run `done` of `plan` as plain data: what the plan resolved (mode, base revision and
+    commit, pairing and why), the Result where there is one, the lines it printed and the exit status."""
+    found = (
+        text.result_json(done.outcome.result)
+        if done.outcome is not None
+        else {"verdict": "nothing" if done.nothing else None, "failed": done.failed, "comparisons": []}
+    )
+    return {
+        "command": "gate",
+        "plan": {
+            "mode": plan.request.mode,
+            "base": plan.rev,
+            "sha": plan.sha,
+            "baseline": plan.request.baseline,
+            "pairing": plan.pairing,
+            "why": plan.why or None,
+            "changed": list(plan.changed),
+        },
+        "nothing": done.nothing,
+        **found,
+        "sides": list(done.sides),
+        "notes": [*(done.outcome.notes if done.outcome is not None else ()), *([done.aa] if done.aa else [])],
+        "wall_s": text.json_number(done.wall_s),
+        "lines": list(done.lines),
+        "exit": 1 if done.failed else 0,
+    }

@@ -4,14 +4,11 @@ from the same Result, so the three cannot disagree."""
 
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.compare import LEVEL, RULE, Comparison, Result
 from bench.gate.outcome import Outcome
 from bench.text import markdown, markdown_table, printable
-
-if TYPE_CHECKING:
-    from bench.gate.plan import Done, Plan
 
 # The overall verdict of a Result (overall()), in the order that decides it, and its headline.
 HEADLINES = {
@@ -195,7 +192,7 @@ def markdown_section(
     return "\n".join(lines) + "\n"
 
 
-def _number(x: Any) -> float | None:
+def json_number(x: Any) -> float | None:
     """A float JSON can hold: None for a missing or undefined figure (no interval: nan)."""
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -208,14 +205,14 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "label": c.label,
         "key": c.key,
         "threshold": c.threshold,
-        "base_s": _number(c.base_s),
-        "candidate_s": _number(c.candidate_s),
-        "ratio": _number(c.ratio),
-        "lo": _number(c.lo),
-        "hi": _number(c.hi),
+        "base_s": json_number(c.base_s),
+        "candidate_s": json_number(c.candidate_s),
+        "ratio": json_number(c.ratio),
+        "lo": json_number(c.lo),
+        "hi": json_number(c.hi),
         "level": LEVEL,
         "method": c.method,
-        "detectable": _number(c.detectable),
+        "detectable": json_number(c.detectable),
         "verdict": c.verdict,
         "note": c.note,
         "counters": list(c.counters),
@@ -237,54 +234,4 @@ def result_json(result: Result) -> dict[str, Any]:
         "only_candidate": list(result.only_candidate),
         "lost": list(result.lost),
         "mismatch": list(result.mismatch),
-    }
-
-
-def _gate_about(plan: "Plan", done: "Done") -> list[str]:
-    if plan.request.mode != "paired":
-        return [f"mode: {plan.request.mode}"]
-    about = [f"base: {plan.base_name} against the working tree"]
-    if plan.pairing and not done.nothing:
-        about.append(f"pairing: {plan.pairing_text()} ({plan.why})")
-    return about
-
-
-def gate_markdown(plan: "Plan", done: "Done") -> str:
-    """The gate run `done` of `plan` as a Markdown section: its base and pairing, then its verdict
-    table and notes; a gate that compared nothing (or measured the gate itself) shows its lines."""
-    outcome = done.outcome
-    if outcome is None:  # nothing compared: its lines say why, or what the plan or experiment is
-        title = "Regression gate" + (": nothing to compare, passing" if done.nothing else "")
-        return markdown_section(title, _gate_about(plan, done), None, list(done.lines))
-    wall = [f"gate wall time: {done.wall_s:.0f} s"] if done.wall_s is not None else []
-    notes = [*outcome.notes, *([done.aa] if done.aa else []), *wall]
-    return markdown_section("Regression gate", _gate_about(plan, done), outcome.result, notes, done.sides)
-
-
-def gate_json(plan: "Plan", done: "Done") -> dict[str, Any]:
-    """The gate run `done` of `plan` as plain data: what the plan resolved (mode, base revision and
-    commit, pairing and why), the Result where there is one, the lines it printed and the exit status."""
-    found = (
-        result_json(done.outcome.result)
-        if done.outcome is not None
-        else {"verdict": "nothing" if done.nothing else None, "failed": done.failed, "comparisons": []}
-    )
-    return {
-        "command": "gate",
-        "plan": {
-            "mode": plan.request.mode,
-            "base": plan.rev,
-            "sha": plan.sha,
-            "baseline": plan.request.baseline,
-            "pairing": plan.pairing,
-            "why": plan.why or None,
-            "changed": list(plan.changed),
-        },
-        "nothing": done.nothing,
-        **found,
-        "sides": list(done.sides),
-        "notes": [*(done.outcome.notes if done.outcome is not None else ()), *([done.aa] if done.aa else [])],
-        "wall_s": _number(done.wall_s),
-        "lines": list(done.lines),
-        "exit": 1 if done.failed else 0,
     }
