@@ -192,3 +192,44 @@ def test_a_change_to_the_steps_alone_is_added_paired_with_its_base_side(tmp_path
     kept = tmp_path / "ci"
     assert {p.name for p in (kept / "gate-runs").iterdir()} >= {"base", "candidate"}
     assert (kept / "gate.md").read_text() in page and (kept / "history.md").read_text() in page
+
+
+def test_the_second_pass_runs_only_what_the_frameworks_change(tmp_path):
+    """.ci/run's second pass (pytest --optional-frameworks, tests/conftest.py): after a whole run it
+    runs the tests that run skipped or did not have and those marked 'frameworks', not those it passed."""
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
+    suite = tmp_path / "test_suite.py"
+
+    def write(has_torch):
+        suite.write_text(
+            "import pytest\n"
+            "def test_plain(): pass\n"
+            f"@pytest.mark.skipif({not has_torch}, reason='no torch')\n"
+            "def test_needs_torch(): pass\n"
+            "@pytest.mark.frameworks\n"
+            "def test_every_installed(): pass\n"
+            f"@pytest.mark.parametrize('fw', {['numpy', 'torch'] if has_torch else ['numpy']})\n"
+            "def test_each(fw): pass\n"
+        )
+
+    def pytest_(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:randomly", "-rA", *args, str(suite)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        passed = set(re.findall(r"^PASSED \S+::(\S+)", done.stdout, re.M))
+        return done, passed
+
+    write(has_torch=False)
+    done, _ = pytest_("--optional-frameworks")
+    assert done.returncode != 0 and "pytest's cache holds no earlier run" in done.stderr
+    done, passed = pytest_()
+    assert done.returncode == 0 and passed == {"test_plain", "test_every_installed", "test_each[numpy]"}
+    write(has_torch=True)
+    done, passed = pytest_("--optional-frameworks")
+    assert done.returncode == 0, done.stdout
+    assert passed == {"test_needs_torch", "test_every_installed", "test_each[torch]"}
+    assert "2 deselected" in done.stdout

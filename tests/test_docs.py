@@ -143,6 +143,7 @@ RUN_END_TO_END = (
 )
 
 
+@pytest.mark.frameworks  # every framework installed here
 def test_the_quick_start_report_gate_plan_and_explain_run(tmp_path):
     """The lines a newcomer copies first run end to end at small sizes, exactly as the docs show them
     (the test only adds an output folder or a budget)."""

@@ -98,6 +98,7 @@ def test_the_default_frameworks_are_found_and_a_broken_one_is_left_out_of_the_ru
         default_frameworks()
 
 
+@pytest.mark.frameworks  # every framework installed here
 def test_a_framework_present_here_is_in_the_default_set():
     present = [name for name in backends.FRAMEWORKS if backends.unavailable_reason(name) is None]
     if not present:

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from bench import run
 from bench.run import worker
 from tests.helpers import CONFIG, worker_processes
@@ -63,6 +65,7 @@ def test_the_runs_process_loads_no_framework():
         assert out.stdout.strip() == loaded, how
 
 
+@pytest.mark.frameworks  # every framework installed here
 def test_a_frameworks_facts_travel_as_plain_data():
     """What a runner tells the run (its framework's facts, in every case's env) unpickles anywhere
     without importing that framework: PyTorch's version is a TorchVersion, and sending it to NumPy's
