@@ -581,10 +581,7 @@ def distrust(records: Iterable[Record], df: pd.DataFrame) -> list[tuple[str, lis
     failed = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "failed"].itertuples()]
     skipped = [f"{_case(c)}: {c.error or 'no reason recorded'}" for c in df[df.status == "skipped"].itertuples()]
     notes = df[df.note.notna() & (df.note != "")]
-    reduced = [
-        f"{_case(next(g.itertuples()))}" + (f" and {len(g) - 1} more" if len(g) > 1 else "") + f": {note}"
-        for note, g in notes.groupby("note", sort=False)
-    ]
+    reduced = [f"{_case(c)}: {c.note}" for c in notes.itertuples()]
     interrupted = [
         f"{_case(c)}: {c.samples} samples when a signal stopped the run (--resume times it again)"
         for c in df[(df.stop_reason == "interrupted") & (df.status == "ok")].itertuples()
@@ -787,7 +784,7 @@ def _results(df: pd.DataFrame) -> Blocks:
         (
             "p",
             "Grid: median ms of one call per step and backend, [its 95% confidence interval]; in bold "
-            f"the {TABLE_LEGEND[0]}; {TABLE_LEGEND[1]}. Digits are kept only where the interval "
+            f"{TABLE_LEGEND[0]}; {TABLE_LEGEND[1]}. Digits are kept only where the interval "
             "supports them, the interval is rounded outward, and the point always lies inside it. "
             "Every ratio here, the bold marks, the headline, the pay-back and the crossings come from "
             "one comparison, the one `compare` and `gate` use: speed-up = reference median / case "

@@ -120,6 +120,8 @@ def _pyplot():
     )
     # SVG text as text, not a path per glyph: many times faster to write, smaller, and searchable.
     matplotlib.rcParams["svg.fonttype"] = "none"
+    # Element ids from a fixed salt: the same records give the same SVG, so a regenerated example diffs clean.
+    matplotlib.rcParams["svg.hashsalt"] = "backprop-bench"
     import matplotlib.pyplot as plt
 
     return plt
