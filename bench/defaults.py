@@ -59,8 +59,9 @@ RUN_SD = 0.10
 
 # ---- the regression gate
 # A case regressed when its time grew by more than the threshold, its interval clear of half of it
-# (bench/compare.py). 5%: the rule needs the ratio itself above 1 + threshold, so at 10% a case exactly
-# 10% slower would be flagged only about half the time (experiment: gate-plant).
+# (bench/compare.py). 5%: the rule needs the ratio itself above 1 + threshold, and the ratio of a
+# case exactly 10% slower lands below 1.10 about as often as above, so a 10% threshold would miss a
+# 10% slowdown about half the time; the experiment gate-plant measures detection at 5%.
 GATE_THRESHOLD = "5%"
 # `history check`: a change point whose ratio is over this fails (bench/history/changes.py finds them).
 HISTORY_THRESHOLD = "10%"
@@ -90,8 +91,8 @@ GATE_CALLS_STEPS = ("manual", "tape", "autograd", "grad")
 GATE_CALLS_THREADS = 1
 GATE_CALLS_BUDGET_S = 0.25
 # Untimed calls after a one-process gate's checked first call (WARMUP in a run): both sides get the
-# same, its rounds pair them, and the take after each switch drops a call besides; at n=50,000 each
-# warm-up call of every case-side is seconds of a gate's time (experiment: gate-plant).
+# same, its rounds pair them, and the take after each switch drops a call besides; at n=50,000 every
+# warm-up call of every case on each side adds to the gate's time.
 GATE_CALLS_WARMUP = 1
 
 # ---- data-parallel (python -m bench scale; bench/distributed/)

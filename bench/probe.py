@@ -1,4 +1,4 @@
-"""A device probe: what a device can do, per framework and precision, in about a minute: its GEMM
+"""A device probe: what a device can do, per framework and precision: its GEMM
 ceiling in every precision the framework has (and TF32 on a GPU) and its copy bandwidth, then the
 lesson's manual step at a few sizes, warm and cold, its dispatch time, and each compiled backend's
 first call at the smallest size, with the device's telemetry meanwhile.
@@ -32,7 +32,8 @@ SIZES = (1_000, 10_000, 100_000, 1_000_000)
 M, NH = defaults.SIZE[1], defaults.SIZE[2]
 
 
-# The step's precisions (float16 left out: the lesson's loss overflows it at these sizes; docs/judging-and-timing.md).
+# The step's precisions; float16 is left out: the lesson's loss sums squares over up to 1e6 rows,
+# past float16's largest value (65504) (docs/judging-and-timing.md).
 STEP_PRECISIONS = (("float32", "float32", False), ("tf32", "float32", True), ("bfloat16", "bfloat16", False))
 
 

@@ -19,16 +19,16 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "tf32": 2.0**-11, "fl
 ACCUMULATE = {"float64": "float64", "float32": "float32", "tf32": "tf32", "float16": "float32", "bfloat16": "float32"}
 
 # Largest relative error ||got - ref|| / ||ref|| accepted per output, by the case's precision.
-# float32 (u = 6e-8): outputs are sums over n = 5e4 rows or m = 784 columns, and backends sum in
-# different orders (oneDNN, Eigen, XLA, cuBLAS), which gives about 1e-7..1e-6 here (2-16 u); 1e-4
-# leaves headroom for larger n while any wrong formula errs by 1e-2 or more.
-# float64 (u = 1.1e-16): observed errors are about 1e-15; 1e-10 is the same headroom.
+# float32 (u = 6e-8): outputs are sums over n rows or m = 784 columns, and backends sum in different
+# orders (oneDNN, Eigen, XLA, cuBLAS), which puts them a few to tens of u apart; 1e-4 leaves headroom
+# for larger n while any wrong formula errs by 1e-2 or more. float64 (u = 1.1e-16): 1e-10, the same
+# headroom over its rounding.
 # Reduced precisions cannot keep that headroom (100 x u is a relative error of 39% in bfloat16):
 # their reference takes the inputs as rounded to the case's dtype, so what is left is the rounding
-# of the step's own results and intermediates, about 1 u per output here (bfloat16 d_x 3.4e-3-3.6e-3
-# = 0.9 u, float16 4.4e-4-9.2e-4 = 0.9-1.9 u, torch, JAX and TensorFlow on this CPU at n = 5000);
-# 16 u leaves 8-16 x headroom and still fails a wrong formula, which errs by order 1 (a forgotten
-# ReLU mask, a transposed weight) or overflows (float16's largest value is 65504).
+# of the step's own results and intermediates, of order u per output (tests/test_measurement.py
+# holds every step to it in each precision it has); 16 u leaves headroom and still fails a wrong
+# formula, which errs by order 1 (a forgotten ReLU mask, a transposed weight) or overflows
+# (float16's largest value is 65504).
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4, **{p: 16 * UNIT_ROUNDOFF[p] for p in ("tf32", "float16", "bfloat16")}}
 
 
@@ -159,9 +159,9 @@ class Reference:
     own), so checking ten cases at n = 1e6 costs about one reference rather than ten.
 
     Near-zero ReLU entries. A pre-activation within rounding of zero can be positive in one
-    precision and negative in another, and even in two computations of the same precision: on an
-    H100, torch.compile's fused step and its separately compiled mask probe put one such entry on
-    opposite sides of zero. Either sign is then right, and the choice moves d_h_pre[i, j] between 0
+    precision and negative in another, and even in two computations of the same precision: on a
+    GPU, torch.compile's fused step and its separately compiled mask probe can put one such entry
+    on opposite sides of zero. Either sign is then right, and the choice moves d_h_pre[i, j] between 0
     and g = d_out[i] * w2[j]: row i of d_x by g * w1[:, j], column j of d_w1 by g * x[i], d_b1[j]
     by g (the other outputs by |h_pre[i, j]|, within rounding). So the reference takes the case's own
     mask as its probe reports it (a difference from float64's outside the near-zero set, |h_pre|
