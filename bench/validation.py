@@ -66,12 +66,23 @@ def _make_target(target: str) -> Callable[[], dict[str, Any]]:
     return measure
 
 
+def _docs_build() -> dict[str, Any]:
+    """make docs's strict build into an empty folder (nothing reused from an earlier build), three times."""
+    walls = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as tmp:
+            sphinx = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", "docs", tmp]
+            walls.append(_timed(sphinx)[0])
+    return {"wall_s": _spread(walls)}
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
     title: str
     command: str
     measure: Callable[[], dict[str, Any]] | None = None  # None: recorded by hand, `run` says how to redo it
+    what: str = ""  # what it measures and why, for a file written the first time (else the file's own)
 
 
 EXPERIMENTS = {
@@ -85,7 +96,14 @@ EXPERIMENTS = {
             _report_fleet,
         ),
         Experiment("make-test", "make test's time", "make test", _make_target("test")),
-        Experiment("docs-build", "The docs site's strict build", "make docs", _make_target("docs")),
+        Experiment(
+            "docs-build",
+            "The docs site's strict build",
+            "make docs, into an empty folder (python -m sphinx -W --keep-going -n -b html docs OUT), three times",
+            _docs_build,
+            "make test builds the docs site strictly (a broken link, anchor or page fails), from nothing: the "
+            "command reference and this page generated on the way (docs/_ext/bench_docs.py).",
+        ),
         Experiment(
             "gate-aa",
             "The gate's false positives and detection",
@@ -134,7 +152,8 @@ EXPERIMENTS = {
         Experiment(
             "history-simulate",
             "The history's change-point detector on simulated series",
-            "python -m bench history simulate --series 10",
+            "python -m bench history simulate --series 10 RUN [RUN ...] (the records of repeated runs of unchanged "
+            "code: the noise)",
         ),
         Experiment(
             "pin",
@@ -158,13 +177,16 @@ def path(name: str) -> Path:
 
 def load(name: str) -> dict[str, Any]:
     """An experiment's results file; ValidationError where it is missing or not one."""
+    where = path(name).relative_to(REPO) if path(name).is_relative_to(REPO) else path(name)
+    if not path(name).exists():
+        raise ValidationError(f"{where} does not exist yet (python -m bench.validation run {name} measures it)")
     try:
         data = json.loads(path(name).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ValidationError(f"{path(name)}: unreadable ({type(e).__name__})") from None
+        raise ValidationError(f"{where}: unreadable ({type(e).__name__})") from None
     missing = [k for k in KEYS if k not in data]
     if missing:
-        raise ValidationError(f"{path(name)}: lacks {', '.join(missing)}")
+        raise ValidationError(f"{where}: lacks {', '.join(missing)}")
     return data
 
 
@@ -189,10 +211,10 @@ def run(name: str) -> Path:
         "command": experiment.command,
         "machine": f"{machine.cpu_model}, {fp.get('cpu_count_logical')} logical cores",
         "date": time.strftime("%Y-%m-%d"),
-        "commit": git.head(REPO) or "unknown",
+        "commit": (git.head(REPO) or "unknown") + (" with uncommitted changes" if git.dirty(REPO) else ""),
         "figures": figures,
         "summary": _summary(figures),
-        "what": old.get("what", experiment.title),
+        "what": old.get("what", experiment.what or experiment.title),
     }
     FOLDER.mkdir(parents=True, exist_ok=True)
     path(name).write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
@@ -229,6 +251,7 @@ def markdown() -> str:
         except ValidationError as e:
             lines += [f"## {EXPERIMENTS[name].title}", "", f"Not measured: {e}.", ""]
             continue
+        sha, _, how = entry["commit"].partition(" ")  # "<sha> with uncommitted changes" where it was so
         lines += [
             f"## {entry['title']}",
             "",
@@ -239,7 +262,7 @@ def markdown() -> str:
             f"- Command: `{entry['command']}`",
             f"- Machine: {entry['machine']}",
             f"- Date: {entry['date']}",
-            f"- Commit: `{entry['commit'][:10]}`",
+            f"- Commit: `{sha[:10]}`{' ' + how if how else ''}",
             f"- File: `results/validation/{name}.json`",
             "",
         ]

@@ -336,3 +336,28 @@ def test_public_functions_are_annotated():
 
         visit(ast.parse(path.read_text(encoding="utf-8")).body)
     assert not missing, "public functions without annotations: " + ", ".join(missing)
+
+
+def test_every_validation_file_holds_what_its_page_needs_and_a_missing_one_says_how_to_measure_it(
+    tmp_path, monkeypatch
+):
+    """docs/validation.md is generated from results/validation/: each experiment's file carries its
+    command, machine, date and commit; a missing or broken one is said on the page, in one line."""
+    from bench import validation
+
+    for name in validation.EXPERIMENTS:
+        entry = validation.load(name)
+        assert entry["name"] == name and all(entry[k] for k in ("command", "machine", "date", "commit", "figures"))
+    monkeypatch.setattr(validation, "FOLDER", tmp_path)
+    missing = r"does not exist yet \(python -m bench.validation run pin measures it\)"
+    with pytest.raises(validation.ValidationError, match=missing):
+        validation.load("pin")
+    (tmp_path / "pin.json").write_text("{", encoding="utf-8")
+    with pytest.raises(validation.ValidationError, match="unreadable"):
+        validation.load("pin")
+    page = validation.markdown()
+    assert page.count("Not measured: ") == len(validation.EXPERIMENTS) and "\n\n" in page
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.validation", "run", "no-such"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "no-such" in done.stderr
