@@ -34,8 +34,8 @@ bench: install  ## the default suite: every step x backend on every device; resu
 # first and timed with CUDA events where the framework has them, beside the host clock. Every step
 # runs even if an earlier one failed; the exit status is the first failure's. GPU_STEPS=all (or a
 # list) for every step; GPU_CPU=1 adds the default suite on the machine's CPU. Rehearse it on a CPU
-# with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says there is no CUDA
-# device and fails: that status is kept).
+# with GPU_DEVICE=cpu GPU_SWEEP='1000,784,50 5000,784,50' (the probe then says no framework sees a
+# gpu device and fails: that status is kept).
 GPU_FRAMEWORKS ?=
 GPU_DEVICE ?= gpu
 GPU_STEPS ?= manual

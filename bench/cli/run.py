@@ -52,7 +52,7 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         metavar="warm|cold",
         help="cold: flush the device's last-level cache before each timed call (default: warm)",
     )
-    r.add_argument("--data", help="MNIST file (.pkl.gz or .npz); default: data/ if present, else synthetic")
+    r.add_argument("--data", help="MNIST file (.pkl.gz, .pkl, .gz or .npz); default: data/ if present, else synthetic")
     r.add_argument("--out", help="output folder (default: results/<run-id>)")
     r.add_argument("--quick", action="store_true", help="small size and few samples: a smoke test, not a measurement")
     r.add_argument(
