@@ -224,7 +224,9 @@ def run(name: str) -> Path:
 def _summary(figures: dict[str, Any]) -> str:
     parts = []
     for key, value in figures.items():
-        if isinstance(value, dict) and "median" in value:
+        if isinstance(value, dict) and value.get("runs") == 1:
+            parts.append(f"{key} {value['median']:.1f} (one run)")
+        elif isinstance(value, dict) and "median" in value:
             parts.append(
                 f"{key} median {value['median']:.1f} (min {value['min']:.1f}, max {value['max']:.1f}, "
                 f"{value['runs']} run{'s' if value['runs'] != 1 else ''})"
