@@ -30,3 +30,10 @@ def memory_bytes(step: str, n: int, m: int, nh: int, itemsize: int) -> int:
     if step == "broadcast":
         working += n * m * nh + n * nh
     return itemsize * working
+
+
+def problem_bytes(n: int, m: int, nh: int, itemsize: int) -> int:
+    """The arrays a size brings before any case runs: the data (x and y) in the cases' dtype, and
+    the float64 reference's own inputs, outputs (d_x is as large as x) and (n, nh) intermediates,
+    which every case of the size is checked against."""
+    return itemsize * (n * m + n) + 8 * (2 * n * m + 6 * n * nh + 4 * n)

@@ -52,6 +52,19 @@ def test_bad_run_arguments(args, words, tmp_path):
     assert not (tmp_path / "out" / "records.jsonl").exists()
 
 
+def test_a_problem_too_big_for_the_memory_is_refused_before_anything_is_made(tmp_path):
+    """The size's own arrays (data and float64 reference) pass the memory estimate the cases do:
+    refused in one line with the estimate and the memory free, no folder made, no framework loaded."""
+    for command in (
+        ("run", "--framework", "numpy", "--size", "100000000,784,50", "--quick"),
+        ("explain", "numpy/manual/eager", "n=100000000"),
+        ("scale", "--size", "100000000,784,50"),
+    ):
+        out = tmp_path / command[0]
+        assert_one_line_error(bench(*command, "--out", out), "size 100000000,784,50", "GiB", "free now", "smaller n")
+        assert not out.exists(), command
+
+
 def test_corrupt_data_file(tmp_path):
     bad = tmp_path / "mnist.npz"
     bad.write_bytes(b"not a zip file")

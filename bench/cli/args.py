@@ -1,6 +1,6 @@
 """What the command groups share: the parser that prints one-line errors, the parsing of names,
-sizes and size grids, and where a verdict's summary and JSON are written (--summary, --json,
-$GITHUB_STEP_SUMMARY)."""
+sizes and size grids, whether a size's own arrays fit in memory, and where a verdict's summary and
+JSON are written (--summary, --json, $GITHUB_STEP_SUMMARY)."""
 
 import argparse
 import json
@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+from bench import defaults
 
 EXIT_BAD_INPUT = 2
 # GitHub Actions names a file here that each step appends Markdown to, shown on the job's page.
@@ -48,6 +50,29 @@ def parse_size(text: str) -> tuple[int, ...]:
     if min(size) < 1:
         raise UsageError(f"bad size {text!r}: N, M and NH must be at least 1")
     return size
+
+
+def check_problem_memory(sizes: tuple[tuple[int, ...], ...], dtypes: tuple[str, ...]) -> None:
+    """UsageError where a size's own arrays (its data and float64 reference, kernels/cost.py
+    problem_bytes) need more than a case may (MEMORY_FRACTION of the free memory): such a run would
+    die allocating them. Checked before any folder is made or framework loaded; nothing where the
+    free memory cannot be told."""
+    from bench import fingerprint
+    from kernels import cost
+
+    free = fingerprint.memory_bytes()[1]
+    if free is None:
+        return
+    budget = defaults.MEMORY_FRACTION * free
+    itemsize = max(8 if dtype == "float64" else 4 if dtype in ("float32", "tf32") else 2 for dtype in dtypes)
+    for n, m, nh in sizes:
+        need = cost.problem_bytes(n, m, nh, itemsize)
+        if need > budget:
+            raise UsageError(
+                f"size {n},{m},{nh}: its data and float64 reference alone need about {need / 2**30:,.1f} GiB, "
+                f"over the budget of {budget / 2**30:,.1f} GiB ({defaults.MEMORY_FRACTION:.0%} of the "
+                f"{free / 2**30:,.1f} GiB of memory free now); choose a smaller n"
+            )
 
 
 def parse_grid(items: Iterable[str], base: Sequence[int]) -> tuple[tuple[int, int, int], ...]:

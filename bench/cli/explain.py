@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bench.explain import ExplainError
 
 from bench import defaults
-from bench.cli.args import UsageError, parse_size, size_text
+from bench.cli.args import UsageError, check_problem_memory, parse_size, size_text
 from bench.text import printable
 
 
@@ -60,6 +60,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--budget must be positive, got {args.budget}")
     keys = explain.parse(args.case, (n, m, nh), args.dtype)
     beside = explain.parse([args.beside], (n, m, nh), args.dtype)[0] if args.beside else None
+    for key in [*keys, *([beside] if beside else [])]:
+        check_problem_memory(((key.n, key.m, key.nh),), (key.dtype,))
     out = Path(args.out) if args.out else explain.default_out()
     done = []
     for key in keys:

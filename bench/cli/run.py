@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import defaults, frameworks
-from bench.cli.args import Parser, UsageError, names, parse_grid, parse_size, size_text
+from bench.cli.args import Parser, UsageError, check_problem_memory, names, parse_grid, parse_size, size_text
 from bench.text import printable
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
             args.data,
             {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,)) for s in steps},
         )
+    check_problem_memory(kwargs.get("sizes", (defaults.SIZE,)), dtypes)
     resolved = None
     if args.env:  # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
         from bench import venvs

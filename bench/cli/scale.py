@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import defaults, frameworks
-from bench.cli.args import Parser, UsageError, names, parse_size, size_text
+from bench.cli.args import Parser, UsageError, check_problem_memory, names, parse_size, size_text
 from bench.text import printable
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def plan(args: argparse.Namespace) -> "list[Request]":
         if k not in ("strong", "weak"):
             raise UsageError(f"--scaling {k!r}: expected strong or weak")
     sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
+    check_problem_memory(tuple(sizes), ("float32",))  # the global batch and its float64 reference
     engines = _engines(names(args.engine))
     asked = names(args.backend)
     for b in asked or ():
