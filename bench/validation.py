@@ -221,15 +221,23 @@ def run(name: str) -> Path:
     return path(name)
 
 
+# What a figure's key measures, and its unit, as the page says it.
+FIGURES = {"wall_s": ("wall time", "s"), "peak_mib": ("peak memory", "MiB")}
+
+
 def _summary(figures: dict[str, Any]) -> str:
+    """One sentence of an unattended experiment's figures: each one's median and range."""
     parts = []
     for key, value in figures.items():
-        if isinstance(value, dict) and value.get("runs") == 1:
-            parts.append(f"{key} {value['median']:.1f} (one run)")
-        elif isinstance(value, dict) and "median" in value:
+        if not (isinstance(value, dict) and "median" in value):
+            continue
+        what, unit = FIGURES.get(key, (key, ""))
+        if value["runs"] == 1:
+            parts.append(f"{what} {value['median']:.1f} {unit} (one run)")
+        else:
             parts.append(
-                f"{key} median {value['median']:.1f} (min {value['min']:.1f}, max {value['max']:.1f}, "
-                f"{value['runs']} run{'s' if value['runs'] != 1 else ''})"
+                f"{what} median {value['median']:.1f} {unit} ({value['min']:.1f}-{value['max']:.1f}, "
+                f"{value['runs']} runs)"
             )
     return "; ".join(parts)
 
