@@ -36,6 +36,9 @@ BATCH_S = 0.2  # the batched (one sync) measurement: about this long
 # (128 MiB on CPU, 1 GiB on GPU: far beyond the caches).
 CEILING_SAMPLES: Sampling = {"warmup": 2, "min_samples": 5, "max_samples": 20, "budget_s": 0.5}
 CEILING_GEMM = {"cpu": 2048, "gpu": 8192}
+# The ceiling at a size's own GEMM shapes (kernels/cost.py gemms): the best of a few calls of each.
+# A minimum of a few calls is a ceiling; fewer calls than CEILING_SAMPLES keep it under a second.
+SHAPE_CEILING_SAMPLES: Sampling = {"warmup": 1, "min_samples": 3, "max_samples": 10, "budget_s": 0.1}
 CEILING_COPY_BYTES = {"cpu": 128 << 20, "gpu": 1 << 30}
 CHECKPOINT_S = 5.0  # timing samples written at least this often: what a kill -9 can lose
 MEMORY_FRACTION = 0.5  # of the device's free memory a case may need, else it is skipped

@@ -104,6 +104,7 @@ class Summary:
     copy_gbps: float
     intensity: float  # FLOPs per byte that must move (kernels/cost.py)
     canary_s: float = math.nan  # the machine's canary (bench/canary.py): its median over the case's rounds
+    shape_gflops: float = math.nan  # what the size's own GEMM shapes allow (bench/run/caches.py shape_ceiling)
 
     @property
     def iqr_s(self) -> float:
@@ -117,6 +118,11 @@ class Summary:
     def pct_of_peak(self) -> float:
         """Achieved GFLOP/s as a percentage of the device's measured float32 GEMM ceiling."""
         return 100 * self.gflops / self.gemm_gflops if self.gemm_gflops > 0 else math.nan
+
+    @property
+    def pct_of_shape_peak(self) -> float:
+        """Achieved GFLOP/s as a percentage of what the size's own GEMM shapes allow."""
+        return 100 * self.gflops / self.shape_gflops if self.shape_gflops > 0 else math.nan
 
     @property
     def bound(self) -> str | None:
@@ -158,6 +164,7 @@ def summarize(
         copy_gbps=_number(ceilings.get("copy_gbps")),
         intensity=flops / min_bytes if flops > 0 and min_bytes > 0 else math.nan,
         canary_s=stats.median(canary) if canary else math.nan,
+        shape_gflops=_number(ceilings.get("shape_gflops")),
     )
 
 
@@ -251,6 +258,7 @@ class Record(CaseKey):
             "noisy": s.noisy,
             "gflops": finite(s.gflops),
             "pct_of_peak": finite(s.pct_of_peak),
+            "pct_of_shape_peak": finite(s.pct_of_shape_peak),
             "intensity_flop_per_byte": finite(s.intensity),
             "bound": s.bound,
         }
@@ -418,7 +426,7 @@ def _nested_problem(d):
         if not _is_number(value):
             return f"rel_errs.{_shown(key)}: expected a number, got {_shown(value)}"
     ceilings = d.get("ceilings") or {}
-    for key in ("gemm_gflops", "copy_gbps"):
+    for key in ("gemm_gflops", "copy_gbps", "shape_gflops"):
         if ceilings.get(key) is not None and (not _finite(ceilings[key]) or ceilings[key] <= 0):
             return f"ceilings.{key}: expected a positive number, got {_shown(ceilings[key])}"
     return _fingerprint_problem(d.get("fingerprint") or {})

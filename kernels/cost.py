@@ -14,6 +14,14 @@ def flops(step: str, n: int, m: int, nh: int) -> int:
     return 6 * n * m * nh + 10 * n * nh + 8 * n
 
 
+def gemms(n: int, m: int, nh: int) -> tuple[tuple[int, int, int], ...]:
+    """The matrix products (rows, inner, columns) of the lesson's forward and backward pass at this
+    size, whichever way a step computes them: x @ w1 and h @ w2 forward; d_w2 = h.T @ d_out,
+    d_h = d_out @ w2.T, d_w1 = x.T @ g and d_x = g @ w1.T backward. Their shapes are skinny (m and
+    nh are small beside n), far from the square product a device's peak is measured on."""
+    return ((n, m, nh), (n, nh, 1), (nh, n, 1), (n, 1, nh), (m, n, nh), (n, nh, m))
+
+
 def min_bytes(step: str, n: int, m: int, nh: int, itemsize: int) -> int:
     """Bytes any implementation must move: read x and y, write d_x, read and write the parameters
     and their gradients once. (Intermediates could stay in cache or registers.)"""

@@ -222,3 +222,13 @@ def test_cost_formulas():
     # the broadcast step's (n, m, nh) product dominates its memory
     assert cost.memory_bytes("broadcast", 50_000, 784, 50, 4) > 7.8e9
     assert cost.memory_bytes("manual", 50_000, 784, 50, 4) < 0.5e9
+
+
+def test_the_gemm_shapes_are_the_lessons_matrix_products():
+    """kernels/cost.py gemms: the six products of the forward and backward pass, whose FLOPs are the
+    matrix part of the step's analytic count (the rest is elementwise)."""
+    n, m, nh = 5000, 784, 50
+    shapes = cost.gemms(n, m, nh)
+    assert len(shapes) == 6 and (n, m, nh) in shapes and (m, n, nh) in shapes and (n, nh, m) in shapes
+    matmul = sum(2 * r * k * c for r, k, c in shapes)
+    assert matmul == 6 * n * m * nh + 6 * n * nh and matmul < cost.flops("manual", n, m, nh)

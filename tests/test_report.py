@@ -317,6 +317,22 @@ def test_best_and_reference_default_to_first_timed_case():
         assert not tables.frame(cases).best.any()
 
 
+def test_a_case_is_set_against_the_ceiling_of_its_own_shapes_where_one_was_measured():
+    """% of its shapes' peak: a case's GFLOP/s over the best any framework reached at that device and
+    size's GEMM shapes; a record without that ceiling (written before it existed) has none."""
+    shape = {"gemm_gflops": 100.0, "copy_gbps": 10.0}
+    rs = [
+        make(flops=10**9, ceilings={**shape, "shape_gflops": 50.0}),  # 100 GFLOP/s at 10 ms
+        make(framework="numpy", flops=10**9, ceilings={**shape, "shape_gflops": 80.0}),
+        make(n=200, flops=10**9, ceilings=shape),
+    ]
+    df = tables.frame(rs).set_index(["framework", "n"])
+    at_100 = df.loc[[("tensorflow", 100), ("numpy", 100)]]
+    assert list(at_100.shape_peak_gflops) == [80.0, 80.0] and list(at_100.pct_of_shape_peak) == [125.0, 125.0]
+    assert math.isnan(df.loc[("tensorflow", 200), "pct_of_shape_peak"]) and list(df.pct_of_peak) == [100.0] * 3
+    assert rs[0].summary.pct_of_shape_peak == 200.0  # its own framework's, before the device's best
+
+
 def test_records_with_empty_fields_still_report(tmp_path):
     """Old or unfinished records: no rounds, env, ceilings, flops, first call or peak; None where a
     dict belongs; an ok record without samples."""

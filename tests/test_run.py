@@ -11,7 +11,7 @@ import pytest
 from bench import run
 from bench.records import read
 from bench.run import prepare
-from kernels import reference
+from kernels import cost, reference
 from tests.helpers import COMMON, CONFIG, SMALL_CEILINGS, load_or_skip
 
 tf_backend = load_or_skip("tensorflow")
@@ -124,6 +124,9 @@ def test_run_appends_every_case_with_its_environment(tmp_path):
     assert r.fingerprint["frameworks"]["tensorflow"]["version"] == tf.__version__
     assert r.ceilings["gemm_gflops"] > 0 and r.ceilings["copy_gbps"] > 0
     assert r.data.startswith(("synthetic", "mnist"))
+    # and what each size's own GEMM shapes reach, measured per size (broadcast's n=100 its own)
+    assert r.ceilings["shape_gflops"] > 0 and r.ceilings["shapes"] == [list(s) for s in cost.gemms(400, 784, 8)]
+    assert records[-1].ceilings["shapes"][0] == [100, 784, 8] and records[-1].summary.pct_of_shape_peak > 0
 
 
 def test_a_retrace_inside_the_timed_loop_is_flagged():

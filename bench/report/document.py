@@ -261,6 +261,11 @@ def detail_table(g: pd.DataFrame, short: Callable[[str], str]) -> pd.DataFrame:
             "speed-up [95% CI]": speedup,
             "GFLOP/s": fmt.round_to_spread(c.gflops, c.gflops * relative if relative else None),
             "% of peak": fmt.round_to_spread(c.pct_of_peak, c.pct_of_peak * relative if relative else None),
+            "% of its shapes' peak": (
+                fmt.round_to_spread(c.pct_of_shape_peak, c.pct_of_shape_peak * relative if relative else None)
+                if math.isfinite(c.pct_of_shape_peak)
+                else "–"
+            ),
             "memory MiB (analytic)": fmt.sig(c.estimate_mib, 3),
             "allocator peak MiB": _peak_cell(c),
             **(
@@ -792,7 +797,9 @@ def _results(df: pd.DataFrame) -> Blocks:
             "share enough rounds. 'unpaired' ones are not: within one run their samples are "
             "bootstrapped; from separate runs or processes they are widened by the noise between runs "
             f"({_noise_text(df)}). % of peak is "
-            "against the device's measured float32 GEMM GFLOP/s.",
+            "against the device's measured float32 GEMM GFLOP/s, a square product; % of its shapes' peak "
+            "against what the lesson's own products at that size reach there (its six skinny GEMMs, the "
+            "best any framework timed, float32): how far a step is from what its shapes allow.",
         ),
     ]
     grids, short = comparison_tables(df), plots.short_names(df)

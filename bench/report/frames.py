@@ -55,6 +55,8 @@ COLUMNS = [
     "max_rel_err",
     "gflops",
     "pct_of_peak",
+    "pct_of_shape_peak",
+    "shape_peak_gflops",
     "gemm_peak_gflops",
     "copy_peak_gbps",
     "own_gemm_gflops",
@@ -153,6 +155,8 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
                 "max_rel_err": _num(r.max_rel_err),
                 "gflops": s.gflops,
                 "pct_of_peak": s.pct_of_peak,
+                "pct_of_shape_peak": s.pct_of_shape_peak,
+                "shape_peak_gflops": s.shape_gflops,
                 "gemm_peak_gflops": s.gemm_gflops,
                 "copy_peak_gbps": s.copy_gbps,
                 "intensity": s.intensity,
@@ -186,8 +190,11 @@ def _machine_ceilings(df: pd.DataFrame) -> pd.DataFrame:
     df["own_gemm_gflops"], df["own_copy_gbps"] = df.gemm_peak_gflops, df.copy_peak_gbps
     for column in ("gemm_peak_gflops", "copy_peak_gbps"):
         df[column] = df.groupby("where", sort=False)[column].transform("max")
+    shapes = df.groupby(["where", "n", "m", "nh"], sort=False, dropna=False).shape_peak_gflops
+    df["shape_peak_gflops"] = shapes.transform("max")  # the best any framework reached at those shapes
     with np.errstate(divide="ignore", invalid="ignore"):
         df["pct_of_peak"] = 100 * df.gflops / df.gemm_peak_gflops
+        df["pct_of_shape_peak"] = 100 * df.gflops / df.shape_peak_gflops
         ridge = df.gemm_peak_gflops / df.copy_peak_gbps
     known = df.intensity.notna() & ridge.notna()
     df["bound"] = df.bound.where(~known, np.where(df.intensity < ridge, "memory", "compute"))

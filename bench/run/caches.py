@@ -1,6 +1,8 @@
 """What one run computes once and its cases share: the problems, the inputs with their float64
-reference, the inputs placed on each device, and each device's measured ceilings."""
+reference, the inputs placed on each device, and each device's measured ceilings (a square GEMM
+and a copy per device; the lesson's own GEMM shapes per size)."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,32 @@ def ceilings(
     }
 
 
+def shape_ceiling(fw: Framework, device: str, n: int, m: int, nh: int) -> dict[str, Any]:
+    """What the lesson's own GEMM shapes at this size allow with `fw` (kernels/cost.py gemms): their
+    FLOPs over the sum of each product's best time, float32, as the peak is; {} where the products'
+    arrays would not fit in the memory a case may use."""
+    from bench.run.prepare import free_bytes
+    from kernels import cost
+
+    shapes = cost.gemms(n, m, nh)
+    biggest = max(4 * (r * k + k * c + r * c) for r, k, c in shapes)
+    free = free_bytes(device)
+    if free is not None and biggest > defaults.MEMORY_FRACTION * free:
+        return {}
+    rng = np.random.default_rng(0)
+    timer = fw.timer(device)
+    seconds = 0.0
+    for r, k, c in shapes:
+        a, b = fw.to_device((rng.random((r, k), np.float32), rng.random((k, c), np.float32)), "float32", device)
+        with fw.placement(device):
+            taken = timing.steady(
+                functools.partial(fw.gemm, a, b), fw.sync, timer=timer, **defaults.SHAPE_CEILING_SAMPLES
+            )
+        seconds += min(taken.samples_s)
+    flops = sum(2 * r * k * c for r, k, c in shapes)
+    return {"shape_gflops": flops / seconds / 1e9, "shapes": [list(s) for s in shapes]}
+
+
 class Caches:
     """Per run: problems by (n, m); the inputs and float64 Reference of the current size and dtype
     (every case of a group shares them; the default suite's smaller steps add a second set); the
@@ -52,6 +80,7 @@ class Caches:
         self._references: dict[tuple[int, int, int, str, bool], reference.Reference] = {}
         self._placed: dict[tuple[str, str, tuple[int, int, int, str, bool]], tuple[Any, ...]] = {}
         self._ceilings: dict[tuple[str, str], dict[str, Any]] = {}
+        self._shape_ceilings: dict[tuple[str, str, int, int, int], dict[str, Any]] = {}
         self._flushers: dict[tuple[str, str], Callable[[], None] | None] = {}
 
     def problem(self, n: int, m: int) -> Problem:
@@ -100,8 +129,17 @@ class Caches:
             )
         return self._ceilings[fw.name, device]
 
-    def has_ceilings(self, fw: Framework, device: str) -> bool:
-        return (fw.name, device) in self._ceilings
+    def shape_ceiling(self, fw: Framework, device: str, n: int, m: int, nh: int) -> dict[str, Any]:
+        """shape_ceiling(...), measured once per framework, device and size."""
+        key = (fw.name, device, n, m, nh)
+        if key not in self._shape_ceilings:
+            self._shape_ceilings[key] = shape_ceiling(fw, device, n, m, nh)
+        return self._shape_ceilings[key]
+
+    def has_ceilings(self, fw: Framework, device: str, size: tuple[int, int, int] | None = None) -> bool:
+        """Whether the device's ceilings (and, given a size, its shapes' ceiling) are measured."""
+        shapes = size is None or (fw.name, device, *size) in self._shape_ceilings
+        return (fw.name, device) in self._ceilings and shapes
 
     def fingerprint(self, loaded: dict[str, Framework]) -> dict[str, Any]:
         """The run's environment, with each framework's facts and the first size's data source."""

@@ -90,19 +90,17 @@ class Runner:
                 run_id=common["run_id"],
                 fingerprint=common["fingerprint"],
             ), None
-        if not self.caches.has_ceilings(fw, key.device):
+        size = (key.n, key.m, key.nh)
+        if not self.caches.has_ceilings(fw, key.device, size):
             fw.set_tf32(False)  # the ceilings are float32's
             self.caches.ceilings(fw, key.device)
+            self.caches.shape_ceiling(fw, key.device, *size)
             fw.set_tf32(tf32)
+        measured = {**self.caches.ceilings(fw, key.device), **self.caches.shape_ceiling(fw, key.device, *size)}
         inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
         ref = self.caches.reference(*inputs)
         note = f"{key.step} ran at n={key.n} instead of {group_n} (default suite limit)" if key.n != group_n else None
-        case_common = dict(
-            common,
-            data=self.caches.problem(key.n, key.m).source,
-            note=note,
-            ceilings=self.caches.ceilings(fw, key.device),
-        )
+        case_common = dict(common, data=self.caches.problem(key.n, key.m).source, note=note, ceilings=measured)
         live = prepare_case(
             fw, key, ref, self.caches.placed(fw, key.device, *inputs), self.config, case_common, flush=flush
         )
