@@ -211,3 +211,19 @@ def test_a_killed_run_leaves_a_journal_that_every_reader_takes_and_resume_folds(
     lines = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and len({(r["step"], r["n"]) for r in lines}) == 4  # one final record a case
     assert all(r["stop_reason"] != "interrupted" for r in lines) and not journal.exists()
+
+
+def test_a_shape_ceiling_that_cannot_be_timed_fails_no_case(monkeypatch):
+    """The shapes' ceiling is a side measurement: where a product raises, the record says why under
+    ceilings.shape_error and its column stays empty, and the size's cases run as before."""
+    from bench import frameworks
+    from bench.run import caches
+
+    fw = frameworks.load("numpy")
+    assert caches.shape_ceiling(fw, "cpu", 300, 784, 10)["shape_gflops"] > 0
+
+    def broken(a, b):
+        raise RuntimeError("no such kernel")
+
+    monkeypatch.setattr(fw, "gemm", broken)
+    assert caches.shape_ceiling(fw, "cpu", 300, 784, 10) == {"shape_error": "RuntimeError: no such kernel"}
