@@ -728,24 +728,7 @@ def test_one_process_intervals_are_widened_by_what_its_own_aa_runs_showed_they_m
     logs = [math.log(c.ratio) for o in spread for c in o.result.comparisons]
     assert extra == pytest.approx(math.sqrt(sum(v * v for v in logs) / len(logs) - within**2))
     assert experiments.extra_sd_of([outcome([1.0, 1.001, 0.999, 1.0])]) == 0.0  # intervals that explain it all
-    rng = __import__("numpy").random.default_rng(0)
-    times = tuple(float(t) for t in 0.01 * rng.lognormal(0, 0.01, 40))
-    base = Record(
-        framework="numpy",
-        step="manual",
-        backend="eager",
-        device="cpu",
-        n=300,
-        m=784,
-        nh=8,
-        dtype="float32",
-        status="ok",
-        run_id="one",
-        samples_s=times,
-        rounds=tuple(range(40)),
-        fingerprint={"cpu_model": "X", "host_id": "h"},
-    )
-    cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
+    base, cand = four_percent_slower()
     plain = case([base], [cand], 0.1)
     wide = case([base], [cand], 0.1, same_run_sd=extra)
     assert plain.method == compare.PAIRED_BY_ROUND and wide.method.startswith(
@@ -839,23 +822,7 @@ def test_a_change_is_judged_by_its_base_revisions_stored_aa_figures(repo, monkey
     from bench.gate.outcome import Outcome
     from bench.gate.processes import Process
 
-    times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
-    base = Record(
-        framework="numpy",
-        step="manual",
-        backend="eager",
-        device="cpu",
-        n=300,
-        m=784,
-        nh=8,
-        dtype="float32",
-        status="ok",
-        run_id="one",
-        samples_s=times,
-        rounds=tuple(range(40)),
-        fingerprint={"cpu_model": "X", "host_id": "h"},
-    )
-    cand = Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})
+    base, cand = four_percent_slower()
 
     def timed(trees, spec, pairs, how, *args, **kwargs):  # the one process's timing, replaced
         return Outcome(
@@ -983,3 +950,24 @@ def test_one_machine_identity_keys_baselines_series_and_noise():
     assert Machine.of({**fp, "host_id": None}).noise_key is None
     assert here.differences(elsewhere) == []  # the same machine for a comparison of times
     assert Machine.of({**fp, "cpu_model": "Intel"}).differences(here) == ["cpu_model: 'Intel' vs 'AMD EPYC'"]
+
+
+def four_percent_slower():
+    """(base, candidate): one case's 40 paired rounds, the candidate's every sample 4% longer."""
+    times = tuple(float(t) for t in 0.01 * __import__("numpy").random.default_rng(0).lognormal(0, 0.01, 40))
+    base = Record(
+        framework="numpy",
+        step="manual",
+        backend="eager",
+        device="cpu",
+        n=300,
+        m=784,
+        nh=8,
+        dtype="float32",
+        status="ok",
+        run_id="one",
+        samples_s=times,
+        rounds=tuple(range(40)),
+        fingerprint={"cpu_model": "X", "host_id": "h"},
+    )
+    return base, Record(**{**base.__dict__, "samples_s": tuple(t * 1.04 for t in times)})

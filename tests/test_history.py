@@ -419,6 +419,26 @@ def test_the_dashboard_renders_in_a_real_browser(synthetic_history, tmp_path):
     assert rows == 3 and len(sizes) == 3 and all(w > 300 and h > 100 and paths > 10 for w, h, paths in sizes)
 
 
+def history_rows(medians, gflops):
+    """A store's rows for one case on one machine, a commit each, with each run's median and ceiling."""
+    return [
+        {
+            "case": "c",
+            "machine": "m",
+            "commit_sha": f"{i:040x}",
+            "commit_time": i,
+            "branch": "main",
+            "median_s": float(median),
+            "samples_s": (float(median),) * 5,
+            "run_id": f"r{i}",
+            "source": None,
+            "counters": {},
+            "gemm_gflops": float(g),
+        }
+        for i, (median, g) in enumerate(zip(medians, gflops))
+    ]
+
+
 def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter():
     """A machine whose speed wanders run to run slows a run's GEMM ceiling as much as its cases: the
     medians scaled by each run's ceiling cancel that, show the +10% step the raw medians hide, and
@@ -430,24 +450,7 @@ def test_change_points_run_on_the_ceiling_scaled_medians_where_those_are_quieter
     speed = np.exp(rng.normal(0, 0.15, n))  # the machine, run to run
     work = np.where(np.arange(n) >= step_at, 1.10, 1.0)
 
-    def rows(medians, gflops):
-        return [
-            {
-                "case": "c",
-                "machine": "m",
-                "commit_sha": f"{i:040x}",
-                "commit_time": i,
-                "branch": "main",
-                "median_s": float(medians[i]),
-                "samples_s": (float(medians[i]),) * 5,
-                "run_id": f"r{i}",
-                "source": None,
-                "counters": {},
-                "gemm_gflops": float(gflops[i]),
-            }
-            for i in range(n)
-        ]
-
+    rows = history_rows
     (s,) = history_series.build(rows(0.01 * work * speed, 100.0 / speed))
     assert s.basis == "ceiling"
     (found,) = s.changes
@@ -473,20 +476,10 @@ def test_change_points_run_on_the_ratios_to_the_parent_where_each_commit_was_pai
     unpaired = {4, 21}
 
     def rows():
-        for i in range(n):
+        for i, row in enumerate(history_rows(medians, gflops)):
             ratio = float(work[i] / work[i - 1] * np.exp(rng.normal(0, 0.015))) if i else None
             yield {
-                "case": "c",
-                "machine": "m",
-                "commit_sha": f"{i:040x}",
-                "commit_time": i,
-                "branch": "main",
-                "median_s": float(medians[i]),
-                "samples_s": (float(medians[i]),) * 5,
-                "run_id": f"r{i}",
-                "source": None,
-                "counters": {},
-                "gemm_gflops": float(gflops[i]),
+                **row,
                 **(
                     {
                         "parent_sha": f"{i - 1:040x}",
@@ -633,23 +626,7 @@ def test_setting_excursions_apart_finds_what_find_finds(kind):
 
 
 def canary_rows(medians, canaries, gflops):
-    return [
-        {
-            "case": "c",
-            "machine": "m",
-            "commit_sha": f"{i:040x}",
-            "commit_time": i,
-            "branch": "main",
-            "median_s": float(medians[i]),
-            "samples_s": (float(medians[i]),) * 5,
-            "run_id": f"r{i}",
-            "source": None,
-            "counters": {},
-            "gemm_gflops": float(gflops[i]),
-            "canary_s": float(canaries[i]),
-        }
-        for i in range(len(medians))
-    ]
+    return [{**row, "canary_s": float(c)} for row, c in zip(history_rows(medians, gflops), canaries)]
 
 
 def test_change_points_run_on_the_canary_scaled_medians_where_those_are_quieter():

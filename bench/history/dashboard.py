@@ -130,8 +130,18 @@ def check_markdown(check: Check, db_shown: str) -> str:
 def check_json(check: Check, db_shown: str) -> dict[str, Any]:
     """`history check` as plain data for tools: each finding with its series, kind, ratio and commits."""
 
-    def span(s, start, end):
-        return {"first": s.points[start].commit, "last": s.points[end].commit}
+    def finding(s: Series, found: Change | Excursion, text: str) -> dict[str, Any]:
+        """A change point or a set-apart excursion: its series, ratio, kind, first and last commit."""
+        first, last = s.points[found.start].commit, s.points[found.end].commit
+        return {
+            "case": s.case,
+            "machine": s.machine,
+            "ratio": found.ratio,
+            "kind": found.kind,
+            "first": first,
+            "last": last,
+            "text": text,
+        }
 
     return {
         "command": "history check",
@@ -141,28 +151,8 @@ def check_json(check: Check, db_shown: str) -> dict[str, Any]:
         "verdict": "failed" if check.failed else "passing",
         "failed": check.failed,
         "summary": check_verdict(check),
-        "slowdowns": [
-            {
-                "case": s.case,
-                "machine": s.machine,
-                "ratio": ch.ratio,
-                "kind": ch.kind,
-                **span(s, ch.start, ch.end),
-                "text": change_text(s, ch)[0],
-            }
-            for s, ch in check.slowdowns
-        ],
-        "set_apart": [
-            {
-                "case": s.case,
-                "machine": s.machine,
-                "ratio": x.ratio,
-                "kind": x.kind,
-                **span(s, x.start, x.end),
-                "text": excursion_text(s, x)[0],
-            }
-            for s, x in check.apart
-        ],
+        "slowdowns": [finding(s, ch, change_text(s, ch)[0]) for s, ch in check.slowdowns],
+        "set_apart": [finding(s, x, excursion_text(s, x)[0]) for s, x in check.apart],
         "work_changes": [
             {"case": s.case, "machine": s.machine, "commit": w.commit, "what": list(w.what), "fails": fails}
             for s, w, fails in check.work
