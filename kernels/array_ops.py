@@ -1,11 +1,14 @@
 """The lesson's layer math for array libraries with NumPy's operators (@, .T, .sum, .mean): PyTorch,
-JAX and NumPy share it, each adding its own relu and relu_grad (ops()). Pure functions, no state.
+JAX and NumPy share it, each adding its own relu, relu_grad and log_softmax (ops()). Pure
+functions, no state.
 
-Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, never stored."""
+Shapes: x (n, m), w (m, k), b (k,), out (n, k); y (n,) for mse (k = 1), one-hot (n, k) for xent.
+Gradients are returned, never stored."""
 
 from collections.abc import Callable
 from types import SimpleNamespace
 
+from kernels import lesson
 from kernels.lesson import Array, Ops
 
 
@@ -27,11 +30,28 @@ def mse_grad(out: Array, y: Array) -> Array:
     return 2.0 * (out - y[:, None]) / out.shape[0]
 
 
-def forward(ops: Ops, x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> Array:
-    """The loss of the lesson's network (what autodiff steps differentiate)."""
-    return ops.mse(ops.lin(ops.relu(ops.lin(x, w1, b1)), w2, b2), y)
+def forward(ops: Ops, x: Array, y: Array, *params: Array) -> Array:
+    """The loss of the network of `params` (what autodiff steps differentiate)."""
+    return lesson.forward(ops, x, y, *params)
 
 
-def ops(relu: Callable[[Array], Array], relu_grad: Callable[[Array, Array], Array]) -> SimpleNamespace:
-    """The namespace kernels.lesson's steps take: this module's math with a library's ReLU."""
-    return SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
+def ops(
+    relu: Callable[[Array], Array],
+    relu_grad: Callable[[Array, Array], Array],
+    log_softmax: Callable[[Array], Array],
+    exp: Callable[[Array], Array],
+) -> SimpleNamespace:
+    """The namespace kernels.lesson's steps take: this module's math with a library's ReLU, its
+    log-softmax over the last axis and its exp."""
+
+    def xent(out: Array, y: Array) -> Array:
+        """Mean over rows of -log softmax(out)[label]: y is the label's one-hot row."""
+        return -(y * log_softmax(out)).sum() / out.shape[0]
+
+    def xent_grad(out: Array, y: Array) -> Array:
+        """dL/d(out) = (softmax(out) - y) / n, shape (n, classes)."""
+        return (exp(log_softmax(out)) - y) / out.shape[0]
+
+    return SimpleNamespace(
+        lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad, xent=xent, xent_grad=xent_grad
+    )

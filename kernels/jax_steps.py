@@ -1,6 +1,6 @@
-"""JAX steps: one forward and backward pass of lin -> relu -> lin -> mse, by hand and by
-jax.value_and_grad, with the same signature and outputs as kernels.tf_steps (the order of
-kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
+"""JAX steps: one forward and backward pass of the network (kernels/models.py), by hand and by
+jax.value_and_grad, with the same signature and outputs as kernels.tf_steps:
+step(x, y, w1, b1, ..., wL, bL) -> (loss, d_x, d_w1, d_b1, ..., d_wL, d_bL).
 Pure functions of arrays, so each runs op by op as it is or as one XLA program under jax.jit.
 """
 
@@ -20,24 +20,28 @@ def relu_grad(x: Array, dy: Array) -> Array:
     return jnp.where(x > 0, dy, jnp.zeros_like(dy))
 
 
-OPS = array_ops.ops(relu, relu_grad)
+OPS = array_ops.ops(relu, relu_grad, jax.nn.log_softmax, jnp.exp)
 lin = array_ops.lin
 
 
-def forward(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> Array:
-    return array_ops.forward(OPS, x, y, w1, b1, w2, b2)
+def forward(x: Array, y: Array, *params: Array) -> Array:
+    return array_ops.forward(OPS, x, y, *params)
 
 
-def manual_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def manual_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The lesson's hand-written backward pass (kernels/lesson.py), in jax.numpy."""
-    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
+    return lesson.manual_step(OPS, x, y, *params)
 
 
-# Loss and its gradient with respect to x and every parameter (y, argument 1, is data).
-_value_and_grad = jax.value_and_grad(forward, argnums=(0, 2, 3, 4, 5))
+def _loss(x: Array, params: tuple[Array, ...], y: Array) -> Array:
+    return forward(x, y, *params)
 
 
-def grad_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+# Loss and its gradient with respect to x and every parameter (y is data).
+_value_and_grad = jax.value_and_grad(_loss, argnums=(0, 1))
+
+
+def grad_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """Autodiff of the same forward with jax.value_and_grad."""
-    loss, grads = _value_and_grad(x, y, w1, b1, w2, b2)
-    return (loss, *grads)
+    loss, (d_x, d_params) = _value_and_grad(x, params, y)
+    return (loss, d_x, *d_params)

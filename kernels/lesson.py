@@ -1,6 +1,8 @@
 """The lesson's hand-written backward pass and its layer-class refactor, written once for every
-framework: each calls the math (lin, lin_grad, relu, relu_grad, mse, mse_grad) of the `ops`
-namespace it is given (a framework's layers module or a SimpleNamespace of its functions)."""
+framework and every depth: each calls the math (lin, lin_grad, relu, relu_grad, mse, mse_grad,
+xent, xent_grad) of the `ops` namespace it is given (a framework's layers module or a
+SimpleNamespace of its functions). A network is its parameters (w1, b1, ..., wL, bL): ReLU between
+the linear layers, the loss y asks for at the end (kernels/models.py)."""
 
 from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
@@ -10,27 +12,62 @@ Array = Any  # a framework's array or tensor
 Ops = SimpleNamespace | ModuleType
 
 
+def loss(ops: Ops, out: Array, y: Array) -> Array:
+    """The loss y asks for: mse against the digit's value (y of shape (n,)), cross-entropy against a
+    one-hot row (y of shape (n, classes); kernels/models.py targets). A shape is static in every
+    backend, so a compiled step holds one loss, not a branch."""
+    return ops.mse(out, y) if len(y.shape) == 1 else ops.xent(out, y)
+
+
+def loss_grad(ops: Ops, out: Array, y: Array) -> Array:
+    """dL/d(out) of loss(ops, out, y)."""
+    return ops.mse_grad(out, y) if len(y.shape) == 1 else ops.xent_grad(out, y)
+
+
+def forward(ops: Ops, x: Array, y: Array, *params: Array) -> Array:
+    """The loss of the network of `params` (w1, b1, ..., wL, bL): lin, then relu and lin per
+    further layer (what the autodiff steps differentiate)."""
+    for k in range(0, len(params), 2):
+        x = ops.lin(ops.relu(x) if k else x, params[k], params[k + 1])
+    return loss(ops, x, y)
+
+
+def pre_activations(ops: Ops, x: Array, *params: Array) -> tuple[Array, ...]:
+    """The input of every ReLU (x @ w1 + b1, ...): the correctness check reads a case's ReLU masks
+    from them (kernels/reference.py)."""
+    pres = []
+    for k in range(0, len(params) - 2, 2):
+        x = ops.lin(ops.relu(x) if k else x, params[k], params[k + 1])
+        pres.append(x)
+    return tuple(pres)
+
+
 def manual_step(
     ops: Ops,
     x: Array,
     y: Array,
-    w1: Array,
-    b1: Array,
-    w2: Array,
-    b2: Array,
+    *params: Array,
     weight_grad: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None,
 ) -> tuple[Array, ...]:
-    """Loss and (d_x, d_w1, d_b1, d_w2, d_b2) by the chain rule written out; `weight_grad`
-    replaces ops.lin_grad (the broadcast step's naive weight gradient)."""
+    """Loss and (d_x, d_w1, d_b1, ..., d_wL, d_bL) by the chain rule written out, layer by layer;
+    `weight_grad` replaces ops.lin_grad (the broadcast step's naive weight gradient)."""
     lin_grad = weight_grad or ops.lin_grad
-    h_pre = ops.lin(x, w1, b1)
-    h = ops.relu(h_pre)
-    out = ops.lin(h, w2, b2)
-    loss = ops.mse(out, y)
-    d_out = ops.mse_grad(out, y)
-    d_h, d_w2, d_b2 = lin_grad(h, w2, d_out)
-    d_x, d_w1, d_b1 = lin_grad(x, w1, ops.relu_grad(h_pre, d_h))
-    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+    ws, bs = params[0::2], params[1::2]
+    inputs, pres = [x], []  # each layer's input; each ReLU's input
+    for k, (w, b) in enumerate(zip(ws, bs)):
+        out = ops.lin(inputs[-1], w, b)
+        if k < len(ws) - 1:
+            pres.append(out)
+            inputs.append(ops.relu(out))
+    value = loss(ops, out, y)
+    d = loss_grad(ops, out, y)
+    grads: list[Array] = []
+    for k in reversed(range(len(ws))):
+        d, d_w, d_b = lin_grad(inputs[k], ws[k], d)
+        grads[:0] = [d_w, d_b]
+        if k:
+            d = ops.relu_grad(pres[k - 1], d)
+    return (value, d, *grads)
 
 
 class Module:
@@ -76,18 +113,20 @@ class Relu(Module):
         return self.ops.relu_grad(self.args[0], dy), ()
 
 
-class Mse(Module):
+class Loss(Module):
+    """The loss y asks for (loss()): mse, or cross-entropy against one-hot rows."""
+
     def forward(self, out: Array, y: Array) -> Array:
-        return self.ops.mse(out, y)
+        return loss(self.ops, out, y)
 
     def backward(self, dy: Array = None) -> tuple[Array, tuple[Array, ...]]:
-        return self.ops.mse_grad(*self.args), ()
+        return loss_grad(self.ops, *self.args), ()
 
 
 class Model:
     """Layers chained into a loss; backward returns (d_input, [parameter gradients in layer order])."""
 
-    def __init__(self, layers: list[Module], loss: Mse) -> None:
+    def __init__(self, layers: list[Module], loss: Loss) -> None:
         self.layers, self.loss = layers, loss
 
     def __call__(self, x: Array, y: Array) -> Array:
@@ -104,9 +143,18 @@ class Model:
         return dy, grads
 
 
-def module_step(ops: Ops, x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def layers(ops: Ops, params: tuple[Array, ...]) -> list[Module]:
+    """Lin, then Relu and Lin per further layer, from (w1, b1, ..., wL, bL)."""
+    out: list[Module] = []
+    for k in range(0, len(params), 2):
+        out += [Relu(ops)] if k else []
+        out.append(Lin(ops, params[k], params[k + 1]))
+    return out
+
+
+def module_step(ops: Ops, x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """One step of the refactored model; it is built per call, so no state outlives a step."""
-    model = Model([Lin(ops, w1, b1), Relu(ops), Lin(ops, w2, b2)], Mse(ops))
-    loss = model(x, y)
-    d_x, (d_w1, d_b1, d_w2, d_b2) = model.backward()
-    return loss, d_x, d_w1, d_b1, d_w2, d_b2
+    model = Model(layers(ops, params), Loss(ops))
+    value = model(x, y)
+    d_x, grads = model.backward()
+    return (value, d_x, *grads)

@@ -1,6 +1,6 @@
 """NumPy steps: the lesson's hand-written backward pass and its layer classes on plain NumPy, the
 baseline every comparison is asked against. Same signature and outputs as the other frameworks'
-steps (the order of kernels.reference.OUTPUTS); no autodiff, no compiler, one device."""
+steps (step(x, y, *params), kernels/models.py); no autodiff, no compiler, one device."""
 
 from functools import partial
 
@@ -19,7 +19,13 @@ def relu_grad(x: Array, dy: Array) -> Array:
     return np.where(x > 0, dy, 0).astype(dy.dtype, copy=False)
 
 
-OPS = array_ops.ops(relu, relu_grad)
+def log_softmax(z: Array) -> Array:
+    """Over the last axis, the largest entry subtracted first so exp cannot overflow."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+OPS = array_ops.ops(relu, relu_grad, log_softmax, np.exp)
 
 # The steps (bench/frameworks/numpy.py names them): the hand-written backward pass and the layer classes.
 manual_step = partial(lesson.manual_step, OPS)

@@ -1,16 +1,20 @@
-"""The float64 NumPy oracle: the lesson's forward and backward pass, and the check every case must pass.
+"""The float64 NumPy oracle: the network's forward and backward pass (any depth, either loss), and
+the check every case must pass.
 
 Framework-free (NumPy only), so every framework's steps are judged by the same code.
 """
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-OUTPUTS = ("loss", "d_x", "d_w1", "d_b1", "d_w2", "d_b2")
+from kernels import models
+
+OUTPUTS = models.output_names(2)  # the lesson's
 
 # The precision a case computes in: its storage dtype, or "tf32" (float32 storage, matrix products
 # with 10-bit-mantissa inputs on GPUs that have it). Unit roundoff u of each, and of the sums inside
@@ -47,54 +51,64 @@ def precision(dtype: str, tf32: bool = False) -> str:
 
 
 def init_params(m: int, nh: int, seed: int = 0, dtype: npt.DTypeLike = np.float32) -> tuple[np.ndarray, ...]:
-    """w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,): Kaiming-scaled normals and zero biases, seeded."""
-    rng = np.random.default_rng(seed)
-    w1 = rng.standard_normal((m, nh)) * np.sqrt(2.0 / m)
-    w2 = rng.standard_normal((nh, 1)) * np.sqrt(1.0 / nh)
-    return tuple(a.astype(dtype) for a in (w1, np.zeros(nh), w2, np.zeros(1)))
+    """The lesson's w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,) (kernels/models.py init_params)."""
+    return models.init_params((m, nh, 1), seed, dtype)
+
+
+def _masks(mask, hidden):
+    """A list of `hidden` masks (None: float64's own) from one array (the first layer's) or a sequence."""
+    given = [] if mask is None else [mask] if isinstance(mask, np.ndarray) else list(mask)
+    return (given + [None] * hidden)[:hidden]
 
 
 def forward_backward(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
-    w1: npt.ArrayLike,
-    b1: npt.ArrayLike,
-    w2: npt.ArrayLike,
-    b2: npt.ArrayLike,
-    mask: np.ndarray | None = None,
+    *params: npt.ArrayLike,
+    mask: np.ndarray | Sequence[np.ndarray | None] | None = None,
     keep_out: bool = False,
     h_pre: np.ndarray | None = None,
-) -> dict[str, np.ndarray | np.floating]:
-    """Loss and gradients (in OUTPUTS order) in float64; `mask` (n, nh) overrides h_pre > 0;
-    keep_out: also the network's output under "_out"; h_pre: x @ w1 + b1 in float64 where known
-    (a Reference keeps it). x is read in float64 a block of rows at a time (_rows)."""
+) -> dict[str, Any]:
+    """Loss and gradients (models.output_names order) of the network of `params` (w1, b1, ...,
+    wL, bL) in float64. mask: the first ReLU's mask, or one per ReLU (None: z > 0 in float64), in
+    place of float64's own; keep_out: also the output ("_out"), dL/d(out) ("_d_out"), every ReLU's
+    input ("_pres") and mask ("_masks"); h_pre: x @ w1 + b1 in float64 where known (a Reference
+    keeps it). x is read in float64 a block of rows at a time (_rows). y (n,): mse; one-hot: xent."""
     x = np.asarray(x)
-    y, w1, b1, w2, b2 = (np.asarray(a, np.float64) for a in (y, w1, b1, w2, b2))
+    y = np.asarray(y, np.float64)
+    ps = [np.asarray(a, np.float64) for a in params]
+    ws, bs = ps[0::2], ps[1::2]
     if h_pre is None:
-        h_pre = np.empty((len(x), w1.shape[1]))
+        h_pre = np.empty((len(x), ws[0].shape[1]))
         for rows, xb in _rows(x):
-            np.matmul(xb, w1, out=h_pre[rows])
-        h_pre += b1
-    mask = h_pre > 0 if mask is None else mask
-    h = np.where(mask, h_pre, 0.0)
-    out = h @ w2 + b2
-    diff = out[:, 0] - y
-    loss = np.mean(diff**2)
-    d_out = 2.0 * diff[:, None] / len(x)
-    d_h_pre = np.where(mask, d_out @ w2.T, 0.0)
-    d_w1 = np.zeros_like(w1)
+            np.matmul(xb, ws[0], out=h_pre[rows])
+        h_pre += bs[0]
+    given = _masks(mask, len(ws) - 1)
+    z, pres, masks = h_pre, [], []
+    for k in range(1, len(ws)):
+        pres.append(z)
+        masks.append(z > 0 if given[k - 1] is None else given[k - 1])
+        z = np.where(masks[-1], z, 0.0) @ ws[k] + bs[k]
+    out, n = z, len(x)
+    if y.ndim == 1:
+        diff = out[:, 0] - y
+        loss = np.mean(diff**2)
+        d = 2.0 * diff[:, None] / n
+    else:
+        shifted = out - out.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -np.sum(y * log_p) / n
+        d = (np.exp(log_p) - y) / n
+    d_out, grads = d, []
+    for k in reversed(range(1, len(ws))):
+        grads[:0] = [np.where(masks[k - 1], pres[k - 1], 0.0).T @ d, d.sum(0)]
+        d = np.where(masks[k - 1], d @ ws[k].T, 0.0)
+    d_w1 = np.zeros_like(ws[0])
     for rows, xb in _rows(x):
-        d_w1 += xb.T @ d_h_pre[rows]
-    ref = {
-        "loss": loss,
-        "d_x": d_h_pre @ w1.T,
-        "d_w1": d_w1,
-        "d_b1": d_h_pre.sum(0),
-        "d_w2": h.T @ d_out,
-        "d_b2": d_out.sum(0),
-    }
+        d_w1 += xb.T @ d[rows]
+    ref: dict[str, Any] = dict(zip(models.output_names(len(ws)), (loss, d @ ws[0].T, d_w1, d.sum(0), *grads)))
     if keep_out:
-        ref["_out"] = out
+        ref.update(_out=out, _d_out=d_out, _pres=pres, _masks=masks)
     return ref
 
 
@@ -143,8 +157,11 @@ def _norms(got, ref):
     return np.sqrt(scale), np.sqrt(diff)
 
 
-def _digest(mask):
-    return hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
+def _digest(masks):
+    digest = hashlib.blake2b(digest_size=16)
+    for mask in masks:
+        digest.update(b"own" if mask is None else np.packbits(mask).tobytes())
+    return digest.digest()
 
 
 # The outputs a near-zero ReLU entry moves by more than rounding (see Reference).
@@ -169,47 +186,83 @@ class Reference:
     the tolerance, the near-zero entries whose flip explains the case's d_x, row by row, are
     flipped too and the whole check is made again against that mask, at the same tolerance. The
     tolerance is never widened: an entry counts only if the case's own d_x shows it.
+
+    Deeper networks. The probe reports every ReLU's input; the reference runs under the case's
+    masks, each layer's near-zero set estimated from its own rounding and what the layers before it
+    pass on. The row-by-row explanation is made for one hidden layer only: deeper, a flipped entry
+    moves every layer after it, and the check rests on the probe's masks alone.
     """
 
     def __init__(self, inputs: Iterable[np.ndarray], precision: str) -> None:
-        """inputs: (x, y, w1, b1, w2, b2) as the case sees them (rounded to its dtype); precision:
-        its dtype's name, or "tf32"."""
+        """inputs: (x, y, w1, b1, ..., wL, bL) as the case sees them (rounded to its dtype);
+        precision: its dtype's name, or "tf32"."""
         self.inputs, self.dtype = tuple(inputs), precision
         self.tolerance = TOLERANCE[precision]
+        self.layers = (len(self.inputs) - 2) // 2
+        self.names = models.output_names(self.layers)
         x = np.asarray(self.inputs[0])
-        _, w1, b1, _, _ = self._params64 = tuple(np.asarray(a, np.float64) for a in self.inputs[1:])
+        self._params64 = tuple(np.asarray(a, np.float64) for a in self.inputs[1:])
+        w1, b1 = self._params64[1:3]
         # x @ w1 + b1 and |x| @ |w1|, x read a block of rows at a time in float64 (_rows)
         self.h_pre64, abs_product = np.empty((len(x), w1.shape[1])), np.empty((len(x), w1.shape[1]))
         for rows, xb in _rows(x):
             np.matmul(xb, w1, out=self.h_pre64[rows])
             np.matmul(np.abs(xb, out=xb), np.abs(w1), out=abs_product[rows])
         self.h_pre64 += b1
-        m = x.shape[1]
         # the sums of x @ w1 (in the accumulating precision), then the product and the bias added
         # in the case's own dtype: where |h_pre| is within this of zero, either sign is right
-        u_sum, u_own = UNIT_ROUNDOFF[ACCUMULATE[precision]], UNIT_ROUNDOFF[precision]
-        bound = 2 * (m + 1) * u_sum * (abs_product + np.abs(b1)) + 2 * u_own * (np.abs(self.h_pre64 - b1) + np.abs(b1))
+        bound = self._bound(x.shape[1], abs_product, self.h_pre64, b1)
         self.near_zero = np.abs(self.h_pre64) <= bound
+        self._bound1 = bound if self.layers > 2 else None  # deeper layers' bounds start from it
         self.mask64 = self.h_pre64 > 0
-        self._refs: dict[bytes, dict[str, np.ndarray | np.floating]] = {}
-        self.outputs(self.mask64)
+        self._refs: dict[bytes, dict[str, Any]] = {}
+        self.masks64 = self.outputs([None] * (self.layers - 1))["_masks"]
 
-    def outputs(self, mask: np.ndarray) -> dict[str, np.ndarray | np.floating]:
-        """The float64 outputs under ReLU `mask` (the network's output under "_out"), kept for reuse."""
-        key = _digest(mask)
+    def _bound(self, fan_in, abs_product, z, b):
+        """How far rounding in the case's precision can move z = h @ w + b from float64's, given
+        abs_product = |h| @ |w| (h exact)."""
+        u_sum, u_own = UNIT_ROUNDOFF[ACCUMULATE[self.dtype]], UNIT_ROUNDOFF[self.dtype]
+        return 2 * (fan_in + 1) * u_sum * (abs_product + np.abs(b)) + 2 * u_own * (np.abs(z - b) + np.abs(b))
+
+    def outputs(self, mask: np.ndarray | Sequence[np.ndarray | None] | None) -> dict[str, Any]:
+        """The float64 outputs under the ReLU masks `mask` (the first layer's, or one per ReLU; None:
+        float64's own), with "_out", "_d_out", "_pres", "_masks" and each ReLU's near-zero set
+        ("_near"), kept for reuse."""
+        masks = _masks(mask, self.layers - 1)
+        key = _digest(masks)
         if key not in self._refs:
             if len(self._refs) >= 2:  # bounded: a reference at n = 1e6 is several GB
                 self._refs.pop(next(iter(self._refs)))
-            y, w1, b1, w2, b2 = self._params64
-            self._refs[key] = forward_backward(
-                self.inputs[0], y, w1, b1, w2, b2, mask=mask, keep_out=True, h_pre=self.h_pre64
+            ref = forward_backward(
+                self.inputs[0], *self._params64, mask=masks, keep_out=True, h_pre=self.h_pre64
             )
+            ref["_near"] = self._near(ref["_pres"], ref["_masks"])
+            self._refs[key] = self._refs[_digest(ref["_masks"])] = ref
         return self._refs[key]
+
+    def _near(self, pres, masks):
+        """Each ReLU's near-zero set: the first layer's bound (__init__); past it, each layer's own
+        rounding bound plus the root-sum-square of the last one's through the weights (errors of
+        independent sign; the worst case grows with the weights' absolute sums at every layer and
+        would excuse every entry of a deep network)."""
+        near, bound = [self.near_zero] if pres else [], None
+        for k in range(1, len(pres)):
+            w, b = self._params64[1 + 2 * k : 3 + 2 * k]
+            h = np.where(masks[k - 1], pres[k - 1], 0.0)
+            bound = self._bound1 if bound is None else bound
+            own = self._bound(w.shape[0], np.abs(h) @ np.abs(w), pres[k], b)
+            bound = own + np.sqrt(np.square(bound) @ np.square(w))
+            near.append(np.abs(pres[k]) <= bound)
+        return near
 
     def _errors(self, got, ref):
         errors, problem = {}, None
-        for name in OUTPUTS:
+        for name in self.names:
             r = ref[name]
+            if name not in got:
+                problem = problem or f"{name} is missing from the step's outputs"
+                errors[name] = float("inf")
+                continue
             if np.shape(got[name]) != r.shape:
                 problem = problem or f"{name} has shape {np.shape(got[name])}, expected {r.shape}"
                 errors[name] = float("inf")
@@ -220,48 +273,69 @@ class Reference:
 
     def _explained(self, d_x, mask, ref):
         """`mask` with the near-zero entries flipped whose flip brings the case's d_x closer to the
-        reference's, row by row (greedy; a row holds a handful of such entries at most)."""
-        y, w1, _, w2, _ = self._params64
+        reference's, row by row (greedy; a row holds a handful of such entries at most). One
+        hidden layer only: deeper, a flip moves every layer after it."""
+        _, w1, _, w2, _ = self._params64
         rows, cols = np.nonzero(self.near_zero)
-        d_out = 2.0 * (ref["_out"][:, 0] - y) / len(y)
+        d_out = ref["_d_out"]
         mask = mask.copy()
         residual = {}
         for i, j in zip(rows.tolist(), cols.tolist()):
             if i not in residual:
                 residual[i] = np.asarray(d_x[i], np.float64) - ref["d_x"][i]
             # flipping a kept entry takes g * w1[:, j] out of the reference's row, a dropped one puts it in
-            move = (-1.0 if mask[i, j] else 1.0) * d_out[i] * w2[j, 0] * w1[:, j]
+            move = (-1.0 if mask[i, j] else 1.0) * float(d_out[i] @ w2[j]) * w1[:, j]
             after = residual[i] - move
             if after @ after < residual[i] @ residual[i]:
                 residual[i] = after
                 mask[i, j] = not mask[i, j]
         return mask
 
-    def check(self, got: Mapping[str, npt.ArrayLike], h_pre: npt.ArrayLike | None = None) -> Check:
-        """got: {name: array} for every name in OUTPUTS; h_pre: the case's own first-layer
-        pre-activation, computed by the same backend (its ReLU mask), or None for float64's."""
-        mask, problem = self.mask64, None
+    def check(
+        self, got: Mapping[str, npt.ArrayLike], h_pre: npt.ArrayLike | Sequence[npt.ArrayLike] | None = None
+    ) -> Check:
+        """got: {name: array} for every name of self.names; h_pre: the case's own input of every
+        ReLU (the first's alone: the others are float64's), computed by the same backend (its ReLU
+        masks), or None for float64's."""
+        masks, problem = [None] * (self.layers - 1), None
         if h_pre is not None:
-            mask = np.asarray(h_pre) > 0
-            if mask.shape != self.mask64.shape:
-                problem, mask = f"the ReLU mask has shape {mask.shape}, expected {self.mask64.shape}", self.mask64
-            far = int((mask != self.mask64)[~self.near_zero].sum())
-            if far:
-                problem = f"ReLU mask differs from float64 at {far} entries that are not near zero"
-        ref = self.outputs(mask)
+            given = [h_pre] if not isinstance(h_pre, (tuple, list)) else list(h_pre)
+            for k, pre in enumerate(given[: len(masks)]):
+                masks[k] = np.asarray(pre) > 0
+                if masks[k].shape != self.masks64[k].shape:
+                    problem = f"the ReLU mask has shape {masks[k].shape}, expected {self.masks64[k].shape}"
+                    masks = [None] * len(masks)
+                    break
+        ref = self.outputs(masks)
+        far = sum(
+            int((m != (pre > 0))[~near].sum())
+            for m, pre, near in zip(masks, ref["_pres"], ref["_near"])
+            if m is not None
+        )
+        if far and problem is None:
+            problem = f"ReLU mask differs from float64 at {far} entries that are not near zero"
         errors, shape_problem = self._errors(got, ref)
         problem = problem or shape_problem
-        if problem is None and self.near_zero.any() and not all(errors[k] <= self.tolerance for k in MASK_SENSITIVE):
-            explained = self._explained(got["d_x"], mask, ref)
-            if (explained != mask).any():
-                mask, ref = explained, self.outputs(explained)
+        used = ref["_masks"]
+        sensitive = [k for k in MASK_SENSITIVE if k in errors]
+        if (
+            problem is None
+            and self.layers == 2
+            and self.near_zero.any()
+            and not all(errors[k] <= self.tolerance for k in sensitive)
+        ):
+            explained = self._explained(got["d_x"], used[0], ref)
+            if (explained != used[0]).any():
+                ref = self.outputs([explained])
+                used = ref["_masks"]
                 errors, _ = self._errors(got, ref)
         worst = max(errors, key=errors.get)
         if problem is None and not errors[worst] <= self.tolerance:  # `not <=` also catches NaN
             problem = (
                 f"{worst} relative error {errors[worst]:.2e} exceeds the {self.dtype} tolerance {self.tolerance:.0e}"
             )
-        return Check(errors, errors[worst], self.tolerance, int((mask != self.mask64).sum()), problem)
+        flips = sum(int((a != b).sum()) for a, b in zip(used, self.masks64))
+        return Check(errors, errors[worst], self.tolerance, flips, problem)
 
 
 def check(
@@ -269,6 +343,6 @@ def check(
 ) -> Check:
     """Compare a case's outputs with the float64 reference on the same inputs (see Reference).
 
-    got: {name: array} for every name in OUTPUTS; inputs: (x, y, w1, b1, w2, b2) as the case saw
-    them; h_pre: the case's own first-layer pre-activation, computed by the same backend."""
+    got: {name: array} for every output (models.output_names); inputs: (x, y, w1, b1, ..., wL, bL)
+    as the case saw them; h_pre: the case's own ReLU inputs (or the first's), by the same backend."""
     return Reference(inputs, dtype).check(got, h_pre)

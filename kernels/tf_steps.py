@@ -1,9 +1,9 @@
 """TensorFlow: the lesson's layers and their gradients (pure functions of tensors), and one forward
-and backward pass of lin -> relu -> lin -> mse made five ways.
+and backward pass of the network (kernels/models.py) made five ways.
 
-Every step has the signature step(x, y, w1, b1, w2, b2) -> (loss, d_x, d_w1, d_b1, d_w2, d_b2)
-(the order of kernels.reference.OUTPUTS), so every backend does the same, complete work.
-Shapes: x (n, m), w (m, k), b (k,), out (n, 1), y (n,). Gradients are returned, never stored.
+Every step has the signature step(x, y, w1, b1, ..., wL, bL) -> (loss, d_x, d_w1, d_b1, ...,
+d_wL, d_bL), so every backend does the same, complete work. Shapes: x (n, m), w (m, k), b (k,),
+out (n, k); y (n,) for mse, one-hot (n, k) for xent. Gradients are returned, never stored.
 """
 
 from types import SimpleNamespace
@@ -58,75 +58,86 @@ def mse_grad(out: Array, y: Array) -> Array:
     return 2.0 * (out - y[:, None]) / n
 
 
-OPS = SimpleNamespace(lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad)
+def xent(out: Array, y: Array) -> Array:
+    """Mean over rows of -log softmax(out)[label]: y is the label's one-hot row."""
+    return -tf.reduce_sum(y * tf.nn.log_softmax(out)) / tf.cast(tf.shape(out)[0], out.dtype)
 
 
-def forward(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> Array:
-    return mse(lin(relu(lin(x, w1, b1)), w2, b2), y)
+def xent_grad(out: Array, y: Array) -> Array:
+    """dL/d(out) = (softmax(out) - y) / n, shape (n, classes)."""
+    return (tf.nn.softmax(out) - y) / tf.cast(tf.shape(out)[0], out.dtype)
 
 
-def manual_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+OPS = SimpleNamespace(
+    lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad, xent=xent, xent_grad=xent_grad
+)
+
+
+def forward(x: Array, y: Array, *params: Array) -> Array:
+    return lesson.forward(OPS, x, y, *params)
+
+
+def manual_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The hand-written backward pass (kernels/lesson.py) over this module's TensorFlow math."""
-    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
+    return lesson.manual_step(OPS, x, y, *params)
 
 
-def broadcast_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
-    """The lesson's first version of the backward pass, whose weight gradient materialises an
-    (n, m, nh) tensor."""
-    return lesson.manual_step(OPS, x, y, w1, b1, w2, b2, weight_grad=broadcast_lin_grad)
+def broadcast_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+    """The lesson's first version of the backward pass, whose weight gradients materialise an
+    (n, fan-in, fan-out) tensor per layer."""
+    return lesson.manual_step(OPS, x, y, *params, weight_grad=broadcast_lin_grad)
 
 
-def tape_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def tape_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """Autodiff of the same forward with tf.GradientTape (x is watched: its gradient is an output)."""
     with tf.GradientTape() as tape:
-        tape.watch([x, w1, b1, w2, b2])
-        loss = forward(x, y, w1, b1, w2, b2)
-    return (loss, *tape.gradient(loss, [x, w1, b1, w2, b2]))
+        tape.watch([x, *params])
+        loss = forward(x, y, *params)
+    return (loss, *tape.gradient(loss, [x, *params]))
 
 
-def module_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def module_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over the same math."""
-    return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
+    return lesson.module_step(OPS, x, y, *params)
 
 
 # ---------------------------------------------------------------- keras
 
-_keras_models: dict[tuple[int, int, str], Any] = {}
+_keras_models: dict[tuple[tuple[int, ...], str], Any] = {}
 
 
-def _keras_model(m, nh, dtype):
-    """The lesson's network as TensorFlow users write it: a Keras model whose weights are variables
-    (Dense(nh) -> ReLU -> Dense(1), each Dense x @ kernel + bias like `lin`). One per shape and
-    dtype, made eagerly (tf.init_scope) even when first asked for inside a tf.function trace, since
-    a traced function may not create variables on a later trace."""
-    key = (m, nh, dtype.name)
+def _keras_model(widths, dtype):
+    """The network as TensorFlow users write it: a Keras model whose weights are variables (Dense,
+    then ReLU and Dense per further layer, each Dense x @ kernel + bias like `lin`). One per widths
+    and dtype, made eagerly (tf.init_scope) even when first asked for inside a tf.function trace,
+    since a traced function may not create variables on a later trace."""
+    key = (tuple(widths), dtype.name)
     if key not in _keras_models:
         import keras
 
         with tf.init_scope():
-            model = keras.Sequential(
-                [
-                    keras.layers.Dense(nh, dtype=dtype.name),
-                    keras.layers.ReLU(dtype=dtype.name),
-                    keras.layers.Dense(1, dtype=dtype.name),
-                ]
-            )
-            model.build((None, m))
+            layers = []
+            for k, width in enumerate(widths[1:]):
+                layers += [keras.layers.ReLU(dtype=dtype.name)] if k else []
+                layers.append(keras.layers.Dense(width, dtype=dtype.name))
+            model = keras.Sequential(layers)
+            model.build((None, widths[0]))
         _keras_models[key] = model
     return _keras_models[key]
 
 
-def keras_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def keras_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The lesson's own TensorFlow refactor made to work. The lesson subclasses tf.keras.Model, keeps
     its layers in a list and asks tape.gradient(loss, self._layers), which fails (a layer is not a
     tensor). What TF users write instead: a Keras model whose weights are variables, gradients by
     tf.GradientTape over model.trainable_variables and the watched input. The variables take this
-    call's weights first (four small assigns), so every call answers for its own arguments; beside
-    `tape`, its time shows what variables and Keras cost."""
-    model = _keras_model(x.shape[1], w1.shape[1], x.dtype)
-    for variable, value in zip(model.trainable_variables, (w1, b1, w2, b2)):
+    call's weights first (two small assigns a layer), so every call answers for its own arguments;
+    beside `tape`, its time shows what variables and Keras cost."""
+    widths = (x.shape[1], *(w.shape[1] for w in params[0::2]))
+    model = _keras_model(widths, x.dtype)
+    for variable, value in zip(model.trainable_variables, params):
         variable.assign(value)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = mse(model(x), y)
+        loss = lesson.loss(OPS, model(x), y)
     return (loss, *tape.gradient(loss, [x, *model.trainable_variables]))

@@ -1,6 +1,6 @@
-"""PyTorch steps, the lesson's original: one forward and backward pass of lin -> relu -> lin -> mse,
-made three ways, with the same signature and outputs as kernels.tf_steps (the order of
-kernels.reference.OUTPUTS). Shapes: x (n, m), y (n,), w1 (m, nh), b1 (nh,), w2 (nh, 1), b2 (1,).
+"""PyTorch steps, the lesson's original: one forward and backward pass of the network
+(kernels/models.py) made three ways, with the same signature and outputs as kernels.tf_steps:
+step(x, y, w1, b1, ..., wL, bL) -> (loss, d_x, d_w1, d_b1, ..., d_wL, d_bL).
 """
 
 import torch
@@ -20,18 +20,22 @@ def relu_grad(x: Array, dy: Array) -> Array:
     return torch.where(x > 0, dy, torch.zeros_like(dy))
 
 
-OPS = array_ops.ops(relu, relu_grad)
+def log_softmax(z: Array) -> Array:
+    return torch.log_softmax(z, -1)
+
+
+OPS = array_ops.ops(relu, relu_grad, log_softmax, torch.exp)
 lin = array_ops.lin
 
 
-def manual_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def manual_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The lesson's hand-written backward pass, in torch ops; no autograd graph is recorded.
 
     torch.no_grad as a context inside each step, not as a decorator: a decorated step's first frame
     is the decorator's, whose code every decorated step shares, and torch.compile keeps its caches
     (and its recompile limit) per code object."""
     with torch.no_grad():
-        return lesson.manual_step(OPS, x, y, w1, b1, w2, b2)
+        return lesson.manual_step(OPS, x, y, *params)
 
 
 class Linear(nn.Module):
@@ -46,30 +50,34 @@ class Linear(nn.Module):
 
 
 class Net(nn.Module):
-    """The lesson's nn.Module model: layers, then F.mse_loss against the targets as a column."""
+    """The lesson's nn.Module model: its layers (Linear, then ReLU and Linear per further layer),
+    then F.mse_loss against the targets as a column, or F.cross_entropy against one-hot rows."""
 
-    def __init__(self, w1: Array, b1: Array, w2: Array, b2: Array) -> None:
+    def __init__(self, params: tuple[Array, ...]) -> None:
         super().__init__()
-        self.layers = [Linear(w1, b1), nn.ReLU(), Linear(w2, b2)]
+        self.layers: list[nn.Module] = []
+        for k in range(0, len(params), 2):
+            self.layers += [nn.ReLU()] if k else []
+            self.layers.append(Linear(params[k], params[k + 1]))
 
     def forward(self, x: Array, y: Array) -> Array:
         for layer in self.layers:
             x = layer(x)
-        return F.mse_loss(x, y[:, None])
+        return F.mse_loss(x, y[:, None]) if y.dim() == 1 else F.cross_entropy(x, y)
 
 
-def autograd_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def autograd_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The lesson's model and loss.backward(). The leaves are made afresh on every call
     (detach().requires_grad_(): same storage, new autograd identity), so .grad never accumulates
     across calls and the caller's tensors are never marked as requiring grad."""
-    x, w1, b1, w2, b2 = (t.detach().requires_grad_() for t in (x, w1, b1, w2, b2))
+    x, *params = (t.detach().requires_grad_() for t in (x, *params))
     with torch.enable_grad():
-        loss = Net(w1, b1, w2, b2)(x, y)
+        loss = Net(tuple(params))(x, y)
         loss.backward()
-    return loss.detach(), x.grad, w1.grad, b1.grad, w2.grad, b2.grad
+    return (loss.detach(), x.grad, *(p.grad for p in params))
 
 
-def module_step(x: Array, y: Array, w1: Array, b1: Array, w2: Array, b2: Array) -> tuple[Array, ...]:
+def module_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
-        return lesson.module_step(OPS, x, y, w1, b1, w2, b2)
+        return lesson.module_step(OPS, x, y, *params)

@@ -55,7 +55,7 @@ def test_keras_step_differentiates_a_keras_model_through_its_variables():
             ref = reference.forward_backward(*inputs)
             for g, name in zip(got, reference.OUTPUTS):
                 np.testing.assert_allclose(g, ref[name], rtol=1e-10, atol=1e-12, err_msg=f"{backend}: {name}")
-    model = tf_steps._keras_model(7, 4, tf.float64)
+    model = tf_steps._keras_model((7, 4, 1), tf.float64)
     assert [tuple(v.shape) for v in model.trainable_variables] == [(7, 4), (4,), (4, 1), (1,)]
     np.testing.assert_array_equal(np.asarray(model.trainable_variables[0]), tiny_inputs(n=50, m=7, nh=4, seed=2)[2])
 
@@ -112,11 +112,11 @@ def test_the_gates_mask_probes_are_not_taken_for_a_function_retraced_in_a_loop(t
     tf.get_logger().addHandler(handler)
     try:
         for n in (40, 80):
-            x, _, w1, b1, _, _ = fw.to_device(tiny_inputs(n=n), "float32", "cpu")
+            x, _, *params = fw.to_device(tiny_inputs(n=n), "float32", "cpu")
             for side in sides:
                 for backend in ("function", "xla"):
-                    side.mask_probe(backend)(x, w1, b1)
-                    side.mask_probe(backend)(x, w1, b1)
+                    side.mask_probe(backend)(x, *params)
+                    side.mask_probe(backend)(x, *params)
     finally:
         tf.get_logger().removeHandler(handler)
     assert [s.mask_probe(b).experimental_get_tracing_count() for s in sides for b in ("function", "xla")] == [2] * 4

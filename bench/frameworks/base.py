@@ -94,10 +94,10 @@ class Framework:
     its kernels module. Class attributes a subclass sets:
       name      how records, the command line and reports name it
       package   the package it imports (and the pip extra that installs it)
-      kernels   the module of its math: OPS (the lesson's layers; OPS.lin is the ReLU-mask probe)
+      kernels   the module of its math: OPS (the lesson's layers, which the ReLU-mask probe runs)
                 and the step functions
-      steps     {step: the name of its function in `kernels`, step(x, y, w1, b1, w2, b2) ->
-                (loss, d_x, d_w1, d_b1, d_w2, d_b2)}
+      steps     {step: the name of its function in `kernels`, step(x, y, w1, b1, ..., wL, bL) ->
+                (loss, d_x, d_w1, d_b1, ..., d_wL, d_bL)} (kernels/models.py)
       backends  {backend: compile(step) -> callable with the step's signature}; the compile
                 functions may use the framework's module, which is there once an instance exists
     """
@@ -186,13 +186,16 @@ class Framework:
         return self.backends[backend](self.step(step))
 
     def mask_probe(self, backend: str) -> Callable:
-        """ops.lin(x, w1, b1) under `backend`: the correctness check reads a case's ReLU mask from
-        it. One per backend for the life of the process (a new one per case would trace again).
-        It compiles a partial of `lin`, an object of its own: TensorFlow counts retraces per code
-        object, and the probes of one `lin` under two backends at two sizes (four traces in eight
-        calls) looked to it like one function retraced in a loop, which it warned of."""
+        """lesson.pre_activations(ops, x, w1, b1, ...) under `backend`: every ReLU's input, from
+        which the correctness check reads a case's masks. One per backend for the life of the
+        process (a new one per case would trace again). It compiles a partial, an object of its
+        own: TensorFlow counts retraces per code object, and the probes of one function under two
+        backends at two sizes (four traces in eight calls) looked to it like one function retraced
+        in a loop, which it warned of."""
         if backend not in self._probes:
-            self._probes[backend] = self.backends[backend](functools.partial(self.ops.lin))
+            from kernels import lesson
+
+            self._probes[backend] = self.backends[backend](functools.partial(lesson.pre_activations, self.ops))
         return self._probes[backend]
 
     def tracing_count(self, fn: Callable) -> int | None:

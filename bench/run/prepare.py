@@ -124,7 +124,7 @@ def prepare_case(
             fw.reset_peak(device)
             first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
             got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
-            h_pre = fw.to_numpy(fw.mask_probe(backend)(args[0], args[2], args[3]))
+            h_pre = [fw.to_numpy(t) for t in fw.mask_probe(backend)(args[0], *args[2:])]
             check = ref.check(got, h_pre)
             rec = replace(
                 rec,
