@@ -159,8 +159,8 @@ def prepare(key: CaseKey, seed: int = defaults.SEED) -> tuple[Any, Any]:
         raise ExplainError(f"{key.label}: {reason}")
     config = Config(out=None, warmup=defaults.WARMUP, seed=seed)
     caches = Caches(config)
-    ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32)
-    args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32)
+    ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
+    args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
     live = prepare_case(fw, key, ref, args, config, {"run_id": "explain"})
     if isinstance(live, Record):
         raise ExplainError(f"{key.label}: {live.status}: {live.error}")

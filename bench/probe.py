@@ -77,8 +77,8 @@ def probe_case(
     and `reps` cold by the framework's timer, and a batch with one sync."""
     fw.set_tf32(key.tf32)
     try:
-        ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32)
-        args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32)
+        ref = caches.reference(key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
+        args = caches.placed(fw, key.device, key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
         flush = caches.flusher(fw, key.device)
         t0 = time.perf_counter()
         live = prepare_case(fw, key, ref, args, config, {"run_id": "probe"})

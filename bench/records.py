@@ -17,9 +17,9 @@ from bench.text import printable
 
 # The records file's schema: 2 since each case has one final record in records.jsonl (checkpoints in
 # a journal beside it), 3 since a case may name its environment (deps), 4 since the run's fingerprint
-# is stored as "fingerprint" (it was "env"). A reader takes any schema up to its own and refuses a
-# newer one.
-SCHEMA = 4
+# is stored as "fingerprint" (it was "env"), 5 since a case names its model and loss (model, loss_fn).
+# A reader takes any schema up to its own and refuses a newer one.
+SCHEMA = 5
 STATUSES = ("ok", "failed", "skipped")
 STOP_REASONS = ("ci", "budget", "max_samples", "interrupted")
 TIME = {"kind": "time"}  # a field's metadata: a duration in seconds (its annotation, a float, says only "number")
@@ -51,6 +51,8 @@ class CaseKey:
     replicas: int = 1  # devices the global batch n is split over
     deps: str = ""  # the requirement set whose environment ran it (run --env, bench/venvs.py); "" the
     # harness's own environment
+    model: str = "lesson"  # the network (kernels/models.py): "lesson" (m -> nh -> 1) or "mlp:W0,...,WL"
+    loss_fn: str = field(default="mse", metadata={"choices": ("mse", "xent")})  # its loss
 
     def asdict(self) -> dict:
         return {f: getattr(self, f) for f in CASE_FIELDS}
@@ -80,6 +82,8 @@ class CaseKey:
             + (f" {self.engine} x{self.replicas}" if self.engine else "")
             + (f" x{self.replicas}" if not self.engine and self.replicas != 1 else "")
             + (f" [{self.deps}]" if self.deps else "")
+            + (f" {self.model}" if self.model != "lesson" else "")
+            + (f" {self.loss_fn}" if self.loss_fn != "mse" else "")
         )
 
 
@@ -198,6 +202,7 @@ class Record(CaseKey):
     batch_calls: int | None = None
     tracing_count: int | None = None  # after timing; >1 means the timed loop retraced
     retraced: bool | None = None  # a retrace happened after the first call (timings then suspect)
+    parameters: int | None = None  # the model's weights and biases, counted
     flops: int | None = None  # analytic, per call (kernels/cost.py)
     min_bytes: int | None = None
     memory_estimate_bytes: int | None = None

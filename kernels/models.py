@@ -99,6 +99,12 @@ def at_depth(model: str, depth: int, m: int, nh: int) -> str:
     return "mlp:" + ",".join(map(str, (first, *[hidden] * depth, last)))
 
 
+def variants(model: str, depths: Sequence[int], m: int, nh: int) -> list[str]:
+    """The models a run asks for by `model` at a size's m and nh: the model at each of `depths`, or
+    the model itself where no depth is asked for."""
+    return [at_depth(model, d, m, nh) for d in depths] if depths else [parse(model)]
+
+
 def depth(model: str, m: int, nh: int) -> int:
     """The number of hidden layers (ReLUs) of `model`."""
     return len(widths(model, m, nh, "xent")) - 2

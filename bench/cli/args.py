@@ -52,11 +52,11 @@ def parse_size(text: str) -> tuple[int, ...]:
     return size
 
 
-def check_problem_memory(sizes: tuple[tuple[int, ...], ...], dtypes: tuple[str, ...]) -> None:
+def check_problem_memory(networks: Iterable[tuple[tuple[int, ...], tuple[int, ...] | None]], dtypes: tuple[str, ...]) -> None:
     """UsageError where a size's own arrays (its data and float64 reference, kernels/cost.py
     problem_bytes) need more than a case may (MEMORY_FRACTION of the free memory): such a run would
-    die allocating them. Checked before any folder is made or framework loaded; nothing where the
-    free memory cannot be told."""
+    die allocating them. networks: (size, widths) pairs (widths None: the lesson's). Checked
+    before any folder is made or framework loaded; nothing where the free memory cannot be told."""
     from bench import fingerprint
     from kernels import cost
 
@@ -65,11 +65,12 @@ def check_problem_memory(sizes: tuple[tuple[int, ...], ...], dtypes: tuple[str, 
         return
     budget = defaults.MEMORY_FRACTION * free
     itemsize = max(8 if dtype == "float64" else 4 if dtype in ("float32", "tf32") else 2 for dtype in dtypes)
-    for n, m, nh in sizes:
-        need = cost.problem_bytes(n, m, nh, itemsize)
+    for (n, m, nh), widths in networks:
+        need = cost.problem_bytes(n, m, nh, itemsize, widths)
         if need > budget:
+            model = f" with widths {','.join(map(str, widths))}" if widths and len(widths) != 3 else ""
             raise UsageError(
-                f"size {n},{m},{nh}: its data and float64 reference alone need about {need / 2**30:,.1f} GiB, "
+                f"size {n},{m},{nh}{model}: its data and float64 reference alone need about {need / 2**30:,.1f} GiB, "
                 f"over the budget of {budget / 2**30:,.1f} GiB ({defaults.MEMORY_FRACTION:.0%} of the "
                 f"{free / 2**30:,.1f} GiB of memory free now); choose a smaller n"
             )

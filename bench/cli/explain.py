@@ -61,7 +61,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     keys = explain.parse(args.case, (n, m, nh), args.dtype)
     beside = explain.parse([args.beside], (n, m, nh), args.dtype)[0] if args.beside else None
     for key in [*keys, *([beside] if beside else [])]:
-        check_problem_memory(((key.n, key.m, key.nh),), (key.dtype,))
+        check_problem_memory((((key.n, key.m, key.nh), None),), (key.dtype,))
     out = Path(args.out) if args.out else explain.default_out()
     done = []
     for key in keys:

@@ -34,6 +34,20 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         help="a grid over n, m and nh, e.g. n=1000,5000,50000 nh=50,100 (the others: the default size's)",
     )
     r.add_argument(
+        "--model",
+        nargs="+",
+        metavar="lesson|mlp:W0,...,WL",
+        help="networks: lesson (m -> nh -> 1, from the size) or mlp:784,256,256,1 (any widths, ReLU between; "
+        "its first width is the data's m) (default: lesson)",
+    )
+    r.add_argument("--loss", nargs="+", metavar="mse|xent", help="mse (the lesson's) and/or xent: softmax "
+                   "cross-entropy over the 10 digits, the last width made 10 (default: mse)")
+    r.add_argument(
+        "--depths",
+        metavar="D1,D2",
+        help="each model at these numbers of hidden layers of its hidden width (the lesson's nh), e.g. 1,2,4,8,16",
+    )
+    r.add_argument(
         "--dtype",
         nargs="+",
         help=f"any of {', '.join(defaults.DTYPES)} (default: {defaults.DTYPE}); inputs and parameters in that dtype",
@@ -166,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> "Config":
     run_id = run.new_run_id()
     kwargs: dict[str, Any] = dict(
         run_id=run_id,
+        **parse_models(args.model, args.loss, args.depths),
         steps=names(args.step),
         backends=names(args.backend),
         device=args.device,
@@ -188,7 +203,8 @@ def config_from_args(args: argparse.Namespace) -> "Config":
             args.data,
             {(min(n, step_n.get(s, n)), m) for n, m, _ in kwargs.get("sizes", (defaults.SIZE,)) for s in steps},
         )
-    check_problem_memory(kwargs.get("sizes", (defaults.SIZE,)), dtypes)
+    networks = check_networks(kwargs)
+    check_problem_memory(networks, dtypes)
     resolved = None
     if args.env:  # every set resolved (a typo, an unknown version, no network: refused here, no folder made)
         from bench import venvs
@@ -205,6 +221,41 @@ def config_from_args(args: argparse.Namespace) -> "Config":
         leave_out_broken=not names(args.framework),
         **kwargs,
     )
+
+
+def parse_models(model: list[str] | None, loss: list[str] | None, depths: str | None) -> dict[str, tuple]:
+    """The Config's models, losses and depths from --model, --loss and --depths; UsageError naming
+    the first bad one (kernels/models.py)."""
+    from kernels import models
+
+    try:
+        out: dict[str, tuple] = {
+            "models": tuple(dict.fromkeys(models.parse(v) for v in model or ())) or (models.LESSON,),
+            "losses": tuple(dict.fromkeys(models.check_loss(v) for v in names(loss) or ("mse",))),
+        }
+    except models.ModelError as e:
+        raise UsageError(str(e)) from None
+    if depths is not None:
+        try:
+            out["depths"] = tuple(dict.fromkeys(int(d) for d in depths.split(",")))
+        except ValueError:
+            raise UsageError(f"bad --depths {depths!r}: whole numbers separated by commas, e.g. 1,2,4,8") from None
+        if not out["depths"] or min(out["depths"]) < 1 or max(out["depths"]) > models.MAX_LAYERS:
+            raise UsageError(f"bad --depths {depths!r}: each depth is a number of hidden layers, 1 to {models.MAX_LAYERS}")
+    return out
+
+
+def check_networks(kwargs: dict[str, Any]) -> list[tuple[tuple[int, int, int], tuple[int, ...]]]:
+    """[(size, widths)] of every size, model, depth and loss the Config's fields ask for; UsageError
+    where a model does not fit a size (its first width is not the data's m)."""
+    from bench import run
+    from kernels import models
+
+    config = run.Config(out=None, **{k: v for k, v in kwargs.items() if k in ("sizes", "models", "losses", "depths")})
+    try:
+        return [((n, m, nh), models.widths(model, m, nh, loss)) for n, m, nh, model, loss in run.networks(config)]
+    except (run.ConfigError, models.ModelError) as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -393,6 +444,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         + ("" if args.devices else "; --devices asks each framework what it sees (imports it)")
     )
     print(f"dtypes: {', '.join(defaults.DTYPES)}")
+    print("models: lesson (m -> nh -> 1, from --size), mlp:W0,W1,...,WL (any widths; --depths repeats the hidden one)")
+    print("losses: mse (the lesson's), xent (softmax cross-entropy over 10 digits)")
     return 0
 
 

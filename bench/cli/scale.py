@@ -102,7 +102,7 @@ def plan(args: argparse.Namespace) -> "list[Request]":
         if k not in ("strong", "weak"):
             raise UsageError(f"--scaling {k!r}: expected strong or weak")
     sizes = [parse_size(s) for s in args.size] if args.size else [defaults.SCALE_SIZE]
-    check_problem_memory(tuple(sizes), ("float32",))  # the global batch and its float64 reference
+    check_problem_memory(tuple((s, None) for s in sizes), ("float32",))  # the global batch and its float64 reference
     engines = _engines(names(args.engine))
     asked = names(args.backend)
     for b in asked or ():

@@ -13,10 +13,10 @@ def slower(step: Callable[..., tuple[Any, ...]], fraction: float = 0.75) -> Call
     step's three n x m x nh matmuls. The loss depends on the extra result without changing its value
     (is_nan of a finite sum is false), so neither Grappler nor XLA can drop it."""
 
-    def slower_step(x, y, w1, b1, w2, b2):
-        loss, *grads = step(x, y, w1, b1, w2, b2)
+    def slower_step(x, y, *params):
+        loss, *grads = step(x, y, *params)
         rows = int(x.shape[0] * fraction)
-        extra = tf.reduce_sum(tf.linalg.matmul(x[:rows], w1))
+        extra = tf.reduce_sum(tf.linalg.matmul(x[:rows], params[0]))
         return (tf.where(tf.math.is_nan(extra), loss + 1, loss), *grads)
 
     return slower_step

@@ -19,8 +19,8 @@ from bench.machine import Machine
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, CaseKey, Record
 from bench.text import printable
 
-SCHEMA_VERSION = 6  # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps;
-# 6: a result's canary median (the machine's, bench/canary.py)
+SCHEMA_VERSION = 7  # 4: a case names its environment (deps); 5: a result's ratio to its parent's steps;
+# 6: a result's canary median (the machine's, bench/canary.py); 7: a case names its model and loss
 DEFAULT_DB = Path("results") / "history.sqlite"
 
 
@@ -119,7 +119,8 @@ def _create(conn, tables):
 def _case_columns(conn, tables):
     """Bring the results table to the case key of this version: each case field it lacks is added
     with the value CaseKey gives an old record (schema 2, issue 12: tf32 false, cache warm; schema 3,
-    issue 13: engine "", replicas 1; schema 4, issue 20: deps "", the harness's own environment),
+    issue 13: engine "", replicas 1; schema 4, issue 20: deps "", the harness's own environment;
+    schema 7, issue 40: model "lesson", loss_fn "mse"),
     and the unique key of a result is made of every field.
     PostgreSQL alters the table in place; SQLite, which cannot alter a constraint, rebuilds it."""
     sa = _sa()
@@ -152,7 +153,7 @@ def _case_columns(conn, tables):
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns, 6: _add_canary_column}
+MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns, 6: _add_canary_column, 7: _case_columns}
 
 
 def _check_relative(path: Path, url: str) -> None:

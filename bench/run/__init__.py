@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench.run.loop import Observer, Observers, run
-from bench.run.plan import Case, Config, ConfigError, Group, load_frameworks, new_run_id, plan
+from bench.run.plan import Case, Config, ConfigError, Group, load_frameworks, networks, new_run_id, plan
 from bench.run.prepare import Live, prepare_case
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ __all__ = [
     "Case",
     "Config",
     "ConfigError",
+    "networks",
     "Group",
     "Live",
     "Observer",

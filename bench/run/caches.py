@@ -1,6 +1,6 @@
 """What one run computes once and its cases share: the problems, the inputs with their float64
 reference, the inputs placed on each device, and each device's measured ceilings (a square GEMM
-and a copy per device; the lesson's own GEMM shapes per size)."""
+and a copy per device; the model's own GEMM shapes per size)."""
 
 import functools
 from collections.abc import Callable
@@ -13,7 +13,7 @@ from bench.data import Problem, make_problem
 from bench.frameworks.base import Framework
 from bench.run.plan import Config
 from bench.text import one_line
-from kernels import reference
+from kernels import models, reference
 
 
 def ceilings(
@@ -44,14 +44,14 @@ def ceilings(
     }
 
 
-def shape_ceiling(fw: Framework, device: str, n: int, m: int, nh: int) -> dict[str, Any]:
-    """What the lesson's own GEMM shapes at this size allow with `fw` (kernels/cost.py gemms): their
-    FLOPs over the sum of each product's best time, float32, as the peak is; {} where the products'
-    arrays would not fit in the memory a case may use."""
+def shape_ceiling(fw: Framework, device: str, n: int, m: int, nh: int, widths: tuple = ()) -> dict[str, Any]:
+    """What the model's own GEMM shapes at this size allow with `fw` (kernels/cost.py gemms; the
+    lesson's where `widths` is empty): their FLOPs over the sum of each product's best time,
+    float32, as the peak is; {} where the products' arrays would not fit in the memory a case may use."""
     from bench.run.prepare import free_bytes
     from kernels import cost
 
-    shapes = cost.gemms(n, m, nh)
+    shapes = cost.gemms(n, m, nh, widths or None)
     biggest = max(4 * (r * k + k * c + r * c) for r, k, c in shapes)
     free = free_bytes(device)
     if free is not None and biggest > defaults.MEMORY_FRACTION * free:
@@ -93,27 +93,40 @@ class Caches:
             self._problems[n, m] = make_problem(n, m, data=self.config.data, seed=self.config.seed)
         return self._problems[n, m]
 
-    def reference(self, n: int, m: int, nh: int, dtype: str, tf32: bool = False) -> reference.Reference:
-        """The inputs (x, y, w1, b1, w2, b2) rounded to `dtype` and their float64 Reference at the
-        precision the case computes in (TF32 has its own tolerance)."""
-        key = (n, m, nh, dtype, tf32)
+    def reference(
+        self, n: int, m: int, nh: int, dtype: str, tf32: bool = False, model: str = "lesson", loss: str = "mse"
+    ) -> reference.Reference:
+        """The inputs (x, y, w1, b1, ..., wL, bL) of `model` with `loss` (kernels/models.py) rounded
+        to `dtype` and their float64 Reference at the precision the case computes in (TF32 has its
+        own tolerance)."""
+        key = (n, m, nh, dtype, tf32, model, loss)
         if key not in self._references:
             if len(self._references) >= 2:  # at n = 1e6 a Reference holds several GB
                 self._references.pop(next(iter(self._references)))
             p = self.problem(n, m)
+            widths = models.widths(model, m, nh, loss)
             inputs = tuple(
                 a.astype(reference.numpy_dtype(dtype), copy=False)
-                for a in (p.x, p.y, *reference.init_params(m, nh, self.config.seed))
+                for a in (p.x, models.targets(p.y, loss), *models.init_params(widths, self.config.seed))
             )
             self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
         return self._references[key]
 
     def placed(
-        self, fw: Framework, device: str, n: int, m: int, nh: int, dtype: str, tf32: bool = False
+        self,
+        fw: Framework,
+        device: str,
+        n: int,
+        m: int,
+        nh: int,
+        dtype: str,
+        tf32: bool = False,
+        model: str = "lesson",
+        loss: str = "mse",
     ) -> tuple[Any, ...]:
-        """The inputs of reference(n, m, nh, dtype, tf32) on `device` as `fw` arrays; only those of
-        the latest inputs are kept."""
-        inputs = (n, m, nh, dtype, tf32)
+        """The inputs of reference(n, m, nh, dtype, tf32, model, loss) on `device` as `fw` arrays;
+        only those of the latest inputs are kept."""
+        inputs = (n, m, nh, dtype, tf32, model, loss)
         key = (fw.name, device, inputs)
         if key not in self._placed:
             ref = self.reference(*inputs)
@@ -134,15 +147,16 @@ class Caches:
             )
         return self._ceilings[fw.name, device]
 
-    def shape_ceiling(self, fw: Framework, device: str, n: int, m: int, nh: int) -> dict[str, Any]:
-        """shape_ceiling(...), measured once per framework, device and size."""
-        key = (fw.name, device, n, m, nh)
+    def shape_ceiling(self, fw: Framework, device: str, n: int, m: int, nh: int, widths: tuple = ()) -> dict[str, Any]:
+        """shape_ceiling(...), measured once per framework, device, size and widths."""
+        key = (fw.name, device, n, m, nh, tuple(widths))
         if key not in self._shape_ceilings:
-            self._shape_ceilings[key] = shape_ceiling(fw, device, n, m, nh)
+            self._shape_ceilings[key] = shape_ceiling(fw, device, n, m, nh, tuple(widths))
         return self._shape_ceilings[key]
 
-    def has_ceilings(self, fw: Framework, device: str, size: tuple[int, int, int] | None = None) -> bool:
-        """Whether the device's ceilings (and, given a size, its shapes' ceiling) are measured."""
+    def has_ceilings(self, fw: Framework, device: str, size: tuple | None = None) -> bool:
+        """Whether the device's ceilings (and, given a size (n, m, nh, widths), its shapes' ceiling)
+        are measured."""
         shapes = size is None or (fw.name, device, *size) in self._shape_ceilings
         return (fw.name, device) in self._ceilings and shapes
 

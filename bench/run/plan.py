@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from bench import defaults, frameworks, timing
 from bench.frameworks.base import Framework
 from bench.records import CaseKey
+from kernels import models
 
 
 class ConfigError(ValueError):
@@ -29,6 +30,9 @@ class Config:
     backends: tuple | None = None
     device: str = "all"  # cpu, gpu or all (every device present)
     sizes: tuple = (defaults.SIZE,)
+    models: tuple = ("lesson",)  # kernels/models.py names
+    losses: tuple = ("mse",)
+    depths: tuple = ()  # each model at these numbers of hidden layers (): as named
     dtypes: tuple = (defaults.DTYPE,)
     tf32s: tuple = (False,)  # TF32 off and/or on (for float32; a GPU feature)
     caches: tuple = ("warm",)  # warm and/or cold (the device's cache flushed before each call)
@@ -80,17 +84,19 @@ class Case(NamedTuple):
 
 
 class Group(NamedTuple):
-    """The cases of one device, size, dtype, TF32 setting and cache state: checked one by one, then
-    timed together (TF32 is a switch of the whole framework, so a group shares it)."""
+    """The cases of one device, size, model, loss, dtype, TF32 setting and cache state: checked one
+    by one, then timed together (TF32 is a switch of the whole framework, so a group shares it)."""
 
     device: str
     n: int
     m: int
-    nh: int
+    nh: int  # the model's first hidden width (kernels/models.py hidden_width)
     dtype: str
     tf32: bool
     cache: str
     cases: list[Case]
+    model: str = "lesson"
+    loss_fn: str = "mse"
 
 
 def load_frameworks(names: Iterable[str]) -> dict[str, Framework]:
@@ -135,14 +141,15 @@ def _combinations(config, loaded):
 
 
 def plan(config: Config, loaded: Mapping[Any, Any]) -> list[Group]:
-    """[Group] in the order they run: size, then dtype, TF32 (float32 only), cache, then device;
+    """[Group] in the order they run: size, model, loss, then dtype, TF32 (float32 only), cache, then device;
     ConfigError for unknown names and missing devices, before anything runs. loaded: {name: a
     Framework, or the Runner or Worker holding one} (its name, steps, backends, gpu_backends, devices(),
     and a Worker's deps: the --env set it runs in)."""
     combos = _combinations(config, loaded)
     devices = list(dict.fromkeys(device for _, device, _, _ in combos))
     groups = []
-    for n, m, nh in config.sizes:
+    for n, m, size_nh, model, loss in networks(config):
+        nh = models.hidden_width(model, size_nh)
         for dtype in config.dtypes:
             for tf32 in config.tf32s if dtype == "float32" else (False,):
                 for cache in config.caches:
@@ -162,10 +169,28 @@ def plan(config: Config, loaded: Mapping[Any, Any]) -> list[Group]:
                                     tf32,
                                     cache,
                                     deps=getattr(fw, "deps", ""),
+                                    model=model,
+                                    loss_fn=loss,
                                 ),
                             )
                             for fw, d, step, backend in combos
                             if d == device
                         ]
-                        groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases))
+                        groups.append(Group(device, n, m, nh, dtype, tf32, cache, cases, model, loss))
     return groups
+
+
+def networks(config: Config) -> list[tuple[int, int, int, str, str]]:
+    """(n, m, nh, model, loss) of every size, model (at each depth asked for) and loss of the run;
+    ConfigError where a model does not fit a size (kernels/models.py widths)."""
+    out = []
+    for n, m, nh in config.sizes:
+        for asked in config.models:
+            for model in models.variants(asked, config.depths, m, nh):
+                for loss in config.losses:
+                    try:
+                        models.widths(model, m, nh, loss)
+                    except models.ModelError as e:
+                        raise ConfigError(str(e)) from None
+                    out.append((n, m, nh, model, loss))
+    return list(dict.fromkeys(out))

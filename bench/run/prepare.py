@@ -13,7 +13,7 @@ from bench.memory import RssPeak
 from bench.records import CaseKey, Record
 from bench.run.plan import Config
 from bench.text import one_line
-from kernels import cost, reference
+from kernels import cost, models, reference
 
 
 def free_bytes(device: str) -> int | None:
@@ -91,12 +91,14 @@ def prepare_case(
     where unknown; flush: run before each timed call (a cold cache)."""
     n, m, nh, step, device, backend = key.n, key.m, key.nh, key.step, key.device, key.backend
     itemsize = ref.inputs[0].dtype.itemsize
-    estimate = cost.memory_bytes(step, n, m, nh, itemsize)
+    widths = models.widths(key.model, m, nh, key.loss_fn)
+    estimate = cost.memory_bytes(step, n, m, nh, itemsize, widths)
     rec = Record(
         **key.asdict(),
         status="ok",
-        flops=cost.flops(step, n, m, nh),
-        min_bytes=cost.min_bytes(step, n, m, nh, itemsize),
+        parameters=models.parameters(widths),
+        flops=cost.flops(step, n, m, nh, widths),
+        min_bytes=cost.min_bytes(step, n, m, nh, itemsize, widths),
         memory_estimate_bytes=estimate,
         **common,
     )
@@ -123,7 +125,7 @@ def prepare_case(
         with rss, fw.placement(device):
             fw.reset_peak(device)
             first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
-            got = dict(zip(reference.OUTPUTS, (fw.to_numpy(t) for t in first.result)))
+            got = dict(zip(ref.names, (fw.to_numpy(t) for t in first.result)))
             h_pre = [fw.to_numpy(t) for t in fw.mask_probe(backend)(args[0], *args[2:])]
             check = ref.check(got, h_pre)
             rec = replace(

@@ -13,6 +13,7 @@ from bench.records import CaseKey, Record
 from bench.run.caches import Caches
 from bench.run.plan import Config
 from bench.run.prepare import Live, prepare_case, skip_reason
+from kernels import models
 
 # glibc's malloc serves a block over its mmap threshold from a fresh mapping and unmaps it on free, so a
 # step with an output that large has every page of it faulted in again on every call: time that depends
@@ -90,14 +91,15 @@ class Runner:
                 run_id=common["run_id"],
                 fingerprint=common["fingerprint"],
             ), None
-        size = (key.n, key.m, key.nh)
+        widths = models.widths(key.model, key.m, key.nh, key.loss_fn)
+        size = (key.n, key.m, key.nh, widths)
         if not self.caches.has_ceilings(fw, key.device, size):
             fw.set_tf32(False)  # the ceilings are float32's
             self.caches.ceilings(fw, key.device)
             self.caches.shape_ceiling(fw, key.device, *size)
             fw.set_tf32(tf32)
         measured = {**self.caches.ceilings(fw, key.device), **self.caches.shape_ceiling(fw, key.device, *size)}
-        inputs = (key.n, key.m, key.nh, key.dtype, key.tf32)
+        inputs = (key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
         ref = self.caches.reference(*inputs)
         note = f"{key.step} ran at n={key.n} instead of {group_n} (default suite limit)" if key.n != group_n else None
         case_common = dict(common, data=self.caches.problem(key.n, key.m).source, note=note, ceilings=measured)
