@@ -110,10 +110,14 @@ def depth(model: str, m: int, nh: int) -> int:
     return len(widths(model, m, nh, "xent")) - 2
 
 
-def uniform(model: str, m: int, nh: int) -> bool:
-    """Whether every hidden layer has the same width (a point of a depth sweep)."""
-    w = widths(model, m, nh, "xent")
-    return len(set(w[1:-1])) <= 1
+def family(model: str, m: int, nh: int) -> str:
+    """What the models of one depth sweep share: "784-256xD-1" for every model whose hidden layers
+    all have width 256 between 784 inputs and one output (the lesson's too); the model's own name
+    where its hidden widths differ."""
+    w = (m, nh, 1) if model == LESSON else _mlp(model)
+    if len(set(w[1:-1])) != 1:
+        return model
+    return f"{w[0]}-{w[1]}xD-{w[-1]}"
 
 
 def parameters(w: Sequence[int]) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench import frameworks, run
-from kernels import reference
+from kernels import models, reference
 from kernels.reference import OUTPUTS
 from tests.helpers import COMMON, CONFIG, tiny_inputs
 
@@ -94,6 +94,32 @@ def test_the_manual_step_matches_finite_differences(fw):
     got = outputs(fw, fw.compile("manual", "eager"), fw.to_device(inputs, "float64", "cpu"))
     for name, g in numeric_grads(inputs).items():
         np.testing.assert_allclose(got[name], g, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def deep_inputs(loss, n=60, widths=(12, 9, 7, 8), seed=4, dtype=np.float64):
+    """(x, y, w1, b1, ..., w4, b4) of a network of three hidden layers, y as `loss` takes it."""
+    rng = np.random.default_rng(seed)
+    x, labels = rng.random((n, widths[0])), rng.integers(0, models.CLASSES, n).astype(float)
+    w = models.widths("mlp:" + ",".join(map(str, (*widths, 1))), widths[0], 0, loss)
+    params = [p if p.ndim == 2 else rng.normal(0, 0.1, p.shape) for p in models.init_params(w, seed, np.float64)]
+    return tuple(np.asarray(a, dtype) for a in (x, models.targets(labels, loss), *params))
+
+
+@pytest.mark.parametrize("loss", models.LOSSES)
+def test_every_step_matches_the_reference_at_depth_three_with_either_loss(fw, loss):
+    """Steps are built from the layer list: four linear layers (three ReLUs) and each loss, every
+    step under every backend, against float64."""
+    inputs = deep_inputs(loss)
+    names = models.output_names(4)
+    ref = reference.forward_backward(*inputs)
+    for step, backend in every_step_and_backend(fw):
+        with fw.placement("cpu"):
+            out = fw.compile(step, backend)(*fw.to_device(inputs, "float64", "cpu"))
+        assert len(out) == len(names), (step, backend)
+        for name, got in zip(names, out):
+            np.testing.assert_allclose(
+                fw.to_numpy(got), ref[name], rtol=1e-9, atol=1e-12, err_msg=f"{step}/{backend}: {name}"
+            )
 
 
 def test_relu_grad_at_zero_is_zero(fw):

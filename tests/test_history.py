@@ -136,12 +136,18 @@ def test_a_schema_1_database_is_migrated_keeping_every_result(db_url):
     points = store.points()
     assert [p["samples_s"] for p in points] == [r.samples_s for r in old]
     assert all(p["tf32"] is False and p["cache"] == "warm" for p in points)
+    assert all(p["model"] == "lesson" and p["loss_fn"] == "mse" for p in points)
     assert store.add(old, COMMIT) == 0  # still the same results: adding again adds nothing
-    # the same case with TF32 on or a cold cache is a result of its own now, in its own series
-    variants = [replace(old[0], tf32=True), replace(old[0], cache="cold")]
-    assert store.add(variants, COMMIT) == 2 and Store(db_url).counts() == (1, 4)
+    # the same case with TF32 on, a cold cache, another model or loss is a result of its own now
+    variants = [
+        replace(old[0], tf32=True),
+        replace(old[0], cache="cold"),
+        replace(old[0], model="mlp:784,50,50,1"),
+        replace(old[0], loss_fn="xent"),
+    ]
+    assert store.add(variants, COMMIT) == 4 and Store(db_url).counts() == (1, 6)
     labels = {p["case"] for p in store.points()}
-    assert {old[0].case.label, variants[0].case.label, variants[1].case.label} <= labels and len(labels) == 4
+    assert {old[0].case.label, *(v.case.label for v in variants)} <= labels and len(labels) == 6
 
 
 def test_bad_databases_are_one_line_errors(tmp_path):
@@ -712,7 +718,7 @@ def test_a_schema_5_database_gains_the_canary_column_and_keeps_its_results(db_ur
     store.engine.dispose()
     store = Store(db_url)
     with store.engine.connect() as conn:
-        assert conn.execute(store.schema.select()).scalar_one() == SCHEMA_VERSION == 6
+        assert conn.execute(store.schema.select()).scalar_one() == SCHEMA_VERSION
     assert [p["canary_s"] for p in store.points()] == [None, None]
     new = run_records("c" * 40, 1, [0.01], canary=0.004)
     assert store.add(new, {**COMMIT, "sha": "c" * 40, "time": COMMIT["time"] + 1}) == 1

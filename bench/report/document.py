@@ -40,6 +40,12 @@ PLOTS = {
         "Scaling with nh",
         "Time against the hidden width nh on log-log axes, one line per case, crossings marked.",
     ),
+    "depth": (
+        "Depth",
+        "Median time per step against the number of hidden layers (a depth sweep: run --depths), "
+        "each measured depth with its 95% interval, each backend's least-squares line dashed; the legend "
+        "gives its per-layer cost and per-call overhead with their bootstrap 95% intervals.",
+    ),
     "roofline": (
         "Roofline",
         "Each device's measured float32 GEMM (compute) and copy (bandwidth) ceilings (the best any "
@@ -757,6 +763,7 @@ def document(
         *_precisions(pr),
         *_environments(df),
         *_scaling(df),
+        *_depth(df),
         *_counters(records),
         *_payback(pb),
         *_crossovers(crossings),
@@ -907,6 +914,81 @@ def _scaling(df: pd.DataFrame) -> Blocks:
                 "include the noise between runs.",
             ),
             ("table", overhead),
+        ]
+    return blocks
+
+
+def depth_tables(fits: pd.DataFrame, vs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The depth fits and the compiled-vs-eager and autodiff-vs-hand-written differences as the
+    report prints them (bench/report/depth.py; every number unrounded in tables/depth*.csv)."""
+    fit_rows = pd.DataFrame(
+        {
+            "step": fits.step,
+            "line": fits.line,
+            "context": [f"{c.where}, {c.family}, n={c.n:,}, {c.precision}, {c.loss_fn}" for c in fits.itertuples()],
+            "depths": fits.depths,
+            "per layer ms [95% CI]": [
+                fmt.interval(c.per_layer_ms, c.per_layer_lo, c.per_layer_hi) for c in fits.itertuples()
+            ],
+            "per call ms [95% CI]": [fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in fits.itertuples()],
+        }
+    )
+
+    def faster(c):
+        if math.isfinite(c.faster_from):
+            return f"depth {int(c.faster_from)} and deeper"
+        return "at no depth measured"
+
+    def crossing(c):
+        if not math.isfinite(c.crossing):
+            return "none at a positive depth"
+        return f"{fmt.interval(c.crossing, c.crossing_lo, c.crossing_hi)}, the case cheaper {c.cheaper}"
+
+    vs_rows = pd.DataFrame(
+        {
+            "case": [f"{c.framework}/{c.step}/{c.backend}" for c in vs.itertuples()],
+            "against": vs.against,
+            "context": [f"{c.where}, {c.family}, n={c.n:,}, {c.precision}, {c.loss_fn}" for c in vs.itertuples()],
+            "extra ms per layer [95% CI]": [
+                fmt.interval(c.per_layer_ms, c.per_layer_lo, c.per_layer_hi) for c in vs.itertuples()
+            ],
+            "extra ms per call [95% CI]": [fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in vs.itertuples()],
+            "fitted lines cross at depth [95% CI]": [crossing(c) for c in vs.itertuples()],
+            "shown faster": [faster(c) for c in vs.itertuples()],
+        }
+    )
+    return fit_rows.set_index("step"), vs_rows.set_index("case")
+
+
+def _depth(df: pd.DataFrame) -> Blocks:
+    from bench.report import depth
+
+    fits = depth.fits(df)
+    if fits.empty:
+        return []
+    fit_rows, vs_rows = depth_tables(fits, depth.versus(df))
+    blocks: Blocks = [
+        ("h2", "Depth"),
+        (
+            "p",
+            "Each line of cases that differ in depth alone (the number of hidden layers of one width), fitted "
+            "by least squares: time = per-call overhead + per-layer cost x depth. Intervals: 95%, from "
+            f"{depth.REPLICATES} bootstrap resamples of each depth's samples, refitted. A step that dispatches "
+            "ops one by one pays its dispatch per layer; a compiled one mostly once a call.",
+        ),
+        ("table", fit_rows),
+    ]
+    if not vs_rows.empty:
+        blocks += [
+            ("h3", "Compiled against eager, autodiff against the hand-written backward"),
+            (
+                "p",
+                "Differences of the fits (case minus the other; negative is cheaper), the depth where the "
+                "fitted lines cross (none: they do not cross at a positive depth), and the least measured "
+                "depth from which the case is shown faster at every measured depth by the one comparison "
+                "(paired by round within a run).",
+            ),
+            ("table", vs_rows),
         ]
     return blocks
 
@@ -1084,6 +1166,10 @@ def write_csvs(
     put("crossovers.csv", crossings)
     put("precisions.csv", frames.precisions(df) if pr is None else pr)
     put("scaling.csv", frames.scaling(df))
+    from bench.report import depth
+
+    put("depth.csv", depth.fits(df))
+    put("depth_versus.csv", depth.versus(df))
     put("versions.csv", frames.versions(df))
     put("runs.csv", run_summary(records), index=True)
     put("counters.csv", counters_long(records))
@@ -1107,6 +1193,7 @@ def figure(name: str, df: pd.DataFrame, pb: pd.DataFrame, crossings: pd.DataFram
             "replicas": plots.replicas,
             "versions": plots.versions,
             "payback": lambda _: plots.payback(pb),
+            "depth": plots.depth,
         }[name](df)
     if isinstance(fig, str):
         for suffix in (".png", ".svg"):

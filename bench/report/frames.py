@@ -14,6 +14,7 @@ from bench import compare, noise, stats
 from bench.compare import ROUNDS, RUNS, Estimate, Measurement
 from bench.noise import Noise
 from bench.records import CASE_DEFAULTS, CASE_FIELDS, Record
+from kernels import models
 
 # A table is one device (with its hardware) at one size and dtype: the case key without the
 # framework, step and backend, the device named with its hardware.
@@ -27,6 +28,9 @@ COLUMNS = [
     *CASE_FIELDS,
     "where",
     "precision",
+    "parameters",
+    "depth",
+    "family",
     "framework_version",
     "timer",
     "host_median_ms",
@@ -128,6 +132,8 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
                 **r.case.asdict(),
                 "where": where(r.device, r.fingerprint),
                 "precision": r.case.precision,
+                "parameters": _num(r.parameters),
+                **_shape(r),
                 "framework_version": _framework_version(r),
                 "timer": r.timer or "host clock + sync",
                 "host_median_ms": host,
@@ -180,6 +186,15 @@ def frame(records: Iterable[Record], figures: noise.Figures | None = None) -> pd
         return df
     df["row"] = _row_labels(df)
     return _mark_best(_speedups(_in_plan_order(_machine_ceilings(df))))
+
+
+def _shape(r: Record) -> dict[str, Any]:
+    """The record's number of hidden layers and its depth sweep's family (kernels/models.py); nan
+    and the model's name for a model this version cannot read."""
+    try:
+        return {"depth": models.depth(r.model, r.m, r.nh), "family": models.family(r.model, r.m, r.nh)}
+    except (models.ModelError, ValueError):
+        return {"depth": math.nan, "family": r.model}
 
 
 def _machine_ceilings(df: pd.DataFrame) -> pd.DataFrame:
@@ -760,7 +775,10 @@ def line_key_columns(var: str) -> list[str]:
     """What identifies one line of a scaling plot against `var`: every field of the case
     (records.CASE_FIELDS) but the step and var, the device named with its hardware, and the run. A
     line so joins only cases that differ in var alone (an engine's x2 case never continues a
-    one-device line)."""
+    one-device line). Against depth, the model's family stands for the model and its nh."""
+    if var == "depth":
+        skip = ("framework", "backend", "step", "device", "model", "nh")
+        return ["framework", "backend", "where", "run_id", "family"] + [f for f in CASE_FIELDS if f not in skip]
     return ["framework", "backend", "where", "run_id"] + [
         f for f in CASE_FIELDS if f not in ("framework", "backend", "step", "device", var)
     ]

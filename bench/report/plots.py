@@ -475,6 +475,58 @@ def scaling(df: "pd.DataFrame", var: str, crossings: "pd.DataFrame | None" = Non
     return fig
 
 
+def depth(df: "pd.DataFrame") -> "Figure | str":
+    """Median time per step against the number of hidden layers, one panel per step (and family,
+    size, precision and loss), a marker per measured depth with its 95% interval and each backend's
+    fitted line (bench/report/depth.py), its per-layer cost and per-call overhead in the legend."""
+    from bench.report import depth as depth_fit
+
+    lines = depth_fit._lines(df)
+    if not lines:
+        return f"no case was timed at {depth_fit.DEPTHS_TO_FIT} or more depths of one model family"
+    panels: dict[tuple, list] = {}
+    for step, by_key in lines.items():
+        for line in by_key.values():
+            panels.setdefault((step, *depth_fit._context(line)), []).append(line)
+    total = len(panels)
+    chosen = list(panels.items())[:MAX_PANELS]
+    plt = _pyplot()
+    fig, axes = _figure(plt, len(chosen), 2, 6.4, 4.8)
+    every = [line.key for _, group in chosen for line in group]
+    colour = pair_colours(every)
+    fws = list(dict.fromkeys(k[0] for k in every))
+    for ax, ((step, *_), group) in zip(axes, chosen):
+        for line in group[:MAX_LINES]:
+            rows, c = line.rows, colour[line.key[:2]]
+            below = (rows.median_ms - rows.ci_lo_ms).clip(lower=0).fillna(0)
+            above = (rows.ci_hi_ms - rows.median_ms).clip(lower=0).fillna(0)
+            marker = MARKERS[fws.index(line.key[0]) % len(MARKERS)]
+            ax.errorbar(rows.depth, rows.median_ms, yerr=[below, above], fmt=marker, color=c, markersize=5, capsize=2)
+            ends = np.array([0.0, float(rows.depth.max())])
+            slope, over = (fmt.interval(line.point[i], *depth_fit._interval(line.boot[i])) for i in (1, 0))
+            label = f"{line.field('framework')}/{line.field('backend')}: {slope} ms/layer + {over} ms"
+            ax.plot(ends, line.point[0] + line.point[1] * ends, color=c, linestyle="--", linewidth=1.2, label=label)
+        first = group[0]
+        ax.set_title(
+            f"{step}: {first.field('family')}, n={int(first.rows.n.iloc[0]):,}, "
+            f"{first.rows.precision.iloc[0]}, {first.rows.loss_fn.iloc[0]}",
+            fontsize=10,
+        )
+        ax.set_xlabel("hidden layers")
+        ax.set_ylabel("median ms per step")
+        ax.set_xticks(sorted({int(d) for line in group for d in line.depths}))
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(
+        "Step time against depth: fitted per-layer cost and per-call overhead [95% CI]", fontweight="bold"
+    )
+    if len(chosen) < total:
+        _note(fig, f"{len(chosen)} of {total} panels drawn; the depth tables cover them all")
+    return fig
+
+
 # ---------------------------------------------------------------- 3. roofline
 
 
