@@ -30,9 +30,9 @@ def mse_grad(out: Array, y: Array) -> Array:
     return 2.0 * (out - y[:, None]) / out.shape[0]
 
 
-def forward(ops: Ops, x: Array, y: Array, *params: Array) -> Array:
+def forward(ops: Ops, x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> Array:
     """The loss of the network of `params` (what autodiff steps differentiate)."""
-    return lesson.forward(ops, x, y, *params)
+    return lesson.forward(ops, x, y, *params, spec=spec)
 
 
 def ops(
@@ -40,9 +40,10 @@ def ops(
     relu_grad: Callable[[Array, Array], Array],
     log_softmax: Callable[[Array], Array],
     exp: Callable[[Array], Array],
+    tanh: Callable[[Array], Array],
 ) -> SimpleNamespace:
     """The namespace kernels.lesson's steps take: this module's math with a library's ReLU, its
-    log-softmax over the last axis and its exp."""
+    log-softmax over the last axis, and its exp and tanh (for a user's layers)."""
 
     def xent(out: Array, y: Array) -> Array:
         """Mean over rows of -log softmax(out)[label]: y is the label's one-hot row."""
@@ -53,5 +54,14 @@ def ops(
         return (exp(log_softmax(out)) - y) / out.shape[0]
 
     return SimpleNamespace(
-        lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad, xent=xent, xent_grad=xent_grad
+        lin=lin,
+        lin_grad=lin_grad,
+        relu=relu,
+        relu_grad=relu_grad,
+        mse=mse,
+        mse_grad=mse_grad,
+        xent=xent,
+        xent_grad=xent_grad,
+        exp=exp,
+        tanh=tanh,
     )

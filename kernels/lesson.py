@@ -4,7 +4,8 @@ xent, xent_grad) of the `ops` namespace it is given (a framework's layers module
 SimpleNamespace of its functions). A network is its parameters (w1, b1, ..., wL, bL): ReLU between
 the linear layers, the loss y asks for at the end (kernels/models.py)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -24,9 +25,13 @@ def loss_grad(ops: Ops, out: Array, y: Array) -> Array:
     return ops.mse_grad(out, y) if len(y.shape) == 1 else ops.xent_grad(out, y)
 
 
-def forward(ops: Ops, x: Array, y: Array, *params: Array) -> Array:
+def forward(ops: Ops, x: Array, y: Array, *params: Array, spec: "Spec | None" = None) -> Array:
     """The loss of the network of `params` (w1, b1, ..., wL, bL): lin, then relu and lin per
-    further layer (what the autodiff steps differentiate)."""
+    further layer, or the layers of `spec` (what the autodiff steps differentiate)."""
+    if spec is not None:
+        for layer in layers(ops, params, spec):
+            x = layer(x)
+        return loss(ops, x, y)
     for k in range(0, len(params), 2):
         x = ops.lin(ops.relu(x) if k else x, params[k], params[k + 1])
     return loss(ops, x, y)
@@ -48,9 +53,13 @@ def manual_step(
     y: Array,
     *params: Array,
     weight_grad: Callable[[Array, Array, Array], tuple[Array, Array, Array]] | None = None,
+    spec: "Spec | None" = None,
 ) -> tuple[Array, ...]:
     """Loss and (d_x, d_w1, d_b1, ..., d_wL, d_bL) by the chain rule written out, layer by layer;
-    `weight_grad` replaces ops.lin_grad (the broadcast step's naive weight gradient)."""
+    `weight_grad` replaces ops.lin_grad (the broadcast step's naive weight gradient). A user's
+    `spec` runs its layers' own hand-written backward passes (module_step)."""
+    if spec is not None:
+        return module_step(ops, x, y, *params, spec=spec)
     lin_grad = weight_grad or ops.lin_grad
     ws, bs = params[0::2], params[1::2]
     inputs, pres = [x], []  # each layer's input; each ReLU's input
@@ -71,11 +80,15 @@ def manual_step(
 
 
 class Module:
-    """A layer: calling it runs forward and keeps what backward needs.
+    """A layer: calling it runs forward and keeps what backward needs. A user's layer subclasses it
+    (kernels/models.py): forward and backward over self.ops, and `needs`, the ops it calls beyond
+    array arithmetic (a framework whose ops lack one skips the model's cases, saying which).
 
     What backward needs is kept on the module (a Python object living for one step or one trace),
     never on tensors: `inp.g = ...` on a graph tensor runs once, at trace time, and the next call
     of a compiled step would read a stale symbolic value."""
+
+    needs: tuple[str, ...] = ()
 
     def __init__(self, ops: Ops) -> None:
         self.ops = ops
@@ -143,18 +156,40 @@ class Model:
         return dy, grads
 
 
-def layers(ops: Ops, params: tuple[Array, ...]) -> list[Module]:
-    """Lin, then Relu and Lin per further layer, from (w1, b1, ..., wL, bL)."""
+@dataclass(frozen=True)
+class Linear:
+    """A user's model names a linear layer by its shape; its weights are the step's parameters
+    (kernels/models.py makes and initialises them), x @ w + b like every Lin."""
+
+    fan_in: int
+    fan_out: int
+
+
+Spec = Sequence[Linear | type[Module]]  # a user's model: Linear shapes and parameter-free layers
+
+
+def layers(ops: Ops, params: tuple[Array, ...], spec: Spec | None = None) -> list[Module]:
+    """Lin, then Relu and Lin per further layer, from (w1, b1, ..., wL, bL); or the layers of a
+    user's `spec`, each Linear taking the next two parameters."""
     out: list[Module] = []
+    if spec is not None:
+        k = 0
+        for item in spec:
+            if isinstance(item, Linear):
+                out.append(Lin(ops, params[k], params[k + 1]))
+                k += 2
+            else:
+                out.append(item(ops))
+        return out
     for k in range(0, len(params), 2):
         out += [Relu(ops)] if k else []
         out.append(Lin(ops, params[k], params[k + 1]))
     return out
 
 
-def module_step(ops: Ops, x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def module_step(ops: Ops, x: Array, y: Array, *params: Array, spec: Spec | None = None) -> tuple[Array, ...]:
     """One step of the refactored model; it is built per call, so no state outlives a step."""
-    model = Model(layers(ops, params), Loss(ops))
+    model = Model(layers(ops, params, spec), Loss(ops))
     value = model(x, y)
     d_x, grads = model.backward()
     return (value, d_x, *grads)

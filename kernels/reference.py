@@ -99,7 +99,7 @@ def forward_backward(
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss = -np.sum(y * log_p) / n
         d = (np.exp(log_p) - y) / n
-    d_out, grads = d, []
+    d_out, grads = d, list[np.ndarray]()
     for k in reversed(range(1, len(ws))):
         grads[:0] = [np.where(masks[k - 1], pres[k - 1], 0.0).T @ d, d.sum(0)]
         d = np.where(masks[k - 1], d @ ws[k].T, 0.0)
@@ -233,9 +233,7 @@ class Reference:
         if key not in self._refs:
             if len(self._refs) >= 2:  # bounded: a reference at n = 1e6 is several GB
                 self._refs.pop(next(iter(self._refs)))
-            ref = forward_backward(
-                self.inputs[0], *self._params64, mask=masks, keep_out=True, h_pre=self.h_pre64
-            )
+            ref = forward_backward(self.inputs[0], *self._params64, mask=masks, keep_out=True, h_pre=self.h_pre64)
             ref["_near"] = self._near(ref["_pres"], ref["_masks"])
             self._refs[key] = self._refs[_digest(ref["_masks"])] = ref
         return self._refs[key]
@@ -250,6 +248,7 @@ class Reference:
             w, b = self._params64[1 + 2 * k : 3 + 2 * k]
             h = np.where(masks[k - 1], pres[k - 1], 0.0)
             bound = self._bound1 if bound is None else bound
+            assert bound is not None  # made in __init__ for a network this deep
             own = self._bound(w.shape[0], np.abs(h) @ np.abs(w), pres[k], b)
             bound = own + np.sqrt(np.square(bound) @ np.square(w))
             near.append(np.abs(pres[k]) <= bound)
@@ -297,13 +296,15 @@ class Reference:
         """got: {name: array} for every name of self.names; h_pre: the case's own input of every
         ReLU (the first's alone: the others are float64's), computed by the same backend (its ReLU
         masks), or None for float64's."""
-        masks, problem = [None] * (self.layers - 1), None
+        masks: list[np.ndarray | None] = [None] * (self.layers - 1)
+        problem = None
         if h_pre is not None:
             given = [h_pre] if not isinstance(h_pre, (tuple, list)) else list(h_pre)
             for k, pre in enumerate(given[: len(masks)]):
-                masks[k] = np.asarray(pre) > 0
-                if masks[k].shape != self.masks64[k].shape:
-                    problem = f"the ReLU mask has shape {masks[k].shape}, expected {self.masks64[k].shape}"
+                mask = np.asarray(pre) > 0
+                masks[k] = mask
+                if mask.shape != self.masks64[k].shape:
+                    problem = f"the ReLU mask has shape {mask.shape}, expected {self.masks64[k].shape}"
                     masks = [None] * len(masks)
                     break
         ref = self.outputs(masks)
@@ -336,6 +337,41 @@ class Reference:
             )
         flips = sum(int((a != b).sum()) for a, b in zip(used, self.masks64))
         return Check(errors, errors[worst], self.tolerance, flips, problem)
+
+
+class Evaluated:
+    """The float64 oracle of a user's model (kernels/models.py): its own layers' forward and
+    hand-written backward run by NumPy in float64 on the case's inputs (whose backward the
+    harness checked against finite differences when it loaded the model). No ReLU mask is read:
+    a near-zero entry of a ReLU in a user's model has no allowance."""
+
+    def __init__(self, inputs: Iterable[np.ndarray], precision: str, spec: Sequence) -> None:
+        from kernels import lesson, numpy_steps
+
+        self.inputs, self.dtype = tuple(inputs), precision
+        self.tolerance = TOLERANCE[precision]
+        self.names = models.output_names((len(self.inputs) - 2) // 2)
+        inputs64 = [np.asarray(a, np.float64) for a in self.inputs]
+        self.ref = dict(zip(self.names, lesson.module_step(numpy_steps.OPS, *inputs64, spec=spec)))
+
+    def check(self, got: Mapping[str, npt.ArrayLike], h_pre: Any = None) -> Check:
+        errors: dict[str, float] = {}
+        problem = None
+        for name in self.names:
+            r = np.asarray(self.ref[name])
+            shape = np.shape(got[name]) if name in got else None
+            if shape != r.shape:
+                problem = problem or f"{name} has shape {shape}, expected {r.shape}"
+                errors[name] = float("inf")
+                continue
+            scale, diff = _norms(got[name], r)
+            errors[name] = float(diff / scale) if scale > 0 else float(diff)
+        worst = max(errors, key=lambda k: errors[k])
+        if problem is None and not errors[worst] <= self.tolerance:
+            problem = (
+                f"{worst} relative error {errors[worst]:.2e} exceeds the {self.dtype} tolerance {self.tolerance:.0e}"
+            )
+        return Check(errors, errors[worst], self.tolerance, 0, problem)
 
 
 def check(

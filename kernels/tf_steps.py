@@ -69,17 +69,26 @@ def xent_grad(out: Array, y: Array) -> Array:
 
 
 OPS = SimpleNamespace(
-    lin=lin, lin_grad=lin_grad, relu=relu, relu_grad=relu_grad, mse=mse, mse_grad=mse_grad, xent=xent, xent_grad=xent_grad
+    lin=lin,
+    lin_grad=lin_grad,
+    relu=relu,
+    relu_grad=relu_grad,
+    mse=mse,
+    mse_grad=mse_grad,
+    xent=xent,
+    xent_grad=xent_grad,
+    exp=tf.math.exp,
+    tanh=tf.math.tanh,
 )
 
 
-def forward(x: Array, y: Array, *params: Array) -> Array:
-    return lesson.forward(OPS, x, y, *params)
+def forward(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> Array:
+    return lesson.forward(OPS, x, y, *params, spec=spec)
 
 
-def manual_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def manual_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """The hand-written backward pass (kernels/lesson.py) over this module's TensorFlow math."""
-    return lesson.manual_step(OPS, x, y, *params)
+    return lesson.manual_step(OPS, x, y, *params, spec=spec)
 
 
 def broadcast_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
@@ -88,17 +97,17 @@ def broadcast_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     return lesson.manual_step(OPS, x, y, *params, weight_grad=broadcast_lin_grad)
 
 
-def tape_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def tape_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """Autodiff of the same forward with tf.GradientTape (x is watched: its gradient is an output)."""
     with tf.GradientTape() as tape:
         tape.watch([x, *params])
-        loss = forward(x, y, *params)
+        loss = forward(x, y, *params, spec=spec)
     return (loss, *tape.gradient(loss, [x, *params]))
 
 
-def module_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def module_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over the same math."""
-    return lesson.module_step(OPS, x, y, *params)
+    return lesson.module_step(OPS, x, y, *params, spec=spec)
 
 
 # ---------------------------------------------------------------- keras

@@ -24,18 +24,18 @@ def log_softmax(z: Array) -> Array:
     return torch.log_softmax(z, -1)
 
 
-OPS = array_ops.ops(relu, relu_grad, log_softmax, torch.exp)
+OPS = array_ops.ops(relu, relu_grad, log_softmax, torch.exp, torch.tanh)
 lin = array_ops.lin
 
 
-def manual_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def manual_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """The lesson's hand-written backward pass, in torch ops; no autograd graph is recorded.
 
     torch.no_grad as a context inside each step, not as a decorator: a decorated step's first frame
     is the decorator's, whose code every decorated step shares, and torch.compile keeps its caches
     (and its recompile limit) per code object."""
     with torch.no_grad():
-        return lesson.manual_step(OPS, x, y, *params)
+        return lesson.manual_step(OPS, x, y, *params, spec=spec)
 
 
 class Linear(nn.Module):
@@ -53,9 +53,12 @@ class Net(nn.Module):
     """The lesson's nn.Module model: its layers (Linear, then ReLU and Linear per further layer),
     then F.mse_loss against the targets as a column, or F.cross_entropy against one-hot rows."""
 
-    def __init__(self, params: tuple[Array, ...]) -> None:
+    def __init__(self, params: tuple[Array, ...], spec: lesson.Spec | None = None) -> None:
         super().__init__()
-        self.layers: list[nn.Module] = []
+        self.layers: list = []
+        if spec is not None:  # a user's layers, forward over this module's ops
+            self.layers = lesson.layers(OPS, params, spec)
+            return
         for k in range(0, len(params), 2):
             self.layers += [nn.ReLU()] if k else []
             self.layers.append(Linear(params[k], params[k + 1]))
@@ -66,18 +69,18 @@ class Net(nn.Module):
         return F.mse_loss(x, y[:, None]) if y.dim() == 1 else F.cross_entropy(x, y)
 
 
-def autograd_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def autograd_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """The lesson's model and loss.backward(). The leaves are made afresh on every call
     (detach().requires_grad_(): same storage, new autograd identity), so .grad never accumulates
     across calls and the caller's tensors are never marked as requiring grad."""
-    x, *params = (t.detach().requires_grad_() for t in (x, *params))
+    x, *leaves = (t.detach().requires_grad_() for t in (x, *params))
     with torch.enable_grad():
-        loss = Net(tuple(params))(x, y)
+        loss = Net(tuple(leaves), spec)(x, y)
         loss.backward()
-    return (loss.detach(), x.grad, *(p.grad for p in params))
+    return (loss.detach(), x.grad, *(p.grad for p in leaves))
 
 
-def module_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
+def module_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over this module's torch math."""
     with torch.no_grad():
-        return lesson.module_step(OPS, x, y, *params)
+        return lesson.module_step(OPS, x, y, *params, spec=spec)

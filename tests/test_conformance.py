@@ -122,6 +122,31 @@ def test_every_step_matches_the_reference_at_depth_three_with_either_loss(fw, lo
             )
 
 
+def test_a_users_layers_run_under_every_step_and_backend_that_takes_them(fw):
+    """A user's model (a Tanh layer with its hand-written backward, from examples/tanh_model.py),
+    every step but those that build the lesson's own layers, against its float64 evaluation."""
+    import importlib.util
+    from pathlib import Path
+
+    from bench.run.prepare import USER_MODEL_SKIPS
+    from kernels.lesson import Linear, Relu
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "tanh_model.py"
+    loader = importlib.util.spec_from_file_location("tanh_model", path)
+    example = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(example)
+    spec = (Linear(12, 9), example.Tanh, Linear(9, 7), Relu, Linear(7, 1))
+    inputs = deep_inputs("mse", widths=(12, 9, 7))
+    ref = reference.Evaluated(inputs, "float64", spec)
+    for step, backend in every_step_and_backend(fw):
+        if step in USER_MODEL_SKIPS:
+            continue
+        with fw.placement("cpu"):
+            out = fw.compile(step, backend, spec)(*fw.to_device(inputs, "float64", "cpu"))
+        result = ref.check(dict(zip(ref.names, (fw.to_numpy(t) for t in out))))
+        assert result.ok and result.max_rel_err < 1e-9, f"{step}/{backend}: {result.problem or result.max_rel_err}"
+
+
 def test_relu_grad_at_zero_is_zero(fw):
     x, dy = fw.to_device((np.array([-1.0, 0.0, 2.0]), np.ones(3)), "float64", "cpu")
     np.testing.assert_array_equal(fw.to_numpy(fw.ops.relu_grad(x, dy)), [0.0, 0.0, 1.0])

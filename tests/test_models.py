@@ -8,7 +8,7 @@ import pytest
 from bench.report import depth
 from bench.report.frames import frame
 from kernels import cost, lesson, models, numpy_steps, reference
-from tests.test_cli import assert_one_line_error, bench
+from tests.test_cli import REPO, assert_one_line_error, bench
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_a_run_of_two_models_and_both_losses_keeps_them_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     recs = records.read(out / "records.jsonl")
     seen = {(r.model, r.loss_fn, r.step): r for r in recs}
-    assert {(m, l) for m, l, _ in seen} == {(m, l) for m in ("lesson", "mlp:784,6,6,1") for l in ("mse", "xent")}
+    assert {k[:2] for k in seen} == {(m, loss) for m in ("lesson", "mlp:784,6,6,1") for loss in ("mse", "xent")}
     assert all(r.status == "ok" and r.max_rel_err < 1e-4 for r in recs)
     assert seen["mlp:784,6,6,1", "xent", "manual"].parameters == models.parameters((784, 6, 6, 10))
     assert set(seen["mlp:784,6,6,1", "mse", "manual"].rel_errs) == set(models.output_names(3))
@@ -168,9 +168,19 @@ def test_depth_fits_recover_a_known_slope_and_overhead():
             samples = over + per * d + rng.normal(0, 1e-5, 30)
             recs.append(
                 Record(
-                    framework="tensorflow", step="manual", backend=backend, device="cpu", n=100, m=784, nh=64,
-                    dtype="float32", model=models.at_depth("lesson", d, 784, 64), status="ok", run_id="r",
-                    samples_s=tuple(samples), rounds=tuple(range(30)),
+                    framework="tensorflow",
+                    step="manual",
+                    backend=backend,
+                    device="cpu",
+                    n=100,
+                    m=784,
+                    nh=64,
+                    dtype="float32",
+                    model=models.at_depth("lesson", d, 784, 64),
+                    status="ok",
+                    run_id="r",
+                    samples_s=tuple(samples),
+                    rounds=tuple(range(30)),
                 )  # fmt: skip
             )
     df = frame(recs)
@@ -180,4 +190,93 @@ def test_depth_fits_recover_a_known_slope_and_overhead():
     vs = depth.versus(df)
     row = vs[(vs.kind == "compiled") & (vs.backend == "function")].iloc[0]
     assert row.crossing == pytest.approx(4 / 1.5, rel=0.05) and row.cheaper == "deeper"
-    assert row.faster_from == 4
+    assert row.faster_from == 4 and row.faster == [4, 8] and row.slower == [1, 2] and not row.undecided
+
+
+# ---------------------------------------------------------------- a workload you bring
+
+EXAMPLE = str(REPO / "examples" / "tanh_model.py")
+
+
+def test_the_example_model_loads_and_its_backward_agrees_with_finite_differences():
+    from kernels.lesson import Linear
+
+    spec = models.user_spec(f"{EXAMPLE}:TANH_MLP")
+    assert isinstance(spec[0], Linear) and spec[1].__name__ == "Tanh"
+    assert models.widths(f"{EXAMPLE}:TANH_MLP", 784, 0) == (784, 50, 1)
+    assert models.widths(f"{EXAMPLE}:TANH_CLASSIFIER", 784, 0, "xent") == (784, 128, 64, 10)
+    assert models.needs(f"{EXAMPLE}:TANH_MLP") == {"tanh": "Tanh"}
+    models.check_backward(f"{EXAMPLE}:TANH_MLP")
+    models.check_backward(f"{EXAMPLE}:TANH_CLASSIFIER")
+
+
+def user_file(tmp_path, body, name="model.py"):
+    path = tmp_path / name
+    path.write_text("from kernels.lesson import Linear, Module, Relu\n" + body)
+    return str(path)
+
+
+def test_a_wrong_hand_written_backward_is_refused_when_the_model_loads(tmp_path):
+    path = user_file(
+        tmp_path,
+        "class Square(Module):\n"
+        "    def forward(self, x):\n        return x * x\n"
+        "    def backward(self, dy):\n        return dy * self.args[0], ()  # should be 2 x dy\n"
+        "M = [Linear(6, 4), Square, Linear(4, 1)]\n",
+    )
+    models.user_spec(f"{path}:M")
+    with pytest.raises(models.ModelError, match="disagrees with finite differences"):
+        models.check_backward(f"{path}:M")
+
+
+@pytest.mark.parametrize(
+    "body, name, words",
+    [
+        ("M = [Linear(6, 4), Relu, Linear(4, 1)]\n", "OTHER", ["defines no 'OTHER'"]),
+        ("raise ValueError('broken on purpose')\n", "M", ["importing", "ValueError: broken on purpose"]),
+        ("M = [Linear(6, 4), Linear(5, 1)]\n", "M", ["item 1 takes 5 inputs", "gives 4"]),
+        ("M = [Relu]\n", "M", ["no Linear layer"]),
+        ("M = [Linear(6, 4), 'relu', Linear(4, 1)]\n", "M", ["item 1", "neither"]),
+        ("M = []\n", "M", ["non-empty list"]),
+    ],
+)
+def test_a_bad_user_model_is_refused_in_one_line(tmp_path, body, name, words):
+    model = f"{user_file(tmp_path, body)}:{name}"
+    with pytest.raises(models.ModelError) as e:
+        models.parse(model)
+    assert all(w in str(e.value) for w in words) and "\n" not in str(e.value), str(e.value)
+    result = bench("run", "--framework", "numpy", "--quick", "--out", tmp_path / "out", "--model", model)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_user_model_is_checked_and_timed_where_its_ops_exist_and_skipped_where_not(tmp_path):
+    """The example's Tanh layer in NumPy, and a layer needing an op no framework has: its cases are
+    skipped naming the op and the layer; keras and broadcast build the lesson's own layers."""
+    from bench import records
+
+    odd = user_file(
+        tmp_path,
+        "class Erf(Module):\n    needs = ('erf',)\n"
+        "    def forward(self, x):\n        return self.ops.erf(x)\n"
+        "    def backward(self, dy):\n        return dy, ()\n"
+        "M = [Linear(784, 4), Erf, Linear(4, 1)]\n",
+    )
+    out = tmp_path / "run"
+    result = bench(
+        "run", "--framework", "numpy", "--size", "200,784,8", "--model", f"{EXAMPLE}:TANH_MLP",
+        "--quick", "--no-counters", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    recs = records.read(out / "records.jsonl")
+    assert {r.step for r in recs} == {"manual", "module"} and all(r.status == "ok" for r in recs)
+    assert all(r.model == f"{EXAMPLE}:TANH_MLP" and r.max_rel_err < 1e-4 for r in recs)
+    from bench import frameworks
+    from bench.records import CaseKey
+    from bench.run.prepare import skip_reason
+
+    fw = frameworks.load("numpy")
+    key = CaseKey("numpy", "manual", "eager", "cpu", 200, 784, 4, "float32", model=f"{odd}:M")
+    assert "numpy's ops lack erf (layer Erf)" in skip_reason(fw, key)
+    keras = CaseKey("tensorflow", "keras", "eager", "cpu", 200, 784, 50, "float32", model=f"{EXAMPLE}:TANH_MLP")
+    assert "builds Keras Dense layers" in skip_reason(fw, keras)

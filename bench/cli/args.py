@@ -52,7 +52,9 @@ def parse_size(text: str) -> tuple[int, ...]:
     return size
 
 
-def check_problem_memory(networks: Iterable[tuple[tuple[int, ...], tuple[int, ...] | None]], dtypes: tuple[str, ...]) -> None:
+def check_problem_memory(
+    networks: Iterable[tuple[tuple[int, ...], tuple[int, ...] | None]], dtypes: tuple[str, ...]
+) -> None:
     """UsageError where a size's own arrays (its data and float64 reference, kernels/cost.py
     problem_bytes) need more than a case may (MEMORY_FRACTION of the free memory): such a run would
     die allocating them. networks: (size, widths) pairs (widths None: the lesson's). Checked

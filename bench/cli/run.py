@@ -36,12 +36,18 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     r.add_argument(
         "--model",
         nargs="+",
-        metavar="lesson|mlp:W0,...,WL",
-        help="networks: lesson (m -> nh -> 1, from the size) or mlp:784,256,256,1 (any widths, ReLU between; "
-        "its first width is the data's m) (default: lesson)",
+        metavar="lesson|mlp:W0,...,WL|FILE.py:NAME",
+        help="networks: lesson (m -> nh -> 1, from the size), mlp:784,256,256,1 (any widths, ReLU between; "
+        "its first width is the data's m) or FILE.py:NAME, your own layers (examples/tanh_model.py) "
+        "(default: lesson)",
     )
-    r.add_argument("--loss", nargs="+", metavar="mse|xent", help="mse (the lesson's) and/or xent: softmax "
-                   "cross-entropy over the 10 digits, the last width made 10 (default: mse)")
+    r.add_argument(
+        "--loss",
+        nargs="+",
+        metavar="mse|xent",
+        help="mse (the lesson's) and/or xent: softmax "
+        "cross-entropy over the 10 digits, the last width made 10 (default: mse)",
+    )
     r.add_argument(
         "--depths",
         metavar="D1,D2",
@@ -241,7 +247,9 @@ def parse_models(model: list[str] | None, loss: list[str] | None, depths: str | 
         except ValueError:
             raise UsageError(f"bad --depths {depths!r}: whole numbers separated by commas, e.g. 1,2,4,8") from None
         if not out["depths"] or min(out["depths"]) < 1 or max(out["depths"]) > models.MAX_LAYERS:
-            raise UsageError(f"bad --depths {depths!r}: each depth is a number of hidden layers, 1 to {models.MAX_LAYERS}")
+            raise UsageError(
+                f"bad --depths {depths!r}: each depth is a number of hidden layers, 1 to {models.MAX_LAYERS}"
+            )
     return out
 
 
@@ -253,7 +261,10 @@ def check_networks(kwargs: dict[str, Any]) -> list[tuple[tuple[int, int, int], t
 
     config = run.Config(out=None, **{k: v for k, v in kwargs.items() if k in ("sizes", "models", "losses", "depths")})
     try:
-        return [((n, m, nh), models.widths(model, m, nh, loss)) for n, m, nh, model, loss in run.networks(config)]
+        networks = [((n, m, nh), models.widths(model, m, nh, loss)) for n, m, nh, model, loss in run.networks(config)]
+        for model in config.models:  # a user's layers: their backward against their forward, once
+            models.check_backward(model)
+        return networks
     except (run.ConfigError, models.ModelError) as e:
         raise UsageError(str(e)) from None
 
@@ -444,7 +455,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         + ("" if args.devices else "; --devices asks each framework what it sees (imports it)")
     )
     print(f"dtypes: {', '.join(defaults.DTYPES)}")
-    print("models: lesson (m -> nh -> 1, from --size), mlp:W0,W1,...,WL (any widths; --depths repeats the hidden one)")
+    print(
+        "models: lesson (m -> nh -> 1, from --size), mlp:W0,W1,...,WL (any widths; --depths repeats the "
+        "hidden one), FILE.py:NAME (your own layers: examples/tanh_model.py)"
+    )
     print("losses: mse (the lesson's), xent (softmax cross-entropy over 10 digits)")
     return 0
 

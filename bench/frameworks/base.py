@@ -137,9 +137,11 @@ class Framework:
         other._probes = {}
         return other
 
-    def step(self, step: str) -> Callable:
-        """The function of the step named `step`."""
-        return getattr(self.module, self.steps[step])
+    def step(self, step: str, spec: Any = None) -> Callable:
+        """The function of the step named `step`; for a user's model, bound to its layers `spec`
+        (kernels/models.py), which a compiler takes as a constant of the trace."""
+        fn = getattr(self.module, self.steps[step])
+        return functools.partial(fn, spec=spec) if spec is not None else fn
 
     # ------------------------------------------------------------ devices and data
 
@@ -180,10 +182,10 @@ class Framework:
 
     # ------------------------------------------------------------ compiled steps
 
-    def compile(self, step: str, backend: str) -> Callable:
-        """The step named `step` as `backend` runs it: a new compiled object per call, so each case
-        has its own trace count and first compile."""
-        return self.backends[backend](self.step(step))
+    def compile(self, step: str, backend: str, spec: Any = None) -> Callable:
+        """The step named `step` (of a user's model's layers `spec`) as `backend` runs it: a new
+        compiled object per call, so each case has its own trace count and first compile."""
+        return self.backends[backend](self.step(step, spec))
 
     def mask_probe(self, backend: str) -> Callable:
         """lesson.pre_activations(ops, x, w1, b1, ...) under `backend`: every ReLU's input, from

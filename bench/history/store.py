@@ -153,7 +153,14 @@ def _case_columns(conn, tables):
 
 
 # version -> what brings a database at version - 1 to it (a new database is made at SCHEMA_VERSION)
-MIGRATIONS = {2: _case_columns, 3: _case_columns, 4: _case_columns, 5: _add_parent_columns, 6: _add_canary_column, 7: _case_columns}
+MIGRATIONS = {
+    2: _case_columns,
+    3: _case_columns,
+    4: _case_columns,
+    5: _add_parent_columns,
+    6: _add_canary_column,
+    7: _case_columns,
+}
 
 
 def _check_relative(path: Path, url: str) -> None:

@@ -26,7 +26,7 @@ FIT_COLUMNS = [
 VERSUS_COLUMNS = [
     "framework", "kind", "step", "backend", "against", "where", "family", "n", "precision", "loss_fn",
     "per_layer_ms", "per_layer_lo", "per_layer_hi", "overhead_ms", "overhead_lo", "overhead_hi",
-    "crossing", "crossing_lo", "crossing_hi", "cheaper", "faster_from",
+    "crossing", "crossing_lo", "crossing_hi", "cheaper", "faster", "slower", "undecided", "faster_from",
 ]  # fmt: skip
 
 
@@ -107,15 +107,28 @@ def _context(line: _Line) -> tuple:
     return tuple(v for v, c in zip(line.key, frames.line_key_columns("depth")) if c not in ("framework", "backend"))
 
 
-def _faster_from(fast: _Line, slow: _Line) -> float:
-    """The least measured depth from which `fast` is shown faster than `slow` at every measured depth
-    (the one comparison); nan where it is not shown faster at the deepest."""
-    fast_at = dict(zip(fast.rows.depth, fast.rows.side))
-    slow_at = dict(zip(slow.rows.depth, slow.rows.side))
-    shared = sorted(set(fast_at) & set(slow_at))
+def _verdicts(case: _Line, other: _Line) -> dict[str, list[int]]:
+    """The measured depths at which the one comparison shows `case` faster than `other`, slower,
+    or neither (its interval holds 1, or too few samples for one)."""
+    case_at = dict(zip(case.rows.depth, case.rows.side))
+    other_at = dict(zip(other.rows.depth, other.rows.side))
+    out: dict[str, list[int]] = {"faster": [], "slower": [], "undecided": []}
+    for d in sorted(set(case_at) & set(other_at)):
+        if frames.compare_sides(other_at[d], case_at[d]).faster:
+            out["faster"].append(int(d))
+        elif frames.compare_sides(case_at[d], other_at[d]).faster:
+            out["slower"].append(int(d))
+        else:
+            out["undecided"].append(int(d))
+    return out
+
+
+def _faster_from(verdicts: dict[str, list[int]]) -> float:
+    """The least measured depth from which the case is shown faster at every deeper measured one."""
+    every = sorted(d for ds in verdicts.values() for d in ds)
     start = math.nan
-    for d in reversed(shared):
-        if not frames.compare_sides(slow_at[d], fast_at[d]).faster:
+    for d in reversed(every):
+        if d not in verdicts["faster"]:
             break
         start = d
     return start
@@ -152,7 +165,8 @@ def _versus(kind: str, case: _Line, base: _Line, step: str, base_step: str) -> d
         "crossing_lo": lo,
         "crossing_hi": hi,
         "cheaper": "deeper" if d_slope < 0 else "shallower",
-        "faster_from": _faster_from(case, base),
+        **(verdicts := _verdicts(case, base)),
+        "faster_from": _faster_from(verdicts),
     }
 
 
@@ -160,8 +174,9 @@ def versus(df: pd.DataFrame) -> pd.DataFrame:
     """Each compiled backend against eager (same framework, step and context) and each autodiff step
     against the hand-written one (same framework, backend and context): per-layer and per-call
     differences (case minus the other; negative is cheaper), the positive depth where the fitted
-    lines cross (nan: none) and on which side of it the case is cheaper, and the least measured
-    depth from which it is shown faster at every measured depth."""
+    lines cross (nan: none) and on which side of it the case is cheaper, the measured depths at
+    which the one comparison shows it faster, slower or neither, and the least measured depth from
+    which it is shown faster at every measured depth."""
     lines = _lines(df)
     out = []
     for step, by_key in lines.items():

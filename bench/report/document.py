@@ -930,14 +930,19 @@ def depth_tables(fits: pd.DataFrame, vs: pd.DataFrame) -> tuple[pd.DataFrame, pd
             "per layer ms [95% CI]": [
                 fmt.interval(c.per_layer_ms, c.per_layer_lo, c.per_layer_hi) for c in fits.itertuples()
             ],
-            "per call ms [95% CI]": [fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in fits.itertuples()],
+            "per call ms [95% CI]": [
+                fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in fits.itertuples()
+            ],
         }
     )
 
     def faster(c):
-        if math.isfinite(c.faster_from):
-            return f"depth {int(c.faster_from)} and deeper"
-        return "at no depth measured"
+        said = [
+            f"{kind} at {', '.join(map(str, getattr(c, kind)))}" for kind in ("faster", "slower") if getattr(c, kind)
+        ]
+        if c.undecided:
+            said.append(f"undecided at {', '.join(map(str, c.undecided))}")
+        return "; ".join(said)
 
     def crossing(c):
         if not math.isfinite(c.crossing):
@@ -952,9 +957,11 @@ def depth_tables(fits: pd.DataFrame, vs: pd.DataFrame) -> tuple[pd.DataFrame, pd
             "extra ms per layer [95% CI]": [
                 fmt.interval(c.per_layer_ms, c.per_layer_lo, c.per_layer_hi) for c in vs.itertuples()
             ],
-            "extra ms per call [95% CI]": [fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in vs.itertuples()],
+            "extra ms per call [95% CI]": [
+                fmt.interval(c.overhead_ms, c.overhead_lo, c.overhead_hi) for c in vs.itertuples()
+            ],
             "fitted lines cross at depth [95% CI]": [crossing(c) for c in vs.itertuples()],
-            "shown faster": [faster(c) for c in vs.itertuples()],
+            "the comparison at each depth": [faster(c) for c in vs.itertuples()],
         }
     )
     return fit_rows.set_index("step"), vs_rows.set_index("case")
@@ -984,9 +991,9 @@ def _depth(df: pd.DataFrame) -> Blocks:
             (
                 "p",
                 "Differences of the fits (case minus the other; negative is cheaper), the depth where the "
-                "fitted lines cross (none: they do not cross at a positive depth), and the least measured "
-                "depth from which the case is shown faster at every measured depth by the one comparison "
-                "(paired by round within a run).",
+                "fitted lines cross (none: they do not cross at a positive depth), and at which measured "
+                "depths the one comparison (paired by round within a run) shows the case faster, slower, or "
+                "neither (its interval holds 1, or a side has under 8 samples).",
             ),
             ("table", vs_rows),
         ]

@@ -519,9 +519,7 @@ def depth(df: "pd.DataFrame") -> "Figure | str":
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(
-        "Step time against depth: fitted per-layer cost and per-call overhead [95% CI]", fontweight="bold"
-    )
+    fig.suptitle("Step time against depth: fitted per-layer cost and per-call overhead [95% CI]", fontweight="bold")
     if len(chosen) < total:
         _note(fig, f"{len(chosen)} of {total} panels drawn; the depth tables cover them all")
     return fig

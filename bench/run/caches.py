@@ -82,10 +82,10 @@ class Caches:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._problems: dict[tuple[int, int], Problem] = {}
-        self._references: dict[tuple[int, int, int, str, bool], reference.Reference] = {}
-        self._placed: dict[tuple[str, str, tuple[int, int, int, str, bool]], tuple[Any, ...]] = {}
+        self._references: dict[tuple, reference.Reference | reference.Evaluated] = {}
+        self._placed: dict[tuple[str, str, tuple], tuple[Any, ...]] = {}
         self._ceilings: dict[tuple[str, str], dict[str, Any]] = {}
-        self._shape_ceilings: dict[tuple[str, str, int, int, int], dict[str, Any]] = {}
+        self._shape_ceilings: dict[tuple, dict[str, Any]] = {}
         self._flushers: dict[tuple[str, str], Callable[[], None] | None] = {}
 
     def problem(self, n: int, m: int) -> Problem:
@@ -95,7 +95,7 @@ class Caches:
 
     def reference(
         self, n: int, m: int, nh: int, dtype: str, tf32: bool = False, model: str = "lesson", loss: str = "mse"
-    ) -> reference.Reference:
+    ) -> "reference.Reference | reference.Evaluated":
         """The inputs (x, y, w1, b1, ..., wL, bL) of `model` with `loss` (kernels/models.py) rounded
         to `dtype` and their float64 Reference at the precision the case computes in (TF32 has its
         own tolerance)."""
@@ -109,7 +109,11 @@ class Caches:
                 a.astype(reference.numpy_dtype(dtype), copy=False)
                 for a in (p.x, models.targets(p.y, loss), *models.init_params(widths, self.config.seed))
             )
-            self._references[key] = reference.Reference(inputs, reference.precision(dtype, tf32))
+            precision = reference.precision(dtype, tf32)
+            spec = models.spec(model)
+            self._references[key] = (
+                reference.Evaluated(inputs, precision, spec) if spec else reference.Reference(inputs, precision)
+            )
         return self._references[key]
 
     def placed(

@@ -72,13 +72,23 @@ def skip_reason(fw: Framework, key: CaseKey, flush: Callable[[], None] | None = 
         return f"{fw.name} has no {key.dtype} steps here (it has {', '.join(fw.dtypes)})"
     if key.cache == "cold" and flush is None:
         return f"{fw.name} cannot flush the {key.device}'s cache here"
+    if models.is_user(key.model):
+        if key.step in USER_MODEL_SKIPS:
+            return f"{fw.name}'s {key.step} step {USER_MODEL_SKIPS[key.step]}; a user's model runs the others"
+        lacking = {op: layer for op, layer in models.needs(key.model).items() if not hasattr(fw.ops, op)}
+        if lacking:
+            return f"{fw.name}'s ops lack " + ", ".join(f"{op} (layer {layer})" for op, layer in lacking.items())
     return None
+
+
+# Steps that build the lesson's own layers rather than a model's (kernels/models.py user models).
+USER_MODEL_SKIPS = {"keras": "builds Keras Dense layers", "broadcast": "is the lesson's weight gradient for Lin layers"}
 
 
 def prepare_case(
     fw: Framework,
     key: CaseKey,
-    ref: reference.Reference,
+    ref: reference.Reference | reference.Evaluated,
     args: tuple[Any, ...],
     config: Config,
     common: dict[str, Any],
@@ -114,7 +124,8 @@ def prepare_case(
             ),
         )
     try:
-        fn = fw.compile(step, backend)
+        spec = models.spec(key.model)
+        fn = fw.compile(step, backend, spec)
 
         def call():
             with fw.placement(device):
@@ -126,7 +137,7 @@ def prepare_case(
             fw.reset_peak(device)
             first = timing.first_call(call, fw.sync, trace=(lambda: fw.trace(fn, args)) if traced else None)
             got = dict(zip(ref.names, (fw.to_numpy(t) for t in first.result)))
-            h_pre = [fw.to_numpy(t) for t in fw.mask_probe(backend)(args[0], *args[2:])]
+            h_pre = None if spec else [fw.to_numpy(t) for t in fw.mask_probe(backend)(args[0], *args[2:])]
             check = ref.check(got, h_pre)
             rec = replace(
                 rec,
