@@ -82,13 +82,18 @@ OPS = SimpleNamespace(
 )
 
 
-def forward(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> Array:
-    return lesson.forward(OPS, x, y, *params, spec=spec)
+# A user's model's layers come as the keyword `spec` (bench/frameworks/base.py step), taken here as
+# **layers: a keyword-only parameter with a default makes tf.function's experimental_get_compiler_ir
+# fail to bind the call ("missing a required argument"), and the counters read XLA's module through it.
 
 
-def manual_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
+def forward(x: Array, y: Array, *params: Array, **layers: Any) -> Array:
+    return lesson.forward(OPS, x, y, *params, spec=layers.get("spec"))
+
+
+def manual_step(x: Array, y: Array, *params: Array, **layers: Any) -> tuple[Array, ...]:
     """The hand-written backward pass (kernels/lesson.py) over this module's TensorFlow math."""
-    return lesson.manual_step(OPS, x, y, *params, spec=spec)
+    return lesson.manual_step(OPS, x, y, *params, spec=layers.get("spec"))
 
 
 def broadcast_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
@@ -97,17 +102,17 @@ def broadcast_step(x: Array, y: Array, *params: Array) -> tuple[Array, ...]:
     return lesson.manual_step(OPS, x, y, *params, weight_grad=broadcast_lin_grad)
 
 
-def tape_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
+def tape_step(x: Array, y: Array, *params: Array, **layers: Any) -> tuple[Array, ...]:
     """Autodiff of the same forward with tf.GradientTape (x is watched: its gradient is an output)."""
     with tf.GradientTape() as tape:
         tape.watch([x, *params])
-        loss = forward(x, y, *params, spec=spec)
+        loss = forward(x, y, *params, **layers)
     return (loss, *tape.gradient(loss, [x, *params]))
 
 
-def module_step(x: Array, y: Array, *params: Array, spec: lesson.Spec | None = None) -> tuple[Array, ...]:
+def module_step(x: Array, y: Array, *params: Array, **layers: Any) -> tuple[Array, ...]:
     """The layer-class refactor (kernels/lesson.py) over the same math."""
-    return lesson.module_step(OPS, x, y, *params, spec=spec)
+    return lesson.module_step(OPS, x, y, *params, spec=layers.get("spec"))
 
 
 # ---------------------------------------------------------------- keras
