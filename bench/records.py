@@ -451,7 +451,7 @@ def _counters_problem(c):
     for name in ("fusions", "retraces"):
         if c.get(name) is not None and (not _is_int(c[name]) or not 0 <= c[name] < MAX_INT):
             return f"counters.{name}: expected a whole number of at least 0, got {_shown(c[name])}"
-    for name in ("flops", "bytes"):
+    for name in ("flops", "bytes", "traced_flops"):
         if c.get(name) is not None and (not _finite(c[name]) or c[name] < 0):
             return f"counters.{name}: expected a finite number of at least 0, got {_shown(c[name])}"
     return None

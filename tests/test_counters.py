@@ -153,7 +153,12 @@ def test_counters_in_every_record_and_identical_across_processes(tmp_path):
     assert set(there) == {"eager", "function", "xla"} and there == here
     assert there["eager"]["ops"]["MatMul"] == 6  # the step's six matrix products, as run
     assert there["xla"]["fusions"] > 0 and there["xla"]["ops"].get("dot")  # the compiled module's instructions
-    assert there["function"]["flops"] == pytest.approx(there["eager"]["flops"])
+    assert there["function"]["traced_flops"] == pytest.approx(there["eager"]["flops"])  # one graph, before Grappler
+    assert "flops" not in there["function"] and "traced graph" in there["function"]["absent"]["flops"]
+    dots = 2 * 300 * 8 * (3 * 784 + 3)  # the lesson's six products: x@w1, d_x, d_w1 (n x 784 x 8); h@w2, d_h, d_w2
+    # the executed module's dot instructions: the three n x 784 x 8 products; XLA may rewrite one with a
+    # single output column as a multiply and a reduction, which is no dot
+    assert dots - 3 * 2 * 300 * 8 <= there["xla"]["flops"] <= dots
 
 
 def test_changes_name_what_differs_exactly():
@@ -170,7 +175,7 @@ def test_changes_name_what_differs_exactly():
     ]
 
 
-def record(ops, run_id="a", samples=(0.01,) * 10, **kw):
+def record(ops, run_id="a", samples=(0.01,) * 10, work=None, **kw):
     return Record(
         framework="tensorflow",
         step="manual",
@@ -184,7 +189,7 @@ def record(ops, run_id="a", samples=(0.01,) * 10, **kw):
         run_id=run_id,
         samples_s=samples,
         rounds=tuple(range(len(samples))),
-        counters={"ops": ops},
+        counters={"ops": ops, **(work or {})},
         **kw,
     )
 
@@ -265,6 +270,7 @@ def test_records_carry_counters_and_bad_ones_are_refused(tmp_path):
         == "counters.ops.'MatMul': expected a whole number of at least 0, got -1"
     )
     assert check({**d, "counters": {"flops": float("inf")}}).startswith("counters.flops: expected a finite number")
+    assert check({**d, "counters": {"traced_flops": -1}}).startswith("counters.traced_flops: expected a finite")
     assert check({**d, "counters": [1]}).startswith("counters: expected a JSON object")
     none = run.run(dataclasses.replace(config, out=tmp_path / "none", counters=False))
     assert all(r.counters == {} for r in none)
@@ -380,13 +386,27 @@ def test_back_to_back_ops_of_a_trace_at_an_epoch_timestamp_are_each_counted(tmp_
     assert xplane.tally(iter(events), _tf_op)["StridedSlice"][0] == 3
 
 
-def test_more_work_names_what_rose_whatever_fell():
-    base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "retraces": 0}
+def test_more_work_is_executed_arithmetic_not_ops():
+    """Work is what executes: FLOPs and bytes of the module or ops that run, a GPU's kernel
+    launches, retraces. More ops or HLO instructions at the same FLOPs (a compiler fusing
+    differently, a matmul split in pieces) are a change, reported, not work; so is a traced graph's
+    FLOP count that the optimiser may have cut (traced_flops)."""
+    base = {"ops": {"MatMul": 6, "Relu": 1}, "flops": 1.0e9, "retraces": 0, "traced_flops": 1.0e9}
     assert counters.more_work(base, dict(base)) == [] and counters.more_work(base, {}) == []
     assert counters.more_work(base, {"ops": {"MatMul": 6}, "flops": 0.5e9, "retraces": 0}) == []  # less of everything
     split = {"ops": {"MatMul": 8}, "flops": 1.0e9, "retraces": 1}  # a matmul split in pieces: more ops, same FLOPs
-    assert counters.more_work(base, split) == ["ops 7 -> 8", "retraces 0 -> 1"]
+    assert counters.more_work(base, split) == ["retraces 0 -> 1"]
+    assert "ops 7 -> 8 a step" in counters.changes(base, split)
     assert counters.more_work(base, {**base, "flops": 1.1e9}) == ["FLOPs +10.0%"]
+    traced = {**base, "traced_flops": 1.33e9}  # a duplicate product the optimiser removed
+    assert counters.more_work(base, traced) == [] and "traced FLOPs +33.0% (1e+09 -> 1.33e+09)" in counters.changes(
+        base, traced
+    )
+    bump = {"ops": {"fusion:kLoop": 8, "reduce-window": 6, "dot": 6}, "fusions": 8, "flops": 1.0e9}
+    was = {"ops": {"fusion:kLoop": 13, "dot": 6}, "fusions": 13, "flops": 1.0e9}
+    assert counters.more_work(was, bump) == []  # a dependency that fuses differently does no more work
+    gpu = {"kernels": {"gemm": 6}}
+    assert counters.more_work(gpu, {"kernels": {"gemm": 7}}) == ["kernels 6 -> 7"]
 
 
 def test_more_work_fails_the_gate_unless_its_times_clear_it():
@@ -394,16 +414,61 @@ def test_more_work_fails_the_gate_unless_its_times_clear_it():
     show it within the threshold (same) or faster; a time verdict that cannot tell (inconclusive)
     does not clear it. Less work, or the "report" policy, never fails on counters."""
     noisy = (0.01, 0.02) * 10  # an interval far wider than 5%: inconclusive
-    base = [record({"MatMul": 6}, samples=noisy)]
-    more = [record({"MatMul": 7}, run_id="b", samples=noisy)]
+    base = [record({"MatMul": 6}, samples=noisy, work={"flops": 1.0e9})]
+    more = [record({"MatMul": 7}, run_id="b", samples=noisy, work={"flops": 1.2e9})]
     result = sides(base, more, rule.Thresholds())
     (c,) = result.comparisons
     assert c.verdict == "inconclusive" and result.failed
-    assert c.counters_fail == "more work (ops 6 -> 7) and its time inconclusive, not shown within 5%"
+    assert c.counters_fail == "more work (FLOPs +20.0%) and its time inconclusive, not shown within 5%"
     assert "verdict: FAILED on counters" in text.summary(result) and c.label in text.summary(result)
     assert not sides(base, more, rule.Thresholds(counters="report")).failed
-    fewer = [record({"MatMul": 5}, run_id="b", samples=noisy)]
+    fewer = [record({"MatMul": 5}, run_id="b", samples=noisy, work={"flops": 0.8e9})]
     assert not sides(base, fewer, rule.Thresholds()).failed  # less work: the times alone judge
-    steady = [record({"MatMul": 6})], [record({"MatMul": 7}, run_id="b")]
+    refused = [record({"MatMul": 9}, run_id="b", samples=noisy, work={"flops": 1.0e9})]
+    assert not sides(base, refused, rule.Thresholds()).failed  # more ops, the same FLOPs: not work
+    steady = [record({"MatMul": 6}, work={"flops": 1.0e9})], [record({"MatMul": 7}, run_id="b", work={"flops": 1.2e9})]
     cleared = sides(*steady, rule.Thresholds())
     assert cleared.comparisons[0].verdict == "same" and not cleared.failed  # more work, shown to cost nothing
+
+
+def test_a_duplicate_product_the_optimiser_removes_is_not_executed_work():
+    """A step plus 0 x the loss of a duplicate of its first product, sliced to one column: Grappler
+    merges the duplicate under tf.function and XLA computes one column of it, so the FLOPs of what
+    executes barely move (tf.function's traced graph says a third more, kept as traced_flops); a
+    product with other weights, used whole, is executed work under both."""
+    fw = frameworks.load("tensorflow") if not frameworks.unavailable_reason("tensorflow") else None
+    if fw is None:
+        pytest.skip(frameworks.unavailable_reason("tensorflow"))
+    import tensorflow as tf
+
+    from kernels import tf_steps
+
+    def removable(x, y, w1, b1, w2, b2):
+        loss, *grads = tf_steps.manual_step(x, y, w1, b1, w2, b2)
+        return (loss + 0.0 * tf_steps.mse(tf_steps.lin(x, w1, b1)[:, :1], y), *grads)
+
+    def kept(x, y, w1, b1, w2, b2):
+        loss, *grads = tf_steps.manual_step(x, y, w1, b1, w2, b2)
+        return (loss + 0.0 * tf.reduce_sum(tf_steps.lin(x, w1 * 1.5, b1)), *grads)
+
+    n, m, nh = 400, 60, 16
+    args = fw.to_device(tiny_inputs(n=n, m=m, nh=nh, dtype=np.float32), "float32", "cpu")
+
+    def count(step, backend):
+        fn = fw.backends[backend](step)
+        fn(*args)
+        key = CaseKey("tensorflow", "manual", backend, "cpu", n, m, nh, "float32")
+        return counters.count(fw, key, fn, lambda: fn(*args), args)
+
+    for backend in ("function", "xla"):
+        base, plant, whole = (count(step, backend) for step in (tf_steps.manual_step, removable, kept))
+        product = 2 * n * m * nh
+        if backend == "function":
+            assert "flops" not in base and "traced FLOPs" in " ".join(counters.changes(base, plant))
+            assert base["traced_flops"] < plant["traced_flops"]
+            matmuls = [sum(k for op, k in c["ops"].items() if "MatMul" in op) for c in (base, plant, whole)]
+            assert matmuls[0] == matmuls[1] < matmuls[2]  # the duplicate merged by Grappler, the other run
+        else:
+            assert 0 <= plant["flops"] - base["flops"] < 0.1 * product  # one column of the duplicate at most
+            assert whole["flops"] - base["flops"] >= product  # a whole product it cannot remove
+            assert counters.more_work(base, whole) and "FLOPs" in counters.more_work(base, whole)[0]

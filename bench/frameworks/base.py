@@ -277,9 +277,12 @@ class Framework:
         does not report left out); {} for an eager step or a compiler that reports nothing."""
         return {}
 
-    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
-        """(FLOPs of one call of `fn`, what counted them) where the framework counts them for this
-        backend; None where it does not."""
+    def flops(
+        self, fn: Callable, args: Sequence[Any], backend: str
+    ) -> tuple[float, str] | tuple[float, str, bool] | None:
+        """(FLOPs of one call of `fn`, what counted them[, whether of what executes: False for a graph
+        before its optimiser]) where the framework counts them for this backend; None where it does
+        not."""
         return None
 
     # ------------------------------------------------------------ memory, precision, facts

@@ -50,3 +50,47 @@ def entry_ops(text: str) -> dict[str, int]:
 
 def fusions(ops: dict[str, int]) -> int:
     return sum(n for op, n in ops.items() if op.startswith("fusion"))
+
+
+_SHAPE = re.compile(r"^\s*([a-z]\w*)\[([\d,]*)\]")  # "f32[5000,784]{1,0} ..." -> "5000,784"
+_LHS = re.compile(r"\bdot\(\s*(?:([a-z]\w*\[[\d,]*\])(?:\{[^}]*\})?\s+)?%?([\w.\-]+)")  # its shape, or its name
+_PARAMETER = re.compile(r"([\w.\-]+):\s*([a-z]\w*\[[\d,]*\])")  # a computation's "p0: f32[5000,784]"
+
+
+def _dims(text: str) -> list[int] | None:
+    m = _SHAPE.match(text)
+    return [int(d) for d in m.group(2).split(",") if d] if m else None
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def dot_flops(text: str) -> int:
+    """FLOPs of every dot instruction of the module, in every computation (a fused one's too): 2 x
+    the output's elements x the lhs's contracting size. The matrix products a compiled step
+    executes, after the compiler removed what it could (elementwise work is not counted). A
+    computation called more than once (a loop body) would count once: the steps here have none."""
+    total = 0
+    shapes: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        m = _INSTRUCTION.match(line)
+        if not m:
+            if line.rstrip().endswith("{"):  # a computation's header: its names are its own
+                shapes = {name: _dims(shape) or [] for name, shape in _PARAMETER.findall(line)}
+            continue
+        name, rest = m.groups()
+        out = _dims(rest)
+        if out is not None:
+            shapes[name] = out
+        if out is None or _opcode(rest) != "dot":
+            continue
+        operand = _LHS.search(rest)
+        lhs = (_dims(operand.group(1)) if operand.group(1) else shapes.get(operand.group(2))) if operand else None
+        contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
+        if lhs and contracting:
+            total += 2 * _product(out) * _product(lhs[int(d)] for d in contracting.group(1).split(",") if d)
+    return total

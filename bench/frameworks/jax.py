@@ -220,6 +220,7 @@ class Jax(Framework):
             "fusions": hlo.fusions(ops),
             **_cost(program.cost_analysis()),
             "source": "XLA's optimized HLO module, ENTRY computation; its cost analysis",
+            "flops_source": "XLA cost analysis of the optimized program",
         }
 
     def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:

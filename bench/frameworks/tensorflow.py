@@ -198,12 +198,21 @@ class TensorFlow(Framework):
         if backend != "xla":
             return {}
         function: Any = fn  # a tf.function
-        ops = hlo.entry_ops(function.experimental_get_compiler_ir(*args)(stage="optimized_hlo"))
-        return {"ops": ops, "fusions": hlo.fusions(ops), "source": "XLA's optimized HLO module, ENTRY computation"}
+        text = function.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+        ops = hlo.entry_ops(text)
+        return {
+            "ops": ops,
+            "fusions": hlo.fusions(ops),
+            "source": "XLA's optimized HLO module, ENTRY computation",
+            "flops": float(hlo.dot_flops(text)),
+            "flops_source": "XLA's optimized HLO module: its dot products (2 x output x contracting size)",
+        }
 
-    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str] | None:
+    def flops(self, fn: Callable, args: Sequence[Any], backend: str) -> tuple[float, str, bool] | None:
         """TensorFlow's graph profiler: the FLOP statistics its ops register (MatMul's 2mnk, ...),
-        summed over the step's traced graph (before Grappler; XLA's own count is not exposed)."""
+        summed over the step's traced graph. Eager runs that graph's ops one by one, as traced (what
+        executes); a tf.function's graph is before Grappler, which may merge or drop ops (not what
+        executes: the third element says so); XLA's count comes from its module (compiled())."""
         function: Any = fn if backend != "eager" else tf.function(fn)
         options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
         options["output"] = "none"
@@ -212,7 +221,11 @@ class TensorFlow(Framework):
         with deprecation.silence(), contextlib.redirect_stdout(io.StringIO()):
             graph = function.get_concrete_function(*args).graph
             total = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
-        return float(total), "TensorFlow's graph profiler (registered FLOP statistics of the traced graph)"
+        return (
+            float(total),
+            "TensorFlow's graph profiler (registered FLOP statistics of the traced graph)",
+            backend == "eager",
+        )
 
     def reset_peak(self, device: str) -> None:
         if device == "gpu":
