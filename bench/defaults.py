@@ -104,3 +104,7 @@ SCALE_REPLICAS = (1, 2)
 SCALE_WARMUP = 3
 SCALE_SAMPLES = 20  # every process times the same number of steps (a collective needs all)
 SCALE_TIMEOUT_S = 300  # a case's processes are killed after this: a hung worker never hangs the run
+
+# ---- instructions (run --measure instructions; bench/instructions.py)
+INSTRUCTIONS_CALLS = 3  # counted calls a case, each its own Callgrind dump
+INSTRUCTIONS_TIMEOUT_S = 1200  # a case's process under Valgrind: import, trace, check, warm-up, calls

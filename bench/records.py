@@ -217,6 +217,7 @@ class Record(CaseKey):
     # process: its time in each round this case was sampled in (() before it)
     telemetry: dict = field(default_factory=dict)  # clocks, power, throttling, CPU load while timed
     counters: dict = field(default_factory=dict)  # what a step executes, counted exactly (bench/counters.py)
+    instructions: dict = field(default_factory=dict)  # instructions a call, under Callgrind (bench/instructions.py)
     ceilings: dict = field(default_factory=dict)  # this device's measured gemm_gflops, copy_gbps
     fingerprint: dict = field(default_factory=dict)  # the run's fingerprint (bench/fingerprint.py)
     schema: int = SCHEMA

@@ -45,6 +45,7 @@ def assert_one_line_error(result, *words):
         (["--pin", "4096"], ["--pin '4096'", "not one this process may use"]),
         (["--pin", "one"], ["--pin 'one'", "CPU numbers"]),
         (["--env", "tensorflow=2.20"], ["--env 'tensorflow=2.20'", "not a pip requirement"]),
+        (["--measure", "cycles"], ["unknown --measure 'cycles'", "instructions"]),
     ],
 )
 def test_bad_run_arguments(args, words, tmp_path):

@@ -472,3 +472,42 @@ def test_a_duplicate_product_the_optimiser_removes_is_not_executed_work():
             assert 0 <= plant["flops"] - base["flops"] < 0.1 * product  # one column of the duplicate at most
             assert whole["flops"] - base["flops"] >= product  # a whole product it cannot remove
             assert counters.more_work(base, whole) and "FLOPs" in counters.more_work(base, whole)[0]
+
+
+# ---------------------------------------------------------------- instructions (Callgrind)
+
+
+def test_instructions_are_counted_under_callgrind_and_repeat(tmp_path):
+    """run --measure instructions: a NumPy case counted under Valgrind, instrumentation on around
+    each call only; the counts of three calls agree within 0.5% and the record carries them."""
+    from bench import instructions
+    from bench import records as records_io
+
+    key = CaseKey("numpy", "manual", "eager", "cpu", 300, 784, 8, "float32")
+    reason = instructions.unavailable_reason(key)
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--framework", "numpy", "--step", "manual", "--size", "300,784,8",
+         "--quick", "--no-counters", "--no-report", "--measure", "instructions", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (rec,) = records_io.read(out / "records.jsonl")
+    counted = rec.instructions
+    assert "absent" not in counted, counted
+    assert len(counted["calls"]) == 3 and counted["spread"] < 5e-3 and counted["per_call"] > 1e6
+    assert "valgrind" in counted["tool"].lower()
+    gpu = instructions.measure(dataclasses.replace(key, device="gpu"))
+    assert "CPU only" in gpu["absent"]
+    compiled = instructions.measure(dataclasses.replace(key, framework="tensorflow", backend="xla"))
+    assert "eager steps only" in compiled["absent"]
+
+
+def test_instructions_say_why_they_are_absent(monkeypatch):
+    from bench import instructions
+
+    monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
+    key = CaseKey("numpy", "manual", "eager", "cpu", 300, 784, 8, "float32")
+    assert instructions.measure(key) == {"absent": "valgrind is not installed (apt-get install valgrind)"}

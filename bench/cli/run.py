@@ -54,6 +54,13 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
         help="each model at these numbers of hidden layers of its hidden width (the lesson's nh), e.g. 1,2,4,8,16",
     )
     r.add_argument(
+        "--measure",
+        nargs="+",
+        metavar="instructions",
+        help="also count each CPU case's instructions a call under Valgrind's Callgrind, after the run "
+        "(minutes a case: use a small --size)",
+    )
+    r.add_argument(
         "--dtype",
         nargs="+",
         help=f"any of {', '.join(defaults.DTYPES)} (default: {defaults.DTYPE}); inputs and parameters in that dtype",
@@ -269,6 +276,34 @@ def check_networks(kwargs: dict[str, Any]) -> list[tuple[tuple[int, int, int], t
         raise UsageError(str(e)) from None
 
 
+def count_instructions(records: list, out_file: Path, say: Any) -> list:
+    """Each checked CPU case counted under Callgrind (bench/instructions.py), its record appended
+    again with `instructions` (the newest record of a case is the one read); the others as they were."""
+    from dataclasses import replace
+
+    from bench import instructions
+    from bench import records as records_io
+
+    out = []
+    for rec in records:
+        if rec.status != "ok":
+            out.append(rec)
+            continue
+        say(f"instructions: counting {rec.case.label} under Callgrind")
+        counted = instructions.measure(rec.case, seed=rec.fingerprint.get("seeds", {}).get("data", defaults.SEED))
+        rec = replace(rec, instructions=counted)
+        records_io.append(out_file, rec)
+        if "absent" in counted:
+            say(f"instructions: {rec.case.label}: not counted: {counted['absent']}")
+        else:
+            say(
+                f"instructions: {rec.case.label}: {counted['per_call']:,.0f} a call "
+                f"(spread {counted['spread']:.3%} over {len(counted['calls'])} calls, {counted['wall_s']:.0f} s)"
+            )
+        out.append(rec)
+    return out
+
+
 def _check_flags(args: argparse.Namespace) -> None:
     """UsageError for a flag that cannot work, before anything is resolved or made."""
     if args.resume and not args.out:
@@ -280,6 +315,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         if dtype not in defaults.DTYPES:
             raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
     check_names(names(args.framework), names(args.step), names(args.backend))
+    for measure in names(args.measure) or ():
+        if measure != "instructions":
+            raise UsageError(f"unknown --measure {measure!r} (available: instructions)")
     if args.data and Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
     if args.data and not Path(args.data).is_file():
@@ -388,6 +426,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return signals.exit_code
+    if args.measure:
+        records = count_instructions(records, out_file, progress.say)
     progress.say(f"report: {'the table' if args.no_report else f'tables and plots in {config.out}'}")
     from bench import noise, report  # pandas and matplotlib: only once there is something to report
 
