@@ -106,5 +106,18 @@ SCALE_SAMPLES = 20  # every process times the same number of steps (a collective
 SCALE_TIMEOUT_S = 300  # a case's processes are killed after this: a hung worker never hangs the run
 
 # ---- instructions (run --measure instructions; bench/instructions.py)
+# A case's instructions ratio regressed when over this, its range clear of half of it (the rule of
+# bench/compare.py): counts of unchanged code repeat within a few in 10,000, so 1% is well clear of them.
+INSTRUCTIONS_THRESHOLD = "1%"
+# The cases a one-process gate also counts under Callgrind, at INSTRUCTIONS_SIZE, both sides in one
+# Valgrind process: NumPy's and PyTorch's eager steps, whose import and calls Valgrind runs in about
+# a minute a case; TensorFlow's and JAX's take minutes, over CI's budget (docs/ci-gate.md).
+GATE_INSTRUCTIONS = ("numpy/*/eager/cpu", "torch/*/eager/cpu")
+# Small, so a call counts in seconds and host-side work (dispatch, conversions), which does not grow
+# with n, is a larger part of it.
+INSTRUCTIONS_SIZE = (500, 784, 50)
 INSTRUCTIONS_CALLS = 3  # counted calls a case, each its own Callgrind dump
+# Uncounted calls after the checked first call: a call under Valgrind takes seconds, and the counts
+# repeat from the second call on.
+INSTRUCTIONS_WARMUP = 1
 INSTRUCTIONS_TIMEOUT_S = 1200  # a case's process under Valgrind: import, trace, check, warm-up, calls

@@ -4,8 +4,8 @@ process on the machine does not move, where wall time on a shared machine moves 
 Each case runs in a process of its own under `valgrind --tool=callgrind --instr-atstart=no`: the
 framework's import, the trace, the check and the warm-up run uninstrumented (most of the time a
 process spends under Valgrind, still at its slowed pace); instrumentation is switched on around
-each counted call and its sync only (every thread's instructions: a graph executor's ops run on its
-own threads), by Callgrind's client requests, which are inline assembly:
+the counted calls only, each call's count zeroed before it and dumped after it (every thread's
+instructions: a graph executor's ops run on its own threads), by Callgrind's client requests, which are inline assembly:
 a ten-line C shared object (SOURCE) is compiled once with the system's C compiler and loaded with
 ctypes. Hash seed and every framework's threads are fixed (one), so the counts repeat.
 
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ from bench.records import CaseKey
 SOURCE = """\
 #include <valgrind/callgrind.h>
 #include <valgrind/valgrind.h>
-void bench_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
-void bench_stop(const char *name) { CALLGRIND_DUMP_STATS_AT(name); CALLGRIND_STOP_INSTRUMENTATION; }
+void bench_on(void) { CALLGRIND_START_INSTRUMENTATION; }
+void bench_start(void) { CALLGRIND_ZERO_STATS; }
+void bench_stop(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
 int bench_on_valgrind(void) { return RUNNING_ON_VALGRIND; }
 """
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "backprop-bench"
@@ -119,15 +120,32 @@ def unavailable_reason(key: CaseKey) -> str | None:
 
 
 _SUMMARY = re.compile(r"^(?:summary|totals):\s*(\d+)", re.M)
+_TRIGGER = re.compile(r"^desc: Trigger: Client Request: (.+)$", re.M)
+CANDIDATE = "candidate"
 
 
-def measure(key: CaseKey, calls: int = defaults.INSTRUCTIONS_CALLS, seed: int = defaults.SEED) -> dict[str, Any]:
+def measure(
+    key: CaseKey,
+    calls: int = defaults.INSTRUCTIONS_CALLS,
+    seed: int = defaults.SEED,
+    kernels: dict[str, str] | None = None,
+    keep: Path | None = None,
+) -> dict[str, Any]:
     """{"per_call": median instructions of `calls` calls, "calls": each one's, "spread": (max -
     min) / median, "tool": Valgrind's version, "wall_s": the process's wall time} of the case `key`;
-    {"absent": why} where it cannot be counted (never an exception)."""
+    {"absent": why} where it cannot be counted (never an exception). With `kernels` ({side: a
+    checkout's folder}, as the one-process gate gives them), each side's step is counted in the same
+    process, their calls taking turns: {side: that dict}. `keep`: a folder to copy Callgrind's dumps
+    to (`explain --instructions` reads them: functions())."""
+    sides = kernels or {CANDIDATE: ""}
+    counted = _count(key, sides, calls, seed, keep)
+    return counted if kernels else counted[CANDIDATE]
+
+
+def _count(key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Path | None) -> dict[str, dict[str, Any]]:
     reason = unavailable_reason(key)
     if reason:
-        return {"absent": reason}
+        return {side: {"absent": reason} for side in sides}
     from bench import frameworks
 
     started = time.perf_counter()
@@ -142,7 +160,7 @@ def measure(key: CaseKey, calls: int = defaults.INSTRUCTIONS_CALLS, seed: int = 
             sys.executable,
             "-m",
             "bench.instructions",
-            json.dumps({**key.asdict(), "seed": seed}),
+            json.dumps({"case": key.asdict(), "seed": seed, "sides": sides}),
             out,
             str(calls),
         ]
@@ -151,72 +169,193 @@ def measure(key: CaseKey, calls: int = defaults.INSTRUCTIONS_CALLS, seed: int = 
                 command, capture_output=True, text=True, env=env, timeout=defaults.INSTRUCTIONS_TIMEOUT_S
             )
         except subprocess.TimeoutExpired:
-            return {"absent": f"the counted process ran over {defaults.INSTRUCTIONS_TIMEOUT_S} s"}
+            return _absent(sides, f"the counted process ran over {defaults.INSTRUCTIONS_TIMEOUT_S} s")
         said = Path(out, "said.json")
         if done.returncode != 0 or not said.is_file():
             lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("==")]
-            return {"absent": f"the counted process failed: {(lines or ['exit ' + str(done.returncode)])[-1][:200]}"}
-        problem = json.loads(said.read_text()).get("problem")
-        if problem:
-            return {"absent": problem}
-        counts = []
-        for i in range(1, calls + 1):
-            dumps = sorted(Path(out).glob(f"cg.out.{i}-*")) or sorted(Path(out).glob(f"cg.out.{i}"))
-            found = [_SUMMARY.search(dump.read_text(errors="replace")) for dump in dumps]
-            if not found or not all(found):
-                return {"absent": f"Callgrind wrote no count for call {i}"}
-            counts.append(sum(int(f.group(1)) for f in found if f))
-    median = statistics.median(counts)
-    return {
-        "per_call": median,
-        "calls": counts,
-        "spread": (max(counts) - min(counts)) / median if median else 0.0,
-        "tool": valgrind_version(),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
+            last = (lines or [f"exit {done.returncode}"])[-1][:200]
+            return _absent(sides, f"the counted process failed: {last}")
+        said_json = json.loads(said.read_text())
+        problems, phases = said_json.get("problems", {}), said_json.get("phases_s", {})
+        by_call = _dumps(Path(out))
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for dump in Path(out).glob("cg.out.*"):
+                shutil.copy(dump, keep / dump.name)
+        tool = valgrind_version()
+        wall_s = round(time.perf_counter() - started, 1)
+        result = {}
+        for side in sides:
+            if problems.get(side):
+                result[side] = {"absent": problems[side]}
+                continue
+            counts = [sum(by_call.get(f"{side} {i}", {}).values()) for i in range(1, calls + 1)]
+            if not all(counts):
+                result[side] = {"absent": "Callgrind wrote no count for a call"}
+                continue
+            median = statistics.median(counts)
+            result[side] = {
+                "per_call": median,
+                "calls": counts,
+                "spread": (max(counts) - min(counts)) / median if median else 0.0,
+                "tool": tool,
+                "wall_s": wall_s,
+                "phases_s": {name: round(v, 1) for name, v in phases.items()},
+            }
+        return result
 
 
-def _counted_process(case: dict[str, Any], out: Path, calls: int) -> None:
-    """Inside Valgrind: the case's inputs, its compiled step, a checked first call and warm-up
-    uninstrumented, then `calls` calls each between the client requests (a dump each)."""
+def _absent(sides: dict[str, str], why: str) -> dict[str, dict[str, Any]]:
+    return {side: {"absent": why} for side in sides}
+
+
+def _dumps(folder: Path) -> dict[str, dict[str, int]]:
+    """{trigger name ("candidate 1"): {dump file: its instructions}}: Callgrind writes a dump per
+    thread for each client request, named by the request."""
+    found: dict[str, dict[str, int]] = {}
+    for dump in folder.glob("cg.out.*"):
+        text = dump.read_text(errors="replace")
+        trigger, total = _TRIGGER.search(text), _SUMMARY.search(text)
+        if trigger and total:
+            found.setdefault(trigger.group(1).strip(), {})[dump.name] = int(total.group(1))
+    return found
+
+
+_NAMED = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function's instructions over the dumps read: its own (self) and with what it called
+    (inclusive; a direct recursion counted once)."""
+
+    name: str
+    self: int
+    inclusive: int
+
+
+def functions(dumps: list[Path]) -> dict[str, Function]:
+    """{name: Function} summed over Callgrind's `dumps` (callgrind format, names compressed as
+    "fn=(id) name" on first use). Python's own functions are the interpreter's C functions
+    (_PyEval_EvalFrameDefault): Valgrind sees no Python frame (Python 3.12's perf trampoline would
+    be needed for that)."""
+    names: dict[str, str] = {}
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    for dump in sorted(dumps, key=_dump_order):
+        fn = callee = ""
+        in_call = False
+        positions = 1
+        for line in dump.read_text(errors="replace").splitlines():
+            if not line:
+                continue
+            head = line[0]
+            if head.isdigit() or head in "+-*":
+                parts = line.split()
+                cost = int(parts[positions]) if len(parts) > positions and parts[positions].isdigit() else 0
+                if in_call:
+                    if callee != fn:
+                        inclusive[fn] = inclusive.get(fn, 0) + cost
+                    in_call = False
+                else:
+                    own[fn] = own.get(fn, 0) + cost
+                    inclusive[fn] = inclusive.get(fn, 0) + cost
+            elif line.startswith(("fn=", "cfn=")):
+                match = _NAMED.match(line)
+                kind, name = (
+                    (match.group(1), names.setdefault(match.group(2), match.group(3) or "?"))
+                    if match
+                    else (line.split("=", 1)[0], line.split("=", 1)[1])
+                )
+                if kind == "fn":
+                    fn = name
+                else:
+                    callee = name
+            elif line.startswith("calls="):
+                in_call = True
+            elif line.startswith("positions:"):
+                positions = len(line.split()) - 1
+    return {name: Function(name, own.get(name, 0), inclusive.get(name, 0)) for name in inclusive}
+
+
+def _dump_order(path: Path) -> tuple[int, str]:
+    number = path.name.split(".")[-1].split("-")[0]
+    return (int(number) if number.isdigit() else 0, path.name)
+
+
+def dumps_of(folder: Path, side: str) -> list[Path]:
+    """The dumps in `folder` (measure(keep=folder)) of `side`'s counted calls."""
+    return [
+        dump
+        for dump in folder.glob("cg.out.*")
+        if (found := _TRIGGER.search(dump.read_text(errors="replace")))
+        and found.group(1).strip().rsplit(" ", 1)[0] == side
+    ]
+
+
+def _counted_process(job: dict[str, Any], out: Path, calls: int) -> None:
+    """Inside Valgrind: the case's inputs, each side's compiled step, a checked first call and warm-up
+    uninstrumented, then `calls` rounds in which each side's step is called once between the client
+    requests (a dump each, named "<side> <round>")."""
     from bench import frameworks
     from bench.run.caches import Caches
     from bench.run.plan import Config
     from kernels import models
 
-    said: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
     try:
         lib = ctypes.CDLL(str(client_library()))
         lib.bench_stop.argtypes = [ctypes.c_char_p]
-        seed = case.pop("seed")
-        key = CaseKey(**case)
-        fw = frameworks.load(key.framework)
-        fw.configure()
-        caches = Caches(replace(Config(out=None), seed=seed))
+        key = CaseKey(**job["case"])
+        base_fw = frameworks.load(key.framework)
+        base_fw.configure()
+        caches = Caches(replace(Config(out=None), seed=job["seed"]))
         inputs = (key.n, key.m, key.nh, key.dtype, key.tf32, key.model, key.loss_fn)
         ref = caches.reference(*inputs)
-        args = caches.placed(fw, "cpu", *inputs)
-        fn = fw.compile(key.step, key.backend, models.spec(key.model))
+        args = caches.placed(base_fw, "cpu", *inputs)
+        phases["import and inputs"] = time.perf_counter() - t0
+        steps = {}
+        for side, root in job["sides"].items():
+            try:
+                fw = base_fw.with_kernels(root) if root else base_fw
+                fn = fw.compile(key.step, key.backend, models.spec(key.model))
 
-        def call() -> Any:
-            with fw.placement("cpu"):
-                outputs = fn(*args)
-            fw.sync()
-            return outputs
+                def call(fw: Any = fw, fn: Any = fn) -> Any:
+                    with fw.placement("cpu"):
+                        outputs = fn(*args)
+                    fw.sync()
+                    return outputs
 
-        check = ref.check(dict(zip(ref.names, (fw.to_numpy(t) for t in call()))))
-        if not check.ok:
-            said["problem"] = f"wrong answer: {check.problem}"
-        else:
-            for _ in range(defaults.WARMUP):
-                call()
-            for i in range(calls):
+                check = ref.check(dict(zip(ref.names, (fw.to_numpy(t) for t in call()))))
+                if not check.ok:
+                    problems[side] = f"wrong answer: {check.problem}"
+                    continue
+                for _ in range(defaults.INSTRUCTIONS_WARMUP):
+                    call()
+                steps[side] = call
+            except Exception as e:  # noqa: BLE001 - this side absent, saying why; the other still counted
+                problems[side] = _one_line(e)
+        phases["compile, check and warm-up"] = time.perf_counter() - t0 - sum(phases.values())
+        # Instrumentation on once, not around each call: switching it flushes Valgrind's translations,
+        # which each call would then make again. One instrumented call a side first, uncounted.
+        lib.bench_on()
+        for call in steps.values():
+            call()
+        for i in range(calls):
+            for side, call in steps.items():
                 lib.bench_start()
                 call()
-                lib.bench_stop(f"call {i + 1}".encode())
+                lib.bench_stop(f"{side} {i + 1}".encode())
     except Exception as e:  # noqa: BLE001 - said in one line to the parent, never a crash there
-        said["problem"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-    Path(out, "said.json").write_text(json.dumps(said))
+        problems = {side: _one_line(e) for side in job["sides"]}
+    phases["counted calls"] = time.perf_counter() - t0 - sum(phases.values())
+    Path(out, "said.json").write_text(json.dumps({"problems": problems, "phases_s": phases}))
+
+
+def _one_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
 if __name__ == "__main__":
