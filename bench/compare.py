@@ -31,6 +31,12 @@ RULE = (
     "regressed iff ratio > 1+t and CI low > 1+t/2; improved symmetrically in 1/ratio; same iff the CI lies "
     "within [1/(1+t), 1+t]; else inconclusive"
 )
+# Where both sides counted a case's instructions (bench/instructions.py), they judge it with their
+# own threshold; time still judges what instructions cannot see (memory stalls, threads, a GPU).
+INSTRUCTIONS_RULE = (
+    "where both sides counted instructions: a time regression stands; else instructions regressed or improved "
+    "decide, unless time shows the opposite (inconclusive); instructions same and time not improved: same"
+)
 COUNTER_POLICIES = ("report", "more-work", "fail")
 COUNTER_POLICY = "more-work"
 LOAD_APART = 0.5  # cores: two runs whose other processes kept this many more cores busy ran under different loads
@@ -99,6 +105,8 @@ class Thresholds:
     overrides: tuple = ()
     counters: str = COUNTER_POLICY
     counter_overrides: tuple = ()
+    instructions: float = field(default_factory=lambda: parse_threshold(defaults.INSTRUCTIONS_THRESHOLD))
+    instruction_cases: tuple = defaults.GATE_INSTRUCTIONS  # patterns: the cases a one-process gate counts
 
     def for_key(self, key: str) -> float:
         return next(
@@ -331,6 +339,9 @@ class Comparison:
     detectable: float = math.nan  # the smallest slowdown this comparison could have flagged (detectable())
     counters: tuple = ()  # what the two sides' counters differ in, exactly (bench/counters.py changes)
     counters_fail: str = ""  # why the counters fail the gate whatever the times say ("" where they do not)
+    rests_on: str = "time"  # what the verdict rests on: "time" or "instructions"
+    time_verdict: str = ""  # the times' own verdict where instructions decided ("" where they did not)
+    instructions: "Counted | None" = None  # both sides' instructions a call, where both counted them
 
 
 def usable(rec: Record) -> bool:
@@ -365,6 +376,7 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
     first = next(r for r in (*candidate, *base) if r is not None)
     threshold = how.thresholds.for_key(first.case.name)
     made = Comparison(case=first.case, label=first.label, key=first.case.name, threshold=threshold, verdict="n/a")
+    counted = instructions_ratio([r for r in base if r is not None], [r for r in candidate if r is not None])
     scale = how.scale or (lambda rec: 1.0)
     if how.pairing == PROCESSES:
         pairs = [(b, c) for b, c in zip(base, candidate) if b is not None and c is not None]
@@ -387,7 +399,7 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
             f"{note}: up to x{1 + abs(est.extra_cores):.1f} from the load alone, so not judged "
             f"{verdict(est.ratio, est.lo, est.hi, threshold)}"
         )
-    return replace(
+    timed = replace(
         made,
         base_s=est.base_s,
         candidate_s=est.candidate_s,
@@ -399,6 +411,74 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
         note=note,
         detectable=est.detectable(threshold),
     )
+    return timed if counted is None else with_instructions(timed, counted, how.thresholds)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """candidate/base instructions a call (bench/instructions.py), with the range every pairing of
+    the two sides' counted calls spans: counts repeat to a few in 10,000, so the range is the interval."""
+
+    base: float
+    candidate: float
+    ratio: float
+    lo: float
+    hi: float
+    calls: int  # counted calls a side (the fewer)
+
+    def verdict(self, threshold: float) -> str:
+        return verdict(self.ratio, self.lo, self.hi, threshold)
+
+
+def instructions_ratio(base: Sequence[Record], candidate: Sequence[Record]) -> Counted | None:
+    """The Counted of two sides' records, None where a side counted none (the case's records
+    keep `instructions` {"calls": [...]}: bench/instructions.py)."""
+
+    def calls(recs: Sequence[Record]) -> list[float]:
+        return [
+            float(c)
+            for r in recs
+            if r.status == "ok"
+            for c in (r.instructions or {}).get("calls") or ()
+            if isinstance(c, (int, float)) and c > 0
+        ]
+
+    b, c = calls(base), calls(candidate)
+    if not (b and c):
+        return None
+    mb, mc = stats.median(b), stats.median(c)
+    return Counted(mb, mc, mc / mb, min(c) / max(b), max(c) / min(b), min(len(b), len(c)))
+
+
+def with_instructions(made: Comparison, counted: Counted, thresholds: Thresholds) -> Comparison:
+    """`made` (its time's verdict) judged again with both sides' instructions, as INSTRUCTIONS_RULE
+    says; the row keeps both."""
+    t = thresholds.instructions
+    by_instructions = counted.verdict(t)
+    time_verdict = made.verdict if made.ratio is not None else ""
+    counted_made = replace(
+        made,
+        instructions=counted,
+        threshold=t,
+        detectable=detectable(counted.ratio, counted.lo, counted.hi, t),
+        rests_on="instructions",
+        time_verdict=time_verdict,
+        verdict=by_instructions,
+    )
+    if time_verdict == "regressed" or by_instructions == "inconclusive" and time_verdict:
+        return replace(made, instructions=counted)  # the time's verdict stands
+    if time_verdict == "failed":
+        return replace(made, instructions=counted)
+    opposite = {"regressed": "improved", "improved": "regressed"}.get(by_instructions)
+    if opposite and time_verdict == opposite:
+        return replace(
+            counted_made,
+            verdict="inconclusive",
+            note=f"instructions {by_instructions} ({counted.ratio - 1:+.2%}) but time {time_verdict}",
+        )
+    if by_instructions == "same" and time_verdict == "improved":
+        return replace(made, instructions=counted)  # faster in time at the same instructions: time says so
+    return counted_made
 
 
 def reference_ceiling(gflops: Iterable[Any]) -> float | None:

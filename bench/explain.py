@@ -339,3 +339,74 @@ def diff(cases: Sequence[Explained], top: int = 25) -> list[str]:
 
 def default_out() -> Path:
     return Path("results") / time.strftime("explain-%Y%m%d-%H%M%S")
+
+
+# ---------------------------------------------------------------- instructions (explain --instructions)
+
+
+@dataclass
+class Counted:
+    """A case's instructions a call under Callgrind, function by function (bench/instructions.py)."""
+
+    name: str  # what was counted: the case, or the case at a revision
+    per_call: float
+    functions: dict  # name -> instructions.Function, per call
+
+
+def count(key: CaseKey, out: Path, base: tuple[str, Path] | None = None) -> list[Counted]:
+    """[Counted] of the case `key`: the working tree's step, and with `base` ((rev, a checkout of it))
+    that revision's step first, both in one Valgrind process. Callgrind's dumps are kept under
+    `out` (callgrind_annotate and KCachegrind read them). ExplainError where it cannot be counted."""
+    from bench import instructions
+
+    folder = out / f"{_slug(key)}-callgrind"
+    sides = {"base": str(base[1]), "candidate": str(Path.cwd())} if base else None
+    got = instructions.measure(key, kernels=sides, keep=folder)
+    by_side = got if sides else {"candidate": got}
+    done = []
+    for side, counted in by_side.items():
+        if "absent" in counted:
+            raise ExplainError(f"{key.label}: instructions not counted: {counted['absent']}")
+        calls = len(counted["calls"])
+        found = instructions.functions(instructions.dumps_of(folder, side))
+        per_call = {
+            name: instructions.Function(name, f.self // calls, f.inclusive // calls) for name, f in found.items()
+        }
+        label = key.label if not base else f"{key.label} at {base[0] if side == 'base' else 'the working tree'}"
+        done.append(Counted(label, counted["per_call"], per_call))
+    return done
+
+
+def counted_lines(c: Counted, top: int = 25) -> list[str]:
+    """The functions that execute most of a call's instructions, by self instructions."""
+    rows = sorted(c.functions.values(), key=lambda f: -f.self)[:top]
+    width = max([len(f.name) for f in rows] + [8])
+    lines = [
+        f"{c.name}: {c.per_call:,.0f} instructions a call under Callgrind; the {len(rows)} functions with the "
+        "most of their own (Python's functions are the interpreter's: Valgrind sees no Python frame)",
+        f"  {'function'.ljust(width)}  {'self':>12}  {'%':>6}  {'inclusive':>12}",
+    ]
+    for f in rows:
+        lines.append(f"  {f.name.ljust(width)}  {f.self:>12,}  {f.self / c.per_call:>6.1%}  {f.inclusive:>12,}")
+    return lines
+
+
+def counted_diff(a: Counted, b: Counted, top: int = 25) -> list[str]:
+    """The functions whose own instructions a call differ most between `a` and `b`, biggest change first."""
+    names = set(a.functions) | set(b.functions)
+    own = lambda c, n: c.functions[n].self if n in c.functions else 0  # noqa: E731
+    delta = {n: own(b, n) - own(a, n) for n in names}
+    rows = sorted((n for n in names if delta[n]), key=lambda n: -abs(delta[n]))[:top]
+    total = b.per_call - a.per_call
+    width = max([len(n) for n in rows] + [8])
+    lines = [
+        f"{b.name} against {a.name}: {total:+,.0f} instructions a call ({b.per_call / a.per_call - 1:+.2%}); "
+        "the functions whose own instructions changed most:",
+        f"  {'function'.ljust(width)}  {'before':>12}  {'after':>12}  {'change':>12}  {'of the change':>13}",
+    ]
+    for n in rows:
+        before, after = own(a, n), own(b, n)
+        part = delta[n] / total if total else math.nan
+        share = "-" if not total else f"{part:.0%}" if abs(part) >= 0.005 else f"{part:.2%}"
+        lines.append(f"  {n.ljust(width)}  {before:>12,}  {after:>12,}  {delta[n]:>+12,}  {share:>13}")
+    return lines

@@ -162,6 +162,18 @@ EXPERIMENTS = {
             "beside a CPU-bound process",
         ),
         Experiment(
+            "instructions-spread",
+            "Instructions of unchanged code between processes",
+            "python results/examples/instructions-spread-cpu/measure.py 10 numpy/manual/eager torch/manual/eager "
+            "jax/manual/eager; ... 4 tensorflow/manual/eager tensorflow/tape/eager",
+        ),
+        Experiment(
+            "instructions-plant",
+            "A +2% host-side change, by instructions",
+            "python -m bench gate --base HEAD --tree CLONE --framework numpy, alternating: ten against a clone "
+            "whose NumPy ReLU runs a 2,150-iteration Python loop, ten against an unchanged clone",
+        ),
+        Experiment(
             "history-slow-run",
             "A history with one slow run",
             "12 commits of unchanged TensorFlow steps, "

@@ -635,3 +635,81 @@ def test_a_summary_that_cannot_be_written_keeps_the_verdict_and_what_was_written
     assert len(err.strip().splitlines()) == 1 and "--summary /dev/full: not written" in err
     code, out, err = in_process("compare", base, base, "--summary", "/dev/full")
     assert code == 2 and "verdict: no regression" in out and "not written" in err
+
+
+# ---------------------------------------------------------------- instructions beside time
+
+
+def counted(per_call, spread=2e-4):
+    """A record's `instructions` as bench/instructions.py writes them: three calls within `spread`."""
+    calls = [per_call * (1 - spread / 2), per_call, per_call * (1 + spread / 2)]
+    return {"per_call": per_call, "calls": calls, "spread": spread, "tool": "valgrind-3.19.0"}
+
+
+def judged(base_time, cand_time, base_instr, cand_instr, spread=0.02):
+    rounds = list(range(30))
+    base = rec(noisy(base_time, spread=spread), rounds=rounds, instructions=counted(base_instr) if base_instr else {})
+    cand = rec(
+        noisy(cand_time, spread=spread, seed=1), rounds=rounds, instructions=counted(cand_instr) if cand_instr else {}
+    )
+    return compare_case([base], [cand], 0.05)
+
+
+@pytest.mark.parametrize(
+    "times, instrs, verdict_, rests_on",
+    [
+        ((0.010, 0.0102), (20e6, 20.4e6), "regressed", "instructions"),  # +2%: time cannot tell, instructions can
+        ((0.010, 0.0100), (20e6, 20e6), "same", "instructions"),  # time may say less; instructions settle it
+        ((0.010, 0.0130), (20e6, 20e6), "regressed", "time"),  # memory, threads: what instructions cannot see
+        ((0.010, 0.0070), (20e6, 20.4e6), "inconclusive", "instructions"),  # the two disagree: not judged
+        ((0.010, 0.0070), (20e6, 20e6), "improved", "time"),  # faster at the same instructions
+        ((0.010, 0.0100), (20e6, 19.5e6), "improved", "instructions"),
+        ((0.010, 0.0102), (20e6, None), "same", "time"),  # one side not counted: time alone
+    ],
+)
+def test_instructions_judge_beside_time(times, instrs, verdict_, rests_on):
+    """The rule of compare.INSTRUCTIONS_RULE: a time regression stands; else instructions decide,
+    unless time shows the opposite; the row keeps the time's own verdict beside."""
+    c = judged(*times, *instrs, spread=0.005)
+    assert (c.verdict, c.rests_on) == (verdict_, rests_on), c
+    if rests_on == "instructions":
+        assert c.threshold == pytest.approx(0.01) and c.time_verdict in (
+            "same",
+            "improved",
+            "regressed",
+            "inconclusive",
+        )
+        assert c.instructions.ratio == pytest.approx(instrs[1] / instrs[0])
+        assert c.instructions.lo <= c.instructions.ratio <= c.instructions.hi
+    if instrs[1] is None:
+        assert c.instructions is None
+
+
+def test_the_gate_table_and_json_show_instructions_beside_time():
+    rounds = list(range(30))
+    base = rec(noisy(0.010), rounds=rounds, instructions=counted(20e6))
+    cand = rec(noisy(0.0102, seed=1), rounds=rounds, instructions=counted(20.4e6))
+    other = rec(noisy(0.010), rounds=rounds, backend="xla"), rec(noisy(0.010, seed=2), rounds=rounds, backend="xla")
+    result = sides([base, other[0]], [cand, other[1]], Thresholds(0.05))
+    lines = text.table(result)
+    assert "instructions [range]" in lines[0]
+    row = next(line for line in lines if "/function/" in line)
+    assert "1.0200 [" in row and "regressed by instructions, time " in row and "1.0%" in row
+    assert "-" in next(line for line in lines if "/xla/" in line)  # a case not counted: time alone
+    assert any(line.startswith("instructions: ") and compare.INSTRUCTIONS_RULE in line for line in lines)
+    doc = text.result_json(result)
+    made = next(c for c in doc["comparisons"] if c["key"].endswith("/function/cpu"))
+    assert made["rests_on"] == "instructions" and made["instructions"]["ratio"] == pytest.approx(1.02)
+    assert made["verdict"] == "regressed" and doc["verdict"] == "regressed"
+    assert r"instructions \[range\]" in text.markdown_section("gate", [], result, [])
+
+
+def test_instructions_settings_are_read_and_checked():
+    t = settings.thresholds_from(
+        '[tool.backprop-bench.gate]\ninstructions = "2%"\ninstructions-cases = ["torch/*/eager/cpu"]\n', "p"
+    )
+    assert t.instructions == pytest.approx(0.02) and t.instruction_cases == ("torch/*/eager/cpu",)
+    assert settings.thresholds_from(None, "p").instruction_cases == ("numpy/*/eager/cpu",)
+    for bad, words in (('instructions = "x"', "bad threshold"), ("instructions-cases = 3", "list of case patterns")):
+        with pytest.raises(CompareError, match=words):
+            settings.thresholds_from(f"[tool.backprop-bench.gate]\n{bad}\n", "p")

@@ -512,3 +512,78 @@ def test_instructions_say_why_they_are_absent(monkeypatch):
     monkeypatch.setattr(instructions.shutil, "which", lambda name: None)
     key = CaseKey("numpy", "manual", "eager", "cpu", 300, 784, 8, "float32")
     assert instructions.measure(key) == {"absent": "valgrind is not installed (apt-get install valgrind)"}
+
+
+CALLGRIND_DUMP = """# callgrind format
+version: 1
+positions: line
+events: Ir
+summary: 1000
+desc: Trigger: Client Request: candidate 1
+
+fn=(1) step
+10 100
++1 50
+cfn=(2) matmul
+calls=1 20
+15 700
+cfn=(3) step
+calls=1 30
+16 999
+fn=(2)
+20 700
+fn=(4) convert
+* 150
+"""
+
+
+def test_callgrind_dumps_are_read_function_by_function(tmp_path):
+    """Self instructions where a cost line follows fn=; a call's cost only in its caller's inclusive;
+    names given once and then by number; a direct recursion not counted twice."""
+    from bench import instructions
+
+    (tmp_path / "cg.out.1-01").write_text(CALLGRIND_DUMP)
+    (tmp_path / "cg.out.2-01").write_text(CALLGRIND_DUMP.replace("candidate 1", "base 1"))
+    found = instructions.functions(instructions.dumps_of(tmp_path, "candidate"))
+    assert found["step"] == instructions.Function("step", 150, 850)
+    assert found["matmul"] == instructions.Function("matmul", 700, 700)
+    assert found["convert"].self == 150
+    assert sum(f.self for f in found.values()) == 1000  # the dump's summary
+    assert len(instructions.dumps_of(tmp_path, "base")) == 1
+
+
+def test_explain_diffs_two_counts_biggest_change_first():
+    from bench import explain
+    from bench.instructions import Function
+
+    a = explain.Counted("before", 1000, {"step": Function("step", 150, 1000), "matmul": Function("matmul", 850, 850)})
+    b = explain.Counted(
+        "after",
+        1100,
+        {
+            "step": Function("step", 160, 1100),
+            "matmul": Function("matmul", 850, 850),
+            "range": Function("range", 90, 90),
+        },
+    )
+    lines = explain.counted_diff(a, b)
+    assert "+100 instructions a call (+10.00%)" in lines[0]
+    assert lines[2].split()[:4] == ["range", "0", "90", "+90"] and lines[2].split()[-1] == "90%"
+    assert lines[3].split()[0] == "step" and len(lines) == 4  # matmul did not change: not listed
+    assert "matmul" in explain.counted_lines(a)[2]  # most of its own first
+
+
+def test_the_history_keeps_instructions_and_fails_a_commit_that_grew_them():
+    from bench.history import series
+
+    def point(i, instructions):
+        return series.Point(f"{i:040x}", float(i), "main", 0.01, 0.0099, 0.0101, (f"r{i}",), (), {}, None, instructions)
+
+    pts = [point(0, 20.0e6), point(1, 20.001e6), point(2, None), point(3, 20.4e6), point(4, 20.3e6), point(5, 19.9e6)]
+    changes = series.work_changes(pts)  # beyond 1% either way: +2% at 3 and -2% at 5, not the -0.5% at 4
+    assert [(w.index, round(w.instructions, 3)) for w in changes] == [(3, 1.02), (5, 0.980)]
+    assert "instructions +1.99% a call (20,001,000 -> 20,400,000)" in changes[0].what[0]
+    s = series.Series("numpy/manual/eager/cpu", "m", tuple(pts), work_changes=tuple(changes))
+    check = series.check([s], 20, 0.10, lambda case: "more-work")
+    assert check.failed and [fails for _, _, fails in check.work] == [True, False]  # fewer instructions pass
+    assert not series.check([s], 2, 0.10, lambda case: "more-work").failed  # the growth is older than the last 2

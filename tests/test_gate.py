@@ -16,7 +16,7 @@ from bench import git as bench_git
 from bench.gate import baselines, experiments, one_process, plan, settings
 from bench.gate.processes import interleave, order, run_args
 from bench.machine import Machine
-from bench.records import Record
+from bench.records import CaseKey, Record
 from tests.comparing import case, sides
 
 REPO = Path(__file__).resolve().parent.parent
@@ -622,6 +622,8 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
         "300,784,8",
         "--budget",
         "0.05",
+        "--instructions",
+        "none",
         "--out",
         out,
     )
@@ -649,6 +651,52 @@ def test_a_change_to_the_steps_alone_runs_both_sides_in_one_process(repo, tmp_pa
     changed = bench_git.changed_files(repo, git(repo, "rev-parse", "HEAD").strip())
     assert changed == ["kernels/numpy_steps.py", "notes.md", "pyproject.toml"]
     assert plan.outside_kernels(changed) == ["pyproject.toml"]  # so the gate runs each side in its own processes
+
+
+HOST_LOOP = """
+
+def _slower(*args):
+    for _ in range(2000):
+        pass
+    return lesson.manual_step(OPS, *args)
+
+
+manual_step = _slower
+"""
+
+
+def test_a_host_side_change_no_counter_sees_is_flagged_by_instructions(repo, tmp_path):
+    """A Python loop planted in NumPy's manual step (no op, no FLOP, no byte more): the one-process
+    gate counts both sides' steps under Callgrind at n=500 and flags it by instructions; the
+    unchanged module step is judged the same by its instructions; the n=300 cases by time alone."""
+    from bench import instructions
+
+    reason = instructions.unavailable_reason(CaseKey("numpy", "manual", "eager", "cpu", 500, 784, 8, "float32"))
+    if reason:
+        pytest.skip(reason)
+    real_project(repo)
+    steps = repo / "kernels" / "numpy_steps.py"
+    steps.write_text(steps.read_text() + HOST_LOOP)
+    out = tmp_path / "out"
+    result = bench_gate(
+        repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "module", "--backend", "eager",
+        "--size", "300,784,8", "--budget", "0.05", "--instructions", "numpy/*/eager/cpu",
+        "--json", tmp_path / "gate.json", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr + result.stdout
+    doc = json.loads((tmp_path / "gate.json").read_text())
+    made = {(c["case"]["step"], c["case"]["n"]): c for c in doc["comparisons"]}
+    assert set(made) == {("manual", 300), ("module", 300), ("manual", 500), ("module", 500)}
+    planted, same = made["manual", 500], made["module", 500]
+    assert (planted["verdict"], planted["rests_on"]) == ("regressed", "instructions"), planted
+    assert planted["instructions"]["lo"] > 1.01 and planted["counters"] == []  # no counter sees it
+    assert (same["verdict"], same["rests_on"]) == ("same", "instructions"), same
+    assert abs(same["instructions"]["ratio"] - 1) < 0.001
+    assert all(
+        made[step, 300]["rests_on"] == "time" and not made[step, 300]["instructions"] for step in ("manual", "module")
+    )
+    assert "regressed by instructions" in result.stdout and "instructions [range]" in result.stdout
+    assert all(r.instructions.get("per_call") for r in records.read(out / "candidate") if r.n == 500)
 
 
 def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):

@@ -48,6 +48,18 @@ def add_parsers(sub: Any) -> None:
         help="about this long timing each case, and about as many steps profiled (default: 1)",
     )
     e.add_argument("--out", help="folder for the profilers' traces (default: results/explain-<time>)")
+    e.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count a call's instructions under Valgrind's Callgrind instead, function by function (eager "
+        "CPU steps; about a minute a case at n=500); two cases, or one with --base, are diffed",
+    )
+    e.add_argument(
+        "--base",
+        metavar="REV",
+        help="with --instructions: this revision's step beside the working tree's, in one process, and their diff",
+    )
+    e.add_argument("--top", type=int, default=25, metavar="N", help="functions or op types shown (default: 25)")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -63,6 +75,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for key in [*keys, *([beside] if beside else [])]:
         check_problem_memory((((key.n, key.m, key.nh), None),), (key.dtype,))
     out = Path(args.out) if args.out else explain.default_out()
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, got {args.top}")
+    if args.base and not args.instructions:
+        raise UsageError("--base needs --instructions (the op-by-op profile explains the working tree's steps)")
+    if args.instructions:
+        return _instructions(keys, out, args.base, args.top)
     done = []
     for key in keys:
         print(printable(f"explaining {key.label} ..."), file=sys.stderr, flush=True)
@@ -72,6 +90,37 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if len(done) > 1:
         print("side by side, the op types whose time differs most first:")
         print("\n".join(printable(line) for line in explain.diff(done)))
+    return 0
+
+
+def _instructions(keys: list, out: Path, base: str | None, top: int) -> int:
+    """explain --instructions: each case counted function by function; two cases, or a case and
+    --base REV, diffed."""
+    from bench import explain, git
+
+    if base and len(keys) != 1:
+        raise UsageError("--base compares one case at two revisions; name one case")
+    if len(keys) > 2:
+        raise UsageError("--instructions counts one case, or diffs two; name at most two")
+    counted = []
+    if base:
+        sha = git.resolve(Path.cwd(), base)
+        print(
+            printable(f"counting {keys[0].label} at {base} and in the working tree under Callgrind ..."),
+            file=sys.stderr,
+        )
+        with git.worktree(Path.cwd(), sha) as tree:
+            counted = explain.count(keys[0], out, (base, tree))
+    else:
+        for key in keys:
+            print(printable(f"counting {key.label} under Callgrind ..."), file=sys.stderr, flush=True)
+            counted += explain.count(key, out)
+    for c in counted:
+        print("\n".join(printable(line) for line in explain.counted_lines(c, top)))
+        print()
+    if len(counted) == 2:
+        print("\n".join(printable(line) for line in explain.counted_diff(counted[0], counted[1], top)))
+    print(printable(f"Callgrind's dumps: {out} (callgrind_annotate or KCachegrind read them)"))
     return 0
 
 

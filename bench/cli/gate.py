@@ -83,6 +83,13 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     )
     g.add_argument("--device", choices=("cpu", "gpu", "all"), default="all")
     g.add_argument(
+        "--instructions",
+        nargs="+",
+        metavar="PATTERN",
+        help="the cases a one-process gate also counts under Callgrind, as framework/step/backend/device "
+        f"patterns, or none (default: the settings' instructions-cases, else {' '.join(defaults.GATE_INSTRUCTIONS)})",
+    )
+    g.add_argument(
         "--budget",
         type=float,
         metavar="SECONDS",
@@ -254,6 +261,7 @@ def request(args: argparse.Namespace) -> "gate.Request":
         config=args.config,
         allow_mismatch=args.allow_mismatch,
         allow_missing=args.allow_missing,
+        instructions=None if args.instructions is None else tuple(p for p in args.instructions if p != "none"),
     )
 
 

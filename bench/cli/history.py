@@ -219,6 +219,7 @@ def _excursion_line(s, e):
 
 def cmd_show(args: argparse.Namespace) -> int:
     from bench.history import series
+    from bench.history.dashboard import work_source
 
     store = _store(args)
     for s in _series(args, store, args.since):
@@ -232,6 +233,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                     if math.isfinite(trend)
                     else ""
                 )
+                + (f", {s.latest.instructions:,.0f} instructions a call" if s.latest.instructions else "")
                 + (f"; change points on {series.BASES[s.basis]} (the quieter)" if s.basis != "median" else "")
             )
         )
@@ -240,7 +242,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         for e in s.excursions:
             print(printable(f"  {_excursion_line(s, e)}"))
         for w in s.work_changes:
-            print(printable(f"  work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}"))
+            print(printable(f"  work changed at {w.commit[:10]} ({work_source(w)}): {'; '.join(w.what)}"))
     return 0
 
 

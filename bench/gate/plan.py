@@ -4,6 +4,7 @@ change cannot loosen its own gate), the pairing (both sides' steps in one proces
 harness in processes of its own), what each process times and about how long that takes, and what
 it could see. `gate --plan` prints it; execute() runs it. The command line only parses and prints."""
 
+import fnmatch
 import functools
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ UNTIMED_SUFFIXES = (".md",)
 # starting a harness process, and checking and warming one case (first call, compile, float64 check).
 START_S = 8.0
 CHECK_S = 1.5
+COUNT_S = 60.0  # a case's instructions, both sides, under Valgrind (NumPy's; a TensorFlow case takes longer)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Request:
     config: str | None = None
     allow_mismatch: bool = False
     allow_missing: bool = False
+    instructions: tuple | None = None  # patterns of the cases whose instructions are counted; None: the settings'
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ class Plan:
         if self.pairing == "calls" or self.request.mode == "aa-calls":
             runs = self.request.runs or 1 if self.request.mode == "aa-calls" else 1
             timed = 2 * cases * spec.budget_s * self.pairs * runs
-            return timed, timed + runs * (len(spec.frameworks) * START_S + 2 * cases * CHECK_S)
+            counted = len(counted_cases(spec, self.how.thresholds.instruction_cases)) * COUNT_S
+            return timed, timed + runs * (len(spec.frameworks) * START_S + 2 * cases * CHECK_S + counted)
         processes = {
             "paired": 2 * self.pairs,
             "stored": self.pairs,
@@ -147,7 +151,13 @@ class Plan:
     def _judged_text(self) -> str:
         t = self.how.thresholds
         overrides = f", {len(t.overrides)} per-case override(s)" if t.overrides else ""
-        return f"threshold {t.default:.0%}{overrides}, counters {t.counters}; rule: {RULE}"
+        counted = (
+            f", instructions {t.instructions:.0%} where both sides counted them ({', '.join(t.instruction_cases)} "
+            f"in one process, at n={defaults.INSTRUCTIONS_SIZE[0]})"
+            if t.instruction_cases
+            else ""
+        )
+        return f"threshold {t.default:.0%}{overrides}, counters {t.counters}{counted}; rule: {RULE}"
 
     def _stored_text(self) -> str:
         fp = fingerprint.collect()
@@ -174,6 +184,20 @@ def count_cases(spec: RunSpec) -> int:
     return total
 
 
+def counted_cases(spec: RunSpec, patterns: tuple[str, ...]) -> list[str]:
+    """The CPU cases of `spec` whose instructions a one-process gate counts (`patterns`, fnmatch on
+    framework/step/backend/device); as count_cases, read from the framework classes."""
+    names = [
+        f"{name}/{step}/{backend}/cpu"
+        for name in spec.frameworks
+        for step in spec.steps
+        if step in frameworks.spec(name).steps
+        for backend in (spec.backends or frameworks.spec(name).backends)
+        if backend in frameworks.spec(name).backends and backend not in frameworks.spec(name).gpu_backends
+    ]
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
 # ---------------------------------------------------------------- making the plan
 
 
@@ -196,7 +220,11 @@ def make(request: Request) -> Plan:
         pairing="", thresholds=thresholds, allow_mismatch=request.allow_mismatch, allow_missing=request.allow_missing
     )
     plan = Plan(request, tree, spec, calls_spec, pairs, how, aa_file, noise.load(aa_file))
-    return _as_of_base(plan) if request.mode == "paired" else plan
+    plan = _as_of_base(plan) if request.mode == "paired" else plan
+    if request.instructions is not None:  # the command line names what to count, whatever the settings say
+        thresholds = replace(plan.how.thresholds, instruction_cases=request.instructions)
+        plan = replace(plan, how=replace(plan.how, thresholds=thresholds))
+    return plan
 
 
 def _as_of_base(plan: Plan) -> Plan:

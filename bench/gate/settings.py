@@ -6,6 +6,7 @@ from typing import Any
 
 import tomllib
 
+from bench import defaults
 from bench.compare import COUNTER_POLICIES, COUNTER_POLICY, CompareError, Thresholds, parse_threshold
 
 CONFIG_TABLE = ("tool", "backprop-bench", "gate")
@@ -21,6 +22,8 @@ def load_thresholds(path: Path | str, default: str | float | None = None, explic
         "tensorflow/*/eager/*" = "15%"      # per-case overrides, first match wins
         [tool.backprop-bench.gate.counters-by-case]
         "*/*/xla/*" = "fail"                 # per-case counter policies, first match wins
+        instructions = "1%"                  # the threshold where both sides counted instructions
+        instructions-cases = ["numpy/*/eager/cpu"]   # what a one-process gate counts ([]: nothing)
 
     A missing file or table gives the defaults, unless `explicit` (the user named the file: it
     must exist and be one). `default` (e.g. from --threshold) replaces the file's default; the
@@ -61,7 +64,7 @@ def thresholds_from(text: str | None, name: str, default: str | float | None = N
                     f"{name}: [{'.'.join(CONFIG_TABLE[: depth + 1])}] must be a table, got {type(data).__name__}"
                 )
         table = data
-        known = {"threshold", "thresholds", "counters", "counters-by-case"}
+        known = {"threshold", "thresholds", "counters", "counters-by-case", "instructions", "instructions-cases"}
         unknown = sorted(set(table) - known)
         if unknown:
             raise CompareError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -78,9 +81,13 @@ def thresholds_from(text: str | None, name: str, default: str | float | None = N
                 "counters-by-case must be a table of pattern = " + " or ".join(f'"{p}"' for p in COUNTER_POLICIES)
             )
         policies = tuple((str(pattern), _counter_policy(value, pattern)) for pattern, value in by_case.items())
+        instructions = parse_threshold(table.get("instructions", defaults.INSTRUCTIONS_THRESHOLD))
+        cases = table.get("instructions-cases", list(defaults.GATE_INSTRUCTIONS))
+        if not (isinstance(cases, list) and all(isinstance(c, str) and c for c in cases)):
+            raise CompareError('instructions-cases must be a list of case patterns such as "numpy/*/eager/cpu"')
     except CompareError as e:
         raise CompareError(f"{where}: {e}") from None
-    return Thresholds(fraction, pairs, policy, policies)
+    return Thresholds(fraction, pairs, policy, policies, instructions, tuple(cases))
 
 
 def _counter_policy(value: Any, name: str) -> str:

@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from bench.compare import LEVEL, RULE, Comparison, Result
+from bench.compare import INSTRUCTIONS_RULE, LEVEL, RULE, Comparison, Result
 from bench.gate.outcome import Outcome
 from bench.text import markdown, markdown_table, printable
 
@@ -36,21 +36,51 @@ def _ci(c):
     return f"{c.ratio:.3f} [{c.lo:.3f}, {c.hi:.3f}]"
 
 
-def header(base_name: str = "base", candidate_name: str = "candidate") -> tuple[str, ...]:
-    return ("case", f"{base_name} ms", f"{candidate_name} ms", "ratio [95% CI]", "threshold", "could see", "verdict")
+def header(base_name: str = "base", candidate_name: str = "candidate", counted: bool = False) -> tuple[str, ...]:
+    """The table's columns; `counted`: with an instructions column (some case counted them)."""
+    return (
+        "case",
+        f"{base_name} ms",
+        f"{candidate_name} ms",
+        "ratio [95% CI]",
+        *(("instructions [range]",) if counted else ()),
+        "threshold",
+        "could see",
+        "verdict",
+    )
+
+
+def _counted(c: Comparison) -> str:
+    i = c.instructions
+    return "-" if i is None else f"{i.ratio:.4f} [{i.lo:.4f}, {i.hi:.4f}]"
+
+
+def _verdict(c: Comparison) -> str:
+    """The verdict, what it rests on where instructions decided, and the time's own where it differs."""
+    said = c.verdict
+    if c.rests_on == "instructions":
+        said += " by instructions" + (f", time {c.time_verdict}" if c.time_verdict else "")
+    notes = [printable(c.note)] if c.note else []
+    return said + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def counts_instructions(result: Result) -> bool:
+    return any(c.instructions is not None for c in result.comparisons)
 
 
 def rows(result: Result) -> list[tuple[str, ...]]:
     """One row of cells per common case, under header(): the text table's and the Markdown table's."""
+    counted = counts_instructions(result)
     return [
         (
             printable(c.label),
             _ms(c.base_s),
             _ms(c.candidate_s),
             _ci(c),
-            f"{c.threshold:.0%}",
+            *((_counted(c),) if counted else ()),
+            f"{c.threshold:.0%}" if c.rests_on == "time" else f"{c.threshold:.1%}",
             _seen(c),
-            c.verdict + (f" ({printable(c.note)})" if c.note else ""),
+            _verdict(c),
         )
         for c in result.comparisons
     ]
@@ -58,10 +88,11 @@ def rows(result: Result) -> list[tuple[str, ...]]:
 
 def table(result: Result, base_name: str = "base", candidate_name: str = "candidate") -> list[str]:
     """The comparison as aligned text lines: one row per common case, then the cases on one side only."""
-    head, body = header(base_name, candidate_name), rows(result)
+    head, body = header(base_name, candidate_name, counts_instructions(result)), rows(result)
     widths = [max(len(str(row[i])) for row in [head, *body]) for i in range(len(head))]
+    last = len(head) - 1
     align = lambda row: "  ".join(
-        str(v).ljust(w) if i in (0, 6) else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))
+        str(v).ljust(w) if i in (0, last) else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths))
     ).rstrip()
     lines = [align(head), align(["-" * w for w in widths])] + [align(row) for row in body] if body else []
     return lines + after_table(result, base_name, candidate_name)
@@ -76,6 +107,11 @@ def after_table(result: Result, base_name: str = "base", candidate_name: str = "
         lines.append(
             f"CI: {LEVEL:.0%} intervals, {'; '.join(methods)}. Rule: {RULE}. 'could see': the smallest "
             "slowdown each comparison's own interval could have flagged."
+        )
+    if counts_instructions(result):
+        lines.append(
+            "instructions: a call's instructions under Callgrind, candidate/base, in the range of every pair of "
+            f"the two sides' counted calls. Rule: {INSTRUCTIONS_RULE}."
         )
     seen = [c.detectable for c in result.comparisons if c.detectable == c.detectable]
     unsure = [c for c in result.comparisons if c.verdict == "inconclusive"]
@@ -184,7 +220,8 @@ def markdown_section(
     lines = [f"## {markdown(title)}" + (f": {markdown(headline)}" if headline else ""), ""]
     lines += [line for text in about for line in (markdown(text), "")]
     if result is not None and result.comparisons:
-        lines += [*markdown_table(header(*names), rows(result), right=(1, 2, 3, 4, 5)), ""]
+        head = header(*names, counts_instructions(result))
+        lines += [*markdown_table(head, rows(result), right=tuple(range(1, len(head) - 1))), ""]
     more = [*(after_table(result, *names) if result is not None else []), *notes]
     lines += [f"- {markdown(text.strip())}" for text in more] + ([""] if more else [])
     if result is not None:
@@ -217,6 +254,11 @@ def comparison_json(c: Comparison) -> dict[str, Any]:
         "note": c.note,
         "counters": list(c.counters),
         "counters_fail": c.counters_fail or None,
+        "rests_on": c.rests_on,
+        "time_verdict": c.time_verdict or None,
+        "instructions": None
+        if c.instructions is None
+        else {k: json_number(getattr(c.instructions, k)) for k in ("base", "candidate", "ratio", "lo", "hi")},
     }
 
 

@@ -68,13 +68,18 @@ def excursion_text(series: Series, e: Excursion) -> tuple[str, str]:
     return f"{e.kind}: {(e.ratio - 1) * 100:+.1f}% {span} ({why})", e.kind
 
 
+def work_source(w: Any) -> str:
+    """Where a work change was seen: the counters (exact) or the instructions under Callgrind."""
+    return "instructions under Callgrind" if w.instructions is not None else "exact, from the counters"
+
+
 def check_lines(check: Check) -> list[str]:
     """`history check`'s findings, a line each, then the line that says the verdict (check_verdict)."""
     lines = [f"SLOWER: {s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]
     lines += [f"{s.case} [{s.machine}]: {excursion_text(s, x)[0]}" for s, x in check.apart]
     lines += [
-        f"{'WORK CHANGED' if fails else 'work changed'}: {s.case} [{s.machine}] at {w.commit[:10]} (exact, from the "
-        f"counters): {'; '.join(w.what)}"
+        f"{'WORK CHANGED' if fails else 'work changed'}: {s.case} [{s.machine}] at {w.commit[:10]} ({work_source(w)}): "
+        f"{'; '.join(w.what)}"
         for s, w, fails in check.work
     ]
     return [printable(line) for line in [*lines, check_verdict(check)]]
@@ -108,7 +113,7 @@ def check_markdown(check: Check, db_shown: str) -> str:
     groups = [
         ("Slowdowns (failing)", [f"{s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]),
         (
-            "Work changed (exact, from the counters)",
+            "Work changed (exact, from the counters; or instructions under Callgrind)",
             [
                 f"{s.case} [{s.machine}] at {w.commit[:10]}: {'; '.join(w.what)}" + (" (FAIL)" if fails else "")
                 for s, w, fails in check.work
@@ -254,8 +259,7 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
     for i, s in enumerate(all_series):
         found = [change_text(s, ch) for ch in s.changes] + [excursion_text(s, e) for e in s.excursions]
         found += [
-            (f"work changed at {w.commit[:10]} (exact, from the counters): {'; '.join(w.what)}", "work")
-            for w in s.work_changes
+            (f"work changed at {w.commit[:10]} ({work_source(w)}): {'; '.join(w.what)}", "work") for w in s.work_changes
         ]
         trend, _ = s.trend()
         assert s.latest is not None  # series.build() makes no series without points

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import stats
+from bench import defaults, stats
+from bench.compare import parse_threshold
 from bench.history import changes
 
 
@@ -36,6 +37,7 @@ class Point:
     sources: tuple  # the records files they were added from
     counters: dict = field(default_factory=dict)  # what the case executes at this commit ({} before counters)
     parent: tuple | None = None  # (parent sha, ratio, lo, hi): against the parent's steps in the same process
+    instructions: float | None = None  # a call's instructions under Callgrind (median of its runs'), where counted
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class WorkChange:
     index: int  # the point (commit) whose counters differ from the point before it
     commit: str
     what: tuple  # bench/counters.py changes(): "MatMul 6 -> 7", "FLOPs +25.0% ..."
+    instructions: float | None = None  # where instructions changed: the ratio to the commit before it
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def _points(rows, scale, rescalings):
                 tuple(r["source"] for r in rs if r.get("source")),
                 next((r["counters"] for r in rs if r.get("counters")), {}),
                 _against_parent(rs),
+                _instructions(rs),
             )
         )
         for name in bases:
@@ -144,6 +148,16 @@ BASES = {
     "canary": "the medians / each run's canary (a fixed computation timed in the same rounds)",
     "parent": "each commit's ratio to its parent's steps, timed in the same process",
 }
+
+
+def _instructions(rows):
+    """The median of the rows' instructions a call, None where no run counted them."""
+    counted = [
+        r["instructions"]["per_call"]
+        for r in rows
+        if isinstance(r.get("instructions"), dict) and isinstance(r["instructions"].get("per_call"), (int, float))
+    ]
+    return float(np.median(counted)) if counted else None
 
 
 def _against_parent(rows):
@@ -223,34 +237,56 @@ class Check:
         return bool(self.slowdowns) or any(fails for _, _, fails in self.work)
 
 
-def check(found: Iterable[Series], last: int, threshold: float, policy: Callable[[str], str]) -> Check:
+def check(
+    found: Iterable[Series],
+    last: int,
+    threshold: float,
+    policy: Callable[[str], str],
+    instructions: float = parse_threshold(defaults.INSTRUCTIONS_THRESHOLD),
+) -> Check:
     """The Check of `found` over each series' last `last` commits; `policy(case)` is the case's
     counter policy (only "fail" fails here: "more-work" weighs a work change against a paired time
-    verdict, which the gate has and a history's separate runs do not)."""
+    verdict, which the gate has and a history's separate runs do not); a commit whose instructions a
+    call grew by more than `instructions` fails."""
     found = list(found)
     recent = lambda s, index: index >= len(s.points) - last
+
+    def fails(s: Series, w: WorkChange) -> bool:
+        if w.instructions is not None:  # measured, and repeatable to a few in 10,000: over the threshold fails
+            return w.instructions > 1 + instructions
+        return policy(s.case) == "fail"
+
     return Check(
         threshold,
         last,
         tuple((s, ch) for s in found for ch in s.changes if recent(s, ch.end) and ch.ratio > 1 + threshold),
         tuple((s, x) for s in found for x in s.excursions if recent(s, x.end)),
-        tuple((s, w, policy(s.case) == "fail") for s in found for w in s.work_changes if recent(s, w.index)),
+        tuple((s, w, fails(s, w)) for s in found for w in s.work_changes if recent(s, w.index)),
     )
 
 
-def work_changes(points: list[Point]) -> list[WorkChange]:
-    """Each commit whose counters differ from those of the commit before it that has counters."""
+def work_changes(
+    points: list[Point], least: float = parse_threshold(defaults.INSTRUCTIONS_THRESHOLD)
+) -> list[WorkChange]:
+    """Each commit whose counters differ from those of the commit before it that has counters, and
+    each whose instructions a call moved by more than `least` from the commit before it that has them."""
     from bench import counters
 
-    out, before = [], None
+    out: list[WorkChange] = []
+    before: dict | None = None
+    counted: float | None = None
     for i, p in enumerate(points):
-        if not p.counters:
-            continue
-        if before is not None:
-            what = counters.changes(before, p.counters)
+        if p.counters:
+            what = counters.changes(before, p.counters) if before is not None else []
             if what:
                 out.append(WorkChange(i, p.commit, tuple(what)))
-        before = p.counters
+            before = p.counters
+        if p.instructions:
+            ratio = p.instructions / counted if counted else 1.0
+            if abs(math.log(ratio)) > math.log1p(least):
+                said = f"instructions {ratio - 1:+.2%} a call ({counted:,.0f} -> {p.instructions:,.0f})"
+                out.append(WorkChange(i, p.commit, (said,), ratio))
+            counted = p.instructions
     return out
 
 

@@ -403,7 +403,15 @@ class Store:
             ):
                 continue
             record = Record.from_dict(json.loads(row.pop("record")))
-            out.append({**row, "case": label, "samples_s": record.samples_s, "counters": record.counters})
+            out.append(
+                {
+                    **row,
+                    "case": label,
+                    "samples_s": record.samples_s,
+                    "counters": record.counters,
+                    "instructions": record.instructions,
+                }
+            )
         return out
 
     def counts(self) -> tuple[int, int]:
