@@ -431,8 +431,9 @@ class Counted:
 
 
 def instructions_ratio(base: Sequence[Record], candidate: Sequence[Record]) -> Counted | None:
-    """The Counted of two sides' records, None where a side counted none (the case's records
-    keep `instructions` {"calls": [...]}: bench/instructions.py)."""
+    """The Counted of two sides' records of the same case, None where a side counted none (the case's
+    records keep `instructions` {"calls": [...]}: bench/instructions.py) or the sides are different
+    cases: instructions compare a case with itself at another revision, not one case with another."""
 
     def calls(recs: Sequence[Record]) -> list[float]:
         return [
@@ -443,6 +444,8 @@ def instructions_ratio(base: Sequence[Record], candidate: Sequence[Record]) -> C
             if isinstance(c, (int, float)) and c > 0
         ]
 
+    if {r.case for r in base} != {r.case for r in candidate}:
+        return None  # two different cases (a report's): another framework's instructions are no time
     b, c = calls(base), calls(candidate)
     if not (b and c):
         return None

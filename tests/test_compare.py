@@ -713,3 +713,12 @@ def test_instructions_settings_are_read_and_checked():
     for bad, words in (('instructions = "x"', "bad threshold"), ("instructions-cases = 3", "list of case patterns")):
         with pytest.raises(CompareError, match=words):
             settings.thresholds_from(f"[tool.backprop-bench.gate]\n{bad}\n", "p")
+
+
+def test_two_different_cases_are_compared_by_time_alone():
+    """A report compares one case with another: their instructions are no measure of their times."""
+    rounds = list(range(30))
+    numpy_like = rec(noisy(0.002), rounds=rounds, backend="eager", instructions=counted(20e6))
+    slower = rec(noisy(0.007, seed=1), rounds=rounds, backend="xla", instructions=counted(23e6))
+    c = compare_case([numpy_like], [slower], 0.05)
+    assert (c.verdict, c.rests_on, c.instructions) == ("regressed", "time", None)
