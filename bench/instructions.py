@@ -119,7 +119,13 @@ def unavailable_reason(key: CaseKey) -> str | None:
     return None
 
 
-_SUMMARY = re.compile(r"^(?:summary|totals):\s*(\d+)", re.M)
+_SUMMARY = re.compile(r"^(?:summary|totals):\s*(\d+(?: \d+)*)", re.M)
+_EVENTS = re.compile(r"^events:\s*(.+)$", re.M)
+# Valgrind's cache simulation (--cache-sim=yes): L1 misses (instruction, data read, data write) and
+# last-level misses, and the cycle estimate Cachegrind's and KCachegrind's documentation give:
+# Ir + 10 x L1 misses + 100 x LL misses (CodSpeed's CPU simulation estimates cycles the same way).
+L1_EVENTS, LL_EVENTS = ("I1mr", "D1mr", "D1mw"), ("ILmr", "DLmr", "DLmw")
+L1_CYCLES, LL_CYCLES = 10, 100
 _TRIGGER = re.compile(r"^desc: Trigger: Client Request: (.+)$", re.M)
 CANDIDATE = "candidate"
 
@@ -130,19 +136,23 @@ def measure(
     seed: int = defaults.SEED,
     kernels: dict[str, str] | None = None,
     keep: Path | None = None,
+    cache: bool = False,
 ) -> dict[str, Any]:
     """{"per_call": median instructions of `calls` calls, "calls": each one's, "spread": (max -
     min) / median, "tool": Valgrind's version, "wall_s": the process's wall time} of the case `key`;
     {"absent": why} where it cannot be counted (never an exception). With `kernels` ({side: a
     checkout's folder}, as the one-process gate gives them), each side's step is counted in the same
     process, their calls taking turns: {side: that dict}. `keep`: a folder to copy Callgrind's dumps
-    to (`explain --instructions` reads them: functions())."""
+    to (`explain --instructions` reads them: functions()). `cache`: with Valgrind's simulated caches,
+    adding "cache": {"l1_misses", "ll_misses", "cycles_estimate"} a call (medians; slower again)."""
     sides = kernels or {CANDIDATE: ""}
-    counted = _count(key, sides, calls, seed, keep)
+    counted = _count(key, sides, calls, seed, keep, cache)
     return counted if kernels else counted[CANDIDATE]
 
 
-def _count(key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Path | None) -> dict[str, dict[str, Any]]:
+def _count(
+    key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Path | None, cache: bool = False
+) -> dict[str, dict[str, Any]]:
     reason = unavailable_reason(key)
     if reason:
         return {side: {"absent": reason} for side in sides}
@@ -156,6 +166,7 @@ def _count(key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Pat
             "--tool=callgrind",
             "--instr-atstart=no",
             "--separate-threads=yes",  # a dump per thread, summed: zeroing and dumping are per thread
+            *(["--cache-sim=yes"] if cache else []),
             f"--callgrind-out-file={out}/cg.out",
             sys.executable,
             "-m",
@@ -189,7 +200,8 @@ def _count(key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Pat
             if problems.get(side):
                 result[side] = {"absent": problems[side]}
                 continue
-            counts = [sum(by_call.get(f"{side} {i}", {}).values()) for i in range(1, calls + 1)]
+            events = [_summed(by_call.get(f"{side} {i}", {})) for i in range(1, calls + 1)]
+            counts = [e.get("Ir", 0) for e in events]
             if not all(counts):
                 result[side] = {"absent": "Callgrind wrote no count for a call"}
                 continue
@@ -202,22 +214,48 @@ def _count(key: CaseKey, sides: dict[str, str], calls: int, seed: int, keep: Pat
                 "wall_s": wall_s,
                 "phases_s": {name: round(v, 1) for name, v in phases.items()},
             }
+            if cache:
+                result[side]["cache"] = _cache(events)
         return result
+
+
+def _summed(dumps: dict[str, dict[str, int]]) -> dict[str, int]:
+    """One call's events over its threads' dumps."""
+    total: dict[str, int] = {}
+    for events in dumps.values():
+        for name, value in events.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def _cache(events: list[dict[str, int]]) -> dict[str, Any]:
+    """The simulated caches' misses and the cycle estimate a call (medians over the calls)."""
+    l1 = [sum(e.get(n, 0) for n in L1_EVENTS) for e in events]
+    ll = [sum(e.get(n, 0) for n in LL_EVENTS) for e in events]
+    cycles = [e.get("Ir", 0) + L1_CYCLES * a + LL_CYCLES * b for e, a, b in zip(events, l1, ll)]
+    return {
+        "l1_misses": statistics.median(l1),
+        "ll_misses": statistics.median(ll),
+        "cycles_estimate": statistics.median(cycles),
+        "model": f"Valgrind's simulated caches; cycles = Ir + {L1_CYCLES} x L1 misses + {LL_CYCLES} x LL misses",
+    }
 
 
 def _absent(sides: dict[str, str], why: str) -> dict[str, dict[str, Any]]:
     return {side: {"absent": why} for side in sides}
 
 
-def _dumps(folder: Path) -> dict[str, dict[str, int]]:
-    """{trigger name ("candidate 1"): {dump file: its instructions}}: Callgrind writes a dump per
-    thread for each client request, named by the request."""
-    found: dict[str, dict[str, int]] = {}
+def _dumps(folder: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """{trigger name ("candidate 1"): {dump file: {event ("Ir", ...): its count}}}: Callgrind writes a
+    dump per thread for each client request, named by the request."""
+    found: dict[str, dict[str, dict[str, int]]] = {}
     for dump in folder.glob("cg.out.*"):
         text = dump.read_text(errors="replace")
-        trigger, total = _TRIGGER.search(text), _SUMMARY.search(text)
+        trigger, total, events = _TRIGGER.search(text), _SUMMARY.search(text), _EVENTS.search(text)
         if trigger and total:
-            found.setdefault(trigger.group(1).strip(), {})[dump.name] = int(total.group(1))
+            names = events.group(1).split() if events else ["Ir"]
+            counts = dict(zip(names, map(int, total.group(1).split())))
+            found.setdefault(trigger.group(1).strip(), {})[dump.name] = counts
     return found
 
 

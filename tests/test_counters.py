@@ -500,6 +500,8 @@ def test_instructions_are_counted_under_callgrind_and_repeat(tmp_path):
     assert "absent" not in counted, counted
     assert len(counted["calls"]) == 3 and counted["spread"] < 5e-3 and counted["per_call"] > 1e6
     assert "valgrind" in counted["tool"].lower()
+    cached = instructions.measure(key, calls=2, cache=True)["cache"]  # Valgrind's simulated caches beside
+    assert cached["l1_misses"] > 0 and cached["cycles_estimate"] > counted["per_call"] * 0.9
     gpu = instructions.measure(dataclasses.replace(key, device="gpu"))
     assert "CPU only" in gpu["absent"]
     compiled = instructions.measure(dataclasses.replace(key, framework="tensorflow", backend="xla"))

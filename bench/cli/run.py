@@ -56,9 +56,9 @@ def add_parsers(sub: "argparse._SubParsersAction[Parser]") -> None:
     r.add_argument(
         "--measure",
         nargs="+",
-        metavar="instructions",
+        metavar="instructions|cache",
         help="also count each CPU case's instructions a call under Valgrind's Callgrind, after the run "
-        "(minutes a case: use a small --size)",
+        "(minutes a case: use a small --size); cache: with its simulated caches' misses and a cycle estimate",
     )
     r.add_argument(
         "--dtype",
@@ -276,7 +276,7 @@ def check_networks(kwargs: dict[str, Any]) -> list[tuple[tuple[int, int, int], t
         raise UsageError(str(e)) from None
 
 
-def count_instructions(records: list, out_file: Path, say: Any) -> list:
+def count_instructions(records: list, out_file: Path, say: Any, cache: bool = False) -> list:
     """Each checked CPU case counted under Callgrind (bench/instructions.py), its record appended
     again with `instructions` (the newest record of a case is the one read); the others as they were."""
     from dataclasses import replace
@@ -290,7 +290,8 @@ def count_instructions(records: list, out_file: Path, say: Any) -> list:
             out.append(rec)
             continue
         say(f"instructions: counting {rec.case.label} under Callgrind")
-        counted = instructions.measure(rec.case, seed=rec.fingerprint.get("seeds", {}).get("data", defaults.SEED))
+        seed = rec.fingerprint.get("seeds", {}).get("data", defaults.SEED)
+        counted = instructions.measure(rec.case, seed=seed, cache=cache)
         rec = replace(rec, instructions=counted)
         records_io.append(out_file, rec)
         if "absent" in counted:
@@ -299,9 +300,17 @@ def count_instructions(records: list, out_file: Path, say: Any) -> list:
             say(
                 f"instructions: {rec.case.label}: {counted['per_call']:,.0f} a call "
                 f"(spread {counted['spread']:.3%} over {len(counted['calls'])} calls, {counted['wall_s']:.0f} s)"
+                + (_cache_text(counted["cache"]) if "cache" in counted else "")
             )
         out.append(rec)
     return out
+
+
+def _cache_text(cache: dict) -> str:
+    return (
+        f"; simulated caches: {cache['l1_misses']:,.0f} L1 and {cache['ll_misses']:,.0f} LL misses, "
+        f"about {cache['cycles_estimate']:,.0f} cycles"
+    )
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -316,8 +325,8 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"unknown dtype {dtype!r} (available: {', '.join(defaults.DTYPES)})")
     check_names(names(args.framework), names(args.step), names(args.backend))
     for measure in names(args.measure) or ():
-        if measure != "instructions":
-            raise UsageError(f"unknown --measure {measure!r} (available: instructions)")
+        if measure not in ("instructions", "cache"):
+            raise UsageError(f"unknown --measure {measure!r} (available: instructions, cache)")
     if args.data and Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: is a folder, not a data file (.pkl.gz or .npz)")
     if args.data and not Path(args.data).is_file():
@@ -427,7 +436,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return signals.exit_code
     if args.measure:
-        records = count_instructions(records, out_file, progress.say)
+        records = count_instructions(records, out_file, progress.say, cache="cache" in (names(args.measure) or ()))
     progress.say(f"report: {'the table' if args.no_report else f'tables and plots in {config.out}'}")
     from bench import noise, report  # pandas and matplotlib: only once there is something to report
 
