@@ -417,7 +417,8 @@ def compare_case(base: Sequence[Record | None], candidate: Sequence[Record | Non
 @dataclass(frozen=True)
 class Counted:
     """candidate/base instructions a call (bench/instructions.py), with the range every pairing of
-    the two sides' counted calls spans: counts repeat to a few in 10,000, so the range is the interval."""
+    the two sides' counted calls spans: counts of the same code repeat closely (experiment:
+    instructions-spread), so the range is the interval."""
 
     base: float
     candidate: float

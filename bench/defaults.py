@@ -108,11 +108,11 @@ SCALE_TIMEOUT_S = 300  # a case's processes are killed after this: a hung worker
 
 # ---- instructions (run --measure instructions; bench/instructions.py)
 # A case's instructions ratio regressed when over this, its range clear of half of it (the rule of
-# bench/compare.py): counts of unchanged code repeat within a few in 10,000, so 1% is well clear of them.
+# bench/compare.py): well clear of how far counts of unchanged code move (experiment: instructions-spread).
 INSTRUCTIONS_THRESHOLD = "1%"
 # The cases a one-process gate also counts under Callgrind, at INSTRUCTIONS_SIZE, both sides in one
-# Valgrind process: NumPy's eager steps, about a minute a case; PyTorch's take half as long again and
-# TensorFlow's two minutes and more, beyond CI's budget (docs/ci-gate.md; instructions-cases adds them).
+# Valgrind process: NumPy's eager steps, the quickest to start under Valgrind; PyTorch's and TensorFlow's
+# imports there take CI past its budget (experiment: instructions-spread; instructions-cases adds them).
 GATE_INSTRUCTIONS = ("numpy/*/eager/cpu",)
 # Small, so a call counts in seconds and host-side work (dispatch, conversions), which does not grow
 # with n, is a larger part of it.

@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
         "--instructions",
         action="store_true",
         help="count a call's instructions under Valgrind's Callgrind instead, function by function (eager "
-        "CPU steps; about a minute a case at n=500); two cases, or one with --base, are diffed",
+        "CPU steps, a minute or more a case: use a small --size); two cases, or one with --base, are diffed",
     )
     e.add_argument(
         "--base",

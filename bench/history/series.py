@@ -252,7 +252,7 @@ def check(
     recent = lambda s, index: index >= len(s.points) - last
 
     def fails(s: Series, w: WorkChange) -> bool:
-        if w.instructions is not None:  # measured, and repeatable to a few in 10,000: over the threshold fails
+        if w.instructions is not None:  # repeatable where times are not: over the threshold fails
             return w.instructions > 1 + instructions
         return policy(s.case) == "fail"
 
