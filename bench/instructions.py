@@ -3,18 +3,17 @@ process on the machine does not move, where wall time on a shared machine moves 
 
 Each case runs in a process of its own under `valgrind --tool=callgrind --instr-atstart=no`: the
 framework's import, the trace, the check and the warm-up run uninstrumented (most of the time a
-process spends under Valgrind, still at its slowed pace); instrumentation is switched on around
-the counted calls only, each call's count zeroed before it and dumped after it (every thread's
-instructions: a graph executor's ops run on its own threads), by Callgrind's client requests, which are inline assembly:
-a ten-line C shared object (SOURCE) is compiled once with the system's C compiler and loaded with
-ctypes. Hash seed and every framework's threads are fixed (one), so the counts repeat.
-
-Eager steps only: a compiled step (tf.function, XLA, torch.compile, jax.jit) runs its work on
-threads its framework keeps, and the counts of such a step fell far short of its arithmetic.
+process spends under Valgrind, still at its slowed pace). Instrumentation is switched on once before
+the counted calls, and each call is dumped after it, every thread's instructions in one count (a
+graph executor and XLA's runtime run ops on threads of their own), by Callgrind's client requests,
+which are inline assembly: a ten-line C shared object (SOURCE) is compiled once with the system's C
+compiler and loaded with ctypes. Hash seed and every framework's threads are fixed (one), so the
+counts repeat; a compiled step's counts move more than an eager one's (its runtime's threads wait
+by spinning, which Valgrind runs as instructions).
 
 What instructions do not say: time spent waiting on memory (a cache miss is one instruction),
-what other threads or a GPU do, and vector width beyond what Valgrind emulates (it runs AVX2 but
-not AVX-512 code, so a library picks another kernel under it than on the bare machine).
+a GPU's work, and vector width beyond what Valgrind emulates (it runs AVX2 but not AVX-512 code,
+so a library picks another kernel under it than on the bare machine).
 
 `python -m bench.instructions CASE_JSON OUT_DIR CALLS` is the process Valgrind runs.
 """
@@ -106,11 +105,6 @@ def unavailable_reason(key: CaseKey) -> str | None:
         return "instructions are counted on the CPU only (Valgrind does not see a GPU's work)"
     if key.engine:
         return "a data-parallel case runs several processes"
-    if key.backend != "eager":
-        return (
-            "instructions are counted for eager steps only: a compiled step runs its work on threads its "
-            "framework keeps, which the count missed (docs/judging-and-timing.md#instructions)"
-        )
     try:
         valgrind_version()
         client_library()
@@ -128,6 +122,10 @@ L1_EVENTS, LL_EVENTS = ("I1mr", "D1mr", "D1mw"), ("ILmr", "DLmr", "DLmw")
 L1_CYCLES, LL_CYCLES = 10, 100
 _TRIGGER = re.compile(r"^desc: Trigger: Client Request: (.+)$", re.M)
 CANDIDATE = "candidate"
+# One set of counts for every thread: a client request's dump then holds the work of the threads a
+# graph executor or XLA's runtime runs ops on; with a set per thread (yes) it holds the calling
+# thread's alone, and a compiled step's ops went uncounted.
+THREADS = ("--separate-threads=no",)
 
 
 def measure(
@@ -165,7 +163,7 @@ def _count(
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
-            "--separate-threads=yes",  # a dump per thread, summed: zeroing and dumping are per thread
+            *THREADS,
             *(["--cache-sim=yes"] if cache else []),
             f"--callgrind-out-file={out}/cg.out",
             sys.executable,
@@ -377,10 +375,13 @@ def _counted_process(job: dict[str, Any], out: Path, calls: int) -> None:
                 problems[side] = _one_line(e)
         phases["compile, check and warm-up"] = time.perf_counter() - t0 - sum(phases.values())
         # Instrumentation on once, not around each call: switching it flushes Valgrind's translations,
-        # which each call would then make again. One instrumented call a side first, uncounted.
+        # which each call would then make again. One instrumented call a side first, dumped and not
+        # read: a client request zeroes only its own thread's counts, and a dump empties every thread's,
+        # so each counted call's dump holds that call's work on every thread and nothing before it.
         lib.bench_on()
-        for call in steps.values():
+        for side, call in steps.items():
             call()
+            lib.bench_stop(f"warm-up {side}".encode())
         for i in range(calls):
             for side, call in steps.items():
                 lib.bench_start()

@@ -4,6 +4,7 @@ explained op by op (`bench explain`)."""
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -504,8 +505,66 @@ def test_instructions_are_counted_under_callgrind_and_repeat(tmp_path):
     assert cached["l1_misses"] > 0 and cached["cycles_estimate"] > counted["per_call"] * 0.9
     gpu = instructions.measure(dataclasses.replace(key, device="gpu"))
     assert "CPU only" in gpu["absent"]
-    compiled = instructions.measure(dataclasses.replace(key, framework="tensorflow", backend="xla"))
-    assert "eager steps only" in compiled["absent"]
+
+
+THREADED = """
+import ctypes, sys, threading
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from bench import instructions
+
+lib = ctypes.CDLL(str(instructions.client_library()))
+lib.bench_stop.argtypes = [ctypes.c_char_p]
+a = np.ones((200, 200), np.float32)
+wake, done = threading.Event(), threading.Event()
+
+
+def pool():  # a runtime's thread: it runs the work it is handed, as a graph executor's do
+    while True:
+        wake.wait()
+        wake.clear()
+        np.dot(a, a)
+        done.set()
+
+
+threading.Thread(target=pool, daemon=True).start()
+
+
+def handed():
+    wake.set()
+    done.wait()
+    done.clear()
+
+
+handed()
+lib.bench_on()
+for name, call in (("warm-up here", lambda: np.dot(a, a)), ("here 1", lambda: np.dot(a, a)), ("pool 1", handed)):
+    lib.bench_start()
+    call()
+    lib.bench_stop(name.encode())
+"""
+
+
+def test_a_calls_count_holds_the_work_it_hands_to_another_thread(tmp_path):
+    """A compiled step's ops run on its runtime's threads: each call's dump must hold them. The same
+    product on the calling thread and on another thread counts about the same."""
+    from bench import instructions
+
+    reason = instructions.unavailable_reason(CaseKey("numpy", "manual", "eager", "cpu", 300, 784, 8, "float32"))
+    if reason:
+        pytest.skip(reason)
+    script = tmp_path / "threaded.py"
+    script.write_text(THREADED)
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", *instructions.THREADS,
+         f"--callgrind-out-file={tmp_path}/cg.out", sys.executable, str(script), str(REPO)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    dumps = instructions._dumps(tmp_path)
+    counts = {name: sum(events["Ir"] for events in files.values()) for name, files in dumps.items()}
+    here, pool = counts["here 1"], counts["pool 1"]
+    assert here > 1e6 and 0.9 < pool / here < 1.5, counts  # the pool's product counted, plus its handing over
 
 
 def test_instructions_say_why_they_are_absent(monkeypatch):
