@@ -51,7 +51,7 @@ def add_parsers(sub: Any) -> None:
     e.add_argument(
         "--instructions",
         action="store_true",
-        help="count a call's instructions under Valgrind's Callgrind instead, function by function (eager "
+        help="count a call's instructions under Valgrind's Callgrind instead, function by function ("
         "CPU steps, a minute or more a case: use a small --size); two cases, or one with --base, are diffed",
     )
     e.add_argument(
