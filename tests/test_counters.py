@@ -634,7 +634,7 @@ def test_explain_diffs_two_counts_biggest_change_first():
     assert "matmul" in explain.counted_lines(a)[2]  # most of its own first
 
 
-def test_the_history_keeps_instructions_and_fails_a_commit_that_grew_them():
+def test_the_history_keeps_instructions_and_fails_a_commit_that_grew_them(tmp_path):
     from bench.history import series
 
     def point(i, instructions):
@@ -648,3 +648,8 @@ def test_the_history_keeps_instructions_and_fails_a_commit_that_grew_them():
     check = series.check([s], 20, 0.10, lambda case: "more-work")
     assert check.failed and [fails for _, _, fails in check.work] == [True, False]  # fewer instructions pass
     assert not series.check([s], 2, 0.10, lambda case: "more-work").failed  # the growth is older than the last 2
+    from bench.history import dashboard
+
+    page = dashboard.write([s], tmp_path / "dash", "test").read_text()
+    assert "Instructions a call under Callgrind, by commit: " in page and "20,400,000" in page
+    assert "(instructions under Callgrind): instructions +1.99% a call" in page

@@ -236,6 +236,15 @@ def plot_svg(series: Series) -> str:
     return text[text.index("<svg") :]
 
 
+def _instructions_line(series: Series, last: int = 12) -> str:
+    """The case's instructions a call under Callgrind, commit by commit (the last `last` counted), or ""."""
+    counted = [p for p in series.points if p.instructions]
+    if not counted:
+        return ""
+    shown = ", ".join(f"{_e(p.commit[:10])} {p.instructions:,.0f}" for p in counted[-last:])
+    return f"<p>Instructions a call under Callgrind, by commit: {shown}.</p>"
+
+
 def _report_link(series, out):
     """A relative link to the latest run's report.html when its folder is still there."""
     for source in reversed(series.points[-1].sources):
@@ -280,6 +289,7 @@ def write(all_series: Sequence[Series], out: Path | str, db_shown: str) -> Path:
             + ("; ".join(f'<span class="{d}">{_e(t)}</span>' for t, d in found) or "none")
             + (f" (change points on {_e(series_bases[s.basis])}, the quieter)" if s.basis != "median" else "")
             + ".</p>"
+            + _instructions_line(s)
             + (
                 f"<figure>{plot_svg(s)}</figure></section>"
                 if len(s.points) > 1
