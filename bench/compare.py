@@ -32,10 +32,11 @@ RULE = (
     "within [1/(1+t), 1+t]; else inconclusive"
 )
 # Where both sides counted a case's instructions (bench/instructions.py), they judge it with their
-# own threshold; time still judges what instructions cannot see (memory stalls, threads, a GPU).
+# own threshold; time still judges what instructions cannot see (memory stalls, a GPU).
 INSTRUCTIONS_RULE = (
     "where both sides counted instructions: a time regression stands; else instructions regressed or improved "
-    "decide, unless time shows the opposite (inconclusive); instructions same and time not improved: same"
+    "decide, unless time shows the opposite (inconclusive); instructions same and time not improved: same; "
+    "instructions inconclusive: the time's verdict"
 )
 COUNTER_POLICIES = ("report", "more-work", "fail")
 COUNTER_POLICY = "more-work"
@@ -59,6 +60,10 @@ def parse_threshold(value: str | float) -> float:
     if not 0 < fraction < math.inf:
         raise CompareError(f"bad threshold {value!r}: must be above 0%")
     return fraction
+
+
+# The default threshold of instructions, as a fraction (the history's too).
+INSTRUCTIONS_FRACTION = parse_threshold(defaults.INSTRUCTIONS_THRESHOLD)
 
 
 # ---------------------------------------------------------------- the rule
@@ -105,8 +110,17 @@ class Thresholds:
     overrides: tuple = ()
     counters: str = COUNTER_POLICY
     counter_overrides: tuple = ()
-    instructions: float = field(default_factory=lambda: parse_threshold(defaults.INSTRUCTIONS_THRESHOLD))
+    instructions: float = field(default_factory=lambda: INSTRUCTIONS_FRACTION)
     instruction_cases: tuple = defaults.GATE_INSTRUCTIONS  # patterns: the cases a one-process gate counts
+
+    def counts(self, key: CaseKey) -> bool:
+        """Whether a one-process gate counts the instructions of the case `key`: a CPU case at
+        INSTRUCTIONS_SIZE's n that instruction_cases name (fnmatch on framework/step/backend/device)."""
+        return (
+            key.device == "cpu"
+            and key.n == defaults.INSTRUCTIONS_SIZE[0]
+            and any(fnmatch.fnmatchcase(key.name, p) for p in self.instruction_cases)
+        )
 
     def for_key(self, key: str) -> float:
         return next(
@@ -447,6 +461,8 @@ def instructions_ratio(base: Sequence[Record], candidate: Sequence[Record]) -> C
 
     if {r.case for r in base} != {r.case for r in candidate}:
         return None  # two different cases (a report's): another framework's instructions are no time
+    if {counting(r) for r in (*base, *candidate) if r.instructions.get("calls")} != {instructions_counting()}:
+        return None  # counted another way (one thread's counts alone): not comparable
     b, c = calls(base), calls(candidate)
     if not (b and c):
         return None
@@ -454,12 +470,23 @@ def instructions_ratio(base: Sequence[Record], candidate: Sequence[Record]) -> C
     return Counted(mb, mc, mc / mb, min(c) / max(b), max(c) / min(b), min(len(b), len(c)))
 
 
+def counting(rec: Record) -> str:
+    """How a record's instructions were counted (bench/instructions.COUNTING; "" before it was said)."""
+    return str((rec.instructions or {}).get("counting", ""))
+
+
+def instructions_counting() -> str:
+    from bench import instructions
+
+    return instructions.COUNTING
+
+
 def with_instructions(made: Comparison, counted: Counted, thresholds: Thresholds) -> Comparison:
     """`made` (its time's verdict) judged again with both sides' instructions, as INSTRUCTIONS_RULE
     says; the row keeps both."""
     t = thresholds.instructions
     by_instructions = counted.verdict(t)
-    time_verdict = made.verdict if made.ratio is not None else ""
+    time_verdict = made.verdict
     counted_made = replace(
         made,
         instructions=counted,
@@ -469,10 +496,8 @@ def with_instructions(made: Comparison, counted: Counted, thresholds: Thresholds
         time_verdict=time_verdict,
         verdict=by_instructions,
     )
-    if time_verdict == "regressed" or by_instructions == "inconclusive" and time_verdict:
+    if time_verdict == "regressed" or by_instructions == "inconclusive":
         return replace(made, instructions=counted)  # the time's verdict stands
-    if time_verdict == "failed":
-        return replace(made, instructions=counted)
     opposite = {"regressed": "improved", "improved": "regressed"}.get(by_instructions)
     if opposite and time_verdict == opposite:
         return replace(
@@ -629,10 +654,11 @@ def counters_failing(
     if not more or made.verdict in ("same", "improved"):
         return ""
     why = f"more work ({', '.join(more)})"
+    measured = "its instructions" if made.rests_on == "instructions" else "its time"
     return (
         why
         if made.verdict == "regressed"
-        else f"{why} and its time {made.verdict}, not shown within {made.threshold * 100:g}%"
+        else f"{why} and {measured} {made.verdict}, not shown within {made.threshold * 100:g}%"
     )
 
 

@@ -345,7 +345,7 @@ def default_out() -> Path:
 
 
 @dataclass
-class Counted:
+class Profile:
     """A case's instructions a call under Callgrind, function by function (bench/instructions.py)."""
 
     name: str  # what was counted: the case, or the case at a revision
@@ -353,14 +353,17 @@ class Counted:
     functions: dict  # name -> instructions.Function, per call
 
 
-def count(key: CaseKey, out: Path, base: tuple[str, Path] | None = None) -> list[Counted]:
-    """[Counted] of the case `key`: the working tree's step, and with `base` ((rev, a checkout of it))
+def count(key: CaseKey, out: Path, base: tuple[str, Path] | None = None) -> list[Profile]:
+    """[Profile] of the case `key`: the working tree's step, and with `base` ((rev, a checkout of it))
     that revision's step first, both in one Valgrind process. Callgrind's dumps are kept under
     `out` (callgrind_annotate and KCachegrind read them). ExplainError where it cannot be counted."""
-    from bench import instructions
+    import shutil
+
+    from bench import REPO, instructions
 
     folder = out / f"{_slug(key)}-callgrind"
-    sides = {"base": str(base[1]), "candidate": str(Path.cwd())} if base else None
+    shutil.rmtree(folder, ignore_errors=True)  # a reused --out: no earlier run's dumps read as this one's
+    sides = {"base": str(base[1]), "candidate": str(REPO)} if base else None
     got = instructions.measure(key, kernels=sides, keep=folder)
     by_side = got if sides else {"candidate": got}
     done = []
@@ -373,11 +376,11 @@ def count(key: CaseKey, out: Path, base: tuple[str, Path] | None = None) -> list
             name: instructions.Function(name, f.self // calls, f.inclusive // calls) for name, f in found.items()
         }
         label = key.label if not base else f"{key.label} at {base[0] if side == 'base' else 'the working tree'}"
-        done.append(Counted(label, counted["per_call"], per_call))
+        done.append(Profile(label, counted["per_call"], per_call))
     return done
 
 
-def counted_lines(c: Counted, top: int = 25) -> list[str]:
+def counted_lines(c: Profile, top: int = 25) -> list[str]:
     """The functions that execute most of a call's instructions, by self instructions."""
     rows = sorted(c.functions.values(), key=lambda f: -f.self)[:top]
     width = max([len(f.name) for f in rows] + [8])
@@ -391,7 +394,7 @@ def counted_lines(c: Counted, top: int = 25) -> list[str]:
     return lines
 
 
-def counted_diff(a: Counted, b: Counted, top: int = 25) -> list[str]:
+def counted_diff(a: Profile, b: Profile, top: int = 25) -> list[str]:
     """The functions whose own instructions a call differ most between `a` and `b`, biggest change first."""
     names = set(a.functions) | set(b.functions)
     own = lambda c, n: c.functions[n].self if n in c.functions else 0  # noqa: E731

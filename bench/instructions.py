@@ -126,6 +126,8 @@ CANDIDATE = "candidate"
 # graph executor or XLA's runtime runs ops on; with a set per thread (yes) it holds the calling
 # thread's alone, and a compiled step's ops went uncounted.
 THREADS = ("--separate-threads=no",)
+# How counts are made, in each count: counts made otherwise (a set per thread, before) are not compared with these.
+COUNTING = "every thread"
 
 
 def measure(
@@ -209,6 +211,7 @@ def _count(
                 "calls": counts,
                 "spread": (max(counts) - min(counts)) / median if median else 0.0,
                 "tool": tool,
+                "counting": COUNTING,
                 "wall_s": wall_s,
                 "phases_s": {name: round(v, 1) for name, v in phases.items()},
             }

@@ -12,6 +12,7 @@ import pytest
 from bench import compare, records
 from bench.compare import CompareError, Thresholds, parse_threshold, verdict
 from bench.gate import settings, text
+from bench.instructions import COUNTING
 from bench.records import Record
 from bench.text import markdown
 from tests.comparing import case as compare_case
@@ -643,7 +644,7 @@ def test_a_summary_that_cannot_be_written_keeps_the_verdict_and_what_was_written
 def counted(per_call, spread=2e-4):
     """A record's `instructions` as bench/instructions.py writes them: three calls within `spread`."""
     calls = [per_call * (1 - spread / 2), per_call, per_call * (1 + spread / 2)]
-    return {"per_call": per_call, "calls": calls, "spread": spread, "tool": "valgrind-3.19.0"}
+    return {"per_call": per_call, "calls": calls, "spread": spread, "tool": "valgrind-3.19.0", "counting": COUNTING}
 
 
 def judged(base_time, cand_time, base_instr, cand_instr, spread=0.02):
@@ -710,9 +711,20 @@ def test_instructions_settings_are_read_and_checked():
     )
     assert t.instructions == pytest.approx(0.02) and t.instruction_cases == ("torch/*/eager/cpu",)
     assert settings.thresholds_from(None, "p").instruction_cases == ("numpy/*/eager/cpu",)
+    three = settings.thresholds_from('[tool.backprop-bench.gate]\ninstructions-cases = ["numpy/*/eager"]\n', "p")
+    assert three.instruction_cases == ("numpy/*/eager/cpu",)  # on the CPU, as explain reads a case
     for bad, words in (('instructions = "x"', "bad threshold"), ("instructions-cases = 3", "list of case patterns")):
         with pytest.raises(CompareError, match=words):
             settings.thresholds_from(f"[tool.backprop-bench.gate]\n{bad}\n", "p")
+
+
+def test_counts_made_another_way_are_not_compared():
+    """Counts of one thread's work (before every thread was counted) beside counts of every thread's."""
+    rounds = list(range(30))
+    old = {**counted(20e6), "counting": ""}
+    base = rec(noisy(0.010), rounds=rounds, instructions=old)
+    cand = rec(noisy(0.010, seed=1), rounds=rounds, instructions=counted(22e6))
+    assert compare_case([base], [cand], 0.05).instructions is None
 
 
 def test_two_different_cases_are_compared_by_time_alone():

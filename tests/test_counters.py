@@ -325,6 +325,24 @@ def test_explain_refuses_a_case_it_cannot_name_in_one_line(case, words):
         assert word in done.stderr
 
 
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ("numpy/manual/eager --instructions --base no-such-rev", "unknown revision 'no-such-rev'"),
+        ("numpy/manual/eager --instructions --base HEAD~99999", "HEAD~99999"),
+        ("numpy/manual/eager --base HEAD", "--base needs --instructions"),
+        ("numpy/manual/eager --instructions --beside numpy/module/eager", "are for the time profile"),
+        ("numpy/manual/eager --instructions --budget 2", "are for the time profile"),
+        ("numpy/manual/eager --top 0", "--top must be at least 1"),
+        ("numpy/manual/eager numpy/module/eager torch/manual/eager --instructions", "name at most two"),
+    ],
+)
+def test_explain_instructions_refuses_bad_input_in_one_line(args, words):
+    done = bench("explain", *args.split())
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert words in done.stderr
+
+
 def test_explain_shows_where_the_time_goes_and_writes_the_trace(tmp_path):
     done = bench(
         "explain",
@@ -617,8 +635,8 @@ def test_explain_diffs_two_counts_biggest_change_first():
     from bench import explain
     from bench.instructions import Function
 
-    a = explain.Counted("before", 1000, {"step": Function("step", 150, 1000), "matmul": Function("matmul", 850, 850)})
-    b = explain.Counted(
+    a = explain.Profile("before", 1000, {"step": Function("step", 150, 1000), "matmul": Function("matmul", 850, 850)})
+    b = explain.Profile(
         "after",
         1100,
         {

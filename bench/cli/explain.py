@@ -43,7 +43,6 @@ def add_parsers(sub: Any) -> None:
     e.add_argument(
         "--budget",
         type=float,
-        default=1.0,
         metavar="SECONDS",
         help="about this long timing each case, and about as many steps profiled (default: 1)",
     )
@@ -68,6 +67,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     n, m, nh = parse_size(args.size)
     if args.dtype not in defaults.DTYPES:
         raise UsageError(f"unknown dtype {args.dtype!r} (available: {', '.join(defaults.DTYPES)})")
+    if args.instructions and (args.beside or args.budget is not None):
+        raise UsageError("--instructions counts a call's instructions: --beside and --budget are for the time profile")
+    args.budget = 1.0 if args.budget is None else args.budget
     if not args.budget > 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
     keys = explain.parse(args.case, (n, m, nh), args.dtype)
@@ -85,18 +87,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for key in keys:
         print(printable(f"explaining {key.label} ..."), file=sys.stderr, flush=True)
         done.append(explain.explain(key, out, beside, args.budget))
-        print("\n".join(printable(line) for line in explain.lines(done[-1])))
+        print("\n".join(printable(line) for line in explain.lines(done[-1], args.top)))
         print()
     if len(done) > 1:
         print("side by side, the op types whose time differs most first:")
-        print("\n".join(printable(line) for line in explain.diff(done)))
+        print("\n".join(printable(line) for line in explain.diff(done, args.top)))
     return 0
 
 
 def _instructions(keys: list, out: Path, base: str | None, top: int) -> int:
     """explain --instructions: each case counted function by function; two cases, or a case and
     --base REV, diffed."""
-    from bench import explain, git
+    from bench import REPO, explain, git
 
     if base and len(keys) != 1:
         raise UsageError("--base compares one case at two revisions; name one case")
@@ -104,12 +106,15 @@ def _instructions(keys: list, out: Path, base: str | None, top: int) -> int:
         raise UsageError("--instructions counts one case, or diffs two; name at most two")
     counted = []
     if base:
-        sha = git.resolve(Path.cwd(), base)
+        try:
+            sha = git.resolve(REPO, base)
+        except git.NoRevision as e:
+            raise UsageError(f"--base {base}: {e}") from None
         print(
             printable(f"counting {keys[0].label} at {base} and in the working tree under Callgrind ..."),
             file=sys.stderr,
         )
-        with git.worktree(Path.cwd(), sha) as tree:
+        with git.worktree(REPO, sha) as tree:
             counted = explain.count(keys[0], out, (base, tree))
     else:
         for key in keys:

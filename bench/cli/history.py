@@ -259,7 +259,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UsageError("--last must be at least 1")
     store = _store(args)
     found = _series(args, store)  # none: exit 2 (a store that holds nothing must not pass silently)
-    check = series.check(found, args.last, threshold, _counter_policy(args))
+    policy, instructions = _counter_policy(args)
+    check = series.check(found, args.last, threshold, policy, instructions)
     for line in dashboard.check_lines(check):
         print(line)
     return outputs.write(
@@ -271,9 +272,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _counter_policy(args):
-    """case label -> the gate's counter policy in this tree's pyproject.toml. Only "fail" fails a
-    history check: "more-work" weighs a work change against a paired time verdict, which the gate
-    has and a history's separate runs do not; there it is reported, and the times' change points judge."""
+    """(case label -> the gate's counter policy, the instructions threshold) in this tree's
+    pyproject.toml. Only "fail" fails a history check: "more-work" weighs a work change against a
+    paired time verdict, which the gate has and a history's separate runs do not; there it is
+    reported, and the times' change points judge."""
     from bench.compare import CompareError
     from bench.gate.settings import load_thresholds
 
@@ -281,7 +283,7 @@ def _counter_policy(args):
         thresholds = load_thresholds(Path(_repo(args)) / "pyproject.toml")
     except CompareError as e:
         raise UsageError(str(e)) from None
-    return lambda label: thresholds.counters_for(label.split(" ")[0])
+    return lambda label: thresholds.counters_for(label.split(" ")[0]), thresholds.instructions
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import defaults, git, records
-from bench.compare import ROUNDS, How, compare
+from bench.compare import ROUNDS, How, Thresholds, compare
 from bench.gate.errors import GateError
 from bench.gate.outcome import Outcome
 from bench.gate.processes import Process, RunSpec
-from bench.records import CaseKey, Record
+from bench.records import Record
 from bench.run.loop import (
     Prepared,
     Turns,
@@ -97,19 +97,18 @@ def run(
         for group in plan(config, workers):
             for side, rec in _group(group, workers, common, config, say):
                 kept[side].append(rec)
-        patterns = how.thresholds.instruction_cases
-        small = replace(
-            config, sizes=tuple(dict.fromkeys((defaults.INSTRUCTIONS_SIZE[0], m, nh) for _, m, nh in config.sizes))
-        )
-        for group in plan(small, workers) if patterns else ():
-            group = group._replace(cases=[c for c in group.cases if counts(c.key, patterns)])
+        # the cases counted under Callgrind are timed at INSTRUCTIONS_SIZE too, unless a size timed them there
+        small = tuple(dict.fromkeys((defaults.INSTRUCTIONS_SIZE[0], m, nh) for _, m, nh in config.sizes))
+        small = tuple(size for size in small if size not in config.sizes)
+        for group in plan(replace(config, sizes=small), workers) if small and how.thresholds.instruction_cases else ():
+            group = group._replace(cases=[c for c in group.cases if how.thresholds.counts(c.key)])
             for side, rec in _group(group, workers, common, config, say) if group.cases else ():
                 kept[side].append(rec)
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
         close_runners(workers)
-    kept, why_not = count_instructions(kept, patterns, trees, say)
+    kept, why_not = counted_sides(kept, how.thresholds, trees, say)
     notes = (*notes, *why_not)
     wall_s = time.perf_counter() - t0
     processes = {side: [_write_side(workdir / side, side, trees[side], kept[side], wall_s)] for side in SIDES}
@@ -117,34 +116,30 @@ def run(
     return Outcome(result, processes, wall_s, notes, pairing="calls")
 
 
-def counts(key: CaseKey, patterns: tuple[str, ...]) -> bool:
-    """Whether a one-process gate counts the instructions of the case `key`: a CPU case at
-    INSTRUCTIONS_SIZE's n that `patterns` name (fnmatch on framework/step/backend/device)."""
-    return (
-        key.device == "cpu"
-        and key.n == defaults.INSTRUCTIONS_SIZE[0]
-        and any(fnmatch.fnmatchcase(key.name, p) for p in patterns)
-    )
-
-
-def count_instructions(
-    kept: dict[str, list[Record]], patterns: tuple[str, ...], trees: dict[str, Path], say: Callable[[str], None]
+def counted_sides(
+    kept: dict[str, list[Record]], thresholds: Thresholds, trees: dict[str, Path], say: Callable[[str], None]
 ) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
-    """(kept, notes): each side's records, those of the cases `patterns` name (counts()) with their
-    instructions a call, both sides' steps counted in one Valgrind process (bench/instructions.py),
-    two cases at a time; a case that could not be counted keeps its times alone, and is said."""
+    """(kept, notes): each side's records, those of the cases the settings count (Thresholds.counts)
+    with their instructions a call, both sides' steps counted in one Valgrind process
+    (bench/instructions.py), as many at once as the machine has cores; a case that could not be
+    counted keeps its times alone, and is said, as is a pattern that names no case timed."""
     from bench import instructions
 
-    chosen = [r.case for r in kept["candidate"] if r.status == "ok" and counts(r.case, patterns)]
+    chosen = list(dict.fromkeys(r.case for r in kept["candidate"] if r.status == "ok" and thresholds.counts(r.case)))
+    timed = [r.case.name for r in kept["candidate"]]
+    notes = [
+        f"instructions-cases {pattern}: names no case this gate timed, so counts nothing"
+        for pattern in thresholds.instruction_cases
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in timed)
+    ]
     if not chosen:
-        return kept, ()
+        return kept, tuple(notes)
     t0 = time.perf_counter()
     say(f"gate: counting {len(chosen)} case(s)' instructions under Callgrind, both sides in one process each")
     roots = {side: str(trees[side]) for side in SIDES}
     seed = (kept["candidate"][0].fingerprint.get("seeds") or {}).get("data", defaults.SEED)
     with concurrent.futures.ThreadPoolExecutor(min(len(chosen), os.cpu_count() or 1)) as pool:
         found = dict(zip(chosen, pool.map(lambda key: instructions.measure(key, seed=seed, kernels=roots), chosen)))
-    notes = []
     for key, by_side in found.items():
         absent = {side: got["absent"] for side, got in by_side.items() if "absent" in got}
         if absent:

@@ -4,7 +4,6 @@ change cannot loosen its own gate), the pairing (both sides' steps in one proces
 harness in processes of its own), what each process times and about how long that takes, and what
 it could see. `gate --plan` prints it; execute() runs it. The command line only parses and prints."""
 
-import fnmatch
 import functools
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from bench.compare import RULE, How, Thresholds
 from bench.gate.errors import GateError, NothingToCompare
 from bench.gate.outcome import Outcome
 from bench.gate.processes import Launch, RunSpec, accepts, interleave, run_args, run_harness, stderr_line
+from bench.records import CaseKey
 
 MODES = ("paired", "stored", "save-baseline", "aa", "aa-calls", "rates")
 PAIRINGS = ("auto", "calls", "processes")
@@ -35,7 +35,7 @@ UNTIMED_SUFFIXES = (".md",)
 # starting a harness process, and checking and warming one case (first call, compile, float64 check).
 START_S = 8.0
 CHECK_S = 1.5
-COUNT_S = 60.0  # a case's instructions, both sides, under Valgrind (NumPy's; a TensorFlow case takes longer)
+COUNT_S = 60.0  # a counted case, both sides in one Valgrind process (NumPy's; a TensorFlow case takes longer)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Plan:
         if self.pairing == "calls" or self.request.mode == "aa-calls":
             runs = self.request.runs or 1 if self.request.mode == "aa-calls" else 1
             timed = 2 * cases * spec.budget_s * self.pairs * runs
-            counted = len(counted_cases(spec, self.how.thresholds.instruction_cases)) * COUNT_S
+            counted = len(counted_cases(spec, self.how.thresholds)) * COUNT_S
             return timed, timed + runs * (len(spec.frameworks) * START_S + 2 * cases * CHECK_S + counted)
         processes = {
             "paired": 2 * self.pairs,
@@ -152,9 +152,9 @@ class Plan:
         t = self.how.thresholds
         overrides = f", {len(t.overrides)} per-case override(s)" if t.overrides else ""
         counted = (
-            f", instructions {t.instructions:.0%} where both sides counted them ({', '.join(t.instruction_cases)} "
+            f", instructions {t.instructions * 100:g}% where both sides counted them ({', '.join(t.instruction_cases)} "
             f"in one process, at n={defaults.INSTRUCTIONS_SIZE[0]})"
-            if t.instruction_cases
+            if t.instruction_cases and (self.pairing == "calls" or self.request.mode == "aa-calls")
             else ""
         )
         return f"threshold {t.default:.0%}{overrides}, counters {t.counters}{counted}; rule: {RULE}"
@@ -184,18 +184,19 @@ def count_cases(spec: RunSpec) -> int:
     return total
 
 
-def counted_cases(spec: RunSpec, patterns: tuple[str, ...]) -> list[str]:
-    """The CPU cases of `spec` whose instructions a one-process gate counts (`patterns`, fnmatch on
-    framework/step/backend/device); as count_cases, read from the framework classes."""
-    names = [
-        f"{name}/{step}/{backend}/cpu"
+def counted_cases(spec: RunSpec, thresholds: Thresholds) -> list[str]:
+    """The CPU cases of `spec` whose instructions a one-process gate counts (Thresholds.counts); as
+    count_cases, read from the framework classes."""
+    n, m, nh = defaults.INSTRUCTIONS_SIZE
+    keys = [
+        CaseKey(name, step, backend, "cpu", n, m, nh, "float32")
         for name in spec.frameworks
         for step in spec.steps
         if step in frameworks.spec(name).steps
         for backend in (spec.backends or frameworks.spec(name).backends)
         if backend in frameworks.spec(name).backends and backend not in frameworks.spec(name).gpu_backends
     ]
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [key.name for key in keys if thresholds.counts(key)]
 
 
 # ---------------------------------------------------------------- making the plan
@@ -222,7 +223,7 @@ def make(request: Request) -> Plan:
     plan = Plan(request, tree, spec, calls_spec, pairs, how, aa_file, noise.load(aa_file))
     plan = _as_of_base(plan) if request.mode == "paired" else plan
     if request.instructions is not None:  # the command line names what to count, whatever the settings say
-        thresholds = replace(plan.how.thresholds, instruction_cases=request.instructions)
+        thresholds = replace(plan.how.thresholds, instruction_cases=settings.case_patterns(request.instructions))
         plan = replace(plan, how=replace(plan.how, thresholds=thresholds))
     return plan
 

@@ -20,10 +20,10 @@ def load_thresholds(path: Path | str, default: str | float | None = None, explic
                                              # and the times do not clear it ("more-work"); or "fail"
         [tool.backprop-bench.gate.thresholds]
         "tensorflow/*/eager/*" = "15%"      # per-case overrides, first match wins
-        [tool.backprop-bench.gate.counters-by-case]
-        "*/*/xla/*" = "fail"                 # per-case counter policies, first match wins
         instructions = "1%"                  # the threshold where both sides counted instructions
         instructions-cases = ["numpy/*/eager/cpu"]   # what a one-process gate counts ([]: nothing)
+        [tool.backprop-bench.gate.counters-by-case]
+        "*/*/xla/*" = "fail"                 # per-case counter policies, first match wins
 
     A missing file or table gives the defaults, unless `explicit` (the user named the file: it
     must exist and be one). `default` (e.g. from --threshold) replaces the file's default; the
@@ -87,7 +87,13 @@ def thresholds_from(text: str | None, name: str, default: str | float | None = N
             raise CompareError('instructions-cases must be a list of case patterns such as "numpy/*/eager/cpu"')
     except CompareError as e:
         raise CompareError(f"{where}: {e}") from None
-    return Thresholds(fraction, pairs, policy, policies, instructions, tuple(cases))
+    return Thresholds(fraction, pairs, policy, policies, instructions, case_patterns(cases))
+
+
+def case_patterns(patterns: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
+    """Case patterns as fnmatch reads them, framework/step/backend/device: one of three parts is on
+    the CPU (as explain reads a case), so "numpy/*/eager" names the case it looks like it names."""
+    return tuple(p if p.count("/") >= 3 else f"{p}/cpu" for p in patterns)
 
 
 def _counter_policy(value: Any, name: str) -> str:

@@ -109,11 +109,17 @@ def after_table(result: Result, base_name: str = "base", candidate_name: str = "
             "slowdown each comparison's own interval could have flagged."
         )
     if counts_instructions(result):
+        by_count = [c.detectable for c in result.comparisons if c.rests_on == "instructions"]
         lines.append(
             "instructions: a call's instructions under Callgrind, candidate/base, in the range of every pair of "
             f"the two sides' counted calls. Rule: {INSTRUCTIONS_RULE}."
+            + (
+                f" Where instructions judged, the smallest change they could see was {max(by_count):+.1%}."
+                if by_count and all(x == x for x in by_count)
+                else ""
+            )
         )
-    seen = [c.detectable for c in result.comparisons if c.detectable == c.detectable]
+    seen = [c.detectable for c in result.comparisons if c.detectable == c.detectable and c.rests_on == "time"]
     unsure = [c for c in result.comparisons if c.verdict == "inconclusive"]
     wide = sum(not c.note for c in unsure)  # a note says why otherwise (a different load)
     if seen:

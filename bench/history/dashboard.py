@@ -92,7 +92,7 @@ def check_verdict(check: Check) -> str:
     return (
         f"history check: {len(check.slowdowns)} slowdown(s) over {check.threshold:.0%} among the last "
         f"{check.last} commits"
-        + (f", {len(check.work)} work change(s) ({failing} set to fail)" if check.work else "")
+        + (f", {len(check.work)} work change(s) ({failing} failing)" if check.work else "")
         + (f", {kinds.count('outlier')} outlier(s)" if "outlier" in kinds else "")
         + (
             f", {kinds.count('unconfirmed')} unconfirmed (not failing until confirmed)"

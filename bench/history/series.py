@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import defaults, stats
-from bench.compare import parse_threshold
+from bench import stats
+from bench.compare import INSTRUCTIONS_FRACTION
 from bench.history import changes
 
 
@@ -152,10 +152,14 @@ BASES = {
 
 def _instructions(rows):
     """The median of the rows' instructions a call, None where no run counted them."""
+    from bench.instructions import COUNTING
+
     counted = [
         r["instructions"]["per_call"]
         for r in rows
-        if isinstance(r.get("instructions"), dict) and isinstance(r["instructions"].get("per_call"), (int, float))
+        if isinstance(r.get("instructions"), dict)
+        and isinstance(r["instructions"].get("per_call"), (int, float))
+        and r["instructions"].get("counting") == COUNTING  # counted another way: another series
     ]
     return float(np.median(counted)) if counted else None
 
@@ -242,7 +246,7 @@ def check(
     last: int,
     threshold: float,
     policy: Callable[[str], str],
-    instructions: float = parse_threshold(defaults.INSTRUCTIONS_THRESHOLD),
+    instructions: float = INSTRUCTIONS_FRACTION,
 ) -> Check:
     """The Check of `found` over each series' last `last` commits; `policy(case)` is the case's
     counter policy (only "fail" fails here: "more-work" weighs a work change against a paired time
@@ -265,9 +269,7 @@ def check(
     )
 
 
-def work_changes(
-    points: list[Point], least: float = parse_threshold(defaults.INSTRUCTIONS_THRESHOLD)
-) -> list[WorkChange]:
+def work_changes(points: list[Point], least: float = INSTRUCTIONS_FRACTION) -> list[WorkChange]:
     """Each commit whose counters differ from those of the commit before it that has counters, and
     each whose instructions a call moved by more than `least` from the commit before it that has them."""
     from bench import counters
