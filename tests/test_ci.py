@@ -194,6 +194,11 @@ def test_a_change_to_the_steps_alone_is_added_paired_with_its_base_side(tmp_path
         assert "instructions of numpy/manual/eager" in done.stdout and "not counted" in done.stdout
     else:
         assert counted["per_call"] > 1e5 and "instructions [range]" in done.stdout
+        shown = subprocess.run(
+            [sys.executable, "-m", "bench", "history", "show", "--db", f"sqlite:///{tmp_path / 'history.sqlite'}"],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert "instructions a call" in shown.stdout, shown.stdout + shown.stderr
     page = (tmp_path / "page.md").read_text()
     assert "## Regression gate: " in page and "paired by round" in page and "## History check: passing" in page
     kept = tmp_path / "ci"

@@ -510,7 +510,7 @@ def test_instructions_are_counted_under_callgrind_and_repeat(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--framework", "numpy", "--step", "manual", "--size", "300,784,8",
-         "--quick", "--no-counters", "--no-report", "--measure", "instructions", "--out", str(out)],
+         "--quick", "--no-counters", "--no-report", "--measure", "cache", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -519,8 +519,8 @@ def test_instructions_are_counted_under_callgrind_and_repeat(tmp_path):
     assert "absent" not in counted, counted
     assert len(counted["calls"]) == 3 and counted["spread"] < 5e-3 and counted["per_call"] > 1e6
     assert "valgrind" in counted["tool"].lower()
-    cached = instructions.measure(key, calls=2, cache=True)["cache"]  # Valgrind's simulated caches beside
-    assert cached["l1_misses"] > 0 and cached["cycles_estimate"] > counted["per_call"] * 0.9
+    cached = counted["cache"]  # --measure cache: Valgrind's simulated caches beside the instructions
+    assert cached["l1_misses"] > 0 and cached["cycles_estimate"] > counted["per_call"]
     gpu = instructions.measure(dataclasses.replace(key, device="gpu"))
     assert "CPU only" in gpu["absent"]
 
