@@ -118,7 +118,8 @@ GATE_INSTRUCTIONS = ("numpy/*/eager/cpu",)
 # with n, is a larger part of it.
 INSTRUCTIONS_SIZE = (500, 784, 50)
 INSTRUCTIONS_CALLS = 3  # counted calls a case, each its own Callgrind dump
-# Uncounted calls after the checked first call: a call under Valgrind takes seconds, and the counts
-# repeat from the second call on.
-INSTRUCTIONS_WARMUP = 1
+# Uninstrumented calls after the checked first call, before the instrumented warm-up call that is
+# dumped and dropped: a call under Valgrind takes seconds, and the counts repeat from the call after
+# that one.
+INSTRUCTIONS_WARMUP = 0
 INSTRUCTIONS_TIMEOUT_S = 1200  # a case's process under Valgrind: import, trace, check, warm-up, calls

@@ -8,7 +8,6 @@ import concurrent.futures
 import dataclasses
 import fnmatch
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from bench.compare import ROUNDS, How, Thresholds, compare
 from bench.gate.errors import GateError
 from bench.gate.outcome import Outcome
 from bench.gate.processes import Process, RunSpec
-from bench.records import Record
+from bench.records import CaseKey, Record
 from bench.run.loop import (
     Prepared,
     Turns,
@@ -90,25 +89,32 @@ def run(
     config = _config(spec, pairs, workdir)
     kept: dict[str, list[Record]] = {side: [] for side in SIDES}
     workers: dict[tuple[str, str], Any] = {}
+    counting = concurrent.futures.ThreadPoolExecutor(1)
+    found: concurrent.futures.Future | None = None
     try:
         workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES}, variables=spec.variables())
         say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
         common: dict[str, Any] = dict(run_id=config.run_id, fingerprint=run_fingerprint(config, workers)[""])
-        for group in plan(config, workers):
-            for side, rec in _group(group, workers, common, config, say):
-                kept[side].append(rec)
+        groups = plan(config, workers)
         # the cases counted under Callgrind are timed at INSTRUCTIONS_SIZE too, unless a size timed them there
         small = tuple(dict.fromkeys((defaults.INSTRUCTIONS_SIZE[0], m, nh) for _, m, nh in config.sizes))
         small = tuple(size for size in small if size not in config.sizes)
         for group in plan(replace(config, sizes=small), workers) if small and how.thresholds.instruction_cases else ():
             group = group._replace(cases=[c for c in group.cases if how.thresholds.counts(c.key)])
-            for side, rec in _group(group, workers, common, config, say) if group.cases else ():
+            groups += [group] if group.cases else []
+        chosen = list(dict.fromkeys(c.key for g in groups for c in g.cases if how.thresholds.counts(c.key)))
+        if chosen:  # meanwhile, on a core the timing leaves free (its frameworks take turns, one thread each)
+            seed = (common["fingerprint"].get("seeds") or {}).get("data", defaults.SEED)
+            found = counting.submit(_count, chosen, trees, seed, say)
+        for group in groups:
+            for side, rec in _group(group, workers, common, config, say):
                 kept[side].append(rec)
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
         close_runners(workers)
-    kept, why_not = counted_sides(kept, how.thresholds, trees, say)
+        counting.shutdown(wait=True, cancel_futures=True)
+    kept, why_not = counted_sides(kept, found.result() if found else {}, how.thresholds)
     notes = (*notes, *why_not)
     wall_s = time.perf_counter() - t0
     processes = {side: [_write_side(workdir / side, side, trees[side], kept[side], wall_s)] for side in SIDES}
@@ -116,38 +122,42 @@ def run(
     return Outcome(result, processes, wall_s, notes, pairing="calls")
 
 
-def counted_sides(
-    kept: dict[str, list[Record]], thresholds: Thresholds, trees: dict[str, Path], say: Callable[[str], None]
-) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
-    """(kept, notes): each side's records, those of the cases the settings count (Thresholds.counts)
-    with their instructions a call, both sides' steps counted in one Valgrind process
-    (bench/instructions.py), as many at once as the machine has cores; a case that could not be
-    counted keeps its times alone, and is said, as is a pattern that names no case timed."""
+def _count(
+    keys: list[CaseKey], trees: dict[str, Path], seed: int, say: Callable[[str], None]
+) -> dict[CaseKey, dict[str, Any]]:
+    """{case: {side: its instructions}} of `keys`, one at a time, both sides' steps in one Valgrind
+    process each (bench/instructions.py)."""
     from bench import instructions
 
-    chosen = list(dict.fromkeys(r.case for r in kept["candidate"] if r.status == "ok" and thresholds.counts(r.case)))
+    t0 = time.perf_counter()
+    say(f"gate: counting {len(keys)} case(s)' instructions under Callgrind meanwhile, both sides in one process each")
+    roots = {side: str(trees[side]) for side in SIDES}
+    found = {key: instructions.measure(key, seed=seed, kernels=roots) for key in keys}
+    say(f"gate: instructions counted in {time.perf_counter() - t0:.0f} s")
+    return found
+
+
+def counted_sides(
+    kept: dict[str, list[Record]], found: dict[CaseKey, dict[str, Any]], thresholds: Thresholds
+) -> tuple[dict[str, list[Record]], tuple[str, ...]]:
+    """(kept, notes): each side's records, those of the counted cases (`found`, by _count) with their
+    instructions a call; a case that could not be counted keeps its times alone and is said, as is a
+    pattern that names no case timed."""
     timed = [r.case.name for r in kept["candidate"]]
     notes = [
         f"instructions-cases {pattern}: names no case this gate timed, so counts nothing"
         for pattern in thresholds.instruction_cases
         if not any(fnmatch.fnmatchcase(name, pattern) for name in timed)
     ]
-    if not chosen:
-        return kept, tuple(notes)
-    t0 = time.perf_counter()
-    say(f"gate: counting {len(chosen)} case(s)' instructions under Callgrind, both sides in one process each")
-    roots = {side: str(trees[side]) for side in SIDES}
-    seed = (kept["candidate"][0].fingerprint.get("seeds") or {}).get("data", defaults.SEED)
-    with concurrent.futures.ThreadPoolExecutor(min(len(chosen), os.cpu_count() or 1)) as pool:
-        found = dict(zip(chosen, pool.map(lambda key: instructions.measure(key, seed=seed, kernels=roots), chosen)))
     for key, by_side in found.items():
         absent = {side: got["absent"] for side, got in by_side.items() if "absent" in got}
         if absent:
             side, why = next(iter(absent.items()))
             notes.append(f"instructions of {key.label}: not counted on the {side} side ({why}); judged by time")
-    say(f"gate: instructions counted in {time.perf_counter() - t0:.0f} s")
     counted = {
-        side: [replace(r, instructions=found[r.case][side]) if r.case in found else r for r in recs]
+        side: [
+            replace(r, instructions=found[r.case][side]) if r.case in found and r.status == "ok" else r for r in recs
+        ]
         for side, recs in kept.items()
     }
     return counted, tuple(notes)
