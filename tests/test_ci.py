@@ -172,33 +172,22 @@ def test_an_output_folder_in_the_tree_that_git_does_not_ignore_is_refused(tmp_pa
 
 def test_a_change_to_the_steps_alone_is_added_paired_with_its_base_side(tmp_path):
     """kernels/ alone changed: the gate runs both sides' steps in one process, and the script adds
-    its candidate/ with each case's ratio to base/, the parent's steps, then checks the history; the
-    case the settings count under Callgrind (numpy eager, at n=500) keeps its instructions there."""
+    its candidate/ with each case's ratio to base/, the parent's steps, then checks the history.
+    (Instructions counted too: test_gate's host-side plant; none here, for CI's time.)"""
     repo = project(tmp_path / "repo")
     base = git(repo, "rev-parse", "HEAD").strip()
     steps = repo / "kernels" / "numpy_steps.py"
     commit(repo, {"kernels/numpy_steps.py": steps.read_text() + "\n# a comment: the same steps\n"}, "steps")
     flags = ("--framework", "numpy", "--step", "manual", "--backend", "eager", "--size", "300,784,8")
-    done = ci_gate(repo, tmp_path, *flags, "--budget", "0.05", "--threshold", "1000%")
+    done = ci_gate(repo, tmp_path, *flags, "--budget", "0.05", "--threshold", "1000%", "--instructions", "none")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "both sides' steps run in one process" in done.stderr and "result(s) added" in done.stdout
+    assert "both sides' steps run in one process" in done.stderr and "1 result(s) added" in done.stdout
     assert "history check: 0 slowdown(s)" in done.stdout
     from bench.history.store import Store
 
-    points = {p["n"]: p for p in Store(f"sqlite:///{tmp_path / 'history.sqlite'}").points()}
-    point = points[300]
+    (point,) = Store(f"sqlite:///{tmp_path / 'history.sqlite'}").points()
     assert point["commit_sha"] == git(repo, "rev-parse", "HEAD").strip() and point["parent_sha"] == base
     assert point["parent_lo"] <= point["parent_ratio"] <= point["parent_hi"]
-    counted = points[500]["instructions"]  # the case the settings count, timed and counted at n=500
-    if "absent" in counted:  # no Valgrind here: said in the gate's notes, and judged by time
-        assert "instructions of numpy/manual/eager" in done.stdout and "not counted" in done.stdout
-    else:
-        assert counted["per_call"] > 1e5 and "instructions [range]" in done.stdout
-        shown = subprocess.run(
-            [sys.executable, "-m", "bench", "history", "show", "--db", f"sqlite:///{tmp_path / 'history.sqlite'}"],
-            cwd=REPO, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert "instructions a call" in shown.stdout, shown.stdout + shown.stderr
     page = (tmp_path / "page.md").read_text()
     assert "## Regression gate: " in page and "paired by round" in page and "## History check: passing" in page
     kept = tmp_path / "ci"

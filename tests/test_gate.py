@@ -668,7 +668,9 @@ manual_step = _slower
 def test_a_host_side_change_no_counter_sees_is_flagged_by_instructions(repo, tmp_path):
     """A Python loop planted in NumPy's manual step (no op, no FLOP, no byte more): the one-process
     gate counts both sides' steps under Callgrind at n=500 and flags it by instructions; the
-    unchanged module step is judged the same by its instructions; the n=300 cases by time alone."""
+    unchanged module step, not named by --instructions, is neither counted nor timed at n=500, and
+    the n=300 cases are judged by time. (Unchanged code judged same by instructions: test_compare, and the
+    instructions-plant experiment.)"""
     from bench import instructions
 
     reason = instructions.unavailable_reason(CaseKey("numpy", "manual", "eager", "cpu", 500, 784, 8, "float32"))
@@ -680,26 +682,22 @@ def test_a_host_side_change_no_counter_sees_is_flagged_by_instructions(repo, tmp
     out = tmp_path / "out"
     result = bench_gate(
         repo, "--base", "HEAD", "--framework", "numpy", "--step", "manual", "module", "--backend", "eager",
-        "--size", "300,784,8", "--budget", "0.05", "--instructions", "numpy/*/eager/cpu",
+        "--size", "300,784,8", "--budget", "0.05", "--instructions", "numpy/manual/eager",
         "--json", tmp_path / "gate.json", "--out", out,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr + result.stdout
     doc = json.loads((tmp_path / "gate.json").read_text())
     made = {(c["case"]["step"], c["case"]["n"]): c for c in doc["comparisons"]}
-    assert set(made) == {("manual", 300), ("module", 300), ("manual", 500), ("module", 500)}
-    planted, same = made["manual", 500], made["module", 500]
+    assert set(made) == {("manual", 300), ("module", 300), ("manual", 500)}  # the counted case at n=500 too
+    planted = made["manual", 500]
     counted = planted["instructions"]
     assert compare.verdict(counted["ratio"], counted["lo"], counted["hi"], 0.01) == "regressed", planted
     assert planted["verdict"] == "regressed" and planted["counters"] == []  # no counter sees it
     # by instructions, unless a noisy run's times flagged it too (then a time regression stands)
     assert planted["rests_on"] == "instructions" or planted["time_verdict"] is None
-    assert (same["verdict"], same["rests_on"]) == ("same", "instructions"), same
-    assert abs(same["instructions"]["ratio"] - 1) < 0.001
-    assert all(
-        made[step, 300]["rests_on"] == "time" and not made[step, 300]["instructions"] for step in ("manual", "module")
-    )
+    assert all(made[step, 300]["rests_on"] == "time" for step in ("manual", "module"))
     assert "regressed by instructions" in result.stdout and "instructions [range]" in result.stdout
-    assert all(r.instructions.get("per_call") for r in records.read(out / "candidate") if r.n == 500)
+    assert [r.step for r in records.read(out / "candidate") if r.instructions.get("per_call")] == ["manual"]
 
 
 def test_a_change_to_tests_and_text_alone_has_nothing_to_time(repo):
