@@ -78,60 +78,76 @@ def run(
     progress: Callable[[str], None] | None = None,
     notes: tuple[str, ...] = (),
 ) -> Outcome:
-    """Both sides' steps (trees: {"base": a checkout, "candidate": another}) in one worker process
-    per framework, loaded alike (Framework.with_kernels): every case of `spec` checked on each side,
-    then each group's cases timed together, the frameworks taking turns, for `pairs` x the spec's
-    budget a side (the time `pairs` process pairs would give it); compared as `how` says (paired
-    by round). Each side's records are written under workdir/<side>/."""
+    """Both sides' steps (trees: {"base": a checkout, "candidate": another}) measured together
+    (measure()) and compared as `how` says (paired by round)."""
+    kept, processes, wall_s, said = measure(trees, spec, pairs, how.thresholds, workdir, progress)
+    result = compare(kept["base"], kept["candidate"], replace(how, pairing=ROUNDS))
+    return Outcome(result, processes, wall_s, (*notes, *said), pairing="calls")
+
+
+def measure(
+    trees: dict[str, Path],
+    spec: RunSpec,
+    pairs: int,
+    thresholds: Thresholds,
+    workdir: Path | str,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, list[Record]], dict[str, list[Process]], float, tuple[str, ...]]:
+    """({side: records}, {side: [its Process]}, wall seconds, notes) of the steps of every side of
+    `trees` ({name: a checkout}: the gate's base and candidate, a bisection's three commits) in one
+    worker process per framework, loaded alike (Framework.with_kernels): every case of `spec`
+    checked on each side, then each group's cases timed together, the frameworks taking turns, for
+    `pairs` x the spec's budget a side (the time `pairs` process pairs would give it), the sides
+    interleaved take by take so their records pair by round. Each side's records are written under
+    workdir/<side>/."""
     t0 = time.perf_counter()
     workdir = Path(workdir)
+    sides = tuple(trees)
     say = progress or (lambda line: None)
     config = _config(spec, pairs, workdir)
-    kept: dict[str, list[Record]] = {side: [] for side in SIDES}
+    kept: dict[str, list[Record]] = {side: [] for side in sides}
     workers: dict[tuple[str, str], Any] = {}
     counting = concurrent.futures.ThreadPoolExecutor(1)
     found: concurrent.futures.Future | None = None
     try:
-        workers = start_runners(config, kernels={side: str(trees[side]) for side in SIDES}, variables=spec.variables())
+        workers = start_runners(config, kernels={side: str(trees[side]) for side in sides}, variables=spec.variables())
         say(f"gate: {len(workers)} framework worker(s) started in {time.perf_counter() - t0:.0f} s")
         common: dict[str, Any] = dict(run_id=config.run_id, fingerprint=run_fingerprint(config, workers)[""])
         groups = plan(config, workers)
         # the cases counted under Callgrind are timed at INSTRUCTIONS_SIZE too, unless a size timed them there
         small = tuple(dict.fromkeys((defaults.INSTRUCTIONS_SIZE[0], m, nh) for _, m, nh in config.sizes))
         small = tuple(size for size in small if size not in config.sizes)
-        for group in plan(replace(config, sizes=small), workers) if small and how.thresholds.instruction_cases else ():
-            group = group._replace(cases=[c for c in group.cases if how.thresholds.counts(c.key)])
+        for group in plan(replace(config, sizes=small), workers) if small and thresholds.instruction_cases else ():
+            group = group._replace(cases=[c for c in group.cases if thresholds.counts(c.key)])
             groups += [group] if group.cases else []
-        chosen = list(dict.fromkeys(c.key for g in groups for c in g.cases if how.thresholds.counts(c.key)))
+        chosen = list(dict.fromkeys(c.key for g in groups for c in g.cases if thresholds.counts(c.key)))
         if chosen:  # meanwhile, on a core the timing leaves free (its frameworks take turns, one thread each)
             seed = (common["fingerprint"].get("seeds") or {}).get("data", defaults.SEED)
             found = counting.submit(_count, chosen, trees, seed, say)
         for group in groups:
-            for side, rec in _group(group, workers, common, config, say):
+            for side, rec in _group(group, sides, workers, common, config, say):
                 kept[side].append(rec)
     except (WorkerDied, WorkerError, ConfigError) as e:
         raise GateError(f"the one-process gate could not run: {e}") from None
     finally:
         close_runners(workers)
         counting.shutdown(wait=True, cancel_futures=True)
-    kept, why_not = counted_sides(kept, found.result() if found else {}, how.thresholds)
-    notes = (*notes, *why_not)
+    kept, notes = counted_sides(kept, found.result() if found else {}, thresholds)
     wall_s = time.perf_counter() - t0
-    processes = {side: [_write_side(workdir / side, side, trees[side], kept[side], wall_s)] for side in SIDES}
-    result = compare(kept["base"], kept["candidate"], replace(how, pairing=ROUNDS))
-    return Outcome(result, processes, wall_s, notes, pairing="calls")
+    processes = {side: [_write_side(workdir / side, side, trees[side], kept[side], wall_s)] for side in sides}
+    return kept, processes, wall_s, notes
 
 
 def _count(
     keys: list[CaseKey], trees: dict[str, Path], seed: int, say: Callable[[str], None]
 ) -> dict[CaseKey, dict[str, Any]]:
-    """{case: {side: its instructions}} of `keys`, one at a time, both sides' steps in one Valgrind
+    """{case: {side: its instructions}} of `keys`, one at a time, every side's steps in one Valgrind
     process each (bench/instructions.py)."""
     from bench import instructions
 
     t0 = time.perf_counter()
-    say(f"gate: counting {len(keys)} case(s)' instructions under Callgrind meanwhile, both sides in one process each")
-    roots = {side: str(trees[side]) for side in SIDES}
+    say(f"gate: counting {len(keys)} case(s)' instructions under Callgrind meanwhile, every side in one process")
+    roots = {side: str(tree) for side, tree in trees.items()}
     found = {key: instructions.measure(key, seed=seed, kernels=roots) for key in keys}
     say(f"gate: instructions counted in {time.perf_counter() - t0:.0f} s")
     return found
@@ -143,7 +159,7 @@ def counted_sides(
     """(kept, notes): each side's records, those of the counted cases (`found`, by _count) with their
     instructions a call; a case that could not be counted keeps its times alone and is said, as is a
     pattern that names no case timed."""
-    timed = [r.case.name for r in kept["candidate"]]
+    timed = [r.case.name for recs in kept.values() for r in recs]
     notes = [
         f"instructions-cases {pattern}: names no case this gate timed, so counts nothing"
         for pattern in thresholds.instruction_cases
@@ -186,9 +202,14 @@ def _config(spec: RunSpec, pairs: int, workdir: Path) -> Config:
 
 
 def _group(
-    group: Any, workers: dict[tuple[str, str], Any], common: dict[str, Any], config: Config, say: Callable[[str], None]
+    group: Any,
+    sides: tuple[str, ...],
+    workers: dict[tuple[str, str], Any],
+    common: dict[str, Any],
+    config: Config,
+    say: Callable[[str], None],
 ) -> list[tuple[str, Record]]:
-    """[(side, Record)] of one group's cases: checked on both sides, the frameworks at once, each in
+    """[(side, Record)] of one group's cases: checked on every side, the frameworks at once, each in
     its own process (the gate reads no first-call time, which another worker's compile would disturb);
     then timed, the frameworks taking turns."""
     turns = Turns()
@@ -202,7 +223,7 @@ def _group(
             (side, check_case(case, workers[which], group, common, turns, side, settle=False))
             for case in group.cases
             if runner_key(case.key) == which
-            for side in SIDES
+            for side in sides
         ]
         took[which[0]] = time.perf_counter() - t
         return done
@@ -217,8 +238,8 @@ def _group(
             f"gate: checked and warmed {len(checked)} case-sides at n={group.n} in "
             f"{time.perf_counter() - t_check:.0f} s ("
             + ", ".join(f"{name} {s:.0f} s" for name, s in sorted(took.items(), key=lambda kv: -kv[1]))
-            + f"); timing {len(prepared) // 2} cases, base and candidate interleaved in one process per framework, "
-            "then counting them"
+            + f"); timing {len(prepared) // len(sides)} cases, {' and '.join(sides)} interleaved in one process per "
+            "framework, then counting them"
         )
         t_time = time.perf_counter()
         done += [(p.side, rec) for p, rec in zip(prepared, time_group(group, prepared, config))]
