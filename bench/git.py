@@ -71,6 +71,28 @@ def changed_files(tree: Path | str, sha: str) -> list[str]:
     return sorted({f for f in tracked + untracked if f})
 
 
+def changed_between(tree: Path | str, a: str, b: str) -> list[str]:
+    """The files that differ between commits `a` and `b`."""
+    return sorted(f for f in git(tree, "diff", "--name-only", a, b, "--").stdout.split("\n") if f)
+
+
+def is_ancestor(tree: Path | str, a: str, b: str) -> bool:
+    """Whether commit `a` is an ancestor of commit `b` (or the same)."""
+    return git(tree, "merge-base", "--is-ancestor", a, b).returncode == 0
+
+
+def first_parents(tree: Path | str, good: str, bad: str) -> list[tuple[str, str]]:
+    """[(sha, subject)] of the commits on `bad`'s first-parent line after `good`, oldest first,
+    `bad` last: what a bisection between them searches."""
+    listed = out(tree, "log", "--first-parent", "--reverse", "--format=%H%x00%s", f"{good}..{bad}", "--")
+    return [tuple(line.split("\0", 1)) for line in (listed or "").splitlines() if "\0" in line]  # type: ignore[misc]
+
+
+def subject(tree: Path | str, sha: str) -> str:
+    """The first line of commit `sha`'s message ("" where git does not know it)."""
+    return out(tree, "show", "-s", "--format=%s", "--end-of-options", sha) or ""
+
+
 def working_files(tree: Path | str) -> list[str]:
     """The working tree's files: tracked and untracked, not ignored."""
     listed = git(tree, "ls-files", "-co", "--exclude-standard", "-z")

@@ -414,6 +414,23 @@ class Store:
             )
         return out
 
+    def run_records(self, prefix: str) -> dict[str, list[Record]]:
+        """{run id: its records} of the runs whose id starts with `prefix` (a bisection's step: its
+        sides' runs share one)."""
+        sa = _sa()
+        r, x = self.runs, self.results
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = sa.select(r.c.run_id, x.c.record).join(x, x.c.run == r.c.id).where(r.c.run_id.like(like, escape="\\"))
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(x.c.id)).all()
+        except Exception as e:
+            raise HistoryError(f"{self.shown}: {_why(e)}") from None
+        out: dict[str, list[Record]] = {}
+        for run_id, record in rows:
+            out.setdefault(run_id, []).append(Record.from_dict(json.loads(record)))
+        return out
+
     def counts(self) -> tuple[int, int]:
         sa = _sa()
         with self.engine.connect() as conn:
