@@ -1,5 +1,5 @@
 """The command line: one parser module per command group (run.py: run, list, overhead; report.py:
-report, export; gate.py: compare, gate; history.py: history; scale.py: scale; explain.py:
+report, export; gate.py: compare, gate; bisect.py: bisect; history.py: history; scale.py: scale; explain.py:
 explain; venvs.py: env), the shared parsing in args.py,
 progress and signals in progress.py.
 
@@ -16,13 +16,13 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 
-from bench.cli import explain, gate, history, report, run, scale, venvs
+from bench.cli import bisect, explain, gate, history, report, run, scale, venvs
 from bench.cli.args import EXIT_BAD_INPUT, Parser, UsageError
 from bench.text import printable
 
 EXIT_INTERNAL = 3
 
-GROUPS = (run, report, gate, history, scale, explain, venvs)
+GROUPS = (run, report, gate, bisect, history, scale, explain, venvs)
 
 
 def build_parser() -> Parser:
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *history.errors(),
         *scale.errors(),
         *explain.errors(),
+        *bisect.errors(),
     ) as e:
         print(f"python -m bench {args.command}: error: {printable(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
