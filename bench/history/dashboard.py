@@ -8,6 +8,7 @@ import datetime
 import html
 import math
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,30 @@ def work_source(w: Any) -> str:
     return "instructions under Callgrind" if w.instructions is not None else "exact, from the counters"
 
 
+def bisect_hint(series: Series, start: int, end: int) -> str:
+    """The command that names the commit of a change found between measured commits: from the last
+    measured commit before it to the first at the new level ("" for the first commit measured)."""
+    if start < 1:
+        return ""
+    good, bad = series.points[start - 1].commit, series.points[end].commit
+    return f"python -m bench bisect {good[:12]} {bad[:12]} --case {shlex.quote(series.case)}"
+
+
 def check_lines(check: Check) -> list[str]:
-    """`history check`'s findings, a line each, then the line that says the verdict (check_verdict)."""
-    lines = [f"SLOWER: {s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]
+    """`history check`'s findings, a line each (a change, with the bisection that names its commit),
+    then the line that says the verdict (check_verdict)."""
+    lines = []
+    for s, ch in check.slowdowns:
+        hint = bisect_hint(s, ch.start, ch.end)
+        lines += [f"SLOWER: {s.case} [{s.machine}]: {change_text(s, ch)[0]}", *([f"  bisect: {hint}"] if hint else [])]
     lines += [f"{s.case} [{s.machine}]: {excursion_text(s, x)[0]}" for s, x in check.apart]
-    lines += [
-        f"{'WORK CHANGED' if fails else 'work changed'}: {s.case} [{s.machine}] at {w.commit[:10]} ({work_source(w)}): "
-        f"{'; '.join(w.what)}"
-        for s, w, fails in check.work
-    ]
+    for s, w, fails in check.work:
+        hint = bisect_hint(s, w.index, w.index) if fails else ""
+        lines += [
+            f"{'WORK CHANGED' if fails else 'work changed'}: {s.case} [{s.machine}] at {w.commit[:10]} "
+            f"({work_source(w)}): {'; '.join(w.what)}",
+            *([f"  bisect: {hint}"] if hint else []),
+        ]
     return [printable(line) for line in [*lines, check_verdict(check)]]
 
 
@@ -111,7 +127,14 @@ def check_markdown(check: Check, db_shown: str) -> str:
         f"{slow} slowdown(s)" + (f", {work} failing work change(s)" if work else "") if check.failed else "passing"
     )
     groups = [
-        ("Slowdowns (failing)", [f"{s.case} [{s.machine}]: {change_text(s, ch)[0]}" for s, ch in check.slowdowns]),
+        (
+            "Slowdowns (failing)",
+            [
+                f"{s.case} [{s.machine}]: {change_text(s, ch)[0]}"
+                + (f"; bisect: {hint}" if (hint := bisect_hint(s, ch.start, ch.end)) else "")
+                for s, ch in check.slowdowns
+            ],
+        ),
         (
             "Work changed (exact, from the counters; or instructions under Callgrind)",
             [
@@ -156,10 +179,20 @@ def check_json(check: Check, db_shown: str) -> dict[str, Any]:
         "verdict": "failed" if check.failed else "passing",
         "failed": check.failed,
         "summary": check_verdict(check),
-        "slowdowns": [finding(s, ch, change_text(s, ch)[0]) for s, ch in check.slowdowns],
+        "slowdowns": [
+            {**finding(s, ch, change_text(s, ch)[0]), "bisect": bisect_hint(s, ch.start, ch.end) or None}
+            for s, ch in check.slowdowns
+        ],
         "set_apart": [finding(s, x, excursion_text(s, x)[0]) for s, x in check.apart],
         "work_changes": [
-            {"case": s.case, "machine": s.machine, "commit": w.commit, "what": list(w.what), "fails": fails}
+            {
+                "case": s.case,
+                "machine": s.machine,
+                "commit": w.commit,
+                "what": list(w.what),
+                "fails": fails,
+                "bisect": bisect_hint(s, w.index, w.index) or None,
+            }
             for s, w, fails in check.work
         ],
     }
