@@ -132,7 +132,7 @@ class Plan:
         timed, whole = self.estimate_s()
         lines += [
             f"  times: {spec.describe()}",
-            f"  cases: {count_cases(spec)} a side; about {_minutes(whole)} in all ({timed:.0f} s of timed "
+            f"  cases: {count_cases(spec)} a side; about {minutes(whole)} in all ({timed:.0f} s of timed "
             f"calls, plus allowances of {START_S:g} s a process start and {CHECK_S:g} s a case check)",
             f"  judged by: {self._judged_text()}",
             *(f"  {line}" for line in self.said),
@@ -167,36 +167,37 @@ class Plan:
         return experiments.rate_line(self.figures, fp, self.spec, self.pairs, self.how.thresholds)
 
 
-def _minutes(seconds: float) -> str:
+def minutes(seconds: float) -> str:
+    """A duration as an estimate prints it: seconds under two minutes, else whole minutes."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def count_cases(spec: RunSpec) -> int:
-    """How many cases `spec` times a side: its frameworks' steps and backends (those each has) at
-    each size; read from the framework classes, no framework imported. Devices other than the CPU
-    are not counted (whether a GPU is there is known once a framework has loaded)."""
-    total = 0
+def cases_of(spec: RunSpec, sizes: tuple | None = None) -> list[CaseKey]:
+    """The cases `spec` times a side (at `sizes`, else its own): its frameworks' steps and backends,
+    those each has; read from the framework classes, no framework imported. On the CPU, unless the
+    spec names the GPU alone (whether a GPU is there is known once a framework has loaded)."""
+    device = "gpu" if spec.device == "gpu" else "cpu"
+    keys = []
     for name in spec.frameworks:
         cls = frameworks.spec(name)
-        steps = [s for s in spec.steps if s in cls.steps]
-        backends = [b for b in (spec.backends or cls.backends) if b in cls.backends and b not in cls.gpu_backends]
-        total += len(steps) * len(backends) * len(spec.sizes)
-    return total
+        for step in (s for s in spec.steps if s in cls.steps):
+            for backend in spec.backends or cls.backends:
+                if backend in cls.backends and (device == "gpu" or backend not in cls.gpu_backends):
+                    keys += [
+                        CaseKey(name, step, backend, device, n, m, nh, "float32") for n, m, nh in sizes or spec.sizes
+                    ]
+    return keys
+
+
+def count_cases(spec: RunSpec) -> int:
+    """How many cases `spec` times a side (cases_of)."""
+    return len(cases_of(spec))
 
 
 def counted_cases(spec: RunSpec, thresholds: Thresholds) -> list[str]:
-    """The CPU cases of `spec` whose instructions a one-process gate counts (Thresholds.counts); as
-    count_cases, read from the framework classes."""
-    n, m, nh = defaults.INSTRUCTIONS_SIZE
-    keys = [
-        CaseKey(name, step, backend, "cpu", n, m, nh, "float32")
-        for name in spec.frameworks
-        for step in spec.steps
-        if step in frameworks.spec(name).steps
-        for backend in (spec.backends or frameworks.spec(name).backends)
-        if backend in frameworks.spec(name).backends and backend not in frameworks.spec(name).gpu_backends
-    ]
-    return [key.name for key in keys if thresholds.counts(key)]
+    """The cases of `spec` whose instructions a one-process gate counts (Thresholds.counts), at
+    INSTRUCTIONS_SIZE."""
+    return [key.name for key in cases_of(spec, (defaults.INSTRUCTIONS_SIZE,)) if thresholds.counts(key)]
 
 
 # ---------------------------------------------------------------- making the plan
