@@ -71,9 +71,18 @@ def changed_files(tree: Path | str, sha: str) -> list[str]:
     return sorted({f for f in tracked + untracked if f})
 
 
-def changed_between(tree: Path | str, a: str, b: str) -> list[str]:
-    """The files that differ between commits `a` and `b`."""
-    return sorted(f for f in git(tree, "diff", "--name-only", a, b, "--").stdout.split("\n") if f)
+def touched(tree: Path | str, good: str, bad: str) -> list[str]:
+    """Every file a commit on `bad`'s first-parent line after `good` changed (a change undone later
+    still changed what ran between the two)."""
+    listed = out(
+        tree, "log", "--first-parent", "--diff-merges=first-parent", "--name-only", "--format=", f"{good}..{bad}", "--"
+    )
+    return sorted({f for f in (listed or "").splitlines() if f})
+
+
+def first_parent(tree: Path | str, sha: str) -> str | None:
+    """The first parent of commit `sha` (None for a first commit)."""
+    return out(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^1") or None
 
 
 def is_ancestor(tree: Path | str, a: str, b: str) -> bool:
