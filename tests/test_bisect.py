@@ -1,6 +1,6 @@
 """bisect: the search (counters first, then times against both ends), skips, the cap, resuming,
 `git bisect run`'s exit codes and the history, with a stand-in for measuring over a throwaway
-repository; bad input at the command line; and one real bisection of a planted extra matmul."""
+repository; bad input at the command line; and one real bisection of a planted extra ReLU."""
 
 import json
 import subprocess
@@ -150,15 +150,28 @@ def test_a_step_that_cannot_tell_is_retried_then_inconclusive(repo, tmp_path):
     assert "it would take" in "\n".join(bisect.lines(answer))
 
 
+def test_more_pairs_resume_an_inconclusive_bisection_keeping_what_it_decided(repo, tmp_path):
+    path, shas = repo
+    two = lambda i: 1.0 if i < 9 else 1.05 if i < 11 else 1.10  # noqa: E731  (commit 9 lies halfway)
+    first = bisected(plan_of(path, shas, tmp_path), Fake(shas, two))
+    assert first.kind == "inconclusive" and [(s.index, s.verdict) for s in first.steps[1:2]] == [(6, "good")]
+    again = bisected(plan_of(path, shas, tmp_path, pairs=8), Fake(shas, two))
+    measured = [(s.kind, s.index, s.pairs) for s in again.steps if not s.reused]
+    assert measured == [("ends", 12, 8), ("times", 9, 16)]  # commit 6 was decided; commit 9 at 8 pairs was kept
+
+
 def test_the_cap_stops_it_and_the_same_command_resumes(repo, tmp_path):
     path, shas = repo
     slow = lambda i: 1.10 if i >= 3 else 1.0  # noqa: E731
     capped = bisected(plan_of(path, shas, tmp_path, max_steps=2), Fake(shas, slow))
     assert capped.kind == "capped" and capped.failed and len(capped.steps) == 2
     fake = Fake(shas, slow)
-    again = bisected(plan_of(path, shas, tmp_path), fake)
+    again = bisected(plan_of(path, shas, tmp_path, max_steps=2), fake)  # the same command: two more steps
+    assert again.kind == "capped" and len(again.steps) == 4 and len(fake.calls) == 2
+    fake = Fake(shas, slow)
+    again = bisected(plan_of(path, shas, tmp_path, max_steps=2), fake)
     assert again.kind == "found" and again.first_bad == 3
-    assert [bool(s.reused) for s in again.steps[:2]] == [True, True] and len(fake.calls) == len(again.steps) - 2
+    assert [bool(s.reused) for s in again.steps[:4]] == [True] * 4 and len(fake.calls) == len(again.steps) - 4
 
 
 def test_an_interrupted_bisection_keeps_its_finished_steps(repo, tmp_path):
@@ -185,7 +198,7 @@ def test_a_state_of_another_bisection_is_refused(repo, tmp_path):
     path, shas = repo
     bisected(plan_of(path, shas, tmp_path), Fake(shas, lambda i: 1.0))
     with pytest.raises(bisect.BisectError, match="holds another bisection"):
-        bisected(plan_of(path, shas, tmp_path, budget_s=0.1), Fake(shas, lambda i: 1.0))
+        bisected(plan_of(path, shas, tmp_path, by="times"), Fake(shas, lambda i: 1.0))
     (tmp_path / "out" / bisect.STATE_FILE).write_text("{not json")
     with pytest.raises(bisect.BisectError, match="unreadable"):
         bisected(plan_of(path, shas, tmp_path), Fake(shas, lambda i: 1.0))
@@ -203,19 +216,23 @@ def test_git_bisect_run_mode_exits_good_bad_or_skip(repo, tmp_path):
         assert fake.calls[0][0] == (0, i, 12)
 
 
-def test_the_history_keeps_each_step_and_a_later_bisection_reuses_it(repo, tmp_path):
+@pytest.mark.parametrize("pairing", ["processes", "calls"])
+def test_the_history_keeps_each_step_and_a_later_bisection_reuses_it(repo, tmp_path, monkeypatch, pairing):
     from bench.history.store import Store
 
+    monkeypatch.setattr("bench.bisect.history.harness_is", lambda sha: True)  # this checkout's harness is the range's
     path, shas = repo
     store = Store(f"sqlite:///{tmp_path / 'h.sqlite'}", create=True)
     slow = lambda i: 1.10 if i >= 5 else 1.0  # noqa: E731
-    first = plan_of(path, shas, tmp_path, pairing="processes")
-    answer = bisected(first, Fake(shas, slow, pairing="processes"), bisect.History(store, first))
+    first = plan_of(path, shas, tmp_path, pairing=pairing)
+    answer = bisected(first, Fake(shas, slow, pairing=pairing), bisect.History(store, first))
     assert answer.first_bad == 5 and store.counts()[0] > 0
     again = bisect.make(replace_out(first.request, tmp_path / "elsewhere"))
-    fake = Fake(shas, slow, pairing="processes")
+    fake = Fake(shas, slow, pairing=pairing)
     repeated = bisected(again, fake, bisect.History(store, again))
-    assert repeated.first_bad == 5 and fake.calls == [] and all(s.reused == "the history" for s in repeated.steps)
+    assert repeated.kind == "found" and repeated.first_bad == 5 and fake.calls == []
+    assert all(s.reused == "the history" for s in repeated.steps)
+    assert [(s.verdict, s.index) for s in repeated.steps] == [(s.verdict, s.index) for s in answer.steps]
     commits = {p["commit_sha"] for p in store.points()}
     assert {shas[0], shas[5], shas[12]} <= commits  # each side under its own commit
 
@@ -269,8 +286,8 @@ def test_plan_prints_the_steps_and_an_estimate(repo, tmp_path, capsys):
 # ---------------------------------------------------------------- one real bisection
 
 
-def test_a_planted_extra_matmul_is_found_in_a_real_history(tmp_path):
-    """A clone of this repository, three commits on top, the second adding a matmul to the
+def test_a_planted_extra_relu_is_found_in_a_real_history(tmp_path):
+    """A clone of this repository, three commits on top, the second adding a ReLU to the
     hand-written step: its NumPy case bisected for real, in one process."""
     from bench import REPO
 
@@ -280,12 +297,12 @@ def test_a_planted_extra_matmul_is_found_in_a_real_history(tmp_path):
     git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t"]
     good = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     lesson = clone / "kernels" / "lesson.py"
-    anchor = "        out = ops.lin(inputs[-1], w, b)\n"
+    anchor = "            inputs.append(ops.relu(out))\n"  # not the experiment's plant: that one is held out
     for i in range(3):
         text = lesson.read_text() + f"# filler {i}\n"
         if i == 1:
             assert anchor in text
-            text = text.replace(anchor, anchor + "        if k == 0:\n            out = ops.lin(inputs[-1], w, b)\n", 1)
+            text = text.replace(anchor, "            ops.relu(out)\n" + anchor, 1)  # an extra ReLU, dropped
         lesson.write_text(text)
         subprocess.run([*git, "commit", "-q", "-am", f"commit {i}"], check=True)
     shas = subprocess.run(
@@ -301,4 +318,4 @@ def test_a_planted_extra_matmul_is_found_in_a_real_history(tmp_path):
     found = json.loads((tmp_path / "b.json").read_text())
     assert found["answer"] == "found" and found["by"] == "counters" and found["first_bad"]["sha"] == shas[1]
     assert found["pairing"] == "calls" and (out / bisect.STATE_FILE).exists()
-    assert "lin 2 -> 3" in done.stdout
+    assert "relu 1 -> 2" in done.stdout

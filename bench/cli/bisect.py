@@ -108,7 +108,6 @@ def request(args: argparse.Namespace) -> "bisect.Request":
         instructions=tuple(p for p in args.instructions if p != "none"),
         by=args.by,
         out=args.out,
-        db=args.db,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
         run_mode=args.run,
@@ -164,7 +163,7 @@ def _bisect(args: argparse.Namespace, outputs: Outputs) -> int:
         return EXIT_STOP_GIT_BISECT if args.run else code
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for line in [*bisect.lines(answer), *(history.said if history else [])]:
+    for line in [*bisect.lines(answer), *bisector.said, *(history.said() if history else [])]:
         print(line, flush=True)
     return outputs.write(
         "bisect", lambda: _markdown(answer), lambda: bisect.to_json(answer), EXIT_NO_ANSWER if answer.failed else 0
@@ -174,8 +173,9 @@ def _bisect(args: argparse.Namespace, outputs: Outputs) -> int:
 COMMANDS = {"bisect": cmd_bisect}
 
 
-def errors() -> "tuple[type[Exception], type[Exception]]":
+def errors() -> "tuple[type[Exception], type[Exception], type[Exception]]":
     from bench.bisect import BisectError
+    from bench.compare import CompareError
     from bench.history.store import HistoryError
 
-    return (BisectError, HistoryError)
+    return (BisectError, CompareError, HistoryError)
