@@ -291,7 +291,7 @@ def test_show_check_export_and_dashboard(synthetic_history, tmp_path):
     code, out, _ = cli("history", "check", "--db", url, "--last", "25", "--threshold", "5%")
     assert code == 1 and out.count("SLOWER:") == 3
     # each names the bisection from the last commit measured before it to the first after
-    assert out.count(f"bisect: python -m bench bisect {shas[39][:12]} {shas[40][:12]} --case ") == 3
+    assert out.count(f"bisect: python -m bench bisect {shas[39][:12]} {shas[40][:12]} --framework numpy ") == 3
     code, out, _ = cli("history", "check", "--db", url, "--last", "10", "--threshold", "5%")
     assert code == 0 and "passing" in out
     code, out, _ = cli("history", "check", "--db", url, "--last", "25", "--threshold", "15%")

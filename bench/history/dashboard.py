@@ -80,7 +80,16 @@ def bisect_hint(series: Series, start: int, end: int) -> str:
     if start < 1:
         return ""
     good, bad = series.points[start - 1].commit, series.points[end].commit
-    return f"python -m bench bisect {good[:12]} {bad[:12]} --case {shlex.quote(series.case)}"
+    name, *fields = series.case.split(" ")
+    size = dict(f.split("=", 1) for f in fields if f.count("=") == 1)
+    parts = name.split("/")
+    if len(parts) != 4 or not all(k in size for k in ("n", "m", "nh")):
+        return ""  # not a case label bisect can time
+    framework, step, backend, device = parts
+    return (
+        f"python -m bench bisect {good[:12]} {bad[:12]} --framework {framework} --step {step} --backend {backend} "
+        f"--device {device} --size {size['n']},{size['m']},{size['nh']} --case {shlex.quote(series.case)}"
+    )
 
 
 def check_lines(check: Check) -> list[str]:
