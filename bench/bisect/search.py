@@ -23,7 +23,9 @@ from bench.records import Record
 STATE_FILE = "bisect.json"
 STATE_VERSION = 1
 GOOD, COMMIT, BAD = "good", "commit", "bad"  # the sides of a step
-RETRY_PAIRS = 2  # an undecided time step is measured once more, with this many times the pairs
+# An undecided time step is measured again with these many times the pairs, until one decides: a
+# commit near the midpoint, or a noisy spell of the machine, needs a narrower interval.
+RETRY_PAIRS = (2, 4)
 DECIDED = ("good", "bad", "skip")  # verdicts about a commit that hold whatever the timing
 
 
@@ -418,12 +420,13 @@ class Bisector:
             else:
                 sides = {GOOD: plan.good, COMMIT: sha, BAD: plan.bad}
                 step = self.run_step("times", sha, sides, plan.pairs)
-                if step.verdict == "inconclusive":
+                for factor in RETRY_PAIRS:
+                    if step.verdict != "inconclusive":
+                        break
                     if capped := self.over_cap():
-                        return self.answer(
-                            "capped", lo, hi, by, said=(f"stopped before measuring {short(sha)} again: {capped}",)
-                        )
-                    step = self.run_step("times", sha, sides, plan.pairs * RETRY_PAIRS)
+                        said = (f"stopped before measuring {short(sha)} again: {capped}",)
+                        return self.answer("capped", lo, hi, by, said=said)
+                    step = self.run_step("times", sha, sides, plan.pairs * factor)
             if step.verdict == "good":
                 lo = i
             elif step.verdict == "bad":
