@@ -439,27 +439,32 @@ class Bisector:
         return self.answer("found", lo, hi, by, candidates=(*between, hi) if between else ())
 
     def confirm(self, found: Answer) -> Answer:
-        """The first bad commit beside its parent, timed as the ends were: the change it made."""
+        """The first bad commit beside its parent, timed as the ends were (again with more pairs
+        while a changed case's verdict is undecided): the change it made."""
         plan, hi, lo = self.plan, found.first_bad, found.last_good
         assert hi is not None and lo is not None
         if found.candidates:
             return found
-        if capped := self.over_cap():
-            return replace(found, said=(f"not timed beside its parent: {capped}",))
-        step = self.run_step(
-            "confirm", plan.commits[hi][0], {"parent": plan.commits[lo][0], COMMIT: plan.commits[hi][0]}, plan.pairs
-        )
-        moved = [r["case"] for r in step.cases if r["verdict"] in ("regressed", "improved")]
-        said = []
-        if found.by == "counters" and (unmoved := [c for c in self.time_cases if c not in moved]):
+        sha, said = plan.commits[hi][0], []
+        sides = {"parent": plan.commits[lo][0], COMMIT: sha}
+        step = None
+        for factor in (1, *RETRY_PAIRS):
+            if capped := self.over_cap():
+                said.append(f"not timed beside its parent{' again' if step else ''}: {capped}")
+                break
+            step = self.run_step("confirm", sha, sides, plan.pairs * factor)
+            if not any(r["verdict"] == "inconclusive" for r in step.cases if r["case"] in self.time_cases):
+                break
+        verdicts = {r["case"]: r["verdict"] for r in step.cases} if step else {}
+        if found.by == "counters" and (same := [c for c in self.time_cases if verdicts.get(c) == "same"]):
             said.append(
-                f"the time of {', '.join(unmoved)} did not change beyond its interval at {short(plan.commits[hi][0])}, "
-                "though it did between GOOD and BAD: that change may lie at another commit (--by times finds it)"
+                f"the time of {', '.join(same)} did not change at {short(sha)}, though it did between GOOD and BAD: "
+                "that change lies at another commit (--by times finds it)"
             )
-        if found.by == "times" and not moved:
+        if found.by == "times" and step and all(verdicts.get(c) == "same" for c in self.time_cases):
             said.append(
-                "beside its parent no bisected case changed beyond its threshold: the change may be spread over "
-                "several commits, or smaller than one step can see"
+                "beside its parent no bisected case changed: the change may be spread over several commits, or "
+                "smaller than one step can see"
             )
         return replace(found, steps=tuple(self.steps), said=tuple(said), wall_s=self.hooks.clock() - self.t0)
 

@@ -64,7 +64,7 @@ def lines(answer: Answer) -> list[str]:
             )
         else:
             out.append(f'bisect: the first bad commit is {short(sha)} "{subject}" (found by {answer.by})')
-        confirm = next((s for s in answer.steps if s.kind == "confirm"), None)
+        confirm = next((s for s in reversed(answer.steps) if s.kind == "confirm"), None)  # the last, decided
         if confirm:
             out += [
                 f"  its change beside its parent {short(plan.commits[lo][0])}: {_case_text(r)} ({r['verdict']})"
