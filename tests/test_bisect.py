@@ -25,8 +25,9 @@ class Fake:
     1% noise a sample, every side of a step in the same rounds of one run; `fails` lists commits
     whose step is broken."""
 
-    def __init__(self, shas, speed, counters=lambda i: 2, fails=(), pairing="calls"):
+    def __init__(self, shas, speed, counters=lambda i: 2, fails=(), pairing="calls", noise=0.01):
         self.shas, self.speed, self.counters, self.fails, self.pairing = shas, speed, counters, set(fails), pairing
+        self.noise = noise
         self.calls = []  # (sides' commit indices, budget)
         self.rng = np.random.default_rng(7)
 
@@ -46,7 +47,7 @@ class Fake:
 
     def record(self, i, run_id):
         status = "failed" if i in self.fails else "ok"
-        times = tuple(0.01 * self.speed(i) * self.rng.lognormal(0, 0.01, ROUNDS)) if status == "ok" else ()
+        times = tuple(0.01 * self.speed(i) * self.rng.lognormal(0, self.noise, ROUNDS)) if status == "ok" else ()
         return Record(
             framework="numpy",
             step="manual",
@@ -129,6 +130,14 @@ def test_no_change_between_the_ends_says_so_and_stops(repo, tmp_path):
     answer = bisected(plan_of(path, shas, tmp_path), fake)
     assert answer.kind == "no change" and answer.first_bad is None and len(fake.calls) == 1
     assert "cannot be told apart" in bisect.lines(answer)[0]
+
+
+def test_ends_that_cannot_be_told_apart_nor_shown_the_same_are_inconclusive(repo, tmp_path):
+    path, shas = repo
+    fake = Fake(shas, lambda i: 1.08 if i == 12 else 1.0, noise=0.08)  # an interval across the threshold
+    answer = bisected(plan_of(path, shas, tmp_path), fake)
+    assert answer.kind == "inconclusive" and answer.failed and len(fake.calls) == 1
+    assert "--pairs 8" in bisect.lines(answer)[0]
 
 
 def test_a_commit_that_does_not_pass_its_check_is_skipped(repo, tmp_path):

@@ -398,6 +398,8 @@ class Bisector:
                     "no change", said=("GOOD and BAD run the same counters: nothing to bisect by counters",)
                 )
             if not self.counter_cases and not self.time_cases:
+                if any(r["verdict"] == "inconclusive" for r in ends.cases):  # neither shown changed nor the same
+                    return self.answer("inconclusive", said=(_undecided_ends_line(plan, ends),))
                 return self.answer("no change", said=(_same_line(plan, ends),))
             found = self.search("counters" if self.counter_cases else "times")
             return self.confirm(found) if found.kind == "found" else found
@@ -543,6 +545,18 @@ def _same_line(plan: Plan, ends: Step) -> str:
     return (
         f"no change: GOOD and BAD cannot be told apart (no case beyond {plan.how.thresholds.default:.0%} by its "
         f"interval, {counters_said}): {rows or 'no case timed on both'}"
+    )
+
+
+def _undecided_ends_line(plan: Plan, ends: Step) -> str:
+    rows = "; ".join(
+        f"{r['case']} x{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+        for r in ends.cases
+        if r["verdict"] == "inconclusive"
+    )
+    return (
+        f"GOOD and BAD could not be told apart at {plan.how.thresholds.default:.0%}, nor shown the same: {rows}; it "
+        f"would take a narrower interval (the same command with --pairs {ends.pairs * 2} resumes, or a longer --budget)"
     )
 
 

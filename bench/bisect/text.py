@@ -77,10 +77,11 @@ def lines(answer: Answer) -> list[str]:
     else:
         lo, hi = answer.last_good or 0, plan.searched if answer.first_bad is None else answer.first_bad
         out += [f"bisect: {answer.kind}: {line}" for line in answer.said]
-        out.append(
-            f"  the first bad commit lies after {short(plan.commits[lo][0])}, at or before "
-            f"{short(plan.commits[hi][0])} ({hi - lo} commit(s)); the same command resumes from {plan.out}"
-        )
+        if answer.last_good is not None:  # the search had begun
+            out.append(
+                f"  the first bad commit lies after {short(plan.commits[lo][0])}, at or before "
+                f"{short(plan.commits[hi][0])} ({hi - lo} commit(s)); the same command resumes from {plan.out}"
+            )
     if answer.steps:
         out.append(f"steps ({len(answer.steps)}, {minutes(answer.wall_s)}; kept in {plan.out}):")
         out += [step_line(n, s, plan) for n, s in enumerate(answer.steps, 1)]
