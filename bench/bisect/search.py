@@ -389,10 +389,15 @@ class Bisector:
         if plan.nothing:
             return Answer("no change", plan, (), said=(f"nothing to bisect: {plan.nothing}",))
         with self.stack:
-            ends = self.run_step("ends", plan.bad, {GOOD: plan.good, BAD: plan.bad}, plan.pairs)
-            if ends.verdict == "failed":
-                raise BisectError(f"the ends could not be measured: {ends.why}")
-            self.ends(ends)
+            sides = {GOOD: plan.good, BAD: plan.bad}
+            for factor in (1, *RETRY_PAIRS):  # measured again while nothing changed and a case is undecided
+                ends = self.run_step("ends", plan.bad, sides, plan.pairs * factor)
+                if ends.verdict == "failed":
+                    raise BisectError(f"the ends could not be measured: {ends.why}")
+                self.ends(ends)
+                undecided = any(r["verdict"] == "inconclusive" for r in ends.cases)
+                if self.counter_cases or self.time_cases or not undecided or self.over_cap():
+                    break
             if plan.request.by == "counters" and not self.counter_cases:
                 return self.answer(
                     "no change", said=("GOOD and BAD run the same counters: nothing to bisect by counters",)
