@@ -83,8 +83,8 @@ def measurer(pairing: str, thresholds: Thresholds) -> Measure:
 @dataclass(frozen=True)
 class Step:
     """One step as it is kept: its kind (ends, counters, times, confirm, run), the commit, its
-    verdict (good, bad, skip, inconclusive; the ends and the confirmation: changed, same or
-    failed), why, each bisected case's figures, and the timing it was measured with."""
+    verdict (good, bad, skip, inconclusive; the ends and the confirmation: changed, same,
+    undecided or failed), why, each bisected case's figures, and the timing it was measured with."""
 
     kind: str
     sha: str
@@ -307,8 +307,10 @@ class Bisector:
         first, second = tuple(sides)
         rows = tuple(_row(c) for c in m.judge(first, second, self.plan.how).comparisons if c.label in self.plan.cases)
         changed = any(r["verdict"] in ("regressed", "improved") or r["counters"] for r in rows)
+        same = all(r["verdict"] == "same" for r in rows)
+        verdict = "changed" if changed else "same" if same else "undecided"
         counted = {side: _counters_of(m.records(side), self.plan.cases) for side in sides}
-        return Step(**base, verdict="changed" if changed else "same", why="", cases=rows, counters=counted)
+        return Step(**base, verdict=verdict, why="", cases=rows, counters=counted)
 
     def ends(self, step: Step) -> None:
         """What the ends found: each end's counters, the cases whose counters differ and those whose
