@@ -174,6 +174,12 @@ EXPERIMENTS = {
             "whose NumPy ReLU runs a 2,150-iteration Python loop, ten against an unchanged clone",
         ),
         Experiment(
+            "bisect",
+            "Bisecting a 30-commit history",
+            "python results/examples/bisect-cpu/measure.py --repeats 2 (python -m bench bisect GOOD BAD --repo CLONE "
+            "--case 'numpy/manual/eager/*' --json ..., one bisection at a time)",
+        ),
+        Experiment(
             "history-slow-run",
             "A history with one slow run",
             "12 commits of unchanged TensorFlow steps, "
