@@ -124,7 +124,7 @@ INSTRUCTIONS_CALLS = 3  # counted calls a case, each its own Callgrind dump
 INSTRUCTIONS_WARMUP = 0
 INSTRUCTIONS_TIMEOUT_S = 1200  # a case's process under Valgrind: import, trace, check, warm-up, calls
 
-# ---- bisect (python -m bench bisect; bench/bisect.py)
+# ---- bisect (python -m bench bisect; bench/bisect/)
 # Steps a bisection takes at most, the ends and the confirmation included: log2 of a thousand
 # commits is ten, and an undecided step is measured once more.
 BISECT_MAX_STEPS = 20

@@ -1,5 +1,5 @@
 """The bisect command: its flags parsed into a request, the plan or the bisection printed, and its
-summary and JSON written (bench/bisect.py does the work). Exit codes: 0 answered (the first bad
+summary and JSON written (bench/bisect/ does the work). Exit codes: 0 answered (the first bad
 commit, or no change between GOOD and BAD), 1 no answer (a step could not tell, or the cap was
 reached: the same command resumes), 2 bad input. With --run, for `git bisect run`: 0 good, 1 bad,
 125 skip, and 128 (which stops git bisect) where the bisection itself cannot go on."""
